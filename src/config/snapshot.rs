@@ -1,0 +1,453 @@
+//! The validated, immutable configuration one request sees, with everything the hot path needs
+//! precomputed: resolved secrets and ready-made auth header values, pick tables, metric handles,
+//! token digests, and routes ordered for longest-prefix matching.
+
+use http::HeaderValue;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::wire::{self, AuthPolicy, CredentialMode, ProviderKind};
+use super::ConfigError;
+use crate::balance::{HealthRegistry, KeyPool, Member};
+use crate::metrics::{KeyMetrics, RouteMetrics};
+use crate::secrets::{self, Secret};
+use crate::upstream::Upstream;
+
+#[derive(Debug)]
+pub struct Snapshot {
+    pub revision: u64,
+    pub providers: Vec<Arc<Provider>>,
+    /// Longest prefix first.
+    pub routes: Vec<Route>,
+    pub tokens: Vec<TokenRecord>,
+    /// Non-fatal findings (e.g. an optional key whose secret is not set), logged on publish.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub credentials: CredentialMode,
+    pub upstream: Upstream,
+    pub intercept_hosts: Vec<String>,
+    pub keys: Vec<ProviderKey>,
+    pub pool: KeyPool,
+    pub quarantine: Duration,
+    pub cooldown: Duration,
+}
+
+#[derive(Debug)]
+pub struct ProviderKey {
+    pub id: String,
+    pub secret: Secret,
+    /// The header value sent upstream (`Bearer …` or the bare key), marked sensitive.
+    pub header_value: HeaderValue,
+    pub hint: String,
+    pub weight: u32,
+    pub enabled: bool,
+    pub metrics: KeyMetrics,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub prefix: String,
+    pub provider: Arc<Provider>,
+    pub auth: AuthPolicy,
+    pub metrics: RouteMetrics,
+}
+
+#[derive(Debug)]
+pub struct TokenRecord {
+    pub id: String,
+    pub digest: [u8; 32],
+    pub owner: Option<String>,
+}
+
+/// What a build needs from outside the file: the revision to stamp and key health to carry over.
+#[derive(Debug, Default)]
+pub struct BuildContext {
+    pub revision: u64,
+    pub health: Arc<HealthRegistry>,
+}
+
+impl Provider {
+    /// The header a provider expects its key in.
+    pub fn key_header(&self) -> &'static str {
+        match self.kind {
+            ProviderKind::Anthropic => "x-api-key",
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => "authorization",
+        }
+    }
+}
+
+impl Snapshot {
+    /// An empty snapshot (revision 0) that answers every request with "no route".
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            revision: 0,
+            providers: Vec::new(),
+            routes: Vec::new(),
+            tokens: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The route whose prefix matches `path` on a segment boundary, longest prefix first.
+    pub fn route(&self, path: &str) -> Option<(usize, &Route)> {
+        self.routes.iter().enumerate().find(|(_, r)| {
+            path.strip_prefix(r.prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    }
+
+    /// Validates `config` whole and builds a snapshot, or returns every problem found.
+    /// Relative `ca_file` paths are taken from `base` (the config file's directory).
+    pub fn build(
+        config: &wire::Config,
+        base: &Path,
+        ctx: &BuildContext,
+    ) -> Result<Snapshot, Vec<ConfigError>> {
+        // Destructured without `..`: a new field does not compile until it is handled here.
+        let wire::Config {
+            listeners,
+            data_dir: _,
+            server: _,
+            providers,
+            routes,
+            tokens,
+        } = config;
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        check_listeners(listeners, &mut errors);
+
+        let mut built = Vec::new();
+        let mut names = HashSet::new();
+        let mut live_keys = Vec::new();
+        for (i, p) in providers.iter().enumerate() {
+            let at = format!("providers[{i}]");
+            if !names.insert(p.name.as_str()) {
+                errors.push(ConfigError::at(
+                    format!("{at}.name"),
+                    format!("duplicate provider name `{}`", p.name),
+                ));
+            }
+            if let Some(provider) = build_provider(p, &at, base, ctx, &mut errors, &mut warnings) {
+                live_keys.extend(
+                    provider
+                        .keys
+                        .iter()
+                        .map(|k| (provider.name.clone(), k.id.clone())),
+                );
+                built.push(Arc::new(provider));
+            }
+        }
+
+        let mut built_routes = Vec::new();
+        let mut prefixes = HashSet::new();
+        for (i, r) in routes.iter().enumerate() {
+            let at = format!("routes[{i}]");
+            let wire::Route {
+                prefix,
+                provider,
+                auth,
+            } = r;
+            if !prefix.starts_with('/')
+                || (prefix.len() > 1 && prefix.ends_with('/'))
+                || prefix.contains(['?', '#', ' '])
+            {
+                errors.push(ConfigError::at(
+                    format!("{at}.prefix"),
+                    format!("`{prefix}` must start with `/` and not end with `/` (e.g. `/openai`)"),
+                ));
+            }
+            if !prefixes.insert(prefix.as_str()) {
+                errors.push(ConfigError::at(
+                    format!("{at}.prefix"),
+                    format!("duplicate route prefix `{prefix}`"),
+                ));
+            }
+            match built.iter().find(|p| &p.name == provider) {
+                Some(p) => built_routes.push(Route {
+                    prefix: if prefix == "/" {
+                        String::new()
+                    } else {
+                        prefix.clone()
+                    },
+                    provider: p.clone(),
+                    auth: *auth,
+                    metrics: RouteMetrics::new(prefix, provider),
+                }),
+                None if names.contains(provider.as_str()) => {} // the provider itself is in error
+                None => errors.push(ConfigError::at(
+                    format!("{at}.provider"),
+                    format!("no provider named `{provider}`"),
+                )),
+            }
+        }
+        built_routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+
+        let mut built_tokens = Vec::new();
+        let mut ids = HashSet::new();
+        for (i, t) in tokens.iter().enumerate() {
+            let at = format!("tokens[{i}]");
+            let wire::StaticToken { id, sha256, owner } = t;
+            if id.is_empty() || !ids.insert(id.as_str()) {
+                errors.push(ConfigError::at(
+                    format!("{at}.id"),
+                    format!("token id `{id}` is empty or repeated"),
+                ));
+            }
+            match parse_digest(sha256) {
+                Some(digest) => built_tokens.push(TokenRecord { id: id.clone(), digest, owner: owner.clone() }),
+                None => errors.push(ConfigError::at(
+                    format!("{at}.sha256"),
+                    "expected `sha256:` followed by 64 hex digits (the SHA-256 of the token, never the token)",
+                )),
+            }
+        }
+        if routes.iter().any(|r| r.auth == AuthPolicy::Static) && tokens.is_empty() {
+            warnings.push("routes with `auth: static` exist but no `tokens` are declared: they refuse every request".into());
+        }
+
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        ctx.health.retain(&live_keys);
+        Ok(Snapshot {
+            revision: ctx.revision,
+            providers: built,
+            routes: built_routes,
+            tokens: built_tokens,
+            warnings,
+        })
+    }
+}
+
+fn check_listeners(listeners: &wire::Listeners, errors: &mut Vec<ConfigError>) {
+    let wire::Listeners {
+        proxy,
+        forward,
+        admin,
+        mock,
+    } = listeners;
+    let all = [
+        ("proxy", Some(proxy)),
+        ("forward", forward.as_ref()),
+        ("admin", Some(admin)),
+        ("mock", mock.as_ref()),
+    ];
+    for (name, addr) in all {
+        if let Some(addr) = addr {
+            if addr.parse::<SocketAddr>().is_err() {
+                errors.push(ConfigError::at(
+                    format!("listeners.{name}"),
+                    format!("`{addr}` is not an IP:port address (e.g. 127.0.0.1:8080)"),
+                ));
+            }
+        }
+    }
+}
+
+fn build_provider(
+    p: &wire::Provider,
+    at: &str,
+    base: &Path,
+    ctx: &BuildContext,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+) -> Option<Provider> {
+    let wire::Provider {
+        name,
+        kind,
+        base_url,
+        intercept_hosts,
+        credentials,
+        keys,
+        ca_file,
+        quarantine_seconds,
+        cooldown_seconds,
+    } = p;
+    let before = errors.len();
+    let valid_name = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-');
+    if !valid_name {
+        errors.push(ConfigError::at(
+            format!("{at}.name"),
+            format!("`{name}` must be lowercase letters, digits and hyphens (e.g. `openai-eu`)"),
+        ));
+    }
+    let ca = match ca_file {
+        Some(file) => match load_ca(&base.join(file)) {
+            Ok(ca) => Some(ca),
+            Err(e) => {
+                errors.push(ConfigError::at(format!("{at}.ca_file"), e));
+                None
+            }
+        },
+        None => None,
+    };
+    let upstream = match parse_base_url(base_url, ca) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            errors.push(ConfigError::at(format!("{at}.base_url"), e));
+            None
+        }
+    };
+    for (j, host) in intercept_hosts.iter().enumerate() {
+        if host.is_empty() || host.contains(['/', ':', ' ']) || host.to_ascii_lowercase() != *host {
+            errors.push(ConfigError::at(
+                format!("{at}.intercept_hosts[{j}]"),
+                format!("`{host}` must be a lowercase host name (e.g. api.openai.com)"),
+            ));
+        }
+    }
+    if *credentials == CredentialMode::Centralized && keys.is_empty() {
+        errors.push(ConfigError::at(
+            format!("{at}.keys"),
+            format!("provider `{name}` has `credentials: centralized` but no keys"),
+        ));
+    }
+
+    let mut built_keys = Vec::new();
+    let mut key_ids = HashSet::new();
+    for (j, k) in keys.iter().enumerate() {
+        let key_at = format!("{at}.keys[{j}]");
+        let wire::Key {
+            id,
+            secret_ref,
+            weight,
+            enabled,
+            optional,
+        } = k;
+        if id.is_empty() || !key_ids.insert(id.as_str()) {
+            errors.push(ConfigError::at(
+                format!("{key_at}.id"),
+                format!("key id `{id}` is empty or repeated in provider `{name}`"),
+            ));
+            continue;
+        }
+        let secret = match secrets::resolve(secret_ref, base) {
+            Ok(s) => s,
+            Err(e) if *optional => {
+                warnings.push(format!("provider `{name}` key `{id}` left out: {e}"));
+                continue;
+            }
+            Err(e) => {
+                errors.push(ConfigError::at(
+                    format!("{key_at}.secret_ref"),
+                    format!("key `{id}` of provider `{name}`: {e}"),
+                ));
+                continue;
+            }
+        };
+        let raw = match kind {
+            ProviderKind::Anthropic => secret.expose().to_owned(),
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
+                format!("Bearer {}", secret.expose())
+            }
+        };
+        let Ok(mut header_value) = HeaderValue::from_str(&raw) else {
+            errors.push(ConfigError::at(
+                format!("{key_at}.secret_ref"),
+                format!("key `{id}` of provider `{name}`: the secret contains characters not allowed in a header"),
+            ));
+            continue;
+        };
+        header_value.set_sensitive(true);
+        built_keys.push(ProviderKey {
+            id: id.clone(),
+            hint: secret.hint(),
+            header_value,
+            weight: *weight,
+            enabled: *enabled,
+            metrics: KeyMetrics::new(name, id),
+            secret,
+        });
+    }
+    if errors.len() > before {
+        return None;
+    }
+    let upstream = upstream?;
+    let members = built_keys
+        .iter()
+        .map(|k| Member {
+            weight: k.weight,
+            enabled: k.enabled,
+            health: ctx.health.get(name, &k.id, k.secret.fingerprint()),
+        })
+        .collect();
+    Some(Provider {
+        name: name.clone(),
+        kind: *kind,
+        credentials: *credentials,
+        upstream,
+        intercept_hosts: intercept_hosts.clone(),
+        pool: KeyPool::build(members),
+        keys: built_keys,
+        quarantine: Duration::from_secs(*quarantine_seconds),
+        cooldown: Duration::from_secs(*cooldown_seconds),
+    })
+}
+
+fn parse_base_url(
+    base_url: &str,
+    ca: Option<Arc<[pingora::utils::tls::WrappedX509]>>,
+) -> Result<Upstream, String> {
+    let uri: http::Uri = base_url
+        .parse()
+        .map_err(|e| format!("`{base_url}` is not a URL: {e}"))?;
+    let tls = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(format!("`{base_url}` must start with http:// or https://")),
+    };
+    let host = uri
+        .host()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("`{base_url}` has no host"))?;
+    if uri.query().is_some() {
+        return Err(format!("`{base_url}` must not have a query string"));
+    }
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let base_path = uri.path().trim_end_matches('/').to_owned();
+    Ok(Upstream::new(tls, host.to_owned(), port, base_path, ca))
+}
+
+fn load_ca(file: &Path) -> Result<Arc<[pingora::utils::tls::WrappedX509]>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let shown = file.display();
+    let pem = std::fs::read(file).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let mut certs = Vec::new();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let der = cert.map_err(|e| format!("{shown}: bad PEM: {e}"))?;
+        // pingora's parser panics on bad DER: check it here first.
+        x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| format!("{shown}: bad certificate: {e}"))?;
+        certs.push(pingora::utils::tls::WrappedX509::new(
+            der.to_vec(),
+            pingora::utils::tls::parse_x509,
+        ));
+    }
+    if certs.is_empty() {
+        return Err(format!("{shown} holds no PEM certificate"));
+    }
+    Ok(certs.into())
+}
+
+fn parse_digest(value: &str) -> Option<[u8; 32]> {
+    let hex_part = value.strip_prefix("sha256:").unwrap_or(value);
+    let bytes = hex::decode(hex_part).ok()?;
+    bytes.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,185 @@
+//! The live configuration: one `ArcSwap<Snapshot>` loaded once per request, and the reload path
+//! (file change, SIGHUP) that validates a new snapshot whole before publishing it. A config that
+//! fails validation, or that changes settings fixed at start (listeners), is refused and the last
+//! good snapshot keeps serving.
+
+use arc_swap::ArcSwap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{load, wire, BuildContext, ConfigErrors, Snapshot};
+use crate::balance::HealthRegistry;
+use crate::metrics::METRICS;
+
+/// How a reload attempt ended.
+#[derive(Debug)]
+pub enum ReloadOutcome {
+    Applied {
+        revision: u64,
+    },
+    Invalid(ConfigErrors),
+    /// The file changes settings that only a restart applies; nothing was applied.
+    Refused(String),
+}
+
+pub struct ConfigStore {
+    current: ArcSwap<Snapshot>,
+    file: PathBuf,
+    health: Arc<HealthRegistry>,
+    /// Serialises reloads and remembers what was loaded at start.
+    writer: Mutex<Fixed>,
+    ready: AtomicBool,
+}
+
+/// The parts of the file that cannot change while running.
+#[derive(Debug, Clone, PartialEq)]
+struct Fixed {
+    listeners: wire::Listeners,
+    server: wire::ServerOptions,
+    data_dir: PathBuf,
+    revision: u64,
+}
+
+impl ConfigStore {
+    /// Loads `file` for the first time; any error stops start-up.
+    pub fn open(file: &Path) -> Result<(Arc<ConfigStore>, wire::Config), ConfigErrors> {
+        let health = Arc::new(HealthRegistry::default());
+        let ctx = BuildContext {
+            revision: 1,
+            health: health.clone(),
+        };
+        let (config, snapshot) = load(file, &ctx)?;
+        for w in &snapshot.warnings {
+            log::warn!("{}: {w}", file.display());
+        }
+        let store = ConfigStore {
+            current: ArcSwap::from_pointee(snapshot),
+            file: file.to_owned(),
+            health,
+            writer: Mutex::new(Fixed {
+                listeners: config.listeners.clone(),
+                server: config.server.clone(),
+                data_dir: config.data_dir.clone(),
+                revision: 1,
+            }),
+            ready: AtomicBool::new(true),
+        };
+        METRICS.config_revision.set(1);
+        METRICS.reload("success");
+        METRICS.config_last_success.set(unix_now());
+        Ok((Arc::new(store), config))
+    }
+
+    /// The snapshot to serve one request with. Load it once per request.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// Re-reads the file, validates it whole and publishes it, or keeps the current snapshot.
+    pub fn reload(&self) -> ReloadOutcome {
+        let mut fixed = match self.writer.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let ctx = BuildContext {
+            revision: fixed.revision + 1,
+            health: self.health.clone(),
+        };
+        let outcome = match load(&self.file, &ctx) {
+            Err(errors) => ReloadOutcome::Invalid(errors),
+            Ok((config, snapshot)) => match fixed_changes(&fixed, &config) {
+                Some(message) => ReloadOutcome::Refused(message),
+                None => {
+                    for w in &snapshot.warnings {
+                        log::warn!("{}: {w}", self.file.display());
+                    }
+                    fixed.revision = snapshot.revision;
+                    self.current.store(Arc::new(snapshot));
+                    ReloadOutcome::Applied {
+                        revision: fixed.revision,
+                    }
+                }
+            },
+        };
+        match &outcome {
+            ReloadOutcome::Applied { revision } => {
+                METRICS.reload("success");
+                METRICS.config_revision.set(*revision as i64);
+                METRICS.config_last_success.set(unix_now());
+                log::info!(
+                    "{}: configuration revision {revision} is serving",
+                    self.file.display()
+                );
+            }
+            ReloadOutcome::Invalid(errors) => {
+                METRICS.reload("invalid");
+                log::error!(
+                    "configuration rejected, revision {} keeps serving:\n{errors}",
+                    fixed.revision
+                );
+            }
+            ReloadOutcome::Refused(message) => {
+                METRICS.reload("refused");
+                log::error!(
+                    "configuration refused, revision {} keeps serving: {message}",
+                    fixed.revision
+                );
+            }
+        }
+        outcome
+    }
+}
+
+fn fixed_changes(fixed: &Fixed, config: &wire::Config) -> Option<String> {
+    let mut changed = Vec::new();
+    let wire::Listeners {
+        proxy,
+        forward,
+        admin,
+        mock,
+    } = &config.listeners;
+    let was = &fixed.listeners;
+    if *proxy != was.proxy {
+        changed.push(format!("listeners.proxy ({} → {proxy})", was.proxy));
+    }
+    if *forward != was.forward {
+        changed.push("listeners.forward".to_owned());
+    }
+    if *admin != was.admin {
+        changed.push(format!("listeners.admin ({} → {admin})", was.admin));
+    }
+    if *mock != was.mock {
+        changed.push("listeners.mock".to_owned());
+    }
+    if config.server != fixed.server {
+        changed.push("server".to_owned());
+    }
+    if config.data_dir != fixed.data_dir {
+        changed.push("data_dir".to_owned());
+    }
+    if changed.is_empty() {
+        None
+    } else {
+        Some(format!(
+            "{} cannot change while running; restart Sluice to apply them (undo them to apply the rest)",
+            changed.join(", ")
+        ))
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

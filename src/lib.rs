@@ -1,0 +1,13 @@
+//! Sluice: an AI gateway edge proxy on Pingora.
+
+pub mod admin;
+pub mod auth;
+pub mod balance;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod mock;
+pub mod proxy;
+pub mod secrets;
+pub mod server;
+pub mod upstream;

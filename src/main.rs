@@ -1,0 +1,121 @@
+//! `sluice` command line: wiring only.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "AI gateway edge proxy: provider-key pools, auth and accounting for LLM traffic"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (reverse proxy, admin listener, config watcher).
+    ///
+    /// Example: sluice serve --config conf/sluice.yaml
+    Serve {
+        #[arg(long, short, default_value = "conf/sluice.yaml", env = "SLUICE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file; exits non-zero with every error (file:line: field: problem).
+    ///
+    /// Example: sluice check --config conf/sluice.yaml
+    Check {
+        #[arg(long, short, default_value = "conf/sluice.yaml")]
+        config: PathBuf,
+    },
+    /// Run a fast OpenAI/Anthropic-compatible mock upstream (tests, benches, load tests).
+    ///
+    /// Example: sluice mock-upstream --listen 127.0.0.1:9999 --chunks 16 --chunk-interval-ms 5
+    MockUpstream {
+        #[arg(long, default_value = "127.0.0.1:9999")]
+        listen: String,
+        /// Delay before the response head.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Delay before the first streamed event.
+        #[arg(long, default_value_t = 0)]
+        ttft_ms: u64,
+        /// Content chunks per response.
+        #[arg(long, default_value_t = 8)]
+        chunks: usize,
+        /// Delay between streamed chunks.
+        #[arg(long, default_value_t = 0)]
+        chunk_interval_ms: u64,
+        /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// Private key (PEM) for --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Worker threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => {
+            let server = sluice::server::build(&config)?;
+            server.run_forever()
+        }
+        Command::Check { config } => match sluice::server::check(&config) {
+            Ok(summary) => {
+                println!("{summary}");
+                Ok(())
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!("{} error(s)", errors.0.len());
+                std::process::exit(1)
+            }
+        },
+        Command::MockUpstream {
+            listen,
+            latency_ms,
+            ttft_ms,
+            chunks,
+            chunk_interval_ms,
+            tls_cert,
+            tls_key,
+            threads,
+        } => {
+            let opts = sluice::mock::MockOptions {
+                latency: Duration::from_millis(latency_ms),
+                ttft: Duration::from_millis(ttft_ms),
+                chunks,
+                chunk_interval: Duration::from_millis(chunk_interval_ms),
+            };
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(sluice::mock::tls_config(&cert, &key)?),
+                _ => None,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads.max(1))
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+                log::info!("mock upstream listening on {}", listener.local_addr()?);
+                let stop = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                sluice::mock::serve(listener, opts, tls, stop).await;
+                Ok(())
+            })
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Prometheus metrics. Labels are bounded: route prefixes, provider names and key ids come from
+//! configuration; nothing from a request (user, token, model) is ever a label value.
+//! Per-route and per-key handles are resolved when a snapshot is built, so the hot path
+//! increments an `IntCounter` directly instead of hashing label values.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use std::sync::LazyLock;
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub rejected: IntCounterVec,
+    pub upstream_requests: IntCounterVec,
+    pub upstream_responses: IntCounterVec,
+    pub key_state: IntGaugeVec,
+    pub key_weight: IntGaugeVec,
+    pub config_reloads: IntCounterVec,
+    pub config_revision: IntGauge,
+    pub config_last_success: IntGauge,
+}
+
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// Status classes used as label values, indexed by `status / 100 - 1`.
+pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+pub fn status_class_index(status: u16) -> usize {
+    (usize::from(status / 100)).clamp(1, 5) - 1
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "sluice_requests_total",
+                "Requests answered, by route, provider and status class",
+            ),
+            &["route", "provider", "status_class"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(e));
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "sluice_request_duration_seconds",
+                "Time from request head to the end of the response, by route and provider",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0, 60.0, 120.0,
+            ]),
+            &["route", "provider"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(e));
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "sluice_rejected_requests_total",
+                "Requests refused by Sluice itself, by reason",
+            ),
+            &["reason"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(e));
+        let upstream_requests = IntCounterVec::new(
+            Opts::new(
+                "sluice_upstream_requests_total",
+                "Requests sent upstream, by provider and key id",
+            ),
+            &["provider", "key"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(e));
+        let upstream_responses = IntCounterVec::new(
+            Opts::new(
+                "sluice_upstream_responses_total",
+                "Upstream response heads, by provider, key id and status class",
+            ),
+            &["provider", "key", "status_class"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(e));
+        let key_state = IntGaugeVec::new(
+            Opts::new(
+                "sluice_key_state",
+                "1 for the state each provider key is in (healthy, cooling_down, quarantined, draining, disabled)",
+            ),
+            &["provider", "key", "state"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(e));
+        let key_weight = IntGaugeVec::new(
+            Opts::new(
+                "sluice_key_weight",
+                "Configured weight of each provider key",
+            ),
+            &["provider", "key"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(e));
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "sluice_config_reload_total",
+                "Configuration reloads by result (success, invalid, refused, unchanged)",
+            ),
+            &["result"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(e));
+        let config_revision = IntGauge::new(
+            "sluice_config_revision",
+            "Revision of the snapshot serving requests",
+        )
+        .unwrap_or_else(|e| unreachable_metric(e));
+        let config_last_success = IntGauge::new(
+            "sluice_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration load",
+        )
+        .unwrap_or_else(|e| unreachable_metric(e));
+        let m = Metrics {
+            registry,
+            requests,
+            request_duration,
+            rejected,
+            upstream_requests,
+            upstream_responses,
+            key_state,
+            key_weight,
+            config_reloads,
+            config_revision,
+            config_last_success,
+        };
+        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+            Box::new(m.requests.clone()),
+            Box::new(m.request_duration.clone()),
+            Box::new(m.rejected.clone()),
+            Box::new(m.upstream_requests.clone()),
+            Box::new(m.upstream_responses.clone()),
+            Box::new(m.key_state.clone()),
+            Box::new(m.key_weight.clone()),
+            Box::new(m.config_reloads.clone()),
+            Box::new(m.config_revision.clone()),
+            Box::new(m.config_last_success.clone()),
+        ];
+        for c in collectors {
+            if let Err(e) = m.registry.register(c) {
+                log::error!("metric registration failed: {e}");
+            }
+        }
+        m
+    }
+
+    pub fn reload(&self, result: &str) {
+        self.config_reloads.with_label_values(&[result]).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            log::error!("metrics encoding failed: {e}");
+        }
+        out
+    }
+}
+
+/// Metric definitions above are constants; an error here is a programming error caught by tests.
+fn unreachable_metric<T>(e: prometheus::Error) -> T {
+    panic!("invalid metric definition: {e}")
+}
+
+/// Counters for one route, resolved once per snapshot.
+#[derive(Debug, Clone)]
+pub struct RouteMetrics {
+    pub by_class: [IntCounter; 5],
+    pub duration: prometheus::Histogram,
+}
+
+impl RouteMetrics {
+    pub fn new(route: &str, provider: &str) -> RouteMetrics {
+        let m = &*METRICS;
+        RouteMetrics {
+            by_class: STATUS_CLASSES
+                .map(|class| m.requests.with_label_values(&[route, provider, class])),
+            duration: m.request_duration.with_label_values(&[route, provider]),
+        }
+    }
+}
+
+/// Counters for one provider key, resolved once per snapshot.
+#[derive(Debug, Clone)]
+pub struct KeyMetrics {
+    pub requests: IntCounter,
+    pub responses: [IntCounter; 5],
+}
+
+impl KeyMetrics {
+    pub fn new(provider: &str, key: &str) -> KeyMetrics {
+        let m = &*METRICS;
+        KeyMetrics {
+            requests: m.upstream_requests.with_label_values(&[provider, key]),
+            responses: STATUS_CLASSES.map(|class| {
+                m.upstream_responses
+                    .with_label_values(&[provider, key, class])
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_metrics_register_and_render() {
+        RouteMetrics::new("/x", "x").by_class[1].inc();
+        METRICS.reload("success");
+        let text = String::from_utf8(METRICS.render()).unwrap();
+        assert!(text
+            .contains("sluice_requests_total{provider=\"x\",route=\"/x\",status_class=\"2xx\"} 1"));
+        assert!(text.contains("sluice_config_reload_total{result=\"success\"}"));
+        assert_eq!(status_class_index(204), 1);
+        assert_eq!(status_class_index(599), 4);
+        assert_eq!(status_class_index(0), 0);
+    }
+}

@@ -1,0 +1,286 @@
+//! `sluice mock-upstream`: a fast OpenAI- and Anthropic-compatible server for tests, benches and
+//! operators' load tests. It records which credential each request carried (`GET /_mock/stats`)
+//! so tests can prove which key Sluice injected and that client credentials never arrived.
+
+mod payload;
+
+use bytes::Bytes;
+use futures_util::stream;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use pingora::tls::{ServerConfig, TlsAcceptor};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+use payload::Ask;
+
+/// Timing and size of mock responses.
+#[derive(Debug, Clone)]
+pub struct MockOptions {
+    /// Delay before the response head.
+    pub latency: Duration,
+    /// Extra delay before the first streamed event (time to first token).
+    pub ttft: Duration,
+    /// Content chunks (tokens) per response.
+    pub chunks: usize,
+    /// Delay between streamed chunks.
+    pub chunk_interval: Duration,
+}
+
+impl Default for MockOptions {
+    fn default() -> Self {
+        MockOptions {
+            latency: Duration::ZERO,
+            ttft: Duration::ZERO,
+            chunks: 8,
+            chunk_interval: Duration::ZERO,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    requests: u64,
+    /// `"header: value"` of every credential-like header received, with counts.
+    credentials: BTreeMap<String, u64>,
+    /// Requests that arrived with any `x-sluice-*` header (Sluice must strip them).
+    sluice_headers: u64,
+}
+
+struct Mock {
+    opts: MockOptions,
+    stats: Mutex<Stats>,
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// Serves on `listener` until `shutdown` resolves; TLS when `tls` is given.
+pub async fn serve(
+    listener: TcpListener,
+    opts: MockOptions,
+    tls: Option<Arc<ServerConfig>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mock = Arc::new(Mock {
+        opts,
+        stats: Mutex::default(),
+    });
+    let acceptor = tls.map(TlsAcceptor::from);
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, _) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                log::warn!("mock upstream accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Without TCP_NODELAY, Nagle plus delayed ACK add ~40 ms to every small response.
+        let _ = tcp.set_nodelay(true);
+        let mock = mock.clone();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let mock = mock.clone();
+                async move { Ok::<_, Infallible>(mock.handle(req).await) }
+            });
+            let http = hyper::server::conn::http1::Builder::new();
+            let result = match acceptor {
+                Some(acceptor) => match acceptor.accept(tcp).await {
+                    Ok(tls) => http.serve_connection(TokioIo::new(tls), service).await,
+                    Err(e) => {
+                        log::debug!("mock upstream TLS handshake failed: {e}");
+                        return;
+                    }
+                },
+                None => http.serve_connection(TokioIo::new(tcp), service).await,
+            };
+            if let Err(e) = result {
+                log::debug!("mock upstream connection ended: {e}");
+            }
+        });
+    }
+}
+
+const CREDENTIAL_HEADERS: [&str; 6] = [
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "x-goog-api-key",
+    "proxy-authorization",
+    "x-sluice-token",
+];
+
+impl Mock {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_owned();
+        if path == "/_mock/stats" {
+            return self.stats_response();
+        }
+        if path == "/_mock/reset" {
+            if let Ok(mut s) = self.stats.lock() {
+                *s = Stats::default();
+            }
+            return json_response(200, &json!({"reset": true}));
+        }
+        self.record(&req);
+        let forced = req
+            .headers()
+            .get("x-mock-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u16>().ok());
+        let body = match req.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => Bytes::new(),
+        };
+        if !self.opts.latency.is_zero() {
+            tokio::time::sleep(self.opts.latency).await;
+        }
+        if let Some(status) = forced {
+            return forced_error(status);
+        }
+        let ask = Ask::from_body(&body);
+        let n = self.opts.chunks;
+        if path.ends_with("/chat/completions") {
+            if ask.stream {
+                return self.sse(payload::chat_events(&ask, n));
+            }
+            return json_response(200, &payload::chat_json(&ask, n));
+        }
+        if path.ends_with("/responses") {
+            if ask.stream {
+                return self.sse(payload::response_events(&ask, n));
+            }
+            return json_response(200, &payload::response_json(&ask, n, "completed"));
+        }
+        if path.ends_with("/messages") {
+            if ask.stream {
+                return self.sse(payload::message_events(&ask, n));
+            }
+            return json_response(200, &payload::message_json(&ask, n));
+        }
+        if path.ends_with("/models") {
+            return json_response(200, &payload::models_json());
+        }
+        json_response(
+            404,
+            &json!({"error": {"message": format!("mock upstream has no {path}"), "type": "invalid_request_error", "code": "unknown_url"}}),
+        )
+    }
+
+    fn record(&self, req: &Request<Incoming>) {
+        let Ok(mut stats) = self.stats.lock() else {
+            return;
+        };
+        stats.requests += 1;
+        for name in CREDENTIAL_HEADERS {
+            for value in req.headers().get_all(name) {
+                let key = format!("{name}: {}", String::from_utf8_lossy(value.as_bytes()));
+                *stats.credentials.entry(key).or_default() += 1;
+            }
+        }
+        if req
+            .headers()
+            .keys()
+            .any(|n| n.as_str().starts_with("x-sluice-"))
+        {
+            stats.sluice_headers += 1;
+        }
+    }
+
+    fn stats_response(&self) -> Response<Body> {
+        let Ok(stats) = self.stats.lock() else {
+            return json_response(500, &json!({"error": "stats unavailable"}));
+        };
+        json_response(
+            200,
+            &json!({"requests": stats.requests, "credentials": stats.credentials, "sluice_headers": stats.sluice_headers}),
+        )
+    }
+
+    /// A text/event-stream response whose events are written one frame each, paced by the options.
+    fn sse(&self, events: Vec<String>) -> Response<Body> {
+        let (ttft, interval) = (self.opts.ttft, self.opts.chunk_interval);
+        let frames = stream::unfold(
+            (events.into_iter(), true),
+            move |(mut events, first)| async move {
+                let event = events.next()?;
+                let wait = if first { ttft } else { interval };
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                Some((
+                    Ok::<_, Infallible>(Frame::data(Bytes::from(event))),
+                    (events, false),
+                ))
+            },
+        );
+        let mut resp = Response::new(BodyExt::boxed(StreamBody::new(frames)));
+        let h = resp.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/event-stream; charset=utf-8"),
+        );
+        h.insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-cache"),
+        );
+        resp
+    }
+}
+
+fn json_response(status: u16, value: &serde_json::Value) -> Response<Body> {
+    let body = Bytes::from(value.to_string());
+    let mut resp = Response::new(Full::new(body).boxed());
+    *resp.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The error a real provider sends for `status` (requested with `x-mock-status`).
+fn forced_error(status: u16) -> Response<Body> {
+    let mut resp = json_response(
+        status,
+        &json!({"error": {"message": format!("mock upstream forced {status}"), "type": "mock_error", "code": status}}),
+    );
+    if status == 429 {
+        resp.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
+    }
+    resp
+}
+
+/// A TLS server config from PEM files (for a mock upstream reached over HTTPS in tests).
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<Arc<ServerConfig>> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    pingora::tls::install_default_crypto_provider();
+    let certs = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(key)?;
+    let config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    Ok(Arc::new(config))
+}

@@ -1,0 +1,9 @@
+//! The data plane: the only module that touches Pingora's `Session`.
+
+pub mod ctx;
+pub mod respond;
+pub mod reverse;
+pub mod steps;
+
+pub use ctx::RequestCtx;
+pub use reverse::Gateway;

@@ -1,0 +1,38 @@
+//! Responses Sluice writes itself (refusals and upstream failures), in the provider's error shape.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora_proxy::Session;
+
+use crate::error::{ErrorShape, GatewayError};
+
+/// Writes `error` as a complete JSON response. Failures to write (client gone) are only logged:
+/// there is nobody left to tell.
+pub async fn write_error(session: &mut Session, error: GatewayError, shape: ErrorShape) {
+    write_error_status(session, error, shape, error.status()).await;
+}
+
+/// As [`write_error`], with an explicit status (e.g. 504 for an upstream timeout).
+pub async fn write_error_status(
+    session: &mut Session,
+    error: GatewayError,
+    shape: ErrorShape,
+    status: u16,
+) {
+    let body = Bytes::from(error.body(shape));
+    let result = async {
+        let mut resp = ResponseHeader::build(status, Some(4))?;
+        resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+        resp.insert_header("x-sluice-error", error.reason())?;
+        if let Some(challenge) = error.challenge() {
+            resp.insert_header(http::header::WWW_AUTHENTICATE, challenge)?;
+        }
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(body), true).await
+    }
+    .await;
+    if let Err(e) = result {
+        log::debug!("could not write the {status} response: {e}");
+    }
+}

@@ -1,0 +1,221 @@
+//! Reverse-proxy mode (`OPENAI_BASE_URL=http://sluice:8080/openai/v1`): Pingora's `ProxyHttp`
+//! hooks, each a thin shell around the plain functions of `steps.rs`.
+
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::ctx::RequestCtx;
+use super::respond::{write_error, write_error_status};
+use super::steps::{self, Refusal};
+use crate::balance::health::now_ms;
+use crate::balance::KeyState;
+use crate::config::ConfigStore;
+use crate::error::{ErrorShape, GatewayError};
+use crate::metrics::{status_class_index, METRICS};
+
+/// Longest `Retry-After` honoured for a 429 (a key is not benched for longer than this).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+pub struct Gateway {
+    pub store: Arc<ConfigStore>,
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new(self.store.snapshot())
+    }
+
+    /// route → authenticate → pick credential (see `steps::admit`); a refusal is answered here.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        match steps::admit(session.req_header(), &ctx.snap, now_ms()) {
+            Ok(admitted) => {
+                ctx.route = Some(admitted.route);
+                ctx.principal = Some(admitted.principal);
+                ctx.key = admitted.key;
+                Ok(false)
+            }
+            Err(Refusal { error, shape }) => {
+                ctx.reason = Some(error.reason());
+                METRICS.rejected.with_label_values(&[error.reason()]).inc();
+                write_error(session, error, shape).await;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let snap = ctx.snap.clone();
+        let provider = match ctx.route.and_then(|i| snap.routes.get(i)) {
+            Some(route) => &route.provider,
+            None => return Error::e_explain(ErrorType::InternalError, "no route chosen"),
+        };
+        if ctx.retries > 0 {
+            // A retry goes to another healthy key when there is one.
+            if let Some(current) = ctx.key {
+                if let Some(other) = provider.pool.pick(now_ms(), Some(current)) {
+                    ctx.key = Some(other);
+                }
+            }
+        }
+        let addr = provider.upstream.addr(ctx.retries).await.map_err(|e| {
+            Error::because(ErrorType::ConnectError, "upstream address", e).into_up()
+        })?;
+        Ok(Box::new(provider.upstream.peer(addr)))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let (Some(route), key) = (ctx.route(), ctx.key()) else {
+            return Error::e_explain(ErrorType::InternalError, "no route chosen");
+        };
+        steps::rewrite(upstream, &route.prefix, &route.provider, key)?;
+        if let Some(key) = key {
+            key.metrics.requests.inc();
+        }
+        Ok(())
+    }
+
+    /// Feeds key health: 401/403 quarantine the key, 429 cools it down for `Retry-After`.
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let (Some(provider), Some(key_idx)) = (ctx.provider(), ctx.key) else {
+            return Ok(());
+        };
+        let status = upstream.status.as_u16();
+        let Some(key) = provider.keys.get(key_idx) else {
+            return Ok(());
+        };
+        key.metrics.responses[status_class_index(status)].inc();
+        let Some(member) = provider.pool.members().get(key_idx) else {
+            return Ok(());
+        };
+        match status {
+            401 | 403 => {
+                log::warn!(
+                    "provider {} key {} ({}) answered {status}: quarantined for {}s",
+                    provider.name,
+                    key.id,
+                    key.hint,
+                    provider.quarantine.as_secs()
+                );
+                member
+                    .health
+                    .block(KeyState::Quarantined, now_ms(), provider.quarantine);
+            }
+            429 => {
+                let wait = upstream
+                    .headers
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(|s| Duration::from_secs(s.max(1)).min(MAX_RETRY_AFTER))
+                    .unwrap_or(provider.cooldown);
+                member.health.block(KeyState::CoolingDown, now_ms(), wait);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A connect failure happened before any byte reached the client: retry once (on another key).
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if ctx.retries == 0 {
+            ctx.retries += 1;
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let status = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                if e.esource() == &ErrorSource::Upstream =>
+            {
+                504
+            }
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        // Once the response head went out, the stream can only be cut.
+        if status != 0 && session.response_written().is_none() {
+            let shape = ctx
+                .provider()
+                .map(|p| ErrorShape::from(p.kind))
+                .unwrap_or(ErrorShape::OpenAi);
+            ctx.reason = Some(GatewayError::UpstreamUnavailable.reason());
+            write_error_status(session, GatewayError::UpstreamUnavailable, shape, status).await;
+        }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// Metrics, once per request.
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let class = status_class_index(status);
+        match ctx.route() {
+            Some(route) => {
+                route.metrics.by_class[class].inc();
+                route
+                    .metrics
+                    .duration
+                    .observe(ctx.started.elapsed().as_secs_f64());
+            }
+            None => METRICS
+                .requests
+                .with_label_values(&["none", "none", crate::metrics::STATUS_CLASSES[class]])
+                .inc(),
+        }
+        if let Some(e) = e {
+            log::debug!(
+                "{} {} → {status} ({}): {e}",
+                session.req_header().method,
+                session.req_header().uri.path(),
+                ctx.reason.unwrap_or("error")
+            );
+        }
+    }
+}

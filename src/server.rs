@@ -1,0 +1,126 @@
+//! Assembles the Pingora `Server` for `sluice serve`: proxy listener, admin listener, config
+//! watcher and (when configured) the embedded mock upstream.
+
+use anyhow::Context;
+use async_trait::async_trait;
+use pingora::apps::http_app::HttpServer;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+use std::path::Path;
+use std::sync::Mutex;
+
+use crate::admin::Admin;
+use crate::config::watch::ConfigWatcher;
+use crate::config::{wire, ConfigStore};
+use crate::mock::{self, MockOptions};
+use crate::proxy::Gateway;
+
+/// Loads `config_file` and builds a server ready for `run_forever()`.
+pub fn build(config_file: &Path) -> anyhow::Result<Server> {
+    let (store, config) = ConfigStore::open(config_file).map_err(|errors| {
+        anyhow::anyhow!(
+            "{errors}\n{} error(s): fix the configuration and start again",
+            errors.0.len()
+        )
+    })?;
+    let wire::Config {
+        listeners,
+        server: options,
+        ..
+    } = &config;
+
+    let mut conf = ServerConf::default();
+    conf.threads = options.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+    conf.grace_period_seconds = Some(options.grace_period_seconds.unwrap_or(60));
+    conf.graceful_shutdown_timeout_seconds =
+        Some(options.graceful_shutdown_timeout_seconds.unwrap_or(5));
+    conf.upstream_keepalive_pool_size = 1024;
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway {
+            store: store.clone(),
+        },
+        "sluice proxy",
+    );
+    proxy.add_tcp(&listeners.proxy);
+    server.add_service(proxy);
+
+    let mut admin = Service::new(
+        "sluice admin".to_owned(),
+        HttpServer::new_app(Admin {
+            store: store.clone(),
+        }),
+    );
+    admin.add_tcp(&listeners.admin);
+    admin.threads = Some(1);
+    server.add_service(admin);
+
+    server.add_service(background_service(
+        "sluice config watcher",
+        ConfigWatcher { store },
+    ));
+
+    if let Some(addr) = &listeners.mock {
+        // Bound now so a taken port fails start-up instead of a background task.
+        let listener = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("listeners.mock: cannot bind {addr}"))?;
+        listener.set_nonblocking(true)?;
+        let mut svc = background_service(
+            "sluice mock upstream",
+            EmbeddedMock {
+                listener: Mutex::new(Some(listener)),
+            },
+        );
+        svc.threads = Some(1);
+        server.add_service(svc);
+    }
+    Ok(server)
+}
+
+struct EmbeddedMock {
+    listener: Mutex<Option<std::net::TcpListener>>,
+}
+
+#[async_trait]
+impl BackgroundService for EmbeddedMock {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let taken = self.listener.lock().ok().and_then(|mut l| l.take());
+        let Some(std_listener) = taken else { return };
+        match tokio::net::TcpListener::from_std(std_listener) {
+            Ok(listener) => {
+                let stop = async move {
+                    let _ = shutdown.changed().await;
+                };
+                mock::serve(listener, MockOptions::default(), None, stop).await;
+            }
+            Err(e) => log::error!("embedded mock upstream cannot start: {e}"),
+        }
+    }
+}
+
+/// `sluice check`: validates a file and describes it, or returns every error.
+pub fn check(config_file: &Path) -> Result<String, crate::config::ConfigErrors> {
+    let (_, snap) = crate::config::load(config_file, &Default::default())?;
+    let keys: usize = snap.providers.iter().map(|p| p.keys.len()).sum();
+    let mut out = format!(
+        "{}: ok ({} providers, {} keys, {} routes, {} tokens)",
+        config_file.display(),
+        snap.providers.len(),
+        keys,
+        snap.routes.len(),
+        snap.tokens.len()
+    );
+    for w in &snap.warnings {
+        out.push_str(&format!("\nwarning: {w}"));
+    }
+    Ok(out)
+}
