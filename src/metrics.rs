@@ -16,6 +16,7 @@ pub struct Metrics {
     pub rejected: IntCounterVec,
     pub upstream_requests: IntCounterVec,
     pub upstream_responses: IntCounterVec,
+    pub connect_failures: IntCounterVec,
     pub key_state: IntGaugeVec,
     pub key_weight: IntGaugeVec,
     pub config_reloads: IntCounterVec,
@@ -42,7 +43,7 @@ impl Metrics {
             ),
             &["route", "provider", "status_class"],
         )
-        .unwrap_or_else(|e| unreachable_metric(e));
+        .unwrap_or_else(unreachable_metric);
         let request_duration = HistogramVec::new(
             HistogramOpts::new(
                 "sluice_request_duration_seconds",
@@ -54,7 +55,7 @@ impl Metrics {
             ]),
             &["route", "provider"],
         )
-        .unwrap_or_else(|e| unreachable_metric(e));
+        .unwrap_or_else(unreachable_metric);
         let rejected = IntCounterVec::new(
             Opts::new(
                 "sluice_rejected_requests_total",
@@ -62,7 +63,7 @@ impl Metrics {
             ),
             &["reason"],
         )
-        .unwrap_or_else(|e| unreachable_metric(e));
+        .unwrap_or_else(unreachable_metric);
         let upstream_requests = IntCounterVec::new(
             Opts::new(
                 "sluice_upstream_requests_total",
@@ -70,7 +71,7 @@ impl Metrics {
             ),
             &["provider", "key"],
         )
-        .unwrap_or_else(|e| unreachable_metric(e));
+        .unwrap_or_else(unreachable_metric);
         let upstream_responses = IntCounterVec::new(
             Opts::new(
                 "sluice_upstream_responses_total",
@@ -78,7 +79,15 @@ impl Metrics {
             ),
             &["provider", "key", "status_class"],
         )
-        .unwrap_or_else(|e| unreachable_metric(e));
+        .unwrap_or_else(unreachable_metric);
+        let connect_failures = IntCounterVec::new(
+            Opts::new(
+                "sluice_upstream_connect_failures_total",
+                "Failed upstream connection attempts, by provider and the key the request carried",
+            ),
+            &["provider", "key"],
+        )
+        .unwrap_or_else(unreachable_metric);
         let key_state = IntGaugeVec::new(
             Opts::new(
                 "sluice_key_state",
@@ -86,7 +95,7 @@ impl Metrics {
             ),
             &["provider", "key", "state"],
         )
-        .unwrap_or_else(|e| unreachable_metric(e));
+        .unwrap_or_else(unreachable_metric);
         let key_weight = IntGaugeVec::new(
             Opts::new(
                 "sluice_key_weight",
@@ -94,7 +103,7 @@ impl Metrics {
             ),
             &["provider", "key"],
         )
-        .unwrap_or_else(|e| unreachable_metric(e));
+        .unwrap_or_else(unreachable_metric);
         let config_reloads = IntCounterVec::new(
             Opts::new(
                 "sluice_config_reload_total",
@@ -102,17 +111,17 @@ impl Metrics {
             ),
             &["result"],
         )
-        .unwrap_or_else(|e| unreachable_metric(e));
+        .unwrap_or_else(unreachable_metric);
         let config_revision = IntGauge::new(
             "sluice_config_revision",
             "Revision of the snapshot serving requests",
         )
-        .unwrap_or_else(|e| unreachable_metric(e));
+        .unwrap_or_else(unreachable_metric);
         let config_last_success = IntGauge::new(
             "sluice_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful configuration load",
         )
-        .unwrap_or_else(|e| unreachable_metric(e));
+        .unwrap_or_else(unreachable_metric);
         let m = Metrics {
             registry,
             requests,
@@ -120,18 +129,20 @@ impl Metrics {
             rejected,
             upstream_requests,
             upstream_responses,
+            connect_failures,
             key_state,
             key_weight,
             config_reloads,
             config_revision,
             config_last_success,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
             Box::new(m.requests.clone()),
             Box::new(m.request_duration.clone()),
             Box::new(m.rejected.clone()),
             Box::new(m.upstream_requests.clone()),
             Box::new(m.upstream_responses.clone()),
+            Box::new(m.connect_failures.clone()),
             Box::new(m.key_state.clone()),
             Box::new(m.key_weight.clone()),
             Box::new(m.config_reloads.clone()),
@@ -188,6 +199,7 @@ impl RouteMetrics {
 pub struct KeyMetrics {
     pub requests: IntCounter,
     pub responses: [IntCounter; 5],
+    pub connect_failures: IntCounter,
 }
 
 impl KeyMetrics {
@@ -199,6 +211,7 @@ impl KeyMetrics {
                 m.upstream_responses
                     .with_label_values(&[provider, key, class])
             }),
+            connect_failures: m.connect_failures.with_label_values(&[provider, key]),
         }
     }
 }

@@ -31,16 +31,19 @@ pub fn build(config_file: &Path) -> anyhow::Result<Server> {
         ..
     } = &config;
 
-    let mut conf = ServerConf::default();
-    conf.threads = options.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    });
-    conf.grace_period_seconds = Some(options.grace_period_seconds.unwrap_or(60));
-    conf.graceful_shutdown_timeout_seconds =
-        Some(options.graceful_shutdown_timeout_seconds.unwrap_or(5));
-    conf.upstream_keepalive_pool_size = 1024;
+    let conf = ServerConf {
+        threads: options.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        }),
+        grace_period_seconds: Some(options.grace_period_seconds.unwrap_or(60)),
+        graceful_shutdown_timeout_seconds: Some(
+            options.graceful_shutdown_timeout_seconds.unwrap_or(5),
+        ),
+        upstream_keepalive_pool_size: 1024,
+        ..ServerConf::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 

@@ -5,6 +5,7 @@
 use arc_swap::ArcSwapOption;
 use pingora::upstreams::peer::{HttpPeer, ALPN};
 use pingora::utils::tls::WrappedX509;
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,10 @@ pub struct Upstream {
     literal: Option<SocketAddr>,
     resolved: ArcSwapOption<Resolved>,
     pub ca: Option<Arc<[WrappedX509]>>,
+    /// Pingora reuses pooled connections by a peer hash that ignores the trusted CA list: without
+    /// this, a connection verified against one provider's `ca_file` would be handed to another
+    /// provider on the same address that must not trust it. One pool per provider and CA set.
+    pool_group: u64,
 }
 
 #[derive(Debug)]
@@ -43,12 +48,19 @@ pub enum UpstreamError {
 
 impl Upstream {
     pub fn new(
+        provider: &str,
         tls: bool,
         host: String,
         port: u16,
         base_path: String,
         ca: Option<Arc<[WrappedX509]>>,
     ) -> Upstream {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        provider.hash(&mut hasher);
+        for cert in ca.iter().flat_map(|c| c.iter()) {
+            cert.borrow_raw_cert().hash(&mut hasher);
+        }
+        let pool_group = hasher.finish();
         let default_port = if tls { 443 } else { 80 };
         let bare_host = host.trim_start_matches('[').trim_end_matches(']');
         let literal = bare_host.parse().ok().map(|ip| SocketAddr::new(ip, port));
@@ -66,6 +78,7 @@ impl Upstream {
             literal,
             resolved: ArcSwapOption::empty(),
             ca,
+            pool_group,
         }
     }
 
@@ -111,6 +124,7 @@ impl Upstream {
         opts.read_timeout = Some(Duration::from_secs(600));
         opts.write_timeout = Some(Duration::from_secs(60));
         opts.ca = self.ca.clone();
+        peer.group_key = self.pool_group;
         peer
     }
 }

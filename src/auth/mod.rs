@@ -37,7 +37,9 @@ pub fn authenticate(
     snap: &Snapshot,
 ) -> Result<Authenticated, GatewayError> {
     let sluice_header = header_str(headers, SLUICE_TOKEN_HEADER);
-    let bearer = header_str(headers, "authorization").map(strip_bearer);
+    let bearer = header_str(headers, "authorization")
+        .map(strip_bearer)
+        .filter(|t| !t.is_empty());
     let api_key = header_str(headers, "x-api-key");
     match policy {
         AuthPolicy::None => Ok(Authenticated {
@@ -93,6 +95,9 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 fn strip_bearer(value: &str) -> &str {
+    if value.eq_ignore_ascii_case("bearer") {
+        return "";
+    }
     match value.split_once(' ') {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
         _ => value,

@@ -65,10 +65,16 @@ impl KeyHealth {
     }
 }
 
+/// (provider name, key id).
+type KeyName = (String, String);
+
+/// A key's health and the fingerprint of the secret it was recorded for.
+type Tracked = ([u8; 32], Arc<KeyHealth>);
+
 /// Health of every key, by provider name, key id and a fingerprint of the secret.
 #[derive(Debug, Default)]
 pub struct HealthRegistry {
-    entries: Mutex<HashMap<(String, String), ([u8; 32], Arc<KeyHealth>)>>,
+    entries: Mutex<HashMap<KeyName, Tracked>>,
 }
 
 impl HealthRegistry {
@@ -88,7 +94,7 @@ impl HealthRegistry {
     }
 
     /// Forgets keys that are no longer configured.
-    pub fn retain(&self, live: &[(String, String)]) {
+    pub fn retain(&self, live: &[KeyName]) {
         let mut entries = match self.entries.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),

@@ -188,7 +188,7 @@ impl Snapshot {
                 )),
             }
         }
-        built_routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        built_routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
 
         let mut built_tokens = Vec::new();
         let mut ids = HashSet::new();
@@ -294,7 +294,7 @@ fn build_provider(
         },
         None => None,
     };
-    let upstream = match parse_base_url(base_url, ca) {
+    let upstream = match parse_base_url(name, base_url, ca) {
         Ok(u) => Some(u),
         Err(e) => {
             errors.push(ConfigError::at(format!("{at}.base_url"), e));
@@ -398,6 +398,7 @@ fn build_provider(
 }
 
 fn parse_base_url(
+    provider: &str,
     base_url: &str,
     ca: Option<Arc<[pingora::utils::tls::WrappedX509]>>,
 ) -> Result<Upstream, String> {
@@ -418,7 +419,14 @@ fn parse_base_url(
     }
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let base_path = uri.path().trim_end_matches('/').to_owned();
-    Ok(Upstream::new(tls, host.to_owned(), port, base_path, ca))
+    Ok(Upstream::new(
+        provider,
+        tls,
+        host.to_owned(),
+        port,
+        base_path,
+        ca,
+    ))
 }
 
 fn load_ca(file: &Path) -> Result<Arc<[pingora::utils::tls::WrappedX509]>, String> {

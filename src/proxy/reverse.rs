@@ -145,6 +145,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        if let Some(key) = ctx.key() {
+            key.metrics.connect_failures.inc();
+        }
         if ctx.retries == 0 {
             ctx.retries += 1;
             e.set_retry(true);

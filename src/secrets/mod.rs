@@ -83,7 +83,7 @@ pub fn resolve(secret_ref: &str, base: &Path) -> Result<Secret, SecretRefError> 
     // Never echo the value: a literal key pasted here must not reach a log.
     let shown = match secret_ref.split_once(':') {
         Some((scheme, _)) if scheme.len() <= 16 => format!("{scheme}:…"),
-        _ => "a value without a scheme (is it a literal key?)".to_owned(),
+        _ => "a value without a scheme (keys are never written in the config itself)".to_owned(),
     };
     Err(SecretRefError::BadScheme(shown))
 }

@@ -1,0 +1,15 @@
+//! Integration tests: real `sluice` processes, mock upstreams and clients on 127.0.0.1.
+
+#[path = "integration/common.rs"]
+mod common;
+
+#[path = "integration/conf_files.rs"]
+mod conf_files;
+#[path = "integration/https_upstream.rs"]
+mod https_upstream;
+#[path = "integration/reload.rs"]
+mod reload;
+#[path = "integration/reverse.rs"]
+mod reverse;
+#[path = "integration/sdk.rs"]
+mod sdk;

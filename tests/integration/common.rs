@@ -1,0 +1,246 @@
+//! Test harness: real `sluice` processes and peers on 127.0.0.1, ports reserved by one helper.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Reserves a free loopback port (Pingora reports no bound port, so the port is chosen here).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind :0");
+    l.local_addr().expect("local addr").port()
+}
+
+pub fn sluice_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sluice")
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited early ({status}):\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!(
+        "{what} did not listen on {port}:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// A process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Mock {
+    pub port: u16,
+    _proc: Proc,
+    _dir: tempfile::TempDir,
+}
+
+impl Mock {
+    pub fn start(extra: &[&str]) -> Mock {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let log = dir.path().join("mock.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let mut child = Command::new(sluice_bin())
+            .args(["mock-upstream", "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("spawn mock");
+        wait_for_port(port, &mut child, "mock upstream", &log);
+        Mock {
+            port,
+            _proc: Proc { child, log },
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn stats(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/_mock/stats", self.url()))
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// How many requests arrived with `header: value`.
+    pub async fn seen(&self, header_and_value: &str) -> u64 {
+        self.stats().await["credentials"][header_and_value]
+            .as_u64()
+            .unwrap_or(0)
+    }
+}
+
+pub struct Sluice {
+    pub port: u16,
+    pub admin: u16,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub proc: Proc,
+}
+
+impl Sluice {
+    /// Starts `sluice serve` with `dynamic` (providers/routes/tokens YAML) under generated listeners.
+    pub fn start(dynamic: &str) -> Sluice {
+        Self::start_with_env(dynamic, &[])
+    }
+
+    pub fn start_with_env(dynamic: &str, env: &[(&str, &str)]) -> Sluice {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (port, admin) = (free_port(), free_port());
+        let config = dir.path().join("sluice.yaml");
+        std::fs::write(&config, Self::render(port, admin, dynamic)).expect("write config");
+        let log = dir.path().join("sluice.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let mut child = Command::new(sluice_bin())
+            .args(["serve", "--config"])
+            .arg(&config)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("spawn sluice");
+        wait_for_port(admin, &mut child, "sluice admin", &log);
+        wait_for_port(port, &mut child, "sluice proxy", &log);
+        Sluice {
+            port,
+            admin,
+            dir,
+            config,
+            proc: Proc { child, log },
+        }
+    }
+
+    fn render(port: u16, admin: u16, dynamic: &str) -> String {
+        format!(
+            "listeners:\n  proxy: 127.0.0.1:{port}\n  admin: 127.0.0.1:{admin}\ndata_dir: ./data\nserver:\n  threads: 2\n  grace_period_seconds: 1\n  graceful_shutdown_timeout_seconds: 1\n{dynamic}"
+        )
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Rewrites the dynamic part of the config (atomically, as editors and GitOps tools do).
+    pub fn rewrite_config(&self, dynamic: &str) {
+        let tmp = self.dir.path().join(".sluice.yaml.tmp");
+        let mut f = std::fs::File::create(&tmp).expect("tmp config");
+        f.write_all(Self::render(self.port, self.admin, dynamic).as_bytes())
+            .expect("write");
+        f.sync_all().expect("sync");
+        std::fs::rename(&tmp, &self.config).expect("rename");
+    }
+
+    pub fn write_raw_config(&self, text: &str) {
+        std::fs::write(&self.config, text).expect("write raw config");
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.admin))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
+    /// The value of one metric sample line (`name{labels}`), 0 if absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(sample)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// Waits until the serving revision reaches `revision` (reloads are asynchronous).
+    pub async fn wait_revision(&self, revision: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.metric("sluice_config_revision").await as u64 >= revision {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "revision {revision} never served:\n{}",
+            self.proc.log_text()
+        );
+    }
+
+    /// Waits until a reload with `result` has been counted `count` times.
+    pub async fn wait_reload_result(&self, result: &str, count: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let sample = format!("sluice_config_reload_total{{result=\"{result}\"}}");
+        while Instant::now() < deadline {
+            if self.metric(&sample).await as u64 >= count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{sample} never reached {count}:\n{}", self.proc.log_text());
+    }
+}
+
+/// sha256:<hex> of a token, as written in `tokens:`.
+pub fn sha256_ref(token: &str) -> String {
+    use sha2::Digest;
+    format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(token.as_bytes()))
+    )
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("client")
+}
+
+pub const CHAT: &str = r#"{"model":"gpt-mock","messages":[{"role":"user","content":"hello"}]}"#;
+pub const CHAT_STREAM: &str = r#"{"model":"gpt-mock","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hello"}]}"#;

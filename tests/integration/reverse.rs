@@ -1,0 +1,410 @@
+//! Reverse-proxy mode through real clients: key injection, credential stripping, auth refusals,
+//! weighted pools, key health, streaming, upstream failures, admin endpoints.
+
+use crate::common::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn pool_config(mock: &Mock, weights: (u32, u32)) -> String {
+    format!(
+        r#"providers:
+  - name: openai
+    kind: openai
+    base_url: {}
+    keys:
+      - {{ id: a, secret_ref: "env:KEY_A", weight: {} }}
+      - {{ id: b, secret_ref: "env:KEY_B", weight: {} }}
+routes:
+  - {{ prefix: /openai, provider: openai }}
+tokens:
+  - {{ id: ci, owner: ci-bot, sha256: "{}" }}
+"#,
+        mock.url(),
+        weights.0,
+        weights.1,
+        sha256_ref("sluice-test-token")
+    )
+}
+
+const KEYS: [(&str, &str); 2] = [
+    ("KEY_A", "sk-pool-key-a-000000"),
+    ("KEY_B", "sk-pool-key-b-000000"),
+];
+
+fn curl(args: &[&str]) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn curl_json_and_sse_get_pool_keys_and_client_credentials_never_arrive() {
+    let mock = Mock::start(&[]);
+    let sluice = Sluice::start_with_env(&pool_config(&mock, (1, 1)), &KEYS);
+    let url = sluice.url("/openai/v1/chat/completions");
+    let (body, err) = curl(&[
+        "-H",
+        "Authorization: Bearer sluice-test-token",
+        "-H",
+        "content-type: application/json",
+        "-d",
+        CHAT,
+        &url,
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body} {err}"));
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["usage"]["completion_tokens"], 8);
+
+    let (body, _) = curl(&[
+        "-N",
+        "-H",
+        "x-api-key: sluice-test-token",
+        "-H",
+        "X-Sluice-Trace: yes",
+        "-d",
+        CHAT_STREAM,
+        &url,
+    ]);
+    let events: Vec<&str> = body.lines().filter(|l| l.starts_with("data: ")).collect();
+    assert_eq!(events.len(), 12, "{body}"); // role + 8 tokens + stop + usage + [DONE]
+    assert_eq!(events.last(), Some(&"data: [DONE]"));
+    assert!(body.contains("\"usage\""));
+
+    let stats = mock.stats().await;
+    assert_eq!(stats["requests"], 2);
+    assert_eq!(
+        mock.seen("authorization: Bearer sk-pool-key-a-000000")
+            .await,
+        1
+    );
+    assert_eq!(
+        mock.seen("authorization: Bearer sk-pool-key-b-000000")
+            .await,
+        1
+    );
+    assert_eq!(
+        stats["sluice_headers"], 0,
+        "x-sluice-* headers must be stripped: {stats}"
+    );
+    let all = stats["credentials"].to_string();
+    assert!(
+        !all.contains("sluice-test-token"),
+        "the client's Sluice token reached the upstream: {all}"
+    );
+}
+
+#[tokio::test]
+async fn bad_credentials_get_401_with_challenge_in_the_provider_shape() {
+    let mock = Mock::start(&[]);
+    let config = format!(
+        r#"providers:
+  - {{ name: openai, kind: openai, base_url: "{url}", keys: [{{ id: a, secret_ref: "env:KEY_A" }}] }}
+  - {{ name: claude, kind: anthropic, base_url: "{url}", keys: [{{ id: c, secret_ref: "env:KEY_B" }}] }}
+routes:
+  - {{ prefix: /openai, provider: openai }}
+  - {{ prefix: /anthropic, provider: claude }}
+tokens:
+  - {{ id: ci, sha256: "{sha}" }}
+"#,
+        url = mock.url(),
+        sha = sha256_ref("sluice-test-token")
+    );
+    let sluice = Sluice::start_with_env(&config, &KEYS);
+    let c = client();
+    let cases = [
+        ("/openai/v1/chat/completions", None, "missing_credential"),
+        (
+            "/openai/v1/chat/completions",
+            Some("wrong"),
+            "invalid_credential",
+        ),
+        (
+            "/anthropic/v1/messages",
+            Some("wrong"),
+            "invalid_credential",
+        ),
+    ];
+    for (path, token, reason) in cases {
+        let mut req = c.post(sluice.url(path)).body(CHAT);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 401);
+        assert_eq!(resp.headers()["x-sluice-error"], reason);
+        let challenge = resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            challenge.starts_with("Bearer realm=\"sluice\""),
+            "{challenge}"
+        );
+        if token.is_some() {
+            assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+        }
+        let body: serde_json::Value = resp.json().await.unwrap();
+        if path.starts_with("/anthropic") {
+            assert_eq!(body["type"], "error");
+            assert_eq!(body["error"]["type"], "authentication_error");
+        } else {
+            assert_eq!(body["error"]["code"], "invalid_api_key");
+            assert_eq!(body["error"]["type"], "invalid_request_error");
+        }
+    }
+    let resp = c
+        .post(sluice.url("/anthropic/v1/messages"))
+        .header("x-api-key", "sluice-test-token")
+        .body(CHAT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(mock.seen("x-api-key: sk-pool-key-b-000000").await, 1);
+    let resp = c.get(sluice.url("/nowhere")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(
+        mock.stats().await["requests"],
+        1,
+        "refused requests must not reach the upstream"
+    );
+    assert_eq!(
+        sluice
+            .metric("sluice_rejected_requests_total{reason=\"invalid_credential\"}")
+            .await,
+        2.0
+    );
+}
+
+#[tokio::test]
+async fn picks_follow_weights_and_unhealthy_keys_leave_rotation() {
+    let mock = Mock::start(&[]);
+    let sluice = Sluice::start_with_env(&pool_config(&mock, (3, 1)), &KEYS);
+    let c = client();
+    for _ in 0..40 {
+        let r = c
+            .post(sluice.url("/openai/v1/chat/completions"))
+            .bearer_auth("sluice-test-token")
+            .body(CHAT)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let a = "authorization: Bearer sk-pool-key-a-000000";
+    let b = "authorization: Bearer sk-pool-key-b-000000";
+    assert_eq!((mock.seen(a).await, mock.seen(b).await), (30, 10));
+
+    // A 401 from upstream quarantines that key: everything goes to the other one.
+    let mut quarantined = None;
+    for _ in 0..4 {
+        let before_a = mock.seen(a).await;
+        let r = c
+            .post(sluice.url("/openai/v1/chat/completions"))
+            .bearer_auth("sluice-test-token")
+            .header("x-mock-status", "401")
+            .body(CHAT)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "upstream statuses pass through");
+        if mock.seen(a).await > before_a {
+            quarantined = Some(a);
+            break;
+        }
+    }
+    let (bad, good) = match quarantined {
+        Some(_) => (a, b),
+        None => (b, a),
+    };
+    let bad_before = mock.seen(bad).await;
+    for _ in 0..10 {
+        let r = c
+            .post(sluice.url("/openai/v1/chat/completions"))
+            .bearer_auth("sluice-test-token")
+            .body(CHAT)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(
+        mock.seen(bad).await,
+        bad_before,
+        "a quarantined key must not be picked"
+    );
+    assert!(mock.seen(good).await >= 10);
+    let metrics = sluice.metrics().await;
+    assert!(metrics.contains("state=\"quarantined\"} 1"), "{metrics}");
+
+    // A 429 cools the remaining key down (Retry-After: 1): no healthy key → 503, then back.
+    let r = c
+        .post(sluice.url("/openai/v1/chat/completions"))
+        .bearer_auth("sluice-test-token")
+        .header("x-mock-status", "429")
+        .body(CHAT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let r = c
+        .post(sluice.url("/openai/v1/chat/completions"))
+        .bearer_auth("sluice-test-token")
+        .body(CHAT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "no_healthy_key");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = c
+        .post(sluice.url("/openai/v1/chat/completions"))
+        .bearer_auth("sluice-test-token")
+        .body(CHAT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn sse_flows_chunk_by_chunk() {
+    let mock = Mock::start(&["--chunks", "5", "--chunk-interval-ms", "150"]);
+    let sluice = Sluice::start_with_env(&pool_config(&mock, (1, 1)), &KEYS);
+    let mut resp = client()
+        .post(sluice.url("/openai/v1/chat/completions"))
+        .bearer_auth("sluice-test-token")
+        .body(CHAT_STREAM)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/event-stream; charset=utf-8"
+    );
+    let start = Instant::now();
+    let mut arrivals = Vec::new();
+    let mut text = String::new();
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        arrivals.push(start.elapsed());
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    // The upstream spaces its events 150 ms apart: a buffering proxy would deliver them at once.
+    assert!(arrivals.len() >= 5, "{arrivals:?}");
+    let spread = *arrivals.last().unwrap() - arrivals[0];
+    assert!(
+        spread >= Duration::from_millis(600),
+        "events arrived together: {arrivals:?}"
+    );
+}
+
+#[tokio::test]
+async fn large_request_bodies_stream_through() {
+    let mock = Mock::start(&[]);
+    let sluice = Sluice::start_with_env(&pool_config(&mock, (1, 1)), &KEYS);
+    let filler = "x".repeat(8 * 1024 * 1024);
+    let body =
+        format!(r#"{{"model":"gpt-mock","messages":[{{"role":"user","content":"{filler}"}}]}}"#);
+    let resp = client()
+        .post(sluice.url("/openai/v1/chat/completions"))
+        .bearer_auth("sluice-test-token")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    // The mock counts a token per 4 bytes received: all 8 MiB arrived.
+    assert_eq!(v["usage"]["prompt_tokens"], body.len() as u64 / 4);
+}
+
+#[tokio::test]
+async fn unreachable_upstream_is_a_502_in_the_provider_shape() {
+    let dead = free_port();
+    let config = format!(
+        "providers:\n  - {{ name: claude, kind: anthropic, base_url: \"http://127.0.0.1:{dead}\", keys: [{{ id: a, secret_ref: \"env:KEY_A\" }}, {{ id: b, secret_ref: \"env:KEY_B\" }}] }}\nroutes:\n  - {{ prefix: /anthropic, provider: claude, auth: none }}\n"
+    );
+    let sluice = Sluice::start_with_env(&config, &KEYS);
+    let resp = client()
+        .post(sluice.url("/anthropic/v1/messages"))
+        .body(CHAT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "api_error");
+    // The connect failure was retried once, on the other key.
+    let m = sluice.metrics().await;
+    assert!(
+        m.contains("sluice_upstream_connect_failures_total{key=\"a\",provider=\"claude\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("sluice_upstream_connect_failures_total{key=\"b\",provider=\"claude\"} 1"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn admin_endpoints_and_metrics_never_carry_secrets() {
+    let mock = Mock::start(&[]);
+    let sluice = Sluice::start_with_env(&pool_config(&mock, (1, 1)), &KEYS);
+    let c = client();
+    let r = c
+        .post(sluice.url("/openai/v1/chat/completions"))
+        .bearer_auth("sluice-test-token")
+        .body(CHAT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let health = reqwest::get(format!("http://127.0.0.1:{}/healthz", sluice.admin))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let ready: serde_json::Value =
+        reqwest::get(format!("http://127.0.0.1:{}/readyz", sluice.admin))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["revision"], 1);
+    let m = sluice.metrics().await;
+    assert!(
+        m.contains(
+            "sluice_requests_total{provider=\"openai\",route=\"/openai\",status_class=\"2xx\"} 1"
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            "sluice_request_duration_seconds_count{provider=\"openai\",route=\"/openai\"} 1"
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains("sluice_key_weight{key=\"a\",provider=\"openai\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("sluice_config_revision 1"), "{m}");
+    for secret in ["sk-pool-key", "sluice-test-token", "ci-bot"] {
+        assert!(!m.contains(secret), "metrics leak {secret}");
+        assert!(
+            !sluice.proc.log_text().contains(secret),
+            "log leaks {secret}"
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! The official `openai` and `anthropic` Python SDKs, unchanged, pointed at Sluice.
+//! Needs a Python with both SDKs: `$SLUICE_PYTHON`, or `.venv/bin/python` as set up by
+//! `scripts/test.sh`.
+
+use crate::common::*;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("SLUICE_PYTHON") {
+        return p.into();
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "the SDK tests need the openai and anthropic Python SDKs: run scripts/test.sh (it creates .venv), or set SLUICE_PYTHON"
+    );
+    venv
+}
+
+/// Runs `tests/sdk/<script>` with `args`; returns its stdout (JSON), failing with its stderr.
+fn run(script: &str, args: &[&str]) -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sdk")
+        .join(script);
+    let out = Command::new(python())
+        .arg(path)
+        .args(args)
+        .output()
+        .expect("python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{script}: {e}: {stdout}"))
+}
+
+fn config(mock: &Mock) -> String {
+    format!(
+        r#"providers:
+  - {{ name: openai, kind: openai, base_url: "{url}", keys: [{{ id: o, secret_ref: "env:KEY_O" }}] }}
+  - {{ name: anthropic, kind: anthropic, base_url: "{url}", keys: [{{ id: a, secret_ref: "env:KEY_A" }}] }}
+routes:
+  - {{ prefix: /openai, provider: openai }}
+  - {{ prefix: /anthropic, provider: anthropic }}
+tokens:
+  - {{ id: app, sha256: "{sha}" }}
+"#,
+        url = mock.url(),
+        sha = sha256_ref("sluice-sdk-token")
+    )
+}
+
+const KEYS: [(&str, &str); 2] = [
+    ("KEY_O", "sk-openai-pool-000000"),
+    ("KEY_A", "sk-ant-pool-0000000"),
+];
+
+#[tokio::test]
+async fn openai_sdk_chat_responses_and_streams() {
+    let mock = Mock::start(&[]);
+    let sluice = Sluice::start_with_env(&config(&mock), &KEYS);
+    let base = sluice.url("/openai/v1");
+    let out = run("openai_client.py", &[&base, "sluice-sdk-token"]);
+    assert_eq!(out["chat"], "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 ");
+    assert_eq!(out["chat_usage"], 8);
+    assert_eq!(out["stream"], "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 ");
+    assert_eq!(out["stream_usage"], 8);
+    assert_eq!(out["responses"], "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 ");
+    assert_eq!(out["responses_stream_usage"], 8);
+    assert_eq!(out["models"], 2);
+    assert_eq!(
+        mock.seen("authorization: Bearer sk-openai-pool-000000")
+            .await,
+        5
+    );
+    assert!(!mock.stats().await["credentials"]
+        .to_string()
+        .contains("sluice-sdk-token"));
+
+    let bad = run(
+        "openai_client.py",
+        &[&base, "not-a-valid-token", "--expect-auth-error"],
+    );
+    assert_eq!(bad["error"], "AuthenticationError");
+    assert_eq!(bad["status"], 401);
+}
+
+#[tokio::test]
+async fn anthropic_sdk_messages_and_streams() {
+    let mock = Mock::start(&[]);
+    let sluice = Sluice::start_with_env(&config(&mock), &KEYS);
+    let base = sluice.url("/anthropic");
+    let out = run("anthropic_client.py", &[&base, "sluice-sdk-token"]);
+    assert_eq!(out["message"], "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 ");
+    assert_eq!(out["message_usage"], 8);
+    assert_eq!(out["stream"], "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 ");
+    assert_eq!(out["stream_usage"], 8);
+    // Both ways the SDKs send keys (Bearer in anthropic 2.x, x-api-key in older SDKs) work.
+    assert_eq!(
+        out["x_api_key_message"],
+        "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 "
+    );
+    assert_eq!(mock.seen("x-api-key: sk-ant-pool-0000000").await, 3);
+    let creds = mock.stats().await["credentials"].to_string();
+    assert!(
+        !creds.contains("sluice-sdk-token") && !creds.contains("authorization"),
+        "{creds}"
+    );
+
+    let bad = run(
+        "anthropic_client.py",
+        &[&base, "not-a-valid-token", "--expect-auth-error"],
+    );
+    assert_eq!(bad["error"], "AuthenticationError");
+    assert_eq!(bad["status"], 401);
+}
