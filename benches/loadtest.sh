@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# Sluice load-test kit: mock upstream, Sluice and nginx (reference proxy, keepalive) on loopback,
+# driven by wrk in interleaved rounds. Prints RPS, p50, p99 and peak RSS with ratios to direct
+# access and to nginx, for JSON and SSE at 1 and 64 connections, then peak RSS at 1,000
+# connections and (when oha is installed) added p99 at half of Sluice's saturation.
+#
+# usage: benches/loadtest.sh [--smoke]
+#   DURATION=10  seconds per run          ROUNDS=3   interleaved rounds (median reported)
+#   WORKERS=1    proxy worker threads     SLUICE_BIN=path  skip the release build
+#   --smoke      1 s runs, 1 round: checks the kit works (CI), figures mean nothing
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+WORKERS=${WORKERS:-1}
+if [[ "${1:-}" == "--smoke" ]]; then DURATION=1; ROUNDS=1; SMOKE=1; else SMOKE=0; fi
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need wrk || ! need nginx; then
+  if [[ $(id -u) == 0 ]] && need apt-get; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx >/dev/null
+  else
+    echo "loadtest needs wrk and nginx (apt-get install wrk nginx)" >&2; exit 1
+  fi
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+if [[ -z "${SLUICE_BIN:-}" ]]; then
+  cargo build --release --quiet
+  SLUICE_BIN=target/release/sluice
+fi
+ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true
+
+T=$(mktemp -d /tmp/sluice-loadtest.XXXXXX)
+chmod 755 "$T"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [[ -f "$T/nginx.pid" ]] && kill "$(cat "$T/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$T"
+}
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on $1" >&2; return 1
+}
+MOCK=$(port); SLUICE=$(port); ADMIN=$(port); NGX=$(port)
+TOKEN=load-test-token
+TOKEN_SHA=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
+
+"$SLUICE_BIN" mock-upstream --listen "127.0.0.1:$MOCK" --chunks 8 --threads 1 >"$T/mock.log" 2>&1 &
+PIDS+=($!)
+
+cat >"$T/sluice.yaml" <<YAML
+listeners: { proxy: "127.0.0.1:$SLUICE", admin: "127.0.0.1:$ADMIN" }
+server: { threads: $WORKERS, grace_period_seconds: 1, graceful_shutdown_timeout_seconds: 1 }
+providers:
+  - name: openai
+    kind: openai
+    base_url: http://127.0.0.1:$MOCK
+    keys:
+      - { id: a, secret_ref: "env:LOAD_KEY_A", weight: 3 }
+      - { id: b, secret_ref: "env:LOAD_KEY_B", weight: 1 }
+routes:
+  - { prefix: /openai, provider: openai, auth: static }
+tokens:
+  - { id: load, sha256: "sha256:$TOKEN_SHA" }
+YAML
+LOAD_KEY_A=sk-load-a-000000000 LOAD_KEY_B=sk-load-b-000000000 RUST_LOG=warn \
+  "$SLUICE_BIN" serve --config "$T/sluice.yaml" >"$T/sluice.log" 2>&1 &
+SLUICE_PID=$!
+PIDS+=($SLUICE_PID)
+
+USER_LINE=""; [[ $(id -u) == 0 ]] && USER_LINE="user root root;"
+cat >"$T/nginx.conf" <<CONF
+$USER_LINE
+worker_processes $WORKERS;
+worker_rlimit_nofile 65536;
+pid $T/nginx.pid;
+error_log $T/nginx-error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $T/nginx-body;
+  proxy_temp_path $T/nginx-proxy;
+  upstream mock { server 127.0.0.1:$MOCK; keepalive 256; }
+  server {
+    listen 127.0.0.1:$NGX backlog=4096;
+    keepalive_requests 1000000;
+    location /openai/ {
+      proxy_pass http://mock/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Authorization "Bearer sk-load-a-000000000";
+      proxy_buffering off;
+    }
+  }
+}
+CONF
+"$NGINX" -p "$T" -c "$T/nginx.conf" -g 'daemon off;' >"$T/nginx.out" 2>&1 &
+PIDS+=($!)
+wait_port "$MOCK"; wait_port "$SLUICE"; wait_port "$NGX"
+
+JSON_BODY='{"model":"gpt-mock","messages":[{"role":"user","content":"hello"}]}'
+SSE_BODY='{"model":"gpt-mock","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hello"}]}'
+for kind in json sse; do
+  body=$JSON_BODY; [[ $kind == sse ]] && body=$SSE_BODY
+  cat >"$T/$kind.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '$body'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+LUA
+done
+
+url() {
+  case $1 in
+    direct) echo "http://127.0.0.1:$MOCK/v1/chat/completions" ;;
+    nginx) echo "http://127.0.0.1:$NGX/openai/v1/chat/completions" ;;
+    sluice) echo "http://127.0.0.1:$SLUICE/openai/v1/chat/completions" ;;
+  esac
+}
+to_ms() { # wrk latency such as 512.00us, 1.20ms, 1.01s
+  awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.3f", n }'
+}
+declare -A RPS P50 P99
+run() { # kind conns target
+  local threads=1; [[ $2 -gt 1 ]] && threads=2
+  local out
+  out=$(wrk -t"$threads" -c"$2" -d"${DURATION}s" --latency -s "$T/$1.lua" "$(url "$3")" 2>&1)
+  local non2xx; non2xx=$(grep -oE 'Non-2xx or 3xx responses: [0-9]+' <<<"$out" | grep -oE '[0-9]+$' || echo 0)
+  if [[ $non2xx != 0 ]] || grep -q 'Socket errors' <<<"$out"; then echo "$3 $1 c=$2: $(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr -s ' ')" >&2; fi
+  local key="$1 $2 $3"
+  RPS[$key]+="$(awk '/Requests\/sec/ {print $2}' <<<"$out") "
+  P50[$key]+="$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")") "
+  P99[$key]+="$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")") "
+}
+median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+rss_mb() { # peak resident set of a process and its children, MB
+  local total=0 p
+  for p in "$@" $(pgrep -P "$1" 2>/dev/null || true); do
+    total=$((total + $(awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+  done
+  awk -v k="$total" 'BEGIN { printf "%.1f", k/1024 }'
+}
+NGINX_MASTER=$(cat "$T/nginx.pid")
+
+echo "# Sluice load test: $(date -u +%FT%TZ), $(nproc) cores, ${DURATION}s runs, $ROUNDS rounds, $WORKERS proxy worker(s)"
+for round in $(seq 1 "$ROUNDS"); do
+  for kind in json sse; do
+    for conns in 1 64; do
+      for target in direct nginx sluice; do run "$kind" "$conns" "$target"; done
+    done
+  done
+  echo "round $round done" >&2
+done
+
+printf '\n%-5s %5s %-7s %10s %8s %8s %9s %9s\n' kind conns target rps p50_ms p99_ms x_direct x_nginx
+for kind in json sse; do
+  for conns in 1 64; do
+    d=$(median "${RPS[$kind $conns direct]}"); n=$(median "${RPS[$kind $conns nginx]}")
+    for target in direct nginx sluice; do
+      key="$kind $conns $target"; r=$(median "${RPS[$key]}")
+      printf '%-5s %5s %-7s %10.0f %8s %8s %9.2f %9.2f\n' "$kind" "$conns" "$target" "$r" \
+        "$(median "${P50[$key]}")" "$(median "${P99[$key]}")" \
+        "$(awk -v a="$r" -v b="$d" 'BEGIN{print a/b}')" "$(awk -v a="$r" -v b="$n" 'BEGIN{print a/b}')"
+    done
+  done
+done
+echo
+echo "peak RSS after the runs above: sluice $(rss_mb "$SLUICE_PID") MB, nginx $(rss_mb "$NGINX_MASTER") MB (master+workers)"
+
+C1000_DURATION=$((DURATION < 5 ? DURATION : 5))
+wrk -t2 -c1000 -d"${C1000_DURATION}s" -s "$T/sse.lua" "$(url sluice)" >/dev/null 2>&1 || true
+wrk -t2 -c1000 -d"${C1000_DURATION}s" -s "$T/sse.lua" "$(url nginx)" >/dev/null 2>&1 || true
+echo "peak RSS after 1,000 connections (SSE): sluice $(rss_mb "$SLUICE_PID") MB, nginx $(rss_mb "$NGINX_MASTER") MB"
+
+if command -v oha >/dev/null 2>&1; then
+  sat=$(median "${RPS[json 64 sluice]}")
+  rate=$(awk -v s="$sat" 'BEGIN { printf "%d", s/2 }')
+  p99_at_rate() {
+    oha --no-tui -z "${DURATION}s" -c 64 -q "$rate" -m POST -T application/json -d "$JSON_BODY" \
+      -H "Authorization: Bearer $TOKEN" "$(url "$1")" 2>/dev/null |
+      awk '/99.00%/ {v=$3; u=$4; if (u ~ /^ms/) print v; else if (u ~ /^sec/ || u ~ /^s/) print v*1000; else print v/1000; exit}'
+  }
+  pd=$(p99_at_rate direct); ps=$(p99_at_rate sluice); pn=$(p99_at_rate nginx)
+  echo "p99 at half of Sluice's saturation ($rate req/s, 64 conns, JSON): direct ${pd} ms, nginx ${pn} ms, sluice ${ps} ms; added by sluice: $(awk -v a="$ps" -v b="$pd" 'BEGIN{printf "%.3f", a-b}') ms"
+else
+  echo "(oha not installed: the half-saturation p99 line needs rate limiting; cargo install oha --locked)"
+fi
+
+if [[ $SMOKE == 1 ]]; then
+  # The kit ran end to end; make sure every target actually answered.
+  for key in "${!RPS[@]}"; do
+    r=$(median "${RPS[$key]}")
+    awk -v r="$r" 'BEGIN { exit !(r > 0) }' || { echo "no throughput for $key" >&2; exit 1; }
+  done
+  echo "smoke run ok"
+fi

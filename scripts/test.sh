@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs every Sluice test on a fresh machine: installs what is missing (cmake for pingora's zlib-ng,
+# curl, nginx and wrk for the load kit, the openai/anthropic Python SDKs in .venv), then runs
+# formatting and lint checks, unit and integration tests, the criterion benches once as tests,
+# and a smoke run of the load-test kit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1; }
+missing=()
+need cmake || missing+=(cmake)
+need curl || missing+=(curl)
+need nginx || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+need wrk || missing+=(wrk)
+python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  SUDO=""; [[ $(id -u) != 0 ]] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import openai, anthropic' 2>/dev/null; then
+  echo "installing the openai and anthropic SDKs into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r tests/sdk/requirements.txt
+fi
+export SLUICE_PYTHON="$PWD/.venv/bin/python"
+
+echo "== fmt and clippy"
+cargo fmt --all -- --check
+cargo clippy --all-targets --quiet -- -D warnings
+
+echo "== unit and integration tests"
+cargo test --quiet
+
+echo "== benches, once each as tests"
+cargo test --benches --quiet
+
+echo "== load-test kit smoke run (debug build; figures meaningless)"
+SLUICE_BIN=target/debug/sluice benches/loadtest.sh --smoke
+
+echo "all tests passed"
