@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sluice load-test kit: mock upstream, Sluice and nginx (reference proxy, keepalive) on loopback,
+# Sluice load-test kit: mock upstream, Sluice, a bare Pingora proxy (examples/bare_pingora.rs: the
+# framework without Sluice's filters) and nginx (reference proxy, keepalive) on loopback,
 # driven by wrk in interleaved rounds. Prints RPS, p50, p99 and peak RSS with ratios to direct
 # access and to nginx, for JSON and SSE at 1 and 64 connections, then peak RSS at 1,000
 # connections and (when oha is installed) added p99 at half of Sluice's saturation.
@@ -27,9 +28,11 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 if [[ -z "${SLUICE_BIN:-}" ]]; then
-  cargo build --release --quiet
+  cargo build --release --quiet --bin sluice --example bare_pingora
   SLUICE_BIN=target/release/sluice
 fi
+# Pingora without Sluice's filters, built with the same profile as SLUICE_BIN.
+BARE_BIN=${BARE_BIN:-$(dirname "$SLUICE_BIN")/examples/bare_pingora}
 ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true
 
 T=$(mktemp -d /tmp/sluice-loadtest.XXXXXX)
@@ -51,7 +54,7 @@ wait_port() {
   done
   echo "nothing listens on $1" >&2; return 1
 }
-MOCK=$(port); SLUICE=$(port); ADMIN=$(port); NGX=$(port)
+MOCK=$(port); SLUICE=$(port); ADMIN=$(port); NGX=$(port); BARE=$(port)
 TOKEN=load-test-token
 TOKEN_SHA=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
 
@@ -106,7 +109,9 @@ http {
 CONF
 "$NGINX" -p "$T" -c "$T/nginx.conf" -g 'daemon off;' >"$T/nginx.out" 2>&1 &
 PIDS+=($!)
-wait_port "$MOCK"; wait_port "$SLUICE"; wait_port "$NGX"
+"$BARE_BIN" "127.0.0.1:$BARE" "127.0.0.1:$MOCK" "$WORKERS" >"$T/bare.log" 2>&1 &
+PIDS+=($!)
+wait_port "$MOCK"; wait_port "$SLUICE"; wait_port "$NGX"; wait_port "$BARE"
 
 JSON_BODY='{"model":"gpt-mock","messages":[{"role":"user","content":"hello"}]}'
 SSE_BODY='{"model":"gpt-mock","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hello"}]}'
@@ -125,6 +130,7 @@ url() {
     direct) echo "http://127.0.0.1:$MOCK/v1/chat/completions" ;;
     nginx) echo "http://127.0.0.1:$NGX/openai/v1/chat/completions" ;;
     sluice) echo "http://127.0.0.1:$SLUICE/openai/v1/chat/completions" ;;
+    pingora) echo "http://127.0.0.1:$BARE/openai/v1/chat/completions" ;;
   esac
 }
 to_ms() { # wrk latency such as 512.00us, 1.20ms, 1.01s
@@ -156,21 +162,23 @@ echo "# Sluice load test: $(date -u +%FT%TZ), $(nproc) cores, ${DURATION}s runs,
 for round in $(seq 1 "$ROUNDS"); do
   for kind in json sse; do
     for conns in 1 64; do
-      for target in direct nginx sluice; do run "$kind" "$conns" "$target"; done
+      for target in direct nginx pingora sluice; do run "$kind" "$conns" "$target"; done
     done
   done
   echo "round $round done" >&2
 done
 
-printf '\n%-5s %5s %-7s %10s %8s %8s %9s %9s\n' kind conns target rps p50_ms p99_ms x_direct x_nginx
+printf '\n%-5s %5s %-7s %10s %8s %8s %9s %9s %9s\n' kind conns target rps p50_ms p99_ms x_direct x_nginx x_pingora
 for kind in json sse; do
   for conns in 1 64; do
     d=$(median "${RPS[$kind $conns direct]}"); n=$(median "${RPS[$kind $conns nginx]}")
-    for target in direct nginx sluice; do
+    b=$(median "${RPS[$kind $conns pingora]}")
+    for target in direct nginx pingora sluice; do
       key="$kind $conns $target"; r=$(median "${RPS[$key]}")
-      printf '%-5s %5s %-7s %10.0f %8s %8s %9.2f %9.2f\n' "$kind" "$conns" "$target" "$r" \
+      printf '%-5s %5s %-7s %10.0f %8s %8s %9.2f %9.2f %9.2f\n' "$kind" "$conns" "$target" "$r" \
         "$(median "${P50[$key]}")" "$(median "${P99[$key]}")" \
-        "$(awk -v a="$r" -v b="$d" 'BEGIN{print a/b}')" "$(awk -v a="$r" -v b="$n" 'BEGIN{print a/b}')"
+        "$(awk -v a="$r" -v b="$d" 'BEGIN{print a/b}')" "$(awk -v a="$r" -v b="$n" 'BEGIN{print a/b}')" \
+        "$(awk -v a="$r" -v c="$b" 'BEGIN{print a/c}')"
     done
   done
 done

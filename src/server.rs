@@ -42,6 +42,7 @@ pub fn build(config_file: &Path) -> anyhow::Result<Server> {
             options.graceful_shutdown_timeout_seconds.unwrap_or(5),
         ),
         upstream_keepalive_pool_size: 1024,
+        work_stealing: std::env::var("SLUICE_WORK_STEALING").is_ok(),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
