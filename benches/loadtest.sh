@@ -194,9 +194,10 @@ if command -v oha >/dev/null 2>&1; then
   sat=$(median "${RPS[json 64 sluice]}")
   rate=$(awk -v s="$sat" 'BEGIN { printf "%d", s/2 }')
   p99_at_rate() {
-    oha --no-tui -z "${DURATION}s" -c 64 -q "$rate" -m POST -T application/json -d "$JSON_BODY" \
-      -H "Authorization: Bearer $TOKEN" "$(url "$1")" 2>/dev/null |
-      awk '/99.00%/ {v=$3; u=$4; if (u ~ /^ms/) print v; else if (u ~ /^sec/ || u ~ /^s/) print v*1000; else print v/1000; exit}'
+    local out
+    out=$(oha --no-tui -z "${DURATION}s" -c 64 -q "$rate" -m POST -T application/json -d "$JSON_BODY" \
+      -H "Authorization: Bearer $TOKEN" "$(url "$1")" 2>&1 || true)
+    awk '/99.00% in/ && !done {v=$3; u=$4; done=1; if (u ~ /^ms/) print v; else if (u ~ /^s/) print v*1000; else print v/1000}' <<<"$out"
   }
   pd=$(p99_at_rate direct); ps=$(p99_at_rate sluice); pn=$(p99_at_rate nginx)
   echo "p99 at half of Sluice's saturation ($rate req/s, 64 conns, JSON): direct ${pd} ms, nginx ${pn} ms, sluice ${ps} ms; added by sluice: $(awk -v a="$ps" -v b="$pd" 'BEGIN{printf "%.3f", a-b}') ms"
