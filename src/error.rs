@@ -14,8 +14,10 @@ pub enum GatewayError {
         "a Sluice credential is required (Authorization: Bearer, x-api-key or X-Sluice-Token)"
     )]
     MissingCredential,
-    #[error("the Sluice credential is not valid")]
-    InvalidCredential,
+    #[error("the Sluice credential is not valid: {0}")]
+    InvalidCredential(AuthFailure),
+    #[error("this credential may not use this route: {0}")]
+    Forbidden(Forbidden),
     #[error("two different Sluice credentials were sent; send one")]
     ConflictingCredentials,
     #[error(
@@ -26,6 +28,79 @@ pub enum GatewayError {
     NoHealthyKey,
     #[error("the upstream provider could not be reached")]
     UpstreamUnavailable,
+}
+
+/// Why a credential was refused: a fixed label for metrics and logs, and a description for the
+/// client. Never carries the credential itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFailure {
+    #[error("malformed token")]
+    Malformed,
+    #[error("unknown token")]
+    Unknown,
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("token revoked")]
+    Revoked,
+    #[error("token owner disabled")]
+    OwnerDisabled,
+    #[error("bad signature")]
+    BadSignature,
+    #[error("wrong audience")]
+    WrongAudience,
+    #[error("untrusted issuer")]
+    UnknownIssuer,
+    #[error("unsupported or disallowed algorithm")]
+    UnsupportedAlgorithm,
+    #[error("unknown signing key")]
+    UnknownKey,
+    #[error("a required claim is missing")]
+    MissingClaim,
+}
+
+impl AuthFailure {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthFailure::Malformed => "malformed",
+            AuthFailure::Unknown => "unknown",
+            AuthFailure::Expired => "expired",
+            AuthFailure::NotYetValid => "not_yet_valid",
+            AuthFailure::Revoked => "revoked",
+            AuthFailure::OwnerDisabled => "owner_disabled",
+            AuthFailure::BadSignature => "bad_signature",
+            AuthFailure::WrongAudience => "wrong_audience",
+            AuthFailure::UnknownIssuer => "unknown_issuer",
+            AuthFailure::UnsupportedAlgorithm => "unsupported_alg",
+            AuthFailure::UnknownKey => "unknown_kid",
+            AuthFailure::MissingClaim => "missing_claim",
+        }
+    }
+}
+
+/// Why a valid credential may not use a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Forbidden {
+    #[error("a required scope is missing")]
+    MissingScope,
+    #[error("tokens from this issuer are not accepted here")]
+    IssuerNotAllowed,
+    #[error("a required claim does not match")]
+    ClaimMismatch,
+    #[error("this route does not accept this kind of credential")]
+    CredentialKind,
+}
+
+impl Forbidden {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Forbidden::MissingScope => "missing_scope",
+            Forbidden::IssuerNotAllowed => "issuer_not_allowed",
+            Forbidden::ClaimMismatch => "claim_mismatch",
+            Forbidden::CredentialKind => "credential_kind",
+        }
+    }
 }
 
 /// Which provider's JSON error shape a response uses, so SDKs raise their usual exceptions.
@@ -49,7 +124,8 @@ impl GatewayError {
         match self {
             GatewayError::NoRoute => 404,
             GatewayError::MissingCredential => 401,
-            GatewayError::InvalidCredential => 401,
+            GatewayError::InvalidCredential(_) => 401,
+            GatewayError::Forbidden(_) => 403,
             GatewayError::ConflictingCredentials => 400,
             GatewayError::MissingProviderKey => 401,
             GatewayError::NoHealthyKey => 503,
@@ -62,7 +138,8 @@ impl GatewayError {
         match self {
             GatewayError::NoRoute => "no_route",
             GatewayError::MissingCredential => "missing_credential",
-            GatewayError::InvalidCredential => "invalid_credential",
+            GatewayError::InvalidCredential(failure) => failure.reason(),
+            GatewayError::Forbidden(forbidden) => forbidden.reason(),
             GatewayError::ConflictingCredentials => "conflicting_credentials",
             GatewayError::MissingProviderKey => "missing_provider_key",
             GatewayError::NoHealthyKey => "no_healthy_key",
@@ -70,15 +147,21 @@ impl GatewayError {
         }
     }
 
-    /// The `WWW-Authenticate` value for 401s (RFC 6750).
-    pub fn challenge(&self) -> Option<&'static str> {
+    /// The `WWW-Authenticate` value (RFC 6750) for 401s and scope refusals.
+    pub fn challenge(&self) -> Option<String> {
         match self {
-            GatewayError::MissingCredential => Some(r#"Bearer realm="sluice""#),
-            GatewayError::InvalidCredential => Some(
-                r#"Bearer realm="sluice", error="invalid_token", error_description="the token is not valid""#,
+            GatewayError::MissingCredential | GatewayError::MissingProviderKey => {
+                Some(r#"Bearer realm="sluice""#.to_owned())
+            }
+            GatewayError::InvalidCredential(failure) => Some(format!(
+                r#"Bearer realm="sluice", error="invalid_token", error_description="{failure}""#
+            )),
+            GatewayError::Forbidden(Forbidden::MissingScope) => Some(
+                r#"Bearer realm="sluice", error="insufficient_scope", error_description="a required scope is missing""#
+                    .to_owned(),
             ),
-            GatewayError::MissingProviderKey => Some(r#"Bearer realm="sluice""#),
-            GatewayError::NoRoute
+            GatewayError::Forbidden(_)
+            | GatewayError::NoRoute
             | GatewayError::ConflictingCredentials
             | GatewayError::NoHealthyKey
             | GatewayError::UpstreamUnavailable => None,
@@ -93,10 +176,11 @@ impl GatewayError {
                 let (kind, code) = match self {
                     GatewayError::NoRoute => ("invalid_request_error", "unknown_url"),
                     GatewayError::MissingCredential
-                    | GatewayError::InvalidCredential
+                    | GatewayError::InvalidCredential(_)
                     | GatewayError::MissingProviderKey => {
                         ("invalid_request_error", "invalid_api_key")
                     }
+                    GatewayError::Forbidden(_) => ("invalid_request_error", "forbidden"),
                     GatewayError::ConflictingCredentials => {
                         ("invalid_request_error", "conflicting_credentials")
                     }
@@ -109,8 +193,9 @@ impl GatewayError {
                 let kind = match self {
                     GatewayError::NoRoute => "not_found_error",
                     GatewayError::MissingCredential
-                    | GatewayError::InvalidCredential
+                    | GatewayError::InvalidCredential(_)
                     | GatewayError::MissingProviderKey => "authentication_error",
+                    GatewayError::Forbidden(_) => "permission_error",
                     GatewayError::ConflictingCredentials => "invalid_request_error",
                     GatewayError::NoHealthyKey => "overloaded_error",
                     GatewayError::UpstreamUnavailable => "api_error",
@@ -128,9 +213,15 @@ mod tests {
 
     #[test]
     fn auth_failures_carry_a_challenge_and_provider_shape() {
-        let e = GatewayError::InvalidCredential;
+        let e = GatewayError::InvalidCredential(AuthFailure::Expired);
         assert_eq!(e.status(), 401);
-        assert!(e.challenge().unwrap_or("").contains("invalid_token"));
+        let challenge = e.challenge().unwrap_or_default();
+        assert!(challenge.contains("invalid_token") && challenge.contains("token expired"));
+        assert_eq!(e.reason(), "expired");
+        assert_eq!(
+            GatewayError::Forbidden(Forbidden::MissingScope).status(),
+            403
+        );
         let openai: serde_json::Value =
             serde_json::from_slice(&e.body(ErrorShape::OpenAi)).unwrap();
         assert_eq!(openai["error"]["code"], "invalid_api_key");

@@ -37,6 +37,11 @@ enum Command {
         #[arg(long, short, default_value = "conf/sluice.yaml")]
         config: PathBuf,
     },
+    /// Opaque API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Run a fast OpenAI/Anthropic-compatible mock upstream (tests, benches, load tests).
     ///
     /// Example: sluice mock-upstream --listen 127.0.0.1:9999 --chunks 16 --chunk-interval-ms 5
@@ -67,6 +72,27 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token: prints it once, and the record to add under `tokens:` (only the SHA-256
+    /// of its secret is ever written down).
+    ///
+    /// Example: sluice token generate --name ci --owner ci-bot --scopes llm,embeddings --expires-in 30d
+    Generate {
+        /// A label shown as the principal in logs and audit records.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        /// Scopes granted, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Lifetime such as 30d, 12h or 90m.
+        #[arg(long)]
+        expires_in: Option<humantime::Duration>,
+    },
+}
+
 fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
@@ -86,6 +112,40 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(1)
             }
         },
+        Command::Token {
+            command:
+                TokenCommand::Generate {
+                    name,
+                    owner,
+                    scopes,
+                    expires_in,
+                },
+        } => {
+            let (token, id, digest) = sluice::auth::opaque::generate()
+                .map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+            let expires_at = expires_in
+                .map(|d| std::time::SystemTime::now() + *d)
+                .map(|t| humantime::format_rfc3339_seconds(t).to_string());
+            let mut record = format!(
+                "  - {{ id: {id}, sha256: \"sha256:{}\"",
+                hex::encode(digest)
+            );
+            if let Some(name) = &name {
+                record.push_str(&format!(", name: {}", serde_json::to_string(name)?));
+            }
+            if let Some(owner) = &owner {
+                record.push_str(&format!(", owner: {}", serde_json::to_string(owner)?));
+            }
+            if !scopes.is_empty() {
+                record.push_str(&format!(", scopes: {}", serde_json::to_string(&scopes)?));
+            }
+            if let Some(at) = &expires_at {
+                record.push_str(&format!(", expires_at: \"{at}\""));
+            }
+            record.push_str(" }");
+            println!("Token (shown once; store it now):\n{token}\n\nAdd under `tokens:` in the config:\n{record}");
+            Ok(())
+        }
         Command::MockUpstream {
             listen,
             latency_ms,

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub key_state: IntGaugeVec,
     pub key_weight: IntGaugeVec,
     pub config_reloads: IntCounterVec,
+    pub auth_cache: IntCounterVec,
+    pub jwks_fetches: IntCounterVec,
     pub config_revision: IntGauge,
     pub config_last_success: IntGauge,
 }
@@ -112,6 +114,22 @@ impl Metrics {
             &["result"],
         )
         .unwrap_or_else(unreachable_metric);
+        let auth_cache = IntCounterVec::new(
+            Opts::new(
+                "sluice_jwt_cache_total",
+                "JWT checks by verified-token cache result (hit, miss)",
+            ),
+            &["result"],
+        )
+        .unwrap_or_else(unreachable_metric);
+        let jwks_fetches = IntCounterVec::new(
+            Opts::new(
+                "sluice_jwks_fetches_total",
+                "JWKS fetches by issuer name and result (ok, error)",
+            ),
+            &["issuer", "result"],
+        )
+        .unwrap_or_else(unreachable_metric);
         let config_revision = IntGauge::new(
             "sluice_config_revision",
             "Revision of the snapshot serving requests",
@@ -133,10 +151,12 @@ impl Metrics {
             key_state,
             key_weight,
             config_reloads,
+            auth_cache,
+            jwks_fetches,
             config_revision,
             config_last_success,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
             Box::new(m.requests.clone()),
             Box::new(m.request_duration.clone()),
             Box::new(m.rejected.clone()),
@@ -146,6 +166,8 @@ impl Metrics {
             Box::new(m.key_state.clone()),
             Box::new(m.key_weight.clone()),
             Box::new(m.config_reloads.clone()),
+            Box::new(m.auth_cache.clone()),
+            Box::new(m.jwks_fetches.clone()),
             Box::new(m.config_revision.clone()),
             Box::new(m.config_last_success.clone()),
         ];

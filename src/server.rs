@@ -14,6 +14,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use crate::admin::Admin;
+use crate::auth::jwks::JwksRefresher;
+use crate::auth::usage::UsageFlusher;
 use crate::config::watch::ConfigWatcher;
 use crate::config::{wire, ConfigStore};
 use crate::mock::{self, MockOptions};
@@ -47,7 +49,6 @@ pub fn build(config_file: &Path) -> anyhow::Result<Server> {
             options.graceful_shutdown_timeout_seconds.unwrap_or(5),
         ),
         upstream_keepalive_pool_size: 1024,
-        work_stealing: std::env::var("SLUICE_WORK_STEALING").is_ok(),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -78,6 +79,26 @@ pub fn build(config_file: &Path) -> anyhow::Result<Server> {
     admin.threads = Some(1);
     server.add_service(admin);
 
+    server.add_service(background_service(
+        "sluice jwks refresher",
+        JwksRefresher {
+            registry: store.jwks.clone(),
+        },
+    ));
+    let data_dir = &config.data_dir;
+    if let Err(e) = std::fs::create_dir_all(data_dir) {
+        log::warn!(
+            "cannot create data_dir {}: {e}; token last-use times are not saved",
+            data_dir.display()
+        );
+    }
+    server.add_service(background_service(
+        "sluice token usage",
+        UsageFlusher {
+            registry: store.usage.clone(),
+            file: data_dir.join("token-last-used.json"),
+        },
+    ));
     server.add_service(background_service(
         "sluice config watcher",
         ConfigWatcher { store },

@@ -1,89 +1,166 @@
-//! Authentication: which Sluice credential a request carries and who it belongs to. Pure
-//! functions from request headers and the snapshot to a [`Principal`] — no Pingora session here.
+//! Authentication: which Sluice credential a request carries, who it belongs to, and whether it
+//! may use the route. Functions of request headers and the snapshot — no Pingora session here.
 //!
 //! Header precedence: `X-Sluice-Token` (then `Authorization`/`x-api-key` hold the client's own
 //! provider key, for BYOK) → `Authorization: Bearer` → `x-api-key`. Two different Sluice
 //! credentials on one request are refused, never guessed between.
 
-use http::HeaderMap;
-use sha2::{Digest, Sha256};
+pub mod jwks;
+pub mod jwt;
+pub mod opaque;
+pub mod usage;
 
-use crate::config::{AuthPolicy, Snapshot};
-use crate::error::GatewayError;
-use crate::secrets::digest_eq;
+use http::HeaderMap;
+use std::sync::Arc;
+
+use crate::config::{AuthPolicy, Route, Snapshot};
+use crate::error::{AuthFailure, Forbidden, GatewayError};
 
 pub const SLUICE_TOKEN_HEADER: &str = "x-sluice-token";
 
-/// Who is making the request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// `auth: none` routes.
+    Anonymous,
+    Opaque,
+    Jwt,
+}
+
+impl CredentialKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CredentialKind::Anonymous => "anonymous",
+            CredentialKind::Opaque => "opaque",
+            CredentialKind::Jwt => "jwt",
+        }
+    }
+}
+
+/// Who is making the request. Built once per token record or verified JWT and shared.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
-    /// The credential's id (a static token's `id`), or `anonymous` on `auth: none` routes.
+    pub kind: CredentialKind,
+    /// Opaque token id, the JWT's principal claim, or `anonymous`.
     pub id: String,
     pub owner: Option<String>,
+    pub scopes: Vec<String>,
+    /// Index of the JWT's issuer in `Snapshot::issuers`.
+    pub issuer: Option<usize>,
+    /// A JWT's claims (for `required_claims`); `Null` otherwise.
+    pub claims: serde_json::Value,
+}
+
+impl Principal {
+    pub fn anonymous() -> Arc<Principal> {
+        static ANONYMOUS: std::sync::OnceLock<Arc<Principal>> = std::sync::OnceLock::new();
+        ANONYMOUS
+            .get_or_init(|| {
+                Arc::new(Principal {
+                    kind: CredentialKind::Anonymous,
+                    id: "anonymous".to_owned(),
+                    owner: None,
+                    scopes: Vec::new(),
+                    issuer: None,
+                    claims: serde_json::Value::Null,
+                })
+            })
+            .clone()
+    }
 }
 
 /// The outcome of the authentication step.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Authenticated {
-    pub principal: Principal,
+    pub principal: Arc<Principal>,
     /// The client also sent its own provider key (`Authorization`/`x-api-key` not used by Sluice).
     pub client_provider_key: bool,
 }
 
-/// Authenticates a request for a route with `policy`.
-pub fn authenticate(
+/// The Sluice credential a request carries and whether the client also sent a provider key.
+pub fn presented(
     headers: &HeaderMap,
     policy: AuthPolicy,
-    snap: &Snapshot,
-) -> Result<Authenticated, GatewayError> {
+) -> Result<Option<(&str, bool)>, GatewayError> {
     let sluice_header = header_str(headers, SLUICE_TOKEN_HEADER);
     let bearer = header_str(headers, "authorization")
         .map(strip_bearer)
         .filter(|t| !t.is_empty());
     let api_key = header_str(headers, "x-api-key");
-    match policy {
-        AuthPolicy::None => Ok(Authenticated {
-            principal: Principal {
-                id: "anonymous".to_owned(),
-                owner: None,
-            },
-            client_provider_key: bearer.is_some() || api_key.is_some(),
-        }),
-        AuthPolicy::Static => {
-            let (token, client_provider_key) = match (sluice_header, bearer, api_key) {
-                (Some(t), b, k) => (t, b.is_some() || k.is_some()),
-                (None, Some(b), Some(k)) if b != k => {
-                    return Err(GatewayError::ConflictingCredentials)
-                }
-                (None, Some(t), _) | (None, None, Some(t)) => (t, false),
-                (None, None, None) => return Err(GatewayError::MissingCredential),
-            };
-            let principal = check_static(token, snap).ok_or(GatewayError::InvalidCredential)?;
-            Ok(Authenticated {
-                principal,
-                client_provider_key,
-            })
-        }
+    if policy == AuthPolicy::None {
+        return Ok(None);
+    }
+    match (sluice_header, bearer, api_key) {
+        (Some(t), b, k) => Ok(Some((t, b.is_some() || k.is_some()))),
+        (None, Some(b), Some(k)) if b != k => Err(GatewayError::ConflictingCredentials),
+        (None, Some(t), _) | (None, None, Some(t)) => Ok(Some((t, false))),
+        (None, None, None) => Err(GatewayError::MissingCredential),
     }
 }
 
-/// Compares the token's SHA-256 with every static token in constant time (no early exit, so the
-/// time taken does not depend on which record, if any, matched).
-pub fn check_static(token: &str, snap: &Snapshot) -> Option<Principal> {
-    if token.is_empty() {
-        return None;
-    }
-    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    let mut found = None;
-    for record in &snap.tokens {
-        if digest_eq(&digest, &record.digest) && found.is_none() {
-            found = Some(record);
+/// Authenticates a request for `route` and checks the route's scopes, issuers and claims.
+pub async fn authenticate(
+    headers: &HeaderMap,
+    route: &Route,
+    snap: &Snapshot,
+    now_unix: u64,
+) -> Result<Authenticated, GatewayError> {
+    let client_key_only = || {
+        header_str(headers, "authorization").is_some() || header_str(headers, "x-api-key").is_some()
+    };
+    let Some((token, client_provider_key)) = presented(headers, route.auth)? else {
+        return Ok(Authenticated {
+            principal: Principal::anonymous(),
+            client_provider_key: client_key_only(),
+        });
+    };
+    let principal = if token.starts_with(opaque::PREFIX) {
+        if route.auth == AuthPolicy::Jwt {
+            return Err(GatewayError::Forbidden(Forbidden::CredentialKind));
+        }
+        opaque::verify(token, snap, now_unix).map_err(GatewayError::InvalidCredential)?
+    } else if jwt::looks_like_jwt(token) {
+        if route.auth == AuthPolicy::Token {
+            return Err(GatewayError::Forbidden(Forbidden::CredentialKind));
+        }
+        snap.jwt
+            .verify(token, snap, now_unix)
+            .await
+            .map_err(GatewayError::InvalidCredential)?
+    } else {
+        return Err(GatewayError::InvalidCredential(AuthFailure::Malformed));
+    };
+    authorize(&principal, route)?;
+    Ok(Authenticated {
+        principal,
+        client_provider_key,
+    })
+}
+
+/// Route-level checks on an authenticated principal (403s).
+pub fn authorize(principal: &Principal, route: &Route) -> Result<(), GatewayError> {
+    if let (Some(allowed), Some(issuer)) = (&route.issuers, principal.issuer) {
+        if !allowed.contains(&issuer) {
+            return Err(GatewayError::Forbidden(Forbidden::IssuerNotAllowed));
         }
     }
-    found.map(|r| Principal {
-        id: r.id.clone(),
-        owner: r.owner.clone(),
-    })
+    if !route
+        .scopes
+        .iter()
+        .all(|s| principal.scopes.iter().any(|have| have == s))
+    {
+        return Err(GatewayError::Forbidden(Forbidden::MissingScope));
+    }
+    for (claim, want) in &route.required_claims {
+        let ok = match &principal.claims[claim.as_str()] {
+            serde_json::Value::String(v) => v == want,
+            serde_json::Value::Array(values) => values.iter().any(|v| v.as_str() == Some(want)),
+            other => other.to_string() == *want,
+        };
+        if !ok {
+            return Err(GatewayError::Forbidden(Forbidden::ClaimMismatch));
+        }
+    }
+    Ok(())
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

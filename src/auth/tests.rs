@@ -3,18 +3,58 @@ use crate::config::{parse, BuildContext};
 use http::HeaderValue;
 use std::path::Path;
 
-fn snap() -> Snapshot {
-    // sha256("test")
-    let src = r#"
+struct Fixture {
+    snap: Snapshot,
+    good: String,
+    expired: String,
+    revoked: String,
+    disabled: String,
+}
+
+fn record(token_id: &str, digest: [u8; 32], extra: &str) -> String {
+    format!(
+        "  - {{ id: {token_id}, sha256: \"sha256:{}\"{extra} }}\n",
+        hex::encode(digest)
+    )
+}
+
+fn fixture() -> Fixture {
+    let mut tokens = String::new();
+    let mut make = |extra: &str| {
+        let (token, id, digest) = opaque::generate().unwrap();
+        tokens.push_str(&record(&id, digest, extra));
+        token
+    };
+    let good = make(", name: ci, owner: ci-bot, scopes: [llm, embed]");
+    let expired = make(", expires_at: \"2020-01-01T00:00:00Z\"");
+    let revoked = make(", revoked_at: \"2020-01-01T00:00:00Z\"");
+    let disabled = make(", owner: mallory");
+    let src = format!(
+        r#"
+providers:
+  - {{ name: p, kind: openai, base_url: "http://127.0.0.1:1", credentials: byok }}
+routes:
+  - {{ prefix: /any, provider: p }}
+  - {{ prefix: /scoped, provider: p, scopes: [llm, admin] }}
+  - {{ prefix: /jwt, provider: p, auth: jwt }}
+owners:
+  - {{ name: mallory, enabled: false }}
 tokens:
-  - { id: ci, owner: ci-bot, sha256: "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08" }
-"#;
-    Snapshot::build(
-        &parse(src).unwrap(),
+{tokens}"#
+    );
+    let snap = Snapshot::build(
+        &parse(&src).unwrap(),
         Path::new("."),
         &BuildContext::default(),
     )
-    .unwrap()
+    .unwrap();
+    Fixture {
+        snap,
+        good,
+        expired,
+        revoked,
+        disabled,
+    }
 }
 
 fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
@@ -25,37 +65,56 @@ fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
     h
 }
 
-#[test]
-fn static_tokens_from_each_header() {
-    let s = snap();
+fn route<'a>(f: &'a Fixture, prefix: &str) -> &'a Route {
+    f.snap.routes.iter().find(|r| r.prefix == prefix).unwrap()
+}
+
+const NOW: u64 = 1_800_000_000;
+
+#[tokio::test]
+async fn opaque_tokens_from_each_header() {
+    let f = fixture();
+    let t = f.good.as_str();
+    let bearer = format!("Bearer {t}");
+    let lower = format!("bearer {t}");
     for h in [
-        headers(&[("authorization", "Bearer test")]),
-        headers(&[("authorization", "bearer test")]),
-        headers(&[("x-api-key", "test")]),
-        headers(&[("x-sluice-token", "test")]),
-        headers(&[("authorization", "Bearer test"), ("x-api-key", "test")]),
+        headers(&[("authorization", &bearer)]),
+        headers(&[("authorization", &lower)]),
+        headers(&[("x-api-key", t)]),
+        headers(&[("x-sluice-token", t)]),
+        headers(&[("authorization", &bearer), ("x-api-key", t)]),
     ] {
-        let a = authenticate(&h, AuthPolicy::Static, &s).unwrap();
+        let a = authenticate(&h, route(&f, "/any"), &f.snap, NOW)
+            .await
+            .unwrap();
         assert_eq!(a.principal.id, "ci");
+        assert_eq!(a.principal.kind, CredentialKind::Opaque);
         assert_eq!(a.principal.owner.as_deref(), Some("ci-bot"));
         assert!(!a.client_provider_key);
     }
 }
 
-#[test]
-fn sluice_token_header_leaves_the_provider_key_to_the_client() {
+#[tokio::test]
+async fn sluice_token_header_leaves_the_provider_key_to_the_client() {
+    let f = fixture();
     let h = headers(&[
-        ("x-sluice-token", "test"),
+        ("x-sluice-token", &f.good),
         ("authorization", "Bearer sk-client"),
     ]);
-    let a = authenticate(&h, AuthPolicy::Static, &snap()).unwrap();
+    let a = authenticate(&h, route(&f, "/any"), &f.snap, NOW)
+        .await
+        .unwrap();
     assert!(a.client_provider_key);
 }
 
-#[test]
-fn refusals() {
-    let s = snap();
-    let cases = [
+#[tokio::test]
+async fn refusals_name_their_reason() {
+    let f = fixture();
+    let mut wrong_secret = f.good.clone().into_bytes();
+    wrong_secret[25] = if wrong_secret[25] == b'a' { b'b' } else { b'a' };
+    let wrong_secret = String::from_utf8(wrong_secret).unwrap();
+    let (unknown, _, _) = opaque::generate().unwrap();
+    let cases: Vec<(HeaderMap, GatewayError)> = vec![
         (headers(&[]), GatewayError::MissingCredential),
         (
             headers(&[("authorization", "Bearer ")]),
@@ -63,32 +122,90 @@ fn refusals() {
         ),
         (
             headers(&[("authorization", "Bearer nope")]),
-            GatewayError::InvalidCredential,
+            GatewayError::InvalidCredential(AuthFailure::Malformed),
         ),
         (
-            headers(&[("x-sluice-token", "nope"), ("authorization", "Bearer test")]),
-            GatewayError::InvalidCredential,
+            headers(&[("x-api-key", &wrong_secret)]),
+            GatewayError::InvalidCredential(AuthFailure::Malformed),
         ),
         (
-            headers(&[("authorization", "Bearer test"), ("x-api-key", "other")]),
+            headers(&[("x-api-key", &unknown)]),
+            GatewayError::InvalidCredential(AuthFailure::Unknown),
+        ),
+        (
+            headers(&[("x-api-key", &f.expired)]),
+            GatewayError::InvalidCredential(AuthFailure::Expired),
+        ),
+        (
+            headers(&[("x-api-key", &f.revoked)]),
+            GatewayError::InvalidCredential(AuthFailure::Revoked),
+        ),
+        (
+            headers(&[("x-api-key", &f.disabled)]),
+            GatewayError::InvalidCredential(AuthFailure::OwnerDisabled),
+        ),
+        (
+            headers(&[
+                ("x-sluice-token", "nope"),
+                ("authorization", &format!("Bearer {}", f.good)),
+            ]),
+            GatewayError::InvalidCredential(AuthFailure::Malformed),
+        ),
+        (
+            headers(&[
+                ("authorization", &format!("Bearer {}", f.good)),
+                ("x-api-key", &f.expired),
+            ]),
             GatewayError::ConflictingCredentials,
         ),
     ];
     for (h, want) in cases {
         assert_eq!(
-            authenticate(&h, AuthPolicy::Static, &s).unwrap_err(),
+            authenticate(&h, route(&f, "/any"), &f.snap, NOW)
+                .await
+                .unwrap_err(),
             want,
             "{h:?}"
         );
     }
 }
 
-#[test]
-fn no_auth_routes_note_a_client_key() {
-    let s = snap();
-    let a = authenticate(&headers(&[("x-api-key", "sk-ant")]), AuthPolicy::None, &s).unwrap();
-    assert_eq!(a.principal.id, "anonymous");
-    assert!(a.client_provider_key);
-    let a = authenticate(&headers(&[]), AuthPolicy::None, &s).unwrap();
-    assert!(!a.client_provider_key);
+#[tokio::test]
+async fn a_typo_in_the_secret_is_caught_by_the_checksum_and_a_wrong_secret_by_the_digest() {
+    let f = fixture();
+    // Same id, a different (well-formed) secret: found by id, refused by the digest comparison.
+    let (other, _, _) = opaque::generate().unwrap();
+    let forged = format!(
+        "{}{}",
+        &f.good[..opaque::PREFIX.len() + opaque::ID_LEN + 1],
+        &other[opaque::PREFIX.len() + opaque::ID_LEN + 1..]
+    );
+    let body = &forged[..forged.len() - opaque::CHECK_LEN];
+    // Recompute the checksum so only the secret is wrong.
+    let check = opaque::checksum_for_tests(body);
+    let forged = format!("{body}{check}");
+    let err = authenticate(
+        &headers(&[("x-api-key", &forged)]),
+        route(&f, "/any"),
+        &f.snap,
+        NOW,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err, GatewayError::InvalidCredential(AuthFailure::Unknown));
+}
+
+#[tokio::test]
+async fn scopes_and_credential_kinds_are_403() {
+    let f = fixture();
+    let h = headers(&[("x-api-key", &f.good)]);
+    let err = authenticate(&h, route(&f, "/scoped"), &f.snap, NOW)
+        .await
+        .unwrap_err();
+    assert_eq!(err, GatewayError::Forbidden(Forbidden::MissingScope));
+    assert_eq!(err.status(), 403);
+    let err = authenticate(&h, route(&f, "/jwt"), &f.snap, NOW)
+        .await
+        .unwrap_err();
+    assert_eq!(err, GatewayError::Forbidden(Forbidden::CredentialKind));
 }

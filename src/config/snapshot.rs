@@ -2,15 +2,19 @@
 //! precomputed: resolved secrets and ready-made auth header values, pick tables, metric handles,
 //! token digests, and routes ordered for longest-prefix matching.
 
-use http::HeaderValue;
-use std::collections::HashSet;
+use http::{HeaderName, HeaderValue};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::wire::{self, AuthPolicy, CredentialMode, ProviderKind};
-use super::ConfigError;
+use super::{auth_build, ConfigError};
+use crate::auth::jwks::JwksRegistry;
+use crate::auth::jwt::JwtVerifier;
+use crate::auth::usage::{LastUsed, UsageRegistry};
+use crate::auth::Principal;
 use crate::balance::{HealthRegistry, KeyPool, Member};
 use crate::metrics::{KeyMetrics, RouteMetrics};
 use crate::secrets::{self, Secret};
@@ -22,7 +26,11 @@ pub struct Snapshot {
     pub providers: Vec<Arc<Provider>>,
     /// Longest prefix first.
     pub routes: Vec<Route>,
-    pub tokens: Vec<TokenRecord>,
+    /// Opaque token records by id.
+    pub tokens: HashMap<String, TokenRecord>,
+    /// Trusted issuers and the verified-JWT cache (a new snapshot starts a new cache, so a
+    /// changed audience or issuer list applies to tokens already seen).
+    pub jwt: JwtVerifier,
     /// Non-fatal findings (e.g. an optional key whose secret is not set), logged on publish.
     pub warnings: Vec<String>,
 }
@@ -57,21 +65,34 @@ pub struct Route {
     pub prefix: String,
     pub provider: Arc<Provider>,
     pub auth: AuthPolicy,
+    pub scopes: Vec<String>,
+    /// Indices into `jwt.issuers`; `None` accepts every issuer.
+    pub issuers: Option<Vec<usize>>,
+    pub required_claims: BTreeMap<String, String>,
+    pub principal_header: Option<HeaderName>,
     pub metrics: RouteMetrics,
 }
 
 #[derive(Debug)]
 pub struct TokenRecord {
     pub id: String,
+    /// SHA-256 of the token's secret part.
     pub digest: [u8; 32],
-    pub owner: Option<String>,
+    pub expires_at: Option<u64>,
+    pub revoked_at: Option<u64>,
+    pub owner_enabled: bool,
+    pub principal: Arc<Principal>,
+    pub last_used: Arc<LastUsed>,
 }
 
-/// What a build needs from outside the file: the revision to stamp and key health to carry over.
+/// What a build needs from outside the file: the revision to stamp, and state that outlives a
+/// snapshot (key health, issuers' signing keys, token last-use times).
 #[derive(Debug, Default)]
 pub struct BuildContext {
     pub revision: u64,
     pub health: Arc<HealthRegistry>,
+    pub jwks: Arc<JwksRegistry>,
+    pub usage: Arc<UsageRegistry>,
 }
 
 impl Provider {
@@ -91,7 +112,8 @@ impl Snapshot {
             revision: 0,
             providers: Vec::new(),
             routes: Vec::new(),
-            tokens: Vec::new(),
+            tokens: HashMap::new(),
+            jwt: JwtVerifier::new(Vec::new()),
             warnings: Vec::new(),
         }
     }
@@ -119,6 +141,8 @@ impl Snapshot {
             providers,
             routes,
             tokens,
+            owners,
+            issuers,
         } = config;
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
@@ -146,6 +170,7 @@ impl Snapshot {
             }
         }
 
+        let jwt = auth_build::issuers(issuers, ctx, &mut errors);
         let mut built_routes = Vec::new();
         let mut prefixes = HashSet::new();
         for (i, r) in routes.iter().enumerate() {
@@ -154,6 +179,10 @@ impl Snapshot {
                 prefix,
                 provider,
                 auth,
+                scopes,
+                issuers: route_issuers,
+                required_claims,
+                principal_header,
             } = r;
             if !prefix.starts_with('/')
                 || (prefix.len() > 1 && prefix.ends_with('/'))
@@ -170,6 +199,38 @@ impl Snapshot {
                     format!("duplicate route prefix `{prefix}`"),
                 ));
             }
+            let mut issuer_idx = Vec::new();
+            for (j, name) in route_issuers.iter().enumerate() {
+                match jwt.issuers.iter().position(|t| &t.name == name) {
+                    Some(idx) => issuer_idx.push(idx),
+                    None if issuers.iter().any(|w| &w.name == name) => {}
+                    None => errors.push(ConfigError::at(
+                        format!("{at}.issuers[{j}]"),
+                        format!("no issuer named `{name}`"),
+                    )),
+                }
+            }
+            let header = match principal_header {
+                Some(h) => match HeaderName::from_bytes(h.as_bytes()) {
+                    Ok(name) if !is_reserved_header(name.as_str()) => Some(name),
+                    _ => {
+                        errors.push(ConfigError::at(
+                            format!("{at}.principal_header"),
+                            format!("`{h}` must be a header name that is not a credential or `x-sluice-*` header"),
+                        ));
+                        None
+                    }
+                },
+                None => None,
+            };
+            if *auth == AuthPolicy::None
+                && (!scopes.is_empty() || !route_issuers.is_empty() || !required_claims.is_empty())
+            {
+                errors.push(ConfigError::at(
+                    format!("{at}.auth"),
+                    "`auth: none` cannot require scopes, issuers or claims",
+                ));
+            }
             match built.iter().find(|p| &p.name == provider) {
                 Some(p) => built_routes.push(Route {
                     prefix: if prefix == "/" {
@@ -179,6 +240,14 @@ impl Snapshot {
                     },
                     provider: p.clone(),
                     auth: *auth,
+                    scopes: scopes.clone(),
+                    issuers: if route_issuers.is_empty() {
+                        None
+                    } else {
+                        Some(issuer_idx)
+                    },
+                    required_claims: required_claims.clone(),
+                    principal_header: header,
                     metrics: RouteMetrics::new(prefix, provider),
                 }),
                 None if names.contains(provider.as_str()) => {} // the provider itself is in error
@@ -190,38 +259,28 @@ impl Snapshot {
         }
         built_routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
 
-        let mut built_tokens = Vec::new();
-        let mut ids = HashSet::new();
-        for (i, t) in tokens.iter().enumerate() {
-            let at = format!("tokens[{i}]");
-            let wire::StaticToken { id, sha256, owner } = t;
-            if id.is_empty() || !ids.insert(id.as_str()) {
-                errors.push(ConfigError::at(
-                    format!("{at}.id"),
-                    format!("token id `{id}` is empty or repeated"),
-                ));
-            }
-            match parse_digest(sha256) {
-                Some(digest) => built_tokens.push(TokenRecord { id: id.clone(), digest, owner: owner.clone() }),
-                None => errors.push(ConfigError::at(
-                    format!("{at}.sha256"),
-                    "expected `sha256:` followed by 64 hex digits (the SHA-256 of the token, never the token)",
-                )),
-            }
-        }
-        if routes.iter().any(|r| r.auth == AuthPolicy::Static) && tokens.is_empty() {
-            warnings.push("routes with `auth: static` exist but no `tokens` are declared: they refuse every request".into());
+        let built_tokens = auth_build::tokens(tokens, owners, ctx, &mut errors);
+        if routes
+            .iter()
+            .any(|r| matches!(r.auth, AuthPolicy::Token | AuthPolicy::Any))
+            && tokens.is_empty()
+            && issuers.is_empty()
+        {
+            warnings.push("routes require credentials but no `tokens` or `issuers` are declared: they refuse every request".into());
         }
 
         if !errors.is_empty() {
             return Err(errors);
         }
         ctx.health.retain(&live_keys);
+        let live_issuers: Vec<_> = jwt.issuers.iter().map(|t| t.keys.clone()).collect();
+        ctx.jwks.retain(&live_issuers);
         Ok(Snapshot {
             revision: ctx.revision,
             providers: built,
             routes: built_routes,
             tokens: built_tokens,
+            jwt,
             warnings,
         })
     }
@@ -451,10 +510,11 @@ fn load_ca(file: &Path) -> Result<Arc<[pingora::utils::tls::WrappedX509]>, Strin
     Ok(certs.into())
 }
 
-fn parse_digest(value: &str) -> Option<[u8; 32]> {
-    let hex_part = value.strip_prefix("sha256:").unwrap_or(value);
-    let bytes = hex::decode(hex_part).ok()?;
-    bytes.try_into().ok()
+/// Headers Sluice owns on the way upstream: never a place to put the principal.
+fn is_reserved_header(name: &str) -> bool {
+    name.starts_with("x-sluice-")
+        || crate::proxy::steps::CREDENTIAL_HEADERS.contains(&name)
+        || name == "host"
 }
 
 #[cfg(test)]

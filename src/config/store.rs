@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{load, wire, BuildContext, ConfigErrors, Snapshot};
+use crate::auth::jwks::JwksRegistry;
+use crate::auth::usage::UsageRegistry;
 use crate::balance::HealthRegistry;
 use crate::metrics::METRICS;
 
@@ -28,6 +30,8 @@ pub struct ConfigStore {
     current: ArcSwap<Snapshot>,
     file: PathBuf,
     health: Arc<HealthRegistry>,
+    pub jwks: Arc<JwksRegistry>,
+    pub usage: Arc<UsageRegistry>,
     /// Serialises reloads and remembers what was loaded at start.
     writer: Mutex<Fixed>,
     ready: AtomicBool,
@@ -45,10 +49,9 @@ struct Fixed {
 impl ConfigStore {
     /// Loads `file` for the first time; any error stops start-up.
     pub fn open(file: &Path) -> Result<(Arc<ConfigStore>, wire::Config), ConfigErrors> {
-        let health = Arc::new(HealthRegistry::default());
         let ctx = BuildContext {
             revision: 1,
-            health: health.clone(),
+            ..BuildContext::default()
         };
         let (config, snapshot) = load(file, &ctx)?;
         for w in &snapshot.warnings {
@@ -57,7 +60,9 @@ impl ConfigStore {
         let store = ConfigStore {
             current: ArcSwap::from_pointee(snapshot),
             file: file.to_owned(),
-            health,
+            health: ctx.health.clone(),
+            jwks: ctx.jwks.clone(),
+            usage: ctx.usage.clone(),
             writer: Mutex::new(Fixed {
                 listeners: config.listeners.clone(),
                 server: config.server.clone(),
@@ -94,6 +99,8 @@ impl ConfigStore {
         let ctx = BuildContext {
             revision: fixed.revision + 1,
             health: self.health.clone(),
+            jwks: self.jwks.clone(),
+            usage: self.usage.clone(),
         };
         let outcome = match load(&self.file, &ctx) {
             Err(errors) => ReloadOutcome::Invalid(errors),

@@ -2,6 +2,7 @@
 //! [`Snapshot`](super::Snapshot) by `snapshot.rs`; nothing on the request path reads these types.
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -18,7 +19,11 @@ pub struct Config {
     #[serde(default)]
     pub routes: Vec<Route>,
     #[serde(default)]
-    pub tokens: Vec<StaticToken>,
+    pub tokens: Vec<Token>,
+    #[serde(default)]
+    pub owners: Vec<Owner>,
+    #[serde(default)]
+    pub issuers: Vec<Issuer>,
 }
 
 /// Listener addresses: fixed for the life of the process (a reload that changes them is refused).
@@ -133,6 +138,18 @@ pub struct Route {
     pub provider: String,
     #[serde(default)]
     pub auth: AuthPolicy,
+    /// Scopes the caller must hold, all of them (opaque token `scopes`, JWT `scope`/`scp`).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Names of the `issuers` whose JWTs this route accepts (default: all of them).
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    /// JWT claims that must equal these values.
+    #[serde(default)]
+    pub required_claims: BTreeMap<String, String>,
+    /// Forward the authenticated principal upstream in this header (e.g. `x-forwarded-user`).
+    #[serde(default)]
+    pub principal_header: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -140,19 +157,68 @@ pub struct Route {
 pub enum AuthPolicy {
     /// No Sluice credential; any client reaching the listener may use the route.
     None,
-    /// A token listed under `tokens:` (by its SHA-256).
+    /// Opaque Sluice tokens only (`sluice_…`).
+    Token,
+    /// JWTs from a trusted issuer only.
+    Jwt,
+    /// An opaque token or a JWT.
     #[default]
-    Static,
+    Any,
 }
 
+/// An opaque token record (what `sluice token generate` prints): never the token itself.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StaticToken {
+pub struct Token {
+    /// The 12-character id inside the token (`sluice_<id>_…`).
     pub id: String,
-    /// `sha256:<64 hex>` of the whole token; the token itself is never written down.
+    /// `sha256:<64 hex>` of the token's secret part.
     pub sha256: String,
     #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
     pub owner: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// RFC 3339 time after which the token is refused.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// RFC 3339 time from which the token is refused (revocation).
+    #[serde(default)]
+    pub revoked_at: Option<String>,
+}
+
+/// Who tokens belong to; a disabled owner's tokens are all refused.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Owner {
+    pub name: String,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+/// A trusted JWT issuer.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Issuer {
+    /// Short name for routes, metrics and logs.
+    pub name: String,
+    /// The exact `iss` claim.
+    pub issuer: String,
+    /// Where the signing keys are; default: `jwks_uri` from `{issuer}/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Accepted `aud` values (any of them).
+    pub audiences: Vec<String>,
+    /// Accepted signing algorithms, each bound to its key type.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+    /// The claim that names the principal (`sub`, `client_id`, …).
+    #[serde(default = "default_principal_claim")]
+    pub principal_claim: String,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -175,4 +241,13 @@ fn default_quarantine_seconds() -> u64 {
 }
 fn default_cooldown_seconds() -> u64 {
     30
+}
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into(), "EdDSA".into()]
+}
+fn default_leeway() -> u64 {
+    30
+}
+fn default_principal_claim() -> String {
+    "sub".into()
 }

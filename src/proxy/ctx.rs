@@ -13,7 +13,7 @@ pub struct RequestCtx {
     pub started: Instant,
     /// Index into `snap.routes`.
     pub route: Option<usize>,
-    pub principal: Option<Principal>,
+    pub principal: Option<Arc<Principal>>,
     /// Index into the provider's `keys`; `None` when the client's own key is used (BYOK).
     pub key: Option<usize>,
     /// Upstream connection attempts after the first (a failed connect is retried once).

@@ -18,6 +18,13 @@ use crate::config::ConfigStore;
 use crate::error::{ErrorShape, GatewayError};
 use crate::metrics::{status_class_index, METRICS};
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// Longest `Retry-After` honoured for a 429 (a key is not benched for longer than this).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
@@ -35,7 +42,7 @@ impl ProxyHttp for Gateway {
 
     /// route → authenticate → pick credential (see `steps::admit`); a refusal is answered here.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        match steps::admit(session.req_header(), &ctx.snap, now_ms()) {
+        match steps::admit(session.req_header(), &ctx.snap, now_ms(), unix_now()).await {
             Ok(admitted) => {
                 ctx.route = Some(admitted.route);
                 ctx.principal = Some(admitted.principal);
@@ -84,7 +91,7 @@ impl ProxyHttp for Gateway {
         let (Some(route), key) = (ctx.route(), ctx.key()) else {
             return Error::e_explain(ErrorType::InternalError, "no route chosen");
         };
-        steps::rewrite(upstream, &route.prefix, &route.provider, key)?;
+        steps::rewrite(upstream, route, key, ctx.principal.as_deref())?;
         if let Some(key) = key {
             key.metrics.requests.inc();
         }

@@ -5,15 +5,17 @@
 
 use pingora::http::RequestHeader;
 
+use std::sync::Arc;
+
 use crate::auth::{self, Principal};
 use crate::config::{CredentialMode, Snapshot};
 use crate::error::{ErrorShape, GatewayError};
 
 /// A request Sluice will forward.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub struct Admitted {
     pub route: usize,
-    pub principal: Principal,
+    pub principal: Arc<Principal>,
     /// The pool key to inject, or `None` to pass the client's own provider key (BYOK).
     pub key: Option<usize>,
 }
@@ -25,7 +27,13 @@ pub struct Refusal {
     pub shape: ErrorShape,
 }
 
-pub fn admit(req: &RequestHeader, snap: &Snapshot, now_ms: u64) -> Result<Admitted, Refusal> {
+/// `now_ms` is the monotonic clock of key health, `now_unix` the wall clock of token expiry.
+pub async fn admit(
+    req: &RequestHeader,
+    snap: &Snapshot,
+    now_ms: u64,
+    now_unix: u64,
+) -> Result<Admitted, Refusal> {
     let path = req.uri.path();
     let Some((route_idx, route)) = snap.route(path) else {
         return Err(Refusal {
@@ -37,7 +45,9 @@ pub fn admit(req: &RequestHeader, snap: &Snapshot, now_ms: u64) -> Result<Admitt
     let shape = ErrorShape::from(provider.kind);
     let refuse = |error| Refusal { error, shape };
 
-    let authed = auth::authenticate(&req.headers, route.auth, snap).map_err(refuse)?;
+    let authed = auth::authenticate(&req.headers, route, snap, now_unix)
+        .await
+        .map_err(refuse)?;
 
     let use_client_key = match provider.credentials {
         CredentialMode::Centralized => false,
@@ -86,10 +96,11 @@ pub const CREDENTIAL_HEADERS: [&str; 5] = [
 /// Sluice's own headers and client credentials removed, the pool key injected.
 pub fn rewrite(
     upstream: &mut RequestHeader,
-    prefix: &str,
-    provider: &crate::config::Provider,
+    route: &crate::config::Route,
     key: Option<&crate::config::ProviderKey>,
+    principal: Option<&Principal>,
 ) -> pingora::Result<()> {
+    let (prefix, provider) = (route.prefix.as_str(), &*route.provider);
     let uri = &upstream.uri;
     let rest = uri.path().strip_prefix(prefix).unwrap_or(uri.path());
     let base = provider.upstream.base_path.as_str();
@@ -128,6 +139,9 @@ pub fn rewrite(
             upstream.remove_header(name);
         }
         upstream.insert_header(provider.key_header(), key.header_value.clone())?;
+    }
+    if let (Some(name), Some(principal)) = (&route.principal_header, principal) {
+        upstream.insert_header(name.clone(), principal.id.as_str())?;
     }
     Ok(())
 }

@@ -22,7 +22,7 @@ routes:
   - { prefix: /openai, provider: openai }
   - { prefix: /openai/special, provider: claude, auth: none }
 tokens:
-  - { id: ci, sha256: "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08" }
+  - { id: ci0123456789, sha256: "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08" }
 "#;
 
 fn set_key() {
@@ -57,7 +57,7 @@ fn builds_precomputed_snapshot() {
         Some("openai")
     );
     assert!(snap.route("/openaix/v1").is_none());
-    assert_eq!(snap.tokens[0].digest[0], 0x9f);
+    assert_eq!(snap.tokens["ci0123456789"].digest[0], 0x9f);
 }
 
 #[test]
@@ -75,7 +75,9 @@ routes:
   - { prefix: openai/, provider: nobody }
   - { prefix: /bad, provider: Bad_Name }
 tokens:
-  - { id: t, sha256: "sk-oops-this-is-a-token" }
+  - { id: t00000000000, sha256: "sk-oops-this-is-a-token" }
+issuers:
+  - { name: idp, issuer: "https://idp.example", audiences: [], algorithms: [RS256, HS256] }
 "#;
     let errors = build(src).unwrap_err();
     let lines = Lines::of(src);
@@ -92,6 +94,8 @@ tokens:
         ("routes[0].prefix", 11),
         ("routes[0].provider", 11),
         ("tokens[0].sha256", 14),
+        ("issuers[0].audiences", 16),
+        ("issuers[0].algorithms[1]", 16),
     ];
     for (path, line) in expect {
         assert!(

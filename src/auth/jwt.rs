@@ -1,0 +1,376 @@
+//! JWTs from trusted issuers. A token is pre-parsed without trusting it (header `alg`/`kid`,
+//! claim `iss`) only to choose the issuer and key; the signature and every time/audience claim
+//! are then checked by `jsonwebtoken`, whose keys are bound to one algorithm family so an RSA
+//! public key can never verify an HMAC token. `alg: none` and `crit` headers are refused; key
+//! URLs in the header (`jku`, `x5u`, `jwk`, `x5c`) are ignored — keys only come from the
+//! issuer's configured JWKS. Verified tokens are cached by SHA-256 until their `exp`.
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, Validation};
+use moka::sync::Cache;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::jwks::{IssuerKeys, Lookup};
+use super::{CredentialKind, Principal};
+use crate::config::Snapshot;
+use crate::error::AuthFailure;
+use crate::metrics::METRICS;
+
+/// Longest token accepted (a JWT with many claims is a few KiB).
+const MAX_TOKEN_LEN: usize = 16 * 1024;
+/// Verified tokens kept at most (each a few hundred bytes).
+const CACHE_CAPACITY: u64 = 100_000;
+
+/// A trusted issuer as the hot path needs it.
+#[derive(Debug)]
+pub struct TrustedIssuer {
+    pub name: String,
+    pub issuer: String,
+    pub principal_claim: String,
+    /// One ready `Validation` per accepted algorithm.
+    pub validations: Vec<(Algorithm, Validation)>,
+    pub keys: Arc<IssuerKeys>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    principal: Arc<Principal>,
+    expires_at: u64,
+}
+
+struct UntilExp;
+
+impl moka::Expiry<[u8; 32], Cached> for UntilExp {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 32],
+        value: &Cached,
+        _now: Instant,
+    ) -> Option<Duration> {
+        let now = jsonwebtoken::get_current_timestamp();
+        Some(Duration::from_secs(value.expires_at.saturating_sub(now)))
+    }
+}
+
+/// All trusted issuers and the cache of verified tokens, for one snapshot.
+pub struct JwtVerifier {
+    pub issuers: Vec<TrustedIssuer>,
+    by_iss: HashMap<String, usize>,
+    cache: Cache<[u8; 32], Cached>,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("issuers", &self.issuers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtVerifier {
+    pub fn new(issuers: Vec<TrustedIssuer>) -> JwtVerifier {
+        let by_iss = issuers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.issuer.clone(), i))
+            .collect();
+        let cache = Cache::builder()
+            .max_capacity(CACHE_CAPACITY)
+            .expire_after(UntilExp)
+            .build();
+        JwtVerifier {
+            issuers,
+            by_iss,
+            cache,
+        }
+    }
+
+    pub async fn verify(
+        &self,
+        token: &str,
+        _snap: &Snapshot,
+        now_unix: u64,
+    ) -> Result<Arc<Principal>, AuthFailure> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(hit) = self.cache.get(&digest) {
+            if hit.expires_at > now_unix {
+                METRICS.auth_cache.with_label_values(&["hit"]).inc();
+                return Ok(hit.principal);
+            }
+        }
+        METRICS.auth_cache.with_label_values(&["miss"]).inc();
+        let pre = preparse(token)?;
+        let idx = *self
+            .by_iss
+            .get(pre.iss.as_str())
+            .ok_or(AuthFailure::UnknownIssuer)?;
+        let issuer = &self.issuers[idx];
+        let (alg, validation) = issuer
+            .validations
+            .iter()
+            .find(|(a, _)| alg_name(*a) == pre.alg)
+            .ok_or(AuthFailure::UnsupportedAlgorithm)?;
+        let key = match issuer.keys.find(pre.kid.as_deref(), *alg) {
+            Lookup::Found(key) => key,
+            Lookup::Incompatible => return Err(AuthFailure::UnsupportedAlgorithm),
+            Lookup::Missing => {
+                // One refetch per issuer at a time, at most every few seconds: a burst of
+                // made-up kids cannot turn into a burst of fetches.
+                if !issuer.keys.refetch_for_unknown_key().await {
+                    return Err(AuthFailure::UnknownKey);
+                }
+                match issuer.keys.find(pre.kid.as_deref(), *alg) {
+                    Lookup::Found(key) => key,
+                    Lookup::Incompatible => return Err(AuthFailure::UnsupportedAlgorithm),
+                    Lookup::Missing => return Err(AuthFailure::UnknownKey),
+                }
+            }
+        };
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key.key, validation)
+            .map_err(map_error)?;
+        let claims = data.claims;
+        let id = claims[issuer.principal_claim.as_str()]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .ok_or(AuthFailure::MissingClaim)?
+            .to_owned();
+        let expires_at = claims["exp"].as_u64().ok_or(AuthFailure::MissingClaim)?;
+        let principal = Arc::new(Principal {
+            kind: CredentialKind::Jwt,
+            id,
+            owner: claims["client_id"].as_str().map(str::to_owned),
+            scopes: scopes(&claims),
+            issuer: Some(idx),
+            claims,
+        });
+        self.cache.insert(
+            digest,
+            Cached {
+                principal: principal.clone(),
+                expires_at,
+            },
+        );
+        Ok(principal)
+    }
+}
+
+/// Three dot-separated base64url parts, the first two non-empty.
+pub fn looks_like_jwt(token: &str) -> bool {
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let b64 = |x: &str| {
+        x.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    !h.is_empty() && !p.is_empty() && b64(h) && b64(p) && b64(s)
+}
+
+/// What is read from a token before its signature is checked, to pick the issuer and key.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PreParsed {
+    pub alg: String,
+    pub kid: Option<String>,
+    pub iss: String,
+}
+
+#[derive(Deserialize)]
+struct HeaderProbe {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    crit: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct ClaimsProbe {
+    #[serde(default)]
+    iss: Option<String>,
+}
+
+/// Reads `alg`, `kid` and `iss` from an untrusted token. Bounded work; never panics.
+pub fn preparse(token: &str) -> Result<PreParsed, AuthFailure> {
+    if token.len() > MAX_TOKEN_LEN || !looks_like_jwt(token) {
+        return Err(AuthFailure::Malformed);
+    }
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload)) = (parts.next(), parts.next()) else {
+        return Err(AuthFailure::Malformed);
+    };
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.decode(header).map_err(|_| AuthFailure::Malformed)?;
+    let header: HeaderProbe =
+        serde_json::from_slice(&header).map_err(|_| AuthFailure::Malformed)?;
+    if header.alg.eq_ignore_ascii_case("none") {
+        return Err(AuthFailure::UnsupportedAlgorithm);
+    }
+    if header.crit.is_some() {
+        // RFC 7515 §4.1.11: extensions we do not understand must not be ignored.
+        return Err(AuthFailure::Malformed);
+    }
+    let payload = b64.decode(payload).map_err(|_| AuthFailure::Malformed)?;
+    let claims: ClaimsProbe =
+        serde_json::from_slice(&payload).map_err(|_| AuthFailure::Malformed)?;
+    let iss = claims.iss.ok_or(AuthFailure::MissingClaim)?;
+    Ok(PreParsed {
+        alg: header.alg,
+        kid: header.kid,
+        iss,
+    })
+}
+
+/// `scope` (space-separated string) or `scp` (array or string).
+fn scopes(claims: &serde_json::Value) -> Vec<String> {
+    let split = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    match (&claims["scope"], &claims["scp"]) {
+        (serde_json::Value::String(s), _) => split(s),
+        (_, serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        (_, serde_json::Value::String(s)) => split(s),
+        _ => Vec::new(),
+    }
+}
+
+fn map_error(e: jsonwebtoken::errors::Error) -> AuthFailure {
+    use jsonwebtoken::errors::ErrorKind;
+    match e.kind() {
+        ErrorKind::ExpiredSignature => AuthFailure::Expired,
+        ErrorKind::ImmatureSignature => AuthFailure::NotYetValid,
+        ErrorKind::InvalidAudience => AuthFailure::WrongAudience,
+        ErrorKind::InvalidIssuer => AuthFailure::UnknownIssuer,
+        ErrorKind::InvalidSignature => AuthFailure::BadSignature,
+        ErrorKind::MissingRequiredClaim(_) => AuthFailure::MissingClaim,
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            AuthFailure::UnsupportedAlgorithm
+        }
+        _ => AuthFailure::Malformed,
+    }
+}
+
+/// Asymmetric algorithms only: a shared-secret algorithm would make the JWKS's public keys
+/// (or any `oct` key in it) a signing key for anyone.
+pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
+    match name {
+        "RS256" => Some(Algorithm::RS256),
+        "RS384" => Some(Algorithm::RS384),
+        "RS512" => Some(Algorithm::RS512),
+        "PS256" => Some(Algorithm::PS256),
+        "PS384" => Some(Algorithm::PS384),
+        "PS512" => Some(Algorithm::PS512),
+        "ES256" => Some(Algorithm::ES256),
+        "ES384" => Some(Algorithm::ES384),
+        "EdDSA" => Some(Algorithm::EdDSA),
+        _ => None,
+    }
+}
+
+pub fn alg_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::RS256 => "RS256",
+        Algorithm::RS384 => "RS384",
+        Algorithm::RS512 => "RS512",
+        Algorithm::PS256 => "PS256",
+        Algorithm::PS384 => "PS384",
+        Algorithm::PS512 => "PS512",
+        Algorithm::ES256 => "ES256",
+        Algorithm::ES384 => "ES384",
+        Algorithm::EdDSA => "EdDSA",
+        Algorithm::HS256 => "HS256",
+        Algorithm::HS384 => "HS384",
+        Algorithm::HS512 => "HS512",
+        _ => "unsupported",
+    }
+}
+
+/// The `Validation` for one issuer and algorithm: issuer, audiences, leeway on `exp` and `nbf`.
+pub fn validation(alg: Algorithm, issuer: &str, audiences: &[String], leeway: u64) -> Validation {
+    let mut v = Validation::new(alg);
+    v.leeway = leeway;
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    v.set_issuer(&[issuer]);
+    v.set_audience(audiences);
+    v.set_required_spec_claims(&["exp", "iss", "aud"]);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn enc(v: &serde_json::Value) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    #[test]
+    fn preparse_reads_alg_kid_iss_and_refuses_none_and_crit() {
+        let t = format!(
+            "{}.{}.sig",
+            enc(&serde_json::json!({"alg":"RS256","kid":"k1","jku":"https://evil"})),
+            enc(&serde_json::json!({"iss":"https://idp"}))
+        );
+        assert_eq!(
+            preparse(&t),
+            Ok(PreParsed {
+                alg: "RS256".into(),
+                kid: Some("k1".into()),
+                iss: "https://idp".into()
+            })
+        );
+        let none = format!(
+            "{}.{}.",
+            enc(&serde_json::json!({"alg":"none"})),
+            enc(&serde_json::json!({"iss":"x"}))
+        );
+        assert_eq!(preparse(&none), Err(AuthFailure::UnsupportedAlgorithm));
+        let crit = format!(
+            "{}.{}.s",
+            enc(&serde_json::json!({"alg":"RS256","crit":["b64"]})),
+            enc(&serde_json::json!({"iss":"x"}))
+        );
+        assert_eq!(preparse(&crit), Err(AuthFailure::Malformed));
+        let no_iss = format!(
+            "{}.{}.s",
+            enc(&serde_json::json!({"alg":"RS256"})),
+            enc(&serde_json::json!({}))
+        );
+        assert_eq!(preparse(&no_iss), Err(AuthFailure::MissingClaim));
+        assert_eq!(preparse("a.b"), Err(AuthFailure::Malformed));
+        assert!(!looks_like_jwt("sluice_abc"));
+    }
+
+    #[test]
+    fn only_asymmetric_algorithms_are_accepted() {
+        assert!(parse_algorithm("HS256").is_none());
+        assert!(parse_algorithm("none").is_none());
+        assert_eq!(parse_algorithm("EdDSA"), Some(Algorithm::EdDSA));
+    }
+
+    #[test]
+    fn scopes_from_scope_or_scp() {
+        assert_eq!(scopes(&serde_json::json!({"scope": "a b"})), vec!["a", "b"]);
+        assert_eq!(
+            scopes(&serde_json::json!({"scp": ["a", "c"]})),
+            vec!["a", "c"]
+        );
+        assert!(scopes(&serde_json::json!({})).is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn preparse_never_panics(s in "[A-Za-z0-9_.-]{0,300}") {
+            let _ = preparse(&s);
+        }
+    }
+}
