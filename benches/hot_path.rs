@@ -31,7 +31,13 @@ impl LockedSwrr {
     }
 }
 
-fn snapshot() -> Snapshot {
+struct Fixture {
+    snap: Snapshot,
+    token: String,
+}
+
+fn snapshot() -> Fixture {
+    let (token, id, digest) = sluice::auth::opaque::generate().unwrap_or_else(|e| panic!("{e}"));
     std::env::set_var("BENCH_KEY_A", "sk-bench-a-0123456789abcdef");
     std::env::set_var("BENCH_KEY_B", "sk-bench-b-0123456789abcdef");
     let src = r#"
@@ -45,28 +51,43 @@ providers:
 routes:
   - { prefix: /anthropic, provider: openai }
   - { prefix: /openai, provider: openai }
+issuers:
+  - { name: idp, issuer: "https://idp.bench", jwks_uri: "http://127.0.0.1:9/jwks", audiences: [bench] }
 tokens:
-  - { id: t1, sha256: "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08" }
-  - { id: t2, sha256: "sha256:0000000000000000000000000000000000000000000000000000000000000000" }
 "#;
-    let config = parse(src).unwrap_or_else(|e| panic!("{e}"));
-    Snapshot::build(&config, Path::new("."), &BuildContext::default())
-        .unwrap_or_else(|e| panic!("{e:?}"))
+    // 10,000 token records: the index lookup must not depend on how many there are.
+    let mut src = src.to_owned();
+    for i in 0..10_000 {
+        src.push_str(&format!(
+            "  - {{ id: {:012}, sha256: \"sha256:{}\" }}\n",
+            i,
+            hex::encode([0u8; 32])
+        ));
+    }
+    src.push_str(&format!(
+        "  - {{ id: {id}, name: bench, sha256: \"sha256:{}\" }}\n",
+        hex::encode(digest)
+    ));
+    let config = parse(&src).unwrap_or_else(|e| panic!("{e}"));
+    let snap = Snapshot::build(&config, Path::new("."), &BuildContext::default())
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    Fixture { snap, token }
 }
 
-fn request() -> RequestHeader {
+fn request(token: &str) -> RequestHeader {
     let mut r = RequestHeader::build("POST", b"/openai/v1/chat/completions", None)
         .unwrap_or_else(|e| panic!("{e}"));
     for (k, v) in [
         ("host", "127.0.0.1:8080"),
-        ("authorization", "Bearer test"),
+        ("authorization", &format!("Bearer {token}")),
         ("content-type", "application/json"),
         ("user-agent", "OpenAI/Python 3.54.0"),
         ("accept", "application/json"),
         ("x-stainless-lang", "python"),
         ("content-length", "120"),
     ] {
-        r.append_header(k, v).unwrap_or_else(|e| panic!("{e}"));
+        r.append_header(k, v.to_owned())
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     r
 }
@@ -94,26 +115,31 @@ fn pick(c: &mut Criterion) {
     g.finish();
 }
 
+fn block_on<F: std::future::Future>(rt: &tokio::runtime::Runtime, f: F) -> F::Output {
+    rt.block_on(f)
+}
+
 fn request_path(c: &mut Criterion) {
-    let snap = snapshot();
-    let req = request();
+    let Fixture { snap, token } = snapshot();
+    let req = request(&token);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut g = c.benchmark_group("request");
     g.bench_function("baseline_header_clone", |b| {
         b.iter(|| black_box(req.clone()))
     });
-    g.bench_function("static_token_check", |b| {
-        b.iter(|| black_box(sluice::auth::check_static(black_box("test"), &snap)))
-    });
     g.bench_function("admit", |b| {
-        b.iter(|| black_box(steps::admit(&req, &snap, 1_000).is_ok()))
+        b.iter(|| black_box(block_on(&rt, steps::admit(&req, &snap, 1_000, 1_800_000_000)).is_ok()))
     });
     g.bench_function("admit_and_rewrite", |b| {
         b.iter(|| {
-            let admitted = steps::admit(&req, &snap, 1_000).unwrap_or_else(|e| panic!("{e:?}"));
+            let admitted = block_on(&rt, steps::admit(&req, &snap, 1_000, 1_800_000_000))
+                .unwrap_or_else(|e| panic!("{e:?}"));
             let route = &snap.routes[admitted.route];
             let key = admitted.key.map(|k| &route.provider.keys[k]);
             let mut upstream = req.clone();
-            steps::rewrite(&mut upstream, &route.prefix, &route.provider, key)
+            steps::rewrite(&mut upstream, route, key, Some(&admitted.principal))
                 .unwrap_or_else(|e| panic!("{e}"));
             black_box(upstream)
         })
@@ -121,5 +147,111 @@ fn request_path(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pick, request_path);
+/// The JWKS document and signed tokens for the JWT benches.
+struct JwtFixture {
+    jwks: serde_json::Value,
+    rs256: String,
+    es256: String,
+}
+
+fn jwt_fixture() -> JwtFixture {
+    use base64::Engine;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use rsa::traits::PublicKeyParts;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let rsa_key =
+        rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap_or_else(|e| panic!("{e}"));
+    let rsa_der = rsa_key.to_pkcs1_der().unwrap_or_else(|e| panic!("{e}"));
+    let ec = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+    let point = ec.public_key_raw();
+    let jwks = serde_json::json!({"keys": [
+        {"kty": "RSA", "kid": "r1", "alg": "RS256", "n": b64.encode(rsa_key.n().to_bytes_be()), "e": b64.encode(rsa_key.e().to_bytes_be())},
+        {"kty": "EC", "kid": "e1", "alg": "ES256", "crv": "P-256", "x": b64.encode(&point[1..33]), "y": b64.encode(&point[33..65])},
+    ]});
+    let claims = serde_json::json!({"iss": "https://idp.bench", "aud": "bench", "sub": "agent-7", "exp": 4_000_000_000u64, "scope": "llm"});
+    let sign = |alg, kid: &str, key: &EncodingKey| {
+        let mut h = Header::new(alg);
+        h.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&h, &claims, key).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let rs256 = sign(
+        Algorithm::RS256,
+        "r1",
+        &EncodingKey::from_rsa_der(rsa_der.as_bytes()),
+    );
+    let es256 = sign(
+        Algorithm::ES256,
+        "e1",
+        &EncodingKey::from_ec_der(&ec.serialize_der()),
+    );
+    JwtFixture { jwks, rs256, es256 }
+}
+
+fn auth(c: &mut Criterion) {
+    let Fixture { snap, token } = snapshot();
+    let jwt = jwt_fixture();
+    snap.jwt.issuers[0]
+        .keys
+        .load_document(&jwt.jwks)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    for t in [&jwt.rs256, &jwt.es256] {
+        block_on(&rt, snap.jwt.verify(t, &snap, 1_800_000_000)).unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    let mut g = c.benchmark_group("auth");
+    g.bench_function("baseline_sha256_of_jwt", |b| {
+        b.iter(|| {
+            black_box(<sha2::Sha256 as sha2::Digest>::digest(black_box(
+                jwt.rs256.as_bytes(),
+            )))
+        })
+    });
+    g.bench_function("opaque_check_10k_records", |b| {
+        b.iter(|| {
+            black_box(sluice::auth::opaque::verify(black_box(&token), &snap, 1_800_000_000).is_ok())
+        })
+    });
+    g.bench_function("jwt_cached", |b| {
+        b.iter(|| {
+            black_box(
+                snap.jwt
+                    .verify_cached(black_box(&jwt.rs256), 1_800_000_000)
+                    .is_ok(),
+            )
+        })
+    });
+    let validation =
+        |alg| sluice::auth::jwt::validation(alg, "https://idp.bench", &["bench".to_owned()], 30);
+    for (name, token, alg, kid) in [
+        (
+            "jwt_uncached_rs256",
+            &jwt.rs256,
+            jsonwebtoken::Algorithm::RS256,
+            "r1",
+        ),
+        (
+            "jwt_uncached_es256",
+            &jwt.es256,
+            jsonwebtoken::Algorithm::ES256,
+            "e1",
+        ),
+    ] {
+        let key = match snap.jwt.issuers[0].keys.find(Some(kid), alg) {
+            sluice::auth::jwks::Lookup::Found(k) => k,
+            _ => panic!("bench key {kid} missing"),
+        };
+        let v = validation(alg);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                black_box(jsonwebtoken::decode::<serde_json::Value>(token, &key.key, &v).is_ok())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, pick, request_path, auth);
 criterion_main!(benches);

@@ -8,6 +8,7 @@
 # usage: benches/loadtest.sh [--smoke]
 #   DURATION=10  seconds per run          ROUNDS=3   interleaved rounds (median reported)
 #   WORKERS=1    proxy worker threads     SLUICE_BIN=path  skip the release build
+#   TARGETS="direct nginx pingora sluice noauth"  (all must include direct, nginx and pingora)
 #   --smoke      1 s runs, 1 round: checks the kit works (CI), figures mean nothing
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,8 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 WORKERS=${WORKERS:-1}
+# sluice: token auth on (opaque, the cached path); noauth: the same Sluice on an `auth: none` route.
+TARGETS=${TARGETS:-direct nginx pingora sluice noauth}
 if [[ "${1:-}" == "--smoke" ]]; then DURATION=1; ROUNDS=1; SMOKE=1; else SMOKE=0; fi
 
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -55,8 +58,9 @@ wait_port() {
   echo "nothing listens on $1" >&2; return 1
 }
 MOCK=$(port); SLUICE=$(port); ADMIN=$(port); NGX=$(port); BARE=$(port)
-TOKEN=load-test-token
-TOKEN_SHA=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
+GENERATED=$("$SLUICE_BIN" token generate --name load)
+TOKEN=$(sed -n 2p <<<"$GENERATED")
+TOKEN_RECORD=$(grep -E '^  - \{ id:' <<<"$GENERATED")
 
 "$SLUICE_BIN" mock-upstream --listen "127.0.0.1:$MOCK" --chunks 8 --threads 1 >"$T/mock.log" 2>&1 &
 PIDS+=($!)
@@ -72,9 +76,10 @@ providers:
       - { id: a, secret_ref: "env:LOAD_KEY_A", weight: 3 }
       - { id: b, secret_ref: "env:LOAD_KEY_B", weight: 1 }
 routes:
-  - { prefix: /openai, provider: openai, auth: static }
+  - { prefix: /openai, provider: openai, auth: token }
+  - { prefix: /open, provider: openai, auth: none }
 tokens:
-  - { id: load, sha256: "sha256:$TOKEN_SHA" }
+$TOKEN_RECORD
 YAML
 LOAD_KEY_A=sk-load-a-000000000 LOAD_KEY_B=sk-load-b-000000000 RUST_LOG=warn \
   "$SLUICE_BIN" serve --config "$T/sluice.yaml" >"$T/sluice.log" 2>&1 &
@@ -131,6 +136,7 @@ url() {
     nginx) echo "http://127.0.0.1:$NGX/openai/v1/chat/completions" ;;
     sluice) echo "http://127.0.0.1:$SLUICE/openai/v1/chat/completions" ;;
     pingora) echo "http://127.0.0.1:$BARE/openai/v1/chat/completions" ;;
+    noauth) echo "http://127.0.0.1:$SLUICE/open/v1/chat/completions" ;;
   esac
 }
 to_ms() { # wrk latency such as 512.00us, 1.20ms, 1.01s
@@ -162,7 +168,7 @@ echo "# Sluice load test: $(date -u +%FT%TZ), $(nproc) cores, ${DURATION}s runs,
 for round in $(seq 1 "$ROUNDS"); do
   for kind in json sse; do
     for conns in 1 64; do
-      for target in direct nginx pingora sluice; do run "$kind" "$conns" "$target"; done
+      for target in $TARGETS; do run "$kind" "$conns" "$target"; done
     done
   done
   echo "round $round done" >&2
@@ -173,7 +179,7 @@ for kind in json sse; do
   for conns in 1 64; do
     d=$(median "${RPS[$kind $conns direct]}"); n=$(median "${RPS[$kind $conns nginx]}")
     b=$(median "${RPS[$kind $conns pingora]}")
-    for target in direct nginx pingora sluice; do
+    for target in $TARGETS; do
       key="$kind $conns $target"; r=$(median "${RPS[$key]}")
       printf '%-5s %5s %-7s %10.0f %8s %8s %9.2f %9.2f %9.2f\n' "$kind" "$conns" "$target" "$r" \
         "$(median "${P50[$key]}")" "$(median "${P99[$key]}")" \

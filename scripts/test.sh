@@ -28,6 +28,12 @@ if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import openai, anthropi
 fi
 export SLUICE_PYTHON="$PWD/.venv/bin/python"
 
+if [[ ! -d tests/idp/node_modules/oidc-provider ]]; then
+  echo "installing the test identity provider (oidc-provider) into tests/idp"
+  need npm || { echo "the JWT tests need Node.js and npm" >&2; exit 1; }
+  (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 echo "== fmt and clippy"
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings

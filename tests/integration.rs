@@ -7,9 +7,13 @@ mod common;
 mod conf_files;
 #[path = "integration/https_upstream.rs"]
 mod https_upstream;
+#[path = "integration/jwt.rs"]
+mod jwt;
 #[path = "integration/reload.rs"]
 mod reload;
 #[path = "integration/reverse.rs"]
 mod reverse;
 #[path = "integration/sdk.rs"]
 mod sdk;
+#[path = "integration/tokens.rs"]
+mod tokens;

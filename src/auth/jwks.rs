@@ -60,7 +60,9 @@ pub struct IssuerKeys {
     keys: ArcSwap<Vec<Arc<KeyEntry>>>,
     /// Held while fetching (single flight); holds the discovered `jwks_uri`.
     fetching: tokio::sync::Mutex<Option<String>>,
-    last_attempt_ms: AtomicU64,
+    /// When an unknown `kid` last caused a fetch: the debounce clock. Scheduled refreshes do
+    /// not count, so a rotation right after one is still picked up by the first new token.
+    last_unknown_kid_fetch_ms: AtomicU64,
     next_refresh_ms: AtomicU64,
 }
 
@@ -81,7 +83,7 @@ impl IssuerKeys {
             configured_uri: jwks_uri.map(str::to_owned),
             keys: ArcSwap::from_pointee(Vec::new()),
             fetching: tokio::sync::Mutex::new(None),
-            last_attempt_ms: AtomicU64::new(0),
+            last_unknown_kid_fetch_ms: AtomicU64::new(0),
             next_refresh_ms: AtomicU64::new(0),
         }
     }
@@ -106,16 +108,17 @@ impl IssuerKeys {
     }
 
     /// Called for a token whose key is unknown. Waits for a fetch already in flight, starts one
-    /// if none ran in the last [`REFETCH_DEBOUNCE`], else returns `false` at once.
+    /// if no unknown key caused one in the last [`REFETCH_DEBOUNCE`], else returns `false` at once.
     /// Returns whether the keys may have changed (the caller looks again).
     pub async fn refetch_for_unknown_key(&self) -> bool {
         match self.fetching.try_lock() {
             Ok(mut discovered) => {
-                let last = self.last_attempt_ms.load(Ordering::Relaxed);
-                if last != 0 && now_ms().saturating_sub(last) < REFETCH_DEBOUNCE.as_millis() as u64
-                {
+                let now = now_ms().max(1);
+                let last = self.last_unknown_kid_fetch_ms.load(Ordering::Relaxed);
+                if last != 0 && now.saturating_sub(last) < REFETCH_DEBOUNCE.as_millis() as u64 {
                     return false;
                 }
+                self.last_unknown_kid_fetch_ms.store(now, Ordering::Relaxed);
                 self.fetch_locked(&mut discovered).await
             }
             Err(_) => {
@@ -139,8 +142,6 @@ impl IssuerKeys {
     }
 
     async fn fetch_locked(&self, discovered: &mut Option<String>) -> bool {
-        self.last_attempt_ms
-            .store(now_ms().max(1), Ordering::Relaxed);
         match self.fetch(discovered).await {
             Ok((keys, max_age)) => {
                 log::info!("issuer {}: {} signing keys loaded", self.name, keys.len());
@@ -197,18 +198,32 @@ impl IssuerKeys {
         let (body, max_age) = get(&uri).await?;
         let doc: serde_json::Value =
             serde_json::from_slice(&body).map_err(|e| format!("{uri}: {e}"))?;
-        let keys: Vec<Arc<KeyEntry>> = doc["keys"]
-            .as_array()
-            .ok_or_else(|| format!("{uri}: no `keys` array"))?
-            .iter()
-            .filter_map(key_entry)
-            .map(Arc::new)
-            .collect();
-        if keys.is_empty() {
-            return Err(format!("{uri}: no usable signing keys"));
-        }
+        let keys = parse_jwks(&doc).map_err(|e| format!("{uri}: {e}"))?;
         Ok((keys, max_age))
     }
+
+    /// Replaces the keys with those of a JWKS document (what a fetch does; also for benches
+    /// and tests that have no IdP).
+    pub fn load_document(&self, doc: &serde_json::Value) -> Result<usize, String> {
+        let keys = parse_jwks(doc)?;
+        let n = keys.len();
+        self.keys.store(Arc::new(keys));
+        Ok(n)
+    }
+}
+
+fn parse_jwks(doc: &serde_json::Value) -> Result<Vec<Arc<KeyEntry>>, String> {
+    let keys: Vec<Arc<KeyEntry>> = doc["keys"]
+        .as_array()
+        .ok_or("no `keys` array")?
+        .iter()
+        .filter_map(key_entry)
+        .map(Arc::new)
+        .collect();
+    if keys.is_empty() {
+        return Err("no usable signing keys".to_owned());
+    }
+    Ok(keys)
 }
 
 /// A public signing key from one JWK, or `None` for keys that must never verify tokens

@@ -8,10 +8,11 @@
 use base64::Engine;
 use jsonwebtoken::{Algorithm, Validation};
 use moka::sync::Cache;
+use prometheus::IntCounter;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use super::jwks::{IssuerKeys, Lookup};
@@ -24,6 +25,11 @@ use crate::metrics::METRICS;
 const MAX_TOKEN_LEN: usize = 16 * 1024;
 /// Verified tokens kept at most (each a few hundred bytes).
 const CACHE_CAPACITY: u64 = 100_000;
+
+static CACHE_HIT: LazyLock<IntCounter> =
+    LazyLock::new(|| METRICS.auth_cache.with_label_values(&["hit"]));
+static CACHE_MISS: LazyLock<IntCounter> =
+    LazyLock::new(|| METRICS.auth_cache.with_label_values(&["miss"]));
 
 /// A trusted issuer as the hot path needs it.
 #[derive(Debug)]
@@ -89,20 +95,30 @@ impl JwtVerifier {
         }
     }
 
+    /// A token verified before and not expired since: a hash and a lookup, no signature check.
+    /// `Err` carries the digest for the slow path.
+    pub fn verify_cached(&self, token: &str, now_unix: u64) -> Result<Arc<Principal>, [u8; 32]> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        match self.cache.get(&digest) {
+            Some(hit) if hit.expires_at > now_unix => Ok(hit.principal),
+            _ => Err(digest),
+        }
+    }
+
     pub async fn verify(
         &self,
         token: &str,
         _snap: &Snapshot,
         now_unix: u64,
     ) -> Result<Arc<Principal>, AuthFailure> {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(hit) = self.cache.get(&digest) {
-            if hit.expires_at > now_unix {
-                METRICS.auth_cache.with_label_values(&["hit"]).inc();
-                return Ok(hit.principal);
+        let digest = match self.verify_cached(token, now_unix) {
+            Ok(principal) => {
+                CACHE_HIT.inc();
+                return Ok(principal);
             }
-        }
-        METRICS.auth_cache.with_label_values(&["miss"]).inc();
+            Err(digest) => digest,
+        };
+        CACHE_MISS.inc();
         let pre = preparse(token)?;
         let idx = *self
             .by_iss

@@ -68,7 +68,15 @@ async function body(req) {
   return data ? JSON.parse(data) : {};
 }
 
-async function mint({ alg = 'RS256', claims = {}, header = {}, hs256WithPublicKey = false }) {
+async function mint({ alg = 'RS256', claims = {}, header = {}, hs256WithPublicKey = false, count = 0 }) {
+  if (count > 0) {
+    // Many tokens, each naming a random (unknown) kid.
+    const out = [];
+    for (let i = 0; i < count; i += 1) {
+      out.push(await mint({ alg, claims, header: { ...header, kid: `unknown-${crypto.randomBytes(8).toString('hex')}` } }));
+    }
+    return out;
+  }
   if (hs256WithPublicKey) {
     // Algorithm confusion: HMAC keyed with the RSA public key's PEM, kid of the RSA key.
     const rsa = keys.find((k) => k.kty === 'RSA');
@@ -96,9 +104,9 @@ const server = http.createServer(async (req, res) => {
       return res.end(JSON.stringify({ kids: keys.map((k) => k.kid) }));
     }
     if (req.url === '/_test/mint' && req.method === 'POST') {
-      const token = await mint(await body(req));
+      const minted = await mint(await body(req));
       res.setHeader('content-type', 'application/json');
-      return res.end(JSON.stringify({ token }));
+      return res.end(JSON.stringify(Array.isArray(minted) ? { tokens: minted } : { token: minted }));
     }
     return provider.callback()(req, res);
   } catch (e) {

@@ -130,7 +130,8 @@ impl Sluice {
         let dir = tempfile::tempdir().expect("tempdir");
         let (port, admin) = (free_port(), free_port());
         let config = dir.path().join("sluice.yaml");
-        std::fs::write(&config, Self::render(port, admin, dynamic)).expect("write config");
+        std::fs::write(&config, Self::render(port, admin, dir.path(), dynamic))
+            .expect("write config");
         let log = dir.path().join("sluice.log");
         let out = std::fs::File::create(&log).expect("log file");
         let mut child = Command::new(sluice_bin())
@@ -153,9 +154,11 @@ impl Sluice {
         }
     }
 
-    fn render(port: u16, admin: u16, dynamic: &str) -> String {
+    fn render(port: u16, admin: u16, dir: &Path, dynamic: &str) -> String {
+        let data = dir.join("data");
         format!(
-            "listeners:\n  proxy: 127.0.0.1:{port}\n  admin: 127.0.0.1:{admin}\ndata_dir: ./data\nserver:\n  threads: 2\n  grace_period_seconds: 1\n  graceful_shutdown_timeout_seconds: 1\n{dynamic}"
+            "listeners:\n  proxy: 127.0.0.1:{port}\n  admin: 127.0.0.1:{admin}\ndata_dir: {}\nserver:\n  threads: 2\n  grace_period_seconds: 1\n  graceful_shutdown_timeout_seconds: 1\n{dynamic}",
+            data.display()
         )
     }
 
@@ -167,7 +170,7 @@ impl Sluice {
     pub fn rewrite_config(&self, dynamic: &str) {
         let tmp = self.dir.path().join(".sluice.yaml.tmp");
         let mut f = std::fs::File::create(&tmp).expect("tmp config");
-        f.write_all(Self::render(self.port, self.admin, dynamic).as_bytes())
+        f.write_all(Self::render(self.port, self.admin, self.dir.path(), dynamic).as_bytes())
             .expect("write");
         f.sync_all().expect("sync");
         std::fs::rename(&tmp, &self.config).expect("rename");
@@ -226,13 +229,28 @@ impl Sluice {
     }
 }
 
-/// sha256:<hex> of a token, as written in `tokens:`.
-pub fn sha256_ref(token: &str) -> String {
-    use sha2::Digest;
-    format!(
-        "sha256:{}",
-        hex::encode(sha2::Sha256::digest(token.as_bytes()))
-    )
+/// An opaque token and its `tokens:` record (YAML flow mapping, without the list dash).
+pub struct TestToken {
+    pub token: String,
+    pub record: String,
+}
+
+/// A fresh opaque token; `extra` adds fields to the record (e.g. `, scopes: [llm]`).
+pub fn opaque_token(extra: &str) -> TestToken {
+    let (token, id, digest) = sluice::auth::opaque::generate().expect("randomness");
+    TestToken {
+        token,
+        record: format!(
+            "{{ id: {id}, sha256: \"sha256:{}\"{extra} }}",
+            hex::encode(digest)
+        ),
+    }
+}
+
+/// One token shared by a test binary's simple cases.
+pub fn tok() -> &'static TestToken {
+    static TOKEN: std::sync::OnceLock<TestToken> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| opaque_token(", name: ci, owner: ci-bot"))
 }
 
 pub fn client() -> reqwest::Client {
@@ -244,3 +262,115 @@ pub fn client() -> reqwest::Client {
 
 pub const CHAT: &str = r#"{"model":"gpt-mock","messages":[{"role":"user","content":"hello"}]}"#;
 pub const CHAT_STREAM: &str = r#"{"model":"gpt-mock","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hello"}]}"#;
+
+/// The test identity provider: `oidc-provider` under Node (tests/idp/server.js).
+pub struct Idp {
+    pub port: u16,
+    _proc: Proc,
+    _dir: tempfile::TempDir,
+}
+
+impl Idp {
+    pub fn start() -> Idp {
+        use std::io::BufRead;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp");
+        assert!(
+            root.join("node_modules/oidc-provider").exists(),
+            "the JWT tests need oidc-provider: run scripts/test.sh (npm ci in tests/idp)"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("idp.log");
+        let mut child = Command::new("node")
+            .arg(root.join("server.js"))
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("node");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("idp port line");
+        let port = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|v| v["port"].as_u64())
+            .unwrap_or_else(|| {
+                panic!(
+                    "idp did not start: {line} {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            }) as u16;
+        Idp {
+            port,
+            _proc: Proc { child, log },
+            _dir: dir,
+        }
+    }
+
+    pub fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A client_credentials access token (JWT) for `client` (`rs-client` or `es-client`).
+    pub async fn token(&self, client: &str, scope: &str) -> String {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", client),
+            ("client_secret", &format!("{client}-secret")),
+            ("scope", scope),
+            ("resource", "urn:sluice:gateway"),
+        ];
+        let resp: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/token", self.issuer()))
+            .form(&form)
+            .send()
+            .await
+            .expect("token request")
+            .json()
+            .await
+            .expect("token json");
+        resp["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token: {resp}"))
+            .to_owned()
+    }
+
+    /// Tokens signed with the IdP's current keys for claims it would never issue.
+    pub async fn mint(&self, request: serde_json::Value) -> serde_json::Value {
+        reqwest::Client::new()
+            .post(format!("{}/_test/mint", self.issuer()))
+            .body(request.to_string())
+            .send()
+            .await
+            .expect("mint")
+            .json()
+            .await
+            .expect("mint json")
+    }
+
+    pub async fn rotate(&self) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/_test/rotate", self.issuer()))
+            .send()
+            .await
+            .expect("rotate");
+        assert!(r.status().is_success());
+    }
+
+    pub async fn jwks_fetches(&self) -> u64 {
+        let v: serde_json::Value = reqwest::get(format!("{}/_test/stats", self.issuer()))
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("json");
+        v["jwks"].as_u64().unwrap_or(0)
+    }
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -17,12 +17,12 @@ fn pool_config(mock: &Mock, weights: (u32, u32)) -> String {
 routes:
   - {{ prefix: /openai, provider: openai }}
 tokens:
-  - {{ id: ci, owner: ci-bot, sha256: "{}" }}
+  - {}
 "#,
         mock.url(),
         weights.0,
         weights.1,
-        sha256_ref("sluice-test-token")
+        tok().record
     )
 }
 
@@ -50,7 +50,7 @@ async fn curl_json_and_sse_get_pool_keys_and_client_credentials_never_arrive() {
     let url = sluice.url("/openai/v1/chat/completions");
     let (body, err) = curl(&[
         "-H",
-        "Authorization: Bearer sluice-test-token",
+        &format!("Authorization: Bearer {}", tok().token),
         "-H",
         "content-type: application/json",
         "-d",
@@ -65,7 +65,7 @@ async fn curl_json_and_sse_get_pool_keys_and_client_credentials_never_arrive() {
     let (body, _) = curl(&[
         "-N",
         "-H",
-        "x-api-key: sluice-test-token",
+        &format!("x-api-key: {}", tok().token),
         "-H",
         "X-Sluice-Trace: yes",
         "-d",
@@ -95,7 +95,7 @@ async fn curl_json_and_sse_get_pool_keys_and_client_credentials_never_arrive() {
     );
     let all = stats["credentials"].to_string();
     assert!(
-        !all.contains("sluice-test-token"),
+        !all.contains(&tok().token),
         "the client's Sluice token reached the upstream: {all}"
     );
 }
@@ -111,25 +111,19 @@ routes:
   - {{ prefix: /openai, provider: openai }}
   - {{ prefix: /anthropic, provider: claude }}
 tokens:
-  - {{ id: ci, sha256: "{sha}" }}
+  - {sha}
 "#,
         url = mock.url(),
-        sha = sha256_ref("sluice-test-token")
+        sha = tok().record
     );
     let sluice = Sluice::start_with_env(&config, &KEYS);
     let c = client();
+    let unknown = opaque_token("").token;
     let cases = [
         ("/openai/v1/chat/completions", None, "missing_credential"),
-        (
-            "/openai/v1/chat/completions",
-            Some("wrong"),
-            "invalid_credential",
-        ),
-        (
-            "/anthropic/v1/messages",
-            Some("wrong"),
-            "invalid_credential",
-        ),
+        ("/openai/v1/chat/completions", Some("wrong"), "malformed"),
+        ("/anthropic/v1/messages", Some("wrong"), "malformed"),
+        ("/anthropic/v1/messages", Some(unknown.as_str()), "unknown"),
     ];
     for (path, token, reason) in cases {
         let mut req = c.post(sluice.url(path)).body(CHAT);
@@ -161,7 +155,7 @@ tokens:
     }
     let resp = c
         .post(sluice.url("/anthropic/v1/messages"))
-        .header("x-api-key", "sluice-test-token")
+        .header("x-api-key", &tok().token)
         .body(CHAT)
         .send()
         .await
@@ -177,7 +171,7 @@ tokens:
     );
     assert_eq!(
         sluice
-            .metric("sluice_rejected_requests_total{reason=\"invalid_credential\"}")
+            .metric("sluice_rejected_requests_total{reason=\"malformed\"}")
             .await,
         2.0
     );
@@ -191,7 +185,7 @@ async fn picks_follow_weights_and_unhealthy_keys_leave_rotation() {
     for _ in 0..40 {
         let r = c
             .post(sluice.url("/openai/v1/chat/completions"))
-            .bearer_auth("sluice-test-token")
+            .bearer_auth(&tok().token)
             .body(CHAT)
             .send()
             .await
@@ -208,7 +202,7 @@ async fn picks_follow_weights_and_unhealthy_keys_leave_rotation() {
         let before_a = mock.seen(a).await;
         let r = c
             .post(sluice.url("/openai/v1/chat/completions"))
-            .bearer_auth("sluice-test-token")
+            .bearer_auth(&tok().token)
             .header("x-mock-status", "401")
             .body(CHAT)
             .send()
@@ -228,7 +222,7 @@ async fn picks_follow_weights_and_unhealthy_keys_leave_rotation() {
     for _ in 0..10 {
         let r = c
             .post(sluice.url("/openai/v1/chat/completions"))
-            .bearer_auth("sluice-test-token")
+            .bearer_auth(&tok().token)
             .body(CHAT)
             .send()
             .await
@@ -247,7 +241,7 @@ async fn picks_follow_weights_and_unhealthy_keys_leave_rotation() {
     // A 429 cools the remaining key down (Retry-After: 1): no healthy key → 503, then back.
     let r = c
         .post(sluice.url("/openai/v1/chat/completions"))
-        .bearer_auth("sluice-test-token")
+        .bearer_auth(&tok().token)
         .header("x-mock-status", "429")
         .body(CHAT)
         .send()
@@ -256,7 +250,7 @@ async fn picks_follow_weights_and_unhealthy_keys_leave_rotation() {
     assert_eq!(r.status(), 429);
     let r = c
         .post(sluice.url("/openai/v1/chat/completions"))
-        .bearer_auth("sluice-test-token")
+        .bearer_auth(&tok().token)
         .body(CHAT)
         .send()
         .await
@@ -267,7 +261,7 @@ async fn picks_follow_weights_and_unhealthy_keys_leave_rotation() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = c
         .post(sluice.url("/openai/v1/chat/completions"))
-        .bearer_auth("sluice-test-token")
+        .bearer_auth(&tok().token)
         .body(CHAT)
         .send()
         .await
@@ -281,7 +275,7 @@ async fn sse_flows_chunk_by_chunk() {
     let sluice = Sluice::start_with_env(&pool_config(&mock, (1, 1)), &KEYS);
     let mut resp = client()
         .post(sluice.url("/openai/v1/chat/completions"))
-        .bearer_auth("sluice-test-token")
+        .bearer_auth(&tok().token)
         .body(CHAT_STREAM)
         .send()
         .await
@@ -316,7 +310,7 @@ async fn large_request_bodies_stream_through() {
         format!(r#"{{"model":"gpt-mock","messages":[{{"role":"user","content":"{filler}"}}]}}"#);
     let resp = client()
         .post(sluice.url("/openai/v1/chat/completions"))
-        .bearer_auth("sluice-test-token")
+        .bearer_auth(&tok().token)
         .body(body.clone())
         .send()
         .await
@@ -363,7 +357,7 @@ async fn admin_endpoints_and_metrics_never_carry_secrets() {
     let c = client();
     let r = c
         .post(sluice.url("/openai/v1/chat/completions"))
-        .bearer_auth("sluice-test-token")
+        .bearer_auth(&tok().token)
         .body(CHAT)
         .send()
         .await
@@ -400,7 +394,7 @@ async fn admin_endpoints_and_metrics_never_carry_secrets() {
         "{m}"
     );
     assert!(m.contains("sluice_config_revision 1"), "{m}");
-    for secret in ["sk-pool-key", "sluice-test-token", "ci-bot"] {
+    for secret in ["sk-pool-key", tok().token.as_str(), "ci-bot"] {
         assert!(!m.contains(secret), "metrics leak {secret}");
         assert!(
             !sluice.proc.log_text().contains(secret),

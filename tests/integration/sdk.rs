@@ -46,10 +46,10 @@ routes:
   - {{ prefix: /openai, provider: openai }}
   - {{ prefix: /anthropic, provider: anthropic }}
 tokens:
-  - {{ id: app, sha256: "{sha}" }}
+  - {sha}
 "#,
         url = mock.url(),
-        sha = sha256_ref("sluice-sdk-token")
+        sha = tok().record
     )
 }
 
@@ -63,7 +63,7 @@ async fn openai_sdk_chat_responses_and_streams() {
     let mock = Mock::start(&[]);
     let sluice = Sluice::start_with_env(&config(&mock), &KEYS);
     let base = sluice.url("/openai/v1");
-    let out = run("openai_client.py", &[&base, "sluice-sdk-token"]);
+    let out = run("openai_client.py", &[&base, &tok().token]);
     assert_eq!(out["chat"], "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 ");
     assert_eq!(out["chat_usage"], 8);
     assert_eq!(out["stream"], "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 ");
@@ -78,7 +78,7 @@ async fn openai_sdk_chat_responses_and_streams() {
     );
     assert!(!mock.stats().await["credentials"]
         .to_string()
-        .contains("sluice-sdk-token"));
+        .contains(&tok().token));
 
     let bad = run(
         "openai_client.py",
@@ -93,7 +93,7 @@ async fn anthropic_sdk_messages_and_streams() {
     let mock = Mock::start(&[]);
     let sluice = Sluice::start_with_env(&config(&mock), &KEYS);
     let base = sluice.url("/anthropic");
-    let out = run("anthropic_client.py", &[&base, "sluice-sdk-token"]);
+    let out = run("anthropic_client.py", &[&base, &tok().token]);
     assert_eq!(out["message"], "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 ");
     assert_eq!(out["message_usage"], 8);
     assert_eq!(out["stream"], "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 ");
@@ -106,7 +106,7 @@ async fn anthropic_sdk_messages_and_streams() {
     assert_eq!(mock.seen("x-api-key: sk-ant-pool-0000000").await, 3);
     let creds = mock.stats().await["credentials"].to_string();
     assert!(
-        !creds.contains("sluice-sdk-token") && !creds.contains("authorization"),
+        !creds.contains(&tok().token) && !creds.contains("authorization"),
         "{creds}"
     );
 
