@@ -41,6 +41,9 @@ cargo clippy --all-targets --quiet -- -D warnings
 echo "== unit and integration tests"
 cargo test --quiet
 
+echo "== fuzz targets build (run them with: cargo fuzz run token_parse / jwt_preparse)"
+cargo build --quiet --manifest-path fuzz/Cargo.toml
+
 echo "== benches, once each as tests"
 cargo test --benches --quiet
 

@@ -279,10 +279,13 @@ async fn get(url: &str) -> Result<(Vec<u8>, Option<Duration>), String> {
     Ok((body, max_age))
 }
 
+/// (name, issuer, jwks_uri): a changed issuer or key URL is a new set of keys.
+type IssuerId = (String, String, Option<String>);
+
 /// Every issuer's keys, by (name, issuer, jwks_uri); shared by all snapshots.
 #[derive(Default)]
 pub struct JwksRegistry {
-    entries: Mutex<HashMap<(String, String, Option<String>), Arc<IssuerKeys>>>,
+    entries: Mutex<HashMap<IssuerId, Arc<IssuerKeys>>>,
 }
 
 impl JwksRegistry {

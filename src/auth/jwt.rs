@@ -5,24 +5,21 @@
 //! URLs in the header (`jku`, `x5u`, `jwk`, `x5c`) are ignored — keys only come from the
 //! issuer's configured JWKS. Verified tokens are cached by SHA-256 until their `exp`.
 
-use base64::Engine;
 use jsonwebtoken::{Algorithm, Validation};
 use moka::sync::Cache;
 use prometheus::IntCounter;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use super::jwks::{IssuerKeys, Lookup};
+pub use super::jwt_preparse::{looks_like_jwt, preparse, PreParsed, PreparseError};
 use super::{CredentialKind, Principal};
 use crate::config::Snapshot;
 use crate::error::AuthFailure;
 use crate::metrics::METRICS;
 
-/// Longest token accepted (a JWT with many claims is a few KiB).
-const MAX_TOKEN_LEN: usize = 16 * 1024;
 /// Verified tokens kept at most (each a few hundred bytes).
 const CACHE_CAPACITY: u64 = 100_000;
 
@@ -119,7 +116,11 @@ impl JwtVerifier {
             Err(digest) => digest,
         };
         CACHE_MISS.inc();
-        let pre = preparse(token)?;
+        let pre = preparse(token).map_err(|e| match e {
+            PreparseError::Malformed => AuthFailure::Malformed,
+            PreparseError::AlgNone => AuthFailure::UnsupportedAlgorithm,
+            PreparseError::MissingIssuer => AuthFailure::MissingClaim,
+        })?;
         let idx = *self
             .by_iss
             .get(pre.iss.as_str())
@@ -172,75 +173,6 @@ impl JwtVerifier {
         );
         Ok(principal)
     }
-}
-
-/// Three dot-separated base64url parts, the first two non-empty.
-pub fn looks_like_jwt(token: &str) -> bool {
-    let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return false;
-    };
-    let b64 = |x: &str| {
-        x.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    !h.is_empty() && !p.is_empty() && b64(h) && b64(p) && b64(s)
-}
-
-/// What is read from a token before its signature is checked, to pick the issuer and key.
-#[derive(Debug, PartialEq, Eq)]
-pub struct PreParsed {
-    pub alg: String,
-    pub kid: Option<String>,
-    pub iss: String,
-}
-
-#[derive(Deserialize)]
-struct HeaderProbe {
-    alg: String,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    crit: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct ClaimsProbe {
-    #[serde(default)]
-    iss: Option<String>,
-}
-
-/// Reads `alg`, `kid` and `iss` from an untrusted token. Bounded work; never panics.
-pub fn preparse(token: &str) -> Result<PreParsed, AuthFailure> {
-    if token.len() > MAX_TOKEN_LEN || !looks_like_jwt(token) {
-        return Err(AuthFailure::Malformed);
-    }
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload)) = (parts.next(), parts.next()) else {
-        return Err(AuthFailure::Malformed);
-    };
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let header = b64.decode(header).map_err(|_| AuthFailure::Malformed)?;
-    let header: HeaderProbe =
-        serde_json::from_slice(&header).map_err(|_| AuthFailure::Malformed)?;
-    if header.alg.eq_ignore_ascii_case("none") {
-        return Err(AuthFailure::UnsupportedAlgorithm);
-    }
-    if header.crit.is_some() {
-        // RFC 7515 §4.1.11: extensions we do not understand must not be ignored.
-        return Err(AuthFailure::Malformed);
-    }
-    let payload = b64.decode(payload).map_err(|_| AuthFailure::Malformed)?;
-    let claims: ClaimsProbe =
-        serde_json::from_slice(&payload).map_err(|_| AuthFailure::Malformed)?;
-    let iss = claims.iss.ok_or(AuthFailure::MissingClaim)?;
-    Ok(PreParsed {
-        alg: header.alg,
-        kid: header.kid,
-        iss,
-    })
 }
 
 /// `scope` (space-separated string) or `scp` (array or string).
@@ -323,6 +255,7 @@ pub fn validation(alg: Algorithm, issuer: &str, audiences: &[String], leeway: u6
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
     use proptest::prelude::*;
 
     fn enc(v: &serde_json::Value) -> String {
@@ -349,20 +282,20 @@ mod tests {
             enc(&serde_json::json!({"alg":"none"})),
             enc(&serde_json::json!({"iss":"x"}))
         );
-        assert_eq!(preparse(&none), Err(AuthFailure::UnsupportedAlgorithm));
+        assert_eq!(preparse(&none), Err(PreparseError::AlgNone));
         let crit = format!(
             "{}.{}.s",
             enc(&serde_json::json!({"alg":"RS256","crit":["b64"]})),
             enc(&serde_json::json!({"iss":"x"}))
         );
-        assert_eq!(preparse(&crit), Err(AuthFailure::Malformed));
+        assert_eq!(preparse(&crit), Err(PreparseError::Malformed));
         let no_iss = format!(
             "{}.{}.s",
             enc(&serde_json::json!({"alg":"RS256"})),
             enc(&serde_json::json!({}))
         );
-        assert_eq!(preparse(&no_iss), Err(AuthFailure::MissingClaim));
-        assert_eq!(preparse("a.b"), Err(AuthFailure::Malformed));
+        assert_eq!(preparse(&no_iss), Err(PreparseError::MissingIssuer));
+        assert_eq!(preparse("a.b"), Err(PreparseError::Malformed));
         assert!(!looks_like_jwt("sluice_abc"));
     }
 

@@ -7,7 +7,9 @@
 
 pub mod jwks;
 pub mod jwt;
+pub mod jwt_preparse;
 pub mod opaque;
+pub mod token_format;
 pub mod usage;
 
 use http::HeaderMap;
@@ -154,7 +156,11 @@ pub fn authorize(principal: &Principal, route: &Route) -> Result<(), GatewayErro
         let ok = match &principal.claims[claim.as_str()] {
             serde_json::Value::String(v) => v == want,
             serde_json::Value::Array(values) => values.iter().any(|v| v.as_str() == Some(want)),
-            other => other.to_string() == *want,
+            serde_json::Value::Bool(b) => want.parse::<bool>().ok() == Some(*b),
+            serde_json::Value::Number(n) => n
+                .as_f64()
+                .is_some_and(|n| want.parse::<f64>().ok() == Some(n)),
+            serde_json::Value::Null | serde_json::Value::Object(_) => false,
         };
         if !ok {
             return Err(GatewayError::Forbidden(Forbidden::ClaimMismatch));
