@@ -1,6 +1,7 @@
 //! Sluice: an AI gateway edge proxy on Pingora.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod balance;
 pub mod config;

@@ -22,6 +22,9 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub auth_cache: IntCounterVec,
     pub jwks_fetches: IntCounterVec,
+    pub audit_dropped: IntCounterVec,
+    pub tokens: IntCounterVec,
+    pub by_credential: IntCounterVec,
     pub config_revision: IntGauge,
     pub config_last_success: IntGauge,
 }
@@ -130,6 +133,30 @@ impl Metrics {
             &["issuer", "result"],
         )
         .unwrap_or_else(unreachable_metric);
+        let audit_dropped = IntCounterVec::new(
+            Opts::new(
+                "sluice_audit_dropped_total",
+                "Audit records not written, by reason (queue_full, write_error, closed)",
+            ),
+            &["reason"],
+        )
+        .unwrap_or_else(unreachable_metric);
+        let tokens = IntCounterVec::new(
+            Opts::new(
+                "sluice_tokens_total",
+                "Model tokens by provider, model (first 50 seen, then `other`) and direction (input, output, cache_read, cache_write)",
+            ),
+            &["provider", "model", "direction"],
+        )
+        .unwrap_or_else(unreachable_metric);
+        let by_credential = IntCounterVec::new(
+            Opts::new(
+                "sluice_requests_by_credential_total",
+                "Requests by credential kind (opaque, jwt, anonymous, none)",
+            ),
+            &["kind"],
+        )
+        .unwrap_or_else(unreachable_metric);
         let config_revision = IntGauge::new(
             "sluice_config_revision",
             "Revision of the snapshot serving requests",
@@ -153,10 +180,13 @@ impl Metrics {
             config_reloads,
             auth_cache,
             jwks_fetches,
+            audit_dropped,
+            tokens,
+            by_credential,
             config_revision,
             config_last_success,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
             Box::new(m.requests.clone()),
             Box::new(m.request_duration.clone()),
             Box::new(m.rejected.clone()),
@@ -168,6 +198,9 @@ impl Metrics {
             Box::new(m.config_reloads.clone()),
             Box::new(m.auth_cache.clone()),
             Box::new(m.jwks_fetches.clone()),
+            Box::new(m.audit_dropped.clone()),
+            Box::new(m.tokens.clone()),
+            Box::new(m.by_credential.clone()),
             Box::new(m.config_revision.clone()),
             Box::new(m.config_last_success.clone()),
         ];
@@ -196,6 +229,38 @@ impl Metrics {
 /// Metric definitions above are constants; an error here is a programming error caught by tests.
 fn unreachable_metric<T>(e: prometheus::Error) -> T {
     panic!("invalid metric definition: {e}")
+}
+
+/// The request counter for a credential kind (a fixed set: handles resolved once).
+pub fn by_credential(kind: &str) -> &'static IntCounter {
+    static HANDLES: LazyLock<[IntCounter; 4]> = LazyLock::new(|| {
+        ["opaque", "jwt", "anonymous", "none"]
+            .map(|k| METRICS.by_credential.with_label_values(&[k]))
+    });
+    let i = match kind {
+        "opaque" => 0,
+        "jwt" => 1,
+        "anonymous" => 2,
+        _ => 3,
+    };
+    &HANDLES[i]
+}
+
+/// Model names used as label values: the first [`MAX_MODEL_LABELS`] seen, then `other`, so a
+/// client sending made-up model names cannot grow the metric without bound.
+pub const MAX_MODEL_LABELS: usize = 50;
+
+pub fn model_label(model: &str) -> String {
+    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if seen.iter().any(|m| m == model) {
+        return model.to_owned();
+    }
+    if seen.len() < MAX_MODEL_LABELS {
+        seen.push(model.to_owned());
+        return model.to_owned();
+    }
+    "other".to_owned()
 }
 
 /// Counters for one route, resolved once per snapshot.

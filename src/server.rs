@@ -14,6 +14,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use crate::admin::Admin;
+use crate::audit::sink::Target;
+use crate::audit::AuditSink;
 use crate::auth::jwks::JwksRefresher;
 use crate::auth::usage::UsageFlusher;
 use crate::config::watch::ConfigWatcher;
@@ -54,10 +56,23 @@ pub fn build(config_file: &Path) -> anyhow::Result<Server> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
+    if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
+        log::warn!("cannot create data_dir {}: {e}", config.data_dir.display());
+    }
+    let audit_sink = match audit_target(&config) {
+        Some(target) => {
+            let (sink, writer) = AuditSink::new(target, config.audit.queue);
+            server.add_service(background_service("sluice audit writer", writer));
+            Some(sink)
+        }
+        None => None,
+    };
+
     let mut proxy = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,
         Gateway {
             store: store.clone(),
+            audit: audit_sink,
         },
         "sluice proxy",
     );
@@ -86,12 +101,6 @@ pub fn build(config_file: &Path) -> anyhow::Result<Server> {
         },
     ));
     let data_dir = &config.data_dir;
-    if let Err(e) = std::fs::create_dir_all(data_dir) {
-        log::warn!(
-            "cannot create data_dir {}: {e}; token last-use times are not saved",
-            data_dir.display()
-        );
-    }
     server.add_service(background_service(
         "sluice token usage",
         UsageFlusher {
@@ -119,6 +128,27 @@ pub fn build(config_file: &Path) -> anyhow::Result<Server> {
         server.add_service(svc);
     }
     Ok(server)
+}
+
+fn audit_target(config: &wire::Config) -> Option<Target> {
+    let wire::Audit {
+        sink,
+        path,
+        max_bytes,
+        keep,
+        queue: _,
+    } = &config.audit;
+    match sink {
+        wire::AuditSinkKind::None => None,
+        wire::AuditSinkKind::Stdout => Some(Target::Stdout),
+        wire::AuditSinkKind::File => Some(Target::File {
+            path: path
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("audit.jsonl")),
+            max_bytes: *max_bytes,
+            keep: *keep,
+        }),
+    }
 }
 
 struct EmbeddedMock {

@@ -70,6 +70,8 @@ pub struct Route {
     pub issuers: Option<Vec<usize>>,
     pub required_claims: BTreeMap<String, String>,
     pub principal_header: Option<HeaderName>,
+    /// Usage accounting and an audit record for each request.
+    pub audit: bool,
     pub metrics: RouteMetrics,
 }
 
@@ -138,6 +140,7 @@ impl Snapshot {
             listeners,
             data_dir: _,
             server: _,
+            audit: _,
             providers,
             routes,
             tokens,
@@ -183,6 +186,7 @@ impl Snapshot {
                 issuers: route_issuers,
                 required_claims,
                 principal_header,
+                audit,
             } = r;
             if !prefix.starts_with('/')
                 || (prefix.len() > 1 && prefix.ends_with('/'))
@@ -248,6 +252,7 @@ impl Snapshot {
                     },
                     required_claims: required_claims.clone(),
                     principal_header: header,
+                    audit: *audit,
                     metrics: RouteMetrics::new(prefix, provider),
                 }),
                 None if names.contains(provider.as_str()) => {} // the provider itself is in error

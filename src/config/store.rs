@@ -42,6 +42,7 @@ pub struct ConfigStore {
 struct Fixed {
     listeners: wire::Listeners,
     server: wire::ServerOptions,
+    audit: wire::Audit,
     data_dir: PathBuf,
     revision: u64,
 }
@@ -66,6 +67,7 @@ impl ConfigStore {
             writer: Mutex::new(Fixed {
                 listeners: config.listeners.clone(),
                 server: config.server.clone(),
+                audit: config.audit.clone(),
                 data_dir: config.data_dir.clone(),
                 revision: 1,
             }),
@@ -170,6 +172,9 @@ fn fixed_changes(fixed: &Fixed, config: &wire::Config) -> Option<String> {
     }
     if config.server != fixed.server {
         changed.push("server".to_owned());
+    }
+    if config.audit != fixed.audit {
+        changed.push("audit".to_owned());
     }
     if config.data_dir != fixed.data_dir {
         changed.push("data_dir".to_owned());

@@ -15,6 +15,8 @@ pub struct Config {
     #[serde(default)]
     pub server: ServerOptions,
     #[serde(default)]
+    pub audit: Audit,
+    #[serde(default)]
     pub providers: Vec<Provider>,
     #[serde(default)]
     pub routes: Vec<Route>,
@@ -68,6 +70,47 @@ pub struct ServerOptions {
     /// Seconds to wait for services to stop after the grace period (default 5).
     #[serde(default)]
     pub graceful_shutdown_timeout_seconds: Option<u64>,
+}
+
+/// Audit records: one JSON line per request. Fixed for the life of the process.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audit {
+    #[serde(default)]
+    pub sink: AuditSinkKind,
+    /// Default: `audit.jsonl` under `data_dir`.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Size at which the file is rotated to `path.1` (default 100 MiB).
+    #[serde(default = "default_audit_max_bytes")]
+    pub max_bytes: u64,
+    /// Rotated files kept (default 5).
+    #[serde(default = "default_audit_keep")]
+    pub keep: usize,
+    /// Records waiting for the writer before new ones are dropped (default 8192).
+    #[serde(default = "default_audit_queue")]
+    pub queue: usize,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit {
+            sink: AuditSinkKind::default(),
+            path: None,
+            max_bytes: default_audit_max_bytes(),
+            keep: default_audit_keep(),
+            queue: default_audit_queue(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditSinkKind {
+    #[default]
+    File,
+    Stdout,
+    None,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -150,6 +193,9 @@ pub struct Route {
     /// Forward the authenticated principal upstream in this header (e.g. `x-forwarded-user`).
     #[serde(default)]
     pub principal_header: Option<String>,
+    /// Record usage and write an audit record for requests on this route (default true).
+    #[serde(default = "default_true")]
+    pub audit: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -250,4 +296,13 @@ fn default_leeway() -> u64 {
 }
 fn default_principal_claim() -> String {
     "sub".into()
+}
+fn default_audit_max_bytes() -> u64 {
+    100 * 1024 * 1024
+}
+fn default_audit_keep() -> usize {
+    5
+}
+fn default_audit_queue() -> usize {
+    8192
 }

@@ -1,9 +1,11 @@
 //! Per-request state. The snapshot is loaded once, here, so a request sees one consistent
 //! configuration from its first filter to `logging()` even if a reload happens meanwhile.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
+use crate::audit::{ModelScanner, UsageParser};
 use crate::auth::Principal;
 use crate::config::{Provider, ProviderKey, Route, Snapshot};
 
@@ -11,6 +13,7 @@ use crate::config::{Provider, ProviderKey, Route, Snapshot};
 pub struct RequestCtx {
     pub snap: Arc<Snapshot>,
     pub started: Instant,
+    pub request_id: String,
     /// Index into `snap.routes`.
     pub route: Option<usize>,
     pub principal: Option<Arc<Principal>>,
@@ -20,6 +23,18 @@ pub struct RequestCtx {
     pub retries: usize,
     /// Why Sluice refused the request itself, for metrics and logs.
     pub reason: Option<&'static str>,
+    /// Accounting, when the route has it on.
+    pub accounting: Option<Accounting>,
+}
+
+/// What the audit record needs, gathered as the request and response stream through.
+#[derive(Debug, Default)]
+pub struct Accounting {
+    pub model: ModelScanner,
+    pub usage: Option<UsageParser>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub ttfb: Option<Duration>,
 }
 
 impl RequestCtx {
@@ -27,11 +42,13 @@ impl RequestCtx {
         RequestCtx {
             snap,
             started: Instant::now(),
+            request_id: String::new(),
             route: None,
             principal: None,
             key: None,
             retries: 0,
             reason: None,
+            accounting: None,
         }
     }
 
@@ -47,4 +64,30 @@ impl RequestCtx {
         let provider = self.provider()?;
         self.key.and_then(|i| provider.keys.get(i))
     }
+}
+
+/// The client's `x-request-id` when it is a sane token, else a new id: a per-process random
+/// prefix and a counter (unique, cheap, no syscall per request).
+pub fn request_id(client: Option<&str>) -> String {
+    if let Some(id) = client {
+        let sane = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if sane {
+            return id.to_owned();
+        }
+    }
+    static PREFIX: OnceLock<u32> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut b = [0u8; 4];
+        let _ = getrandom::fill(&mut b);
+        u32::from_le_bytes(b)
+    });
+    format!(
+        "{prefix:08x}{:016x}",
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -1,5 +1,6 @@
 //! The data plane: the only module that touches Pingora's `Session`.
 
+pub mod accounting;
 pub mod ctx;
 pub mod respond;
 pub mod reverse;

@@ -9,14 +9,17 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::ctx::RequestCtx;
+use super::accounting;
+use super::ctx::{request_id, Accounting, RequestCtx};
 use super::respond::{write_error, write_error_status};
 use super::steps::{self, Refusal};
+use crate::audit::{AuditSink, UsageParser};
 use crate::balance::health::now_ms;
 use crate::balance::KeyState;
 use crate::config::ConfigStore;
 use crate::error::{ErrorShape, GatewayError};
 use crate::metrics::{status_class_index, METRICS};
+use bytes::Bytes;
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -30,6 +33,8 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 pub struct Gateway {
     pub store: Arc<ConfigStore>,
+    /// `None` when `audit.sink: none`: no accounting work at all.
+    pub audit: Option<AuditSink>,
 }
 
 #[async_trait]
@@ -42,11 +47,20 @@ impl ProxyHttp for Gateway {
 
     /// route → authenticate → pick credential (see `steps::admit`); a refusal is answered here.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let client_id = session
+            .req_header()
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok());
+        ctx.request_id = request_id(client_id);
         match steps::admit(session.req_header(), &ctx.snap, now_ms(), unix_now()).await {
             Ok(admitted) => {
                 ctx.route = Some(admitted.route);
                 ctx.principal = Some(admitted.principal);
                 ctx.key = admitted.key;
+                if self.audit.is_some() && ctx.route().is_some_and(|r| r.audit) {
+                    ctx.accounting = Some(Accounting::default());
+                }
                 Ok(false)
             }
             Err(Refusal { error, shape }) => {
@@ -96,6 +110,58 @@ impl ProxyHttp for Gateway {
             key.metrics.requests.inc();
         }
         Ok(())
+    }
+
+    /// Scans the request body for its `model` as it streams upstream (nothing is held back).
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(acc), Some(chunk)) = (ctx.accounting.as_mut(), body.as_ref()) {
+            acc.bytes_in += chunk.len() as u64;
+            acc.model.feed(chunk);
+        }
+        Ok(())
+    }
+
+    /// Every response (Sluice's own refusals included) carries the request id.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some(acc) = ctx.accounting.as_mut() {
+            acc.ttfb = Some(ctx.started.elapsed());
+            let ct = upstream
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            acc.usage = Some(UsageParser::new(ct));
+        }
+        Ok(())
+    }
+
+    /// Reads usage from the response as it passes; the chunk itself goes on unchanged.
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if let (Some(acc), Some(chunk)) = (ctx.accounting.as_mut(), body.as_ref()) {
+            acc.bytes_out += chunk.len() as u64;
+            if let Some(parser) = acc.usage.as_mut() {
+                parser.feed(chunk);
+            }
+        }
+        Ok(None)
     }
 
     /// Feeds key health: 401/403 quarantine the key, 429 cools it down for `Retry-After`.
@@ -205,6 +271,17 @@ impl ProxyHttp for Gateway {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
+        let kind = ctx
+            .principal
+            .as_ref()
+            .map(|p| p.kind.as_str())
+            .unwrap_or("none");
+        crate::metrics::by_credential(kind).inc();
+        if let Some(sink) = &self.audit {
+            if ctx.route().is_none_or(|r| r.audit) {
+                accounting::record(sink, session, ctx, status);
+            }
+        }
         let class = status_class_index(status);
         match ctx.route() {
             Some(route) => {

@@ -1,0 +1,45 @@
+//! One audit record per request, built in `logging()` and handed to a sink that writes it off the
+//! hot path. A full or failing sink never blocks or fails a request: the record is dropped and
+//! `sluice_audit_dropped_total{reason}` counts it.
+
+pub mod scan;
+pub mod sink;
+pub mod usage;
+
+use serde::Serialize;
+
+pub use scan::ModelScanner;
+pub use sink::AuditSink;
+pub use usage::{Usage, UsageParser};
+
+/// What one request did. Never holds a secret: credentials appear as ids, provider keys as a
+/// masked hint.
+#[derive(Debug, Serialize)]
+pub struct AuditRecord<'a> {
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub request_id: &'a str,
+    pub principal: Option<&'a str>,
+    /// `opaque`, `jwt` or `anonymous`.
+    pub credential_kind: Option<&'a str>,
+    pub owner: Option<&'a str>,
+    /// `centralized` (a pool key) or `byok` (the client's own key).
+    pub provider_credential: Option<&'static str>,
+    pub key_id: Option<&'a str>,
+    pub key_hint: Option<&'a str>,
+    pub provider: Option<&'a str>,
+    pub route: Option<&'a str>,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub model: Option<&'a str>,
+    pub stream: bool,
+    pub status: u16,
+    /// Why Sluice refused or failed the request itself.
+    pub reason: Option<&'a str>,
+    pub latency_ms: f64,
+    /// Time to the response head.
+    pub ttfb_ms: Option<f64>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub usage: Option<Usage>,
+}

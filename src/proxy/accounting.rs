@@ -1,0 +1,82 @@
+//! Turning a finished request's context into its audit record and token metrics.
+
+use pingora_proxy::Session;
+
+use super::ctx::RequestCtx;
+use crate::audit::{AuditRecord, AuditSink};
+use crate::metrics::{model_label, METRICS};
+
+pub fn record(sink: &AuditSink, session: &Session, ctx: &mut RequestCtx, status: u16) {
+    let req = session.req_header();
+    let (model, usage, bytes_in, bytes_out, ttfb, stream) = match ctx.accounting.as_mut() {
+        Some(acc) => {
+            let stream = acc.usage.as_ref().is_some_and(|u| u.is_stream());
+            let usage = acc.usage.as_mut().and_then(|u| u.finish());
+            (
+                acc.model.model().map(str::to_owned),
+                usage,
+                acc.bytes_in,
+                acc.bytes_out,
+                acc.ttfb,
+                stream,
+            )
+        }
+        None => (None, None, 0, 0, None, false),
+    };
+    let route = ctx.route();
+    let provider = route.map(|r| r.provider.name.as_str());
+    let key = ctx.key();
+    if let (Some(provider), Some(usage)) = (provider, usage) {
+        let model = model_label(model.as_deref().unwrap_or("unknown"));
+        for (direction, n) in [
+            ("input", usage.input),
+            ("output", usage.output),
+            ("cache_read", usage.cache_read),
+            ("cache_write", usage.cache_write),
+        ] {
+            if n > 0 {
+                METRICS
+                    .tokens
+                    .with_label_values(&[provider, &model, direction])
+                    .inc_by(n);
+            }
+        }
+    }
+    let principal = ctx.principal.as_deref();
+    let record = AuditRecord {
+        time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        request_id: &ctx.request_id,
+        principal: principal.map(|p| p.id.as_str()),
+        credential_kind: principal.map(|p| p.kind.as_str()),
+        owner: principal.and_then(|p| p.owner.as_deref()),
+        provider_credential: route.map(|_| if key.is_some() { "centralized" } else { "byok" }),
+        key_id: key.map(|k| k.id.as_str()),
+        key_hint: key.map(|k| k.hint.as_str()),
+        provider,
+        route: route.map(|r| {
+            if r.prefix.is_empty() {
+                "/"
+            } else {
+                r.prefix.as_str()
+            }
+        }),
+        method: req.method.as_str(),
+        path: req.uri.path(),
+        model: model.as_deref(),
+        stream,
+        status,
+        reason: ctx.reason,
+        latency_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
+        ttfb_ms: ttfb.map(|d| d.as_secs_f64() * 1000.0),
+        bytes_in,
+        bytes_out,
+        usage,
+    };
+    match serde_json::to_vec(&record) {
+        Ok(mut line) => {
+            line.push(b'\n');
+            sink.record(line);
+        }
+        Err(e) => log::warn!("audit record not encoded: {e}"),
+    }
+}
