@@ -8,7 +8,7 @@
 # usage: benches/loadtest.sh [--smoke]
 #   DURATION=10  seconds per run          ROUNDS=3   interleaved rounds (median reported)
 #   WORKERS=1    proxy worker threads     SLUICE_BIN=path  skip the release build
-#   TARGETS="direct nginx pingora sluice noauth"  (all must include direct, nginx and pingora)
+#   TARGETS="direct nginx pingora sluice noauth noaudit"  (keep direct, nginx and pingora)
 #   --smoke      1 s runs, 1 round: checks the kit works (CI), figures mean nothing
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,8 +16,9 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 WORKERS=${WORKERS:-1}
-# sluice: token auth on (opaque, the cached path); noauth: the same Sluice on an `auth: none` route.
-TARGETS=${TARGETS:-direct nginx pingora sluice noauth}
+# sluice: token auth and accounting on; noauth: the same Sluice on an `auth: none` route;
+# noaudit: no auth and no accounting (audit records go to a file under the kit's temp dir).
+TARGETS=${TARGETS:-direct nginx pingora sluice noauth noaudit}
 if [[ "${1:-}" == "--smoke" ]]; then DURATION=1; ROUNDS=1; SMOKE=1; else SMOKE=0; fi
 
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -67,6 +68,7 @@ PIDS+=($!)
 
 cat >"$T/sluice.yaml" <<YAML
 listeners: { proxy: "127.0.0.1:$SLUICE", admin: "127.0.0.1:$ADMIN" }
+data_dir: $T/data
 server: { threads: $WORKERS, grace_period_seconds: 1, graceful_shutdown_timeout_seconds: 1 }
 providers:
   - name: openai
@@ -78,6 +80,7 @@ providers:
 routes:
   - { prefix: /openai, provider: openai, auth: token }
   - { prefix: /open, provider: openai, auth: none }
+  - { prefix: /bare, provider: openai, auth: none, audit: false }
 tokens:
 $TOKEN_RECORD
 YAML
@@ -137,6 +140,7 @@ url() {
     sluice) echo "http://127.0.0.1:$SLUICE/openai/v1/chat/completions" ;;
     pingora) echo "http://127.0.0.1:$BARE/openai/v1/chat/completions" ;;
     noauth) echo "http://127.0.0.1:$SLUICE/open/v1/chat/completions" ;;
+    noaudit) echo "http://127.0.0.1:$SLUICE/bare/v1/chat/completions" ;;
   esac
 }
 to_ms() { # wrk latency such as 512.00us, 1.20ms, 1.01s

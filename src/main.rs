@@ -37,6 +37,28 @@ enum Command {
         #[arg(long, short, default_value = "conf/sluice.yaml")]
         config: PathBuf,
     },
+    /// Usage totals from the audit files (the current one and its rotations).
+    ///
+    /// Example: sluice usage --by model --since 24h
+    Usage {
+        #[arg(long, short, default_value = "conf/sluice.yaml")]
+        config: PathBuf,
+        /// An audit file to read instead of the one the config names.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// principal, provider or model.
+        #[arg(long, default_value = "principal")]
+        by: String,
+        /// Only records at or after this: a duration back from now (24h, 7d) or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only records before this (same forms as --since).
+        #[arg(long)]
+        until: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Opaque API tokens.
     Token {
         #[command(subcommand)]
@@ -112,6 +134,14 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(1)
             }
         },
+        Command::Usage {
+            config,
+            file,
+            by,
+            since,
+            until,
+            json,
+        } => usage(config, file, &by, since, until, json),
         Command::Token {
             command:
                 TokenCommand::Generate {
@@ -183,4 +213,54 @@ fn main() -> anyhow::Result<()> {
             })
         }
     }
+}
+
+fn usage(
+    config: PathBuf,
+    file: Option<PathBuf>,
+    by: &str,
+    since: Option<String>,
+    until: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use sluice::audit::report::{self, GroupBy};
+    let by = match by {
+        "principal" => GroupBy::Principal,
+        "provider" => GroupBy::Provider,
+        "model" => GroupBy::Model,
+        other => anyhow::bail!("--by {other}: use principal, provider or model"),
+    };
+    let path = match file {
+        Some(f) => f,
+        None => {
+            let (wire, _) = sluice::config::read_file(&config)?;
+            wire.audit
+                .path
+                .unwrap_or_else(|| wire.data_dir.join("audit.jsonl"))
+        }
+    };
+    let when = |s: Option<String>| -> anyhow::Result<Option<std::time::SystemTime>> {
+        let Some(s) = s else { return Ok(None) };
+        if let Ok(d) = humantime::parse_duration(&s) {
+            return Ok(Some(std::time::SystemTime::now() - d));
+        }
+        Ok(Some(humantime::parse_rfc3339_weak(&s).with_context(
+            || format!("`{s}` is neither a duration nor an RFC 3339 time"),
+        )?))
+    };
+    let files = report::files(&path);
+    anyhow::ensure!(!files.is_empty(), "no audit file at {}", path.display());
+    let totals = report::totals(&files, by, when(since)?, when(until)?)?;
+    if json {
+        let map: serde_json::Map<String, serde_json::Value> = totals
+            .iter()
+            .map(|(k, t)| {
+                (k.clone(), serde_json::json!({"requests": t.requests, "input": t.input, "output": t.output, "cache_read": t.cache_read, "cache_write": t.cache_write}))
+            })
+            .collect();
+        println!("{}", serde_json::Value::Object(map));
+    } else {
+        print!("{}", report::table(by, &totals));
+    }
+    Ok(())
 }

@@ -3,6 +3,8 @@
 #[path = "integration/common.rs"]
 mod common;
 
+#[path = "integration/accounting.rs"]
+mod accounting;
 #[path = "integration/conf_files.rs"]
 mod conf_files;
 #[path = "integration/https_upstream.rs"]

@@ -2,6 +2,7 @@
 //! hot path. A full or failing sink never blocks or fails a request: the record is dropped and
 //! `sluice_audit_dropped_total{reason}` counts it.
 
+pub mod report;
 pub mod scan;
 pub mod sink;
 pub mod usage;

@@ -6,7 +6,7 @@ use crate::common::*;
 use std::path::PathBuf;
 use std::process::Command;
 
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     if let Ok(p) = std::env::var("SLUICE_PYTHON") {
         return p.into();
     }
