@@ -32,7 +32,7 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 if [[ -z "${SLUICE_BIN:-}" ]]; then
-  cargo build --release --quiet --bin sluice --example bare_pingora
+  cargo build --release --quiet --bin sluice --example bare_pingora --example chunk_gaps
   SLUICE_BIN=target/release/sluice
 fi
 # Pingora without Sluice's filters, built with the same profile as SLUICE_BIN.
@@ -58,12 +58,15 @@ wait_port() {
   done
   echo "nothing listens on $1" >&2; return 1
 }
-MOCK=$(port); SLUICE=$(port); ADMIN=$(port); NGX=$(port); BARE=$(port)
+MOCK=$(port); SLUICE=$(port); ADMIN=$(port); NGX=$(port); BARE=$(port); PACED=$(port)
 GENERATED=$("$SLUICE_BIN" token generate --name load)
 TOKEN=$(sed -n 2p <<<"$GENERATED")
 TOKEN_RECORD=$(grep -E '^  - \{ id:' <<<"$GENERATED")
 
 "$SLUICE_BIN" mock-upstream --listen "127.0.0.1:$MOCK" --chunks 8 --threads 1 >"$T/mock.log" 2>&1 &
+PIDS+=($!)
+# A paced upstream (a chunk every 10 ms) for inter-chunk gap measurements.
+"$SLUICE_BIN" mock-upstream --listen "127.0.0.1:$PACED" --chunks 50 --chunk-interval-ms 10 --threads 1 >"$T/paced.log" 2>&1 &
 PIDS+=($!)
 
 cat >"$T/sluice.yaml" <<YAML
@@ -77,7 +80,13 @@ providers:
     keys:
       - { id: a, secret_ref: "env:LOAD_KEY_A", weight: 3 }
       - { id: b, secret_ref: "env:LOAD_KEY_B", weight: 1 }
+  - name: paced
+    kind: openai
+    base_url: http://127.0.0.1:$PACED
+    keys: [{ id: p, secret_ref: "env:LOAD_KEY_A" }]
 routes:
+  - { prefix: /paced, provider: paced, auth: none }
+  - { prefix: /paced-bare, provider: paced, auth: none, audit: false }
   - { prefix: /openai, provider: openai, auth: token }
   - { prefix: /open, provider: openai, auth: none }
   - { prefix: /bare, provider: openai, auth: none, audit: false }
@@ -199,6 +208,17 @@ C1000_DURATION=$((DURATION < 5 ? DURATION : 5))
 wrk -t2 -c1000 -d"${C1000_DURATION}s" -s "$T/sse.lua" "$(url sluice)" >/dev/null 2>&1 || true
 wrk -t2 -c1000 -d"${C1000_DURATION}s" -s "$T/sse.lua" "$(url nginx)" >/dev/null 2>&1 || true
 echo "peak RSS after 1,000 connections (SSE): sluice $(rss_mb "$SLUICE_PID") MB, nginx $(rss_mb "$NGINX_MASTER") MB"
+
+GAPS_BIN=${GAPS_BIN:-$(dirname "$SLUICE_BIN")/examples/chunk_gaps}
+if [[ -x "$GAPS_BIN" ]]; then
+  streams=32; rounds=$((SMOKE == 1 ? 1 : 3))
+  on=$("$GAPS_BIN" "http://127.0.0.1:$SLUICE/paced/v1/chat/completions" $streams $rounds)
+  off=$("$GAPS_BIN" "http://127.0.0.1:$SLUICE/paced-bare/v1/chat/completions" $streams $rounds)
+  direct_gaps=$("$GAPS_BIN" "http://127.0.0.1:$PACED/v1/chat/completions" $streams $rounds)
+  echo "SSE inter-chunk gaps (upstream paces 10 ms, $streams streams x 50 chunks x $rounds): direct $direct_gaps"
+  echo "  accounting on:  $on"
+  echo "  accounting off: $off"
+fi
 
 if command -v oha >/dev/null 2>&1; then
   sat=$(median "${RPS[json 64 sluice]}")

@@ -251,13 +251,21 @@ pub fn by_credential(kind: &str) -> &'static IntCounter {
 pub const MAX_MODEL_LABELS: usize = 50;
 
 pub fn model_label(model: &str) -> String {
-    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    static SEEN: LazyLock<arc_swap::ArcSwap<Vec<String>>> = LazyLock::new(Default::default);
+    static WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // Lock-free in the common case: the model was seen before.
+    if SEEN.load().iter().any(|m| m == model) {
+        return model.to_owned();
+    }
+    let _guard = WRITER.lock().unwrap_or_else(|p| p.into_inner());
+    let seen = SEEN.load();
     if seen.iter().any(|m| m == model) {
         return model.to_owned();
     }
     if seen.len() < MAX_MODEL_LABELS {
-        seen.push(model.to_owned());
+        let mut next = (**seen).clone();
+        next.push(model.to_owned());
+        SEEN.store(std::sync::Arc::new(next));
         return model.to_owned();
     }
     "other".to_owned()

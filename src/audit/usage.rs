@@ -97,8 +97,14 @@ impl UsageParser {
     pub fn finish(&mut self) -> Option<Usage> {
         match self.kind {
             Kind::Json if !self.overflow => {
-                if let Ok(v) = serde_json::from_slice::<Value>(&self.buf) {
-                    self.apply(&v["usage"]);
+                // Only `usage` is materialised; the rest of the document is skipped.
+                #[derive(serde::Deserialize)]
+                struct WithUsage {
+                    #[serde(default)]
+                    usage: Value,
+                }
+                if let Ok(v) = serde_json::from_slice::<WithUsage>(&self.buf) {
+                    self.apply(&v.usage);
                 }
                 self.buf = Vec::new();
             }

@@ -75,7 +75,7 @@ pub fn record(sink: &AuditSink, session: &Session, ctx: &mut RequestCtx, status:
     match serde_json::to_vec(&record) {
         Ok(mut line) => {
             line.push(b'\n');
-            sink.record(line);
+            sink.record(&line);
         }
         Err(e) => log::warn!("audit record not encoded: {e}"),
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::accounting;
 use super::ctx::{request_id, Accounting, RequestCtx};
-use super::respond::{write_error, write_error_status};
+use super::respond::write_error;
 use super::steps::{self, Refusal};
 use crate::audit::{AuditSink, UsageParser};
 use crate::balance::health::now_ms;
@@ -66,7 +66,7 @@ impl ProxyHttp for Gateway {
             Err(Refusal { error, shape }) => {
                 ctx.reason = Some(error.reason());
                 METRICS.rejected.with_label_values(&[error.reason()]).inc();
-                write_error(session, error, shape).await;
+                write_error(session, error, shape, error.status(), &ctx.request_id).await;
                 Ok(true)
             }
         }
@@ -257,7 +257,15 @@ impl ProxyHttp for Gateway {
                 .map(|p| ErrorShape::from(p.kind))
                 .unwrap_or(ErrorShape::OpenAi);
             ctx.reason = Some(GatewayError::UpstreamUnavailable.reason());
-            write_error_status(session, GatewayError::UpstreamUnavailable, shape, status).await;
+            let id = ctx.request_id.clone();
+            write_error(
+                session,
+                GatewayError::UpstreamUnavailable,
+                shape,
+                status,
+                &id,
+            )
+            .await;
         }
         FailToProxy {
             error_code: status,

@@ -133,6 +133,10 @@ tokens:
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status(), 401);
         assert_eq!(resp.headers()["x-sluice-error"], reason);
+        assert!(
+            resp.headers().contains_key("x-request-id"),
+            "refusals carry the request id too"
+        );
         let challenge = resp.headers()["www-authenticate"]
             .to_str()
             .unwrap()
