@@ -253,6 +253,23 @@ pub fn tok() -> &'static TestToken {
     TOKEN.get_or_init(|| opaque_token(", name: ci, owner: ci-bot"))
 }
 
+/// Posts `CHAT` to `path` with `headers`; returns the status and Sluice's refusal reason
+/// (`x-sluice-error`, empty when the request went through).
+pub async fn call(sluice: &Sluice, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut req = client().post(sluice.url(path)).body(CHAT);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.expect("request");
+    let reason = r
+        .headers()
+        .get("x-sluice-error")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (r.status().as_u16(), reason)
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(64)

@@ -20,20 +20,13 @@ issuers:
     )
 }
 
-async fn call(sluice: &Sluice, path: &str, token: &str) -> (u16, String) {
-    let r = client()
-        .post(sluice.url(path))
-        .bearer_auth(token)
-        .body(CHAT)
-        .send()
-        .await
-        .unwrap();
-    let reason = r
-        .headers()
-        .get("x-sluice-error")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (r.status().as_u16(), reason)
+async fn bearer(sluice: &Sluice, path: &str, token: &str) -> (u16, String) {
+    call(
+        sluice,
+        path,
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+    .await
 }
 
 #[tokio::test]
@@ -45,13 +38,15 @@ async fn idp_tokens_are_accepted_and_bad_ones_refused_with_their_reason() {
     for client_id in ["rs-client", "es-client"] {
         let token = idp.token(client_id, "llm.invoke").await;
         assert_eq!(
-            call(&sluice, "/openai/v1/chat/completions", &token).await,
+            bearer(&sluice, "/openai/v1/chat/completions", &token).await,
             (200, String::new()),
             "{client_id}"
         );
         // Cached: the second use costs no signature check.
         assert_eq!(
-            call(&sluice, "/openai/v1/chat/completions", &token).await.0,
+            bearer(&sluice, "/openai/v1/chat/completions", &token)
+                .await
+                .0,
             200
         );
     }
@@ -69,11 +64,14 @@ async fn idp_tokens_are_accepted_and_bad_ones_refused_with_their_reason() {
     // Scopes: the route needs `admin`.
     let llm_only = idp.token("rs-client", "llm.invoke").await;
     assert_eq!(
-        call(&sluice, "/admin-only/v1/models", &llm_only).await,
+        bearer(&sluice, "/admin-only/v1/models", &llm_only).await,
         (403, "missing_scope".into())
     );
     let admin = idp.token("rs-client", "admin").await;
-    assert_eq!(call(&sluice, "/admin-only/v1/models", &admin).await.0, 200);
+    assert_eq!(
+        bearer(&sluice, "/admin-only/v1/models", &admin).await.0,
+        200
+    );
 
     let now = unix_now();
     let iss = idp.issuer();
@@ -91,7 +89,7 @@ async fn idp_tokens_are_accepted_and_bad_ones_refused_with_their_reason() {
     // Within the 30 s leeway is still valid; beyond it is not.
     let just_expired = minted(json!({"claims": claims(json!({"exp": now - 10}))})).await;
     assert_eq!(
-        call(&sluice, "/openai/v1/models", &just_expired).await.0,
+        bearer(&sluice, "/openai/v1/models", &just_expired).await.0,
         200
     );
     let cases = [
@@ -123,7 +121,7 @@ async fn idp_tokens_are_accepted_and_bad_ones_refused_with_their_reason() {
     for (request, reason) in cases {
         let token = minted(request.clone()).await;
         assert_eq!(
-            call(&sluice, "/openai/v1/models", &token).await,
+            bearer(&sluice, "/openai/v1/models", &token).await,
             (401, reason.to_owned()),
             "{request}"
         );
@@ -134,7 +132,7 @@ async fn idp_tokens_are_accepted_and_bad_ones_refused_with_their_reason() {
         minted(json!({"claims": c})).await
     };
     assert_eq!(
-        call(&sluice, "/openai/v1/models", &no_exp).await,
+        bearer(&sluice, "/openai/v1/models", &no_exp).await,
         (401, "missing_claim".into())
     );
 
@@ -149,7 +147,7 @@ async fn idp_tokens_are_accepted_and_bad_ones_refused_with_their_reason() {
     };
     parts[2].replace_range(mid..mid + 1, flipped);
     assert_eq!(
-        call(&sluice, "/openai/v1/models", &parts.join(".")).await,
+        bearer(&sluice, "/openai/v1/models", &parts.join(".")).await,
         (401, "bad_signature".into())
     );
 
@@ -162,7 +160,7 @@ async fn idp_tokens_are_accepted_and_bad_ones_refused_with_their_reason() {
         b64.encode(claims(json!({})).to_string())
     );
     assert_eq!(
-        call(&sluice, "/openai/v1/models", &none).await,
+        bearer(&sluice, "/openai/v1/models", &none).await,
         (401, "unsupported_alg".into())
     );
 
@@ -180,7 +178,7 @@ async fn key_rotation_needs_one_refetch_and_unknown_kids_cannot_cause_a_storm() 
     let mock = Mock::start(&[]);
     let sluice = Sluice::start_with_env(&config(&mock, &idp), &[("KEY_A", "sk-jwt-pool-000000")]);
     let token = idp.token("rs-client", "llm.invoke").await;
-    assert_eq!(call(&sluice, "/openai/v1/models", &token).await.0, 200);
+    assert_eq!(bearer(&sluice, "/openai/v1/models", &token).await.0, 200);
     let before = idp.jwks_fetches().await;
     assert!(before >= 1);
 
@@ -188,12 +186,12 @@ async fn key_rotation_needs_one_refetch_and_unknown_kids_cannot_cause_a_storm() 
     idp.rotate().await;
     let rotated = idp.token("rs-client", "llm.invoke").await;
     assert_eq!(
-        call(&sluice, "/openai/v1/models", &rotated).await,
+        bearer(&sluice, "/openai/v1/models", &rotated).await,
         (200, String::new())
     );
     assert_eq!(idp.jwks_fetches().await, before + 1);
     // Tokens signed with the old key stay valid (the IdP still publishes it).
-    assert_eq!(call(&sluice, "/openai/v1/models", &token).await.0, 200);
+    assert_eq!(bearer(&sluice, "/openai/v1/models", &token).await.0, 200);
 
     // 1,000 requests with random unknown kids, 50 at a time: at most one more fetch in the
     // debounce window (and here none, since a fetch just happened).

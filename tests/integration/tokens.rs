@@ -19,20 +19,6 @@ owners:
     )
 }
 
-async fn call(sluice: &Sluice, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut req = client().post(sluice.url(path)).body(CHAT);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let r = req.send().await.unwrap();
-    let reason = r
-        .headers()
-        .get("x-sluice-error")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (r.status().as_u16(), reason)
-}
-
 #[tokio::test]
 async fn revocation_expiry_scopes_owners_and_byok() {
     let mock = Mock::start(&[]);
