@@ -229,8 +229,8 @@ if command -v oha >/dev/null 2>&1; then
       -H "Authorization: Bearer $TOKEN" "$(url "$1")" 2>&1 || true)
     awk '/99.00% in/ && !done {v=$3; u=$4; done=1; if (u ~ /^ms/) print v; else if (u ~ /^s/) print v*1000; else print v/1000}' <<<"$out"
   }
-  pd=$(p99_at_rate direct); ps=$(p99_at_rate sluice); pn=$(p99_at_rate nginx)
-  echo "p99 at half of Sluice's saturation ($rate req/s, 64 conns, JSON): direct ${pd} ms, nginx ${pn} ms, sluice ${ps} ms; added by sluice: $(awk -v a="$ps" -v b="$pd" 'BEGIN{printf "%.3f", a-b}') ms"
+  pd=$(p99_at_rate direct); ps=$(p99_at_rate sluice); pn=$(p99_at_rate nginx); pp=$(p99_at_rate pingora)
+  echo "p99 at half of Sluice's saturation ($rate req/s, 64 conns, JSON): direct ${pd} ms, nginx ${pn} ms, bare pingora ${pp} ms, sluice ${ps} ms; added by sluice: $(awk -v a="$ps" -v b="$pd" 'BEGIN{printf "%.3f", a-b}') ms"
 else
   echo "(oha not installed: the half-saturation p99 line needs rate limiting; cargo install oha --locked)"
 fi
