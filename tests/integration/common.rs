@@ -270,6 +270,14 @@ pub async fn call(sluice: &Sluice, path: &str, headers: &[(&str, &str)]) -> (u16
     (r.status().as_u16(), reason)
 }
 
+/// Status of `CHAT` posted to `path` with the shared test token and `extra` headers.
+pub async fn chat_status(sluice: &Sluice, path: &str, extra: &[(&str, &str)]) -> u16 {
+    let bearer = format!("Bearer {}", tok().token);
+    let mut headers = vec![("authorization", bearer.as_str())];
+    headers.extend_from_slice(extra);
+    call(sluice, path, &headers).await.0
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(64)

@@ -187,14 +187,10 @@ async fn picks_follow_weights_and_unhealthy_keys_leave_rotation() {
     let sluice = Sluice::start_with_env(&pool_config(&mock, (3, 1)), &KEYS);
     let c = client();
     for _ in 0..40 {
-        let r = c
-            .post(sluice.url("/openai/v1/chat/completions"))
-            .bearer_auth(&tok().token)
-            .body(CHAT)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        assert_eq!(
+            chat_status(&sluice, "/openai/v1/chat/completions", &[]).await,
+            200
+        );
     }
     let a = "authorization: Bearer sk-pool-key-a-000000";
     let b = "authorization: Bearer sk-pool-key-b-000000";
@@ -204,15 +200,16 @@ async fn picks_follow_weights_and_unhealthy_keys_leave_rotation() {
     let mut quarantined = None;
     for _ in 0..4 {
         let before_a = mock.seen(a).await;
-        let r = c
-            .post(sluice.url("/openai/v1/chat/completions"))
-            .bearer_auth(&tok().token)
-            .header("x-mock-status", "401")
-            .body(CHAT)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 401, "upstream statuses pass through");
+        assert_eq!(
+            chat_status(
+                &sluice,
+                "/openai/v1/chat/completions",
+                &[("x-mock-status", "401")]
+            )
+            .await,
+            401,
+            "upstream statuses pass through"
+        );
         if mock.seen(a).await > before_a {
             quarantined = Some(a);
             break;
@@ -224,14 +221,10 @@ async fn picks_follow_weights_and_unhealthy_keys_leave_rotation() {
     };
     let bad_before = mock.seen(bad).await;
     for _ in 0..10 {
-        let r = c
-            .post(sluice.url("/openai/v1/chat/completions"))
-            .bearer_auth(&tok().token)
-            .body(CHAT)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        assert_eq!(
+            chat_status(&sluice, "/openai/v1/chat/completions", &[]).await,
+            200
+        );
     }
     assert_eq!(
         mock.seen(bad).await,
