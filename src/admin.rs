@@ -7,8 +7,8 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use std::sync::Arc;
 
-use crate::balance::health::now_ms;
 use crate::balance::KeyState;
+use crate::clock::now_ms;
 use crate::config::ConfigStore;
 use crate::metrics::METRICS;
 

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod balance;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod metrics;

@@ -41,14 +41,11 @@ pub fn status_class_index(status: u16) -> usize {
 impl Metrics {
     fn new() -> Metrics {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "sluice_requests_total",
-                "Requests answered, by route, provider and status class",
-            ),
+        let requests = counter_vec(
+            "sluice_requests_total",
+            "Requests answered, by route, provider and status class",
             &["route", "provider", "status_class"],
-        )
-        .unwrap_or_else(unreachable_metric);
+        );
         let request_duration = HistogramVec::new(
             HistogramOpts::new(
                 "sluice_request_duration_seconds",
@@ -61,102 +58,58 @@ impl Metrics {
             &["route", "provider"],
         )
         .unwrap_or_else(unreachable_metric);
-        let rejected = IntCounterVec::new(
-            Opts::new(
-                "sluice_rejected_requests_total",
-                "Requests refused by Sluice itself, by reason",
-            ),
+        let rejected = counter_vec(
+            "sluice_rejected_requests_total",
+            "Requests refused by Sluice itself, by reason",
             &["reason"],
-        )
-        .unwrap_or_else(unreachable_metric);
-        let upstream_requests = IntCounterVec::new(
-            Opts::new(
-                "sluice_upstream_requests_total",
-                "Requests sent upstream, by provider and key id",
-            ),
+        );
+        let upstream_requests = counter_vec(
+            "sluice_upstream_requests_total",
+            "Requests sent upstream, by provider and key id",
             &["provider", "key"],
-        )
-        .unwrap_or_else(unreachable_metric);
-        let upstream_responses = IntCounterVec::new(
-            Opts::new(
-                "sluice_upstream_responses_total",
-                "Upstream response heads, by provider, key id and status class",
-            ),
+        );
+        let upstream_responses = counter_vec(
+            "sluice_upstream_responses_total",
+            "Upstream response heads, by provider, key id and status class",
             &["provider", "key", "status_class"],
-        )
-        .unwrap_or_else(unreachable_metric);
-        let connect_failures = IntCounterVec::new(
-            Opts::new(
-                "sluice_upstream_connect_failures_total",
-                "Failed upstream connection attempts, by provider and the key the request carried",
-            ),
+        );
+        let connect_failures = counter_vec(
+            "sluice_upstream_connect_failures_total",
+            "Failed upstream connection attempts, by provider and the key the request carried",
             &["provider", "key"],
-        )
-        .unwrap_or_else(unreachable_metric);
-        let key_state = IntGaugeVec::new(
-            Opts::new(
-                "sluice_key_state",
-                "1 for the state each provider key is in (healthy, cooling_down, quarantined, draining, disabled)",
-            ),
-            &["provider", "key", "state"],
-        )
-        .unwrap_or_else(unreachable_metric);
-        let key_weight = IntGaugeVec::new(
-            Opts::new(
-                "sluice_key_weight",
-                "Configured weight of each provider key",
-            ),
+        );
+        let key_state = gauge_vec("sluice_key_state", "1 for the state each provider key is in (healthy, cooling_down, quarantined, draining, disabled)", &["provider", "key", "state"]);
+        let key_weight = gauge_vec(
+            "sluice_key_weight",
+            "Configured weight of each provider key",
             &["provider", "key"],
-        )
-        .unwrap_or_else(unreachable_metric);
-        let config_reloads = IntCounterVec::new(
-            Opts::new(
-                "sluice_config_reload_total",
-                "Configuration reloads by result (success, invalid, refused, unchanged)",
-            ),
+        );
+        let config_reloads = counter_vec(
+            "sluice_config_reload_total",
+            "Configuration reloads by result (success, invalid, refused, unchanged)",
             &["result"],
-        )
-        .unwrap_or_else(unreachable_metric);
-        let auth_cache = IntCounterVec::new(
-            Opts::new(
-                "sluice_jwt_cache_total",
-                "JWT checks by verified-token cache result (hit, miss)",
-            ),
+        );
+        let auth_cache = counter_vec(
+            "sluice_jwt_cache_total",
+            "JWT checks by verified-token cache result (hit, miss)",
             &["result"],
-        )
-        .unwrap_or_else(unreachable_metric);
-        let jwks_fetches = IntCounterVec::new(
-            Opts::new(
-                "sluice_jwks_fetches_total",
-                "JWKS fetches by issuer name and result (ok, error)",
-            ),
+        );
+        let jwks_fetches = counter_vec(
+            "sluice_jwks_fetches_total",
+            "JWKS fetches by issuer name and result (ok, error)",
             &["issuer", "result"],
-        )
-        .unwrap_or_else(unreachable_metric);
-        let audit_dropped = IntCounterVec::new(
-            Opts::new(
-                "sluice_audit_dropped_total",
-                "Audit records not written, by reason (queue_full, write_error, closed)",
-            ),
+        );
+        let audit_dropped = counter_vec(
+            "sluice_audit_dropped_total",
+            "Audit records not written, by reason (queue_full, write_error, closed)",
             &["reason"],
-        )
-        .unwrap_or_else(unreachable_metric);
-        let tokens = IntCounterVec::new(
-            Opts::new(
-                "sluice_tokens_total",
-                "Model tokens by provider, model (first 50 seen, then `other`) and direction (input, output, cache_read, cache_write)",
-            ),
-            &["provider", "model", "direction"],
-        )
-        .unwrap_or_else(unreachable_metric);
-        let by_credential = IntCounterVec::new(
-            Opts::new(
-                "sluice_requests_by_credential_total",
-                "Requests by credential kind (opaque, jwt, anonymous, none)",
-            ),
+        );
+        let tokens = counter_vec("sluice_tokens_total", "Model tokens by provider, model (first 50 seen, then `other`) and direction (input, output, cache_read, cache_write)", &["provider", "model", "direction"]);
+        let by_credential = counter_vec(
+            "sluice_requests_by_credential_total",
+            "Requests by credential kind (opaque, jwt, anonymous, none)",
             &["kind"],
-        )
-        .unwrap_or_else(unreachable_metric);
+        );
         let config_revision = IntGauge::new(
             "sluice_config_revision",
             "Revision of the snapshot serving requests",
@@ -226,6 +179,14 @@ impl Metrics {
     }
 }
 
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(unreachable_metric)
+}
+
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(unreachable_metric)
+}
+
 /// Metric definitions above are constants; an error here is a programming error caught by tests.
 fn unreachable_metric<T>(e: prometheus::Error) -> T {
     panic!("invalid metric definition: {e}")
@@ -250,25 +211,28 @@ pub fn by_credential(kind: &str) -> &'static IntCounter {
 /// client sending made-up model names cannot grow the metric without bound.
 pub const MAX_MODEL_LABELS: usize = 50;
 
-pub fn model_label(model: &str) -> String {
-    static SEEN: LazyLock<arc_swap::ArcSwap<Vec<String>>> = LazyLock::new(Default::default);
+pub fn model_label(model: &str) -> &'static str {
+    // At most MAX_MODEL_LABELS names are ever interned (leaked), so no allocation per request.
+    static SEEN: LazyLock<arc_swap::ArcSwap<Vec<&'static str>>> = LazyLock::new(Default::default);
     static WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let find = |seen: &[&'static str]| seen.iter().copied().find(|m| *m == model);
     // Lock-free in the common case: the model was seen before.
-    if SEEN.load().iter().any(|m| m == model) {
-        return model.to_owned();
+    if let Some(label) = find(&SEEN.load()) {
+        return label;
     }
     let _guard = WRITER.lock().unwrap_or_else(|p| p.into_inner());
     let seen = SEEN.load();
-    if seen.iter().any(|m| m == model) {
-        return model.to_owned();
+    if let Some(label) = find(&seen) {
+        return label;
     }
     if seen.len() < MAX_MODEL_LABELS {
+        let label: &'static str = Box::leak(model.to_owned().into_boxed_str());
         let mut next = (**seen).clone();
-        next.push(model.to_owned());
+        next.push(label);
         SEEN.store(std::sync::Arc::new(next));
-        return model.to_owned();
+        return label;
     }
-    "other".to_owned()
+    "other"
 }
 
 /// Counters for one route, resolved once per snapshot.

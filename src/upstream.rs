@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::balance::health::now_ms;
+use crate::clock::now_ms;
 
 /// How long a DNS answer is reused (getaddrinfo reports no TTL).
 const DNS_TTL_MS: u64 = 30_000;

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use crate::balance::health::now_ms;
+use crate::clock::now_ms;
 use crate::metrics::METRICS;
 
 /// Minimum time between two refetches caused by unknown `kid`s.

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use super::jwks::{IssuerKeys, Lookup};
 pub use super::jwt_preparse::{looks_like_jwt, preparse, PreParsed, PreparseError};
 use super::{CredentialKind, Principal};
-use crate::config::Snapshot;
 use crate::error::AuthFailure;
 use crate::metrics::METRICS;
 
@@ -54,7 +53,7 @@ impl moka::Expiry<[u8; 32], Cached> for UntilExp {
         value: &Cached,
         _now: Instant,
     ) -> Option<Duration> {
-        let now = jsonwebtoken::get_current_timestamp();
+        let now = crate::clock::unix_now();
         Some(Duration::from_secs(value.expires_at.saturating_sub(now)))
     }
 }
@@ -102,12 +101,7 @@ impl JwtVerifier {
         }
     }
 
-    pub async fn verify(
-        &self,
-        token: &str,
-        _snap: &Snapshot,
-        now_unix: u64,
-    ) -> Result<Arc<Principal>, AuthFailure> {
+    pub async fn verify(&self, token: &str, now_unix: u64) -> Result<Arc<Principal>, AuthFailure> {
         let digest = match self.verify_cached(token, now_unix) {
             Ok(principal) => {
                 CACHE_HIT.inc();

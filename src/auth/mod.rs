@@ -78,23 +78,24 @@ pub struct Authenticated {
     pub client_provider_key: bool,
 }
 
-/// The Sluice credential a request carries and whether the client also sent a provider key.
+/// The Sluice credential a request carries (none on `auth: none` routes) and whether the client
+/// also sent its own provider key.
 pub fn presented(
     headers: &HeaderMap,
     policy: AuthPolicy,
-) -> Result<Option<(&str, bool)>, GatewayError> {
+) -> Result<(Option<&str>, bool), GatewayError> {
     let sluice_header = header_str(headers, SLUICE_TOKEN_HEADER);
     let bearer = header_str(headers, "authorization")
         .map(strip_bearer)
         .filter(|t| !t.is_empty());
     let api_key = header_str(headers, "x-api-key");
     if policy == AuthPolicy::None {
-        return Ok(None);
+        return Ok((None, bearer.is_some() || api_key.is_some()));
     }
     match (sluice_header, bearer, api_key) {
-        (Some(t), b, k) => Ok(Some((t, b.is_some() || k.is_some()))),
+        (Some(t), b, k) => Ok((Some(t), b.is_some() || k.is_some())),
         (None, Some(b), Some(k)) if b != k => Err(GatewayError::ConflictingCredentials),
-        (None, Some(t), _) | (None, None, Some(t)) => Ok(Some((t, false))),
+        (None, Some(t), _) | (None, None, Some(t)) => Ok((Some(t), false)),
         (None, None, None) => Err(GatewayError::MissingCredential),
     }
 }
@@ -106,13 +107,11 @@ pub async fn authenticate(
     snap: &Snapshot,
     now_unix: u64,
 ) -> Result<Authenticated, GatewayError> {
-    let client_key_only = || {
-        header_str(headers, "authorization").is_some() || header_str(headers, "x-api-key").is_some()
-    };
-    let Some((token, client_provider_key)) = presented(headers, route.auth)? else {
+    let (token, client_provider_key) = presented(headers, route.auth)?;
+    let Some(token) = token else {
         return Ok(Authenticated {
             principal: Principal::anonymous(),
-            client_provider_key: client_key_only(),
+            client_provider_key,
         });
     };
     let principal = if token.starts_with(opaque::PREFIX) {
@@ -125,7 +124,7 @@ pub async fn authenticate(
             return Err(GatewayError::Forbidden(Forbidden::CredentialKind));
         }
         snap.jwt
-            .verify(token, snap, now_unix)
+            .verify(token, now_unix)
             .await
             .map_err(GatewayError::InvalidCredential)?
     } else {

@@ -3,14 +3,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
-
-/// Milliseconds since the process started: cheap, monotonic and fits an atomic.
-pub fn now_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyState {
@@ -80,10 +74,7 @@ pub struct HealthRegistry {
 impl HealthRegistry {
     /// The health record for a key, kept from the previous snapshot if the secret is unchanged.
     pub fn get(&self, provider: &str, key: &str, fingerprint: [u8; 32]) -> Arc<KeyHealth> {
-        let mut entries = match self.entries.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let slot = entries
             .entry((provider.to_owned(), key.to_owned()))
             .or_insert_with(|| (fingerprint, Arc::default()));
@@ -95,10 +86,7 @@ impl HealthRegistry {
 
     /// Forgets keys that are no longer configured.
     pub fn retain(&self, live: &[KeyName]) {
-        let mut entries = match self.entries.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries.retain(|k, _| live.contains(k));
     }
 }

@@ -50,7 +50,7 @@ impl KeyPool {
     }
 
     /// Picks the next healthy key (index into `members`), skipping `exclude` (a key that just
-    /// failed this request). `now_ms` is [`health::now_ms`] on the hot path, a fixed value in tests.
+    /// failed this request). `now_ms` is [`crate::clock::now_ms`] on the hot path, a fixed value in tests.
     pub fn pick(&self, now_ms: u64, exclude: Option<usize>) -> Option<usize> {
         let len = self.table.len();
         if len == 0 {

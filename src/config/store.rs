@@ -7,7 +7,6 @@ use arc_swap::ArcSwap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{load, wire, BuildContext, ConfigErrors, Snapshot};
 use crate::auth::jwks::JwksRegistry;
@@ -75,7 +74,9 @@ impl ConfigStore {
         };
         METRICS.config_revision.set(1);
         METRICS.reload("success");
-        METRICS.config_last_success.set(unix_now());
+        METRICS
+            .config_last_success
+            .set(crate::clock::unix_now() as i64);
         Ok((Arc::new(store), config))
     }
 
@@ -94,10 +95,7 @@ impl ConfigStore {
 
     /// Re-reads the file, validates it whole and publishes it, or keeps the current snapshot.
     pub fn reload(&self) -> ReloadOutcome {
-        let mut fixed = match self.writer.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut fixed = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let ctx = BuildContext {
             revision: fixed.revision + 1,
             health: self.health.clone(),
@@ -124,7 +122,9 @@ impl ConfigStore {
             ReloadOutcome::Applied { revision } => {
                 METRICS.reload("success");
                 METRICS.config_revision.set(*revision as i64);
-                METRICS.config_last_success.set(unix_now());
+                METRICS
+                    .config_last_success
+                    .set(crate::clock::unix_now() as i64);
                 log::info!(
                     "{}: configuration revision {revision} is serving",
                     self.file.display()
@@ -187,11 +187,4 @@ fn fixed_changes(fixed: &Fixed, config: &wire::Config) -> Option<String> {
             changed.join(", ")
         ))
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

@@ -115,14 +115,18 @@ pub async fn serve(
     }
 }
 
-const CREDENTIAL_HEADERS: [&str; 6] = [
-    "authorization",
-    "x-api-key",
-    "api-key",
-    "x-goog-api-key",
-    "proxy-authorization",
-    "x-sluice-token",
-];
+/// The credential headers Sluice strips, plus its own token header.
+const CREDENTIAL_HEADERS: [&str; 6] = {
+    let c = crate::proxy::steps::CREDENTIAL_HEADERS;
+    [
+        c[0],
+        c[1],
+        c[2],
+        c[3],
+        c[4],
+        crate::auth::SLUICE_TOKEN_HEADER,
+    ]
+};
 
 impl Mock {
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {

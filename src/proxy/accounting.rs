@@ -37,7 +37,7 @@ pub fn record(sink: &AuditSink, session: &Session, ctx: &mut RequestCtx, status:
             if n > 0 {
                 METRICS
                     .tokens
-                    .with_label_values(&[provider, &model, direction])
+                    .with_label_values(&[provider, model, direction])
                     .inc_by(n);
             }
         }

@@ -14,19 +14,12 @@ use super::ctx::{request_id, Accounting, RequestCtx};
 use super::respond::write_error;
 use super::steps::{self, Refusal};
 use crate::audit::{AuditSink, UsageParser};
-use crate::balance::health::now_ms;
 use crate::balance::KeyState;
+use crate::clock::{now_ms, unix_now};
 use crate::config::ConfigStore;
 use crate::error::{ErrorShape, GatewayError};
 use crate::metrics::{status_class_index, METRICS};
 use bytes::Bytes;
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 /// Longest `Retry-After` honoured for a 429 (a key is not benched for longer than this).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);

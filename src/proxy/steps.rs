@@ -124,14 +124,18 @@ pub fn rewrite(
     upstream.set_uri(new_uri);
     upstream.insert_header(http::header::HOST, provider.upstream.authority.as_str())?;
 
-    let sluice_headers: Vec<http::HeaderName> = upstream
-        .headers
-        .keys()
-        .filter(|n| n.as_str().starts_with("x-sluice-"))
-        .cloned()
-        .collect();
-    for name in &sluice_headers {
-        upstream.remove_header(name);
+    // Most requests carry no `x-sluice-*` header: only then collect names to remove.
+    let is_ours = |n: &http::HeaderName| n.as_str().starts_with("x-sluice-");
+    if upstream.headers.keys().any(is_ours) {
+        let ours: Vec<http::HeaderName> = upstream
+            .headers
+            .keys()
+            .filter(|n| is_ours(n))
+            .cloned()
+            .collect();
+        for name in &ours {
+            upstream.remove_header(name);
+        }
     }
     upstream.remove_header("proxy-authorization");
     if let Some(key) = key {
