@@ -1,5 +1,5 @@
 //! Admin listener: `/metrics` (Prometheus), `/healthz` (process up), `/readyz` (a good snapshot is
-//! serving). The control-plane API will live here too.
+//! serving), `/ca.pem` (the forward proxy's CA certificate). The control-plane API will live here too.
 
 use async_trait::async_trait;
 use http::Response;
@@ -14,6 +14,8 @@ use crate::metrics::METRICS;
 
 pub struct Admin {
     pub store: Arc<ConfigStore>,
+    /// The forward proxy's CA certificate (PEM), when the forward listener is on.
+    pub ca_pem: Option<String>,
 }
 
 const KEY_STATES: [&str; 5] = [
@@ -81,6 +83,14 @@ impl ServeHttp for Admin {
                 self.refresh_key_gauges();
                 reply(200, "text/plain; version=0.0.4", METRICS.render())
             }
+            "/ca.pem" => match &self.ca_pem {
+                Some(pem) => reply(200, "application/x-pem-file", pem.clone().into_bytes()),
+                None => reply(
+                    404,
+                    "application/json",
+                    br#"{"error":"the forward proxy is off (listeners.forward): no CA"}"#.to_vec(),
+                ),
+            },
             "/healthz" => reply(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
             "/readyz" => {
                 if self.store.is_ready() {

@@ -28,6 +28,18 @@ pub enum GatewayError {
     NoHealthyKey,
     #[error("the upstream provider could not be reached")]
     UpstreamUnavailable,
+    /// Forward proxy: no usable `Proxy-Authorization` (407).
+    #[error("proxy authentication required: send Proxy-Authorization with a Sluice token")]
+    ProxyAuthMissing,
+    /// Forward proxy: the `Proxy-Authorization` credential was refused (407).
+    #[error("proxy authentication failed: {0}")]
+    ProxyAuthInvalid(AuthFailure),
+    /// Forward proxy: the destination is refused by policy.
+    #[error("{0}")]
+    Destination(crate::forward::policy::Denied),
+    /// Forward proxy: a request that is neither CONNECT nor absolute-form HTTP.
+    #[error("this is a forward proxy: send CONNECT host:port or an absolute-form http:// request")]
+    NotAProxyRequest,
 }
 
 /// Why a credential was refused: a fixed label for metrics and logs, and a description for the
@@ -130,6 +142,9 @@ impl GatewayError {
             GatewayError::MissingProviderKey => 401,
             GatewayError::NoHealthyKey => 503,
             GatewayError::UpstreamUnavailable => 502,
+            GatewayError::ProxyAuthMissing | GatewayError::ProxyAuthInvalid(_) => 407,
+            GatewayError::Destination(_) => 403,
+            GatewayError::NotAProxyRequest => 400,
         }
     }
 
@@ -144,6 +159,18 @@ impl GatewayError {
             GatewayError::MissingProviderKey => "missing_provider_key",
             GatewayError::NoHealthyKey => "no_healthy_key",
             GatewayError::UpstreamUnavailable => "upstream_unavailable",
+            GatewayError::ProxyAuthMissing => "missing_credential",
+            GatewayError::ProxyAuthInvalid(failure) => failure.reason(),
+            GatewayError::Destination(denied) => denied.reason(),
+            GatewayError::NotAProxyRequest => "not_a_proxy_request",
+        }
+    }
+
+    /// The header that carries `challenge()`: `Proxy-Authenticate` for 407s.
+    pub fn challenge_header(&self) -> http::HeaderName {
+        match self.status() {
+            407 => http::header::PROXY_AUTHENTICATE,
+            _ => http::header::WWW_AUTHENTICATE,
         }
     }
 
@@ -160,7 +187,12 @@ impl GatewayError {
                 r#"Bearer realm="sluice", error="insufficient_scope", error_description="a required scope is missing""#
                     .to_owned(),
             ),
+            GatewayError::ProxyAuthMissing | GatewayError::ProxyAuthInvalid(_) => {
+                Some(r#"Basic realm="sluice""#.to_owned())
+            }
             GatewayError::Forbidden(_)
+            | GatewayError::Destination(_)
+            | GatewayError::NotAProxyRequest
             | GatewayError::NoRoute
             | GatewayError::ConflictingCredentials
             | GatewayError::NoHealthyKey
@@ -177,10 +209,17 @@ impl GatewayError {
                     GatewayError::NoRoute => ("invalid_request_error", "unknown_url"),
                     GatewayError::MissingCredential
                     | GatewayError::InvalidCredential(_)
-                    | GatewayError::MissingProviderKey => {
+                    | GatewayError::MissingProviderKey
+                    | GatewayError::ProxyAuthMissing
+                    | GatewayError::ProxyAuthInvalid(_) => {
                         ("invalid_request_error", "invalid_api_key")
                     }
-                    GatewayError::Forbidden(_) => ("invalid_request_error", "forbidden"),
+                    GatewayError::Forbidden(_) | GatewayError::Destination(_) => {
+                        ("invalid_request_error", "forbidden")
+                    }
+                    GatewayError::NotAProxyRequest => {
+                        ("invalid_request_error", "not_a_proxy_request")
+                    }
                     GatewayError::ConflictingCredentials => {
                         ("invalid_request_error", "conflicting_credentials")
                     }
@@ -194,9 +233,13 @@ impl GatewayError {
                     GatewayError::NoRoute => "not_found_error",
                     GatewayError::MissingCredential
                     | GatewayError::InvalidCredential(_)
-                    | GatewayError::MissingProviderKey => "authentication_error",
-                    GatewayError::Forbidden(_) => "permission_error",
-                    GatewayError::ConflictingCredentials => "invalid_request_error",
+                    | GatewayError::MissingProviderKey
+                    | GatewayError::ProxyAuthMissing
+                    | GatewayError::ProxyAuthInvalid(_) => "authentication_error",
+                    GatewayError::Forbidden(_) | GatewayError::Destination(_) => "permission_error",
+                    GatewayError::ConflictingCredentials | GatewayError::NotAProxyRequest => {
+                        "invalid_request_error"
+                    }
                     GatewayError::NoHealthyKey => "overloaded_error",
                     GatewayError::UpstreamUnavailable => "api_error",
                 };

@@ -7,6 +7,7 @@ pub mod balance;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod metrics;
 pub mod mock;
 pub mod proxy;

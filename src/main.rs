@@ -59,6 +59,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The forward proxy's CA (clients must trust it to use intercepted hosts).
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// Opaque API tokens.
     Token {
         #[command(subcommand)]
@@ -95,6 +100,18 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum CaCommand {
+    /// Print the CA certificate (PEM), creating the CA under the data dir if it does not exist.
+    ///
+    /// Example: sluice ca export --config conf/sluice.yaml > sluice-ca.pem
+    ///          HTTPS_PROXY=http://any:$TOKEN@127.0.0.1:8888 SSL_CERT_FILE=sluice-ca.pem my-agent
+    Export {
+        #[arg(long, short, default_value = "conf/sluice.yaml", env = "SLUICE_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum TokenCommand {
     /// Create a token: prints it once, and the record to add under `tokens:` (only the SHA-256
     /// of its secret is ever written down).
@@ -122,6 +139,14 @@ fn main() -> anyhow::Result<()> {
         Command::Serve { config } => {
             let server = sluice::server::build(&config)?;
             server.run_forever()
+        }
+        Command::Ca {
+            command: CaCommand::Export { config },
+        } => {
+            let (wire, _) = sluice::config::read_file(&config)?;
+            let ca = sluice::server::load_ca(&wire, &config)?;
+            print!("{}", ca.pem);
+            Ok(())
         }
         Command::Check { config } => match sluice::server::check(&config) {
             Ok(summary) => {

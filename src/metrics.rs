@@ -27,6 +27,10 @@ pub struct Metrics {
     pub by_credential: IntCounterVec,
     pub config_revision: IntGauge,
     pub config_last_success: IntGauge,
+    pub forward_connects: IntCounterVec,
+    pub forward_tunnels: IntGauge,
+    pub forward_tunnel_bytes: IntCounterVec,
+    pub forward_leaf_certs: IntCounterVec,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -120,6 +124,26 @@ impl Metrics {
             "Unix time of the last successful configuration load",
         )
         .unwrap_or_else(unreachable_metric);
+        let forward_connects = counter_vec(
+            "sluice_forward_connects_total",
+            "Forward-proxy connections by outcome (intercepted, tunnelled, denied, auth_failed, bad_request, timeout, upstream_error, tls_failed, sni_mismatch, plain_http)",
+            &["outcome"],
+        );
+        let forward_tunnels = IntGauge::new(
+            "sluice_forward_tunnels",
+            "Forward-proxy connections open now (blind tunnels and intercepted connections)",
+        )
+        .unwrap_or_else(unreachable_metric);
+        let forward_tunnel_bytes = counter_vec(
+            "sluice_forward_tunnel_bytes_total",
+            "Bytes through blind tunnels, by direction (up: client to destination, down)",
+            &["direction"],
+        );
+        let forward_leaf_certs = counter_vec(
+            "sluice_forward_leaf_cert_cache_total",
+            "Intercepted-host certificate lookups by cache result (hit, miss)",
+            &["result"],
+        );
         let m = Metrics {
             registry,
             requests,
@@ -138,8 +162,12 @@ impl Metrics {
             by_credential,
             config_revision,
             config_last_success,
+            forward_connects,
+            forward_tunnels,
+            forward_tunnel_bytes,
+            forward_leaf_certs,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 20] = [
             Box::new(m.requests.clone()),
             Box::new(m.request_duration.clone()),
             Box::new(m.rejected.clone()),
@@ -156,6 +184,10 @@ impl Metrics {
             Box::new(m.by_credential.clone()),
             Box::new(m.config_revision.clone()),
             Box::new(m.config_last_success.clone()),
+            Box::new(m.forward_connects.clone()),
+            Box::new(m.forward_tunnels.clone()),
+            Box::new(m.forward_tunnel_bytes.clone()),
+            Box::new(m.forward_leaf_certs.clone()),
         ];
         for c in collectors {
             if let Err(e) = m.registry.register(c) {

@@ -20,8 +20,12 @@ use crate::auth::jwks::JwksRefresher;
 use crate::auth::usage::UsageFlusher;
 use crate::config::watch::ConfigWatcher;
 use crate::config::{wire, ConfigStore};
+use crate::forward::ca::CertAuthority;
+use crate::forward::ForwardProxy;
 use crate::mock::{self, MockOptions};
 use crate::proxy::Gateway;
+use pingora::listeners::TcpSocketOptions;
+use std::sync::Arc;
 
 /// Read-ahead buffer of each client connection.
 const DOWNSTREAM_READ_BUFFER: usize = 8 * 1024;
@@ -72,7 +76,7 @@ pub fn build(config_file: &Path) -> anyhow::Result<Server> {
         &server.configuration,
         Gateway {
             store: store.clone(),
-            audit: audit_sink,
+            audit: audit_sink.clone(),
         },
         "sluice proxy",
     );
@@ -84,10 +88,36 @@ pub fn build(config_file: &Path) -> anyhow::Result<Server> {
     );
     server.add_service(proxy);
 
+    let ca = match &listeners.forward {
+        Some(addr) => {
+            let ca = Arc::new(load_ca(&config, config_file)?);
+            let http = Arc::new(pingora_proxy::http_proxy(
+                &server.configuration,
+                Gateway {
+                    store: store.clone(),
+                    audit: audit_sink,
+                },
+            ));
+            let mut forward = Service::new(
+                "sluice forward proxy".to_owned(),
+                ForwardProxy {
+                    store: store.clone(),
+                    ca: ca.clone(),
+                    http,
+                },
+            );
+            forward.add_tcp_with_settings(addr, TcpSocketOptions::default());
+            server.add_service(forward);
+            Some(ca)
+        }
+        None => None,
+    };
+
     let mut admin = Service::new(
         "sluice admin".to_owned(),
         HttpServer::new_app(Admin {
             store: store.clone(),
+            ca_pem: ca.map(|ca| ca.pem.clone()),
         }),
     );
     admin.add_tcp(&listeners.admin);
@@ -128,6 +158,15 @@ pub fn build(config_file: &Path) -> anyhow::Result<Server> {
         server.add_service(svc);
     }
     Ok(server)
+}
+
+/// The forward proxy's CA as configured (`forward.ca_cert`/`ca_key`, relative to the config
+/// file) or under the data dir, created there on first use.
+pub fn load_ca(config: &wire::Config, config_file: &Path) -> anyhow::Result<CertAuthority> {
+    let base = config_file.parent().unwrap_or(Path::new("."));
+    let cert = config.forward.ca_cert.as_ref().map(|p| base.join(p));
+    let key = config.forward.ca_key.as_ref().map(|p| base.join(p));
+    CertAuthority::load_or_create(&config.data_dir, cert.as_deref(), key.as_deref())
 }
 
 fn audit_target(config: &wire::Config) -> Option<Target> {

@@ -29,7 +29,10 @@ pub struct AuditRecord<'a> {
     pub key_id: Option<&'a str>,
     pub key_hint: Option<&'a str>,
     pub provider: Option<&'a str>,
+    /// `forward` for requests intercepted by the forward proxy.
     pub route: Option<&'a str>,
+    /// Destination host of a forward-proxy request.
+    pub host: Option<&'a str>,
     pub method: &'a str,
     pub path: &'a str,
     pub model: Option<&'a str>,

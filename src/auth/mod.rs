@@ -15,7 +15,7 @@ pub mod usage;
 use http::HeaderMap;
 use std::sync::Arc;
 
-use crate::config::{AuthPolicy, Route, Snapshot};
+use crate::config::{Access, AuthPolicy, Snapshot};
 use crate::error::{AuthFailure, Forbidden, GatewayError};
 
 pub const SLUICE_TOKEN_HEADER: &str = "x-sluice-token";
@@ -100,27 +100,42 @@ pub fn presented(
     }
 }
 
-/// Authenticates a request for `route` and checks the route's scopes, issuers and claims.
+/// Authenticates a request under `access` (a route's or the forward proxy's) and checks its
+/// scopes, issuers and claims.
 pub async fn authenticate(
     headers: &HeaderMap,
-    route: &Route,
+    access: &Access,
     snap: &Snapshot,
     now_unix: u64,
 ) -> Result<Authenticated, GatewayError> {
-    let (token, client_provider_key) = presented(headers, route.auth)?;
+    let (token, client_provider_key) = presented(headers, access.auth)?;
     let Some(token) = token else {
         return Ok(Authenticated {
             principal: Principal::anonymous(),
             client_provider_key,
         });
     };
+    let principal = verify(token, access, snap, now_unix).await?;
+    Ok(Authenticated {
+        principal,
+        client_provider_key,
+    })
+}
+
+/// Verifies one Sluice credential (opaque token or JWT) and authorizes it under `access`.
+pub async fn verify(
+    token: &str,
+    access: &Access,
+    snap: &Snapshot,
+    now_unix: u64,
+) -> Result<Arc<Principal>, GatewayError> {
     let principal = if token.starts_with(opaque::PREFIX) {
-        if route.auth == AuthPolicy::Jwt {
+        if access.auth == AuthPolicy::Jwt {
             return Err(GatewayError::Forbidden(Forbidden::CredentialKind));
         }
         opaque::verify(token, snap, now_unix).map_err(GatewayError::InvalidCredential)?
     } else if jwt::looks_like_jwt(token) {
-        if route.auth == AuthPolicy::Token {
+        if access.auth == AuthPolicy::Token {
             return Err(GatewayError::Forbidden(Forbidden::CredentialKind));
         }
         snap.jwt
@@ -130,28 +145,53 @@ pub async fn authenticate(
     } else {
         return Err(GatewayError::InvalidCredential(AuthFailure::Malformed));
     };
-    authorize(&principal, route)?;
-    Ok(Authenticated {
-        principal,
-        client_provider_key,
-    })
+    authorize(&principal, access)?;
+    Ok(principal)
+}
+
+/// Whether a header value is a Sluice credential rather than a provider key (so it is never
+/// passed upstream as the client's own key).
+pub fn is_sluice_credential(value: &str) -> bool {
+    let value = strip_bearer(value.trim());
+    value.starts_with(opaque::PREFIX) || jwt::looks_like_jwt(value)
+}
+
+/// The token in a `Proxy-Authorization` header: `Basic base64(user:TOKEN)` (the user is
+/// ignored) or `Bearer TOKEN`.
+pub fn proxy_credential(value: &str) -> Option<String> {
+    use base64::Engine;
+    let value = value.trim();
+    let (scheme, rest) = value.split_once(' ')?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return (!rest.is_empty()).then(|| rest.to_owned());
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (_, password) = text.split_once(':')?;
+    (!password.is_empty()).then(|| password.to_owned())
 }
 
 /// Route-level checks on an authenticated principal (403s).
-pub fn authorize(principal: &Principal, route: &Route) -> Result<(), GatewayError> {
-    if let (Some(allowed), Some(issuer)) = (&route.issuers, principal.issuer) {
+pub fn authorize(principal: &Principal, access: &Access) -> Result<(), GatewayError> {
+    if let (Some(allowed), Some(issuer)) = (&access.issuers, principal.issuer) {
         if !allowed.contains(&issuer) {
             return Err(GatewayError::Forbidden(Forbidden::IssuerNotAllowed));
         }
     }
-    if !route
+    if !access
         .scopes
         .iter()
         .all(|s| principal.scopes.iter().any(|have| have == s))
     {
         return Err(GatewayError::Forbidden(Forbidden::MissingScope));
     }
-    for (claim, want) in &route.required_claims {
+    for (claim, want) in &access.required_claims {
         let ok = match &principal.claims[claim.as_str()] {
             serde_json::Value::String(v) => v == want,
             serde_json::Value::Array(values) => values.iter().any(|v| v.as_str() == Some(want)),

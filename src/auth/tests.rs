@@ -65,8 +65,13 @@ fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
     h
 }
 
-fn route<'a>(f: &'a Fixture, prefix: &str) -> &'a Route {
-    f.snap.routes.iter().find(|r| r.prefix == prefix).unwrap()
+fn route<'a>(f: &'a Fixture, prefix: &str) -> &'a crate::config::Access {
+    &f.snap
+        .routes
+        .iter()
+        .find(|r| r.prefix == prefix)
+        .unwrap()
+        .access
 }
 
 const NOW: u64 = 1_800_000_000;

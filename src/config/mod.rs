@@ -8,7 +8,7 @@ pub mod store;
 pub mod watch;
 pub mod wire;
 
-pub use snapshot::{BuildContext, Provider, ProviderKey, Route, Snapshot, TokenRecord};
+pub use snapshot::{Access, BuildContext, Provider, ProviderKey, Route, Snapshot, TokenRecord};
 pub use store::ConfigStore;
 pub use wire::{AuthPolicy, CredentialMode, ProviderKind};
 

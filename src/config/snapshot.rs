@@ -16,6 +16,7 @@ use crate::auth::jwt::JwtVerifier;
 use crate::auth::usage::{LastUsed, UsageRegistry};
 use crate::auth::Principal;
 use crate::balance::{HealthRegistry, KeyPool, Member};
+use crate::forward::policy::{ForwardPolicy, HostPattern};
 use crate::metrics::{KeyMetrics, RouteMetrics};
 use crate::secrets::{self, Secret};
 use crate::upstream::Upstream;
@@ -31,6 +32,7 @@ pub struct Snapshot {
     /// Trusted issuers and the verified-JWT cache (a new snapshot starts a new cache, so a
     /// changed audience or issuer list applies to tokens already seen).
     pub jwt: JwtVerifier,
+    pub forward: ForwardPolicy,
     /// Non-fatal findings (e.g. an optional key whose secret is not set), logged on publish.
     pub warnings: Vec<String>,
 }
@@ -62,17 +64,27 @@ pub struct ProviderKey {
 
 #[derive(Debug)]
 pub struct Route {
+    /// Empty for the forward proxy's intercept routes, which are chosen by host, not path.
     pub prefix: String,
     pub provider: Arc<Provider>,
+    pub access: Access,
+    /// Reached through the forward proxy: the client's path is kept as is (no prefix to strip,
+    /// no base path to add) and the route is never matched by path.
+    pub intercept: bool,
+    pub principal_header: Option<HeaderName>,
+    /// Usage accounting and an audit record for each request.
+    pub audit: bool,
+    pub metrics: RouteMetrics,
+}
+
+/// Who may use a route (or the forward proxy).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
     pub auth: AuthPolicy,
     pub scopes: Vec<String>,
     /// Indices into `jwt.issuers`; `None` accepts every issuer.
     pub issuers: Option<Vec<usize>>,
     pub required_claims: BTreeMap<String, String>,
-    pub principal_header: Option<HeaderName>,
-    /// Usage accounting and an audit record for each request.
-    pub audit: bool,
-    pub metrics: RouteMetrics,
 }
 
 #[derive(Debug)]
@@ -116,6 +128,14 @@ impl Snapshot {
             routes: Vec::new(),
             tokens: HashMap::new(),
             jwt: JwtVerifier::new(Vec::new()),
+            forward: build_forward(
+                &wire::Forward::default(),
+                &[],
+                &mut Vec::new(),
+                &JwtVerifier::new(Vec::new()),
+                &[],
+                &mut Vec::new(),
+            ),
             warnings: Vec::new(),
         }
     }
@@ -123,8 +143,10 @@ impl Snapshot {
     /// The route whose prefix matches `path` on a segment boundary, longest prefix first.
     pub fn route(&self, path: &str) -> Option<(usize, &Route)> {
         self.routes.iter().enumerate().find(|(_, r)| {
-            path.strip_prefix(r.prefix.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            !r.intercept
+                && path
+                    .strip_prefix(r.prefix.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         })
     }
 
@@ -146,6 +168,7 @@ impl Snapshot {
             tokens,
             owners,
             issuers,
+            forward,
         } = config;
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
@@ -203,17 +226,7 @@ impl Snapshot {
                     format!("duplicate route prefix `{prefix}`"),
                 ));
             }
-            let mut issuer_idx = Vec::new();
-            for (j, name) in route_issuers.iter().enumerate() {
-                match jwt.issuers.iter().position(|t| &t.name == name) {
-                    Some(idx) => issuer_idx.push(idx),
-                    None if issuers.iter().any(|w| &w.name == name) => {}
-                    None => errors.push(ConfigError::at(
-                        format!("{at}.issuers[{j}]"),
-                        format!("no issuer named `{name}`"),
-                    )),
-                }
-            }
+            let issuer_idx = issuer_indices(route_issuers, &jwt, issuers, &at, &mut errors);
             let header = match principal_header {
                 Some(h) => match HeaderName::from_bytes(h.as_bytes()) {
                     Ok(name) if !is_reserved_header(name.as_str()) => Some(name),
@@ -243,14 +256,13 @@ impl Snapshot {
                         prefix.clone()
                     },
                     provider: p.clone(),
-                    auth: *auth,
-                    scopes: scopes.clone(),
-                    issuers: if route_issuers.is_empty() {
-                        None
-                    } else {
-                        Some(issuer_idx)
+                    access: Access {
+                        auth: *auth,
+                        scopes: scopes.clone(),
+                        issuers: issuer_idx,
+                        required_claims: required_claims.clone(),
                     },
-                    required_claims: required_claims.clone(),
+                    intercept: false,
                     principal_header: header,
                     audit: *audit,
                     metrics: RouteMetrics::new(prefix, provider),
@@ -263,6 +275,14 @@ impl Snapshot {
             }
         }
         built_routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        let forward = build_forward(
+            forward,
+            &built,
+            &mut built_routes,
+            &jwt,
+            issuers,
+            &mut errors,
+        );
 
         let built_tokens = auth_build::tokens(tokens, owners, ctx, &mut errors);
         if routes
@@ -286,8 +306,154 @@ impl Snapshot {
             routes: built_routes,
             tokens: built_tokens,
             jwt,
+            forward,
             warnings,
         })
+    }
+}
+
+/// Resolves issuer names to indices into `jwt.issuers`; `None` (every issuer) when none are named.
+fn issuer_indices(
+    names: &[String],
+    jwt: &JwtVerifier,
+    declared: &[wire::Issuer],
+    at: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Vec<usize>> {
+    if names.is_empty() {
+        return None;
+    }
+    let mut found = Vec::new();
+    for (j, name) in names.iter().enumerate() {
+        match jwt.issuers.iter().position(|t| &t.name == name) {
+            Some(idx) => found.push(idx),
+            None if declared.iter().any(|w| &w.name == name) => {} // the issuer itself is in error
+            None => errors.push(ConfigError::at(
+                format!("{at}.issuers[{j}]"),
+                format!("no issuer named `{name}`"),
+            )),
+        }
+    }
+    Some(found)
+}
+
+/// The forward proxy's policy, and one intercept route per provider with `intercept_hosts`
+/// (appended to `routes`, after the path-matched ones).
+fn build_forward(
+    forward: &wire::Forward,
+    providers: &[Arc<Provider>],
+    routes: &mut Vec<Route>,
+    jwt: &JwtVerifier,
+    declared_issuers: &[wire::Issuer],
+    errors: &mut Vec<ConfigError>,
+) -> ForwardPolicy {
+    let wire::Forward {
+        policy,
+        allow_hosts,
+        deny_hosts,
+        ports,
+        allow_cidrs,
+        auth,
+        scopes,
+        issuers,
+        audit,
+        ca_cert: _,
+        ca_key: _,
+        head_timeout_seconds,
+        connect_timeout_seconds,
+        tunnel_idle_seconds,
+    } = forward;
+    if *auth == AuthPolicy::None {
+        errors.push(ConfigError::at(
+            "forward.auth",
+            "the forward proxy always authenticates: use `token`, `jwt` or `any`",
+        ));
+    }
+    let mut patterns = |list: &[String], field: &str| -> Vec<HostPattern> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(j, p)| {
+                HostPattern::parse(p)
+                    .map_err(|e| errors.push(ConfigError::at(format!("forward.{field}[{j}]"), e)))
+                    .ok()
+            })
+            .collect()
+    };
+    let allow_hosts = patterns(allow_hosts, "allow_hosts");
+    let deny_hosts = patterns(deny_hosts, "deny_hosts");
+    let mut cidrs = Vec::new();
+    for (j, c) in allow_cidrs.iter().enumerate() {
+        match c.parse::<ipnet::IpNet>() {
+            Ok(net) => cidrs.push(net),
+            Err(_) => errors.push(ConfigError::at(
+                format!("forward.allow_cidrs[{j}]"),
+                format!("`{c}` is not a CIDR (e.g. 10.0.0.0/8)"),
+            )),
+        }
+    }
+    for (j, port) in ports.iter().enumerate() {
+        if *port == 0 {
+            errors.push(ConfigError::at(
+                format!("forward.ports[{j}]"),
+                "port 0 is not a port",
+            ));
+        }
+    }
+    for (field, value) in [
+        ("head_timeout_seconds", head_timeout_seconds),
+        ("connect_timeout_seconds", connect_timeout_seconds),
+        ("tunnel_idle_seconds", tunnel_idle_seconds),
+    ] {
+        if *value == 0 {
+            errors.push(ConfigError::at(
+                format!("forward.{field}"),
+                "must be at least 1",
+            ));
+        }
+    }
+    let access = Access {
+        auth: *auth,
+        scopes: scopes.clone(),
+        issuers: issuer_indices(issuers, jwt, declared_issuers, "forward", errors),
+        required_claims: BTreeMap::new(),
+    };
+    let mut intercept = HashMap::new();
+    for (i, provider) in providers.iter().enumerate() {
+        if provider.intercept_hosts.is_empty() {
+            continue;
+        }
+        let idx = routes.len();
+        for (j, host) in provider.intercept_hosts.iter().enumerate() {
+            if let Some(other) = intercept.insert(host.clone(), idx) {
+                let owner = &routes[other].provider.name;
+                errors.push(ConfigError::at(
+                    format!("providers[{i}].intercept_hosts[{j}]"),
+                    format!("`{host}` is already intercepted for provider `{owner}`"),
+                ));
+            }
+        }
+        routes.push(Route {
+            prefix: String::new(),
+            provider: provider.clone(),
+            access: access.clone(),
+            intercept: true,
+            principal_header: None,
+            audit: *audit,
+            metrics: RouteMetrics::new("forward", &provider.name),
+        });
+    }
+    ForwardPolicy {
+        access,
+        audit: *audit,
+        tunnel: *policy,
+        allow_hosts,
+        deny_hosts,
+        ports: ports.clone(),
+        allow_cidrs: cidrs,
+        intercept,
+        head_timeout: Duration::from_secs(*head_timeout_seconds),
+        connect_timeout: Duration::from_secs(*connect_timeout_seconds),
+        tunnel_idle: Duration::from_secs(*tunnel_idle_seconds),
     }
 }
 

@@ -43,6 +43,8 @@ struct Fixed {
     server: wire::ServerOptions,
     audit: wire::Audit,
     data_dir: PathBuf,
+    /// The forward proxy's CA files.
+    ca: (Option<PathBuf>, Option<PathBuf>),
     revision: u64,
 }
 
@@ -68,6 +70,10 @@ impl ConfigStore {
                 server: config.server.clone(),
                 audit: config.audit.clone(),
                 data_dir: config.data_dir.clone(),
+                ca: (
+                    config.forward.ca_cert.clone(),
+                    config.forward.ca_key.clone(),
+                ),
                 revision: 1,
             }),
             ready: AtomicBool::new(true),
@@ -178,6 +184,9 @@ fn fixed_changes(fixed: &Fixed, config: &wire::Config) -> Option<String> {
     }
     if config.data_dir != fixed.data_dir {
         changed.push("data_dir".to_owned());
+    }
+    if (&config.forward.ca_cert, &config.forward.ca_key) != (&fixed.ca.0, &fixed.ca.1) {
+        changed.push("forward.ca_cert/ca_key".to_owned());
     }
     if changed.is_empty() {
         None

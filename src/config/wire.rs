@@ -26,6 +26,9 @@ pub struct Config {
     pub owners: Vec<Owner>,
     #[serde(default)]
     pub issuers: Vec<Issuer>,
+    /// Forward-proxy policy (`listeners.forward`).
+    #[serde(default)]
+    pub forward: Forward,
 }
 
 /// Listener addresses: fixed for the life of the process (a reload that changes them is refused).
@@ -35,7 +38,7 @@ pub struct Listeners {
     /// Reverse proxy (base URL mode).
     #[serde(default = "default_proxy_listener")]
     pub proxy: String,
-    /// Forward proxy (CONNECT); not served yet, accepted so configs written for it parse.
+    /// Forward proxy (CONNECT and absolute-form HTTP); omit to disable.
     #[serde(default)]
     pub forward: Option<String>,
     /// Admin: `/metrics`, `/healthz`, `/readyz`.
@@ -212,6 +215,85 @@ pub enum AuthPolicy {
     Any,
 }
 
+/// Forward-proxy policy: who may use the proxy, which hosts are intercepted (each provider's
+/// `intercept_hosts`), and what happens to every other destination.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Forward {
+    /// Destinations that are not intercepted: `deny` (default) or `tunnel` (blind, authenticated).
+    #[serde(default)]
+    pub policy: TunnelPolicy,
+    /// Hosts tunnelled even when `policy: deny` (`example.com` or `*.example.com`).
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
+    /// Hosts refused even when `policy: tunnel`.
+    #[serde(default)]
+    pub deny_hosts: Vec<String>,
+    /// Destination ports allowed (default 443 and 80).
+    #[serde(default = "default_forward_ports")]
+    pub ports: Vec<u16>,
+    /// Private, loopback and link-local destinations are refused after DNS resolution unless
+    /// they fall in one of these CIDRs (e.g. `10.0.0.0/8`).
+    #[serde(default)]
+    pub allow_cidrs: Vec<String>,
+    /// Which Sluice credentials may use the proxy: `token`, `jwt` or `any` (default).
+    #[serde(default)]
+    pub auth: AuthPolicy,
+    /// Scopes the caller must hold to use the proxy at all.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Names of the `issuers` whose JWTs the proxy accepts (default: all of them).
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    /// Audit records for intercepted requests (default true).
+    #[serde(default = "default_true")]
+    pub audit: bool,
+    /// CA certificate and key (PEM) that sign intercepted hosts' certificates. Default: a CA
+    /// created on first run under `data_dir/ca/`. Fixed for the life of the process.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub ca_key: Option<PathBuf>,
+    /// Time allowed for a client to send its CONNECT (or first request) head.
+    #[serde(default = "default_head_timeout")]
+    pub head_timeout_seconds: u64,
+    /// Time allowed to reach a tunnelled destination.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_seconds: u64,
+    /// A tunnel with no bytes either way for this long is closed.
+    #[serde(default = "default_tunnel_idle")]
+    pub tunnel_idle_seconds: u64,
+}
+
+impl Default for Forward {
+    fn default() -> Self {
+        Forward {
+            policy: TunnelPolicy::default(),
+            allow_hosts: Vec::new(),
+            deny_hosts: Vec::new(),
+            ports: default_forward_ports(),
+            allow_cidrs: Vec::new(),
+            auth: AuthPolicy::default(),
+            scopes: Vec::new(),
+            issuers: Vec::new(),
+            audit: true,
+            ca_cert: None,
+            ca_key: None,
+            head_timeout_seconds: default_head_timeout(),
+            connect_timeout_seconds: default_connect_timeout(),
+            tunnel_idle_seconds: default_tunnel_idle(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TunnelPolicy {
+    #[default]
+    Deny,
+    Tunnel,
+}
+
 /// An opaque token record (what `sluice token generate` prints): never the token itself.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -302,6 +384,18 @@ fn default_audit_max_bytes() -> u64 {
 }
 fn default_audit_keep() -> usize {
     5
+}
+fn default_forward_ports() -> Vec<u16> {
+    vec![443, 80]
+}
+fn default_head_timeout() -> u64 {
+    10
+}
+fn default_connect_timeout() -> u64 {
+    10
+}
+fn default_tunnel_idle() -> u64 {
+    300
 }
 fn default_audit_queue() -> usize {
     8192

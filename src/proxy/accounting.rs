@@ -54,12 +54,15 @@ pub fn record(sink: &AuditSink, session: &Session, ctx: &mut RequestCtx, status:
         key_hint: key.map(|k| k.hint.as_str()),
         provider,
         route: route.map(|r| {
-            if r.prefix.is_empty() {
+            if r.intercept {
+                "forward"
+            } else if r.prefix.is_empty() {
                 "/"
             } else {
                 r.prefix.as_str()
             }
         }),
+        host: ctx.forward_host.as_deref(),
         method: req.method.as_str(),
         path: req.uri.path(),
         model: model.as_deref(),

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::audit::{ModelScanner, UsageParser};
 use crate::auth::Principal;
 use crate::config::{Provider, ProviderKey, Route, Snapshot};
+use crate::forward::ForwardConn;
 
 #[derive(Debug)]
 pub struct RequestCtx {
@@ -25,6 +26,19 @@ pub struct RequestCtx {
     pub reason: Option<&'static str>,
     /// Accounting, when the route has it on.
     pub accounting: Option<Accounting>,
+    /// The forward-proxy connection this request arrived on (`None` in reverse mode).
+    pub conn: Option<Arc<ForwardConn>>,
+    /// A forward-proxy request to a host that is not intercepted, proxied as is.
+    pub passthrough: Option<(Passthrough, std::net::SocketAddr)>,
+    /// The destination host of a forward-proxy request (for the audit record).
+    pub forward_host: Option<String>,
+}
+
+/// Destination of a plain-HTTP forward-proxy request that goes through untouched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passthrough {
+    pub host: String,
+    pub port: u16,
 }
 
 /// What the audit record needs, gathered as the request and response stream through.
@@ -49,6 +63,9 @@ impl RequestCtx {
             retries: 0,
             reason: None,
             accounting: None,
+            conn: None,
+            passthrough: None,
+            forward_host: None,
         }
     }
 

@@ -23,7 +23,7 @@ pub async fn write_error(
         resp.insert_header("x-sluice-error", error.reason())?;
         resp.insert_header("x-request-id", request_id)?;
         if let Some(challenge) = error.challenge() {
-            resp.insert_header(http::header::WWW_AUTHENTICATE, challenge)?;
+            resp.insert_header(error.challenge_header(), challenge)?;
         }
         session.write_response_header(Box::new(resp), false).await?;
         session.write_response_body(Some(body), true).await

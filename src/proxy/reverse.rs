@@ -12,14 +12,16 @@ use std::time::Duration;
 use super::accounting;
 use super::ctx::{request_id, Accounting, RequestCtx};
 use super::respond::write_error;
-use super::steps::{self, Refusal};
+use super::steps::{self, ForwardAdmitted, Refusal};
 use crate::audit::{AuditSink, UsageParser};
 use crate::balance::KeyState;
 use crate::clock::{now_ms, unix_now};
 use crate::config::ConfigStore;
 use crate::error::{ErrorShape, GatewayError};
+use crate::forward::{self, ForwardConn};
 use crate::metrics::{status_class_index, METRICS};
 use bytes::Bytes;
+use std::any::Any;
 
 /// Longest `Retry-After` honoured for a 429 (a key is not benched for longer than this).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
@@ -46,7 +48,55 @@ impl ProxyHttp for Gateway {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok());
         ctx.request_id = request_id(client_id);
-        match steps::admit(session.req_header(), &ctx.snap, now_ms(), unix_now()).await {
+        let admission = match ctx.conn.clone() {
+            None => steps::admit(session.req_header(), &ctx.snap, now_ms(), unix_now()).await,
+            Some(conn) => {
+                let forward = steps::admit_forward(
+                    session.req_header(),
+                    &conn,
+                    &ctx.snap,
+                    now_ms(),
+                    unix_now(),
+                )
+                .await;
+                match forward {
+                    Ok((host, ForwardAdmitted::Provider(admitted))) => {
+                        ctx.forward_host = Some(host);
+                        Ok(admitted)
+                    }
+                    Ok((
+                        host,
+                        ForwardAdmitted::Passthrough {
+                            destination,
+                            principal,
+                        },
+                    )) => {
+                        ctx.forward_host = Some(host);
+                        ctx.principal = Some(principal);
+                        // Resolved and checked here, so a private destination is a 403.
+                        let policy = &ctx.snap.forward;
+                        match forward::allowed_addrs(&destination.host, destination.port, policy)
+                            .await
+                        {
+                            Ok(addrs) => {
+                                ctx.passthrough = addrs.first().map(|addr| (destination, *addr));
+                                return Ok(false);
+                            }
+                            Err(forward::DialError::Denied(d)) => Err(Refusal {
+                                error: GatewayError::Destination(d),
+                                shape: ErrorShape::OpenAi,
+                            }),
+                            Err(forward::DialError::Unreachable) => Err(Refusal {
+                                error: GatewayError::UpstreamUnavailable,
+                                shape: ErrorShape::OpenAi,
+                            }),
+                        }
+                    }
+                    Err(refusal) => Err(refusal),
+                }
+            }
+        };
+        match admission {
             Ok(admitted) => {
                 ctx.route = Some(admitted.route);
                 ctx.principal = Some(admitted.principal);
@@ -65,11 +115,26 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// Forward-proxy connections hand their context to each request on them.
+    fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+        prev_ctx: Box<dyn Any + Send + Sync>,
+    ) {
+        if let Ok(conn) = prev_ctx.downcast::<Arc<ForwardConn>>() {
+            ctx.conn = Some(*conn);
+        }
+    }
+
     async fn upstream_peer(
         &self,
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        if let Some((dest, addr)) = &ctx.passthrough {
+            return Ok(Box::new(HttpPeer::new(*addr, false, dest.host.clone())));
+        }
         let snap = ctx.snap.clone();
         let provider = match ctx.route.and_then(|i| snap.routes.get(i)) {
             Some(route) => &route.provider,
@@ -95,6 +160,9 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if ctx.passthrough.is_some() {
+            return steps::rewrite_passthrough(upstream);
+        }
         let (Some(route), key) = (ctx.route(), ctx.key()) else {
             return Error::e_explain(ErrorType::InternalError, "no route chosen");
         };

@@ -7,9 +7,12 @@ use pingora::http::RequestHeader;
 
 use std::sync::Arc;
 
+use super::ctx::Passthrough;
 use crate::auth::{self, Principal};
-use crate::config::{CredentialMode, Snapshot};
+use crate::config::{CredentialMode, Provider, Snapshot};
 use crate::error::{ErrorShape, GatewayError};
+use crate::forward::policy::{split_authority, Decision, Denied};
+use crate::forward::{proxy_auth_error, ConnKind, ForwardConn};
 
 /// A request Sluice will forward.
 #[derive(Debug, PartialEq)]
@@ -45,32 +48,147 @@ pub async fn admit(
     let shape = ErrorShape::from(provider.kind);
     let refuse = |error| Refusal { error, shape };
 
-    let authed = auth::authenticate(&req.headers, route, snap, now_unix)
+    let authed = auth::authenticate(&req.headers, &route.access, snap, now_unix)
         .await
         .map_err(refuse)?;
 
-    let use_client_key = match provider.credentials {
-        CredentialMode::Centralized => false,
-        CredentialMode::Byok if !authed.client_provider_key => {
-            return Err(refuse(GatewayError::MissingProviderKey))
-        }
-        CredentialMode::Byok => true,
-        CredentialMode::PreferByok => authed.client_provider_key,
-    };
-    let key = if use_client_key {
-        None
-    } else {
-        Some(
-            provider
-                .pool
-                .pick(now_ms, None)
-                .ok_or(refuse(GatewayError::NoHealthyKey))?,
-        )
-    };
+    let key = pick_credential(provider, authed.client_provider_key, now_ms).map_err(refuse)?;
     Ok(Admitted {
         route: route_idx,
         principal: authed.principal,
         key,
+    })
+}
+
+/// The pool key to inject, or `None` to pass the client's own key, by the provider's mode.
+fn pick_credential(
+    provider: &Provider,
+    client_provider_key: bool,
+    now_ms: u64,
+) -> Result<Option<usize>, GatewayError> {
+    let use_client_key = match provider.credentials {
+        CredentialMode::Centralized => false,
+        CredentialMode::Byok if !client_provider_key => {
+            return Err(GatewayError::MissingProviderKey)
+        }
+        CredentialMode::Byok => true,
+        CredentialMode::PreferByok => client_provider_key,
+    };
+    if use_client_key {
+        return Ok(None);
+    }
+    provider
+        .pool
+        .pick(now_ms, None)
+        .map(Some)
+        .ok_or(GatewayError::NoHealthyKey)
+}
+
+/// A forward-proxy request Sluice will serve.
+#[derive(Debug, PartialEq)]
+pub enum ForwardAdmitted {
+    /// An intercepted provider host: through the provider's route, like reverse mode.
+    Provider(Admitted),
+    /// Any other allowed host (plain HTTP only): proxied as is.
+    Passthrough {
+        destination: Passthrough,
+        principal: Arc<Principal>,
+    },
+}
+
+/// Forward-proxy admission: the destination picks the route. On an intercepted connection the
+/// credential is the one given at CONNECT, re-checked against this snapshot; on a plain-HTTP
+/// proxy connection each request carries its own `Proxy-Authorization` (407 when refused).
+pub async fn admit_forward(
+    req: &RequestHeader,
+    conn: &ForwardConn,
+    snap: &Snapshot,
+    now_ms: u64,
+    now_unix: u64,
+) -> Result<(String, ForwardAdmitted), Refusal> {
+    let shape = ErrorShape::OpenAi;
+    let refuse = |error| Refusal { error, shape };
+    let (host, port, token, plain) = match &conn.kind {
+        ConnKind::Intercepted {
+            host,
+            port,
+            credential,
+        } => (
+            host.clone(),
+            *port,
+            Some(credential.expose().to_owned()),
+            false,
+        ),
+        ConnKind::Plain => {
+            let authority = req
+                .uri
+                .authority()
+                .filter(|_| req.uri.scheme_str() == Some("http"))
+                .ok_or(refuse(GatewayError::NotAProxyRequest))?;
+            let (host, port) = split_authority(authority.as_str(), Some(80))
+                .ok_or(refuse(GatewayError::NotAProxyRequest))?;
+            let token = req
+                .headers
+                .get(http::header::PROXY_AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(auth::proxy_credential);
+            (host, port, token, true)
+        }
+    };
+    let token = token.ok_or(refuse(GatewayError::ProxyAuthMissing))?;
+    // Inside an intercepted connection the client talks to the provider's host: a refused
+    // credential is that host's 401. On a plain proxy connection it is the proxy's 407.
+    let auth_error = |e: GatewayError| if plain { proxy_auth_error(e) } else { e };
+    match snap.forward.decide(&host, port) {
+        Decision::Intercept(route_idx) => {
+            let Some(route) = snap.routes.get(route_idx) else {
+                return Err(refuse(GatewayError::NoRoute));
+            };
+            let provider = &route.provider;
+            let refuse = |error| Refusal {
+                error,
+                shape: ErrorShape::from(provider.kind),
+            };
+            let principal = auth::verify(&token, &route.access, snap, now_unix)
+                .await
+                .map_err(|e| refuse(auth_error(e)))?;
+            let key =
+                pick_credential(provider, client_sent_provider_key(req), now_ms).map_err(refuse)?;
+            Ok((
+                host,
+                ForwardAdmitted::Provider(Admitted {
+                    route: route_idx,
+                    principal,
+                    key,
+                }),
+            ))
+        }
+        // A host that stopped being intercepted since the CONNECT is not tunnelled instead.
+        Decision::Tunnel if !plain => Err(refuse(GatewayError::Destination(Denied::Host))),
+        Decision::Tunnel => {
+            let principal = auth::verify(&token, &snap.forward.access, snap, now_unix)
+                .await
+                .map_err(|e| refuse(auth_error(e)))?;
+            Ok((
+                host.clone(),
+                ForwardAdmitted::Passthrough {
+                    destination: Passthrough { host, port },
+                    principal,
+                },
+            ))
+        }
+        Decision::Deny(denied) => Err(refuse(GatewayError::Destination(denied))),
+    }
+}
+
+/// Whether the client sent a provider key of its own (a Sluice credential is not one).
+fn client_sent_provider_key(req: &RequestHeader) -> bool {
+    ["authorization", "x-api-key"].iter().any(|name| {
+        req.headers
+            .get(*name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .is_some_and(|v| !v.is_empty() && !auth::is_sluice_credential(v))
     })
 }
 
@@ -103,7 +221,12 @@ pub fn rewrite(
     let (prefix, provider) = (route.prefix.as_str(), &*route.provider);
     let uri = &upstream.uri;
     let rest = uri.path().strip_prefix(prefix).unwrap_or(uri.path());
-    let base = provider.upstream.base_path.as_str();
+    // An intercepted request already has the provider's own path.
+    let base = if route.intercept {
+        ""
+    } else {
+        provider.upstream.base_path.as_str()
+    };
     let mut target = String::with_capacity(base.len() + rest.len() + 64);
     target.push_str(base);
     target.push_str(rest);
@@ -124,6 +247,33 @@ pub fn rewrite(
     upstream.set_uri(new_uri);
     upstream.insert_header(http::header::HOST, provider.upstream.authority.as_str())?;
 
+    remove_ours(upstream);
+    if let Some(key) = key {
+        for name in CREDENTIAL_HEADERS {
+            upstream.remove_header(name);
+        }
+        upstream.insert_header(provider.key_header(), key.header_value.clone())?;
+    } else {
+        // The client's own key goes upstream; a Sluice credential never does.
+        for name in CREDENTIAL_HEADERS {
+            let sluice = upstream
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(auth::is_sluice_credential);
+            if sluice {
+                upstream.remove_header(name);
+            }
+        }
+    }
+    if let (Some(name), Some(principal)) = (&route.principal_header, principal) {
+        upstream.insert_header(name.clone(), principal.id.as_str())?;
+    }
+    Ok(())
+}
+
+/// Removes Sluice's own headers (`x-sluice-*`, `Proxy-Authorization`, `Proxy-Connection`).
+fn remove_ours(upstream: &mut RequestHeader) {
     // Most requests carry no `x-sluice-*` header: only then collect names to remove.
     let is_ours = |n: &http::HeaderName| n.as_str().starts_with("x-sluice-");
     if upstream.headers.keys().any(is_ours) {
@@ -138,15 +288,31 @@ pub fn rewrite(
         }
     }
     upstream.remove_header("proxy-authorization");
-    if let Some(key) = key {
-        for name in CREDENTIAL_HEADERS {
-            upstream.remove_header(name);
-        }
-        upstream.insert_header(provider.key_header(), key.header_value.clone())?;
+    upstream.remove_header("proxy-connection");
+}
+
+/// Rewrites a passed-through forward-proxy request: origin-form target, `Host` from the
+/// absolute URI, Sluice's headers removed; everything else (the client's own credentials
+/// included) is the client's business with that host.
+pub fn rewrite_passthrough(upstream: &mut RequestHeader) -> pingora::Result<()> {
+    let uri = &upstream.uri;
+    let authority = uri.authority().map(|a| a.as_str().to_owned());
+    let target = uri
+        .path_and_query()
+        .map(|pq| pq.as_str().to_owned())
+        .unwrap_or_else(|| "/".to_owned());
+    let new_uri = http::Uri::try_from(target).map_err(|e| {
+        pingora::Error::because(
+            pingora::ErrorType::InvalidHTTPHeader,
+            "bad request target",
+            e,
+        )
+    })?;
+    upstream.set_uri(new_uri);
+    if let Some(authority) = authority {
+        upstream.insert_header(http::header::HOST, authority)?;
     }
-    if let (Some(name), Some(principal)) = (&route.principal_header, principal) {
-        upstream.insert_header(name.clone(), principal.id.as_str())?;
-    }
+    remove_ours(upstream);
     Ok(())
 }
 

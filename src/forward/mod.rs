@@ -1,0 +1,549 @@
+//! Forward-proxy mode (`HTTPS_PROXY=http://any:TOKEN@sluice:8888`): a Pingora `ServerApp` that
+//! reads the client's first head itself (bounded in size and time), authenticates `CONNECT` by
+//! `Proxy-Authorization`, and then either
+//! - intercepts: answers 200, terminates TLS with a leaf certificate for the host signed by
+//!   Sluice's CA, and serves the decrypted requests with the same `Gateway` filters as reverse
+//!   mode (the connection's credential travels with every request on it);
+//! - tunnels: dials the destination (after the policy and the resolved-address check) and copies
+//!   bytes both ways until either side closes, the tunnel idles out, or the server shuts down;
+//! - or refuses (407 / 403 / 400) and closes.
+//!
+//! Absolute-form requests (`GET http://host/… HTTP/1.1`) are handed to the same `Gateway`,
+//! which applies the policy per request.
+
+pub mod ca;
+pub mod policy;
+
+use async_trait::async_trait;
+use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use pingora_proxy::HttpProxy;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::auth;
+use crate::clock::unix_now;
+use crate::config::{ConfigStore, Snapshot};
+use crate::error::{ErrorShape, GatewayError};
+use crate::metrics::METRICS;
+use crate::proxy::Gateway;
+use crate::secrets::Secret;
+use ca::CertAuthority;
+use policy::{Decision, Denied, ForwardPolicy};
+
+/// Longest CONNECT (or first request) head accepted.
+const MAX_HEAD: usize = 16 * 1024;
+const MAX_HEADERS: usize = 64;
+/// Keep-alive of intercepted connections between requests (seconds).
+const KEEPALIVE_SECONDS: u64 = 60;
+const TUNNEL_BUFFER: usize = 32 * 1024;
+
+/// What every request on one forward-proxy connection shares.
+#[derive(Debug)]
+pub struct ForwardConn {
+    pub kind: ConnKind,
+}
+
+#[derive(Debug)]
+pub enum ConnKind {
+    /// A CONNECT to an intercepted host: the credential given at CONNECT time (re-checked
+    /// against the current snapshot on each request, so revocation applies to open connections).
+    Intercepted {
+        host: String,
+        port: u16,
+        credential: Secret,
+    },
+    /// Absolute-form HTTP: each request carries its own `Proxy-Authorization`.
+    Plain,
+}
+
+pub struct ForwardProxy {
+    pub store: Arc<ConfigStore>,
+    pub ca: Arc<CertAuthority>,
+    pub http: Arc<HttpProxy<Gateway>>,
+}
+
+/// Counts an open forward-proxy connection for as long as it lives.
+struct Live;
+
+impl Live {
+    fn new() -> Live {
+        METRICS.forward_tunnels.inc();
+        Live
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        METRICS.forward_tunnels.dec();
+    }
+}
+
+fn outcome(label: &str) {
+    METRICS.forward_connects.with_label_values(&[label]).inc();
+}
+
+#[async_trait]
+impl ServerApp for ForwardProxy {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let _live = Live::new();
+        let stream = match stream.into_any().downcast::<L4Stream>() {
+            Ok(s) => *s,
+            Err(_) => {
+                log::error!("forward proxy: unexpected stream type; connection dropped");
+                return None;
+            }
+        };
+        self.handle(stream, shutdown).await;
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.http.http_cleanup().await;
+    }
+}
+
+/// The client's first head, parsed.
+#[derive(Debug)]
+struct Head {
+    method: String,
+    target: String,
+    proxy_authorization: Option<String>,
+    /// Bytes of `buf` that belong to the head.
+    len: usize,
+    buf: Vec<u8>,
+}
+
+#[derive(Debug, PartialEq)]
+enum HeadError {
+    TooLarge,
+    Malformed,
+    /// The client closed or the read failed: nothing to answer.
+    Gone,
+}
+
+async fn read_head(stream: &mut L4Stream) -> Result<Head, HeadError> {
+    let mut buf = vec![0u8; 2048];
+    let mut filled = 0;
+    loop {
+        if filled == buf.len() {
+            if buf.len() >= MAX_HEAD {
+                return Err(HeadError::TooLarge);
+            }
+            buf.resize((buf.len() * 2).min(MAX_HEAD), 0);
+        }
+        let n = stream
+            .read(&mut buf[filled..])
+            .await
+            .map_err(|_| HeadError::Gone)?;
+        if n == 0 {
+            return Err(HeadError::Gone);
+        }
+        filled += n;
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf[..filled]) {
+            Ok(httparse::Status::Complete(len)) => {
+                let proxy_authorization = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("proxy-authorization"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok())
+                    .map(str::to_owned);
+                let head = Head {
+                    method: req.method.unwrap_or_default().to_owned(),
+                    target: req.path.unwrap_or_default().to_owned(),
+                    proxy_authorization,
+                    len,
+                    buf: Vec::new(),
+                };
+                buf.truncate(filled);
+                return Ok(Head { buf, ..head });
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+            Err(_) => return Err(HeadError::Malformed),
+        }
+    }
+}
+
+/// A complete response on the raw client connection (before any tunnel or TLS), then close.
+async fn refuse(stream: &mut L4Stream, error: GatewayError) {
+    let body = error.body(ErrorShape::OpenAi);
+    let status = error.status();
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    let mut head = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-sluice-error: {}\r\nconnection: close\r\n",
+        body.len(),
+        error.reason()
+    );
+    if let Some(challenge) = error.challenge() {
+        head.push_str(&format!("{}: {challenge}\r\n", error.challenge_header()));
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(&body);
+    let _ = stream.write_all(&out).await;
+    let _ = stream.flush().await;
+    let _ = stream.shutdown().await;
+}
+
+/// The principal's credential check for the proxy itself (CONNECT time).
+async fn check_credential(
+    head: &Head,
+    snap: &Snapshot,
+) -> Result<(Secret, Arc<auth::Principal>), GatewayError> {
+    let token = head
+        .proxy_authorization
+        .as_deref()
+        .and_then(auth::proxy_credential)
+        .ok_or(GatewayError::ProxyAuthMissing)?;
+    let principal = auth::verify(&token, &snap.forward.access, snap, unix_now())
+        .await
+        .map_err(proxy_auth_error)?;
+    Ok((Secret::new(token), principal))
+}
+
+/// Credential failures on the proxy answer 407 (`Proxy-Authenticate`); a valid credential that
+/// may not use the proxy is a 403.
+pub fn proxy_auth_error(e: GatewayError) -> GatewayError {
+    match e {
+        GatewayError::InvalidCredential(f) => GatewayError::ProxyAuthInvalid(f),
+        GatewayError::MissingCredential => GatewayError::ProxyAuthMissing,
+        other => other,
+    }
+}
+
+impl ForwardProxy {
+    async fn handle(self: &Arc<Self>, mut stream: L4Stream, shutdown: &ShutdownWatch) {
+        let snap = self.store.snapshot();
+        let policy = &snap.forward;
+        let head = match tokio::time::timeout(policy.head_timeout, read_head(&mut stream)).await {
+            Ok(Ok(head)) => head,
+            Ok(Err(HeadError::Gone)) => return,
+            Ok(Err(HeadError::TooLarge)) => {
+                outcome("bad_request");
+                return refuse(&mut stream, GatewayError::NotAProxyRequest).await;
+            }
+            Ok(Err(HeadError::Malformed)) => {
+                outcome("bad_request");
+                return refuse(&mut stream, GatewayError::NotAProxyRequest).await;
+            }
+            Err(_) => {
+                outcome("timeout");
+                let _ = stream.shutdown().await;
+                return;
+            }
+        };
+
+        if !head.method.eq_ignore_ascii_case("CONNECT") {
+            let absolute = head
+                .target
+                .get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+            if !absolute {
+                outcome("bad_request");
+                return refuse(&mut stream, GatewayError::NotAProxyRequest).await;
+            }
+            // The gateway reads the request again, from the start, and applies the policy.
+            outcome("plain_http");
+            stream.rewind(&head.buf);
+            let conn = Arc::new(ForwardConn {
+                kind: ConnKind::Plain,
+            });
+            return self.serve_http(Box::new(stream), conn, shutdown).await;
+        }
+
+        let Some((host, port)) = policy::split_authority(&head.target, None) else {
+            outcome("bad_request");
+            return refuse(&mut stream, GatewayError::NotAProxyRequest).await;
+        };
+        let (credential, principal) = match check_credential(&head, &snap).await {
+            Ok(ok) => ok,
+            Err(e) => {
+                outcome(if e.status() == 407 {
+                    "auth_failed"
+                } else {
+                    "denied"
+                });
+                METRICS.rejected.with_label_values(&[e.reason()]).inc();
+                log::info!(
+                    "forward proxy: CONNECT {host}:{port} refused: {}",
+                    e.reason()
+                );
+                return refuse(&mut stream, e).await;
+            }
+        };
+        let leftover = &head.buf[head.len..];
+
+        match policy.decide(&host, port) {
+            Decision::Intercept(_) => {
+                if stream.write_all(ESTABLISHED).await.is_err() || stream.flush().await.is_err() {
+                    return;
+                }
+                if !leftover.is_empty() {
+                    stream.rewind(leftover);
+                }
+                let conn = Arc::new(ForwardConn {
+                    kind: ConnKind::Intercepted {
+                        host: host.clone(),
+                        port,
+                        credential,
+                    },
+                });
+                if port != 443 {
+                    outcome("intercepted");
+                    return self.serve_http(Box::new(stream), conn, shutdown).await;
+                }
+                let acceptor = match self.ca.acceptor(&host) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        outcome("tls_failed");
+                        log::warn!("forward proxy: no certificate for {host}: {e:#}");
+                        return;
+                    }
+                };
+                let handshake = acceptor.tls_handshake(stream);
+                match tokio::time::timeout(policy.head_timeout, handshake).await {
+                    Ok(Ok(tls)) => {
+                        outcome("intercepted");
+                        self.serve_http(Box::new(tls), conn, shutdown).await
+                    }
+                    Ok(Err(e)) => {
+                        outcome("tls_failed");
+                        log::debug!("forward proxy: TLS with the client for {host} failed: {e}");
+                    }
+                    Err(_) => outcome("timeout"),
+                }
+            }
+            Decision::Tunnel => {
+                let upstream = match dial(&host, port, policy).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let (label, error) = match e {
+                            DialError::Denied(d) => ("denied", GatewayError::Destination(d)),
+                            DialError::Unreachable => {
+                                ("upstream_error", GatewayError::UpstreamUnavailable)
+                            }
+                        };
+                        outcome(label);
+                        log::info!(
+                            "forward proxy: tunnel for {} to {host}:{port} refused: {}",
+                            principal.id,
+                            error.reason()
+                        );
+                        return refuse(&mut stream, error).await;
+                    }
+                };
+                if stream.write_all(ESTABLISHED).await.is_err() || stream.flush().await.is_err() {
+                    return;
+                }
+                outcome("tunnelled");
+                log::debug!(
+                    "forward proxy: tunnel for {} to {host}:{port}",
+                    principal.id
+                );
+                tunnel(
+                    stream,
+                    upstream,
+                    leftover,
+                    policy.tunnel_idle,
+                    shutdown.clone(),
+                )
+                .await;
+            }
+            Decision::Deny(d) => {
+                outcome("denied");
+                log::info!(
+                    "forward proxy: CONNECT by {} to {host}:{port} denied: {}",
+                    principal.id,
+                    d.reason()
+                );
+                refuse(&mut stream, GatewayError::Destination(d)).await
+            }
+        }
+    }
+
+    /// Serves HTTP/1.1 requests on `stream` through the gateway, the connection's context
+    /// delivered to each request.
+    async fn serve_http(&self, stream: Stream, conn: Arc<ForwardConn>, shutdown: &ShutdownWatch) {
+        let mut session = ServerSession::new_http1(stream);
+        session.set_keepalive((!*shutdown.borrow()).then_some(KEEPALIVE_SECONDS));
+        session.set_connection_user_context(Some(Box::new(conn.clone())));
+        let mut result = self.http.process_new_http(session, shutdown).await;
+        while let Some((stream, settings)) = result.map(|r| r.consume()) {
+            let mut session = ServerSession::new_http1(stream);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
+            session.set_connection_user_context(Some(Box::new(conn.clone())));
+            result = self.http.process_new_http(session, shutdown).await;
+        }
+    }
+}
+
+const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";
+
+#[derive(Debug)]
+pub enum DialError {
+    Denied(Denied),
+    Unreachable,
+}
+
+/// Resolves `host`, keeps the addresses the policy allows, and connects to the first that
+/// answers. The address checked is the address dialled: no second resolution.
+pub async fn dial(
+    host: &str,
+    port: u16,
+    policy: &ForwardPolicy,
+) -> Result<tokio::net::TcpStream, DialError> {
+    let addrs = allowed_addrs(host, port, policy).await?;
+    for addr in addrs {
+        match tokio::time::timeout(policy.connect_timeout, tokio::net::TcpStream::connect(addr))
+            .await
+        {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Ok(Err(e)) => log::debug!("forward proxy: connect {addr}: {e}"),
+            Err(_) => log::debug!("forward proxy: connect {addr}: timed out"),
+        }
+    }
+    Err(DialError::Unreachable)
+}
+
+/// The resolved addresses of `host:port` a client may reach.
+pub async fn allowed_addrs(
+    host: &str,
+    port: u16,
+    policy: &ForwardPolicy,
+) -> Result<Vec<SocketAddr>, DialError> {
+    let resolved: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => {
+            let lookup = tokio::net::lookup_host((host, port));
+            match tokio::time::timeout(policy.connect_timeout, lookup).await {
+                Ok(Ok(addrs)) => addrs.collect(),
+                _ => return Err(DialError::Unreachable),
+            }
+        }
+    };
+    if resolved.is_empty() {
+        return Err(DialError::Unreachable);
+    }
+    let allowed: Vec<SocketAddr> = resolved
+        .into_iter()
+        .filter(|a| policy.address_allowed(a.ip()))
+        .collect();
+    if allowed.is_empty() {
+        return Err(DialError::Denied(Denied::PrivateAddress));
+    }
+    Ok(allowed)
+}
+
+/// Copies bytes both ways until both directions are closed, nothing moved for `idle`, or the
+/// server shuts down. Half-closes are passed on.
+async fn tunnel(
+    client: L4Stream,
+    upstream: tokio::net::TcpStream,
+    leftover: &[u8],
+    idle: Duration,
+    mut shutdown: ShutdownWatch,
+) {
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut ur, mut uw) = upstream.into_split();
+    if !leftover.is_empty() && uw.write_all(leftover).await.is_err() {
+        return;
+    }
+    let mut up_buf = vec![0u8; TUNNEL_BUFFER];
+    let mut down_buf = vec![0u8; TUNNEL_BUFFER];
+    let (mut up_open, mut down_open) = (true, true);
+    let (mut up_bytes, mut down_bytes) = (leftover.len() as u64, 0u64);
+    let deadline = tokio::time::sleep(idle);
+    tokio::pin!(deadline);
+    while up_open || down_open {
+        tokio::select! {
+            r = cr.read(&mut up_buf), if up_open => match r {
+                Ok(0) | Err(_) => {
+                    up_open = false;
+                    let _ = uw.shutdown().await;
+                }
+                Ok(n) => {
+                    if uw.write_all(&up_buf[..n]).await.is_err() {
+                        break;
+                    }
+                    up_bytes += n as u64;
+                }
+            },
+            r = ur.read(&mut down_buf), if down_open => match r {
+                Ok(0) | Err(_) => {
+                    down_open = false;
+                    let _ = cw.shutdown().await;
+                }
+                Ok(n) => {
+                    if cw.write_all(&down_buf[..n]).await.is_err() || cw.flush().await.is_err() {
+                        break;
+                    }
+                    down_bytes += n as u64;
+                }
+            },
+            _ = &mut deadline => {
+                log::debug!("forward proxy: tunnel idle for {idle:?}, closed");
+                break;
+            }
+            _ = shutdown.changed() => break,
+        }
+        deadline.as_mut().reset(tokio::time::Instant::now() + idle);
+    }
+    METRICS
+        .forward_tunnel_bytes
+        .with_label_values(&["up"])
+        .inc_by(up_bytes);
+    METRICS
+        .forward_tunnel_bytes
+        .with_label_values(&["down"])
+        .inc_by(down_bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_credentials() {
+        use base64::Engine;
+        let basic = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
+        assert_eq!(
+            auth::proxy_credential(&basic("any:sluice_abc")).as_deref(),
+            Some("sluice_abc")
+        );
+        assert_eq!(
+            auth::proxy_credential(&basic("x:a:b")).as_deref(),
+            Some("a:b")
+        );
+        assert_eq!(auth::proxy_credential(&basic("user:")), None);
+        assert_eq!(auth::proxy_credential(&basic("nocolon")), None);
+        assert_eq!(auth::proxy_credential("bearer tok").as_deref(), Some("tok"));
+        assert_eq!(auth::proxy_credential("Digest abc"), None);
+        assert_eq!(auth::proxy_credential("Basic !!!"), None);
+        assert_eq!(auth::proxy_credential("Bearer "), None);
+    }
+}
