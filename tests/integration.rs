@@ -7,6 +7,8 @@ mod common;
 mod accounting;
 #[path = "integration/conf_files.rs"]
 mod conf_files;
+#[path = "integration/forward.rs"]
+mod forward;
 #[path = "integration/https_upstream.rs"]
 mod https_upstream;
 #[path = "integration/jwt.rs"]

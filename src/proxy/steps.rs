@@ -120,12 +120,10 @@ pub async fn admit_forward(
             false,
         ),
         ConnKind::Plain => {
-            let authority = req
-                .uri
-                .authority()
-                .filter(|_| req.uri.scheme_str() == Some("http"))
-                .ok_or(refuse(GatewayError::NotAProxyRequest))?;
-            let (host, port) = split_authority(authority.as_str(), Some(80))
+            // Pingora keeps only the path in `uri` for absolute-form targets; the whole
+            // target is in `raw_path`.
+            let (host, port) = absolute_target(req.raw_path())
+                .and_then(|(authority, _)| split_authority(&authority, Some(80)))
                 .ok_or(refuse(GatewayError::NotAProxyRequest))?;
             let token = req
                 .headers
@@ -179,6 +177,24 @@ pub async fn admit_forward(
         }
         Decision::Deny(denied) => Err(refuse(GatewayError::Destination(denied))),
     }
+}
+
+/// The authority and origin-form target of an absolute-form `http://` request target.
+pub fn absolute_target(raw: &[u8]) -> Option<(String, String)> {
+    let uri = http::Uri::try_from(raw).ok()?;
+    if uri.scheme_str() != Some("http") {
+        return None;
+    }
+    let authority = uri.authority()?;
+    if authority.as_str().contains('@') {
+        return None; // userinfo is not allowed in an http URI (RFC 9110 §4.2.1)
+    }
+    let target = match uri.path_and_query() {
+        Some(pq) if pq.as_str().starts_with('/') => pq.as_str().to_owned(),
+        Some(pq) => format!("/{}", pq.as_str()),
+        None => "/".to_owned(),
+    };
+    Some((authority.as_str().to_owned(), target))
 }
 
 /// Whether the client sent a provider key of its own (a Sluice credential is not one).
@@ -295,12 +311,12 @@ fn remove_ours(upstream: &mut RequestHeader) {
 /// absolute URI, Sluice's headers removed; everything else (the client's own credentials
 /// included) is the client's business with that host.
 pub fn rewrite_passthrough(upstream: &mut RequestHeader) -> pingora::Result<()> {
-    let uri = &upstream.uri;
-    let authority = uri.authority().map(|a| a.as_str().to_owned());
-    let target = uri
-        .path_and_query()
-        .map(|pq| pq.as_str().to_owned())
-        .unwrap_or_else(|| "/".to_owned());
+    let Some((authority, target)) = absolute_target(upstream.raw_path()) else {
+        return Err(pingora::Error::explain(
+            pingora::ErrorType::InvalidHTTPHeader,
+            "not an absolute-form http:// target",
+        ));
+    };
     let new_uri = http::Uri::try_from(target).map_err(|e| {
         pingora::Error::because(
             pingora::ErrorType::InvalidHTTPHeader,
@@ -309,9 +325,7 @@ pub fn rewrite_passthrough(upstream: &mut RequestHeader) -> pingora::Result<()> 
         )
     })?;
     upstream.set_uri(new_uri);
-    if let Some(authority) = authority {
-        upstream.insert_header(http::header::HOST, authority)?;
-    }
+    upstream.insert_header(http::header::HOST, authority)?;
     remove_ours(upstream);
     Ok(())
 }

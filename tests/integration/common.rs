@@ -115,6 +115,8 @@ impl Mock {
 pub struct Sluice {
     pub port: u16,
     pub admin: u16,
+    /// The forward-proxy listener, when started with `start_forward`.
+    pub forward: Option<u16>,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub proc: Proc,
@@ -127,11 +129,23 @@ impl Sluice {
     }
 
     pub fn start_with_env(dynamic: &str, env: &[(&str, &str)]) -> Sluice {
+        Self::launch(dynamic, env, None)
+    }
+
+    /// Starts Sluice with the forward-proxy listener on too.
+    pub fn start_forward(dynamic: &str, env: &[(&str, &str)]) -> Sluice {
+        Self::launch(dynamic, env, Some(free_port()))
+    }
+
+    fn launch(dynamic: &str, env: &[(&str, &str)], forward: Option<u16>) -> Sluice {
         let dir = tempfile::tempdir().expect("tempdir");
         let (port, admin) = (free_port(), free_port());
         let config = dir.path().join("sluice.yaml");
-        std::fs::write(&config, Self::render(port, admin, dir.path(), dynamic))
-            .expect("write config");
+        std::fs::write(
+            &config,
+            Self::render(port, admin, forward, dir.path(), dynamic),
+        )
+        .expect("write config");
         let log = dir.path().join("sluice.log");
         let out = std::fs::File::create(&log).expect("log file");
         let mut child = Command::new(sluice_bin())
@@ -145,20 +159,35 @@ impl Sluice {
             .expect("spawn sluice");
         wait_for_port(admin, &mut child, "sluice admin", &log);
         wait_for_port(port, &mut child, "sluice proxy", &log);
+        if let Some(fwd) = forward {
+            wait_for_port(fwd, &mut child, "sluice forward proxy", &log);
+        }
         Sluice {
             port,
             admin,
+            forward,
             dir,
             config,
             proc: Proc { child, log },
         }
     }
 
-    fn render(port: u16, admin: u16, dir: &Path, dynamic: &str) -> String {
+    fn render(port: u16, admin: u16, forward: Option<u16>, dir: &Path, dynamic: &str) -> String {
         let data = dir.join("data");
+        let forward = forward
+            .map(|p| format!("  forward: 127.0.0.1:{p}\n"))
+            .unwrap_or_default();
         format!(
-            "listeners:\n  proxy: 127.0.0.1:{port}\n  admin: 127.0.0.1:{admin}\ndata_dir: {}\nserver:\n  threads: 2\n  grace_period_seconds: 1\n  graceful_shutdown_timeout_seconds: 1\n{dynamic}",
+            "listeners:\n  proxy: 127.0.0.1:{port}\n  admin: 127.0.0.1:{admin}\n{forward}data_dir: {}\nserver:\n  threads: 2\n  grace_period_seconds: 1\n  graceful_shutdown_timeout_seconds: 1\n{dynamic}",
             data.display()
+        )
+    }
+
+    /// `http://127.0.0.1:PORT` of the forward proxy.
+    pub fn proxy_url(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}",
+            self.forward.expect("started with start_forward")
         )
     }
 
@@ -170,8 +199,17 @@ impl Sluice {
     pub fn rewrite_config(&self, dynamic: &str) {
         let tmp = self.dir.path().join(".sluice.yaml.tmp");
         let mut f = std::fs::File::create(&tmp).expect("tmp config");
-        f.write_all(Self::render(self.port, self.admin, self.dir.path(), dynamic).as_bytes())
-            .expect("write");
+        f.write_all(
+            Self::render(
+                self.port,
+                self.admin,
+                self.forward,
+                self.dir.path(),
+                dynamic,
+            )
+            .as_bytes(),
+        )
+        .expect("write");
         f.sync_all().expect("sync");
         std::fs::rename(&tmp, &self.config).expect("rename");
     }

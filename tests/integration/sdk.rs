@@ -20,12 +20,18 @@ pub fn python() -> PathBuf {
 
 /// Runs `tests/sdk/<script>` with `args`; returns its stdout (JSON), failing with its stderr.
 fn run(script: &str, args: &[&str]) -> serde_json::Value {
+    run_with_env(script, args, &[])
+}
+
+/// `run` with extra environment variables (e.g. `HTTPS_PROXY`).
+pub fn run_with_env(script: &str, args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/sdk")
         .join(script);
     let out = Command::new(python())
         .arg(path)
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("python");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -170,3 +170,18 @@ async fn refusals_use_the_route_shape() {
     .unwrap_err();
     assert_eq!(r.error, GatewayError::NoHealthyKey);
 }
+
+#[test]
+fn absolute_form_targets() {
+    assert_eq!(
+        absolute_target(b"http://api.openai.com/v1/models?x=1"),
+        Some(("api.openai.com".into(), "/v1/models?x=1".into()))
+    );
+    assert_eq!(
+        absolute_target(b"http://127.0.0.1:8080"),
+        Some(("127.0.0.1:8080".into(), "/".into()))
+    );
+    assert_eq!(absolute_target(b"https://api.openai.com/"), None);
+    assert_eq!(absolute_target(b"/v1/models"), None);
+    assert_eq!(absolute_target(b"http://user:pw@host/"), None);
+}
