@@ -24,7 +24,6 @@ use crate::forward::ca::CertAuthority;
 use crate::forward::ForwardProxy;
 use crate::mock::{self, MockOptions};
 use crate::proxy::Gateway;
-use pingora::listeners::TcpSocketOptions;
 use std::sync::Arc;
 
 /// Read-ahead buffer of each client connection.
@@ -106,7 +105,11 @@ pub fn build(config_file: &Path) -> anyhow::Result<Server> {
                     http,
                 },
             );
-            forward.add_tcp_with_settings(addr, TcpSocketOptions::default());
+            // Unbuffered reads: the head is read by hand and a tunnel then splices the raw
+            // socket, so no byte may sit in a read-ahead buffer.
+            forward.add_listener(
+                ListenerConfig::tcp(addr.clone()).l4_buffer(L4BufferSettings::default().read(0)),
+            );
             server.add_service(forward);
             Some(ca)
         }

@@ -22,6 +22,7 @@ use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use pingora_proxy::HttpProxy;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,7 +42,8 @@ const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 /// Keep-alive of intercepted connections between requests (seconds).
 const KEEPALIVE_SECONDS: u64 = 60;
-const TUNNEL_BUFFER: usize = 32 * 1024;
+/// Bytes a tunnel moves per splice(2) (and the size asked of each direction's pipe).
+const SPLICE_PIPE: usize = 1 << 20;
 
 /// What every request on one forward-proxy connection shares.
 #[derive(Debug)]
@@ -454,68 +456,118 @@ pub async fn allowed_addrs(
     Ok(allowed)
 }
 
-/// Copies bytes both ways until both directions are closed, nothing moved for `idle`, or the
-/// server shuts down. Half-closes are passed on.
+/// Joins the client and the destination until both directions are closed, nothing moved for
+/// `idle`, or the server shuts down. Bytes move with splice(2) through a pipe per direction,
+/// never through user space; half-closes are passed on.
 async fn tunnel(
     client: L4Stream,
-    upstream: tokio::net::TcpStream,
+    mut upstream: tokio::net::TcpStream,
     leftover: &[u8],
     idle: Duration,
     mut shutdown: ShutdownWatch,
 ) {
-    let (mut cr, mut cw) = tokio::io::split(client);
-    let (mut ur, mut uw) = upstream.into_split();
-    if !leftover.is_empty() && uw.write_all(leftover).await.is_err() {
-        return;
-    }
-    let mut up_buf = vec![0u8; TUNNEL_BUFFER];
-    let mut down_buf = vec![0u8; TUNNEL_BUFFER];
-    let (mut up_open, mut down_open) = (true, true);
-    let (mut up_bytes, mut down_bytes) = (leftover.len() as u64, 0u64);
-    let deadline = tokio::time::sleep(idle);
-    tokio::pin!(deadline);
-    while up_open || down_open {
-        tokio::select! {
-            r = cr.read(&mut up_buf), if up_open => match r {
-                Ok(0) | Err(_) => {
-                    up_open = false;
-                    let _ = uw.shutdown().await;
-                }
-                Ok(n) => {
-                    if uw.write_all(&up_buf[..n]).await.is_err() {
-                        break;
-                    }
-                    up_bytes += n as u64;
-                }
-            },
-            r = ur.read(&mut down_buf), if down_open => match r {
-                Ok(0) | Err(_) => {
-                    down_open = false;
-                    let _ = cw.shutdown().await;
-                }
-                Ok(n) => {
-                    if cw.write_all(&down_buf[..n]).await.is_err() || cw.flush().await.is_err() {
-                        break;
-                    }
-                    down_bytes += n as u64;
-                }
-            },
-            _ = &mut deadline => {
-                log::debug!("forward proxy: tunnel idle for {idle:?}, closed");
-                break;
-            }
-            _ = shutdown.changed() => break,
+    let result = async {
+        let client_socket = duplicate(&client)?;
+        if !leftover.is_empty() {
+            upstream.write_all(leftover).await?;
         }
-        deadline.as_mut().reset(tokio::time::Instant::now() + idle);
+        let started = tokio::time::Instant::now();
+        let last = AtomicU64::new(0);
+        let (up, down) = (AtomicU64::new(leftover.len() as u64), AtomicU64::new(0));
+        let both = async {
+            tokio::try_join!(
+                splice_one_way(&client_socket, &upstream, &up, &last, started),
+                splice_one_way(&upstream, &client_socket, &down, &last, started),
+            )
+        };
+        let idle_out = async {
+            loop {
+                let since = Duration::from_millis(last.load(Ordering::Relaxed));
+                let due = started + since + idle;
+                if tokio::time::Instant::now() >= due {
+                    break;
+                }
+                tokio::time::sleep_until(due).await;
+            }
+        };
+        let outcome = tokio::select! {
+            r = both => r.map(|_| ()),
+            _ = idle_out => {
+                log::debug!("forward proxy: tunnel idle for {idle:?}, closed");
+                Ok(())
+            }
+            _ = shutdown.changed() => Ok(()),
+        };
+        for (direction, counter) in [("up", &up), ("down", &down)] {
+            METRICS
+                .forward_tunnel_bytes
+                .with_label_values(&[direction])
+                .inc_by(counter.load(Ordering::Relaxed));
+        }
+        outcome
     }
-    METRICS
-        .forward_tunnel_bytes
-        .with_label_values(&["up"])
-        .inc_by(up_bytes);
-    METRICS
-        .forward_tunnel_bytes
-        .with_label_values(&["down"])
-        .inc_by(down_bytes);
+    .await;
+    if let Err(e) = result {
+        log::debug!("forward proxy: tunnel ended: {e}");
+    }
+    // `client` (the original socket) is dropped last, after its duplicate.
+    drop(client);
+}
+
+/// A second handle on the client's socket as a tokio `TcpStream`, for readiness and splice.
+/// Nothing is buffered in the Pingora stream at this point: the forward listener reads
+/// unbuffered and the 200 was flushed.
+fn duplicate(client: &L4Stream) -> std::io::Result<tokio::net::TcpStream> {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    // SAFETY: `client` owns this descriptor and outlives the borrow, which ends in `dup`.
+    let fd = unsafe { BorrowedFd::borrow_raw(client.as_raw_fd()) };
+    let owned = rustix::io::fcntl_dupfd_cloexec(fd, 0)?;
+    let std_stream = std::net::TcpStream::from(owned);
+    std_stream.set_nonblocking(true)?;
+    tokio::net::TcpStream::from_std(std_stream)
+}
+
+/// Moves bytes `from` → `to` until `from` reaches EOF (then half-closes `to`).
+async fn splice_one_way(
+    from: &tokio::net::TcpStream,
+    to: &tokio::net::TcpStream,
+    moved: &AtomicU64,
+    last: &AtomicU64,
+    started: tokio::time::Instant,
+) -> std::io::Result<()> {
+    use rustix::pipe::{pipe_with, splice, PipeFlags, SpliceFlags};
+    use tokio::io::Interest;
+    let (pipe_out, pipe_in) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
+    let _ = rustix::pipe::fcntl_setpipe_size(&pipe_in, SPLICE_PIPE);
+    let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
+    loop {
+        let mut in_pipe = loop {
+            from.readable().await?;
+            match from.try_io(Interest::READABLE, || {
+                Ok(splice(from, None, &pipe_in, None, SPLICE_PIPE, flags)?)
+            }) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if in_pipe == 0 {
+            let _ = rustix::net::shutdown(to, rustix::net::Shutdown::Write);
+            return Ok(());
+        }
+        moved.fetch_add(in_pipe as u64, Ordering::Relaxed);
+        last.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        while in_pipe > 0 {
+            to.writable().await?;
+            match to.try_io(Interest::WRITABLE, || {
+                Ok(splice(&pipe_out, None, to, None, in_pipe, flags)?)
+            }) {
+                Ok(n) => in_pipe -= n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

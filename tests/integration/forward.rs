@@ -25,6 +25,7 @@ tokens:
   - {record}
 forward:
   head_timeout_seconds: 1
+  tunnel_idle_seconds: 2
 {forward}
 "#,
         url = mock.url(),
@@ -330,6 +331,22 @@ async fn refusals_and_policed_tunnels() {
     w.join().expect("writer");
     assert!(echoed == payload, "tunnel corrupted the bytes");
     drop(s);
+    wait_no_live_connections(&sluice).await;
+
+    // A tunnel nobody uses is closed after tunnel_idle_seconds (2 s).
+    let mut idle = TcpStream::connect(("127.0.0.1", sluice.forward.unwrap_or(0))).expect("connect");
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    idle.write_all(head.as_bytes()).expect("write");
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = idle.read_to_end(&mut rest);
+    assert!(String::from_utf8_lossy(&rest).starts_with("HTTP/1.1 200"));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(8),
+        "{waited:?}"
+    );
     wait_no_live_connections(&sluice).await;
     assert!(
         sluice
