@@ -253,5 +253,51 @@ fn auth(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pick, request_path, auth);
+/// Forward proxy: the policy decision per CONNECT, and the per-host TLS acceptor (leaf
+/// certificate) on a warm cache beside issuing a new one.
+fn forward(c: &mut Criterion) {
+    let src = r#"
+providers:
+  - { name: openai, kind: openai, base_url: "https://api.openai.com", intercept_hosts: [api.openai.com], credentials: byok }
+  - { name: anthropic, kind: anthropic, base_url: "https://api.anthropic.com", intercept_hosts: [api.anthropic.com], credentials: byok }
+forward:
+  allow_hosts: [github.com, "*.githubusercontent.com", pypi.org, files.pythonhosted.org, registry.npmjs.org]
+"#;
+    let config = parse(src).unwrap_or_else(|e| panic!("{e}"));
+    let snap = Snapshot::build(&config, Path::new("."), &BuildContext::default())
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let hosts: std::collections::HashMap<String, usize> =
+        [("api.openai.com".to_owned(), 1)].into_iter().collect();
+    let mut g = c.benchmark_group("forward");
+    g.bench_function("baseline_host_map_lookup", |b| {
+        b.iter(|| black_box(hosts.get(black_box("api.openai.com"))))
+    });
+    g.bench_function("decide_intercept", |b| {
+        b.iter(|| black_box(snap.forward.decide(black_box("api.openai.com"), 443)))
+    });
+    g.bench_function("decide_allow_list", |b| {
+        b.iter(|| {
+            black_box(
+                snap.forward
+                    .decide(black_box("objects.githubusercontent.com"), 443),
+            )
+        })
+    });
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let ca = sluice::forward::ca::CertAuthority::load_or_create(dir.path(), None, None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    g.bench_function("leaf_acceptor_cached", |b| {
+        b.iter(|| black_box(ca.acceptor(black_box("api.openai.com")).is_ok()))
+    });
+    let mut n = 0u64;
+    g.bench_function("leaf_acceptor_issued", |b| {
+        b.iter(|| {
+            n += 1;
+            black_box(ca.acceptor(&format!("h{n}.example.com")).is_ok())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, pick, request_path, auth, forward);
 criterion_main!(benches);
