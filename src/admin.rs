@@ -1,10 +1,12 @@
-//! Admin listener: `/metrics` (Prometheus), `/healthz` (process up), `/readyz` (a good snapshot is
-//! serving), `/ca.pem` (the forward proxy's CA certificate). The control-plane API will live here too.
+//! Admin listener (axum): `/metrics` (Prometheus), `/healthz` (process up), `/readyz` (a good
+//! snapshot is serving), `/ca.pem` (the forward proxy's CA certificate), and — when this process
+//! runs the control plane — the `/v1` admin API.
 
-use async_trait::async_trait;
-use http::Response;
-use pingora::apps::http_app::ServeHttp;
-use pingora::protocols::http::ServerSession;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use std::sync::Arc;
 
 use crate::balance::KeyState;
@@ -59,56 +61,59 @@ impl Admin {
             }
         }
     }
-}
 
-fn reply(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
-    let mut resp = Response::new(body);
-    *resp.status_mut() =
-        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    if let Ok(v) = http::HeaderValue::from_str(content_type) {
-        resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    /// The base routes of the admin listener.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/metrics", get(metrics))
+            .route(
+                "/healthz",
+                get(|| async { json(StatusCode::OK, r#"{"status":"ok"}"#.into()) }),
+            )
+            .route("/readyz", get(readyz))
+            .route("/ca.pem", get(ca_pem))
+            .with_state(Arc::new(self))
+            .fallback(|| async {
+                json(
+                    StatusCode::NOT_FOUND,
+                    r#"{"error":{"code":"not_found","message":"no such endpoint"}}"#.into(),
+                )
+            })
     }
-    let len = resp.body().len();
-    resp.headers_mut()
-        .insert(http::header::CONTENT_LENGTH, len.into());
-    resp
 }
 
-#[async_trait]
-impl ServeHttp for Admin {
-    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let path = session.req_header().uri.path().to_owned();
-        match path.as_str() {
-            "/metrics" => {
-                self.refresh_key_gauges();
-                reply(200, "text/plain; version=0.0.4", METRICS.render())
-            }
-            "/ca.pem" => match &self.ca_pem {
-                Some(pem) => reply(200, "application/x-pem-file", pem.clone().into_bytes()),
-                None => reply(
-                    404,
-                    "application/json",
-                    br#"{"error":"the forward proxy is off (listeners.forward): no CA"}"#.to_vec(),
-                ),
-            },
-            "/healthz" => reply(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
-            "/readyz" => {
-                if self.store.is_ready() {
-                    let body = serde_json::json!({"status": "ready", "revision": self.store.snapshot().revision});
-                    reply(200, "application/json", body.to_string().into_bytes())
-                } else {
-                    reply(
-                        503,
-                        "application/json",
-                        br#"{"status":"starting"}"#.to_vec(),
-                    )
-                }
-            }
-            _ => reply(
-                404,
-                "application/json",
-                br#"{"error":"not found"}"#.to_vec(),
-            ),
-        }
+fn json(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
+    admin.refresh_key_gauges();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        METRICS.render(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
+    if admin.store.is_ready() {
+        let snap = admin.store.snapshot();
+        let body = serde_json::json!({"status": "ready", "revision": snap.revision, "control_revision": snap.control_revision});
+        json(StatusCode::OK, body.to_string())
+    } else {
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"status":"starting"}"#.into(),
+        )
+    }
+}
+
+async fn ca_pem(State(admin): State<Arc<Admin>>) -> Response {
+    match &admin.ca_pem {
+        Some(pem) => ([(header::CONTENT_TYPE, "application/x-pem-file")], pem.clone()).into_response(),
+        None => json(
+            StatusCode::NOT_FOUND,
+            r#"{"error":{"code":"not_found","message":"the forward proxy is off (listeners.forward): no CA"}}"#.into(),
+        ),
     }
 }

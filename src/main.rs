@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use sluice::cli;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -29,6 +30,16 @@ enum Command {
     Serve {
         #[arg(long, short, default_value = "conf/sluice.yaml", env = "SLUICE_CONFIG")]
         config: PathBuf,
+        /// The control plane's store: sqlite://PATH (default: sluice.db under data_dir) or
+        /// postgres://… (several replicas may share one database).
+        #[arg(long, env = "SLUICE_DATABASE")]
+        database: Option<String>,
+        /// Run a data plane only, following this control plane (e.g. http://cp:9090).
+        #[arg(long, env = "SLUICE_CONTROL_PLANE", conflicts_with = "database")]
+        control_plane: Option<String>,
+        /// The data plane's token at the control plane (owner with the dataplane role).
+        #[arg(long, env = "SLUICE_CONTROL_TOKEN", requires = "control_plane")]
+        token: Option<String>,
     },
     /// Validate a configuration file; exits non-zero with every error (file:line: field: problem).
     ///
@@ -64,10 +75,55 @@ enum Command {
         #[command(subcommand)]
         command: CaCommand,
     },
-    /// Opaque API tokens.
+    /// Opaque API tokens: `generate` works offline (for the config file); the other verbs use
+    /// the admin API.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
+    /// Providers in the control plane's store (admin API).
+    Provider {
+        #[command(subcommand)]
+        command: cli::ProviderCmd,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
+    /// Provider keys (same as `sluice provider key`).
+    Key {
+        #[command(subcommand)]
+        command: cli::KeyCmd,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
+    /// Secrets: write-only values, encrypted at rest (admin API).
+    Secret {
+        #[command(subcommand)]
+        command: cli::SecretCmd,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
+    /// Trusted JWT issuers (admin API).
+    Issuer {
+        #[command(subcommand)]
+        command: cli::DocCmd,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
+    /// Routes (admin API).
+    Route {
+        #[command(subcommand)]
+        command: cli::RouteCmd,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
+    /// Token owners and their admin roles (admin API).
+    Owner {
+        #[command(subcommand)]
+        command: cli::OwnerCmd,
+        #[command(flatten)]
+        conn: cli::Conn,
     },
     /// Run a fast OpenAI/Anthropic-compatible mock upstream (tests, benches, load tests).
     ///
@@ -113,6 +169,8 @@ enum CaCommand {
 
 #[derive(Subcommand)]
 enum TokenCommand {
+    #[command(flatten)]
+    Server(cli::ServerTokenCmd),
     /// Create a token: prints it once, and the record to add under `tokens:` (only the SHA-256
     /// of its secret is ever written down).
     ///
@@ -136,8 +194,18 @@ fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => {
-            let server = sluice::server::build(&config)?;
+        Command::Serve {
+            config,
+            database,
+            control_plane,
+            token,
+        } => {
+            let opts = sluice::server::ServeOptions {
+                database,
+                control_plane,
+                token,
+            };
+            let server = sluice::server::build(&config, &opts)?;
             server.run_forever()
         }
         Command::Ca {
@@ -168,6 +236,17 @@ fn main() -> anyhow::Result<()> {
             json,
         } => usage(config, file, &by, since, until, json),
         Command::Token {
+            command: TokenCommand::Server(cmd),
+            conn,
+        } => cli::token(&conn, cmd),
+        Command::Provider { command, conn } => cli::provider(&conn, command),
+        Command::Key { command, conn } => cli::key(&conn, command),
+        Command::Secret { command, conn } => cli::secret(&conn, command),
+        Command::Issuer { command, conn } => cli::doc(&conn, "issuers", command),
+        Command::Route { command, conn } => cli::route(&conn, command),
+        Command::Owner { command, conn } => cli::owner(&conn, command),
+        Command::Token {
+            conn: _,
             command:
                 TokenCommand::Generate {
                     name,

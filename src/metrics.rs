@@ -31,6 +31,8 @@ pub struct Metrics {
     pub forward_tunnels: IntGauge,
     pub forward_tunnel_bytes: IntCounterVec,
     pub forward_leaf_certs: IntCounterVec,
+    pub config_synchronized: IntGauge,
+    pub control_revision: IntGauge,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -144,6 +146,16 @@ impl Metrics {
             "Intercepted-host certificate lookups by cache result (hit, miss)",
             &["result"],
         );
+        let config_synchronized = IntGauge::new(
+            "sluice_config_synchronized",
+            "1 when the last exchange with the control plane succeeded (0: serving the last good state)",
+        )
+        .unwrap_or_else(unreachable_metric);
+        let control_revision = IntGauge::new(
+            "sluice_control_revision",
+            "Control-plane revision this data plane serves",
+        )
+        .unwrap_or_else(unreachable_metric);
         let m = Metrics {
             registry,
             requests,
@@ -166,8 +178,10 @@ impl Metrics {
             forward_tunnels,
             forward_tunnel_bytes,
             forward_leaf_certs,
+            config_synchronized,
+            control_revision,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 20] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 22] = [
             Box::new(m.requests.clone()),
             Box::new(m.request_duration.clone()),
             Box::new(m.rejected.clone()),
@@ -188,6 +202,8 @@ impl Metrics {
             Box::new(m.forward_tunnels.clone()),
             Box::new(m.forward_tunnel_bytes.clone()),
             Box::new(m.forward_leaf_certs.clone()),
+            Box::new(m.config_synchronized.clone()),
+            Box::new(m.control_revision.clone()),
         ];
         for c in collectors {
             if let Err(e) = m.registry.register(c) {

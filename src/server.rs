@@ -3,7 +3,6 @@
 
 use anyhow::Context;
 use async_trait::async_trait;
-use pingora::apps::http_app::HttpServer;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::ServerConf;
@@ -20,6 +19,8 @@ use crate::auth::jwks::JwksRefresher;
 use crate::auth::usage::UsageFlusher;
 use crate::config::watch::ConfigWatcher;
 use crate::config::{wire, ConfigStore};
+use crate::control::crypto::MasterKey;
+use crate::control::service::{ControlService, Mode};
 use crate::forward::ca::CertAuthority;
 use crate::forward::ForwardProxy;
 use crate::mock::{self, MockOptions};
@@ -29,9 +30,41 @@ use std::sync::Arc;
 /// Read-ahead buffer of each client connection.
 const DOWNSTREAM_READ_BUFFER: usize = 8 * 1024;
 
+/// Where the dynamic resources come from besides the file.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// The store (`sqlite://…`, `postgres://…`); default `sqlite://DATA_DIR/sluice.db`.
+    pub database: Option<String>,
+    /// Follow this control plane instead of running one (data plane only).
+    pub control_plane: Option<String>,
+    /// The data plane's token at the control plane (an owner with the `dataplane` role).
+    pub token: Option<String>,
+}
+
 /// Loads `config_file` and builds a server ready for `run_forever()`.
-pub fn build(config_file: &Path) -> anyhow::Result<Server> {
-    let (store, config) = ConfigStore::open(config_file).map_err(|errors| {
+pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> {
+    let (file_config, _) = crate::config::read_file(config_file)
+        .map_err(|errors| anyhow::anyhow!("{errors}\nfix the configuration and start again"))?;
+    let mode = match (&opts.control_plane, &opts.token) {
+        (Some(url), Some(token)) => Mode::DataPlane {
+            url: url.clone(),
+            token: token.clone(),
+        },
+        (Some(_), None) => {
+            anyhow::bail!("--control-plane needs --token (an owner with the dataplane role)")
+        }
+        (None, _) => Mode::Embedded {
+            database: opts.database.clone().unwrap_or_else(|| {
+                format!(
+                    "sqlite://{}",
+                    file_config.data_dir.join("sluice.db").display()
+                )
+            }),
+        },
+    };
+    let key = Arc::new(MasterKey::load_or_create(&file_config.data_dir)?);
+    let control = ControlService::preflight(&mode, config_file, &file_config.data_dir, &key)?;
+    let (store, config) = ConfigStore::open(config_file, control).map_err(|errors| {
         anyhow::anyhow!(
             "{errors}\n{} error(s): fix the configuration and start again",
             errors.0.len()
@@ -116,16 +149,30 @@ pub fn build(config_file: &Path) -> anyhow::Result<Server> {
         None => None,
     };
 
-    let mut admin = Service::new(
-        "sluice admin".to_owned(),
-        HttpServer::new_app(Admin {
-            store: store.clone(),
-            ca_pem: ca.map(|ca| ca.pem.clone()),
-        }),
+    let admin_listener = std::net::TcpListener::bind(&listeners.admin)
+        .with_context(|| format!("listeners.admin: cannot bind {}", listeners.admin))?;
+    admin_listener.set_nonblocking(true)?;
+    if matches!(mode, Mode::DataPlane { .. }) && store.snapshot().control_revision == 0 {
+        store.set_ready(false);
+    }
+    let mut control = background_service(
+        "sluice control plane",
+        ControlService {
+            config: store.clone(),
+            mode,
+            data_dir: config.data_dir.clone(),
+            key,
+            admin: Mutex::new(Some((
+                admin_listener,
+                Admin {
+                    store: store.clone(),
+                    ca_pem: ca.map(|ca| ca.pem.clone()),
+                },
+            ))),
+        },
     );
-    admin.add_tcp(&listeners.admin);
-    admin.threads = Some(1);
-    server.add_service(admin);
+    control.threads = Some(2);
+    server.add_service(control);
 
     server.add_service(background_service(
         "sluice jwks refresher",

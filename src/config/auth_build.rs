@@ -18,7 +18,11 @@ pub fn tokens(
 ) -> HashMap<String, TokenRecord> {
     let mut enabled = HashMap::new();
     for (i, o) in owners.iter().enumerate() {
-        let wire::Owner { name, enabled: on } = o;
+        let wire::Owner {
+            name,
+            enabled: on,
+            role: _,
+        } = o;
         if name.is_empty() || enabled.insert(name.as_str(), *on).is_some() {
             errors.push(ConfigError::at(
                 format!("owners[{i}].name"),

@@ -112,9 +112,29 @@ pub fn parse(source: &str) -> Result<wire::Config, ConfigError> {
 
 /// Reads, parses and validates a file into a snapshot, with every error located in the file.
 pub fn load(file: &Path, ctx: &BuildContext) -> Result<(wire::Config, Snapshot), ConfigErrors> {
+    load_with(file, ctx, None)
+}
+
+/// `load`, with the control plane's resources added to the file's. Returns the file's own
+/// configuration (static settings are the file's alone).
+pub fn load_with(
+    file: &Path,
+    ctx: &BuildContext,
+    control: Option<&crate::control::state::ControlState>,
+) -> Result<(wire::Config, Snapshot), ConfigErrors> {
     let (config, source) = read_file(file)?;
     let base = file.parent().unwrap_or(Path::new("."));
-    match Snapshot::build(&config, base, ctx) {
+    let mut merged = config.clone();
+    let mut merge_errors = Vec::new();
+    if let Some(control) = control {
+        merge_errors = crate::control::state::merge(&mut merged, &control.dump);
+    }
+    let built = if merge_errors.is_empty() {
+        Snapshot::build(&merged, base, ctx)
+    } else {
+        Err(merge_errors)
+    };
+    match built {
         Ok(snapshot) => Ok((config, snapshot)),
         Err(errors) => {
             let lines = locate::Lines::of(&source);
@@ -122,12 +142,58 @@ pub fn load(file: &Path, ctx: &BuildContext) -> Result<(wire::Config, Snapshot),
                 errors
                     .into_iter()
                     .map(|mut e| {
-                        e.file = Some(file.to_owned());
-                        e.line = lines.line(&e.path);
+                        match stored_path(&e.path, &config, &merged) {
+                            // A resource from the control plane's store: named, no file line.
+                            Some(path) => e.path = path,
+                            None => {
+                                e.file = Some(file.to_owned());
+                                e.line = lines.line(&e.path);
+                            }
+                        }
                         e
                     })
                     .collect(),
             ))
         }
     }
+}
+
+/// `providers[7].keys[0]` → `store:provider/NAME.keys[0]` when index 7 is past the file's own
+/// providers (the rest came from the store).
+fn stored_path(path: &str, file: &wire::Config, merged: &wire::Config) -> Option<String> {
+    let (list, rest) = path.split_once('[')?;
+    let (index, tail) = rest.split_once(']')?;
+    let i: usize = index.parse().ok()?;
+    let (kind, file_len, name) = match list {
+        "providers" => (
+            "provider",
+            file.providers.len(),
+            merged.providers.get(i).map(|p| p.name.clone()),
+        ),
+        "routes" => (
+            "route",
+            file.routes.len(),
+            merged.routes.get(i).map(|r| r.prefix.clone()),
+        ),
+        "tokens" => (
+            "token",
+            file.tokens.len(),
+            merged.tokens.get(i).map(|t| t.id.clone()),
+        ),
+        "owners" => (
+            "owner",
+            file.owners.len(),
+            merged.owners.get(i).map(|o| o.name.clone()),
+        ),
+        "issuers" => (
+            "issuer",
+            file.issuers.len(),
+            merged.issuers.get(i).map(|o| o.name.clone()),
+        ),
+        _ => return None,
+    };
+    if i < file_len {
+        return None;
+    }
+    Some(format!("store:{kind}/{}{tail}", name?))
 }

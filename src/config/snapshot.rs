@@ -33,6 +33,10 @@ pub struct Snapshot {
     /// changed audience or issuer list applies to tokens already seen).
     pub jwt: JwtVerifier,
     pub forward: ForwardPolicy,
+    /// Admin API role of each owner that has one.
+    pub owner_roles: HashMap<String, wire::Role>,
+    /// The control plane's revision included (0 when there is no control plane).
+    pub control_revision: u64,
     /// Non-fatal findings (e.g. an optional key whose secret is not set), logged on publish.
     pub warnings: Vec<String>,
 }
@@ -107,6 +111,10 @@ pub struct BuildContext {
     pub health: Arc<HealthRegistry>,
     pub jwks: Arc<JwksRegistry>,
     pub usage: Arc<UsageRegistry>,
+    /// Secret values from the control plane's store, for `secret_ref: "secret:NAME"`.
+    pub secrets: HashMap<String, Secret>,
+    /// The control plane's revision these resources come from (0: none).
+    pub control_revision: u64,
 }
 
 impl Provider {
@@ -136,6 +144,8 @@ impl Snapshot {
                 &[],
                 &mut Vec::new(),
             ),
+            owner_roles: HashMap::new(),
+            control_revision: 0,
             warnings: Vec::new(),
         }
     }
@@ -307,6 +317,11 @@ impl Snapshot {
             tokens: built_tokens,
             jwt,
             forward,
+            owner_roles: owners
+                .iter()
+                .filter_map(|o| o.role.map(|r| (o.name.clone(), r)))
+                .collect(),
+            control_revision: ctx.control_revision,
             warnings,
         })
     }
@@ -564,7 +579,15 @@ fn build_provider(
             ));
             continue;
         }
-        let secret = match secrets::resolve(secret_ref, base) {
+        let resolved = match secret_ref.strip_prefix("secret:") {
+            Some(secret_name) => ctx
+                .secrets
+                .get(secret_name)
+                .cloned()
+                .ok_or_else(|| format!("no secret named `{secret_name}` in the store")),
+            None => secrets::resolve(secret_ref, base).map_err(|e| e.to_string()),
+        };
+        let secret = match resolved {
             Ok(s) => s,
             Err(e) if *optional => {
                 warnings.push(format!("provider `{name}` key `{id}` left out: {e}"));

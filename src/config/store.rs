@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{load, wire, BuildContext, ConfigErrors, Snapshot};
+use super::{load_with, wire, BuildContext, ConfigErrors, Snapshot};
 use crate::auth::jwks::JwksRegistry;
 use crate::auth::usage::UsageRegistry;
 use crate::balance::HealthRegistry;
+use crate::control::state::ControlState;
 use crate::metrics::METRICS;
 
 /// How a reload attempt ended.
@@ -34,6 +35,8 @@ pub struct ConfigStore {
     /// Serialises reloads and remembers what was loaded at start.
     writer: Mutex<Fixed>,
     ready: AtomicBool,
+    /// The control plane's resources, merged into every build (file change or new revision).
+    control: Mutex<Option<Arc<ControlState>>>,
 }
 
 /// The parts of the file that cannot change while running.
@@ -49,13 +52,23 @@ struct Fixed {
 }
 
 impl ConfigStore {
-    /// Loads `file` for the first time; any error stops start-up.
-    pub fn open(file: &Path) -> Result<(Arc<ConfigStore>, wire::Config), ConfigErrors> {
+    /// Loads `file` (and the control plane's resources, when there are some yet) for the first
+    /// time; any error stops start-up.
+    pub fn open(
+        file: &Path,
+        control: Option<ControlState>,
+    ) -> Result<(Arc<ConfigStore>, wire::Config), ConfigErrors> {
         let ctx = BuildContext {
             revision: 1,
+            secrets: control
+                .as_ref()
+                .map(|c| c.secrets.clone())
+                .unwrap_or_default(),
+            control_revision: control.as_ref().map(|c| c.dump.revision).unwrap_or(0),
             ..BuildContext::default()
         };
-        let (config, snapshot) = load(file, &ctx)?;
+        let control = control.map(Arc::new);
+        let (config, snapshot) = load_with(file, &ctx, control.as_deref())?;
         for w in &snapshot.warnings {
             log::warn!("{}: {w}", file.display());
         }
@@ -77,6 +90,7 @@ impl ConfigStore {
                 revision: 1,
             }),
             ready: AtomicBool::new(true),
+            control: Mutex::new(control),
         };
         METRICS.config_revision.set(1);
         METRICS.reload("success");
@@ -91,6 +105,11 @@ impl ConfigStore {
         self.current.load_full()
     }
 
+    /// Ready is false while a control plane's first state is awaited.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
@@ -99,16 +118,50 @@ impl ConfigStore {
         &self.file
     }
 
+    /// Publishes the control plane's resources (with the file's), or keeps the current
+    /// snapshot (and the previous control state) when they do not build.
+    pub fn set_control(&self, state: ControlState) -> ReloadOutcome {
+        let state = Arc::new(state);
+        let outcome = self.reload_with(Some(state.clone()));
+        if let ReloadOutcome::Applied { .. } = outcome {
+            *self.control.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
+        }
+        outcome
+    }
+
+    /// Validates the file with `state` as the control plane's resources, without publishing.
+    pub fn check_control(&self, state: &ControlState) -> Result<(), ConfigErrors> {
+        let ctx = BuildContext {
+            secrets: state.secrets.clone(),
+            ..BuildContext::default()
+        };
+        load_with(&self.file, &ctx, Some(state)).map(|_| ())
+    }
+
     /// Re-reads the file, validates it whole and publishes it, or keeps the current snapshot.
     pub fn reload(&self) -> ReloadOutcome {
+        let control = self
+            .control
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        self.reload_with(control)
+    }
+
+    fn reload_with(&self, control: Option<Arc<ControlState>>) -> ReloadOutcome {
         let mut fixed = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let ctx = BuildContext {
             revision: fixed.revision + 1,
             health: self.health.clone(),
             jwks: self.jwks.clone(),
             usage: self.usage.clone(),
+            secrets: control
+                .as_ref()
+                .map(|c| c.secrets.clone())
+                .unwrap_or_default(),
+            control_revision: control.as_ref().map(|c| c.dump.revision).unwrap_or(0),
         };
-        let outcome = match load(&self.file, &ctx) {
+        let outcome = match load_with(&self.file, &ctx, control.as_deref()) {
             Err(errors) => ReloadOutcome::Invalid(errors),
             Ok((config, snapshot)) => match fixed_changes(&fixed, &config) {
                 Some(message) => ReloadOutcome::Refused(message),

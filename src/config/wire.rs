@@ -1,7 +1,7 @@
 //! The configuration file exactly as users write it (YAML). Converted into a validated
 //! [`Snapshot`](super::Snapshot) by `snapshot.rs`; nothing on the request path reads these types.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -116,7 +116,7 @@ pub enum AuditSinkKind {
     None,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Provider {
     pub name: String,
@@ -139,7 +139,7 @@ pub struct Provider {
     pub cooldown_seconds: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProviderKind {
     #[serde(rename = "openai")]
@@ -149,7 +149,7 @@ pub enum ProviderKind {
     OpenAiCompatible,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum CredentialMode {
     /// Sluice injects a key from the pool; client provider keys are stripped.
@@ -161,7 +161,7 @@ pub enum CredentialMode {
     PreferByok,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Key {
     pub id: String,
@@ -177,7 +177,7 @@ pub struct Key {
     pub optional: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     pub prefix: String,
@@ -201,7 +201,7 @@ pub struct Route {
     pub audit: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthPolicy {
     /// No Sluice credential; any client reaching the listener may use the route.
@@ -295,7 +295,7 @@ pub enum TunnelPolicy {
 }
 
 /// An opaque token record (what `sluice token generate` prints): never the token itself.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Token {
     /// The 12-character id inside the token (`sluice_<id>_…`).
@@ -317,16 +317,33 @@ pub struct Token {
 }
 
 /// Who tokens belong to; a disabled owner's tokens are all refused.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Owner {
     pub name: String,
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// What this owner's tokens may do on the admin API (none: no admin access).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+}
+
+/// Admin API roles. Each endpoint checks one named permission (see `control::rbac`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Provider keys, secrets and tokens; reads everything else.
+    Operator,
+    /// Reads metadata only.
+    Viewer,
+    /// A data plane following this control plane: reads the revision feed only.
+    Dataplane,
 }
 
 /// A trusted JWT issuer.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Issuer {
     /// Short name for routes, metrics and logs.

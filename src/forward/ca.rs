@@ -212,7 +212,7 @@ fn create(cert_path: &Path, key_path: &Path) -> anyhow::Result<()> {
 }
 
 /// Writes a file readable by its owner only (created so, not chmod-ed after the fact).
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()

@@ -1,0 +1,649 @@
+//! `sluice provider|key|secret|token|issuer|route|owner <verb>`: the admin API from the shell.
+//! `SLUICE_ADMIN_URL` (default http://127.0.0.1:9090) and `SLUICE_ADMIN_TOKEN` (default: the
+//! first-run token in ./data/admin-token). Human tables by default, `--output json` for scripts.
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+#[derive(Args, Debug, Clone)]
+pub struct Conn {
+    /// Admin API base URL.
+    #[arg(
+        long,
+        env = "SLUICE_ADMIN_URL",
+        default_value = "http://127.0.0.1:9090",
+        global = true
+    )]
+    pub admin_url: String,
+    /// A Sluice token whose owner has a role (default: ./data/admin-token when present).
+    #[arg(
+        long,
+        env = "SLUICE_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub admin_token: Option<String>,
+    /// `table` (default) or `json`.
+    #[arg(long, short, value_enum, default_value_t = Output::Table, global = true)]
+    pub output: Output,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProviderCmd {
+    /// Example: sluice provider list
+    List,
+    /// Example: sluice provider get openai-eu
+    Get { name: String },
+    /// Create from a YAML or JSON file holding one provider.
+    ///
+    /// Example: sluice provider create --file openai-eu.yaml
+    Create {
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Replace a stored provider from a file (its name cannot change).
+    ///
+    /// Example: sluice provider update openai-eu --file openai-eu.yaml
+    Update {
+        name: String,
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Example: sluice provider delete openai-eu
+    Delete { name: String },
+    /// Provider keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    /// Add a key. With --value-env the value is stored as a secret labelled managed-by: sluice.
+    ///
+    /// Example: NEW_KEY=sk-… sluice provider key add openai --id k2 --value-env NEW_KEY --weight 1
+    Add {
+        provider: String,
+        #[arg(long)]
+        id: String,
+        /// Environment variable holding the key (kept off the command line).
+        #[arg(long, conflicts_with = "secret_ref")]
+        value_env: Option<String>,
+        /// `secret:NAME`, `env:VAR` or `file:/path` instead of a value.
+        #[arg(long)]
+        secret_ref: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        weight: u32,
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Change a key's weight or state, or rotate its managed secret's value.
+    ///
+    /// Example: sluice provider key set openai k1 --weight 0
+    Set {
+        provider: String,
+        id: String,
+        #[arg(long)]
+        weight: Option<u32>,
+        #[arg(long)]
+        enabled: Option<bool>,
+        #[arg(long)]
+        value_env: Option<String>,
+    },
+    /// Example: sluice provider key remove openai k1
+    Remove { provider: String, id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretCmd {
+    /// Names, labels and scopes (values are never shown).
+    ///
+    /// Example: sluice secret list
+    List,
+    /// Example: sluice secret get OPENAI_KEY_2
+    Get { name: String },
+    /// Example: VALUE=sk-… sluice secret create OPENAI_KEY_2 --value-env VALUE --label team=ml
+    Create {
+        name: String,
+        #[arg(long)]
+        value_env: String,
+        /// `key=value`, repeatable.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// gateway (default), mcp, agent; repeatable.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+    /// A new value rotates the secret for every key that references it.
+    ///
+    /// Example: VALUE=sk-new sluice secret update OPENAI_KEY_2 --value-env VALUE
+    Update {
+        name: String,
+        #[arg(long)]
+        value_env: Option<String>,
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+    /// Example: sluice secret delete OPENAI_KEY_2
+    Delete { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServerTokenCmd {
+    /// Example: sluice token list
+    List,
+    /// Prints the token once.
+    ///
+    /// Example: sluice token create --name ci --owner ci-bot --scopes llm --expires-in 30d
+    Create {
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// Example: sluice token revoke Q3vX9kT2mB7a
+    Revoke { id: String },
+    /// A new token; the old one keeps working for --grace.
+    ///
+    /// Example: sluice token rotate Q3vX9kT2mB7a --grace 1h
+    Rotate {
+        id: String,
+        #[arg(long)]
+        grace: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DocCmd {
+    /// Example: sluice issuer list
+    List,
+    /// Example: sluice issuer get corp
+    Get { name: String },
+    /// From a YAML or JSON file holding one resource.
+    ///
+    /// Example: sluice issuer create --file corp.yaml
+    Create {
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Example: sluice issuer update corp --file corp.yaml
+    Update {
+        name: String,
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Example: sluice issuer delete corp
+    Delete { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RouteCmd {
+    /// Example: sluice route list
+    List,
+    /// Example: sluice route create --prefix /eu --provider openai-eu --auth token --scopes llm
+    Create {
+        #[arg(long)]
+        prefix: String,
+        #[arg(long)]
+        provider: String,
+        #[arg(long, default_value = "any")]
+        auth: String,
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+    },
+    /// Example: sluice route delete /eu
+    Delete { prefix: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OwnerCmd {
+    /// Example: sluice owner list
+    List,
+    /// Example: sluice owner create ci-bot --role operator
+    Create {
+        name: String,
+        /// admin, operator, viewer or dataplane.
+        #[arg(long)]
+        role: Option<String>,
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Example: sluice owner delete ci-bot
+    Delete { name: String },
+}
+
+struct Client {
+    http: reqwest::blocking::Client,
+    base: String,
+    token: String,
+    output: Output,
+}
+
+impl Client {
+    fn new(conn: &Conn) -> anyhow::Result<Client> {
+        let token = match &conn.admin_token {
+            Some(t) => t.clone(),
+            None => std::fs::read_to_string("data/admin-token")
+                .map(|t| t.trim().to_owned())
+                .context(
+                    "set SLUICE_ADMIN_TOKEN (or --admin-token): a token whose owner has a role",
+                )?,
+        };
+        Ok(Client {
+            http: reqwest::blocking::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()?,
+            base: conn.admin_url.trim_end_matches('/').to_owned(),
+            token,
+            output: conn.output,
+        })
+    }
+
+    fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .with_context(|| format!("cannot reach {}", self.base))?;
+        let status = resp.status();
+        let text = resp.text()?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !status.is_success() {
+            let e = &value["error"];
+            let mut msg = format!("{status}: {}", e["message"].as_str().unwrap_or("error"));
+            if let Some(f) = e["field"].as_str() {
+                msg.push_str(&format!(" (field {f})"));
+            }
+            bail!(msg);
+        }
+        Ok(value)
+    }
+
+    fn show(&self, value: &Value, columns: &[&str]) {
+        if self.output == Output::Json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            );
+            return;
+        }
+        match value.get("items").and_then(Value::as_array) {
+            Some(items) => print_table(items, columns),
+            None => {
+                if let Value::Object(map) = value {
+                    for (k, v) in map {
+                        println!("{k}: {}", cell(v));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join(","),
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| format!("{k}={}", cell(v)))
+            .collect::<Vec<_>>()
+            .join(","),
+        other => other.to_string(),
+    }
+}
+
+fn print_table(items: &[Value], columns: &[&str]) {
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|item| {
+            columns
+                .iter()
+                .map(|c| match *c {
+                    "keys" => item["keys"]
+                        .as_array()
+                        .map(|k| k.len().to_string())
+                        .unwrap_or_default(),
+                    c => cell(&item[c]),
+                })
+                .collect()
+        })
+        .collect();
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .max()
+                .unwrap_or(0)
+                .max(c.len())
+        })
+        .collect();
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    println!(
+        "{}",
+        line(columns.iter().map(|c| c.to_uppercase()).collect())
+    );
+    for r in rows {
+        println!("{}", line(r));
+    }
+}
+
+fn read_doc(file: &PathBuf) -> anyhow::Result<Value> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    serde_yaml::from_str(&text).with_context(|| format!("{} is not YAML or JSON", file.display()))
+}
+
+fn env_value(var: &str) -> anyhow::Result<String> {
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .with_context(|| format!("environment variable {var} is not set"))
+}
+
+fn labels(list: &[String]) -> anyhow::Result<Value> {
+    let mut map = serde_json::Map::new();
+    for l in list {
+        let (k, v) = l
+            .split_once('=')
+            .with_context(|| format!("--label {l}: expected key=value"))?;
+        map.insert(k.to_owned(), Value::String(v.to_owned()));
+    }
+    Ok(Value::Object(map))
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+use reqwest::Method;
+
+const PROVIDER_COLS: &[&str] = &["name", "kind", "base_url", "credentials", "keys", "source"];
+
+pub fn provider(conn: &Conn, cmd: ProviderCmd) -> anyhow::Result<()> {
+    let c = Client::new(conn)?;
+    let v = match cmd {
+        ProviderCmd::List => c.call(Method::GET, "/v1/providers", None)?,
+        ProviderCmd::Get { name } => {
+            c.call(Method::GET, &format!("/v1/providers/{}", enc(&name)), None)?
+        }
+        ProviderCmd::Create { file } => {
+            c.call(Method::POST, "/v1/providers", Some(read_doc(&file)?))?
+        }
+        ProviderCmd::Update { name, file } => c.call(
+            Method::PUT,
+            &format!("/v1/providers/{}", enc(&name)),
+            Some(read_doc(&file)?),
+        )?,
+        ProviderCmd::Delete { name } => c.call(
+            Method::DELETE,
+            &format!("/v1/providers/{}", enc(&name)),
+            None,
+        )?,
+        ProviderCmd::Key { command } => return key(conn, command),
+    };
+    c.show(&v, PROVIDER_COLS);
+    Ok(())
+}
+
+pub fn key(conn: &Conn, cmd: KeyCmd) -> anyhow::Result<()> {
+    let c = Client::new(conn)?;
+    let v = match cmd {
+        KeyCmd::Add {
+            provider,
+            id,
+            value_env,
+            secret_ref,
+            weight,
+            disabled,
+        } => {
+            let mut body = json!({"id": id, "weight": weight, "enabled": !disabled});
+            match (value_env, secret_ref) {
+                (Some(var), None) => body["value"] = Value::String(env_value(&var)?),
+                (None, Some(r)) => body["secret_ref"] = Value::String(r),
+                _ => bail!("give --value-env VAR or --secret-ref REF"),
+            }
+            c.call(
+                Method::POST,
+                &format!("/v1/providers/{}/keys", enc(&provider)),
+                Some(body),
+            )?
+        }
+        KeyCmd::Set {
+            provider,
+            id,
+            weight,
+            enabled,
+            value_env,
+        } => {
+            let mut body = json!({});
+            if let Some(w) = weight {
+                body["weight"] = json!(w);
+            }
+            if let Some(e) = enabled {
+                body["enabled"] = json!(e);
+            }
+            if let Some(var) = value_env {
+                body["value"] = Value::String(env_value(&var)?);
+            }
+            c.call(
+                Method::PATCH,
+                &format!("/v1/providers/{}/keys/{}", enc(&provider), enc(&id)),
+                Some(body),
+            )?
+        }
+        KeyCmd::Remove { provider, id } => c.call(
+            Method::DELETE,
+            &format!("/v1/providers/{}/keys/{}", enc(&provider), enc(&id)),
+            None,
+        )?,
+    };
+    c.show(&v, &[]);
+    Ok(())
+}
+
+pub fn secret(conn: &Conn, cmd: SecretCmd) -> anyhow::Result<()> {
+    let c = Client::new(conn)?;
+    let v = match cmd {
+        SecretCmd::List => c.call(Method::GET, "/v1/secrets", None)?,
+        SecretCmd::Get { name } => {
+            c.call(Method::GET, &format!("/v1/secrets/{}", enc(&name)), None)?
+        }
+        SecretCmd::Create {
+            name,
+            value_env,
+            labels: l,
+            scopes,
+        } => {
+            let mut body =
+                json!({"name": name, "value": env_value(&value_env)?, "labels": labels(&l)?});
+            if !scopes.is_empty() {
+                body["scopes"] = json!(scopes);
+            }
+            c.call(Method::POST, "/v1/secrets", Some(body))?
+        }
+        SecretCmd::Update {
+            name,
+            value_env,
+            labels: l,
+            scopes,
+        } => {
+            let mut body = json!({});
+            if let Some(var) = value_env {
+                body["value"] = Value::String(env_value(&var)?);
+            }
+            if !l.is_empty() {
+                body["labels"] = labels(&l)?;
+            }
+            if !scopes.is_empty() {
+                body["scopes"] = json!(scopes);
+            }
+            c.call(
+                Method::PATCH,
+                &format!("/v1/secrets/{}", enc(&name)),
+                Some(body),
+            )?
+        }
+        SecretCmd::Delete { name } => {
+            c.call(Method::DELETE, &format!("/v1/secrets/{}", enc(&name)), None)?
+        }
+    };
+    c.show(&v, &["name", "scopes", "labels", "version"]);
+    Ok(())
+}
+
+pub fn token(conn: &Conn, cmd: ServerTokenCmd) -> anyhow::Result<()> {
+    let c = Client::new(conn)?;
+    let v = match cmd {
+        ServerTokenCmd::List => c.call(Method::GET, "/v1/tokens", None)?,
+        ServerTokenCmd::Create {
+            name,
+            owner,
+            scopes,
+            expires_in,
+        } => c.call(
+            Method::POST,
+            "/v1/tokens",
+            Some(json!({"name": name, "owner": owner, "scopes": scopes, "expires_in": expires_in})),
+        )?,
+        ServerTokenCmd::Revoke { id } => c.call(
+            Method::POST,
+            &format!("/v1/tokens/{}/revoke", enc(&id)),
+            None,
+        )?,
+        ServerTokenCmd::Rotate { id, grace } => c.call(
+            Method::POST,
+            &format!("/v1/tokens/{}/rotate", enc(&id)),
+            Some(json!({ "grace": grace })),
+        )?,
+    };
+    c.show(
+        &v,
+        &[
+            "id",
+            "name",
+            "owner",
+            "scopes",
+            "expires_at",
+            "revoked_at",
+            "last_used_at",
+        ],
+    );
+    Ok(())
+}
+
+pub fn doc(conn: &Conn, plural: &str, cmd: DocCmd) -> anyhow::Result<()> {
+    let c = Client::new(conn)?;
+    let v = match cmd {
+        DocCmd::List => c.call(Method::GET, &format!("/v1/{plural}"), None)?,
+        DocCmd::Get { name } => {
+            c.call(Method::GET, &format!("/v1/{plural}/{}", enc(&name)), None)?
+        }
+        DocCmd::Create { file } => c.call(
+            Method::POST,
+            &format!("/v1/{plural}"),
+            Some(read_doc(&file)?),
+        )?,
+        DocCmd::Update { name, file } => c.call(
+            Method::PUT,
+            &format!("/v1/{plural}/{}", enc(&name)),
+            Some(read_doc(&file)?),
+        )?,
+        DocCmd::Delete { name } => c.call(
+            Method::DELETE,
+            &format!("/v1/{plural}/{}", enc(&name)),
+            None,
+        )?,
+    };
+    c.show(&v, &["name", "issuer", "audiences", "source"]);
+    Ok(())
+}
+
+pub fn route(conn: &Conn, cmd: RouteCmd) -> anyhow::Result<()> {
+    let c = Client::new(conn)?;
+    let v = match cmd {
+        RouteCmd::List => c.call(Method::GET, "/v1/routes", None)?,
+        RouteCmd::Create {
+            prefix,
+            provider,
+            auth,
+            scopes,
+        } => c.call(
+            Method::POST,
+            "/v1/routes",
+            Some(json!({"prefix": prefix, "provider": provider, "auth": auth, "scopes": scopes})),
+        )?,
+        RouteCmd::Delete { prefix } => c.call(
+            Method::DELETE,
+            &format!("/v1/routes/{}", prefix.trim_start_matches('/')),
+            None,
+        )?,
+    };
+    c.show(&v, &["prefix", "provider", "auth", "scopes", "source"]);
+    Ok(())
+}
+
+pub fn owner(conn: &Conn, cmd: OwnerCmd) -> anyhow::Result<()> {
+    let c = Client::new(conn)?;
+    let v = match cmd {
+        OwnerCmd::List => c.call(Method::GET, "/v1/owners", None)?,
+        OwnerCmd::Create {
+            name,
+            role,
+            disabled,
+        } => c.call(
+            Method::POST,
+            "/v1/owners",
+            Some(json!({"name": name, "role": role, "enabled": !disabled})),
+        )?,
+        OwnerCmd::Delete { name } => {
+            c.call(Method::DELETE, &format!("/v1/owners/{}", enc(&name)), None)?
+        }
+    };
+    c.show(&v, &["name", "role", "enabled", "source"]);
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Secret values at rest: AES-256-GCM under the master key, a fresh 96-bit nonce per value, the
+//! secret's name as associated data (a ciphertext moved to another name does not open).
+//!
+//! The master key comes from `SLUICE_MASTER_KEY` (32 bytes, base64 or hex) or from
+//! `data_dir/master.key`, created 0600 on first run. Data planes that follow a control plane
+//! need the same key: the revision feed carries ciphertexts, never values.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use anyhow::Context;
+use base64::Engine;
+use std::path::Path;
+
+use crate::secrets::Secret;
+
+pub const MASTER_KEY_ENV: &str = "SLUICE_MASTER_KEY";
+const NONCE_LEN: usize = 12;
+
+pub struct MasterKey {
+    cipher: Aes256Gcm,
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(…)")
+    }
+}
+
+impl MasterKey {
+    pub fn from_bytes(bytes: &[u8]) -> anyhow::Result<MasterKey> {
+        anyhow::ensure!(bytes.len() == 32, "the master key must be 32 bytes");
+        let cipher = Aes256Gcm::new_from_slice(bytes).context("master key")?;
+        Ok(MasterKey { cipher })
+    }
+
+    /// `SLUICE_MASTER_KEY`, else `data_dir/master.key` (created 0600 when missing).
+    pub fn load_or_create(data_dir: &Path) -> anyhow::Result<MasterKey> {
+        if let Ok(text) = std::env::var(MASTER_KEY_ENV) {
+            return MasterKey::from_bytes(
+                &decode_key(&text).with_context(|| {
+                    format!("{MASTER_KEY_ENV} must be 32 bytes in base64 or hex")
+                })?,
+            );
+        }
+        let file = data_dir.join("master.key");
+        if !file.exists() {
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("creating {}", data_dir.display()))?;
+            let text = base64::engine::general_purpose::STANDARD.encode(key);
+            crate::forward::ca::write_private(&file, format!("{text}\n").as_bytes())?;
+            log::info!(
+                "created the master key {} (back it up: secrets cannot be read without it)",
+                file.display()
+            );
+        }
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        MasterKey::from_bytes(
+            &decode_key(&text)
+                .with_context(|| format!("{} is not a master key", file.display()))?,
+        )
+    }
+
+    /// `base64(nonce ‖ ciphertext ‖ tag)`.
+    pub fn seal(&self, name: &str, value: &str) -> anyhow::Result<String> {
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+        let sealed = self
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: value.as_bytes(),
+                    aad: name.as_bytes(),
+                },
+            )
+            .map_err(|_| anyhow::anyhow!("encryption failed"))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(base64::engine::general_purpose::STANDARD.encode(out))
+    }
+
+    pub fn open(&self, name: &str, sealed: &str) -> anyhow::Result<Secret> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(sealed)
+            .context("not base64")?;
+        anyhow::ensure!(bytes.len() > NONCE_LEN, "too short");
+        let (nonce, body) = bytes.split_at(NONCE_LEN);
+        let plain = self
+            .cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: body,
+                    aad: name.as_bytes(),
+                },
+            )
+            .map_err(|_| anyhow::anyhow!("cannot decrypt secret `{name}` (wrong master key?)"))?;
+        let text = String::from_utf8(plain).context("secret is not UTF-8")?;
+        Ok(Secret::new(text))
+    }
+}
+
+fn decode_key(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim();
+    if text.len() == 64 {
+        if let Ok(bytes) = hex::decode(text) {
+            return Some(bytes);
+        }
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()
+        .filter(|b| b.len() == 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_and_tamper() {
+        let key = MasterKey::from_bytes(&[7u8; 32]).unwrap();
+        let sealed = key.seal("OPENAI_KEY", "sk-live-123").unwrap();
+        assert!(!sealed.contains("sk-live"));
+        assert_eq!(
+            key.open("OPENAI_KEY", &sealed).unwrap().expose(),
+            "sk-live-123"
+        );
+        assert_ne!(
+            sealed,
+            key.seal("OPENAI_KEY", "sk-live-123").unwrap(),
+            "fresh nonce"
+        );
+        assert!(
+            key.open("OTHER_NAME", &sealed).is_err(),
+            "bound to its name"
+        );
+        let other = MasterKey::from_bytes(&[8u8; 32]).unwrap();
+        assert!(other.open("OPENAI_KEY", &sealed).is_err());
+    }
+
+    #[test]
+    fn key_file_is_created_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::env::remove_var(MASTER_KEY_ENV);
+        let a = MasterKey::load_or_create(dir.path()).unwrap();
+        let sealed = a.seal("N", "v").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("master.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let b = MasterKey::load_or_create(dir.path()).unwrap();
+        assert_eq!(b.open("N", &sealed).unwrap().expose(), "v");
+        assert_eq!(decode_key(&"ab".repeat(32)).map(|k| k.len()), Some(32));
+    }
+}

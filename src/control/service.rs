@@ -1,0 +1,370 @@
+//! The control plane inside `sluice serve`: one background service (one runtime, so the store's
+//! connections live where they are used) that serves the admin listener and keeps this data
+//! plane on the newest revision.
+//!
+//! - Embedded (`--database`, default `sqlite://DATA_DIR/sluice.db`): the store is read here;
+//!   writes through the API publish in-process, writes by other replicas (PostgreSQL) are seen
+//!   by polling the revision (every 250 ms). Token last-use times are written in batches.
+//! - Data plane (`--control-plane URL --token T`): long-polls `GET URL/v1/snapshot`, persists the
+//!   last good state (secrets still sealed) under the data dir, and serves from it when the
+//!   control plane is unreachable (`sluice_config_synchronized 0`).
+
+use anyhow::Context;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::api::{self, ControlPlane};
+use super::crypto::MasterKey;
+use super::state::{self, ControlState};
+use super::store::{Dump, Op, SqlStore, Store};
+use crate::admin::Admin;
+use crate::config::wire::{self, Role};
+use crate::config::ConfigStore;
+use crate::metrics::METRICS;
+
+const POLL_EVERY: Duration = Duration::from_millis(250);
+const FLUSH_USAGE_EVERY: Duration = Duration::from_secs(10);
+const LONG_POLL_SECONDS: u64 = 25;
+
+#[derive(Debug, Clone)]
+pub enum Mode {
+    Embedded { database: String },
+    DataPlane { url: String, token: String },
+}
+
+pub struct ControlService {
+    pub config: Arc<ConfigStore>,
+    pub mode: Mode,
+    pub data_dir: PathBuf,
+    pub key: Arc<MasterKey>,
+    pub admin: Mutex<Option<(std::net::TcpListener, Admin)>>,
+}
+
+impl ControlService {
+    /// At start-up, before any listener serves: opens and migrates the store (a bad
+    /// `--database` fails the start with a message), creates the first admin token on a first
+    /// run, and returns the store's resources so the first snapshot already has them. A data
+    /// plane returns its persisted state, if any.
+    pub fn preflight(
+        mode: &Mode,
+        config_file: &std::path::Path,
+        data_dir: &std::path::Path,
+        key: &MasterKey,
+    ) -> anyhow::Result<Option<ControlState>> {
+        let dump = match mode {
+            Mode::Embedded { database } => {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async {
+                    let store = SqlStore::open(database).await?;
+                    bootstrap(&store, config_file, data_dir).await?;
+                    anyhow::Ok(store.dump().await?)
+                })?
+            }
+            Mode::DataPlane { .. } => {
+                match load_persisted(&data_dir.join("control-snapshot.json"))? {
+                    Some(dump) => {
+                        log::info!(
+                        "serving the persisted control-plane revision {} until the control plane answers",
+                        dump.revision
+                    );
+                        dump
+                    }
+                    None => return Ok(None),
+                }
+            }
+        };
+        let (state, problems) = ControlState::open(dump, key);
+        for p in problems {
+            log::error!("control plane: {p}");
+        }
+        Ok(Some(state))
+    }
+}
+
+#[async_trait]
+impl BackgroundService for ControlService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some((listener, admin)) = self.admin.lock().ok().and_then(|mut a| a.take()) else {
+            return;
+        };
+        let mut router = admin.router();
+        let stop = {
+            let mut s = shutdown.clone();
+            async move {
+                let _ = s.changed().await;
+            }
+        };
+        match &self.mode {
+            Mode::Embedded { database } => {
+                let store: Arc<dyn Store> = match SqlStore::open(database).await {
+                    Ok(s) => Arc::new(s),
+                    Err(e) => {
+                        log::error!("control plane: {e:#}");
+                        return;
+                    }
+                };
+                let (tx, _) = tokio::sync::watch::channel(self.config.snapshot().control_revision);
+                let cp = Arc::new(ControlPlane {
+                    store,
+                    key: self.key.clone(),
+                    config: self.config.clone(),
+                    revision: tx,
+                    changed: tokio::sync::Notify::new(),
+                });
+                if let Err(e) = cp.refresh().await {
+                    log::error!("control plane: {e}");
+                }
+                self.config.set_ready(true);
+                METRICS.config_synchronized.set(1);
+                router = router.merge(api::router(cp.clone()));
+                let follower = follow_store(cp.clone(), shutdown.clone());
+                let server = serve(listener, router, stop);
+                tokio::join!(follower, server);
+            }
+            Mode::DataPlane { url, token } => {
+                let follower = follow_remote(
+                    self.config.clone(),
+                    self.key.clone(),
+                    url.clone(),
+                    token.clone(),
+                    self.data_dir.join("control-snapshot.json"),
+                    shutdown.clone(),
+                );
+                let server = serve(listener, router, stop);
+                tokio::join!(follower, server);
+            }
+        }
+        let _ = shutdown.changed().await;
+    }
+}
+
+async fn serve(
+    listener: std::net::TcpListener,
+    router: axum::Router,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("admin listener: {e}");
+            return;
+        }
+    };
+    if let Err(e) = axum::serve(listener, router)
+        .with_graceful_shutdown(stop)
+        .await
+    {
+        log::error!("admin listener: {e}");
+    }
+}
+
+/// Keeps the embedded data plane on the store's newest revision and writes token uses.
+async fn follow_store(cp: Arc<ControlPlane>, mut shutdown: ShutdownWatch) {
+    let mut flushed = std::collections::BTreeMap::new();
+    let mut next_flush = tokio::time::Instant::now() + FLUSH_USAGE_EVERY;
+    loop {
+        tokio::select! {
+            _ = cp.changed.notified() => {}
+            _ = tokio::time::sleep(POLL_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+        match cp.store.revision().await {
+            Ok(rev) if rev != *cp.revision.borrow() => {
+                if let Err(e) = cp.refresh().await {
+                    log::warn!("control plane: {e}");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("control plane: {e}"),
+        }
+        if tokio::time::Instant::now() >= next_flush {
+            next_flush = tokio::time::Instant::now() + FLUSH_USAGE_EVERY;
+            let now = cp.config.usage.snapshot();
+            let changed: Vec<(String, u64)> = now
+                .iter()
+                .filter(|(k, v)| flushed.get(*k) != Some(*v))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect();
+            match cp.store.touch_tokens(&changed).await {
+                Ok(()) => flushed = now,
+                Err(e) => log::warn!("control plane: token last-use not written: {e}"),
+            }
+        }
+    }
+}
+
+/// First run: when no owner has the admin role, creates owner `admin` and a token for it,
+/// written to `data_dir/admin-token` (0600).
+async fn bootstrap(
+    store: &dyn Store,
+    config_file: &std::path::Path,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let file_admins = crate::config::read_file(config_file)
+        .map(|(c, _)| c.owners.iter().any(|o| o.role == Some(Role::Admin)))
+        .unwrap_or(false);
+    let stored = store.list(state::OWNER).await?;
+    let store_admins = stored.iter().any(|r| {
+        serde_json::from_value::<wire::Owner>(r.body.clone())
+            .is_ok_and(|o| o.role == Some(Role::Admin))
+    });
+    if file_admins || store_admins {
+        return Ok(());
+    }
+    let (token, id, digest) =
+        crate::auth::opaque::generate().map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+    let owner = wire::Owner {
+        name: "admin".into(),
+        enabled: true,
+        role: Some(Role::Admin),
+    };
+    let record = wire::Token {
+        id: id.clone(),
+        sha256: format!("sha256:{}", hex::encode(digest)),
+        name: Some("bootstrap-admin".into()),
+        owner: Some("admin".into()),
+        scopes: Vec::new(),
+        expires_at: None,
+        revoked_at: None,
+    };
+    let ops = vec![
+        Op::Create {
+            kind: state::OWNER.into(),
+            name: "admin".into(),
+            body: serde_json::to_value(&owner)?,
+        },
+        Op::Create {
+            kind: state::TOKEN.into(),
+            name: id,
+            body: serde_json::to_value(&record)?,
+        },
+    ];
+    match store.apply(&ops).await {
+        Ok(_) => {}
+        // Another replica bootstrapped first.
+        Err(super::store::StoreError::Conflict { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    let file = data_dir.join("admin-token");
+    std::fs::create_dir_all(data_dir)?;
+    let _ = std::fs::remove_file(&file);
+    crate::forward::ca::write_private(&file, format!("{token}\n").as_bytes())?;
+    log::warn!(
+        "first run: an admin token was written to {} — use it as SLUICE_ADMIN_TOKEN for the `sluice` CLI, then create your own and delete the file",
+        file.display()
+    );
+    Ok(())
+}
+
+/// Follows a remote control plane by long-poll; persists each good state.
+async fn follow_remote(
+    config: Arc<ConfigStore>,
+    key: Arc<MasterKey>,
+    url: String,
+    token: String,
+    persisted: PathBuf,
+    mut shutdown: ShutdownWatch,
+) {
+    // The persisted state (if any) was loaded at start-up.
+    let mut revision = config.snapshot().control_revision;
+    config.set_ready(revision > 0);
+    METRICS.config_synchronized.set(0);
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(LONG_POLL_SECONDS + 10))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("control-plane client: {e}");
+            return;
+        }
+    };
+    let base = url.trim_end_matches('/').to_owned();
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let wait = if revision == 0 { 0 } else { LONG_POLL_SECONDS };
+        let request = client
+            .get(format!("{base}/v1/snapshot?after={revision}&wait={wait}"))
+            .bearer_auth(&token)
+            .send();
+        let outcome = tokio::select! {
+            r = request => r,
+            _ = shutdown.changed() => return,
+        };
+        let ok = match outcome {
+            Ok(resp) if resp.status() == reqwest::StatusCode::NOT_MODIFIED => true,
+            Ok(resp) if resp.status().is_success() => match resp
+                .bytes()
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<Dump>(&b).map_err(|e| e.to_string()))
+            {
+                Ok(dump) => {
+                    let rev = dump.revision;
+                    if let Err(e) = persist(&persisted, &dump) {
+                        log::warn!("cannot persist the control-plane snapshot: {e:#}");
+                    }
+                    let (state, problems) = ControlState::open(dump, &key);
+                    for p in problems {
+                        log::error!("control plane revision {rev}: {p}");
+                    }
+                    match config.set_control(state) {
+                        crate::config::store::ReloadOutcome::Applied { .. } => {}
+                        other => log::error!("control plane revision {rev} not applied: {other:?}"),
+                    }
+                    revision = rev;
+                    config.set_ready(true);
+                    true
+                }
+                Err(e) => {
+                    log::warn!("control plane: bad snapshot: {e}");
+                    false
+                }
+            },
+            Ok(resp) => {
+                log::warn!("control plane {base}: {}", resp.status());
+                false
+            }
+            Err(e) => {
+                log::warn!("control plane {base} unreachable: {e}");
+                false
+            }
+        };
+        METRICS.config_synchronized.set(i64::from(ok));
+        METRICS.control_revision.set(revision as i64);
+        if ok {
+            backoff = Duration::from_millis(250);
+        } else {
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+fn load_persisted(file: &std::path::Path) -> anyhow::Result<Option<Dump>> {
+    match std::fs::read(file) {
+        Ok(bytes) => Ok(Some(
+            serde_json::from_slice(&bytes).context("not a snapshot")?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Atomically (temp file, then rename), readable by the owner only.
+fn persist(file: &std::path::Path, dump: &Dump) -> anyhow::Result<()> {
+    let tmp = file.with_extension("json.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    crate::forward::ca::write_private(&tmp, &serde_json::to_vec(dump)?)?;
+    std::fs::rename(&tmp, file)?;
+    Ok(())
+}

@@ -1,0 +1,331 @@
+//! The control plane's store: every dynamic resource as a JSON document keyed by (kind, name),
+//! one global revision bumped in the same transaction as every change, and token last-use
+//! times (which are not configuration: they never bump the revision).
+//!
+//! One implementation over sqlx's `Any` driver serves both backends with the same SQL: SQLite
+//! (`sqlite://…`, the embedded default under the data dir) and PostgreSQL (`postgres://…`, for
+//! several control-plane replicas). Schema migrations are versioned and applied at start.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use sqlx::Row;
+use std::collections::HashMap;
+
+/// A stored resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    pub kind: String,
+    pub name: String,
+    pub body: serde_json::Value,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Every resource at one revision.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Dump {
+    pub revision: u64,
+    pub resources: Vec<Resource>,
+}
+
+/// One change; `apply` runs a list of them in one transaction under one new revision.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Create {
+        kind: String,
+        name: String,
+        body: serde_json::Value,
+    },
+    Update {
+        kind: String,
+        name: String,
+        body: serde_json::Value,
+    },
+    Delete {
+        kind: String,
+        name: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{kind} `{name}` already exists")]
+    Conflict { kind: String, name: String },
+    #[error("{kind} `{name}` does not exist")]
+    NotFound { kind: String, name: String },
+    #[error("store: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("store: {0}")]
+    Corrupt(String),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    async fn revision(&self) -> Result<u64, StoreError>;
+    /// Applies `ops` atomically and returns the new revision.
+    async fn apply(&self, ops: &[Op]) -> Result<u64, StoreError>;
+    async fn get(&self, kind: &str, name: &str) -> Result<Option<Resource>, StoreError>;
+    async fn list(&self, kind: &str) -> Result<Vec<Resource>, StoreError>;
+    /// Every resource and the revision they belong to, read in one transaction.
+    async fn dump(&self) -> Result<Dump, StoreError>;
+    /// Records token uses (batched by the caller; newest wins).
+    async fn touch_tokens(&self, uses: &[(String, u64)]) -> Result<(), StoreError>;
+    async fn tokens_last_used(&self) -> Result<HashMap<String, u64>, StoreError>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct SqlStore {
+    pool: AnyPool,
+    pub backend: Backend,
+}
+
+/// Versioned schema: entry `i` upgrades version `i` to `i + 1`. Portable SQL only.
+const MIGRATIONS: &[&[&str]] = &[&[
+    "CREATE TABLE sluice_resources (kind TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, PRIMARY KEY (kind, name))",
+    "CREATE TABLE sluice_revision (id BIGINT PRIMARY KEY, value BIGINT NOT NULL)",
+    "INSERT INTO sluice_revision (id, value) VALUES (1, 0)",
+    "CREATE TABLE sluice_token_usage (id TEXT PRIMARY KEY, last_used_at BIGINT NOT NULL)",
+]];
+
+/// Arbitrary key for PostgreSQL's advisory lock around migrations (replicas start together).
+const MIGRATION_LOCK: i64 = 0x51_1ce;
+
+impl SqlStore {
+    /// Connects to `url` (`sqlite://PATH` or `postgres://…`) and migrates the schema.
+    pub async fn open(url: &str) -> anyhow::Result<SqlStore> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            anyhow::bail!("--database must be sqlite://PATH or postgres://…, not `{url}`");
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_owned(),
+        };
+        // SQLite allows one writer: one connection avoids SQLITE_BUSY instead of retrying it.
+        let max = if backend == Backend::Sqlite { 1 } else { 8 };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(&url)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the store: {e}"))?;
+        let store = SqlStore { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> anyhow::Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+                .execute(&mut *conn)
+                .await?;
+        }
+        let result = async {
+            sqlx::query("CREATE TABLE IF NOT EXISTS sluice_schema (version BIGINT NOT NULL)")
+                .execute(&mut *conn)
+                .await?;
+            let row = sqlx::query("SELECT MAX(version) AS v FROM sluice_schema")
+                .fetch_one(&mut *conn)
+                .await?;
+            let current = row.try_get::<Option<i64>, _>("v")?.unwrap_or(0) as usize;
+            for (i, statements) in MIGRATIONS.iter().enumerate().skip(current) {
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                for sql in *statements {
+                    sqlx::query(sql).execute(&mut *tx).await?;
+                }
+                sqlx::query(&format!(
+                    "INSERT INTO sluice_schema (version) VALUES ({})",
+                    i + 1
+                ))
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                log::info!("store schema migrated to version {}", i + 1);
+            }
+            Ok::<_, sqlx::Error>(())
+        }
+        .await;
+        if self.backend == Backend::Postgres {
+            sqlx::query(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+                .execute(&mut *conn)
+                .await?;
+        }
+        result.map_err(|e| anyhow::anyhow!("store migration failed: {e}"))
+    }
+}
+
+fn row_to_resource(row: &sqlx::any::AnyRow) -> Result<Resource, StoreError> {
+    let body: String = row.try_get("body")?;
+    Ok(Resource {
+        kind: row.try_get("kind")?,
+        name: row.try_get("name")?,
+        body: serde_json::from_str(&body)
+            .map_err(|e| StoreError::Corrupt(format!("resource body: {e}")))?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn now() -> i64 {
+    crate::clock::unix_now() as i64
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn revision(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT value FROM sluice_revision WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("value")? as u64)
+    }
+
+    async fn apply(&self, ops: &[Op]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Taking the revision row first serializes writers (PostgreSQL row lock).
+        let row = sqlx::query(
+            "UPDATE sluice_revision SET value = value + 1 WHERE id = 1 RETURNING value",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let revision = row.try_get::<i64, _>("value")? as u64;
+        let ts = now();
+        for op in ops {
+            match op {
+                Op::Create { kind, name, body } => {
+                    let exists = sqlx::query(
+                        "SELECT 1 AS one FROM sluice_resources WHERE kind = $1 AND name = $2",
+                    )
+                    .bind(kind.as_str())
+                    .bind(name.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if exists.is_some() {
+                        return Err(StoreError::Conflict {
+                            kind: kind.clone(),
+                            name: name.clone(),
+                        });
+                    }
+                    sqlx::query("INSERT INTO sluice_resources (kind, name, body, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(kind.as_str())
+                        .bind(name.as_str())
+                        .bind(body.to_string())
+                        .bind(ts)
+                        .bind(ts)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Op::Update { kind, name, body } => {
+                    let done = sqlx::query("UPDATE sluice_resources SET body = $1, updated_at = $2 WHERE kind = $3 AND name = $4")
+                        .bind(body.to_string())
+                        .bind(ts)
+                        .bind(kind.as_str())
+                        .bind(name.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::NotFound {
+                            kind: kind.clone(),
+                            name: name.clone(),
+                        });
+                    }
+                }
+                Op::Delete { kind, name } => {
+                    let done =
+                        sqlx::query("DELETE FROM sluice_resources WHERE kind = $1 AND name = $2")
+                            .bind(kind.as_str())
+                            .bind(name.as_str())
+                            .execute(&mut *tx)
+                            .await?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::NotFound {
+                            kind: kind.clone(),
+                            name: name.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(revision)
+    }
+
+    async fn get(&self, kind: &str, name: &str) -> Result<Option<Resource>, StoreError> {
+        let row = sqlx::query("SELECT kind, name, body, created_at, updated_at FROM sluice_resources WHERE kind = $1 AND name = $2")
+            .bind(kind)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(row_to_resource).transpose()
+    }
+
+    async fn list(&self, kind: &str) -> Result<Vec<Resource>, StoreError> {
+        let rows = sqlx::query("SELECT kind, name, body, created_at, updated_at FROM sluice_resources WHERE kind = $1 ORDER BY name")
+            .bind(kind)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(row_to_resource).collect()
+    }
+
+    async fn dump(&self) -> Result<Dump, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let row = sqlx::query("SELECT value FROM sluice_revision WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let revision = row.try_get::<i64, _>("value")? as u64;
+        let rows = sqlx::query("SELECT kind, name, body, created_at, updated_at FROM sluice_resources ORDER BY kind, name")
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Dump {
+            revision,
+            resources: rows.iter().map(row_to_resource).collect::<Result<_, _>>()?,
+        })
+    }
+
+    async fn touch_tokens(&self, uses: &[(String, u64)]) -> Result<(), StoreError> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for (id, at) in uses {
+            sqlx::query("INSERT INTO sluice_token_usage (id, last_used_at) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET last_used_at = excluded.last_used_at WHERE excluded.last_used_at > sluice_token_usage.last_used_at")
+                .bind(id.as_str())
+                .bind(*at as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn tokens_last_used(&self) -> Result<HashMap<String, u64>, StoreError> {
+        let rows = sqlx::query("SELECT id, last_used_at FROM sluice_token_usage")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    r.try_get::<i64, _>("last_used_at")? as u64,
+                ))
+            })
+            .collect()
+    }
+}
