@@ -62,6 +62,8 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
             }),
         },
     };
+    std::fs::create_dir_all(&file_config.data_dir)
+        .with_context(|| format!("data_dir: cannot create {}", file_config.data_dir.display()))?;
     let key = Arc::new(MasterKey::load_or_create(&file_config.data_dir)?);
     let control = ControlService::preflight(&mode, config_file, &file_config.data_dir, &key)?;
     let (store, config) = ConfigStore::open(config_file, control).map_err(|errors| {

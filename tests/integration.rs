@@ -7,6 +7,8 @@ mod common;
 mod accounting;
 #[path = "integration/conf_files.rs"]
 mod conf_files;
+#[path = "integration/control.rs"]
+mod control;
 #[path = "integration/forward.rs"]
 mod forward;
 #[path = "integration/https_upstream.rs"]

@@ -117,6 +117,8 @@ pub struct Sluice {
     pub admin: u16,
     /// The forward-proxy listener, when started with `start_forward`.
     pub forward: Option<u16>,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub proc: Proc,
@@ -129,15 +131,20 @@ impl Sluice {
     }
 
     pub fn start_with_env(dynamic: &str, env: &[(&str, &str)]) -> Sluice {
-        Self::launch(dynamic, env, None)
+        Self::launch(dynamic, env, None, &[])
+    }
+
+    /// Starts `sluice serve` with extra arguments (e.g. `--database`, `--control-plane`).
+    pub fn start_args(dynamic: &str, env: &[(&str, &str)], args: &[&str]) -> Sluice {
+        Self::launch(dynamic, env, None, args)
     }
 
     /// Starts Sluice with the forward-proxy listener on too.
     pub fn start_forward(dynamic: &str, env: &[(&str, &str)]) -> Sluice {
-        Self::launch(dynamic, env, Some(free_port()))
+        Self::launch(dynamic, env, Some(free_port()), &[])
     }
 
-    fn launch(dynamic: &str, env: &[(&str, &str)], forward: Option<u16>) -> Sluice {
+    fn launch(dynamic: &str, env: &[(&str, &str)], forward: Option<u16>, args: &[&str]) -> Sluice {
         let dir = tempfile::tempdir().expect("tempdir");
         let (port, admin) = (free_port(), free_port());
         let config = dir.path().join("sluice.yaml");
@@ -146,30 +153,93 @@ impl Sluice {
             Self::render(port, admin, forward, dir.path(), dynamic),
         )
         .expect("write config");
-        let log = dir.path().join("sluice.log");
-        let out = std::fs::File::create(&log).expect("log file");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let proc = Self::spawn(
+            &config,
+            &env,
+            &args,
+            dir.path(),
+            [Some(admin), Some(port), forward],
+        );
+        Sluice {
+            port,
+            admin,
+            forward,
+            env,
+            args,
+            dir,
+            config,
+            proc,
+        }
+    }
+
+    fn spawn(
+        config: &Path,
+        env: &[(String, String)],
+        args: &[String],
+        dir: &Path,
+        ports: [Option<u16>; 3],
+    ) -> Proc {
+        let log = dir.join("sluice.log");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
         let mut child = Command::new(sluice_bin())
             .args(["serve", "--config"])
-            .arg(&config)
-            .envs(env.iter().copied())
+            .arg(config)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(out)
             .spawn()
             .expect("spawn sluice");
-        wait_for_port(admin, &mut child, "sluice admin", &log);
-        wait_for_port(port, &mut child, "sluice proxy", &log);
-        if let Some(fwd) = forward {
-            wait_for_port(fwd, &mut child, "sluice forward proxy", &log);
+        for (port, what) in
+            ports
+                .iter()
+                .zip(["sluice admin", "sluice proxy", "sluice forward proxy"])
+        {
+            if let Some(port) = port {
+                wait_for_port(*port, &mut child, what, &log);
+            }
         }
-        Sluice {
-            port,
-            admin,
-            forward,
-            dir,
-            config,
-            proc: Proc { child, log },
-        }
+        Proc { child, log }
+    }
+
+    /// Stops the process and starts it again on the same ports, config and data dir.
+    pub fn relaunch(&mut self) {
+        self.stop();
+        self.proc = Self::spawn(
+            &self.config,
+            &self.env,
+            &self.args,
+            self.dir.path(),
+            [Some(self.admin), Some(self.port), self.forward],
+        );
+    }
+
+    /// Kills the process (it stays down until `relaunch`).
+    pub fn stop(&mut self) {
+        let _ = self.proc.child.kill();
+        let _ = self.proc.child.wait();
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin)
+    }
+
+    /// The first-run admin token (written by the embedded control plane).
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("data/admin-token"))
+            .expect("admin-token")
+            .trim()
+            .to_owned()
     }
 
     fn render(port: u16, admin: u16, forward: Option<u16>, dir: &Path, dynamic: &str) -> String {

@@ -1,0 +1,707 @@
+//! The control plane: the store suite on both backends, the admin API's roles, secrets at
+//! rest, bad input, and a multi-node setup (two control-plane replicas on PostgreSQL, two data
+//! planes following them) driven by the `sluice` CLI.
+
+use crate::common::*;
+use serde_json::{json, Value};
+use sluice::control::store::{Op, SqlStore, Store, StoreError};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const MASTER: &str = "c2x1aWNlLXRlc3QtbWFzdGVyLWtleS0zMi1ieXRlcyE="; // 32 bytes, base64
+
+/// A fresh PostgreSQL database on the machine's server, dropped afterwards.
+pub struct PgDatabase {
+    pub url: String,
+    name: String,
+}
+
+fn psql(sql: &str) {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qc",
+            sql,
+        ])
+        .output()
+        .expect("psql (the PostgreSQL tests need the machine's server on 127.0.0.1:5432)");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl PgDatabase {
+    pub fn create() -> PgDatabase {
+        let mut b = [0u8; 6];
+        getrandom::fill(&mut b).expect("random");
+        let name = format!("sluice_t_{}", hex::encode(b));
+        psql(&format!("CREATE DATABASE {name}"));
+        PgDatabase {
+            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            name,
+        }
+    }
+
+    /// Every resource body, as stored.
+    pub fn bodies(&self) -> String {
+        let out = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                &self.name,
+                "-Atc",
+                "SELECT kind, name, body FROM sluice_resources",
+            ])
+            .output()
+            .expect("psql");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
+            .arg(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .output();
+    }
+}
+
+fn create(kind: &str, name: &str, body: Value) -> Op {
+    Op::Create {
+        kind: kind.into(),
+        name: name.into(),
+        body,
+    }
+}
+
+/// The same checks on every backend.
+async fn store_suite(url: &str) {
+    let store = SqlStore::open(url).await.expect("open");
+    assert_eq!(store.revision().await.unwrap(), 0);
+    let r1 = store
+        .apply(&[create("provider", "a", json!({"n": 1}))])
+        .await
+        .unwrap();
+    assert_eq!(r1, 1);
+    let got = store.get("provider", "a").await.unwrap().expect("stored");
+    assert_eq!(got.body, json!({"n": 1}));
+    assert!(got.created_at > 0);
+    // A conflict rolls the whole change back, revision included.
+    let err = store
+        .apply(&[
+            create("provider", "b", json!({})),
+            create("provider", "a", json!({})),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    assert_eq!(store.revision().await.unwrap(), 1);
+    assert!(store.get("provider", "b").await.unwrap().is_none());
+    // Several changes, one revision.
+    let r2 = store
+        .apply(&[
+            create("provider", "b", json!({"n": 2})),
+            Op::Update {
+                kind: "provider".into(),
+                name: "a".into(),
+                body: json!({"n": 3}),
+            },
+            create("secret", "K", json!({"sealed": "x"})),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(r2, 2);
+    let names: Vec<String> = store
+        .list("provider")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    let missing = store
+        .apply(&[Op::Update {
+            kind: "provider".into(),
+            name: "zz".into(),
+            body: json!({}),
+        }])
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, StoreError::NotFound { .. }));
+    let r3 = store
+        .apply(&[Op::Delete {
+            kind: "provider".into(),
+            name: "b".into(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(r3, 3);
+    let dump = store.dump().await.unwrap();
+    assert_eq!(dump.revision, 3);
+    assert_eq!(dump.resources.len(), 2);
+    // Token uses: newest wins, and they are not a revision.
+    store
+        .touch_tokens(&[("t1".into(), 100), ("t2".into(), 50)])
+        .await
+        .unwrap();
+    store
+        .touch_tokens(&[("t1".into(), 90), ("t2".into(), 60)])
+        .await
+        .unwrap();
+    let used = store.tokens_last_used().await.unwrap();
+    assert_eq!((used["t1"], used["t2"]), (100, 60));
+    assert_eq!(store.revision().await.unwrap(), 3);
+    drop(store);
+    // Reopening re-runs no migration and keeps everything.
+    let again = SqlStore::open(url).await.expect("reopen");
+    assert_eq!(again.revision().await.unwrap(), 3);
+    assert_eq!(
+        again.get("provider", "a").await.unwrap().unwrap().body,
+        json!({"n": 3})
+    );
+}
+
+#[tokio::test]
+async fn store_suite_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    store_suite(&format!("sqlite://{}", dir.path().join("s.db").display())).await;
+}
+
+#[tokio::test]
+async fn store_suite_postgres() {
+    let db = PgDatabase::create();
+    store_suite(&db.url).await;
+}
+
+#[tokio::test]
+async fn postgres_replicas_get_one_revision_per_change() {
+    let db = PgDatabase::create();
+    let (a, b) = (
+        SqlStore::open(&db.url).await.unwrap(),
+        SqlStore::open(&db.url).await.unwrap(),
+    );
+    async fn run(s: &SqlStore, who: &str) -> Vec<u64> {
+        let mut revs = Vec::new();
+        for i in 0..20 {
+            revs.push(
+                s.apply(&[create("token", &format!("{who}{i}"), json!({}))])
+                    .await
+                    .unwrap(),
+            );
+        }
+        revs
+    }
+    let (ra, rb) = tokio::join!(run(&a, "a"), run(&b, "b"));
+    let mut all: Vec<u64> = ra.into_iter().chain(rb).collect();
+    all.sort();
+    assert_eq!(all, (1..=40).collect::<Vec<u64>>());
+    assert_eq!(b.list("token").await.unwrap().len(), 40);
+}
+
+/// Calls the admin API; returns (status, JSON body).
+async fn api(
+    sluice_admin: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let c = reqwest::Client::new();
+    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = c.request(m, format!("{sluice_admin}{path}"));
+    if !token.is_empty() {
+        req = req.bearer_auth(token);
+    }
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_owned());
+    }
+    let r = req.send().await.expect("admin API");
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn new_token_for(admin: &str, root: &str, owner: &str, role: Option<&str>) -> String {
+    let (s, v) = api(
+        admin,
+        root,
+        "POST",
+        "/v1/owners",
+        Some(&json!({"name": owner, "role": role}).to_string()),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = api(
+        admin,
+        root,
+        "POST",
+        "/v1/tokens",
+        Some(&json!({"name": owner, "owner": owner}).to_string()),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    v["token"].as_str().expect("token").to_owned()
+}
+
+#[tokio::test]
+async fn roles_secrets_at_rest_and_bad_input() {
+    let mock = Mock::start(&[]);
+    let sluice = Sluice::start_with_env("", &[("SLUICE_MASTER_KEY", MASTER)]);
+    let admin = sluice.admin_url();
+    let root = sluice.admin_token();
+    let mut tokens = vec![("admin", root.clone())];
+    for (owner, role) in [
+        ("op", Some("operator")),
+        ("view", Some("viewer")),
+        ("dp", Some("dataplane")),
+        ("nobody", None),
+    ] {
+        tokens.push((owner, new_token_for(&admin, &root, owner, role).await));
+    }
+
+    // Each role against each endpoint family.
+    let url = mock.url();
+    for (who, token) in &tokens {
+        let n = format!("{who}-x");
+        let upper = n.to_uppercase().replace('-', "_");
+        let cases: Vec<(&str, String, Option<String>, [u16; 5])> = vec![
+            //                                                        admin op   view  dp   nobody
+            (
+                "GET",
+                "/v1/providers".into(),
+                None,
+                [200, 200, 200, 403, 403],
+            ),
+            (
+                "POST",
+                "/v1/secrets".into(),
+                Some(json!({"name": upper, "value": "sk-role-test-value"}).to_string()),
+                [201, 201, 403, 403, 403],
+            ),
+            (
+                "POST",
+                "/v1/providers".into(),
+                Some(
+                    json!({"name": n, "kind": "openai", "base_url": url, "credentials": "byok"})
+                        .to_string(),
+                ),
+                [201, 403, 403, 403, 403],
+            ),
+            ("GET", "/v1/secrets".into(), None, [200, 200, 200, 403, 403]),
+            (
+                "POST",
+                "/v1/tokens".into(),
+                Some("{}".into()),
+                [201, 201, 403, 403, 403],
+            ),
+            ("GET", "/v1/tokens".into(), None, [200, 200, 200, 403, 403]),
+            (
+                "GET",
+                "/v1/snapshot".into(),
+                None,
+                [200, 403, 403, 200, 403],
+            ),
+            (
+                "POST",
+                "/v1/owners".into(),
+                Some(json!({"name": format!("o-{who}")}).to_string()),
+                [201, 403, 403, 403, 403],
+            ),
+            ("GET", "/v1/issuers".into(), None, [200, 200, 200, 403, 403]),
+            ("GET", "/v1/routes".into(), None, [200, 200, 200, 403, 403]),
+        ];
+        let col = ["admin", "op", "view", "dp", "nobody"]
+            .iter()
+            .position(|w| w == who)
+            .unwrap();
+        for (method, path, body, want) in cases {
+            let (status, v) = api(&admin, token, method, &path, body.as_deref()).await;
+            assert_eq!(status, want[col], "{who} {method} {path}: {v}");
+            if status == 403 {
+                assert_eq!(v["error"]["code"], "forbidden", "{v}");
+            }
+        }
+    }
+    // No token, a bad token: 401 with a challenge.
+    let r = reqwest::get(format!("{admin}/v1/providers")).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    let (s, _) = api(
+        &admin,
+        "sluice_AAAAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB000000",
+        "GET",
+        "/v1/providers",
+        None,
+    )
+    .await;
+    assert_eq!(s, 401);
+
+    // Secrets: no one can read a value back; the store file never holds it.
+    let (s, v) = api(&admin, &root, "GET", "/v1/secrets/ADMIN_X", None).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v.get("value").is_none() && v.get("sealed").is_none(), "{v}");
+    assert_eq!(v["scopes"], json!(["gateway"]));
+    let listed = api(&admin, &root, "GET", "/v1/secrets", None)
+        .await
+        .1
+        .to_string();
+    assert!(
+        !listed.contains("sk-role-test-value") && !listed.contains("sealed"),
+        "{listed}"
+    );
+    let db = std::fs::read(sluice.dir.path().join("data/sluice.db")).unwrap();
+    let needle = b"sk-role-test-value";
+    assert!(
+        !db.windows(needle.len()).any(|w| w == needle),
+        "plaintext secret in the SQLite file"
+    );
+    assert!(!sluice.proc.log_text().contains("sk-role-test-value"));
+
+    // Bad input: rejected with the field named, nothing changed.
+    let before = api(&admin, &root, "GET", "/readyz", None).await.1["control_revision"].clone();
+    let bad: Vec<(&str, &str, String, u16, &str)> = vec![
+        ("POST", "/v1/providers", "{not json".into(), 400, ""),
+        ("POST", "/v1/providers", json!({"name": "p9", "kind": "openai", "base_url": url, "bogus": 1}).to_string(), 400, "bogus"),
+        ("POST", "/v1/providers", json!({"name": "p9", "kind": "gpt", "base_url": url}).to_string(), 400, "kind"),
+        ("POST", "/v1/providers", json!({"name": "OpenAI", "kind": "openai", "base_url": url, "credentials": "byok"}).to_string(), 400, "name"),
+        ("POST", "/v1/secrets", json!({"name": "lower_case", "value": "v"}).to_string(), 400, "name"),
+        ("POST", "/v1/secrets", json!({"name": "OK_NAME", "value": "v", "scopes": ["nope"]}).to_string(), 400, "scopes[0]"),
+        ("POST", "/v1/providers", json!({"name": "admin-x", "kind": "openai", "base_url": url, "credentials": "byok"}).to_string(), 409, "name"),
+        ("POST", "/v1/providers", json!({"name": "p9", "kind": "openai", "base_url": url, "keys": [{"id": "k", "secret_ref": "secret:MISSING"}]}).to_string(), 422, "store:provider/p9.keys[0].secret_ref"),
+        ("POST", "/v1/routes", json!({"prefix": "/r9", "provider": "no-such"}).to_string(), 422, "store:route//r9.provider"),
+        ("PUT", "/v1/providers/admin-x", json!({"name": "renamed", "kind": "openai", "base_url": url, "credentials": "byok"}).to_string(), 400, "name"),
+        ("POST", "/v1/tokens", json!({"expires_in": "soon"}).to_string(), 400, "expires_in"),
+    ];
+    for (method, path, body, want, field) in bad {
+        let (s, v) = api(&admin, &root, method, path, Some(&body)).await;
+        assert_eq!(s, want, "{method} {path} {body}: {v}");
+        if !field.is_empty() {
+            assert_eq!(v["error"]["field"], field, "{body}: {v}");
+        }
+    }
+    let after = api(&admin, &root, "GET", "/readyz", None).await.1["control_revision"].clone();
+    assert_eq!(before, after, "a refused change bumped the revision");
+    let (_, providers) = api(&admin, &root, "GET", "/v1/providers", None).await;
+    assert_eq!(
+        providers["items"].as_array().map(Vec::len),
+        Some(1),
+        "{providers}"
+    );
+
+    // The OpenAPI document is served, and names a permission for each operation.
+    let (s, doc) = api(&admin, "", "GET", "/v1/openapi.json", None).await;
+    assert_eq!(s, 200);
+    let paths = doc["paths"].as_object().expect("paths");
+    for p in [
+        "/v1/providers",
+        "/v1/providers/{name}/keys",
+        "/v1/secrets/{name}",
+        "/v1/tokens/{id}/rotate",
+        "/v1/snapshot",
+        "/v1/routes/{prefix}",
+    ] {
+        assert!(paths.contains_key(p), "{p} missing from openapi.json");
+    }
+    for (path, ops) in paths {
+        for (method, op) in ops.as_object().unwrap() {
+            if let Some(perm) = op["x-permission"].as_str() {
+                assert!(
+                    sluice::control::rbac::PERMISSIONS.contains(&perm),
+                    "{method} {path}: {perm}"
+                );
+            }
+        }
+    }
+}
+
+/// Runs the `sluice` CLI against an admin API.
+fn cli(admin: &str, token: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = Command::new(sluice_bin())
+        .args(args)
+        .env("SLUICE_ADMIN_URL", admin)
+        .env("SLUICE_ADMIN_TOKEN", token)
+        .envs(env.iter().copied())
+        .output()
+        .expect("sluice cli");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "sluice {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+async fn status_with(port: u16, token: &str) -> u16 {
+    client()
+        .post(format!("http://127.0.0.1:{port}/llm/v1/chat/completions"))
+        .bearer_auth(token)
+        .body(CHAT)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// Waits until `port` answers `want` for `token`; returns how long it took.
+async fn until_status(port: u16, token: &str, want: u16) -> Duration {
+    let started = Instant::now();
+    while status_with(port, token).await != want {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "port {port} never answered {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    started.elapsed()
+}
+
+async fn readyz(admin: &str) -> Value {
+    match reqwest::get(format!("{admin}/readyz")).await {
+        Ok(r) => r.json().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn multi_node_postgres_with_two_data_planes() {
+    let db = PgDatabase::create();
+    let mock = Mock::start(&[]);
+    let env = [("SLUICE_MASTER_KEY", MASTER)];
+    let cp1 = Sluice::start_args("", &env, &["--database", &db.url]);
+    let cp2 = Sluice::start_args("", &env, &["--database", &db.url]);
+    let (a1, a2) = (cp1.admin_url(), cp2.admin_url());
+    let root = cp1.admin_token();
+
+    // A provider whose key is a secret in the store, a route, and the data planes' identity.
+    let k1 = "sk-pool-key-one-111111";
+    let k2 = "sk-pool-key-two-222222";
+    let (s, v) = api(
+        &a1,
+        &root,
+        "POST",
+        "/v1/secrets",
+        Some(&json!({"name": "LLM_K1", "value": k1}).to_string()),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let provider = json!({"name": "llm", "kind": "openai", "base_url": mock.url(), "keys": [{"id": "k1", "secret_ref": "secret:LLM_K1"}]});
+    assert_eq!(
+        api(
+            &a1,
+            &root,
+            "POST",
+            "/v1/providers",
+            Some(&provider.to_string())
+        )
+        .await
+        .0,
+        201
+    );
+    let route = json!({"prefix": "/llm", "provider": "llm", "auth": "token"});
+    assert_eq!(
+        api(&a1, &root, "POST", "/v1/routes", Some(&route.to_string()))
+            .await
+            .0,
+        201
+    );
+    let dp_token = new_token_for(&a1, &root, "edge", Some("dataplane")).await;
+    let dp_args = ["--control-plane", a1.as_str(), "--token", dp_token.as_str()];
+    let mut dp1 = Sluice::start_args("", &env, &dp_args);
+    let dp2 = Sluice::start_args("", &env, &dp_args);
+
+    // A token created with the CLI works on both data planes.
+    let out = cli(
+        &a1,
+        &root,
+        &["token", "create", "--name", "agent", "--output", "json"],
+        &[],
+    );
+    let created: Value = serde_json::from_str(&out).expect("json");
+    let agent = created["token"].as_str().expect("token").to_owned();
+    let id = created["id"].as_str().expect("id").to_owned();
+    let t1 = until_status(dp1.port, &agent, 200).await;
+    let t2 = until_status(dp2.port, &agent, 200).await;
+    eprintln!("token created → accepted on data planes: {t1:?}, {t2:?}");
+    assert!(t1.max(t2) < Duration::from_secs(3), "{t1:?} {t2:?}");
+    // The second replica sees the first one's writes.
+    let listed = cli(&a2, &root, &["token", "list"], &[]);
+    assert!(listed.contains(&id) && listed.contains("agent"), "{listed}");
+
+    // Revoked with the CLI: refused on both.
+    let victim: Value = serde_json::from_str(&cli(
+        &a1,
+        &root,
+        &["token", "create", "--name", "victim", "-o", "json"],
+        &[],
+    ))
+    .unwrap();
+    let victim_token = victim["token"].as_str().unwrap().to_owned();
+    until_status(dp1.port, &victim_token, 200).await;
+    until_status(dp2.port, &victim_token, 200).await;
+    cli(
+        &a1,
+        &root,
+        &["token", "revoke", victim["id"].as_str().unwrap()],
+        &[],
+    );
+    let r1 = until_status(dp1.port, &victim_token, 401).await;
+    let r2 = until_status(dp2.port, &victim_token, 401).await;
+    eprintln!("token revoked → refused on data planes: {r1:?}, {r2:?}");
+    assert!(r1.max(r2) < Duration::from_secs(3));
+
+    // Key rotation through the CLI under load: zero non-2xx.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for port in [dp1.port, dp2.port, dp1.port, dp2.port] {
+        let (stop, agent) = (stop.clone(), agent.clone());
+        load.push(tokio::spawn(async move {
+            let (mut ok, mut bad) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match status_with(port, &agent).await {
+                    200 => ok += 1,
+                    other => bad.push(other),
+                }
+            }
+            (ok, bad)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cli(
+        &a1,
+        &root,
+        &[
+            "provider",
+            "key",
+            "add",
+            "llm",
+            "--id",
+            "k2",
+            "--value-env",
+            "NEW_KEY",
+            "--weight",
+            "1",
+        ],
+        &[("NEW_KEY", k2)],
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cli(
+        &a1,
+        &root,
+        &["key", "set", "llm", "k1", "--weight", "0"],
+        &[],
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cli(&a1, &root, &["provider", "key", "remove", "llm", "k1"], &[]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut total, mut failures) = (0u32, Vec::new());
+    for l in load {
+        let (ok, bad) = l.await.unwrap();
+        total += ok;
+        failures.extend(bad);
+    }
+    assert!(total > 100, "too little load: {total}");
+    assert!(
+        failures.is_empty(),
+        "{} non-2xx during rotation: {failures:?}",
+        failures.len()
+    );
+    assert!(mock.seen(&format!("authorization: Bearer {k2}")).await > 0);
+    let secrets = cli(&a1, &root, &["secret", "list"], &[]);
+    assert!(
+        secrets.contains("LLM_K2_KEY") && secrets.contains("managed-by=sluice"),
+        "{secrets}"
+    );
+
+    // Propagation: write → serving on both data planes.
+    let mut delays = Vec::new();
+    for i in 0..20 {
+        let started = Instant::now();
+        let (s, v) = api(
+            &a1,
+            &root,
+            "POST",
+            "/v1/tokens",
+            Some(&json!({"name": format!("p{i}")}).to_string()),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+        let rev = v["revision"].as_u64().unwrap();
+        for dp in [&dp1, &dp2] {
+            while readyz(&dp.admin_url()).await["control_revision"]
+                .as_u64()
+                .unwrap_or(0)
+                < rev
+            {
+                assert!(started.elapsed() < Duration::from_secs(10));
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        delays.push(started.elapsed());
+    }
+    delays.sort();
+    eprintln!(
+        "revision propagation to both data planes: p50 {:?}, p99/max {:?}",
+        delays[9], delays[19]
+    );
+    assert!(delays[19] < Duration::from_secs(2));
+
+    // No plaintext key in any database row.
+    let rows = db.bodies();
+    assert!(rows.contains("LLM_K1") || rows.contains("LLM_K2_KEY"));
+    assert!(
+        !rows.contains(k1) && !rows.contains(k2),
+        "plaintext key in the database"
+    );
+
+    // The control plane goes away: the data planes keep serving, and say they are not in sync.
+    drop(cp1);
+    drop(cp2);
+    assert_eq!(status_with(dp1.port, &agent).await, 200);
+    assert_eq!(status_with(dp2.port, &agent).await, 200);
+    let started = Instant::now();
+    while dp1.metric("sluice_config_synchronized").await != 0.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still synchronized?"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A data plane restarted meanwhile comes up from its persisted snapshot.
+    dp1.relaunch();
+    assert_eq!(
+        status_with(dp1.port, &agent).await,
+        200,
+        "{}",
+        dp1.proc.log_text()
+    );
+    assert_eq!(dp1.metric("sluice_config_synchronized").await, 0.0);
+    let persisted =
+        std::fs::read_to_string(dp1.dir.path().join("data/control-snapshot.json")).unwrap();
+    assert!(
+        !persisted.contains(k2),
+        "plaintext key in the persisted snapshot"
+    );
+}
