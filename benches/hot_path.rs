@@ -299,5 +299,77 @@ forward:
     g.finish();
 }
 
-criterion_group!(benches, pick, request_path, auth, forward);
+/// A large configuration: 100 providers × 10 keys (secrets from the store), 100 routes, 10,000
+/// opaque tokens. The budget for a full build is 50 ms; serving never waits for it (the
+/// build happens off the request path and is published with one pointer swap).
+fn large_config() -> (sluice::config::wire::Config, BuildContext) {
+    use sluice::config::wire;
+    let mut yaml = String::from("providers:\n");
+    let mut secrets = std::collections::HashMap::new();
+    for p in 0..100 {
+        yaml.push_str(&format!(
+            "  - {{ name: p{p}, kind: openai, base_url: \"https://p{p}.example\", keys: ["
+        ));
+        for k in 0..10 {
+            let name = format!("P{p}_K{k}");
+            secrets.insert(
+                name.clone(),
+                sluice::secrets::Secret::new(format!("sk-bench-{p}-{k}-0123456789")),
+            );
+            yaml.push_str(&format!(
+                "{{ id: k{k}, secret_ref: \"secret:{name}\", weight: {} }}, ",
+                k + 1
+            ));
+        }
+        yaml.push_str("] }\n");
+    }
+    yaml.push_str("routes:\n");
+    for p in 0..100 {
+        yaml.push_str(&format!(
+            "  - {{ prefix: /p{p}, provider: p{p}, auth: token }}\n"
+        ));
+    }
+    yaml.push_str("tokens:\n");
+    for i in 0..10_000u32 {
+        let id = format!("{i:0>12}");
+        yaml.push_str(&format!(
+            "  - {{ id: \"{id}\", sha256: \"sha256:{}\", owner: o{} }}\n",
+            hex_digest(i),
+            i % 50
+        ));
+    }
+    let config: wire::Config = parse(&yaml).unwrap_or_else(|e| panic!("{e}"));
+    let ctx = BuildContext {
+        secrets,
+        ..BuildContext::default()
+    };
+    (config, ctx)
+}
+
+fn hex_digest(i: u32) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(i.to_le_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn snapshot_build(c: &mut Criterion) {
+    let (config, ctx) = large_config();
+    let mut g = c.benchmark_group("snapshot");
+    g.sample_size(10);
+    g.bench_function("baseline_clone_wire_config", |b| {
+        b.iter(|| black_box(config.clone()))
+    });
+    g.bench_function("build_100_providers_1000_keys_10k_tokens", |b| {
+        b.iter(|| {
+            let snap =
+                Snapshot::build(&config, Path::new("."), &ctx).unwrap_or_else(|e| panic!("{e:?}"));
+            black_box(snap.tokens.len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, pick, request_path, auth, forward, snapshot_build);
 criterion_main!(benches);

@@ -51,5 +51,6 @@ echo "== load-test kit smoke run (debug build; figures meaningless)"
 SLUICE_BIN=target/debug/sluice benches/loadtest.sh --smoke
 cargo build --quiet --example forward_load
 SLUICE_BIN=target/debug/sluice LOAD_BIN=target/debug/examples/forward_load benches/forward.sh --smoke
+SLUICE_BIN=target/debug/sluice benches/control.sh --smoke
 
 echo "all tests passed"

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Control-plane kit: does rebuilding a large snapshot pause request serving?
+# Sluice runs with 100 providers × 10 keys, 100 routes and 10,000 tokens (config file) plus its
+# embedded store; wrk drives one route with a valid token while, in alternate runs, a loop
+# changes a secret through the admin API every INTERVAL seconds (each change validates and
+# publishes a full snapshot). Prints p50/p99/max latency and RPS with and without rebuilds.
+#
+# usage: benches/control.sh [--smoke]
+#   DURATION=5 ROUNDS=3 CONNS=32 WORKERS=1 INTERVAL=0.1  SLUICE_BIN: skip the release build
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-5}; ROUNDS=${ROUNDS:-3}; CONNS=${CONNS:-32}; WORKERS=${WORKERS:-1}
+INTERVAL=${INTERVAL:-0.1}
+if [[ "${1:-}" == "--smoke" ]]; then DURATION=1; ROUNDS=1; fi
+command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
+if [[ -z "${SLUICE_BIN:-}" ]]; then
+  cargo build --release --quiet --bin sluice
+  SLUICE_BIN=target/release/sluice
+fi
+T=$(mktemp -d /tmp/sluice-control.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 400); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "nothing on $1" >&2; return 1; }
+MOCK=$(port); PROXY=$(port); ADMIN=$(port)
+GENERATED=$("$SLUICE_BIN" token generate --name load)
+TOKEN=$(sed -n 2p <<<"$GENERATED")
+RECORD=$(grep -E '^  - \{ id:' <<<"$GENERATED")
+echo "sk-bench-key-0000000001" >"$T/key.txt"
+python3 - "$T" "$MOCK" "$PROXY" "$ADMIN" "$WORKERS" "$RECORD" <<'PY'
+import hashlib, sys
+t, mock, proxy, admin, workers, record = sys.argv[1:]
+out = [f'listeners: {{ proxy: "127.0.0.1:{proxy}", admin: "127.0.0.1:{admin}" }}',
+       f"data_dir: {t}/data", f"server: {{ threads: {workers}, grace_period_seconds: 1 }}",
+       "audit: { sink: none }", "providers:"]
+for p in range(100):
+    keys = ", ".join(f'{{ id: k{k}, secret_ref: "file:{t}/key.txt", weight: {k+1} }}' for k in range(10))
+    out.append(f'  - {{ name: p{p}, kind: openai, base_url: "http://127.0.0.1:{mock}", keys: [{keys}] }}')
+out.append("routes:")
+out += [f"  - {{ prefix: /p{p}, provider: p{p}, auth: token }}" for p in range(100)]
+out.append("tokens:")
+out.append(record)
+for i in range(9999):
+    out.append(f'  - {{ id: "{i:012d}", sha256: "sha256:{hashlib.sha256(str(i).encode()).hexdigest()}", owner: o{i % 50} }}')
+open(f"{t}/sluice.yaml", "w").write("\n".join(out) + "\n")
+PY
+"$SLUICE_BIN" mock-upstream --listen "127.0.0.1:$MOCK" --threads 1 >"$T/mock.log" 2>&1 &
+PIDS+=($!)
+SLUICE_MASTER_KEY=c2x1aWNlLXRlc3QtbWFzdGVyLWtleS0zMi1ieXRlcyE= RUST_LOG=warn \
+  "$SLUICE_BIN" serve --config "$T/sluice.yaml" >"$T/sluice.log" 2>&1 &
+PIDS+=($!)
+for p in $MOCK $PROXY $ADMIN; do wait_port "$p"; done
+ADMIN_TOKEN=$(cat "$T/data/admin-token")
+api() { curl -sf -H "authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' "$@"; }
+api "http://127.0.0.1:$ADMIN/v1/secrets" -d '{"name":"CHURN","value":"v0"}' >/dev/null
+
+cat >"$T/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '{"model":"gpt-mock","messages":[{"role":"user","content":"hi"}]}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+LUA
+declare -A V
+add() { V[$1]="${V[$1]:-} $2"; }
+ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; printf "%.3f", v}'; }
+bench() {
+  local out; out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$T/post.lua" "http://127.0.0.1:$PROXY/p7/v1/chat/completions")
+  if grep -q "Non-2xx" <<<"$out"; then echo "$out" >&2; echo "non-2xx responses" >&2; exit 1; fi
+  add "$1_rps" "$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
+  add "$1_p50" "$(awk '$1=="50%" {print $2}' <<<"$out" | ms)"
+  add "$1_p99" "$(awk '$1=="99%" {print $2}' <<<"$out" | ms)"
+  add "$1_max" "$(awk '$1=="Latency" && $2!="Distribution" {print $4}' <<<"$out" | ms)"
+}
+churn() {
+  local i=0
+  while :; do i=$((i+1)); api -X PATCH "http://127.0.0.1:$ADMIN/v1/secrets/CHURN" -d "{\"value\":\"v$i\"}" >/dev/null || true; echo $i >"$T/churn.count"; sleep "$INTERVAL"; done
+}
+for round in $(seq 1 "$ROUNDS"); do
+  bench steady
+  churn & CHURN_PID=$!
+  before=$(curl -s "http://127.0.0.1:$ADMIN/readyz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["revision"])')
+  bench rebuilding
+  kill $CHURN_PID 2>/dev/null; wait $CHURN_PID 2>/dev/null || true
+  after=$(curl -s "http://127.0.0.1:$ADMIN/readyz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["revision"])')
+  add rebuilds "$((after - before))"
+done
+median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+echo "control kit: $ROUNDS round(s) of ${DURATION}s, $CONNS connections, snapshot of 100 providers / 1,000 keys / 10,000 tokens"
+echo "snapshots published during each rebuilding run (median): $(median "${V[rebuilds]}")"
+printf '%-12s %10s %10s %10s %10s\n' run req/s p50_ms p99_ms max_ms
+for k in steady rebuilding; do
+  printf '%-12s %10s %10s %10s %10s\n' "$k" "$(median "${V[${k}_rps]}")" "$(median "${V[${k}_p50]}")" "$(median "${V[${k}_p99]}")" "$(median "${V[${k}_max]}")"
+done
