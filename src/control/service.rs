@@ -4,7 +4,7 @@
 //!
 //! - Embedded (`--database`, default `sqlite://DATA_DIR/sluice.db`): the store is read here;
 //!   writes through the API publish in-process, writes by other replicas (PostgreSQL) are seen
-//!   by polling the revision (every 250 ms). Token last-use times are written in batches.
+//!   through LISTEN/NOTIFY, with the revision polled once a second as a safety net. Token last-use times are written in batches.
 //! - Data plane (`--control-plane URL --token T`): long-polls `GET URL/v1/snapshot`, persists the
 //!   last good state (secrets still sealed) under the data dir, and serves from it when the
 //!   control plane is unreachable (`sluice_config_synchronized 0`).
@@ -26,7 +26,9 @@ use crate::config::wire::{self, Role};
 use crate::config::ConfigStore;
 use crate::metrics::METRICS;
 
-const POLL_EVERY: Duration = Duration::from_millis(250);
+/// How often the store's revision is read even without a notification (SQLite; a PostgreSQL
+/// listener that lost its connection).
+const POLL_EVERY: Duration = Duration::from_secs(1);
 const FLUSH_USAGE_EVERY: Duration = Duration::from_secs(10);
 const LONG_POLL_SECONDS: u64 = 25;
 
@@ -124,8 +126,9 @@ impl BackgroundService for ControlService {
                 METRICS.config_synchronized.set(1);
                 router = router.merge(api::router(cp.clone()));
                 let follower = follow_store(cp.clone(), shutdown.clone());
+                let notifications = listen_store(cp.clone(), shutdown.clone());
                 let server = serve(listener, router, stop);
-                tokio::join!(follower, server);
+                tokio::join!(follower, notifications, server);
             }
             Mode::DataPlane { url, token } => {
                 let follower = follow_remote(
@@ -161,6 +164,33 @@ async fn serve(
         .await
     {
         log::error!("admin listener: {e}");
+    }
+}
+
+/// Wakes `follow_store` on each change another replica commits (PostgreSQL LISTEN/NOTIFY).
+async fn listen_store(cp: Arc<ControlPlane>, mut shutdown: ShutdownWatch) {
+    let mut listener = loop {
+        match cp.store.listen().await {
+            Ok(Some(l)) => break l,
+            Ok(None) => return,
+            Err(e) => log::warn!("control plane: cannot listen for changes (polling): {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = shutdown.changed() => return,
+        }
+    };
+    loop {
+        tokio::select! {
+            r = listener.recv() => match r {
+                Ok(()) => cp.changed.notify_one(),
+                Err(e) => {
+                    log::warn!("control plane: change notifications: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
     }
 }
 
@@ -307,15 +337,21 @@ async fn follow_remote(
             {
                 Ok(dump) => {
                     let rev = dump.revision;
-                    if let Err(e) = persist(&persisted, &dump) {
-                        log::warn!("cannot persist the control-plane snapshot: {e:#}");
-                    }
+                    let sealed = serde_json::to_vec(&dump);
                     let (state, problems) = ControlState::open(dump, &key);
                     for p in problems {
                         log::error!("control plane revision {rev}: {p}");
                     }
                     match config.set_control(state) {
-                        crate::config::store::ReloadOutcome::Applied { .. } => {}
+                        // Only a state that built is kept for the next start.
+                        crate::config::store::ReloadOutcome::Applied { .. } => {
+                            if let Err(e) = sealed
+                                .map_err(anyhow::Error::from)
+                                .and_then(|b| persist(&persisted, &b))
+                            {
+                                log::warn!("cannot persist the control-plane snapshot: {e:#}");
+                            }
+                        }
                         other => log::error!("control plane revision {rev} not applied: {other:?}"),
                     }
                     revision = rev;
@@ -361,10 +397,10 @@ fn load_persisted(file: &std::path::Path) -> anyhow::Result<Option<Dump>> {
 }
 
 /// Atomically (temp file, then rename), readable by the owner only.
-fn persist(file: &std::path::Path, dump: &Dump) -> anyhow::Result<()> {
+fn persist(file: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = file.with_extension("json.tmp");
     let _ = std::fs::remove_file(&tmp);
-    crate::forward::ca::write_private(&tmp, &serde_json::to_vec(dump)?)?;
+    crate::forward::ca::write_private(&tmp, bytes)?;
     std::fs::rename(&tmp, file)?;
     Ok(())
 }

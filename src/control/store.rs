@@ -73,6 +73,24 @@ pub trait Store: Send + Sync {
     /// Records token uses (batched by the caller; newest wins).
     async fn touch_tokens(&self, uses: &[(String, u64)]) -> Result<(), StoreError>;
     async fn tokens_last_used(&self) -> Result<HashMap<String, u64>, StoreError>;
+    /// Change notifications from every writer sharing the store (PostgreSQL LISTEN/NOTIFY), or
+    /// `None` for a backend without them. Notifications can be lost across a reconnect: callers
+    /// still poll the revision, less often.
+    async fn listen(&self) -> Result<Option<Listener>, StoreError>;
+}
+
+/// The NOTIFY channel every commit signals on.
+const CHANNEL: &str = "sluice_revision";
+
+/// A live LISTEN on the store's change channel.
+pub struct Listener(sqlx::postgres::PgListener);
+
+impl Listener {
+    /// Waits for the next change (reconnecting after a lost connection).
+    pub async fn recv(&mut self) -> Result<(), StoreError> {
+        self.0.recv().await?;
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +101,7 @@ pub enum Backend {
 
 pub struct SqlStore {
     pool: AnyPool,
+    url: String,
     pub backend: Backend,
 }
 
@@ -120,7 +139,7 @@ impl SqlStore {
             .connect(&url)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the store: {e}"))?;
-        let store = SqlStore { pool, backend };
+        let store = SqlStore { pool, url, backend };
         store.migrate().await?;
         Ok(store)
     }
@@ -257,6 +276,12 @@ impl Store for SqlStore {
                 }
             }
         }
+        if self.backend == Backend::Postgres {
+            // Delivered to the listeners at commit, not before.
+            sqlx::query(&format!("NOTIFY {CHANNEL}"))
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(revision)
     }
@@ -327,5 +352,14 @@ impl Store for SqlStore {
                 ))
             })
             .collect()
+    }
+
+    async fn listen(&self) -> Result<Option<Listener>, StoreError> {
+        if self.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        let mut listener = sqlx::postgres::PgListener::connect(&self.url).await?;
+        listener.listen(CHANNEL).await?;
+        Ok(Some(Listener(listener)))
     }
 }
