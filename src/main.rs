@@ -125,6 +125,10 @@ enum Command {
         #[command(flatten)]
         conn: cli::Conn,
     },
+    /// Print the admin API's OpenAPI document (the repository's openapi.json).
+    ///
+    /// Example: sluice openapi > openapi.json
+    Openapi,
     /// Run a fast OpenAI/Anthropic-compatible mock upstream (tests, benches, load tests).
     ///
     /// Example: sluice mock-upstream --listen 127.0.0.1:9999 --chunks 16 --chunk-interval-ms 5
@@ -214,6 +218,10 @@ fn main() -> anyhow::Result<()> {
             let (wire, _) = sluice::config::read_file(&config)?;
             let ca = sluice::server::load_ca(&wire, &config)?;
             print!("{}", ca.pem);
+            Ok(())
+        }
+        Command::Openapi => {
+            print!("{}", sluice::control::openapi::json());
             Ok(())
         }
         Command::Check { config } => match sluice::server::check(&config) {

@@ -116,20 +116,26 @@ pub enum AuditSinkKind {
     None,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Provider {
+    /// Lowercase letters, digits and hyphens; immutable once stored.
     pub name: String,
+    /// The provider's wire format.
     pub kind: ProviderKind,
+    /// Scheme, host and optional port of the upstream API (`https://api.openai.com`).
     pub base_url: String,
+    /// Hosts the forward proxy intercepts for this provider (`api.openai.com`).
     #[serde(default)]
     pub intercept_hosts: Vec<String>,
     #[serde(default)]
     pub credentials: CredentialMode,
+    /// The key pool, picked by smooth weighted round-robin.
     #[serde(default)]
     pub keys: Vec<Key>,
     /// Extra CA certificates (PEM) trusted for this provider's upstream instead of the system roots.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub ca_file: Option<PathBuf>,
     /// How long a key stays out of rotation after the upstream answered 401/403 (seconds).
     #[serde(default = "default_quarantine_seconds")]
@@ -139,7 +145,7 @@ pub struct Provider {
     pub cooldown_seconds: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProviderKind {
     #[serde(rename = "openai")]
@@ -149,7 +155,7 @@ pub enum ProviderKind {
     OpenAiCompatible,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CredentialMode {
     /// Sluice injects a key from the pool; client provider keys are stripped.
@@ -161,14 +167,17 @@ pub enum CredentialMode {
     PreferByok,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Key {
+    /// Unique within the provider; shown in metrics and audit records.
     pub id: String,
-    /// `env:VAR` or `file:/path`.
+    /// `secret:NAME` (the control plane's store), `env:VAR` or `file:/path`.
     pub secret_ref: String,
+    /// Share of the provider's traffic; 0 drains the key (in-flight requests finish).
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// A disabled key is kept but never picked.
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// When the secret cannot be resolved, leave the key out (with a warning) instead of
@@ -177,7 +186,7 @@ pub struct Key {
     pub optional: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     pub prefix: String,
@@ -201,7 +210,7 @@ pub struct Route {
     pub audit: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthPolicy {
     /// No Sluice credential; any client reaching the listener may use the route.
@@ -317,7 +326,7 @@ pub struct Token {
 }
 
 /// Who tokens belong to; a disabled owner's tokens are all refused.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Owner {
     pub name: String,
@@ -329,7 +338,7 @@ pub struct Owner {
 }
 
 /// Admin API roles. Each endpoint checks one named permission (see `control::rbac`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Everything.
@@ -343,7 +352,7 @@ pub enum Role {
 }
 
 /// A trusted JWT issuer.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Issuer {
     /// Short name for routes, metrics and logs.

@@ -26,7 +26,7 @@ use crate::config::wire::{self, AuthPolicy, Role};
 use crate::config::{Access, ConfigErrors, ConfigStore};
 
 /// Longest a `/v1/snapshot` long-poll waits for a newer revision.
-const MAX_WAIT: Duration = Duration::from_secs(30);
+pub(super) const MAX_WAIT: Duration = Duration::from_secs(30);
 /// How long a write waits for its revision to serve locally before answering.
 const PUBLISH_WAIT: Duration = Duration::from_secs(2);
 
@@ -513,10 +513,13 @@ fn check_secret_name(name: &str) -> ApiResult<()> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SecretCreate {
+pub(super) struct SecretCreate {
+    /// `UPPER_SNAKE_CASE`; immutable.
+    #[schema(pattern = "^[A-Z][A-Z0-9_]*$")]
     name: String,
+    /// Encrypted at rest; never returned.
     value: String,
     #[serde(default)]
     labels: BTreeMap<String, String>,
@@ -524,9 +527,10 @@ struct SecretCreate {
     scopes: Vec<SecretScope>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SecretUpdate {
+pub(super) struct SecretUpdate {
+    /// A new value rotates the secret for every key that references it.
     #[serde(default)]
     value: Option<String>,
     #[serde(default)]
@@ -687,9 +691,9 @@ async fn delete_secret(
 // ---------------------------------------------------------------------------------------------
 // Provider keys: a value given here becomes a secret labelled `managed-by: sluice`.
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct KeyCreate {
+pub(super) struct KeyCreate {
     id: String,
     /// The key itself (stored as a managed secret) …
     #[serde(default)]
@@ -703,9 +707,9 @@ struct KeyCreate {
     enabled: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct KeyUpdate {
+pub(super) struct KeyUpdate {
     #[serde(default)]
     weight: Option<u32>,
     #[serde(default)]
@@ -906,9 +910,9 @@ async fn delete_key(
 // ---------------------------------------------------------------------------------------------
 // Tokens.
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenCreate {
+pub(super) struct TokenCreate {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
@@ -917,14 +921,16 @@ struct TokenCreate {
     scopes: Vec<String>,
     /// `30d`, `12h`, …
     #[serde(default)]
+    #[schema(example = "30d")]
     expires_in: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenRotate {
+pub(super) struct TokenRotate {
     /// How long the old token keeps working (`1h`; default 0: at once).
     #[serde(default)]
+    #[schema(example = "1h")]
     grace: Option<String>,
 }
 
@@ -1131,12 +1137,11 @@ async fn whoami(State(cp): Cp, headers: HeaderMap) -> ApiResult<Json<Value>> {
     ))
 }
 
-pub const OPENAPI: &str = include_str!("../../openapi.json");
-
 async fn openapi() -> Response {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        OPENAPI,
+        DOCUMENT.get_or_init(super::openapi::json).as_str(),
     )
         .into_response()
 }

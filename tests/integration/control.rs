@@ -444,7 +444,13 @@ async fn roles_secrets_at_rest_and_bad_input() {
     ] {
         assert!(paths.contains_key(p), "{p} missing from openapi.json");
     }
+    // Every documented operation exists with its method and asks for a credential.
+    let mut operations = 0;
     for (path, ops) in paths {
+        let concrete = path
+            .replace("{name}", "x")
+            .replace("{id}", "x")
+            .replace("{prefix}", "x");
         for (method, op) in ops.as_object().unwrap() {
             if let Some(perm) = op["x-permission"].as_str() {
                 assert!(
@@ -452,8 +458,13 @@ async fn roles_secrets_at_rest_and_bad_input() {
                     "{method} {path}: {perm}"
                 );
             }
+            let (s, v) = api(&admin, "", &method.to_uppercase(), &concrete, Some("{}")).await;
+            let want = if path == "/v1/openapi.json" { 200 } else { 401 };
+            assert_eq!(s, want, "{method} {path}: {v}");
+            operations += 1;
         }
     }
+    assert_eq!(operations, 35);
 }
 
 /// Runs the `sluice` CLI against an admin API.

@@ -1,0 +1,319 @@
+//! The admin API's OpenAPI document, generated: request schemas are derived (utoipa) from the
+//! very types the handlers parse, operations come from one table naming each endpoint's
+//! permission. `openapi.json` at the repository root is this document (`sluice openapi`
+//! regenerates it; a test fails when the two differ).
+
+use utoipa::openapi::extensions::ExtensionsBuilder;
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ArrayBuilder, ComponentsBuilder, ContentBuilder, InfoBuilder, ObjectBuilder, OpenApi,
+    OpenApiBuilder, PathItem, PathsBuilder, Ref, RefOr, Required, Schema, ServerBuilder, Type,
+};
+use utoipa::ToSchema;
+
+use super::api::{KeyCreate, KeyUpdate, SecretCreate, SecretUpdate, TokenCreate, TokenRotate};
+use super::state::SecretScope;
+use crate::config::wire;
+
+/// One endpoint of the admin API.
+struct Operation {
+    method: HttpMethod,
+    path: &'static str,
+    /// The permission the handler checks (`None`: any authenticated caller, or public).
+    permission: Option<&'static str>,
+    summary: &'static str,
+    /// Request body schema (a component name).
+    body: Option<&'static str>,
+    /// Success status.
+    status: &'static str,
+    /// The response lists items (`{"items": […]}`).
+    list: bool,
+}
+
+const fn op(
+    method: HttpMethod,
+    path: &'static str,
+    permission: &'static str,
+    summary: &'static str,
+) -> Operation {
+    let (status, list) = match method {
+        HttpMethod::Post => ("201", false),
+        _ => ("200", false),
+    };
+    Operation {
+        method,
+        path,
+        permission: Some(permission),
+        summary,
+        body: None,
+        status,
+        list,
+    }
+}
+
+impl Operation {
+    const fn body(mut self, schema: &'static str) -> Operation {
+        self.body = Some(schema);
+        self
+    }
+    const fn list(mut self) -> Operation {
+        self.list = true;
+        self
+    }
+    const fn status(mut self, status: &'static str) -> Operation {
+        self.status = status;
+        self
+    }
+}
+
+use HttpMethod::{Delete, Get, Patch, Post, Put};
+
+/// Every endpoint under `/v1`.
+const OPERATIONS: &[Operation] = &[
+    op(Get, "/v1/providers", "provider_list", "List providers (the config file's, read-only, and the store's)").list(),
+    op(Post, "/v1/providers", "provider_create", "Create a provider").body("Provider"),
+    op(Get, "/v1/providers/{name}", "provider_get", "Get a stored provider"),
+    op(Put, "/v1/providers/{name}", "provider_update", "Replace a stored provider (its name is immutable)").body("Provider"),
+    op(Delete, "/v1/providers/{name}", "provider_delete", "Delete a stored provider"),
+    op(Post, "/v1/providers/{name}/keys", "key_create", "Add a key; `value` is stored as a secret labelled managed-by: sluice").body("KeyCreate"),
+    op(Patch, "/v1/providers/{name}/keys/{id}", "key_update", "Change weight/enabled, or rotate the managed secret's value").body("KeyUpdate"),
+    op(Delete, "/v1/providers/{name}/keys/{id}", "key_delete", "Remove a key (and its managed secret)"),
+    op(Get, "/v1/secrets", "secret_list", "List secrets: metadata only, never values").list(),
+    op(Post, "/v1/secrets", "secret_create", "Create a secret (value encrypted at rest, write-only)").body("SecretCreate"),
+    op(Get, "/v1/secrets/{name}", "secret_get", "A secret's metadata (its value is never returned)"),
+    op(Patch, "/v1/secrets/{name}", "secret_update", "Change value (rotation in place), labels or scopes").body("SecretUpdate"),
+    op(Delete, "/v1/secrets/{name}", "secret_delete", "Delete a secret"),
+    op(Get, "/v1/tokens", "token_list", "List tokens (never the secret), with last_used_at").list(),
+    op(Post, "/v1/tokens", "token_create", "Create a token: the plaintext is returned once").body("TokenCreate"),
+    op(Post, "/v1/tokens/{id}/revoke", "token_revoke", "Revoke a token").status("200"),
+    op(Post, "/v1/tokens/{id}/rotate", "token_rotate", "New token; the old one keeps working for `grace`").body("TokenRotate"),
+    op(Get, "/v1/issuers", "issuer_list", "List issuers (the config file's, read-only, and the store's)").list(),
+    op(Post, "/v1/issuers", "issuer_create", "Create an issuer").body("Issuer"),
+    op(Get, "/v1/issuers/{name}", "issuer_get", "Get a stored issuer"),
+    op(Put, "/v1/issuers/{name}", "issuer_update", "Replace a stored issuer (its name is immutable)").body("Issuer"),
+    op(Delete, "/v1/issuers/{name}", "issuer_delete", "Delete a stored issuer"),
+    op(Get, "/v1/routes", "route_list", "List routes (the config file's, read-only, and the store's)").list(),
+    op(Post, "/v1/routes", "route_create", "Create a route").body("Route"),
+    op(Get, "/v1/routes/{prefix}", "route_get", "Get a stored route (prefix without its leading slash)"),
+    op(Put, "/v1/routes/{prefix}", "route_update", "Replace a stored route").body("Route"),
+    op(Delete, "/v1/routes/{prefix}", "route_delete", "Delete a stored route"),
+    op(Get, "/v1/owners", "owner_list", "List owners (the config file's, read-only, and the store's)").list(),
+    op(Post, "/v1/owners", "owner_create", "Create an owner").body("Owner"),
+    op(Get, "/v1/owners/{name}", "owner_get", "Get a stored owner"),
+    op(Put, "/v1/owners/{name}", "owner_update", "Replace a stored owner (its name is immutable)").body("Owner"),
+    op(Delete, "/v1/owners/{name}", "owner_delete", "Delete a stored owner"),
+    op(Get, "/v1/snapshot", "snapshot_read", "Every stored resource at the newest revision (secrets sealed); 304 when nothing is newer than `after` within `wait` seconds (long-poll)"),
+    Operation { permission: None, ..op(Get, "/v1/whoami", "", "The caller's principal and role") },
+    Operation { permission: None, ..op(Get, "/v1/openapi.json", "", "This document (no credential needed)") },
+];
+
+const DESCRIPTION: &str = "Control plane of the Sluice AI gateway. Each operation's `x-permission` names the permission it checks; roles: admin (all), operator (keys, secrets, tokens; reads the rest), viewer (reads), dataplane (snapshot_read). Errors are `{\"error\": {\"code\", \"message\", \"field\"?, \"errors\"?}}`.";
+
+/// The document.
+pub fn document() -> OpenApi {
+    let mut paths = PathsBuilder::new();
+    for o in OPERATIONS {
+        paths = paths.path(o.path, PathItem::new(o.method.clone(), operation(o)));
+    }
+    let error = ResponseBuilder::new()
+        .description("Error")
+        .content("application/json", json_of(Ref::from_schema_name("Error")))
+        .build();
+    let components = ComponentsBuilder::new()
+        .schema_from::<wire::Provider>()
+        .schema_from::<wire::Key>()
+        .schema_from::<wire::ProviderKind>()
+        .schema_from::<wire::CredentialMode>()
+        .schema_from::<wire::Route>()
+        .schema_from::<wire::AuthPolicy>()
+        .schema_from::<wire::Issuer>()
+        .schema_from::<wire::Owner>()
+        .schema_from::<wire::Role>()
+        .schema_from::<SecretScope>()
+        .schema_from::<KeyCreate>()
+        .schema_from::<KeyUpdate>()
+        .schema_from::<SecretCreate>()
+        .schema_from::<SecretUpdate>()
+        .schema_from::<TokenCreate>()
+        .schema_from::<TokenRotate>()
+        .schema_from::<Error>()
+        .schema_from::<ErrorDetail>()
+        .schema_from::<FieldError>()
+        .response("Error", error)
+        .security_scheme(
+            "token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A Sluice token whose owner has a role"))
+                    .build(),
+            ),
+        )
+        .build();
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("Sluice admin API")
+                .version("1")
+                .description(Some(DESCRIPTION)),
+        )
+        .servers(Some([ServerBuilder::new()
+            .url("http://127.0.0.1:9090")
+            .build()]))
+        .paths(paths)
+        .components(Some(components))
+        .build()
+}
+
+/// The document as the JSON kept in the repository (pretty, trailing newline).
+pub fn json() -> String {
+    match document().to_pretty_json() {
+        Ok(s) => s + "\n",
+        Err(e) => format!("{{\"error\": \"{e}\"}}\n"),
+    }
+}
+
+fn json_of(schema: impl Into<RefOr<Schema>>) -> utoipa::openapi::Content {
+    ContentBuilder::new().schema(Some(schema)).build()
+}
+
+fn operation(o: &Operation) -> utoipa::openapi::path::Operation {
+    let id = o
+        .permission
+        .map(str::to_owned)
+        .unwrap_or_else(|| o.path.trim_start_matches("/v1/").replace(['.', '/'], "_"));
+    let success: RefOr<Schema> = if o.list {
+        ObjectBuilder::new()
+            .property(
+                "items",
+                ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::Object)),
+            )
+            .required("items")
+            .into()
+    } else {
+        ObjectBuilder::new().schema_type(Type::Object).into()
+    };
+    let mut b = OperationBuilder::new()
+        .operation_id(Some(id))
+        .summary(Some(o.summary))
+        .response(
+            o.status,
+            ResponseBuilder::new()
+                .description("OK")
+                .content("application/json", json_of(success)),
+        );
+    for segment in o.path.split('/') {
+        if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            b = b.parameter(
+                ParameterBuilder::new()
+                    .name(name)
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+            );
+        }
+    }
+    if o.path == "/v1/snapshot" {
+        let wait = format!(
+            "Seconds to wait for a newer revision (default 0, at most {})",
+            super::api::MAX_WAIT.as_secs()
+        );
+        for (name, what) in [
+            ("after", "The revision the caller has (default 0)"),
+            ("wait", wait.as_str()),
+        ] {
+            b = b.parameter(
+                ParameterBuilder::new()
+                    .name(name)
+                    .parameter_in(ParameterIn::Query)
+                    .required(Required::False)
+                    .description(Some(what))
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::Integer))),
+            );
+        }
+        b = b.response(
+            "304",
+            ResponseBuilder::new().description("Nothing newer than `after`"),
+        );
+    }
+    if let Some(schema) = o.body {
+        b = b.request_body(Some(
+            RequestBodyBuilder::new()
+                .required(Some(Required::True))
+                .content("application/json", json_of(Ref::from_schema_name(schema)))
+                .build(),
+        ));
+    }
+    if o.path != "/v1/openapi.json" {
+        b = b.security(SecurityRequirement::new("token", Vec::<String>::new()));
+        for status in ["400", "401", "403", "404", "409", "422"] {
+            b = b.response(status, Ref::from_response_name("Error"));
+        }
+    }
+    if let Some(p) = o.permission {
+        b = b.extensions(Some(
+            ExtensionsBuilder::new().add("x-permission", p).build(),
+        ));
+    }
+    b.build()
+}
+
+// The error body, for the document only (the API builds it in `api::ApiError`).
+
+/// An API error.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Error {
+    error: ErrorDetail,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct ErrorDetail {
+    /// `unauthenticated`, `forbidden`, `invalid_body`, `invalid_field`, `invalid_configuration`,
+    /// `not_found`, `already_exists`, `internal`.
+    code: String,
+    message: String,
+    /// The offending field (`name`, `keys[0].secret_ref`, `store:provider/p9.keys[0].secret_ref`).
+    field: Option<String>,
+    /// Every problem, when the change would not build a valid configuration.
+    errors: Option<Vec<FieldError>>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct FieldError {
+    field: String,
+    message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repository_copy_is_current() {
+        let repo: serde_json::Value =
+            serde_json::from_str(include_str!("../../openapi.json")).expect("openapi.json");
+        let generated: serde_json::Value = serde_json::from_str(&json()).expect("generated");
+        assert!(
+            repo == generated,
+            "openapi.json is stale: run `cargo run -- openapi > openapi.json`"
+        );
+    }
+
+    #[test]
+    fn every_permission_is_known_and_used_once() {
+        let mut seen = std::collections::HashSet::new();
+        for o in OPERATIONS.iter().filter_map(|o| o.permission) {
+            assert!(super::super::rbac::PERMISSIONS.contains(&o), "{o}");
+            assert!(seen.insert(o), "{o} twice");
+        }
+        for p in super::super::rbac::PERMISSIONS {
+            assert!(seen.contains(p), "{p} has no endpoint");
+        }
+    }
+}
