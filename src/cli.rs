@@ -206,6 +206,20 @@ pub enum RouteCmd {
         #[arg(long, value_delimiter = ',')]
         scopes: Vec<String>,
     },
+    /// Example: sluice route get /eu
+    Get { prefix: String },
+    /// Change a stored route; fields not given are kept.
+    ///
+    /// Example: sluice route update /eu --auth jwt --scopes llm,eu
+    Update {
+        prefix: String,
+        #[arg(long)]
+        provider: Option<String>,
+        #[arg(long)]
+        auth: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+    },
     /// Example: sluice route delete /eu
     Delete { prefix: String },
 }
@@ -222,6 +236,19 @@ pub enum OwnerCmd {
         role: Option<String>,
         #[arg(long)]
         disabled: bool,
+    },
+    /// Example: sluice owner get ci-bot
+    Get { name: String },
+    /// Change a stored owner's role or state; disabling refuses all its tokens at once.
+    ///
+    /// Example: sluice owner update ci-bot --role viewer --enabled false
+    Update {
+        name: String,
+        /// admin, operator, viewer, dataplane, or none.
+        #[arg(long)]
+        role: Option<String>,
+        #[arg(long)]
+        enabled: Option<bool>,
     },
     /// Example: sluice owner delete ci-bot
     Delete { name: String },
@@ -282,6 +309,15 @@ impl Client {
             bail!(msg);
         }
         Ok(value)
+    }
+
+    /// A stored document as the API takes it back (without the `source` it is listed with).
+    fn stored(&self, path: &str) -> anyhow::Result<Value> {
+        let mut doc = self.call(reqwest::Method::GET, path, None)?;
+        if let Some(o) = doc.as_object_mut() {
+            o.remove("source");
+        }
+        Ok(doc)
     }
 
     fn show(&self, value: &Value, columns: &[&str]) {
@@ -617,14 +653,34 @@ pub fn route(conn: &Conn, cmd: RouteCmd) -> anyhow::Result<()> {
             "/v1/routes",
             Some(json!({"prefix": prefix, "provider": provider, "auth": auth, "scopes": scopes})),
         )?,
-        RouteCmd::Delete { prefix } => c.call(
-            Method::DELETE,
-            &format!("/v1/routes/{}", prefix.trim_start_matches('/')),
-            None,
-        )?,
+        RouteCmd::Get { prefix } => c.call(Method::GET, &route_path(&prefix), None)?,
+        RouteCmd::Update {
+            prefix,
+            provider,
+            auth,
+            scopes,
+        } => {
+            let mut doc = c.stored(&route_path(&prefix))?;
+            if let Some(p) = provider {
+                doc["provider"] = json!(p);
+            }
+            if let Some(a) = auth {
+                doc["auth"] = json!(a);
+            }
+            if let Some(s) = scopes {
+                doc["scopes"] = json!(s);
+            }
+            c.call(Method::PUT, &route_path(&prefix), Some(doc))?
+        }
+        RouteCmd::Delete { prefix } => c.call(Method::DELETE, &route_path(&prefix), None)?,
     };
     c.show(&v, &["prefix", "provider", "auth", "scopes", "source"]);
     Ok(())
+}
+
+/// `/v1/routes/PREFIX` (the prefix without its leading slash).
+fn route_path(prefix: &str) -> String {
+    format!("/v1/routes/{}", prefix.trim_start_matches('/'))
 }
 
 pub fn owner(conn: &Conn, cmd: OwnerCmd) -> anyhow::Result<()> {
@@ -640,6 +696,28 @@ pub fn owner(conn: &Conn, cmd: OwnerCmd) -> anyhow::Result<()> {
             "/v1/owners",
             Some(json!({"name": name, "role": role, "enabled": !disabled})),
         )?,
+        OwnerCmd::Get { name } => {
+            c.call(Method::GET, &format!("/v1/owners/{}", enc(&name)), None)?
+        }
+        OwnerCmd::Update {
+            name,
+            role,
+            enabled,
+        } => {
+            let path = format!("/v1/owners/{}", enc(&name));
+            let mut doc = c.stored(&path)?;
+            match role.as_deref() {
+                Some("none") => {
+                    doc.as_object_mut().map(|o| o.remove("role"));
+                }
+                Some(r) => doc["role"] = json!(r),
+                None => {}
+            }
+            if let Some(e) = enabled {
+                doc["enabled"] = json!(e);
+            }
+            c.call(Method::PUT, &path, Some(doc))?
+        }
         OwnerCmd::Delete { name } => {
             c.call(Method::DELETE, &format!("/v1/owners/{}", enc(&name)), None)?
         }

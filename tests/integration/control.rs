@@ -364,6 +364,69 @@ async fn roles_secrets_at_rest_and_bad_input() {
             }
         }
     }
+    // Owners and routes changed through the CLI: fields not given are kept.
+    cli(
+        &admin,
+        &root,
+        &["owner", "update", "view", "--role", "none"],
+        &[],
+    );
+    let viewer = &tokens[2].1;
+    let (s, v) = api(&admin, viewer, "GET", "/v1/providers", None).await;
+    assert_eq!(s, 403, "{v}");
+    let shown: Value = serde_json::from_str(&cli(
+        &admin,
+        &root,
+        &["owner", "get", "view", "-o", "json"],
+        &[],
+    ))
+    .unwrap();
+    assert_eq!(shown["enabled"], true, "{shown}");
+    assert!(shown.get("role").is_none(), "{shown}");
+    cli(
+        &admin,
+        &root,
+        &["owner", "update", "op", "--enabled", "false"],
+        &[],
+    );
+    let (s, v) = api(&admin, &tokens[1].1, "GET", "/v1/providers", None).await;
+    assert_eq!(s, 401, "a disabled owner's token: {v}");
+    cli(
+        &admin,
+        &root,
+        &[
+            "route",
+            "create",
+            "--prefix",
+            "/cli",
+            "--provider",
+            "admin-x",
+            "--auth",
+            "any",
+            "--scopes",
+            "a",
+        ],
+        &[],
+    );
+    cli(
+        &admin,
+        &root,
+        &["route", "update", "/cli", "--auth", "token"],
+        &[],
+    );
+    let route: Value = serde_json::from_str(&cli(
+        &admin,
+        &root,
+        &["route", "get", "/cli", "-o", "json"],
+        &[],
+    ))
+    .unwrap();
+    assert_eq!(
+        (route["auth"].as_str(), route["scopes"].clone()),
+        (Some("token"), json!(["a"])),
+        "{route}"
+    );
+
     // No token, a bad token: 401 with a challenge.
     let r = reqwest::get(format!("{admin}/v1/providers")).await.unwrap();
     assert_eq!(r.status(), 401);
