@@ -2,8 +2,9 @@
 # Control-plane kit: does rebuilding a large snapshot pause request serving?
 # Sluice runs with 100 providers × 10 keys, 100 routes and 10,000 tokens (config file) plus its
 # embedded store; wrk drives one route with a valid token while, in alternate runs, a loop
-# changes a secret through the admin API every INTERVAL seconds (each change validates and
-# publishes a full snapshot). Prints p50/p99/max latency and RPS with and without rebuilds.
+# changes a secret through the admin API every INTERVAL seconds (each change builds, validates
+# and publishes a full snapshot) or only reads it (the same admin traffic without rebuilds).
+# Prints p50/p99/max latency and RPS for each.
 #
 # usage: benches/control.sh [--smoke]
 #   DURATION=5 ROUNDS=3 CONNS=32 WORKERS=1 INTERVAL=0.1  SLUICE_BIN: skip the release build
@@ -72,13 +73,26 @@ bench() {
   add "$1_p99" "$(awk '$1=="99%" {print $2}' <<<"$out" | ms)"
   add "$1_max" "$(awk '$1=="Latency" && $2!="Distribution" {print $4}' <<<"$out" | ms)"
 }
+# `write`: rotate the secret (a rebuild and swap each time); `read`: the same admin traffic
+# without a rebuild (GET), to tell the rebuilds' cost from the admin client's.
 churn() {
   local i=0
-  while :; do i=$((i+1)); api -X PATCH "http://127.0.0.1:$ADMIN/v1/secrets/CHURN" -d "{\"value\":\"v$i\"}" >/dev/null || true; echo $i >"$T/churn.count"; sleep "$INTERVAL"; done
+  while :; do
+    i=$((i+1))
+    if [[ $1 == write ]]; then
+      api -X PATCH "http://127.0.0.1:$ADMIN/v1/secrets/CHURN" -d "{\"value\":\"v$i\"}" >/dev/null || true
+    else
+      api "http://127.0.0.1:$ADMIN/v1/secrets/CHURN" >/dev/null || true
+    fi
+    sleep "$INTERVAL"
+  done
 }
 for round in $(seq 1 "$ROUNDS"); do
   bench steady
-  churn & CHURN_PID=$!
+  churn read & CHURN_PID=$!
+  bench admin_reads
+  kill $CHURN_PID 2>/dev/null; wait $CHURN_PID 2>/dev/null || true
+  churn write & CHURN_PID=$!
   before=$(curl -s "http://127.0.0.1:$ADMIN/readyz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["revision"])')
   bench rebuilding
   kill $CHURN_PID 2>/dev/null; wait $CHURN_PID 2>/dev/null || true
@@ -89,6 +103,6 @@ median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {p
 echo "control kit: $ROUNDS round(s) of ${DURATION}s, $CONNS connections, snapshot of 100 providers / 1,000 keys / 10,000 tokens"
 echo "snapshots published during each rebuilding run (median): $(median "${V[rebuilds]}")"
 printf '%-12s %10s %10s %10s %10s\n' run req/s p50_ms p99_ms max_ms
-for k in steady rebuilding; do
+for k in steady admin_reads rebuilding; do
   printf '%-12s %10s %10s %10s %10s\n' "$k" "$(median "${V[${k}_rps]}")" "$(median "${V[${k}_p50]}")" "$(median "${V[${k}_p99]}")" "$(median "${V[${k}_max]}")"
 done

@@ -72,19 +72,48 @@ impl std::error::Error for ConfigErrors {}
 
 /// Reads and parses a config file (syntax and shape only; `Snapshot::build` validates the rest).
 pub fn read_file(file: &Path) -> Result<(wire::Config, String), ConfigErrors> {
-    let source = std::fs::read_to_string(file).map_err(|e| {
+    let source = read_source(file)?;
+    let config = parse_file(file, &source)?;
+    Ok((config, source))
+}
+
+fn read_source(file: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(file).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: Some(file.to_owned()),
             line: None,
             path: String::new(),
             message: format!("cannot read the file: {e}"),
         }])
-    })?;
-    let config = parse(&source).map_err(|mut e| {
+    })
+}
+
+fn parse_file(file: &Path, source: &str) -> Result<wire::Config, ConfigErrors> {
+    parse(source).map_err(|mut e| {
         e.file = Some(file.to_owned());
         ConfigErrors(vec![e])
-    })?;
-    Ok((config, source))
+    })
+}
+
+/// The last file read and what it parsed to: a rebuild for a new control-plane revision does
+/// not parse an unchanged file again (a 10,000-token file takes longer to parse than to build).
+#[derive(Default)]
+pub struct ParseCache(std::sync::Mutex<Option<(String, wire::Config)>>);
+
+impl ParseCache {
+    /// `read_file`, parsing only when the file's content changed.
+    pub fn read(&self, file: &Path) -> Result<(wire::Config, String), ConfigErrors> {
+        let source = read_source(file)?;
+        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, config)) = last.as_ref() {
+            if *seen == source {
+                return Ok((config.clone(), source));
+            }
+        }
+        let config = parse_file(file, &source)?;
+        *last = Some((source.clone(), config.clone()));
+        Ok((config, source))
+    }
 }
 
 /// Parses YAML into the wire types, keeping serde's line number.
@@ -112,7 +141,7 @@ pub fn parse(source: &str) -> Result<wire::Config, ConfigError> {
 
 /// Reads, parses and validates a file into a snapshot, with every error located in the file.
 pub fn load(file: &Path, ctx: &BuildContext) -> Result<(wire::Config, Snapshot), ConfigErrors> {
-    load_with(file, ctx, None)
+    load_with(file, ctx, None, &ParseCache::default())
 }
 
 /// `load`, with the control plane's resources added to the file's. Returns the file's own
@@ -121,8 +150,9 @@ pub fn load_with(
     file: &Path,
     ctx: &BuildContext,
     control: Option<&crate::control::state::ControlState>,
+    cache: &ParseCache,
 ) -> Result<(wire::Config, Snapshot), ConfigErrors> {
-    let (config, source) = read_file(file)?;
+    let (config, source) = cache.read(file)?;
     let base = file.parent().unwrap_or(Path::new("."));
     let mut merged = config.clone();
     let mut merge_errors = Vec::new();

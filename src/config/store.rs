@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{load_with, wire, BuildContext, ConfigErrors, Snapshot};
+use super::{load_with, wire, BuildContext, ConfigErrors, ParseCache, Snapshot};
 use crate::auth::jwks::JwksRegistry;
 use crate::auth::usage::UsageRegistry;
 use crate::balance::HealthRegistry;
@@ -37,6 +37,7 @@ pub struct ConfigStore {
     ready: AtomicBool,
     /// The control plane's resources, merged into every build (file change or new revision).
     control: Mutex<Option<Arc<ControlState>>>,
+    parsed: ParseCache,
 }
 
 /// The parts of the file that cannot change while running.
@@ -68,7 +69,8 @@ impl ConfigStore {
             ..BuildContext::default()
         };
         let control = control.map(Arc::new);
-        let (config, snapshot) = load_with(file, &ctx, control.as_deref())?;
+        let parsed = ParseCache::default();
+        let (config, snapshot) = load_with(file, &ctx, control.as_deref(), &parsed)?;
         for w in &snapshot.warnings {
             log::warn!("{}: {w}", file.display());
         }
@@ -91,6 +93,7 @@ impl ConfigStore {
             }),
             ready: AtomicBool::new(true),
             control: Mutex::new(control),
+            parsed,
         };
         METRICS.config_revision.set(1);
         METRICS.reload("success");
@@ -121,21 +124,36 @@ impl ConfigStore {
     /// Publishes the control plane's resources (with the file's), or keeps the current
     /// snapshot (and the previous control state) when they do not build.
     pub fn set_control(&self, state: ControlState) -> ReloadOutcome {
-        let state = Arc::new(state);
-        let outcome = self.reload_with(Some(state.clone()));
-        if let ReloadOutcome::Applied { .. } = outcome {
-            *self.control.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
-        }
-        outcome
+        self.reload_with(Some(Arc::new(state)))
     }
 
-    /// Validates the file with `state` as the control plane's resources, without publishing.
-    pub fn check_control(&self, state: &ControlState) -> Result<(), ConfigErrors> {
-        let ctx = BuildContext {
-            secrets: state.secrets.clone(),
-            ..BuildContext::default()
-        };
-        load_with(&self.file, &ctx, Some(state)).map(|_| ())
+    /// Builds the file with `state` as the control plane's resources, exactly as `set_control`
+    /// would, without publishing: an error means `state` must not be committed. `publish`
+    /// then serves the same build, so a change is built once.
+    pub fn prepare_control(&self, state: ControlState) -> Result<Prepared, ConfigErrors> {
+        let state = Arc::new(state);
+        let after = self
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .revision;
+        let ctx = self.context(after + 1, Some(&state));
+        let built = load_with(&self.file, &ctx, Some(&state), &self.parsed)?;
+        Ok(Prepared {
+            state,
+            built,
+            after,
+        })
+    }
+
+    /// Publishes a prepared build, unless another snapshot was published since it was built
+    /// (`None`: that one stays; build again with `set_control` if it is older).
+    pub fn publish(&self, prepared: Prepared) -> Option<ReloadOutcome> {
+        let mut fixed = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if fixed.revision != prepared.after {
+            return None;
+        }
+        Some(self.finish(&mut fixed, Ok(prepared.built), Some(prepared.state)))
     }
 
     /// Re-reads the file, validates it whole and publishes it, or keeps the current snapshot.
@@ -148,22 +166,35 @@ impl ConfigStore {
         self.reload_with(control)
     }
 
-    fn reload_with(&self, control: Option<Arc<ControlState>>) -> ReloadOutcome {
-        let mut fixed = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let ctx = BuildContext {
-            revision: fixed.revision + 1,
+    fn context(&self, revision: u64, control: Option<&Arc<ControlState>>) -> BuildContext {
+        BuildContext {
+            revision,
             health: self.health.clone(),
             jwks: self.jwks.clone(),
             usage: self.usage.clone(),
-            secrets: control
-                .as_ref()
-                .map(|c| c.secrets.clone())
-                .unwrap_or_default(),
-            control_revision: control.as_ref().map(|c| c.dump.revision).unwrap_or(0),
-        };
-        let outcome = match load_with(&self.file, &ctx, control.as_deref()) {
+            secrets: control.map(|c| c.secrets.clone()).unwrap_or_default(),
+            control_revision: control.map(|c| c.dump.revision).unwrap_or(0),
+        }
+    }
+
+    fn reload_with(&self, control: Option<Arc<ControlState>>) -> ReloadOutcome {
+        let mut fixed = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let ctx = self.context(fixed.revision + 1, control.as_ref());
+        let built = load_with(&self.file, &ctx, control.as_deref(), &self.parsed);
+        self.finish(&mut fixed, built, control)
+    }
+
+    /// Publishes a build (under the writer lock) unless it failed or changes fixed settings;
+    /// the control state it was built with becomes the one later file reloads merge.
+    fn finish(
+        &self,
+        fixed: &mut Fixed,
+        built: Result<(wire::Config, Snapshot), ConfigErrors>,
+        control: Option<Arc<ControlState>>,
+    ) -> ReloadOutcome {
+        let outcome = match built {
             Err(errors) => ReloadOutcome::Invalid(errors),
-            Ok((config, snapshot)) => match fixed_changes(&fixed, &config) {
+            Ok((config, snapshot)) => match fixed_changes(fixed, &config) {
                 Some(message) => ReloadOutcome::Refused(message),
                 None => {
                     for w in &snapshot.warnings {
@@ -171,6 +202,9 @@ impl ConfigStore {
                     }
                     fixed.revision = snapshot.revision;
                     self.current.store(Arc::new(snapshot));
+                    if control.is_some() {
+                        *self.control.lock().unwrap_or_else(|p| p.into_inner()) = control;
+                    }
                     ReloadOutcome::Applied {
                         revision: fixed.revision,
                     }
@@ -206,6 +240,14 @@ impl ConfigStore {
         }
         outcome
     }
+}
+
+/// A build for a control-plane state, validated and not yet published (`prepare_control`).
+pub struct Prepared {
+    state: Arc<ControlState>,
+    built: (wire::Config, Snapshot),
+    /// The revision that was serving when it was built.
+    after: u64,
 }
 
 fn fixed_changes(fixed: &Fixed, config: &wire::Config) -> Option<String> {

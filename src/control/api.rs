@@ -225,19 +225,44 @@ impl ControlPlane {
     }
 
     /// Validates `ops` against everything else and stores them; waits until the new revision
-    /// serves here.
+    /// serves here. The build that validated the change is the one published, unless another
+    /// writer (a replica) committed in between: then the follower rebuilds from the store.
     pub async fn commit(&self, ops: Vec<Op>) -> ApiResult<u64> {
         let mut dump = self.store.dump().await?;
         apply_in_memory(&mut dump, &ops)?;
-        let (candidate, problems) = ControlState::open(dump, &self.key);
-        if let Some(p) = problems.first() {
-            return Err(ApiError::internal(p));
-        }
-        self.config
-            .check_control(&candidate)
-            .map_err(ApiError::invalid)?;
+        dump.revision += 1;
+        let expected = dump.revision;
+        let (key, config) = (self.key.clone(), self.config.clone());
+        let prepared = super::offpath::run(move || {
+            let (candidate, problems) = ControlState::open(dump, &key);
+            if let Some(p) = problems.first() {
+                return Err(ApiError::internal(p));
+            }
+            config.prepare_control(candidate).map_err(ApiError::invalid)
+        })
+        .await
+        .map_err(ApiError::internal)??;
         let revision = self.store.apply(&ops).await?;
-        self.changed.notify_one();
+        let published = revision == expected
+            && matches!(
+                self.config.publish(prepared),
+                Some(crate::config::store::ReloadOutcome::Applied { .. })
+            );
+        if published {
+            // Never backwards: the follower may have published a newer one meanwhile.
+            self.revision.send_if_modified(|r| {
+                let newer = *r < revision;
+                if newer {
+                    *r = revision;
+                }
+                newer
+            });
+            crate::metrics::METRICS
+                .control_revision
+                .set(revision as i64);
+        } else {
+            self.changed.notify_one();
+        }
         let mut rx = self.revision.subscribe();
         let _ = tokio::time::timeout(PUBLISH_WAIT, rx.wait_for(|r| *r >= revision)).await;
         Ok(revision)
@@ -250,11 +275,16 @@ impl ControlPlane {
         if revision != *self.revision.borrow()
             || self.config.snapshot().control_revision != revision
         {
-            let (state, problems) = ControlState::open(dump, &self.key);
-            for p in problems {
-                log::error!("control plane: {p}");
-            }
-            self.config.set_control(state);
+            let (key, config) = (self.key.clone(), self.config.clone());
+            super::offpath::run(move || {
+                let (state, problems) = ControlState::open(dump, &key);
+                for p in problems {
+                    log::error!("control plane: {p}");
+                }
+                config.set_control(state)
+            })
+            .await
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             self.revision.send_replace(revision);
             crate::metrics::METRICS
                 .control_revision

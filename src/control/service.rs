@@ -338,13 +338,18 @@ async fn follow_remote(
                 Ok(dump) => {
                     let rev = dump.revision;
                     let sealed = serde_json::to_vec(&dump);
-                    let (state, problems) = ControlState::open(dump, &key);
-                    for p in problems {
-                        log::error!("control plane revision {rev}: {p}");
-                    }
-                    match config.set_control(state) {
+                    let (k, c) = (key.clone(), config.clone());
+                    let outcome = super::offpath::run(move || {
+                        let (state, problems) = ControlState::open(dump, &k);
+                        for p in problems {
+                            log::error!("control plane revision {rev}: {p}");
+                        }
+                        c.set_control(state)
+                    })
+                    .await;
+                    match outcome {
                         // Only a state that built is kept for the next start.
-                        crate::config::store::ReloadOutcome::Applied { .. } => {
+                        Ok(crate::config::store::ReloadOutcome::Applied { .. }) => {
                             if let Err(e) = sealed
                                 .map_err(anyhow::Error::from)
                                 .and_then(|b| persist(&persisted, &b))
@@ -352,7 +357,10 @@ async fn follow_remote(
                                 log::warn!("cannot persist the control-plane snapshot: {e:#}");
                             }
                         }
-                        other => log::error!("control plane revision {rev} not applied: {other:?}"),
+                        Ok(other) => {
+                            log::error!("control plane revision {rev} not applied: {other:?}")
+                        }
+                        Err(e) => log::error!("control plane revision {rev} not applied: {e}"),
                     }
                     revision = rev;
                     config.set_ready(true);

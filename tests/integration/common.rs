@@ -12,8 +12,13 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// The binary under test: this build's, or `SLUICE_TEST_BIN` (e.g. a release build, to read
+/// the timings the tests print at release speed).
 pub fn sluice_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_sluice")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("SLUICE_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_sluice").into())
+    })
 }
 
 fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
