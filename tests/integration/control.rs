@@ -243,7 +243,7 @@ async fn api(
     path: &str,
     body: Option<&str>,
 ) -> (u16, Value) {
-    let c = reqwest::Client::new();
+    let c = client();
     let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
     let mut req = c.request(m, format!("{sluice_admin}{path}"));
     if !token.is_empty() {
@@ -428,7 +428,7 @@ async fn roles_secrets_at_rest_and_bad_input() {
     );
 
     // No token, a bad token: 401 with a challenge.
-    let r = reqwest::get(format!("{admin}/v1/providers")).await.unwrap();
+    let r = http_get(format!("{admin}/v1/providers")).await.unwrap();
     assert_eq!(r.status(), 401);
     assert!(r.headers().contains_key("www-authenticate"));
     let (s, _) = api(
@@ -573,7 +573,7 @@ async fn until_status(port: u16, token: &str, want: u16) -> Duration {
 }
 
 async fn readyz(admin: &str) -> Value {
-    match reqwest::get(format!("{admin}/readyz")).await {
+    match http_get(format!("{admin}/readyz")).await {
         Ok(r) => r.json().await.unwrap_or(Value::Null),
         Err(_) => Value::Null,
     }

@@ -39,7 +39,7 @@ fn start(mock: &Mock, forward: &str) -> Sluice {
 
 /// Saves the CA from `/ca.pem` and checks `sluice ca export` prints the same certificate.
 async fn ca_file(sluice: &Sluice) -> std::path::PathBuf {
-    let pem = reqwest::get(format!("http://127.0.0.1:{}/ca.pem", sluice.admin))
+    let pem = http_get(format!("http://127.0.0.1:{}/ca.pem", sluice.admin))
         .await
         .expect("ca.pem")
         .text()

@@ -360,17 +360,16 @@ async fn admin_endpoints_and_metrics_never_carry_secrets() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let health = reqwest::get(format!("http://127.0.0.1:{}/healthz", sluice.admin))
+    let health = http_get(format!("http://127.0.0.1:{}/healthz", sluice.admin))
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
-    let ready: serde_json::Value =
-        reqwest::get(format!("http://127.0.0.1:{}/readyz", sluice.admin))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let ready: serde_json::Value = http_get(format!("http://127.0.0.1:{}/readyz", sluice.admin))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["revision"], 1);
     let m = sluice.metrics().await;
