@@ -102,7 +102,9 @@ done
 median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "control kit: $ROUNDS round(s) of ${DURATION}s, $CONNS connections, snapshot of 100 providers / 1,000 keys / 10,000 tokens"
 echo "snapshots published during each rebuilding run (median): $(median "${V[rebuilds]}")"
-printf '%-12s %10s %10s %10s %10s\n' run req/s p50_ms p99_ms max_ms
+# req/s against the steady run of the same round, median over rounds.
+paired() { python3 -c "import statistics as s; a='$1'.split(); b='$2'.split(); print(f'{s.median(float(x)/float(y) for x,y in zip(a,b)):.2f}')"; }
+printf '%-12s %10s %10s %10s %10s %10s\n' run req/s vs_steady p50_ms p99_ms max_ms
 for k in steady admin_reads rebuilding; do
-  printf '%-12s %10s %10s %10s %10s\n' "$k" "$(median "${V[${k}_rps]}")" "$(median "${V[${k}_p50]}")" "$(median "${V[${k}_p99]}")" "$(median "${V[${k}_max]}")"
+  printf '%-12s %10s %10s %10s %10s %10s\n' "$k" "$(median "${V[${k}_rps]}")" "$(paired "${V[${k}_rps]}" "${V[steady_rps]}")" "$(median "${V[${k}_p50]}")" "$(median "${V[${k}_p99]}")" "$(median "${V[${k}_max]}")"
 done

@@ -5,7 +5,7 @@
 #   - new CONNECT + TLS handshakes per second through Sluice (warm leaf-cert cache) beside new
 #     TLS handshakes per second terminated by nginx (same curve, P-256);
 #   - a BYTES transfer through a blind tunnel vs directly to the same sink.
-# Prints medians and ratios.
+# Prints medians, the ratio of the medians, and the median of the per-round ratios (paired).
 #
 # usage: benches/forward.sh [--smoke]
 #   DURATION=5 seconds per run   ROUNDS=3   CONNS=32   WORKERS=1 (Sluice and nginx)
@@ -157,16 +157,19 @@ done
 
 median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { python3 -c "print(f'{float($1)/float($2):.2f}' if float($2) else 'n/a')"; }
+# The median of the per-round ratios: each round measures both sides back to back, so this
+# cancels the machine's drift between rounds better than the ratio of the medians.
+paired() { python3 -c "import statistics as s; a='$1'.split(); b='$2'.split(); r=[float(x)/float(y) for x,y in zip(a,b) if float(y)]; print(f'{s.median(r):.2f}' if r else 'n/a')"; }
 R=$(median "${V[reverse]}"); I=$(median "${V[intercept]}")
 H=$(median "${V[handshake]}"); N=$(median "${V[nginx_tls]}")
 D=$(median "${V[direct_mbs]}"); U=$(median "${V[tunnel_mbs]}"); S=$(median "${V[nginx_mbs]:-0}")
 echo "forward kit: $ROUNDS round(s) of ${DURATION}s, $CONNS connections, $WORKERS worker(s), $BYTES bytes per transfer"
-printf '%-48s %12s %12s %8s\n' "measure" "sluice" "baseline" "ratio"
-printf '%-48s %12s %12s %8s\n' "intercepted HTTPS req/s vs reverse plain HTTP" "$I" "$R" "$(ratio "$I" "$R")"
-printf '%-48s %12s %12s %8s\n' "CONNECT+TLS handshakes/s vs nginx TLS/s" "$H" "$N" "$(ratio "$H" "$N")"
-printf '%-48s %12s %12s %8s\n' "tunnel MB/s vs direct MB/s" "$U" "$D" "$(ratio "$U" "$D")"
-[[ -z $NGXS ]] || printf '%-48s %12s %12s %8s\n' "tunnel MB/s vs nginx stream proxy MB/s" "$U" "$S" "$(ratio "$U" "$S")"
-[[ -z $NGXS ]] || printf '%-48s %12s %12s %8s\n' "nginx stream proxy MB/s vs direct MB/s" "$S" "$D" "$(ratio "$S" "$D")"
+printf '%-48s %12s %12s %8s %8s\n' "measure" "sluice" "baseline" "ratio" "paired"
+printf '%-48s %12s %12s %8s %8s\n' "intercepted HTTPS req/s vs reverse plain HTTP" "$I" "$R" "$(ratio "$I" "$R")" "$(paired "${V[intercept]:-}" "${V[reverse]:-}")"
+printf '%-48s %12s %12s %8s %8s\n' "CONNECT+TLS handshakes/s vs nginx TLS/s" "$H" "$N" "$(ratio "$H" "$N")" "$(paired "${V[handshake]:-}" "${V[nginx_tls]:-}")"
+printf '%-48s %12s %12s %8s %8s\n' "tunnel MB/s vs direct MB/s" "$U" "$D" "$(ratio "$U" "$D")" "$(paired "${V[tunnel_mbs]:-}" "${V[direct_mbs]:-}")"
+[[ -z $NGXS ]] || printf '%-48s %12s %12s %8s %8s\n' "tunnel MB/s vs nginx stream proxy MB/s" "$U" "$S" "$(ratio "$U" "$S")" "$(paired "${V[tunnel_mbs]:-}" "${V[nginx_mbs]:-}")"
+[[ -z $NGXS ]] || printf '%-48s %12s %12s %8s %8s\n' "nginx stream proxy MB/s vs direct MB/s" "$S" "$D" "$(ratio "$S" "$D")" "$(paired "${V[nginx_mbs]:-}" "${V[direct_mbs]:-}")"
 for k in handshake nginx_tls; do
   [[ "$(median "${V[$k]}")" != 0* ]] || { echo "no $k completed" >&2; exit 1; }
 done
