@@ -197,7 +197,9 @@ impl ConfigStore {
             Ok((config, snapshot)) => match fixed_changes(fixed, &config) {
                 Some(message) => ReloadOutcome::Refused(message),
                 None => {
-                    for w in &snapshot.warnings {
+                    // Each warning once, not again on every rebuild that still has it.
+                    let before = self.current.load();
+                    for w in snapshot.warnings.iter().filter(|w| !before.warnings.contains(w)) {
                         log::warn!("{}: {w}", self.file.display());
                     }
                     fixed.revision = snapshot.revision;
