@@ -199,7 +199,11 @@ impl ConfigStore {
                 None => {
                     // Each warning once, not again on every rebuild that still has it.
                     let before = self.current.load();
-                    for w in snapshot.warnings.iter().filter(|w| !before.warnings.contains(w)) {
+                    for w in snapshot
+                        .warnings
+                        .iter()
+                        .filter(|w| !before.warnings.contains(w))
+                    {
                         log::warn!("{}: {w}", self.file.display());
                     }
                     fixed.revision = snapshot.revision;

@@ -624,7 +624,12 @@ async fn multi_node_postgres_with_two_data_planes() {
     let dp_token = new_token_for(&a1, &root, "edge", Some("dataplane")).await;
     let dp_args = ["--control-plane", a1.as_str(), "--token", dp_token.as_str()];
     let mut dp1 = Sluice::start_args("", &env, &dp_args);
-    let dp2 = Sluice::start_args("", &env, &dp_args);
+    // The second data plane's own file declares a provider the store may later name too.
+    let local = format!(
+        "providers:\n  - {{ name: clash, kind: openai, base_url: \"{}\", credentials: byok }}\n",
+        mock.url()
+    );
+    let dp2 = Sluice::start_args(&local, &env, &dp_args);
 
     // A token created with the CLI works on both data planes.
     let out = cli(
@@ -795,6 +800,62 @@ async fn multi_node_postgres_with_two_data_planes() {
         delays[14], delays[26], delays[29]
     );
     assert!(delays[29] < Duration::from_secs(2));
+
+    // A revision one data plane cannot build (its file clashes with it): that data plane keeps
+    // serving and persisting its last good state, the other applies it; both catch up after.
+    let before = readyz(&dp2.admin_url()).await["control_revision"]
+        .as_u64()
+        .unwrap();
+    let clash =
+        json!({"name": "clash", "kind": "openai", "base_url": mock.url(), "credentials": "byok"});
+    let (s, v) = api(
+        &a1,
+        &root,
+        "POST",
+        "/v1/providers",
+        Some(&clash.to_string()),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let bad_rev = v["revision"].as_u64().unwrap();
+    let started = Instant::now();
+    while readyz(&dp1.admin_url()).await["control_revision"].as_u64() < Some(bad_rev) {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = Instant::now();
+    while dp2
+        .metric("sluice_config_reload_total{result=\"invalid\"}")
+        .await
+        < 1.0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "dp2 never refused it"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        readyz(&dp2.admin_url()).await["control_revision"].as_u64(),
+        Some(before)
+    );
+    assert_eq!(status_with(dp2.port, &agent).await, 200);
+    let persisted: Value = serde_json::from_slice(
+        &std::fs::read(dp2.dir.path().join("data/control-snapshot.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(persisted["revision"].as_u64(), Some(before));
+    let (s, v) = api(&a1, &root, "DELETE", "/v1/providers/clash", None).await;
+    assert_eq!(s, 200, "{v}");
+    let fixed = v["revision"].as_u64().unwrap();
+    let started = Instant::now();
+    while readyz(&dp2.admin_url()).await["control_revision"].as_u64() < Some(fixed) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "dp2 never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 
     // No plaintext key in any database row.
     let rows = db.bodies();
