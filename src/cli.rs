@@ -169,17 +169,39 @@ pub enum ServerTokenCmd {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum DocCmd {
+pub enum IssuerCmd {
     /// Example: sluice issuer list
     List,
     /// Example: sluice issuer get corp
     Get { name: String },
-    /// From a YAML or JSON file holding one resource.
+    /// Trust a JWT issuer: from flags, or from a YAML or JSON file holding one issuer.
+    ///
+    /// Example: sluice issuer create corp --issuer https://login.example.com --audience urn:sluice:gateway
     ///
     /// Example: sluice issuer create --file corp.yaml
     Create {
+        /// Short name for routes, metrics and logs.
+        #[arg(required_unless_present = "file")]
+        name: Option<String>,
+        /// The exact `iss` claim (its OIDC discovery document names the JWKS).
+        #[arg(long, required_unless_present = "file")]
+        issuer: Option<String>,
+        /// An accepted `aud` (repeatable).
+        #[arg(long = "audience", required_unless_present = "file")]
+        audiences: Vec<String>,
+        /// Accepted algorithms, comma-separated (default RS256,ES256,EdDSA).
+        #[arg(long, value_delimiter = ',')]
+        algorithms: Vec<String>,
+        /// Where the signing keys are, when there is no discovery document.
         #[arg(long)]
-        file: PathBuf,
+        jwks_uri: Option<String>,
+        /// The claim naming the principal (default sub).
+        #[arg(long)]
+        principal_claim: Option<String>,
+        #[arg(long)]
+        leeway_seconds: Option<u64>,
+        #[arg(long, conflicts_with_all = ["name", "issuer", "audiences"])]
+        file: Option<PathBuf>,
     },
     /// Example: sluice issuer update corp --file corp.yaml
     Update {
@@ -612,28 +634,50 @@ pub fn token(conn: &Conn, cmd: ServerTokenCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn doc(conn: &Conn, plural: &str, cmd: DocCmd) -> anyhow::Result<()> {
+pub fn issuer(conn: &Conn, cmd: IssuerCmd) -> anyhow::Result<()> {
     let c = Client::new(conn)?;
     let v = match cmd {
-        DocCmd::List => c.call(Method::GET, &format!("/v1/{plural}"), None)?,
-        DocCmd::Get { name } => {
-            c.call(Method::GET, &format!("/v1/{plural}/{}", enc(&name)), None)?
+        IssuerCmd::List => c.call(Method::GET, "/v1/issuers", None)?,
+        IssuerCmd::Get { name } => {
+            c.call(Method::GET, &format!("/v1/issuers/{}", enc(&name)), None)?
         }
-        DocCmd::Create { file } => c.call(
-            Method::POST,
-            &format!("/v1/{plural}"),
-            Some(read_doc(&file)?),
-        )?,
-        DocCmd::Update { name, file } => c.call(
+        IssuerCmd::Create {
+            file: Some(file), ..
+        } => c.call(Method::POST, "/v1/issuers", Some(read_doc(&file)?))?,
+        IssuerCmd::Create {
+            name,
+            issuer,
+            audiences,
+            algorithms,
+            jwks_uri,
+            principal_claim,
+            leeway_seconds,
+            file: None,
+        } => {
+            // Only what was given: the API fills in the defaults and names a missing field.
+            let mut doc = json!({"name": name, "issuer": issuer, "audiences": audiences});
+            if !algorithms.is_empty() {
+                doc["algorithms"] = json!(algorithms);
+            }
+            for (key, value) in [
+                ("jwks_uri", jwks_uri.map(Value::from)),
+                ("principal_claim", principal_claim.map(Value::from)),
+                ("leeway_seconds", leeway_seconds.map(Value::from)),
+            ] {
+                if let Some(v) = value {
+                    doc[key] = v;
+                }
+            }
+            c.call(Method::POST, "/v1/issuers", Some(doc))?
+        }
+        IssuerCmd::Update { name, file } => c.call(
             Method::PUT,
-            &format!("/v1/{plural}/{}", enc(&name)),
+            &format!("/v1/issuers/{}", enc(&name)),
             Some(read_doc(&file)?),
         )?,
-        DocCmd::Delete { name } => c.call(
-            Method::DELETE,
-            &format!("/v1/{plural}/{}", enc(&name)),
-            None,
-        )?,
+        IssuerCmd::Delete { name } => {
+            c.call(Method::DELETE, &format!("/v1/issuers/{}", enc(&name)), None)?
+        }
     };
     c.show(&v, &["name", "issuer", "audiences", "source"]);
     Ok(())

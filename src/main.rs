@@ -107,7 +107,7 @@ enum Command {
     /// Trusted JWT issuers (admin API).
     Issuer {
         #[command(subcommand)]
-        command: cli::DocCmd,
+        command: cli::IssuerCmd,
         #[command(flatten)]
         conn: cli::Conn,
     },
@@ -250,7 +250,7 @@ fn main() -> anyhow::Result<()> {
         Command::Provider { command, conn } => cli::provider(&conn, command),
         Command::Key { command, conn } => cli::key(&conn, command),
         Command::Secret { command, conn } => cli::secret(&conn, command),
-        Command::Issuer { command, conn } => cli::doc(&conn, "issuers", command),
+        Command::Issuer { command, conn } => cli::issuer(&conn, command),
         Command::Route { command, conn } => cli::route(&conn, command),
         Command::Owner { command, conn } => cli::owner(&conn, command),
         Command::Token {

@@ -427,6 +427,42 @@ async fn roles_secrets_at_rest_and_bad_input() {
         "{route}"
     );
 
+    // An issuer from flags; the API fills in the defaults (nothing is fetched until a JWT comes).
+    let out = cli(
+        &admin,
+        &root,
+        &[
+            "issuer",
+            "create",
+            "corp",
+            "--issuer",
+            "http://127.0.0.1:9/idp",
+            "--audience",
+            "urn:sluice",
+            "--principal-claim",
+            "client_id",
+            "-o",
+            "json",
+        ],
+        &[],
+    );
+    assert!(out.contains("revision"), "{out}");
+    let issuer: Value = serde_json::from_str(&cli(
+        &admin,
+        &root,
+        &["issuer", "get", "corp", "-o", "json"],
+        &[],
+    ))
+    .unwrap();
+    assert_eq!(issuer["audiences"], json!(["urn:sluice"]), "{issuer}");
+    assert_eq!(issuer["principal_claim"], "client_id", "{issuer}");
+    assert!(
+        issuer["algorithms"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{issuer}"
+    );
+
     // No token, a bad token: 401 with a challenge.
     let r = http_get(format!("{admin}/v1/providers")).await.unwrap();
     assert_eq!(r.status(), 401);
