@@ -64,9 +64,27 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
     };
     std::fs::create_dir_all(&file_config.data_dir)
         .with_context(|| format!("data_dir: cannot create {}", file_config.data_dir.display()))?;
-    let key = Arc::new(MasterKey::load_or_create(&file_config.data_dir)?);
+    // A data plane opens the feed with the key its token derives; only a control plane holds
+    // the master key.
+    let key = Arc::new(match &mode {
+        Mode::DataPlane { token, .. } => MasterKey::feed_key(token),
+        Mode::Embedded { .. } => MasterKey::load_or_create(&file_config.data_dir)?,
+    });
     let control = ControlService::preflight(&mode, config_file, &file_config.data_dir, &key)?;
-    let (store, config) = ConfigStore::open(config_file, control).map_err(|errors| {
+    let persisted = matches!(mode, Mode::DataPlane { .. }) && control.is_some();
+    let opened = match ConfigStore::open(config_file, control) {
+        // A data plane's persisted state that no longer builds (sealed for a rotated token, or
+        // clashing with an edited file) is not a reason to stay down: start from the file and
+        // wait for the control plane.
+        Err(errors) if persisted => {
+            log::warn!(
+                "the persisted control-plane state does not build; waiting for the control plane:\n{errors}"
+            );
+            ConfigStore::open(config_file, None)
+        }
+        other => other,
+    };
+    let (store, config) = opened.map_err(|errors| {
         anyhow::anyhow!(
             "{errors}\n{} error(s): fix the configuration and start again",
             errors.0.len()

@@ -40,6 +40,26 @@ pub struct ControlPlane {
     pub changed: tokio::sync::Notify,
 }
 
+/// The caller's token (`Authorization: Bearer`).
+fn bearer(headers: &HeaderMap) -> ApiResult<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "send Authorization: Bearer <Sluice token of an owner with a role>",
+            )
+        })
+}
+
 /// An API error: `{"error": {"code", "message", "field"?, "errors"?}}`.
 #[derive(Debug)]
 pub struct ApiError {
@@ -177,22 +197,7 @@ impl ControlPlane {
 
     /// The caller's identity and role, from their token.
     pub fn caller(&self, headers: &HeaderMap) -> ApiResult<Caller> {
-        let token = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
-                    "send Authorization: Bearer <Sluice token of an owner with a role>",
-                )
-            })?;
+        let token = bearer(headers)?;
         let snap = self.config.snapshot();
         let access = Access {
             auth: AuthPolicy::Token,
@@ -1155,8 +1160,40 @@ async fn snapshot(
     if *rx.borrow() <= q.after {
         return Ok(StatusCode::NOT_MODIFIED.into_response());
     }
-    let dump = cp.store.dump().await?;
+    let mut dump = cp.store.dump().await?;
+    reseal_for(&mut dump, &cp.key, &MasterKey::feed_key(bearer(&headers)?));
     Ok(Json(dump).into_response())
+}
+
+/// The feed carries only the gateway's secrets, re-sealed from the master key to the caller's
+/// feed key (so a data plane never holds the master key); every other secret is left out.
+fn reseal_for(dump: &mut Dump, master: &MasterKey, feed: &MasterKey) {
+    dump.resources.retain_mut(|r| {
+        if r.kind != state::SECRET {
+            return true;
+        }
+        let resealed = serde_json::from_value::<SecretDoc>(r.body.clone())
+            .map_err(anyhow::Error::from)
+            .and_then(|mut doc| {
+                if !doc.scopes.contains(&SecretScope::Gateway) {
+                    return Ok(None);
+                }
+                let value = master.open(&r.name, &doc.sealed)?;
+                doc.sealed = feed.seal(&r.name, value.expose())?;
+                Ok(Some(serde_json::to_value(doc)?))
+            });
+        match resealed {
+            Ok(Some(body)) => {
+                r.body = body;
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                log::error!("revision feed: secret `{}` left out: {e:#}", r.name);
+                false
+            }
+        }
+    });
 }
 
 async fn whoami(State(cp): Cp, headers: HeaderMap) -> ApiResult<Json<Value>> {

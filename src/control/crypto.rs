@@ -2,8 +2,9 @@
 //! secret's name as associated data (a ciphertext moved to another name does not open).
 //!
 //! The master key comes from `SLUICE_MASTER_KEY` (32 bytes, base64 or hex) or from
-//! `data_dir/master.key`, created 0600 on first run. Data planes that follow a control plane
-//! need the same key: the revision feed carries ciphertexts, never values.
+//! `data_dir/master.key`, created 0600 on first run. Data planes never hold it: the revision
+//! feed re-seals the gateway's secrets for each caller under a key derived from the token the
+//! data plane presents (`feed_key`), and leaves every other secret out.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -61,6 +62,20 @@ impl MasterKey {
             &decode_key(&text)
                 .with_context(|| format!("{} is not a master key", file.display()))?,
         )
+    }
+
+    /// The key a revision feed is sealed with for the holder of `token`: SHA-256 over a domain
+    /// tag and the token (256 bits of randomness, so no stretching is needed). The control
+    /// plane derives it from the token a data plane presents; the data plane from its own.
+    pub fn feed_key(token: &str) -> MasterKey {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"sluice revision feed v1\0")
+            .chain_update(token.trim().as_bytes())
+            .finalize();
+        MasterKey {
+            cipher: Aes256Gcm::new(&digest),
+        }
     }
 
     /// `base64(nonce ‖ ciphertext ‖ tag)`.
@@ -140,6 +155,22 @@ mod tests {
         );
         let other = MasterKey::from_bytes(&[8u8; 32]).unwrap();
         assert!(other.open("OPENAI_KEY", &sealed).is_err());
+    }
+
+    #[test]
+    fn feed_keys_differ_per_token() {
+        let a = MasterKey::feed_key("sluice_aaaa");
+        let sealed = a.seal("K", "v").unwrap();
+        assert_eq!(
+            MasterKey::feed_key("sluice_aaaa\n")
+                .open("K", &sealed)
+                .unwrap()
+                .expose(),
+            "v"
+        );
+        assert!(MasterKey::feed_key("sluice_aaab")
+            .open("K", &sealed)
+            .is_err());
     }
 
     #[test]

@@ -105,7 +105,7 @@ const OPERATIONS: &[Operation] = &[
     op(Get, "/v1/owners/{name}", "owner_get", "Get a stored owner"),
     op(Put, "/v1/owners/{name}", "owner_update", "Replace a stored owner (its name is immutable)").body("Owner"),
     op(Delete, "/v1/owners/{name}", "owner_delete", "Delete a stored owner"),
-    op(Get, "/v1/snapshot", "snapshot_read", "Every stored resource at the newest revision (secrets sealed); 304 when nothing is newer than `after` within `wait` seconds (long-poll)"),
+    op(Get, "/v1/snapshot", "snapshot_read", "Every stored resource at the newest revision, with only the gateway's secrets, sealed for the caller's token; 304 when nothing is newer than `after` within `wait` seconds (long-poll)"),
     Operation { permission: None, ..op(Get, "/v1/whoami", "", "The caller's principal and role") },
     Operation { permission: None, ..op(Get, "/v1/openapi.json", "", "This document (no credential needed)") },
 ];

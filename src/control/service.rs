@@ -4,10 +4,12 @@
 //!
 //! - Embedded (`--database`, default `sqlite://DATA_DIR/sluice.db`): the store is read here;
 //!   writes through the API publish in-process, writes by other replicas (PostgreSQL) are seen
-//!   through LISTEN/NOTIFY, with the revision polled once a second as a safety net. Token last-use times are written in batches.
-//! - Data plane (`--control-plane URL --token T`): long-polls `GET URL/v1/snapshot`, persists the
-//!   last good state (secrets still sealed) under the data dir, and serves from it when the
-//!   control plane is unreachable (`sluice_config_synchronized 0`).
+//!   through LISTEN/NOTIFY, with the revision polled once a second as a safety net. Token
+//!   last-use times are written in batches.
+//! - Data plane (`--control-plane URL --token T`): long-polls `GET URL/v1/snapshot` (gateway
+//!   secrets sealed for its token; it never holds the master key), persists the last state that
+//!   built under the data dir, and serves from it when the control plane is unreachable
+//!   (`sluice_config_synchronized 0`).
 
 use anyhow::Context;
 use async_trait::async_trait;

@@ -229,6 +229,12 @@ impl Sluice {
         );
     }
 
+    /// `relaunch` with other arguments.
+    pub fn relaunch_with(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|a| a.to_string()).collect();
+        self.relaunch();
+    }
+
     /// Kills the process (it stays down until `relaunch`).
     pub fn stop(&mut self) {
         let _ = self.proc.child.kill();

@@ -657,8 +657,18 @@ async fn multi_node_postgres_with_two_data_planes() {
             .0,
         201
     );
+    // A secret for MCP servers only: no data plane receives it.
+    let mcp = json!({"name": "MCP_ONLY", "value": "mcp-secret-value", "scopes": ["mcp"]});
+    assert_eq!(
+        api(&a1, &root, "POST", "/v1/secrets", Some(&mcp.to_string()))
+            .await
+            .0,
+        201
+    );
     let dp_token = new_token_for(&a1, &root, "edge", Some("dataplane")).await;
     let dp_args = ["--control-plane", a1.as_str(), "--token", dp_token.as_str()];
+    // Data planes run without the master key: the feed is sealed for their token.
+    let env: [(&str, &str); 0] = [];
     let mut dp1 = Sluice::start_args("", &env, &dp_args);
     // The second data plane's own file declares a provider the store may later name too.
     let local = format!(
@@ -926,7 +936,29 @@ async fn multi_node_postgres_with_two_data_planes() {
     let persisted =
         std::fs::read_to_string(dp1.dir.path().join("data/control-snapshot.json")).unwrap();
     assert!(
+        persisted.contains("LLM_K2_KEY") && !persisted.contains("MCP_ONLY"),
+        "the feed carries the gateway's secrets only"
+    );
+    assert!(!dp1.dir.path().join("data/master.key").exists());
+    assert!(
         !persisted.contains(k2),
         "plaintext key in the persisted snapshot"
+    );
+    // Restarted with another token, the persisted state does not open: the data plane still
+    // comes up (from its file), not ready, waiting for its control plane.
+    let other = [
+        "--control-plane",
+        a1.as_str(),
+        "--token",
+        "sluice_not_the_same_token",
+    ];
+    dp1.relaunch_with(&other);
+    assert_eq!(readyz(&dp1.admin_url()).await["status"], "starting");
+    assert!(
+        dp1.proc
+            .log_text()
+            .contains("persisted control-plane state does not build"),
+        "{}",
+        dp1.proc.log_text()
     );
 }
