@@ -41,6 +41,17 @@ enum Command {
         #[arg(long, env = "SLUICE_CONTROL_TOKEN", requires = "control_plane")]
         token: Option<String>,
     },
+    /// Run the control plane only: the admin API over its store, no proxy listeners. Several
+    /// replicas may share one PostgreSQL database; data planes follow any of them.
+    ///
+    /// Example: sluice control-plane --database postgres://sluice@db/sluice
+    ControlPlane {
+        #[arg(long, short, default_value = "conf/sluice.yaml", env = "SLUICE_CONFIG")]
+        config: PathBuf,
+        /// The store: sqlite://PATH (default: sluice.db under data_dir) or postgres://….
+        #[arg(long, env = "SLUICE_DATABASE")]
+        database: Option<String>,
+    },
     /// Validate a configuration file; exits non-zero with every error (file:line: field: problem).
     ///
     /// Example: sluice check --config conf/sluice.yaml
@@ -208,6 +219,16 @@ fn main() -> anyhow::Result<()> {
                 database,
                 control_plane,
                 token,
+                control_plane_only: false,
+            };
+            let server = sluice::server::build(&config, &opts)?;
+            server.run_forever()
+        }
+        Command::ControlPlane { config, database } => {
+            let opts = sluice::server::ServeOptions {
+                database,
+                control_plane_only: true,
+                ..Default::default()
             };
             let server = sluice::server::build(&config, &opts)?;
             server.run_forever()

@@ -39,6 +39,9 @@ pub struct ServeOptions {
     pub control_plane: Option<String>,
     /// The data plane's token at the control plane (an owner with the `dataplane` role).
     pub token: Option<String>,
+    /// Run the control plane only (`sluice control-plane`): the admin listener and the store,
+    /// no proxy, forward or mock listener, no audit writer.
+    pub control_plane_only: bool,
 }
 
 /// Loads `config_file` and builds a server ready for `run_forever()`.
@@ -115,7 +118,8 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
     if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
         log::warn!("cannot create data_dir {}: {e}", config.data_dir.display());
     }
-    let audit_sink = match audit_target(&config) {
+    let serves_traffic = !opts.control_plane_only;
+    let audit_sink = match audit_target(&config).filter(|_| serves_traffic) {
         Some(target) => {
             let (sink, writer) = AuditSink::new(target, config.audit.queue);
             server.add_service(background_service("sluice audit writer", writer));
@@ -124,23 +128,25 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
         None => None,
     };
 
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Gateway {
-            store: store.clone(),
-            audit: audit_sink.clone(),
-        },
-        "sluice proxy",
-    );
-    // Pingora reads ahead 64 KiB per connection by default; requests are small and bodies are
-    // read past this buffer anyway, so 8 KiB keeps 1,000 idle clients from pinning ~56 MiB.
-    proxy.add_listener(
-        ListenerConfig::tcp(listeners.proxy.clone())
-            .l4_buffer(L4BufferSettings::default().read(DOWNSTREAM_READ_BUFFER)),
-    );
-    server.add_service(proxy);
+    if serves_traffic {
+        let mut proxy = pingora_proxy::http_proxy_service_with_name(
+            &server.configuration,
+            Gateway {
+                store: store.clone(),
+                audit: audit_sink.clone(),
+            },
+            "sluice proxy",
+        );
+        // Pingora reads ahead 64 KiB per connection by default; requests are small and bodies are
+        // read past this buffer anyway, so 8 KiB keeps 1,000 idle clients from pinning ~56 MiB.
+        proxy.add_listener(
+            ListenerConfig::tcp(listeners.proxy.clone())
+                .l4_buffer(L4BufferSettings::default().read(DOWNSTREAM_READ_BUFFER)),
+        );
+        server.add_service(proxy);
+    }
 
-    let ca = match &listeners.forward {
+    let ca = match listeners.forward.as_ref().filter(|_| serves_traffic) {
         Some(addr) => {
             let ca = Arc::new(load_ca(&config, config_file)?);
             let http = Arc::new(pingora_proxy::http_proxy(
@@ -194,12 +200,14 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
     control.threads = Some(2);
     server.add_service(control);
 
-    server.add_service(background_service(
-        "sluice jwks refresher",
-        JwksRefresher {
-            registry: store.jwks.clone(),
-        },
-    ));
+    if serves_traffic {
+        server.add_service(background_service(
+            "sluice jwks refresher",
+            JwksRefresher {
+                registry: store.jwks.clone(),
+            },
+        ));
+    }
     let data_dir = &config.data_dir;
     server.add_service(background_service(
         "sluice token usage",
@@ -213,7 +221,7 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
         ConfigWatcher { store },
     ));
 
-    if let Some(addr) = &listeners.mock {
+    if let Some(addr) = listeners.mock.as_ref().filter(|_| serves_traffic) {
         // Bound now so a taken port fails start-up instead of a background task.
         let listener = std::net::TcpListener::bind(addr)
             .with_context(|| format!("listeners.mock: cannot bind {addr}"))?;

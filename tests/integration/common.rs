@@ -123,6 +123,8 @@ pub struct Sluice {
     /// The forward-proxy listener, when started with `start_forward`.
     pub forward: Option<u16>,
     env: Vec<(String, String)>,
+    /// `serve`, or `control-plane` (no proxy listener).
+    command: &'static str,
     args: Vec<String>,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
@@ -149,7 +151,22 @@ impl Sluice {
         Self::launch(dynamic, env, Some(free_port()), &[])
     }
 
+    /// Starts `sluice control-plane` (the admin API and its store only).
+    pub fn start_control_plane(env: &[(&str, &str)], args: &[&str]) -> Sluice {
+        Self::launch_as("control-plane", "", env, None, args)
+    }
+
     fn launch(dynamic: &str, env: &[(&str, &str)], forward: Option<u16>, args: &[&str]) -> Sluice {
+        Self::launch_as("serve", dynamic, env, forward, args)
+    }
+
+    fn launch_as(
+        command: &'static str,
+        dynamic: &str,
+        env: &[(&str, &str)],
+        forward: Option<u16>,
+        args: &[&str],
+    ) -> Sluice {
         let dir = tempfile::tempdir().expect("tempdir");
         let (port, admin) = (free_port(), free_port());
         let config = dir.path().join("sluice.yaml");
@@ -163,18 +180,21 @@ impl Sluice {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let proxy = (command == "serve").then_some(port);
         let proc = Self::spawn(
+            command,
             &config,
             &env,
             &args,
             dir.path(),
-            [Some(admin), Some(port), forward],
+            [Some(admin), proxy, forward],
         );
         Sluice {
             port,
             admin,
             forward,
             env,
+            command,
             args,
             dir,
             config,
@@ -183,6 +203,7 @@ impl Sluice {
     }
 
     fn spawn(
+        command: &str,
         config: &Path,
         env: &[(String, String)],
         args: &[String],
@@ -196,7 +217,7 @@ impl Sluice {
             .open(&log)
             .expect("log file");
         let mut child = Command::new(sluice_bin())
-            .args(["serve", "--config"])
+            .args([command, "--config"])
             .arg(config)
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
@@ -220,12 +241,14 @@ impl Sluice {
     /// Stops the process and starts it again on the same ports, config and data dir.
     pub fn relaunch(&mut self) {
         self.stop();
+        let proxy = (self.command == "serve").then_some(self.port);
         self.proc = Self::spawn(
+            self.command,
             &self.config,
             &self.env,
             &self.args,
             self.dir.path(),
-            [Some(self.admin), Some(self.port), self.forward],
+            [Some(self.admin), proxy, self.forward],
         );
     }
 
