@@ -215,7 +215,8 @@ pub struct Route {
 pub enum AuthPolicy {
     /// No Sluice credential; any client reaching the listener may use the route.
     None,
-    /// Opaque Sluice tokens only (`sluice_…`).
+    /// Opaque Sluice tokens only (`sluice_…`); `static` is accepted as another name for it.
+    #[serde(alias = "static")]
     Token,
     /// JWTs from a trusted issuer only.
     Jwt,

@@ -174,3 +174,11 @@ fn health_survives_rebuilds_unless_the_secret_changes() {
     let third = Snapshot::build(&rotated, Path::new("."), &ctx).unwrap();
     assert!(third.providers[0].pool.members()[0].health.is_available(1));
 }
+
+#[test]
+fn design_names_parse() {
+    // DESIGN.md's config shape writes `auth: static` for opaque-token routes.
+    let config =
+        parse("routes:\n  - { prefix: /openai, provider: openai, auth: static }\n").unwrap();
+    assert_eq!(config.routes[0].auth, wire::AuthPolicy::Token);
+}
