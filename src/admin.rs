@@ -117,3 +117,67 @@ async fn ca_pem(State(admin): State<Arc<Admin>>) -> Response {
         ),
     }
 }
+
+/// The admin listener over TLS. Connections are accepted and their handshakes run in tasks of
+/// their own (10 s at most), so a slow or silent client cannot hold up the others.
+pub struct TlsListener {
+    local: std::net::SocketAddr,
+    ready: tokio::sync::mpsc::Receiver<(TlsConn, std::net::SocketAddr)>,
+}
+
+type TlsConn = pingora::tls::ServerTlsStream<tokio::net::TcpStream>;
+
+const TLS_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl TlsListener {
+    pub fn new(
+        listener: tokio::net::TcpListener,
+        config: Arc<pingora::tls::ServerConfig>,
+    ) -> std::io::Result<TlsListener> {
+        let local = listener.local_addr()?;
+        let acceptor = pingora::tls::TlsAcceptor::from(config);
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            while !tx.is_closed() {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of descriptors and the like: back off instead of spinning.
+                        log::warn!("admin listener: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => log::debug!("admin TLS handshake from {peer}: {e}"),
+                        Err(_) => log::debug!("admin TLS handshake from {peer}: timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { local, ready })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsConn;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(conn) => conn,
+            // The accept task ended: nothing more will come.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}

@@ -15,4 +15,5 @@ pub mod mock;
 pub mod proxy;
 pub mod secrets;
 pub mod server;
+pub mod tls;
 pub mod upstream;

@@ -326,7 +326,7 @@ fn main() -> anyhow::Result<()> {
                 chunk_interval: Duration::from_millis(chunk_interval_ms),
             };
             let tls = match (tls_cert, tls_key) {
-                (Some(cert), Some(key)) => Some(sluice::mock::tls_config(&cert, &key)?),
+                (Some(cert), Some(key)) => Some(sluice::tls::server_config(&cert, &key)?),
                 _ => None,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -175,6 +175,16 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
         None => None,
     };
 
+    let admin_tls = match &listeners.admin_tls {
+        Some(files) => {
+            let base = config_file.parent().unwrap_or(Path::new("."));
+            Some(
+                crate::tls::server_config(&base.join(&files.cert), &base.join(&files.key))
+                    .context("listeners.admin_tls")?,
+            )
+        }
+        None => None,
+    };
     let admin_listener = std::net::TcpListener::bind(&listeners.admin)
         .with_context(|| format!("listeners.admin: cannot bind {}", listeners.admin))?;
     admin_listener.set_nonblocking(true)?;
@@ -195,6 +205,7 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
                     ca_pem: ca.map(|ca| ca.pem.clone()),
                 },
             ))),
+            admin_tls,
         },
     );
     control.threads = Some(2);

@@ -262,6 +262,7 @@ fn fixed_changes(fixed: &Fixed, config: &wire::Config) -> Option<String> {
         proxy,
         forward,
         admin,
+        admin_tls,
         mock,
     } = &config.listeners;
     let was = &fixed.listeners;
@@ -273,6 +274,9 @@ fn fixed_changes(fixed: &Fixed, config: &wire::Config) -> Option<String> {
     }
     if *admin != was.admin {
         changed.push(format!("listeners.admin ({} → {admin})", was.admin));
+    }
+    if *admin_tls != was.admin_tls {
+        changed.push("listeners.admin_tls".to_owned());
     }
     if *mock != was.mock {
         changed.push("listeners.mock".to_owned());

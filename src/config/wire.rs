@@ -41,9 +41,12 @@ pub struct Listeners {
     /// Forward proxy (CONNECT and absolute-form HTTP); omit to disable.
     #[serde(default)]
     pub forward: Option<String>,
-    /// Admin: `/metrics`, `/healthz`, `/readyz`.
+    /// Admin: `/metrics`, `/healthz`, `/readyz`, `/ca.pem` and the `/v1` admin API.
     #[serde(default = "default_admin_listener")]
     pub admin: String,
+    /// Serve the admin listener over TLS (HTTPS) with this certificate chain and key.
+    #[serde(default)]
+    pub admin_tls: Option<TlsFiles>,
     /// Embedded mock upstream (for the `demo` provider and load tests); omit to disable.
     #[serde(default)]
     pub mock: Option<String>,
@@ -55,9 +58,20 @@ impl Default for Listeners {
             proxy: default_proxy_listener(),
             forward: None,
             admin: default_admin_listener(),
+            admin_tls: None,
             mock: None,
         }
     }
+}
+
+/// PEM files for a TLS listener (relative paths are taken from the config file's directory).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// Process settings: fixed for the life of the process.

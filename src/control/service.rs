@@ -46,6 +46,8 @@ pub struct ControlService {
     pub data_dir: PathBuf,
     pub key: Arc<MasterKey>,
     pub admin: Mutex<Option<(std::net::TcpListener, Admin)>>,
+    /// Serve the admin listener over TLS with this configuration.
+    pub admin_tls: Option<Arc<pingora::tls::ServerConfig>>,
 }
 
 impl ControlService {
@@ -129,7 +131,7 @@ impl BackgroundService for ControlService {
                 router = router.merge(api::router(cp.clone()));
                 let follower = follow_store(cp.clone(), shutdown.clone());
                 let notifications = listen_store(cp.clone(), shutdown.clone());
-                let server = serve(listener, router, stop);
+                let server = serve(listener, self.admin_tls.clone(), router, stop);
                 tokio::join!(follower, notifications, server);
             }
             Mode::DataPlane { url, token } => {
@@ -141,7 +143,7 @@ impl BackgroundService for ControlService {
                     self.data_dir.join("control-snapshot.json"),
                     shutdown.clone(),
                 );
-                let server = serve(listener, router, stop);
+                let server = serve(listener, self.admin_tls.clone(), router, stop);
                 tokio::join!(follower, server);
             }
         }
@@ -151,6 +153,7 @@ impl BackgroundService for ControlService {
 
 async fn serve(
     listener: std::net::TcpListener,
+    tls: Option<Arc<pingora::tls::ServerConfig>>,
     router: axum::Router,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
@@ -161,10 +164,18 @@ async fn serve(
             return;
         }
     };
-    if let Err(e) = axum::serve(listener, router)
-        .with_graceful_shutdown(stop)
-        .await
-    {
+    let served = match tls {
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        Some(config) => match crate::admin::TlsListener::new(listener, config) {
+            Ok(tls) => axum::serve(tls, router).with_graceful_shutdown(stop).await,
+            Err(e) => Err(e),
+        },
+    };
+    if let Err(e) = served {
         log::error!("admin listener: {e}");
     }
 }

@@ -272,19 +272,3 @@ fn forced_error(status: u16) -> Response<Body> {
     }
     resp
 }
-
-/// A TLS server config from PEM files (for a mock upstream reached over HTTPS in tests).
-pub fn tls_config(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> anyhow::Result<Arc<ServerConfig>> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    pingora::tls::install_default_crypto_provider();
-    let certs = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
-    let key = PrivateKeyDer::from_pem_file(key)?;
-    let config = ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
-    Ok(Arc::new(config))
-}

@@ -968,3 +968,82 @@ async fn multi_node_postgres_with_two_data_planes() {
         dp1.proc.log_text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_and_feed_over_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    let issued =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let (cert, key) = (
+        certs.path().join("admin.pem"),
+        certs.path().join("admin.key"),
+    );
+    std::fs::write(&cert, issued.cert.pem()).unwrap();
+    std::fs::write(&key, issued.key_pair.serialize_pem()).unwrap();
+
+    // A control plane whose admin listener speaks TLS.
+    let mut cp = Sluice::start_control_plane(&[("SLUICE_MASTER_KEY", MASTER)], &[]);
+    let root = cp.admin_token();
+    cp.stop();
+    let admin_line = format!("  admin: 127.0.0.1:{}\n", cp.admin);
+    let tls = format!(
+        "{admin_line}  admin_tls: {{ cert: {}, key: {} }}\n",
+        cert.display(),
+        key.display()
+    );
+    let text = std::fs::read_to_string(&cp.config).unwrap();
+    std::fs::write(&cp.config, text.replace(&admin_line, &tls)).unwrap();
+    cp.relaunch();
+    let https = format!("https://127.0.0.1:{}", cp.admin);
+
+    // Plain HTTP gets no answer; the CLI over HTTPS trusts the certificate through SSL_CERT_FILE.
+    let plain = http_get(format!("http://127.0.0.1:{}/healthz", cp.admin)).await;
+    assert!(!plain.is_ok_and(|r| r.status().is_success()));
+    let trust = [("SSL_CERT_FILE", cert.to_str().unwrap())];
+    cli(
+        &https,
+        &root,
+        &["owner", "create", "edge", "--role", "dataplane"],
+        &trust,
+    );
+    let created: Value = serde_json::from_str(&cli(
+        &https,
+        &root,
+        &["token", "create", "--owner", "edge", "-o", "json"],
+        &trust,
+    ))
+    .unwrap();
+    let dp_token = created["token"].as_str().unwrap().to_owned();
+
+    // A data plane follows it over HTTPS.
+    let dp = Sluice::start_args(
+        "",
+        &trust,
+        &["--control-plane", &https, "--token", &dp_token],
+    );
+    let started = Instant::now();
+    while readyz(&dp.admin_url()).await["control_revision"].as_u64() < created["revision"].as_u64()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            dp.proc.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A key that does not match its certificate is named by `sluice check`.
+    let other = rcgen::generate_simple_self_signed(vec!["x".into()]).unwrap();
+    std::fs::write(&key, other.key_pair.serialize_pem()).unwrap();
+    let out = Command::new(sluice_bin())
+        .args(["check", "--config"])
+        .arg(&cp.config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("listeners.admin_tls") && text.contains("do not match"),
+        "{text}"
+    );
+}
