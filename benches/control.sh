@@ -19,11 +19,8 @@ if [[ -z "${SLUICE_BIN:-}" ]]; then
   SLUICE_BIN=target/release/sluice
 fi
 T=$(mktemp -d /tmp/sluice-control.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
+source benches/lib.sh
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 400); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "nothing on $1" >&2; return 1; }
 MOCK=$(port); PROXY=$(port); ADMIN=$(port)
 GENERATED=$("$SLUICE_BIN" token generate --name load)
 TOKEN=$(sed -n 2p <<<"$GENERATED")
@@ -56,22 +53,15 @@ ADMIN_TOKEN=$(cat "$T/data/admin-token")
 api() { curl -sf -H "authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' "$@"; }
 api "http://127.0.0.1:$ADMIN/v1/secrets" -d '{"name":"CHURN","value":"v0"}' >/dev/null
 
-cat >"$T/post.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '{"model":"gpt-mock","messages":[{"role":"user","content":"hi"}]}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $TOKEN"
-LUA
+wrk_post "$T/post.lua" '{"model":"gpt-mock","messages":[{"role":"user","content":"hi"}]}' "$TOKEN"
 declare -A V
-add() { V[$1]="${V[$1]:-} $2"; }
-ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; printf "%.3f", v}'; }
 bench() {
   local out; out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$T/post.lua" "http://127.0.0.1:$PROXY/p7/v1/chat/completions")
   if grep -q "Non-2xx" <<<"$out"; then echo "$out" >&2; echo "non-2xx responses" >&2; exit 1; fi
   add "$1_rps" "$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
-  add "$1_p50" "$(awk '$1=="50%" {print $2}' <<<"$out" | ms)"
-  add "$1_p99" "$(awk '$1=="99%" {print $2}' <<<"$out" | ms)"
-  add "$1_max" "$(awk '$1=="Latency" && $2!="Distribution" {print $4}' <<<"$out" | ms)"
+  add "$1_p50" "$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")"
+  add "$1_p99" "$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")"
+  add "$1_max" "$(to_ms "$(awk '$1=="Latency" && $2!="Distribution" {print $4}' <<<"$out")")"
 }
 # `write`: rotate the secret (a rebuild and swap each time); `read`: the same admin traffic
 # without a rebuild (GET), to tell the rebuilds' cost from the admin client's.
@@ -99,11 +89,9 @@ for round in $(seq 1 "$ROUNDS"); do
   after=$(curl -s "http://127.0.0.1:$ADMIN/readyz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["revision"])')
   add rebuilds "$((after - before))"
 done
-median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "control kit: $ROUNDS round(s) of ${DURATION}s, $CONNS connections, snapshot of 100 providers / 1,000 keys / 10,000 tokens"
 echo "snapshots published during each rebuilding run (median): $(median "${V[rebuilds]}")"
-# req/s against the steady run of the same round, median over rounds.
-paired() { python3 -c "import statistics as s; a='$1'.split(); b='$2'.split(); print(f'{s.median(float(x)/float(y) for x,y in zip(a,b)):.2f}')"; }
+# vs_steady: req/s against the steady run of the same round, median over rounds.
 printf '%-12s %10s %10s %10s %10s %10s\n' run req/s vs_steady p50_ms p99_ms max_ms
 for k in steady admin_reads rebuilding; do
   printf '%-12s %10s %10s %10s %10s %10s\n' "$k" "$(median "${V[${k}_rps]}")" "$(paired "${V[${k}_rps]}" "${V[steady_rps]}")" "$(median "${V[${k}_p50]}")" "$(median "${V[${k}_p99]}")" "$(median "${V[${k}_max]}")"

@@ -45,23 +45,9 @@ ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true
 
 T=$(mktemp -d /tmp/sluice-forward.XXXXXX)
 chmod 755 "$T"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  [[ -f "$T/nginx.pid" ]] && kill "$(cat "$T/nginx.pid")" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$T"
-}
+source benches/lib.sh
 trap cleanup EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listens on $1" >&2; return 1
-}
 MOCK=$(port); PROXY=$(port); FWD=$(port); ADMIN=$(port); NGX=$(port); SINK=$(port); NGXS=$(port)
 GENERATED=$("$SLUICE_BIN" token generate --name load)
 TOKEN=$(sed -n 2p <<<"$GENERATED")
@@ -137,7 +123,6 @@ curl -sf "http://127.0.0.1:$ADMIN/ca.pem" >"$T/ca.pem"
 run() { "$LOAD_BIN" --duration "$DURATION" --conns "$CONNS" --token "$TOKEN" "$@"; }
 field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read())['$1'])"; }
 declare -A V
-add() { V[$1]="${V[$1]:-} $2"; }
 # Warm the leaf-certificate cache and the upstream pool.
 run --mode intercept --proxy "127.0.0.1:$FWD" --ca "$T/ca.pem" --duration 0.5 >/dev/null
 
@@ -155,21 +140,18 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "round $round: reverse${V[reverse]##* } intercept${V[intercept]##* } handshake/s ${V[handshake]##* } nginx_tls/s ${V[nginx_tls]##* } direct MB/s ${V[direct_mbs]##* } tunnel MB/s ${V[tunnel_mbs]##* }" >&2
 done
 
-median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-ratio() { python3 -c "print(f'{float($1)/float($2):.2f}' if float($2) else 'n/a')"; }
-# The median of the per-round ratios: each round measures both sides back to back, so this
-# cancels the machine's drift between rounds better than the ratio of the medians.
-paired() { python3 -c "import statistics as s; a='$1'.split(); b='$2'.split(); r=[float(x)/float(y) for x,y in zip(a,b) if float(y)]; print(f'{s.median(r):.2f}' if r else 'n/a')"; }
-R=$(median "${V[reverse]}"); I=$(median "${V[intercept]}")
-H=$(median "${V[handshake]}"); N=$(median "${V[nginx_tls]}")
-D=$(median "${V[direct_mbs]}"); U=$(median "${V[tunnel_mbs]}"); S=$(median "${V[nginx_mbs]:-0}")
+# row LABEL SLUICE BASELINE: the medians of V[SLUICE] and V[BASELINE], their ratio, and paired.
+row() {
+  local a b; a=$(median "${V[$2]:-0}"); b=$(median "${V[$3]:-0}")
+  printf '%-48s %12s %12s %8s %8s\n' "$1" "$a" "$b" "$(ratio "$a" "$b")" "$(paired "${V[$2]:-}" "${V[$3]:-}")"
+}
 echo "forward kit: $ROUNDS round(s) of ${DURATION}s, $CONNS connections, $WORKERS worker(s), $BYTES bytes per transfer"
 printf '%-48s %12s %12s %8s %8s\n' "measure" "sluice" "baseline" "ratio" "paired"
-printf '%-48s %12s %12s %8s %8s\n' "intercepted HTTPS req/s vs reverse plain HTTP" "$I" "$R" "$(ratio "$I" "$R")" "$(paired "${V[intercept]:-}" "${V[reverse]:-}")"
-printf '%-48s %12s %12s %8s %8s\n' "CONNECT+TLS handshakes/s vs nginx TLS/s" "$H" "$N" "$(ratio "$H" "$N")" "$(paired "${V[handshake]:-}" "${V[nginx_tls]:-}")"
-printf '%-48s %12s %12s %8s %8s\n' "tunnel MB/s vs direct MB/s" "$U" "$D" "$(ratio "$U" "$D")" "$(paired "${V[tunnel_mbs]:-}" "${V[direct_mbs]:-}")"
-[[ -z $NGXS ]] || printf '%-48s %12s %12s %8s %8s\n' "tunnel MB/s vs nginx stream proxy MB/s" "$U" "$S" "$(ratio "$U" "$S")" "$(paired "${V[tunnel_mbs]:-}" "${V[nginx_mbs]:-}")"
-[[ -z $NGXS ]] || printf '%-48s %12s %12s %8s %8s\n' "nginx stream proxy MB/s vs direct MB/s" "$S" "$D" "$(ratio "$S" "$D")" "$(paired "${V[nginx_mbs]:-}" "${V[direct_mbs]:-}")"
+row "intercepted HTTPS req/s vs reverse plain HTTP" intercept reverse
+row "CONNECT+TLS handshakes/s vs nginx TLS/s" handshake nginx_tls
+row "tunnel MB/s vs direct MB/s" tunnel_mbs direct_mbs
+[[ -z $NGXS ]] || row "tunnel MB/s vs nginx stream proxy MB/s" tunnel_mbs nginx_mbs
+[[ -z $NGXS ]] || row "nginx stream proxy MB/s vs direct MB/s" nginx_mbs direct_mbs
 for k in handshake nginx_tls; do
   [[ "$(median "${V[$k]}")" != 0* ]] || { echo "no $k completed" >&2; exit 1; }
 done

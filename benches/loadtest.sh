@@ -41,23 +41,9 @@ ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true
 
 T=$(mktemp -d /tmp/sluice-loadtest.XXXXXX)
 chmod 755 "$T"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  [[ -f "$T/nginx.pid" ]] && kill "$(cat "$T/nginx.pid")" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$T"
-}
+source benches/lib.sh
 trap cleanup EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listens on $1" >&2; return 1
-}
 MOCK=$(port); SLUICE=$(port); ADMIN=$(port); NGX=$(port); BARE=$(port); PACED=$(port)
 GENERATED=$("$SLUICE_BIN" token generate --name load)
 TOKEN=$(sed -n 2p <<<"$GENERATED")
@@ -132,15 +118,8 @@ wait_port "$MOCK"; wait_port "$SLUICE"; wait_port "$NGX"; wait_port "$BARE"
 
 JSON_BODY='{"model":"gpt-mock","messages":[{"role":"user","content":"hello"}]}'
 SSE_BODY='{"model":"gpt-mock","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hello"}]}'
-for kind in json sse; do
-  body=$JSON_BODY; [[ $kind == sse ]] && body=$SSE_BODY
-  cat >"$T/$kind.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '$body'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $TOKEN"
-LUA
-done
+wrk_post "$T/json.lua" "$JSON_BODY" "$TOKEN"
+wrk_post "$T/sse.lua" "$SSE_BODY" "$TOKEN"
 
 url() {
   case $1 in
@@ -151,9 +130,6 @@ url() {
     noauth) echo "http://127.0.0.1:$SLUICE/open/v1/chat/completions" ;;
     noaudit) echo "http://127.0.0.1:$SLUICE/bare/v1/chat/completions" ;;
   esac
-}
-to_ms() { # wrk latency such as 512.00us, 1.20ms, 1.01s
-  awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.3f", n }'
 }
 declare -A RPS P50 P99
 run() { # kind conns target
@@ -167,7 +143,6 @@ run() { # kind conns target
   P50[$key]+="$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")") "
   P99[$key]+="$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")") "
 }
-median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 rss_mb() { # peak resident set of a process and its children, MB
   local total=0 p
   for p in "$@" $(pgrep -P "$1" 2>/dev/null || true); do
