@@ -1,0 +1,444 @@
+//! The admin REST API (`/v1/…`, JSON) on the admin listener. Every endpoint names the
+//! permission it checks (`rbac.rs`); callers authenticate with a Sluice token whose owner has a
+//! role. Writes are validated whole before they are stored: the store's resources plus the
+//! change must build a snapshot with the config file, or the change is refused with the
+//! field-level errors and nothing is written.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::crypto::MasterKey;
+use super::rbac;
+use super::state::{self, ControlState, SecretDoc, SecretScope};
+use super::store::{Dump, Op, Resource, Store, StoreError};
+use crate::clock::unix_now;
+use crate::config::wire::{self, AuthPolicy, Role};
+use crate::config::{Access, ConfigErrors, ConfigStore};
+
+mod docs;
+mod feed;
+mod keys;
+mod secrets;
+mod tokens;
+
+use docs::{create_doc, delete_doc, get_doc, list_docs, update_doc};
+use feed::snapshot;
+use keys::{create_key, delete_key, update_key};
+pub(super) use keys::{KeyCreate, KeyUpdate};
+use secrets::{create_secret, delete_secret, get_secret, list_secrets, update_secret};
+pub(super) use secrets::{SecretCreate, SecretUpdate};
+use tokens::{create_token, list_tokens, revoke_token, rotate_token};
+pub(super) use tokens::{TokenCreate, TokenRotate};
+
+/// Longest a `/v1/snapshot` long-poll waits for a newer revision.
+pub(super) const MAX_WAIT: Duration = Duration::from_secs(30);
+/// How long a write waits for its revision to serve locally before answering.
+const PUBLISH_WAIT: Duration = Duration::from_secs(2);
+
+pub struct ControlPlane {
+    pub store: Arc<dyn Store>,
+    pub key: Arc<MasterKey>,
+    pub config: Arc<ConfigStore>,
+    /// The store revision last read by this process's follower.
+    pub revision: tokio::sync::watch::Sender<u64>,
+    /// Wakes the follower after a local write.
+    pub changed: tokio::sync::Notify,
+}
+
+/// The caller's token (`Authorization: Bearer`).
+fn bearer(headers: &HeaderMap) -> ApiResult<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "send Authorization: Bearer <Sluice token of an owner with a role>",
+            )
+        })
+}
+
+/// An API error: `{"error": {"code", "message", "field"?, "errors"?}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<String>,
+    errors: Vec<Value>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            errors: Vec::new(),
+        }
+    }
+
+    fn field(mut self, field: impl Into<String>) -> ApiError {
+        self.field = Some(field.into());
+        self
+    }
+
+    fn bad(field: &str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", message).field(field)
+    }
+
+    fn invalid(errors: ConfigErrors) -> ApiError {
+        let list: Vec<Value> = errors
+            .0
+            .iter()
+            .map(|e| json!({"field": e.path, "message": e.message}))
+            .collect();
+        let mut e = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_configuration",
+            format!(
+                "the change would not build a valid configuration: {}",
+                errors.0.first().map(|e| e.to_string()).unwrap_or_default()
+            ),
+        );
+        e.field = errors.0.first().map(|e| e.path.clone());
+        e.errors = list;
+        e
+    }
+
+    fn internal(e: impl std::fmt::Display) -> ApiError {
+        log::error!("admin API: {e}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error (see the log)",
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Conflict { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "already_exists", e.to_string()).field("name")
+            }
+            StoreError::NotFound { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(field) = self.field {
+            error["field"] = Value::String(field);
+        }
+        if !self.errors.is_empty() {
+            error["errors"] = Value::Array(self.errors);
+        }
+        let mut resp = (self.status, Json(json!({ "error": error }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(r#"Bearer realm="sluice-admin""#),
+            );
+        }
+        resp
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+type Cp = State<Arc<ControlPlane>>;
+
+/// Parses a JSON body, naming the field at fault.
+fn parse<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.inner().to_string();
+        let mut err = ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", message);
+        if path != "." {
+            err = err.field(path);
+        }
+        err
+    })
+}
+
+fn to_value<T: Serialize>(v: &T) -> ApiResult<Value> {
+    serde_json::to_value(v).map_err(ApiError::internal)
+}
+
+/// Who is calling, once their token and role allow `permission`.
+#[derive(Debug)]
+pub struct Caller {
+    pub principal: String,
+    pub role: Role,
+}
+
+impl ControlPlane {
+    pub fn authorize(&self, headers: &HeaderMap, permission: &str) -> ApiResult<Caller> {
+        let caller = self.caller(headers)?;
+        if !rbac::allows(caller.role, permission) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("role {:?} lacks the permission `{permission}`", caller.role)
+                    .to_lowercase(),
+            ));
+        }
+        Ok(caller)
+    }
+
+    /// The caller's identity and role, from their token.
+    pub fn caller(&self, headers: &HeaderMap) -> ApiResult<Caller> {
+        let token = bearer(headers)?;
+        let snap = self.config.snapshot();
+        let access = Access {
+            auth: AuthPolicy::Token,
+            ..Access::default()
+        };
+        let principal = futures_util::FutureExt::now_or_never(crate::auth::verify(
+            token,
+            &access,
+            &snap,
+            unix_now(),
+        ))
+        .unwrap_or(Err(crate::error::GatewayError::MissingCredential))
+        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()))?;
+        let role = principal
+            .owner
+            .as_ref()
+            .and_then(|o| snap.owner_roles.get(o))
+            .copied()
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "this token's owner has no admin role",
+                )
+            })?;
+        Ok(Caller {
+            principal: principal.id.clone(),
+            role,
+        })
+    }
+
+    /// Validates `ops` against everything else and stores them; waits until the new revision
+    /// serves here. The build that validated the change is the one published, unless another
+    /// writer (a replica) committed in between: then the follower rebuilds from the store.
+    pub async fn commit(&self, ops: Vec<Op>) -> ApiResult<u64> {
+        let mut dump = self.store.dump().await?;
+        apply_in_memory(&mut dump, &ops)?;
+        dump.revision += 1;
+        let expected = dump.revision;
+        let (key, config) = (self.key.clone(), self.config.clone());
+        let prepared = super::offpath::run(move || {
+            let (candidate, problems) = ControlState::open(dump, &key);
+            if let Some(p) = problems.first() {
+                return Err(ApiError::internal(p));
+            }
+            config.prepare_control(candidate).map_err(ApiError::invalid)
+        })
+        .await
+        .map_err(ApiError::internal)??;
+        let revision = self.store.apply(&ops).await?;
+        let published = revision == expected
+            && matches!(
+                self.config.publish(prepared),
+                Some(crate::config::store::ReloadOutcome::Applied { .. })
+            );
+        if published {
+            // Never backwards: the follower may have published a newer one meanwhile.
+            self.revision.send_if_modified(|r| {
+                let newer = *r < revision;
+                if newer {
+                    *r = revision;
+                }
+                newer
+            });
+            crate::metrics::METRICS
+                .control_revision
+                .set(revision as i64);
+        } else {
+            self.changed.notify_one();
+        }
+        let mut rx = self.revision.subscribe();
+        let _ = tokio::time::timeout(PUBLISH_WAIT, rx.wait_for(|r| *r >= revision)).await;
+        Ok(revision)
+    }
+
+    /// Reads the store and publishes it here (the embedded data plane). Returns the revision.
+    pub async fn refresh(&self) -> Result<u64, StoreError> {
+        let dump = self.store.dump().await?;
+        let revision = dump.revision;
+        if revision != *self.revision.borrow()
+            || self.config.snapshot().control_revision != revision
+        {
+            let (key, config) = (self.key.clone(), self.config.clone());
+            super::offpath::run(move || {
+                let (state, problems) = ControlState::open(dump, &key);
+                for p in problems {
+                    log::error!("control plane: {p}");
+                }
+                config.set_control(state)
+            })
+            .await
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            self.revision.send_replace(revision);
+            crate::metrics::METRICS
+                .control_revision
+                .set(revision as i64);
+        }
+        Ok(revision)
+    }
+}
+
+/// `ops` applied to a copy of the store's content, with the store's conflict rules.
+fn apply_in_memory(dump: &mut Dump, ops: &[Op]) -> Result<(), StoreError> {
+    for op in ops {
+        let find = |d: &Dump, kind: &str, name: &str| {
+            d.resources
+                .iter()
+                .position(|r| r.kind == kind && r.name == name)
+        };
+        match op {
+            Op::Create { kind, name, body } => {
+                if find(dump, kind, name).is_some() {
+                    return Err(StoreError::Conflict {
+                        kind: kind.clone(),
+                        name: name.clone(),
+                    });
+                }
+                dump.resources.push(Resource {
+                    kind: kind.clone(),
+                    name: name.clone(),
+                    body: body.clone(),
+                    created_at: 0,
+                    updated_at: 0,
+                });
+            }
+            Op::Update { kind, name, body } => match find(dump, kind, name) {
+                Some(i) => dump.resources[i].body = body.clone(),
+                None => {
+                    return Err(StoreError::NotFound {
+                        kind: kind.clone(),
+                        name: name.clone(),
+                    })
+                }
+            },
+            Op::Delete { kind, name } => match find(dump, kind, name) {
+                Some(i) => {
+                    dump.resources.remove(i);
+                }
+                None => {
+                    return Err(StoreError::NotFound {
+                        kind: kind.clone(),
+                        name: name.clone(),
+                    })
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
+async fn whoami(State(cp): Cp, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    // Any role may ask who it is.
+    let caller = cp.caller(&headers)?;
+    Ok(Json(
+        json!({"principal": caller.principal, "role": caller.role}),
+    ))
+}
+
+async fn openapi() -> Response {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.get_or_init(super::openapi::json).as_str(),
+    )
+        .into_response()
+}
+
+/// The `/v1` routes.
+pub fn router(cp: Arc<ControlPlane>) -> Router {
+    use wire::{Issuer, Owner, Provider, Route};
+    Router::new()
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/whoami", get(whoami))
+        .route("/v1/snapshot", get(snapshot))
+        .route(
+            "/v1/providers",
+            get(list_docs::<Provider>).post(create_doc::<Provider>),
+        )
+        .route(
+            "/v1/providers/{name}",
+            get(get_doc::<Provider>)
+                .put(update_doc::<Provider>)
+                .delete(delete_doc::<Provider>),
+        )
+        .route("/v1/providers/{name}/keys", post(create_key))
+        .route(
+            "/v1/providers/{name}/keys/{id}",
+            axum::routing::patch(update_key).delete(delete_key),
+        )
+        .route("/v1/secrets", get(list_secrets).post(create_secret))
+        .route(
+            "/v1/secrets/{name}",
+            get(get_secret).patch(update_secret).delete(delete_secret),
+        )
+        .route("/v1/tokens", get(list_tokens).post(create_token))
+        .route("/v1/tokens/{id}/revoke", post(revoke_token))
+        .route("/v1/tokens/{id}/rotate", post(rotate_token))
+        .route(
+            "/v1/issuers",
+            get(list_docs::<Issuer>).post(create_doc::<Issuer>),
+        )
+        .route(
+            "/v1/issuers/{name}",
+            get(get_doc::<Issuer>)
+                .put(update_doc::<Issuer>)
+                .delete(delete_doc::<Issuer>),
+        )
+        .route(
+            "/v1/routes",
+            get(list_docs::<Route>).post(create_doc::<Route>),
+        )
+        .route(
+            "/v1/routes/{*prefix}",
+            get(get_doc::<Route>)
+                .put(update_doc::<Route>)
+                .delete(delete_doc::<Route>),
+        )
+        .route(
+            "/v1/owners",
+            get(list_docs::<Owner>).post(create_doc::<Owner>),
+        )
+        .route(
+            "/v1/owners/{name}",
+            get(get_doc::<Owner>)
+                .put(update_doc::<Owner>)
+                .delete(delete_doc::<Owner>),
+        )
+        .with_state(cp)
+}

@@ -1,0 +1,192 @@
+//! Tokens: created (plaintext once), listed, revoked and rotated with a grace period.
+
+use super::*;
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(in crate::control) struct TokenCreate {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    owner: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    /// `30d`, `12h`, …
+    #[serde(default)]
+    #[schema(example = "30d")]
+    expires_in: Option<String>,
+}
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(in crate::control) struct TokenRotate {
+    /// How long the old token keeps working (`1h`; default 0: at once).
+    #[serde(default)]
+    #[schema(example = "1h")]
+    grace: Option<String>,
+}
+
+fn rfc3339(unix: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(unix)).to_string()
+}
+
+fn duration(field: &str, text: &str) -> ApiResult<Duration> {
+    humantime::parse_duration(text).map_err(|e| {
+        ApiError::bad(
+            field,
+            format!("`{text}` is not a duration like 30d or 12h: {e}"),
+        )
+    })
+}
+
+fn new_token(
+    name: Option<String>,
+    owner: Option<String>,
+    scopes: Vec<String>,
+    expires_at: Option<String>,
+) -> ApiResult<(String, wire::Token)> {
+    let (token, id, digest) = crate::auth::opaque::generate().map_err(ApiError::internal)?;
+    Ok((
+        token,
+        wire::Token {
+            id,
+            sha256: format!("sha256:{}", hex::encode(digest)),
+            name,
+            owner,
+            scopes,
+            expires_at,
+            revoked_at: None,
+        },
+    ))
+}
+
+pub(super) async fn list_tokens(State(cp): Cp, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    cp.authorize(&headers, "token_list")?;
+    let used = cp.store.tokens_last_used().await?;
+    let live = cp.config.usage.snapshot();
+    let mut items = Vec::new();
+    for r in cp.store.list(state::TOKEN).await? {
+        let t: wire::Token = serde_json::from_value(r.body).map_err(ApiError::internal)?;
+        let last = used.get(&t.id).copied().max(live.get(&t.id).copied());
+        items.push(json!({
+            "id": t.id, "name": t.name, "owner": t.owner, "scopes": t.scopes,
+            "expires_at": t.expires_at, "revoked_at": t.revoked_at,
+            "created_at": rfc3339(r.created_at.max(0) as u64),
+            "last_used_at": last.filter(|l| *l > 0).map(rfc3339),
+        }));
+    }
+    Ok(Json(json!({ "items": items })))
+}
+
+pub(super) async fn create_token(
+    State(cp): Cp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    cp.authorize(&headers, "token_create")?;
+    let req: TokenCreate = parse(&body)?;
+    let expires_at = match &req.expires_in {
+        Some(t) => Some(rfc3339(unix_now() + duration("expires_in", t)?.as_secs())),
+        None => None,
+    };
+    let (token, record) = new_token(req.name, req.owner, req.scopes, expires_at)?;
+    let revision = cp
+        .commit(vec![Op::Create {
+            kind: state::TOKEN.into(),
+            name: record.id.clone(),
+            body: to_value(&record)?,
+        }])
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"revision": revision, "token": token, "id": record.id, "expires_at": record.expires_at,
+            "note": "the token is shown once: store it now"}),
+        ),
+    ))
+}
+
+impl ControlPlane {
+    async fn stored_token(&self, id: &str) -> ApiResult<wire::Token> {
+        let r = self.store.get(state::TOKEN, id).await?.ok_or_else(|| {
+            ApiError::from(StoreError::NotFound {
+                kind: state::TOKEN.into(),
+                name: id.into(),
+            })
+        })?;
+        serde_json::from_value(r.body).map_err(ApiError::internal)
+    }
+}
+
+pub(super) async fn revoke_token(
+    State(cp): Cp,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    cp.authorize(&headers, "token_revoke")?;
+    let mut t = cp.stored_token(&id).await?;
+    if t.revoked_at.is_none() {
+        t.revoked_at = Some(rfc3339(unix_now()));
+    }
+    let revision = cp
+        .commit(vec![Op::Update {
+            kind: state::TOKEN.into(),
+            name: id.clone(),
+            body: to_value(&t)?,
+        }])
+        .await?;
+    Ok(Json(
+        json!({"revision": revision, "id": id, "revoked_at": t.revoked_at}),
+    ))
+}
+
+pub(super) async fn rotate_token(
+    State(cp): Cp,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    cp.authorize(&headers, "token_rotate")?;
+    let req: TokenRotate = if body.is_empty() {
+        TokenRotate::default()
+    } else {
+        parse(&body)?
+    };
+    let grace = match &req.grace {
+        Some(g) => duration("grace", g)?,
+        None => Duration::ZERO,
+    };
+    let mut old = cp.stored_token(&id).await?;
+    let (token, record) = new_token(
+        old.name.clone(),
+        old.owner.clone(),
+        old.scopes.clone(),
+        old.expires_at.clone(),
+    )?;
+    let until = rfc3339(unix_now() + grace.as_secs());
+    old.expires_at = Some(match &old.expires_at {
+        Some(e) if e < &until => e.clone(),
+        _ => until,
+    });
+    let revision = cp
+        .commit(vec![
+            Op::Update {
+                kind: state::TOKEN.into(),
+                name: id.clone(),
+                body: to_value(&old)?,
+            },
+            Op::Create {
+                kind: state::TOKEN.into(),
+                name: record.id.clone(),
+                body: to_value(&record)?,
+            },
+        ])
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"revision": revision, "token": token, "id": record.id, "replaces": id,
+            "old_expires_at": old.expires_at, "note": "the token is shown once: store it now"}),
+        ),
+    ))
+}
