@@ -608,6 +608,25 @@ async fn until_status(port: u16, token: &str, want: u16) -> Duration {
     started.elapsed()
 }
 
+/// The control revision `admin` serves (0 while not ready).
+async fn serving_revision(admin: &str) -> u64 {
+    readyz(admin).await["control_revision"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Waits until `admin` serves control revision `rev` or a newer one (10 s at most).
+async fn until_revision(admin: &str, rev: u64) {
+    let started = Instant::now();
+    while serving_revision(admin).await < rev {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{admin} never served revision {rev}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 async fn readyz(admin: &str) -> Value {
     match http_get(format!("{admin}/readyz")).await {
         Ok(r) => r.json().await.unwrap_or(Value::Null),
@@ -708,10 +727,7 @@ async fn multi_node_postgres_with_two_data_planes() {
         let (s, v) = api(&a1, &root, "POST", "/v1/tokens", Some(&body)).await;
         assert_eq!(s, 201, "{v}");
         let rev = v["revision"].as_u64().unwrap();
-        while readyz(&a2).await["control_revision"].as_u64().unwrap_or(0) < rev {
-            assert!(started.elapsed() < Duration::from_secs(10));
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        until_revision(&a2, rev).await;
         replica.push(started.elapsed());
     }
     replica.sort();
@@ -835,14 +851,7 @@ async fn multi_node_postgres_with_two_data_planes() {
         assert_eq!(s, 201, "{v}");
         let rev = v["revision"].as_u64().unwrap();
         for dp in [&dp1, &dp2] {
-            while readyz(&dp.admin_url()).await["control_revision"]
-                .as_u64()
-                .unwrap_or(0)
-                < rev
-            {
-                assert!(started.elapsed() < Duration::from_secs(10));
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
+            until_revision(&dp.admin_url(), rev).await;
         }
         delays.push(started.elapsed());
     }
@@ -855,9 +864,7 @@ async fn multi_node_postgres_with_two_data_planes() {
 
     // A revision one data plane cannot build (its file clashes with it): that data plane keeps
     // serving and persisting its last good state, the other applies it; both catch up after.
-    let before = readyz(&dp2.admin_url()).await["control_revision"]
-        .as_u64()
-        .unwrap();
+    let before = serving_revision(&dp2.admin_url()).await;
     let clash =
         json!({"name": "clash", "kind": "openai", "base_url": mock.url(), "credentials": "byok"});
     let (s, v) = api(
@@ -870,11 +877,7 @@ async fn multi_node_postgres_with_two_data_planes() {
     .await;
     assert_eq!(s, 201, "{v}");
     let bad_rev = v["revision"].as_u64().unwrap();
-    let started = Instant::now();
-    while readyz(&dp1.admin_url()).await["control_revision"].as_u64() < Some(bad_rev) {
-        assert!(started.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_revision(&dp1.admin_url(), bad_rev).await;
     let started = Instant::now();
     while dp2
         .metric("sluice_config_reload_total{result=\"invalid\"}")
@@ -887,10 +890,7 @@ async fn multi_node_postgres_with_two_data_planes() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(
-        readyz(&dp2.admin_url()).await["control_revision"].as_u64(),
-        Some(before)
-    );
+    assert_eq!(serving_revision(&dp2.admin_url()).await, before);
     assert_eq!(status_with(dp2.port, &agent).await, 200);
     let persisted: Value = serde_json::from_slice(
         &std::fs::read(dp2.dir.path().join("data/control-snapshot.json")).unwrap(),
@@ -900,14 +900,7 @@ async fn multi_node_postgres_with_two_data_planes() {
     let (s, v) = api(&a1, &root, "DELETE", "/v1/providers/clash", None).await;
     assert_eq!(s, 200, "{v}");
     let fixed = v["revision"].as_u64().unwrap();
-    let started = Instant::now();
-    while readyz(&dp2.admin_url()).await["control_revision"].as_u64() < Some(fixed) {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "dp2 never caught up"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_revision(&dp2.admin_url(), fixed).await;
 
     // No plaintext key in any database row.
     let rows = db.bodies();
@@ -1021,16 +1014,7 @@ async fn admin_api_and_feed_over_tls() {
         &trust,
         &["--control-plane", &https, "--token", &dp_token],
     );
-    let started = Instant::now();
-    while readyz(&dp.admin_url()).await["control_revision"].as_u64() < created["revision"].as_u64()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{}",
-            dp.proc.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_revision(&dp.admin_url(), created["revision"].as_u64().unwrap()).await;
 
     // A key that does not match its certificate is named by `sluice check`.
     let other = rcgen::generate_simple_self_signed(vec!["x".into()]).unwrap();
