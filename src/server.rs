@@ -175,16 +175,7 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
         None => None,
     };
 
-    let admin_tls = match &listeners.admin_tls {
-        Some(files) => {
-            let base = config_file.parent().unwrap_or(Path::new("."));
-            Some(
-                crate::tls::server_config(&base.join(&files.cert), &base.join(&files.key))
-                    .context("listeners.admin_tls")?,
-            )
-        }
-        None => None,
-    };
+    let admin_tls = admin_tls(&config, config_file).context("listeners.admin_tls")?;
     let admin_listener = std::net::TcpListener::bind(&listeners.admin)
         .with_context(|| format!("listeners.admin: cannot bind {}", listeners.admin))?;
     admin_listener.set_nonblocking(true)?;
@@ -258,6 +249,19 @@ pub fn load_ca(config: &wire::Config, config_file: &Path) -> anyhow::Result<Cert
     CertAuthority::load_or_create(&config.data_dir, cert.as_deref(), key.as_deref())
 }
 
+/// The admin listener's TLS configuration (`listeners.admin_tls`, relative to the config file),
+/// loaded once: it is fixed for the life of the process.
+pub fn admin_tls(
+    config: &wire::Config,
+    config_file: &Path,
+) -> anyhow::Result<Option<Arc<pingora::tls::ServerConfig>>> {
+    let Some(files) = &config.listeners.admin_tls else {
+        return Ok(None);
+    };
+    let base = config_file.parent().unwrap_or(Path::new("."));
+    crate::tls::server_config(&base.join(&files.cert), &base.join(&files.key)).map(Some)
+}
+
 fn audit_target(config: &wire::Config) -> Option<Target> {
     let wire::Audit {
         sink,
@@ -302,7 +306,19 @@ impl BackgroundService for EmbeddedMock {
 
 /// `sluice check`: validates a file and describes it, or returns every error.
 pub fn check(config_file: &Path) -> Result<String, crate::config::ConfigErrors> {
-    let (_, snap) = crate::config::load(config_file, &Default::default())?;
+    let (config, snap) = crate::config::load(config_file, &Default::default())?;
+    if let Err(e) = admin_tls(&config, config_file) {
+        let source = std::fs::read_to_string(config_file).unwrap_or_default();
+        let path = "listeners.admin_tls";
+        return Err(crate::config::ConfigErrors(vec![
+            crate::config::ConfigError {
+                file: Some(config_file.to_owned()),
+                line: crate::config::locate::Lines::of(&source).line(path),
+                path: path.to_owned(),
+                message: format!("{e:#}"),
+            },
+        ]));
+    }
     let keys: usize = snap.providers.iter().map(|p| p.keys.len()).sum();
     let mut out = format!(
         "{}: ok ({} providers, {} keys, {} routes, {} tokens)",

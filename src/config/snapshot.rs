@@ -182,7 +182,7 @@ impl Snapshot {
         } = config;
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
-        check_listeners(listeners, base, &mut errors);
+        check_listeners(listeners, &mut errors);
 
         let mut built = Vec::new();
         let mut names = HashSet::new();
@@ -472,20 +472,15 @@ fn build_forward(
     }
 }
 
-fn check_listeners(listeners: &wire::Listeners, base: &Path, errors: &mut Vec<ConfigError>) {
+/// Listener addresses. (`admin_tls` is fixed at start: loaded once by `server::admin_tls`.)
+fn check_listeners(listeners: &wire::Listeners, errors: &mut Vec<ConfigError>) {
     let wire::Listeners {
         proxy,
         forward,
         admin,
-        admin_tls,
         mock,
+        ..
     } = listeners;
-    if let Some(files) = admin_tls {
-        let (cert, key) = (base.join(&files.cert), base.join(&files.key));
-        if let Err(e) = crate::tls::server_config(&cert, &key) {
-            errors.push(ConfigError::at("listeners.admin_tls", format!("{e:#}")));
-        }
-    }
     let all = [
         ("proxy", Some(proxy)),
         ("forward", forward.as_ref()),
