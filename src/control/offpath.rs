@@ -4,7 +4,13 @@
 //! (they read the current snapshot); only admin writes and revision swaps do.
 
 use std::sync::mpsc;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+
+use super::crypto::MasterKey;
+use super::state::ControlState;
+use super::store::Dump;
+use crate::config::store::ReloadOutcome;
+use crate::config::ConfigStore;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -55,4 +61,22 @@ pub async fn run<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> a
     }
     rx.await
         .map_err(|_| anyhow::anyhow!("the snapshot build panicked"))
+}
+
+/// Opens a revision's secrets with `key` and publishes it on the build thread (secrets that do
+/// not open are logged; the build then names the keys that needed them).
+pub async fn publish(
+    config: Arc<ConfigStore>,
+    key: Arc<MasterKey>,
+    dump: Dump,
+) -> anyhow::Result<ReloadOutcome> {
+    run(move || {
+        let revision = dump.revision;
+        let (state, problems) = ControlState::open(dump, &key);
+        for p in problems {
+            log::error!("control plane revision {revision}: {p}");
+        }
+        config.set_control(state)
+    })
+    .await
 }

@@ -351,16 +351,7 @@ async fn follow_remote(
                 Ok(dump) => {
                     let rev = dump.revision;
                     let sealed = serde_json::to_vec(&dump);
-                    let (k, c) = (key.clone(), config.clone());
-                    let outcome = super::offpath::run(move || {
-                        let (state, problems) = ControlState::open(dump, &k);
-                        for p in problems {
-                            log::error!("control plane revision {rev}: {p}");
-                        }
-                        c.set_control(state)
-                    })
-                    .await;
-                    match outcome {
+                    match super::offpath::publish(config.clone(), key.clone(), dump).await {
                         // Only a state that built is kept for the next start.
                         Ok(crate::config::store::ReloadOutcome::Applied { .. }) => {
                             if let Err(e) = sealed

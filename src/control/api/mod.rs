@@ -269,17 +269,7 @@ impl ControlPlane {
                 Some(crate::config::store::ReloadOutcome::Applied { .. })
             );
         if published {
-            // Never backwards: the follower may have published a newer one meanwhile.
-            self.revision.send_if_modified(|r| {
-                let newer = *r < revision;
-                if newer {
-                    *r = revision;
-                }
-                newer
-            });
-            crate::metrics::METRICS
-                .control_revision
-                .set(revision as i64);
+            self.serving(revision);
         } else {
             self.changed.notify_one();
         }
@@ -295,22 +285,27 @@ impl ControlPlane {
         if revision != *self.revision.borrow()
             || self.config.snapshot().control_revision != revision
         {
-            let (key, config) = (self.key.clone(), self.config.clone());
-            super::offpath::run(move || {
-                let (state, problems) = ControlState::open(dump, &key);
-                for p in problems {
-                    log::error!("control plane: {p}");
-                }
-                config.set_control(state)
-            })
-            .await
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            self.revision.send_replace(revision);
-            crate::metrics::METRICS
-                .control_revision
-                .set(revision as i64);
+            super::offpath::publish(self.config.clone(), self.key.clone(), dump)
+                .await
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            self.serving(revision);
         }
         Ok(revision)
+    }
+
+    /// Announces that `revision` serves here (to long-polls and writers waiting for it), never
+    /// going backwards: a newer one may have been published meanwhile.
+    fn serving(&self, revision: u64) {
+        self.revision.send_if_modified(|r| {
+            let newer = *r < revision;
+            if newer {
+                *r = revision;
+            }
+            newer
+        });
+        crate::metrics::METRICS
+            .control_revision
+            .set(revision as i64);
     }
 }
 
