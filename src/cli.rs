@@ -656,18 +656,18 @@ pub fn issuer(conn: &Conn, cmd: IssuerCmd) -> anyhow::Result<()> {
         } => {
             // Only what was given: the API fills in the defaults and names a missing field.
             let mut doc = json!({"name": name, "issuer": issuer, "audiences": audiences});
-            if !algorithms.is_empty() {
-                doc["algorithms"] = json!(algorithms);
-            }
-            for (key, value) in [
-                ("jwks_uri", jwks_uri.map(Value::from)),
-                ("principal_claim", principal_claim.map(Value::from)),
-                ("leeway_seconds", leeway_seconds.map(Value::from)),
-            ] {
-                if let Some(v) = value {
-                    doc[key] = v;
-                }
-            }
+            set_given(
+                &mut doc,
+                [
+                    (
+                        "algorithms",
+                        (!algorithms.is_empty()).then(|| json!(algorithms)),
+                    ),
+                    ("jwks_uri", jwks_uri.map(Value::from)),
+                    ("principal_claim", principal_claim.map(Value::from)),
+                    ("leeway_seconds", leeway_seconds.map(Value::from)),
+                ],
+            );
             c.call(Method::POST, "/v1/issuers", Some(doc))?
         }
         IssuerCmd::Update { name, file } => c.call(
@@ -705,21 +705,30 @@ pub fn route(conn: &Conn, cmd: RouteCmd) -> anyhow::Result<()> {
             scopes,
         } => {
             let mut doc = c.stored(&route_path(&prefix))?;
-            if let Some(p) = provider {
-                doc["provider"] = json!(p);
-            }
-            if let Some(a) = auth {
-                doc["auth"] = json!(a);
-            }
-            if let Some(s) = scopes {
-                doc["scopes"] = json!(s);
-            }
+            set_given(
+                &mut doc,
+                [
+                    ("provider", provider.map(Value::from)),
+                    ("auth", auth.map(Value::from)),
+                    ("scopes", scopes.map(Value::from)),
+                ],
+            );
             c.call(Method::PUT, &route_path(&prefix), Some(doc))?
         }
         RouteCmd::Delete { prefix } => c.call(Method::DELETE, &route_path(&prefix), None)?,
     };
     c.show(&v, &["prefix", "provider", "auth", "scopes", "source"]);
     Ok(())
+}
+
+/// Sets each field that was given on the command line; the others keep their value (or the
+/// API's default).
+fn set_given<const N: usize>(doc: &mut Value, fields: [(&str, Option<Value>); N]) {
+    for (field, value) in fields {
+        if let Some(v) = value {
+            doc[field] = v;
+        }
+    }
 }
 
 /// `/v1/routes/PREFIX` (the prefix without its leading slash).
@@ -757,9 +766,7 @@ pub fn owner(conn: &Conn, cmd: OwnerCmd) -> anyhow::Result<()> {
                 Some(r) => doc["role"] = json!(r),
                 None => {}
             }
-            if let Some(e) = enabled {
-                doc["enabled"] = json!(e);
-            }
+            set_given(&mut doc, [("enabled", enabled.map(Value::from))]);
             c.call(Method::PUT, &path, Some(doc))?
         }
         OwnerCmd::Delete { name } => {
