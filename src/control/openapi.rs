@@ -39,18 +39,18 @@ const fn op(
     permission: &'static str,
     summary: &'static str,
 ) -> Operation {
-    let (status, list) = match method {
-        HttpMethod::Post => ("201", false),
-        _ => ("200", false),
-    };
     Operation {
+        status: if matches!(method, HttpMethod::Post) {
+            "201"
+        } else {
+            "200"
+        },
         method,
         path,
         permission: Some(permission),
         summary,
         body: None,
-        status,
-        list,
+        list: false,
     }
 }
 
