@@ -9,6 +9,8 @@ mod accounting;
 mod conf_files;
 #[path = "integration/control.rs"]
 mod control;
+#[path = "integration/control_nodes.rs"]
+mod control_nodes;
 #[path = "integration/forward.rs"]
 mod forward;
 #[path = "integration/https_upstream.rs"]

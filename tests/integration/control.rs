@@ -1,6 +1,5 @@
 //! The control plane: the store suite on both backends, the admin API's roles, secrets at
-//! rest, bad input, and a multi-node setup (two control-plane replicas on PostgreSQL, two data
-//! planes following them) driven by the `sluice` CLI.
+//! rest and bad input, and the helpers `control_nodes` shares.
 
 use crate::common::*;
 use serde_json::{json, Value};
@@ -8,7 +7,7 @@ use sluice::control::store::{Op, SqlStore, Store, StoreError};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const MASTER: &str = "c2x1aWNlLXRlc3QtbWFzdGVyLWtleS0zMi1ieXRlcyE="; // 32 bytes, base64
+pub(crate) const MASTER: &str = "c2x1aWNlLXRlc3QtbWFzdGVyLWtleS0zMi1ieXRlcyE="; // 32 bytes, base64
 
 /// A fresh PostgreSQL database on the machine's server, dropped afterwards.
 pub struct PgDatabase {
@@ -236,7 +235,7 @@ async fn postgres_replicas_get_one_revision_per_change() {
 }
 
 /// Calls the admin API; returns (status, JSON body).
-async fn api(
+pub(crate) async fn api(
     sluice_admin: &str,
     token: &str,
     method: &str,
@@ -263,7 +262,12 @@ async fn api(
     )
 }
 
-async fn new_token_for(admin: &str, root: &str, owner: &str, role: Option<&str>) -> String {
+pub(crate) async fn new_token_for(
+    admin: &str,
+    root: &str,
+    owner: &str,
+    role: Option<&str>,
+) -> String {
     let (s, v) = api(
         admin,
         root,
@@ -567,7 +571,7 @@ async fn roles_secrets_at_rest_and_bad_input() {
 }
 
 /// Runs the `sluice` CLI against an admin API.
-fn cli(admin: &str, token: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+pub(crate) fn cli(admin: &str, token: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let out = Command::new(sluice_bin())
         .args(args)
         .env("SLUICE_ADMIN_URL", admin)
@@ -584,7 +588,7 @@ fn cli(admin: &str, token: &str, args: &[&str], env: &[(&str, &str)]) -> String 
     stdout
 }
 
-async fn status_with(port: u16, token: &str) -> u16 {
+pub(crate) async fn status_with(port: u16, token: &str) -> u16 {
     client()
         .post(format!("http://127.0.0.1:{port}/llm/v1/chat/completions"))
         .bearer_auth(token)
@@ -596,7 +600,7 @@ async fn status_with(port: u16, token: &str) -> u16 {
 }
 
 /// Waits until `port` answers `want` for `token`; returns how long it took.
-async fn until_status(port: u16, token: &str, want: u16) -> Duration {
+pub(crate) async fn until_status(port: u16, token: &str, want: u16) -> Duration {
     let started = Instant::now();
     while status_with(port, token).await != want {
         assert!(
@@ -609,14 +613,14 @@ async fn until_status(port: u16, token: &str, want: u16) -> Duration {
 }
 
 /// The control revision `admin` serves (0 while not ready).
-async fn serving_revision(admin: &str) -> u64 {
+pub(crate) async fn serving_revision(admin: &str) -> u64 {
     readyz(admin).await["control_revision"]
         .as_u64()
         .unwrap_or(0)
 }
 
 /// Waits until `admin` serves control revision `rev` or a newer one (10 s at most).
-async fn until_revision(admin: &str, rev: u64) {
+pub(crate) async fn until_revision(admin: &str, rev: u64) {
     let started = Instant::now();
     while serving_revision(admin).await < rev {
         assert!(
@@ -627,407 +631,9 @@ async fn until_revision(admin: &str, rev: u64) {
     }
 }
 
-async fn readyz(admin: &str) -> Value {
+pub(crate) async fn readyz(admin: &str) -> Value {
     match http_get(format!("{admin}/readyz")).await {
         Ok(r) => r.json().await.unwrap_or(Value::Null),
         Err(_) => Value::Null,
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn multi_node_postgres_with_two_data_planes() {
-    let db = PgDatabase::create();
-    let mock = Mock::start(&[]);
-    let env = [("SLUICE_MASTER_KEY", MASTER)];
-    // Two control-plane replicas: `sluice control-plane` (no proxy listener) and `sluice serve`
-    // (the embedded data plane too), on one database.
-    let cp1 = Sluice::start_control_plane(&env, &["--database", &db.url]);
-    let cp2 = Sluice::start_args("", &env, &["--database", &db.url]);
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", cp1.port)).is_err(),
-        "a control plane only has no proxy listener"
-    );
-    let (a1, a2) = (cp1.admin_url(), cp2.admin_url());
-    let root = cp1.admin_token();
-
-    // A provider whose key is a secret in the store, a route, and the data planes' identity.
-    let k1 = "sk-pool-key-one-111111";
-    let k2 = "sk-pool-key-two-222222";
-    let (s, v) = api(
-        &a1,
-        &root,
-        "POST",
-        "/v1/secrets",
-        Some(&json!({"name": "LLM_K1", "value": k1}).to_string()),
-    )
-    .await;
-    assert_eq!(s, 201, "{v}");
-    let provider = json!({"name": "llm", "kind": "openai", "base_url": mock.url(), "keys": [{"id": "k1", "secret_ref": "secret:LLM_K1"}]});
-    assert_eq!(
-        api(
-            &a1,
-            &root,
-            "POST",
-            "/v1/providers",
-            Some(&provider.to_string())
-        )
-        .await
-        .0,
-        201
-    );
-    let route = json!({"prefix": "/llm", "provider": "llm", "auth": "token"});
-    assert_eq!(
-        api(&a1, &root, "POST", "/v1/routes", Some(&route.to_string()))
-            .await
-            .0,
-        201
-    );
-    // A secret for MCP servers only: no data plane receives it.
-    let mcp = json!({"name": "MCP_ONLY", "value": "mcp-secret-value", "scopes": ["mcp"]});
-    assert_eq!(
-        api(&a1, &root, "POST", "/v1/secrets", Some(&mcp.to_string()))
-            .await
-            .0,
-        201
-    );
-    let dp_token = new_token_for(&a1, &root, "edge", Some("dataplane")).await;
-    let dp_args = ["--control-plane", a1.as_str(), "--token", dp_token.as_str()];
-    // Data planes run without the master key: the feed is sealed for their token.
-    let env: [(&str, &str); 0] = [];
-    let mut dp1 = Sluice::start_args("", &env, &dp_args);
-    // The second data plane's own file declares a provider the store may later name too.
-    let local = format!(
-        "providers:\n  - {{ name: clash, kind: openai, base_url: \"{}\", credentials: byok }}\n",
-        mock.url()
-    );
-    let dp2 = Sluice::start_args(&local, &env, &dp_args);
-
-    // A token created with the CLI works on both data planes.
-    let out = cli(
-        &a1,
-        &root,
-        &["token", "create", "--name", "agent", "--output", "json"],
-        &[],
-    );
-    let created: Value = serde_json::from_str(&out).expect("json");
-    let agent = created["token"].as_str().expect("token").to_owned();
-    let id = created["id"].as_str().expect("id").to_owned();
-    let t1 = until_status(dp1.port, &agent, 200).await;
-    let t2 = until_status(dp2.port, &agent, 200).await;
-    eprintln!("token created → accepted on data planes: {t1:?}, {t2:?}");
-    assert!(t1.max(t2) < Duration::from_secs(3), "{t1:?} {t2:?}");
-    // The second replica sees the first one's writes, and serves them at once (LISTEN/NOTIFY;
-    // its fallback poll is once a second).
-    let listed = cli(&a2, &root, &["token", "list"], &[]);
-    assert!(listed.contains(&id) && listed.contains("agent"), "{listed}");
-    let mut replica = Vec::new();
-    for i in 0..10 {
-        let started = Instant::now();
-        let body = json!({"name": format!("r{i}")}).to_string();
-        let (s, v) = api(&a1, &root, "POST", "/v1/tokens", Some(&body)).await;
-        assert_eq!(s, 201, "{v}");
-        let rev = v["revision"].as_u64().unwrap();
-        until_revision(&a2, rev).await;
-        replica.push(started.elapsed());
-    }
-    replica.sort();
-    eprintln!(
-        "write on replica 1 → serving on replica 2: p50 {:?}, max {:?}",
-        replica[4], replica[9]
-    );
-    assert!(replica[4] < Duration::from_millis(250), "{replica:?}");
-
-    // Revoked with the CLI: refused on both.
-    let victim: Value = serde_json::from_str(&cli(
-        &a1,
-        &root,
-        &["token", "create", "--name", "victim", "-o", "json"],
-        &[],
-    ))
-    .unwrap();
-    let victim_token = victim["token"].as_str().unwrap().to_owned();
-    until_status(dp1.port, &victim_token, 200).await;
-    until_status(dp2.port, &victim_token, 200).await;
-    cli(
-        &a1,
-        &root,
-        &["token", "revoke", victim["id"].as_str().unwrap()],
-        &[],
-    );
-    let r1 = until_status(dp1.port, &victim_token, 401).await;
-    let r2 = until_status(dp2.port, &victim_token, 401).await;
-    eprintln!("token revoked → refused on data planes: {r1:?}, {r2:?}");
-    assert!(r1.max(r2) < Duration::from_secs(3));
-
-    // Key rotation through the CLI under load: zero non-2xx. Each step waits for requests to
-    // complete under the new state before the next one.
-    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-    let stop = std::sync::Arc::new(AtomicBool::new(false));
-    let done = std::sync::Arc::new(AtomicU32::new(0));
-    let mut load = Vec::new();
-    for port in [dp1.port, dp2.port, dp1.port, dp2.port] {
-        let (stop, done, agent) = (stop.clone(), done.clone(), agent.clone());
-        load.push(tokio::spawn(async move {
-            let mut bad = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                match status_with(port, &agent).await {
-                    200 => {}
-                    other => bad.push(other),
-                }
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-            bad
-        }));
-    }
-    let more = |n: u32| {
-        let done = done.clone();
-        async move {
-            let target = done.load(Ordering::Relaxed) + n;
-            let started = Instant::now();
-            while done.load(Ordering::Relaxed) < target {
-                assert!(started.elapsed() < Duration::from_secs(20), "load stalled");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    };
-    more(50).await;
-    let add = [
-        "provider",
-        "key",
-        "add",
-        "llm",
-        "--id",
-        "k2",
-        "--value-env",
-        "NEW_KEY",
-        "--weight",
-        "1",
-    ];
-    cli(&a1, &root, &add, &[("NEW_KEY", k2)]);
-    more(100).await;
-    cli(
-        &a1,
-        &root,
-        &["key", "set", "llm", "k1", "--weight", "0"],
-        &[],
-    );
-    more(100).await;
-    cli(&a1, &root, &["provider", "key", "remove", "llm", "k1"], &[]);
-    more(100).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut failures = Vec::new();
-    for l in load {
-        failures.extend(l.await.unwrap());
-    }
-    let total = done.load(Ordering::Relaxed);
-    eprintln!(
-        "key rotation under load: {total} requests, {} non-2xx",
-        failures.len()
-    );
-    assert!(
-        failures.is_empty(),
-        "{} non-2xx during rotation: {failures:?}",
-        failures.len()
-    );
-    assert!(mock.seen(&format!("authorization: Bearer {k2}")).await > 0);
-    let secrets = cli(&a1, &root, &["secret", "list"], &[]);
-    assert!(
-        secrets.contains("LLM_K2_KEY") && secrets.contains("managed-by=sluice"),
-        "{secrets}"
-    );
-
-    // Propagation: write → serving on both data planes.
-    let mut delays = Vec::new();
-    for i in 0..30 {
-        let started = Instant::now();
-        let (s, v) = api(
-            &a1,
-            &root,
-            "POST",
-            "/v1/tokens",
-            Some(&json!({"name": format!("p{i}")}).to_string()),
-        )
-        .await;
-        assert_eq!(s, 201, "{v}");
-        let rev = v["revision"].as_u64().unwrap();
-        for dp in [&dp1, &dp2] {
-            until_revision(&dp.admin_url(), rev).await;
-        }
-        delays.push(started.elapsed());
-    }
-    delays.sort();
-    eprintln!(
-        "revision propagation to both data planes (30 writes): p50 {:?}, p90 {:?}, max {:?}",
-        delays[14], delays[26], delays[29]
-    );
-    assert!(delays[29] < Duration::from_secs(2));
-
-    // A revision one data plane cannot build (its file clashes with it): that data plane keeps
-    // serving and persisting its last good state, the other applies it; both catch up after.
-    let before = serving_revision(&dp2.admin_url()).await;
-    let clash =
-        json!({"name": "clash", "kind": "openai", "base_url": mock.url(), "credentials": "byok"});
-    let (s, v) = api(
-        &a1,
-        &root,
-        "POST",
-        "/v1/providers",
-        Some(&clash.to_string()),
-    )
-    .await;
-    assert_eq!(s, 201, "{v}");
-    let bad_rev = v["revision"].as_u64().unwrap();
-    until_revision(&dp1.admin_url(), bad_rev).await;
-    let started = Instant::now();
-    while dp2
-        .metric("sluice_config_reload_total{result=\"invalid\"}")
-        .await
-        < 1.0
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "dp2 never refused it"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(serving_revision(&dp2.admin_url()).await, before);
-    assert_eq!(status_with(dp2.port, &agent).await, 200);
-    let persisted: Value = serde_json::from_slice(
-        &std::fs::read(dp2.dir.path().join("data/control-snapshot.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(persisted["revision"].as_u64(), Some(before));
-    let (s, v) = api(&a1, &root, "DELETE", "/v1/providers/clash", None).await;
-    assert_eq!(s, 200, "{v}");
-    let fixed = v["revision"].as_u64().unwrap();
-    until_revision(&dp2.admin_url(), fixed).await;
-
-    // No plaintext key in any database row.
-    let rows = db.bodies();
-    assert!(rows.contains("LLM_K1") || rows.contains("LLM_K2_KEY"));
-    assert!(
-        !rows.contains(k1) && !rows.contains(k2),
-        "plaintext key in the database"
-    );
-
-    // The control plane goes away: the data planes keep serving, and say they are not in sync.
-    drop(cp1);
-    drop(cp2);
-    assert_eq!(status_with(dp1.port, &agent).await, 200);
-    assert_eq!(status_with(dp2.port, &agent).await, 200);
-    let started = Instant::now();
-    while dp1.metric("sluice_config_synchronized").await != 0.0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "still synchronized?"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // A data plane restarted meanwhile comes up from its persisted snapshot.
-    dp1.relaunch();
-    assert_eq!(
-        status_with(dp1.port, &agent).await,
-        200,
-        "{}",
-        dp1.proc.log_text()
-    );
-    assert_eq!(dp1.metric("sluice_config_synchronized").await, 0.0);
-    let persisted =
-        std::fs::read_to_string(dp1.dir.path().join("data/control-snapshot.json")).unwrap();
-    assert!(
-        persisted.contains("LLM_K2_KEY") && !persisted.contains("MCP_ONLY"),
-        "the feed carries the gateway's secrets only"
-    );
-    assert!(!dp1.dir.path().join("data/master.key").exists());
-    assert!(
-        !persisted.contains(k2),
-        "plaintext key in the persisted snapshot"
-    );
-    // Restarted with another token, the persisted state does not open: the data plane still
-    // comes up (from its file), not ready, waiting for its control plane.
-    let other = [
-        "--control-plane",
-        a1.as_str(),
-        "--token",
-        "sluice_not_the_same_token",
-    ];
-    dp1.relaunch_with(&other);
-    assert_eq!(readyz(&dp1.admin_url()).await["status"], "starting");
-    assert!(
-        dp1.proc
-            .log_text()
-            .contains("persisted control-plane state does not build"),
-        "{}",
-        dp1.proc.log_text()
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_api_and_feed_over_tls() {
-    let certs = tempfile::tempdir().unwrap();
-    let issued =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    let (cert, key) = (
-        certs.path().join("admin.pem"),
-        certs.path().join("admin.key"),
-    );
-    std::fs::write(&cert, issued.cert.pem()).unwrap();
-    std::fs::write(&key, issued.key_pair.serialize_pem()).unwrap();
-
-    // A control plane whose admin listener speaks TLS.
-    let mut cp = Sluice::start_control_plane(&[("SLUICE_MASTER_KEY", MASTER)], &[]);
-    let root = cp.admin_token();
-    cp.stop();
-    let admin_line = format!("  admin: 127.0.0.1:{}\n", cp.admin);
-    let tls = format!(
-        "{admin_line}  admin_tls: {{ cert: {}, key: {} }}\n",
-        cert.display(),
-        key.display()
-    );
-    let text = std::fs::read_to_string(&cp.config).unwrap();
-    std::fs::write(&cp.config, text.replace(&admin_line, &tls)).unwrap();
-    cp.relaunch();
-    let https = format!("https://127.0.0.1:{}", cp.admin);
-
-    // Plain HTTP gets no answer; the CLI over HTTPS trusts the certificate through SSL_CERT_FILE.
-    let plain = http_get(format!("http://127.0.0.1:{}/healthz", cp.admin)).await;
-    assert!(!plain.is_ok_and(|r| r.status().is_success()));
-    let trust = [("SSL_CERT_FILE", cert.to_str().unwrap())];
-    cli(
-        &https,
-        &root,
-        &["owner", "create", "edge", "--role", "dataplane"],
-        &trust,
-    );
-    let created: Value = serde_json::from_str(&cli(
-        &https,
-        &root,
-        &["token", "create", "--owner", "edge", "-o", "json"],
-        &trust,
-    ))
-    .unwrap();
-    let dp_token = created["token"].as_str().unwrap().to_owned();
-
-    // A data plane follows it over HTTPS.
-    let dp = Sluice::start_args(
-        "",
-        &trust,
-        &["--control-plane", &https, "--token", &dp_token],
-    );
-    until_revision(&dp.admin_url(), created["revision"].as_u64().unwrap()).await;
-
-    // A key that does not match its certificate is named by `sluice check`.
-    let other = rcgen::generate_simple_self_signed(vec!["x".into()]).unwrap();
-    std::fs::write(&key, other.key_pair.serialize_pem()).unwrap();
-    let out = Command::new(sluice_bin())
-        .args(["check", "--config"])
-        .arg(&cp.config)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        text.contains("listeners.admin_tls") && text.contains("do not match"),
-        "{text}"
-    );
 }
