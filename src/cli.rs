@@ -78,7 +78,7 @@ pub enum KeyCmd {
         /// Environment variable holding the key (kept off the command line).
         #[arg(long, conflicts_with = "secret_ref")]
         value_env: Option<String>,
-        /// `secret:NAME`, `env:VAR` or `file:/path` instead of a value.
+        /// `secret:NAME` (a stored secret) instead of a value.
         #[arg(long)]
         secret_ref: Option<String>,
         #[arg(long, default_value_t = 1)]

@@ -40,6 +40,44 @@ pub enum GatewayError {
     /// Forward proxy: a request that is neither CONNECT nor absolute-form HTTP.
     #[error("this is a forward proxy: send CONNECT host:port or an absolute-form http:// request")]
     NotAProxyRequest,
+    /// A request Sluice will not interpret for the upstream (400).
+    #[error("{0}")]
+    BadRequest(BadRequest),
+}
+
+/// Requests refused before routing because their meaning could differ between Sluice and the
+/// upstream (or anything in between).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadRequest {
+    /// `.`/`..` segments, raw or percent-encoded: matched against one route, they could be
+    /// resolved by the upstream (or a CDN before it) into another path.
+    #[error(
+        "the path holds a `.` or `..` segment (raw or percent-encoded); send the normalised path"
+    )]
+    DotSegment,
+    /// `%2F`/`%5C` or a backslash: a separator the upstream may decode into a new segment.
+    #[error("the path holds an encoded `/`, an encoded `\\` or a backslash")]
+    EncodedSeparator,
+    /// `Upgrade`: a 101 from the upstream would turn the connection into a raw tunnel whose
+    /// later bytes no filter sees.
+    #[error("protocol upgrades (Upgrade, Connection: upgrade) are not allowed through this route")]
+    Upgrade,
+    /// The same credential header twice: which one counts would be anyone's guess.
+    #[error(
+        "a credential header (Authorization, x-api-key, X-Sluice-Token, …) was sent more than once"
+    )]
+    DuplicateCredential,
+}
+
+impl BadRequest {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            BadRequest::DotSegment => "dot_segment",
+            BadRequest::EncodedSeparator => "encoded_separator",
+            BadRequest::Upgrade => "upgrade_refused",
+            BadRequest::DuplicateCredential => "duplicate_credential",
+        }
+    }
 }
 
 /// Why a credential was refused: a fixed label for metrics and logs, and a description for the
@@ -145,6 +183,7 @@ impl GatewayError {
             GatewayError::ProxyAuthMissing | GatewayError::ProxyAuthInvalid(_) => 407,
             GatewayError::Destination(_) => 403,
             GatewayError::NotAProxyRequest => 400,
+            GatewayError::BadRequest(_) => 400,
         }
     }
 
@@ -163,6 +202,7 @@ impl GatewayError {
             GatewayError::ProxyAuthInvalid(failure) => failure.reason(),
             GatewayError::Destination(denied) => denied.reason(),
             GatewayError::NotAProxyRequest => "not_a_proxy_request",
+            GatewayError::BadRequest(bad) => bad.reason(),
         }
     }
 
@@ -193,6 +233,7 @@ impl GatewayError {
             GatewayError::Forbidden(_)
             | GatewayError::Destination(_)
             | GatewayError::NotAProxyRequest
+            | GatewayError::BadRequest(_)
             | GatewayError::NoRoute
             | GatewayError::ConflictingCredentials
             | GatewayError::NoHealthyKey
@@ -220,6 +261,7 @@ impl GatewayError {
                     GatewayError::NotAProxyRequest => {
                         ("invalid_request_error", "not_a_proxy_request")
                     }
+                    GatewayError::BadRequest(bad) => ("invalid_request_error", bad.reason()),
                     GatewayError::ConflictingCredentials => {
                         ("invalid_request_error", "conflicting_credentials")
                     }
@@ -237,9 +279,9 @@ impl GatewayError {
                     | GatewayError::ProxyAuthMissing
                     | GatewayError::ProxyAuthInvalid(_) => "authentication_error",
                     GatewayError::Forbidden(_) | GatewayError::Destination(_) => "permission_error",
-                    GatewayError::ConflictingCredentials | GatewayError::NotAProxyRequest => {
-                        "invalid_request_error"
-                    }
+                    GatewayError::ConflictingCredentials
+                    | GatewayError::NotAProxyRequest
+                    | GatewayError::BadRequest(_) => "invalid_request_error",
                     GatewayError::NoHealthyKey => "overloaded_error",
                     GatewayError::UpstreamUnavailable => "api_error",
                 };

@@ -12,6 +12,7 @@ pub mod error;
 pub mod forward;
 pub mod metrics;
 pub mod mock;
+pub mod private;
 pub mod proxy;
 pub mod secrets;
 pub mod server;

@@ -286,9 +286,15 @@ fn main() -> anyhow::Result<()> {
         } => {
             let (token, id, digest) = sluice::auth::opaque::generate()
                 .map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
-            let expires_at = expires_in
-                .map(|d| std::time::SystemTime::now() + *d)
-                .map(|t| humantime::format_rfc3339_seconds(t).to_string());
+            let expires_at = match expires_in {
+                Some(d) if *d > std::time::Duration::from_secs(10 * 365 * 86_400) => {
+                    anyhow::bail!("--expires-in {d} is longer than ten years")
+                }
+                Some(d) => std::time::SystemTime::now()
+                    .checked_add(*d)
+                    .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+                None => None,
+            };
             let mut record = format!(
                 "  - {{ id: {id}, sha256: \"sha256:{}\"",
                 hex::encode(digest)

@@ -65,8 +65,8 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
             }),
         },
     };
-    std::fs::create_dir_all(&file_config.data_dir)
-        .with_context(|| format!("data_dir: cannot create {}", file_config.data_dir.display()))?;
+    crate::private::restrict_new_files();
+    crate::private::data_dir(&file_config.data_dir)?;
     // A data plane opens the feed with the key its token derives; only a control plane holds
     // the master key.
     let key = Arc::new(match &mode {
@@ -115,9 +115,6 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
-        log::warn!("cannot create data_dir {}: {e}", config.data_dir.display());
-    }
     let serves_traffic = !opts.control_plane_only;
     let audit_sink = match audit_target(&config).filter(|_| serves_traffic) {
         Some(target) => {

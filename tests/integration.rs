@@ -23,5 +23,7 @@ mod reload;
 mod reverse;
 #[path = "integration/sdk.rs"]
 mod sdk;
+#[path = "integration/security.rs"]
+mod security;
 #[path = "integration/tokens.rs"]
 mod tokens;

@@ -10,7 +10,7 @@ pub mod usage;
 use serde::Serialize;
 
 pub use scan::ModelScanner;
-pub use sink::AuditSink;
+pub use sink::{AuditSink, Stream};
 pub use usage::{Usage, UsageParser};
 
 /// What one request did. Never holds a secret: credentials appear as ids, provider keys as a

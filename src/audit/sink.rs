@@ -22,28 +22,60 @@ struct Pending {
     records: usize,
 }
 
+/// Which stream a record belongs to. Requests Sluice refused itself (bad or missing
+/// credentials, unknown paths) go to their own file: a flood of them rotates only that file,
+/// never the usage records out of retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Usage,
+    Refused,
+}
+
+/// Unwritten bytes allowed per queued record: the queue is bounded by bytes as well as by
+/// records, so a stalled writer holds at most `queue` KiB per stream.
+const BYTES_PER_RECORD: usize = 1024;
+
 /// The request side: `record()` never waits for I/O.
 #[derive(Debug, Clone)]
 pub struct AuditSink {
-    pending: Arc<Mutex<Pending>>,
+    usage: Arc<Mutex<Pending>>,
+    refused: Arc<Mutex<Pending>>,
     limit: usize,
+    limit_bytes: usize,
 }
 
 impl AuditSink {
-    /// A sink holding at most `queue` unwritten records, and the writer service that drains it.
+    /// A sink holding at most `queue` unwritten records (and `queue` KiB) per stream, and the
+    /// writer service that drains it.
     pub fn new(target: Target, queue: usize) -> (AuditSink, AuditWriter) {
-        let pending = Arc::new(Mutex::new(Pending::default()));
+        let usage = Arc::new(Mutex::new(Pending::default()));
+        let refused = Arc::new(Mutex::new(Pending::default()));
+        let limit = queue.max(1);
         let sink = AuditSink {
-            pending: pending.clone(),
-            limit: queue.max(1),
+            usage: usage.clone(),
+            refused: refused.clone(),
+            limit,
+            limit_bytes: limit.saturating_mul(BYTES_PER_RECORD),
         };
-        (sink, AuditWriter { pending, target })
+        (
+            sink,
+            AuditWriter {
+                usage,
+                refused,
+                target,
+            },
+        )
     }
 
-    /// Queues one JSON line; drops it (counted) when the writer is `queue` records behind.
-    pub fn record(&self, line: &[u8]) {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if p.records >= self.limit {
+    /// Queues one JSON line; drops it (counted) when the writer is `queue` records or
+    /// `queue` KiB behind on that stream.
+    pub fn record(&self, line: &[u8], stream: Stream) {
+        let pending = match stream {
+            Stream::Usage => &self.usage,
+            Stream::Refused => &self.refused,
+        };
+        let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+        if p.records >= self.limit || p.bytes.len() + line.len() > self.limit_bytes {
             drop(p);
             METRICS
                 .audit_dropped
@@ -67,8 +99,22 @@ pub enum Target {
 }
 
 pub struct AuditWriter {
-    pending: Arc<Mutex<Pending>>,
+    usage: Arc<Mutex<Pending>>,
+    refused: Arc<Mutex<Pending>>,
     target: Target,
+}
+
+/// `audit.jsonl` → `audit.refused.jsonl`: beside the usage file, not matched by its rotations.
+pub fn refused_path(usage: &std::path::Path) -> PathBuf {
+    let stem = usage
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "audit".to_owned());
+    let name = match usage.extension() {
+        Some(ext) => format!("{stem}.refused.{}", ext.to_string_lossy()),
+        None => format!("{stem}.refused"),
+    };
+    usage.with_file_name(name)
 }
 
 impl AuditWriter {
@@ -95,10 +141,7 @@ impl RotatingFile {
     /// Appends `batch` (whole lines), rotating first when it would pass `max_bytes`.
     fn write(&mut self, batch: &[u8]) -> std::io::Result<()> {
         if self.file.is_none() {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
+            let file = crate::private::append(&self.path)?;
             self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
             self.file = Some(std::io::BufWriter::with_capacity(64 * 1024, file));
         }
@@ -141,10 +184,15 @@ impl RotatingFile {
 }
 
 impl AuditWriter {
-    /// Takes what is pending and writes it; returns whether anything was written.
-    fn drain(&self, file: &mut Option<RotatingFile>, spare: &mut Vec<u8>) {
+    /// Takes what is pending on one stream and writes it.
+    fn drain(
+        &self,
+        pending: &Mutex<Pending>,
+        file: &mut Option<RotatingFile>,
+        spare: &mut Vec<u8>,
+    ) {
         let (records, bytes) = {
-            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
             if p.records == 0 {
                 return;
             }
@@ -175,13 +223,11 @@ impl AuditWriter {
 #[async_trait]
 impl BackgroundService for AuditWriter {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut file = match &self.target {
+        let open = |path: PathBuf| match &self.target {
             Target::File {
-                path,
-                max_bytes,
-                keep,
+                max_bytes, keep, ..
             } => Some(RotatingFile {
-                path: path.clone(),
+                path,
                 max_bytes: *max_bytes,
                 keep: *keep,
                 file: None,
@@ -189,15 +235,21 @@ impl BackgroundService for AuditWriter {
             }),
             Target::Stdout => None,
         };
+        let (mut usage, mut refused) = match &self.target {
+            Target::File { path, .. } => (open(path.clone()), open(refused_path(path))),
+            Target::Stdout => (None, None),
+        };
         let mut spare = Vec::new();
         let mut tick = tokio::time::interval(FLUSH_EVERY);
         loop {
-            tokio::select! {
-                _ = tick.tick() => self.drain(&mut file, &mut spare),
-                _ = shutdown.changed() => {
-                    self.drain(&mut file, &mut spare);
-                    return;
-                }
+            let stop = tokio::select! {
+                _ = tick.tick() => false,
+                _ = shutdown.changed() => true,
+            };
+            self.drain(&self.usage, &mut usage, &mut spare);
+            self.drain(&self.refused, &mut refused, &mut spare);
+            if stop {
+                return;
             }
         }
     }

@@ -58,6 +58,9 @@ pub struct IssuerKeys {
     issuer: String,
     configured_uri: Option<String>,
     keys: ArcSwap<Vec<Arc<KeyEntry>>>,
+    /// Bumped each time the key set is replaced: a verified token cached under an older
+    /// generation is checked against the current keys before it is trusted again.
+    generation: AtomicU64,
     /// Held while fetching (single flight); holds the discovered `jwks_uri`.
     fetching: tokio::sync::Mutex<Option<String>>,
     /// When an unknown `kid` last caused a fetch: the debounce clock. Scheduled refreshes do
@@ -82,10 +85,21 @@ impl IssuerKeys {
             issuer: issuer.trim_end_matches('/').to_owned(),
             configured_uri: jwks_uri.map(str::to_owned),
             keys: ArcSwap::from_pointee(Vec::new()),
+            generation: AtomicU64::new(0),
             fetching: tokio::sync::Mutex::new(None),
             last_unknown_kid_fetch_ms: AtomicU64::new(0),
             next_refresh_ms: AtomicU64::new(0),
         }
+    }
+
+    fn replace_keys(&self, keys: Vec<Arc<KeyEntry>>) {
+        self.keys.store(Arc::new(keys));
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Which key set is current (see `generation`).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     pub fn find(&self, kid: Option<&str>, alg: Algorithm) -> Lookup {
@@ -145,7 +159,7 @@ impl IssuerKeys {
         match self.fetch(discovered).await {
             Ok((keys, max_age)) => {
                 log::info!("issuer {}: {} signing keys loaded", self.name, keys.len());
-                self.keys.store(Arc::new(keys));
+                self.replace_keys(keys);
                 let wait = max_age
                     .unwrap_or(DEFAULT_MAX_AGE)
                     .clamp(MIN_MAX_AGE, MAX_MAX_AGE);
@@ -207,7 +221,7 @@ impl IssuerKeys {
     pub fn load_document(&self, doc: &serde_json::Value) -> Result<usize, String> {
         let keys = parse_jwks(doc)?;
         let n = keys.len();
-        self.keys.store(Arc::new(keys));
+        self.replace_keys(keys);
         Ok(n)
     }
 }

@@ -42,6 +42,11 @@ pub struct TrustedIssuer {
 struct Cached {
     principal: Arc<Principal>,
     expires_at: u64,
+    /// The key that verified the token, and the issuer's key-set generation then: once the
+    /// issuer's JWKS no longer has that key, the token is not trusted from the cache.
+    kid: Option<Arc<str>>,
+    alg: Algorithm,
+    generation: u64,
 }
 
 struct UntilExp;
@@ -96,9 +101,28 @@ impl JwtVerifier {
     pub fn verify_cached(&self, token: &str, now_unix: u64) -> Result<Arc<Principal>, [u8; 32]> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         match self.cache.get(&digest) {
-            Some(hit) if hit.expires_at > now_unix => Ok(hit.principal),
-            _ => Err(digest),
+            Some(hit) if hit.expires_at > now_unix && self.key_still_there(&hit) => {
+                Ok(hit.principal)
+            }
+            Some(_) => {
+                self.cache.invalidate(&digest);
+                Err(digest)
+            }
+            None => Err(digest),
         }
+    }
+
+    /// Whether the key that verified a cached token is still one of its issuer's keys: one
+    /// atomic load while the key set is unchanged, a lookup by `kid` after a refresh.
+    fn key_still_there(&self, hit: &Cached) -> bool {
+        let Some(issuer) = hit.principal.issuer.and_then(|i| self.issuers.get(i)) else {
+            return false;
+        };
+        hit.generation == issuer.keys.generation()
+            || matches!(
+                issuer.keys.find(hit.kid.as_deref(), hit.alg),
+                Lookup::Found(_)
+            )
     }
 
     pub async fn verify(&self, token: &str, now_unix: u64) -> Result<Arc<Principal>, AuthFailure> {
@@ -125,6 +149,7 @@ impl JwtVerifier {
             .iter()
             .find(|(a, _)| alg_name(*a) == pre.alg)
             .ok_or(AuthFailure::UnsupportedAlgorithm)?;
+        let mut generation = issuer.keys.generation();
         let key = match issuer.keys.find(pre.kid.as_deref(), *alg) {
             Lookup::Found(key) => key,
             Lookup::Incompatible => return Err(AuthFailure::UnsupportedAlgorithm),
@@ -134,6 +159,7 @@ impl JwtVerifier {
                 if !issuer.keys.refetch_for_unknown_key().await {
                     return Err(AuthFailure::UnknownKey);
                 }
+                generation = issuer.keys.generation();
                 match issuer.keys.find(pre.kid.as_deref(), *alg) {
                     Lookup::Found(key) => key,
                     Lookup::Incompatible => return Err(AuthFailure::UnsupportedAlgorithm),
@@ -163,6 +189,9 @@ impl JwtVerifier {
             Cached {
                 principal: principal.clone(),
                 expires_at,
+                kid: pre.kid.as_deref().map(Arc::from),
+                alg: *alg,
+                generation,
             },
         );
         Ok(principal)

@@ -16,9 +16,32 @@ use http::HeaderMap;
 use std::sync::Arc;
 
 use crate::config::{Access, AuthPolicy, Snapshot};
-use crate::error::{AuthFailure, Forbidden, GatewayError};
+use crate::error::{AuthFailure, BadRequest, Forbidden, GatewayError};
 
 pub const SLUICE_TOKEN_HEADER: &str = "x-sluice-token";
+
+/// Headers that carry a client credential of some provider (or of Sluice): never forwarded as is.
+pub const CREDENTIAL_HEADERS: [&str; 5] = [
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "x-goog-api-key",
+    "proxy-authorization",
+];
+
+/// Refuses a request that sends any credential header twice: proxies, SDKs and upstreams
+/// disagree on which of two values counts (the first, the last, both joined), so a second
+/// value could carry a Sluice credential past the check or a client key past the strip.
+pub fn single_credentials(headers: &HeaderMap) -> Result<(), GatewayError> {
+    let twice = |name: &str| {
+        let mut values = headers.get_all(name).iter();
+        values.next().is_some() && values.next().is_some()
+    };
+    if twice(SLUICE_TOKEN_HEADER) || CREDENTIAL_HEADERS.iter().any(|n| twice(n)) {
+        return Err(GatewayError::BadRequest(BadRequest::DuplicateCredential));
+    }
+    Ok(())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialKind {
@@ -84,6 +107,7 @@ pub fn presented(
     headers: &HeaderMap,
     policy: AuthPolicy,
 ) -> Result<(Option<&str>, bool), GatewayError> {
+    single_credentials(headers)?;
     let sluice_header = header_str(headers, SLUICE_TOKEN_HEADER);
     let bearer = header_str(headers, "authorization")
         .map(strip_bearer)
@@ -216,7 +240,8 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-fn strip_bearer(value: &str) -> &str {
+/// The token of `Bearer TOKEN` (any case), or the value as is.
+pub fn strip_bearer(value: &str) -> &str {
     if value.eq_ignore_ascii_case("bearer") {
         return "";
     }

@@ -62,12 +62,10 @@ impl UsageFlusher {
         if now == *last {
             return;
         }
-        let tmp = self.file.with_extension("json.tmp");
         let body = serde_json::to_vec_pretty(&now).unwrap_or_default();
-        let written = std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, &self.file));
-        match written {
+        match crate::private::replace(&self.file, &body) {
             Ok(()) => *last = now,
-            Err(e) => log::warn!("cannot write {}: {e}", self.file.display()),
+            Err(e) => log::warn!("cannot write {}: {e:#}", self.file.display()),
         }
     }
 }

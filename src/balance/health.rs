@@ -2,9 +2,11 @@
 //! its secret changed (a rotated secret deserves a fresh start).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use crate::config::wire::ProviderKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyState {
@@ -29,6 +31,8 @@ impl KeyState {
 pub struct KeyHealth {
     blocked_until_ms: AtomicU64,
     reason: AtomicU8,
+    /// Rejections in a row that did not (yet) bench the key; reset by a success.
+    strikes: AtomicU32,
 }
 
 impl KeyHealth {
@@ -56,6 +60,141 @@ impl KeyHealth {
         };
         self.reason.store(reason, Ordering::Relaxed);
         self.blocked_until_ms.fetch_max(until, Ordering::Relaxed);
+        self.strikes.store(0, Ordering::Relaxed);
+    }
+
+    /// The upstream accepted the key.
+    pub fn succeeded(&self) {
+        if self.strikes.load(Ordering::Relaxed) != 0 {
+            self.strikes.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one rejection; returns how many there have been in a row.
+    fn strike(&self) -> u32 {
+        self.strikes
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1)
+    }
+
+    /// Applies what one upstream answer said about the key. `others_available` is whether
+    /// another key of the pool could take its traffic. Returns the state the key was put in.
+    ///
+    /// A key is quarantined only when the answer says the *key* is bad; with no other key
+    /// left, or when the answer is unclear, only after [`CONFIRMATIONS`] such answers in a
+    /// row — so no single response, whatever a client made the upstream say, benches the
+    /// last healthy key.
+    pub fn apply(
+        &self,
+        verdict: Verdict,
+        others_available: bool,
+        now_ms: u64,
+        quarantine: Duration,
+        cooldown: Duration,
+    ) -> KeyState {
+        match verdict {
+            Verdict::Accepted => {
+                self.succeeded();
+                KeyState::Healthy
+            }
+            Verdict::NotTheKey => KeyState::Healthy,
+            Verdict::RateLimited(wait) => {
+                self.block(KeyState::CoolingDown, now_ms, wait.unwrap_or(cooldown));
+                KeyState::CoolingDown
+            }
+            Verdict::KeyRejected | Verdict::Unclear => {
+                let strikes = self.strike();
+                let sure = verdict == Verdict::KeyRejected && others_available;
+                if sure || strikes >= CONFIRMATIONS {
+                    self.block(KeyState::Quarantined, now_ms, quarantine);
+                    KeyState::Quarantined
+                } else {
+                    KeyState::Healthy
+                }
+            }
+        }
+    }
+}
+
+/// Rejections in a row that bench a key without a clear "invalid key" answer, or the last key.
+pub const CONFIRMATIONS: u32 = 3;
+
+/// Longest `Retry-After` honoured for a 429 (a key is not benched for longer than this).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// What an upstream answer says about the key that was used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// 2xx: the key works.
+    Accepted,
+    /// The provider's own "this API key is invalid" error.
+    KeyRejected,
+    /// 401/403 for something else (an organization or project the key is not in, a model the
+    /// account may not use, a region): the key is fine for other requests.
+    NotTheKey,
+    /// 401/403 whose body says neither (unreadable, compressed in an unknown way, unfamiliar).
+    Unclear,
+    /// 429, with the `Retry-After` wait when there is one.
+    RateLimited(Option<Duration>),
+}
+
+impl Verdict {
+    /// Whether the answer's body is needed to decide (then [`Verdict::of_body`] decides).
+    pub fn needs_body(status: u16) -> bool {
+        matches!(status, 401 | 403)
+    }
+
+    /// The verdict for answers decided by their head alone; `None` means "no news" (other
+    /// statuses say nothing about the key).
+    pub fn of_head(status: u16, retry_after: Option<&str>) -> Option<Verdict> {
+        match status {
+            200..=299 => Some(Verdict::Accepted),
+            429 => Some(Verdict::RateLimited(retry_after.and_then(|v| {
+                let secs = v.trim().parse::<u64>().ok()?;
+                Some(Duration::from_secs(secs.max(1)).min(MAX_RETRY_AFTER))
+            }))),
+            _ => None,
+        }
+    }
+
+    /// The verdict for a 401/403 from its (decoded) body, in the provider's error shape.
+    pub fn of_body(kind: ProviderKind, status: u16, body: &[u8]) -> Verdict {
+        let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return Verdict::Unclear;
+        };
+        let error = &json["error"];
+        let field = |name: &str| error[name].as_str().unwrap_or("").to_ascii_lowercase();
+        let (code, kind_field, message) = (field("code"), field("type"), field("message"));
+        // Headers a client can set that make a good key fail (OpenAI's organization and
+        // project headers are stripped in centralized mode; this covers other spellings).
+        let scoped = ["organization", "project", "workspace", "region", "country"]
+            .iter()
+            .any(|w| code.contains(w) || message.contains(w));
+        match kind {
+            ProviderKind::Anthropic => match kind_field.as_str() {
+                "authentication_error" => Verdict::KeyRejected,
+                "permission_error" | "invalid_request_error" | "not_found_error" => {
+                    Verdict::NotTheKey
+                }
+                _ => Verdict::Unclear,
+            },
+            ProviderKind::OpenAi => match code.as_str() {
+                "invalid_api_key" => Verdict::KeyRejected,
+                _ if scoped || status == 403 => Verdict::NotTheKey,
+                _ => Verdict::Unclear,
+            },
+            ProviderKind::OpenAiCompatible => {
+                let about_key = code == "invalid_api_key"
+                    || message.contains("api key")
+                    || message.contains("api_key");
+                match (about_key, scoped) {
+                    (true, false) => Verdict::KeyRejected,
+                    (_, true) => Verdict::NotTheKey,
+                    (false, false) if status == 403 => Verdict::NotTheKey,
+                    (false, false) => Verdict::Unclear,
+                }
+            }
+        }
     }
 }
 
@@ -88,5 +227,118 @@ impl HealthRegistry {
     pub fn retain(&self, live: &[KeyName]) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries.retain(|k, _| live.contains(k));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const Q: Duration = Duration::from_secs(300);
+    const C: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn bodies_name_the_key_or_not() {
+        use ProviderKind::*;
+        let openai = |code: &str| {
+            format!(
+                r#"{{"error":{{"message":"m","type":"invalid_request_error","code":"{code}"}}}}"#
+            )
+        };
+        let cases: &[(ProviderKind, u16, String, Verdict)] = &[
+            (OpenAi, 401, openai("invalid_api_key"), Verdict::KeyRejected),
+            (OpenAi, 401, openai("mismatched_organization"), Verdict::NotTheKey),
+            (OpenAi, 401, openai("mismatched_project"), Verdict::NotTheKey),
+            (OpenAi, 403, openai("unsupported_country_region_territory"), Verdict::NotTheKey),
+            (OpenAi, 401, "<html>nope</html>".into(), Verdict::Unclear),
+            (OpenAi, 401, openai("something_new"), Verdict::Unclear),
+            (
+                Anthropic,
+                401,
+                r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#.into(),
+                Verdict::KeyRejected,
+            ),
+            (
+                Anthropic,
+                403,
+                r#"{"type":"error","error":{"type":"permission_error","message":"no"}}"#.into(),
+                Verdict::NotTheKey,
+            ),
+            (
+                OpenAiCompatible,
+                401,
+                r#"{"error":{"message":"Invalid API key"}}"#.into(),
+                Verdict::KeyRejected,
+            ),
+            (OpenAiCompatible, 403, r#"{"error":{"message":"nope"}}"#.into(), Verdict::NotTheKey),
+        ];
+        for (kind, status, body, want) in cases {
+            assert_eq!(
+                Verdict::of_body(*kind, *status, body.as_bytes()),
+                *want,
+                "{kind:?} {status} {body}"
+            );
+        }
+        assert_eq!(
+            Verdict::of_head(429, Some("7")),
+            Some(Verdict::RateLimited(Some(Duration::from_secs(7))))
+        );
+        assert_eq!(
+            Verdict::of_head(429, Some("999999")),
+            Some(Verdict::RateLimited(Some(MAX_RETRY_AFTER)))
+        );
+        assert_eq!(
+            Verdict::of_head(429, Some("soon")),
+            Some(Verdict::RateLimited(None))
+        );
+        assert_eq!(Verdict::of_head(204, None), Some(Verdict::Accepted));
+        assert_eq!(Verdict::of_head(500, None), None);
+        assert!(Verdict::needs_body(401) && Verdict::needs_body(403) && !Verdict::needs_body(404));
+    }
+
+    #[test]
+    fn the_last_key_needs_confirmations() {
+        let h = KeyHealth::default();
+        // A clear rejection benches a key at once when another can take over.
+        assert_eq!(
+            h.apply(Verdict::KeyRejected, true, 0, Q, C),
+            KeyState::Quarantined
+        );
+        assert_eq!(h.state(1), KeyState::Quarantined);
+
+        let last = KeyHealth::default();
+        for _ in 1..CONFIRMATIONS {
+            assert_eq!(
+                last.apply(Verdict::KeyRejected, false, 0, Q, C),
+                KeyState::Healthy
+            );
+        }
+        // A success in between starts the count again.
+        last.apply(Verdict::Accepted, false, 0, Q, C);
+        for _ in 1..CONFIRMATIONS {
+            assert_eq!(
+                last.apply(Verdict::Unclear, true, 0, Q, C),
+                KeyState::Healthy
+            );
+        }
+        assert_eq!(
+            last.apply(Verdict::Unclear, true, 0, Q, C),
+            KeyState::Quarantined
+        );
+        assert!(!last.is_available(Q.as_millis() as u64 - 1));
+        assert!(last.is_available(Q.as_millis() as u64));
+
+        let fine = KeyHealth::default();
+        for _ in 0..10 {
+            assert_eq!(
+                fine.apply(Verdict::NotTheKey, false, 0, Q, C),
+                KeyState::Healthy
+            );
+        }
+        assert_eq!(
+            fine.apply(Verdict::RateLimited(None), false, 0, Q, C),
+            KeyState::CoolingDown
+        );
+        assert!(fine.is_available(C.as_millis() as u64));
     }
 }

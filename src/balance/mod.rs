@@ -49,6 +49,14 @@ impl KeyPool {
         !self.table.is_empty()
     }
 
+    /// Whether a key other than `idx` could take new requests now (serving and healthy).
+    pub fn others_available(&self, idx: usize, now_ms: u64) -> bool {
+        self.members
+            .iter()
+            .enumerate()
+            .any(|(i, m)| i != idx && m.enabled && m.weight > 0 && m.health.is_available(now_ms))
+    }
+
     /// Picks the next healthy key (index into `members`), skipping `exclude` (a key that just
     /// failed this request). `now_ms` is [`crate::clock::now_ms`] on the hot path, a fixed value in tests.
     pub fn pick(&self, now_ms: u64, exclude: Option<usize>) -> Option<usize> {

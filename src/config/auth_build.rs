@@ -99,6 +99,9 @@ pub fn issuers(
     ctx: &BuildContext,
     errors: &mut Vec<ConfigError>,
 ) -> JwtVerifier {
+    /// Clock skew is seconds to minutes; more would make `exp` meaningless (and the
+    /// verifier subtracts it from the clock).
+    const MAX_LEEWAY_SECONDS: u64 = 3600;
     let mut names = HashSet::new();
     let mut iss_seen = HashSet::new();
     let mut built = Vec::new();
@@ -118,6 +121,12 @@ pub fn issuers(
             errors.push(ConfigError::at(
                 format!("{at}.name"),
                 format!("issuer name `{name}` is empty or repeated"),
+            ));
+        }
+        if *leeway_seconds > MAX_LEEWAY_SECONDS {
+            errors.push(ConfigError::at(
+                format!("{at}.leeway_seconds"),
+                format!("{leeway_seconds} is more than the {MAX_LEEWAY_SECONDS} seconds allowed"),
             ));
         }
         if !is_http_url(issuer) {

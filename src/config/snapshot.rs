@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub forward: ForwardPolicy,
     /// Admin API role of each owner that has one.
     pub owner_roles: HashMap<String, wire::Role>,
+    /// Every declared owner (the file's and the store's), with or without a role.
+    pub owners: HashSet<String>,
     /// The control plane's revision included (0 when there is no control plane).
     pub control_revision: u64,
     /// Non-fatal findings (e.g. an optional key whose secret is not set), logged on publish.
@@ -145,6 +147,7 @@ impl Snapshot {
                 &mut Vec::new(),
             ),
             owner_roles: HashMap::new(),
+            owners: HashSet::new(),
             control_revision: 0,
             warnings: Vec::new(),
         }
@@ -321,6 +324,7 @@ impl Snapshot {
                 .iter()
                 .filter_map(|o| o.role.map(|r| (o.name.clone(), r)))
                 .collect(),
+            owners: owners.iter().map(|o| o.name.clone()).collect(),
             control_revision: ctx.control_revision,
             warnings,
         })
@@ -354,6 +358,15 @@ fn issuer_indices(
 
 /// The forward proxy's policy, and one intercept route per provider with `intercept_hosts`
 /// (appended to `routes`, after the path-matched ones).
+/// `10.0.0.0/8`, `192.0.2.7` or `2001:db8::1` as a network.
+fn parse_net(text: &str) -> Option<ipnet::IpNet> {
+    text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
+}
+
 fn build_forward(
     forward: &wire::Forward,
     providers: &[Arc<Provider>],
@@ -395,7 +408,25 @@ fn build_forward(
             .collect()
     };
     let allow_hosts = patterns(allow_hosts, "allow_hosts");
-    let deny_hosts = patterns(deny_hosts, "deny_hosts");
+    // An address or CIDR in `deny_hosts` also refuses every name that resolves into it.
+    let deny_cidrs: Vec<ipnet::IpNet> = deny_hosts.iter().filter_map(|h| parse_net(h)).collect();
+    let mut denied_names = Vec::new();
+    for (j, h) in deny_hosts.iter().enumerate() {
+        if h.contains('/') {
+            if parse_net(h).is_none() {
+                errors.push(ConfigError::at(
+                    format!("forward.deny_hosts[{j}]"),
+                    format!("`{h}` is not a CIDR (e.g. 203.0.113.0/24)"),
+                ));
+            }
+            continue;
+        }
+        match HostPattern::parse(h) {
+            Ok(p) => denied_names.push(p),
+            Err(e) => errors.push(ConfigError::at(format!("forward.deny_hosts[{j}]"), e)),
+        }
+    }
+    let deny_hosts = denied_names;
     let mut cidrs = Vec::new();
     for (j, c) in allow_cidrs.iter().enumerate() {
         match c.parse::<ipnet::IpNet>() {
@@ -465,6 +496,7 @@ fn build_forward(
         deny_hosts,
         ports: ports.clone(),
         allow_cidrs: cidrs,
+        deny_cidrs,
         intercept,
         head_timeout: Duration::from_secs(*head_timeout_seconds),
         connect_timeout: Duration::from_secs(*connect_timeout_seconds),
@@ -530,6 +562,19 @@ fn build_provider(
             format!("{at}.name"),
             format!("`{name}` must be lowercase letters, digits and hyphens (e.g. `openai-eu`)"),
         ));
+    }
+    /// A key benched longer than a day would need a person anyway.
+    const MAX_BENCH_SECONDS: u64 = 86_400;
+    for (field, value) in [
+        ("quarantine_seconds", quarantine_seconds),
+        ("cooldown_seconds", cooldown_seconds),
+    ] {
+        if *value > MAX_BENCH_SECONDS {
+            errors.push(ConfigError::at(
+                format!("{at}.{field}"),
+                format!("{value} is more than the {MAX_BENCH_SECONDS} seconds allowed"),
+            ));
+        }
     }
     let ca = match ca_file {
         Some(file) => match load_ca(&base.join(file)) {
@@ -709,7 +754,7 @@ fn load_ca(file: &Path) -> Result<Arc<[pingora::utils::tls::WrappedX509]>, Strin
 /// Headers Sluice owns on the way upstream: never a place to put the principal.
 fn is_reserved_header(name: &str) -> bool {
     name.starts_with("x-sluice-")
-        || crate::proxy::steps::CREDENTIAL_HEADERS.contains(&name)
+        || crate::auth::CREDENTIAL_HEADERS.contains(&name)
         || name == "host"
 }
 

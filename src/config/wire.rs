@@ -250,7 +250,8 @@ pub struct Forward {
     /// Hosts tunnelled even when `policy: deny` (`example.com` or `*.example.com`).
     #[serde(default)]
     pub allow_hosts: Vec<String>,
-    /// Hosts refused even when `policy: tunnel`.
+    /// Hosts refused even when `policy: tunnel`; an address or CIDR (`203.0.113.0/24`) also
+    /// refuses every name that resolves into it.
     #[serde(default)]
     pub deny_hosts: Vec<String>,
     /// Destination ports allowed (default 443 and 80).

@@ -50,12 +50,13 @@ impl MasterKey {
             std::fs::create_dir_all(data_dir)
                 .with_context(|| format!("creating {}", data_dir.display()))?;
             let text = base64::engine::general_purpose::STANDARD.encode(key);
-            crate::forward::ca::write_private(&file, format!("{text}\n").as_bytes())?;
+            crate::private::write(&file, format!("{text}\n").as_bytes())?;
             log::info!(
                 "created the master key {} (back it up: secrets cannot be read without it)",
                 file.display()
             );
         }
+        crate::private::check_not_shared(&file)?;
         let text = std::fs::read_to_string(&file)
             .with_context(|| format!("reading {}", file.display()))?;
         MasterKey::from_bytes(

@@ -295,9 +295,9 @@ async fn bootstrap(
         Err(e) => return Err(e.into()),
     }
     let file = data_dir.join("admin-token");
-    std::fs::create_dir_all(data_dir)?;
+    crate::private::data_dir(data_dir)?;
     let _ = std::fs::remove_file(&file);
-    crate::forward::ca::write_private(&file, format!("{token}\n").as_bytes())?;
+    crate::private::write(&file, format!("{token}\n").as_bytes())?;
     log::warn!(
         "first run: an admin token was written to {} — use it as SLUICE_ADMIN_TOKEN for the `sluice` CLI, then create your own and delete the file",
         file.display()
@@ -356,7 +356,7 @@ async fn follow_remote(
                         Ok(crate::config::store::ReloadOutcome::Applied { .. }) => {
                             if let Err(e) = sealed
                                 .map_err(anyhow::Error::from)
-                                .and_then(|b| persist(&persisted, &b))
+                                .and_then(|b| crate::private::replace(&persisted, &b))
                             {
                                 log::warn!("cannot persist the control-plane snapshot: {e:#}");
                             }
@@ -406,13 +406,4 @@ fn load_persisted(file: &std::path::Path) -> anyhow::Result<Option<Dump>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
     }
-}
-
-/// Atomically (temp file, then rename), readable by the owner only.
-fn persist(file: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = file.with_extension("json.tmp");
-    let _ = std::fs::remove_file(&tmp);
-    crate::forward::ca::write_private(&tmp, bytes)?;
-    std::fs::rename(&tmp, file)?;
-    Ok(())
 }

@@ -91,7 +91,13 @@ pub fn merge(config: &mut wire::Config, dump: &Dump) -> Vec<ConfigError> {
     }
     for r in &dump.resources {
         match r.kind.as_str() {
-            PROVIDER => config.providers.extend(take(r, &mut errors)),
+            PROVIDER => {
+                let provider: Option<wire::Provider> = take(r, &mut errors);
+                if let Some(p) = provider {
+                    errors.extend(stored_provider_problems(&p));
+                    config.providers.push(p);
+                }
+            }
             ROUTE => config.routes.extend(take(r, &mut errors)),
             ISSUER => config.issuers.extend(take(r, &mut errors)),
             TOKEN => config.tokens.extend(take(r, &mut errors)),
@@ -100,4 +106,28 @@ pub fn merge(config: &mut wire::Config, dump: &Dump) -> Vec<ConfigError> {
         }
     }
     errors
+}
+
+/// Why the admin API may not store this provider: resources written through the API reach only
+/// sealed secrets (`secret:NAME`). `env:` and `file:` read the process's own environment and
+/// files (the master key, a data plane's control token), so they belong to the operator's
+/// config file alone; so does `ca_file`, a path on the node.
+pub fn stored_provider_problems(p: &wire::Provider) -> Vec<ConfigError> {
+    let at = format!("store:provider/{}", p.name);
+    let mut problems = Vec::new();
+    for (j, k) in p.keys.iter().enumerate() {
+        if !k.secret_ref.starts_with("secret:") {
+            problems.push(ConfigError::at(
+                format!("{at}.keys[{j}].secret_ref"),
+                "through the admin API a key is a `value` or a `secret:NAME` reference; `env:` and `file:` references belong in the config file",
+            ));
+        }
+    }
+    if p.ca_file.is_some() {
+        problems.push(ConfigError::at(
+            format!("{at}.ca_file"),
+            "`ca_file` is a path on the node: set it in the config file",
+        ));
+    }
+    problems
 }

@@ -205,24 +205,10 @@ fn create(cert_path: &Path, key_path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = cert_path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    write_private(key_path, key.serialize_pem().as_bytes())?;
+    crate::private::write(key_path, key.serialize_pem().as_bytes())?;
     std::fs::write(cert_path, cert.pem())
         .with_context(|| format!("writing {}", cert_path.display()))?;
     Ok(())
-}
-
-/// Writes a file readable by its owner only (created so, not chmod-ed after the fact).
-pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

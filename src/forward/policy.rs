@@ -18,6 +18,8 @@ pub struct ForwardPolicy {
     pub deny_hosts: Vec<HostPattern>,
     pub ports: Vec<u16>,
     pub allow_cidrs: Vec<IpNet>,
+    /// Addresses `deny_hosts` names (as addresses or CIDRs): refused after resolution too.
+    pub deny_cidrs: Vec<IpNet>,
     /// Intercepted host → index of its route in `Snapshot::routes`.
     pub intercept: HashMap<String, usize>,
     pub head_timeout: Duration,
@@ -121,8 +123,17 @@ impl ForwardPolicy {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
             v4 => v4,
         };
+        if self.deny_cidrs.iter().any(|net| net.contains(&ip)) {
+            return false;
+        }
         !is_internal(ip) || self.allow_cidrs.iter().any(|net| net.contains(&ip))
     }
+}
+
+/// The IPv4 address a 6to4 address (`2002:AABB:CCDD::/48`) routes to.
+fn embedded_6to4(v6: std::net::Ipv6Addr) -> std::net::Ipv4Addr {
+    let [_, hi, lo, ..] = v6.segments();
+    std::net::Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)
 }
 
 /// Loopback, private, link-local, shared (CGNAT), unspecified, multicast, documentation and
@@ -153,8 +164,11 @@ fn is_internal(ip: IpAddr) -> bool {
                 || (first & 0xffc0) == 0xfe80 // link local
                 || (first & 0xffc0) == 0xfec0 // site local (deprecated)
                 || v6.to_ipv4().is_some_and(|v4| is_internal(IpAddr::V4(v4)))
-                || (v6.segments()[0] == 0x64 && v6.segments()[1] == 0xff9b) // NAT64
+                || (first == 0x64 && v6.segments()[1] == 0xff9b) // NAT64, 64:ff9b::/96 and 64:ff9b:1::/48
                 || (first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
+                || (first == 0x2001 && v6.segments()[1] == 0) // Teredo: tunnels to an embedded IPv4
+                || (first == 0x2002 && is_internal(IpAddr::V4(embedded_6to4(v6))))
+            // 6to4
         }
     }
 }
@@ -201,6 +215,7 @@ mod tests {
             deny_hosts: vec![HostPattern::parse("evil.example").unwrap()],
             ports: vec![443, 80],
             allow_cidrs: vec!["10.1.0.0/16".parse().unwrap()],
+            deny_cidrs: vec!["93.184.216.0/24".parse().unwrap()],
             intercept: HashMap::from([("api.openai.com".to_owned(), 3)]),
             head_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
@@ -252,14 +267,20 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a00:1",
+            "64:ff9b:1::a00:1",
+            "2002:7f00:1::1",                       // 6to4 of 127.0.0.1
+            "2002:a9fe:a9fe::1",                    // 6to4 of 169.254.169.254
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2", // Teredo
+            "93.184.216.34",                        // public, but in deny_hosts as a CIDR
         ] {
             assert!(!p.address_allowed(ip.parse().unwrap()), "{ip}");
         }
         for ip in [
             "10.1.2.3",
             "::ffff:10.1.2.3",
-            "93.184.216.34",
+            "93.184.217.34",
             "2606:4700::1111",
+            "2002:5db8:d822::1", // 6to4 of a public address
         ] {
             assert!(p.address_allowed(ip.parse().unwrap()), "{ip}");
         }

@@ -117,7 +117,7 @@ pub async fn serve(
 
 /// The credential headers Sluice strips, plus its own token header.
 const CREDENTIAL_HEADERS: [&str; 6] = {
-    let c = crate::proxy::steps::CREDENTIAL_HEADERS;
+    let c = crate::auth::CREDENTIAL_HEADERS;
     [
         c[0],
         c[1],
@@ -141,11 +141,20 @@ impl Mock {
             return json_response(200, &json!({"reset": true}));
         }
         self.record(&req);
-        let forced = req
-            .headers()
-            .get("x-mock-status")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u16>().ok());
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let forced = header("x-mock-status").and_then(|v| v.parse::<u16>().ok());
+        let code = header("x-mock-error-code");
+        // Like OpenAI: a key answers 401 for an organization or project it is not a member of.
+        let account = match (header("openai-organization"), header("openai-project")) {
+            (Some(_), _) => Some("mismatched_organization"),
+            (None, Some(_)) => Some("mismatched_project"),
+            (None, None) => None,
+        };
         let body = match req.into_body().collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => Bytes::new(),
@@ -154,7 +163,10 @@ impl Mock {
             tokio::time::sleep(self.opts.latency).await;
         }
         if let Some(status) = forced {
-            return forced_error(status);
+            return forced_error(status, &path, code.as_deref());
+        }
+        if let Some(code) = account {
+            return forced_error(401, &path, Some(code));
         }
         let ask = Ask::from_body(&body);
         let n = self.opts.chunks;
@@ -258,12 +270,32 @@ fn json_response(status: u16, value: &serde_json::Value) -> Response<Body> {
     resp
 }
 
-/// The error a real provider sends for `status` (requested with `x-mock-status`).
-fn forced_error(status: u16) -> Response<Body> {
-    let mut resp = json_response(
-        status,
-        &json!({"error": {"message": format!("mock upstream forced {status}"), "type": "mock_error", "code": status}}),
-    );
+/// The error a real provider sends for `status` (requested with `x-mock-status`), in the shape
+/// of the API the path belongs to; `code` (`x-mock-error-code`) replaces the error code
+/// (OpenAI) or type (Anthropic). A 401 is the provider's own "invalid key" error by default.
+fn forced_error(status: u16, path: &str, code: Option<&str>) -> Response<Body> {
+    let anthropic = path.ends_with("/messages");
+    let value = match (anthropic, status, code) {
+        (true, _, code) => {
+            let kind = code.unwrap_or(match status {
+                401 => "authentication_error",
+                403 => "permission_error",
+                429 => "rate_limit_error",
+                _ => "api_error",
+            });
+            json!({"type": "error", "error": {"type": kind, "message": format!("mock upstream forced {status}")}})
+        }
+        (false, 401, None) => {
+            json!({"error": {"message": "Incorrect API key provided (mock upstream forced 401)", "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}})
+        }
+        (false, _, Some(code)) => {
+            json!({"error": {"message": format!("mock upstream forced {status}"), "type": "invalid_request_error", "param": null, "code": code}})
+        }
+        (false, _, None) => {
+            json!({"error": {"message": format!("mock upstream forced {status}"), "type": "mock_error", "code": status}})
+        }
+    };
+    let mut resp = json_response(status, &value);
     if status == 429 {
         resp.headers_mut().insert(
             http::header::RETRY_AFTER,

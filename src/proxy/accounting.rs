@@ -3,7 +3,27 @@
 use pingora_proxy::Session;
 
 use super::ctx::RequestCtx;
-use crate::audit::{AuditRecord, AuditSink};
+use crate::audit::{AuditRecord, AuditSink, Stream};
+
+/// Longest field values recorded: a client chooses the path, the method, the model and (in
+/// forward mode) the host, and must not be able to write 64 KiB lines with them.
+const MAX_PATH: usize = 512;
+const MAX_METHOD: usize = 16;
+const MAX_MODEL: usize = 128;
+const MAX_HOST: usize = 255;
+const MAX_PRINCIPAL: usize = 256;
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn clip(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
 use crate::metrics::{model_label, METRICS};
 
 pub fn record(sink: &AuditSink, session: &Session, ctx: &mut RequestCtx, status: u16) {
@@ -46,7 +66,7 @@ pub fn record(sink: &AuditSink, session: &Session, ctx: &mut RequestCtx, status:
     let record = AuditRecord {
         time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
         request_id: &ctx.request_id,
-        principal: principal.map(|p| p.id.as_str()),
+        principal: principal.map(|p| clip(&p.id, MAX_PRINCIPAL)),
         credential_kind: principal.map(|p| p.kind.as_str()),
         owner: principal.and_then(|p| p.owner.as_deref()),
         provider_credential: route.map(|_| if key.is_some() { "centralized" } else { "byok" }),
@@ -62,10 +82,10 @@ pub fn record(sink: &AuditSink, session: &Session, ctx: &mut RequestCtx, status:
                 r.prefix.as_str()
             }
         }),
-        host: ctx.forward_host.as_deref(),
-        method: req.method.as_str(),
-        path: req.uri.path(),
-        model: model.as_deref(),
+        host: ctx.forward_host.as_deref().map(|h| clip(h, MAX_HOST)),
+        method: clip(req.method.as_str(), MAX_METHOD),
+        path: clip(req.uri.path(), MAX_PATH),
+        model: model.as_deref().map(|m| clip(m, MAX_MODEL)),
         stream,
         status,
         reason: ctx.reason,
@@ -78,7 +98,12 @@ pub fn record(sink: &AuditSink, session: &Session, ctx: &mut RequestCtx, status:
     match serde_json::to_vec(&record) {
         Ok(mut line) => {
             line.push(b'\n');
-            sink.record(&line);
+            let stream = if ctx.refused {
+                Stream::Refused
+            } else {
+                Stream::Usage
+            };
+            sink.record(&line, stream);
         }
         Err(e) => log::warn!("audit record not encoded: {e}"),
     }

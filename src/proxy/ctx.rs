@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::feedback::KeyAnswer;
 use crate::audit::{ModelScanner, UsageParser};
 use crate::auth::Principal;
 use crate::config::{Provider, ProviderKey, Route, Snapshot};
@@ -32,6 +33,11 @@ pub struct RequestCtx {
     pub passthrough: Option<(Passthrough, std::net::SocketAddr)>,
     /// The destination host of a forward-proxy request (for the audit record).
     pub forward_host: Option<String>,
+    /// A 401/403 from the upstream whose body will say whether the pool key is bad.
+    pub key_answer: Option<KeyAnswer>,
+    /// Sluice refused the request itself before routing it upstream (its audit record goes to
+    /// the refused stream, which cannot evict usage records).
+    pub refused: bool,
 }
 
 /// Destination of a plain-HTTP forward-proxy request that goes through untouched.
@@ -66,6 +72,8 @@ impl RequestCtx {
             conn: None,
             passthrough: None,
             forward_host: None,
+            key_answer: None,
+            refused: false,
         }
     }
 

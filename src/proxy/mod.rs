@@ -2,6 +2,7 @@
 
 pub mod accounting;
 pub mod ctx;
+pub mod feedback;
 pub mod respond;
 pub mod reverse;
 pub mod steps;

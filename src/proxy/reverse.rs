@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use super::accounting;
 use super::ctx::{request_id, Accounting, RequestCtx};
+use super::feedback::{self, KeyAnswer};
 use super::respond::write_error;
 use super::steps::{self, ForwardAdmitted, Refusal};
 use crate::audit::{AuditSink, UsageParser};
-use crate::balance::KeyState;
+use crate::balance::health::Verdict;
 use crate::clock::{now_ms, unix_now};
 use crate::config::ConfigStore;
 use crate::error::{ErrorShape, GatewayError};
@@ -22,9 +23,6 @@ use crate::forward::{self, ForwardConn};
 use crate::metrics::{status_class_index, METRICS};
 use bytes::Bytes;
 use std::any::Any;
-
-/// Longest `Retry-After` honoured for a 429 (a key is not benched for longer than this).
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 pub struct Gateway {
     pub store: Arc<ConfigStore>,
@@ -108,6 +106,7 @@ impl ProxyHttp for Gateway {
             }
             Err(Refusal { error, shape }) => {
                 ctx.reason = Some(error.reason());
+                ctx.refused = true;
                 METRICS.rejected.with_label_values(&[error.reason()]).inc();
                 write_error(session, error, shape, error.status(), &ctx.request_id).await;
                 Ok(true)
@@ -213,7 +212,7 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
         if let (Some(acc), Some(chunk)) = (ctx.accounting.as_mut(), body.as_ref()) {
@@ -222,10 +221,21 @@ impl ProxyHttp for Gateway {
                 parser.feed(chunk);
             }
         }
+        if let Some(answer) = ctx.key_answer.as_mut() {
+            if let Some(chunk) = body.as_ref() {
+                answer.feed(chunk);
+            }
+            // Decided before the last bytes go out: the client's next request sees the key's
+            // new state.
+            if end_of_stream {
+                settle_key_answer(ctx);
+            }
+        }
         Ok(None)
     }
 
-    /// Feeds key health: 401/403 quarantine the key, 429 cools it down for `Retry-After`.
+    /// Feeds key health from the answer's head: 2xx clears the key's strikes, 429 cools it
+    /// down for `Retry-After`; a 401/403 waits for its body (see `feedback`).
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
@@ -236,37 +246,22 @@ impl ProxyHttp for Gateway {
             return Ok(());
         };
         let status = upstream.status.as_u16();
-        let Some(key) = provider.keys.get(key_idx) else {
-            return Ok(());
+        if let Some(key) = provider.keys.get(key_idx) {
+            key.metrics.responses[status_class_index(status)].inc();
+        }
+        let header = |name| {
+            upstream
+                .headers
+                .get(name)
+                .and_then(|v: &http::HeaderValue| v.to_str().ok())
         };
-        key.metrics.responses[status_class_index(status)].inc();
-        let Some(member) = provider.pool.members().get(key_idx) else {
-            return Ok(());
-        };
-        match status {
-            401 | 403 => {
-                log::warn!(
-                    "provider {} key {} ({}) answered {status}: quarantined for {}s",
-                    provider.name,
-                    key.id,
-                    key.hint,
-                    provider.quarantine.as_secs()
-                );
-                member
-                    .health
-                    .block(KeyState::Quarantined, now_ms(), provider.quarantine);
-            }
-            429 => {
-                let wait = upstream
-                    .headers
-                    .get(http::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(|s| Duration::from_secs(s.max(1)).min(MAX_RETRY_AFTER))
-                    .unwrap_or(provider.cooldown);
-                member.health.block(KeyState::CoolingDown, now_ms(), wait);
-            }
-            _ => {}
+        if Verdict::needs_body(status) {
+            ctx.key_answer = Some(KeyAnswer::new(
+                status,
+                header(http::header::CONTENT_ENCODING),
+            ));
+        } else if let Some(verdict) = Verdict::of_head(status, header(http::header::RETRY_AFTER)) {
+            feedback::apply(provider, key_idx, verdict);
         }
         Ok(())
     }
@@ -334,8 +329,10 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    /// Metrics, once per request.
+    /// Key health from a 401/403 body, metrics and the audit record, once per request.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        // A 401/403 body cut short is judged on what arrived.
+        settle_key_answer(ctx);
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
@@ -373,5 +370,14 @@ impl ProxyHttp for Gateway {
                 ctx.reason.unwrap_or("error")
             );
         }
+    }
+}
+
+/// Applies a collected 401/403 answer to the key it was sent with.
+fn settle_key_answer(ctx: &mut RequestCtx) {
+    if let (Some(answer), Some(provider), Some(key_idx)) =
+        (ctx.key_answer.take(), ctx.provider(), ctx.key)
+    {
+        feedback::apply(provider, key_idx, answer.verdict(provider));
     }
 }

@@ -1,16 +1,17 @@
 //! The request policy as plain functions of the request head and the snapshot, in order:
-//! route → authenticate → pick credential. Routing comes first because the route names the auth
-//! policy and the error shape; the credential is picked last so a refused request never takes a
-//! turn from the key pool.
+//! check the head → route → authenticate → pick credential. The head is checked first because a
+//! path the upstream could read differently must not be routed at all; routing comes next
+//! because the route names the auth policy and the error shape; the credential is picked last
+//! so a refused request never takes a turn from the key pool.
 
 use pingora::http::RequestHeader;
 
 use std::sync::Arc;
 
 use super::ctx::Passthrough;
-use crate::auth::{self, Principal};
+use crate::auth::{self, Principal, CREDENTIAL_HEADERS};
 use crate::config::{CredentialMode, Provider, Snapshot};
-use crate::error::{ErrorShape, GatewayError};
+use crate::error::{BadRequest, ErrorShape, GatewayError};
 use crate::forward::policy::{split_authority, Decision, Denied};
 use crate::forward::{proxy_auth_error, ConnKind, ForwardConn};
 
@@ -38,6 +39,10 @@ pub async fn admit(
     now_unix: u64,
 ) -> Result<Admitted, Refusal> {
     let path = req.uri.path();
+    check_head(req).map_err(|error| Refusal {
+        error,
+        shape: guess_shape(path),
+    })?;
     let Some((route_idx, route)) = snap.route(path) else {
         return Err(Refusal {
             error: GatewayError::NoRoute,
@@ -58,6 +63,56 @@ pub async fn admit(
         principal: authed.principal,
         key,
     })
+}
+
+/// Refuses what Sluice and the upstream could interpret differently: dot segments and encoded
+/// separators in the path (a route's prefix and scopes would not bound what the upstream
+/// serves) and protocol upgrades (a 101 would leave the rest of the connection unfiltered).
+pub fn check_head(req: &RequestHeader) -> Result<(), GatewayError> {
+    check_path(req.uri.path()).map_err(GatewayError::BadRequest)?;
+    let upgrade = req.headers.contains_key(http::header::UPGRADE)
+        || req
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            });
+    if upgrade {
+        return Err(GatewayError::BadRequest(BadRequest::Upgrade));
+    }
+    Ok(())
+}
+
+/// A path is refused, not normalised: normalising would forward a path the client did not
+/// write, and clients that send dot segments to an API are broken or probing.
+pub fn check_path(path: &str) -> Result<(), BadRequest> {
+    let bytes = path.as_bytes();
+    if bytes.contains(&b'\\') {
+        return Err(BadRequest::EncodedSeparator);
+    }
+    let mut i = 0;
+    while let Some(pos) = bytes[i..].iter().position(|b| *b == b'%') {
+        let at = i + pos;
+        if let Some(hex) = bytes.get(at + 1..at + 3) {
+            if hex.eq_ignore_ascii_case(b"2f") || hex.eq_ignore_ascii_case(b"5c") {
+                return Err(BadRequest::EncodedSeparator);
+            }
+        }
+        i = at + 1;
+    }
+    for segment in path.split('/') {
+        if segment.len() > 6 || !segment.contains(['.', '%']) {
+            continue;
+        }
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        if decoded == "." || decoded == ".." {
+            return Err(BadRequest::DotSegment);
+        }
+    }
+    Ok(())
 }
 
 /// The pool key to inject, or `None` to pass the client's own key, by the provider's mode.
@@ -147,6 +202,8 @@ pub async fn admit_forward(
                 error,
                 shape: ErrorShape::from(provider.kind),
             };
+            check_head(req).map_err(refuse)?;
+            auth::single_credentials(&req.headers).map_err(refuse)?;
             let principal = auth::verify(&token, &route.access, snap, now_unix)
                 .await
                 .map_err(|e| refuse(auth_error(e)))?;
@@ -217,14 +274,10 @@ fn guess_shape(path: &str) -> ErrorShape {
     }
 }
 
-/// Headers that carry a client credential of some provider (or of Sluice): never forwarded as is.
-pub const CREDENTIAL_HEADERS: [&str; 5] = [
-    "authorization",
-    "x-api-key",
-    "api-key",
-    "x-goog-api-key",
-    "proxy-authorization",
-];
+/// Headers that choose which account a provider key acts for. A pool key is the operator's:
+/// a client may not point it at another organization or project (the upstream would refuse,
+/// and a refusal used to bench the key for everyone).
+pub const ACCOUNT_HEADERS: [&str; 2] = ["openai-organization", "openai-project"];
 
 /// Rewrites the request head for the upstream: path under the provider's base path, `Host`,
 /// Sluice's own headers and client credentials removed, the pool key injected.
@@ -263,20 +316,32 @@ pub fn rewrite(
     upstream.set_uri(new_uri);
     upstream.insert_header(http::header::HOST, provider.upstream.authority.as_str())?;
 
-    remove_ours(upstream);
     if let Some(key) = key {
-        for name in CREDENTIAL_HEADERS {
-            upstream.remove_header(name);
+        remove_ours(upstream);
+        for name in CREDENTIAL_HEADERS.iter().chain(&ACCOUNT_HEADERS) {
+            upstream.remove_header(*name);
         }
         upstream.insert_header(provider.key_header(), key.header_value.clone())?;
     } else {
-        // The client's own key goes upstream; a Sluice credential never does.
+        // The client's own key goes upstream, whatever its shape (some providers' keys look
+        // like JWTs); a Sluice credential never does: every value of every credential header
+        // is looked at, and one that is an opaque Sluice token or the `X-Sluice-Token` value
+        // takes its header out.
+        let presented = upstream
+            .headers
+            .get(auth::SLUICE_TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_owned());
+        remove_ours(upstream);
         for name in CREDENTIAL_HEADERS {
-            let sluice = upstream
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(auth::is_sluice_credential);
+            let sluice = upstream.headers.get_all(name).iter().any(|v| {
+                let value = v.to_str().map(str::trim).unwrap_or("");
+                let token = auth::strip_bearer(value);
+                token.starts_with(auth::opaque::PREFIX)
+                    || presented
+                        .as_deref()
+                        .is_some_and(|p| p == token || p == value)
+            });
             if sluice {
                 upstream.remove_header(name);
             }

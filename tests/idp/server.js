@@ -3,6 +3,7 @@
 // ephemeral port printed as {"port": N}. Test hooks (never part of a real IdP):
 //   GET  /_test/stats   -> {"jwks": <JWKS fetches>}
 //   POST /_test/rotate  -> new RSA and EC keys first, old keys kept (key rotation)
+//   POST /_test/retire  -> only the newest RSA and EC keys kept (the end of a rotation)
 //   POST /_test/mint    -> signs arbitrary claims with the current keys, to build tokens the
 //                          provider would never issue (expired, not yet valid, wrong audience,
 //                          HS256 keyed with the RSA public key)
@@ -99,6 +100,12 @@ const server = http.createServer(async (req, res) => {
     }
     if (req.url === '/_test/rotate' && req.method === 'POST') {
       keys = [...newKeys(), ...keys];
+      provider = makeProvider(provider.issuer);
+      res.setHeader('content-type', 'application/json');
+      return res.end(JSON.stringify({ kids: keys.map((k) => k.kid) }));
+    }
+    if (req.url === '/_test/retire' && req.method === 'POST') {
+      keys = keys.slice(0, 2);
       provider = makeProvider(provider.issuer);
       res.setHeader('content-type', 'application/json');
       return res.end(JSON.stringify({ kids: keys.map((k) => k.kid) }));

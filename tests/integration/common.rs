@@ -533,6 +533,16 @@ impl Idp {
         assert!(r.status().is_success());
     }
 
+    /// Drops every key but the newest pair (after `rotate`: the old keys are gone).
+    pub async fn retire(&self) {
+        let r = client()
+            .post(format!("{}/_test/retire", self.issuer()))
+            .send()
+            .await
+            .expect("retire");
+        assert!(r.status().is_success());
+    }
+
     pub async fn jwks_fetches(&self) -> u64 {
         let v: serde_json::Value = http_get(format!("{}/_test/stats", self.issuer()))
             .await

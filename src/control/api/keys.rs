@@ -10,7 +10,7 @@ pub(in crate::control) struct KeyCreate {
     /// The key itself (stored as a managed secret) …
     #[serde(default)]
     value: Option<String>,
-    /// … or a reference (`secret:NAME`, `env:VAR`, `file:/path`).
+    /// … or a reference to a stored secret (`secret:NAME`).
     #[serde(default)]
     secret_ref: Option<String>,
     #[serde(default = "one")]
@@ -108,7 +108,13 @@ pub(super) async fn create_key(
             });
             format!("secret:{name}")
         }
-        (None, Some(r)) => r,
+        (None, Some(r)) if r.starts_with("secret:") => r,
+        (None, Some(_)) => {
+            return Err(ApiError::bad(
+                "secret_ref",
+                "through the admin API a key is a `value` or a `secret:NAME` reference; `env:` and `file:` references belong in the config file",
+            ))
+        }
         _ => {
             return Err(ApiError::bad(
                 "value",

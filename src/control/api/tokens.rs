@@ -30,13 +30,69 @@ fn rfc3339(unix: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(unix)).to_string()
 }
 
-fn duration(field: &str, text: &str) -> ApiResult<Duration> {
-    humantime::parse_duration(text).map_err(|e| {
+/// Longest `expires_in` a token may be given (ten years).
+const MAX_EXPIRES_IN: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// Longest grace period a rotated token keeps working.
+const MAX_GRACE: Duration = Duration::from_secs(30 * 86_400);
+
+/// A duration from the caller, refused past `max` (no date arithmetic on unchecked input).
+fn duration(field: &str, text: &str, max: Duration) -> ApiResult<Duration> {
+    let d = humantime::parse_duration(text).map_err(|e| {
         ApiError::bad(
             field,
             format!("`{text}` is not a duration like 30d or 12h: {e}"),
         )
-    })
+    })?;
+    if d > max {
+        return Err(ApiError::bad(
+            field,
+            format!(
+                "`{text}` is longer than the most allowed ({})",
+                humantime::format_duration(max)
+            ),
+        ));
+    }
+    Ok(d)
+}
+
+/// `unix_now() + d`, checked.
+fn from_now(field: &str, d: Duration) -> ApiResult<u64> {
+    unix_now()
+        .checked_add(d.as_secs())
+        .ok_or_else(|| ApiError::bad(field, "too far in the future"))
+}
+
+impl ControlPlane {
+    /// Tokens of an owner that holds an admin-API role (admin, operator, viewer, dataplane, or
+    /// any later one) are created, rotated and revoked by admins only: anything less could mint
+    /// itself a stronger role or lock an admin out. Operators manage role-less owners' tokens.
+    /// A new token's `owner` must be declared (in the file or the store); an existing token
+    /// whose owner was deleted since can still be revoked or rotated.
+    fn may_manage_tokens_of(
+        &self,
+        caller: &Caller,
+        owner: Option<&str>,
+        creating: bool,
+    ) -> ApiResult<()> {
+        let Some(owner) = owner else { return Ok(()) };
+        let snap = self.config.snapshot();
+        if creating && !snap.owners.contains(owner) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_owner",
+                format!("no owner named `{owner}`: create it first (POST /v1/owners)"),
+            )
+            .field("owner"));
+        }
+        if caller.role != Role::Admin && snap.owner_roles.contains_key(owner) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("owner `{owner}` holds an admin-API role: only admins manage its tokens"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn new_token(
@@ -83,10 +139,14 @@ pub(super) async fn create_token(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    cp.authorize(&headers, "token_create")?;
+    let caller = cp.authorize(&headers, "token_create")?;
     let req: TokenCreate = parse(&body)?;
+    cp.may_manage_tokens_of(&caller, req.owner.as_deref(), true)?;
     let expires_at = match &req.expires_in {
-        Some(t) => Some(rfc3339(unix_now() + duration("expires_in", t)?.as_secs())),
+        Some(t) => {
+            let d = duration("expires_in", t, MAX_EXPIRES_IN)?;
+            Some(rfc3339(from_now("expires_in", d)?))
+        }
         None => None,
     };
     let (token, record) = new_token(req.name, req.owner, req.scopes, expires_at)?;
@@ -123,8 +183,9 @@ pub(super) async fn revoke_token(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    cp.authorize(&headers, "token_revoke")?;
+    let caller = cp.authorize(&headers, "token_revoke")?;
     let mut t = cp.stored_token(&id).await?;
+    cp.may_manage_tokens_of(&caller, t.owner.as_deref(), false)?;
     if t.revoked_at.is_none() {
         t.revoked_at = Some(rfc3339(unix_now()));
     }
@@ -146,24 +207,25 @@ pub(super) async fn rotate_token(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    cp.authorize(&headers, "token_rotate")?;
+    let caller = cp.authorize(&headers, "token_rotate")?;
     let req: TokenRotate = if body.is_empty() {
         TokenRotate::default()
     } else {
         parse(&body)?
     };
     let grace = match &req.grace {
-        Some(g) => duration("grace", g)?,
+        Some(g) => duration("grace", g, MAX_GRACE)?,
         None => Duration::ZERO,
     };
     let mut old = cp.stored_token(&id).await?;
+    cp.may_manage_tokens_of(&caller, old.owner.as_deref(), false)?;
     let (token, record) = new_token(
         old.name.clone(),
         old.owner.clone(),
         old.scopes.clone(),
         old.expires_at.clone(),
     )?;
-    let until = rfc3339(unix_now() + grace.as_secs());
+    let until = rfc3339(from_now("grace", grace)?);
     old.expires_at = Some(match &old.expires_at {
         Some(e) if e < &until => e.clone(),
         _ => until,
