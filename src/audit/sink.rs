@@ -254,3 +254,42 @@ impl BackgroundService for AuditWriter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(p: &Mutex<Pending>) -> (usize, usize) {
+        let p = p.lock().unwrap();
+        (p.records, p.bytes.len())
+    }
+
+    #[test]
+    fn queues_are_bounded_by_bytes_and_kept_apart() {
+        let (sink, writer) = AuditSink::new(Target::Stdout, 4);
+        let big = vec![b'x'; 3 * BYTES_PER_RECORD];
+        sink.record(&big, Stream::Usage);
+        // 4 records allowed, but only 4 KiB: the second 3 KiB line does not fit.
+        sink.record(&big, Stream::Usage);
+        assert_eq!(queued(&writer.usage), (1, big.len()));
+        // A full refused stream leaves room in the usage stream.
+        for _ in 0..10 {
+            sink.record(b"{}\n", Stream::Refused);
+        }
+        assert_eq!(queued(&writer.refused), (4, 12));
+        sink.record(b"{}\n", Stream::Usage);
+        assert_eq!(queued(&writer.usage), (2, big.len() + 3));
+    }
+
+    #[test]
+    fn refused_records_sit_beside_the_usage_file() {
+        assert_eq!(
+            refused_path(std::path::Path::new("/d/audit.jsonl")),
+            std::path::PathBuf::from("/d/audit.refused.jsonl")
+        );
+        assert_eq!(
+            refused_path(std::path::Path::new("/d/log")),
+            std::path::PathBuf::from("/d/log.refused")
+        );
+    }
+}
