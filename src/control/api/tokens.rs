@@ -68,30 +68,42 @@ impl ControlPlane {
     /// itself a stronger role or lock an admin out. Operators manage role-less owners' tokens.
     /// A new token's `owner` must be declared (in the file or the store); an existing token
     /// whose owner was deleted since can still be revoked or rotated.
-    fn may_manage_tokens_of(
+    async fn may_manage_tokens_of(
         &self,
         caller: &Caller,
         owner: Option<&str>,
         creating: bool,
     ) -> ApiResult<()> {
         let Some(owner) = owner else { return Ok(()) };
-        let snap = self.config.snapshot();
-        if creating && !snap.owners.contains(owner) {
-            return Err(ApiError::new(
+        // The store is the authority for its owners (the served snapshot may lag a replica's
+        // write); owners declared in the config file are in the snapshot.
+        let role = match self.store.get(state::OWNER, owner).await? {
+            Some(r) => Some(
+                serde_json::from_value::<wire::Owner>(r.body)
+                    .map_err(ApiError::internal)?
+                    .role,
+            ),
+            None => {
+                let snap = self.config.snapshot();
+                snap.owners
+                    .contains(owner)
+                    .then(|| snap.owner_roles.get(owner).copied())
+            }
+        };
+        match role {
+            None if creating => Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unknown_owner",
                 format!("no owner named `{owner}`: create it first (POST /v1/owners)"),
             )
-            .field("owner"));
-        }
-        if caller.role != Role::Admin && snap.owner_roles.contains_key(owner) {
-            return Err(ApiError::new(
+            .field("owner")),
+            Some(Some(_)) if caller.role != Role::Admin => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 format!("owner `{owner}` holds an admin-API role: only admins manage its tokens"),
-            ));
+            )),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -141,7 +153,8 @@ pub(super) async fn create_token(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let caller = cp.authorize(&headers, "token_create")?;
     let req: TokenCreate = parse(&body)?;
-    cp.may_manage_tokens_of(&caller, req.owner.as_deref(), true)?;
+    cp.may_manage_tokens_of(&caller, req.owner.as_deref(), true)
+        .await?;
     let expires_at = match &req.expires_in {
         Some(t) => {
             let d = duration("expires_in", t, MAX_EXPIRES_IN)?;
@@ -185,7 +198,8 @@ pub(super) async fn revoke_token(
 ) -> ApiResult<Json<Value>> {
     let caller = cp.authorize(&headers, "token_revoke")?;
     let mut t = cp.stored_token(&id).await?;
-    cp.may_manage_tokens_of(&caller, t.owner.as_deref(), false)?;
+    cp.may_manage_tokens_of(&caller, t.owner.as_deref(), false)
+        .await?;
     if t.revoked_at.is_none() {
         t.revoked_at = Some(rfc3339(unix_now()));
     }
@@ -218,7 +232,8 @@ pub(super) async fn rotate_token(
         None => Duration::ZERO,
     };
     let mut old = cp.stored_token(&id).await?;
-    cp.may_manage_tokens_of(&caller, old.owner.as_deref(), false)?;
+    cp.may_manage_tokens_of(&caller, old.owner.as_deref(), false)
+        .await?;
     let (token, record) = new_token(
         old.name.clone(),
         old.owner.clone(),
