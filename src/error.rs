@@ -1,6 +1,6 @@
 //! The one error type of the request path, and how each failure looks on the wire.
 
-use crate::config::ProviderKind;
+use crate::upstream::ProviderKind;
 
 /// Every way a request can be refused by Sluice itself (upstream answers pass through untouched).
 ///
@@ -36,7 +36,7 @@ pub enum GatewayError {
     ProxyAuthInvalid(AuthFailure),
     /// Forward proxy: the destination is refused by policy.
     #[error("{0}")]
-    Destination(crate::forward::policy::Denied),
+    Destination(Denied),
     /// Forward proxy: a request that is neither CONNECT nor absolute-form HTTP.
     #[error("this is a forward proxy: send CONNECT host:port or an absolute-form http:// request")]
     NotAProxyRequest,
@@ -76,6 +76,27 @@ impl BadRequest {
             BadRequest::EncodedSeparator => "encoded_separator",
             BadRequest::Upgrade => "upgrade_refused",
             BadRequest::DuplicateCredential => "duplicate_credential",
+        }
+    }
+}
+
+/// Why the forward proxy refuses a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    #[error("this destination host is not allowed through the proxy")]
+    Host,
+    #[error("this destination port is not allowed through the proxy")]
+    Port,
+    #[error("this destination resolves to a private or loopback address")]
+    PrivateAddress,
+}
+
+impl Denied {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Denied::Host => "host_denied",
+            Denied::Port => "port_denied",
+            Denied::PrivateAddress => "private_address",
         }
     }
 }

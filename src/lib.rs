@@ -10,6 +10,8 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod forward;
+#[cfg(test)]
+mod layers;
 pub mod metrics;
 pub mod mock;
 pub mod private;

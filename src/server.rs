@@ -22,8 +22,8 @@ use crate::config::{wire, ConfigStore};
 use crate::control::crypto::MasterKey;
 use crate::control::service::{ControlService, Mode};
 use crate::forward::ca::CertAuthority;
-use crate::forward::ForwardProxy;
 use crate::mock::{self, MockOptions};
+use crate::proxy::forward::ForwardProxy;
 use crate::proxy::Gateway;
 use std::sync::Arc;
 

@@ -5,12 +5,24 @@
 use arc_swap::ArcSwapOption;
 use pingora::upstreams::peer::{HttpPeer, ALPN};
 use pingora::utils::tls::WrappedX509;
+use serde::{Deserialize, Serialize};
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::now_ms;
+
+/// The wire format a provider's API speaks (also its error shape and key header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    #[serde(rename = "openai")]
+    OpenAi,
+    Anthropic,
+    #[serde(rename = "openai-compatible")]
+    OpenAiCompatible,
+}
 
 /// How long a DNS answer is reused (getaddrinfo reports no TTL).
 const DNS_TTL_MS: u64 = 30_000;

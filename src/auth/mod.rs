@@ -15,8 +15,45 @@ pub mod usage;
 use http::HeaderMap;
 use std::sync::Arc;
 
-use crate::config::{Access, AuthPolicy, Snapshot};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
 use crate::error::{AuthFailure, BadRequest, Forbidden, GatewayError};
+
+/// Which Sluice credentials a route (or the forward proxy) accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthPolicy {
+    /// No Sluice credential; any client reaching the listener may use the route.
+    None,
+    /// Opaque Sluice tokens only (`sluice_…`); `static` is accepted as another name for it.
+    #[serde(alias = "static")]
+    Token,
+    /// JWTs from a trusted issuer only.
+    Jwt,
+    /// An opaque token or a JWT.
+    #[default]
+    Any,
+}
+
+/// Who may use a route (or the forward proxy).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub auth: AuthPolicy,
+    pub scopes: Vec<String>,
+    /// Indices into `jwt.issuers`; `None` accepts every issuer.
+    pub issuers: Option<Vec<usize>>,
+    pub required_claims: BTreeMap<String, String>,
+}
+
+/// What verifying a credential needs from the configuration; the snapshot provides it, so
+/// this layer does not depend on the configuration's shape.
+pub trait CredentialIndex: Sync {
+    /// The opaque token record with this id.
+    fn token_record(&self, id: &str) -> Option<&opaque::TokenRecord>;
+    /// Trusted issuers and the verified-JWT cache.
+    fn jwt_verifier(&self) -> &jwt::JwtVerifier;
+}
 
 pub const SLUICE_TOKEN_HEADER: &str = "x-sluice-token";
 
@@ -129,7 +166,7 @@ pub fn presented(
 pub async fn authenticate(
     headers: &HeaderMap,
     access: &Access,
-    snap: &Snapshot,
+    index: &dyn CredentialIndex,
     now_unix: u64,
 ) -> Result<Authenticated, GatewayError> {
     let (token, client_provider_key) = presented(headers, access.auth)?;
@@ -139,7 +176,7 @@ pub async fn authenticate(
             client_provider_key,
         });
     };
-    let principal = verify(token, access, snap, now_unix).await?;
+    let principal = verify(token, access, index, now_unix).await?;
     Ok(Authenticated {
         principal,
         client_provider_key,
@@ -150,19 +187,20 @@ pub async fn authenticate(
 pub async fn verify(
     token: &str,
     access: &Access,
-    snap: &Snapshot,
+    index: &dyn CredentialIndex,
     now_unix: u64,
 ) -> Result<Arc<Principal>, GatewayError> {
     let principal = if token.starts_with(opaque::PREFIX) {
         if access.auth == AuthPolicy::Jwt {
             return Err(GatewayError::Forbidden(Forbidden::CredentialKind));
         }
-        opaque::verify(token, snap, now_unix).map_err(GatewayError::InvalidCredential)?
+        opaque::verify(token, index, now_unix).map_err(GatewayError::InvalidCredential)?
     } else if jwt::looks_like_jwt(token) {
         if access.auth == AuthPolicy::Token {
             return Err(GatewayError::Forbidden(Forbidden::CredentialKind));
         }
-        snap.jwt
+        index
+            .jwt_verifier()
             .verify(token, now_unix)
             .await
             .map_err(GatewayError::InvalidCredential)?

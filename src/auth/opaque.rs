@@ -4,16 +4,32 @@
 use std::sync::Arc;
 
 pub use super::token_format::*;
+use super::usage::LastUsed;
 use super::Principal;
-use crate::config::Snapshot;
 use crate::error::AuthFailure;
 use crate::secrets::digest_eq;
 
+#[derive(Debug)]
+pub struct TokenRecord {
+    pub id: String,
+    /// SHA-256 of the token's secret part.
+    pub digest: [u8; 32],
+    pub expires_at: Option<u64>,
+    pub revoked_at: Option<u64>,
+    pub owner_enabled: bool,
+    pub principal: Arc<Principal>,
+    pub last_used: Arc<LastUsed>,
+}
+
 /// Checks an opaque token: checksum (no lookup for a typo), id lookup, constant-time digest
 /// comparison, expiry, revocation, owner. Route scopes are checked by the caller.
-pub fn verify(token: &str, snap: &Snapshot, now_unix: u64) -> Result<Arc<Principal>, AuthFailure> {
+pub fn verify(
+    token: &str,
+    index: &dyn super::CredentialIndex,
+    now_unix: u64,
+) -> Result<Arc<Principal>, AuthFailure> {
     let parsed = parse(token).ok_or(AuthFailure::Malformed)?;
-    let record = snap.tokens.get(parsed.id).ok_or(AuthFailure::Unknown)?;
+    let record = index.token_record(parsed.id).ok_or(AuthFailure::Unknown)?;
     if !digest_eq(&secret_digest(parsed.secret), &record.digest) {
         return Err(AuthFailure::Unknown);
     }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::{parse, BuildContext};
+use crate::config::{parse, BuildContext, Snapshot};
 use http::HeaderValue;
 use std::path::Path;
 

@@ -5,9 +5,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use super::snapshot::{BuildContext, TokenRecord};
+use super::snapshot::BuildContext;
 use super::{wire, ConfigError};
 use crate::auth::jwt::{self, JwtVerifier, TrustedIssuer};
+use crate::auth::opaque::TokenRecord;
 use crate::auth::{opaque, CredentialKind, Principal};
 
 pub fn tokens(

@@ -5,10 +5,13 @@ pub mod auth_build;
 pub mod locate;
 pub mod snapshot;
 pub mod store;
+pub mod stored;
 pub mod watch;
 pub mod wire;
 
-pub use snapshot::{Access, BuildContext, Provider, ProviderKey, Route, Snapshot, TokenRecord};
+pub use crate::auth::opaque::TokenRecord;
+pub use crate::auth::Access;
+pub use snapshot::{BuildContext, Provider, ProviderKey, Route, Snapshot};
 pub use store::ConfigStore;
 pub use wire::{AuthPolicy, CredentialMode, ProviderKind};
 
@@ -149,7 +152,7 @@ pub fn load(file: &Path, ctx: &BuildContext) -> Result<(wire::Config, Snapshot),
 pub fn load_with(
     file: &Path,
     ctx: &BuildContext,
-    control: Option<&crate::control::state::ControlState>,
+    control: Option<&stored::ControlState>,
     cache: &ParseCache,
 ) -> Result<(wire::Config, Snapshot), ConfigErrors> {
     let (config, source) = cache.read(file)?;
@@ -157,7 +160,7 @@ pub fn load_with(
     let mut merged = config.clone();
     let mut merge_errors = Vec::new();
     if let Some(control) = control {
-        merge_errors = crate::control::state::merge(&mut merged, &control.dump);
+        merge_errors = stored::merge(&mut merged, &control.dump);
     }
     let built = if merge_errors.is_empty() {
         Snapshot::build(&merged, base, ctx)

@@ -13,8 +13,9 @@ use super::wire::{self, AuthPolicy, CredentialMode, ProviderKind};
 use super::{auth_build, ConfigError};
 use crate::auth::jwks::JwksRegistry;
 use crate::auth::jwt::JwtVerifier;
-use crate::auth::usage::{LastUsed, UsageRegistry};
-use crate::auth::Principal;
+use crate::auth::opaque::TokenRecord;
+use crate::auth::usage::UsageRegistry;
+use crate::auth::Access;
 use crate::balance::{HealthRegistry, KeyPool, Member};
 use crate::forward::policy::{ForwardPolicy, HostPattern};
 use crate::metrics::{KeyMetrics, RouteMetrics};
@@ -83,28 +84,6 @@ pub struct Route {
     pub metrics: RouteMetrics,
 }
 
-/// Who may use a route (or the forward proxy).
-#[derive(Debug, Clone, Default)]
-pub struct Access {
-    pub auth: AuthPolicy,
-    pub scopes: Vec<String>,
-    /// Indices into `jwt.issuers`; `None` accepts every issuer.
-    pub issuers: Option<Vec<usize>>,
-    pub required_claims: BTreeMap<String, String>,
-}
-
-#[derive(Debug)]
-pub struct TokenRecord {
-    pub id: String,
-    /// SHA-256 of the token's secret part.
-    pub digest: [u8; 32],
-    pub expires_at: Option<u64>,
-    pub revoked_at: Option<u64>,
-    pub owner_enabled: bool,
-    pub principal: Arc<Principal>,
-    pub last_used: Arc<LastUsed>,
-}
-
 /// What a build needs from outside the file: the revision to stamp, and state that outlives a
 /// snapshot (key health, issuers' signing keys, token last-use times).
 #[derive(Debug, Default)]
@@ -117,6 +96,16 @@ pub struct BuildContext {
     pub secrets: HashMap<String, Secret>,
     /// The control plane's revision these resources come from (0: none).
     pub control_revision: u64,
+}
+
+impl crate::auth::CredentialIndex for Snapshot {
+    fn token_record(&self, id: &str) -> Option<&TokenRecord> {
+        self.tokens.get(id)
+    }
+
+    fn jwt_verifier(&self) -> &JwtVerifier {
+        &self.jwt
+    }
 }
 
 impl Provider {

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::stored::ControlState;
 use super::{load_with, wire, BuildContext, ConfigErrors, ParseCache, Snapshot};
 use crate::auth::jwks::JwksRegistry;
 use crate::auth::usage::UsageRegistry;
 use crate::balance::HealthRegistry;
-use crate::control::state::ControlState;
 use crate::metrics::METRICS;
 
 /// How a reload attempt ended.

@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+pub use crate::auth::AuthPolicy;
+pub use crate::forward::policy::TunnelPolicy;
+pub use crate::upstream::ProviderKind;
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -159,16 +163,6 @@ pub struct Provider {
     pub cooldown_seconds: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProviderKind {
-    #[serde(rename = "openai")]
-    OpenAi,
-    Anthropic,
-    #[serde(rename = "openai-compatible")]
-    OpenAiCompatible,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CredentialMode {
@@ -222,21 +216,6 @@ pub struct Route {
     /// Record usage and write an audit record for requests on this route (default true).
     #[serde(default = "default_true")]
     pub audit: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, utoipa::ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum AuthPolicy {
-    /// No Sluice credential; any client reaching the listener may use the route.
-    None,
-    /// Opaque Sluice tokens only (`sluice_…`); `static` is accepted as another name for it.
-    #[serde(alias = "static")]
-    Token,
-    /// JWTs from a trusted issuer only.
-    Jwt,
-    /// An opaque token or a JWT.
-    #[default]
-    Any,
 }
 
 /// Forward-proxy policy: who may use the proxy, which hosts are intercepted (each provider's
@@ -309,14 +288,6 @@ impl Default for Forward {
             tunnel_idle_seconds: default_tunnel_idle(),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum TunnelPolicy {
-    #[default]
-    Deny,
-    Tunnel,
 }
 
 /// An opaque token record (what `sluice token generate` prints): never the token itself.

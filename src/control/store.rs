@@ -7,28 +7,13 @@
 //! several control-plane replicas). Schema migrations are versioned and applied at start.
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
+
+pub use crate::config::stored::{Dump, Resource};
+
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 use sqlx::Row;
 use std::collections::HashMap;
-
-/// A stored resource.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Resource {
-    pub kind: String,
-    pub name: String,
-    pub body: serde_json::Value,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-/// Every resource at one revision.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Dump {
-    pub revision: u64,
-    pub resources: Vec<Resource>,
-}
 
 /// One change; `apply` runs a list of them in one transaction under one new revision.
 #[derive(Debug, Clone)]

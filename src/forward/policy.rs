@@ -6,8 +6,19 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::config::wire::TunnelPolicy;
-use crate::config::Access;
+use serde::Deserialize;
+
+use crate::auth::Access;
+pub use crate::error::Denied;
+
+/// What happens to destinations that are not intercepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TunnelPolicy {
+    #[default]
+    Deny,
+    Tunnel,
+}
 
 #[derive(Debug)]
 pub struct ForwardPolicy {
@@ -35,26 +46,6 @@ pub enum Decision {
     /// Blind tunnel (after the resolved address passes `address_allowed`).
     Tunnel,
     Deny(Denied),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Denied {
-    #[error("this destination host is not allowed through the proxy")]
-    Host,
-    #[error("this destination port is not allowed through the proxy")]
-    Port,
-    #[error("this destination resolves to a private or loopback address")]
-    PrivateAddress,
-}
-
-impl Denied {
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Denied::Host => "host_denied",
-            Denied::Port => "port_denied",
-            Denied::PrivateAddress => "private_address",
-        }
-    }
 }
 
 /// `example.com` (exactly) or `*.example.com` (any subdomain, not the domain itself).

@@ -6,10 +6,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::feedback::KeyAnswer;
+use super::forward::ForwardConn;
 use crate::audit::{ModelScanner, UsageParser};
 use crate::auth::Principal;
 use crate::config::{Provider, ProviderKey, Route, Snapshot};
-use crate::forward::ForwardConn;
 
 #[derive(Debug)]
 pub struct RequestCtx {

@@ -11,9 +11,6 @@
 //! Absolute-form requests (`GET http://host/… HTTP/1.1`) are handed to the same `Gateway`,
 //! which applies the policy per request.
 
-pub mod ca;
-pub mod policy;
-
 use async_trait::async_trait;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
@@ -27,15 +24,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::Gateway;
 use crate::auth;
 use crate::clock::unix_now;
 use crate::config::{ConfigStore, Snapshot};
 use crate::error::{ErrorShape, GatewayError};
+use crate::forward::ca::CertAuthority;
+use crate::forward::policy::{self, Decision, Denied, ForwardPolicy};
 use crate::metrics::METRICS;
-use crate::proxy::Gateway;
 use crate::secrets::Secret;
-use ca::CertAuthority;
-use policy::{Decision, Denied, ForwardPolicy};
 
 /// Longest CONNECT (or first request) head accepted.
 const MAX_HEAD: usize = 16 * 1024;

@@ -9,11 +9,11 @@ use pingora::http::RequestHeader;
 use std::sync::Arc;
 
 use super::ctx::Passthrough;
+use super::forward::{proxy_auth_error, ConnKind, ForwardConn};
 use crate::auth::{self, Principal, CREDENTIAL_HEADERS};
 use crate::config::{CredentialMode, Provider, Snapshot};
 use crate::error::{BadRequest, ErrorShape, GatewayError};
 use crate::forward::policy::{split_authority, Decision, Denied};
-use crate::forward::{proxy_auth_error, ConnKind, ForwardConn};
 
 /// A request Sluice will forward.
 #[derive(Debug, PartialEq)]

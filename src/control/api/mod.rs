@@ -221,7 +221,7 @@ impl ControlPlane {
         let principal = futures_util::FutureExt::now_or_never(crate::auth::verify(
             token,
             &access,
-            &snap,
+            &*snap,
             unix_now(),
         ))
         .unwrap_or(Err(crate::error::GatewayError::MissingCredential))
