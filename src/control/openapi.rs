@@ -15,6 +15,7 @@ use utoipa::openapi::{
 use utoipa::ToSchema;
 
 use super::api::{KeyCreate, KeyUpdate, SecretCreate, SecretUpdate, TokenCreate, TokenRotate};
+use super::rbac::Permission;
 use super::state::SecretScope;
 use crate::config::wire;
 
@@ -23,7 +24,7 @@ struct Operation {
     method: HttpMethod,
     path: &'static str,
     /// The permission the handler checks (`None`: any authenticated caller, or public).
-    permission: Option<&'static str>,
+    permission: Option<Permission>,
     summary: &'static str,
     /// Request body schema (a component name).
     body: Option<&'static str>,
@@ -36,7 +37,21 @@ struct Operation {
 const fn op(
     method: HttpMethod,
     path: &'static str,
-    permission: &'static str,
+    permission: Permission,
+    summary: &'static str,
+) -> Operation {
+    operation_of(method, path, Some(permission), summary)
+}
+
+/// An endpoint that checks no permission (any authenticated caller, or public).
+const fn unchecked(method: HttpMethod, path: &'static str, summary: &'static str) -> Operation {
+    operation_of(method, path, None, summary)
+}
+
+const fn operation_of(
+    method: HttpMethod,
+    path: &'static str,
+    permission: Option<Permission>,
     summary: &'static str,
 ) -> Operation {
     Operation {
@@ -47,7 +62,7 @@ const fn op(
         },
         method,
         path,
-        permission: Some(permission),
+        permission,
         summary,
         body: None,
         list: false,
@@ -70,44 +85,45 @@ impl Operation {
 }
 
 use HttpMethod::{Delete, Get, Patch, Post, Put};
+use Permission::*;
 
 /// Every endpoint under `/v1`.
 const OPERATIONS: &[Operation] = &[
-    op(Get, "/v1/providers", "provider_list", "List providers (the config file's, read-only, and the store's)").list(),
-    op(Post, "/v1/providers", "provider_create", "Create a provider").body("Provider"),
-    op(Get, "/v1/providers/{name}", "provider_get", "Get a stored provider"),
-    op(Put, "/v1/providers/{name}", "provider_update", "Replace a stored provider (its name is immutable)").body("Provider"),
-    op(Delete, "/v1/providers/{name}", "provider_delete", "Delete a stored provider"),
-    op(Post, "/v1/providers/{name}/keys", "key_create", "Add a key; `value` is stored as a secret labelled managed-by: sluice").body("KeyCreate"),
-    op(Patch, "/v1/providers/{name}/keys/{id}", "key_update", "Change weight/enabled, or rotate the managed secret's value").body("KeyUpdate"),
-    op(Delete, "/v1/providers/{name}/keys/{id}", "key_delete", "Remove a key (and its managed secret)"),
-    op(Get, "/v1/secrets", "secret_list", "List secrets: metadata only, never values").list(),
-    op(Post, "/v1/secrets", "secret_create", "Create a secret (value encrypted at rest, write-only)").body("SecretCreate"),
-    op(Get, "/v1/secrets/{name}", "secret_get", "A secret's metadata (its value is never returned)"),
-    op(Patch, "/v1/secrets/{name}", "secret_update", "Change value (rotation in place), labels or scopes").body("SecretUpdate"),
-    op(Delete, "/v1/secrets/{name}", "secret_delete", "Delete a secret"),
-    op(Get, "/v1/tokens", "token_list", "List tokens (never the secret), with last_used_at").list(),
-    op(Post, "/v1/tokens", "token_create", "Create a token: the plaintext is returned once").body("TokenCreate"),
-    op(Post, "/v1/tokens/{id}/revoke", "token_revoke", "Revoke a token").status("200"),
-    op(Post, "/v1/tokens/{id}/rotate", "token_rotate", "New token; the old one keeps working for `grace`").body("TokenRotate"),
-    op(Get, "/v1/issuers", "issuer_list", "List issuers (the config file's, read-only, and the store's)").list(),
-    op(Post, "/v1/issuers", "issuer_create", "Create an issuer").body("Issuer"),
-    op(Get, "/v1/issuers/{name}", "issuer_get", "Get a stored issuer"),
-    op(Put, "/v1/issuers/{name}", "issuer_update", "Replace a stored issuer (its name is immutable)").body("Issuer"),
-    op(Delete, "/v1/issuers/{name}", "issuer_delete", "Delete a stored issuer"),
-    op(Get, "/v1/routes", "route_list", "List routes (the config file's, read-only, and the store's)").list(),
-    op(Post, "/v1/routes", "route_create", "Create a route").body("Route"),
-    op(Get, "/v1/routes/{prefix}", "route_get", "Get a stored route (prefix without its leading slash)"),
-    op(Put, "/v1/routes/{prefix}", "route_update", "Replace a stored route").body("Route"),
-    op(Delete, "/v1/routes/{prefix}", "route_delete", "Delete a stored route"),
-    op(Get, "/v1/owners", "owner_list", "List owners (the config file's, read-only, and the store's)").list(),
-    op(Post, "/v1/owners", "owner_create", "Create an owner").body("Owner"),
-    op(Get, "/v1/owners/{name}", "owner_get", "Get a stored owner"),
-    op(Put, "/v1/owners/{name}", "owner_update", "Replace a stored owner (its name is immutable)").body("Owner"),
-    op(Delete, "/v1/owners/{name}", "owner_delete", "Delete a stored owner"),
-    op(Get, "/v1/snapshot", "snapshot_read", "Every stored resource at the newest revision, with only the gateway's secrets, sealed for the caller's token; 304 when nothing is newer than `after` within `wait` seconds (long-poll)"),
-    Operation { permission: None, ..op(Get, "/v1/whoami", "", "The caller's principal and role") },
-    Operation { permission: None, ..op(Get, "/v1/openapi.json", "", "This document (no credential needed)") },
+    op(Get, "/v1/providers", ProviderList, "List providers (the config file's, read-only, and the store's)").list(),
+    op(Post, "/v1/providers", ProviderCreate, "Create a provider").body("Provider"),
+    op(Get, "/v1/providers/{name}", ProviderGet, "Get a stored provider"),
+    op(Put, "/v1/providers/{name}", ProviderUpdate, "Replace a stored provider (its name is immutable)").body("Provider"),
+    op(Delete, "/v1/providers/{name}", ProviderDelete, "Delete a stored provider"),
+    op(Post, "/v1/providers/{name}/keys", KeyCreate, "Add a key; `value` is stored as a secret labelled managed-by: sluice").body("KeyCreate"),
+    op(Patch, "/v1/providers/{name}/keys/{id}", KeyUpdate, "Change weight/enabled, or rotate the managed secret's value").body("KeyUpdate"),
+    op(Delete, "/v1/providers/{name}/keys/{id}", KeyDelete, "Remove a key (and its managed secret)"),
+    op(Get, "/v1/secrets", SecretList, "List secrets: metadata only, never values").list(),
+    op(Post, "/v1/secrets", SecretCreate, "Create a secret (value encrypted at rest, write-only)").body("SecretCreate"),
+    op(Get, "/v1/secrets/{name}", SecretGet, "A secret's metadata (its value is never returned)"),
+    op(Patch, "/v1/secrets/{name}", SecretUpdate, "Change value (rotation in place), labels or scopes").body("SecretUpdate"),
+    op(Delete, "/v1/secrets/{name}", SecretDelete, "Delete a secret"),
+    op(Get, "/v1/tokens", TokenList, "List tokens (never the secret), with last_used_at").list(),
+    op(Post, "/v1/tokens", TokenCreate, "Create a token: the plaintext is returned once").body("TokenCreate"),
+    op(Post, "/v1/tokens/{id}/revoke", TokenRevoke, "Revoke a token").status("200"),
+    op(Post, "/v1/tokens/{id}/rotate", TokenRotate, "New token; the old one keeps working for `grace`").body("TokenRotate"),
+    op(Get, "/v1/issuers", IssuerList, "List issuers (the config file's, read-only, and the store's)").list(),
+    op(Post, "/v1/issuers", IssuerCreate, "Create an issuer").body("Issuer"),
+    op(Get, "/v1/issuers/{name}", IssuerGet, "Get a stored issuer"),
+    op(Put, "/v1/issuers/{name}", IssuerUpdate, "Replace a stored issuer (its name is immutable)").body("Issuer"),
+    op(Delete, "/v1/issuers/{name}", IssuerDelete, "Delete a stored issuer"),
+    op(Get, "/v1/routes", RouteList, "List routes (the config file's, read-only, and the store's)").list(),
+    op(Post, "/v1/routes", RouteCreate, "Create a route").body("Route"),
+    op(Get, "/v1/routes/{prefix}", RouteGet, "Get a stored route (prefix without its leading slash)"),
+    op(Put, "/v1/routes/{prefix}", RouteUpdate, "Replace a stored route").body("Route"),
+    op(Delete, "/v1/routes/{prefix}", RouteDelete, "Delete a stored route"),
+    op(Get, "/v1/owners", OwnerList, "List owners (the config file's, read-only, and the store's)").list(),
+    op(Post, "/v1/owners", OwnerCreate, "Create an owner").body("Owner"),
+    op(Get, "/v1/owners/{name}", OwnerGet, "Get a stored owner"),
+    op(Put, "/v1/owners/{name}", OwnerUpdate, "Replace a stored owner (its name is immutable)").body("Owner"),
+    op(Delete, "/v1/owners/{name}", OwnerDelete, "Delete a stored owner"),
+    op(Get, "/v1/snapshot", SnapshotRead, "Every stored resource at the newest revision, with only the gateway's secrets, sealed for the caller's token; 304 when nothing is newer than `after` within `wait` seconds (long-poll)"),
+    unchecked(Get, "/v1/whoami", "The caller's principal and role"),
+    unchecked(Get, "/v1/openapi.json", "This document (no credential needed)"),
 ];
 
 const DESCRIPTION: &str = "Control plane of the Sluice AI gateway. Each operation's `x-permission` names the permission it checks; roles: admin (all), operator (keys, secrets, tokens; reads the rest), viewer (reads), dataplane (snapshot_read). Errors are `{\"error\": {\"code\", \"message\", \"field\"?, \"errors\"?}}`.";
@@ -183,7 +199,7 @@ fn json_of(schema: impl Into<RefOr<Schema>>) -> utoipa::openapi::Content {
 fn operation(o: &Operation) -> utoipa::openapi::path::Operation {
     let id = o
         .permission
-        .map(str::to_owned)
+        .map(|p| p.name().to_owned())
         .unwrap_or_else(|| o.path.trim_start_matches("/v1/").replace(['.', '/'], "_"));
     let success: RefOr<Schema> = if o.list {
         ObjectBuilder::new()
@@ -255,7 +271,9 @@ fn operation(o: &Operation) -> utoipa::openapi::path::Operation {
     }
     if let Some(p) = o.permission {
         b = b.extensions(Some(
-            ExtensionsBuilder::new().add("x-permission", p).build(),
+            ExtensionsBuilder::new()
+                .add("x-permission", p.name())
+                .build(),
         ));
     }
     b.build()
@@ -309,10 +327,9 @@ mod tests {
     fn every_permission_is_known_and_used_once() {
         let mut seen = std::collections::HashSet::new();
         for o in OPERATIONS.iter().filter_map(|o| o.permission) {
-            assert!(super::super::rbac::PERMISSIONS.contains(&o), "{o}");
             assert!(seen.insert(o), "{o} twice");
         }
-        for p in super::super::rbac::PERMISSIONS {
+        for p in Permission::ALL {
             assert!(seen.contains(p), "{p} has no endpoint");
         }
     }

@@ -1,73 +1,138 @@
-//! Admin API roles and the named permission each endpoint checks.
+//! Admin API roles and the permission each endpoint checks: one `Permission` type shared by the
+//! router (each handler names one), the roles (an exhaustive decision per permission class)
+//! and the OpenAPI table (`x-permission`). A misspelt permission does not compile.
 
 use crate::config::wire::Role;
 
-/// Every permission an endpoint can require: `{resource}_{verb}`.
-pub const PERMISSIONS: &[&str] = &[
-    "provider_list",
-    "provider_get",
-    "provider_create",
-    "provider_update",
-    "provider_delete",
-    "key_create",
-    "key_update",
-    "key_delete",
-    "secret_list",
-    "secret_get",
-    "secret_create",
-    "secret_update",
-    "secret_delete",
-    "token_list",
-    "token_create",
-    "token_revoke",
-    "token_rotate",
-    "issuer_list",
-    "issuer_get",
-    "issuer_create",
-    "issuer_update",
-    "issuer_delete",
-    "route_list",
-    "route_get",
-    "route_create",
-    "route_update",
-    "route_delete",
-    "owner_list",
-    "owner_get",
-    "owner_create",
-    "owner_update",
-    "owner_delete",
-    "snapshot_read",
-];
+/// What a permission lets a role do, for deciding roles without listing every permission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Reading metadata (never a secret value).
+    Read,
+    /// Changing what the gateway routes to and trusts (providers, routes, issuers, owners).
+    Configure,
+    /// Changing credentials: keys, secrets, tokens of owners without a role.
+    Credentials,
+    /// The revision feed (data planes).
+    Feed,
+}
 
-pub fn allows(role: Role, permission: &str) -> bool {
-    let (resource, verb) = permission.rsplit_once('_').unwrap_or((permission, ""));
-    let read = matches!(verb, "list" | "get");
-    match role {
-        Role::Admin => true,
-        Role::Operator => {
-            matches!(resource, "key" | "secret" | "token") || (read && resource != "snapshot")
+macro_rules! permissions {
+    ($($variant:ident = $name:literal, $class:ident;)*) => {
+        /// Every permission an endpoint can require: `{resource}_{verb}` on the wire.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Permission {
+            $($variant,)*
         }
-        Role::Viewer => read,
-        Role::Dataplane => permission == "snapshot_read",
+
+        impl Permission {
+            pub const ALL: &'static [Permission] = &[$(Permission::$variant,)*];
+
+            /// The name in errors and in the OpenAPI document (`provider_create`).
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Permission::$variant => $name,)*
+                }
+            }
+
+            pub const fn class(self) -> Class {
+                match self {
+                    $(Permission::$variant => Class::$class,)*
+                }
+            }
+        }
+    };
+}
+
+permissions! {
+    ProviderList = "provider_list", Read;
+    ProviderGet = "provider_get", Read;
+    ProviderCreate = "provider_create", Configure;
+    ProviderUpdate = "provider_update", Configure;
+    ProviderDelete = "provider_delete", Configure;
+    KeyCreate = "key_create", Credentials;
+    KeyUpdate = "key_update", Credentials;
+    KeyDelete = "key_delete", Credentials;
+    SecretList = "secret_list", Read;
+    SecretGet = "secret_get", Read;
+    SecretCreate = "secret_create", Credentials;
+    SecretUpdate = "secret_update", Credentials;
+    SecretDelete = "secret_delete", Credentials;
+    TokenList = "token_list", Read;
+    TokenCreate = "token_create", Credentials;
+    TokenRevoke = "token_revoke", Credentials;
+    TokenRotate = "token_rotate", Credentials;
+    IssuerList = "issuer_list", Read;
+    IssuerGet = "issuer_get", Read;
+    IssuerCreate = "issuer_create", Configure;
+    IssuerUpdate = "issuer_update", Configure;
+    IssuerDelete = "issuer_delete", Configure;
+    RouteList = "route_list", Read;
+    RouteGet = "route_get", Read;
+    RouteCreate = "route_create", Configure;
+    RouteUpdate = "route_update", Configure;
+    RouteDelete = "route_delete", Configure;
+    OwnerList = "owner_list", Read;
+    OwnerGet = "owner_get", Read;
+    OwnerCreate = "owner_create", Configure;
+    OwnerUpdate = "owner_update", Configure;
+    OwnerDelete = "owner_delete", Configure;
+    SnapshotRead = "snapshot_read", Feed;
+}
+
+/// The five permissions of a whole-document resource (providers, issuers, routes, owners).
+#[derive(Debug, Clone, Copy)]
+pub struct DocPermissions {
+    pub list: Permission,
+    pub get: Permission,
+    pub create: Permission,
+    pub update: Permission,
+    pub delete: Permission,
+}
+
+impl std::fmt::Display for Permission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether `role` holds `permission`. Operators also face a per-target check on tokens (only
+/// admins manage tokens of owners that hold a role): see the token handlers.
+pub fn allows(role: Role, permission: Permission) -> bool {
+    match (role, permission.class()) {
+        (Role::Admin, _) => true,
+        (Role::Operator, Class::Read | Class::Credentials) => true,
+        (Role::Operator, Class::Configure | Class::Feed) => false,
+        (Role::Viewer, Class::Read) => true,
+        (Role::Viewer, Class::Configure | Class::Credentials | Class::Feed) => false,
+        (Role::Dataplane, Class::Feed) => true,
+        (Role::Dataplane, Class::Read | Class::Configure | Class::Credentials) => false,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use Permission::*;
 
     #[test]
     fn roles() {
-        assert!(PERMISSIONS.iter().all(|p| allows(Role::Admin, p)));
-        assert!(allows(Role::Operator, "secret_create") && allows(Role::Operator, "token_rotate"));
-        assert!(
-            allows(Role::Operator, "provider_get") && !allows(Role::Operator, "provider_create")
-        );
-        assert!(
-            !allows(Role::Operator, "snapshot_read") && !allows(Role::Operator, "owner_update")
-        );
-        assert!(allows(Role::Viewer, "secret_list") && !allows(Role::Viewer, "secret_create"));
-        assert!(!allows(Role::Viewer, "snapshot_read"));
-        assert!(allows(Role::Dataplane, "snapshot_read") && !allows(Role::Dataplane, "token_list"));
+        assert!(Permission::ALL.iter().all(|p| allows(Role::Admin, *p)));
+        assert!(allows(Role::Operator, SecretCreate) && allows(Role::Operator, TokenRotate));
+        assert!(allows(Role::Operator, ProviderGet) && !allows(Role::Operator, ProviderCreate));
+        assert!(!allows(Role::Operator, SnapshotRead) && !allows(Role::Operator, OwnerUpdate));
+        assert!(allows(Role::Viewer, SecretList) && !allows(Role::Viewer, SecretCreate));
+        assert!(!allows(Role::Viewer, SnapshotRead));
+        assert!(allows(Role::Dataplane, SnapshotRead) && !allows(Role::Dataplane, TokenList));
+    }
+
+    #[test]
+    fn names_are_resource_underscore_verb_and_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for p in Permission::ALL {
+            let (resource, verb) = p.name().rsplit_once('_').expect("resource_verb");
+            assert!(!resource.is_empty() && !verb.is_empty(), "{p}");
+            assert!(seen.insert(p.name()), "{p} twice");
+        }
     }
 }

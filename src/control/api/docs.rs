@@ -2,10 +2,12 @@
 //! handlers over the `Doc` trait.
 
 use super::*;
+use crate::control::rbac::DocPermissions;
 
 /// A resource kind managed as a whole document.
 pub(super) trait Doc: Serialize + DeserializeOwned + Send + 'static {
     const KIND: &'static str;
+    const PERMISSIONS: DocPermissions;
     fn name(&self) -> String;
     /// From the name in the URL.
     fn url_name(raw: &str) -> String {
@@ -20,6 +22,13 @@ pub(super) trait Doc: Serialize + DeserializeOwned + Send + 'static {
 
 impl Doc for wire::Provider {
     const KIND: &'static str = state::PROVIDER;
+    const PERMISSIONS: DocPermissions = DocPermissions {
+        list: Permission::ProviderList,
+        get: Permission::ProviderGet,
+        create: Permission::ProviderCreate,
+        update: Permission::ProviderUpdate,
+        delete: Permission::ProviderDelete,
+    };
     fn name(&self) -> String {
         self.name.clone()
     }
@@ -48,6 +57,13 @@ impl Doc for wire::Provider {
 
 impl Doc for wire::Issuer {
     const KIND: &'static str = state::ISSUER;
+    const PERMISSIONS: DocPermissions = DocPermissions {
+        list: Permission::IssuerList,
+        get: Permission::IssuerGet,
+        create: Permission::IssuerCreate,
+        update: Permission::IssuerUpdate,
+        delete: Permission::IssuerDelete,
+    };
     fn name(&self) -> String {
         self.name.clone()
     }
@@ -58,6 +74,13 @@ impl Doc for wire::Issuer {
 
 impl Doc for wire::Route {
     const KIND: &'static str = state::ROUTE;
+    const PERMISSIONS: DocPermissions = DocPermissions {
+        list: Permission::RouteList,
+        get: Permission::RouteGet,
+        create: Permission::RouteCreate,
+        update: Permission::RouteUpdate,
+        delete: Permission::RouteDelete,
+    };
     fn name(&self) -> String {
         self.prefix.clone()
     }
@@ -71,6 +94,13 @@ impl Doc for wire::Route {
 
 impl Doc for wire::Owner {
     const KIND: &'static str = state::OWNER;
+    const PERMISSIONS: DocPermissions = DocPermissions {
+        list: Permission::OwnerList,
+        get: Permission::OwnerGet,
+        create: Permission::OwnerCreate,
+        update: Permission::OwnerUpdate,
+        delete: Permission::OwnerDelete,
+    };
     fn name(&self) -> String {
         self.name.clone()
     }
@@ -87,7 +117,7 @@ fn with_source(mut v: Value, source: &str) -> Value {
 }
 
 pub(super) async fn list_docs<T: Doc>(State(cp): Cp, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    cp.authorize(&headers, &format!("{}_list", T::KIND))?;
+    cp.authorize(&headers, T::PERMISSIONS.list)?;
     let mut items = Vec::new();
     if let Ok((file, _)) = crate::config::read_file(cp.config.file()) {
         for doc in T::from_file(&file) {
@@ -105,7 +135,7 @@ pub(super) async fn get_doc<T: Doc>(
     headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    cp.authorize(&headers, &format!("{}_get", T::KIND))?;
+    cp.authorize(&headers, T::PERMISSIONS.get)?;
     let name = T::url_name(&raw);
     match cp.store.get(T::KIND, &name).await? {
         Some(r) => Ok(Json(with_source(r.body, "store"))),
@@ -121,7 +151,7 @@ pub(super) async fn create_doc<T: Doc>(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    cp.authorize(&headers, &format!("{}_create", T::KIND))?;
+    cp.authorize(&headers, T::PERMISSIONS.create)?;
     let doc: T = parse(&body)?;
     let name = doc.name();
     T::check_name(&name)?;
@@ -145,7 +175,7 @@ pub(super) async fn update_doc<T: Doc>(
     Path(raw): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    cp.authorize(&headers, &format!("{}_update", T::KIND))?;
+    cp.authorize(&headers, T::PERMISSIONS.update)?;
     let doc: T = parse(&body)?;
     let name = T::url_name(&raw);
     if doc.name() != name {
@@ -174,7 +204,7 @@ pub(super) async fn delete_doc<T: Doc>(
     headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    cp.authorize(&headers, &format!("{}_delete", T::KIND))?;
+    cp.authorize(&headers, T::PERMISSIONS.delete)?;
     let revision = cp
         .commit(vec![Op::Delete {
             kind: T::KIND.into(),

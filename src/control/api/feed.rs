@@ -16,7 +16,7 @@ pub(super) async fn snapshot(
     headers: HeaderMap,
     Query(q): Query<SnapshotQuery>,
 ) -> ApiResult<Response> {
-    cp.authorize(&headers, "snapshot_read")?;
+    cp.authorize(&headers, Permission::SnapshotRead)?;
     let mut rx = cp.revision.subscribe();
     if *rx.borrow() <= q.after && q.wait > 0 {
         let wait = Duration::from_secs(q.wait).min(MAX_WAIT);

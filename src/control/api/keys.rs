@@ -63,7 +63,7 @@ pub(super) async fn create_key(
     Path(provider): Path<String>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    cp.authorize(&headers, "key_create")?;
+    cp.authorize(&headers, Permission::KeyCreate)?;
     let req: KeyCreate = parse(&body)?;
     if req.id.is_empty()
         || req.id.len() > 63
@@ -149,7 +149,7 @@ pub(super) async fn update_key(
     Path((provider, id)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    cp.authorize(&headers, "key_update")?;
+    cp.authorize(&headers, Permission::KeyUpdate)?;
     let req: KeyUpdate = parse(&body)?;
     let mut p = cp.stored_provider(&provider).await?;
     let key = p.keys.iter_mut().find(|k| k.id == id).ok_or_else(|| {
@@ -193,7 +193,7 @@ pub(super) async fn delete_key(
     headers: HeaderMap,
     Path((provider, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    cp.authorize(&headers, "key_delete")?;
+    cp.authorize(&headers, Permission::KeyDelete)?;
     let mut p = cp.stored_provider(&provider).await?;
     let Some(pos) = p.keys.iter().position(|k| k.id == id) else {
         return Err(ApiError::new(

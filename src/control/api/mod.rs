@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::crypto::MasterKey;
-use super::rbac;
+use super::rbac::{self, Permission};
 use super::state::{self, ControlState, SecretDoc, SecretScope};
 use super::store::{Dump, Op, Resource, Store, StoreError};
 use crate::clock::unix_now;
@@ -197,7 +197,7 @@ pub struct Caller {
 }
 
 impl ControlPlane {
-    pub fn authorize(&self, headers: &HeaderMap, permission: &str) -> ApiResult<Caller> {
+    pub fn authorize(&self, headers: &HeaderMap, permission: Permission) -> ApiResult<Caller> {
         let caller = self.caller(headers)?;
         if !rbac::allows(caller.role, permission) {
             return Err(ApiError::new(

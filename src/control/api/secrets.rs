@@ -62,7 +62,7 @@ fn secret_view(r: &Resource) -> ApiResult<Value> {
 }
 
 pub(super) async fn list_secrets(State(cp): Cp, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    cp.authorize(&headers, "secret_list")?;
+    cp.authorize(&headers, Permission::SecretList)?;
     let items = cp
         .store
         .list(state::SECRET)
@@ -78,7 +78,7 @@ pub(super) async fn get_secret(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    cp.authorize(&headers, "secret_get")?;
+    cp.authorize(&headers, Permission::SecretGet)?;
     match cp.store.get(state::SECRET, &name).await? {
         Some(r) => Ok(Json(secret_view(&r)?)),
         None => Err(StoreError::NotFound {
@@ -101,7 +101,7 @@ pub(super) async fn create_secret(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    cp.authorize(&headers, "secret_create")?;
+    cp.authorize(&headers, Permission::SecretCreate)?;
     let req: SecretCreate = parse(&body)?;
     check_secret_name(&req.name)?;
     check_value(&req.value)?;
@@ -133,7 +133,7 @@ pub(super) async fn update_secret(
     Path(name): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    cp.authorize(&headers, "secret_update")?;
+    cp.authorize(&headers, Permission::SecretUpdate)?;
     let req: SecretUpdate = parse(&body)?;
     let revision = cp
         .update_secret(&name, req.value.as_deref(), req.labels, req.scopes)
@@ -183,7 +183,7 @@ pub(super) async fn delete_secret(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    cp.authorize(&headers, "secret_delete")?;
+    cp.authorize(&headers, Permission::SecretDelete)?;
     let revision = cp
         .commit(vec![Op::Delete {
             kind: state::SECRET.into(),

@@ -129,7 +129,7 @@ fn new_token(
 }
 
 pub(super) async fn list_tokens(State(cp): Cp, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    cp.authorize(&headers, "token_list")?;
+    cp.authorize(&headers, Permission::TokenList)?;
     let used = cp.store.tokens_last_used().await?;
     let live = cp.config.usage.snapshot();
     let mut items = Vec::new();
@@ -151,7 +151,7 @@ pub(super) async fn create_token(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let caller = cp.authorize(&headers, "token_create")?;
+    let caller = cp.authorize(&headers, Permission::TokenCreate)?;
     let req: TokenCreate = parse(&body)?;
     cp.may_manage_tokens_of(&caller, req.owner.as_deref(), true)
         .await?;
@@ -196,7 +196,7 @@ pub(super) async fn revoke_token(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let caller = cp.authorize(&headers, "token_revoke")?;
+    let caller = cp.authorize(&headers, Permission::TokenRevoke)?;
     let mut t = cp.stored_token(&id).await?;
     cp.may_manage_tokens_of(&caller, t.owner.as_deref(), false)
         .await?;
@@ -221,7 +221,7 @@ pub(super) async fn rotate_token(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let caller = cp.authorize(&headers, "token_rotate")?;
+    let caller = cp.authorize(&headers, Permission::TokenRotate)?;
     let req: TokenRotate = if body.is_empty() {
         TokenRotate::default()
     } else {
