@@ -28,6 +28,12 @@ pub enum GatewayError {
     NoHealthyKey,
     #[error("the upstream provider could not be reached")]
     UpstreamUnavailable,
+    /// The upstream did not connect or answer in time (504).
+    #[error("the upstream provider did not answer in time")]
+    UpstreamTimeout,
+    /// Something in Sluice failed (500); the log says what.
+    #[error("internal error")]
+    Internal,
     /// Forward proxy: no usable `Proxy-Authorization` (407).
     #[error("proxy authentication required: send Proxy-Authorization with a Sluice token")]
     ProxyAuthMissing,
@@ -62,6 +68,9 @@ pub enum BadRequest {
     /// later bytes no filter sees.
     #[error("protocol upgrades (Upgrade, Connection: upgrade) are not allowed through this route")]
     Upgrade,
+    /// The client's request could not be read (bad framing, a body cut short).
+    #[error("the request could not be read")]
+    Unreadable,
     /// The same credential header twice: which one counts would be anyone's guess.
     #[error(
         "a credential header (Authorization, x-api-key, X-Sluice-Token, …) was sent more than once"
@@ -76,6 +85,7 @@ impl BadRequest {
             BadRequest::EncodedSeparator => "encoded_separator",
             BadRequest::Upgrade => "upgrade_refused",
             BadRequest::DuplicateCredential => "duplicate_credential",
+            BadRequest::Unreadable => "unreadable_request",
         }
     }
 }
@@ -201,6 +211,8 @@ impl GatewayError {
             GatewayError::MissingProviderKey => 401,
             GatewayError::NoHealthyKey => 503,
             GatewayError::UpstreamUnavailable => 502,
+            GatewayError::UpstreamTimeout => 504,
+            GatewayError::Internal => 500,
             GatewayError::ProxyAuthMissing | GatewayError::ProxyAuthInvalid(_) => 407,
             GatewayError::Destination(_) => 403,
             GatewayError::NotAProxyRequest => 400,
@@ -219,6 +231,8 @@ impl GatewayError {
             GatewayError::MissingProviderKey => "missing_provider_key",
             GatewayError::NoHealthyKey => "no_healthy_key",
             GatewayError::UpstreamUnavailable => "upstream_unavailable",
+            GatewayError::UpstreamTimeout => "upstream_timeout",
+            GatewayError::Internal => "internal",
             GatewayError::ProxyAuthMissing => "missing_credential",
             GatewayError::ProxyAuthInvalid(failure) => failure.reason(),
             GatewayError::Destination(denied) => denied.reason(),
@@ -258,7 +272,9 @@ impl GatewayError {
             | GatewayError::NoRoute
             | GatewayError::ConflictingCredentials
             | GatewayError::NoHealthyKey
-            | GatewayError::UpstreamUnavailable => None,
+            | GatewayError::UpstreamUnavailable
+            | GatewayError::UpstreamTimeout
+            | GatewayError::Internal => None,
         }
     }
 
@@ -288,6 +304,8 @@ impl GatewayError {
                     }
                     GatewayError::NoHealthyKey => ("server_error", "no_healthy_key"),
                     GatewayError::UpstreamUnavailable => ("server_error", "upstream_unavailable"),
+                    GatewayError::UpstreamTimeout => ("server_error", "upstream_timeout"),
+                    GatewayError::Internal => ("server_error", "internal"),
                 };
                 serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
             }
@@ -304,7 +322,8 @@ impl GatewayError {
                     | GatewayError::NotAProxyRequest
                     | GatewayError::BadRequest(_) => "invalid_request_error",
                     GatewayError::NoHealthyKey => "overloaded_error",
-                    GatewayError::UpstreamUnavailable => "api_error",
+                    GatewayError::UpstreamUnavailable | GatewayError::Internal => "api_error",
+                    GatewayError::UpstreamTimeout => "timeout_error",
                 };
                 serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
             }
@@ -313,9 +332,92 @@ impl GatewayError {
     }
 }
 
+/// How a failure while proxying (after the filters admitted the request) is answered, as one
+/// table (linkerd's `Rescue`): the status and the error whose body and reason go with it, or
+/// `None` when nothing can be written (the client went away).
+pub fn proxy_failure(
+    etype: &pingora::ErrorType,
+    source: &pingora::ErrorSource,
+) -> Option<(u16, GatewayError)> {
+    use pingora::{ErrorSource, ErrorType};
+    let answer = match (etype, source) {
+        (ErrorType::HTTPStatus(code @ 400..=499), _) => {
+            (*code, GatewayError::BadRequest(BadRequest::Unreadable))
+        }
+        (ErrorType::HTTPStatus(code), _) => (*code, GatewayError::UpstreamUnavailable),
+        (
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
+            ErrorSource::Upstream,
+        ) => (504, GatewayError::UpstreamTimeout),
+        (_, ErrorSource::Upstream) => (502, GatewayError::UpstreamUnavailable),
+        (
+            ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
+            ErrorSource::Downstream,
+        ) => return None,
+        (_, ErrorSource::Downstream) => (400, GatewayError::BadRequest(BadRequest::Unreadable)),
+        (_, ErrorSource::Internal | ErrorSource::Unset) => (500, GatewayError::Internal),
+    };
+    Some(answer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proxy_failures_map_to_one_answer_each() {
+        use pingora::{ErrorSource as S, ErrorType as T};
+        let cases = [
+            (
+                T::ConnectRefused,
+                S::Upstream,
+                Some((502, "upstream_unavailable")),
+            ),
+            (
+                T::ConnectTimedout,
+                S::Upstream,
+                Some((504, "upstream_timeout")),
+            ),
+            (
+                T::ReadTimedout,
+                S::Upstream,
+                Some((504, "upstream_timeout")),
+            ),
+            (
+                T::InvalidHTTPHeader,
+                S::Upstream,
+                Some((502, "upstream_unavailable")),
+            ),
+            (T::ReadError, S::Downstream, None),
+            (T::ConnectionClosed, S::Downstream, None),
+            (
+                T::InvalidHTTPHeader,
+                S::Downstream,
+                Some((400, "unreadable_request")),
+            ),
+            (
+                T::HTTPStatus(400),
+                S::Downstream,
+                Some((400, "unreadable_request")),
+            ),
+            (
+                T::HTTPStatus(413),
+                S::Unset,
+                Some((413, "unreadable_request")),
+            ),
+            (
+                T::HTTPStatus(502),
+                S::Upstream,
+                Some((502, "upstream_unavailable")),
+            ),
+            (T::InternalError, S::Internal, Some((500, "internal"))),
+            (T::InternalError, S::Unset, Some((500, "internal"))),
+        ];
+        for (etype, source, want) in cases {
+            let got = proxy_failure(&etype, &source).map(|(s, e)| (s, e.reason()));
+            assert_eq!(got, want, "{etype:?} from {source:?}");
+        }
+    }
 
     #[test]
     fn auth_failures_carry_a_challenge_and_provider_shape() {

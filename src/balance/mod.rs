@@ -49,6 +49,11 @@ impl KeyPool {
         !self.table.is_empty()
     }
 
+    /// The key a retry goes to: another healthy key when there is one, else `current` again.
+    pub fn repick(&self, current: usize, now_ms: u64) -> usize {
+        self.pick(now_ms, Some(current)).unwrap_or(current)
+    }
+
     /// Whether a key other than `idx` could take new requests now (serving and healthy).
     pub fn others_available(&self, idx: usize, now_ms: u64) -> bool {
         self.members

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::feedback::KeyAnswer;
 use super::forward::ForwardConn;
+use super::steps::{Admitted, ForwardAdmitted};
 use crate::audit::{ModelScanner, UsageParser};
 use crate::auth::Principal;
 use crate::config::{Provider, ProviderKey, Route, Snapshot};
@@ -74,6 +75,33 @@ impl RequestCtx {
             forward_host: None,
             key_answer: None,
             refused: false,
+        }
+    }
+
+    /// Records what admission decided: the route and key, or the passthrough destination.
+    pub fn admitted(&mut self, host: Option<String>, admitted: ForwardAdmitted, audit_on: bool) {
+        self.forward_host = host;
+        match admitted {
+            ForwardAdmitted::Provider(Admitted {
+                route,
+                principal,
+                key,
+            }) => {
+                self.route = Some(route);
+                self.principal = Some(principal);
+                self.key = key;
+                if audit_on && self.route().is_some_and(|r| r.audit) {
+                    self.accounting = Some(Accounting::default());
+                }
+            }
+            ForwardAdmitted::Passthrough {
+                destination,
+                addr,
+                principal,
+            } => {
+                self.principal = Some(principal);
+                self.passthrough = Some((destination, addr));
+            }
         }
     }
 

@@ -4,22 +4,22 @@
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
-use pingora::{Error, ErrorSource, ErrorType, Result};
+use pingora::{Error, ErrorType, Result};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::accounting;
-use super::ctx::{request_id, Accounting, RequestCtx};
+use super::ctx::{request_id, RequestCtx};
 use super::feedback::{self, KeyAnswer};
-use super::forward::{self, ForwardConn};
+use super::forward::ForwardConn;
 use super::respond::write_error;
 use super::steps::{self, ForwardAdmitted, Refusal};
 use crate::audit::{AuditSink, UsageParser};
 use crate::balance::health::Verdict;
 use crate::clock::{now_ms, unix_now};
 use crate::config::ConfigStore;
-use crate::error::{ErrorShape, GatewayError};
+use crate::error::ErrorShape;
 use crate::metrics::{status_class_index, METRICS};
 use bytes::Bytes;
 use std::any::Any;
@@ -38,70 +38,26 @@ impl ProxyHttp for Gateway {
         RequestCtx::new(self.store.snapshot())
     }
 
-    /// route → authenticate → pick credential (see `steps::admit`); a refusal is answered here.
+    /// check the head → route → authenticate → pick credential (`steps::admit`, or
+    /// `steps::admit_forward` on a forward-proxy connection); a refusal is answered here.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let client_id = session
-            .req_header()
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok());
-        ctx.request_id = request_id(client_id);
+        let req = session.req_header();
+        ctx.request_id = request_id(
+            req.headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok()),
+        );
         let admission = match ctx.conn.clone() {
-            None => steps::admit(session.req_header(), &ctx.snap, now_ms(), unix_now()).await,
-            Some(conn) => {
-                let forward = steps::admit_forward(
-                    session.req_header(),
-                    &conn,
-                    &ctx.snap,
-                    now_ms(),
-                    unix_now(),
-                )
-                .await;
-                match forward {
-                    Ok((host, ForwardAdmitted::Provider(admitted))) => {
-                        ctx.forward_host = Some(host);
-                        Ok(admitted)
-                    }
-                    Ok((
-                        host,
-                        ForwardAdmitted::Passthrough {
-                            destination,
-                            principal,
-                        },
-                    )) => {
-                        ctx.forward_host = Some(host);
-                        ctx.principal = Some(principal);
-                        // Resolved and checked here, so a private destination is a 403.
-                        let policy = &ctx.snap.forward;
-                        match forward::allowed_addrs(&destination.host, destination.port, policy)
-                            .await
-                        {
-                            Ok(addrs) => {
-                                ctx.passthrough = addrs.first().map(|addr| (destination, *addr));
-                                return Ok(false);
-                            }
-                            Err(forward::DialError::Denied(d)) => Err(Refusal {
-                                error: GatewayError::Destination(d),
-                                shape: ErrorShape::OpenAi,
-                            }),
-                            Err(forward::DialError::Unreachable) => Err(Refusal {
-                                error: GatewayError::UpstreamUnavailable,
-                                shape: ErrorShape::OpenAi,
-                            }),
-                        }
-                    }
-                    Err(refusal) => Err(refusal),
-                }
-            }
+            None => steps::admit(req, &ctx.snap, now_ms(), unix_now())
+                .await
+                .map(|a| (None, ForwardAdmitted::Provider(a))),
+            Some(conn) => steps::admit_forward(req, &conn, &ctx.snap, now_ms(), unix_now())
+                .await
+                .map(|(host, a)| (Some(host), a)),
         };
         match admission {
-            Ok(admitted) => {
-                ctx.route = Some(admitted.route);
-                ctx.principal = Some(admitted.principal);
-                ctx.key = admitted.key;
-                if self.audit.is_some() && ctx.route().is_some_and(|r| r.audit) {
-                    ctx.accounting = Some(Accounting::default());
-                }
+            Ok((host, admitted)) => {
+                ctx.admitted(host, admitted, self.audit.is_some());
                 Ok(false)
             }
             Err(Refusal { error, shape }) => {
@@ -141,11 +97,7 @@ impl ProxyHttp for Gateway {
         };
         if ctx.retries > 0 {
             // A retry goes to another healthy key when there is one.
-            if let Some(current) = ctx.key {
-                if let Some(other) = provider.pool.pick(now_ms(), Some(current)) {
-                    ctx.key = Some(other);
-                }
-            }
+            ctx.key = ctx.key.map(|k| provider.pool.repick(k, now_ms()));
         }
         let addr = provider.upstream.addr(ctx.retries).await.map_err(|e| {
             Error::because(ErrorType::ConnectError, "upstream address", e).into_up()
@@ -290,38 +242,17 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let status = match e.etype() {
-            ErrorType::HTTPStatus(code) => *code,
-            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
-                if e.esource() == &ErrorSource::Upstream =>
-            {
-                504
-            }
-            _ => match e.esource() {
-                ErrorSource::Upstream => 502,
-                ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
-                    _ => 400,
-                },
-                ErrorSource::Internal | ErrorSource::Unset => 500,
-            },
-        };
+        let answer = crate::error::proxy_failure(e.etype(), e.esource());
+        let status = answer.as_ref().map_or(0, |(status, _)| *status);
         // Once the response head went out, the stream can only be cut.
-        if status != 0 && session.response_written().is_none() {
+        if let (Some((status, error)), None) = (answer, session.response_written()) {
             let shape = ctx
                 .provider()
                 .map(|p| ErrorShape::from(p.kind))
                 .unwrap_or(ErrorShape::OpenAi);
-            ctx.reason = Some(GatewayError::UpstreamUnavailable.reason());
+            ctx.reason = Some(error.reason());
             let id = ctx.request_id.clone();
-            write_error(
-                session,
-                GatewayError::UpstreamUnavailable,
-                shape,
-                status,
-                &id,
-            )
-            .await;
+            write_error(session, error, shape, status, &id).await;
         }
         FailToProxy {
             error_code: status,

@@ -9,7 +9,7 @@ use pingora::http::RequestHeader;
 use std::sync::Arc;
 
 use super::ctx::Passthrough;
-use super::forward::{proxy_auth_error, ConnKind, ForwardConn};
+use super::forward::{allowed_addrs, proxy_auth_error, ConnKind, DialError, ForwardConn};
 use crate::auth::{self, Principal, CREDENTIAL_HEADERS};
 use crate::config::{CredentialMode, Provider, Snapshot};
 use crate::error::{BadRequest, ErrorShape, GatewayError};
@@ -144,9 +144,10 @@ fn pick_credential(
 pub enum ForwardAdmitted {
     /// An intercepted provider host: through the provider's route, like reverse mode.
     Provider(Admitted),
-    /// Any other allowed host (plain HTTP only): proxied as is.
+    /// Any other allowed host (plain HTTP only): proxied as is, to the address checked here.
     Passthrough {
         destination: Passthrough,
+        addr: std::net::SocketAddr,
         principal: Arc<Principal>,
     },
 }
@@ -224,10 +225,22 @@ pub async fn admit_forward(
             let principal = auth::verify(&token, &snap.forward.access, snap, now_unix)
                 .await
                 .map_err(|e| refuse(auth_error(e)))?;
+            // Resolved and checked here, so a private destination is a 403.
+            let addr = match allowed_addrs(&host, port, &snap.forward).await {
+                Ok(addrs) => addrs
+                    .first()
+                    .copied()
+                    .ok_or(refuse(GatewayError::UpstreamUnavailable))?,
+                Err(DialError::Denied(d)) => return Err(refuse(GatewayError::Destination(d))),
+                Err(DialError::Unreachable) => {
+                    return Err(refuse(GatewayError::UpstreamUnavailable))
+                }
+            };
             Ok((
                 host.clone(),
                 ForwardAdmitted::Passthrough {
                     destination: Passthrough { host, port },
+                    addr,
                     principal,
                 },
             ))
