@@ -44,11 +44,39 @@ pub struct ServeOptions {
     pub control_plane_only: bool,
 }
 
-/// Loads `config_file` and builds a server ready for `run_forever()`.
+/// Loads `config_file` (read once) and builds a server ready for `run_forever()`.
 pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> {
-    let (file_config, _) = crate::config::read_file(config_file)
+    let (file_config, source) = crate::config::read_file(config_file)
         .map_err(|errors| anyhow::anyhow!("{errors}\nfix the configuration and start again"))?;
-    let mode = match (&opts.control_plane, &opts.token) {
+    let mode = mode(opts, &file_config)?;
+    crate::private::restrict_new_files();
+    crate::private::data_dir(&file_config.data_dir)?;
+    // A data plane opens the feed with the key its token derives; only a control plane holds
+    // the master key.
+    let key = Arc::new(match &mode {
+        Mode::DataPlane { token, .. } => MasterKey::feed_key(token),
+        Mode::Embedded { .. } => MasterKey::load_or_create(&file_config.data_dir)?,
+    });
+    let control = ControlService::preflight(&mode, &file_config, &key)?;
+    let (store, config) = open_store(config_file, (file_config, source), control, &mode)?;
+
+    let mut server = Server::new_with_opt_and_conf(None, server_conf(&config.server));
+    server.bootstrap();
+    let serves_traffic = !opts.control_plane_only;
+    let mut ca = None;
+    if serves_traffic {
+        let audit = add_audit(&mut server, &config);
+        add_proxy(&mut server, &store, &config, audit.clone());
+        ca = add_forward(&mut server, &store, &config, config_file, audit)?;
+    }
+    add_control(&mut server, &store, &config, config_file, mode, key, ca)?;
+    add_background(&mut server, &store, &config, serves_traffic)?;
+    Ok(server)
+}
+
+/// Embedded control plane (the default), or a data plane following `--control-plane`.
+fn mode(opts: &ServeOptions, file_config: &wire::Config) -> anyhow::Result<Mode> {
+    Ok(match (&opts.control_plane, &opts.token) {
         (Some(url), Some(token)) => Mode::DataPlane {
             url: url.clone(),
             token: token.clone(),
@@ -64,26 +92,25 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
                 )
             }),
         },
-    };
-    crate::private::restrict_new_files();
-    crate::private::data_dir(&file_config.data_dir)?;
-    // A data plane opens the feed with the key its token derives; only a control plane holds
-    // the master key.
-    let key = Arc::new(match &mode {
-        Mode::DataPlane { token, .. } => MasterKey::feed_key(token),
-        Mode::Embedded { .. } => MasterKey::load_or_create(&file_config.data_dir)?,
-    });
-    let control = ControlService::preflight(&mode, config_file, &file_config.data_dir, &key)?;
+    })
+}
+
+/// The first snapshot: the file plus the store's resources. A data plane's persisted state
+/// that no longer builds (sealed for a rotated token, or clashing with an edited file) is not a
+/// reason to stay down: it starts from the file and waits for the control plane.
+fn open_store(
+    config_file: &Path,
+    parsed: (wire::Config, String),
+    control: Option<crate::config::stored::ControlState>,
+    mode: &Mode,
+) -> anyhow::Result<(Arc<ConfigStore>, wire::Config)> {
     let persisted = matches!(mode, Mode::DataPlane { .. }) && control.is_some();
-    let opened = match ConfigStore::open(config_file, control) {
-        // A data plane's persisted state that no longer builds (sealed for a rotated token, or
-        // clashing with an edited file) is not a reason to stay down: start from the file and
-        // wait for the control plane.
+    let opened = match ConfigStore::open(config_file, parsed.clone(), control) {
         Err(errors) if persisted => {
             log::warn!(
                 "the persisted control-plane state does not build; waiting for the control plane:\n{errors}"
             );
-            ConfigStore::open(config_file, None)
+            ConfigStore::open(config_file, parsed, None)
         }
         other => other,
     };
@@ -93,13 +120,14 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
             errors.0.len()
         )
     })?;
-    let wire::Config {
-        listeners,
-        server: options,
-        ..
-    } = &config;
+    if matches!(mode, Mode::DataPlane { .. }) && store.snapshot().control_revision == 0 {
+        store.set_ready(false);
+    }
+    Ok((store, config))
+}
 
-    let conf = ServerConf {
+fn server_conf(options: &wire::ServerOptions) -> ServerConf {
+    ServerConf {
         threads: options.threads.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -111,74 +139,92 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
         ),
         upstream_keepalive_pool_size: 1024,
         ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
-
-    let serves_traffic = !opts.control_plane_only;
-    let audit_sink = match audit_target(&config).filter(|_| serves_traffic) {
-        Some(target) => {
-            let (sink, writer) = AuditSink::new(target, config.audit.queue);
-            server.add_service(background_service("sluice audit writer", writer));
-            Some(sink)
-        }
-        None => None,
-    };
-
-    if serves_traffic {
-        let mut proxy = pingora_proxy::http_proxy_service_with_name(
-            &server.configuration,
-            Gateway {
-                store: store.clone(),
-                audit: audit_sink.clone(),
-            },
-            "sluice proxy",
-        );
-        // Pingora reads ahead 64 KiB per connection by default; requests are small and bodies are
-        // read past this buffer anyway, so 8 KiB keeps 1,000 idle clients from pinning ~56 MiB.
-        proxy.add_listener(
-            ListenerConfig::tcp(listeners.proxy.clone())
-                .l4_buffer(L4BufferSettings::default().read(DOWNSTREAM_READ_BUFFER)),
-        );
-        server.add_service(proxy);
     }
+}
 
-    let ca = match listeners.forward.as_ref().filter(|_| serves_traffic) {
-        Some(addr) => {
-            let ca = Arc::new(load_ca(&config, config_file)?);
-            let http = Arc::new(pingora_proxy::http_proxy(
-                &server.configuration,
-                Gateway {
-                    store: store.clone(),
-                    audit: audit_sink,
-                },
-            ));
-            let mut forward = Service::new(
-                "sluice forward proxy".to_owned(),
-                ForwardProxy {
-                    store: store.clone(),
-                    ca: ca.clone(),
-                    http,
-                },
-            );
-            // Unbuffered reads: the head is read by hand and a tunnel then splices the raw
-            // socket, so no byte may sit in a read-ahead buffer.
-            forward.add_listener(
-                ListenerConfig::tcp(addr.clone()).l4_buffer(L4BufferSettings::default().read(0)),
-            );
-            server.add_service(forward);
-            Some(ca)
-        }
-        None => None,
+/// The audit writer, when `audit.sink` is not `none`.
+fn add_audit(server: &mut Server, config: &wire::Config) -> Option<AuditSink> {
+    let target = audit_target(config)?;
+    let (sink, writer) = AuditSink::new(target, config.audit.queue);
+    server.add_service(background_service("sluice audit writer", writer));
+    Some(sink)
+}
+
+/// The reverse proxy listener.
+fn add_proxy(
+    server: &mut Server,
+    store: &Arc<ConfigStore>,
+    config: &wire::Config,
+    audit: Option<AuditSink>,
+) {
+    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway {
+            store: store.clone(),
+            audit,
+        },
+        "sluice proxy",
+    );
+    // Pingora reads ahead 64 KiB per connection by default; requests are small and bodies are
+    // read past this buffer anyway, so 8 KiB keeps 1,000 idle clients from pinning ~56 MiB.
+    proxy.add_listener(
+        ListenerConfig::tcp(config.listeners.proxy.clone())
+            .l4_buffer(L4BufferSettings::default().read(DOWNSTREAM_READ_BUFFER)),
+    );
+    server.add_service(proxy);
+}
+
+/// The forward proxy listener (`listeners.forward`) and its CA, returned for `/ca.pem`.
+fn add_forward(
+    server: &mut Server,
+    store: &Arc<ConfigStore>,
+    config: &wire::Config,
+    config_file: &Path,
+    audit: Option<AuditSink>,
+) -> anyhow::Result<Option<Arc<CertAuthority>>> {
+    let Some(addr) = &config.listeners.forward else {
+        return Ok(None);
     };
+    let ca = Arc::new(load_ca(config, config_file)?);
+    let http = Arc::new(pingora_proxy::http_proxy(
+        &server.configuration,
+        Gateway {
+            store: store.clone(),
+            audit,
+        },
+    ));
+    let mut forward = Service::new(
+        "sluice forward proxy".to_owned(),
+        ForwardProxy {
+            store: store.clone(),
+            ca: ca.clone(),
+            http,
+        },
+    );
+    // Unbuffered reads: the head is read by hand and a tunnel then splices the raw socket, so
+    // no byte may sit in a read-ahead buffer.
+    forward.add_listener(
+        ListenerConfig::tcp(addr.clone()).l4_buffer(L4BufferSettings::default().read(0)),
+    );
+    server.add_service(forward);
+    Ok(Some(ca))
+}
 
-    let admin_tls = admin_tls(&config, config_file).context("listeners.admin_tls")?;
+/// The admin listener with the control plane (or the data plane's follower) behind it.
+fn add_control(
+    server: &mut Server,
+    store: &Arc<ConfigStore>,
+    config: &wire::Config,
+    config_file: &Path,
+    mode: Mode,
+    key: Arc<MasterKey>,
+    ca: Option<Arc<CertAuthority>>,
+) -> anyhow::Result<()> {
+    let listeners = &config.listeners;
+    let admin_tls = admin_tls(config, config_file).context("listeners.admin_tls")?;
     let admin_listener = std::net::TcpListener::bind(&listeners.admin)
         .with_context(|| format!("listeners.admin: cannot bind {}", listeners.admin))?;
     admin_listener.set_nonblocking(true)?;
-    if matches!(mode, Mode::DataPlane { .. }) && store.snapshot().control_revision == 0 {
-        store.set_ready(false);
-    }
     let mut control = background_service(
         "sluice control plane",
         ControlService {
@@ -198,7 +244,16 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
     );
     control.threads = Some(2);
     server.add_service(control);
+    Ok(())
+}
 
+/// JWKS refresh, token last-use, the config watcher and the embedded mock upstream.
+fn add_background(
+    server: &mut Server,
+    store: &Arc<ConfigStore>,
+    config: &wire::Config,
+    serves_traffic: bool,
+) -> anyhow::Result<()> {
     if serves_traffic {
         server.add_service(background_service(
             "sluice jwks refresher",
@@ -207,20 +262,20 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
             },
         ));
     }
-    let data_dir = &config.data_dir;
     server.add_service(background_service(
         "sluice token usage",
         UsageFlusher {
             registry: store.usage.clone(),
-            file: data_dir.join("token-last-used.json"),
+            file: config.data_dir.join("token-last-used.json"),
         },
     ));
     server.add_service(background_service(
         "sluice config watcher",
-        ConfigWatcher { store },
+        ConfigWatcher {
+            store: store.clone(),
+        },
     ));
-
-    if let Some(addr) = listeners.mock.as_ref().filter(|_| serves_traffic) {
+    if let Some(addr) = config.listeners.mock.as_ref().filter(|_| serves_traffic) {
         // Bound now so a taken port fails start-up instead of a background task.
         let listener = std::net::TcpListener::bind(addr)
             .with_context(|| format!("listeners.mock: cannot bind {addr}"))?;
@@ -234,7 +289,7 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
         svc.threads = Some(1);
         server.add_service(svc);
     }
-    Ok(server)
+    Ok(())
 }
 
 /// The forward proxy's CA as configured (`forward.ca_cert`/`ca_key`, relative to the config

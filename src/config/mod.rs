@@ -104,6 +104,11 @@ fn parse_file(file: &Path, source: &str) -> Result<wire::Config, ConfigErrors> {
 pub struct ParseCache(std::sync::Mutex<Option<(String, wire::Config)>>);
 
 impl ParseCache {
+    /// A cache that already holds `source` parsed (the file as read at start).
+    pub fn seeded(source: String, config: wire::Config) -> ParseCache {
+        ParseCache(std::sync::Mutex::new(Some((source, config))))
+    }
+
     /// `read_file`, parsing only when the file's content changed.
     pub fn read(&self, file: &Path) -> Result<(wire::Config, String), ConfigErrors> {
         let source = read_source(file)?;
@@ -156,6 +161,17 @@ pub fn load_with(
     cache: &ParseCache,
 ) -> Result<(wire::Config, Snapshot), ConfigErrors> {
     let (config, source) = cache.read(file)?;
+    build_from(file, config, &source, ctx, control)
+}
+
+/// Builds a snapshot from a file already read and parsed (`source` locates the errors).
+pub fn build_from(
+    file: &Path,
+    config: wire::Config,
+    source: &str,
+    ctx: &BuildContext,
+    control: Option<&stored::ControlState>,
+) -> Result<(wire::Config, Snapshot), ConfigErrors> {
     let base = file.parent().unwrap_or(Path::new("."));
     let mut merged = config.clone();
     let mut merge_errors = Vec::new();
@@ -170,7 +186,7 @@ pub fn load_with(
     match built {
         Ok(snapshot) => Ok((config, snapshot)),
         Err(errors) => {
-            let lines = locate::Lines::of(&source);
+            let lines = locate::Lines::of(source);
             Err(ConfigErrors(
                 errors
                     .into_iter()

@@ -55,8 +55,10 @@ struct Fixed {
 impl ConfigStore {
     /// Loads `file` (and the control plane's resources, when there are some yet) for the first
     /// time; any error stops start-up.
+    /// `parsed` is the file as `config::read_file` returned it: it is not read again.
     pub fn open(
         file: &Path,
+        parsed: (wire::Config, String),
         control: Option<ControlState>,
     ) -> Result<(Arc<ConfigStore>, wire::Config), ConfigErrors> {
         let ctx = BuildContext {
@@ -69,8 +71,10 @@ impl ConfigStore {
             ..BuildContext::default()
         };
         let control = control.map(Arc::new);
-        let parsed = ParseCache::default();
-        let (config, snapshot) = load_with(file, &ctx, control.as_deref(), &parsed)?;
+        let (file_config, source) = parsed;
+        let parsed = ParseCache::seeded(source.clone(), file_config.clone());
+        let (config, snapshot) =
+            super::build_from(file, file_config, &source, &ctx, control.as_deref())?;
         for w in &snapshot.warnings {
             log::warn!("{}: {w}", file.display());
         }

@@ -57,10 +57,10 @@ impl ControlService {
     /// plane returns its persisted state, if any.
     pub fn preflight(
         mode: &Mode,
-        config_file: &std::path::Path,
-        data_dir: &std::path::Path,
+        file_config: &wire::Config,
         key: &MasterKey,
     ) -> anyhow::Result<Option<ControlState>> {
+        let data_dir = file_config.data_dir.as_path();
         let dump = match mode {
             Mode::Embedded { database } => {
                 let rt = tokio::runtime::Builder::new_current_thread()
@@ -68,7 +68,7 @@ impl ControlService {
                     .build()?;
                 rt.block_on(async {
                     let store = SqlStore::open(database).await?;
-                    bootstrap(&store, config_file, data_dir).await?;
+                    bootstrap(&store, file_config, data_dir).await?;
                     anyhow::Ok(store.dump().await?)
                 })?
             }
@@ -246,12 +246,13 @@ async fn follow_store(cp: Arc<ControlPlane>, mut shutdown: ShutdownWatch) {
 /// written to `data_dir/admin-token` (0600).
 async fn bootstrap(
     store: &dyn Store,
-    config_file: &std::path::Path,
+    file_config: &wire::Config,
     data_dir: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let file_admins = crate::config::read_file(config_file)
-        .map(|(c, _)| c.owners.iter().any(|o| o.role == Some(Role::Admin)))
-        .unwrap_or(false);
+    let file_admins = file_config
+        .owners
+        .iter()
+        .any(|o| o.role == Some(Role::Admin));
     let stored = store.list(state::OWNER).await?;
     let store_admins = stored.iter().any(|r| {
         serde_json::from_value::<wire::Owner>(r.body.clone())
