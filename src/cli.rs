@@ -6,6 +6,9 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::wire;
 
 #[derive(Args, Debug, Clone)]
 pub struct Conn {
@@ -153,8 +156,9 @@ pub enum ServerTokenCmd {
         owner: Option<String>,
         #[arg(long, value_delimiter = ',')]
         scopes: Vec<String>,
+        /// `30d`, `12h`, … (at most ten years).
         #[arg(long)]
-        expires_in: Option<String>,
+        expires_in: Option<humantime::Duration>,
     },
     /// Example: sluice token revoke Q3vX9kT2mB7a
     Revoke { id: String },
@@ -594,6 +598,41 @@ pub fn secret(conn: &Conn, cmd: SecretCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Longest `--expires-in` (the admin API refuses more, too).
+const MAX_EXPIRES_IN: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// `sluice token generate`: a new token and its `tokens:` record (a YAML flow mapping written
+/// from the wire type), for the config file. Nothing is stored.
+pub fn generate_token(
+    name: Option<String>,
+    owner: Option<String>,
+    scopes: Vec<String>,
+    expires_in: Option<humantime::Duration>,
+) -> anyhow::Result<(String, String)> {
+    let expires_at = match expires_in {
+        Some(d) if *d > MAX_EXPIRES_IN => {
+            anyhow::bail!("--expires-in {d} is longer than ten years")
+        }
+        Some(d) => std::time::SystemTime::now()
+            .checked_add(*d)
+            .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+        None => None,
+    };
+    let (token, id, digest) = crate::auth::opaque::generate()
+        .map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+    let record = wire::Token {
+        id,
+        sha256: format!("sha256:{}", hex::encode(digest)),
+        name,
+        owner,
+        scopes,
+        expires_at,
+        revoked_at: None,
+    };
+    // JSON is YAML's flow style: the record pastes under `tokens:` as one line.
+    Ok((token, serde_json::to_string(&record)?))
+}
+
 pub fn token(conn: &Conn, cmd: ServerTokenCmd) -> anyhow::Result<()> {
     let c = Client::new(conn)?;
     let v = match cmd {
@@ -606,7 +645,9 @@ pub fn token(conn: &Conn, cmd: ServerTokenCmd) -> anyhow::Result<()> {
         } => c.call(
             Method::POST,
             "/v1/tokens",
-            Some(json!({"name": name, "owner": owner, "scopes": scopes, "expires_in": expires_in})),
+            Some(
+                json!({"name": name, "owner": owner, "scopes": scopes, "expires_in": expires_in.map(|d| d.to_string())}),
+            ),
         )?,
         ServerTokenCmd::Revoke { id } => c.call(
             Method::POST,
@@ -775,4 +816,30 @@ pub fn owner(conn: &Conn, cmd: OwnerCmd) -> anyhow::Result<()> {
     };
     c.show(&v, &["name", "role", "enabled", "source"]);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_record_pastes_into_the_config() {
+        let (token, record) = generate_token(
+            Some("ci".into()),
+            Some("bot".into()),
+            vec!["llm".into()],
+            Some("30d".parse().unwrap()),
+        )
+        .unwrap();
+        let config = crate::config::parse(&format!("tokens:\n  - {record}\n")).unwrap();
+        let t = &config.tokens[0];
+        assert!(token.contains(&t.id));
+        assert_eq!(
+            (t.name.as_deref(), t.owner.as_deref()),
+            (Some("ci"), Some("bot"))
+        );
+        assert_eq!(t.scopes, ["llm"]);
+        assert!(t.expires_at.is_some() && t.revoked_at.is_none());
+        assert!(generate_token(None, None, vec![], Some("11y".parse().unwrap())).is_err());
+    }
 }

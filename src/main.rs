@@ -284,35 +284,8 @@ fn main() -> anyhow::Result<()> {
                     expires_in,
                 },
         } => {
-            let (token, id, digest) = sluice::auth::opaque::generate()
-                .map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
-            let expires_at = match expires_in {
-                Some(d) if *d > std::time::Duration::from_secs(10 * 365 * 86_400) => {
-                    anyhow::bail!("--expires-in {d} is longer than ten years")
-                }
-                Some(d) => std::time::SystemTime::now()
-                    .checked_add(*d)
-                    .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
-                None => None,
-            };
-            let mut record = format!(
-                "  - {{ id: {id}, sha256: \"sha256:{}\"",
-                hex::encode(digest)
-            );
-            if let Some(name) = &name {
-                record.push_str(&format!(", name: {}", serde_json::to_string(name)?));
-            }
-            if let Some(owner) = &owner {
-                record.push_str(&format!(", owner: {}", serde_json::to_string(owner)?));
-            }
-            if !scopes.is_empty() {
-                record.push_str(&format!(", scopes: {}", serde_json::to_string(&scopes)?));
-            }
-            if let Some(at) = &expires_at {
-                record.push_str(&format!(", expires_at: \"{at}\""));
-            }
-            record.push_str(" }");
-            println!("Token (shown once; store it now):\n{token}\n\nAdd under `tokens:` in the config:\n{record}");
+            let (token, record) = cli::generate_token(name, owner, scopes, expires_in)?;
+            println!("Token (shown once; store it now):\n{token}\n\nAdd under `tokens:` in the config:\n  - {record}");
             Ok(())
         }
         Command::MockUpstream {
@@ -331,27 +304,37 @@ fn main() -> anyhow::Result<()> {
                 chunks,
                 chunk_interval: Duration::from_millis(chunk_interval_ms),
             };
-            let tls = match (tls_cert, tls_key) {
-                (Some(cert), Some(key)) => Some(sluice::tls::server_config(&cert, &key)?),
-                _ => None,
-            };
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(threads.max(1))
-                .enable_all()
-                .build()?;
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(&listen)
-                    .await
-                    .with_context(|| format!("cannot listen on {listen}"))?;
-                log::info!("mock upstream listening on {}", listener.local_addr()?);
-                let stop = async {
-                    let _ = tokio::signal::ctrl_c().await;
-                };
-                sluice::mock::serve(listener, opts, tls, stop).await;
-                Ok(())
-            })
+            mock_upstream(&listen, opts, tls_cert.zip(tls_key), threads)
         }
     }
+}
+
+/// `sluice mock-upstream`: serves until Ctrl-C.
+fn mock_upstream(
+    listen: &str,
+    opts: sluice::mock::MockOptions,
+    tls: Option<(PathBuf, PathBuf)>,
+    threads: usize,
+) -> anyhow::Result<()> {
+    let tls = match tls {
+        Some((cert, key)) => Some(sluice::tls::server_config(&cert, &key)?),
+        None => None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        log::info!("mock upstream listening on {}", listener.local_addr()?);
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        sluice::mock::serve(listener, opts, tls, stop).await;
+        Ok(())
+    })
 }
 
 fn usage(
