@@ -143,31 +143,34 @@ enum Command {
     /// Run a fast OpenAI/Anthropic-compatible mock upstream (tests, benches, load tests).
     ///
     /// Example: sluice mock-upstream --listen 127.0.0.1:9999 --chunks 16 --chunk-interval-ms 5
-    MockUpstream {
-        #[arg(long, default_value = "127.0.0.1:9999")]
-        listen: String,
-        /// Delay before the response head.
-        #[arg(long, default_value_t = 0)]
-        latency_ms: u64,
-        /// Delay before the first streamed event.
-        #[arg(long, default_value_t = 0)]
-        ttft_ms: u64,
-        /// Content chunks per response.
-        #[arg(long, default_value_t = 8)]
-        chunks: usize,
-        /// Delay between streamed chunks.
-        #[arg(long, default_value_t = 0)]
-        chunk_interval_ms: u64,
-        /// Serve TLS with this certificate chain (PEM); needs --tls-key.
-        #[arg(long, requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        /// Private key (PEM) for --tls-cert.
-        #[arg(long, requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
-        /// Worker threads.
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
-    },
+    MockUpstream(MockArgs),
+}
+
+#[derive(clap::Args)]
+struct MockArgs {
+    #[arg(long, default_value = "127.0.0.1:9999")]
+    listen: String,
+    /// Delay before the response head.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Delay before the first streamed event.
+    #[arg(long, default_value_t = 0)]
+    ttft_ms: u64,
+    /// Content chunks per response.
+    #[arg(long, default_value_t = 8)]
+    chunks: usize,
+    /// Delay between streamed chunks.
+    #[arg(long, default_value_t = 0)]
+    chunk_interval_ms: u64,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 #[derive(Subcommand)]
@@ -214,25 +217,23 @@ fn main() -> anyhow::Result<()> {
             database,
             control_plane,
             token,
-        } => {
-            let opts = sluice::server::ServeOptions {
+        } => serve(
+            &config,
+            sluice::server::ServeOptions {
                 database,
                 control_plane,
                 token,
                 control_plane_only: false,
-            };
-            let server = sluice::server::build(&config, &opts)?;
-            server.run_forever()
-        }
-        Command::ControlPlane { config, database } => {
-            let opts = sluice::server::ServeOptions {
+            },
+        ),
+        Command::ControlPlane { config, database } => serve(
+            &config,
+            sluice::server::ServeOptions {
                 database,
                 control_plane_only: true,
                 ..Default::default()
-            };
-            let server = sluice::server::build(&config, &opts)?;
-            server.run_forever()
-        }
+            },
+        ),
         Command::Ca {
             command: CaCommand::Export { config },
         } => {
@@ -245,17 +246,7 @@ fn main() -> anyhow::Result<()> {
             print!("{}", sluice::control::openapi::json());
             Ok(())
         }
-        Command::Check { config } => match sluice::server::check(&config) {
-            Ok(summary) => {
-                println!("{summary}");
-                Ok(())
-            }
-            Err(errors) => {
-                eprintln!("{errors}");
-                eprintln!("{} error(s)", errors.0.len());
-                std::process::exit(1)
-            }
-        },
+        Command::Check { config } => check(&config),
         Command::Usage {
             config,
             file,
@@ -288,44 +279,58 @@ fn main() -> anyhow::Result<()> {
             println!("Token (shown once; store it now):\n{token}\n\nAdd under `tokens:` in the config:\n  - {record}");
             Ok(())
         }
-        Command::MockUpstream {
-            listen,
-            latency_ms,
-            ttft_ms,
-            chunks,
-            chunk_interval_ms,
-            tls_cert,
-            tls_key,
-            threads,
-        } => {
-            let opts = sluice::mock::MockOptions {
-                latency: Duration::from_millis(latency_ms),
-                ttft: Duration::from_millis(ttft_ms),
-                chunks,
-                chunk_interval: Duration::from_millis(chunk_interval_ms),
-            };
-            mock_upstream(&listen, opts, tls_cert.zip(tls_key), threads)
+        Command::MockUpstream(args) => mock_upstream(args),
+    }
+}
+
+fn serve(config: &std::path::Path, opts: sluice::server::ServeOptions) -> anyhow::Result<()> {
+    let server = sluice::server::build(config, &opts)?;
+    server.run_forever()
+}
+
+/// `sluice check`: every error as `file:line: field: problem`, exit status 1.
+fn check(config: &std::path::Path) -> anyhow::Result<()> {
+    match sluice::server::check(config) {
+        Ok(summary) => {
+            println!("{summary}");
+            Ok(())
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{} error(s)", errors.0.len());
+            std::process::exit(1)
         }
     }
 }
 
 /// `sluice mock-upstream`: serves until Ctrl-C.
-fn mock_upstream(
-    listen: &str,
-    opts: sluice::mock::MockOptions,
-    tls: Option<(PathBuf, PathBuf)>,
-    threads: usize,
-) -> anyhow::Result<()> {
-    let tls = match tls {
-        Some((cert, key)) => Some(sluice::tls::server_config(&cert, &key)?),
-        None => None,
+fn mock_upstream(args: MockArgs) -> anyhow::Result<()> {
+    let MockArgs {
+        listen,
+        latency_ms,
+        ttft_ms,
+        chunks,
+        chunk_interval_ms,
+        tls_cert,
+        tls_key,
+        threads,
+    } = args;
+    let opts = sluice::mock::MockOptions {
+        latency: Duration::from_millis(latency_ms),
+        ttft: Duration::from_millis(ttft_ms),
+        chunks,
+        chunk_interval: Duration::from_millis(chunk_interval_ms),
+    };
+    let tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Some(sluice::tls::server_config(&cert, &key)?),
+        _ => None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
+        let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         log::info!("mock upstream listening on {}", listener.local_addr()?);
