@@ -2,7 +2,10 @@
 //! → `store` (the `ArcSwap` every request loads once, and the reload path that feeds it).
 
 pub mod auth_build;
+mod forward;
 pub mod locate;
+pub mod provider;
+pub mod route;
 pub mod snapshot;
 pub mod store;
 pub mod stored;
@@ -11,7 +14,9 @@ pub mod wire;
 
 pub use crate::auth::opaque::TokenRecord;
 pub use crate::auth::Access;
-pub use snapshot::{BuildContext, Provider, ProviderKey, Route, Snapshot};
+pub use provider::{Provider, ProviderKey};
+pub use route::Route;
+pub use snapshot::{BuildContext, Snapshot};
 pub use store::ConfigStore;
 pub use wire::{AuthPolicy, CredentialMode, ProviderKind};
 

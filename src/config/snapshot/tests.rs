@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::{locate::Lines, parse};
+use std::time::Duration;
 
 fn build(src: &str) -> Result<Snapshot, Vec<ConfigError>> {
     let config = parse(src).map_err(|e| vec![e])?;

@@ -36,13 +36,7 @@ impl Doc for wire::Provider {
         config.providers.clone()
     }
     fn check_name(name: &str) -> ApiResult<()> {
-        let ok = !name.is_empty()
-            && name.len() <= 63
-            && !name.starts_with('-')
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if ok {
+        if crate::config::provider::valid_name(name) {
             Ok(())
         } else {
             Err(ApiError::bad(

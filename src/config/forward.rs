@@ -1,0 +1,161 @@
+//! The forward proxy's policy as the snapshot holds it, and one intercept route per provider
+//! that names `intercept_hosts`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::provider::Provider;
+use super::route::{issuer_indices, Route};
+use super::wire::{self, AuthPolicy};
+use super::ConfigError;
+use crate::auth::jwt::JwtVerifier;
+use crate::auth::Access;
+use crate::forward::policy::{ForwardPolicy, HostPattern};
+use crate::metrics::RouteMetrics;
+
+/// `10.0.0.0/8`, `192.0.2.7` or `2001:db8::1` as a network.
+fn parse_net(text: &str) -> Option<ipnet::IpNet> {
+    text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
+}
+
+pub(super) fn build(
+    forward: &wire::Forward,
+    providers: &[Arc<Provider>],
+    routes: &mut Vec<Route>,
+    jwt: &JwtVerifier,
+    declared_issuers: &[wire::Issuer],
+    errors: &mut Vec<ConfigError>,
+) -> ForwardPolicy {
+    let wire::Forward {
+        policy,
+        allow_hosts,
+        deny_hosts,
+        ports,
+        allow_cidrs,
+        auth,
+        scopes,
+        issuers,
+        audit,
+        ca_cert: _,
+        ca_key: _,
+        head_timeout_seconds,
+        connect_timeout_seconds,
+        tunnel_idle_seconds,
+    } = forward;
+    if *auth == AuthPolicy::None {
+        errors.push(ConfigError::at(
+            "forward.auth",
+            "the forward proxy always authenticates: use `token`, `jwt` or `any`",
+        ));
+    }
+    let mut patterns = |list: &[String], field: &str| -> Vec<HostPattern> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(j, p)| {
+                HostPattern::parse(p)
+                    .map_err(|e| errors.push(ConfigError::at(format!("forward.{field}[{j}]"), e)))
+                    .ok()
+            })
+            .collect()
+    };
+    let allow_hosts = patterns(allow_hosts, "allow_hosts");
+    // An address or CIDR in `deny_hosts` also refuses every name that resolves into it.
+    let deny_cidrs: Vec<ipnet::IpNet> = deny_hosts.iter().filter_map(|h| parse_net(h)).collect();
+    let mut denied_names = Vec::new();
+    for (j, h) in deny_hosts.iter().enumerate() {
+        if h.contains('/') {
+            if parse_net(h).is_none() {
+                errors.push(ConfigError::at(
+                    format!("forward.deny_hosts[{j}]"),
+                    format!("`{h}` is not a CIDR (e.g. 203.0.113.0/24)"),
+                ));
+            }
+            continue;
+        }
+        match HostPattern::parse(h) {
+            Ok(p) => denied_names.push(p),
+            Err(e) => errors.push(ConfigError::at(format!("forward.deny_hosts[{j}]"), e)),
+        }
+    }
+    let deny_hosts = denied_names;
+    let mut cidrs = Vec::new();
+    for (j, c) in allow_cidrs.iter().enumerate() {
+        match c.parse::<ipnet::IpNet>() {
+            Ok(net) => cidrs.push(net),
+            Err(_) => errors.push(ConfigError::at(
+                format!("forward.allow_cidrs[{j}]"),
+                format!("`{c}` is not a CIDR (e.g. 10.0.0.0/8)"),
+            )),
+        }
+    }
+    for (j, port) in ports.iter().enumerate() {
+        if *port == 0 {
+            errors.push(ConfigError::at(
+                format!("forward.ports[{j}]"),
+                "port 0 is not a port",
+            ));
+        }
+    }
+    for (field, value) in [
+        ("head_timeout_seconds", head_timeout_seconds),
+        ("connect_timeout_seconds", connect_timeout_seconds),
+        ("tunnel_idle_seconds", tunnel_idle_seconds),
+    ] {
+        if *value == 0 {
+            errors.push(ConfigError::at(
+                format!("forward.{field}"),
+                "must be at least 1",
+            ));
+        }
+    }
+    let access = Access {
+        auth: *auth,
+        scopes: scopes.clone(),
+        issuers: issuer_indices(issuers, jwt, declared_issuers, "forward", errors),
+        required_claims: BTreeMap::new(),
+    };
+    let mut intercept = HashMap::new();
+    for (i, provider) in providers.iter().enumerate() {
+        if provider.intercept_hosts.is_empty() {
+            continue;
+        }
+        let idx = routes.len();
+        for (j, host) in provider.intercept_hosts.iter().enumerate() {
+            if let Some(other) = intercept.insert(host.clone(), idx) {
+                let owner = &routes[other].provider.name;
+                errors.push(ConfigError::at(
+                    format!("providers[{i}].intercept_hosts[{j}]"),
+                    format!("`{host}` is already intercepted for provider `{owner}`"),
+                ));
+            }
+        }
+        routes.push(Route {
+            prefix: String::new(),
+            provider: provider.clone(),
+            access: access.clone(),
+            intercept: true,
+            principal_header: None,
+            audit: *audit,
+            metrics: RouteMetrics::new("forward", &provider.name),
+        });
+    }
+    ForwardPolicy {
+        access,
+        audit: *audit,
+        tunnel: *policy,
+        allow_hosts,
+        deny_hosts,
+        ports: ports.clone(),
+        allow_cidrs: cidrs,
+        deny_cidrs,
+        intercept,
+        head_timeout: Duration::from_secs(*head_timeout_seconds),
+        connect_timeout: Duration::from_secs(*connect_timeout_seconds),
+        tunnel_idle: Duration::from_secs(*tunnel_idle_seconds),
+    }
+}

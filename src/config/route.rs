@@ -1,0 +1,172 @@
+//! Routes: a path prefix, the provider behind it, and who may use it.
+
+use http::HeaderName;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::provider::Provider;
+use super::wire::{self, AuthPolicy};
+use super::ConfigError;
+use crate::auth::jwt::JwtVerifier;
+use crate::auth::Access;
+use crate::metrics::RouteMetrics;
+
+#[derive(Debug)]
+pub struct Route {
+    /// Empty for the forward proxy's intercept routes, which are chosen by host, not path.
+    pub prefix: String,
+    pub provider: Arc<Provider>,
+    pub access: Access,
+    /// Reached through the forward proxy: the client's path is kept as is (no prefix to strip,
+    /// no base path to add) and the route is never matched by path.
+    pub intercept: bool,
+    pub principal_header: Option<HeaderName>,
+    /// Usage accounting and an audit record for each request.
+    pub audit: bool,
+    pub metrics: RouteMetrics,
+}
+
+/// Every route, longest prefix first. `providers` are the ones that built; `declared` names
+/// every provider of the file (a route to a provider in error is not reported twice).
+pub(super) fn build_all(
+    routes: &[wire::Route],
+    providers: &[Arc<Provider>],
+    declared: &[wire::Provider],
+    jwt: &JwtVerifier,
+    issuers: &[wire::Issuer],
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Route> {
+    let mut built = Vec::new();
+    let mut prefixes = HashSet::new();
+    for (i, r) in routes.iter().enumerate() {
+        let at = format!("routes[{i}]");
+        if !prefixes.insert(r.prefix.as_str()) {
+            errors.push(ConfigError::at(
+                format!("{at}.prefix"),
+                format!("duplicate route prefix `{}`", r.prefix),
+            ));
+        }
+        let access = access(r, &at, jwt, issuers, errors);
+        let header = principal_header(r, &at, errors);
+        match providers.iter().find(|p| p.name == r.provider) {
+            Some(p) => built.push(Route {
+                prefix: if r.prefix == "/" {
+                    String::new()
+                } else {
+                    r.prefix.clone()
+                },
+                provider: p.clone(),
+                access,
+                intercept: false,
+                principal_header: header,
+                audit: r.audit,
+                metrics: RouteMetrics::new(&r.prefix, &r.provider),
+            }),
+            // The provider itself is in error.
+            None if declared.iter().any(|p| p.name == r.provider) => {}
+            None => errors.push(ConfigError::at(
+                format!("{at}.provider"),
+                format!("no provider named `{}`", r.provider),
+            )),
+        }
+    }
+    built.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+    built
+}
+
+/// The route's prefix checked, and who may use it.
+fn access(
+    r: &wire::Route,
+    at: &str,
+    jwt: &JwtVerifier,
+    declared_issuers: &[wire::Issuer],
+    errors: &mut Vec<ConfigError>,
+) -> Access {
+    let wire::Route {
+        prefix,
+        provider: _,
+        auth,
+        scopes,
+        issuers,
+        required_claims,
+        principal_header: _,
+        audit: _,
+    } = r;
+    if !prefix.starts_with('/')
+        || (prefix.len() > 1 && prefix.ends_with('/'))
+        || prefix.contains(['?', '#', ' '])
+    {
+        errors.push(ConfigError::at(
+            format!("{at}.prefix"),
+            format!("`{prefix}` must start with `/` and not end with `/` (e.g. `/openai`)"),
+        ));
+    }
+    if *auth == AuthPolicy::None
+        && (!scopes.is_empty() || !issuers.is_empty() || !required_claims.is_empty())
+    {
+        errors.push(ConfigError::at(
+            format!("{at}.auth"),
+            "`auth: none` cannot require scopes, issuers or claims",
+        ));
+    }
+    Access {
+        auth: *auth,
+        scopes: scopes.clone(),
+        issuers: issuer_indices(issuers, jwt, declared_issuers, at, errors),
+        required_claims: required_claims.clone(),
+    }
+}
+
+fn principal_header(
+    r: &wire::Route,
+    at: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<HeaderName> {
+    let h = r.principal_header.as_ref()?;
+    match HeaderName::from_bytes(h.as_bytes()) {
+        Ok(name) if !is_reserved_header(name.as_str()) => Some(name),
+        _ => {
+            errors.push(ConfigError::at(
+                format!("{at}.principal_header"),
+                format!(
+                    "`{h}` must be a header name that is not a credential or `x-sluice-*` header"
+                ),
+            ));
+            None
+        }
+    }
+}
+
+/// Resolves issuer names to indices into `jwt.issuers`; `None` (every issuer) when none are named.
+pub(super) fn issuer_indices(
+    names: &[String],
+    jwt: &JwtVerifier,
+    declared: &[wire::Issuer],
+    at: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Vec<usize>> {
+    if names.is_empty() {
+        return None;
+    }
+    let mut found = Vec::new();
+    for (j, name) in names.iter().enumerate() {
+        match jwt.issuers.iter().position(|t| &t.name == name) {
+            Some(idx) => found.push(idx),
+            None if declared.iter().any(|w| &w.name == name) => {} // the issuer itself is in error
+            None => errors.push(ConfigError::at(
+                format!("{at}.issuers[{j}]"),
+                format!("no issuer named `{name}`"),
+            )),
+        }
+    }
+    Some(found)
+}
+
+/// The forward proxy's policy, and one intercept route per provider with `intercept_hosts`
+/// (appended to `routes`, after the path-matched ones).
+/// Headers Sluice owns on the way upstream: never a place to put the principal.
+fn is_reserved_header(name: &str) -> bool {
+    name.starts_with("x-sluice-")
+        || crate::auth::CREDENTIAL_HEADERS.contains(&name)
+        || name == "host"
+}
