@@ -33,10 +33,10 @@ pub(super) fn build(
 ) -> ForwardPolicy {
     let wire::Forward {
         policy,
-        allow_hosts,
-        deny_hosts,
+        allow_hosts: _,
+        deny_hosts: _,
         ports,
-        allow_cidrs,
+        allow_cidrs: _,
         auth,
         scopes,
         issuers,
@@ -53,46 +53,7 @@ pub(super) fn build(
             "the forward proxy always authenticates: use `token`, `jwt` or `any`",
         ));
     }
-    let mut patterns = |list: &[String], field: &str| -> Vec<HostPattern> {
-        list.iter()
-            .enumerate()
-            .filter_map(|(j, p)| {
-                HostPattern::parse(p)
-                    .map_err(|e| errors.push(ConfigError::at(format!("forward.{field}[{j}]"), e)))
-                    .ok()
-            })
-            .collect()
-    };
-    let allow_hosts = patterns(allow_hosts, "allow_hosts");
-    // An address or CIDR in `deny_hosts` also refuses every name that resolves into it.
-    let deny_cidrs: Vec<ipnet::IpNet> = deny_hosts.iter().filter_map(|h| parse_net(h)).collect();
-    let mut denied_names = Vec::new();
-    for (j, h) in deny_hosts.iter().enumerate() {
-        if h.contains('/') {
-            if parse_net(h).is_none() {
-                errors.push(ConfigError::at(
-                    format!("forward.deny_hosts[{j}]"),
-                    format!("`{h}` is not a CIDR (e.g. 203.0.113.0/24)"),
-                ));
-            }
-            continue;
-        }
-        match HostPattern::parse(h) {
-            Ok(p) => denied_names.push(p),
-            Err(e) => errors.push(ConfigError::at(format!("forward.deny_hosts[{j}]"), e)),
-        }
-    }
-    let deny_hosts = denied_names;
-    let mut cidrs = Vec::new();
-    for (j, c) in allow_cidrs.iter().enumerate() {
-        match c.parse::<ipnet::IpNet>() {
-            Ok(net) => cidrs.push(net),
-            Err(_) => errors.push(ConfigError::at(
-                format!("forward.allow_cidrs[{j}]"),
-                format!("`{c}` is not a CIDR (e.g. 10.0.0.0/8)"),
-            )),
-        }
-    }
+    let lists = host_lists(forward, errors);
     for (j, port) in ports.iter().enumerate() {
         if *port == 0 {
             errors.push(ConfigError::at(
@@ -119,6 +80,84 @@ pub(super) fn build(
         issuers: issuer_indices(issuers, jwt, declared_issuers, "forward", errors),
         required_claims: BTreeMap::new(),
     };
+    let intercept = intercept_routes(providers, routes, &access, *audit, errors);
+    ForwardPolicy {
+        access,
+        audit: *audit,
+        tunnel: *policy,
+        allow_hosts: lists.allow_hosts,
+        deny_hosts: lists.deny_hosts,
+        ports: ports.clone(),
+        allow_cidrs: lists.allow_cidrs,
+        deny_cidrs: lists.deny_cidrs,
+        intercept,
+        head_timeout: Duration::from_secs(*head_timeout_seconds),
+        connect_timeout: Duration::from_secs(*connect_timeout_seconds),
+        tunnel_idle: Duration::from_secs(*tunnel_idle_seconds),
+    }
+}
+
+/// `allow_hosts`, `deny_hosts` (names, and addresses or CIDRs) and `allow_cidrs`, parsed.
+struct HostLists {
+    allow_hosts: Vec<HostPattern>,
+    deny_hosts: Vec<HostPattern>,
+    allow_cidrs: Vec<ipnet::IpNet>,
+    deny_cidrs: Vec<ipnet::IpNet>,
+}
+
+fn host_lists(forward: &wire::Forward, errors: &mut Vec<ConfigError>) -> HostLists {
+    let mut allow_hosts = Vec::new();
+    for (j, h) in forward.allow_hosts.iter().enumerate() {
+        match HostPattern::parse(h) {
+            Ok(p) => allow_hosts.push(p),
+            Err(e) => errors.push(ConfigError::at(format!("forward.allow_hosts[{j}]"), e)),
+        }
+    }
+    // An address or CIDR in `deny_hosts` also refuses every name that resolves into it.
+    let mut deny_hosts = Vec::new();
+    let mut deny_cidrs = Vec::new();
+    for (j, h) in forward.deny_hosts.iter().enumerate() {
+        deny_cidrs.extend(parse_net(h));
+        if h.contains('/') {
+            if parse_net(h).is_none() {
+                errors.push(ConfigError::at(
+                    format!("forward.deny_hosts[{j}]"),
+                    format!("`{h}` is not a CIDR (e.g. 203.0.113.0/24)"),
+                ));
+            }
+            continue;
+        }
+        match HostPattern::parse(h) {
+            Ok(p) => deny_hosts.push(p),
+            Err(e) => errors.push(ConfigError::at(format!("forward.deny_hosts[{j}]"), e)),
+        }
+    }
+    let mut allow_cidrs = Vec::new();
+    for (j, c) in forward.allow_cidrs.iter().enumerate() {
+        match c.parse::<ipnet::IpNet>() {
+            Ok(net) => allow_cidrs.push(net),
+            Err(_) => errors.push(ConfigError::at(
+                format!("forward.allow_cidrs[{j}]"),
+                format!("`{c}` is not a CIDR (e.g. 10.0.0.0/8)"),
+            )),
+        }
+    }
+    HostLists {
+        allow_hosts,
+        deny_hosts,
+        allow_cidrs,
+        deny_cidrs,
+    }
+}
+
+/// One intercept route per provider with `intercept_hosts`; returns host → route index.
+fn intercept_routes(
+    providers: &[Arc<Provider>],
+    routes: &mut Vec<Route>,
+    access: &Access,
+    audit: bool,
+    errors: &mut Vec<ConfigError>,
+) -> HashMap<String, usize> {
     let mut intercept = HashMap::new();
     for (i, provider) in providers.iter().enumerate() {
         if provider.intercept_hosts.is_empty() {
@@ -140,22 +179,9 @@ pub(super) fn build(
             access: access.clone(),
             intercept: true,
             principal_header: None,
-            audit: *audit,
+            audit,
             metrics: RouteMetrics::new("forward", &provider.name),
         });
     }
-    ForwardPolicy {
-        access,
-        audit: *audit,
-        tunnel: *policy,
-        allow_hosts,
-        deny_hosts,
-        ports: ports.clone(),
-        allow_cidrs: cidrs,
-        deny_cidrs,
-        intercept,
-        head_timeout: Duration::from_secs(*head_timeout_seconds),
-        connect_timeout: Duration::from_secs(*connect_timeout_seconds),
-        tunnel_idle: Duration::from_secs(*tunnel_idle_seconds),
-    }
+    intercept
 }

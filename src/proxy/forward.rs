@@ -229,24 +229,9 @@ impl ForwardProxy {
     async fn handle(self: &Arc<Self>, mut stream: L4Stream, shutdown: &ShutdownWatch) {
         let snap = self.store.snapshot();
         let policy = &snap.forward;
-        let head = match tokio::time::timeout(policy.head_timeout, read_head(&mut stream)).await {
-            Ok(Ok(head)) => head,
-            Ok(Err(HeadError::Gone)) => return,
-            Ok(Err(HeadError::TooLarge)) => {
-                outcome("bad_request");
-                return refuse(&mut stream, GatewayError::NotAProxyRequest).await;
-            }
-            Ok(Err(HeadError::Malformed)) => {
-                outcome("bad_request");
-                return refuse(&mut stream, GatewayError::NotAProxyRequest).await;
-            }
-            Err(_) => {
-                outcome("timeout");
-                let _ = stream.shutdown().await;
-                return;
-            }
+        let Some(head) = first_head(&mut stream, policy.head_timeout).await else {
+            return;
         };
-
         if !head.method.eq_ignore_ascii_case("CONNECT") {
             let absolute = head
                 .target
@@ -289,12 +274,6 @@ impl ForwardProxy {
 
         match policy.decide(&host, port) {
             Decision::Intercept(_) => {
-                if stream.write_all(ESTABLISHED).await.is_err() || stream.flush().await.is_err() {
-                    return;
-                }
-                if !leftover.is_empty() {
-                    stream.rewind(leftover);
-                }
                 let conn = Arc::new(ForwardConn {
                     kind: ConnKind::Intercepted {
                         host: host.clone(),
@@ -302,66 +281,16 @@ impl ForwardProxy {
                         credential,
                     },
                 });
-                if port != 443 {
-                    outcome("intercepted");
-                    return self.serve_http(Box::new(stream), conn, shutdown).await;
-                }
-                let acceptor = match self.ca.acceptor(&host) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        outcome("tls_failed");
-                        log::warn!("forward proxy: no certificate for {host}: {e:#}");
-                        return;
-                    }
-                };
-                let handshake = acceptor.tls_handshake(stream);
-                match tokio::time::timeout(policy.head_timeout, handshake).await {
-                    Ok(Ok(tls)) => {
-                        outcome("intercepted");
-                        self.serve_http(Box::new(tls), conn, shutdown).await
-                    }
-                    Ok(Err(e)) => {
-                        outcome("tls_failed");
-                        log::debug!("forward proxy: TLS with the client for {host} failed: {e}");
-                    }
-                    Err(_) => outcome("timeout"),
-                }
+                self.intercept(stream, leftover, conn, policy, shutdown)
+                    .await
             }
             Decision::Tunnel => {
-                let upstream = match dial(&host, port, policy).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let (label, error) = match e {
-                            DialError::Denied(d) => ("denied", GatewayError::Destination(d)),
-                            DialError::Unreachable => {
-                                ("upstream_error", GatewayError::UpstreamUnavailable)
-                            }
-                        };
-                        outcome(label);
-                        log::info!(
-                            "forward proxy: tunnel for {} to {host}:{port} refused: {}",
-                            principal.id,
-                            error.reason()
-                        );
-                        return refuse(&mut stream, error).await;
-                    }
+                let target = Target {
+                    host: &host,
+                    port,
+                    who: &principal.id,
                 };
-                if stream.write_all(ESTABLISHED).await.is_err() || stream.flush().await.is_err() {
-                    return;
-                }
-                outcome("tunnelled");
-                log::debug!(
-                    "forward proxy: tunnel for {} to {host}:{port}",
-                    principal.id
-                );
-                tunnel(
-                    stream,
-                    upstream,
-                    leftover,
-                    policy.tunnel_idle,
-                    shutdown.clone(),
-                )
-                .await;
+                open_tunnel(stream, leftover, target, policy, shutdown).await
             }
             Decision::Deny(d) => {
                 outcome("denied");
@@ -372,6 +301,52 @@ impl ForwardProxy {
                 );
                 refuse(&mut stream, GatewayError::Destination(d)).await
             }
+        }
+    }
+
+    /// An intercepted host: 200, then TLS with a leaf certificate for it (port 443) or plain
+    /// HTTP, served through the gateway with the connection's credential.
+    async fn intercept(
+        &self,
+        mut stream: L4Stream,
+        leftover: &[u8],
+        conn: Arc<ForwardConn>,
+        policy: &ForwardPolicy,
+        shutdown: &ShutdownWatch,
+    ) {
+        if stream.write_all(ESTABLISHED).await.is_err() || stream.flush().await.is_err() {
+            return;
+        }
+        if !leftover.is_empty() {
+            stream.rewind(leftover);
+        }
+        let ConnKind::Intercepted { host, port, .. } = &conn.kind else {
+            return;
+        };
+        if *port != 443 {
+            outcome("intercepted");
+            return self.serve_http(Box::new(stream), conn, shutdown).await;
+        }
+        let acceptor = match self.ca.acceptor(host) {
+            Ok(a) => a,
+            Err(e) => {
+                outcome("tls_failed");
+                log::warn!("forward proxy: no certificate for {host}: {e:#}");
+                return;
+            }
+        };
+        let host = host.clone();
+        let handshake = acceptor.tls_handshake(stream);
+        match tokio::time::timeout(policy.head_timeout, handshake).await {
+            Ok(Ok(tls)) => {
+                outcome("intercepted");
+                self.serve_http(Box::new(tls), conn, shutdown).await
+            }
+            Ok(Err(e)) => {
+                outcome("tls_failed");
+                log::debug!("forward proxy: TLS with the client for {host} failed: {e}");
+            }
+            Err(_) => outcome("timeout"),
         }
     }
 
@@ -391,6 +366,70 @@ impl ForwardProxy {
             result = self.http.process_new_http(session, shutdown).await;
         }
     }
+}
+
+/// The client's first head, or `None` once a bad or late one has been answered.
+async fn first_head(stream: &mut L4Stream, timeout: Duration) -> Option<Head> {
+    match tokio::time::timeout(timeout, read_head(stream)).await {
+        Ok(Ok(head)) => Some(head),
+        Ok(Err(HeadError::Gone)) => None,
+        Ok(Err(HeadError::TooLarge | HeadError::Malformed)) => {
+            outcome("bad_request");
+            refuse(stream, GatewayError::NotAProxyRequest).await;
+            None
+        }
+        Err(_) => {
+            outcome("timeout");
+            let _ = stream.shutdown().await;
+            None
+        }
+    }
+}
+
+/// Where a tunnel goes, and for whom (for the log).
+struct Target<'a> {
+    host: &'a str,
+    port: u16,
+    who: &'a str,
+}
+
+/// A blind tunnel: dial (policy and resolved-address checks), 200, then bytes both ways.
+async fn open_tunnel(
+    mut stream: L4Stream,
+    leftover: &[u8],
+    target: Target<'_>,
+    policy: &ForwardPolicy,
+    shutdown: &ShutdownWatch,
+) {
+    let Target { host, port, who } = target;
+    let upstream = match dial(host, port, policy).await {
+        Ok(s) => s,
+        Err(e) => {
+            let (label, error) = match e {
+                DialError::Denied(d) => ("denied", GatewayError::Destination(d)),
+                DialError::Unreachable => ("upstream_error", GatewayError::UpstreamUnavailable),
+            };
+            outcome(label);
+            log::info!(
+                "forward proxy: tunnel for {who} to {host}:{port} refused: {}",
+                error.reason()
+            );
+            return refuse(&mut stream, error).await;
+        }
+    };
+    if stream.write_all(ESTABLISHED).await.is_err() || stream.flush().await.is_err() {
+        return;
+    }
+    outcome("tunnelled");
+    log::debug!("forward proxy: tunnel for {who} to {host}:{port}");
+    tunnel(
+        stream,
+        upstream,
+        leftover,
+        policy.tunnel_idle,
+        shutdown.clone(),
+    )
+    .await;
 }
 
 const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";
