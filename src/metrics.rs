@@ -46,8 +46,10 @@ pub fn status_class_index(status: u16) -> usize {
 
 impl Metrics {
     fn new() -> Metrics {
-        let registry = Registry::new();
+        // A table of definitions: each helper registers what it creates.
+        let r = Registry::new();
         let requests = counter_vec(
+            &r,
             "sluice_requests_total",
             "Requests answered, by route, provider and status class",
             &["route", "provider", "status_class"],
@@ -64,100 +66,110 @@ impl Metrics {
             &["route", "provider"],
         )
         .unwrap_or_else(unreachable_metric);
+        register(&r, request_duration.clone());
         let rejected = counter_vec(
+            &r,
             "sluice_rejected_requests_total",
             "Requests refused by Sluice itself, by reason",
             &["reason"],
         );
         let upstream_requests = counter_vec(
+            &r,
             "sluice_upstream_requests_total",
             "Requests sent upstream, by provider and key id",
             &["provider", "key"],
         );
         let upstream_responses = counter_vec(
+            &r,
             "sluice_upstream_responses_total",
             "Upstream response heads, by provider, key id and status class",
             &["provider", "key", "status_class"],
         );
         let connect_failures = counter_vec(
+            &r,
             "sluice_upstream_connect_failures_total",
             "Failed upstream connection attempts, by provider and the key the request carried",
             &["provider", "key"],
         );
-        let key_state = gauge_vec("sluice_key_state", "1 for the state each provider key is in (healthy, cooling_down, quarantined, draining, disabled)", &["provider", "key", "state"]);
+        let key_state = gauge_vec(&r, "sluice_key_state", "1 for the state each provider key is in (healthy, cooling_down, quarantined, draining, disabled)", &["provider", "key", "state"]);
         let key_weight = gauge_vec(
+            &r,
             "sluice_key_weight",
             "Configured weight of each provider key",
             &["provider", "key"],
         );
         let config_reloads = counter_vec(
+            &r,
             "sluice_config_reload_total",
             "Configuration reloads by result (success, invalid, refused, unchanged)",
             &["result"],
         );
         let auth_cache = counter_vec(
+            &r,
             "sluice_jwt_cache_total",
             "JWT checks by verified-token cache result (hit, miss)",
             &["result"],
         );
         let jwks_fetches = counter_vec(
+            &r,
             "sluice_jwks_fetches_total",
             "JWKS fetches by issuer name and result (ok, error)",
             &["issuer", "result"],
         );
         let audit_dropped = counter_vec(
+            &r,
             "sluice_audit_dropped_total",
             "Audit records not written, by reason (queue_full, write_error, closed)",
             &["reason"],
         );
-        let tokens = counter_vec("sluice_tokens_total", "Model tokens by provider, model (first 50 seen, then `other`) and direction (input, output, cache_read, cache_write)", &["provider", "model", "direction"]);
+        let tokens = counter_vec(&r, "sluice_tokens_total", "Model tokens by provider, model (first 50 seen, then `other`) and direction (input, output, cache_read, cache_write)", &["provider", "model", "direction"]);
         let by_credential = counter_vec(
+            &r,
             "sluice_requests_by_credential_total",
             "Requests by credential kind (opaque, jwt, anonymous, none)",
             &["kind"],
         );
-        let config_revision = IntGauge::new(
+        let config_revision = gauge(
+            &r,
             "sluice_config_revision",
             "Revision of the snapshot serving requests",
-        )
-        .unwrap_or_else(unreachable_metric);
-        let config_last_success = IntGauge::new(
+        );
+        let config_last_success = gauge(
+            &r,
             "sluice_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful configuration load",
-        )
-        .unwrap_or_else(unreachable_metric);
+        );
         let forward_connects = counter_vec(
+            &r,
             "sluice_forward_connects_total",
             "Forward-proxy connections by outcome (intercepted, tunnelled, denied, auth_failed, bad_request, timeout, upstream_error, tls_failed, sni_mismatch, plain_http)",
             &["outcome"],
         );
-        let forward_tunnels = IntGauge::new(
+        let forward_tunnels = gauge(
+            &r,
             "sluice_forward_tunnels",
             "Forward-proxy connections open now (blind tunnels and intercepted connections)",
-        )
-        .unwrap_or_else(unreachable_metric);
+        );
         let forward_tunnel_bytes = counter_vec(
+            &r,
             "sluice_forward_tunnel_bytes_total",
             "Bytes through blind tunnels, by direction (up: client to destination, down)",
             &["direction"],
         );
         let forward_leaf_certs = counter_vec(
+            &r,
             "sluice_forward_leaf_cert_cache_total",
             "Intercepted-host certificate lookups by cache result (hit, miss)",
             &["result"],
         );
-        let config_synchronized = IntGauge::new(
-            "sluice_config_synchronized",
-            "1 when the last exchange with the control plane succeeded (0: serving the last good state)",
-        )
-        .unwrap_or_else(unreachable_metric);
-        let control_revision = IntGauge::new(
+        let config_synchronized = gauge(&r, "sluice_config_synchronized", "1 when the last exchange with the control plane succeeded (0: serving the last good state)");
+        let control_revision = gauge(
+            &r,
             "sluice_control_revision",
             "Control-plane revision this data plane serves",
-        )
-        .unwrap_or_else(unreachable_metric);
-        let m = Metrics {
-            registry,
+        );
+        Metrics {
+            registry: r,
             requests,
             request_duration,
             rejected,
@@ -180,37 +192,7 @@ impl Metrics {
             forward_leaf_certs,
             config_synchronized,
             control_revision,
-        };
-        let collectors: [Box<dyn prometheus::core::Collector>; 22] = [
-            Box::new(m.requests.clone()),
-            Box::new(m.request_duration.clone()),
-            Box::new(m.rejected.clone()),
-            Box::new(m.upstream_requests.clone()),
-            Box::new(m.upstream_responses.clone()),
-            Box::new(m.connect_failures.clone()),
-            Box::new(m.key_state.clone()),
-            Box::new(m.key_weight.clone()),
-            Box::new(m.config_reloads.clone()),
-            Box::new(m.auth_cache.clone()),
-            Box::new(m.jwks_fetches.clone()),
-            Box::new(m.audit_dropped.clone()),
-            Box::new(m.tokens.clone()),
-            Box::new(m.by_credential.clone()),
-            Box::new(m.config_revision.clone()),
-            Box::new(m.config_last_success.clone()),
-            Box::new(m.forward_connects.clone()),
-            Box::new(m.forward_tunnels.clone()),
-            Box::new(m.forward_tunnel_bytes.clone()),
-            Box::new(m.forward_leaf_certs.clone()),
-            Box::new(m.config_synchronized.clone()),
-            Box::new(m.control_revision.clone()),
-        ];
-        for c in collectors {
-            if let Err(e) = m.registry.register(c) {
-                log::error!("metric registration failed: {e}");
-            }
         }
-        m
     }
 
     pub fn reload(&self, result: &str) {
@@ -227,12 +209,28 @@ impl Metrics {
     }
 }
 
-fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(unreachable_metric)
+fn register<C: prometheus::core::Collector + 'static>(r: &Registry, c: C) {
+    if let Err(e) = r.register(Box::new(c)) {
+        log::error!("metric registration failed: {e}");
+    }
 }
 
-fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(unreachable_metric)
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(unreachable_metric);
+    register(r, c.clone());
+    c
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(unreachable_metric);
+    register(r, g.clone());
+    g
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(unreachable_metric);
+    register(r, g.clone());
+    g
 }
 
 /// Metric definitions above are constants; an error here is a programming error caught by tests.

@@ -11,12 +11,11 @@ use crate::auth::jwt::{self, JwtVerifier, TrustedIssuer};
 use crate::auth::opaque::TokenRecord;
 use crate::auth::{opaque, CredentialKind, Principal};
 
-pub fn tokens(
-    tokens: &[wire::Token],
-    owners: &[wire::Owner],
-    ctx: &BuildContext,
+/// Whether each owner is enabled; names must be unique.
+fn owners_enabled<'a>(
+    owners: &'a [wire::Owner],
     errors: &mut Vec<ConfigError>,
-) -> HashMap<String, TokenRecord> {
+) -> HashMap<&'a str, bool> {
     let mut enabled = HashMap::new();
     for (i, o) in owners.iter().enumerate() {
         let wire::Owner {
@@ -31,6 +30,17 @@ pub fn tokens(
             ));
         }
     }
+    enabled
+}
+
+/// Token records by id, each with its principal built once.
+pub fn tokens(
+    tokens: &[wire::Token],
+    owners: &[wire::Owner],
+    ctx: &BuildContext,
+    errors: &mut Vec<ConfigError>,
+) -> HashMap<String, TokenRecord> {
+    let enabled = owners_enabled(owners, errors);
     let mut out = HashMap::new();
     for (i, t) in tokens.iter().enumerate() {
         let at = format!("tokens[{i}]");
@@ -130,47 +140,14 @@ pub fn issuers(
                 format!("{leeway_seconds} is more than the {MAX_LEEWAY_SECONDS} seconds allowed"),
             ));
         }
-        if !is_http_url(issuer) {
-            errors.push(ConfigError::at(
-                format!("{at}.issuer"),
-                format!("`{issuer}` must be an http(s) URL (the exact `iss` claim)"),
-            ));
-        } else if !iss_seen.insert(issuer.as_str()) {
-            errors.push(ConfigError::at(
-                format!("{at}.issuer"),
-                format!("issuer `{issuer}` is listed twice"),
-            ));
-        }
-        if let Some(uri) = jwks_uri {
-            if !is_http_url(uri) {
-                errors.push(ConfigError::at(
-                    format!("{at}.jwks_uri"),
-                    format!("`{uri}` must be an http(s) URL"),
-                ));
-            }
-        }
+        check_urls(w, &at, &mut iss_seen, errors);
         if audiences.is_empty() || audiences.iter().any(String::is_empty) {
             errors.push(ConfigError::at(
                 format!("{at}.audiences"),
                 "list at least one audience: tokens minted for other services must not work here",
             ));
         }
-        let mut algs = Vec::new();
-        for (j, a) in algorithms.iter().enumerate() {
-            match jwt::parse_algorithm(a) {
-                Some(alg) => algs.push(alg),
-                None => errors.push(ConfigError::at(
-                    format!("{at}.algorithms[{j}]"),
-                    format!("`{a}` is not accepted: use RS256/384/512, PS256/384/512, ES256/384 or EdDSA (shared-secret HS* never)"),
-                )),
-            }
-        }
-        if algorithms.is_empty() {
-            errors.push(ConfigError::at(
-                format!("{at}.algorithms"),
-                "list at least one algorithm",
-            ));
-        }
+        let algs = algorithms_of(algorithms, &at, errors);
         if principal_claim.is_empty() {
             errors.push(ConfigError::at(
                 format!("{at}.principal_claim"),
@@ -198,6 +175,60 @@ pub fn issuers(
         });
     }
     JwtVerifier::new(built)
+}
+
+/// `issuer` (unique) and `jwks_uri` are http(s) URLs.
+fn check_urls<'a>(
+    w: &'a wire::Issuer,
+    at: &str,
+    seen: &mut HashSet<&'a str>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let issuer = &w.issuer;
+    if !is_http_url(issuer) {
+        errors.push(ConfigError::at(
+            format!("{at}.issuer"),
+            format!("`{issuer}` must be an http(s) URL (the exact `iss` claim)"),
+        ));
+    } else if !seen.insert(issuer.as_str()) {
+        errors.push(ConfigError::at(
+            format!("{at}.issuer"),
+            format!("issuer `{issuer}` is listed twice"),
+        ));
+    }
+    if let Some(uri) = &w.jwks_uri {
+        if !is_http_url(uri) {
+            errors.push(ConfigError::at(
+                format!("{at}.jwks_uri"),
+                format!("`{uri}` must be an http(s) URL"),
+            ));
+        }
+    }
+}
+
+/// The accepted algorithms, each checked (never HS*).
+fn algorithms_of(
+    algorithms: &[String],
+    at: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<jsonwebtoken::Algorithm> {
+    let mut algs = Vec::new();
+    for (j, a) in algorithms.iter().enumerate() {
+        match jwt::parse_algorithm(a) {
+            Some(alg) => algs.push(alg),
+            None => errors.push(ConfigError::at(
+                format!("{at}.algorithms[{j}]"),
+                format!("`{a}` is not accepted: use RS256/384/512, PS256/384/512, ES256/384 or EdDSA (shared-secret HS* never)"),
+            )),
+        }
+    }
+    if algorithms.is_empty() {
+        errors.push(ConfigError::at(
+            format!("{at}.algorithms"),
+            "list at least one algorithm",
+        ));
+    }
+    algs
 }
 
 fn is_http_url(s: &str) -> bool {

@@ -196,6 +196,31 @@ fn json_of(schema: impl Into<RefOr<Schema>>) -> utoipa::openapi::Content {
     ContentBuilder::new().schema(Some(schema)).build()
 }
 
+/// The revision feed's long-poll parameters and its 304.
+fn feed_parameters(mut b: OperationBuilder) -> OperationBuilder {
+    let wait = format!(
+        "Seconds to wait for a newer revision (default 0, at most {})",
+        super::api::MAX_WAIT.as_secs()
+    );
+    for (name, what) in [
+        ("after", "The revision the caller has (default 0)"),
+        ("wait", wait.as_str()),
+    ] {
+        b = b.parameter(
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(what))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::Integer))),
+        );
+    }
+    b.response(
+        "304",
+        ResponseBuilder::new().description("Nothing newer than `after`"),
+    )
+}
+
 fn operation(o: &Operation) -> utoipa::openapi::path::Operation {
     let id = o
         .permission
@@ -233,27 +258,7 @@ fn operation(o: &Operation) -> utoipa::openapi::path::Operation {
         }
     }
     if o.path == "/v1/snapshot" {
-        let wait = format!(
-            "Seconds to wait for a newer revision (default 0, at most {})",
-            super::api::MAX_WAIT.as_secs()
-        );
-        for (name, what) in [
-            ("after", "The revision the caller has (default 0)"),
-            ("wait", wait.as_str()),
-        ] {
-            b = b.parameter(
-                ParameterBuilder::new()
-                    .name(name)
-                    .parameter_in(ParameterIn::Query)
-                    .required(Required::False)
-                    .description(Some(what))
-                    .schema(Some(ObjectBuilder::new().schema_type(Type::Integer))),
-            );
-        }
-        b = b.response(
-            "304",
-            ResponseBuilder::new().description("Nothing newer than `after`"),
-        );
+        b = feed_parameters(b);
     }
     if let Some(schema) = o.body {
         b = b.request_body(Some(

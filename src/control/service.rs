@@ -350,24 +350,7 @@ async fn follow_remote(
                 .and_then(|b| serde_json::from_slice::<Dump>(&b).map_err(|e| e.to_string()))
             {
                 Ok(dump) => {
-                    let rev = dump.revision;
-                    let sealed = serde_json::to_vec(&dump);
-                    match super::offpath::publish(config.clone(), key.clone(), dump).await {
-                        // Only a state that built is kept for the next start.
-                        Ok(crate::config::store::ReloadOutcome::Applied { .. }) => {
-                            if let Err(e) = sealed
-                                .map_err(anyhow::Error::from)
-                                .and_then(|b| crate::private::replace(&persisted, &b))
-                            {
-                                log::warn!("cannot persist the control-plane snapshot: {e:#}");
-                            }
-                        }
-                        Ok(other) => {
-                            log::error!("control plane revision {rev} not applied: {other:?}")
-                        }
-                        Err(e) => log::error!("control plane revision {rev} not applied: {e}"),
-                    }
-                    revision = rev;
+                    revision = apply_revision(&config, &key, dump, &persisted).await;
                     config.set_ready(true);
                     true
                 }
@@ -397,6 +380,31 @@ async fn follow_remote(
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
+}
+
+/// Publishes a revision from the feed; a state that built is persisted for the next start.
+/// Returns the revision (followed even when it did not build: the next one may).
+async fn apply_revision(
+    config: &Arc<ConfigStore>,
+    key: &Arc<MasterKey>,
+    dump: Dump,
+    persisted: &std::path::Path,
+) -> u64 {
+    let rev = dump.revision;
+    let sealed = serde_json::to_vec(&dump);
+    match super::offpath::publish(config.clone(), key.clone(), dump).await {
+        Ok(crate::config::store::ReloadOutcome::Applied { .. }) => {
+            if let Err(e) = sealed
+                .map_err(anyhow::Error::from)
+                .and_then(|b| crate::private::replace(persisted, &b))
+            {
+                log::warn!("cannot persist the control-plane snapshot: {e:#}");
+            }
+        }
+        Ok(other) => log::error!("control plane revision {rev} not applied: {other:?}"),
+        Err(e) => log::error!("control plane revision {rev} not applied: {e}"),
+    }
+    rev
 }
 
 fn load_persisted(file: &std::path::Path) -> anyhow::Result<Option<Dump>> {

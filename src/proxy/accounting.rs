@@ -47,20 +47,7 @@ pub fn record(sink: &AuditSink, session: &Session, ctx: &mut RequestCtx, status:
     let provider = route.map(|r| r.provider.name.as_str());
     let key = ctx.key();
     if let (Some(provider), Some(usage)) = (provider, usage) {
-        let model = model_label(model.as_deref().unwrap_or("unknown"));
-        for (direction, n) in [
-            ("input", usage.input),
-            ("output", usage.output),
-            ("cache_read", usage.cache_read),
-            ("cache_write", usage.cache_write),
-        ] {
-            if n > 0 {
-                METRICS
-                    .tokens
-                    .with_label_values(&[provider, model, direction])
-                    .inc_by(n);
-            }
-        }
+        count_tokens(provider, model.as_deref(), &usage);
     }
     let principal = ctx.principal.as_deref();
     let record = AuditRecord {
@@ -106,5 +93,23 @@ pub fn record(sink: &AuditSink, session: &Session, ctx: &mut RequestCtx, status:
             sink.record(&line, stream);
         }
         Err(e) => log::warn!("audit record not encoded: {e}"),
+    }
+}
+
+/// `sluice_tokens_total` by provider, model and direction.
+fn count_tokens(provider: &str, model: Option<&str>, usage: &crate::audit::Usage) {
+    let model = model_label(model.unwrap_or("unknown"));
+    for (direction, n) in [
+        ("input", usage.input),
+        ("output", usage.output),
+        ("cache_read", usage.cache_read),
+        ("cache_write", usage.cache_write),
+    ] {
+        if n > 0 {
+            METRICS
+                .tokens
+                .with_label_values(&[provider, model, direction])
+                .inc_by(n);
+        }
     }
 }

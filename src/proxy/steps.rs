@@ -164,31 +164,7 @@ pub async fn admit_forward(
 ) -> Result<(String, ForwardAdmitted), Refusal> {
     let shape = ErrorShape::OpenAi;
     let refuse = |error| Refusal { error, shape };
-    let (host, port, token, plain) = match &conn.kind {
-        ConnKind::Intercepted {
-            host,
-            port,
-            credential,
-        } => (
-            host.clone(),
-            *port,
-            Some(credential.expose().to_owned()),
-            false,
-        ),
-        ConnKind::Plain => {
-            // Pingora keeps only the path in `uri` for absolute-form targets; the whole
-            // target is in `raw_path`.
-            let (host, port) = absolute_target(req.raw_path())
-                .and_then(|(authority, _)| split_authority(&authority, Some(80)))
-                .ok_or(refuse(GatewayError::NotAProxyRequest))?;
-            let token = req
-                .headers
-                .get(http::header::PROXY_AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(auth::proxy_credential);
-            (host, port, token, true)
-        }
-    };
+    let (host, port, token, plain) = destination_and_credential(req, conn).map_err(refuse)?;
     let token = token.ok_or(refuse(GatewayError::ProxyAuthMissing))?;
     // Inside an intercepted connection the client talks to the provider's host: a refused
     // credential is that host's 401. On a plain proxy connection it is the proxy's 407.
@@ -247,6 +223,39 @@ pub async fn admit_forward(
         }
         Decision::Deny(denied) => Err(refuse(GatewayError::Destination(denied))),
     }
+}
+
+/// Where a forward-proxy request goes and the credential it carries: the CONNECT's on an
+/// intercepted connection, the request's own `Proxy-Authorization` on a plain one (`true`).
+fn destination_and_credential(
+    req: &RequestHeader,
+    conn: &ForwardConn,
+) -> Result<(String, u16, Option<String>, bool), GatewayError> {
+    Ok(match &conn.kind {
+        ConnKind::Intercepted {
+            host,
+            port,
+            credential,
+        } => (
+            host.clone(),
+            *port,
+            Some(credential.expose().to_owned()),
+            false,
+        ),
+        ConnKind::Plain => {
+            // Pingora keeps only the path in `uri` for absolute-form targets; the whole
+            // target is in `raw_path`.
+            let (host, port) = absolute_target(req.raw_path())
+                .and_then(|(authority, _)| split_authority(&authority, Some(80)))
+                .ok_or(GatewayError::NotAProxyRequest)?;
+            let token = req
+                .headers
+                .get(http::header::PROXY_AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(auth::proxy_credential);
+            (host, port, token, true)
+        }
+    })
 }
 
 /// The authority and origin-form target of an absolute-form `http://` request target.

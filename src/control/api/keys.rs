@@ -57,6 +57,31 @@ impl ControlPlane {
     }
 }
 
+impl ControlPlane {
+    /// A new secret for a key given by value, labelled `managed-by: sluice` (it goes with the
+    /// key). Returns the store operation and the secret's name.
+    fn managed_secret(&self, provider: &str, key: &str, value: &str) -> ApiResult<(Op, String)> {
+        check_value(value)?;
+        let name = managed_secret_name(provider, key);
+        let doc = SecretDoc {
+            labels: BTreeMap::from([
+                ("managed-by".to_owned(), "sluice".to_owned()),
+                ("provider".to_owned(), provider.to_owned()),
+                ("key".to_owned(), key.to_owned()),
+            ]),
+            scopes: vec![SecretScope::Gateway],
+            sealed: self.key.seal(&name, value).map_err(ApiError::internal)?,
+            version: 1,
+        };
+        let op = Op::Create {
+            kind: state::SECRET.into(),
+            name: name.clone(),
+            body: to_value(&doc)?,
+        };
+        Ok((op, name))
+    }
+}
+
 pub(super) async fn create_key(
     State(cp): Cp,
     headers: HeaderMap,
@@ -89,23 +114,8 @@ pub(super) async fn create_key(
     let mut ops = Vec::new();
     let secret_ref = match (req.value, req.secret_ref) {
         (Some(value), None) => {
-            check_value(&value)?;
-            let name = managed_secret_name(&provider, &req.id);
-            let doc = SecretDoc {
-                labels: BTreeMap::from([
-                    ("managed-by".to_owned(), "sluice".to_owned()),
-                    ("provider".to_owned(), provider.clone()),
-                    ("key".to_owned(), req.id.clone()),
-                ]),
-                scopes: vec![SecretScope::Gateway],
-                sealed: cp.key.seal(&name, &value).map_err(ApiError::internal)?,
-                version: 1,
-            };
-            ops.push(Op::Create {
-                kind: state::SECRET.into(),
-                name: name.clone(),
-                body: to_value(&doc)?,
-            });
+            let (op, name) = cp.managed_secret(&provider, &req.id, &value)?;
+            ops.push(op);
             format!("secret:{name}")
         }
         (None, Some(r)) if r.starts_with("secret:") => r,
