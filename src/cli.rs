@@ -618,17 +618,9 @@ pub fn generate_token(
             .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
         None => None,
     };
-    let (token, id, digest) = crate::auth::opaque::generate()
+    let (token, record) = wire::Token::generate(name, owner, scopes, expires_at)
         .map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
-    let record = wire::Token {
-        id,
-        sha256: format!("sha256:{}", hex::encode(digest)),
-        name,
-        owner,
-        scopes,
-        expires_at,
-        revoked_at: None,
-    };
+
     // JSON is YAML's flow style: the record pastes under `tokens:` as one line.
     Ok((token, serde_json::to_string(&record)?))
 }

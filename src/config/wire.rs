@@ -312,6 +312,28 @@ pub struct Token {
     pub revoked_at: Option<String>,
 }
 
+impl Token {
+    /// A new opaque token (shown once) and its record: only the SHA-256 of its secret is kept.
+    pub fn generate(
+        name: Option<String>,
+        owner: Option<String>,
+        scopes: Vec<String>,
+        expires_at: Option<String>,
+    ) -> Result<(String, Token), getrandom::Error> {
+        let (token, id, digest) = crate::auth::opaque::generate()?;
+        let record = Token {
+            id,
+            sha256: format!("sha256:{}", hex::encode(digest)),
+            name,
+            owner,
+            scopes,
+            expires_at,
+            revoked_at: None,
+        };
+        Ok((token, record))
+    }
+}
+
 /// Who tokens belong to; a disabled owner's tokens are all refused.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -113,19 +113,7 @@ fn new_token(
     scopes: Vec<String>,
     expires_at: Option<String>,
 ) -> ApiResult<(String, wire::Token)> {
-    let (token, id, digest) = crate::auth::opaque::generate().map_err(ApiError::internal)?;
-    Ok((
-        token,
-        wire::Token {
-            id,
-            sha256: format!("sha256:{}", hex::encode(digest)),
-            name,
-            owner,
-            scopes,
-            expires_at,
-            revoked_at: None,
-        },
-    ))
+    wire::Token::generate(name, owner, scopes, expires_at).map_err(ApiError::internal)
 }
 
 pub(super) async fn list_tokens(State(cp): Cp, headers: HeaderMap) -> ApiResult<Json<Value>> {
