@@ -1,5 +1,6 @@
 //! Test harness: real `sluice` processes and peers on 127.0.0.1, ports reserved by one helper.
 
+use serde_json::{json, Value};
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -559,4 +560,197 @@ pub fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+// The admin API, the CLI and PostgreSQL, for the control-plane tests.
+
+pub const MASTER: &str = "c2x1aWNlLXRlc3QtbWFzdGVyLWtleS0zMi1ieXRlcyE="; // 32 bytes, base64
+
+/// A fresh PostgreSQL database on the machine's server, dropped afterwards.
+pub struct PgDatabase {
+    pub url: String,
+    name: String,
+}
+
+fn psql(sql: &str) {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qc",
+            sql,
+        ])
+        .output()
+        .expect("psql (the PostgreSQL tests need the machine's server on 127.0.0.1:5432)");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl PgDatabase {
+    pub fn create() -> PgDatabase {
+        let mut b = [0u8; 6];
+        getrandom::fill(&mut b).expect("random");
+        let name = format!("sluice_t_{}", hex::encode(b));
+        psql(&format!("CREATE DATABASE {name}"));
+        PgDatabase {
+            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            name,
+        }
+    }
+
+    /// Every resource body, as stored.
+    pub fn bodies(&self) -> String {
+        let out = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                &self.name,
+                "-Atc",
+                "SELECT kind, name, body FROM sluice_resources",
+            ])
+            .output()
+            .expect("psql");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
+            .arg(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .output();
+    }
+}
+
+pub async fn api(
+    sluice_admin: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let c = client();
+    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = c.request(m, format!("{sluice_admin}{path}"));
+    if !token.is_empty() {
+        req = req.bearer_auth(token);
+    }
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_owned());
+    }
+    let r = req.send().await.expect("admin API");
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+pub async fn new_token_for(admin: &str, root: &str, owner: &str, role: Option<&str>) -> String {
+    let (s, v) = api(
+        admin,
+        root,
+        "POST",
+        "/v1/owners",
+        Some(&json!({"name": owner, "role": role}).to_string()),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = api(
+        admin,
+        root,
+        "POST",
+        "/v1/tokens",
+        Some(&json!({"name": owner, "owner": owner}).to_string()),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    v["token"].as_str().expect("token").to_owned()
+}
+
+/// Runs the `sluice` CLI against an admin API.
+pub fn cli(admin: &str, token: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = Command::new(sluice_bin())
+        .args(args)
+        .env("SLUICE_ADMIN_URL", admin)
+        .env("SLUICE_ADMIN_TOKEN", token)
+        .envs(env.iter().copied())
+        .output()
+        .expect("sluice cli");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "sluice {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+pub async fn status_with(port: u16, token: &str) -> u16 {
+    client()
+        .post(format!("http://127.0.0.1:{port}/llm/v1/chat/completions"))
+        .bearer_auth(token)
+        .body(CHAT)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// Waits until `port` answers `want` for `token`; returns how long it took.
+pub async fn until_status(port: u16, token: &str, want: u16) -> Duration {
+    let started = Instant::now();
+    while status_with(port, token).await != want {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "port {port} never answered {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    started.elapsed()
+}
+
+/// The control revision `admin` serves (0 while not ready).
+pub async fn serving_revision(admin: &str) -> u64 {
+    readyz(admin).await["control_revision"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Waits until `admin` serves control revision `rev` or a newer one (10 s at most).
+pub async fn until_revision(admin: &str, rev: u64) {
+    let started = Instant::now();
+    while serving_revision(admin).await < rev {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{admin} never served revision {rev}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+pub async fn readyz(admin: &str) -> Value {
+    match http_get(format!("{admin}/readyz")).await {
+        Ok(r) => r.json().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
 }

@@ -2,10 +2,6 @@
 //! planes following them, driven by the `sluice` CLI; the admin API and feed over TLS.
 
 use crate::common::*;
-use crate::control::{
-    api, cli, new_token_for, readyz, serving_revision, status_with, until_revision, until_status,
-    PgDatabase, MASTER,
-};
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -181,13 +181,10 @@ async fn broken_config_mid_load_keeps_the_last_good_snapshot() {
     sluice.wait_reload_result("invalid", 2).await;
     sluice.rewrite_config(&good);
     sluice.wait_revision(2).await;
-    let r = client()
-        .post(sluice.url("/openai/v1/chat/completions"))
-        .body(CHAT)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(
+        call(&sluice, "/openai/v1/chat/completions", &[]).await.0,
+        200
+    );
 }
 
 #[tokio::test]
@@ -208,13 +205,10 @@ async fn listener_changes_are_refused_and_nothing_is_half_applied() {
         "{}",
         sluice.proc.log_text()
     );
-    let r = client()
-        .post(sluice.url("/openai/v1/chat/completions"))
-        .body(CHAT)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(
+        call(&sluice, "/openai/v1/chat/completions", &[]).await.0,
+        200
+    );
     assert_eq!(
         mock.seen(A).await,
         1,

@@ -185,7 +185,6 @@ tokens:
 async fn picks_follow_weights_and_unhealthy_keys_leave_rotation() {
     let mock = Mock::start(&[]);
     let sluice = Sluice::start_with_env(&pool_config(&mock, (3, 1)), &KEYS);
-    let c = client();
     for _ in 0..40 {
         assert_eq!(
             chat_status(&sluice, "/openai/v1/chat/completions", &[]).await,
@@ -236,34 +235,29 @@ async fn picks_follow_weights_and_unhealthy_keys_leave_rotation() {
     assert!(metrics.contains("state=\"quarantined\"} 1"), "{metrics}");
 
     // A 429 cools the remaining key down (Retry-After: 1): no healthy key → 503, then back.
-    let r = c
-        .post(sluice.url("/openai/v1/chat/completions"))
-        .bearer_auth(&tok().token)
-        .header("x-mock-status", "429")
-        .body(CHAT)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 429);
-    let r = c
-        .post(sluice.url("/openai/v1/chat/completions"))
-        .bearer_auth(&tok().token)
-        .body(CHAT)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 503);
-    let body: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "no_healthy_key");
+    assert_eq!(
+        chat_status(
+            &sluice,
+            "/openai/v1/chat/completions",
+            &[("x-mock-status", "429")]
+        )
+        .await,
+        429
+    );
+    assert_eq!(
+        call(
+            &sluice,
+            "/openai/v1/chat/completions",
+            &[("authorization", &format!("Bearer {}", tok().token))]
+        )
+        .await,
+        (503, "no_healthy_key".to_owned())
+    );
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let r = c
-        .post(sluice.url("/openai/v1/chat/completions"))
-        .bearer_auth(&tok().token)
-        .body(CHAT)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(
+        chat_status(&sluice, "/openai/v1/chat/completions", &[]).await,
+        200
+    );
 }
 
 #[tokio::test]
@@ -351,15 +345,10 @@ async fn unreachable_upstream_is_a_502_in_the_provider_shape() {
 async fn admin_endpoints_and_metrics_never_carry_secrets() {
     let mock = Mock::start(&[]);
     let sluice = Sluice::start_with_env(&pool_config(&mock, (1, 1)), &KEYS);
-    let c = client();
-    let r = c
-        .post(sluice.url("/openai/v1/chat/completions"))
-        .bearer_auth(&tok().token)
-        .body(CHAT)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(
+        chat_status(&sluice, "/openai/v1/chat/completions", &[]).await,
+        200
+    );
     let health = http_get(format!("http://127.0.0.1:{}/healthz", sluice.admin))
         .await
         .unwrap();

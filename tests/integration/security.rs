@@ -17,7 +17,6 @@
 //! `deny_hosts` addresses, cached JWTs whose key left the JWKS, and request smuggling.
 
 use crate::common::*;
-use crate::control::{api, new_token_for};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
