@@ -3,6 +3,7 @@
 
 pub mod auth_build;
 mod forward;
+pub mod kind;
 pub mod locate;
 pub mod provider;
 pub mod route;
@@ -181,7 +182,7 @@ pub fn build_from(
     let mut merged = config.clone();
     let mut merge_errors = Vec::new();
     if let Some(control) = control {
-        merge_errors = stored::merge(&mut merged, &control.dump);
+        merge_errors = kind::merge(&mut merged, &control.dump.resources);
     }
     let built = if merge_errors.is_empty() {
         Snapshot::build(&merged, base, ctx)
@@ -196,7 +197,7 @@ pub fn build_from(
                 errors
                     .into_iter()
                     .map(|mut e| {
-                        match stored_path(&e.path, &config, &merged) {
+                        match kind::stored_path(&e.path, &config, &merged) {
                             // A resource from the control plane's store: named, no file line.
                             Some(path) => e.path = path,
                             None => {
@@ -210,44 +211,4 @@ pub fn build_from(
             ))
         }
     }
-}
-
-/// `providers[7].keys[0]` → `store:provider/NAME.keys[0]` when index 7 is past the file's own
-/// providers (the rest came from the store).
-fn stored_path(path: &str, file: &wire::Config, merged: &wire::Config) -> Option<String> {
-    let (list, rest) = path.split_once('[')?;
-    let (index, tail) = rest.split_once(']')?;
-    let i: usize = index.parse().ok()?;
-    let (kind, file_len, name) = match list {
-        "providers" => (
-            "provider",
-            file.providers.len(),
-            merged.providers.get(i).map(|p| p.name.clone()),
-        ),
-        "routes" => (
-            "route",
-            file.routes.len(),
-            merged.routes.get(i).map(|r| r.prefix.clone()),
-        ),
-        "tokens" => (
-            "token",
-            file.tokens.len(),
-            merged.tokens.get(i).map(|t| t.id.clone()),
-        ),
-        "owners" => (
-            "owner",
-            file.owners.len(),
-            merged.owners.get(i).map(|o| o.name.clone()),
-        ),
-        "issuers" => (
-            "issuer",
-            file.issuers.len(),
-            merged.issuers.get(i).map(|o| o.name.clone()),
-        ),
-        _ => return None,
-    };
-    if i < file_len {
-        return None;
-    }
-    Some(format!("store:{kind}/{}{tail}", name?))
 }

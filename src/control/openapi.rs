@@ -3,6 +3,7 @@
 //! permission. `openapi.json` at the repository root is this document (`sluice openapi`
 //! regenerates it; a test fails when the two differ).
 
+use std::borrow::Cow;
 use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
@@ -15,17 +16,18 @@ use utoipa::openapi::{
 use utoipa::ToSchema;
 
 use super::api::{KeyCreate, KeyUpdate, SecretCreate, SecretUpdate, TokenCreate, TokenRotate};
-use super::rbac::Permission;
+use super::rbac::{DocPermissions, Permission};
 use super::state::SecretScope;
 use crate::config::wire;
 
 /// One endpoint of the admin API.
-struct Operation {
+#[derive(Clone)]
+pub(super) struct Operation {
     method: HttpMethod,
-    path: &'static str,
+    path: Cow<'static, str>,
     /// The permission the handler checks (`None`: any authenticated caller, or public).
     permission: Option<Permission>,
-    summary: &'static str,
+    summary: Cow<'static, str>,
     /// Request body schema (a component name).
     body: Option<&'static str>,
     /// Success status.
@@ -61,9 +63,9 @@ const fn operation_of(
             "200"
         },
         method,
-        path,
+        path: Cow::Borrowed(path),
         permission,
-        summary,
+        summary: Cow::Borrowed(summary),
         body: None,
         list: false,
     }
@@ -87,13 +89,71 @@ impl Operation {
 use HttpMethod::{Delete, Get, Patch, Post, Put};
 use Permission::*;
 
-/// Every endpoint under `/v1`.
-const OPERATIONS: &[Operation] = &[
-    op(Get, "/v1/providers", ProviderList, "List providers (the config file's, read-only, and the store's)").list(),
-    op(Post, "/v1/providers", ProviderCreate, "Create a provider").body("Provider"),
-    op(Get, "/v1/providers/{name}", ProviderGet, "Get a stored provider"),
-    op(Put, "/v1/providers/{name}", ProviderUpdate, "Replace a stored provider (its name is immutable)").body("Provider"),
-    op(Delete, "/v1/providers/{name}", ProviderDelete, "Delete a stored provider"),
+/// What the document says of a whole-document kind (`api::docs`).
+pub(super) struct DocSpec {
+    pub path: &'static str,
+    /// `{name}`, or `{*prefix}` (a wildcard in the router, a plain parameter here).
+    pub item: &'static str,
+    /// How the item's name is written in the URL, when it is not as is.
+    pub item_note: &'static str,
+    pub kind: &'static str,
+    /// `a provider`.
+    pub one: &'static str,
+    pub schema: &'static str,
+    pub permissions: DocPermissions,
+}
+
+/// The five operations of a whole-document kind.
+pub(super) fn doc_operations(d: DocSpec) -> Vec<Operation> {
+    let item = format!("{}/{}", d.path, d.item.replace("{*", "{"));
+    let plural = d.path.trim_start_matches("/v1/");
+    let dynamic = |o: Operation, path: &str, summary: String| Operation {
+        path: Cow::Owned(path.to_owned()),
+        summary: Cow::Owned(summary),
+        ..o
+    };
+    let p = d.permissions;
+    vec![
+        dynamic(
+            op(Get, "", p.list, "").list(),
+            d.path,
+            format!("List {plural} (the config file's, read-only, and the store's)"),
+        ),
+        dynamic(
+            op(Post, "", p.create, "").body(d.schema),
+            d.path,
+            format!("Create {}", d.one),
+        ),
+        dynamic(
+            op(Get, "", p.get, ""),
+            &item,
+            format!("Get a stored {}{}", d.kind, d.item_note),
+        ),
+        dynamic(
+            op(Put, "", p.update, "").body(d.schema),
+            &item,
+            format!("Replace a stored {} (its name is immutable)", d.kind),
+        ),
+        dynamic(
+            op(Delete, "", p.delete, ""),
+            &item,
+            format!("Delete a stored {}", d.kind),
+        ),
+    ]
+}
+
+/// Every endpoint under `/v1`: these, and each whole-document kind's (`api::docs::DOCS`).
+fn operations() -> Vec<Operation> {
+    let mut all: Vec<Operation> = Vec::new();
+    for doc in super::api::docs::DOCS {
+        all.extend((doc.operations)());
+    }
+    all.extend(FIXED.iter().cloned());
+    all
+}
+
+/// The endpoints that are not whole-document kinds.
+const FIXED: &[Operation] = &[
     op(Post, "/v1/providers/{name}/keys", KeyCreate, "Add a key; `value` is stored as a secret labelled managed-by: sluice").body("KeyCreate"),
     op(Patch, "/v1/providers/{name}/keys/{id}", KeyUpdate, "Change weight/enabled, or rotate the managed secret's value").body("KeyUpdate"),
     op(Delete, "/v1/providers/{name}/keys/{id}", KeyDelete, "Remove a key (and its managed secret)"),
@@ -106,21 +166,6 @@ const OPERATIONS: &[Operation] = &[
     op(Post, "/v1/tokens", TokenCreate, "Create a token: the plaintext is returned once").body("TokenCreate"),
     op(Post, "/v1/tokens/{id}/revoke", TokenRevoke, "Revoke a token").status("200"),
     op(Post, "/v1/tokens/{id}/rotate", TokenRotate, "New token; the old one keeps working for `grace`").body("TokenRotate"),
-    op(Get, "/v1/issuers", IssuerList, "List issuers (the config file's, read-only, and the store's)").list(),
-    op(Post, "/v1/issuers", IssuerCreate, "Create an issuer").body("Issuer"),
-    op(Get, "/v1/issuers/{name}", IssuerGet, "Get a stored issuer"),
-    op(Put, "/v1/issuers/{name}", IssuerUpdate, "Replace a stored issuer (its name is immutable)").body("Issuer"),
-    op(Delete, "/v1/issuers/{name}", IssuerDelete, "Delete a stored issuer"),
-    op(Get, "/v1/routes", RouteList, "List routes (the config file's, read-only, and the store's)").list(),
-    op(Post, "/v1/routes", RouteCreate, "Create a route").body("Route"),
-    op(Get, "/v1/routes/{prefix}", RouteGet, "Get a stored route (prefix without its leading slash)"),
-    op(Put, "/v1/routes/{prefix}", RouteUpdate, "Replace a stored route").body("Route"),
-    op(Delete, "/v1/routes/{prefix}", RouteDelete, "Delete a stored route"),
-    op(Get, "/v1/owners", OwnerList, "List owners (the config file's, read-only, and the store's)").list(),
-    op(Post, "/v1/owners", OwnerCreate, "Create an owner").body("Owner"),
-    op(Get, "/v1/owners/{name}", OwnerGet, "Get a stored owner"),
-    op(Put, "/v1/owners/{name}", OwnerUpdate, "Replace a stored owner (its name is immutable)").body("Owner"),
-    op(Delete, "/v1/owners/{name}", OwnerDelete, "Delete a stored owner"),
     op(Get, "/v1/snapshot", SnapshotRead, "Every stored resource at the newest revision, with only the gateway's secrets, sealed for the caller's token; 304 when nothing is newer than `after` within `wait` seconds (long-poll)"),
     unchecked(Get, "/v1/whoami", "The caller's principal and role"),
     unchecked(Get, "/v1/openapi.json", "This document (no credential needed)"),
@@ -131,8 +176,11 @@ const DESCRIPTION: &str = "Control plane of the Sluice AI gateway. Each operatio
 /// The document.
 pub fn document() -> OpenApi {
     let mut paths = PathsBuilder::new();
-    for o in OPERATIONS {
-        paths = paths.path(o.path, PathItem::new(o.method.clone(), operation(o)));
+    for o in operations() {
+        paths = paths.path(
+            o.path.as_ref(),
+            PathItem::new(o.method.clone(), operation(&o)),
+        );
     }
     let error = ResponseBuilder::new()
         .description("Error")
@@ -239,7 +287,7 @@ fn operation(o: &Operation) -> utoipa::openapi::path::Operation {
     };
     let mut b = OperationBuilder::new()
         .operation_id(Some(id))
-        .summary(Some(o.summary))
+        .summary(Some(o.summary.as_ref()))
         .response(
             o.status,
             ResponseBuilder::new()
@@ -331,7 +379,7 @@ mod tests {
     #[test]
     fn every_permission_is_known_and_used_once() {
         let mut seen = std::collections::HashSet::new();
-        for o in OPERATIONS.iter().filter_map(|o| o.permission) {
+        for o in operations().iter().filter_map(|o| o.permission) {
             assert!(seen.insert(o), "{o} twice");
         }
         for p in Permission::ALL {

@@ -1,27 +1,80 @@
 //! The file-or-store resources (providers, issuers, routes, owners): one set of generic
-//! handlers over the `Doc` trait.
+//! handlers over the `Doc` trait, and the registry (`DOCS`) that mounts them and documents them.
+//! A new whole-document kind is its `Kind` (config), its `Doc` here and one line in `DOCS`.
 
 use super::*;
+use crate::config::kind::Kind;
+use crate::control::openapi::{self, Operation};
 use crate::control::rbac::DocPermissions;
 
-/// A resource kind managed as a whole document.
-pub(super) trait Doc: Serialize + DeserializeOwned + Send + 'static {
-    const KIND: &'static str;
+/// A resource kind managed as a whole document through the admin API.
+pub(in crate::control) trait Doc: Kind {
     const PERMISSIONS: DocPermissions;
-    fn name(&self) -> String;
+    /// The collection (`/v1/providers`); items are at `PATH/ITEM`.
+    const PATH: &'static str;
+    /// The item's path segment: `{name}`, or `{*prefix}` for names that hold slashes.
+    const ITEM: &'static str = "{name}";
+    /// How the name is written in the URL, when not as is (for the documentation).
+    const ITEM_NOTE: &'static str = "";
+    /// One of them, with its article, for the API's documentation (`a provider`).
+    const ONE: &'static str;
+    /// Its schema in the OpenAPI document.
+    const SCHEMA: &'static str;
     /// From the name in the URL.
     fn url_name(raw: &str) -> String {
         raw.to_owned()
     }
-    fn from_file(config: &wire::Config) -> Vec<Self>;
     fn check_name(name: &str) -> ApiResult<()> {
         let _ = name;
         Ok(())
     }
 }
 
+/// A registered `Doc`, its type erased.
+pub(in crate::control) struct DocEntry {
+    pub routes: fn(Router<Arc<ControlPlane>>) -> Router<Arc<ControlPlane>>,
+    pub operations: fn() -> Vec<Operation>,
+}
+
+const fn entry<T: Doc>() -> DocEntry {
+    DocEntry {
+        routes: routes::<T>,
+        operations: operations::<T>,
+    }
+}
+
+/// Every whole-document kind of the admin API.
+pub(in crate::control) const DOCS: &[DocEntry] = &[
+    entry::<wire::Provider>(),
+    entry::<wire::Issuer>(),
+    entry::<wire::Route>(),
+    entry::<wire::Owner>(),
+];
+
+fn routes<T: Doc>(router: Router<Arc<ControlPlane>>) -> Router<Arc<ControlPlane>> {
+    router
+        .route(T::PATH, get(list_docs::<T>).post(create_doc::<T>))
+        .route(
+            &format!("{}/{}", T::PATH, T::ITEM),
+            get(get_doc::<T>)
+                .put(update_doc::<T>)
+                .delete(delete_doc::<T>),
+        )
+}
+
+fn operations<T: Doc>() -> Vec<Operation> {
+    openapi::doc_operations(openapi::DocSpec {
+        path: T::PATH,
+        item: T::ITEM,
+        item_note: T::ITEM_NOTE,
+        kind: T::KIND,
+        one: T::ONE,
+        schema: T::SCHEMA,
+        permissions: T::PERMISSIONS,
+    })
+}
+
 impl Doc for wire::Provider {
-    const KIND: &'static str = state::PROVIDER;
     const PERMISSIONS: DocPermissions = DocPermissions {
         list: Permission::ProviderList,
         get: Permission::ProviderGet,
@@ -29,12 +82,9 @@ impl Doc for wire::Provider {
         update: Permission::ProviderUpdate,
         delete: Permission::ProviderDelete,
     };
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-    fn from_file(config: &wire::Config) -> Vec<Self> {
-        config.providers.clone()
-    }
+    const PATH: &'static str = "/v1/providers";
+    const ONE: &'static str = "a provider";
+    const SCHEMA: &'static str = "Provider";
     fn check_name(name: &str) -> ApiResult<()> {
         if crate::config::provider::valid_name(name) {
             Ok(())
@@ -50,7 +100,6 @@ impl Doc for wire::Provider {
 }
 
 impl Doc for wire::Issuer {
-    const KIND: &'static str = state::ISSUER;
     const PERMISSIONS: DocPermissions = DocPermissions {
         list: Permission::IssuerList,
         get: Permission::IssuerGet,
@@ -58,16 +107,12 @@ impl Doc for wire::Issuer {
         update: Permission::IssuerUpdate,
         delete: Permission::IssuerDelete,
     };
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-    fn from_file(config: &wire::Config) -> Vec<Self> {
-        config.issuers.clone()
-    }
+    const PATH: &'static str = "/v1/issuers";
+    const ONE: &'static str = "an issuer";
+    const SCHEMA: &'static str = "Issuer";
 }
 
 impl Doc for wire::Route {
-    const KIND: &'static str = state::ROUTE;
     const PERMISSIONS: DocPermissions = DocPermissions {
         list: Permission::RouteList,
         get: Permission::RouteGet,
@@ -75,19 +120,17 @@ impl Doc for wire::Route {
         update: Permission::RouteUpdate,
         delete: Permission::RouteDelete,
     };
-    fn name(&self) -> String {
-        self.prefix.clone()
-    }
+    const PATH: &'static str = "/v1/routes";
+    const ITEM: &'static str = "{*prefix}";
+    const ITEM_NOTE: &'static str = " (prefix without its leading slash)";
+    const ONE: &'static str = "a route";
+    const SCHEMA: &'static str = "Route";
     fn url_name(raw: &str) -> String {
         format!("/{}", raw.trim_start_matches('/'))
-    }
-    fn from_file(config: &wire::Config) -> Vec<Self> {
-        config.routes.clone()
     }
 }
 
 impl Doc for wire::Owner {
-    const KIND: &'static str = state::OWNER;
     const PERMISSIONS: DocPermissions = DocPermissions {
         list: Permission::OwnerList,
         get: Permission::OwnerGet,
@@ -95,12 +138,9 @@ impl Doc for wire::Owner {
         update: Permission::OwnerUpdate,
         delete: Permission::OwnerDelete,
     };
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-    fn from_file(config: &wire::Config) -> Vec<Self> {
-        config.owners.clone()
-    }
+    const PATH: &'static str = "/v1/owners";
+    const ONE: &'static str = "an owner";
+    const SCHEMA: &'static str = "Owner";
 }
 
 fn with_source(mut v: Value, source: &str) -> Value {
@@ -114,7 +154,7 @@ pub(super) async fn list_docs<T: Doc>(State(cp): Cp, headers: HeaderMap) -> ApiR
     cp.authorize(&headers, T::PERMISSIONS.list)?;
     let mut items = Vec::new();
     if let Ok((file, _)) = crate::config::read_file(cp.config.file()) {
-        for doc in T::from_file(&file) {
+        for doc in T::list(&file) {
             items.push(with_source(to_value(&doc)?, "file"));
         }
     }

@@ -25,13 +25,12 @@ use crate::clock::unix_now;
 use crate::config::wire::{self, AuthPolicy, Role};
 use crate::config::{Access, ConfigErrors, ConfigStore};
 
-mod docs;
+pub(super) mod docs;
 mod feed;
 mod keys;
 mod secrets;
 mod tokens;
 
-use docs::{create_doc, delete_doc, get_doc, list_docs, update_doc};
 use feed::snapshot;
 use keys::{create_key, delete_key, update_key};
 pub(super) use keys::{KeyCreate, KeyUpdate};
@@ -377,21 +376,10 @@ async fn openapi() -> Response {
 
 /// The `/v1` routes.
 pub fn router(cp: Arc<ControlPlane>) -> Router {
-    use wire::{Issuer, Owner, Provider, Route};
-    Router::new()
+    let mut router = Router::new()
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/whoami", get(whoami))
         .route("/v1/snapshot", get(snapshot))
-        .route(
-            "/v1/providers",
-            get(list_docs::<Provider>).post(create_doc::<Provider>),
-        )
-        .route(
-            "/v1/providers/{name}",
-            get(get_doc::<Provider>)
-                .put(update_doc::<Provider>)
-                .delete(delete_doc::<Provider>),
-        )
         .route("/v1/providers/{name}/keys", post(create_key))
         .route(
             "/v1/providers/{name}/keys/{id}",
@@ -404,36 +392,9 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         )
         .route("/v1/tokens", get(list_tokens).post(create_token))
         .route("/v1/tokens/{id}/revoke", post(revoke_token))
-        .route("/v1/tokens/{id}/rotate", post(rotate_token))
-        .route(
-            "/v1/issuers",
-            get(list_docs::<Issuer>).post(create_doc::<Issuer>),
-        )
-        .route(
-            "/v1/issuers/{name}",
-            get(get_doc::<Issuer>)
-                .put(update_doc::<Issuer>)
-                .delete(delete_doc::<Issuer>),
-        )
-        .route(
-            "/v1/routes",
-            get(list_docs::<Route>).post(create_doc::<Route>),
-        )
-        .route(
-            "/v1/routes/{*prefix}",
-            get(get_doc::<Route>)
-                .put(update_doc::<Route>)
-                .delete(delete_doc::<Route>),
-        )
-        .route(
-            "/v1/owners",
-            get(list_docs::<Owner>).post(create_doc::<Owner>),
-        )
-        .route(
-            "/v1/owners/{name}",
-            get(get_doc::<Owner>)
-                .put(update_doc::<Owner>)
-                .delete(delete_doc::<Owner>),
-        )
-        .with_state(cp)
+        .route("/v1/tokens/{id}/rotate", post(rotate_token));
+    for doc in docs::DOCS {
+        router = (doc.routes)(router);
+    }
+    router.with_state(cp)
 }
