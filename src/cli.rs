@@ -598,6 +598,20 @@ pub fn secret(conn: &Conn, cmd: SecretCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `{ id: "…", sha256: "…", name: "ci" }`: a wire type as one YAML flow mapping, fields in
+/// their declared order (values JSON-encoded, which YAML reads as flow scalars and sequences).
+fn flow_mapping<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
+    let serde_yaml::Value::Mapping(map) = serde_yaml::to_value(value)? else {
+        bail!("not a mapping");
+    };
+    let mut fields = Vec::new();
+    for (k, v) in &map {
+        let key = k.as_str().unwrap_or_default();
+        fields.push(format!("{key}: {}", serde_json::to_string(v)?));
+    }
+    Ok(format!("{{ {} }}", fields.join(", ")))
+}
+
 /// Longest `--expires-in` (the admin API refuses more, too).
 const MAX_EXPIRES_IN: Duration = Duration::from_secs(10 * 365 * 86_400);
 
@@ -621,8 +635,7 @@ pub fn generate_token(
     let (token, record) = wire::Token::generate(name, owner, scopes, expires_at)
         .map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
 
-    // JSON is YAML's flow style: the record pastes under `tokens:` as one line.
-    Ok((token, serde_json::to_string(&record)?))
+    Ok((token, flow_mapping(&record)?))
 }
 
 pub fn token(conn: &Conn, cmd: ServerTokenCmd) -> anyhow::Result<()> {
