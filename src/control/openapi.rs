@@ -16,7 +16,7 @@ use utoipa::openapi::{
 use utoipa::ToSchema;
 
 use super::api::{KeyCreate, KeyUpdate, SecretCreate, SecretUpdate, TokenCreate, TokenRotate};
-use super::rbac::{DocPermissions, Permission};
+use super::rbac::{DocVerb, Permission};
 use super::state::SecretScope;
 use crate::config::wire;
 
@@ -100,7 +100,7 @@ pub(super) struct DocSpec {
     /// `a provider`.
     pub one: &'static str,
     pub schema: &'static str,
-    pub permissions: DocPermissions,
+    pub permission: fn(DocVerb) -> Permission,
 }
 
 /// The five operations of a whole-document kind.
@@ -112,30 +112,30 @@ pub(super) fn doc_operations(d: DocSpec) -> Vec<Operation> {
         summary: Cow::Owned(summary),
         ..o
     };
-    let p = d.permissions;
+    let p = d.permission;
     vec![
         dynamic(
-            op(Get, "", p.list, "").list(),
+            op(Get, "", p(DocVerb::List), "").list(),
             d.path,
             format!("List {plural} (the config file's, read-only, and the store's)"),
         ),
         dynamic(
-            op(Post, "", p.create, "").body(d.schema),
+            op(Post, "", p(DocVerb::Create), "").body(d.schema),
             d.path,
             format!("Create {}", d.one),
         ),
         dynamic(
-            op(Get, "", p.get, ""),
+            op(Get, "", p(DocVerb::Get), ""),
             &item,
             format!("Get a stored {}{}", d.kind, d.item_note),
         ),
         dynamic(
-            op(Put, "", p.update, "").body(d.schema),
+            op(Put, "", p(DocVerb::Update), "").body(d.schema),
             &item,
             format!("Replace a stored {} (its name is immutable)", d.kind),
         ),
         dynamic(
-            op(Delete, "", p.delete, ""),
+            op(Delete, "", p(DocVerb::Delete), ""),
             &item,
             format!("Delete a stored {}", d.kind),
         ),
@@ -186,15 +186,11 @@ pub fn document() -> OpenApi {
         .description("Error")
         .content("application/json", json_of(Ref::from_schema_name("Error")))
         .build();
-    let components = ComponentsBuilder::new()
-        .schema_from::<wire::Provider>()
+    let mut components = ComponentsBuilder::new()
         .schema_from::<wire::Key>()
         .schema_from::<wire::ProviderKind>()
         .schema_from::<wire::CredentialMode>()
-        .schema_from::<wire::Route>()
         .schema_from::<wire::AuthPolicy>()
-        .schema_from::<wire::Issuer>()
-        .schema_from::<wire::Owner>()
         .schema_from::<wire::Role>()
         .schema_from::<SecretScope>()
         .schema_from::<KeyCreate>()
@@ -215,8 +211,11 @@ pub fn document() -> OpenApi {
                     .description(Some("A Sluice token whose owner has a role"))
                     .build(),
             ),
-        )
-        .build();
+        );
+    for doc in super::api::docs::DOCS {
+        components = (doc.schema)(components);
+    }
+    let components = components.build();
     OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
@@ -272,7 +271,7 @@ fn feed_parameters(mut b: OperationBuilder) -> OperationBuilder {
 fn operation(o: &Operation) -> utoipa::openapi::path::Operation {
     let id = o
         .permission
-        .map(|p| p.name().to_owned())
+        .map(|p| p.name().into_owned())
         .unwrap_or_else(|| o.path.trim_start_matches("/v1/").replace(['.', '/'], "_"));
     let success: RefOr<Schema> = if o.list {
         ObjectBuilder::new()
@@ -325,7 +324,7 @@ fn operation(o: &Operation) -> utoipa::openapi::path::Operation {
     if let Some(p) = o.permission {
         b = b.extensions(Some(
             ExtensionsBuilder::new()
-                .add("x-permission", p.name())
+                .add("x-permission", p.name().into_owned())
                 .build(),
         ));
     }
@@ -382,7 +381,7 @@ mod tests {
         for o in operations().iter().filter_map(|o| o.permission) {
             assert!(seen.insert(o), "{o} twice");
         }
-        for p in Permission::ALL {
+        for p in &Permission::all() {
             assert!(seen.contains(p), "{p} has no endpoint");
         }
     }

@@ -1,7 +1,11 @@
 //! Admin API roles and the permission each endpoint checks: one `Permission` type shared by the
 //! router (each handler names one), the roles (an exhaustive decision per permission class)
-//! and the OpenAPI table (`x-permission`). A misspelt permission does not compile.
+//! and the OpenAPI table (`x-permission`). A misspelt permission does not compile; a new
+//! whole-document kind brings its five permissions with it.
 
+use std::borrow::Cow;
+
+use crate::config::kind::Kind;
 use crate::config::wire::Role;
 
 /// What a permission lets a role do, for deciding roles without listing every permission.
@@ -19,24 +23,29 @@ pub enum Class {
 
 macro_rules! permissions {
     ($($variant:ident = $name:literal, $class:ident;)*) => {
-        /// Every permission an endpoint can require: `{resource}_{verb}` on the wire.
+        /// Every permission an endpoint can require: `{resource}_{verb}` on the wire. Those of
+        /// the whole-document kinds (providers, routes, …) come with the kind (`Doc`); the
+        /// others are listed here.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum Permission {
+            Doc(DocPermission),
             $($variant,)*
         }
 
         impl Permission {
-            pub const ALL: &'static [Permission] = &[$(Permission::$variant,)*];
+            const FIXED: &'static [Permission] = &[$(Permission::$variant,)*];
 
             /// The name in errors and in the OpenAPI document (`provider_create`).
-            pub const fn name(self) -> &'static str {
+            pub fn name(self) -> Cow<'static, str> {
                 match self {
-                    $(Permission::$variant => $name,)*
+                    Permission::Doc(d) => Cow::Owned(format!("{}_{}", d.kind, d.verb.name())),
+                    $(Permission::$variant => Cow::Borrowed($name),)*
                 }
             }
 
             pub const fn class(self) -> Class {
                 match self {
+                    Permission::Doc(d) => d.verb.class(),
                     $(Permission::$variant => Class::$class,)*
                 }
             }
@@ -44,12 +53,74 @@ macro_rules! permissions {
     };
 }
 
+/// What a permission of a whole-document kind lets one do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DocVerb {
+    List,
+    Get,
+    Create,
+    Update,
+    Delete,
+}
+
+impl DocVerb {
+    pub const ALL: [DocVerb; 5] = [
+        DocVerb::List,
+        DocVerb::Get,
+        DocVerb::Create,
+        DocVerb::Update,
+        DocVerb::Delete,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            DocVerb::List => "list",
+            DocVerb::Get => "get",
+            DocVerb::Create => "create",
+            DocVerb::Update => "update",
+            DocVerb::Delete => "delete",
+        }
+    }
+
+    const fn class(self) -> Class {
+        match self {
+            DocVerb::List | DocVerb::Get => Class::Read,
+            DocVerb::Create | DocVerb::Update | DocVerb::Delete => Class::Configure,
+        }
+    }
+}
+
+/// A whole-document kind's permission. Its fields are private: it is made from a `Kind`
+/// (`Permission::doc`), so it cannot name a kind that does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DocPermission {
+    kind: &'static str,
+    verb: DocVerb,
+}
+
+impl Permission {
+    /// `verb` on the whole-document kind `T`.
+    pub const fn doc<T: Kind>(verb: DocVerb) -> Permission {
+        Permission::Doc(DocPermission {
+            kind: T::KIND,
+            verb,
+        })
+    }
+
+    /// Every permission: each registered document kind's five, then the others.
+    pub fn all() -> Vec<Permission> {
+        let mut all: Vec<Permission> = super::api::docs::DOCS
+            .iter()
+            .flat_map(|d| {
+                DocVerb::ALL.map(|verb| Permission::Doc(DocPermission { kind: d.kind, verb }))
+            })
+            .collect();
+        all.extend_from_slice(Permission::FIXED);
+        all
+    }
+}
+
 permissions! {
-    ProviderList = "provider_list", Read;
-    ProviderGet = "provider_get", Read;
-    ProviderCreate = "provider_create", Configure;
-    ProviderUpdate = "provider_update", Configure;
-    ProviderDelete = "provider_delete", Configure;
     KeyCreate = "key_create", Credentials;
     KeyUpdate = "key_update", Credentials;
     KeyDelete = "key_delete", Credentials;
@@ -62,37 +133,12 @@ permissions! {
     TokenCreate = "token_create", Credentials;
     TokenRevoke = "token_revoke", Credentials;
     TokenRotate = "token_rotate", Credentials;
-    IssuerList = "issuer_list", Read;
-    IssuerGet = "issuer_get", Read;
-    IssuerCreate = "issuer_create", Configure;
-    IssuerUpdate = "issuer_update", Configure;
-    IssuerDelete = "issuer_delete", Configure;
-    RouteList = "route_list", Read;
-    RouteGet = "route_get", Read;
-    RouteCreate = "route_create", Configure;
-    RouteUpdate = "route_update", Configure;
-    RouteDelete = "route_delete", Configure;
-    OwnerList = "owner_list", Read;
-    OwnerGet = "owner_get", Read;
-    OwnerCreate = "owner_create", Configure;
-    OwnerUpdate = "owner_update", Configure;
-    OwnerDelete = "owner_delete", Configure;
     SnapshotRead = "snapshot_read", Feed;
-}
-
-/// The five permissions of a whole-document resource (providers, issuers, routes, owners).
-#[derive(Debug, Clone, Copy)]
-pub struct DocPermissions {
-    pub list: Permission,
-    pub get: Permission,
-    pub create: Permission,
-    pub update: Permission,
-    pub delete: Permission,
 }
 
 impl std::fmt::Display for Permission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        f.write_str(&self.name())
     }
 }
 
@@ -117,10 +163,15 @@ mod tests {
 
     #[test]
     fn roles() {
-        assert!(Permission::ALL.iter().all(|p| allows(Role::Admin, *p)));
+        use crate::config::wire;
+        let doc = |verb| Permission::doc::<wire::Provider>(verb);
+        assert!(Permission::all().iter().all(|p| allows(Role::Admin, *p)));
         assert!(allows(Role::Operator, SecretCreate) && allows(Role::Operator, TokenRotate));
-        assert!(allows(Role::Operator, ProviderGet) && !allows(Role::Operator, ProviderCreate));
-        assert!(!allows(Role::Operator, SnapshotRead) && !allows(Role::Operator, OwnerUpdate));
+        assert!(allows(Role::Operator, doc(DocVerb::Get)));
+        assert!(!allows(Role::Operator, doc(DocVerb::Create)));
+        let owner_update = Permission::doc::<wire::Owner>(DocVerb::Update);
+        assert_eq!(owner_update.name(), "owner_update");
+        assert!(!allows(Role::Operator, SnapshotRead) && !allows(Role::Operator, owner_update));
         assert!(allows(Role::Viewer, SecretList) && !allows(Role::Viewer, SecretCreate));
         assert!(!allows(Role::Viewer, SnapshotRead));
         assert!(allows(Role::Dataplane, SnapshotRead) && !allows(Role::Dataplane, TokenList));
@@ -129,10 +180,11 @@ mod tests {
     #[test]
     fn names_are_resource_underscore_verb_and_unique() {
         let mut seen = std::collections::HashSet::new();
-        for p in Permission::ALL {
-            let (resource, verb) = p.name().rsplit_once('_').expect("resource_verb");
+        for p in Permission::all() {
+            let name = p.name();
+            let (resource, verb) = name.rsplit_once('_').expect("resource_verb");
             assert!(!resource.is_empty() && !verb.is_empty(), "{p}");
-            assert!(seen.insert(p.name()), "{p} twice");
+            assert!(seen.insert(name.clone()), "{p} twice");
         }
     }
 }

@@ -429,7 +429,7 @@ async fn roles_secrets_at_rest_and_bad_input() {
         for (method, op) in ops.as_object().unwrap() {
             if let Some(perm) = op["x-permission"].as_str() {
                 assert!(
-                    sluice::control::rbac::Permission::ALL
+                    sluice::control::rbac::Permission::all()
                         .iter()
                         .any(|p| p.name() == perm),
                     "{method} {path}: {perm}"

@@ -5,11 +5,10 @@
 use super::*;
 use crate::config::kind::Kind;
 use crate::control::openapi::{self, Operation};
-use crate::control::rbac::DocPermissions;
+use crate::control::rbac::DocVerb;
 
 /// A resource kind managed as a whole document through the admin API.
-pub(in crate::control) trait Doc: Kind {
-    const PERMISSIONS: DocPermissions;
+pub(in crate::control) trait Doc: Kind + utoipa::ToSchema {
     /// The collection (`/v1/providers`); items are at `PATH/ITEM`.
     const PATH: &'static str;
     /// The item's path segment: `{name}`, or `{*prefix}` for names that hold slashes.
@@ -32,14 +31,19 @@ pub(in crate::control) trait Doc: Kind {
 
 /// A registered `Doc`, its type erased.
 pub(in crate::control) struct DocEntry {
+    pub kind: &'static str,
     pub routes: fn(Router<Arc<ControlPlane>>) -> Router<Arc<ControlPlane>>,
     pub operations: fn() -> Vec<Operation>,
+    /// Adds the kind's schema to the OpenAPI components.
+    pub schema: fn(utoipa::openapi::ComponentsBuilder) -> utoipa::openapi::ComponentsBuilder,
 }
 
 const fn entry<T: Doc>() -> DocEntry {
     DocEntry {
+        kind: T::KIND,
         routes: routes::<T>,
         operations: operations::<T>,
+        schema: |c| c.schema_from::<T>(),
     }
 }
 
@@ -70,18 +74,11 @@ fn operations<T: Doc>() -> Vec<Operation> {
         kind: T::KIND,
         one: T::ONE,
         schema: T::SCHEMA,
-        permissions: T::PERMISSIONS,
+        permission: |verb| Permission::doc::<T>(verb),
     })
 }
 
 impl Doc for wire::Provider {
-    const PERMISSIONS: DocPermissions = DocPermissions {
-        list: Permission::ProviderList,
-        get: Permission::ProviderGet,
-        create: Permission::ProviderCreate,
-        update: Permission::ProviderUpdate,
-        delete: Permission::ProviderDelete,
-    };
     const PATH: &'static str = "/v1/providers";
     const ONE: &'static str = "a provider";
     const SCHEMA: &'static str = "Provider";
@@ -100,26 +97,12 @@ impl Doc for wire::Provider {
 }
 
 impl Doc for wire::Issuer {
-    const PERMISSIONS: DocPermissions = DocPermissions {
-        list: Permission::IssuerList,
-        get: Permission::IssuerGet,
-        create: Permission::IssuerCreate,
-        update: Permission::IssuerUpdate,
-        delete: Permission::IssuerDelete,
-    };
     const PATH: &'static str = "/v1/issuers";
     const ONE: &'static str = "an issuer";
     const SCHEMA: &'static str = "Issuer";
 }
 
 impl Doc for wire::Route {
-    const PERMISSIONS: DocPermissions = DocPermissions {
-        list: Permission::RouteList,
-        get: Permission::RouteGet,
-        create: Permission::RouteCreate,
-        update: Permission::RouteUpdate,
-        delete: Permission::RouteDelete,
-    };
     const PATH: &'static str = "/v1/routes";
     const ITEM: &'static str = "{*prefix}";
     const ITEM_NOTE: &'static str = " (prefix without its leading slash)";
@@ -131,13 +114,6 @@ impl Doc for wire::Route {
 }
 
 impl Doc for wire::Owner {
-    const PERMISSIONS: DocPermissions = DocPermissions {
-        list: Permission::OwnerList,
-        get: Permission::OwnerGet,
-        create: Permission::OwnerCreate,
-        update: Permission::OwnerUpdate,
-        delete: Permission::OwnerDelete,
-    };
     const PATH: &'static str = "/v1/owners";
     const ONE: &'static str = "an owner";
     const SCHEMA: &'static str = "Owner";
@@ -151,7 +127,7 @@ fn with_source(mut v: Value, source: &str) -> Value {
 }
 
 pub(super) async fn list_docs<T: Doc>(State(cp): Cp, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    cp.authorize(&headers, T::PERMISSIONS.list)?;
+    cp.authorize(&headers, Permission::doc::<T>(DocVerb::List))?;
     let mut items = Vec::new();
     if let Ok((file, _)) = crate::config::read_file(cp.config.file()) {
         for doc in T::list(&file) {
@@ -169,7 +145,7 @@ pub(super) async fn get_doc<T: Doc>(
     headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    cp.authorize(&headers, T::PERMISSIONS.get)?;
+    cp.authorize(&headers, Permission::doc::<T>(DocVerb::Get))?;
     let name = T::url_name(&raw);
     match cp.store.get(T::KIND, &name).await? {
         Some(r) => Ok(Json(with_source(r.body, "store"))),
@@ -185,7 +161,7 @@ pub(super) async fn create_doc<T: Doc>(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    cp.authorize(&headers, T::PERMISSIONS.create)?;
+    cp.authorize(&headers, Permission::doc::<T>(DocVerb::Create))?;
     let doc: T = parse(&body)?;
     let name = doc.name();
     T::check_name(&name)?;
@@ -209,7 +185,7 @@ pub(super) async fn update_doc<T: Doc>(
     Path(raw): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    cp.authorize(&headers, T::PERMISSIONS.update)?;
+    cp.authorize(&headers, Permission::doc::<T>(DocVerb::Update))?;
     let doc: T = parse(&body)?;
     let name = T::url_name(&raw);
     if doc.name() != name {
@@ -238,7 +214,7 @@ pub(super) async fn delete_doc<T: Doc>(
     headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    cp.authorize(&headers, T::PERMISSIONS.delete)?;
+    cp.authorize(&headers, Permission::doc::<T>(DocVerb::Delete))?;
     let revision = cp
         .commit(vec![Op::Delete {
             kind: T::KIND.into(),
