@@ -142,6 +142,23 @@ pub enum SecretCmd {
     Delete { name: String },
 }
 
+/// What a new token carries: `sluice token create` (on the server) and `sluice token generate`
+/// (a record for the config file) take the same flags.
+#[derive(Args, Debug)]
+pub struct TokenFields {
+    /// A label shown as the principal in logs and audit records.
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// Scopes granted, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub scopes: Vec<String>,
+    /// Lifetime such as 30d, 12h or 90m (at most ten years).
+    #[arg(long)]
+    pub expires_in: Option<humantime::Duration>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ServerTokenCmd {
     /// Example: sluice token list
@@ -149,17 +166,7 @@ pub enum ServerTokenCmd {
     /// Prints the token once.
     ///
     /// Example: sluice token create --name ci --owner ci-bot --scopes llm --expires-in 30d
-    Create {
-        #[arg(long)]
-        name: Option<String>,
-        #[arg(long)]
-        owner: Option<String>,
-        #[arg(long, value_delimiter = ',')]
-        scopes: Vec<String>,
-        /// `30d`, `12h`, … (at most ten years).
-        #[arg(long)]
-        expires_in: Option<humantime::Duration>,
-    },
+    Create(TokenFields),
     /// Example: sluice token revoke Q3vX9kT2mB7a
     Revoke { id: String },
     /// A new token; the old one keeps working for --grace.
@@ -617,12 +624,13 @@ const MAX_EXPIRES_IN: Duration = Duration::from_secs(10 * 365 * 86_400);
 
 /// `sluice token generate`: a new token and its `tokens:` record (a YAML flow mapping written
 /// from the wire type), for the config file. Nothing is stored.
-pub fn generate_token(
-    name: Option<String>,
-    owner: Option<String>,
-    scopes: Vec<String>,
-    expires_in: Option<humantime::Duration>,
-) -> anyhow::Result<(String, String)> {
+pub fn generate_token(fields: TokenFields) -> anyhow::Result<(String, String)> {
+    let TokenFields {
+        name,
+        owner,
+        scopes,
+        expires_in,
+    } = fields;
     let expires_at = match expires_in {
         Some(d) if *d > MAX_EXPIRES_IN => {
             anyhow::bail!("--expires-in {d} is longer than ten years")
@@ -642,12 +650,12 @@ pub fn token(conn: &Conn, cmd: ServerTokenCmd) -> anyhow::Result<()> {
     let c = Client::new(conn)?;
     let v = match cmd {
         ServerTokenCmd::List => c.call(Method::GET, "/v1/tokens", None)?,
-        ServerTokenCmd::Create {
+        ServerTokenCmd::Create(TokenFields {
             name,
             owner,
             scopes,
             expires_in,
-        } => c.call(
+        }) => c.call(
             Method::POST,
             "/v1/tokens",
             Some(
@@ -829,13 +837,13 @@ mod tests {
 
     #[test]
     fn a_generated_record_pastes_into_the_config() {
-        let (token, record) = generate_token(
-            Some("ci".into()),
-            Some("bot".into()),
-            vec!["llm".into()],
-            Some("30d".parse().unwrap()),
-        )
-        .unwrap();
+        let fields = |expires_in: &str| TokenFields {
+            name: Some("ci".into()),
+            owner: Some("bot".into()),
+            scopes: vec!["llm".into()],
+            expires_in: Some(expires_in.parse().unwrap()),
+        };
+        let (token, record) = generate_token(fields("30d")).unwrap();
         let config = crate::config::parse(&format!("tokens:\n  - {record}\n")).unwrap();
         let t = &config.tokens[0];
         assert!(token.contains(&t.id));
@@ -845,6 +853,6 @@ mod tests {
         );
         assert_eq!(t.scopes, ["llm"]);
         assert!(t.expires_at.is_some() && t.revoked_at.is_none());
-        assert!(generate_token(None, None, vec![], Some("11y".parse().unwrap())).is_err());
+        assert!(generate_token(fields("11y")).is_err());
     }
 }

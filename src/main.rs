@@ -193,19 +193,7 @@ enum TokenCommand {
     /// of its secret is ever written down).
     ///
     /// Example: sluice token generate --name ci --owner ci-bot --scopes llm,embeddings --expires-in 30d
-    Generate {
-        /// A label shown as the principal in logs and audit records.
-        #[arg(long)]
-        name: Option<String>,
-        #[arg(long)]
-        owner: Option<String>,
-        /// Scopes granted, comma-separated.
-        #[arg(long, value_delimiter = ',')]
-        scopes: Vec<String>,
-        /// Lifetime such as 30d, 12h or 90m.
-        #[arg(long)]
-        expires_in: Option<humantime::Duration>,
-    },
+    Generate(cli::TokenFields),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -267,15 +255,9 @@ fn main() -> anyhow::Result<()> {
         Command::Owner { command, conn } => cli::owner(&conn, command),
         Command::Token {
             conn: _,
-            command:
-                TokenCommand::Generate {
-                    name,
-                    owner,
-                    scopes,
-                    expires_in,
-                },
+            command: TokenCommand::Generate(fields),
         } => {
-            let (token, record) = cli::generate_token(name, owner, scopes, expires_in)?;
+            let (token, record) = cli::generate_token(fields)?;
             println!("Token (shown once; store it now):\n{token}\n\nAdd under `tokens:` in the config:\n  - {record}");
             Ok(())
         }

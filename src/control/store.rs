@@ -186,6 +186,17 @@ fn now() -> i64 {
     crate::clock::unix_now() as i64
 }
 
+/// `NotFound` when a change touched no row.
+fn found(rows: u64, kind: &str, name: &str) -> Result<(), StoreError> {
+    if rows == 0 {
+        return Err(StoreError::NotFound {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqlStore {
     async fn revision(&self) -> Result<u64, StoreError> {
@@ -238,12 +249,7 @@ impl Store for SqlStore {
                         .bind(name.as_str())
                         .execute(&mut *tx)
                         .await?;
-                    if done.rows_affected() == 0 {
-                        return Err(StoreError::NotFound {
-                            kind: kind.clone(),
-                            name: name.clone(),
-                        });
-                    }
+                    found(done.rows_affected(), kind, name)?;
                 }
                 Op::Delete { kind, name } => {
                     let done =
@@ -252,12 +258,7 @@ impl Store for SqlStore {
                             .bind(name.as_str())
                             .execute(&mut *tx)
                             .await?;
-                    if done.rows_affected() == 0 {
-                        return Err(StoreError::NotFound {
-                            kind: kind.clone(),
-                            name: name.clone(),
-                        });
-                    }
+                    found(done.rows_affected(), kind, name)?;
                 }
             }
         }

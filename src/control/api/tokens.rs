@@ -107,6 +107,15 @@ impl ControlPlane {
     }
 }
 
+/// Stores a new token record.
+fn create_op(record: &wire::Token) -> ApiResult<Op> {
+    Ok(Op::Create {
+        kind: state::TOKEN.into(),
+        name: record.id.clone(),
+        body: to_value(record)?,
+    })
+}
+
 fn new_token(
     name: Option<String>,
     owner: Option<String>,
@@ -151,13 +160,7 @@ pub(super) async fn create_token(
         None => None,
     };
     let (token, record) = new_token(req.name, req.owner, req.scopes, expires_at)?;
-    let revision = cp
-        .commit(vec![Op::Create {
-            kind: state::TOKEN.into(),
-            name: record.id.clone(),
-            body: to_value(&record)?,
-        }])
-        .await?;
+    let revision = cp.commit(vec![create_op(&record)?]).await?;
     Ok((
         StatusCode::CREATED,
         Json(
@@ -240,11 +243,7 @@ pub(super) async fn rotate_token(
                 name: id.clone(),
                 body: to_value(&old)?,
             },
-            Op::Create {
-                kind: state::TOKEN.into(),
-                name: record.id.clone(),
-                body: to_value(&record)?,
-            },
+            create_op(&record)?,
         ])
         .await?;
     Ok((
