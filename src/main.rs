@@ -136,6 +136,13 @@ enum Command {
         #[command(flatten)]
         conn: cli::Conn,
     },
+    /// Upstream OAuth providers: authorization servers Sluice is a client of.
+    Oauth {
+        #[command(subcommand)]
+        command: cli::OauthCmd,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
     /// Print the admin API's OpenAPI document (the repository's openapi.json).
     ///
     /// Example: sluice openapi > openapi.json
@@ -253,6 +260,7 @@ fn main() -> anyhow::Result<()> {
         Command::Issuer { command, conn } => cli::issuer(&conn, command),
         Command::Route { command, conn } => cli::route(&conn, command),
         Command::Owner { command, conn } => cli::owner(&conn, command),
+        Command::Oauth { command, conn } => cli::oauth(&conn, command),
         Command::Token {
             conn: _,
             command: TokenCommand::Generate(fields),

@@ -17,6 +17,8 @@ mod forward;
 mod https_upstream;
 #[path = "integration/jwt.rs"]
 mod jwt;
+#[path = "integration/oauth.rs"]
+mod oauth;
 #[path = "integration/reload.rs"]
 mod reload;
 #[path = "integration/reverse.rs"]

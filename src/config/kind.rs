@@ -51,6 +51,7 @@ pub const KINDS: &[Registered] = &[
     register::<wire::Issuer>(),
     register::<wire::Token>(),
     register::<wire::Owner>(),
+    register::<wire::OAuthProvider>(),
 ];
 
 fn merge_one<T: Kind>(config: &mut wire::Config, r: &Resource, errors: &mut Vec<ConfigError>) {

@@ -5,6 +5,7 @@ pub mod auth_build;
 mod forward;
 pub mod kind;
 pub mod locate;
+pub mod oauth_provider;
 pub mod provider;
 pub mod route;
 pub mod snapshot;

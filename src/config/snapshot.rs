@@ -7,10 +7,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::oauth_provider::OAuthProvider;
 use super::provider::Provider;
 use super::route::Route;
 use super::wire::{self, AuthPolicy};
-use super::{auth_build, forward, provider, route, ConfigError};
+use super::{auth_build, forward, oauth_provider, provider, route, ConfigError};
 use crate::auth::jwks::JwksRegistry;
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::opaque::TokenRecord;
@@ -35,6 +36,8 @@ pub struct Snapshot {
     pub owner_roles: HashMap<String, wire::Role>,
     /// Every declared owner (the file's and the store's), with or without a role.
     pub owners: HashSet<String>,
+    /// Upstream OAuth providers by name (validated; the vault and MCP servers use them).
+    pub oauth_providers: HashMap<String, Arc<OAuthProvider>>,
     /// The control plane's revision included (0 when there is no control plane).
     pub control_revision: u64,
     /// Non-fatal findings (e.g. an optional key whose secret is not set), logged on publish.
@@ -84,6 +87,7 @@ impl Snapshot {
             ),
             owner_roles: HashMap::new(),
             owners: HashSet::new(),
+            oauth_providers: HashMap::new(),
             control_revision: 0,
             warnings: Vec::new(),
         }
@@ -118,6 +122,7 @@ impl Snapshot {
             owners,
             issuers,
             forward,
+            oauth_providers,
         } = config;
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
@@ -138,6 +143,7 @@ impl Snapshot {
             &mut errors,
         );
         let built_tokens = auth_build::tokens(tokens, owners, ctx, &mut errors);
+        let oauth_providers = oauth_provider::build_all(oauth_providers, &mut errors);
         if routes
             .iter()
             .any(|r| matches!(r.auth, AuthPolicy::Token | AuthPolicy::Any))
@@ -169,6 +175,7 @@ impl Snapshot {
                 .filter_map(|o| o.role.map(|r| (o.name.clone(), r)))
                 .collect(),
             owners: owners.iter().map(|o| o.name.clone()).collect(),
+            oauth_providers,
             control_revision: ctx.control_revision,
             warnings,
         })

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+pub use super::oauth_provider::OAuthProvider;
 pub use crate::auth::AuthPolicy;
 pub use crate::forward::policy::TunnelPolicy;
 pub use crate::upstream::ProviderKind;
@@ -30,6 +31,9 @@ pub struct Config {
     pub owners: Vec<Owner>,
     #[serde(default)]
     pub issuers: Vec<Issuer>,
+    /// Upstream authorization servers Sluice is a client of (`config::oauth_provider`).
+    #[serde(default)]
+    pub oauth_providers: Vec<OAuthProvider>,
     /// Forward-proxy policy (`listeners.forward`).
     #[serde(default)]
     pub forward: Forward,

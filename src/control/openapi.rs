@@ -97,8 +97,9 @@ pub(super) struct DocSpec {
     /// How the item's name is written in the URL, when it is not as is.
     pub item_note: &'static str,
     pub kind: &'static str,
-    /// `a provider`.
+    /// `a provider`, `providers`.
     pub one: &'static str,
+    pub many: &'static str,
     pub schema: &'static str,
     pub permission: fn(DocVerb) -> Permission,
 }
@@ -106,7 +107,6 @@ pub(super) struct DocSpec {
 /// The five operations of a whole-document kind.
 pub(super) fn doc_operations(d: DocSpec) -> Vec<Operation> {
     let item = format!("{}/{}", d.path, d.item.replace("{*", "{"));
-    let plural = d.path.trim_start_matches("/v1/");
     let dynamic = |o: Operation, path: &str, summary: String| Operation {
         path: Cow::Owned(path.to_owned()),
         summary: Cow::Owned(summary),
@@ -117,7 +117,10 @@ pub(super) fn doc_operations(d: DocSpec) -> Vec<Operation> {
         dynamic(
             op(Get, "", p(DocVerb::List), "").list(),
             d.path,
-            format!("List {plural} (the config file's, read-only, and the store's)"),
+            format!(
+                "List {} (the config file's, read-only, and the store's)",
+                d.many
+            ),
         ),
         dynamic(
             op(Post, "", p(DocVerb::Create), "").body(d.schema),
@@ -188,6 +191,8 @@ pub fn document() -> OpenApi {
         .build();
     let mut components = ComponentsBuilder::new()
         .schema_from::<wire::Key>()
+        .schema_from::<crate::config::oauth_provider::GrantType>()
+        .schema_from::<crate::config::oauth_provider::AuthMethod>()
         .schema_from::<wire::ProviderKind>()
         .schema_from::<wire::CredentialMode>()
         .schema_from::<wire::AuthPolicy>()

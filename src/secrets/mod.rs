@@ -88,6 +88,15 @@ pub fn resolve(secret_ref: &str, base: &Path) -> Result<Secret, SecretRefError> 
     Err(SecretRefError::BadScheme(shown))
 }
 
+/// Whether `name` is a secret's name: `UPPER_SNAKE_CASE`, at most 128 characters.
+pub fn valid_name(name: &str) -> bool {
+    name.len() <= 128
+        && name.bytes().next().is_some_and(|b| b.is_ascii_uppercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
 /// Constant-time equality of two digests.
 pub fn digest_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.ct_eq(b).into()

@@ -15,8 +15,9 @@ pub(in crate::control) trait Doc: Kind + utoipa::ToSchema {
     const ITEM: &'static str = "{name}";
     /// How the name is written in the URL, when not as is (for the documentation).
     const ITEM_NOTE: &'static str = "";
-    /// One of them, with its article, for the API's documentation (`a provider`).
+    /// One of them, with its article, and several, for the API's documentation.
     const ONE: &'static str;
+    const MANY: &'static str;
     /// Its schema in the OpenAPI document.
     const SCHEMA: &'static str;
     /// From the name in the URL.
@@ -26,6 +27,15 @@ pub(in crate::control) trait Doc: Kind + utoipa::ToSchema {
     fn check_name(name: &str) -> ApiResult<()> {
         let _ = name;
         Ok(())
+    }
+    /// Completes and checks a document written through the API before it is validated with
+    /// the rest and committed (discovery, references to stored secrets); as is by default.
+    fn prepare(
+        doc: Self,
+        cp: &ControlPlane,
+    ) -> impl std::future::Future<Output = ApiResult<Self>> + Send {
+        let _ = cp;
+        async move { Ok(doc) }
     }
 }
 
@@ -53,6 +63,7 @@ pub(in crate::control) const DOCS: &[DocEntry] = &[
     entry::<wire::Issuer>(),
     entry::<wire::Route>(),
     entry::<wire::Owner>(),
+    entry::<wire::OAuthProvider>(),
 ];
 
 fn routes<T: Doc>(router: Router<Arc<ControlPlane>>) -> Router<Arc<ControlPlane>> {
@@ -73,6 +84,7 @@ fn operations<T: Doc>() -> Vec<Operation> {
         item_note: T::ITEM_NOTE,
         kind: T::KIND,
         one: T::ONE,
+        many: T::MANY,
         schema: T::SCHEMA,
         permission: |verb| Permission::doc::<T>(verb),
     })
@@ -81,6 +93,7 @@ fn operations<T: Doc>() -> Vec<Operation> {
 impl Doc for wire::Provider {
     const PATH: &'static str = "/v1/providers";
     const ONE: &'static str = "a provider";
+    const MANY: &'static str = "providers";
     const SCHEMA: &'static str = "Provider";
     fn check_name(name: &str) -> ApiResult<()> {
         if crate::config::provider::valid_name(name) {
@@ -99,6 +112,7 @@ impl Doc for wire::Provider {
 impl Doc for wire::Issuer {
     const PATH: &'static str = "/v1/issuers";
     const ONE: &'static str = "an issuer";
+    const MANY: &'static str = "issuers";
     const SCHEMA: &'static str = "Issuer";
 }
 
@@ -107,6 +121,7 @@ impl Doc for wire::Route {
     const ITEM: &'static str = "{*prefix}";
     const ITEM_NOTE: &'static str = " (prefix without its leading slash)";
     const ONE: &'static str = "a route";
+    const MANY: &'static str = "routes";
     const SCHEMA: &'static str = "Route";
     fn url_name(raw: &str) -> String {
         format!("/{}", raw.trim_start_matches('/'))
@@ -116,7 +131,24 @@ impl Doc for wire::Route {
 impl Doc for wire::Owner {
     const PATH: &'static str = "/v1/owners";
     const ONE: &'static str = "an owner";
+    const MANY: &'static str = "owners";
     const SCHEMA: &'static str = "Owner";
+}
+
+/// A stored document as the API shows it: its body, where it comes from, and its times.
+fn stored_item(r: Resource) -> Value {
+    let mut v = with_source(r.body, "store");
+    if let Value::Object(map) = &mut v {
+        map.insert(
+            "created_at".into(),
+            rfc3339(r.created_at.max(0) as u64).into(),
+        );
+        map.insert(
+            "updated_at".into(),
+            rfc3339(r.updated_at.max(0) as u64).into(),
+        );
+    }
+    v
 }
 
 fn with_source(mut v: Value, source: &str) -> Value {
@@ -135,7 +167,7 @@ pub(super) async fn list_docs<T: Doc>(State(cp): Cp, headers: HeaderMap) -> ApiR
         }
     }
     for r in cp.store.list(T::KIND).await? {
-        items.push(with_source(r.body, "store"));
+        items.push(stored_item(r));
     }
     Ok(Json(json!({ "items": items })))
 }
@@ -148,7 +180,7 @@ pub(super) async fn get_doc<T: Doc>(
     cp.authorize(&headers, Permission::doc::<T>(DocVerb::Get))?;
     let name = T::url_name(&raw);
     match cp.store.get(T::KIND, &name).await? {
-        Some(r) => Ok(Json(with_source(r.body, "store"))),
+        Some(r) => Ok(Json(stored_item(r))),
         None => Err(ApiError::from(StoreError::NotFound {
             kind: T::KIND.into(),
             name,
@@ -165,6 +197,7 @@ pub(super) async fn create_doc<T: Doc>(
     let doc: T = parse(&body)?;
     let name = doc.name();
     T::check_name(&name)?;
+    let doc = T::prepare(doc, &cp).await?;
     let value = to_value(&doc)?;
     let revision = cp
         .commit(vec![Op::Create {
@@ -198,6 +231,7 @@ pub(super) async fn update_doc<T: Doc>(
             ),
         ));
     }
+    let doc = T::prepare(doc, &cp).await?;
     let value = to_value(&doc)?;
     let revision = cp
         .commit(vec![Op::Update {

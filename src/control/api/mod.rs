@@ -28,6 +28,7 @@ use crate::config::{Access, ConfigErrors, ConfigStore};
 pub(super) mod docs;
 mod feed;
 mod keys;
+mod oauth_providers;
 mod secrets;
 mod tokens;
 
@@ -182,6 +183,11 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
         }
         err
     })
+}
+
+/// A Unix time as RFC 3339.
+pub(super) fn rfc3339(unix: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(unix)).to_string()
 }
 
 fn to_value<T: Serialize>(v: &T) -> ApiResult<Value> {

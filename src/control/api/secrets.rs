@@ -3,12 +3,7 @@
 use super::*;
 
 fn check_secret_name(name: &str) -> ApiResult<()> {
-    let ok = name.len() <= 128
-        && name.bytes().next().is_some_and(|b| b.is_ascii_uppercase())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-    if ok {
+    if crate::secrets::valid_name(name) {
         Ok(())
     } else {
         Err(ApiError::bad(

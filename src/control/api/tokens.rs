@@ -26,10 +26,6 @@ pub(in crate::control) struct TokenRotate {
     grace: Option<String>,
 }
 
-fn rfc3339(unix: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(unix)).to_string()
-}
-
 /// Longest `expires_in` a token may be given (ten years).
 const MAX_EXPIRES_IN: Duration = Duration::from_secs(10 * 365 * 86_400);
 /// Longest grace period a rotated token keeps working.

@@ -2,6 +2,10 @@
 //! `SLUICE_ADMIN_URL` (default http://127.0.0.1:9090) and `SLUICE_ADMIN_TOKEN` (default: the
 //! first-run token in ./data/admin-token). Human tables by default, `--output json` for scripts.
 
+mod oauth;
+
+pub use oauth::{oauth, OauthCmd};
+
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
@@ -344,11 +348,14 @@ impl Client {
         Ok(value)
     }
 
-    /// A stored document as the API takes it back (without the `source` it is listed with).
+    /// A stored document as the API takes it back (without the `source` and times it is shown
+    /// with).
     fn stored(&self, path: &str) -> anyhow::Result<Value> {
         let mut doc = self.call(reqwest::Method::GET, path, None)?;
         if let Some(o) = doc.as_object_mut() {
-            o.remove("source");
+            for shown in ["source", "created_at", "updated_at"] {
+                o.remove(shown);
+            }
         }
         Ok(doc)
     }
@@ -388,7 +395,7 @@ fn cell(v: &Value) -> String {
     }
 }
 
-fn print_table(items: &[Value], columns: &[&str]) {
+pub(super) fn print_table(items: &[Value], columns: &[&str]) {
     let rows: Vec<Vec<String>> = items
         .iter()
         .map(|item| {

@@ -1,0 +1,195 @@
+//! `sluice oauth …`: upstream OAuth providers from the shell, with a catalog of presets.
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use super::{enc, set_given, Client, Conn};
+use crate::config::oauth_provider::{Preset, PRESETS};
+use reqwest::Method;
+
+#[derive(Subcommand, Debug)]
+pub enum OauthCmd {
+    /// The catalog of well-known providers that `--preset` pre-fills.
+    ///
+    /// Example: sluice oauth presets
+    Presets,
+    /// Example: sluice oauth list
+    List,
+    /// Example: sluice oauth get github
+    Get { name: String },
+    /// Register an upstream authorization server Sluice is a client of.
+    ///
+    /// Example: sluice oauth create --name ramp --display-name "Ramp" --auth-endpoint URL --token-endpoint URL --client-id ID --client-secret-ref RAMP_CLIENT_SECRET --scopes a,b --grant-types authorization_code --auth-method client_secret_basic --pkce --enabled
+    ///
+    /// Example: sluice oauth create --name github --preset github --client-id ID --client-secret-ref GITHUB_CLIENT_SECRET
+    Create {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        fields: OauthFields,
+    },
+    /// Change the fields given; the others are kept.
+    ///
+    /// Example: sluice oauth update ramp --scopes a,b,c
+    Update {
+        name: String,
+        #[command(flatten)]
+        fields: OauthFields,
+    },
+    /// Example: sluice oauth delete ramp
+    Delete { name: String },
+}
+
+#[derive(Args, Debug, Default)]
+pub struct OauthFields {
+    /// Pre-fill endpoints and scopes from the catalog (`sluice oauth presets`).
+    #[arg(long)]
+    preset: Option<String>,
+    /// The domain of an Okta-style preset (`example.okta.com`).
+    #[arg(long)]
+    domain: Option<String>,
+    #[arg(long)]
+    display_name: Option<String>,
+    /// Discover the endpoints (RFC 8414, then OpenID discovery) instead of giving them.
+    #[arg(long)]
+    issuer: Option<String>,
+    #[arg(long = "auth-endpoint")]
+    authorization_endpoint: Option<String>,
+    #[arg(long)]
+    token_endpoint: Option<String>,
+    #[arg(long)]
+    revocation_endpoint: Option<String>,
+    #[arg(long)]
+    client_id: Option<String>,
+    /// A stored secret scoped `mcp` (UPPER_SNAKE_CASE).
+    #[arg(long)]
+    client_secret_ref: Option<String>,
+    #[arg(long, value_delimiter = ',')]
+    scopes: Option<Vec<String>>,
+    /// `authorization_code`, `token_exchange`.
+    #[arg(long, value_delimiter = ',')]
+    grant_types: Option<Vec<String>>,
+    /// `client_secret_basic` (default), `client_secret_post`, `none`.
+    #[arg(long = "auth-method")]
+    token_endpoint_auth_method: Option<String>,
+    /// PKCE on every authorization request (`--pkce false` turns it off).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pkce: Option<bool>,
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    enabled: Option<bool>,
+}
+
+impl OauthFields {
+    /// Sets the fields given, after the preset's (so a flag wins over the preset).
+    fn apply(self, doc: &mut Value) -> anyhow::Result<()> {
+        if let Some(name) = &self.preset {
+            let preset = PRESETS.iter().find(|p| p.name == name).ok_or_else(|| {
+                let names: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
+                anyhow::anyhow!("no preset `{name}`: one of {}", names.join(", "))
+            })?;
+            apply_preset(doc, preset, self.domain.as_deref())?;
+        }
+        set_given(
+            doc,
+            [
+                ("display_name", self.display_name.map(Value::from)),
+                ("issuer", self.issuer.map(Value::from)),
+                (
+                    "authorization_endpoint",
+                    self.authorization_endpoint.map(Value::from),
+                ),
+                ("token_endpoint", self.token_endpoint.map(Value::from)),
+                (
+                    "revocation_endpoint",
+                    self.revocation_endpoint.map(Value::from),
+                ),
+                ("client_id", self.client_id.map(Value::from)),
+                ("client_secret_ref", self.client_secret_ref.map(Value::from)),
+                ("scopes", self.scopes.map(|s| json!(s))),
+                ("grant_types", self.grant_types.map(|g| json!(g))),
+                (
+                    "token_endpoint_auth_method",
+                    self.token_endpoint_auth_method.map(Value::from),
+                ),
+                ("require_pkce", self.pkce.map(Value::from)),
+                ("enabled", self.enabled.map(Value::from)),
+            ],
+        );
+        Ok(())
+    }
+}
+
+fn apply_preset(doc: &mut Value, preset: &Preset, domain: Option<&str>) -> anyhow::Result<()> {
+    let fill = |url: &str| -> anyhow::Result<Option<Value>> {
+        if url.is_empty() {
+            return Ok(None);
+        }
+        if url.contains("{domain}") {
+            let domain =
+                domain.ok_or_else(|| anyhow::anyhow!("preset `{}` needs --domain", preset.name))?;
+            return Ok(Some(Value::from(url.replace("{domain}", domain))));
+        }
+        Ok(Some(Value::from(url)))
+    };
+    set_given(
+        doc,
+        [
+            ("display_name", Some(Value::from(preset.display_name))),
+            (
+                "authorization_endpoint",
+                fill(preset.authorization_endpoint)?,
+            ),
+            ("token_endpoint", fill(preset.token_endpoint)?),
+            (
+                "revocation_endpoint",
+                preset.revocation_endpoint.map(fill).transpose()?.flatten(),
+            ),
+            (
+                "scopes",
+                (!preset.scopes.is_empty()).then(|| json!(preset.scopes)),
+            ),
+        ],
+    );
+    Ok(())
+}
+
+pub fn oauth(conn: &Conn, cmd: OauthCmd) -> anyhow::Result<()> {
+    if let OauthCmd::Presets = cmd {
+        let items: Vec<Value> = PRESETS.iter().map(|p| json!(p)).collect();
+        super::print_table(
+            &items,
+            &["name", "display_name", "token_endpoint", "scopes", "note"],
+        );
+        return Ok(());
+    }
+    let c = Client::new(conn)?;
+    let path = |name: &str| format!("/v1/oauth-providers/{}", enc(name));
+    let v = match cmd {
+        OauthCmd::Presets => Value::Null,
+        OauthCmd::List => c.call(Method::GET, "/v1/oauth-providers", None)?,
+        OauthCmd::Get { name } => c.call(Method::GET, &path(&name), None)?,
+        OauthCmd::Create { name, fields } => {
+            let mut doc = json!({ "name": name });
+            fields.apply(&mut doc)?;
+            c.call(Method::POST, "/v1/oauth-providers", Some(doc))?
+        }
+        OauthCmd::Update { name, fields } => {
+            let mut doc = c.stored(&path(&name))?;
+            fields.apply(&mut doc)?;
+            c.call(Method::PUT, &path(&name), Some(doc))?
+        }
+        OauthCmd::Delete { name } => c.call(Method::DELETE, &path(&name), None)?,
+    };
+    c.show(
+        &v,
+        &[
+            "name",
+            "display_name",
+            "grant_types",
+            "scopes",
+            "enabled",
+            "source",
+        ],
+    );
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! Upstream OAuth providers through the admin API (`/v1/oauth-providers`): endpoints discovered
+//! from `issuer` when not given, the client secret checked to be a stored secret scoped `mcp`.
+
+use super::docs::Doc;
+use super::*;
+use crate::config::oauth_provider::{check_url, OAuthProvider};
+
+/// Discovery documents are small; a slow or huge one is refused.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Doc for OAuthProvider {
+    const PATH: &'static str = "/v1/oauth-providers";
+    const ONE: &'static str = "an upstream OAuth provider";
+    const MANY: &'static str = "upstream OAuth providers";
+    const SCHEMA: &'static str = "OAuthProvider";
+    fn check_name(name: &str) -> ApiResult<()> {
+        if crate::config::provider::valid_name(name) {
+            Ok(())
+        } else {
+            Err(ApiError::bad(
+                "name",
+                format!("`{name}` must be lowercase letters, digits and hyphens (e.g. `github`)"),
+            ))
+        }
+    }
+
+    async fn prepare(mut doc: Self, cp: &ControlPlane) -> ApiResult<Self> {
+        let missing = doc.authorization_endpoint.is_none()
+            || doc.token_endpoint.is_none()
+            || doc.revocation_endpoint.is_none();
+        if let (Some(issuer), true) = (doc.issuer.clone(), missing) {
+            let metadata = discover(&issuer)
+                .await
+                .map_err(|e| unprocessable("issuer", e))?;
+            let field = |name: &str| metadata[name].as_str().map(str::to_owned);
+            doc.authorization_endpoint = doc
+                .authorization_endpoint
+                .or_else(|| field("authorization_endpoint"));
+            doc.token_endpoint = doc.token_endpoint.or_else(|| field("token_endpoint"));
+            doc.revocation_endpoint = doc
+                .revocation_endpoint
+                .or_else(|| field("revocation_endpoint"));
+        }
+        if let Some(name) = &doc.client_secret_ref {
+            let scoped = match cp.store.get(state::SECRET, name).await? {
+                Some(r) => serde_json::from_value::<SecretDoc>(r.body)
+                    .is_ok_and(|d| d.scopes.contains(&SecretScope::Mcp)),
+                None => {
+                    return Err(unprocessable(
+                        "client_secret_ref",
+                        format!("no stored secret named `{name}` (create it with scope mcp)"),
+                    ))
+                }
+            };
+            if !scoped {
+                return Err(unprocessable(
+                    "client_secret_ref",
+                    format!("secret `{name}` is not scoped `mcp`"),
+                ));
+            }
+        }
+        Ok(doc)
+    }
+}
+
+fn unprocessable(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).field(field)
+}
+
+/// RFC 8414 metadata, else OpenID discovery; the document must name `issuer` itself.
+async fn discover(issuer: &str) -> Result<Value, String> {
+    check_url(issuer)?;
+    let client = reqwest::Client::builder()
+        .timeout(DISCOVERY_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let base = issuer.trim_end_matches('/');
+    let mut tried = Vec::new();
+    for well_known in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
+        let url = format!("{base}{well_known}");
+        let fetched = async {
+            let resp = client.get(&url).send().await.map_err(|e| e.to_string())?;
+            if !resp.status().is_success() {
+                return Err(format!("{}", resp.status()));
+            }
+            resp.json::<Value>().await.map_err(|e| e.to_string())
+        }
+        .await;
+        match fetched {
+            Ok(doc) if doc["issuer"].as_str().map(|i| i.trim_end_matches('/')) == Some(base) => {
+                return Ok(doc)
+            }
+            Ok(doc) => tried.push(format!(
+                "{url} names issuer {} (RFC 8414 §3.3: it must be {issuer})",
+                doc["issuer"]
+            )),
+            Err(e) => tried.push(format!("{url}: {e}")),
+        }
+    }
+    Err(format!("discovery failed: {}", tried.join("; ")))
+}
