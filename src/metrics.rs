@@ -9,30 +9,50 @@ use prometheus::{
 };
 use std::sync::LazyLock;
 
-pub struct Metrics {
-    pub registry: Registry,
-    pub requests: IntCounterVec,
-    pub request_duration: HistogramVec,
-    pub rejected: IntCounterVec,
-    pub upstream_requests: IntCounterVec,
-    pub upstream_responses: IntCounterVec,
-    pub connect_failures: IntCounterVec,
-    pub key_state: IntGaugeVec,
-    pub key_weight: IntGaugeVec,
-    pub config_reloads: IntCounterVec,
-    pub auth_cache: IntCounterVec,
-    pub jwks_fetches: IntCounterVec,
-    pub audit_dropped: IntCounterVec,
-    pub tokens: IntCounterVec,
-    pub by_credential: IntCounterVec,
-    pub config_revision: IntGauge,
-    pub config_last_success: IntGauge,
-    pub forward_connects: IntCounterVec,
-    pub forward_tunnels: IntGauge,
-    pub forward_tunnel_bytes: IntCounterVec,
-    pub forward_leaf_certs: IntCounterVec,
-    pub config_synchronized: IntGauge,
-    pub control_revision: IntGauge,
+/// The metrics as one table: each line is a field of `Metrics` and the definition that
+/// creates and registers it.
+macro_rules! metrics {
+    ($($field:ident: $ty:ty = $make:ident($($arg:expr),* $(,)?);)*) => {
+        pub struct Metrics {
+            pub registry: Registry,
+            $(pub $field: $ty,)*
+        }
+
+        impl Metrics {
+            fn new() -> Metrics {
+                let r = Registry::new();
+                Metrics {
+                    $($field: $make(&r, $($arg),*),)*
+                    registry: r,
+                }
+            }
+        }
+    };
+}
+
+metrics! {
+    requests: IntCounterVec = counter_vec("sluice_requests_total", "Requests answered, by route, provider and status class", &["route", "provider", "status_class"]);
+    request_duration: HistogramVec = histogram_vec("sluice_request_duration_seconds", "Time from request head to the end of the response, by route and provider", &["route", "provider"], &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0]);
+    rejected: IntCounterVec = counter_vec("sluice_rejected_requests_total", "Requests refused by Sluice itself, by reason", &["reason"]);
+    upstream_requests: IntCounterVec = counter_vec("sluice_upstream_requests_total", "Requests sent upstream, by provider and key id", &["provider", "key"]);
+    upstream_responses: IntCounterVec = counter_vec("sluice_upstream_responses_total", "Upstream response heads, by provider, key id and status class", &["provider", "key", "status_class"]);
+    connect_failures: IntCounterVec = counter_vec("sluice_upstream_connect_failures_total", "Failed upstream connection attempts, by provider and the key the request carried", &["provider", "key"]);
+    key_state: IntGaugeVec = gauge_vec("sluice_key_state", "1 for the state each provider key is in (healthy, cooling_down, quarantined, draining, disabled)", &["provider", "key", "state"]);
+    key_weight: IntGaugeVec = gauge_vec("sluice_key_weight", "Configured weight of each provider key", &["provider", "key"]);
+    config_reloads: IntCounterVec = counter_vec("sluice_config_reload_total", "Configuration reloads by result (success, invalid, refused, unchanged)", &["result"]);
+    auth_cache: IntCounterVec = counter_vec("sluice_jwt_cache_total", "JWT checks by verified-token cache result (hit, miss)", &["result"]);
+    jwks_fetches: IntCounterVec = counter_vec("sluice_jwks_fetches_total", "JWKS fetches by issuer name and result (ok, error)", &["issuer", "result"]);
+    audit_dropped: IntCounterVec = counter_vec("sluice_audit_dropped_total", "Audit records not written, by reason (queue_full, write_error, closed)", &["reason"]);
+    tokens: IntCounterVec = counter_vec("sluice_tokens_total", "Model tokens by provider, model (first 50 seen, then `other`) and direction (input, output, cache_read, cache_write)", &["provider", "model", "direction"]);
+    by_credential: IntCounterVec = counter_vec("sluice_requests_by_credential_total", "Requests by credential kind (opaque, jwt, anonymous, none)", &["kind"]);
+    config_revision: IntGauge = gauge("sluice_config_revision", "Revision of the snapshot serving requests");
+    config_last_success: IntGauge = gauge("sluice_config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration load");
+    forward_connects: IntCounterVec = counter_vec("sluice_forward_connects_total", "Forward-proxy connections by outcome (intercepted, tunnelled, denied, auth_failed, bad_request, timeout, upstream_error, tls_failed, sni_mismatch, plain_http)", &["outcome"]);
+    forward_tunnels: IntGauge = gauge("sluice_forward_tunnels", "Forward-proxy connections open now (blind tunnels and intercepted connections)");
+    forward_tunnel_bytes: IntCounterVec = counter_vec("sluice_forward_tunnel_bytes_total", "Bytes through blind tunnels, by direction (up: client to destination, down)", &["direction"]);
+    forward_leaf_certs: IntCounterVec = counter_vec("sluice_forward_leaf_cert_cache_total", "Intercepted-host certificate lookups by cache result (hit, miss)", &["result"]);
+    config_synchronized: IntGauge = gauge("sluice_config_synchronized", "1 when the last exchange with the control plane succeeded (0: serving the last good state)");
+    control_revision: IntGauge = gauge("sluice_control_revision", "Control-plane revision this data plane serves");
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -45,156 +65,6 @@ pub fn status_class_index(status: u16) -> usize {
 }
 
 impl Metrics {
-    fn new() -> Metrics {
-        // A table of definitions: each helper registers what it creates.
-        let r = Registry::new();
-        let requests = counter_vec(
-            &r,
-            "sluice_requests_total",
-            "Requests answered, by route, provider and status class",
-            &["route", "provider", "status_class"],
-        );
-        let request_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "sluice_request_duration_seconds",
-                "Time from request head to the end of the response, by route and provider",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0, 30.0, 60.0, 120.0,
-            ]),
-            &["route", "provider"],
-        )
-        .unwrap_or_else(unreachable_metric);
-        register(&r, request_duration.clone());
-        let rejected = counter_vec(
-            &r,
-            "sluice_rejected_requests_total",
-            "Requests refused by Sluice itself, by reason",
-            &["reason"],
-        );
-        let upstream_requests = counter_vec(
-            &r,
-            "sluice_upstream_requests_total",
-            "Requests sent upstream, by provider and key id",
-            &["provider", "key"],
-        );
-        let upstream_responses = counter_vec(
-            &r,
-            "sluice_upstream_responses_total",
-            "Upstream response heads, by provider, key id and status class",
-            &["provider", "key", "status_class"],
-        );
-        let connect_failures = counter_vec(
-            &r,
-            "sluice_upstream_connect_failures_total",
-            "Failed upstream connection attempts, by provider and the key the request carried",
-            &["provider", "key"],
-        );
-        let key_state = gauge_vec(&r, "sluice_key_state", "1 for the state each provider key is in (healthy, cooling_down, quarantined, draining, disabled)", &["provider", "key", "state"]);
-        let key_weight = gauge_vec(
-            &r,
-            "sluice_key_weight",
-            "Configured weight of each provider key",
-            &["provider", "key"],
-        );
-        let config_reloads = counter_vec(
-            &r,
-            "sluice_config_reload_total",
-            "Configuration reloads by result (success, invalid, refused, unchanged)",
-            &["result"],
-        );
-        let auth_cache = counter_vec(
-            &r,
-            "sluice_jwt_cache_total",
-            "JWT checks by verified-token cache result (hit, miss)",
-            &["result"],
-        );
-        let jwks_fetches = counter_vec(
-            &r,
-            "sluice_jwks_fetches_total",
-            "JWKS fetches by issuer name and result (ok, error)",
-            &["issuer", "result"],
-        );
-        let audit_dropped = counter_vec(
-            &r,
-            "sluice_audit_dropped_total",
-            "Audit records not written, by reason (queue_full, write_error, closed)",
-            &["reason"],
-        );
-        let tokens = counter_vec(&r, "sluice_tokens_total", "Model tokens by provider, model (first 50 seen, then `other`) and direction (input, output, cache_read, cache_write)", &["provider", "model", "direction"]);
-        let by_credential = counter_vec(
-            &r,
-            "sluice_requests_by_credential_total",
-            "Requests by credential kind (opaque, jwt, anonymous, none)",
-            &["kind"],
-        );
-        let config_revision = gauge(
-            &r,
-            "sluice_config_revision",
-            "Revision of the snapshot serving requests",
-        );
-        let config_last_success = gauge(
-            &r,
-            "sluice_config_last_reload_success_timestamp_seconds",
-            "Unix time of the last successful configuration load",
-        );
-        let forward_connects = counter_vec(
-            &r,
-            "sluice_forward_connects_total",
-            "Forward-proxy connections by outcome (intercepted, tunnelled, denied, auth_failed, bad_request, timeout, upstream_error, tls_failed, sni_mismatch, plain_http)",
-            &["outcome"],
-        );
-        let forward_tunnels = gauge(
-            &r,
-            "sluice_forward_tunnels",
-            "Forward-proxy connections open now (blind tunnels and intercepted connections)",
-        );
-        let forward_tunnel_bytes = counter_vec(
-            &r,
-            "sluice_forward_tunnel_bytes_total",
-            "Bytes through blind tunnels, by direction (up: client to destination, down)",
-            &["direction"],
-        );
-        let forward_leaf_certs = counter_vec(
-            &r,
-            "sluice_forward_leaf_cert_cache_total",
-            "Intercepted-host certificate lookups by cache result (hit, miss)",
-            &["result"],
-        );
-        let config_synchronized = gauge(&r, "sluice_config_synchronized", "1 when the last exchange with the control plane succeeded (0: serving the last good state)");
-        let control_revision = gauge(
-            &r,
-            "sluice_control_revision",
-            "Control-plane revision this data plane serves",
-        );
-        Metrics {
-            registry: r,
-            requests,
-            request_duration,
-            rejected,
-            upstream_requests,
-            upstream_responses,
-            connect_failures,
-            key_state,
-            key_weight,
-            config_reloads,
-            auth_cache,
-            jwks_fetches,
-            audit_dropped,
-            tokens,
-            by_credential,
-            config_revision,
-            config_last_success,
-            forward_connects,
-            forward_tunnels,
-            forward_tunnel_bytes,
-            forward_leaf_certs,
-            config_synchronized,
-            control_revision,
-        }
-    }
-
     pub fn reload(&self, result: &str) {
         self.config_reloads.with_label_values(&[result]).inc();
     }
@@ -225,6 +95,22 @@ fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeV
     let g = IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(unreachable_metric);
     register(r, g.clone());
     g
+}
+
+fn histogram_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> HistogramVec {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )
+    .unwrap_or_else(unreachable_metric);
+    register(r, h.clone());
+    h
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
