@@ -1,16 +1,18 @@
 //! Configuration: `wire` (the YAML as written) → `snapshot` (validated, precomputed, immutable)
 //! → `store` (the `ArcSwap` every request loads once, and the reload path that feeds it).
 
-pub mod auth_build;
 mod forward;
+pub mod issuer;
 pub mod kind;
 pub mod locate;
 pub mod oauth_provider;
+pub mod owner;
 pub mod provider;
 pub mod route;
 pub mod snapshot;
 pub mod store;
 pub mod stored;
+pub mod token;
 pub mod watch;
 pub mod wire;
 

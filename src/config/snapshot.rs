@@ -11,7 +11,7 @@ use super::oauth_provider::OAuthProvider;
 use super::provider::Provider;
 use super::route::Route;
 use super::wire::{self, AuthPolicy};
-use super::{auth_build, forward, oauth_provider, provider, route, ConfigError};
+use super::{forward, issuer, oauth_provider, provider, route, token, ConfigError};
 use crate::auth::jwks::JwksRegistry;
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::opaque::TokenRecord;
@@ -131,7 +131,7 @@ impl Snapshot {
         // In dependency order: routes name providers and issuers; the forward proxy adds one
         // intercept route per provider; tokens name owners.
         let built = provider::build_all(providers, base, ctx, &mut errors, &mut warnings);
-        let jwt = auth_build::issuers(issuers, ctx, &mut errors);
+        let jwt = issuer::build_all(issuers, ctx, &mut errors);
         let mut built_routes =
             route::build_all(routes, &built, providers, &jwt, issuers, &mut errors);
         let forward = forward::build(
@@ -142,7 +142,7 @@ impl Snapshot {
             issuers,
             &mut errors,
         );
-        let built_tokens = auth_build::tokens(tokens, owners, ctx, &mut errors);
+        let built_tokens = token::build_all(tokens, owners, ctx, &mut errors);
         let oauth_providers = oauth_provider::build_all(oauth_providers, &mut errors);
         if routes
             .iter()

@@ -1,11 +1,15 @@
 //! The configuration file exactly as users write it (YAML). Converted into a validated
 //! [`Snapshot`](super::Snapshot) by `snapshot.rs`; nothing on the request path reads these types.
 
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use serde::Deserialize;
 use std::path::PathBuf;
 
-pub use super::oauth_provider::OAuthProvider;
+pub use super::issuer::wire::Issuer;
+pub use super::oauth_provider::wire::OAuthProvider;
+pub use super::owner::wire::{Owner, Role};
+pub use super::provider::wire::{CredentialMode, Key, Provider};
+pub use super::route::wire::Route;
+pub use super::token::wire::Token;
 pub use crate::auth::AuthPolicy;
 pub use crate::forward::policy::TunnelPolicy;
 pub use crate::upstream::ProviderKind;
@@ -138,90 +142,6 @@ pub enum AuditSinkKind {
     None,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Provider {
-    /// Lowercase letters, digits and hyphens; immutable once stored.
-    pub name: String,
-    /// The provider's wire format.
-    pub kind: ProviderKind,
-    /// Scheme, host and optional port of the upstream API (`https://api.openai.com`).
-    pub base_url: String,
-    /// Hosts the forward proxy intercepts for this provider (`api.openai.com`).
-    #[serde(default)]
-    pub intercept_hosts: Vec<String>,
-    #[serde(default)]
-    pub credentials: CredentialMode,
-    /// The key pool, picked by smooth weighted round-robin.
-    #[serde(default)]
-    pub keys: Vec<Key>,
-    /// Extra CA certificates (PEM) trusted for this provider's upstream instead of the system roots.
-    #[serde(default)]
-    #[schema(value_type = Option<String>)]
-    pub ca_file: Option<PathBuf>,
-    /// How long a key stays out of rotation after the upstream answered 401/403 (seconds).
-    #[serde(default = "default_quarantine_seconds")]
-    pub quarantine_seconds: u64,
-    /// Cool-down after a 429 without `Retry-After` (seconds).
-    #[serde(default = "default_cooldown_seconds")]
-    pub cooldown_seconds: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, utoipa::ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum CredentialMode {
-    /// Sluice injects a key from the pool; client provider keys are stripped.
-    #[default]
-    Centralized,
-    /// The client's own provider key passes through; the pool is not used.
-    Byok,
-    /// The client's own provider key if it sent one, otherwise a pool key.
-    PreferByok,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Key {
-    /// Unique within the provider; shown in metrics and audit records.
-    pub id: String,
-    /// `secret:NAME` (the control plane's store), `env:VAR` or `file:/path`.
-    pub secret_ref: String,
-    /// Share of the provider's traffic; 0 drains the key (in-flight requests finish).
-    #[serde(default = "default_weight")]
-    pub weight: u32,
-    /// A disabled key is kept but never picked.
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// When the secret cannot be resolved, leave the key out (with a warning) instead of
-    /// rejecting the whole config. For providers enabled by setting an environment variable.
-    #[serde(default)]
-    pub optional: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Route {
-    pub prefix: String,
-    pub provider: String,
-    #[serde(default)]
-    pub auth: AuthPolicy,
-    /// Scopes the caller must hold, all of them (opaque token `scopes`, JWT `scope`/`scp`).
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    /// Names of the `issuers` whose JWTs this route accepts (default: all of them).
-    #[serde(default)]
-    pub issuers: Vec<String>,
-    /// JWT claims that must equal these values.
-    #[serde(default)]
-    pub required_claims: BTreeMap<String, String>,
-    /// Forward the authenticated principal upstream in this header (e.g. `x-forwarded-user`).
-    #[serde(default)]
-    pub principal_header: Option<String>,
-    /// Record usage and write an audit record for requests on this route (default true).
-    #[serde(default = "default_true")]
-    pub audit: bool,
-}
-
 /// Forward-proxy policy: who may use the proxy, which hosts are intercepted (each provider's
 /// `intercept_hosts`), and what happens to every other destination.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -294,100 +214,6 @@ impl Default for Forward {
     }
 }
 
-/// An opaque token record (what `sluice token generate` prints): never the token itself.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Token {
-    /// The 12-character id inside the token (`sluice_<id>_…`).
-    pub id: String,
-    /// `sha256:<64 hex>` of the token's secret part.
-    pub sha256: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub scopes: Vec<String>,
-    /// RFC 3339 time after which the token is refused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
-    /// RFC 3339 time from which the token is refused (revocation).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revoked_at: Option<String>,
-}
-
-impl Token {
-    /// A new opaque token (shown once) and its record: only the SHA-256 of its secret is kept.
-    pub fn generate(
-        name: Option<String>,
-        owner: Option<String>,
-        scopes: Vec<String>,
-        expires_at: Option<String>,
-    ) -> Result<(String, Token), getrandom::Error> {
-        let (token, id, digest) = crate::auth::opaque::generate()?;
-        let record = Token {
-            id,
-            sha256: format!("sha256:{}", hex::encode(digest)),
-            name,
-            owner,
-            scopes,
-            expires_at,
-            revoked_at: None,
-        };
-        Ok((token, record))
-    }
-}
-
-/// Who tokens belong to; a disabled owner's tokens are all refused.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Owner {
-    pub name: String,
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// What this owner's tokens may do on the admin API (none: no admin access).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<Role>,
-}
-
-/// Admin API roles. Each endpoint checks one named permission (see `control::rbac`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Role {
-    /// Everything.
-    Admin,
-    /// Provider keys, secrets and tokens; reads everything else.
-    Operator,
-    /// Reads metadata only.
-    Viewer,
-    /// A data plane following this control plane: reads the revision feed only.
-    Dataplane,
-}
-
-/// A trusted JWT issuer.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Issuer {
-    /// Short name for routes, metrics and logs.
-    pub name: String,
-    /// The exact `iss` claim.
-    pub issuer: String,
-    /// Where the signing keys are; default: `jwks_uri` from `{issuer}/.well-known/openid-configuration`.
-    #[serde(default)]
-    pub jwks_uri: Option<String>,
-    /// Accepted `aud` values (any of them).
-    pub audiences: Vec<String>,
-    /// Accepted signing algorithms, each bound to its key type.
-    #[serde(default = "default_algorithms")]
-    pub algorithms: Vec<String>,
-    /// Clock skew allowed on `exp` and `nbf`.
-    #[serde(default = "default_leeway")]
-    pub leeway_seconds: u64,
-    /// The claim that names the principal (`sub`, `client_id`, …).
-    #[serde(default = "default_principal_claim")]
-    pub principal_claim: String,
-}
-
 fn default_data_dir() -> PathBuf {
     PathBuf::from("./data")
 }
@@ -397,26 +223,8 @@ fn default_proxy_listener() -> String {
 fn default_admin_listener() -> String {
     "127.0.0.1:9090".to_owned()
 }
-fn default_weight() -> u32 {
-    1
-}
 fn default_true() -> bool {
     true
-}
-fn default_quarantine_seconds() -> u64 {
-    300
-}
-fn default_cooldown_seconds() -> u64 {
-    30
-}
-fn default_algorithms() -> Vec<String> {
-    vec!["RS256".into(), "ES256".into(), "EdDSA".into()]
-}
-fn default_leeway() -> u64 {
-    30
-}
-fn default_principal_claim() -> String {
-    "sub".into()
 }
 fn default_audit_max_bytes() -> u64 {
     100 * 1024 * 1024

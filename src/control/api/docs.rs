@@ -90,51 +90,6 @@ fn operations<T: Doc>() -> Vec<Operation> {
     })
 }
 
-impl Doc for wire::Provider {
-    const PATH: &'static str = "/v1/providers";
-    const ONE: &'static str = "a provider";
-    const MANY: &'static str = "providers";
-    const SCHEMA: &'static str = "Provider";
-    fn check_name(name: &str) -> ApiResult<()> {
-        if crate::config::provider::valid_name(name) {
-            Ok(())
-        } else {
-            Err(ApiError::bad(
-                "name",
-                format!(
-                    "`{name}` must be lowercase letters, digits and hyphens (e.g. `openai-eu`)"
-                ),
-            ))
-        }
-    }
-}
-
-impl Doc for wire::Issuer {
-    const PATH: &'static str = "/v1/issuers";
-    const ONE: &'static str = "an issuer";
-    const MANY: &'static str = "issuers";
-    const SCHEMA: &'static str = "Issuer";
-}
-
-impl Doc for wire::Route {
-    const PATH: &'static str = "/v1/routes";
-    const ITEM: &'static str = "{*prefix}";
-    const ITEM_NOTE: &'static str = " (prefix without its leading slash)";
-    const ONE: &'static str = "a route";
-    const MANY: &'static str = "routes";
-    const SCHEMA: &'static str = "Route";
-    fn url_name(raw: &str) -> String {
-        format!("/{}", raw.trim_start_matches('/'))
-    }
-}
-
-impl Doc for wire::Owner {
-    const PATH: &'static str = "/v1/owners";
-    const ONE: &'static str = "an owner";
-    const MANY: &'static str = "owners";
-    const SCHEMA: &'static str = "Owner";
-}
-
 /// A stored document as the API shows it: its body, where it comes from, and its times.
 fn stored_item(r: Resource) -> Value {
     let mut v = with_source(r.body, "store");

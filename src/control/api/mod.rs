@@ -27,14 +27,17 @@ use crate::config::{Access, ConfigErrors, ConfigStore};
 
 pub(super) mod docs;
 mod feed;
-mod keys;
+mod issuers;
 mod oauth_providers;
+mod owners;
+mod providers;
+mod routes;
 mod secrets;
 mod tokens;
 
 use feed::snapshot;
-use keys::{create_key, delete_key, update_key};
-pub(super) use keys::{KeyCreate, KeyUpdate};
+use providers::{create_key, delete_key, update_key};
+pub(super) use providers::{KeyCreate, KeyUpdate};
 use secrets::{create_secret, delete_secret, get_secret, list_secrets, update_secret};
 pub(super) use secrets::{SecretCreate, SecretUpdate};
 use tokens::{create_token, list_tokens, revoke_token, rotate_token};

@@ -1,7 +1,28 @@
-//! Provider keys: a value given here becomes a secret labelled `managed-by: sluice`.
+//! Providers through the admin API (whole documents, `Doc`) and their keys: a key's value
+//! given here becomes a secret labelled `managed-by: sluice`.
 
+use super::docs::Doc;
 use super::secrets::check_value;
 use super::*;
+
+impl Doc for wire::Provider {
+    const PATH: &'static str = "/v1/providers";
+    const ONE: &'static str = "a provider";
+    const MANY: &'static str = "providers";
+    const SCHEMA: &'static str = "Provider";
+    fn check_name(name: &str) -> ApiResult<()> {
+        if crate::config::provider::valid_name(name) {
+            Ok(())
+        } else {
+            Err(ApiError::bad(
+                "name",
+                format!(
+                    "`{name}` must be lowercase letters, digits and hyphens (e.g. `openai-eu`)"
+                ),
+            ))
+        }
+    }
+}
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -1,14 +1,17 @@
-//! Routes: a path prefix, the provider behind it, and who may use it.
+//! Routes: a path prefix, the provider behind it, and who may use it. The route as written is
+//! `wire`.
+
+pub mod wire;
 
 use http::HeaderName;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::provider::Provider;
-use super::wire::{self, AuthPolicy};
-use super::ConfigError;
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::Access;
+use crate::config::provider::Provider;
+use crate::config::wire::{self as config_wire, AuthPolicy};
+use crate::config::ConfigError;
 use crate::metrics::RouteMetrics;
 
 #[derive(Debug)]
@@ -29,11 +32,11 @@ pub struct Route {
 /// Every route, longest prefix first. `providers` are the ones that built; `declared` names
 /// every provider of the file (a route to a provider in error is not reported twice).
 pub(super) fn build_all(
-    routes: &[wire::Route],
+    routes: &[config_wire::Route],
     providers: &[Arc<Provider>],
-    declared: &[wire::Provider],
+    declared: &[config_wire::Provider],
     jwt: &JwtVerifier,
-    issuers: &[wire::Issuer],
+    issuers: &[config_wire::Issuer],
     errors: &mut Vec<ConfigError>,
 ) -> Vec<Route> {
     let mut built = Vec::new();
@@ -76,13 +79,13 @@ pub(super) fn build_all(
 
 /// The route's prefix checked, and who may use it.
 fn access(
-    r: &wire::Route,
+    r: &config_wire::Route,
     at: &str,
     jwt: &JwtVerifier,
-    declared_issuers: &[wire::Issuer],
+    declared_issuers: &[config_wire::Issuer],
     errors: &mut Vec<ConfigError>,
 ) -> Access {
-    let wire::Route {
+    let config_wire::Route {
         prefix,
         provider: _,
         auth,
@@ -118,7 +121,7 @@ fn access(
 }
 
 fn principal_header(
-    r: &wire::Route,
+    r: &config_wire::Route,
     at: &str,
     errors: &mut Vec<ConfigError>,
 ) -> Option<HeaderName> {
@@ -141,7 +144,7 @@ fn principal_header(
 pub(super) fn issuer_indices(
     names: &[String],
     jwt: &JwtVerifier,
-    declared: &[wire::Issuer],
+    declared: &[config_wire::Issuer],
     at: &str,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Vec<usize>> {

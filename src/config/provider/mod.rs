@@ -1,5 +1,8 @@
 //! Providers: the wire `Provider` validated into the snapshot's `Provider` — its upstream, its
 //! keys resolved with their ready header values, the weighted pool and each key's health.
+//! The provider as written is `wire`.
+
+pub mod wire;
 
 use http::HeaderValue;
 use std::collections::HashSet;
@@ -7,9 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::wire::{self, CredentialMode, ProviderKind};
-use super::{BuildContext, ConfigError};
 use crate::balance::{KeyPool, Member};
+use crate::config::wire::{self as config_wire, CredentialMode, ProviderKind};
+use crate::config::{BuildContext, ConfigError};
 use crate::metrics::KeyMetrics;
 use crate::secrets::{self, Secret};
 use crate::upstream::Upstream;
@@ -65,7 +68,7 @@ pub fn valid_name(name: &str) -> bool {
 
 /// Every provider, in order; a repeated name is an error.
 pub(super) fn build_all(
-    providers: &[wire::Provider],
+    providers: &[config_wire::Provider],
     base: &Path,
     ctx: &BuildContext,
     errors: &mut Vec<ConfigError>,
@@ -89,14 +92,14 @@ pub(super) fn build_all(
 }
 
 fn build(
-    p: &wire::Provider,
+    p: &config_wire::Provider,
     at: &str,
     base: &Path,
     ctx: &BuildContext,
     errors: &mut Vec<ConfigError>,
     warnings: &mut Vec<String>,
 ) -> Option<Provider> {
-    let wire::Provider {
+    let config_wire::Provider {
         name,
         kind,
         base_url: _,
@@ -167,7 +170,7 @@ fn build(
 
 /// `base_url` with the trust roots of `ca_file`.
 fn upstream(
-    p: &wire::Provider,
+    p: &config_wire::Provider,
     at: &str,
     base: &Path,
     errors: &mut Vec<ConfigError>,
@@ -194,7 +197,7 @@ fn upstream(
 /// The keys whose secrets resolve; an `optional` key whose secret does not is left out with a
 /// warning, any other is an error.
 fn build_keys(
-    p: &wire::Provider,
+    p: &config_wire::Provider,
     at: &str,
     base: &Path,
     ctx: &BuildContext,
@@ -206,7 +209,7 @@ fn build_keys(
     let mut ids = HashSet::new();
     for (j, k) in p.keys.iter().enumerate() {
         let key_at = format!("{at}.keys[{j}]");
-        let wire::Key {
+        let config_wire::Key {
             id,
             secret_ref,
             weight,

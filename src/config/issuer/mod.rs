@@ -1,0 +1,143 @@
+//! Trusted JWT issuers: each checked and given its verifier (keys fetched later, on demand). The
+//! issuer as written is `wire`.
+
+pub mod wire;
+
+use std::collections::HashSet;
+
+use crate::auth::jwt::{self, JwtVerifier, TrustedIssuer};
+use crate::config::wire as config_wire;
+use crate::config::{BuildContext, ConfigError};
+
+/// Every issuer, checked; the valid ones make the verifier.
+pub fn build_all(
+    issuers: &[config_wire::Issuer],
+    ctx: &BuildContext,
+    errors: &mut Vec<ConfigError>,
+) -> JwtVerifier {
+    /// Clock skew is seconds to minutes; more would make `exp` meaningless (and the
+    /// verifier subtracts it from the clock).
+    const MAX_LEEWAY_SECONDS: u64 = 3600;
+    let mut names = HashSet::new();
+    let mut iss_seen = HashSet::new();
+    let mut built = Vec::new();
+    for (i, w) in issuers.iter().enumerate() {
+        let at = format!("issuers[{i}]");
+        let config_wire::Issuer {
+            name,
+            issuer,
+            jwks_uri,
+            audiences,
+            algorithms,
+            leeway_seconds,
+            principal_claim,
+        } = w;
+        let before = errors.len();
+        if name.is_empty() || !names.insert(name.as_str()) {
+            errors.push(ConfigError::at(
+                format!("{at}.name"),
+                format!("issuer name `{name}` is empty or repeated"),
+            ));
+        }
+        if *leeway_seconds > MAX_LEEWAY_SECONDS {
+            errors.push(ConfigError::at(
+                format!("{at}.leeway_seconds"),
+                format!("{leeway_seconds} is more than the {MAX_LEEWAY_SECONDS} seconds allowed"),
+            ));
+        }
+        check_urls(w, &at, &mut iss_seen, errors);
+        if audiences.is_empty() || audiences.iter().any(String::is_empty) {
+            errors.push(ConfigError::at(
+                format!("{at}.audiences"),
+                "list at least one audience: tokens minted for other services must not work here",
+            ));
+        }
+        let algs = algorithms_of(algorithms, &at, errors);
+        if principal_claim.is_empty() {
+            errors.push(ConfigError::at(
+                format!("{at}.principal_claim"),
+                "name the claim that identifies the caller",
+            ));
+        }
+        if errors.len() > before {
+            continue;
+        }
+        let validations = algs
+            .iter()
+            .map(|alg| {
+                (
+                    *alg,
+                    jwt::validation(*alg, issuer, audiences, *leeway_seconds),
+                )
+            })
+            .collect();
+        built.push(TrustedIssuer {
+            name: name.clone(),
+            issuer: issuer.clone(),
+            principal_claim: principal_claim.clone(),
+            validations,
+            keys: ctx.jwks.get(name, issuer, jwks_uri.as_deref()),
+        });
+    }
+    JwtVerifier::new(built)
+}
+
+/// `issuer` (unique) and `jwks_uri` are http(s) URLs.
+fn check_urls<'a>(
+    w: &'a config_wire::Issuer,
+    at: &str,
+    seen: &mut HashSet<&'a str>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let issuer = &w.issuer;
+    if !is_http_url(issuer) {
+        errors.push(ConfigError::at(
+            format!("{at}.issuer"),
+            format!("`{issuer}` must be an http(s) URL (the exact `iss` claim)"),
+        ));
+    } else if !seen.insert(issuer.as_str()) {
+        errors.push(ConfigError::at(
+            format!("{at}.issuer"),
+            format!("issuer `{issuer}` is listed twice"),
+        ));
+    }
+    if let Some(uri) = &w.jwks_uri {
+        if !is_http_url(uri) {
+            errors.push(ConfigError::at(
+                format!("{at}.jwks_uri"),
+                format!("`{uri}` must be an http(s) URL"),
+            ));
+        }
+    }
+}
+
+/// The accepted algorithms, each checked (never HS*).
+fn algorithms_of(
+    algorithms: &[String],
+    at: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<jsonwebtoken::Algorithm> {
+    let mut algs = Vec::new();
+    for (j, a) in algorithms.iter().enumerate() {
+        match jwt::parse_algorithm(a) {
+            Some(alg) => algs.push(alg),
+            None => errors.push(ConfigError::at(
+                format!("{at}.algorithms[{j}]"),
+                format!("`{a}` is not accepted: use RS256/384/512, PS256/384/512, ES256/384 or EdDSA (shared-secret HS* never)"),
+            )),
+        }
+    }
+    if algorithms.is_empty() {
+        errors.push(ConfigError::at(
+            format!("{at}.algorithms"),
+            "list at least one algorithm",
+        ));
+    }
+    algs
+}
+
+fn is_http_url(s: &str) -> bool {
+    s.parse::<http::Uri>().ok().is_some_and(|u| {
+        matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty())
+    })
+}

@@ -1,0 +1,56 @@
+//! A trusted JWT issuer as written (YAML `issuers:` or the admin API).
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::kind::Kind;
+use crate::config::wire;
+
+/// A trusted JWT issuer.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Issuer {
+    /// Short name for routes, metrics and logs.
+    pub name: String,
+    /// The exact `iss` claim.
+    pub issuer: String,
+    /// Where the signing keys are; default: `jwks_uri` from `{issuer}/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Accepted `aud` values (any of them).
+    pub audiences: Vec<String>,
+    /// Accepted signing algorithms, each bound to its key type.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+    /// The claim that names the principal (`sub`, `client_id`, …).
+    #[serde(default = "default_principal_claim")]
+    pub principal_claim: String,
+}
+
+impl Kind for Issuer {
+    const KIND: &'static str = "issuer";
+    const LIST: &'static str = "issuers";
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn list(config: &wire::Config) -> &Vec<Self> {
+        &config.issuers
+    }
+    fn list_mut(config: &mut wire::Config) -> &mut Vec<Self> {
+        &mut config.issuers
+    }
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into(), "EdDSA".into()]
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+fn default_principal_claim() -> String {
+    "sub".into()
+}

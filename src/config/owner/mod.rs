@@ -1,0 +1,31 @@
+//! Owners: who tokens belong to, and which admin-API role each holds. The owner as written is
+//! `wire`.
+
+pub mod wire;
+
+use std::collections::HashMap;
+
+use crate::config::wire as config_wire;
+use crate::config::ConfigError;
+
+/// Whether each owner is enabled; names must be unique.
+pub(crate) fn enabled<'a>(
+    owners: &'a [config_wire::Owner],
+    errors: &mut Vec<ConfigError>,
+) -> HashMap<&'a str, bool> {
+    let mut enabled = HashMap::new();
+    for (i, o) in owners.iter().enumerate() {
+        let config_wire::Owner {
+            name,
+            enabled: on,
+            role: _,
+        } = o;
+        if name.is_empty() || enabled.insert(name.as_str(), *on).is_some() {
+            errors.push(ConfigError::at(
+                format!("owners[{i}].name"),
+                format!("owner `{name}` is empty or repeated"),
+            ));
+        }
+    }
+    enabled
+}

@@ -1,0 +1,109 @@
+//! Opaque token records: indexed by id, each principal built once. The record as written is
+//! `wire`.
+
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use crate::auth::opaque::{self, TokenRecord};
+use crate::auth::{CredentialKind, Principal};
+use crate::config::wire as config_wire;
+use crate::config::{BuildContext, ConfigError};
+
+/// Token records by id, each with its principal built once.
+pub fn build_all(
+    tokens: &[config_wire::Token],
+    owners: &[config_wire::Owner],
+    ctx: &BuildContext,
+    errors: &mut Vec<ConfigError>,
+) -> HashMap<String, TokenRecord> {
+    let enabled = super::owner::enabled(owners, errors);
+    let mut out = HashMap::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let at = format!("tokens[{i}]");
+        let config_wire::Token {
+            id,
+            sha256,
+            name,
+            owner,
+            scopes,
+            expires_at,
+            revoked_at,
+        } = t;
+        let id_ok = id.len() == opaque::ID_LEN && id.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !id_ok {
+            errors.push(ConfigError::at(
+                format!("{at}.id"),
+                format!("`{id}` is not a token id: 12 letters or digits, as printed by `sluice token generate`"),
+            ));
+            continue;
+        }
+        let Some(digest) = parse_digest(sha256) else {
+            errors.push(ConfigError::at(
+                format!("{at}.sha256"),
+                "expected `sha256:` and 64 hex digits (the SHA-256 of the token's secret, never the token)",
+            ));
+            continue;
+        };
+        let expires_at = time(expires_at.as_deref(), &format!("{at}.expires_at"), errors);
+        let revoked_at = time(revoked_at.as_deref(), &format!("{at}.revoked_at"), errors);
+        if out.contains_key(id.as_str()) {
+            errors.push(ConfigError::at(
+                format!("{at}.id"),
+                format!("token id `{id}` is repeated"),
+            ));
+            continue;
+        }
+        let owner_enabled = owner
+            .as_deref()
+            .and_then(|o| enabled.get(o).copied())
+            .unwrap_or(true);
+        let principal = Arc::new(Principal {
+            kind: CredentialKind::Opaque,
+            id: name.clone().unwrap_or_else(|| id.clone()),
+            owner: owner.clone(),
+            scopes: scopes.clone(),
+            issuer: None,
+            claims: serde_json::Value::Null,
+        });
+        out.insert(
+            id.clone(),
+            TokenRecord {
+                id: id.clone(),
+                digest,
+                expires_at,
+                revoked_at,
+                owner_enabled,
+                principal,
+                last_used: ctx.usage.get(id),
+            },
+        );
+    }
+    out
+}
+
+fn time(value: Option<&str>, at: &str, errors: &mut Vec<ConfigError>) -> Option<u64> {
+    let value = value?;
+    match humantime::parse_rfc3339_weak(value) {
+        Ok(t) => Some(
+            t.duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        ),
+        Err(e) => {
+            errors.push(ConfigError::at(
+                at,
+                format!("`{value}` is not an RFC 3339 time (e.g. 2027-01-31T00:00:00Z): {e}"),
+            ));
+            None
+        }
+    }
+}
+
+pub fn parse_digest(value: &str) -> Option<[u8; 32]> {
+    let hex_part = value.strip_prefix("sha256:").unwrap_or(value);
+    let bytes = hex::decode(hex_part).ok()?;
+    bytes.try_into().ok()
+}

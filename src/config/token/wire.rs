@@ -1,0 +1,64 @@
+//! A token record as written (YAML `tokens:`, the store, `sluice token generate`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::kind::Kind;
+use crate::config::wire;
+
+/// An opaque token record (what `sluice token generate` prints): never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Token {
+    /// The 12-character id inside the token (`sluice_<id>_…`).
+    pub id: String,
+    /// `sha256:<64 hex>` of the token's secret part.
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// RFC 3339 time after which the token is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// RFC 3339 time from which the token is refused (revocation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+impl Token {
+    /// A new opaque token (shown once) and its record: only the SHA-256 of its secret is kept.
+    pub fn generate(
+        name: Option<String>,
+        owner: Option<String>,
+        scopes: Vec<String>,
+        expires_at: Option<String>,
+    ) -> Result<(String, Token), getrandom::Error> {
+        let (token, id, digest) = crate::auth::opaque::generate()?;
+        let record = Token {
+            id,
+            sha256: format!("sha256:{}", hex::encode(digest)),
+            name,
+            owner,
+            scopes,
+            expires_at,
+            revoked_at: None,
+        };
+        Ok((token, record))
+    }
+}
+
+impl Kind for Token {
+    const KIND: &'static str = "token";
+    const LIST: &'static str = "tokens";
+    fn name(&self) -> String {
+        self.id.clone()
+    }
+    fn list(config: &wire::Config) -> &Vec<Self> {
+        &config.tokens
+    }
+    fn list_mut(config: &mut wire::Config) -> &mut Vec<Self> {
+        &mut config.tokens
+    }
+}
