@@ -70,6 +70,10 @@ pub const CREDENTIAL_HEADERS: [&str; 5] = [
 /// disagree on which of two values counts (the first, the last, both joined), so a second
 /// value could carry a Sluice credential past the check or a client key past the strip.
 pub fn single_credentials(headers: &HeaderMap) -> Result<(), GatewayError> {
+    // Almost every request repeats no header at all: one comparison instead of six lookups.
+    if headers.len() == headers.keys_len() {
+        return Ok(());
+    }
     let twice = |name: &str| {
         let mut values = headers.get_all(name).iter();
         values.next().is_some() && values.next().is_some()
