@@ -70,17 +70,9 @@ pub async fn admit(
 /// serves) and protocol upgrades (a 101 would leave the rest of the connection unfiltered).
 pub fn check_head(req: &RequestHeader) -> Result<(), GatewayError> {
     check_path(req.uri.path()).map_err(GatewayError::BadRequest)?;
-    let upgrade = req.headers.contains_key(http::header::UPGRADE)
-        || req
-            .headers
-            .get_all(http::header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            });
-    if upgrade {
+    // An HTTP/1.1 upgrade needs the `Upgrade` header (`Connection: upgrade` alone asks for
+    // nothing), and Pingora turns a request into an upgrade by that header.
+    if req.headers.contains_key(http::header::UPGRADE) {
         return Err(GatewayError::BadRequest(BadRequest::Upgrade));
     }
     Ok(())
