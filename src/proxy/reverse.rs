@@ -212,7 +212,12 @@ impl ProxyHttp for Gateway {
                 status,
                 header(http::header::CONTENT_ENCODING),
             ));
-        } else if let Some(verdict) = Verdict::of_head(status, header(http::header::RETRY_AFTER)) {
+        } else if let Some(verdict) = Verdict::of_head(
+            status,
+            (status == 429)
+                .then(|| header(http::header::RETRY_AFTER))
+                .flatten(),
+        ) {
             feedback::apply(provider, key_idx, verdict);
         }
         Ok(())
