@@ -12,7 +12,7 @@ pub mod opaque;
 pub mod token_format;
 pub mod usage;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -56,14 +56,17 @@ pub trait CredentialIndex: Sync {
 }
 
 pub const SLUICE_TOKEN_HEADER: &str = "x-sluice-token";
+static SLUICE_TOKEN: HeaderName = HeaderName::from_static(SLUICE_TOKEN_HEADER);
+static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
-/// Headers that carry a client credential of some provider (or of Sluice): never forwarded as is.
-pub const CREDENTIAL_HEADERS: [&str; 5] = [
-    "authorization",
-    "x-api-key",
-    "api-key",
-    "x-goog-api-key",
-    "proxy-authorization",
+/// Headers that carry a client credential of some provider (or of Sluice): never forwarded as
+/// is. Header names built at compile time: a lookup with one skips parsing the name.
+pub static CREDENTIAL_HEADERS: [HeaderName; 5] = [
+    http::header::AUTHORIZATION,
+    HeaderName::from_static("x-api-key"),
+    HeaderName::from_static("api-key"),
+    HeaderName::from_static("x-goog-api-key"),
+    http::header::PROXY_AUTHORIZATION,
 ];
 
 /// Refuses a request that sends any credential header twice: proxies, SDKs and upstreams
@@ -74,11 +77,11 @@ pub fn single_credentials(headers: &HeaderMap) -> Result<(), GatewayError> {
     if headers.len() == headers.keys_len() {
         return Ok(());
     }
-    let twice = |name: &str| {
+    let twice = |name: &HeaderName| {
         let mut values = headers.get_all(name).iter();
         values.next().is_some() && values.next().is_some()
     };
-    if twice(SLUICE_TOKEN_HEADER) || CREDENTIAL_HEADERS.iter().any(|n| twice(n)) {
+    if twice(&SLUICE_TOKEN) || CREDENTIAL_HEADERS.iter().any(twice) {
         return Err(GatewayError::BadRequest(BadRequest::DuplicateCredential));
     }
     Ok(())
@@ -149,11 +152,11 @@ pub fn presented(
     policy: AuthPolicy,
 ) -> Result<(Option<&str>, bool), GatewayError> {
     single_credentials(headers)?;
-    let sluice_header = header_str(headers, SLUICE_TOKEN_HEADER);
-    let bearer = header_str(headers, "authorization")
+    let sluice_header = header_str(headers, &SLUICE_TOKEN);
+    let bearer = header_str(headers, &http::header::AUTHORIZATION)
         .map(strip_bearer)
         .filter(|t| !t.is_empty());
-    let api_key = header_str(headers, "x-api-key");
+    let api_key = header_str(headers, &X_API_KEY);
     if policy == AuthPolicy::None {
         return Ok((None, bearer.is_some() || api_key.is_some()));
     }
@@ -274,7 +277,7 @@ pub fn authorize(principal: &Principal, access: &Access) -> Result<(), GatewayEr
     Ok(())
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())

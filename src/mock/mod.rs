@@ -115,19 +115,6 @@ pub async fn serve(
     }
 }
 
-/// The credential headers Sluice strips, plus its own token header.
-const CREDENTIAL_HEADERS: [&str; 6] = {
-    let c = crate::auth::CREDENTIAL_HEADERS;
-    [
-        c[0],
-        c[1],
-        c[2],
-        c[3],
-        c[4],
-        crate::auth::SLUICE_TOKEN_HEADER,
-    ]
-};
-
 impl Mock {
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_owned();
@@ -202,7 +189,11 @@ impl Mock {
             return;
         };
         stats.requests += 1;
-        for name in CREDENTIAL_HEADERS {
+        let names = crate::auth::CREDENTIAL_HEADERS
+            .iter()
+            .map(http::HeaderName::as_str)
+            .chain([crate::auth::SLUICE_TOKEN_HEADER]);
+        for name in names {
             for value in req.headers().get_all(name) {
                 let key = format!("{name}: {}", String::from_utf8_lossy(value.as_bytes()));
                 *stats.credentials.entry(key).or_default() += 1;

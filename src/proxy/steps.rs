@@ -4,6 +4,7 @@
 //! because the route names the auth policy and the error shape; the credential is picked last
 //! so a refused request never takes a turn from the key pool.
 
+use http::HeaderName;
 use pingora::http::RequestHeader;
 
 use std::sync::Arc;
@@ -295,7 +296,12 @@ fn guess_shape(path: &str) -> ErrorShape {
 /// Headers that choose which account a provider key acts for. A pool key is the operator's:
 /// a client may not point it at another organization or project (the upstream would refuse,
 /// and a refusal used to bench the key for everyone).
-pub const ACCOUNT_HEADERS: [&str; 2] = ["openai-organization", "openai-project"];
+pub static ACCOUNT_HEADERS: [HeaderName; 2] = [
+    HeaderName::from_static("openai-organization"),
+    HeaderName::from_static("openai-project"),
+];
+
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Rewrites the request head for the upstream: path under the provider's base path, `Host`,
 /// Sluice's own headers and client credentials removed, the pool key injected.
@@ -351,7 +357,7 @@ pub fn rewrite(
             .and_then(|v| v.to_str().ok())
             .map(|v| v.trim().to_owned());
         remove_ours(upstream);
-        for name in CREDENTIAL_HEADERS {
+        for name in &CREDENTIAL_HEADERS {
             let sluice = upstream.headers.get_all(name).iter().any(|v| {
                 let value = v.to_str().map(str::trim).unwrap_or("");
                 let token = auth::strip_bearer(value);
@@ -373,7 +379,7 @@ pub fn rewrite(
 
 /// Removes a header the request usually does not carry: a lookup when it is absent, instead of
 /// the two maps Pingora's `remove_header` updates.
-fn remove(upstream: &mut RequestHeader, name: &str) {
+fn remove(upstream: &mut RequestHeader, name: &HeaderName) {
     if upstream.headers.contains_key(name) {
         upstream.remove_header(name);
     }
@@ -394,8 +400,8 @@ fn remove_ours(upstream: &mut RequestHeader) {
             upstream.remove_header(name);
         }
     }
-    remove(upstream, "proxy-authorization");
-    remove(upstream, "proxy-connection");
+    remove(upstream, &http::header::PROXY_AUTHORIZATION);
+    remove(upstream, &PROXY_CONNECTION);
 }
 
 /// Rewrites a passed-through forward-proxy request: origin-form target, `Host` from the

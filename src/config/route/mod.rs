@@ -170,6 +170,8 @@ pub(super) fn issuer_indices(
 /// Headers Sluice owns on the way upstream: never a place to put the principal.
 fn is_reserved_header(name: &str) -> bool {
     name.starts_with("x-sluice-")
-        || crate::auth::CREDENTIAL_HEADERS.contains(&name)
+        || crate::auth::CREDENTIAL_HEADERS
+            .iter()
+            .any(|h| h.as_str() == name)
         || name == "host"
 }
