@@ -64,7 +64,7 @@ impl KeyHealth {
     }
 
     /// The upstream accepted the key.
-    pub fn succeeded(&self) {
+    fn succeeded(&self) {
         if self.strikes.load(Ordering::Relaxed) != 0 {
             self.strikes.store(0, Ordering::Relaxed);
         }
@@ -77,8 +77,9 @@ impl KeyHealth {
             .saturating_add(1)
     }
 
-    /// Applies what one upstream answer said about the key. `others_available` is whether
-    /// another key of the pool could take its traffic. Returns the state the key was put in.
+    /// Applies what one upstream answer said about the key. `others_available` says whether
+    /// another key of the pool could take its traffic; it and the clock are asked only when
+    /// the answer may bench the key (a success reads neither). Returns the key's new state.
     ///
     /// A key is quarantined only when the answer says the *key* is bad; with no other key
     /// left, or when the answer is unclear, only after [`CONFIRMATIONS`] such answers in a
@@ -87,8 +88,8 @@ impl KeyHealth {
     pub fn apply(
         &self,
         verdict: Verdict,
-        others_available: bool,
-        now_ms: u64,
+        others_available: impl FnOnce(u64) -> bool,
+        now_ms: impl FnOnce() -> u64,
         quarantine: Duration,
         cooldown: Duration,
     ) -> KeyState {
@@ -99,14 +100,15 @@ impl KeyHealth {
             }
             Verdict::NotTheKey => KeyState::Healthy,
             Verdict::RateLimited(wait) => {
-                self.block(KeyState::CoolingDown, now_ms, wait.unwrap_or(cooldown));
+                self.block(KeyState::CoolingDown, now_ms(), wait.unwrap_or(cooldown));
                 KeyState::CoolingDown
             }
             Verdict::KeyRejected | Verdict::Unclear => {
                 let strikes = self.strike();
-                let sure = verdict == Verdict::KeyRejected && others_available;
+                let now = now_ms();
+                let sure = verdict == Verdict::KeyRejected && others_available(now);
                 if sure || strikes >= CONFIRMATIONS {
-                    self.block(KeyState::Quarantined, now_ms, quarantine);
+                    self.block(KeyState::Quarantined, now, quarantine);
                     KeyState::Quarantined
                 } else {
                     KeyState::Healthy
@@ -301,7 +303,7 @@ mod tests {
         let h = KeyHealth::default();
         // A clear rejection benches a key at once when another can take over.
         assert_eq!(
-            h.apply(Verdict::KeyRejected, true, 0, Q, C),
+            h.apply(Verdict::KeyRejected, |_| true, || 0, Q, C),
             KeyState::Quarantined
         );
         assert_eq!(h.state(1), KeyState::Quarantined);
@@ -309,20 +311,20 @@ mod tests {
         let last = KeyHealth::default();
         for _ in 1..CONFIRMATIONS {
             assert_eq!(
-                last.apply(Verdict::KeyRejected, false, 0, Q, C),
+                last.apply(Verdict::KeyRejected, |_| false, || 0, Q, C),
                 KeyState::Healthy
             );
         }
         // A success in between starts the count again.
-        last.apply(Verdict::Accepted, false, 0, Q, C);
+        last.apply(Verdict::Accepted, |_| false, || 0, Q, C);
         for _ in 1..CONFIRMATIONS {
             assert_eq!(
-                last.apply(Verdict::Unclear, true, 0, Q, C),
+                last.apply(Verdict::Unclear, |_| true, || 0, Q, C),
                 KeyState::Healthy
             );
         }
         assert_eq!(
-            last.apply(Verdict::Unclear, true, 0, Q, C),
+            last.apply(Verdict::Unclear, |_| true, || 0, Q, C),
             KeyState::Quarantined
         );
         assert!(!last.is_available(Q.as_millis() as u64 - 1));
@@ -331,12 +333,12 @@ mod tests {
         let fine = KeyHealth::default();
         for _ in 0..10 {
             assert_eq!(
-                fine.apply(Verdict::NotTheKey, false, 0, Q, C),
+                fine.apply(Verdict::NotTheKey, |_| false, || 0, Q, C),
                 KeyState::Healthy
             );
         }
         assert_eq!(
-            fine.apply(Verdict::RateLimited(None), false, 0, Q, C),
+            fine.apply(Verdict::RateLimited(None), |_| false, || 0, Q, C),
             KeyState::CoolingDown
         );
         assert!(fine.is_available(C.as_millis() as u64));

@@ -73,16 +73,13 @@ pub fn apply(provider: &Provider, key_idx: usize, verdict: Verdict) {
     ) else {
         return;
     };
-    // Most answers are successes: no clock read, no look at the other keys.
-    if verdict == Verdict::Accepted {
-        member.health.succeeded();
-        return;
-    }
-    let now = now_ms();
-    let others = provider.pool.others_available(key_idx, now);
-    let state = member
-        .health
-        .apply(verdict, others, now, provider.quarantine, provider.cooldown);
+    let state = member.health.apply(
+        verdict,
+        |now| provider.pool.others_available(key_idx, now),
+        now_ms,
+        provider.quarantine,
+        provider.cooldown,
+    );
     if state == crate::balance::KeyState::Quarantined {
         log::warn!(
             "provider {} key {} ({}) was refused by the upstream ({verdict:?}): quarantined for {}s",
