@@ -2,7 +2,7 @@
 //! precomputed: resolved secrets and ready-made auth header values, pick tables, metric handles,
 //! token digests, and routes ordered for longest-prefix matching.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -32,10 +32,8 @@ pub struct Snapshot {
     /// changed audience or issuer list applies to tokens already seen).
     pub jwt: JwtVerifier,
     pub forward: ForwardPolicy,
-    /// Admin API role of each owner that has one.
-    pub owner_roles: HashMap<String, wire::Role>,
-    /// Every declared owner (the file's and the store's), with or without a role.
-    pub owners: HashSet<String>,
+    /// Every declared owner (the file's and the store's) and its admin-API role, if any.
+    pub owners: HashMap<String, Option<wire::Role>>,
     /// Upstream OAuth providers by name (validated; the vault and MCP servers use them).
     pub oauth_providers: HashMap<String, Arc<OAuthProvider>>,
     /// The control plane's revision included (0 when there is no control plane).
@@ -85,8 +83,7 @@ impl Snapshot {
                 &[],
                 &mut Vec::new(),
             ),
-            owner_roles: HashMap::new(),
-            owners: HashSet::new(),
+            owners: HashMap::new(),
             oauth_providers: HashMap::new(),
             control_revision: 0,
             warnings: Vec::new(),
@@ -170,11 +167,7 @@ impl Snapshot {
             tokens: built_tokens,
             jwt,
             forward,
-            owner_roles: owners
-                .iter()
-                .filter_map(|o| o.role.map(|r| (o.name.clone(), r)))
-                .collect(),
-            owners: owners.iter().map(|o| o.name.clone()).collect(),
+            owners: owners.iter().map(|o| (o.name.clone(), o.role)).collect(),
             oauth_providers,
             control_revision: ctx.control_revision,
             warnings,

@@ -237,8 +237,7 @@ impl ControlPlane {
         let role = principal
             .owner
             .as_ref()
-            .and_then(|o| snap.owner_roles.get(o))
-            .copied()
+            .and_then(|o| snap.owners.get(o).copied().flatten())
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::FORBIDDEN,

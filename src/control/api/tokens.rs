@@ -79,12 +79,7 @@ impl ControlPlane {
                     .map_err(ApiError::internal)?
                     .role,
             ),
-            None => {
-                let snap = self.config.snapshot();
-                snap.owners
-                    .contains(owner)
-                    .then(|| snap.owner_roles.get(owner).copied())
-            }
+            None => self.config.snapshot().owners.get(owner).copied(),
         };
         match role {
             None if creating => Err(ApiError::new(
