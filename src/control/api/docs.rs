@@ -39,6 +39,18 @@ pub(in crate::control) trait Doc: Kind + utoipa::ToSchema {
     }
 }
 
+/// The rule for names that appear in URLs, metrics and logs (providers, OAuth providers):
+/// lowercase letters, digits and hyphens; 400 naming `name` otherwise.
+pub(super) fn lowercase_name(name: &str, example: &str) -> ApiResult<()> {
+    if crate::config::provider::valid_name(name) {
+        return Ok(());
+    }
+    Err(ApiError::bad(
+        "name",
+        format!("`{name}` must be lowercase letters, digits and hyphens (e.g. `{example}`)"),
+    ))
+}
+
 /// A registered `Doc`, its type erased.
 pub(in crate::control) struct DocEntry {
     pub kind: &'static str,

@@ -7,6 +7,7 @@ use crate::config::oauth_provider::{check_url, OAuthProvider};
 
 /// Discovery documents are small; a slow or huge one is refused.
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_DISCOVERY_BYTES: usize = 256 * 1024;
 
 impl Doc for OAuthProvider {
     const PATH: &'static str = "/v1/oauth-providers";
@@ -14,14 +15,7 @@ impl Doc for OAuthProvider {
     const MANY: &'static str = "upstream OAuth providers";
     const SCHEMA: &'static str = "OAuthProvider";
     fn check_name(name: &str) -> ApiResult<()> {
-        if crate::config::provider::valid_name(name) {
-            Ok(())
-        } else {
-            Err(ApiError::bad(
-                "name",
-                format!("`{name}` must be lowercase letters, digits and hyphens (e.g. `github`)"),
-            ))
-        }
+        super::docs::lowercase_name(name, "github")
     }
 
     async fn prepare(mut doc: Self, cp: &ControlPlane) -> ApiResult<Self> {
@@ -87,7 +81,15 @@ async fn discover(issuer: &str) -> Result<Value, String> {
             if !resp.status().is_success() {
                 return Err(format!("{}", resp.status()));
             }
-            resp.json::<Value>().await.map_err(|e| e.to_string())
+            let mut resp = resp;
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX_DISCOVERY_BYTES {
+                    return Err(format!("larger than {MAX_DISCOVERY_BYTES} bytes"));
+                }
+            }
+            serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string())
         }
         .await;
         match fetched {

@@ -11,16 +11,7 @@ impl Doc for wire::Provider {
     const MANY: &'static str = "providers";
     const SCHEMA: &'static str = "Provider";
     fn check_name(name: &str) -> ApiResult<()> {
-        if crate::config::provider::valid_name(name) {
-            Ok(())
-        } else {
-            Err(ApiError::bad(
-                "name",
-                format!(
-                    "`{name}` must be lowercase letters, digits and hyphens (e.g. `openai-eu`)"
-                ),
-            ))
-        }
+        super::docs::lowercase_name(name, "openai-eu")
     }
 }
 
