@@ -1,6 +1,7 @@
 //! A token record as written (YAML `tokens:`, the store, `sluice token generate`).
 
 use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime};
 
 use crate::config::kind::Kind;
 use crate::config::wire;
@@ -27,7 +28,22 @@ pub struct Token {
     pub revoked_at: Option<String>,
 }
 
+/// Longest lifetime a new token may be given: ten years (the admin API and `sluice token
+/// generate` both refuse more).
+pub const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
+
 impl Token {
+    /// `expires_at` (RFC 3339) of a token that lives `lifetime` from now; `None` past
+    /// [`MAX_LIFETIME`].
+    pub fn expiry_after(lifetime: Duration) -> Option<String> {
+        if lifetime > MAX_LIFETIME {
+            return None;
+        }
+        SystemTime::now()
+            .checked_add(lifetime)
+            .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+    }
+
     /// A new opaque token (shown once) and its record: only the SHA-256 of its secret is kept.
     pub fn generate(
         name: Option<String>,

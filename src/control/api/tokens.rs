@@ -26,8 +26,6 @@ pub(in crate::control) struct TokenRotate {
     grace: Option<String>,
 }
 
-/// Longest `expires_in` a token may be given (ten years).
-const MAX_EXPIRES_IN: Duration = Duration::from_secs(10 * 365 * 86_400);
 /// Longest grace period a rotated token keeps working.
 const MAX_GRACE: Duration = Duration::from_secs(30 * 86_400);
 
@@ -145,8 +143,9 @@ pub(super) async fn create_token(
         .await?;
     let expires_at = match &req.expires_in {
         Some(t) => {
-            let d = duration("expires_in", t, MAX_EXPIRES_IN)?;
-            Some(rfc3339(from_now("expires_in", d)?))
+            let d = duration("expires_in", t, crate::config::token::wire::MAX_LIFETIME)?;
+            let at = wire::Token::expiry_after(d);
+            Some(at.ok_or_else(|| ApiError::bad("expires_in", "too far in the future"))?)
         }
         None => None,
     };
