@@ -2,17 +2,19 @@
 //! `SLUICE_ADMIN_URL` (default http://127.0.0.1:9090) and `SLUICE_ADMIN_TOKEN` (default: the
 //! first-run token in ./data/admin-token). Human tables by default, `--output json` for scripts.
 
+mod client;
 mod oauth;
+mod tokens;
 
+use client::{enc, env_value, labels, read_doc, set_given, Client};
 pub use oauth::{oauth, OauthCmd};
+pub use tokens::{generate_token, token, ServerTokenCmd, TokenFields};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
+use reqwest::Method;
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::time::Duration;
-
-use crate::config::wire;
 
 #[derive(Args, Debug, Clone)]
 pub struct Conn {
@@ -146,43 +148,6 @@ pub enum SecretCmd {
     Delete { name: String },
 }
 
-/// What a new token carries: `sluice token create` (on the server) and `sluice token generate`
-/// (a record for the config file) take the same flags.
-#[derive(Args, Debug)]
-pub struct TokenFields {
-    /// A label shown as the principal in logs and audit records.
-    #[arg(long)]
-    pub name: Option<String>,
-    #[arg(long)]
-    pub owner: Option<String>,
-    /// Scopes granted, comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    pub scopes: Vec<String>,
-    /// Lifetime such as 30d, 12h or 90m (at most ten years).
-    #[arg(long)]
-    pub expires_in: Option<humantime::Duration>,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum ServerTokenCmd {
-    /// Example: sluice token list
-    List,
-    /// Prints the token once.
-    ///
-    /// Example: sluice token create --name ci --owner ci-bot --scopes llm --expires-in 30d
-    Create(TokenFields),
-    /// Example: sluice token revoke Q3vX9kT2mB7a
-    Revoke { id: String },
-    /// A new token; the old one keeps working for --grace.
-    ///
-    /// Example: sluice token rotate Q3vX9kT2mB7a --grace 1h
-    Rotate {
-        id: String,
-        #[arg(long)]
-        grace: Option<String>,
-    },
-}
-
 #[derive(Subcommand, Debug)]
 pub enum IssuerCmd {
     /// Example: sluice issuer list
@@ -290,193 +255,6 @@ pub enum OwnerCmd {
     /// Example: sluice owner delete ci-bot
     Delete { name: String },
 }
-
-struct Client {
-    http: reqwest::blocking::Client,
-    base: String,
-    token: String,
-    output: Output,
-}
-
-impl Client {
-    fn new(conn: &Conn) -> anyhow::Result<Client> {
-        let token = match &conn.admin_token {
-            Some(t) => t.clone(),
-            None => std::fs::read_to_string("data/admin-token")
-                .map(|t| t.trim().to_owned())
-                .context(
-                    "set SLUICE_ADMIN_TOKEN (or --admin-token): a token whose owner has a role",
-                )?,
-        };
-        Ok(Client {
-            http: reqwest::blocking::Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .build()?,
-            base: conn.admin_url.trim_end_matches('/').to_owned(),
-            token,
-            output: conn.output,
-        })
-    }
-
-    fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req
-            .send()
-            .with_context(|| format!("cannot reach {}", self.base))?;
-        let status = resp.status();
-        let text = resp.text()?;
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if !status.is_success() {
-            let e = &value["error"];
-            let mut msg = format!("{status}: {}", e["message"].as_str().unwrap_or("error"));
-            if let Some(f) = e["field"].as_str() {
-                msg.push_str(&format!(" (field {f})"));
-            }
-            bail!(msg);
-        }
-        Ok(value)
-    }
-
-    /// A stored document as the API takes it back (without the `source` and times it is shown
-    /// with).
-    fn stored(&self, path: &str) -> anyhow::Result<Value> {
-        let mut doc = self.call(reqwest::Method::GET, path, None)?;
-        if let Some(o) = doc.as_object_mut() {
-            for shown in ["source", "created_at", "updated_at"] {
-                o.remove(shown);
-            }
-        }
-        Ok(doc)
-    }
-
-    fn show(&self, value: &Value, columns: &[&str]) {
-        if self.output == Output::Json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(value).unwrap_or_default()
-            );
-            return;
-        }
-        match value.get("items").and_then(Value::as_array) {
-            Some(items) => print_table(items, columns),
-            None => {
-                if let Value::Object(map) = value {
-                    for (k, v) in map {
-                        println!("{k}: {}", cell(v));
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn cell(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join(","),
-        Value::Object(m) => m
-            .iter()
-            .map(|(k, v)| format!("{k}={}", cell(v)))
-            .collect::<Vec<_>>()
-            .join(","),
-        other => other.to_string(),
-    }
-}
-
-pub(super) fn print_table(items: &[Value], columns: &[&str]) {
-    let rows: Vec<Vec<String>> = items
-        .iter()
-        .map(|item| {
-            columns
-                .iter()
-                .map(|c| match *c {
-                    "keys" => item["keys"]
-                        .as_array()
-                        .map(|k| k.len().to_string())
-                        .unwrap_or_default(),
-                    c => cell(&item[c]),
-                })
-                .collect()
-        })
-        .collect();
-    let widths: Vec<usize> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            rows.iter()
-                .map(|r| r[i].len())
-                .max()
-                .unwrap_or(0)
-                .max(c.len())
-        })
-        .collect();
-    let line = |cells: Vec<String>| {
-        cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_owned()
-    };
-    println!(
-        "{}",
-        line(columns.iter().map(|c| c.to_uppercase()).collect())
-    );
-    for r in rows {
-        println!("{}", line(r));
-    }
-}
-
-fn read_doc(file: &PathBuf) -> anyhow::Result<Value> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    serde_yaml::from_str(&text).with_context(|| format!("{} is not YAML or JSON", file.display()))
-}
-
-fn env_value(var: &str) -> anyhow::Result<String> {
-    std::env::var(var)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .with_context(|| format!("environment variable {var} is not set"))
-}
-
-fn labels(list: &[String]) -> anyhow::Result<Value> {
-    let mut map = serde_json::Map::new();
-    for l in list {
-        let (k, v) = l
-            .split_once('=')
-            .with_context(|| format!("--label {l}: expected key=value"))?;
-        map.insert(k.to_owned(), Value::String(v.to_owned()));
-    }
-    Ok(Value::Object(map))
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-use reqwest::Method;
 
 const PROVIDER_COLS: &[&str] = &["name", "kind", "base_url", "credentials", "keys", "source"];
 
@@ -612,89 +390,6 @@ pub fn secret(conn: &Conn, cmd: SecretCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `{ id: "…", sha256: "…", name: "ci" }`: a wire type as one YAML flow mapping, fields in
-/// their declared order (values JSON-encoded, which YAML reads as flow scalars and sequences).
-fn flow_mapping<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
-    let serde_yaml::Value::Mapping(map) = serde_yaml::to_value(value)? else {
-        bail!("not a mapping");
-    };
-    let mut fields = Vec::new();
-    for (k, v) in &map {
-        let key = k.as_str().unwrap_or_default();
-        fields.push(format!("{key}: {}", serde_json::to_string(v)?));
-    }
-    Ok(format!("{{ {} }}", fields.join(", ")))
-}
-
-/// Longest `--expires-in` (the admin API refuses more, too).
-const MAX_EXPIRES_IN: Duration = Duration::from_secs(10 * 365 * 86_400);
-
-/// `sluice token generate`: a new token and its `tokens:` record (a YAML flow mapping written
-/// from the wire type), for the config file. Nothing is stored.
-pub fn generate_token(fields: TokenFields) -> anyhow::Result<(String, String)> {
-    let TokenFields {
-        name,
-        owner,
-        scopes,
-        expires_in,
-    } = fields;
-    let expires_at = match expires_in {
-        Some(d) if *d > MAX_EXPIRES_IN => {
-            anyhow::bail!("--expires-in {d} is longer than ten years")
-        }
-        Some(d) => std::time::SystemTime::now()
-            .checked_add(*d)
-            .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
-        None => None,
-    };
-    let (token, record) = wire::Token::generate(name, owner, scopes, expires_at)
-        .map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
-
-    Ok((token, flow_mapping(&record)?))
-}
-
-pub fn token(conn: &Conn, cmd: ServerTokenCmd) -> anyhow::Result<()> {
-    let c = Client::new(conn)?;
-    let v = match cmd {
-        ServerTokenCmd::List => c.call(Method::GET, "/v1/tokens", None)?,
-        ServerTokenCmd::Create(TokenFields {
-            name,
-            owner,
-            scopes,
-            expires_in,
-        }) => c.call(
-            Method::POST,
-            "/v1/tokens",
-            Some(
-                json!({"name": name, "owner": owner, "scopes": scopes, "expires_in": expires_in.map(|d| d.to_string())}),
-            ),
-        )?,
-        ServerTokenCmd::Revoke { id } => c.call(
-            Method::POST,
-            &format!("/v1/tokens/{}/revoke", enc(&id)),
-            None,
-        )?,
-        ServerTokenCmd::Rotate { id, grace } => c.call(
-            Method::POST,
-            &format!("/v1/tokens/{}/rotate", enc(&id)),
-            Some(json!({ "grace": grace })),
-        )?,
-    };
-    c.show(
-        &v,
-        &[
-            "id",
-            "name",
-            "owner",
-            "scopes",
-            "expires_at",
-            "revoked_at",
-            "last_used_at",
-        ],
-    );
-    Ok(())
-}
-
 pub fn issuer(conn: &Conn, cmd: IssuerCmd) -> anyhow::Result<()> {
     let c = Client::new(conn)?;
     let v = match cmd {
@@ -782,16 +477,6 @@ pub fn route(conn: &Conn, cmd: RouteCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sets each field that was given on the command line; the others keep their value (or the
-/// API's default).
-fn set_given<const N: usize>(doc: &mut Value, fields: [(&str, Option<Value>); N]) {
-    for (field, value) in fields {
-        if let Some(v) = value {
-            doc[field] = v;
-        }
-    }
-}
-
 /// `/v1/routes/PREFIX` (the prefix without its leading slash).
 fn route_path(prefix: &str) -> String {
     format!("/v1/routes/{}", prefix.trim_start_matches('/'))
@@ -836,30 +521,4 @@ pub fn owner(conn: &Conn, cmd: OwnerCmd) -> anyhow::Result<()> {
     };
     c.show(&v, &["name", "role", "enabled", "source"]);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_generated_record_pastes_into_the_config() {
-        let fields = |expires_in: &str| TokenFields {
-            name: Some("ci".into()),
-            owner: Some("bot".into()),
-            scopes: vec!["llm".into()],
-            expires_in: Some(expires_in.parse().unwrap()),
-        };
-        let (token, record) = generate_token(fields("30d")).unwrap();
-        let config = crate::config::parse(&format!("tokens:\n  - {record}\n")).unwrap();
-        let t = &config.tokens[0];
-        assert!(token.contains(&t.id));
-        assert_eq!(
-            (t.name.as_deref(), t.owner.as_deref()),
-            (Some("ci"), Some("bot"))
-        );
-        assert_eq!(t.scopes, ["llm"]);
-        assert!(t.expires_at.is_some() && t.revoked_at.is_none());
-        assert!(generate_token(fields("11y")).is_err());
-    }
 }

@@ -3,7 +3,8 @@
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use super::{enc, set_given, Client, Conn};
+use super::client::{enc, set_given, Client};
+use super::Conn;
 use crate::config::oauth_provider::{Preset, PRESETS};
 use reqwest::Method;
 
@@ -156,7 +157,7 @@ fn apply_preset(doc: &mut Value, preset: &Preset, domain: Option<&str>) -> anyho
 pub fn oauth(conn: &Conn, cmd: OauthCmd) -> anyhow::Result<()> {
     if let OauthCmd::Presets = cmd {
         let items: Vec<Value> = PRESETS.iter().map(|p| json!(p)).collect();
-        super::print_table(
+        super::client::print_table(
             &items,
             &["name", "display_name", "token_endpoint", "scopes", "note"],
         );
