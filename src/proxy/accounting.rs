@@ -4,6 +4,7 @@ use pingora_proxy::Session;
 
 use super::ctx::RequestCtx;
 use crate::audit::{AuditRecord, AuditSink, Stream};
+use crate::metrics::{model_label, METRICS};
 
 /// Longest field values recorded: a client chooses the path, the method, the model and (in
 /// forward mode) the host, and must not be able to write 64 KiB lines with them.
@@ -24,7 +25,6 @@ fn clip(text: &str, max: usize) -> &str {
     }
     &text[..end]
 }
-use crate::metrics::{model_label, METRICS};
 
 pub fn record(sink: &AuditSink, session: &Session, ctx: &mut RequestCtx, status: u16) {
     let req = session.req_header();
