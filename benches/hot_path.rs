@@ -139,8 +139,13 @@ fn request_path(c: &mut Criterion) {
             let route = &snap.routes[admitted.route];
             let key = admitted.key.map(|k| &route.provider.keys[k]);
             let mut upstream = req.clone();
-            steps::rewrite(&mut upstream, route, key, Some(&admitted.principal))
-                .unwrap_or_else(|e| panic!("{e}"));
+            steps::rewrite(
+                &mut upstream,
+                route,
+                steps::Inject::of(key, None),
+                Some(&admitted.principal),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
             black_box(upstream)
         })
     });

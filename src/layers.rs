@@ -17,6 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["auth"],
     &["forward", "mock"],
     &["config"],
+    &["vault"],
     &["proxy", "admin"],
     &["control"],
     &["server", "cli"],

@@ -20,3 +20,4 @@ pub mod secrets;
 pub mod server;
 pub mod tls;
 pub mod upstream;
+pub mod vault;

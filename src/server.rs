@@ -25,6 +25,7 @@ use crate::forward::ca::CertAuthority;
 use crate::mock::{self, MockOptions};
 use crate::proxy::forward::ForwardProxy;
 use crate::proxy::Gateway;
+use crate::vault::Vault;
 use std::sync::Arc;
 
 /// Read-ahead buffer of each client connection.
@@ -64,12 +65,28 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
     server.bootstrap();
     let serves_traffic = !opts.control_plane_only;
     let mut ca = None;
+    let (vault, vault_jobs) = Vault::new();
+    let mut audit = None;
     if serves_traffic {
-        let audit = add_audit(&mut server, &config);
-        add_proxy(&mut server, &store, &config, audit.clone());
-        ca = add_forward(&mut server, &store, &config, config_file, audit)?;
+        audit = add_audit(&mut server, &config);
+        add_proxy(&mut server, &store, &config, audit.clone(), &vault);
+        ca = add_forward(
+            &mut server,
+            &store,
+            &config,
+            config_file,
+            audit.clone(),
+            &vault,
+        )?;
     }
-    add_control(&mut server, &store, &config, config_file, mode, key, ca)?;
+    let plane = Plane {
+        mode,
+        key,
+        ca,
+        vault_jobs,
+        audit,
+    };
+    add_control(&mut server, &store, &config, config_file, plane)?;
     add_background(&mut server, &store, &config, serves_traffic)?;
     Ok(server)
 }
@@ -156,12 +173,14 @@ fn add_proxy(
     store: &Arc<ConfigStore>,
     config: &wire::Config,
     audit: Option<AuditSink>,
+    vault: &Arc<Vault>,
 ) {
     let mut proxy = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,
         Gateway {
             store: store.clone(),
             audit,
+            vault: vault.clone(),
         },
         "sluice proxy",
     );
@@ -181,6 +200,7 @@ fn add_forward(
     config: &wire::Config,
     config_file: &Path,
     audit: Option<AuditSink>,
+    vault: &Arc<Vault>,
 ) -> anyhow::Result<Option<Arc<CertAuthority>>> {
     let Some(addr) = &config.listeners.forward else {
         return Ok(None);
@@ -191,6 +211,7 @@ fn add_forward(
         Gateway {
             store: store.clone(),
             audit,
+            vault: vault.clone(),
         },
     ));
     let mut forward = Service::new(
@@ -210,16 +231,30 @@ fn add_forward(
     Ok(Some(ca))
 }
 
+/// What the control service runs with besides the configuration.
+struct Plane {
+    mode: Mode,
+    key: Arc<MasterKey>,
+    ca: Option<Arc<CertAuthority>>,
+    vault_jobs: tokio::sync::mpsc::Receiver<crate::vault::Job>,
+    audit: Option<AuditSink>,
+}
+
 /// The admin listener with the control plane (or the data plane's follower) behind it.
 fn add_control(
     server: &mut Server,
     store: &Arc<ConfigStore>,
     config: &wire::Config,
     config_file: &Path,
-    mode: Mode,
-    key: Arc<MasterKey>,
-    ca: Option<Arc<CertAuthority>>,
+    plane: Plane,
 ) -> anyhow::Result<()> {
+    let Plane {
+        mode,
+        key,
+        ca,
+        vault_jobs,
+        audit,
+    } = plane;
     let listeners = &config.listeners;
     let admin_tls = admin_tls(config, config_file).context("listeners.admin_tls")?;
     let admin_listener = std::net::TcpListener::bind(&listeners.admin)
@@ -240,6 +275,9 @@ fn add_control(
                 },
             ))),
             admin_tls,
+            vault_jobs: Mutex::new(Some(vault_jobs)),
+            public_base_url: config.public_base_url(),
+            audit,
         },
     );
     control.threads = Some(2);

@@ -29,3 +29,5 @@ mod sdk;
 mod security;
 #[path = "integration/tokens.rs"]
 mod tokens;
+#[path = "integration/vault.rs"]
+mod vault;

@@ -120,6 +120,7 @@ impl Snapshot {
             issuers,
             forward,
             oauth_providers,
+            public_base_url,
         } = config;
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
@@ -141,6 +142,34 @@ impl Snapshot {
         );
         let built_tokens = token::build_all(tokens, owners, ctx, &mut errors);
         let oauth_providers = oauth_provider::build_all(oauth_providers, &mut errors);
+        if let Some(url) = public_base_url {
+            check_public_base_url(url, &mut errors);
+        }
+        for (i, r) in routes
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| reserved_prefix(&r.prefix))
+        {
+            errors.push(ConfigError::at(
+                format!("routes[{i}].prefix"),
+                format!(
+                    "`{}` is Sluice's own (OAuth consent under /oauth/v1, /.well-known)",
+                    r.prefix
+                ),
+            ));
+        }
+        for p in &built {
+            if let Some(o) = p
+                .oauth_provider
+                .as_ref()
+                .filter(|o| !oauth_providers.contains_key(*o))
+            {
+                warnings.push(format!(
+                    "provider `{}` injects grants of OAuth provider `{o}`, which does not exist: its requests are refused until it does",
+                    p.name
+                ));
+            }
+        }
         if routes
             .iter()
             .any(|r| matches!(r.auth, AuthPolicy::Token | AuthPolicy::Any))
@@ -172,6 +201,32 @@ impl Snapshot {
             control_revision: ctx.control_revision,
             warnings,
         })
+    }
+}
+
+/// Path prefixes the proxy listener answers itself.
+fn reserved_prefix(prefix: &str) -> bool {
+    let p = prefix.trim_end_matches('/');
+    p == "/oauth"
+        || p == "/oauth/v1"
+        || p.starts_with("/oauth/v1/")
+        || p == "/.well-known"
+        || p.starts_with("/.well-known/")
+}
+
+/// An absolute http(s) URL with a host, no query or fragment.
+fn check_public_base_url(url: &str, errors: &mut Vec<ConfigError>) {
+    let ok = url
+        .parse::<http::Uri>()
+        .ok()
+        .filter(|u| matches!(u.scheme_str(), Some("http" | "https")))
+        .filter(|u| u.host().is_some_and(|h| !h.is_empty()))
+        .is_some_and(|u| u.query().is_none() && !url.contains('#'));
+    if !ok {
+        errors.push(ConfigError::at(
+            "public_base_url",
+            format!("`{url}` must be an absolute http(s) URL such as https://gateway.example.com"),
+        ));
     }
 }
 

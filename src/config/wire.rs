@@ -41,6 +41,21 @@ pub struct Config {
     /// Forward-proxy policy (`listeners.forward`).
     #[serde(default)]
     pub forward: Forward,
+    /// How users' browsers and agents reach the proxy listener (`https://gw.example.com`, a
+    /// path allowed): what connect links and the OAuth redirect URI start with. Default
+    /// `http://` + `listeners.proxy`; set it behind a TLS-terminating load balancer.
+    #[serde(default)]
+    pub public_base_url: Option<String>,
+}
+
+impl Config {
+    /// `public_base_url` without a trailing `/`, or the proxy listener's address.
+    pub fn public_base_url(&self) -> String {
+        match &self.public_base_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listeners.proxy),
+        }
+    }
 }
 
 /// Listener addresses: fixed for the life of the process (a reload that changes them is refused).

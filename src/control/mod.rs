@@ -10,3 +10,4 @@ pub mod rbac;
 pub mod service;
 pub mod state;
 pub mod store;
+pub mod vault;

@@ -170,6 +170,9 @@ const FIXED: &[Operation] = &[
     op(Post, "/v1/tokens/{id}/revoke", TokenRevoke, "Revoke a token").status("200"),
     op(Post, "/v1/tokens/{id}/rotate", TokenRotate, "New token; the old one keeps working for `grace`").body("TokenRotate"),
     op(Get, "/v1/snapshot", SnapshotRead, "Every stored resource at the newest revision, with only the gateway's secrets, sealed for the caller's token; 304 when nothing is newer than `after` within `wait` seconds (long-poll)"),
+    op(Get, "/v1/oauth/connections", OauthConnectionList, "Users' OAuth connections (token-vault grants): metadata only, never a token; `?principal=` for one").list(),
+    op(Delete, "/v1/oauth/connections/{provider}", OauthConnectionDelete, "Remove `?principal=`'s grant at this OAuth provider and revoke it upstream (RFC 7009, best effort)"),
+    op(Post, "/v1/vault", VaultUse, "Data planes: a token-vault request (the user token to inject, consent links and states); the answer carries tokens, so only the dataplane role holds this").status("200"),
     unchecked(Get, "/v1/whoami", "The caller's principal and role"),
     unchecked(Get, "/v1/openapi.json", "This document (no credential needed)"),
 ];

@@ -134,6 +134,9 @@ permissions! {
     TokenRevoke = "token_revoke", Credentials;
     TokenRotate = "token_rotate", Credentials;
     SnapshotRead = "snapshot_read", Feed;
+    VaultUse = "vault_use", Feed;
+    OauthConnectionList = "oauth_connection_list", Read;
+    OauthConnectionDelete = "oauth_connection_delete", Credentials;
 }
 
 impl std::fmt::Display for Permission {

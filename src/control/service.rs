@@ -23,6 +23,7 @@ use super::api::{self, ControlPlane};
 use super::crypto::MasterKey;
 use super::state::{self, ControlState};
 use super::store::{Dump, Op, SqlStore, Store};
+use super::vault::VaultWorker;
 use crate::admin::Admin;
 use crate::config::wire::{self, Role};
 use crate::config::ConfigStore;
@@ -33,6 +34,7 @@ use crate::metrics::METRICS;
 const POLL_EVERY: Duration = Duration::from_secs(1);
 const FLUSH_USAGE_EVERY: Duration = Duration::from_secs(10);
 const LONG_POLL_SECONDS: u64 = 25;
+const SWEEP_VAULT_EVERY: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub enum Mode {
@@ -48,6 +50,12 @@ pub struct ControlService {
     pub admin: Mutex<Option<(std::net::TcpListener, Admin)>>,
     /// Serve the admin listener over TLS with this configuration.
     pub admin_tls: Option<Arc<pingora::tls::ServerConfig>>,
+    /// The data plane's vault requests, served here (embedded) or sent to the control plane.
+    pub vault_jobs: Mutex<Option<tokio::sync::mpsc::Receiver<crate::vault::Job>>>,
+    /// What connect links and the OAuth redirect URI start with.
+    pub public_base_url: String,
+    /// Where vault events are recorded (`None`: audit off, or a control plane only).
+    pub audit: Option<crate::audit::AuditSink>,
 }
 
 impl ControlService {
@@ -116,13 +124,31 @@ impl BackgroundService for ControlService {
                     }
                 };
                 let (tx, _) = tokio::sync::watch::channel(self.config.snapshot().control_revision);
+                let vault = match VaultWorker::new(
+                    store.clone(),
+                    self.key.clone(),
+                    self.config.clone(),
+                    self.public_base_url.clone(),
+                    self.audit.clone(),
+                ) {
+                    Ok(v) => Arc::new(v),
+                    Err(e) => {
+                        log::error!("control plane: vault: {e:#}");
+                        return;
+                    }
+                };
                 let cp = Arc::new(ControlPlane {
                     store,
                     key: self.key.clone(),
                     config: self.config.clone(),
                     revision: tx,
                     changed: tokio::sync::Notify::new(),
+                    vault: vault.clone(),
                 });
+                if let Some(jobs) = self.vault_jobs.lock().ok().and_then(|mut j| j.take()) {
+                    tokio::spawn(vault.clone().serve(jobs));
+                }
+                tokio::spawn(sweep_vault(vault, shutdown.clone()));
                 if let Err(e) = cp.refresh().await {
                     log::error!("control plane: {e}");
                 }
@@ -135,6 +161,9 @@ impl BackgroundService for ControlService {
                 tokio::join!(follower, notifications, server);
             }
             Mode::DataPlane { url, token } => {
+                if let Some(jobs) = self.vault_jobs.lock().ok().and_then(|mut j| j.take()) {
+                    tokio::spawn(forward_vault(jobs, url.clone(), token.clone()));
+                }
                 let follower = follow_remote(
                     self.config.clone(),
                     self.key.clone(),
@@ -177,6 +206,65 @@ async fn serve(
     };
     if let Err(e) = served {
         log::error!("admin listener: {e}");
+    }
+}
+
+/// Removes grants of deleted OAuth providers and updates the grants gauge.
+async fn sweep_vault(vault: Arc<VaultWorker>, mut shutdown: ShutdownWatch) {
+    loop {
+        vault.sweep().await;
+        tokio::select! {
+            _ = tokio::time::sleep(SWEEP_VAULT_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// A data plane's vault requests go to the control plane's `/v1/vault` (it holds the master
+/// key and the grants).
+async fn forward_vault(
+    mut jobs: tokio::sync::mpsc::Receiver<crate::vault::Job>,
+    url: String,
+    token: String,
+) {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("vault: {e}");
+            return;
+        }
+    };
+    let endpoint = format!("{}/v1/vault", url.trim_end_matches('/'));
+    while let Some(job) = jobs.recv().await {
+        let (client, endpoint, token) = (client.clone(), endpoint.clone(), token.clone());
+        tokio::spawn(async move {
+            let reply = async {
+                let resp = client
+                    .post(&endpoint)
+                    .bearer_auth(token.trim())
+                    .json(&job.request)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if !resp.status().is_success() {
+                    return Err(format!("the control plane answered {}", resp.status()));
+                }
+                resp.json::<crate::vault::Reply>()
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            .await
+            .unwrap_or_else(|e| {
+                log::warn!("vault: {e}");
+                Err(crate::vault::Failure::Unavailable(
+                    "the control plane could not be reached".into(),
+                ))
+            });
+            let _ = job.reply.send(reply);
+        });
     }
 }
 

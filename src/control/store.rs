@@ -62,6 +62,34 @@ pub trait Store: Send + Sync {
     /// `None` for a backend without them. Notifications can be lost across a reconnect: callers
     /// still poll the revision, less often.
     async fn listen(&self) -> Result<Option<Listener>, StoreError>;
+    /// The sealed grant of `principal` at `provider`.
+    async fn grant(&self, principal: &str, provider: &str) -> Result<Option<String>, StoreError>;
+    /// Creates or replaces a grant.
+    async fn put_grant(
+        &self,
+        principal: &str,
+        provider: &str,
+        sealed: &str,
+    ) -> Result<(), StoreError>;
+    /// Removes a grant; whether there was one.
+    async fn delete_grant(&self, principal: &str, provider: &str) -> Result<bool, StoreError>;
+    /// Every grant (principal, provider, sealed, created, updated), or one principal's.
+    async fn grants(&self, principal: Option<&str>) -> Result<Vec<GrantRow>, StoreError>;
+    /// Stores a pending link or state until `expires_at` (Unix seconds).
+    async fn put_pending(&self, id: &str, sealed: &str, expires_at: u64) -> Result<(), StoreError>;
+    /// A pending entry that has not expired; `take` removes it in the same statement, so only
+    /// one reader can ever use it.
+    async fn pending(&self, id: &str, take: bool) -> Result<Option<String>, StoreError>;
+}
+
+/// One stored grant.
+#[derive(Debug, Clone)]
+pub struct GrantRow {
+    pub principal: String,
+    pub provider: String,
+    pub sealed: String,
+    pub created_at: u64,
+    pub updated_at: u64,
 }
 
 /// The NOTIFY channel every commit signals on.
@@ -91,12 +119,20 @@ pub struct SqlStore {
 }
 
 /// Versioned schema: entry `i` upgrades version `i` to `i + 1`. Portable SQL only.
-const MIGRATIONS: &[&[&str]] = &[&[
-    "CREATE TABLE sluice_resources (kind TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, PRIMARY KEY (kind, name))",
-    "CREATE TABLE sluice_revision (id BIGINT PRIMARY KEY, value BIGINT NOT NULL)",
-    "INSERT INTO sluice_revision (id, value) VALUES (1, 0)",
-    "CREATE TABLE sluice_token_usage (id TEXT PRIMARY KEY, last_used_at BIGINT NOT NULL)",
-]];
+const MIGRATIONS: &[&[&str]] = &[
+    &[
+        "CREATE TABLE sluice_resources (kind TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, PRIMARY KEY (kind, name))",
+        "CREATE TABLE sluice_revision (id BIGINT PRIMARY KEY, value BIGINT NOT NULL)",
+        "INSERT INTO sluice_revision (id, value) VALUES (1, 0)",
+        "CREATE TABLE sluice_token_usage (id TEXT PRIMARY KEY, last_used_at BIGINT NOT NULL)",
+    ],
+    // The token vault: grants and the consent flow's pending links and states. Not
+    // configuration: they never bump the revision.
+    &[
+        "CREATE TABLE sluice_grants (principal TEXT NOT NULL, provider TEXT NOT NULL, sealed TEXT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, PRIMARY KEY (principal, provider))",
+        "CREATE TABLE sluice_oauth_pending (id TEXT PRIMARY KEY, sealed TEXT NOT NULL, expires_at BIGINT NOT NULL)",
+    ],
+];
 
 /// Arbitrary key for PostgreSQL's advisory lock around migrations (replicas start together).
 const MIGRATION_LOCK: i64 = 0x51_1ce;
@@ -347,5 +383,103 @@ impl Store for SqlStore {
         let mut listener = sqlx::postgres::PgListener::connect(&self.url).await?;
         listener.listen(CHANNEL).await?;
         Ok(Some(Listener(listener)))
+    }
+
+    async fn grant(&self, principal: &str, provider: &str) -> Result<Option<String>, StoreError> {
+        let row =
+            sqlx::query("SELECT sealed FROM sluice_grants WHERE principal = $1 AND provider = $2")
+                .bind(principal)
+                .bind(provider)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| r.try_get("sealed")).transpose()?)
+    }
+
+    async fn put_grant(
+        &self,
+        principal: &str,
+        provider: &str,
+        sealed: &str,
+    ) -> Result<(), StoreError> {
+        let ts = now();
+        sqlx::query("INSERT INTO sluice_grants (principal, provider, sealed, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) ON CONFLICT (principal, provider) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at")
+            .bind(principal)
+            .bind(provider)
+            .bind(sealed)
+            .bind(ts)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_grant(&self, principal: &str, provider: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM sluice_grants WHERE principal = $1 AND provider = $2")
+            .bind(principal)
+            .bind(provider)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn grants(&self, principal: Option<&str>) -> Result<Vec<GrantRow>, StoreError> {
+        let columns =
+            "SELECT principal, provider, sealed, created_at, updated_at FROM sluice_grants";
+        let rows = match principal {
+            Some(p) => {
+                sqlx::query(&format!(
+                    "{columns} WHERE principal = $1 ORDER BY principal, provider"
+                ))
+                .bind(p)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!("{columns} ORDER BY principal, provider"))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(GrantRow {
+                    principal: r.try_get("principal")?,
+                    provider: r.try_get("provider")?,
+                    sealed: r.try_get("sealed")?,
+                    created_at: r.try_get::<i64, _>("created_at")? as u64,
+                    updated_at: r.try_get::<i64, _>("updated_at")? as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_pending(&self, id: &str, sealed: &str, expires_at: u64) -> Result<(), StoreError> {
+        // Expired entries go as new ones come.
+        sqlx::query("DELETE FROM sluice_oauth_pending WHERE expires_at < $1")
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO sluice_oauth_pending (id, sealed, expires_at) VALUES ($1, $2, $3)",
+        )
+        .bind(id)
+        .bind(sealed)
+        .bind(expires_at as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn pending(&self, id: &str, take: bool) -> Result<Option<String>, StoreError> {
+        let sql = if take {
+            "DELETE FROM sluice_oauth_pending WHERE id = $1 AND expires_at >= $2 RETURNING sealed"
+        } else {
+            "SELECT sealed FROM sluice_oauth_pending WHERE id = $1 AND expires_at >= $2"
+        };
+        let row = sqlx::query(sql)
+            .bind(id)
+            .bind(now())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("sealed")).transpose()?)
     }
 }

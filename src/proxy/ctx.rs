@@ -36,6 +36,8 @@ pub struct RequestCtx {
     pub forward_host: Option<String>,
     /// A 401/403 from the upstream whose body will say whether the pool key is bad.
     pub key_answer: Option<KeyAnswer>,
+    /// The user's own token from the vault (`credentials: oauth`), injected upstream.
+    pub user_token: Option<Arc<str>>,
     /// Sluice refused the request itself before routing it upstream (its audit record goes to
     /// the refused stream, which cannot evict usage records).
     pub refused: bool,
@@ -74,6 +76,7 @@ impl RequestCtx {
             passthrough: None,
             forward_host: None,
             key_answer: None,
+            user_token: None,
             refused: false,
         }
     }

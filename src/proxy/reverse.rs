@@ -13,6 +13,7 @@ use super::accounting;
 use super::ctx::{request_id, RequestCtx};
 use super::feedback::{self, KeyAnswer};
 use super::forward::ForwardConn;
+use super::oauth;
 use super::respond::write_error;
 use super::steps::{self, ForwardAdmitted, Refusal};
 use crate::audit::{AuditSink, UsageParser};
@@ -21,6 +22,7 @@ use crate::clock::{now_ms, unix_now};
 use crate::config::ConfigStore;
 use crate::error::ErrorShape;
 use crate::metrics::{status_class_index, METRICS};
+use crate::vault::Vault;
 use bytes::Bytes;
 use std::any::Any;
 
@@ -28,6 +30,8 @@ pub struct Gateway {
     pub store: Arc<ConfigStore>,
     /// `None` when `audit.sink: none`: no accounting work at all.
     pub audit: Option<AuditSink>,
+    /// Users' upstream OAuth grants (`credentials: oauth`, `/oauth/v1/…`).
+    pub vault: Arc<Vault>,
 }
 
 #[async_trait]
@@ -47,6 +51,13 @@ impl ProxyHttp for Gateway {
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok()),
         );
+        if ctx.conn.is_none() && req.uri.path().starts_with(oauth::PREFIX) {
+            let snap = ctx.snap.clone();
+            let status = oauth::serve(session, &snap, &self.vault, &ctx.request_id).await;
+            ctx.reason = Some("oauth_endpoint");
+            ctx.refused = status >= 400;
+            return Ok(true);
+        }
         let admission = match ctx.conn.clone() {
             None => steps::admit(req, &ctx.snap, now_ms(), unix_now())
                 .await
@@ -58,7 +69,7 @@ impl ProxyHttp for Gateway {
         match admission {
             Ok((host, admitted)) => {
                 ctx.admitted(host, admitted, self.audit.is_some());
-                Ok(false)
+                self.user_token(session, ctx).await
             }
             Err(Refusal { error, shape }) => {
                 ctx.reason = Some(error.reason());
@@ -117,7 +128,8 @@ impl ProxyHttp for Gateway {
         let (Some(route), key) = (ctx.route(), ctx.key()) else {
             return Error::e_explain(ErrorType::InternalError, "no route chosen");
         };
-        steps::rewrite(upstream, route, key, ctx.principal.as_deref())?;
+        let inject = steps::Inject::of(key, ctx.user_token.as_deref());
+        steps::rewrite(upstream, route, inject, ctx.principal.as_deref())?;
         if let Some(key) = key {
             key.metrics.requests.inc();
         }
@@ -305,6 +317,36 @@ impl ProxyHttp for Gateway {
                 session.req_header().uri.path(),
                 ctx.reason.unwrap_or("error")
             );
+        }
+    }
+}
+
+impl Gateway {
+    /// For a `credentials: oauth` provider, the user's token from the vault; a refusal (not
+    /// connected, exchange refused) is answered here with the link to connect.
+    async fn user_token(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let Some(provider) = ctx.provider() else {
+            return Ok(false);
+        };
+        let (Some(name), Some(principal)) =
+            (provider.oauth_provider.clone(), ctx.principal.clone())
+        else {
+            return Ok(false);
+        };
+        let shape = ErrorShape::from(provider.kind);
+        let subject = steps::presented_credential(session.req_header(), ctx.conn.as_deref());
+        let snap = ctx.snap.clone();
+        match oauth::user_token(&self.vault, &snap, &principal, &name, subject.as_deref()).await {
+            Ok(token) => {
+                ctx.user_token = Some(token);
+                Ok(false)
+            }
+            Err(f) => {
+                ctx.reason = Some(f.reason());
+                ctx.refused = true;
+                oauth::write_failure(session, &f, shape, &ctx.request_id).await;
+                Ok(true)
+            }
         }
     }
 }

@@ -119,6 +119,8 @@ fn pick_credential(
     now_ms: u64,
 ) -> Result<Option<usize>, GatewayError> {
     let use_client_key = match provider.credentials {
+        // The user's own token comes from the vault after admission.
+        CredentialMode::OAuth => return Ok(None),
         CredentialMode::Centralized => false,
         CredentialMode::Byok if !client_provider_key => {
             return Err(GatewayError::MissingProviderKey)
@@ -273,6 +275,18 @@ pub fn absolute_target(raw: &[u8]) -> Option<(String, String)> {
     Some((authority.as_str().to_owned(), target))
 }
 
+/// The Sluice credential the request presented (the CONNECT's on an intercepted connection),
+/// for a token exchange.
+pub fn presented_credential(req: &RequestHeader, conn: Option<&ForwardConn>) -> Option<String> {
+    match conn.map(|c| &c.kind) {
+        Some(ConnKind::Intercepted { credential, .. }) => Some(credential.expose().to_owned()),
+        Some(ConnKind::Plain) => None,
+        None => auth::presented(&req.headers, auth::AuthPolicy::Any)
+            .ok()
+            .and_then(|(token, _)| token.map(str::to_owned)),
+    }
+}
+
 /// Whether the client sent a provider key of its own (a Sluice credential is not one).
 fn client_sent_provider_key(req: &RequestHeader) -> bool {
     ["authorization", "x-api-key"].iter().any(|name| {
@@ -303,12 +317,34 @@ pub static ACCOUNT_HEADERS: [HeaderName; 2] = [
 
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// The credential a request goes upstream with.
+#[derive(Debug, Clone, Copy)]
+pub enum Inject<'a> {
+    /// A key of the provider's pool, in the provider's header.
+    Pool(&'a crate::config::ProviderKey),
+    /// The user's own token from the vault (`credentials: oauth`), as a bearer token.
+    User(&'a str),
+    /// The client's own provider key, as sent (BYOK).
+    ClientKey,
+}
+
+impl<'a> Inject<'a> {
+    pub fn of(key: Option<&'a crate::config::ProviderKey>, user: Option<&'a str>) -> Inject<'a> {
+        match (key, user) {
+            (Some(key), _) => Inject::Pool(key),
+            (None, Some(token)) => Inject::User(token),
+            (None, None) => Inject::ClientKey,
+        }
+    }
+}
+
 /// Rewrites the request head for the upstream: path under the provider's base path, `Host`,
-/// Sluice's own headers and client credentials removed, the pool key injected.
+/// Sluice's own headers and client credentials removed, the pool key (or the user's token)
+/// injected.
 pub fn rewrite(
     upstream: &mut RequestHeader,
     route: &crate::config::Route,
-    key: Option<&crate::config::ProviderKey>,
+    inject: Inject<'_>,
     principal: Option<&Principal>,
 ) -> pingora::Result<()> {
     let (prefix, provider) = (route.prefix.as_str(), &*route.provider);
@@ -340,12 +376,20 @@ pub fn rewrite(
     upstream.set_uri(new_uri);
     upstream.insert_header(http::header::HOST, provider.upstream.authority.as_str())?;
 
-    if let Some(key) = key {
+    if let Inject::Pool(_) | Inject::User(_) = inject {
         remove_ours(upstream);
         for name in CREDENTIAL_HEADERS.iter().chain(&ACCOUNT_HEADERS) {
             remove(upstream, name);
         }
+    }
+    if let Inject::Pool(key) = inject {
         upstream.insert_header(provider.key_header(), key.header_value.clone())?;
+    } else if let Inject::User(token) = inject {
+        let mut value = http::HeaderValue::try_from(format!("Bearer {token}")).map_err(|e| {
+            pingora::Error::because(pingora::ErrorType::InvalidHTTPHeader, "user token", e)
+        })?;
+        value.set_sensitive(true);
+        upstream.insert_header(http::header::AUTHORIZATION, value)?;
     } else {
         // The client's own key goes upstream, whatever its shape (some providers' keys look
         // like JWTs); a Sluice credential never does: every value of every credential header

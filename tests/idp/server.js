@@ -7,13 +7,23 @@
 //   POST /_test/mint    -> signs arbitrary claims with the current keys, to build tokens the
 //                          provider would never issue (expired, not yet valid, wrong audience,
 //                          HS256 keyed with the RSA public key)
+//   POST /_test/ttl     -> {"access": seconds}: lifetime of the access tokens issued from now on
+//   (/_test/stats also lists the user tokens issued, so tests can look for them where they must not be)
+// As an upstream authorization server (Sluice as its OAuth client): dynamic client registration
+// (POST /reg), authorization code + PKCE with the development login/consent pages (any login,
+// any password), refresh tokens rotated on every use, RFC 7009 revocation, and an RFC 8693
+// token-exchange grant that accepts a subject JWT this provider signed. /_test/stats also
+// counts successful grants by type and revocations.
 import http from 'node:http';
 import crypto from 'node:crypto';
 import Provider from 'oidc-provider';
-import { SignJWT, importJWK } from 'jose';
+import { SignJWT, importJWK, jwtVerify, createLocalJWKSet } from 'jose';
 
 const AUDIENCE = process.env.IDP_AUDIENCE || 'urn:sluice:gateway';
-const stats = { jwks: 0 };
+const stats = { jwks: 0, grants: {}, revocations: 0, revoked: [], issued: [] };
+const CC_CLIENTS = new Set(['rs-client', 'es-client']);
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+let accessTtl = 3600;
 let keys = [];
 
 function newKeys() {
@@ -38,14 +48,30 @@ function makeProvider(issuer) {
   const provider = new Provider(issuer, {
     clients: [client('rs-client'), client('es-client')],
     jwks: { keys },
-    scopes: ['llm.invoke', 'admin'],
+    scopes: ['openid', 'offline_access', 'llm.invoke', 'admin', 'repo.read', 'repo.write'],
+    claims: { openid: ['sub'] },
+    findAccount: (ctx, id) => ({ accountId: id, claims: () => ({ sub: id }) }),
+    ttl: {
+      AccessToken: () => accessTtl,
+      Interaction: 600,
+      Session: 3600,
+      Grant: 3600,
+      RefreshToken: 86400,
+      AuthorizationCode: 60,
+      IdToken: 3600,
+    },
+    rotateRefreshToken: true,
+    issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+    pkce: { required: (ctx, client) => client.tokenEndpointAuthMethod === 'none' },
     features: {
-      devInteractions: { enabled: false },
+      devInteractions: { enabled: true },
+      registration: { enabled: true },
       clientCredentials: { enabled: true },
       revocation: { enabled: true },
+      userinfo: { enabled: true },
       resourceIndicators: {
         enabled: true,
-        defaultResource: () => AUDIENCE,
+        defaultResource: (ctx, client) => (client && CC_CLIENTS.has(client.clientId) ? AUDIENCE : undefined),
         useGrantedResource: () => true,
         getResourceServerInfo: (ctx, resource, client) => ({
           scope: 'llm.invoke admin',
@@ -60,8 +86,64 @@ function makeProvider(issuer) {
   provider.use(async (ctx, next) => {
     if (ctx.path === '/jwks') stats.jwks += 1;
     await next();
+    if (ctx.path === '/token' && ctx.status === 200 && ctx.oidc && ctx.oidc.params) {
+      const type = ctx.oidc.params.grant_type;
+      stats.grants[type] = (stats.grants[type] || 0) + 1;
+      if (type !== 'client_credentials' && ctx.body) {
+        stats.issued.push({ grant_type: type, access_token: ctx.body.access_token, refresh_token: ctx.body.refresh_token });
+      }
+    }
+    if (ctx.path === '/token/revocation' && ctx.status === 200 && ctx.oidc && ctx.oidc.params) {
+      stats.revocations += 1;
+      stats.revoked.push(ctx.oidc.params.token_type_hint || '');
+    }
   });
+  provider.registerGrantType(TOKEN_EXCHANGE, tokenExchange(provider), [
+    'subject_token', 'subject_token_type', 'requested_token_type', 'audience', 'resource', 'scope',
+  ]);
   return provider;
+}
+
+// RFC 8693: the subject token must be a JWT this provider signed and that has not expired; the
+// issued access token is for the subject's `sub`, with the requested scopes.
+function tokenExchange(provider) {
+  return async (ctx) => {
+    const { params, client } = ctx.oidc;
+    const fail = (error, description) => {
+      ctx.status = 400;
+      ctx.body = { error, error_description: description };
+    };
+    if (params.subject_token_type !== 'urn:ietf:params:oauth:token-type:jwt'
+      && params.subject_token_type !== 'urn:ietf:params:oauth:token-type:access_token') {
+      return fail('invalid_request', 'unsupported subject_token_type');
+    }
+    let claims;
+    try {
+      const jwks = createLocalJWKSet({ keys: keys.map(({ d, p, q, dp, dq, qi, ...pub }) => pub) });
+      ({ payload: claims } = await jwtVerify(params.subject_token, jwks, { issuer: provider.issuer }));
+    } catch (e) {
+      return fail('invalid_grant', `subject_token: ${e.code || e.message}`);
+    }
+    const scope = (params.scope || '').split(' ').filter((s) => s && s !== 'offline_access').join(' ');
+    const grant = new provider.Grant({ accountId: String(claims.sub), clientId: client.clientId });
+    if (scope) grant.addOIDCScope(scope);
+    const grantId = await grant.save();
+    const token = new provider.AccessToken({
+      accountId: String(claims.sub),
+      client,
+      grantId,
+      scope: scope || undefined,
+      gty: 'token_exchange',
+    });
+    const value = await token.save();
+    ctx.body = {
+      access_token: value,
+      issued_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+      token_type: 'Bearer',
+      expires_in: token.expiration,
+      scope: scope || undefined,
+    };
+  };
 }
 
 async function body(req) {
@@ -91,6 +173,9 @@ async function mint({ alg = 'RS256', claims = {}, header = {}, hs256WithPublicKe
   return new SignJWT(claims).setProtectedHeader({ alg, kid: jwk.kid, typ: 'at+jwt', ...header }).sign(key);
 }
 
+// The test reads the first line (the port) and then closes the pipe: later notices printed by
+// oidc-provider must not kill the process with EPIPE.
+process.stdout.on('error', () => {});
 keys = newKeys();
 let provider;
 const server = http.createServer(async (req, res) => {
@@ -110,6 +195,11 @@ const server = http.createServer(async (req, res) => {
       provider = makeProvider(provider.issuer);
       res.setHeader('content-type', 'application/json');
       return res.end(JSON.stringify({ kids: keys.map((k) => k.kid) }));
+    }
+    if (req.url === '/_test/ttl' && req.method === 'POST') {
+      accessTtl = (await body(req)).access;
+      res.setHeader('content-type', 'application/json');
+      return res.end(JSON.stringify({ access: accessTtl }));
     }
     if (req.url === '/_test/mint' && req.method === 'POST') {
       const minted = await mint(await body(req));

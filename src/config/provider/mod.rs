@@ -25,6 +25,8 @@ pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
     pub credentials: CredentialMode,
+    /// `credentials: oauth`: the OAuth provider whose grants are injected.
+    pub oauth_provider: Option<String>,
     pub upstream: Upstream,
     pub intercept_hosts: Vec<String>,
     pub keys: Vec<ProviderKey>,
@@ -105,6 +107,7 @@ fn build(
         base_url: _,
         intercept_hosts,
         credentials,
+        oauth_provider,
         keys,
         ca_file: _,
         quarantine_seconds,
@@ -143,6 +146,25 @@ fn build(
             format!("provider `{name}` has `credentials: centralized` but no keys"),
         ));
     }
+    match (credentials, oauth_provider) {
+        (CredentialMode::OAuth, None) => errors.push(ConfigError::at(
+            format!("{at}.oauth_provider"),
+            "`credentials: oauth` needs the name of an OAuth provider",
+        )),
+        (CredentialMode::OAuth, Some(_)) if !keys.is_empty() => errors.push(ConfigError::at(
+            format!("{at}.keys"),
+            "`credentials: oauth` injects users' own tokens: list no keys",
+        )),
+        (CredentialMode::OAuth, Some(o)) if !valid_name(o) => errors.push(ConfigError::at(
+            format!("{at}.oauth_provider"),
+            format!("`{o}` is not an OAuth provider name"),
+        )),
+        (_, Some(_)) if *credentials != CredentialMode::OAuth => errors.push(ConfigError::at(
+            format!("{at}.oauth_provider"),
+            "only with `credentials: oauth`",
+        )),
+        _ => {}
+    }
     let built_keys = build_keys(p, at, base, ctx, errors, warnings);
     if errors.len() > before {
         return None;
@@ -159,6 +181,7 @@ fn build(
         name: name.clone(),
         kind: *kind,
         credentials: *credentials,
+        oauth_provider: oauth_provider.clone(),
         upstream: upstream?,
         intercept_hosts: intercept_hosts.clone(),
         pool: KeyPool::build(members),

@@ -21,6 +21,9 @@ pub struct Provider {
     pub intercept_hosts: Vec<String>,
     #[serde(default)]
     pub credentials: CredentialMode,
+    /// With `credentials: oauth`: the OAuth provider whose user grants are injected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth_provider: Option<String>,
     /// The key pool, picked by smooth weighted round-robin.
     #[serde(default)]
     pub keys: Vec<Key>,
@@ -46,6 +49,10 @@ pub enum CredentialMode {
     Byok,
     /// The client's own provider key if it sent one, otherwise a pool key.
     PreferByok,
+    /// The calling user's own token from the token vault (`oauth_provider`): their consented
+    /// grant, or for a `token_exchange` provider their JWT exchanged. Client keys are stripped.
+    #[serde(rename = "oauth")]
+    OAuth,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]

@@ -25,6 +25,7 @@ use crate::clock::unix_now;
 use crate::config::wire::{self, AuthPolicy, Role};
 use crate::config::{Access, ConfigErrors, ConfigStore};
 
+mod connections;
 pub(super) mod docs;
 mod feed;
 mod issuers;
@@ -56,6 +57,8 @@ pub struct ControlPlane {
     pub revision: tokio::sync::watch::Sender<u64>,
     /// Wakes the follower after a local write.
     pub changed: tokio::sync::Notify,
+    /// The token vault (for data planes' `/v1/vault` and the connections endpoints).
+    pub vault: Arc<super::vault::VaultWorker>,
 }
 
 /// The caller's token (`Authorization: Bearer`).
@@ -188,10 +191,7 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     })
 }
 
-/// A Unix time as RFC 3339.
-pub(super) fn rfc3339(unix: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(unix)).to_string()
-}
+pub(super) use crate::clock::rfc3339;
 
 fn to_value<T: Serialize>(v: &T) -> ApiResult<Value> {
     serde_json::to_value(v).map_err(ApiError::internal)
@@ -400,7 +400,13 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         )
         .route("/v1/tokens", get(list_tokens).post(create_token))
         .route("/v1/tokens/{id}/revoke", post(revoke_token))
-        .route("/v1/tokens/{id}/rotate", post(rotate_token));
+        .route("/v1/tokens/{id}/rotate", post(rotate_token))
+        .route("/v1/oauth/connections", get(connections::list_connections))
+        .route(
+            "/v1/oauth/connections/{provider}",
+            axum::routing::delete(connections::delete_connection),
+        )
+        .route("/v1/vault", post(connections::vault));
     for doc in docs::DOCS {
         router = (doc.routes)(router);
     }

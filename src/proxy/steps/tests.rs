@@ -67,7 +67,13 @@ async fn centralized_route_picks_a_pool_key_and_rewrites() {
     assert_eq!(admitted.principal.id, "ci");
     let route = &s.routes[admitted.route];
     let key = admitted.key.map(|k| &route.provider.keys[k]);
-    rewrite(&mut r, route, key, Some(&admitted.principal)).unwrap();
+    rewrite(
+        &mut r,
+        route,
+        Inject::of(key, None),
+        Some(&admitted.principal),
+    )
+    .unwrap();
     assert_eq!(r.uri.to_string(), "/base/v1/chat/completions?x=1");
     assert_eq!(r.headers["host"], "api.example.com");
     assert_eq!(r.headers["authorization"], "Bearer sk-pool-0123456789");
@@ -87,7 +93,7 @@ async fn byok_passes_the_client_key_and_requires_one() {
     let admitted = admit(&r, &s, 0, NOW).await.unwrap();
     assert_eq!(admitted.key, None);
     let route = &s.routes[admitted.route];
-    rewrite(&mut r, route, None, None).unwrap();
+    rewrite(&mut r, route, Inject::ClientKey, None).unwrap();
     assert_eq!(r.headers["x-api-key"], "sk-ant-client");
     assert!(r.headers.get("x-sluice-token").is_none());
     assert_eq!(r.headers["host"], "127.0.0.1:7");

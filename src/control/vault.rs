@@ -1,0 +1,889 @@
+//! The token vault: one grant per (principal, OAuth provider), sealed under the master key in
+//! the store (`sluice_grants`, never part of a revision), and the consent flow that fills it.
+//!
+//! Consent: a principal asks for a link (single use, 10 minutes, bound to it and the provider)
+//! → the user opens it and confirms on a page naming both → the link is used up and a `state`
+//! (single use, 10 minutes, with the PKCE verifier) is stored → the upstream redirects back
+//! with a code → it is exchanged with the provider's client authentication and the grant
+//! sealed. Links and states are stored as SHA-256 digests of their values, sealed, and taken
+//! with one `DELETE … RETURNING`, so each is used once across replicas.
+//!
+//! Use: a grant within a minute of expiry is refreshed first, one refresh per grant at a time
+//! (a per-grant lock here; the grant is read again under it, so waiters get the new token);
+//! `invalid_grant` deletes the grant and asks the user to connect again. Providers with the
+//! `token_exchange` grant exchange the caller's JWT instead (RFC 8693).
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::crypto::MasterKey;
+use super::state::{SecretDoc, SecretScope, SECRET};
+use super::store::Store;
+use crate::audit::{sink::Stream, AuditSink};
+use crate::clock::unix_now;
+use crate::config::oauth_provider::{AuthMethod, GrantType, OAuthProvider};
+use crate::config::ConfigStore;
+use crate::metrics::METRICS;
+use crate::vault::{Answer, Connection, Failure, Job, Reply, Request, Who, REFRESH_BEFORE};
+
+/// Lifetime of a connect link and of an authorization request's `state`.
+const PENDING_SECONDS: u64 = 600;
+/// Upstream token and revocation calls.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(15);
+/// Largest token-endpoint answer read.
+const MAX_ANSWER: usize = 64 * 1024;
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// A grant as sealed in the store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Grant {
+    access_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    expires_at: Option<u64>,
+    scopes: Vec<String>,
+    connected_at: u64,
+}
+
+/// A link or a state, as sealed in the store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Pending {
+    Link {
+        who: Who,
+        provider: String,
+    },
+    State {
+        who: Who,
+        provider: String,
+        verifier: Option<String>,
+        scopes: Vec<String>,
+    },
+}
+
+/// A token endpoint's answer (RFC 6749 §5.1 / RFC 8693 §2.2).
+#[derive(Debug, Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// Why a token endpoint call failed.
+enum CallError {
+    /// `error` of an RFC 6749 §5.2 answer (`invalid_grant`, …) and its description.
+    OAuth(String, String),
+    Other(String),
+}
+
+impl CallError {
+    fn text(&self) -> String {
+        match self {
+            CallError::OAuth(e, d) if d.is_empty() => e.clone(),
+            CallError::OAuth(e, d) => format!("{e}: {d}"),
+            CallError::Other(e) => e.clone(),
+        }
+    }
+}
+
+pub struct VaultWorker {
+    pub store: Arc<dyn Store>,
+    pub key: Arc<MasterKey>,
+    pub config: Arc<ConfigStore>,
+    /// What links and redirect URIs start with (`public_base_url`), without a trailing `/`.
+    pub base_url: String,
+    pub audit: Option<AuditSink>,
+    pub http: reqwest::Client,
+    /// One lock per grant being refreshed.
+    flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl VaultWorker {
+    pub fn new(
+        store: Arc<dyn Store>,
+        key: Arc<MasterKey>,
+        config: Arc<ConfigStore>,
+        base_url: String,
+        audit: Option<AuditSink>,
+    ) -> anyhow::Result<VaultWorker> {
+        let http = reqwest::Client::builder()
+            .timeout(UPSTREAM_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(VaultWorker {
+            store,
+            key,
+            config,
+            base_url,
+            audit,
+            http,
+            flights: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Serves the data plane's requests until the channel closes.
+    pub async fn serve(self: Arc<Self>, mut jobs: tokio::sync::mpsc::Receiver<Job>) {
+        while let Some(job) = jobs.recv().await {
+            let worker = self.clone();
+            tokio::spawn(async move {
+                let reply = worker.handle(job.request).await;
+                let _ = job.reply.send(reply);
+            });
+        }
+    }
+
+    pub async fn handle(&self, request: Request) -> Reply {
+        match request {
+            Request::Token {
+                who,
+                provider,
+                subject_token,
+            } => self.token(&who, &provider, subject_token.as_deref()).await,
+            Request::Link { who, provider } => {
+                let p = self.provider(&provider, GrantType::AuthorizationCode)?;
+                let (url, expires_at) = self.link(&who, &p).await?;
+                Ok(Answer::Link { url, expires_at })
+            }
+            Request::ViewLink { provider, link } => {
+                let (who, p) = self.open_link(&provider, &link, false).await?;
+                Ok(Answer::Consent {
+                    who: who.display,
+                    display_name: display_name(&p),
+                    provider: p.name.clone(),
+                    scopes: p.scopes.clone(),
+                })
+            }
+            Request::Begin { provider, link } => {
+                let (who, p) = self.open_link(&provider, &link, true).await?;
+                self.begin(who, &p).await
+            }
+            Request::Callback {
+                state,
+                code,
+                error,
+                error_description,
+            } => self.callback(&state, code, error, error_description).await,
+            Request::Disconnect {
+                principal,
+                provider,
+            } => self.disconnect(&principal, &provider).await,
+            Request::Connections { principal } => self.connections(principal.as_deref()).await,
+        }
+    }
+
+    /// An enabled provider that allows `grant`.
+    fn provider(&self, name: &str, grant: GrantType) -> Result<Arc<OAuthProvider>, Failure> {
+        let snap = self.config.snapshot();
+        let p =
+            snap.oauth_providers
+                .get(name)
+                .cloned()
+                .ok_or_else(|| Failure::UnknownProvider {
+                    provider: name.to_owned(),
+                })?;
+        if !p.enabled {
+            return Err(Failure::Disabled {
+                provider: name.to_owned(),
+            });
+        }
+        if !p.grant_types.contains(&grant) {
+            return Err(Failure::GrantNotAllowed {
+                provider: name.to_owned(),
+                grant: match grant {
+                    GrantType::AuthorizationCode => "the authorization_code grant (consent)",
+                    GrantType::TokenExchange => "the token_exchange grant",
+                }
+                .to_owned(),
+            });
+        }
+        Ok(p)
+    }
+
+    async fn token(&self, who: &Who, provider: &str, subject: Option<&str>) -> Reply {
+        let snap = self.config.snapshot();
+        let exchanges = snap
+            .oauth_providers
+            .get(provider)
+            .is_some_and(|p| p.grant_types.contains(&GrantType::TokenExchange));
+        let consents = snap
+            .oauth_providers
+            .get(provider)
+            .is_some_and(|p| p.grant_types.contains(&GrantType::AuthorizationCode));
+        drop(snap);
+        if exchanges && (subject.is_some() || !consents) {
+            let p = self.provider(provider, GrantType::TokenExchange)?;
+            let subject = subject.ok_or_else(|| Failure::NeedsJwt {
+                provider: provider.to_owned(),
+            })?;
+            return self.exchange(who, &p, subject).await;
+        }
+        let p = self.provider(provider, GrantType::AuthorizationCode)?;
+        let grant = self.usable_grant(who, &p).await?;
+        Ok(Answer::Token {
+            access_token: grant.access_token,
+            expires_at: grant.expires_at,
+        })
+    }
+
+    /// The principal's grant, refreshed when near expiry; otherwise why the user must connect.
+    async fn usable_grant(&self, who: &Who, p: &OAuthProvider) -> Result<Grant, Failure> {
+        let grant = self.read_grant(&who.key, &p.name).await?;
+        let Some(grant) = grant else {
+            return Err(self.not_connected(who, p).await);
+        };
+        let missing = missing_scopes(p, &grant);
+        if !missing.is_empty() {
+            let (connect_url, _) = self.link(who, p).await?;
+            return Err(Failure::Reconsent {
+                provider: p.name.clone(),
+                missing: missing.join(" "),
+                connect_url,
+            });
+        }
+        if !near_expiry(&grant, unix_now()) {
+            return Ok(grant);
+        }
+        // One refresh per grant: the others wait, then read what it stored.
+        let flight = {
+            let mut flights = self
+                .flights
+                .lock()
+                .map_err(|_| Failure::Unavailable("vault lock".into()))?;
+            flights
+                .entry(format!("{}\0{}", who.key, p.name))
+                .or_default()
+                .clone()
+        };
+        let _turn = flight.lock().await;
+        let grant = match self.read_grant(&who.key, &p.name).await? {
+            Some(g) if !near_expiry(&g, unix_now()) => return Ok(g),
+            Some(g) => g,
+            None => return Err(self.not_connected(who, p).await),
+        };
+        self.refresh(who, p, grant).await
+    }
+
+    async fn refresh(&self, who: &Who, p: &OAuthProvider, grant: Grant) -> Result<Grant, Failure> {
+        let Some(refresh_token) = grant.refresh_token.clone() else {
+            // Expired and nothing to refresh it with.
+            if grant.expires_at.is_some_and(|at| at <= unix_now()) {
+                self.forget_grant(&who.key, &p.name).await?;
+                return Err(self.not_connected(who, p).await);
+            }
+            return Ok(grant);
+        };
+        let form = vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", refresh_token.clone()),
+        ];
+        match self.call_token_endpoint(p, form).await {
+            Ok(answer) => {
+                self.event(p, "refresh", "ok");
+                let now = unix_now();
+                let renewed = Grant {
+                    expires_at: answer.expires_in.map(|s| now + s),
+                    scopes: answer
+                        .scope
+                        .as_deref()
+                        .map(split_scopes)
+                        .unwrap_or_else(|| grant.scopes.clone()),
+                    // A provider that does not rotate keeps the old refresh token valid.
+                    refresh_token: answer.refresh_token.or(Some(refresh_token)),
+                    access_token: answer.access_token,
+                    connected_at: grant.connected_at,
+                };
+                self.write_grant(&who.key, &p.name, &renewed).await?;
+                Ok(renewed)
+            }
+            Err(CallError::OAuth(e, _)) if e == "invalid_grant" => {
+                self.event(p, "refresh", "invalid_grant");
+                self.audit("oauth.refresh", &who.key, &p.name, "invalid_grant");
+                self.forget_grant(&who.key, &p.name).await?;
+                Err(self.not_connected(who, p).await)
+            }
+            Err(e) => {
+                self.event(p, "refresh", "error");
+                self.audit("oauth.refresh", &who.key, &p.name, "error");
+                Err(Failure::Upstream {
+                    provider: p.name.clone(),
+                    error: e.text(),
+                })
+            }
+        }
+    }
+
+    /// RFC 8693: the caller's verified JWT for a token of this provider.
+    async fn exchange(&self, who: &Who, p: &OAuthProvider, subject: &str) -> Reply {
+        let mut form = vec![
+            ("grant_type", TOKEN_EXCHANGE.to_owned()),
+            ("subject_token", subject.to_owned()),
+            ("subject_token_type", JWT_TYPE.to_owned()),
+            ("requested_token_type", ACCESS_TOKEN_TYPE.to_owned()),
+        ];
+        if !p.scopes.is_empty() {
+            form.push(("scope", p.scopes.join(" ")));
+        }
+        if let Some(issuer) = &p.issuer {
+            form.push(("audience", issuer.clone()));
+        }
+        match self.call_token_endpoint(p, form).await {
+            Ok(answer) => {
+                self.event(p, "exchange", "ok");
+                self.audit("oauth.exchange", &who.key, &p.name, "ok");
+                Ok(Answer::Token {
+                    access_token: answer.access_token,
+                    expires_at: answer.expires_in.map(|s| unix_now() + s),
+                })
+            }
+            Err(e) => {
+                self.event(p, "exchange", "error");
+                self.audit("oauth.exchange", &who.key, &p.name, "error");
+                Err(Failure::ExchangeRefused {
+                    provider: p.name.clone(),
+                    error: e.text(),
+                })
+            }
+        }
+    }
+
+    async fn not_connected(&self, who: &Who, p: &OAuthProvider) -> Failure {
+        match self.link(who, p).await {
+            Ok((connect_url, _)) => Failure::NotConnected {
+                provider: p.name.clone(),
+                connect_url,
+            },
+            Err(e) => e,
+        }
+    }
+
+    /// A new connect link for `who` at `p`, and when it expires.
+    async fn link(&self, who: &Who, p: &OAuthProvider) -> Result<(String, u64), Failure> {
+        let secret = random_token()?;
+        let expires_at = unix_now() + PENDING_SECONDS;
+        let pending = Pending::Link {
+            who: who.clone(),
+            provider: p.name.clone(),
+        };
+        self.put_pending(&secret, &pending, expires_at).await?;
+        let url = format!(
+            "{}/oauth/v1/connect/{}?link={secret}",
+            self.base_url, p.name
+        );
+        Ok((url, expires_at))
+    }
+
+    async fn open_link(
+        &self,
+        provider: &str,
+        link: &str,
+        take: bool,
+    ) -> Result<(Who, Arc<OAuthProvider>), Failure> {
+        match self.take_pending(link, take).await? {
+            Some(Pending::Link { who, provider: p }) if p == provider => {
+                Ok((who, self.provider(provider, GrantType::AuthorizationCode)?))
+            }
+            _ => Err(Failure::BadLink),
+        }
+    }
+
+    /// The upstream authorization URL for a confirmed link.
+    async fn begin(&self, who: Who, p: &OAuthProvider) -> Reply {
+        let state = random_token()?;
+        let verifier = (p.require_pkce || p.token_endpoint_auth_method == AuthMethod::None)
+            .then(random_token)
+            .transpose()?;
+        let mut query = vec![
+            ("response_type", "code".to_owned()),
+            ("client_id", p.client_id.clone()),
+            ("redirect_uri", self.redirect_uri()),
+            ("state", state.clone()),
+        ];
+        if !p.scopes.is_empty() {
+            query.push(("scope", p.scopes.join(" ")));
+        }
+        if let Some(v) = &verifier {
+            use sha2::{Digest, Sha256};
+            let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(Sha256::digest(v.as_bytes()));
+            query.push(("code_challenge", challenge));
+            query.push(("code_challenge_method", "S256".to_owned()));
+        }
+        let pending = Pending::State {
+            who,
+            provider: p.name.clone(),
+            verifier,
+            scopes: p.scopes.clone(),
+        };
+        self.put_pending(&state, &pending, unix_now() + PENDING_SECONDS)
+            .await?;
+        let endpoint = p.authorization_endpoint.as_deref().unwrap_or_default();
+        let sep = if endpoint.contains('?') { '&' } else { '?' };
+        let query = serde_urlencoded(&query);
+        Ok(Answer::Redirect {
+            url: format!("{endpoint}{sep}{query}"),
+        })
+    }
+
+    pub fn redirect_uri(&self) -> String {
+        format!("{}/oauth/v1/callback", self.base_url)
+    }
+
+    async fn callback(
+        &self,
+        state: &str,
+        code: Option<String>,
+        error: Option<String>,
+        error_description: Option<String>,
+    ) -> Reply {
+        let Some(Pending::State {
+            who,
+            provider,
+            verifier,
+            scopes,
+        }) = self.take_pending(state, true).await?
+        else {
+            return Err(Failure::BadState);
+        };
+        let p = self.provider(&provider, GrantType::AuthorizationCode)?;
+        if let Some(error) = error {
+            self.event(&p, "consent", "denied");
+            self.audit("oauth.connect", &who.key, &p.name, "denied");
+            let text = match error_description {
+                Some(d) => format!("{error}: {d}"),
+                None => error,
+            };
+            return Err(Failure::Upstream {
+                provider,
+                error: clip(&text),
+            });
+        }
+        let code = code.ok_or_else(|| Failure::Upstream {
+            provider: provider.clone(),
+            error: "no code in the answer".into(),
+        })?;
+        let mut form = vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code),
+            ("redirect_uri", self.redirect_uri()),
+        ];
+        if let Some(v) = verifier {
+            form.push(("code_verifier", v));
+        }
+        let answer = self.call_token_endpoint(&p, form).await.map_err(|e| {
+            self.event(&p, "consent", "error");
+            self.audit("oauth.connect", &who.key, &p.name, "error");
+            Failure::Upstream {
+                provider: provider.clone(),
+                error: clip(&e.text()),
+            }
+        })?;
+        let now = unix_now();
+        let grant = Grant {
+            access_token: answer.access_token,
+            refresh_token: answer.refresh_token,
+            expires_at: answer.expires_in.map(|s| now + s),
+            scopes: answer.scope.as_deref().map(split_scopes).unwrap_or(scopes),
+            connected_at: now,
+        };
+        self.write_grant(&who.key, &p.name, &grant).await?;
+        self.event(&p, "consent", "ok");
+        self.audit("oauth.connect", &who.key, &p.name, "ok");
+        Ok(Answer::Connected {
+            provider: p.name.clone(),
+            display_name: display_name(&p),
+            who: who.display,
+        })
+    }
+
+    async fn disconnect(&self, principal: &str, provider: &str) -> Reply {
+        let grant = self.read_grant(principal, provider).await?;
+        let Some(grant) = grant else {
+            return Err(Failure::NotFound);
+        };
+        self.forget_grant(principal, provider).await?;
+        self.audit("oauth.disconnect", principal, provider, "ok");
+        let snap = self.config.snapshot();
+        let Some(p) = snap.oauth_providers.get(provider).cloned() else {
+            return Ok(Answer::Disconnected { revoked: false });
+        };
+        drop(snap);
+        let revoked = self.revoke(&p, &grant).await;
+        Ok(Answer::Disconnected { revoked })
+    }
+
+    /// RFC 7009, best effort: the refresh token first (revoking it ends the access tokens it
+    /// issued at most servers), then the access token.
+    async fn revoke(&self, p: &OAuthProvider, grant: &Grant) -> bool {
+        let Some(endpoint) = &p.revocation_endpoint else {
+            return false;
+        };
+        let mut tokens = Vec::new();
+        if let Some(r) = &grant.refresh_token {
+            tokens.push((r.as_str(), "refresh_token"));
+        }
+        tokens.push((grant.access_token.as_str(), "access_token"));
+        for (token, hint) in tokens {
+            let form = vec![
+                ("token", token.to_owned()),
+                ("token_type_hint", hint.to_owned()),
+            ];
+            match self.post_form(p, endpoint, form).await {
+                Ok(resp) if resp.status().is_success() => {
+                    self.event(p, "revocation", "ok");
+                    return true;
+                }
+                Ok(resp) => log::info!(
+                    "vault: `{}` refused revoking a {hint}: {}",
+                    p.name,
+                    resp.status()
+                ),
+                Err(e) => log::info!("vault: revoking at `{}`: {e}", p.name),
+            }
+        }
+        self.event(p, "revocation", "error");
+        false
+    }
+
+    async fn connections(&self, principal: Option<&str>) -> Reply {
+        let rows = self.store.grants(principal).await.map_err(unavailable)?;
+        let mut connections = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Ok(grant) = self.open_grant(&row.principal, &row.provider, &row.sealed) else {
+                continue;
+            };
+            connections.push(Connection {
+                principal: row.principal,
+                provider: row.provider,
+                scopes: grant.scopes,
+                expires_at: grant.expires_at,
+                refreshable: grant.refresh_token.is_some(),
+                connected_at: grant.connected_at,
+                updated_at: row.updated_at,
+            });
+        }
+        Ok(Answer::Connections { connections })
+    }
+
+    /// Grants whose provider no longer exists are removed; the gauge counts the rest.
+    pub async fn sweep(&self) {
+        let rows = match self.store.grants(None).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                log::warn!("vault: {e}");
+                return;
+            }
+        };
+        let snap = self.config.snapshot();
+        let mut counts: HashMap<&str, i64> = snap
+            .oauth_providers
+            .keys()
+            .map(|k| (k.as_str(), 0))
+            .collect();
+        for row in &rows {
+            match counts.get_mut(row.provider.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    if let Err(e) = self.store.delete_grant(&row.principal, &row.provider).await {
+                        log::warn!("vault: {e}");
+                    }
+                }
+            }
+        }
+        METRICS.oauth_grants.reset();
+        for (provider, n) in counts {
+            METRICS.oauth_grants.with_label_values(&[provider]).set(n);
+        }
+    }
+
+    async fn call_token_endpoint(
+        &self,
+        p: &OAuthProvider,
+        form: Vec<(&'static str, String)>,
+    ) -> Result<TokenAnswer, CallError> {
+        let endpoint = p
+            .token_endpoint
+            .clone()
+            .ok_or_else(|| CallError::Other("no token endpoint".into()))?;
+        let resp = self
+            .post_form(p, &endpoint, form)
+            .await
+            .map_err(|e| CallError::Other(e.to_string()))?;
+        let status = resp.status();
+        let body = read_capped(resp).await.map_err(CallError::Other)?;
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if let Some(error) = json["error"].as_str() {
+            return Err(CallError::OAuth(
+                clip(error),
+                clip(json["error_description"].as_str().unwrap_or_default()),
+            ));
+        }
+        if !status.is_success() {
+            return Err(CallError::Other(format!(
+                "token endpoint answered {status}"
+            )));
+        }
+        serde_json::from_value(json)
+            .map_err(|e| CallError::Other(format!("token endpoint answer: {e}")))
+    }
+
+    /// A form POST with the provider's client authentication; the client secret is read from
+    /// the store each time, so a rotated secret is used from the next call on.
+    async fn post_form(
+        &self,
+        p: &OAuthProvider,
+        url: &str,
+        mut form: Vec<(&'static str, String)>,
+    ) -> anyhow::Result<reqwest::Response> {
+        let mut req = self.http.post(url).header("accept", "application/json");
+        match p.token_endpoint_auth_method {
+            AuthMethod::None => form.push(("client_id", p.client_id.clone())),
+            AuthMethod::ClientSecretPost => {
+                form.push(("client_id", p.client_id.clone()));
+                form.push(("client_secret", self.client_secret(p).await?));
+            }
+            AuthMethod::ClientSecretBasic => {
+                // RFC 6749 §2.3.1: both parts form-urlencoded before base64.
+                let pair = format!(
+                    "{}:{}",
+                    form_encode(&p.client_id),
+                    form_encode(&self.client_secret(p).await?)
+                );
+                let basic = base64::engine::general_purpose::STANDARD.encode(pair);
+                req = req.header("authorization", format!("Basic {basic}"));
+            }
+        }
+        Ok(req
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded(&form))
+            .send()
+            .await?)
+    }
+
+    async fn client_secret(&self, p: &OAuthProvider) -> anyhow::Result<String> {
+        let name = p
+            .client_secret_ref
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("`{}` has no client_secret_ref", p.name))?;
+        let doc = self
+            .store
+            .get(SECRET, name)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the secret `{name}` does not exist"))?;
+        let doc: SecretDoc = serde_json::from_value(doc.body)?;
+        anyhow::ensure!(
+            doc.scopes.contains(&SecretScope::Mcp),
+            "the secret `{name}` is not scoped `mcp`"
+        );
+        Ok(self.key.open(name, &doc.sealed)?.expose().to_owned())
+    }
+
+    async fn read_grant(&self, principal: &str, provider: &str) -> Result<Option<Grant>, Failure> {
+        let sealed = self
+            .store
+            .grant(principal, provider)
+            .await
+            .map_err(unavailable)?;
+        sealed
+            .map(|s| self.open_grant(principal, provider, &s))
+            .transpose()
+    }
+
+    fn open_grant(&self, principal: &str, provider: &str, sealed: &str) -> Result<Grant, Failure> {
+        let plain = self
+            .key
+            .open(&grant_aad(principal, provider), sealed)
+            .map_err(unavailable)?;
+        serde_json::from_str(plain.expose()).map_err(unavailable)
+    }
+
+    async fn write_grant(
+        &self,
+        principal: &str,
+        provider: &str,
+        grant: &Grant,
+    ) -> Result<(), Failure> {
+        let plain = serde_json::to_string(grant).map_err(unavailable)?;
+        let sealed = self
+            .key
+            .seal(&grant_aad(principal, provider), &plain)
+            .map_err(unavailable)?;
+        self.store
+            .put_grant(principal, provider, &sealed)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn forget_grant(&self, principal: &str, provider: &str) -> Result<(), Failure> {
+        self.store
+            .delete_grant(principal, provider)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn put_pending(
+        &self,
+        secret: &str,
+        pending: &Pending,
+        expires_at: u64,
+    ) -> Result<(), Failure> {
+        let id = pending_id(secret);
+        let plain = serde_json::to_string(pending).map_err(unavailable)?;
+        let sealed = self
+            .key
+            .seal(&format!("pending\0{id}"), &plain)
+            .map_err(unavailable)?;
+        self.store
+            .put_pending(&id, &sealed, expires_at)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn take_pending(&self, secret: &str, take: bool) -> Result<Option<Pending>, Failure> {
+        if secret.is_empty() || secret.len() > 128 {
+            return Ok(None);
+        }
+        let id = pending_id(secret);
+        let Some(sealed) = self.store.pending(&id, take).await.map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let plain = self
+            .key
+            .open(&format!("pending\0{id}"), &sealed)
+            .map_err(unavailable)?;
+        Ok(serde_json::from_str(plain.expose()).ok())
+    }
+
+    fn event(&self, p: &OAuthProvider, event: &str, outcome: &str) {
+        METRICS
+            .oauth_events
+            .with_label_values(&[p.name.as_str(), event, outcome])
+            .inc();
+    }
+
+    /// One audit record per vault event (never a token).
+    fn audit(&self, event: &str, principal: &str, provider: &str, outcome: &str) {
+        log::info!("vault: {event} {principal} at {provider}: {outcome}");
+        if let Some(audit) = &self.audit {
+            let record = serde_json::json!({
+                "ts": unix_now(),
+                "event": event,
+                "principal": principal,
+                "oauth_provider": provider,
+                "outcome": outcome,
+            });
+            let mut line = record.to_string().into_bytes();
+            line.push(b'\n');
+            audit.record(&line, Stream::Usage);
+        }
+    }
+}
+
+fn grant_aad(principal: &str, provider: &str) -> String {
+    format!("grant\0{principal}\0{provider}")
+}
+
+fn pending_id(secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn near_expiry(grant: &Grant, now: u64) -> bool {
+    grant
+        .expires_at
+        .is_some_and(|at| at <= now + REFRESH_BEFORE)
+}
+
+/// The provider's scopes the grant lacks (`offline_access` is a request for a refresh token,
+/// never listed back).
+fn missing_scopes(p: &OAuthProvider, grant: &Grant) -> Vec<String> {
+    p.scopes
+        .iter()
+        .filter(|s| s.as_str() != "offline_access" && !grant.scopes.contains(s))
+        .cloned()
+        .collect()
+}
+
+fn split_scopes(scope: &str) -> Vec<String> {
+    scope.split_whitespace().map(str::to_owned).collect()
+}
+
+fn display_name(p: &OAuthProvider) -> String {
+    p.display_name.clone().unwrap_or_else(|| p.name.clone())
+}
+
+/// 256 random bits, base64url.
+fn random_token() -> Result<String, Failure> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| Failure::Unavailable(format!("randomness: {e}")))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Failure {
+    log::warn!("vault: {e}");
+    Failure::Unavailable("the token vault could not be read or written".into())
+}
+
+/// Upstream text shown to users: one line, bounded.
+fn clip(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(300).collect()
+}
+
+fn form_encode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+fn serde_urlencoded(pairs: &[(&str, String)]) -> String {
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        out.append_pair(k, v);
+    }
+    out.finish()
+}
+
+async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err("the token endpoint's answer is too large".into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_missing_from_a_grant() {
+        let p: OAuthProvider = serde_json::from_value(serde_json::json!({
+            "name": "gh", "client_id": "c", "token_endpoint": "https://x/t",
+            "authorization_endpoint": "https://x/a", "client_secret_ref": "S",
+            "scopes": ["openid", "offline_access", "repo.read", "repo.write"]
+        }))
+        .unwrap();
+        let grant = Grant {
+            access_token: "a".into(),
+            refresh_token: None,
+            expires_at: Some(100),
+            scopes: split_scopes("openid repo.read"),
+            connected_at: 0,
+        };
+        assert_eq!(missing_scopes(&p, &grant), vec!["repo.write"]);
+        assert!(near_expiry(&grant, 40) && !near_expiry(&grant, 39));
+        assert_eq!(form_encode("a b:c"), "a+b%3Ac");
+        assert_eq!(clip("x\ny"), "xy");
+    }
+}

@@ -1,0 +1,399 @@
+//! The token vault as the request path sees it: users' upstream OAuth grants, asked for by
+//! (principal, OAuth provider) and injected for them, so an agent never holds the token.
+//!
+//! The vault itself (sealed grants in the store, the consent flow's links and states, refresh,
+//! RFC 8693 exchange, RFC 7009 revocation) runs in the control plane, which holds the master
+//! key: `control::vault`. A data plane reaches it through a channel (the embedded control plane)
+//! or the control plane's `/v1/vault` (`--control-plane`); either way it speaks `Request` and
+//! gets `Answer` or `Failure`. Tokens handed out are cached here until shortly before they
+//! expire (and at most `CACHE_TTL`, so a disconnect made on another replica applies within it):
+//! a cached lookup is a hash and a map read.
+
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::auth::{CredentialKind, Principal};
+use crate::config::Snapshot;
+
+/// How long a token handed out by the vault is reused without asking it again.
+pub const CACHE_TTL: Duration = Duration::from_secs(60);
+/// A token this close to its expiry is refreshed (or exchanged again) before use.
+pub const REFRESH_BEFORE: u64 = 60;
+const CACHE_CAPACITY: u64 = 100_000;
+
+/// Whose grant: a stable key (the token's owner, or a JWT's issuer and subject, so rotating a
+/// token keeps the user's connections) and how to show it to the user on the consent page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Who {
+    pub key: String,
+    pub display: String,
+}
+
+impl Who {
+    /// `None` for an anonymous principal: nobody to hold a grant for.
+    pub fn of(principal: &Principal, snap: &Snapshot) -> Option<Who> {
+        match principal.kind {
+            CredentialKind::Anonymous => None,
+            CredentialKind::Opaque => Some(match &principal.owner {
+                Some(owner) => Who {
+                    key: format!("owner:{owner}"),
+                    display: format!("owner `{owner}`"),
+                },
+                None => Who {
+                    key: format!("token:{}", principal.id),
+                    display: format!("token `{}`", principal.id),
+                },
+            }),
+            CredentialKind::Jwt => {
+                let issuer = principal
+                    .issuer
+                    .and_then(|i| snap.jwt.issuers.get(i))
+                    .map(|t| t.name.as_str())
+                    .unwrap_or("?");
+                Some(Who {
+                    key: format!("jwt:{issuer}:{}", principal.id),
+                    display: format!("`{}` of issuer `{issuer}`", principal.id),
+                })
+            }
+        }
+    }
+}
+
+/// What a data plane asks the vault.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// The access token to inject for `who` at `provider`: the grant's (refreshed when near
+    /// expiry), or for a `token_exchange` provider one exchanged for `subject_token`.
+    Token {
+        who: Who,
+        provider: String,
+        subject_token: Option<String>,
+    },
+    /// A single-use connect link for `who` (the browser that opens it carries no credential).
+    Link { who: Who, provider: String },
+    /// What the consent page shows for a link (the link stays usable).
+    ViewLink { provider: String, link: String },
+    /// The user confirmed: the link is used up and the upstream authorization URL returned.
+    Begin { provider: String, link: String },
+    /// The upstream's redirect back.
+    Callback {
+        state: String,
+        code: Option<String>,
+        error: Option<String>,
+        error_description: Option<String>,
+    },
+    /// Removes a grant and revokes it upstream (best effort).
+    Disconnect { principal: String, provider: String },
+    /// Grants (metadata only) of one principal, or of everyone.
+    Connections { principal: Option<String> },
+}
+
+/// One grant as listed: never a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Connection {
+    pub principal: String,
+    pub provider: String,
+    pub scopes: Vec<String>,
+    /// Unix seconds; absent for tokens that do not expire.
+    pub expires_at: Option<u64>,
+    pub refreshable: bool,
+    pub connected_at: u64,
+    pub updated_at: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+pub enum Answer {
+    Token {
+        access_token: String,
+        expires_at: Option<u64>,
+    },
+    Link {
+        url: String,
+        expires_at: u64,
+    },
+    Consent {
+        who: String,
+        provider: String,
+        display_name: String,
+        scopes: Vec<String>,
+    },
+    Redirect {
+        url: String,
+    },
+    Connected {
+        provider: String,
+        display_name: String,
+        who: String,
+    },
+    Disconnected {
+        revoked: bool,
+    },
+    Connections {
+        connections: Vec<Connection>,
+    },
+}
+
+/// Why the vault could not give what was asked, as the client is told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "failure", rename_all = "snake_case")]
+pub enum Failure {
+    #[error("connect your account to `{provider}` first: open {connect_url}")]
+    NotConnected {
+        provider: String,
+        connect_url: String,
+    },
+    #[error(
+        "`{provider}` now asks for more scopes ({missing}); connect again: open {connect_url}"
+    )]
+    Reconsent {
+        provider: String,
+        missing: String,
+        connect_url: String,
+    },
+    #[error("OAuth provider `{provider}` does not exist")]
+    UnknownProvider { provider: String },
+    #[error("OAuth provider `{provider}` is disabled")]
+    Disabled { provider: String },
+    #[error("OAuth provider `{provider}` does not support {grant}")]
+    GrantNotAllowed { provider: String, grant: String },
+    #[error("the token exchange at `{provider}` needs a JWT from a trusted issuer")]
+    NeedsJwt { provider: String },
+    #[error("`{provider}` refused the token exchange: {error}")]
+    ExchangeRefused { provider: String, error: String },
+    #[error("this link is unknown, used or expired: ask for a new one")]
+    BadLink,
+    #[error("this authorization answer is unknown, used or expired (state): start again")]
+    BadState,
+    #[error("`{provider}` answered: {error}")]
+    Upstream { provider: String, error: String },
+    #[error("not found")]
+    NotFound,
+    #[error("the token vault is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl Failure {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Failure::NotConnected { .. } => "oauth_not_connected",
+            Failure::Reconsent { .. } => "oauth_reconsent",
+            Failure::UnknownProvider { .. } => "oauth_unknown_provider",
+            Failure::Disabled { .. } => "oauth_provider_disabled",
+            Failure::GrantNotAllowed { .. } => "oauth_grant_not_allowed",
+            Failure::NeedsJwt { .. } => "oauth_needs_jwt",
+            Failure::ExchangeRefused { .. } => "oauth_exchange_refused",
+            Failure::BadLink => "oauth_bad_link",
+            Failure::BadState => "oauth_bad_state",
+            Failure::Upstream { .. } => "oauth_upstream_error",
+            Failure::NotFound => "not_found",
+            Failure::Unavailable(_) => "vault_unavailable",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Failure::NotConnected { .. } | Failure::Reconsent { .. } => 401,
+            Failure::NeedsJwt { .. } | Failure::ExchangeRefused { .. } => 403,
+            Failure::GrantNotAllowed { .. } | Failure::BadLink | Failure::BadState => 400,
+            Failure::NotFound => 404,
+            Failure::Upstream { .. } => 502,
+            Failure::UnknownProvider { .. }
+            | Failure::Disabled { .. }
+            | Failure::Unavailable(_) => 503,
+        }
+    }
+
+    /// A link to connect (again), when the user can fix this in a browser.
+    pub fn connect_url(&self) -> Option<&str> {
+        match self {
+            Failure::NotConnected { connect_url, .. } | Failure::Reconsent { connect_url, .. } => {
+                Some(connect_url)
+            }
+            _ => None,
+        }
+    }
+}
+
+pub type Reply = Result<Answer, Failure>;
+
+/// One request and where its answer goes.
+pub struct Job {
+    pub request: Request,
+    pub reply: tokio::sync::oneshot::Sender<Reply>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    token: Arc<str>,
+    /// Wall-clock expiry of the token, if it has one.
+    expires_at: Option<u64>,
+    fetched: Instant,
+    /// The snapshot it was asked under: a changed configuration (scopes added, provider
+    /// disabled or deleted) asks the vault again.
+    revision: u64,
+    /// Exchanged tokens are kept until near expiry; grants at most `CACHE_TTL`.
+    bounded: bool,
+}
+
+/// The data plane's handle on the vault: a channel to the vault's worker and the token cache.
+pub struct Vault {
+    jobs: tokio::sync::mpsc::Sender<Job>,
+    cache: moka::sync::Cache<String, Arc<Cached>>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Vault(…)")
+    }
+}
+
+impl Vault {
+    /// The handle and the receiving end its worker serves.
+    pub fn new() -> (Arc<Vault>, tokio::sync::mpsc::Receiver<Job>) {
+        let (jobs, rx) = tokio::sync::mpsc::channel(4096);
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(CACHE_CAPACITY)
+            .time_to_idle(Duration::from_secs(3600))
+            .build();
+        (Arc::new(Vault { jobs, cache }), rx)
+    }
+
+    /// Asks the worker.
+    pub async fn ask(&self, request: Request) -> Reply {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Job { request, reply })
+            .await
+            .map_err(|_| Failure::Unavailable("the vault is not running".into()))?;
+        answer
+            .await
+            .map_err(|_| Failure::Unavailable("the vault did not answer".into()))?
+    }
+
+    /// The token to inject for `who` at `provider`, from the cache when it is not near expiry.
+    pub async fn token(
+        &self,
+        who: &Who,
+        provider: &str,
+        subject_token: Option<&str>,
+        revision: u64,
+        now_unix: u64,
+    ) -> Result<Arc<str>, Failure> {
+        let key = cache_key(&who.key, provider, subject_token);
+        if let Some(hit) = self.cached(&key, revision, now_unix) {
+            return Ok(hit);
+        }
+        let answer = self
+            .ask(Request::Token {
+                who: who.clone(),
+                provider: provider.to_owned(),
+                subject_token: subject_token.map(str::to_owned),
+            })
+            .await?;
+        let Answer::Token {
+            access_token,
+            expires_at,
+        } = answer
+        else {
+            return Err(Failure::Unavailable("unexpected answer".into()));
+        };
+        let token: Arc<str> = Arc::from(access_token);
+        self.cache.insert(
+            key,
+            Arc::new(Cached {
+                token: token.clone(),
+                expires_at,
+                fetched: Instant::now(),
+                revision,
+                bounded: subject_token.is_none(),
+            }),
+        );
+        Ok(token)
+    }
+
+    /// A cached token that is not within `REFRESH_BEFORE` of its expiry, asked for under this
+    /// configuration revision.
+    pub fn cached(&self, key: &str, revision: u64, now_unix: u64) -> Option<Arc<str>> {
+        let hit = self.cache.get(key)?;
+        let fresh = hit.revision == revision
+            && hit
+                .expires_at
+                .is_none_or(|at| at > now_unix + REFRESH_BEFORE)
+            && (!hit.bounded || hit.fetched.elapsed() < CACHE_TTL);
+        fresh.then(|| hit.token.clone())
+    }
+
+    /// Forgets the cached tokens of `principal` at `provider` (after a disconnect here).
+    pub fn forget(&self, principal: &str, provider: &str) {
+        let prefix = format!("{provider}\0{principal}\0");
+        let keys: Vec<String> = self
+            .cache
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| (*k).clone())
+            .collect();
+        for k in keys {
+            self.cache.invalidate(&k);
+        }
+    }
+}
+
+/// The cache key: provider, principal and (for exchanged tokens) a digest of the subject token,
+/// so a new JWT from the same user is exchanged again rather than served the old one's token.
+pub fn cache_key(principal: &str, provider: &str, subject_token: Option<&str>) -> String {
+    match subject_token {
+        None => format!("{provider}\0{principal}\0"),
+        Some(t) => {
+            use sha2::{Digest, Sha256};
+            let digest = Sha256::digest(t.as_bytes());
+            format!("{provider}\0{principal}\0{}", hex::encode(&digest[..12]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn cached_tokens_are_served_until_near_expiry() {
+        let (vault, mut rx) = Vault::new();
+        let served = tokio::spawn(async move {
+            let mut n = 0;
+            while let Some(job) = rx.recv().await {
+                n += 1;
+                let _ = job.reply.send(Ok(Answer::Token {
+                    access_token: format!("t{n}"),
+                    expires_at: Some(1_000 + 61),
+                }));
+            }
+            n
+        });
+        let who = Who {
+            key: "owner:alice".into(),
+            display: "alice".into(),
+        };
+        assert_eq!(
+            &*vault.token(&who, "gh", None, 7, 1_000).await.unwrap(),
+            "t1"
+        );
+        assert_eq!(
+            &*vault.token(&who, "gh", None, 7, 1_000).await.unwrap(),
+            "t1"
+        );
+        // Within a minute of expiry: asked again.
+        assert_eq!(
+            &*vault.token(&who, "gh", None, 7, 1_001).await.unwrap(),
+            "t2"
+        );
+        vault.forget("owner:alice", "gh");
+        assert_eq!(&*vault.token(&who, "gh", None, 7, 0).await.unwrap(), "t3");
+        // Another configuration revision: asked again.
+        assert_eq!(&*vault.token(&who, "gh", None, 8, 0).await.unwrap(), "t4");
+        drop(vault);
+        assert_eq!(served.await.unwrap(), 4);
+    }
+}

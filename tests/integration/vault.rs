@@ -1,0 +1,653 @@
+//! The token vault end to end against a real authorization server (oidc-provider): consent
+//! with PKCE and `state` driven through its login and consent pages for each client
+//! authentication method, the user's token injected upstream (the upstream is the
+//! authorization server's own userinfo endpoint, so it says whose token arrived), refresh with
+//! one flight for 50 concurrent requests and rotated refresh tokens, `invalid_grant`, scope
+//! re-consent, client-secret rotation, disconnect with RFC 7009 revocation, refused states,
+//! and RFC 8693 token exchange.
+
+use crate::common::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const SCOPES: &str = r#"["openid", "offline_access", "repo.read"]"#;
+
+struct Env {
+    idp: Idp,
+    sluice: Sluice,
+    admin: String,
+    root: String,
+    alice: String,
+    client_id: String,
+    secret: Option<String>,
+}
+
+async fn idp_post(idp: &Idp, path: &str, body: Value) -> Value {
+    client()
+        .post(format!("{}{path}", idp.issuer()))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("idp")
+        .json()
+        .await
+        .expect("idp json")
+}
+
+async fn stats(idp: &Idp) -> Value {
+    http_get(format!("{}/_test/stats", idp.issuer()))
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json")
+}
+
+async fn set_ttl(idp: &Idp, seconds: u64) {
+    idp_post(idp, "/_test/ttl", json!({ "access": seconds })).await;
+}
+
+/// Registers Sluice at the authorization server (RFC 7591) with `method`; the client id and secret.
+async fn register(idp: &Idp, sluice: &Sluice, method: &str) -> (String, Option<String>) {
+    let reg = idp_post(
+        idp,
+        "/reg",
+        json!({
+            "redirect_uris": [sluice.url("/oauth/v1/callback")],
+            "grant_types": ["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:token-exchange"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": method,
+        }),
+    )
+    .await;
+    (
+        reg["client_id"].as_str().expect("client_id").to_owned(),
+        reg["client_secret"].as_str().map(str::to_owned),
+    )
+}
+
+/// Sluice with an OAuth provider `corp` (endpoints discovered from the issuer) registered with
+/// `method`, an upstream `corp-api` (the server's userinfo) using its grants at `/corp`, and a
+/// token for owner alice.
+async fn setup(method: &str, grant_types: &[&str]) -> Env {
+    let idp = Idp::start();
+    let sluice = Sluice::start(&format!(
+        "issuers:\n  - {{ name: corp-idp, issuer: \"{}\", audiences: [\"urn:sluice:gateway\"], principal_claim: client_id }}\n",
+        idp.issuer()
+    ));
+    let (admin, root) = (sluice.admin_url(), sluice.admin_token());
+    let (client_id, secret) = register(&idp, &sluice, method).await;
+    let mut provider = json!({
+        "name": "corp", "display_name": "Corp Directory", "issuer": idp.issuer(),
+        "client_id": client_id, "token_endpoint_auth_method": method,
+        "scopes": serde_json::from_str::<Value>(SCOPES).unwrap(),
+        "grant_types": grant_types,
+    });
+    if let Some(secret) = &secret {
+        let body = json!({"name": "CORP_CLIENT_SECRET", "value": secret, "scopes": ["mcp"]});
+        let (s, v) = api(
+            &admin,
+            &root,
+            "POST",
+            "/v1/secrets",
+            Some(&body.to_string()),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+        provider["client_secret_ref"] = json!("CORP_CLIENT_SECRET");
+    }
+    let (s, v) = api(
+        &admin,
+        &root,
+        "POST",
+        "/v1/oauth-providers",
+        Some(&provider.to_string()),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let upstream = json!({"name": "corp-api", "kind": "openai-compatible", "base_url": idp.issuer(),
+        "credentials": "oauth", "oauth_provider": "corp"});
+    let (s, v) = api(
+        &admin,
+        &root,
+        "POST",
+        "/v1/providers",
+        Some(&upstream.to_string()),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let route = json!({"prefix": "/corp", "provider": "corp-api", "auth": "any"});
+    let (s, v) = api(
+        &admin,
+        &root,
+        "POST",
+        "/v1/routes",
+        Some(&route.to_string()),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let alice = new_token_for(&admin, &root, "alice", None).await;
+    Env {
+        idp,
+        sluice,
+        admin,
+        root,
+        alice,
+        client_id,
+        secret,
+    }
+}
+
+/// `GET /corp/me` as `token`: the status and the body.
+async fn me(env: &Env, token: &str) -> (u16, Value) {
+    let r = client()
+        .get(env.sluice.url("/corp/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("me");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// A browser enough for these pages: keeps cookies (all hosts here are 127.0.0.1), follows no
+/// redirect by itself.
+struct Browser {
+    http: reqwest::Client,
+    /// (name, path) → value.
+    cookies: std::sync::Mutex<std::collections::BTreeMap<(String, String), String>>,
+}
+
+fn browser() -> Browser {
+    Browser {
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        cookies: Default::default(),
+    }
+}
+
+impl Browser {
+    async fn get(&self, url: &str) -> reqwest::Response {
+        self.send(self.http.get(url)).await
+    }
+
+    async fn post(&self, url: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.send(self.http.post(url).form(form)).await
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> reqwest::Response {
+        let req = req.build().expect("request");
+        let path = req.url().path().to_owned();
+        let cookie: Vec<String> = self
+            .cookies
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((_, p), _)| path.starts_with(p.as_str()))
+            .map(|((k, _), v)| format!("{k}={v}"))
+            .collect();
+        let req = reqwest::RequestBuilder::from_parts(self.http.clone(), req);
+        let req = if cookie.is_empty() {
+            req
+        } else {
+            req.header("cookie", cookie.join("; "))
+        };
+        let resp = req.send().await.expect("browser request");
+        let mut jar = self.cookies.lock().unwrap();
+        for v in resp.headers().get_all("set-cookie") {
+            let text = v.to_str().unwrap_or("");
+            let mut parts = text.split(';');
+            let pair = parts.next().unwrap_or("");
+            let cookie_path = parts
+                .filter_map(|a| a.trim().split_once('='))
+                .find(|(k, _)| k.eq_ignore_ascii_case("path"))
+                .map(|(_, v)| v.to_owned())
+                .unwrap_or_else(|| "/".to_owned());
+            if let Some((k, v)) = pair.split_once('=') {
+                let key = (k.trim().to_owned(), cookie_path);
+                let gone = text.to_ascii_lowercase().contains("max-age=0") || text.contains("1970");
+                if v.is_empty() || gone {
+                    jar.remove(&key);
+                } else {
+                    jar.insert(key, v.to_owned());
+                }
+            }
+        }
+        resp
+    }
+}
+
+/// What a user does in a browser: opens the connect link, checks whose identity it names,
+/// continues, logs in as `login` and consents (or aborts), and lands on Sluice's callback.
+/// Returns the callback URL and the final page.
+async fn consent(env: &Env, connect_url: &str, login: &str, abort: bool) -> (String, u16, String) {
+    let b = browser();
+    let page = b.get(connect_url).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains(&format!("owner `{login}`")) && html.contains("Corp Directory"),
+        "{html}"
+    );
+    let link = url_param(connect_url, "link").expect("link");
+    let resp = b
+        .post(
+            &env.sluice.url("/oauth/v1/connect/corp"),
+            &[("link", link.as_str())],
+        )
+        .await;
+    assert_eq!(resp.status(), 303, "{:?}", resp.text().await);
+    let mut url = location(&resp, connect_url);
+    assert!(
+        url.starts_with(&env.idp.issuer()) && url.contains("code_challenge="),
+        "{url}"
+    );
+    let mut form: Option<Vec<(&str, &str)>> = None;
+    for _ in 0..12 {
+        if url.starts_with(&env.sluice.url("/oauth/v1/callback")) {
+            let resp = b.get(&url).await;
+            let status = resp.status().as_u16();
+            return (url, status, resp.text().await.unwrap_or_default());
+        }
+        let resp = match form.take() {
+            Some(f) => b.post(&url, &f).await,
+            None => b.get(&url).await,
+        };
+        if resp.status().is_redirection() {
+            url = location(&resp, &url);
+            continue;
+        }
+        let html = resp.text().await.unwrap();
+        if abort {
+            url = format!("{}/abort", url.trim_end_matches('/'));
+            continue;
+        }
+        let action = html
+            .split("action=\"")
+            .nth(1)
+            .and_then(|a| a.split('"').next())
+            .unwrap_or_else(|| panic!("no form at {url}: {html}"));
+        url = join(&url, action);
+        form = Some(if html.contains("name=\"login\"") {
+            vec![("prompt", "login"), ("login", login), ("password", "x")]
+        } else {
+            vec![("prompt", "consent")]
+        });
+    }
+    panic!("the consent flow did not reach Sluice's callback");
+}
+
+fn location(resp: &reqwest::Response, base: &str) -> String {
+    let loc = resp.headers()["location"].to_str().unwrap();
+    join(base, loc)
+}
+
+fn join(base: &str, path: &str) -> String {
+    reqwest::Url::parse(base)
+        .and_then(|b| b.join(path))
+        .expect("url")
+        .to_string()
+}
+
+fn url_param(url: &str, name: &str) -> Option<String> {
+    reqwest::Url::parse(url)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Connects alice: asks for a link with her token, then consents in the browser.
+async fn connect(env: &Env) {
+    let (s, v) = me(env, &env.alice).await;
+    assert_eq!(s, 401, "{v}");
+    assert_eq!(v["error"]["code"], "oauth_not_connected", "{v}");
+    let url = v["error"]["connect_url"]
+        .as_str()
+        .expect("connect_url")
+        .to_owned();
+    let (_, status, page) = consent(env, &url, "alice", false).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Corp Directory is connected"), "{page}");
+}
+
+fn data_files(env: &Env) -> Vec<u8> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(env.sluice.dir.path().join("data")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            all.extend(std::fs::read(&path).unwrap_or_default());
+        }
+    }
+    all.extend(env.sluice.proc.log_text().into_bytes());
+    all
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn consent_for_each_client_authentication_method_then_the_users_token_goes_upstream() {
+    for method in ["client_secret_basic", "client_secret_post", "none"] {
+        let env = setup(method, &["authorization_code"]).await;
+        let started = std::time::Instant::now();
+        connect(&env).await;
+        eprintln!("consent round trip ({method}): {:?}", started.elapsed());
+        // The upstream (userinfo) saw alice's own token; the agent never held it.
+        let (s, v) = me(&env, &env.alice).await;
+        assert_eq!((s, &v["sub"]), (200, &json!("alice")), "{method}: {v}");
+        // Sealed at rest, never logged.
+        let issued = stats(&env.idp).await["issued"].clone();
+        let access = issued[0]["access_token"].as_str().unwrap();
+        let refresh = issued[0]["refresh_token"].as_str().unwrap();
+        let files = data_files(&env);
+        assert!(
+            !contains(&files, access) && !contains(&files, refresh),
+            "{method}: token in the data dir or log"
+        );
+        // Operators see the connection, never the token.
+        let (s, list) = api(&env.admin, &env.root, "GET", "/v1/oauth/connections", None).await;
+        assert_eq!(s, 200, "{list}");
+        assert_eq!(list["data"][0]["principal"], "owner:alice");
+        assert_eq!(list["data"][0]["refreshable"], true);
+        assert!(!list.to_string().contains(access));
+        // The user's own view.
+        let mine: Value = client()
+            .get(env.sluice.url("/oauth/v1/connections"))
+            .bearer_auth(&env.alice)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(mine["data"][0]["provider"], "corp", "{mine}");
+    }
+}
+
+#[tokio::test]
+async fn refresh_is_one_flight_for_50_concurrent_requests_and_keeps_the_rotated_token() {
+    let env = setup("client_secret_basic", &["authorization_code"]).await;
+    // Tokens that enter the refresh window (one minute) two seconds after they are issued.
+    set_ttl(&env.idp, 62).await;
+    connect(&env).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let started = std::time::Instant::now();
+    let calls = (0..50).map(|_| me(&env, &env.alice));
+    let answers = futures_util::future::join_all(calls).await;
+    eprintln!("50 requests around one refresh: {:?}", started.elapsed());
+    for (s, v) in &answers {
+        assert_eq!((*s, &v["sub"]), (200, &json!("alice")), "{v}");
+    }
+    assert_eq!(stats(&env.idp).await["grants"]["refresh_token"], 1);
+    // The second refresh needs the rotated refresh token: the first one is spent.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (s, v) = me(&env, &env.alice).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(stats(&env.idp).await["grants"]["refresh_token"], 2);
+
+    // The client secret rotates (a new value under the same name): grants stay, and the next
+    // refresh uses the new value — a wrong one fails without losing the grant.
+    let wrong = json!({"value": "not-the-client-secret"});
+    let (s, v) = api(
+        &env.admin,
+        &env.root,
+        "PATCH",
+        "/v1/secrets/CORP_CLIENT_SECRET",
+        Some(&wrong.to_string()),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (s, v) = me(&env, &env.alice).await;
+    assert_eq!(s, 502, "refreshed with the old secret? {v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_client"),
+        "{v}"
+    );
+    let (_, list) = api(&env.admin, &env.root, "GET", "/v1/oauth/connections", None).await;
+    assert_eq!(
+        list["data"].as_array().unwrap().len(),
+        1,
+        "grant kept: {list}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_grant_asks_to_reconnect_and_added_scopes_ask_for_consent_again() {
+    let env = setup("client_secret_post", &["authorization_code"]).await;
+    set_ttl(&env.idp, 61).await;
+    connect(&env).await;
+    // The user revokes Sluice's access at the provider: the next refresh gets invalid_grant.
+    let issued = stats(&env.idp).await["issued"].clone();
+    let refresh = issued[0]["refresh_token"].as_str().unwrap().to_owned();
+    let secret = env.secret.clone().unwrap();
+    let r = client()
+        .post(format!("{}/token/revocation", env.idp.issuer()))
+        .form(&[
+            ("token", refresh.as_str()),
+            ("client_id", env.client_id.as_str()),
+            ("client_secret", secret.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (s, v) = me(&env, &env.alice).await;
+    assert_eq!(s, 401, "{v}");
+    assert_eq!(v["error"]["code"], "oauth_not_connected", "{v}");
+    let (_, list) = api(&env.admin, &env.root, "GET", "/v1/oauth/connections", None).await;
+    assert_eq!(list["data"], json!([]), "the dead grant is gone: {list}");
+
+    // Connected again, then the provider asks for one more scope: re-consent.
+    set_ttl(&env.idp, 3600).await;
+    connect(&env).await;
+    assert_eq!(me(&env, &env.alice).await.0, 200);
+    let mut p = api(
+        &env.admin,
+        &env.root,
+        "GET",
+        "/v1/oauth-providers/corp",
+        None,
+    )
+    .await
+    .1;
+    p["scopes"] = json!(["openid", "offline_access", "repo.read", "repo.write"]);
+    for field in ["created_at", "updated_at", "source"] {
+        p.as_object_mut().unwrap().remove(field);
+    }
+    let (s, v) = api(
+        &env.admin,
+        &env.root,
+        "PUT",
+        "/v1/oauth-providers/corp",
+        Some(&p.to_string()),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    // The change applies at once (a cached token belongs to the configuration it was asked under).
+    let (s, v) = me(&env, &env.alice).await;
+    assert_eq!(s, 401, "{v}");
+    assert_eq!(v["error"]["code"], "oauth_reconsent", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("repo.write"),
+        "{v}"
+    );
+    assert!(v["error"]["connect_url"]
+        .as_str()
+        .unwrap()
+        .contains("/oauth/v1/connect/corp?link="));
+
+    // Disabled: no use and no new consent; deleted: every reference fails naming it, and its
+    // grants are swept from the vault.
+    p["scopes"] = json!(["openid", "offline_access", "repo.read"]);
+    p["enabled"] = json!(false);
+    let (s, v) = api(
+        &env.admin,
+        &env.root,
+        "PUT",
+        "/v1/oauth-providers/corp",
+        Some(&p.to_string()),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = me(&env, &env.alice).await;
+    assert_eq!(
+        (s, &v["error"]["code"]),
+        (503, &json!("oauth_provider_disabled")),
+        "{v}"
+    );
+    let link = client()
+        .post(env.sluice.url("/oauth/v1/connect/corp"))
+        .bearer_auth(&env.alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(link.status(), 503);
+    let (s, v) = api(
+        &env.admin,
+        &env.root,
+        "DELETE",
+        "/v1/oauth-providers/corp",
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = me(&env, &env.alice).await;
+    assert_eq!(s, 503, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`corp` does not exist"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn disconnect_revokes_upstream_and_states_are_single_use() {
+    let env = setup("none", &["authorization_code"]).await;
+    connect(&env).await;
+    assert_eq!(me(&env, &env.alice).await.0, 200);
+
+    // A callback replayed (the browser's back button, an attacker with the URL): refused.
+    let link: Value = client()
+        .post(env.sluice.url("/oauth/v1/connect/corp"))
+        .bearer_auth(&env.alice)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = link["connect_url"]
+        .as_str()
+        .expect("connect_url")
+        .to_owned();
+    let (callback, status, _) = consent(&env, &url, "alice", false).await;
+    assert_eq!(status, 200);
+    let replay = browser().get(&callback).await;
+    assert_eq!(replay.status(), 400);
+    assert!(replay.text().await.unwrap().contains("oauth_bad_state"));
+    // A forged state, and a used link.
+    let forged = browser()
+        .get(&env.sluice.url("/oauth/v1/callback?state=forged&code=x"))
+        .await;
+    assert_eq!(forged.status(), 400);
+    let used = browser().get(&url).await;
+    assert_eq!(used.status(), 400);
+
+    // Continuing without the page's cookie (another site posting the form): refused.
+    let link: Value = client()
+        .post(env.sluice.url("/oauth/v1/connect/corp"))
+        .bearer_auth(&env.alice)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let l = url_param(link["connect_url"].as_str().unwrap(), "link").unwrap();
+    let csrf = browser()
+        .post(
+            &env.sluice.url("/oauth/v1/connect/corp"),
+            &[("link", l.as_str())],
+        )
+        .await;
+    assert_eq!(csrf.status(), 403);
+
+    // The user says no at the provider: a clear page, nothing stored.
+    let bob = new_token_for(&env.admin, &env.root, "bob", None).await;
+    let (s, v) = me(&env, &bob).await;
+    assert_eq!(s, 401);
+    let url = v["error"]["connect_url"].as_str().unwrap().to_owned();
+    let (_, status, page) = consent(&env, &url, "bob", true).await;
+    assert_eq!(status, 502, "{page}");
+    assert!(page.contains("access_denied"), "{page}");
+    assert_eq!(me(&env, &bob).await.0, 401);
+
+    // Disconnect: the grant goes and the refresh token is revoked at the provider.
+    let r = client()
+        .delete(env.sluice.url("/oauth/v1/connections/corp"))
+        .bearer_auth(&env.alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["revoked"], true, "{v}");
+    let st = stats(&env.idp).await;
+    assert_eq!(st["revocations"], 1, "{st}");
+    assert_eq!(st["revoked"][0], "refresh_token", "{st}");
+    assert_eq!(me(&env, &env.alice).await.0, 401);
+}
+
+#[tokio::test]
+async fn token_exchange_turns_the_callers_jwt_into_a_provider_token_and_caches_it() {
+    let env = setup("client_secret_basic", &["token_exchange"]).await;
+    let jwt = env.idp.token("rs-client", "llm.invoke").await;
+    let started = std::time::Instant::now();
+    let (s, v) = me(&env, &jwt).await;
+    eprintln!(
+        "first request with a token exchange: {:?}",
+        started.elapsed()
+    );
+    assert_eq!((s, &v["sub"]), (200, &json!("rs-client")), "{v}");
+    // Cached until shortly before it expires: no second exchange.
+    let (s, _) = me(&env, &jwt).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        stats(&env.idp).await["grants"]["urn:ietf:params:oauth:grant-type:token-exchange"],
+        1
+    );
+    // An opaque token has no JWT to exchange; a JWT from an untrusted issuer never reaches the
+    // exchange.
+    let (s, v) = me(&env, &env.alice).await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"]["code"], "oauth_needs_jwt", "{v}");
+    let untrusted = env
+        .idp
+        .mint(json!({"claims": {"iss": "https://evil.example", "aud": "urn:sluice:gateway", "sub": "x", "exp": unix_now() + 300}}))
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(me(&env, &untrusted).await.0, 401);
+    assert_eq!(
+        stats(&env.idp).await["grants"]["urn:ietf:params:oauth:grant-type:token-exchange"],
+        1
+    );
+}
