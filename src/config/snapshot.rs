@@ -32,14 +32,27 @@ pub struct Snapshot {
     /// changed audience or issuer list applies to tokens already seen).
     pub jwt: JwtVerifier,
     pub forward: ForwardPolicy,
-    /// Every declared owner (the file's and the store's) and its admin-API role, if any.
-    pub owners: HashMap<String, Option<wire::Role>>,
+    /// Every declared owner (the file's and the store's) and its admin-API access.
+    pub owners: HashMap<String, OwnerAccess>,
     /// Upstream OAuth providers by name (validated; the vault and MCP servers use them).
     pub oauth_providers: HashMap<String, Arc<OAuthProvider>>,
     /// The control plane's revision included (0 when there is no control plane).
     pub control_revision: u64,
     /// Non-fatal findings (e.g. an optional key whose secret is not set), logged on publish.
     pub warnings: Vec<String>,
+}
+
+/// What an owner's tokens may do on the admin API: a role's permissions and named ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnerAccess {
+    pub role: Option<wire::Role>,
+    pub permissions: Vec<String>,
+}
+
+impl OwnerAccess {
+    pub fn privileged(&self) -> bool {
+        self.role.is_some() || !self.permissions.is_empty()
+    }
 }
 
 /// What a build needs from outside the file: the revision to stamp, and state that outlives a
@@ -196,7 +209,16 @@ impl Snapshot {
             tokens: built_tokens,
             jwt,
             forward,
-            owners: owners.iter().map(|o| (o.name.clone(), o.role)).collect(),
+            owners: owners
+                .iter()
+                .map(|o| {
+                    let access = OwnerAccess {
+                        role: o.role,
+                        permissions: o.permissions.clone(),
+                    };
+                    (o.name.clone(), access)
+                })
+                .collect(),
             oauth_providers,
             control_revision: ctx.control_revision,
             warnings,

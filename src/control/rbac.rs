@@ -19,6 +19,10 @@ pub enum Class {
     Credentials,
     /// The revision feed (data planes).
     Feed,
+    /// Letting a resource use another's credentials (a provider or MCP server referencing an
+    /// OAuth provider): checked besides the resource's own create/update permission, and held
+    /// apart from editing either, so that each can be granted alone.
+    Attach,
 }
 
 macro_rules! permissions {
@@ -137,6 +141,7 @@ permissions! {
     VaultUse = "vault_use", Feed;
     OauthConnectionList = "oauth_connection_list", Read;
     OauthConnectionDelete = "oauth_connection_delete", Credentials;
+    OauthProviderAttach = "oauth_provider_attach", Attach;
 }
 
 impl std::fmt::Display for Permission {
@@ -151,12 +156,21 @@ pub fn allows(role: Role, permission: Permission) -> bool {
     match (role, permission.class()) {
         (Role::Admin, _) => true,
         (Role::Operator, Class::Read | Class::Credentials) => true,
-        (Role::Operator, Class::Configure | Class::Feed) => false,
+        (Role::Operator, Class::Configure | Class::Feed | Class::Attach) => false,
         (Role::Viewer, Class::Read) => true,
-        (Role::Viewer, Class::Configure | Class::Credentials | Class::Feed) => false,
+        (Role::Viewer, Class::Configure | Class::Credentials | Class::Feed | Class::Attach) => {
+            false
+        }
         (Role::Dataplane, Class::Feed) => true,
-        (Role::Dataplane, Class::Read | Class::Configure | Class::Credentials) => false,
+        (Role::Dataplane, Class::Read | Class::Configure | Class::Credentials | Class::Attach) => {
+            false
+        }
     }
+}
+
+/// Whether `name` names a permission (owners' `permissions` lists).
+pub fn known(name: &str) -> bool {
+    Permission::all().iter().any(|p| p.name() == name)
 }
 
 #[cfg(test)]
@@ -178,6 +192,13 @@ mod tests {
         assert!(allows(Role::Viewer, SecretList) && !allows(Role::Viewer, SecretCreate));
         assert!(!allows(Role::Viewer, SnapshotRead));
         assert!(allows(Role::Dataplane, SnapshotRead) && !allows(Role::Dataplane, TokenList));
+        assert!(allows(Role::Dataplane, VaultUse) && !allows(Role::Operator, VaultUse));
+        // Attaching is held apart: only admins by role (others through named permissions).
+        assert!(allows(Role::Admin, OauthProviderAttach));
+        for role in [Role::Operator, Role::Viewer, Role::Dataplane] {
+            assert!(!allows(role, OauthProviderAttach), "{role:?}");
+        }
+        assert!(known("oauth_provider_attach") && !known("oauth_provider_atach"));
     }
 
     #[test]

@@ -355,6 +355,7 @@ async fn bootstrap(
         name: "admin".into(),
         enabled: true,
         role: Some(Role::Admin),
+        permissions: Vec::new(),
     };
     let record = wire::Token {
         id: id.clone(),

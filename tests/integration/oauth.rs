@@ -245,3 +245,192 @@ async fn oauth_providers_through_the_api_the_cli_and_the_file() {
         404
     );
 }
+
+/// An owner with named permissions (a custom role) and a token for it.
+async fn custom_owner(admin: &str, root: &str, name: &str, permissions: &[&str]) -> String {
+    let body = json!({"name": name, "permissions": permissions});
+    let (s, v) = api(admin, root, "POST", "/v1/owners", Some(&body.to_string())).await;
+    assert_eq!(s, 201, "{v}");
+    let body = json!({"name": name, "owner": name});
+    let (s, v) = api(admin, root, "POST", "/v1/tokens", Some(&body.to_string())).await;
+    assert_eq!(s, 201, "{v}");
+    v["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn attaching_an_oauth_provider_is_its_own_permission() {
+    let sluice = Sluice::start("oauth_providers:\n  - { name: corp, authorization_endpoint: \"https://login.example.com/auth\", token_endpoint: \"https://login.example.com/token\", client_id: sluice, token_endpoint_auth_method: none }\n");
+    let admin = sluice.admin_url();
+    let root = sluice.admin_token();
+    // May attach, may not edit OAuth providers.
+    let attacher = custom_owner(
+        &admin,
+        &root,
+        "mcp-editor",
+        &[
+            "provider_create",
+            "provider_update",
+            "provider_get",
+            "oauth_provider_attach",
+        ],
+    )
+    .await;
+    // May edit OAuth providers (and providers), may not attach.
+    let idp_admin = custom_owner(
+        &admin,
+        &root,
+        "idp-admin",
+        &[
+            "oauth_provider_get",
+            "oauth_provider_update",
+            "oauth_provider_create",
+            "provider_create",
+            "provider_update",
+            "provider_get",
+        ],
+    )
+    .await;
+    let operator = new_token_for(&admin, &root, "ops", Some("operator")).await;
+    let provider = |name: &str, oauth: Option<&str>| {
+        let mut p = json!({"name": name, "kind": "openai-compatible", "base_url": "https://api.example.com", "credentials": "oauth"});
+        match oauth {
+            Some(o) => p["oauth_provider"] = json!(o),
+            None => {
+                p["credentials"] = json!("byok");
+            }
+        }
+        p.to_string()
+    };
+
+    let (s, v) = api(
+        &admin,
+        &attacher,
+        "POST",
+        "/v1/providers",
+        Some(&provider("tools", Some("corp"))),
+    )
+    .await;
+    assert_eq!(s, 201, "attach granted alone: {v}");
+    let (s, v) = api(
+        &admin,
+        &idp_admin,
+        "POST",
+        "/v1/providers",
+        Some(&provider("tools2", Some("corp"))),
+    )
+    .await;
+    assert_eq!(s, 403, "attach withheld alone: {v}");
+    assert_eq!(v["error"]["field"], "oauth_provider");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("oauth_provider_attach"),
+        "{v}"
+    );
+    let (s, v) = api(
+        &admin,
+        &operator,
+        "POST",
+        "/v1/providers",
+        Some(&provider("tools3", Some("corp"))),
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    // Without a reference the same owner may create; keeping an existing reference while
+    // editing something else is not a new attachment.
+    let (s, v) = api(
+        &admin,
+        &idp_admin,
+        "POST",
+        "/v1/providers",
+        Some(&provider("plain", None)),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let mut edited: Value = serde_json::from_str(&provider("tools", Some("corp"))).unwrap();
+    edited["base_url"] = json!("https://api2.example.com");
+    let (s, v) = api(
+        &admin,
+        &idp_admin,
+        "PUT",
+        "/v1/providers/tools",
+        Some(&edited.to_string()),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    // …but pointing `plain` at an OAuth provider is.
+    let (s, _) = api(
+        &admin,
+        &idp_admin,
+        "PUT",
+        "/v1/providers/plain",
+        Some(&provider("plain", Some("corp"))),
+    )
+    .await;
+    assert_eq!(s, 403);
+
+    // Editing the OAuth provider: the idp admin may, the attacher may not.
+    let corp = json!({"name": "ramp", "authorization_endpoint": "https://r.example.com/a", "token_endpoint": "https://r.example.com/t", "client_id": "c", "token_endpoint_auth_method": "none"});
+    let (s, v) = api(
+        &admin,
+        &idp_admin,
+        "POST",
+        "/v1/oauth-providers",
+        Some(&corp.to_string()),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = api(
+        &admin,
+        &attacher,
+        "PUT",
+        "/v1/oauth-providers/ramp",
+        Some(&corp.to_string()),
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("oauth_provider_update"),
+        "{v}"
+    );
+
+    // An unknown OAuth provider, an unknown permission name: named, nothing written.
+    let (s, v) = api(
+        &admin,
+        &root,
+        "POST",
+        "/v1/providers",
+        Some(&provider("tools4", Some("nope"))),
+    )
+    .await;
+    assert_eq!(
+        (s, &v["error"]["field"]),
+        (422, &json!("oauth_provider")),
+        "{v}"
+    );
+    let body = json!({"name": "typo", "permissions": ["oauth_provider_atach"]});
+    let (s, v) = api(&admin, &root, "POST", "/v1/owners", Some(&body.to_string())).await;
+    assert_eq!(
+        (s, &v["error"]["field"]),
+        (400, &json!("permissions[0]")),
+        "{v}"
+    );
+    // Owners with named permissions are privileged: an operator cannot mint their tokens.
+    let body = json!({"name": "x", "owner": "mcp-editor"});
+    let (s, _) = api(
+        &admin,
+        &operator,
+        "POST",
+        "/v1/tokens",
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, who) = api(&admin, &attacher, "GET", "/v1/whoami", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(who["permissions"][3], "oauth_provider_attach", "{who}");
+}

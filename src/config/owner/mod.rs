@@ -19,7 +19,16 @@ pub(crate) fn enabled<'a>(
             name,
             enabled: on,
             role: _,
+            permissions,
         } = o;
+        for (j, p) in permissions.iter().enumerate() {
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                errors.push(ConfigError::at(
+                    format!("owners[{i}].permissions[{j}]"),
+                    format!("`{p}` is not a permission name (e.g. oauth_provider_attach)"),
+                ));
+            }
+        }
         if name.is_empty() || enabled.insert(name.as_str(), *on).is_some() {
             errors.push(ConfigError::at(
                 format!("owners[{i}].name"),

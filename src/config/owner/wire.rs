@@ -15,6 +15,19 @@ pub struct Owner {
     /// What this owner's tokens may do on the admin API (none: no admin access).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
+    /// Named admin-API permissions held besides the role's (`oauth_provider_attach`,
+    /// `provider_update`, …): a custom role. An owner with permissions and no role may use
+    /// exactly these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permissions: Vec<String>,
+}
+
+impl Owner {
+    /// Whether this owner may use the admin API at all (a role or named permissions): only
+    /// admins manage the tokens of such owners.
+    pub fn privileged(&self) -> bool {
+        self.role.is_some() || !self.permissions.is_empty()
+    }
 }
 
 /// Admin API roles. Each endpoint checks one named permission (see `control::rbac`).

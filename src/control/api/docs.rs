@@ -28,6 +28,11 @@ pub(in crate::control) trait Doc: Kind + utoipa::ToSchema {
         let _ = name;
         Ok(())
     }
+    /// The OAuth providers this document makes use of, with the field naming each: writing a
+    /// new one needs `oauth_provider_attach` besides the kind's own permission.
+    fn oauth_providers(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
     /// Completes and checks a document written through the API before it is validated with
     /// the rest and committed (discovery, references to stored secrets); as is by default.
     fn prepare(
@@ -160,10 +165,11 @@ pub(super) async fn create_doc<T: Doc>(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    cp.authorize(&headers, Permission::doc::<T>(DocVerb::Create))?;
+    let caller = cp.authorize(&headers, Permission::doc::<T>(DocVerb::Create))?;
     let doc: T = parse(&body)?;
     let name = doc.name();
     T::check_name(&name)?;
+    check_attach(&cp, &caller, &doc, &[]).await?;
     let doc = T::prepare(doc, &cp).await?;
     let value = to_value(&doc)?;
     let revision = cp
@@ -185,7 +191,7 @@ pub(super) async fn update_doc<T: Doc>(
     Path(raw): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    cp.authorize(&headers, Permission::doc::<T>(DocVerb::Update))?;
+    let caller = cp.authorize(&headers, Permission::doc::<T>(DocVerb::Update))?;
     let doc: T = parse(&body)?;
     let name = T::url_name(&raw);
     if doc.name() != name {
@@ -198,6 +204,13 @@ pub(super) async fn update_doc<T: Doc>(
             ),
         ));
     }
+    let before = match cp.store.get(T::KIND, &name).await? {
+        Some(r) => serde_json::from_value::<T>(r.body)
+            .map(|d| d.oauth_providers())
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    check_attach(&cp, &caller, &doc, &before).await?;
     let doc = T::prepare(doc, &cp).await?;
     let value = to_value(&doc)?;
     let revision = cp
@@ -208,6 +221,40 @@ pub(super) async fn update_doc<T: Doc>(
         }])
         .await?;
     Ok(Json(json!({"revision": revision, "item": value})))
+}
+
+/// A reference to an OAuth provider the document did not hold before needs
+/// `oauth_provider_attach`, and the provider must exist (in the store or the file).
+async fn check_attach<T: Doc>(
+    cp: &ControlPlane,
+    caller: &Caller,
+    doc: &T,
+    before: &[(&'static str, String)],
+) -> ApiResult<()> {
+    for (field, name) in doc.oauth_providers() {
+        if before.iter().any(|(_, b)| *b == name) {
+            continue;
+        }
+        caller
+            .require(Permission::OauthProviderAttach)
+            .map_err(|e| e.field(field))?;
+        let stored = cp
+            .store
+            .get(wire::OAuthProvider::KIND, &name)
+            .await?
+            .is_some();
+        if !stored && !cp.config.snapshot().oauth_providers.contains_key(&name) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_oauth_provider",
+                format!(
+                    "no OAuth provider named `{name}`: create it first (POST /v1/oauth-providers)"
+                ),
+            )
+            .field(field));
+        }
+    }
+    Ok(())
 }
 
 pub(super) async fn delete_doc<T: Doc>(

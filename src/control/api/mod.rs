@@ -201,20 +201,39 @@ fn to_value<T: Serialize>(v: &T) -> ApiResult<Value> {
 #[derive(Debug)]
 pub struct Caller {
     pub principal: String,
-    pub role: Role,
+    pub role: Option<Role>,
+    /// Named permissions held besides the role's.
+    pub permissions: Vec<String>,
+}
+
+impl Caller {
+    /// Whether the caller's role or its named permissions include `permission`.
+    pub fn may(&self, permission: Permission) -> bool {
+        self.role.is_some_and(|r| rbac::allows(r, permission))
+            || self.permissions.iter().any(|p| *p == permission.name())
+    }
+
+    /// 403 naming the permission, unless the caller holds it.
+    pub fn require(&self, permission: Permission) -> ApiResult<()> {
+        if self.may(permission) {
+            return Ok(());
+        }
+        let who = match self.role {
+            Some(r) => format!("role {r:?}").to_lowercase(),
+            None => "this owner".to_owned(),
+        };
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("{who} lacks the permission `{permission}`"),
+        ))
+    }
 }
 
 impl ControlPlane {
     pub fn authorize(&self, headers: &HeaderMap, permission: Permission) -> ApiResult<Caller> {
         let caller = self.caller(headers)?;
-        if !rbac::allows(caller.role, permission) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("role {:?} lacks the permission `{permission}`", caller.role)
-                    .to_lowercase(),
-            ));
-        }
+        caller.require(permission)?;
         Ok(caller)
     }
 
@@ -234,10 +253,11 @@ impl ControlPlane {
         ))
         .unwrap_or(Err(crate::error::GatewayError::MissingCredential))
         .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()))?;
-        let role = principal
+        let access = principal
             .owner
             .as_ref()
-            .and_then(|o| snap.owners.get(o).copied().flatten())
+            .and_then(|o| snap.owners.get(o))
+            .filter(|a| a.privileged())
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::FORBIDDEN,
@@ -247,7 +267,8 @@ impl ControlPlane {
             })?;
         Ok(Caller {
             principal: principal.id.clone(),
-            role,
+            role: access.role,
+            permissions: access.permissions.clone(),
         })
     }
 
@@ -369,7 +390,7 @@ async fn whoami(State(cp): Cp, headers: HeaderMap) -> ApiResult<Json<Value>> {
     // Any role may ask who it is.
     let caller = cp.caller(&headers)?;
     Ok(Json(
-        json!({"principal": caller.principal, "role": caller.role}),
+        json!({"principal": caller.principal, "role": caller.role, "permissions": caller.permissions}),
     ))
 }
 

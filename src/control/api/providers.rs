@@ -13,6 +13,12 @@ impl Doc for wire::Provider {
     fn check_name(name: &str) -> ApiResult<()> {
         super::docs::lowercase_name(name, "openai-eu")
     }
+    fn oauth_providers(&self) -> Vec<(&'static str, String)> {
+        self.oauth_provider
+            .iter()
+            .map(|o| ("oauth_provider", o.clone()))
+            .collect()
+    }
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -71,25 +71,30 @@ impl ControlPlane {
         let Some(owner) = owner else { return Ok(()) };
         // The store is the authority for its owners (the served snapshot may lag a replica's
         // write); owners declared in the config file are in the snapshot.
-        let role = match self.store.get(state::OWNER, owner).await? {
+        let privileged = match self.store.get(state::OWNER, owner).await? {
             Some(r) => Some(
                 serde_json::from_value::<wire::Owner>(r.body)
                     .map_err(ApiError::internal)?
-                    .role,
+                    .privileged(),
             ),
-            None => self.config.snapshot().owners.get(owner).copied(),
+            None => self
+                .config
+                .snapshot()
+                .owners
+                .get(owner)
+                .map(|o| o.privileged()),
         };
-        match role {
+        match privileged {
             None if creating => Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unknown_owner",
                 format!("no owner named `{owner}`: create it first (POST /v1/owners)"),
             )
             .field("owner")),
-            Some(Some(_)) if caller.role != Role::Admin => Err(ApiError::new(
+            Some(true) if caller.role != Some(Role::Admin) => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                format!("owner `{owner}` holds an admin-API role: only admins manage its tokens"),
+                format!("owner `{owner}` holds an admin-API role or permissions: only admins manage its tokens"),
             )),
             _ => Ok(()),
         }
