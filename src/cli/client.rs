@@ -23,13 +23,18 @@ impl Client {
                     "set SLUICE_ADMIN_TOKEN (or --admin-token): a token whose owner has a role",
                 )?,
         };
+        Client::to(&conn.admin_url, token, conn.output)
+    }
+
+    /// A client of another base URL (the gateway's own endpoints) with another credential.
+    pub(super) fn to(base: &str, token: String, output: Output) -> anyhow::Result<Client> {
         Ok(Client {
             http: reqwest::blocking::Client::builder()
                 .timeout(std::time::Duration::from_secs(30))
                 .build()?,
-            base: conn.admin_url.trim_end_matches('/').to_owned(),
+            base: base.trim_end_matches('/').to_owned(),
             token,
-            output: conn.output,
+            output,
         })
     }
 
@@ -68,7 +73,7 @@ impl Client {
     pub(super) fn stored(&self, path: &str) -> anyhow::Result<Value> {
         let mut doc = self.call(reqwest::Method::GET, path, None)?;
         if let Some(o) = doc.as_object_mut() {
-            for shown in ["source", "created_at", "updated_at"] {
+            for shown in ["source", "created_at", "updated_at", "redirect_uri"] {
                 o.remove(shown);
             }
         }

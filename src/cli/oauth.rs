@@ -39,6 +39,64 @@ pub enum OauthCmd {
     },
     /// Example: sluice oauth delete ramp
     Delete { name: String },
+    /// As a user: a single-use link (10 minutes) to open in a browser and consent, so the
+    /// gateway holds your token for this provider.
+    ///
+    /// Example: SLUICE_TOKEN=sluice_… sluice oauth connect github --gateway https://gw.example.com
+    Connect {
+        name: String,
+        #[command(flatten)]
+        user: UserConn,
+    },
+    /// As a user: remove your grant (revoked at the provider when it supports RFC 7009); as an
+    /// operator, with `--principal`, anyone's.
+    ///
+    /// Example: sluice oauth disconnect github
+    ///
+    /// Example: sluice oauth disconnect github --principal owner:alice
+    Disconnect {
+        name: String,
+        #[arg(long)]
+        principal: Option<String>,
+        #[command(flatten)]
+        user: UserConn,
+    },
+    /// Users' connections (never their tokens): everyone's, one principal's, or `--mine`.
+    ///
+    /// Example: sluice oauth connections --principal owner:alice
+    Connections {
+        #[arg(long)]
+        principal: Option<String>,
+        /// Yours, through the gateway with SLUICE_TOKEN.
+        #[arg(long)]
+        mine: bool,
+        #[command(flatten)]
+        user: UserConn,
+    },
+}
+
+/// Where a user reaches the gateway, and with which credential.
+#[derive(Args, Debug, Default)]
+pub struct UserConn {
+    /// The gateway's public URL (the proxy listener).
+    #[arg(
+        long,
+        env = "SLUICE_GATEWAY_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    gateway: String,
+    /// Your Sluice credential (an opaque token or a JWT from a trusted issuer).
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl UserConn {
+    fn client(&self, conn: &Conn) -> anyhow::Result<Client> {
+        let token = self.token.clone().ok_or_else(|| {
+            anyhow::anyhow!("set SLUICE_TOKEN (or --token): your Sluice credential")
+        })?;
+        Client::to(&self.gateway, token, conn.output)
+    }
 }
 
 #[derive(Args, Debug, Default)]
@@ -163,9 +221,16 @@ pub fn oauth(conn: &Conn, cmd: OauthCmd) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    let cmd = match user_verbs(conn, cmd)? {
+        Some(cmd) => cmd,
+        None => return Ok(()),
+    };
     let c = Client::new(conn)?;
     let path = |name: &str| format!("/v1/oauth-providers/{}", enc(name));
     let v = match cmd {
+        OauthCmd::Connect { .. } | OauthCmd::Disconnect { .. } | OauthCmd::Connections { .. } => {
+            Value::Null
+        }
         OauthCmd::Presets => Value::Null,
         OauthCmd::List => c.call(Method::GET, "/v1/oauth-providers", None)?,
         OauthCmd::Get { name } => c.call(Method::GET, &path(&name), None)?,
@@ -193,4 +258,73 @@ pub fn oauth(conn: &Conn, cmd: OauthCmd) -> anyhow::Result<()> {
         ],
     );
     Ok(())
+}
+
+/// The verbs about users' connections; any other command is handed back.
+fn user_verbs(conn: &Conn, cmd: OauthCmd) -> anyhow::Result<Option<OauthCmd>> {
+    match cmd {
+        OauthCmd::Connect { name, user } => {
+            let c = user.client(conn)?;
+            let v = c.call(
+                Method::POST,
+                &format!("/oauth/v1/connect/{}", enc(&name)),
+                None,
+            )?;
+            c.show(&v, &[]);
+        }
+        OauthCmd::Disconnect {
+            name,
+            principal: None,
+            user,
+        } => {
+            let c = user.client(conn)?;
+            let v = c.call(
+                Method::DELETE,
+                &format!("/oauth/v1/connections/{}", enc(&name)),
+                None,
+            )?;
+            c.show(&v, &[]);
+        }
+        OauthCmd::Disconnect {
+            name,
+            principal: Some(p),
+            ..
+        } => {
+            let c = Client::new(conn)?;
+            let path = format!("/v1/oauth/connections/{}?principal={}", enc(&name), enc(&p));
+            let v = c.call(Method::DELETE, &path, None)?;
+            c.show(&v, &[]);
+        }
+        OauthCmd::Connections {
+            principal,
+            mine,
+            user,
+        } => {
+            let (c, path) = if mine {
+                (user.client(conn)?, "/oauth/v1/connections".to_owned())
+            } else {
+                let query = principal
+                    .map(|p| format!("?principal={}", enc(&p)))
+                    .unwrap_or_default();
+                (Client::new(conn)?, format!("/v1/oauth/connections{query}"))
+            };
+            let mut v = c.call(Method::GET, &path, None)?;
+            // Shown as a table like the other lists.
+            if let Some(data) = v.get_mut("data").map(Value::take) {
+                v = json!({ "items": data });
+            }
+            c.show(
+                &v,
+                &[
+                    "principal",
+                    "provider",
+                    "scopes",
+                    "expires_at",
+                    "refreshable",
+                ],
+            );
+        }
+        other => return Ok(Some(other)),
+    }
+    Ok(None)
 }

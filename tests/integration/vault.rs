@@ -544,15 +544,19 @@ async fn disconnect_revokes_upstream_and_states_are_single_use() {
     assert_eq!(me(&env, &env.alice).await.0, 200);
 
     // A callback replayed (the browser's back button, an attacker with the URL): refused.
-    let link: Value = client()
-        .post(env.sluice.url("/oauth/v1/connect/corp"))
-        .bearer_auth(&env.alice)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // (This link comes from the CLI, as a user gets it.)
+    let user_env = [
+        ("SLUICE_GATEWAY_URL", env.sluice.url("")),
+        ("SLUICE_TOKEN", env.alice.clone()),
+    ];
+    let user_env: Vec<(&str, &str)> = user_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = cli(
+        &env.admin,
+        &env.root,
+        &["oauth", "connect", "corp", "-o", "json"],
+        &user_env,
+    );
+    let link: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}"));
     let url = link["connect_url"]
         .as_str()
         .expect("connect_url")
@@ -599,15 +603,24 @@ async fn disconnect_revokes_upstream_and_states_are_single_use() {
     assert!(page.contains("access_denied"), "{page}");
     assert_eq!(me(&env, &bob).await.0, 401);
 
-    // Disconnect: the grant goes and the refresh token is revoked at the provider.
-    let r = client()
-        .delete(env.sluice.url("/oauth/v1/connections/corp"))
-        .bearer_auth(&env.alice)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
+    // Operators see the redirect URI to register, and the connections.
+    let out = cli(&env.admin, &env.root, &["oauth", "get", "corp"], &[]);
+    let redirect = format!("redirect_uri: {}", env.sluice.url("/oauth/v1/callback"));
+    assert!(out.contains(&redirect), "{out}");
+    let out = cli(&env.admin, &env.root, &["oauth", "connections"], &[]);
+    assert!(
+        out.contains("owner:alice") && !out.contains("owner:bob"),
+        "{out}"
+    );
+    // Disconnect (the user, from the CLI): the grant goes and the refresh token is revoked
+    // at the provider.
+    let out = cli(
+        &env.admin,
+        &env.root,
+        &["oauth", "disconnect", "corp", "-o", "json"],
+        &user_env,
+    );
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}"));
     assert_eq!(v["revoked"], true, "{v}");
     let st = stats(&env.idp).await;
     assert_eq!(st["revocations"], 1, "{st}");

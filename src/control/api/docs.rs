@@ -28,6 +28,10 @@ pub(in crate::control) trait Doc: Kind + utoipa::ToSchema {
         let _ = name;
         Ok(())
     }
+    /// Adds what the API shows besides the document itself (read-only fields).
+    fn annotate(item: &mut Value, cp: &ControlPlane) {
+        let _ = (item, cp);
+    }
     /// The OAuth providers this document makes use of, with the field naming each: writing a
     /// new one needs `oauth_provider_attach` besides the kind's own permission.
     fn oauth_providers(&self) -> Vec<(&'static str, String)> {
@@ -141,6 +145,9 @@ pub(super) async fn list_docs<T: Doc>(State(cp): Cp, headers: HeaderMap) -> ApiR
     for r in cp.store.list(T::KIND).await? {
         items.push(stored_item(r));
     }
+    for item in &mut items {
+        T::annotate(item, &cp);
+    }
     Ok(Json(json!({ "items": items })))
 }
 
@@ -152,7 +159,11 @@ pub(super) async fn get_doc<T: Doc>(
     cp.authorize(&headers, Permission::doc::<T>(DocVerb::Get))?;
     let name = T::url_name(&raw);
     match cp.store.get(T::KIND, &name).await? {
-        Some(r) => Ok(Json(stored_item(r))),
+        Some(r) => {
+            let mut item = stored_item(r);
+            T::annotate(&mut item, &cp);
+            Ok(Json(item))
+        }
         None => Err(ApiError::from(StoreError::NotFound {
             kind: T::KIND.into(),
             name,

@@ -14,6 +14,12 @@ impl Doc for OAuthProvider {
     const ONE: &'static str = "an upstream OAuth provider";
     const MANY: &'static str = "upstream OAuth providers";
     const SCHEMA: &'static str = "OAuthProvider";
+    /// The redirect URI to register at the provider (from `public_base_url`).
+    fn annotate(item: &mut Value, cp: &ControlPlane) {
+        if let Value::Object(map) = item {
+            map.insert("redirect_uri".into(), cp.vault.redirect_uri().into());
+        }
+    }
     fn check_name(name: &str) -> ApiResult<()> {
         super::docs::lowercase_name(name, "github")
     }
