@@ -609,6 +609,11 @@ impl PgDatabase {
 
     /// Every resource body, as stored.
     pub fn bodies(&self) -> String {
+        self.rows("SELECT kind, name, body FROM sluice_resources")
+    }
+
+    /// The rows `sql` selects, as psql prints them unaligned.
+    pub fn rows(&self, sql: &str) -> String {
         let out = Command::new("psql")
             .args([
                 "-h",
@@ -618,7 +623,7 @@ impl PgDatabase {
                 "-d",
                 &self.name,
                 "-Atc",
-                "SELECT kind, name, body FROM sluice_resources",
+                sql,
             ])
             .output()
             .expect("psql");

@@ -20,6 +20,8 @@ struct Env {
     alice: String,
     client_id: String,
     secret: Option<String>,
+    /// The control plane, when `sluice` is a data plane following it.
+    _control: Option<Sluice>,
 }
 
 async fn idp_post(idp: &Idp, path: &str, body: Value) -> Value {
@@ -77,7 +79,32 @@ async fn setup(method: &str, grant_types: &[&str]) -> Env {
         idp.issuer()
     ));
     let (admin, root) = (sluice.admin_url(), sluice.admin_token());
-    let (client_id, secret) = register(&idp, &sluice, method).await;
+    let (client_id, secret, alice) =
+        configure(&idp, &sluice, &admin, &root, method, grant_types).await;
+    Env {
+        idp,
+        sluice,
+        admin,
+        root,
+        alice,
+        client_id,
+        secret,
+        _control: None,
+    }
+}
+
+/// Registers the client at the IdP and creates the OAuth provider, the upstream using it, its
+/// route and alice, through the admin API at `admin`; the client id, secret and alice's token.
+async fn configure(
+    idp: &Idp,
+    sluice: &Sluice,
+    admin: &str,
+    root: &str,
+    method: &str,
+    grant_types: &[&str],
+) -> (String, Option<String>, String) {
+    let (admin, root) = (admin.to_owned(), root.to_owned());
+    let (client_id, secret) = register(idp, sluice, method).await;
     let mut provider = json!({
         "name": "corp", "display_name": "Corp Directory", "issuer": idp.issuer(),
         "client_id": client_id, "token_endpoint_auth_method": method,
@@ -128,15 +155,7 @@ async fn setup(method: &str, grant_types: &[&str]) -> Env {
     .await;
     assert_eq!(s, 201, "{v}");
     let alice = new_token_for(&admin, &root, "alice", None).await;
-    Env {
-        idp,
-        sluice,
-        admin,
-        root,
-        alice,
-        client_id,
-        secret,
-    }
+    (client_id, secret, alice)
 }
 
 /// `GET /corp/me` as `token`: the status and the body.
@@ -463,7 +482,7 @@ async fn invalid_grant_asks_to_reconnect_and_added_scopes_ask_for_consent_again(
     .await
     .1;
     p["scopes"] = json!(["openid", "offline_access", "repo.read", "repo.write"]);
-    for field in ["created_at", "updated_at", "source"] {
+    for field in ["created_at", "updated_at", "source", "redirect_uri"] {
         p.as_object_mut().unwrap().remove(field);
     }
     let (s, v) = api(
@@ -663,4 +682,72 @@ async fn token_exchange_turns_the_callers_jwt_into_a_provider_token_and_caches_i
         stats(&env.idp).await["grants"]["urn:ietf:params:oauth:grant-type:token-exchange"],
         1
     );
+}
+
+/// A data plane following a control plane over PostgreSQL: it holds neither the master key nor
+/// the grants, and reaches the vault through the control plane's `/v1/vault`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_data_plane_uses_the_vault_of_its_control_plane_over_postgres() {
+    let db = PgDatabase::create();
+    let idp = Idp::start();
+    let key = [("SLUICE_MASTER_KEY", MASTER)];
+    let mut cp = Sluice::start_control_plane(&key, &["--database", &db.url]);
+    let (admin, root) = (cp.admin_url(), cp.admin_token());
+    let dp_token = new_token_for(&admin, &root, "edge", Some("dataplane")).await;
+    let no_env: [(&str, &str); 0] = [];
+    let dp = Sluice::start_args(
+        "",
+        &no_env,
+        &[
+            "--control-plane",
+            admin.as_str(),
+            "--token",
+            dp_token.as_str(),
+        ],
+    );
+    // Users reach the data plane: links and the redirect URI name it.
+    cp.rewrite_config(&format!("public_base_url: \"{}\"\n", dp.url("")));
+    cp.relaunch();
+    let (client_id, secret, alice) = configure(
+        &idp,
+        &dp,
+        &admin,
+        &root,
+        "client_secret_basic",
+        &["authorization_code"],
+    )
+    .await;
+    let env = Env {
+        idp,
+        sluice: dp,
+        admin,
+        root,
+        alice,
+        client_id,
+        secret,
+        _control: Some(cp),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while me(&env, &env.alice).await.0 != 401 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the data plane never got the route"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    connect(&env).await;
+    let (s, v) = me(&env, &env.alice).await;
+    assert_eq!((s, &v["sub"]), (200, &json!("alice")), "{v}");
+    // Sealed in PostgreSQL too.
+    let issued = stats(&env.idp).await["issued"].clone();
+    let access = issued[0]["access_token"].as_str().unwrap();
+    let rows = db.rows("SELECT principal, provider, sealed FROM sluice_grants");
+    assert!(rows.starts_with("owner:alice|corp|"), "{rows}");
+    assert!(
+        !rows.contains(access),
+        "the access token is stored in the clear"
+    );
+    assert!(!db
+        .rows("SELECT sealed FROM sluice_oauth_pending")
+        .contains(access));
 }
