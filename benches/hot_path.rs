@@ -53,6 +53,8 @@ routes:
   - { prefix: /openai, provider: openai }
 issuers:
   - { name: idp, issuer: "https://idp.bench", jwks_uri: "http://127.0.0.1:9/jwks", audiences: [bench] }
+oauth_providers:
+  - { name: corp, authorization_endpoint: "https://idp.bench/auth", token_endpoint: "https://idp.bench/token", client_id: c, token_endpoint_auth_method: none }
 tokens:
 "#;
     // 10,000 token records: the index lookup must not depend on how many there are.
@@ -149,6 +151,45 @@ fn request_path(c: &mut Criterion) {
             black_box(upstream)
         })
     });
+    g.finish();
+}
+
+/// A user's token from the vault on the request path (`credentials: oauth`), once cached: the
+/// principal's vault key, the cache key and the cache read.
+fn vault(c: &mut Criterion) {
+    use sluice::vault::{Answer, Request, Vault};
+    let Fixture { snap, token } = snapshot();
+    let req = request(&token);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let principal = block_on(&rt, steps::admit(&req, &snap, 1_000, 1_800_000_000))
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .principal;
+    let (vault, mut jobs) = Vault::new();
+    rt.spawn(async move {
+        while let Some(job) = jobs.recv().await {
+            if let Request::Token { .. } = job.request {
+                let _ = job.reply.send(Ok(Answer::Token {
+                    access_token: "gho_user_token_0123456789".into(),
+                    expires_at: Some(4_000_000_000),
+                }));
+            }
+        }
+    });
+    let lookup = || {
+        block_on(
+            &rt,
+            sluice::proxy::oauth::user_token(&vault, &snap, &principal, "corp", None),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    lookup();
+    let mut g = c.benchmark_group("vault");
+    g.bench_function("baseline_header_clone", |b| {
+        b.iter(|| black_box(req.clone()))
+    });
+    g.bench_function("cached_user_token", |b| b.iter(|| black_box(lookup())));
     g.finish();
 }
 
@@ -376,5 +417,13 @@ fn snapshot_build(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pick, request_path, auth, forward, snapshot_build);
+criterion_group!(
+    benches,
+    pick,
+    request_path,
+    vault,
+    auth,
+    forward,
+    snapshot_build
+);
 criterion_main!(benches);

@@ -483,3 +483,54 @@ impl Store for SqlStore {
         Ok(row.map(|r| r.try_get("sealed")).transpose()?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pending_entries_are_single_use_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = SqlStore::open(&url).await.unwrap();
+        let now = crate::clock::unix_now();
+        store
+            .put_pending("fresh", "sealed-1", now + 600)
+            .await
+            .unwrap();
+        store
+            .put_pending("stale", "sealed-2", now - 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.pending("fresh", false).await.unwrap().as_deref(),
+            Some("sealed-1")
+        );
+        assert_eq!(
+            store.pending("fresh", true).await.unwrap().as_deref(),
+            Some("sealed-1")
+        );
+        assert_eq!(
+            store.pending("fresh", true).await.unwrap(),
+            None,
+            "used twice"
+        );
+        assert_eq!(store.pending("stale", true).await.unwrap(), None, "expired");
+
+        store.put_grant("owner:a", "gh", "g1").await.unwrap();
+        store.put_grant("owner:a", "gh", "g2").await.unwrap();
+        assert_eq!(
+            store.grant("owner:a", "gh").await.unwrap().as_deref(),
+            Some("g2")
+        );
+        let before = store.revision().await.unwrap();
+        assert_eq!(store.grants(Some("owner:a")).await.unwrap().len(), 1);
+        assert!(store.delete_grant("owner:a", "gh").await.unwrap());
+        assert!(!store.delete_grant("owner:a", "gh").await.unwrap());
+        assert_eq!(
+            store.revision().await.unwrap(),
+            before,
+            "grants are not configuration"
+        );
+    }
+}
