@@ -14,13 +14,11 @@
 //! `token_exchange` grant exchange the caller's JWT instead (RFC 8693).
 
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::crypto::MasterKey;
-use super::state::{SecretDoc, SecretScope, SECRET};
 use super::store::Store;
 use crate::audit::{sink::Stream, AuditSink};
 use crate::clock::unix_now;
@@ -29,72 +27,16 @@ use crate::config::ConfigStore;
 use crate::metrics::METRICS;
 use crate::vault::{Answer, Connection, Failure, Job, Reply, Request, Who, REFRESH_BEFORE};
 
+mod sealed;
+mod upstream;
+
+use sealed::{unavailable, Grant, Pending};
+use upstream::{serde_urlencoded, CallError, ACCESS_TOKEN_TYPE, JWT_TYPE, TOKEN_EXCHANGE};
+
 /// Lifetime of a connect link and of an authorization request's `state`.
 const PENDING_SECONDS: u64 = 600;
 /// Upstream token and revocation calls.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(15);
-/// Largest token-endpoint answer read.
-const MAX_ANSWER: usize = 64 * 1024;
-const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
-const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
-
-/// A grant as sealed in the store.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Grant {
-    access_token: String,
-    #[serde(default)]
-    refresh_token: Option<String>,
-    #[serde(default)]
-    expires_at: Option<u64>,
-    scopes: Vec<String>,
-    connected_at: u64,
-}
-
-/// A link or a state, as sealed in the store.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum Pending {
-    Link {
-        who: Who,
-        provider: String,
-    },
-    State {
-        who: Who,
-        provider: String,
-        verifier: Option<String>,
-        scopes: Vec<String>,
-    },
-}
-
-/// A token endpoint's answer (RFC 6749 §5.1 / RFC 8693 §2.2).
-#[derive(Debug, Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    #[serde(default)]
-    refresh_token: Option<String>,
-    #[serde(default)]
-    expires_in: Option<u64>,
-    #[serde(default)]
-    scope: Option<String>,
-}
-
-/// Why a token endpoint call failed.
-enum CallError {
-    /// `error` of an RFC 6749 §5.2 answer (`invalid_grant`, …) and its description.
-    OAuth(String, String),
-    Other(String),
-}
-
-impl CallError {
-    fn text(&self) -> String {
-        match self {
-            CallError::OAuth(e, d) if d.is_empty() => e.clone(),
-            CallError::OAuth(e, d) => format!("{e}: {d}"),
-            CallError::Other(e) => e.clone(),
-        }
-    }
-}
 
 pub struct VaultWorker {
     pub store: Arc<dyn Store>,
@@ -521,39 +463,6 @@ impl VaultWorker {
         Ok(Answer::Disconnected { revoked })
     }
 
-    /// RFC 7009, best effort: the refresh token first (revoking it ends the access tokens it
-    /// issued at most servers), then the access token.
-    async fn revoke(&self, p: &OAuthProvider, grant: &Grant) -> bool {
-        let Some(endpoint) = &p.revocation_endpoint else {
-            return false;
-        };
-        let mut tokens = Vec::new();
-        if let Some(r) = &grant.refresh_token {
-            tokens.push((r.as_str(), "refresh_token"));
-        }
-        tokens.push((grant.access_token.as_str(), "access_token"));
-        for (token, hint) in tokens {
-            let form = vec![
-                ("token", token.to_owned()),
-                ("token_type_hint", hint.to_owned()),
-            ];
-            match self.post_form(p, endpoint, form).await {
-                Ok(resp) if resp.status().is_success() => {
-                    self.event(p, "revocation", "ok");
-                    return true;
-                }
-                Ok(resp) => log::info!(
-                    "vault: `{}` refused revoking a {hint}: {}",
-                    p.name,
-                    resp.status()
-                ),
-                Err(e) => log::info!("vault: revoking at `{}`: {e}", p.name),
-            }
-        }
-        self.event(p, "revocation", "error");
-        false
-    }
-
     async fn connections(&self, principal: Option<&str>) -> Reply {
         let rows = self.store.grants(principal).await.map_err(unavailable)?;
         let mut connections = Vec::with_capacity(rows.len());
@@ -605,165 +514,6 @@ impl VaultWorker {
         }
     }
 
-    async fn call_token_endpoint(
-        &self,
-        p: &OAuthProvider,
-        form: Vec<(&'static str, String)>,
-    ) -> Result<TokenAnswer, CallError> {
-        let endpoint = p
-            .token_endpoint
-            .clone()
-            .ok_or_else(|| CallError::Other("no token endpoint".into()))?;
-        let resp = self
-            .post_form(p, &endpoint, form)
-            .await
-            .map_err(|e| CallError::Other(e.to_string()))?;
-        let status = resp.status();
-        let body = read_capped(resp).await.map_err(CallError::Other)?;
-        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        if let Some(error) = json["error"].as_str() {
-            return Err(CallError::OAuth(
-                clip(error),
-                clip(json["error_description"].as_str().unwrap_or_default()),
-            ));
-        }
-        if !status.is_success() {
-            return Err(CallError::Other(format!(
-                "token endpoint answered {status}"
-            )));
-        }
-        serde_json::from_value(json)
-            .map_err(|e| CallError::Other(format!("token endpoint answer: {e}")))
-    }
-
-    /// A form POST with the provider's client authentication; the client secret is read from
-    /// the store each time, so a rotated secret is used from the next call on.
-    async fn post_form(
-        &self,
-        p: &OAuthProvider,
-        url: &str,
-        mut form: Vec<(&'static str, String)>,
-    ) -> anyhow::Result<reqwest::Response> {
-        let mut req = self.http.post(url).header("accept", "application/json");
-        match p.token_endpoint_auth_method {
-            AuthMethod::None => form.push(("client_id", p.client_id.clone())),
-            AuthMethod::ClientSecretPost => {
-                form.push(("client_id", p.client_id.clone()));
-                form.push(("client_secret", self.client_secret(p).await?));
-            }
-            AuthMethod::ClientSecretBasic => {
-                // RFC 6749 §2.3.1: both parts form-urlencoded before base64.
-                let pair = format!(
-                    "{}:{}",
-                    form_encode(&p.client_id),
-                    form_encode(&self.client_secret(p).await?)
-                );
-                let basic = base64::engine::general_purpose::STANDARD.encode(pair);
-                req = req.header("authorization", format!("Basic {basic}"));
-            }
-        }
-        Ok(req
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(serde_urlencoded(&form))
-            .send()
-            .await?)
-    }
-
-    async fn client_secret(&self, p: &OAuthProvider) -> anyhow::Result<String> {
-        let name = p
-            .client_secret_ref
-            .as_deref()
-            .ok_or_else(|| anyhow::anyhow!("`{}` has no client_secret_ref", p.name))?;
-        let doc = self
-            .store
-            .get(SECRET, name)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("the secret `{name}` does not exist"))?;
-        let doc: SecretDoc = serde_json::from_value(doc.body)?;
-        anyhow::ensure!(
-            doc.scopes.contains(&SecretScope::Mcp),
-            "the secret `{name}` is not scoped `mcp`"
-        );
-        Ok(self.key.open(name, &doc.sealed)?.expose().to_owned())
-    }
-
-    async fn read_grant(&self, principal: &str, provider: &str) -> Result<Option<Grant>, Failure> {
-        let sealed = self
-            .store
-            .grant(principal, provider)
-            .await
-            .map_err(unavailable)?;
-        sealed
-            .map(|s| self.open_grant(principal, provider, &s))
-            .transpose()
-    }
-
-    fn open_grant(&self, principal: &str, provider: &str, sealed: &str) -> Result<Grant, Failure> {
-        let plain = self
-            .key
-            .open(&grant_aad(principal, provider), sealed)
-            .map_err(unavailable)?;
-        serde_json::from_str(plain.expose()).map_err(unavailable)
-    }
-
-    async fn write_grant(
-        &self,
-        principal: &str,
-        provider: &str,
-        grant: &Grant,
-    ) -> Result<(), Failure> {
-        let plain = serde_json::to_string(grant).map_err(unavailable)?;
-        let sealed = self
-            .key
-            .seal(&grant_aad(principal, provider), &plain)
-            .map_err(unavailable)?;
-        self.store
-            .put_grant(principal, provider, &sealed)
-            .await
-            .map_err(unavailable)
-    }
-
-    async fn forget_grant(&self, principal: &str, provider: &str) -> Result<(), Failure> {
-        self.store
-            .delete_grant(principal, provider)
-            .await
-            .map(|_| ())
-            .map_err(unavailable)
-    }
-
-    async fn put_pending(
-        &self,
-        secret: &str,
-        pending: &Pending,
-        expires_at: u64,
-    ) -> Result<(), Failure> {
-        let id = pending_id(secret);
-        let plain = serde_json::to_string(pending).map_err(unavailable)?;
-        let sealed = self
-            .key
-            .seal(&format!("pending\0{id}"), &plain)
-            .map_err(unavailable)?;
-        self.store
-            .put_pending(&id, &sealed, expires_at)
-            .await
-            .map_err(unavailable)
-    }
-
-    async fn take_pending(&self, secret: &str, take: bool) -> Result<Option<Pending>, Failure> {
-        if secret.is_empty() || secret.len() > 128 {
-            return Ok(None);
-        }
-        let id = pending_id(secret);
-        let Some(sealed) = self.store.pending(&id, take).await.map_err(unavailable)? else {
-            return Ok(None);
-        };
-        let plain = self
-            .key
-            .open(&format!("pending\0{id}"), &sealed)
-            .map_err(unavailable)?;
-        Ok(serde_json::from_str(plain.expose()).ok())
-    }
-
     fn event(&self, p: &OAuthProvider, event: &str, outcome: &str) {
         METRICS
             .oauth_events
@@ -787,15 +537,6 @@ impl VaultWorker {
             audit.record(&line, Stream::Usage);
         }
     }
-}
-
-fn grant_aad(principal: &str, provider: &str) -> String {
-    format!("grant\0{principal}\0{provider}")
-}
-
-fn pending_id(secret: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 fn near_expiry(grant: &Grant, now: u64) -> bool {
@@ -829,37 +570,9 @@ fn random_token() -> Result<String, Failure> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-fn unavailable(e: impl std::fmt::Display) -> Failure {
-    log::warn!("vault: {e}");
-    Failure::Unavailable("the token vault could not be read or written".into())
-}
-
 /// Upstream text shown to users: one line, bounded.
 fn clip(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(300).collect()
-}
-
-fn form_encode(value: &str) -> String {
-    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
-}
-
-fn serde_urlencoded(pairs: &[(&str, String)]) -> String {
-    let mut out = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs {
-        out.append_pair(k, v);
-    }
-    out.finish()
-}
-
-async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > MAX_ANSWER {
-            return Err("the token endpoint's answer is too large".into());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 #[cfg(test)]
@@ -883,7 +596,7 @@ mod tests {
         };
         assert_eq!(missing_scopes(&p, &grant), vec!["repo.write"]);
         assert!(near_expiry(&grant, 40) && !near_expiry(&grant, 39));
-        assert_eq!(form_encode("a b:c"), "a+b%3Ac");
+        assert_eq!(upstream::form_encode("a b:c"), "a+b%3Ac");
         assert_eq!(clip("x\ny"), "xy");
     }
 }

@@ -1,0 +1,146 @@
+//! Grants and pending links/states as stored: JSON sealed under the master key, the
+//! associated data naming whose and what they are (a row moved to another principal does not
+//! open).
+
+use serde::{Deserialize, Serialize};
+
+use super::VaultWorker;
+use crate::vault::{Failure, Who};
+
+/// A grant as sealed in the store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Grant {
+    pub(super) access_token: String,
+    #[serde(default)]
+    pub(super) refresh_token: Option<String>,
+    #[serde(default)]
+    pub(super) expires_at: Option<u64>,
+    pub(super) scopes: Vec<String>,
+    pub(super) connected_at: u64,
+}
+
+/// A link or a state, as sealed in the store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(super) enum Pending {
+    Link {
+        who: Who,
+        provider: String,
+    },
+    State {
+        who: Who,
+        provider: String,
+        verifier: Option<String>,
+        scopes: Vec<String>,
+    },
+}
+
+impl VaultWorker {
+    pub(super) async fn read_grant(
+        &self,
+        principal: &str,
+        provider: &str,
+    ) -> Result<Option<Grant>, Failure> {
+        let sealed = self
+            .store
+            .grant(principal, provider)
+            .await
+            .map_err(unavailable)?;
+        sealed
+            .map(|s| self.open_grant(principal, provider, &s))
+            .transpose()
+    }
+
+    pub(super) fn open_grant(
+        &self,
+        principal: &str,
+        provider: &str,
+        sealed: &str,
+    ) -> Result<Grant, Failure> {
+        let plain = self
+            .key
+            .open(&grant_aad(principal, provider), sealed)
+            .map_err(unavailable)?;
+        serde_json::from_str(plain.expose()).map_err(unavailable)
+    }
+
+    pub(super) async fn write_grant(
+        &self,
+        principal: &str,
+        provider: &str,
+        grant: &Grant,
+    ) -> Result<(), Failure> {
+        let plain = serde_json::to_string(grant).map_err(unavailable)?;
+        let sealed = self
+            .key
+            .seal(&grant_aad(principal, provider), &plain)
+            .map_err(unavailable)?;
+        self.store
+            .put_grant(principal, provider, &sealed)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(super) async fn forget_grant(
+        &self,
+        principal: &str,
+        provider: &str,
+    ) -> Result<(), Failure> {
+        self.store
+            .delete_grant(principal, provider)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    pub(super) async fn put_pending(
+        &self,
+        secret: &str,
+        pending: &Pending,
+        expires_at: u64,
+    ) -> Result<(), Failure> {
+        let id = pending_id(secret);
+        let plain = serde_json::to_string(pending).map_err(unavailable)?;
+        let sealed = self
+            .key
+            .seal(&format!("pending\0{id}"), &plain)
+            .map_err(unavailable)?;
+        self.store
+            .put_pending(&id, &sealed, expires_at)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(super) async fn take_pending(
+        &self,
+        secret: &str,
+        take: bool,
+    ) -> Result<Option<Pending>, Failure> {
+        if secret.is_empty() || secret.len() > 128 {
+            return Ok(None);
+        }
+        let id = pending_id(secret);
+        let Some(sealed) = self.store.pending(&id, take).await.map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let plain = self
+            .key
+            .open(&format!("pending\0{id}"), &sealed)
+            .map_err(unavailable)?;
+        Ok(serde_json::from_str(plain.expose()).ok())
+    }
+}
+
+pub(super) fn grant_aad(principal: &str, provider: &str) -> String {
+    format!("grant\0{principal}\0{provider}")
+}
+
+pub(super) fn pending_id(secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+pub(super) fn unavailable(e: impl std::fmt::Display) -> Failure {
+    log::warn!("vault: {e}");
+    Failure::Unavailable("the token vault could not be read or written".into())
+}
