@@ -751,3 +751,71 @@ async fn a_data_plane_uses_the_vault_of_its_control_plane_over_postgres() {
         .rows("SELECT sealed FROM sluice_oauth_pending")
         .contains(access));
 }
+
+/// Agents behind the forward proxy: the intercepted provider's requests carry the user's token
+/// too — the grant of an opaque token's owner, or the CONNECT's JWT exchanged.
+#[tokio::test]
+async fn agents_behind_the_forward_proxy_get_their_own_token_injected() {
+    let idp = Idp::start();
+    let sluice = Sluice::start_forward(
+        &format!(
+            "issuers:\n  - {{ name: corp-idp, issuer: \"{}\", audiences: [\"urn:sluice:gateway\"], principal_claim: client_id }}\n",
+            idp.issuer()
+        ),
+        &[],
+    );
+    let (admin, root) = (sluice.admin_url(), sluice.admin_token());
+    let grants = ["authorization_code", "token_exchange"];
+    let (client_id, secret, alice) =
+        configure(&idp, &sluice, &admin, &root, "client_secret_basic", &grants).await;
+    let fwd = json!({"name": "corp-fwd", "kind": "openai-compatible", "base_url": idp.issuer(),
+        "intercept_hosts": ["api.corp.test"], "credentials": "oauth", "oauth_provider": "corp"});
+    let (s, v) = api(
+        &admin,
+        &root,
+        "POST",
+        "/v1/providers",
+        Some(&fwd.to_string()),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let ca = sluice.dir.path().join("agent-ca.pem");
+    let pem = http_get(format!("{admin}/ca.pem"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    std::fs::write(&ca, pem).unwrap();
+    let proxy = sluice.proxy_url();
+    let through_proxy = |credential: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-x", &proxy, "--proxy-user"])
+            .arg(format!("agent:{credential}"))
+            .arg("--cacert")
+            .arg(&ca)
+            .arg("https://api.corp.test/me")
+            .output()
+            .expect("curl");
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
+    };
+    // A JWT at CONNECT: exchanged.
+    let jwt = idp.token("rs-client", "llm.invoke").await;
+    assert_eq!(through_proxy(&jwt)["sub"], "rs-client");
+    // An opaque token: its owner's grant, once connected.
+    let env = Env {
+        idp,
+        sluice,
+        admin,
+        root,
+        alice,
+        client_id,
+        secret,
+        _control: None,
+    };
+    let refused = through_proxy(&env.alice);
+    assert_eq!(refused["error"]["code"], "oauth_not_connected", "{refused}");
+    connect(&env).await;
+    assert_eq!(through_proxy(&env.alice)["sub"], "alice");
+}
