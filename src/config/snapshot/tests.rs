@@ -183,3 +183,51 @@ fn design_names_parse() {
         parse("routes:\n  - { prefix: /openai, provider: openai, auth: static }\n").unwrap();
     assert_eq!(config.routes[0].auth, wire::AuthPolicy::Token);
 }
+
+#[test]
+fn oauth_credentials_public_base_url_and_reserved_prefixes_are_checked() {
+    let base = "providers:\n  - { name: tools, kind: openai-compatible, base_url: \"https://t.example\", credentials: oauth, oauth_provider: corp }\nroutes:\n  - { prefix: /tools, provider: tools, auth: none }\n";
+    let snap = build(base).unwrap();
+    assert_eq!(snap.providers[0].oauth_provider.as_deref(), Some("corp"));
+    assert!(
+        snap.warnings
+            .iter()
+            .any(|w| w.contains("`corp`, which does not exist")),
+        "{:?}",
+        snap.warnings
+    );
+    for (change, path) in [
+        (
+            ("oauth_provider: corp", "keys: []"),
+            "providers[0].oauth_provider",
+        ),
+        (("credentials: oauth, ", ""), "providers[0].oauth_provider"),
+        (
+            ("oauth_provider: corp", "oauth_provider: Corp"),
+            "providers[0].oauth_provider",
+        ),
+        (
+            ("prefix: /tools", "prefix: /oauth/v1/tools"),
+            "routes[0].prefix",
+        ),
+        (
+            ("prefix: /tools", "prefix: /.well-known"),
+            "routes[0].prefix",
+        ),
+    ] {
+        let src = base.replace(change.0, change.1);
+        let errors = build(&src).err().unwrap_or_default();
+        assert!(errors.iter().any(|e| e.path == path), "{src}: {errors:?}");
+    }
+    for bad in ["gateway.example.com", "ftp://x", "https://x/?q=1"] {
+        let errors = build(&format!("public_base_url: \"{bad}\"\n{base}"))
+            .err()
+            .unwrap_or_default();
+        assert!(errors.iter().any(|e| e.path == "public_base_url"), "{bad}");
+    }
+    let config = parse(&format!(
+        "public_base_url: \"https://gw.example.com/sluice/\"\n{base}"
+    ))
+    .unwrap();
+    assert_eq!(config.public_base_url(), "https://gw.example.com/sluice");
+}
