@@ -407,8 +407,13 @@ async fn refresh_is_one_flight_for_50_concurrent_requests_and_keeps_the_rotated_
     assert_eq!(stats(&env.idp).await["grants"]["refresh_token"], 1);
     // The second refresh needs the rotated refresh token: the first one is spent.
     tokio::time::sleep(Duration::from_millis(2500)).await;
+    let started = std::time::Instant::now();
     let (s, v) = me(&env, &env.alice).await;
+    eprintln!("one request with a refresh: {:?}", started.elapsed());
     assert_eq!(s, 200, "{v}");
+    let started = std::time::Instant::now();
+    let _ = me(&env, &env.alice).await;
+    eprintln!("the next request, token cached: {:?}", started.elapsed());
     assert_eq!(stats(&env.idp).await["grants"]["refresh_token"], 2);
 
     // The client secret rotates (a new value under the same name): grants stay, and the next
@@ -659,7 +664,9 @@ async fn token_exchange_turns_the_callers_jwt_into_a_provider_token_and_caches_i
     );
     assert_eq!((s, &v["sub"]), (200, &json!("rs-client")), "{v}");
     // Cached until shortly before it expires: no second exchange.
+    let started = std::time::Instant::now();
     let (s, _) = me(&env, &jwt).await;
+    eprintln!("the same request, token cached: {:?}", started.elapsed());
     assert_eq!(s, 200);
     assert_eq!(
         stats(&env.idp).await["grants"]["urn:ietf:params:oauth:grant-type:token-exchange"],
