@@ -34,6 +34,11 @@ if [[ ! -d tests/idp/node_modules/oidc-provider ]]; then
   (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+if [[ ! -d tests/mcp/node_modules/@modelcontextprotocol/sdk ]]; then
+  echo "installing the MCP test parts (@modelcontextprotocol/sdk, server-everything) into tests/mcp"
+  (cd tests/mcp && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 echo "== fmt and clippy"
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings

@@ -122,6 +122,13 @@ enum Command {
         #[command(flatten)]
         conn: cli::Conn,
     },
+    /// MCP servers fronted at /mcp/{name} (admin API).
+    Mcp {
+        #[command(subcommand)]
+        command: cli::McpCmd,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
     /// Routes (admin API).
     Route {
         #[command(subcommand)]
@@ -261,6 +268,7 @@ fn main() -> anyhow::Result<()> {
         Command::Route { command, conn } => cli::route(&conn, command),
         Command::Owner { command, conn } => cli::owner(&conn, command),
         Command::Oauth { command, conn } => cli::oauth(&conn, command),
+        Command::Mcp { command, conn } => cli::mcp(&conn, command),
         Command::Token {
             conn: _,
             command: TokenCommand::Generate(fields),

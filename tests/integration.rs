@@ -17,6 +17,8 @@ mod forward;
 mod https_upstream;
 #[path = "integration/jwt.rs"]
 mod jwt;
+#[path = "integration/mcp.rs"]
+mod mcp;
 #[path = "integration/oauth.rs"]
 mod oauth;
 #[path = "integration/reload.rs"]

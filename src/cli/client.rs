@@ -73,7 +73,13 @@ impl Client {
     pub(super) fn stored(&self, path: &str) -> anyhow::Result<Value> {
         let mut doc = self.call(reqwest::Method::GET, path, None)?;
         if let Some(o) = doc.as_object_mut() {
-            for shown in ["source", "created_at", "updated_at", "redirect_uri"] {
+            for shown in [
+                "source",
+                "created_at",
+                "updated_at",
+                "redirect_uri",
+                "endpoint",
+            ] {
                 o.remove(shown);
             }
         }

@@ -52,6 +52,7 @@ pub const KINDS: &[Registered] = &[
     register::<wire::Token>(),
     register::<wire::Owner>(),
     register::<wire::OAuthProvider>(),
+    register::<wire::McpServer>(),
 ];
 
 fn merge_one<T: Kind>(config: &mut wire::Config, r: &Resource, errors: &mut Vec<ConfigError>) {

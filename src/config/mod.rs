@@ -5,6 +5,7 @@ mod forward;
 pub mod issuer;
 pub mod kind;
 pub mod locate;
+pub mod mcp_server;
 pub mod oauth_provider;
 pub mod owner;
 pub mod provider;
@@ -18,6 +19,8 @@ pub mod wire;
 
 pub use crate::auth::opaque::TokenRecord;
 pub use crate::auth::Access;
+pub use mcp_server::McpServer;
+pub use oauth_provider::OAuthProvider;
 pub use provider::{Provider, ProviderKey};
 pub use route::Route;
 pub use snapshot::{BuildContext, Snapshot};

@@ -7,11 +7,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::mcp_server::McpServer;
 use super::oauth_provider::OAuthProvider;
 use super::provider::Provider;
 use super::route::Route;
 use super::wire::{self, AuthPolicy};
-use super::{forward, issuer, oauth_provider, provider, route, token, ConfigError};
+use super::{forward, issuer, mcp_server, oauth_provider, provider, route, token, ConfigError};
 use crate::auth::jwks::JwksRegistry;
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::opaque::TokenRecord;
@@ -36,6 +37,10 @@ pub struct Snapshot {
     pub owners: HashMap<String, OwnerAccess>,
     /// Upstream OAuth providers by name (validated; the vault and MCP servers use them).
     pub oauth_providers: HashMap<String, Arc<OAuthProvider>>,
+    /// MCP servers by name (`/mcp/{name}`).
+    pub mcp_servers: HashMap<String, Arc<McpServer>>,
+    /// What clients and browsers reach the proxy listener at (`Config::public_base_url`).
+    pub public_base_url: String,
     /// The control plane's revision included (0 when there is no control plane).
     pub control_revision: u64,
     /// Non-fatal findings (e.g. an optional key whose secret is not set), logged on publish.
@@ -98,6 +103,8 @@ impl Snapshot {
             ),
             owners: HashMap::new(),
             oauth_providers: HashMap::new(),
+            mcp_servers: HashMap::new(),
+            public_base_url: String::new(),
             control_revision: 0,
             warnings: Vec::new(),
         }
@@ -133,6 +140,7 @@ impl Snapshot {
             issuers,
             forward,
             oauth_providers,
+            mcp_servers,
             public_base_url,
         } = config;
         let mut errors = Vec::new();
@@ -155,6 +163,8 @@ impl Snapshot {
         );
         let built_tokens = token::build_all(tokens, owners, ctx, &mut errors);
         let oauth_providers = oauth_provider::build_all(oauth_providers, &mut errors);
+        let mcp_servers =
+            mcp_server::build_all(mcp_servers, &mut errors, &mut warnings, &oauth_providers);
         if let Some(url) = public_base_url {
             check_public_base_url(url, &mut errors);
         }
@@ -220,6 +230,8 @@ impl Snapshot {
                 })
                 .collect(),
             oauth_providers,
+            mcp_servers,
+            public_base_url: config.public_base_url(),
             control_revision: ctx.control_revision,
             warnings,
         })

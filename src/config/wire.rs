@@ -5,6 +5,7 @@ use serde::Deserialize;
 use std::path::PathBuf;
 
 pub use super::issuer::wire::Issuer;
+pub use super::mcp_server::wire::McpServer;
 pub use super::oauth_provider::wire::OAuthProvider;
 pub use super::owner::wire::{Owner, Role};
 pub use super::provider::wire::{CredentialMode, Key, Provider};
@@ -38,6 +39,9 @@ pub struct Config {
     /// Upstream authorization servers Sluice is a client of (`config::oauth_provider`).
     #[serde(default)]
     pub oauth_providers: Vec<OAuthProvider>,
+    /// Upstream MCP servers fronted at `/mcp/{name}` (`config::mcp_server`).
+    #[serde(default)]
+    pub mcp_servers: Vec<McpServer>,
     /// Forward-proxy policy (`listeners.forward`).
     #[serde(default)]
     pub forward: Forward,

@@ -19,6 +19,8 @@ const NONCE_LEN: usize = 12;
 
 pub struct MasterKey {
     cipher: Aes256Gcm,
+    /// Root of the keys derived for other purposes (`derive`), never the key itself.
+    root: [u8; 32],
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -31,7 +33,10 @@ impl MasterKey {
     pub fn from_bytes(bytes: &[u8]) -> anyhow::Result<MasterKey> {
         anyhow::ensure!(bytes.len() == 32, "the master key must be 32 bytes");
         let cipher = Aes256Gcm::new_from_slice(bytes).context("master key")?;
-        Ok(MasterKey { cipher })
+        Ok(MasterKey {
+            cipher,
+            root: derive_root(bytes),
+        })
     }
 
     /// `SLUICE_MASTER_KEY`, else `data_dir/master.key` (created 0600 when missing).
@@ -75,8 +80,20 @@ impl MasterKey {
             .chain_update(token.trim().as_bytes())
             .finalize();
         MasterKey {
+            root: derive_root(&digest),
             cipher: Aes256Gcm::new(&digest),
         }
+    }
+
+    /// A 256-bit key for `purpose` (MCP session tags, …): the same on every control-plane
+    /// replica sharing the master key, useless for opening secrets.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        Sha256::new()
+            .chain_update(self.root)
+            .chain_update(purpose.as_bytes())
+            .finalize()
+            .into()
     }
 
     /// `base64(nonce ‖ ciphertext ‖ tag)`.
@@ -117,6 +134,15 @@ impl MasterKey {
         let text = String::from_utf8(plain).context("secret is not UTF-8")?;
         Ok(Secret::new(text))
     }
+}
+
+fn derive_root(key: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::new()
+        .chain_update(b"sluice derived keys v1\0")
+        .chain_update(key)
+        .finalize()
+        .into()
 }
 
 fn decode_key(text: &str) -> Option<Vec<u8>> {

@@ -113,3 +113,47 @@ fn count_tokens(provider: &str, model: Option<&str>, usage: &crate::audit::Usage
         }
     }
 }
+
+/// One audit record and one `sluice_mcp_requests_total` count per MCP request: the principal,
+/// the server, the JSON-RPC method and tool, never arguments or results unless the server has
+/// `record_payloads`.
+pub fn record_mcp(
+    sink: Option<&AuditSink>,
+    session: &Session,
+    ctx: &RequestCtx,
+    mcp: &super::mcp::McpCtx,
+    status: u16,
+) {
+    let req = session.req_header();
+    let (method, tool) = match req.method.as_str() {
+        "GET" => ("stream", None),
+        "DELETE" => ("delete", None),
+        _ => super::mcp::method_and_tool(&mcp.body),
+    };
+    let outcome = crate::metrics::STATUS_CLASSES[crate::metrics::status_class_index(status)];
+    METRICS
+        .mcp_requests
+        .with_label_values(&[mcp.server.name.as_str(), method, outcome])
+        .inc();
+    let Some(sink) = sink else { return };
+    let mut record = serde_json::json!({
+        "time": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        "request_id": ctx.request_id,
+        "event": "mcp",
+        "principal": clip(&mcp.who, MAX_PRINCIPAL),
+        "mcp_server": mcp.server.name,
+        "http_method": clip(req.method.as_str(), MAX_METHOD),
+        "method": method,
+        "tool": tool,
+        "status": status,
+        "latency_ms": ctx.started.elapsed().as_secs_f64() * 1000.0,
+        "bytes_in": mcp.bytes_in,
+        "bytes_out": mcp.bytes_out,
+    });
+    if mcp.server.record_payloads {
+        record["request"] = serde_json::from_slice(&mcp.body).unwrap_or_default();
+    }
+    let mut line = record.to_string().into_bytes();
+    line.push(b'\n');
+    sink.record(&line, Stream::Usage);
+}

@@ -38,6 +38,8 @@ pub struct RequestCtx {
     pub key_answer: Option<KeyAnswer>,
     /// The user's own token from the vault (`credentials: oauth`), injected upstream.
     pub user_token: Option<Arc<str>>,
+    /// An MCP request (`/mcp/{name}`): the server and what goes upstream with it.
+    pub mcp: Option<Box<super::mcp::McpCtx>>,
     /// Sluice refused the request itself before routing it upstream (its audit record goes to
     /// the refused stream, which cannot evict usage records).
     pub refused: bool,
@@ -77,6 +79,7 @@ impl RequestCtx {
             forward_host: None,
             key_answer: None,
             user_token: None,
+            mcp: None,
             refused: false,
         }
     }

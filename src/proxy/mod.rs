@@ -4,6 +4,7 @@ pub mod accounting;
 pub mod ctx;
 pub mod feedback;
 pub mod forward;
+pub mod mcp;
 pub mod oauth;
 pub mod respond;
 pub mod reverse;

@@ -13,9 +13,9 @@ use super::accounting;
 use super::ctx::{request_id, RequestCtx};
 use super::feedback::{self, KeyAnswer};
 use super::forward::ForwardConn;
-use super::oauth;
 use super::respond::write_error;
 use super::steps::{self, ForwardAdmitted, Refusal};
+use super::{mcp, oauth};
 use crate::audit::{AuditSink, UsageParser};
 use crate::balance::health::Verdict;
 use crate::clock::{now_ms, unix_now};
@@ -51,13 +51,12 @@ impl ProxyHttp for Gateway {
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok()),
         );
-        if ctx.conn.is_none() && req.uri.path().starts_with(oauth::PREFIX) {
-            let snap = ctx.snap.clone();
-            let status = oauth::serve(session, &snap, &self.vault, &ctx.request_id).await;
-            ctx.reason = Some("oauth_endpoint");
-            ctx.refused = status >= 400;
-            return Ok(true);
+        if ctx.conn.is_none() {
+            if let Some(answered) = self.own_paths(session, ctx).await {
+                return Ok(answered);
+            }
         }
+        let req = session.req_header();
         let admission = match ctx.conn.clone() {
             None => steps::admit(req, &ctx.snap, now_ms(), unix_now())
                 .await
@@ -101,6 +100,9 @@ impl ProxyHttp for Gateway {
         if let Some((dest, addr)) = &ctx.passthrough {
             return Ok(Box::new(HttpPeer::new(*addr, false, dest.host.clone())));
         }
+        if let Some(m) = &ctx.mcp {
+            return mcp_peer(&m.server, ctx.retries).await;
+        }
         let snap = ctx.snap.clone();
         let provider = match ctx.route.and_then(|i| snap.routes.get(i)) {
             Some(route) => &route.provider,
@@ -125,6 +127,9 @@ impl ProxyHttp for Gateway {
         if ctx.passthrough.is_some() {
             return steps::rewrite_passthrough(upstream);
         }
+        if let Some(m) = &ctx.mcp {
+            return mcp::rewrite(upstream, m);
+        }
         let (Some(route), key) = (ctx.route(), ctx.key()) else {
             return Error::e_explain(ErrorType::InternalError, "no route chosen");
         };
@@ -148,6 +153,9 @@ impl ProxyHttp for Gateway {
             acc.bytes_in += chunk.len() as u64;
             acc.model.feed(chunk);
         }
+        if let (Some(m), Some(chunk)) = (ctx.mcp.as_mut(), body.as_ref()) {
+            mcp::on_request_body(m, chunk);
+        }
         Ok(())
     }
 
@@ -159,6 +167,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some(m) = &ctx.mcp {
+            mcp::on_response(upstream, m)?;
+        }
         if let Some(acc) = ctx.accounting.as_mut() {
             acc.ttfb = Some(ctx.started.elapsed());
             let ct = upstream
@@ -179,6 +190,9 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
+        if let (Some(m), Some(chunk)) = (ctx.mcp.as_mut(), body.as_ref()) {
+            m.bytes_out += chunk.len() as u64;
+        }
         if let (Some(acc), Some(chunk)) = (ctx.accounting.as_mut(), body.as_ref()) {
             acc.bytes_out += chunk.len() as u64;
             if let Some(parser) = acc.usage.as_mut() {
@@ -291,7 +305,9 @@ impl ProxyHttp for Gateway {
             .map(|p| p.kind.as_str())
             .unwrap_or("none");
         crate::metrics::by_credential(kind).inc();
-        if let Some(sink) = &self.audit {
+        if let Some(m) = &ctx.mcp {
+            accounting::record_mcp(self.audit.as_ref(), session, ctx, m, status);
+        } else if let Some(sink) = &self.audit {
             if ctx.route().is_none_or(|r| r.audit) {
                 accounting::record(sink, session, ctx, status);
             }
@@ -322,6 +338,41 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
+    /// The proxy listener's own paths: the OAuth consent pages, protected-resource metadata and
+    /// the MCP gateway. `None` for any other path (a provider route); `Some(true)` when answered
+    /// here, `Some(false)` for an admitted MCP request.
+    async fn own_paths(&self, session: &mut Session, ctx: &mut RequestCtx) -> Option<bool> {
+        let path = session.req_header().uri.path();
+        let snap = ctx.snap.clone();
+        let status = if path.starts_with(oauth::PREFIX) {
+            ctx.reason = Some("oauth_endpoint");
+            oauth::serve(session, &snap, &self.vault, &ctx.request_id).await
+        } else if path.starts_with(mcp::METADATA_PREFIX) {
+            ctx.reason = Some("resource_metadata");
+            mcp::metadata(session, &snap, &ctx.request_id).await
+        } else if path.starts_with(mcp::PREFIX) {
+            if let Err(error) = steps::check_head(session.req_header()) {
+                ctx.reason = Some(error.reason());
+                write_error(session, error, ErrorShape::OpenAi, 400, &ctx.request_id).await;
+                return Some(true);
+            }
+            match mcp::admit(session, &snap, &self.vault, &ctx.request_id).await {
+                mcp::Outcome::Admitted(m) => {
+                    ctx.mcp = Some(m);
+                    return Some(false);
+                }
+                mcp::Outcome::Answered(status) => {
+                    ctx.reason = Some("mcp_refused");
+                    status
+                }
+            }
+        } else {
+            return None;
+        };
+        ctx.refused = status >= 400;
+        Some(true)
+    }
+
     /// For a `credentials: oauth` provider, the user's token from the vault; a refusal (not
     /// connected, exchange refused) is answered here with the link to connect.
     async fn user_token(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -349,6 +400,20 @@ impl Gateway {
             }
         }
     }
+}
+
+/// The peer of an MCP server, with its own timeouts: a tool may run for minutes and a GET
+/// stream idle for hours.
+async fn mcp_peer(server: &crate::config::McpServer, retries: usize) -> Result<Box<HttpPeer>> {
+    let addr = server.upstream.addr(retries).await.map_err(|e| {
+        Error::because(ErrorType::ConnectError, "MCP upstream address", e).into_up()
+    })?;
+    let mut peer = server.upstream.peer(addr);
+    peer.options.connection_timeout = Some(server.connect_timeout);
+    peer.options.total_connection_timeout = Some(server.connect_timeout * 2);
+    peer.options.read_timeout = Some(server.idle_timeout);
+    peer.options.write_timeout = Some(server.idle_timeout);
+    Ok(Box::new(peer))
 }
 
 /// Applies a collected 401/403 answer to the key it was sent with.

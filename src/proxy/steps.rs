@@ -377,10 +377,7 @@ pub fn rewrite(
     upstream.insert_header(http::header::HOST, provider.upstream.authority.as_str())?;
 
     if let Inject::Pool(_) | Inject::User(_) = inject {
-        remove_ours(upstream);
-        for name in CREDENTIAL_HEADERS.iter().chain(&ACCOUNT_HEADERS) {
-            remove(upstream, name);
-        }
+        strip_client_credentials(upstream);
     }
     if let Inject::Pool(key) = inject {
         upstream.insert_header(provider.key_header(), key.header_value.clone())?;
@@ -419,6 +416,15 @@ pub fn rewrite(
         upstream.insert_header(name.clone(), principal.id.as_str())?;
     }
     Ok(())
+}
+
+/// Removes every client credential, Sluice's own and the proxy headers (for upstreams that get
+/// a credential of Sluice's choosing, or none).
+pub fn strip_client_credentials(upstream: &mut RequestHeader) {
+    remove_ours(upstream);
+    for name in CREDENTIAL_HEADERS.iter().chain(&ACCOUNT_HEADERS) {
+        remove(upstream, name);
+    }
 }
 
 /// Removes a header the request usually does not carry: a lookup when it is absent, instead of

@@ -88,6 +88,10 @@ pub enum Request {
     Disconnect { principal: String, provider: String },
     /// Grants (metadata only) of one principal, or of everyone.
     Connections { principal: Option<String> },
+    /// The static service token of an MCP server with `auth: secret`.
+    ServiceToken { server: String },
+    /// The key MCP session ids are bound to their principal with (the same on every node).
+    SessionKey,
 }
 
 /// One grant as listed: never a token.
@@ -133,6 +137,10 @@ pub enum Answer {
     },
     Connections {
         connections: Vec<Connection>,
+    },
+    SessionKey {
+        /// Hex.
+        key: String,
     },
 }
 
@@ -242,6 +250,7 @@ struct Cached {
 pub struct Vault {
     jobs: tokio::sync::mpsc::Sender<Job>,
     cache: moka::sync::Cache<String, Arc<Cached>>,
+    session_key: tokio::sync::OnceCell<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -258,7 +267,12 @@ impl Vault {
             .max_capacity(CACHE_CAPACITY)
             .time_to_idle(Duration::from_secs(3600))
             .build();
-        (Arc::new(Vault { jobs, cache }), rx)
+        let vault = Vault {
+            jobs,
+            cache,
+            session_key: tokio::sync::OnceCell::new(),
+        };
+        (Arc::new(vault), rx)
     }
 
     /// Asks the worker.
@@ -309,6 +323,49 @@ impl Vault {
                 fetched: Instant::now(),
                 revision,
                 bounded: subject_token.is_none(),
+            }),
+        );
+        Ok(token)
+    }
+
+    /// The MCP session key, asked for once.
+    pub async fn session_key(&self) -> Result<&[u8; 32], Failure> {
+        self.session_key
+            .get_or_try_init(|| async {
+                match self.ask(Request::SessionKey).await? {
+                    Answer::SessionKey { key } => hex::decode(key)
+                        .ok()
+                        .and_then(|k| <[u8; 32]>::try_from(k).ok())
+                        .ok_or_else(|| Failure::Unavailable("bad session key".into())),
+                    _ => Err(Failure::Unavailable("unexpected answer".into())),
+                }
+            })
+            .await
+    }
+
+    /// An MCP server's static service token (`auth: secret`), cached like a grant.
+    pub async fn service_token(&self, server: &str, revision: u64) -> Result<Arc<str>, Failure> {
+        let key = format!("\0mcp-secret\0{server}");
+        if let Some(hit) = self.cached(&key, revision, 0) {
+            return Ok(hit);
+        }
+        let Answer::Token { access_token, .. } = self
+            .ask(Request::ServiceToken {
+                server: server.to_owned(),
+            })
+            .await?
+        else {
+            return Err(Failure::Unavailable("unexpected answer".into()));
+        };
+        let token: Arc<str> = Arc::from(access_token);
+        self.cache.insert(
+            key,
+            Arc::new(Cached {
+                token: token.clone(),
+                expires_at: None,
+                fetched: Instant::now(),
+                revision,
+                bounded: true,
             }),
         );
         Ok(token)

@@ -441,5 +441,5 @@ async fn roles_secrets_at_rest_and_bad_input() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 43);
+    assert_eq!(operations, 48);
 }

@@ -12,19 +12,19 @@ use std::time::Duration;
 
 const SCOPES: &str = r#"["openid", "offline_access", "repo.read"]"#;
 
-struct Env {
-    idp: Idp,
-    sluice: Sluice,
-    admin: String,
-    root: String,
-    alice: String,
-    client_id: String,
-    secret: Option<String>,
+pub(crate) struct Env {
+    pub(crate) idp: Idp,
+    pub(crate) sluice: Sluice,
+    pub(crate) admin: String,
+    pub(crate) root: String,
+    pub(crate) alice: String,
+    pub(crate) client_id: String,
+    pub(crate) secret: Option<String>,
     /// The control plane, when `sluice` is a data plane following it.
-    _control: Option<Sluice>,
+    pub(crate) _control: Option<Sluice>,
 }
 
-async fn idp_post(idp: &Idp, path: &str, body: Value) -> Value {
+pub(crate) async fn idp_post(idp: &Idp, path: &str, body: Value) -> Value {
     client()
         .post(format!("{}{path}", idp.issuer()))
         .header("content-type", "application/json")
@@ -37,7 +37,7 @@ async fn idp_post(idp: &Idp, path: &str, body: Value) -> Value {
         .expect("idp json")
 }
 
-async fn stats(idp: &Idp) -> Value {
+pub(crate) async fn stats(idp: &Idp) -> Value {
     http_get(format!("{}/_test/stats", idp.issuer()))
         .await
         .expect("stats")
@@ -46,12 +46,12 @@ async fn stats(idp: &Idp) -> Value {
         .expect("json")
 }
 
-async fn set_ttl(idp: &Idp, seconds: u64) {
+pub(crate) async fn set_ttl(idp: &Idp, seconds: u64) {
     idp_post(idp, "/_test/ttl", json!({ "access": seconds })).await;
 }
 
 /// Registers Sluice at the authorization server (RFC 7591) with `method`; the client id and secret.
-async fn register(idp: &Idp, sluice: &Sluice, method: &str) -> (String, Option<String>) {
+pub(crate) async fn register(idp: &Idp, sluice: &Sluice, method: &str) -> (String, Option<String>) {
     let reg = idp_post(
         idp,
         "/reg",
@@ -72,7 +72,7 @@ async fn register(idp: &Idp, sluice: &Sluice, method: &str) -> (String, Option<S
 /// Sluice with an OAuth provider `corp` (endpoints discovered from the issuer) registered with
 /// `method`, an upstream `corp-api` (the server's userinfo) using its grants at `/corp`, and a
 /// token for owner alice.
-async fn setup(method: &str, grant_types: &[&str]) -> Env {
+pub(crate) async fn setup(method: &str, grant_types: &[&str]) -> Env {
     let idp = Idp::start();
     let sluice = Sluice::start(&format!(
         "issuers:\n  - {{ name: corp-idp, issuer: \"{}\", audiences: [\"urn:sluice:gateway\"], principal_claim: client_id }}\n",
@@ -95,7 +95,7 @@ async fn setup(method: &str, grant_types: &[&str]) -> Env {
 
 /// Registers the client at the IdP and creates the OAuth provider, the upstream using it, its
 /// route and alice, through the admin API at `admin`; the client id, secret and alice's token.
-async fn configure(
+pub(crate) async fn configure(
     idp: &Idp,
     sluice: &Sluice,
     admin: &str,
@@ -159,7 +159,7 @@ async fn configure(
 }
 
 /// `GET /corp/me` as `token`: the status and the body.
-async fn me(env: &Env, token: &str) -> (u16, Value) {
+pub(crate) async fn me(env: &Env, token: &str) -> (u16, Value) {
     let r = client()
         .get(env.sluice.url("/corp/me"))
         .bearer_auth(token)
@@ -172,13 +172,13 @@ async fn me(env: &Env, token: &str) -> (u16, Value) {
 
 /// A browser enough for these pages: keeps cookies (all hosts here are 127.0.0.1), follows no
 /// redirect by itself.
-struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
     /// (name, path) → value.
     cookies: std::sync::Mutex<std::collections::BTreeMap<(String, String), String>>,
 }
 
-fn browser() -> Browser {
+pub(crate) fn browser() -> Browser {
     Browser {
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -242,7 +242,12 @@ impl Browser {
 /// What a user does in a browser: opens the connect link, checks whose identity it names,
 /// continues, logs in as `login` and consents (or aborts), and lands on Sluice's callback.
 /// Returns the callback URL and the final page.
-async fn consent(env: &Env, connect_url: &str, login: &str, abort: bool) -> (String, u16, String) {
+pub(crate) async fn consent(
+    env: &Env,
+    connect_url: &str,
+    login: &str,
+    abort: bool,
+) -> (String, u16, String) {
     let b = browser();
     let page = b.get(connect_url).await;
     assert_eq!(page.status(), 200);
@@ -299,19 +304,19 @@ async fn consent(env: &Env, connect_url: &str, login: &str, abort: bool) -> (Str
     panic!("the consent flow did not reach Sluice's callback");
 }
 
-fn location(resp: &reqwest::Response, base: &str) -> String {
+pub(crate) fn location(resp: &reqwest::Response, base: &str) -> String {
     let loc = resp.headers()["location"].to_str().unwrap();
     join(base, loc)
 }
 
-fn join(base: &str, path: &str) -> String {
+pub(crate) fn join(base: &str, path: &str) -> String {
     reqwest::Url::parse(base)
         .and_then(|b| b.join(path))
         .expect("url")
         .to_string()
 }
 
-fn url_param(url: &str, name: &str) -> Option<String> {
+pub(crate) fn url_param(url: &str, name: &str) -> Option<String> {
     reqwest::Url::parse(url)
         .ok()?
         .query_pairs()
@@ -320,7 +325,7 @@ fn url_param(url: &str, name: &str) -> Option<String> {
 }
 
 /// Connects alice: asks for a link with her token, then consents in the browser.
-async fn connect(env: &Env) {
+pub(crate) async fn connect(env: &Env) {
     let (s, v) = me(env, &env.alice).await;
     assert_eq!(s, 401, "{v}");
     assert_eq!(v["error"]["code"], "oauth_not_connected", "{v}");

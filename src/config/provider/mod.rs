@@ -305,7 +305,7 @@ fn header_value(kind: ProviderKind, secret: &Secret) -> Option<HeaderValue> {
     Some(value)
 }
 
-fn parse_base_url(
+pub(crate) fn parse_base_url(
     provider: &str,
     base_url: &str,
     ca: Option<Arc<[pingora::utils::tls::WrappedX509]>>,

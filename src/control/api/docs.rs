@@ -85,6 +85,7 @@ pub(in crate::control) const DOCS: &[DocEntry] = &[
     entry::<wire::Route>(),
     entry::<wire::Owner>(),
     entry::<wire::OAuthProvider>(),
+    entry::<wire::McpServer>(),
 ];
 
 fn routes<T: Doc>(router: Router<Arc<ControlPlane>>) -> Router<Arc<ControlPlane>> {

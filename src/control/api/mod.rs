@@ -29,6 +29,7 @@ mod connections;
 pub(super) mod docs;
 mod feed;
 mod issuers;
+mod mcp_servers;
 mod oauth_providers;
 mod owners;
 mod providers;

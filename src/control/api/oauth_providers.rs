@@ -5,6 +5,27 @@ use super::docs::Doc;
 use super::*;
 use crate::config::oauth_provider::{check_url, OAuthProvider};
 
+/// `name` must be a stored secret scoped `mcp` (422 naming `field` otherwise).
+pub(super) async fn mcp_secret(cp: &ControlPlane, field: &str, name: &str) -> ApiResult<()> {
+    let scoped = match cp.store.get(state::SECRET, name).await? {
+        Some(r) => serde_json::from_value::<SecretDoc>(r.body)
+            .is_ok_and(|d| d.scopes.contains(&SecretScope::Mcp)),
+        None => {
+            return Err(unprocessable(
+                field,
+                format!("no stored secret named `{name}` (create it with scope mcp)"),
+            ))
+        }
+    };
+    if !scoped {
+        return Err(unprocessable(
+            field,
+            format!("secret `{name}` is not scoped `mcp`"),
+        ));
+    }
+    Ok(())
+}
+
 /// Discovery documents are small; a slow or huge one is refused.
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_DISCOVERY_BYTES: usize = 256 * 1024;
@@ -42,22 +63,7 @@ impl Doc for OAuthProvider {
                 .or_else(|| field("revocation_endpoint"));
         }
         if let Some(name) = &doc.client_secret_ref {
-            let scoped = match cp.store.get(state::SECRET, name).await? {
-                Some(r) => serde_json::from_value::<SecretDoc>(r.body)
-                    .is_ok_and(|d| d.scopes.contains(&SecretScope::Mcp)),
-                None => {
-                    return Err(unprocessable(
-                        "client_secret_ref",
-                        format!("no stored secret named `{name}` (create it with scope mcp)"),
-                    ))
-                }
-            };
-            if !scoped {
-                return Err(unprocessable(
-                    "client_secret_ref",
-                    format!("secret `{name}` is not scoped `mcp`"),
-                ));
-            }
+            mcp_secret(cp, "client_secret_ref", name).await?;
         }
         Ok(doc)
     }

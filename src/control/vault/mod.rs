@@ -120,6 +120,10 @@ impl VaultWorker {
                 provider,
             } => self.disconnect(&principal, &provider).await,
             Request::Connections { principal } => self.connections(principal.as_deref()).await,
+            Request::ServiceToken { server } => self.service_token(&server).await,
+            Request::SessionKey => Ok(Answer::SessionKey {
+                key: hex::encode(self.key.derive("mcp sessions")),
+            }),
         }
     }
 
@@ -481,6 +485,22 @@ impl VaultWorker {
             });
         }
         Ok(Answer::Connections { connections })
+    }
+
+    /// The static token of an MCP server with `auth: secret` (a secret scoped `mcp`).
+    async fn service_token(&self, server: &str) -> Reply {
+        let snap = self.config.snapshot();
+        let secret = snap
+            .mcp_servers
+            .get(server)
+            .and_then(|s| s.secret_ref.clone())
+            .ok_or(Failure::NotFound)?;
+        drop(snap);
+        let token = self.mcp_secret(&secret).await.map_err(unavailable)?;
+        Ok(Answer::Token {
+            access_token: token,
+            expires_at: None,
+        })
     }
 
     /// Grants whose provider no longer exists are removed; the gauge counts the rest.

@@ -147,6 +147,11 @@ impl VaultWorker {
             .client_secret_ref
             .as_deref()
             .ok_or_else(|| anyhow::anyhow!("`{}` has no client_secret_ref", p.name))?;
+        self.mcp_secret(name).await
+    }
+
+    /// The value of a stored secret scoped `mcp`.
+    pub(super) async fn mcp_secret(&self, name: &str) -> anyhow::Result<String> {
         let doc = self
             .store
             .get(SECRET, name)

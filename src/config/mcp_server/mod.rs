@@ -1,0 +1,170 @@
+//! MCP servers: upstream MCP endpoints Sluice fronts at `/mcp/{name}`, validated into what the
+//! proxy needs (the upstream, the header the credential goes in, who may call). The server as
+//! written is `wire`.
+
+pub mod wire;
+
+pub use wire::{McpAuth, McpServer as WireMcpServer};
+
+use http::HeaderName;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::{Access, AuthPolicy};
+use crate::config::ConfigError;
+use crate::upstream::Upstream;
+
+/// Longest silence allowed on an MCP stream, and longest connect timeout.
+const MAX_IDLE_SECONDS: u64 = 86_400;
+const MAX_CONNECT_SECONDS: u64 = 300;
+
+#[derive(Debug)]
+pub struct McpServer {
+    pub name: String,
+    pub display_name: String,
+    pub upstream: Upstream,
+    pub auth: McpAuth,
+    pub oauth_provider: Option<String>,
+    pub secret_ref: Option<String>,
+    pub inject_header: HeaderName,
+    pub inject_prefix: String,
+    pub access: Access,
+    pub enabled: bool,
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub record_payloads: bool,
+}
+
+/// Validates every MCP server; the valid ones by name.
+pub(super) fn build_all(
+    servers: &[WireMcpServer],
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+    oauth_providers: &HashMap<String, Arc<crate::config::OAuthProvider>>,
+) -> HashMap<String, Arc<McpServer>> {
+    let mut built = HashMap::new();
+    for (i, s) in servers.iter().enumerate() {
+        let at = format!("mcp_servers[{i}]");
+        if !crate::config::provider::valid_name(&s.name) || built.contains_key(&s.name) {
+            errors.push(ConfigError::at(
+                format!("{at}.name"),
+                format!(
+                    "`{}` must be unique, lowercase letters, digits and hyphens",
+                    s.name
+                ),
+            ));
+            continue;
+        }
+        if let Some(server) = build(s, &at, errors) {
+            if let Some(o) = s
+                .oauth_provider
+                .as_ref()
+                .filter(|o| !oauth_providers.contains_key(*o))
+            {
+                warnings.push(format!(
+                    "MCP server `{}` uses OAuth provider `{o}`, which does not exist: its calls are refused until it does",
+                    s.name
+                ));
+            }
+            built.insert(s.name.clone(), Arc::new(server));
+        }
+    }
+    built
+}
+
+fn build(s: &WireMcpServer, at: &str, errors: &mut Vec<ConfigError>) -> Option<McpServer> {
+    let before = errors.len();
+    let mut bad = |field: &str, message: String| {
+        errors.push(ConfigError::at(format!("{at}.{field}"), message));
+    };
+    if let Err(e) = crate::config::oauth_provider::check_url(&s.url) {
+        bad("url", e);
+    }
+    match (s.auth, &s.oauth_provider, &s.secret_ref) {
+        (McpAuth::OauthProvider, None, _) => bad(
+            "oauth_provider",
+            "`auth: oauth_provider` needs the OAuth provider's name".into(),
+        ),
+        (McpAuth::Secret, _, None) => bad(
+            "secret_ref",
+            "`auth: secret` needs the name of a stored secret (scope `mcp`)".into(),
+        ),
+        (McpAuth::Secret, _, Some(name)) if !crate::secrets::valid_name(name) => bad(
+            "secret_ref",
+            format!("`{name}` is not a secret name: UPPER_SNAKE_CASE"),
+        ),
+        _ => {}
+    }
+    if s.oauth_provider.is_some() && s.auth != McpAuth::OauthProvider {
+        bad("oauth_provider", "only with `auth: oauth_provider`".into());
+    }
+    if s.secret_ref.is_some() && s.auth != McpAuth::Secret {
+        bad("secret_ref", "only with `auth: secret`".into());
+    }
+    let header = HeaderName::from_bytes(s.token_injection.header.as_bytes()).ok();
+    if header.is_none()
+        || s.token_injection
+            .header
+            .to_ascii_lowercase()
+            .starts_with("x-sluice-")
+    {
+        bad(
+            "token_injection.header",
+            format!(
+                "`{}` is not a header Sluice may set",
+                s.token_injection.header
+            ),
+        );
+    }
+    if http::HeaderValue::from_str(&s.token_injection.prefix).is_err() {
+        bad(
+            "token_injection.prefix",
+            "must be printable text (e.g. `Bearer `)".into(),
+        );
+    }
+    if s.client_auth == AuthPolicy::None && !s.scopes.is_empty() {
+        bad("client_auth", "`none` cannot require scopes".into());
+    }
+    if s.timeouts.idle_seconds == 0 || s.timeouts.idle_seconds > MAX_IDLE_SECONDS {
+        bad(
+            "timeouts.idle_seconds",
+            format!("between 1 and {MAX_IDLE_SECONDS}"),
+        );
+    }
+    if s.timeouts.connect_seconds == 0 || s.timeouts.connect_seconds > MAX_CONNECT_SECONDS {
+        bad(
+            "timeouts.connect_seconds",
+            format!("between 1 and {MAX_CONNECT_SECONDS}"),
+        );
+    }
+    let upstream = match crate::config::provider::parse_base_url(&s.name, &s.url, None) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            errors.push(ConfigError::at(format!("{at}.url"), e));
+            None
+        }
+    };
+    if errors.len() > before {
+        return None;
+    }
+    Some(McpServer {
+        name: s.name.clone(),
+        display_name: s.display_name.clone().unwrap_or_else(|| s.name.clone()),
+        upstream: upstream?,
+        auth: s.auth,
+        oauth_provider: s.oauth_provider.clone(),
+        secret_ref: s.secret_ref.clone(),
+        inject_header: header?,
+        inject_prefix: s.token_injection.prefix.clone(),
+        access: Access {
+            auth: s.client_auth,
+            scopes: s.scopes.clone(),
+            ..Access::default()
+        },
+        enabled: s.enabled,
+        connect_timeout: Duration::from_secs(s.timeouts.connect_seconds),
+        idle_timeout: Duration::from_secs(s.timeouts.idle_seconds),
+        record_payloads: s.record_payloads,
+    })
+}

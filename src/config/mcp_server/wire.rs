@@ -1,0 +1,124 @@
+//! An MCP server as written (YAML `mcp_servers:` or the admin API).
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::auth::AuthPolicy;
+use crate::config::kind::Kind;
+use crate::config::wire;
+
+/// An upstream MCP server Sluice fronts at `/mcp/{name}` (Streamable HTTP).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct McpServer {
+    /// Lowercase letters, digits and hyphens; immutable once stored.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// The upstream MCP endpoint: `https://`, or `http://` to a loopback host only.
+    pub url: String,
+    /// How Sluice authenticates to the upstream.
+    #[serde(default)]
+    pub auth: McpAuth,
+    /// With `auth: oauth_provider`: whose users' grants (or token exchange) to use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth_provider: Option<String>,
+    /// With `auth: secret`: the stored secret (scope `mcp`) holding a static service token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<String>,
+    /// Where the upstream credential goes.
+    #[serde(default)]
+    pub token_injection: TokenInjection,
+    /// Which Sluice credentials clients may present.
+    #[serde(default)]
+    pub client_auth: AuthPolicy,
+    /// Scopes the client must hold, all of them.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub timeouts: McpTimeouts,
+    /// Put JSON-RPC arguments and results in audit records (off: method, tool and sizes only).
+    #[serde(default)]
+    pub record_payloads: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum McpAuth {
+    /// No upstream credential (client credentials are still stripped).
+    #[default]
+    None,
+    /// The calling user's token from the vault (`oauth_provider`).
+    OauthProvider,
+    /// A static service token (`secret_ref`).
+    Secret,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenInjection {
+    #[serde(default = "authorization")]
+    pub header: String,
+    #[serde(default = "bearer")]
+    pub prefix: String,
+}
+
+impl Default for TokenInjection {
+    fn default() -> Self {
+        TokenInjection {
+            header: authorization(),
+            prefix: bearer(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct McpTimeouts {
+    /// Connecting to the upstream.
+    #[serde(default = "connect_seconds")]
+    pub connect_seconds: u64,
+    /// Longest silence on a stream (a tool may run for minutes; a GET stream idles for hours).
+    #[serde(default = "idle_seconds")]
+    pub idle_seconds: u64,
+}
+
+impl Default for McpTimeouts {
+    fn default() -> Self {
+        McpTimeouts {
+            connect_seconds: connect_seconds(),
+            idle_seconds: idle_seconds(),
+        }
+    }
+}
+
+fn authorization() -> String {
+    "Authorization".to_owned()
+}
+fn bearer() -> String {
+    "Bearer ".to_owned()
+}
+fn connect_seconds() -> u64 {
+    10
+}
+fn idle_seconds() -> u64 {
+    3600
+}
+fn yes() -> bool {
+    true
+}
+
+impl Kind for McpServer {
+    const KIND: &'static str = "mcp_server";
+    const LIST: &'static str = "mcp_servers";
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn list(config: &wire::Config) -> &Vec<Self> {
+        &config.mcp_servers
+    }
+    fn list_mut(config: &mut wire::Config) -> &mut Vec<Self> {
+        &mut config.mcp_servers
+    }
+}

@@ -1,0 +1,580 @@
+//! The MCP gateway: `/mcp/{name}` on the proxy listener fronts an upstream MCP server over
+//! Streamable HTTP (POST, GET streams, DELETE), streamed both ways by Pingora like any response.
+//!
+//! In order: find the server → authenticate the client under the server's policy (a JWT must be
+//! for this resource: its `aud` names the server's public URL, no token passthrough) → check
+//! that a presented session belongs to this principal → the upstream credential (the user's
+//! grant or exchanged token from the vault, a static service token, or none). Sluice's own
+//! refusals are JSON-RPC error objects; "connect first" is answered in the protocol's terms.
+//!
+//! Sessions: the upstream's `Mcp-Session-Id` is handed to the client as `ID.FTAG`, where the
+//! tag is an HMAC (keyed per deployment) over the principal, the server, the id and F (`u` when
+//! the client declared URL elicitation at `initialize`, else `n`). Any node can check it; another
+//! principal presenting the id gets 404, as for an unknown session.
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora_proxy::Session;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+use crate::auth::{self, CredentialKind, Principal};
+use crate::clock::unix_now;
+use crate::config::mcp_server::McpAuth;
+use crate::config::{McpServer, Snapshot};
+use crate::error::GatewayError;
+use crate::metrics::METRICS;
+use crate::vault::{Failure, Vault, Who};
+
+pub const PREFIX: &str = "/mcp/";
+pub const METADATA_PREFIX: &str = "/.well-known/oauth-protected-resource";
+static SESSION: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
+/// Request bodies read to answer a refusal in JSON-RPC terms, and kept for the audit record.
+const MAX_BODY: usize = 1024 * 1024;
+const KEEP_FOR_AUDIT: usize = 64 * 1024;
+/// JSON-RPC: the URL-elicitation-required error of MCP 2025-11-25.
+const URL_ELICITATION_REQUIRED: i64 = -32042;
+/// Server-defined: authorization needed (when the client cannot take URL elicitation).
+const AUTHORIZATION_REQUIRED: i64 = -32001;
+
+/// An admitted MCP request.
+#[derive(Debug)]
+pub struct McpCtx {
+    pub server: Arc<McpServer>,
+    /// The credential to inject upstream.
+    pub token: Option<Arc<str>>,
+    /// The upstream's session id (the client's, unwrapped).
+    pub upstream_session: Option<String>,
+    /// The principal's vault key: what session tags bind to.
+    pub who: String,
+    pub session_key: [u8; 32],
+    /// The start of the request body: its JSON-RPC method, tool and (at `initialize`) the
+    /// client's capabilities.
+    pub body: Vec<u8>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// What answering an MCP request here needs: the status written.
+pub enum Outcome {
+    Admitted(Box<McpCtx>),
+    Answered(u16),
+}
+
+/// Admits or answers a request under `/mcp/`.
+pub async fn admit(
+    session: &mut Session,
+    snap: &Snapshot,
+    vault: &Vault,
+    request_id: &str,
+) -> Outcome {
+    let path = session.req_header().uri.path().to_owned();
+    let name = &path[PREFIX.len()..];
+    let Some(server) = snap.mcp_servers.get(name).filter(|s| s.enabled).cloned() else {
+        let body = rpc_error(
+            Value::Null,
+            -32601,
+            &format!("no MCP server named `{name}`"),
+            None,
+        );
+        return Outcome::Answered(write(session, 404, body, &[], request_id).await);
+    };
+    let method = session.req_header().method.clone();
+    if !matches!(method.as_str(), "POST" | "GET" | "DELETE") {
+        let body = rpc_error(
+            Value::Null,
+            -32600,
+            "MCP Streamable HTTP takes POST, GET and DELETE",
+            None,
+        );
+        let allow = [("allow", "POST, GET, DELETE".to_owned())];
+        return Outcome::Answered(write(session, 405, body, &allow, request_id).await);
+    }
+    let principal = match authenticate(session.req_header(), &server, snap).await {
+        Ok(p) => p,
+        Err(e) => {
+            return Outcome::Answered(refuse_auth(session, &server, snap, e, request_id).await)
+        }
+    };
+    let who = Who::of(&principal, snap)
+        .map(|w| w.key)
+        .unwrap_or_else(|| "anonymous".into());
+    let session_key = match vault.session_key().await {
+        Ok(k) => *k,
+        Err(f) => return Outcome::Answered(unavailable(session, &f, request_id).await),
+    };
+    let (upstream_session, elicits) = match presented_session(session.req_header()) {
+        None => (None, false),
+        Some(id) => match unwrap_session(&session_key, &who, &server.name, &id) {
+            Some((upstream, elicits)) => (Some(upstream), elicits),
+            None => {
+                let body = rpc_error(
+                    Value::Null,
+                    -32600,
+                    "unknown session (or not yours): initialize again",
+                    None,
+                );
+                return Outcome::Answered(write(session, 404, body, &[], request_id).await);
+            }
+        },
+    };
+    let token = match credential(&server, snap, vault, &principal, session.req_header()).await {
+        Ok(t) => t,
+        Err(f) if f.connect_url().is_some() => {
+            return Outcome::Answered(connect_first(session, &f, elicits, request_id).await)
+        }
+        Err(f) => {
+            let body = rpc_error(Value::Null, -32603, &f.to_string(), None);
+            return Outcome::Answered(write(session, f.status(), body, &[], request_id).await);
+        }
+    };
+    Outcome::Admitted(Box::new(McpCtx {
+        server,
+        token,
+        upstream_session,
+        who,
+        session_key,
+        body: Vec::new(),
+        bytes_in: 0,
+        bytes_out: 0,
+    }))
+}
+
+/// The client's principal under the server's policy; a JWT must name this resource.
+async fn authenticate(
+    req: &RequestHeader,
+    server: &McpServer,
+    snap: &Snapshot,
+) -> Result<Arc<Principal>, GatewayError> {
+    let authed = auth::authenticate(&req.headers, &server.access, snap, unix_now()).await?;
+    if authed.principal.kind == CredentialKind::Jwt {
+        let resource = resource_url(snap, &server.name);
+        let aud = &authed.principal.claims["aud"];
+        let names_us = match aud {
+            Value::String(a) => *a == resource,
+            Value::Array(list) => list.iter().any(|a| a.as_str() == Some(resource.as_str())),
+            _ => false,
+        };
+        if !names_us {
+            return Err(GatewayError::InvalidCredential(
+                crate::error::AuthFailure::WrongAudience,
+            ));
+        }
+    }
+    Ok(authed.principal)
+}
+
+/// The upstream credential by the server's `auth`.
+async fn credential(
+    server: &McpServer,
+    snap: &Snapshot,
+    vault: &Vault,
+    principal: &Principal,
+    req: &RequestHeader,
+) -> Result<Option<Arc<str>>, Failure> {
+    match server.auth {
+        McpAuth::None => Ok(None),
+        McpAuth::Secret => vault
+            .service_token(&server.name, snap.revision)
+            .await
+            .map(Some),
+        McpAuth::OauthProvider => {
+            let provider = server.oauth_provider.as_deref().unwrap_or_default();
+            let subject = super::steps::presented_credential(req, None);
+            super::oauth::user_token(vault, snap, principal, provider, subject.as_deref())
+                .await
+                .map(Some)
+        }
+    }
+}
+
+/// The server's public URL: what JWTs must be for, and what the metadata names.
+pub fn resource_url(snap: &Snapshot, name: &str) -> String {
+    format!("{}{PREFIX}{name}", snap.public_base_url)
+}
+
+fn metadata_url(snap: &Snapshot, name: &str) -> String {
+    format!("{}{METADATA_PREFIX}{PREFIX}{name}", snap.public_base_url)
+}
+
+/// 401 pointing at the protected-resource metadata (RFC 9728), 403 `insufficient_scope`.
+async fn refuse_auth(
+    session: &mut Session,
+    server: &McpServer,
+    snap: &Snapshot,
+    e: GatewayError,
+    request_id: &str,
+) -> u16 {
+    METRICS.rejected.with_label_values(&[e.reason()]).inc();
+    let scope = if server.access.scopes.is_empty() {
+        String::new()
+    } else {
+        format!(", scope=\"{}\"", server.access.scopes.join(" "))
+    };
+    let metadata = metadata_url(snap, &server.name);
+    let (status, challenge) = match e.status() {
+        403 if matches!(
+            e,
+            GatewayError::Forbidden(crate::error::Forbidden::MissingScope)
+        ) =>
+        {
+            (
+                403,
+                format!(
+                    "Bearer error=\"insufficient_scope\"{scope}, resource_metadata=\"{metadata}\""
+                ),
+            )
+        }
+        403 => (403, String::new()),
+        400 => (400, String::new()),
+        _ => {
+            let error = match e {
+                GatewayError::MissingCredential => String::new(),
+                _ => ", error=\"invalid_token\"".to_owned(),
+            };
+            (
+                401,
+                format!("Bearer resource_metadata=\"{metadata}\"{scope}{error}"),
+            )
+        }
+    };
+    let mut headers = Vec::new();
+    if !challenge.is_empty() {
+        headers.push(("www-authenticate", challenge));
+    }
+    let body = rpc_error(Value::Null, -32001, &e.to_string(), None);
+    write(session, status, body, &headers, request_id).await
+}
+
+async fn unavailable(session: &mut Session, f: &Failure, request_id: &str) -> u16 {
+    let body = rpc_error(Value::Null, -32603, &f.to_string(), None);
+    write(session, 503, body, &[], request_id).await
+}
+
+/// The user has no usable grant: each JSON-RPC request in the body gets the link to connect —
+/// a URL-elicitation error when the client can take one, otherwise a tool result with
+/// `isError` for `tools/call` (the model sees it and can tell the user) and an error for the rest.
+async fn connect_first(session: &mut Session, f: &Failure, elicits: bool, request_id: &str) -> u16 {
+    METRICS.rejected.with_label_values(&[f.reason()]).inc();
+    let url = f.connect_url().unwrap_or_default().to_owned();
+    let body = read_body(session).await.unwrap_or_default();
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (batch, items) = match parsed {
+        Value::Array(items) => (true, items),
+        other => (false, vec![other]),
+    };
+    let mut answers = Vec::new();
+    for item in &items {
+        let (Some(id), Some(method)) = (item.get("id"), item["method"].as_str()) else {
+            continue;
+        };
+        let declared = elicits || declares_url_elicitation(item);
+        let message = format!("{f} (then retry)");
+        answers.push(if declared {
+            let elicitation = json!({"mode": "url", "elicitationId": request_id, "url": url, "message": message});
+            rpc_error(id.clone(), URL_ELICITATION_REQUIRED, &message, Some(json!({"elicitations": [elicitation]})))
+        } else if method == "tools/call" {
+            json!({"jsonrpc": "2.0", "id": id, "result": {
+                "content": [{"type": "text", "text": format!("Authorization needed: open {url} to connect your account, then call this tool again.")}],
+                "isError": true,
+            }})
+        } else {
+            rpc_error(id.clone(), AUTHORIZATION_REQUIRED, &message, Some(json!({"connect_url": url})))
+        });
+    }
+    if answers.is_empty() {
+        // Notifications or responses only: nothing to answer, and nothing went upstream.
+        let body = rpc_error(
+            Value::Null,
+            AUTHORIZATION_REQUIRED,
+            &f.to_string(),
+            Some(json!({"connect_url": url})),
+        );
+        return write(session, 401, body, &[], request_id).await;
+    }
+    let body = if batch {
+        Value::Array(answers)
+    } else {
+        answers.remove(0)
+    };
+    write(session, 200, body, &[], request_id).await
+}
+
+/// `initialize` params that declare URL-mode elicitation (`capabilities.elicitation.url`).
+fn declares_url_elicitation(item: &Value) -> bool {
+    item["method"] == "initialize"
+        && item["params"]["capabilities"]["elicitation"]["url"].is_object()
+}
+
+/// Rewrites the request head for the upstream MCP endpoint.
+pub fn rewrite(upstream: &mut RequestHeader, mcp: &McpCtx) -> pingora::Result<()> {
+    let server = &mcp.server;
+    let mut target = if server.upstream.base_path.is_empty() {
+        "/".to_owned()
+    } else {
+        server.upstream.base_path.clone()
+    };
+    if let Some(q) = upstream.uri.query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    let uri = http::Uri::try_from(target).map_err(|e| {
+        pingora::Error::because(
+            pingora::ErrorType::InvalidHTTPHeader,
+            "MCP upstream path",
+            e,
+        )
+    })?;
+    upstream.set_uri(uri);
+    upstream.insert_header(http::header::HOST, server.upstream.authority.as_str())?;
+    super::steps::strip_client_credentials(upstream);
+    match &mcp.upstream_session {
+        Some(id) => upstream.insert_header(SESSION.clone(), id.as_str())?,
+        None => {
+            upstream.remove_header(&SESSION);
+        }
+    }
+    if let Some(token) = &mcp.token {
+        let mut value = http::HeaderValue::try_from(format!("{}{token}", server.inject_prefix))
+            .map_err(|e| {
+                pingora::Error::because(pingora::ErrorType::InvalidHTTPHeader, "MCP credential", e)
+            })?;
+        value.set_sensitive(true);
+        upstream.insert_header(server.inject_header.clone(), value)?;
+    }
+    Ok(())
+}
+
+/// The upstream's session id goes to the client bound to this principal; the upstream's own
+/// authorization challenge does not (the client authenticates to Sluice, not to it).
+pub fn on_response(resp: &mut ResponseHeader, mcp: &McpCtx) -> pingora::Result<()> {
+    let issued = resp
+        .headers
+        .get(&SESSION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(id) = issued {
+        let elicits = serde_json::from_slice::<Value>(&mcp.body)
+            .ok()
+            .is_some_and(|v| match v {
+                Value::Array(items) => items.iter().any(declares_url_elicitation),
+                one => declares_url_elicitation(&one),
+            });
+        let wrapped = wrap_session(&mcp.session_key, &mcp.who, &mcp.server.name, &id, elicits);
+        resp.insert_header(SESSION.clone(), wrapped)?;
+    }
+    resp.remove_header(&http::header::WWW_AUTHENTICATE);
+    Ok(())
+}
+
+/// Keeps the start of the request body (audit, `initialize` capabilities); never holds it back.
+pub fn on_request_body(mcp: &mut McpCtx, chunk: &[u8]) {
+    mcp.bytes_in += chunk.len() as u64;
+    let room = KEEP_FOR_AUDIT.saturating_sub(mcp.body.len());
+    mcp.body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+}
+
+type HmacSha256 = Hmac<sha2::Sha256>;
+
+fn session_tag(key: &[u8; 32], who: &str, server: &str, id: &str, flag: char) -> String {
+    use base64::Engine;
+    let Ok(mut mac) = HmacSha256::new_from_slice(key) else {
+        return String::new();
+    };
+    for part in [who, server, id] {
+        mac.update(part.as_bytes());
+        mac.update(b"\0");
+    }
+    mac.update(&[flag as u8]);
+    let tag = mac.finalize().into_bytes();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&tag[..16])
+}
+
+pub fn wrap_session(key: &[u8; 32], who: &str, server: &str, id: &str, elicits: bool) -> String {
+    let flag = if elicits { 'u' } else { 'n' };
+    format!("{id}.{flag}{}", session_tag(key, who, server, id, flag))
+}
+
+/// The upstream id and the URL-elicitation flag of a session id this principal was given.
+pub fn unwrap_session(
+    key: &[u8; 32],
+    who: &str,
+    server: &str,
+    presented: &str,
+) -> Option<(String, bool)> {
+    let (id, rest) = presented.rsplit_once('.')?;
+    let mut chars = rest.chars();
+    let flag = chars.next().filter(|f| matches!(f, 'u' | 'n'))?;
+    let want = session_tag(key, who, server, id, flag);
+    let ok: bool = subtle::ConstantTimeEq::ct_eq(chars.as_str().as_bytes(), want.as_bytes()).into();
+    ok.then(|| (id.to_owned(), flag == 'u'))
+}
+
+fn presented_session(req: &RequestHeader) -> Option<String> {
+    req.headers
+        .get(&SESSION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The protected-resource metadata (RFC 9728) of `/mcp/{name}`, or of the gateway at the root.
+pub async fn metadata(session: &mut Session, snap: &Snapshot, request_id: &str) -> u16 {
+    let path = session.req_header().uri.path().to_owned();
+    let rest = path[METADATA_PREFIX.len()..].trim_end_matches('/');
+    let authorization_servers: Vec<&str> =
+        snap.jwt.issuers.iter().map(|t| t.issuer.as_str()).collect();
+    let doc = if rest.is_empty() {
+        json!({
+            "resource": snap.public_base_url,
+            "authorization_servers": authorization_servers,
+            "bearer_methods_supported": ["header"],
+        })
+    } else {
+        let server = rest
+            .strip_prefix(PREFIX.trim_end_matches('/'))
+            .and_then(|n| n.strip_prefix('/'))
+            .and_then(|n| snap.mcp_servers.get(n));
+        let Some(server) = server else {
+            let body = json!({"error": "not_found"});
+            return write(session, 404, body, &[], request_id).await;
+        };
+        json!({
+            "resource": resource_url(snap, &server.name),
+            "resource_name": server.display_name,
+            "authorization_servers": authorization_servers,
+            "scopes_supported": server.access.scopes,
+            "bearer_methods_supported": ["header"],
+        })
+    };
+    write(session, 200, doc, &[], request_id).await
+}
+
+fn rpc_error(id: Value, code: i64, message: &str, data: Option<Value>) -> Value {
+    let mut error = json!({"code": code, "message": message});
+    if let Some(d) = data {
+        error["data"] = d;
+    }
+    json!({"jsonrpc": "2.0", "id": id, "error": error})
+}
+
+async fn read_body(session: &mut Session) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = session.read_request_body().await.ok()? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_BODY {
+            return None;
+        }
+    }
+    Some(body)
+}
+
+async fn write(
+    session: &mut Session,
+    status: u16,
+    body: Value,
+    headers: &[(&'static str, String)],
+    request_id: &str,
+) -> u16 {
+    let body = Bytes::from(body.to_string());
+    let result = async {
+        let mut resp = ResponseHeader::build(status, Some(5))?;
+        resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+        resp.insert_header("x-request-id", request_id)?;
+        for (name, value) in headers {
+            resp.append_header(*name, value.as_str())?;
+        }
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(body), true).await
+    }
+    .await;
+    if let Err(e) = result {
+        log::debug!("could not write the {status} MCP response: {e}");
+    }
+    status
+}
+
+/// The JSON-RPC method of a request body for metrics (a fixed set) and the tool called.
+pub fn method_and_tool(body: &[u8]) -> (&'static str, Option<String>) {
+    const KNOWN: &[&str] = &[
+        "initialize",
+        "notifications/initialized",
+        "ping",
+        "tools/list",
+        "tools/call",
+        "resources/list",
+        "resources/read",
+        "resources/templates/list",
+        "prompts/list",
+        "prompts/get",
+        "completion/complete",
+        "logging/setLevel",
+        "notifications/cancelled",
+    ];
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Array(_)) => ("batch", None),
+        Ok(v) => {
+            let method = v["method"].as_str().unwrap_or("");
+            let known = KNOWN.iter().find(|m| **m == method).copied();
+            let tool = (method == "tools/call")
+                .then(|| {
+                    v["params"]["name"]
+                        .as_str()
+                        .map(|t| t.chars().take(128).collect())
+                })
+                .flatten();
+            (
+                known.unwrap_or(if method.is_empty() {
+                    "response"
+                } else {
+                    "other"
+                }),
+                tool,
+            )
+        }
+        Err(_) => ("unparsed", None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_are_bound_to_their_principal_and_server() {
+        let key = [7u8; 32];
+        let id = wrap_session(&key, "owner:alice", "tools", "abc-123", true);
+        assert_eq!(
+            unwrap_session(&key, "owner:alice", "tools", &id),
+            Some(("abc-123".to_owned(), true))
+        );
+        assert_eq!(unwrap_session(&key, "owner:bob", "tools", &id), None);
+        assert_eq!(unwrap_session(&key, "owner:alice", "other", &id), None);
+        assert_eq!(
+            unwrap_session(&[8u8; 32], "owner:alice", "tools", &id),
+            None
+        );
+        // The flag is under the tag: flipping it does not pass.
+        let flipped = id.replace(".u", ".n");
+        assert_eq!(unwrap_session(&key, "owner:alice", "tools", &flipped), None);
+        assert_eq!(
+            unwrap_session(&key, "owner:alice", "tools", "abc-123"),
+            None
+        );
+    }
+
+    #[test]
+    fn methods_are_a_bounded_set() {
+        let call = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+        assert_eq!(method_and_tool(call), ("tools/call", Some("echo".into())));
+        assert_eq!(method_and_tool(br#"{"method":"x/custom"}"#).0, "other");
+        assert_eq!(method_and_tool(b"[1]").0, "batch");
+        assert_eq!(method_and_tool(b"{nope").0, "unparsed");
+        let init = json!({"method": "initialize", "params": {"capabilities": {"elicitation": {"url": {}}}}});
+        assert!(declares_url_elicitation(&init));
+        assert!(!declares_url_elicitation(
+            &json!({"method": "initialize", "params": {"capabilities": {"elicitation": {}}}})
+        ));
+    }
+}

@@ -1,0 +1,495 @@
+//! The MCP gateway with real MCP parts from npm: `server-everything` (Streamable HTTP) as an
+//! upstream and the official SDK's client through Sluice; an identity-checking MCP server behind
+//! oidc-provider for users' own tokens (consent, refresh, exchange); sessions bound to their
+//! principal; protected-resource metadata; bad input.
+
+use crate::common::*;
+use crate::vault::{configure, consent, set_ttl, stats, Env};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn mcp_dir() -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp");
+    assert!(
+        dir.join("node_modules/@modelcontextprotocol/sdk").exists(),
+        "the MCP tests need the SDK: run scripts/test.sh (npm ci in tests/mcp)"
+    );
+    dir
+}
+
+/// A node process killed on drop.
+struct Node {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `@modelcontextprotocol/server-everything` in Streamable HTTP mode; its endpoint.
+fn everything() -> (Node, String) {
+    let port = free_port();
+    let child = Command::new("node")
+        .arg(mcp_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"))
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server-everything did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Node { child, port }, format!("http://127.0.0.1:{port}/mcp"))
+}
+
+/// The identity-checking MCP server, checking tokens at `userinfo`.
+fn whoami(userinfo: &str) -> Node {
+    use std::io::BufRead;
+    let mut child = Command::new("node")
+        .arg(mcp_dir().join("whoami-server.mjs"))
+        .env("USERINFO_URL", userinfo)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port line");
+    let port = serde_json::from_str::<Value>(&line).expect("port")["port"]
+        .as_u64()
+        .expect("port") as u16;
+    Node { child, port }
+}
+
+/// Runs the SDK client through `url` with `steps`; what each step saw.
+fn sdk(url: &str, token: &str, steps: &[&str], env: &[(&str, &str)]) -> Value {
+    let out = Command::new("node")
+        .arg(mcp_dir().join("client.mjs"))
+        .arg(url)
+        .arg(json!(steps).to_string())
+        .env("MCP_TOKEN", token)
+        .envs(env.iter().copied())
+        .output()
+        .expect("node client");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "client: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn step<'a>(out: &'a Value, name: &str) -> &'a Value {
+    out["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["step"] == name))
+        .unwrap_or_else(|| panic!("no step {name}: {out}"))
+}
+
+async fn post(
+    url: &str,
+    token: Option<&str>,
+    session: Option<&str>,
+    body: Value,
+) -> reqwest::Response {
+    let mut req = client()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string());
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    req.send().await.expect("post")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_sdk_through_sluice_to_server_everything() {
+    let (_everything, upstream) = everything();
+    let bob = opaque_token(", owner: bob");
+    let dynamic = format!(
+        "owners:\n  - {{ name: bob }}\ntokens:\n  - {}\n  - {}\nmcp_servers:\n  - {{ name: everything, url: \"{upstream}\", client_auth: token }}\naudit:\n  sink: file\n",
+        tok().record,
+        bob.record
+    );
+    let sluice = Sluice::start(&dynamic);
+    let url = sluice.url("/mcp/everything");
+    let out = sdk(
+        &url,
+        &tok().token,
+        &["init", "list", "echo", "long", "delete"],
+        &[],
+    );
+    let init = step(&out, "init");
+    let session = init["sessionId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+    assert!(
+        session.contains('.'),
+        "a session bound by Sluice: {session}"
+    );
+    let tools = step(&out, "list")["tools"].clone();
+    assert!(
+        tools.as_array().unwrap().iter().any(|t| t == "echo"),
+        "{tools}"
+    );
+    let echo = step(&out, "echo")["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(echo.contains("hello through sluice"), "{out}");
+    // Progress notifications arrive as they are sent, before the result (nothing buffered).
+    let long = step(&out, "long");
+    let progress = long["progress"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(progress.len(), 4, "{long}");
+    let first = progress[0]["at"].as_u64().unwrap();
+    let done = long["result_at"].as_u64().unwrap();
+    assert!(
+        done >= first + 1000,
+        "progress at {first} ms, result at {done} ms: buffered? {long}"
+    );
+    assert_eq!(step(&out, "delete")["terminated"], true, "{out}");
+
+    // A session is bound to the principal that opened it.
+    let out = sdk(&url, &tok().token, &["init"], &[]);
+    let session = out["sessionId"].as_str().unwrap().to_owned();
+    let list = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"});
+    let r = post(&url, Some(&tok().token), Some(&session), list.clone()).await;
+    assert_eq!(r.status(), 200);
+    let r = post(&url, Some(&bob.token), Some(&session), list.clone()).await;
+    assert_eq!(r.status(), 404, "bob with the first principal's session");
+    let (upstream_id, _) = session.rsplit_once('.').unwrap();
+    let r = post(&url, Some(&tok().token), Some(upstream_id), list.clone()).await;
+    assert_eq!(
+        r.status(),
+        404,
+        "the upstream's bare id is not a session here"
+    );
+    // The GET stream of the session: SSE, held open.
+    let r = client()
+        .get(&url)
+        .bearer_auth(&tok().token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    drop(r);
+
+    // No credential: 401 pointing at the protected-resource metadata, in JSON-RPC shape.
+    let r = post(&url, None, None, list.clone()).await;
+    assert_eq!(r.status(), 401);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    let metadata_url = sluice.url("/.well-known/oauth-protected-resource/mcp/everything");
+    assert!(
+        challenge.contains(&format!("resource_metadata=\"{metadata_url}\"")),
+        "{challenge}"
+    );
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["jsonrpc"], "2.0");
+    let metadata: Value = http_get(metadata_url).await.unwrap().json().await.unwrap();
+    assert_eq!(metadata["resource"], url);
+    // Unknown server, wrong method: JSON-RPC errors.
+    let r = post(
+        &sluice.url("/mcp/nope"),
+        Some(&tok().token),
+        None,
+        list.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], -32601);
+    let r = client()
+        .put(&url)
+        .bearer_auth(&tok().token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+
+    // Audited per request (method and tool, never arguments) and counted.
+    let audit =
+        std::fs::read_to_string(sluice.dir.path().join("data/audit.jsonl")).unwrap_or_default();
+    let call = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| r["event"] == "mcp" && r["tool"] == "echo")
+        .unwrap_or_else(|| panic!("no audit record of the echo call:\n{audit}"));
+    assert_eq!(call["method"], "tools/call");
+    assert!(
+        !audit.contains("hello through sluice"),
+        "arguments recorded"
+    );
+    let calls = sluice
+        .metric("sluice_mcp_requests_total{method=\"tools/call\",outcome=\"2xx\",server=\"everything\"}")
+        .await;
+    assert!(calls >= 2.0, "{calls}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_reach_tools_as_themselves_through_the_vault() {
+    let idp = Idp::start();
+    let who = whoami(&format!("{}/me", idp.issuer()));
+    let sluice = Sluice::start(&format!(
+        "issuers:\n  - {{ name: corp-idp, issuer: \"{}\", audiences: [\"urn:sluice:gateway\"], principal_claim: client_id }}\n",
+        idp.issuer()
+    ));
+    let (admin, root) = (sluice.admin_url(), sluice.admin_token());
+    let (client_id, secret, alice) = configure(
+        &idp,
+        &sluice,
+        &admin,
+        &root,
+        "client_secret_basic",
+        &["authorization_code"],
+    )
+    .await;
+    let server = json!({"name": "whoami", "url": format!("http://127.0.0.1:{}/mcp", who.port),
+        "auth": "oauth_provider", "oauth_provider": "corp"});
+    let (s, v) = api(
+        &admin,
+        &root,
+        "POST",
+        "/v1/mcp-servers",
+        Some(&server.to_string()),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let bob = new_token_for(&admin, &root, "bob", None).await;
+    let env = Env {
+        idp,
+        sluice,
+        admin,
+        root,
+        alice,
+        client_id,
+        secret,
+        _control: None,
+    };
+    let url = env.sluice.url("/mcp/whoami");
+
+    // No grant yet: the answer carries the link, as a URL-elicitation error when the client
+    // declared it, as an error naming the link otherwise.
+    let out = sdk(&url, &bob, &["init"], &[("MCP_URL_ELICITATION", "1")]);
+    assert_eq!(step(&out, "init")["code"], -32042, "{out}");
+    let out = sdk(&url, &env.alice, &["init"], &[]);
+    let error = step(&out, "init")["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+    let link = error
+        .split_whitespace()
+        .find(|w| w.starts_with("http") && w.contains("/oauth/v1/connect/corp?link="))
+        .unwrap_or_else(|| panic!("no link in {error}"));
+    set_ttl(&env.idp, 62).await;
+    let (_, status, page) = consent(&env, link, "alice", false).await;
+    assert_eq!(status, 200, "{page}");
+    let out = sdk(&url, &env.alice, &["init", "whoami"], &[]);
+    assert_eq!(
+        step(&out, "whoami")["result"]["content"][0]["text"],
+        "alice",
+        "{out}"
+    );
+    let session = out["sessionId"].as_str().unwrap().to_owned();
+
+    // bob presenting alice's session is refused; the upstream only ever saw alice.
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    assert_eq!(
+        post(&url, Some(&bob), Some(&session), list).await.status(),
+        404
+    );
+    // After the token nears expiry: 10 concurrent calls, one refresh.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    set_ttl(&env.idp, 3600).await;
+    let before = stats(&env.idp).await["grants"]["refresh_token"]
+        .as_u64()
+        .unwrap_or(0);
+    let out = sdk(&url, &env.alice, &["init", "whoami10"], &[]);
+    let results = step(&out, "whoami10")["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{out}"))
+        .clone();
+    assert_eq!(results.len(), 10);
+    assert!(
+        results.iter().all(|r| r["content"][0]["text"] == "alice"),
+        "{out}"
+    );
+    assert_eq!(
+        stats(&env.idp).await["grants"]["refresh_token"]
+            .as_u64()
+            .unwrap_or(0),
+        before + 1
+    );
+    let seen: Value = http_get(format!("http://127.0.0.1:{}/_test/seen", who.port))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        seen["subjects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s == "alice"),
+        "{seen}"
+    );
+    assert_eq!(seen["other_credentials"], 0, "{seen}");
+    assert!(
+        !seen["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == &json!(env.alice)),
+        "{seen}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwts_must_name_the_resource_and_are_exchanged_never_passed_through() {
+    let idp = Idp::start();
+    let who = whoami(&format!("{}/me", idp.issuer()));
+    let sluice = Sluice::start("");
+    let (admin, root) = (sluice.admin_url(), sluice.admin_token());
+    let resource = sluice.url("/mcp/xchg");
+    let issuer = json!({"name": "corp-idp", "issuer": idp.issuer(), "audiences": ["urn:sluice:gateway", resource], "principal_claim": "sub"});
+    let (s, v) = api(
+        &admin,
+        &root,
+        "POST",
+        "/v1/issuers",
+        Some(&issuer.to_string()),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (_, _, _alice) = configure(
+        &idp,
+        &sluice,
+        &admin,
+        &root,
+        "client_secret_basic",
+        &["token_exchange"],
+    )
+    .await;
+    let server = json!({"name": "xchg", "url": format!("http://127.0.0.1:{}/mcp", who.port),
+        "auth": "oauth_provider", "oauth_provider": "corp", "client_auth": "jwt", "scopes": ["tools"]});
+    let (s, v) = api(
+        &admin,
+        &root,
+        "POST",
+        "/v1/mcp-servers",
+        Some(&server.to_string()),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let mint = |aud: &str, scope: &str| json!({"claims": {"iss": idp.issuer(), "aud": aud, "sub": "carol", "scope": scope, "exp": unix_now() + 300}});
+    let jwt = idp.mint(mint(&resource, "tools")).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = sdk(&resource, &jwt, &["init", "whoami"], &[]);
+    assert_eq!(
+        step(&out, "whoami")["result"]["content"][0]["text"],
+        "carol",
+        "{out}"
+    );
+    let seen: Value = http_get(format!("http://127.0.0.1:{}/_test/seen", who.port))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !seen["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == &json!(jwt)),
+        "the caller's JWT went upstream"
+    );
+    // A token for another audience (the gateway's): 401; without the scope: 403.
+    let other = idp.mint(mint("urn:sluice:gateway", "tools")).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}});
+    let r = post(&resource, Some(&other), None, list.clone()).await;
+    assert_eq!(r.status(), 401);
+    let unscoped = idp.mint(mint(&resource, "other")).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = post(&resource, Some(&unscoped), None, list).await;
+    assert_eq!(r.status(), 403);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(
+        challenge.contains("insufficient_scope") && challenge.contains("scope=\"tools\""),
+        "{challenge}"
+    );
+
+    // Attaching the OAuth provider to an MCP server is its own permission.
+    let t = {
+        let body = json!({"name": "tools-editor", "permissions": ["mcp_server_create", "mcp_server_update"]});
+        assert_eq!(
+            api(&admin, &root, "POST", "/v1/owners", Some(&body.to_string()))
+                .await
+                .0,
+            201
+        );
+        let body = json!({"name": "te", "owner": "tools-editor"});
+        api(&admin, &root, "POST", "/v1/tokens", Some(&body.to_string()))
+            .await
+            .1["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mut s2 = server.clone();
+    s2["name"] = json!("xchg2");
+    let (s, v) = api(&admin, &t, "POST", "/v1/mcp-servers", Some(&s2.to_string())).await;
+    assert_eq!(
+        (s, &v["error"]["field"]),
+        (403, &json!("oauth_provider")),
+        "{v}"
+    );
+    let body = json!({"name": "tools-editor", "permissions": ["mcp_server_create", "mcp_server_update", "oauth_provider_attach"]});
+    assert_eq!(
+        api(
+            &admin,
+            &root,
+            "PUT",
+            "/v1/owners/tools-editor",
+            Some(&body.to_string())
+        )
+        .await
+        .0,
+        200
+    );
+    let (s, v) = api(&admin, &t, "POST", "/v1/mcp-servers", Some(&s2.to_string())).await;
+    assert_eq!(s, 201, "{v}");
+}
