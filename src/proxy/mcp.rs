@@ -30,8 +30,8 @@ use crate::vault::{Failure, Vault, Who};
 pub const PREFIX: &str = "/mcp/";
 pub const METADATA_PREFIX: &str = "/.well-known/oauth-protected-resource";
 static SESSION: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
-/// Request bodies read to answer a refusal in JSON-RPC terms, and kept for the audit record.
-const MAX_BODY: usize = 1024 * 1024;
+/// Largest request body (a JSON-RPC message or batch) taken: longer ones get 413.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
 const KEEP_FOR_AUDIT: usize = 64 * 1024;
 /// JSON-RPC: the URL-elicitation-required error of MCP 2025-11-25.
 const URL_ELICITATION_REQUIRED: i64 = -32042;
@@ -90,6 +90,17 @@ pub async fn admit(
         );
         let allow = [("allow", "POST, GET, DELETE".to_owned())];
         return Outcome::Answered(write(session, 405, body, &allow, request_id).await);
+    }
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        let message = format!("the request body is larger than {MAX_BODY} bytes");
+        let body = rpc_error(Value::Null, -32600, &message, None);
+        return Outcome::Answered(write(session, 413, body, &[], request_id).await);
     }
     let principal = match authenticate(session.req_header(), &server, snap).await {
         Ok(p) => p,
@@ -369,10 +380,31 @@ pub fn on_response(resp: &mut ResponseHeader, mcp: &McpCtx) -> pingora::Result<(
 }
 
 /// Keeps the start of the request body (audit, `initialize` capabilities); never holds it back.
-pub fn on_request_body(mcp: &mut McpCtx, chunk: &[u8]) {
+/// A body past `MAX_BODY` ends the request (413).
+pub fn on_request_body(mcp: &mut McpCtx, chunk: &[u8]) -> pingora::Result<()> {
     mcp.bytes_in += chunk.len() as u64;
+    if mcp.bytes_in > MAX_BODY as u64 {
+        return pingora::Error::e_explain(
+            pingora::ErrorType::HTTPStatus(413),
+            "MCP request body too large",
+        );
+    }
     let room = KEEP_FOR_AUDIT.saturating_sub(mcp.body.len());
     mcp.body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    Ok(())
+}
+
+/// A JSON-RPC error answer when proxying failed (upstream down: 502; body too large: 413).
+pub async fn write_rpc_error(session: &mut Session, status: u16, message: &str, request_id: &str) {
+    let code = if status == 413 { -32600 } else { -32603 };
+    write(
+        session,
+        status,
+        rpc_error(Value::Null, code, message, None),
+        &[],
+        request_id,
+    )
+    .await;
 }
 
 type HmacSha256 = Hmac<sha2::Sha256>;

@@ -154,7 +154,7 @@ impl ProxyHttp for Gateway {
             acc.model.feed(chunk);
         }
         if let (Some(m), Some(chunk)) = (ctx.mcp.as_mut(), body.as_ref()) {
-            mcp::on_request_body(m, chunk);
+            mcp::on_request_body(m, chunk)?;
         }
         Ok(())
     }
@@ -276,7 +276,17 @@ impl ProxyHttp for Gateway {
         let answer = crate::error::proxy_failure(e.etype(), e.esource());
         let status = answer.as_ref().map_or(0, |(status, _)| *status);
         // Once the response head went out, the stream can only be cut.
-        if let (Some((status, error)), None) = (answer, session.response_written()) {
+        if let (Some((status, error)), None, Some(_)) =
+            (answer, session.response_written(), ctx.mcp.as_ref())
+        {
+            ctx.reason = Some(error.reason());
+            let id = ctx.request_id.clone();
+            let message = match status {
+                413 => format!("the request body is larger than {} bytes", mcp::MAX_BODY),
+                _ => error.to_string(),
+            };
+            mcp::write_rpc_error(session, status, &message, &id).await;
+        } else if let (Some((status, error)), None) = (answer, session.response_written()) {
             let shape = ctx
                 .provider()
                 .map(|p| ErrorShape::from(p.kind))

@@ -125,9 +125,10 @@ async fn the_official_sdk_through_sluice_to_server_everything() {
     let (_everything, upstream) = everything();
     let bob = opaque_token(", owner: bob");
     let dynamic = format!(
-        "owners:\n  - {{ name: bob }}\ntokens:\n  - {}\n  - {}\nmcp_servers:\n  - {{ name: everything, url: \"{upstream}\", client_auth: token }}\naudit:\n  sink: file\n",
+        "owners:\n  - {{ name: bob }}\ntokens:\n  - {}\n  - {}\nmcp_servers:\n  - {{ name: everything, url: \"{upstream}\", client_auth: token }}\n  - {{ name: down, url: \"http://127.0.0.1:{down}/mcp\" }}\naudit:\n  sink: file\n",
         tok().record,
-        bob.record
+        bob.record,
+        down = free_port()
     );
     let sluice = Sluice::start(&dynamic);
     let url = sluice.url("/mcp/everything");
@@ -231,6 +232,43 @@ async fn the_official_sdk_through_sluice_to_server_everything() {
         .await
         .unwrap();
     assert_eq!(r.status(), 405);
+    // Malformed JSON-RPC passes through untouched (the upstream answers it); an oversized body
+    // is cut at 4 MiB; an upstream that is down is a 502 with a JSON-RPC error.
+    let r = client()
+        .post(&url)
+        .bearer_auth(&tok().token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "server-everything's own answer");
+    let big = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{{\"pad\":\"{}\"}}}}",
+        "x".repeat(5 << 20)
+    );
+    let r = client()
+        .post(&url)
+        .bearer_auth(&tok().token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(big)
+        .send()
+        .await;
+    if let Ok(r) = r {
+        assert_eq!(r.status(), 413);
+        assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], -32600);
+    }
+    let r = post(
+        &sluice.url("/mcp/down"),
+        Some(&tok().token),
+        None,
+        list.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), 502);
+    assert_eq!(r.json::<Value>().await.unwrap()["jsonrpc"], "2.0");
 
     // Audited per request (method and tool, never arguments) and counted.
     let audit =
