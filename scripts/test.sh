@@ -57,5 +57,6 @@ SLUICE_BIN=target/debug/sluice benches/loadtest.sh --smoke
 cargo build --quiet --example forward_load
 SLUICE_BIN=target/debug/sluice LOAD_BIN=target/debug/examples/forward_load benches/forward.sh --smoke
 SLUICE_BIN=target/debug/sluice benches/control.sh --smoke
+SLUICE_BIN=target/debug/sluice benches/mcp.sh --smoke
 
 echo "all tests passed"
