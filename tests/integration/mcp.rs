@@ -120,6 +120,17 @@ async fn post(
     req.send().await.expect("post")
 }
 
+/// The JSON-RPC answer of a POST, whether it came as JSON or as one SSE event.
+async fn rpc_answer(r: reqwest::Response) -> Value {
+    let text = r.text().await.unwrap_or_default();
+    let data = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .find(|d| d.contains("\"id\""))
+        .unwrap_or(text.as_str());
+    serde_json::from_str(data).unwrap_or_else(|_| panic!("not JSON-RPC: {text}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_sdk_through_sluice_to_server_everything() {
     let (_everything, upstream) = everything();
