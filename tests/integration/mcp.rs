@@ -417,6 +417,31 @@ async fn users_reach_tools_as_themselves_through_the_vault() {
             .any(|t| t == &json!(env.alice)),
         "{seen}"
     );
+
+    // The grant goes away mid-session (disconnected): the next tool call answers with the link
+    // as a tool error; after consenting again the same call, in the same session, succeeds.
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}});
+    let r = client()
+        .delete(env.sluice.url("/oauth/v1/connections/corp"))
+        .bearer_auth(&env.alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let answer = rpc_answer(post(&url, Some(&env.alice), Some(&session), call.clone()).await).await;
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    let text = answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let link = text
+        .split_whitespace()
+        .find(|w| w.contains("/oauth/v1/connect/corp?link="))
+        .unwrap_or_else(|| panic!("{text}"));
+    let (_, status, _) = consent(&env, link, "alice", false).await;
+    assert_eq!(status, 200);
+    let answer = rpc_answer(post(&url, Some(&env.alice), Some(&session), call).await).await;
+    assert_eq!(answer["result"]["content"][0]["text"], "alice", "{answer}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
