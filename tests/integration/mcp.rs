@@ -567,3 +567,44 @@ async fn jwts_must_name_the_resource_and_are_exchanged_never_passed_through() {
     let (s, v) = api(&admin, &t, "POST", "/v1/mcp-servers", Some(&s2.to_string())).await;
     assert_eq!(s, 201, "{v}");
 }
+
+/// MCP authorization as clients do it: the SDK client finds the protected-resource metadata
+/// from Sluice's 401, registers at the authorization server it names, gets the user's consent
+/// and a token for exactly this resource, and Sluice takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_client_discovers_authorization_from_the_401() {
+    let idp = Idp::start();
+    let (_everything, upstream) = everything();
+    let sluice = Sluice::start(&format!(
+        "mcp_servers:\n  - {{ name: tools, url: \"{upstream}\", client_auth: jwt }}\n"
+    ));
+    let (admin, root) = (sluice.admin_url(), sluice.admin_token());
+    let resource = sluice.url("/mcp/tools");
+    let issuer = json!({"name": "corp-idp", "issuer": idp.issuer(), "audiences": [resource], "principal_claim": "sub"});
+    let (s, v) = api(
+        &admin,
+        &root,
+        "POST",
+        "/v1/issuers",
+        Some(&issuer.to_string()),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let out = Command::new("node")
+        .arg(mcp_dir().join("oauth-client.mjs"))
+        .arg(&resource)
+        .output()
+        .expect("node");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(v["error"].is_null(), "{v}");
+    assert_eq!(v["discovered"]["authorization"], idp.issuer(), "{v}");
+    assert_eq!(v["discovered"]["resource"], resource, "{v}");
+    assert_eq!(v["aud"], resource, "{v}");
+    assert!(v["tools"].as_u64().unwrap_or(0) > 0, "{v}");
+}
