@@ -740,10 +740,11 @@ async fn a_data_plane_uses_the_vault_of_its_control_plane_over_postgres() {
         _control: Some(cp),
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while me(&env, &env.alice).await.0 != 401 {
+    // Until the data plane has the route and alice's token: then she is asked to connect.
+    while me(&env, &env.alice).await.1["error"]["code"] != "oauth_not_connected" {
         assert!(
             std::time::Instant::now() < deadline,
-            "the data plane never got the route"
+            "the data plane never got the route and the token"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
