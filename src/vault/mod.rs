@@ -314,18 +314,7 @@ impl Vault {
         else {
             return Err(Failure::Unavailable("unexpected answer".into()));
         };
-        let token: Arc<str> = Arc::from(access_token);
-        self.cache.insert(
-            key,
-            Arc::new(Cached {
-                token: token.clone(),
-                expires_at,
-                fetched: Instant::now(),
-                revision,
-                bounded: subject_token.is_none(),
-            }),
-        );
-        Ok(token)
+        Ok(self.remember(key, access_token, expires_at, revision, subject_token.is_none()))
     }
 
     /// The MCP session key, asked for once.
@@ -357,18 +346,28 @@ impl Vault {
         else {
             return Err(Failure::Unavailable("unexpected answer".into()));
         };
-        let token: Arc<str> = Arc::from(access_token);
-        self.cache.insert(
-            key,
-            Arc::new(Cached {
-                token: token.clone(),
-                expires_at: None,
-                fetched: Instant::now(),
-                revision,
-                bounded: true,
-            }),
-        );
-        Ok(token)
+        Ok(self.remember(key, access_token, None, revision, true))
+    }
+
+    /// Caches a token the vault handed out under `key`.
+    fn remember(
+        &self,
+        key: String,
+        token: String,
+        expires_at: Option<u64>,
+        revision: u64,
+        bounded: bool,
+    ) -> Arc<str> {
+        let token: Arc<str> = Arc::from(token);
+        let cached = Cached {
+            token: token.clone(),
+            expires_at,
+            fetched: Instant::now(),
+            revision,
+            bounded,
+        };
+        self.cache.insert(key, Arc::new(cached));
+        token
     }
 
     /// A cached token that is not within `REFRESH_BEFORE` of its expiry, asked for under this
