@@ -12,13 +12,13 @@
 //! the client declared URL elicitation at `initialize`, else `n`). Any node can check it; another
 //! principal presenting the id gets 404, as for an unknown session.
 
-use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
+use super::respond::{write_page, Page};
 use crate::auth::{self, CredentialKind, Principal};
 use crate::clock::unix_now;
 use crate::config::mcp_server::McpAuth;
@@ -501,6 +501,7 @@ async fn read_body(session: &mut Session) -> Option<Vec<u8>> {
     Some(body)
 }
 
+/// A JSON answer (a JSON-RPC error, a metadata document).
 async fn write(
     session: &mut Session,
     status: u16,
@@ -508,23 +509,13 @@ async fn write(
     headers: &[(&'static str, String)],
     request_id: &str,
 ) -> u16 {
-    let body = Bytes::from(body.to_string());
-    let result = async {
-        let mut resp = ResponseHeader::build(status, Some(5))?;
-        resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-        resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-        resp.insert_header("x-request-id", request_id)?;
-        for (name, value) in headers {
-            resp.append_header(*name, value.as_str())?;
-        }
-        session.write_response_header(Box::new(resp), false).await?;
-        session.write_response_body(Some(body), true).await
-    }
-    .await;
-    if let Err(e) = result {
-        log::debug!("could not write the {status} MCP response: {e}");
-    }
-    status
+    let page = Page {
+        status,
+        content_type: "application/json",
+        body: body.to_string(),
+        headers: headers.to_vec(),
+    };
+    write_page(session, page, request_id).await
 }
 
 /// The JSON-RPC method of a request body for metrics (a fixed set) and the tool called.

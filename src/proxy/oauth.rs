@@ -11,13 +11,12 @@
 //! - `GET  /oauth/v1/connections`, `DELETE /oauth/v1/connections/{provider}` with the
 //!   principal's credential: its own grants.
 
-use bytes::Bytes;
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::RequestHeader;
 use pingora_proxy::Session;
 use serde_json::json;
 use std::sync::Arc;
 
-use super::respond::write_error;
+use super::respond::{write_error, write_page as write, Page};
 use crate::auth::{self, Access, AuthPolicy, CredentialKind, Principal};
 use crate::clock::unix_now;
 use crate::config::Snapshot;
@@ -97,14 +96,6 @@ pub async fn serve(session: &mut Session, snap: &Snapshot, vault: &Vault, reques
         _ => json_answer(Err(Failure::NotFound), 200),
     };
     write(session, answer, request_id).await
-}
-
-/// A response built here.
-struct Page {
-    status: u16,
-    content_type: &'static str,
-    body: String,
-    headers: Vec<(&'static str, String)>,
 }
 
 /// The principal behind the request's Sluice credential (any kind, any issuer).
@@ -331,35 +322,6 @@ pub async fn write_failure(
         headers,
     };
     write(session, page, request_id).await;
-}
-
-async fn write(session: &mut Session, page: Page, request_id: &str) -> u16 {
-    let status = page.status;
-    let body = Bytes::from(page.body);
-    let result = async {
-        let mut resp = ResponseHeader::build(status, Some(6))?;
-        resp.insert_header(http::header::CONTENT_TYPE, page.content_type)?;
-        resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-        resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-        resp.insert_header("x-request-id", request_id)?;
-        if page.content_type.starts_with("text/html") {
-            resp.insert_header(
-                "content-security-policy",
-                "default-src 'none'; form-action 'self' https: http:; frame-ancestors 'none'",
-            )?;
-            resp.insert_header("referrer-policy", "no-referrer")?;
-        }
-        for (name, value) in page.headers {
-            resp.append_header(name, value)?;
-        }
-        session.write_response_header(Box::new(resp), false).await?;
-        session.write_response_body(Some(body), true).await
-    }
-    .await;
-    if let Err(e) = result {
-        log::debug!("could not write the {status} response: {e}");
-    }
-    status
 }
 
 /// The token to inject for a `credentials: oauth` provider: the principal's grant, or its JWT

@@ -33,3 +33,42 @@ pub async fn write_error(
         log::debug!("could not write the {status} response: {e}");
     }
 }
+
+/// A complete response Sluice answers with itself (a page, a JSON document).
+pub struct Page {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// Writes `page` (never cached; HTML pages under a strict content security policy); returns
+/// its status. A client gone before the end is only logged.
+pub async fn write_page(session: &mut Session, page: Page, request_id: &str) -> u16 {
+    let status = page.status;
+    let body = Bytes::from(page.body);
+    let result = async {
+        let mut resp = ResponseHeader::build(status, Some(6))?;
+        resp.insert_header(http::header::CONTENT_TYPE, page.content_type)?;
+        resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+        resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        resp.insert_header("x-request-id", request_id)?;
+        if page.content_type.starts_with("text/html") {
+            resp.insert_header(
+                "content-security-policy",
+                "default-src 'none'; form-action 'self' https: http:; frame-ancestors 'none'",
+            )?;
+            resp.insert_header("referrer-policy", "no-referrer")?;
+        }
+        for (name, value) in page.headers {
+            resp.append_header(name, value)?;
+        }
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(body), true).await
+    }
+    .await;
+    if let Err(e) = result {
+        log::debug!("could not write the {status} response: {e}");
+    }
+    status
+}

@@ -314,7 +314,13 @@ impl Vault {
         else {
             return Err(Failure::Unavailable("unexpected answer".into()));
         };
-        Ok(self.remember(key, access_token, expires_at, revision, subject_token.is_none()))
+        Ok(self.remember(
+            key,
+            access_token,
+            expires_at,
+            revision,
+            subject_token.is_none(),
+        ))
     }
 
     /// The MCP session key, asked for once.
