@@ -47,6 +47,19 @@ pub struct Snapshot {
     pub warnings: Vec<String>,
 }
 
+impl BuildContext {
+    /// Forgets the key health and signing keys of keys and issuers no longer configured.
+    fn retain_live(&self, providers: &[Arc<Provider>], jwt: &JwtVerifier) {
+        let live_keys: Vec<(String, String)> = providers
+            .iter()
+            .flat_map(|p| p.keys.iter().map(|k| (p.name.clone(), k.id.clone())))
+            .collect();
+        self.health.retain(&live_keys);
+        let live_issuers: Vec<_> = jwt.issuers.iter().map(|t| t.keys.clone()).collect();
+        self.jwks.retain(&live_issuers);
+    }
+}
+
 /// What an owner's tokens may do on the admin API: a role's permissions and named ones.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OwnerAccess {
@@ -55,6 +68,15 @@ pub struct OwnerAccess {
 }
 
 impl OwnerAccess {
+    /// An owner's name and access, as the snapshot keeps them.
+    fn of(o: &wire::Owner) -> (String, OwnerAccess) {
+        let access = OwnerAccess {
+            role: o.role,
+            permissions: o.permissions.clone(),
+        };
+        (o.name.clone(), access)
+    }
+
     pub fn privileged(&self) -> bool {
         self.role.is_some() || !self.permissions.is_empty()
     }
@@ -163,55 +185,30 @@ impl Snapshot {
         );
         let built_tokens = token::build_all(tokens, owners, ctx, &mut errors);
         let oauth_providers = oauth_provider::build_all(oauth_providers, &mut errors);
-        let mcp_servers =
-            mcp_server::build_all(mcp_servers, &mut errors, &mut warnings, &oauth_providers);
-        if let Some(url) = public_base_url {
-            check_public_base_url(url, &mut errors);
-        }
-        for (i, r) in routes
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| reserved_prefix(&r.prefix))
-        {
-            errors.push(ConfigError::at(
-                format!("routes[{i}].prefix"),
-                format!(
-                    "`{}` is Sluice's own (OAuth consent under /oauth/v1, /.well-known)",
-                    r.prefix
-                ),
-            ));
-        }
-        for p in &built {
-            if let Some(o) = p
-                .oauth_provider
-                .as_ref()
-                .filter(|o| !oauth_providers.contains_key(*o))
-            {
-                warnings.push(format!(
-                    "provider `{}` injects grants of OAuth provider `{o}`, which does not exist: its requests are refused until it does",
-                    p.name
-                ));
-            }
-        }
-        if routes
-            .iter()
-            .any(|r| matches!(r.auth, AuthPolicy::Token | AuthPolicy::Any))
-            && tokens.is_empty()
-            && issuers.is_empty()
-        {
+        let base_url = config.public_base_url();
+        let mcp_servers = mcp_server::build_all(
+            mcp_servers,
+            &mut errors,
+            &mut warnings,
+            &oauth_providers,
+            &base_url,
+        );
+        check_gateway_paths(
+            public_base_url.as_deref(),
+            routes,
+            &built,
+            &oauth_providers,
+            &mut errors,
+            &mut warnings,
+        );
+        if no_credential_can_pass(routes, tokens, issuers) {
             warnings.push("routes require credentials but no `tokens` or `issuers` are declared: they refuse every request".into());
         }
 
         if !errors.is_empty() {
             return Err(errors);
         }
-        let live_keys: Vec<(String, String)> = built
-            .iter()
-            .flat_map(|p| p.keys.iter().map(|k| (p.name.clone(), k.id.clone())))
-            .collect();
-        ctx.health.retain(&live_keys);
-        let live_issuers: Vec<_> = jwt.issuers.iter().map(|t| t.keys.clone()).collect();
-        ctx.jwks.retain(&live_issuers);
+        ctx.retain_live(&built, &jwt);
         Ok(Snapshot {
             revision: ctx.revision,
             providers: built,
@@ -219,22 +216,66 @@ impl Snapshot {
             tokens: built_tokens,
             jwt,
             forward,
-            owners: owners
-                .iter()
-                .map(|o| {
-                    let access = OwnerAccess {
-                        role: o.role,
-                        permissions: o.permissions.clone(),
-                    };
-                    (o.name.clone(), access)
-                })
-                .collect(),
+            owners: owners.iter().map(OwnerAccess::of).collect(),
             oauth_providers,
             mcp_servers,
-            public_base_url: config.public_base_url(),
+            public_base_url: base_url,
             control_revision: ctx.control_revision,
             warnings,
         })
+    }
+}
+
+/// Routes require credentials but no token or issuer is declared.
+fn no_credential_can_pass(
+    routes: &[wire::Route],
+    tokens: &[wire::Token],
+    issuers: &[wire::Issuer],
+) -> bool {
+    routes
+        .iter()
+        .any(|r| matches!(r.auth, AuthPolicy::Token | AuthPolicy::Any))
+        && tokens.is_empty()
+        && issuers.is_empty()
+}
+
+/// What the gateway's own paths need: a valid `public_base_url`, no route under them, and the
+/// OAuth providers that `credentials: oauth` providers name (a warning: they may come later).
+fn check_gateway_paths(
+    public_base_url: Option<&str>,
+    routes: &[wire::Route],
+    built: &[Arc<Provider>],
+    oauth_providers: &HashMap<String, Arc<OAuthProvider>>,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+) {
+    if let Some(url) = public_base_url {
+        check_public_base_url(url, errors);
+    }
+    for (i, r) in routes
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| reserved_prefix(&r.prefix))
+    {
+        errors.push(ConfigError::at(
+            format!("routes[{i}].prefix"),
+            format!(
+                "`{}` is Sluice's own (OAuth consent under /oauth/v1, /.well-known)",
+                r.prefix
+            ),
+        ));
+    }
+    for p in built {
+        if let Some(o) = p
+            .oauth_provider
+            .as_ref()
+            .filter(|o| !oauth_providers.contains_key(*o))
+        {
+            warnings.push(format!(
+                "provider `{}` injects grants of OAuth provider `{o}`, which does not exist: its requests are refused until it does",
+                p.name
+            ));
+        }
     }
 }
 

@@ -69,44 +69,13 @@ pub async fn admit(
     vault: &Vault,
     request_id: &str,
 ) -> Outcome {
-    let path = session.req_header().uri.path().to_owned();
-    let name = &path[PREFIX.len()..];
-    let Some(server) = snap.mcp_servers.get(name).filter(|s| s.enabled).cloned() else {
-        let body = rpc_error(
-            Value::Null,
-            -32601,
-            &format!("no MCP server named `{name}`"),
-            None,
-        );
-        return Outcome::Answered(write(session, 404, body, &[], request_id).await);
+    let server = match server_for(session.req_header(), snap) {
+        Ok(s) => s,
+        Err(r) => return Outcome::Answered(r.write(session, request_id).await),
     };
-    let method = session.req_header().method.clone();
-    if !matches!(method.as_str(), "POST" | "GET" | "DELETE") {
-        let body = rpc_error(
-            Value::Null,
-            -32600,
-            "MCP Streamable HTTP takes POST, GET and DELETE",
-            None,
-        );
-        let allow = [("allow", "POST, GET, DELETE".to_owned())];
-        return Outcome::Answered(write(session, 405, body, &allow, request_id).await);
-    }
-    let declared = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        let message = format!("the request body is larger than {MAX_BODY} bytes");
-        let body = rpc_error(Value::Null, -32600, &message, None);
-        return Outcome::Answered(write(session, 413, body, &[], request_id).await);
-    }
     let principal = match authenticate(session.req_header(), &server, snap).await {
         Ok(p) => p,
-        Err(e) => {
-            return Outcome::Answered(refuse_auth(session, &server, snap, e, request_id).await)
-        }
+        Err(e) => return Outcome::Answered(refuse_auth(session, &server, e, request_id).await),
     };
     let who = Who::of(&principal, snap)
         .map(|w| w.key)
@@ -115,21 +84,11 @@ pub async fn admit(
         Ok(k) => *k,
         Err(f) => return Outcome::Answered(unavailable(session, &f, request_id).await),
     };
-    let (upstream_session, elicits) = match presented_session(session.req_header()) {
-        None => (None, false),
-        Some(id) => match unwrap_session(&session_key, &who, &server.name, &id) {
-            Some((upstream, elicits)) => (Some(upstream), elicits),
-            None => {
-                let body = rpc_error(
-                    Value::Null,
-                    -32600,
-                    "unknown session (or not yours): initialize again",
-                    None,
-                );
-                return Outcome::Answered(write(session, 404, body, &[], request_id).await);
-            }
-        },
-    };
+    let (upstream_session, elicits) =
+        match session_of(session.req_header(), &session_key, &who, &server) {
+            Ok(found) => found,
+            Err(r) => return Outcome::Answered(r.write(session, request_id).await),
+        };
     let token = match credential(&server, snap, vault, &principal, session.req_header()).await {
         Ok(t) => t,
         Err(f) if f.connect_url().is_some() => {
@@ -152,6 +111,81 @@ pub async fn admit(
     }))
 }
 
+/// A refusal decided from the request head alone, as a JSON-RPC error.
+struct Refused {
+    status: u16,
+    code: i64,
+    message: String,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl Refused {
+    fn new(status: u16, code: i64, message: impl Into<String>) -> Refused {
+        Refused {
+            status,
+            code,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    async fn write(self, session: &mut Session, request_id: &str) -> u16 {
+        let body = rpc_error(Value::Null, self.code, &self.message, None);
+        write(session, self.status, body, &self.headers, request_id).await
+    }
+}
+
+/// The enabled server the path names, for a method and a body size it takes.
+fn server_for(req: &RequestHeader, snap: &Snapshot) -> Result<Arc<McpServer>, Refused> {
+    let name = &req.uri.path()[PREFIX.len()..];
+    let server = snap
+        .mcp_servers
+        .get(name)
+        .filter(|s| s.enabled)
+        .cloned()
+        .ok_or_else(|| Refused::new(404, -32601, format!("no MCP server named `{name}`")))?;
+    if !matches!(req.method.as_str(), "POST" | "GET" | "DELETE") {
+        let mut r = Refused::new(
+            405,
+            -32600,
+            "MCP Streamable HTTP takes POST, GET and DELETE",
+        );
+        r.headers.push(("allow", "POST, GET, DELETE".to_owned()));
+        return Err(r);
+    }
+    let declared = req
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        let message = format!("the request body is larger than {MAX_BODY} bytes");
+        return Err(Refused::new(413, -32600, message));
+    }
+    Ok(server)
+}
+
+/// The upstream session id and URL-elicitation flag of a presented session, which must be
+/// this principal's at this server (404 otherwise, as for an unknown session).
+fn session_of(
+    req: &RequestHeader,
+    key: &[u8; 32],
+    who: &str,
+    server: &McpServer,
+) -> Result<(Option<String>, bool), Refused> {
+    let Some(id) = presented_session(req) else {
+        return Ok((None, false));
+    };
+    match unwrap_session(key, who, &server.name, &id) {
+        Some((upstream, elicits)) => Ok((Some(upstream), elicits)),
+        None => Err(Refused::new(
+            404,
+            -32600,
+            "unknown session (or not yours): initialize again",
+        )),
+    }
+}
+
 /// The client's principal under the server's policy; a JWT must name this resource.
 async fn authenticate(
     req: &RequestHeader,
@@ -160,10 +194,10 @@ async fn authenticate(
 ) -> Result<Arc<Principal>, GatewayError> {
     let authed = auth::authenticate(&req.headers, &server.access, snap, unix_now()).await?;
     if authed.principal.kind == CredentialKind::Jwt {
-        let resource = resource_url(snap, &server.name);
+        let resource = &server.resource;
         let aud = &authed.principal.claims["aud"];
         let names_us = match aud {
-            Value::String(a) => *a == resource,
+            Value::String(a) => a == resource,
             Value::Array(list) => list.iter().any(|a| a.as_str() == Some(resource.as_str())),
             _ => false,
         };
@@ -200,20 +234,10 @@ async fn credential(
     }
 }
 
-/// The server's public URL: what JWTs must be for, and what the metadata names.
-pub fn resource_url(snap: &Snapshot, name: &str) -> String {
-    format!("{}{PREFIX}{name}", snap.public_base_url)
-}
-
-fn metadata_url(snap: &Snapshot, name: &str) -> String {
-    format!("{}{METADATA_PREFIX}{PREFIX}{name}", snap.public_base_url)
-}
-
 /// 401 pointing at the protected-resource metadata (RFC 9728), 403 `insufficient_scope`.
 async fn refuse_auth(
     session: &mut Session,
     server: &McpServer,
-    snap: &Snapshot,
     e: GatewayError,
     request_id: &str,
 ) -> u16 {
@@ -223,7 +247,7 @@ async fn refuse_auth(
     } else {
         format!(", scope=\"{}\"", server.access.scopes.join(" "))
     };
-    let metadata = metadata_url(snap, &server.name);
+    let metadata = &server.metadata_url;
     let (status, challenge) = match e.status() {
         403 if matches!(
             e,
@@ -472,7 +496,7 @@ pub async fn metadata(session: &mut Session, snap: &Snapshot, request_id: &str) 
             return write(session, 404, body, &[], request_id).await;
         };
         json!({
-            "resource": resource_url(snap, &server.name),
+            "resource": server.resource,
             "resource_name": server.display_name,
             "authorization_servers": authorization_servers,
             "scopes_supported": server.access.scopes,

@@ -22,6 +22,10 @@ const MAX_CONNECT_SECONDS: u64 = 300;
 #[derive(Debug)]
 pub struct McpServer {
     pub name: String,
+    /// Its public URL (`{public_base_url}/mcp/{name}`): what client JWTs must be for.
+    pub resource: String,
+    /// Where its protected-resource metadata (RFC 9728) is served.
+    pub metadata_url: String,
     pub display_name: String,
     pub upstream: Upstream,
     pub auth: McpAuth,
@@ -42,6 +46,7 @@ pub(super) fn build_all(
     errors: &mut Vec<ConfigError>,
     warnings: &mut Vec<String>,
     oauth_providers: &HashMap<String, Arc<crate::config::OAuthProvider>>,
+    public_base_url: &str,
 ) -> HashMap<String, Arc<McpServer>> {
     let mut built = HashMap::new();
     for (i, s) in servers.iter().enumerate() {
@@ -56,7 +61,7 @@ pub(super) fn build_all(
             ));
             continue;
         }
-        if let Some(server) = build(s, &at, errors) {
+        if let Some(server) = build(s, &at, public_base_url, errors) {
             if let Some(o) = s
                 .oauth_provider
                 .as_ref()
@@ -73,7 +78,12 @@ pub(super) fn build_all(
     built
 }
 
-fn build(s: &WireMcpServer, at: &str, errors: &mut Vec<ConfigError>) -> Option<McpServer> {
+fn build(
+    s: &WireMcpServer,
+    at: &str,
+    public_base_url: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<McpServer> {
     let before = errors.len();
     let mut bad = |field: &str, message: String| {
         errors.push(ConfigError::at(format!("{at}.{field}"), message));
@@ -81,6 +91,47 @@ fn build(s: &WireMcpServer, at: &str, errors: &mut Vec<ConfigError>) -> Option<M
     if let Err(e) = crate::config::oauth_provider::check_url(&s.url) {
         bad("url", e);
     }
+    check_credential(s, &mut bad);
+    let header = check_injection(s, &mut bad);
+    check_limits(s, &mut bad);
+    let upstream = match crate::config::provider::parse_base_url(&s.name, &s.url, None) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            errors.push(ConfigError::at(format!("{at}.url"), e));
+            None
+        }
+    };
+    if errors.len() > before {
+        return None;
+    }
+    Some(McpServer {
+        resource: format!("{public_base_url}/mcp/{}", s.name),
+        metadata_url: format!(
+            "{public_base_url}/.well-known/oauth-protected-resource/mcp/{}",
+            s.name
+        ),
+        name: s.name.clone(),
+        display_name: s.display_name.clone().unwrap_or_else(|| s.name.clone()),
+        upstream: upstream?,
+        auth: s.auth,
+        oauth_provider: s.oauth_provider.clone(),
+        secret_ref: s.secret_ref.clone(),
+        inject_header: header?,
+        inject_prefix: s.token_injection.prefix.clone(),
+        access: Access {
+            auth: s.client_auth,
+            scopes: s.scopes.clone(),
+            ..Access::default()
+        },
+        enabled: s.enabled,
+        connect_timeout: Duration::from_secs(s.timeouts.connect_seconds),
+        idle_timeout: Duration::from_secs(s.timeouts.idle_seconds),
+        record_payloads: s.record_payloads,
+    })
+}
+
+/// How Sluice authenticates upstream: each `auth` with its own field, and only with it.
+fn check_credential(s: &WireMcpServer, bad: &mut impl FnMut(&str, String)) {
     match (s.auth, &s.oauth_provider, &s.secret_ref) {
         (McpAuth::OauthProvider, None, _) => bad(
             "oauth_provider",
@@ -102,27 +153,31 @@ fn build(s: &WireMcpServer, at: &str, errors: &mut Vec<ConfigError>) -> Option<M
     if s.secret_ref.is_some() && s.auth != McpAuth::Secret {
         bad("secret_ref", "only with `auth: secret`".into());
     }
-    let header = HeaderName::from_bytes(s.token_injection.header.as_bytes()).ok();
-    if header.is_none()
-        || s.token_injection
-            .header
-            .to_ascii_lowercase()
-            .starts_with("x-sluice-")
-    {
+}
+
+/// The header the credential goes in (not one of Sluice's own) and a printable prefix.
+fn check_injection(s: &WireMcpServer, bad: &mut impl FnMut(&str, String)) -> Option<HeaderName> {
+    let injection = &s.token_injection;
+    let header = HeaderName::from_bytes(injection.header.as_bytes())
+        .ok()
+        .filter(|h| !h.as_str().starts_with("x-sluice-"));
+    if header.is_none() {
         bad(
             "token_injection.header",
-            format!(
-                "`{}` is not a header Sluice may set",
-                s.token_injection.header
-            ),
+            format!("`{}` is not a header Sluice may set", injection.header),
         );
     }
-    if http::HeaderValue::from_str(&s.token_injection.prefix).is_err() {
+    if http::HeaderValue::from_str(&injection.prefix).is_err() {
         bad(
             "token_injection.prefix",
             "must be printable text (e.g. `Bearer `)".into(),
         );
     }
+    header
+}
+
+/// Client policy and timeouts within their bounds.
+fn check_limits(s: &WireMcpServer, bad: &mut impl FnMut(&str, String)) {
     if s.client_auth == AuthPolicy::None && !s.scopes.is_empty() {
         bad("client_auth", "`none` cannot require scopes".into());
     }
@@ -138,33 +193,4 @@ fn build(s: &WireMcpServer, at: &str, errors: &mut Vec<ConfigError>) -> Option<M
             format!("between 1 and {MAX_CONNECT_SECONDS}"),
         );
     }
-    let upstream = match crate::config::provider::parse_base_url(&s.name, &s.url, None) {
-        Ok(u) => Some(u),
-        Err(e) => {
-            errors.push(ConfigError::at(format!("{at}.url"), e));
-            None
-        }
-    };
-    if errors.len() > before {
-        return None;
-    }
-    Some(McpServer {
-        name: s.name.clone(),
-        display_name: s.display_name.clone().unwrap_or_else(|| s.name.clone()),
-        upstream: upstream?,
-        auth: s.auth,
-        oauth_provider: s.oauth_provider.clone(),
-        secret_ref: s.secret_ref.clone(),
-        inject_header: header?,
-        inject_prefix: s.token_injection.prefix.clone(),
-        access: Access {
-            auth: s.client_auth,
-            scopes: s.scopes.clone(),
-            ..Access::default()
-        },
-        enabled: s.enabled,
-        connect_timeout: Duration::from_secs(s.timeouts.connect_seconds),
-        idle_timeout: Duration::from_secs(s.timeouts.idle_seconds),
-        record_payloads: s.record_payloads,
-    })
 }

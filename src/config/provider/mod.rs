@@ -146,25 +146,7 @@ fn build(
             format!("provider `{name}` has `credentials: centralized` but no keys"),
         ));
     }
-    match (credentials, oauth_provider) {
-        (CredentialMode::OAuth, None) => errors.push(ConfigError::at(
-            format!("{at}.oauth_provider"),
-            "`credentials: oauth` needs the name of an OAuth provider",
-        )),
-        (CredentialMode::OAuth, Some(_)) if !keys.is_empty() => errors.push(ConfigError::at(
-            format!("{at}.keys"),
-            "`credentials: oauth` injects users' own tokens: list no keys",
-        )),
-        (CredentialMode::OAuth, Some(o)) if !valid_name(o) => errors.push(ConfigError::at(
-            format!("{at}.oauth_provider"),
-            format!("`{o}` is not an OAuth provider name"),
-        )),
-        (_, Some(_)) if *credentials != CredentialMode::OAuth => errors.push(ConfigError::at(
-            format!("{at}.oauth_provider"),
-            "only with `credentials: oauth`",
-        )),
-        _ => {}
-    }
+    check_oauth(p, at, errors);
     let built_keys = build_keys(p, at, base, ctx, errors, warnings);
     if errors.len() > before {
         return None;
@@ -189,6 +171,30 @@ fn build(
         quarantine: Duration::from_secs(*quarantine_seconds),
         cooldown: Duration::from_secs(*cooldown_seconds),
     })
+}
+
+/// `credentials: oauth` names an OAuth provider and lists no keys; `oauth_provider` only with it.
+fn check_oauth(p: &config_wire::Provider, at: &str, errors: &mut Vec<ConfigError>) {
+    let (credentials, oauth_provider, keys) = (&p.credentials, &p.oauth_provider, &p.keys);
+    match (credentials, oauth_provider) {
+        (CredentialMode::OAuth, None) => errors.push(ConfigError::at(
+            format!("{at}.oauth_provider"),
+            "`credentials: oauth` needs the name of an OAuth provider",
+        )),
+        (CredentialMode::OAuth, Some(_)) if !keys.is_empty() => errors.push(ConfigError::at(
+            format!("{at}.keys"),
+            "`credentials: oauth` injects users' own tokens: list no keys",
+        )),
+        (CredentialMode::OAuth, Some(o)) if !valid_name(o) => errors.push(ConfigError::at(
+            format!("{at}.oauth_provider"),
+            format!("`{o}` is not an OAuth provider name"),
+        )),
+        (_, Some(_)) if *credentials != CredentialMode::OAuth => errors.push(ConfigError::at(
+            format!("{at}.oauth_provider"),
+            "only with `credentials: oauth`",
+        )),
+        _ => {}
+    }
 }
 
 /// `base_url` with the trust roots of `ca_file`.
