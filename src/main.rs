@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// mimalloc: pingora allocates per request and per chunk; glibc malloc/free measured at ~14 % of
-/// proxy CPU under load.
+/// proxy CPU under load. Builds without the `mimalloc` feature use the system allocator (heap
+/// profilers).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use async_trait::async_trait;
+use pingora::connectors::TransportConnector;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::ServerConf;
@@ -27,9 +28,6 @@ use crate::proxy::forward::ForwardProxy;
 use crate::proxy::Gateway;
 use crate::vault::Vault;
 use std::sync::Arc;
-
-/// Read-ahead buffer of each client connection.
-const DOWNSTREAM_READ_BUFFER: usize = 8 * 1024;
 
 /// Where the dynamic resources come from besides the file.
 #[derive(Debug, Clone, Default)]
@@ -66,18 +64,18 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
     let serves_traffic = !opts.control_plane_only;
     let mut ca = None;
     let (vault, vault_jobs) = Vault::new();
+    let connector = Arc::new(TransportConnector::new(None));
     let mut audit = None;
     if serves_traffic {
         audit = add_audit(&mut server, &config);
-        add_proxy(&mut server, &store, &config, audit.clone(), &vault);
-        ca = add_forward(
-            &mut server,
-            &store,
-            &config,
-            config_file,
-            audit.clone(),
-            &vault,
-        )?;
+        let gateway = || Gateway {
+            store: store.clone(),
+            audit: audit.clone(),
+            vault: vault.clone(),
+            connector: connector.clone(),
+        };
+        add_proxy(&mut server, &config, gateway());
+        ca = add_forward(&mut server, &store, &config, config_file, gateway())?;
     }
     let plane = Plane {
         mode,
@@ -168,27 +166,14 @@ fn add_audit(server: &mut Server, config: &wire::Config) -> Option<AuditSink> {
 }
 
 /// The reverse proxy listener.
-fn add_proxy(
-    server: &mut Server,
-    store: &Arc<ConfigStore>,
-    config: &wire::Config,
-    audit: Option<AuditSink>,
-    vault: &Arc<Vault>,
-) {
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Gateway {
-            store: store.clone(),
-            audit,
-            vault: vault.clone(),
-        },
-        "sluice proxy",
-    );
-    // Pingora reads ahead 64 KiB per connection by default; requests are small and bodies are
-    // read past this buffer anyway, so 8 KiB keeps 1,000 idle clients from pinning ~56 MiB.
+fn add_proxy(server: &mut Server, config: &wire::Config, gateway: Gateway) {
+    let mut proxy =
+        pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "sluice proxy");
+    // Pingora reads ahead 64 KiB per connection by default (zeroed, so resident); its HTTP/1
+    // parser reads into buffers of its own anyway, so none: idle clients pin no read buffer.
     proxy.add_listener(
         ListenerConfig::tcp(config.listeners.proxy.clone())
-            .l4_buffer(L4BufferSettings::default().read(DOWNSTREAM_READ_BUFFER)),
+            .l4_buffer(L4BufferSettings::default().read(0)),
     );
     server.add_service(proxy);
 }
@@ -199,21 +184,13 @@ fn add_forward(
     store: &Arc<ConfigStore>,
     config: &wire::Config,
     config_file: &Path,
-    audit: Option<AuditSink>,
-    vault: &Arc<Vault>,
+    gateway: Gateway,
 ) -> anyhow::Result<Option<Arc<CertAuthority>>> {
     let Some(addr) = &config.listeners.forward else {
         return Ok(None);
     };
     let ca = Arc::new(load_ca(config, config_file)?);
-    let http = Arc::new(pingora_proxy::http_proxy(
-        &server.configuration,
-        Gateway {
-            store: store.clone(),
-            audit,
-            vault: vault.clone(),
-        },
-    ));
+    let http = Arc::new(pingora_proxy::http_proxy(&server.configuration, gateway));
     let mut forward = Service::new(
         "sluice forward proxy".to_owned(),
         ForwardProxy {

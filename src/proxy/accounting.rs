@@ -119,13 +119,13 @@ fn count_tokens(provider: &str, model: Option<&str>, usage: &crate::audit::Usage
 /// `record_payloads`.
 pub fn record_mcp(
     sink: Option<&AuditSink>,
-    session: &Session,
-    ctx: &RequestCtx,
+    http_method: &str,
+    request_id: &str,
+    started: std::time::Instant,
     mcp: &super::mcp::McpCtx,
     status: u16,
 ) {
-    let req = session.req_header();
-    let (method, tool) = match req.method.as_str() {
+    let (method, tool) = match http_method {
         "GET" => ("stream", None),
         "DELETE" => ("delete", None),
         _ => super::mcp::method_and_tool(&mcp.body),
@@ -138,15 +138,15 @@ pub fn record_mcp(
     let Some(sink) = sink else { return };
     let mut record = serde_json::json!({
         "time": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-        "request_id": ctx.request_id,
+        "request_id": request_id,
         "event": "mcp",
         "principal": clip(&mcp.who, MAX_PRINCIPAL),
         "mcp_server": mcp.server.name,
-        "http_method": clip(req.method.as_str(), MAX_METHOD),
+        "http_method": clip(http_method, MAX_METHOD),
         "method": method,
         "tool": tool,
         "status": status,
-        "latency_ms": ctx.started.elapsed().as_secs_f64() * 1000.0,
+        "latency_ms": started.elapsed().as_secs_f64() * 1000.0,
         "bytes_in": mcp.bytes_in,
         "bytes_out": mcp.bytes_out,
     });

@@ -43,6 +43,9 @@ pub struct RequestCtx {
     /// Sluice refused the request itself before routing it upstream (its audit record goes to
     /// the refused stream, which cannot evict usage records).
     pub refused: bool,
+    /// The client's connection left Pingora for a relay task of its own (an MCP GET stream),
+    /// which writes the audit record when the stream ends.
+    pub detached: bool,
 }
 
 /// Destination of a plain-HTTP forward-proxy request that goes through untouched.
@@ -81,6 +84,7 @@ impl RequestCtx {
             user_token: None,
             mcp: None,
             refused: false,
+            detached: false,
         }
     }
 

@@ -420,15 +420,24 @@ pub fn on_request_body(mcp: &mut McpCtx, chunk: &[u8]) -> pingora::Result<()> {
 
 /// A JSON-RPC error answer when proxying failed (upstream down: 502; body too large: 413).
 pub async fn write_rpc_error(session: &mut Session, status: u16, message: &str, request_id: &str) {
-    let code = if status == 413 { -32600 } else { -32603 };
     write(
         session,
         status,
-        rpc_error(Value::Null, code, message, None),
+        rpc_failure(status, message),
         &[],
         request_id,
     )
     .await;
+}
+
+/// The body of `write_rpc_error`, for answers written outside a Pingora session.
+pub fn rpc_error_body(status: u16, message: &str) -> String {
+    rpc_failure(status, message).to_string()
+}
+
+fn rpc_failure(status: u16, message: &str) -> Value {
+    let code = if status == 413 { -32600 } else { -32603 };
+    rpc_error(Value::Null, code, message, None)
 }
 
 type HmacSha256 = Hmac<sha2::Sha256>;

@@ -5,6 +5,7 @@ pub mod ctx;
 pub mod feedback;
 pub mod forward;
 pub mod mcp;
+pub mod mcp_stream;
 pub mod oauth;
 pub mod respond;
 pub mod reverse;

@@ -2,6 +2,7 @@
 //! hooks, each a thin shell around the plain functions of `steps.rs`.
 
 use async_trait::async_trait;
+use pingora::connectors::TransportConnector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::{Error, ErrorType, Result};
@@ -15,7 +16,7 @@ use super::feedback::{self, KeyAnswer};
 use super::forward::ForwardConn;
 use super::respond::write_error;
 use super::steps::{self, ForwardAdmitted, Refusal};
-use super::{mcp, oauth};
+use super::{mcp, mcp_stream, oauth};
 use crate::audit::{AuditSink, UsageParser};
 use crate::balance::health::Verdict;
 use crate::clock::{now_ms, unix_now};
@@ -32,6 +33,8 @@ pub struct Gateway {
     pub audit: Option<AuditSink>,
     /// Users' upstream OAuth grants (`credentials: oauth`, `/oauth/v1/…`).
     pub vault: Arc<Vault>,
+    /// Connects the MCP GET streams that leave Pingora (`mcp_stream`).
+    pub connector: Arc<TransportConnector>,
 }
 
 #[async_trait]
@@ -53,6 +56,10 @@ impl ProxyHttp for Gateway {
         );
         if ctx.conn.is_none() {
             if let Some(answered) = self.own_paths(session, ctx).await {
+                if !answered && session.req_header().method == http::Method::GET {
+                    return mcp_stream::take(session, &self.connector, ctx, self.audit.as_ref())
+                        .await;
+                }
                 return Ok(answered);
             }
         }
@@ -303,6 +310,9 @@ impl ProxyHttp for Gateway {
 
     /// Key health from a 401/403 body, metrics and the audit record, once per request.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if ctx.detached {
+            return;
+        }
         // A 401/403 body cut short is judged on what arrived.
         settle_key_answer(ctx);
         let status = session
@@ -316,7 +326,15 @@ impl ProxyHttp for Gateway {
             .unwrap_or("none");
         crate::metrics::by_credential(kind).inc();
         if let Some(m) = &ctx.mcp {
-            accounting::record_mcp(self.audit.as_ref(), session, ctx, m, status);
+            let method = session.req_header().method.as_str();
+            accounting::record_mcp(
+                self.audit.as_ref(),
+                method,
+                &ctx.request_id,
+                ctx.started,
+                m,
+                status,
+            );
         } else if let Some(sink) = &self.audit {
             if ctx.route().is_none_or(|r| r.audit) {
                 accounting::record(sink, session, ctx, status);
@@ -414,7 +432,10 @@ impl Gateway {
 
 /// The peer of an MCP server, with its own timeouts: a tool may run for minutes and a GET
 /// stream idle for hours.
-async fn mcp_peer(server: &crate::config::McpServer, retries: usize) -> Result<Box<HttpPeer>> {
+pub(super) async fn mcp_peer(
+    server: &crate::config::McpServer,
+    retries: usize,
+) -> Result<Box<HttpPeer>> {
     let addr = server.upstream.addr(retries).await.map_err(|e| {
         Error::because(ErrorType::ConnectError, "MCP upstream address", e).into_up()
     })?;

@@ -608,3 +608,130 @@ async fn the_sdk_client_discovers_authorization_from_the_401() {
     assert_eq!(v["aud"], resource, "{v}");
     assert!(v["tools"].as_u64().unwrap_or(0) > 0, "{v}");
 }
+
+/// A raw upstream for the GET stream: answers the first GET with a chunked SSE stream that
+/// sends an event at once, another after 400 ms, then ends; hands back the request head it got.
+async fn trickling_upstream() -> (u16, tokio::sync::oneshot::Receiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            head.extend_from_slice(&buf[..n]);
+        }
+        let _ = tx.send(String::from_utf8_lossy(&head).into_owned());
+        let chunk = |data: &str| {
+            let event = format!("event: message\ndata: {data}\n\n");
+            format!("{:x}\r\n{event}\r\n", event.len())
+        };
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\nconnection: keep-alive\r\nwww-authenticate: Bearer realm=\"up\"\r\n\r\n";
+        s.write_all(format!("{head}{}", chunk("{\"n\":1}")).as_bytes())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        s.write_all(format!("{}0\r\n\r\n", chunk("{\"n\":2}")).as_bytes())
+            .await
+            .unwrap();
+        // Waits for the relay to close its side ("Connection: close" was asked for).
+        let _ = s.read(&mut buf).await;
+    });
+    (port, rx)
+}
+
+/// GET streams leave Pingora for a relay of their own (a few KiB per idle stream): events arrive
+/// as the upstream sends them, the client's credential stays behind, the upstream's challenge
+/// is not passed on, the stream is audited when it ends, and a dead upstream is a JSON-RPC 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_streams_are_relayed_as_they_arrive() {
+    let (port, seen) = trickling_upstream().await;
+    let dynamic = format!(
+        "tokens:\n  - {}\nmcp_servers:\n  - {{ name: feed, url: \"http://127.0.0.1:{port}/mcp\", client_auth: token }}\n  - {{ name: down, url: \"http://127.0.0.1:{down}/mcp\", client_auth: token }}\naudit:\n  sink: file\n",
+        tok().record,
+        down = free_port()
+    );
+    let sluice = Sluice::start(&dynamic);
+    let started = std::time::Instant::now();
+    let mut r = client()
+        .get(sluice.url("/mcp/feed"))
+        .bearer_auth(&tok().token)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    assert!(r.headers().get("www-authenticate").is_none());
+    assert!(r.headers().get("x-request-id").is_some());
+    let mut events = Vec::new();
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        events.push((
+            started.elapsed(),
+            String::from_utf8_lossy(&chunk).into_owned(),
+        ));
+    }
+    let body: String = events.iter().map(|(_, c)| c.as_str()).collect();
+    assert_eq!(
+        body,
+        "event: message\ndata: {\"n\":1}\n\nevent: message\ndata: {\"n\":2}\n\n"
+    );
+    let first = events
+        .iter()
+        .find(|(_, c)| c.contains("\"n\":1"))
+        .unwrap()
+        .0;
+    let second = events
+        .iter()
+        .find(|(_, c)| c.contains("\"n\":2"))
+        .unwrap()
+        .0;
+    assert!(
+        second >= first + Duration::from_millis(300),
+        "the first event waited for the second: {events:?}"
+    );
+    let head = seen.await.unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("get /mcp http/1.1\r\n"), "{head}");
+    assert!(head.contains("connection: close\r\n"), "{head}");
+    assert!(
+        !head.contains(&tok().token.to_ascii_lowercase()) && !head.contains("authorization"),
+        "the client's credential went upstream: {head}"
+    );
+
+    // Audited once the stream ended.
+    let audit_path = sluice.dir.path().join("data/audit.jsonl");
+    let mut record = None;
+    for _ in 0..50 {
+        let audit = std::fs::read_to_string(&audit_path).unwrap_or_default();
+        record = audit
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|r| r["event"] == "mcp" && r["method"] == "stream");
+        if record.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let record = record.expect("no audit record of the stream");
+    assert_eq!(record["status"], 200);
+    assert_eq!(record["mcp_server"], "feed");
+    assert!(record["bytes_out"].as_u64().unwrap() > 0, "{record}");
+    let streams = sluice
+        .metric("sluice_mcp_requests_total{method=\"stream\",outcome=\"2xx\",server=\"feed\"}")
+        .await;
+    assert_eq!(streams, 1.0);
+
+    // An upstream that is down: the client is still in Pingora's session and gets a JSON-RPC 502.
+    let r = client()
+        .get(sluice.url("/mcp/down"))
+        .bearer_auth(&tok().token)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(r.json::<Value>().await.unwrap()["jsonrpc"], "2.0");
+}
