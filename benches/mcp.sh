@@ -6,7 +6,7 @@
 # upstream that never sends.
 #
 # usage: benches/mcp.sh [--smoke]
-#   CALLS=1000  ROUNDS=3  STREAMS=8000 (the machine allows 20,000 descriptors per process and
+#   CALLS=1000  ROUNDS=3  STREAMS=9900 (the machine allows 20,000 descriptors per process and
 #   Sluice holds two per stream)  WORKERS=1  SLUICE_BIN=path (skip the release build)
 #   --smoke     50 calls, 1 round, 100 streams: checks the kit works (CI), figures mean nothing
 set -euo pipefail
@@ -15,7 +15,7 @@ source benches/lib.sh
 
 CALLS=${CALLS:-1000}
 ROUNDS=${ROUNDS:-3}
-STREAMS=${STREAMS:-8000}
+STREAMS=${STREAMS:-9900}
 WORKERS=${WORKERS:-1}
 if [[ "${1:-}" == "--smoke" ]]; then CALLS=50; ROUNDS=1; STREAMS=100; fi
 

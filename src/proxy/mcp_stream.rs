@@ -6,6 +6,8 @@
 //! admitted and the upstream connected, the client's connection is taken out of Pingora's
 //! session (a finished stand-in takes its place) and both sockets go to a task of their own
 //! that relays the upstream's bytes as they arrive: a few KiB per stream, no buffer while idle.
+//! Plain TCP sockets leave Pingora's stream objects too (their buffers and digests): the relay
+//! keeps a duplicate of the descriptor and the original is closed.
 //!
 //! The upstream is asked to close after its answer (`Connection: close`) and the client is told
 //! the same, so the answer's own framing (chunked, length or close) passes through untouched.
@@ -17,8 +19,9 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora_proxy::Session;
 use std::io::Cursor;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::ctx::RequestCtx;
 use super::mcp::{self, McpCtx};
@@ -84,6 +87,7 @@ pub async fn take(
     tokio::spawn(async move {
         let mut mcp = mcp;
         let idle = mcp.server.idle_timeout;
+        let (client, upstream) = (bare(client), bare(upstream));
         let (status, bytes_out) = relay(client, upstream, &mcp, &record.request_id, idle).await;
         mcp.bytes_out = bytes_out;
         super::accounting::record_mcp(
@@ -108,8 +112,41 @@ async fn detach(session: &mut Session) -> pingora::Result<Option<Stream>> {
     match *taken {
         ServerSession::H1(h1) => Ok(Some(h1.into_inner())),
         other => {
-            session.downstream_session = Box::new(other);
+            *session.downstream_session = other;
             Ok(None)
+        }
+    }
+}
+
+/// What the relay reads and writes: a bare TCP socket, or Pingora's stream (TLS).
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A plain TCP connection as a bare tokio socket (a duplicate of its descriptor; Pingora's
+/// stream object, with its write buffer and digests, is dropped: it deregisters and closes the
+/// original); anything else (a TLS stream) as it is.
+fn bare(stream: Stream) -> Box<dyn Io> {
+    let fd = match stream
+        .as_any()
+        .downcast_ref::<pingora::protocols::l4::stream::Stream>()
+    {
+        Some(l4) => l4.as_raw_fd(),
+        _ => return Box::new(stream),
+    };
+    // SAFETY: `fd` is open for as long as `stream` lives, which outlives this borrow.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let socket = rustix::io::fcntl_dupfd_cloexec(borrowed, 0)
+        .map_err(std::io::Error::from)
+        .map(std::net::TcpStream::from)
+        .and_then(|s| {
+            s.set_nonblocking(true)?;
+            tokio::net::TcpStream::from_std(s)
+        });
+    match socket {
+        Ok(socket) => Box::new(socket),
+        Err(e) => {
+            log::debug!("MCP stream keeps Pingora's socket: {e}");
+            Box::new(stream)
         }
     }
 }
@@ -117,8 +154,8 @@ async fn detach(session: &mut Session) -> pingora::Result<Option<Stream>> {
 /// Relays the upstream's answer to the client until either side ends or the stream is idle
 /// for `idle`; returns the status the client got and the body bytes relayed.
 async fn relay(
-    mut client: Stream,
-    mut upstream: Stream,
+    mut client: Box<dyn Io>,
+    mut upstream: Box<dyn Io>,
     mcp: &McpCtx,
     request_id: &str,
     idle: Duration,
@@ -135,12 +172,15 @@ async fn relay(
             return (502, 0);
         }
     };
-    let head = answer_wire(head, mcp, request_id);
-    let mut sent = 0u64;
-    if write(&mut client, &head).await.is_err() || write(&mut client, &rest).await.is_err() {
+    let mut sent = rest.len() as u64;
+    let mut start = answer_wire(head, mcp, request_id);
+    start.extend_from_slice(&rest);
+    drop(rest);
+    let written = write(&mut client, &start).await;
+    drop(start);
+    if written.is_err() {
         return (status, 0);
     }
-    sent += rest.len() as u64;
     let mut small = [0u8; IDLE_READ];
     let mut busy: Option<Vec<u8>> = None;
     let mut probe = [0u8; 64];
@@ -180,7 +220,7 @@ async fn relay(
     (status, sent)
 }
 
-async fn write(client: &mut Stream, bytes: &[u8]) -> std::io::Result<()> {
+async fn write(client: &mut Box<dyn Io>, bytes: &[u8]) -> std::io::Result<()> {
     if bytes.is_empty() {
         return Ok(());
     }
@@ -190,7 +230,7 @@ async fn write(client: &mut Stream, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Reads the upstream's answer head: its status, the parsed head and the body bytes read past it.
 async fn read_head(
-    upstream: &mut Stream,
+    upstream: &mut Box<dyn Io>,
     idle: Duration,
 ) -> Result<(u16, ResponseHeader, Vec<u8>), String> {
     let mut buf = BytesMut::with_capacity(4096);
