@@ -260,7 +260,7 @@ fn check_gateway_paths(
         errors.push(ConfigError::at(
             format!("routes[{i}].prefix"),
             format!(
-                "`{}` is Sluice's own (OAuth consent under /oauth/v1, /.well-known)",
+                "`{}` is Sluice's own (OAuth consent under /oauth/v1, /.well-known, MCP servers under /mcp)",
                 r.prefix
             ),
         ));
@@ -287,6 +287,8 @@ fn reserved_prefix(prefix: &str) -> bool {
         || p.starts_with("/oauth/v1/")
         || p == "/.well-known"
         || p.starts_with("/.well-known/")
+        || p == "/mcp"
+        || p.starts_with("/mcp/")
 }
 
 /// An absolute http(s) URL with a host, no query or fragment.

@@ -189,6 +189,7 @@ fn oauth_credentials_public_base_url_and_reserved_prefixes_are_checked() {
     let base = "providers:\n  - { name: tools, kind: openai-compatible, base_url: \"https://t.example\", credentials: oauth, oauth_provider: corp }\nroutes:\n  - { prefix: /tools, provider: tools, auth: none }\n";
     let snap = build(base).unwrap();
     assert_eq!(snap.providers[0].oauth_provider.as_deref(), Some("corp"));
+    assert!(build(&base.replace("prefix: /tools", "prefix: /mcptools")).is_ok());
     assert!(
         snap.warnings
             .iter()
@@ -214,6 +215,8 @@ fn oauth_credentials_public_base_url_and_reserved_prefixes_are_checked() {
             ("prefix: /tools", "prefix: /.well-known"),
             "routes[0].prefix",
         ),
+        (("prefix: /tools", "prefix: /mcp/"), "routes[0].prefix"),
+        (("prefix: /tools", "prefix: /mcp/tools"), "routes[0].prefix"),
     ] {
         let src = base.replace(change.0, change.1);
         let errors = build(&src).err().unwrap_or_default();
