@@ -146,6 +146,7 @@ pub fn record_mcp(
         "method": method,
         "tool": tool,
         "status": status,
+        "rpc_error": mcp.rpc_error.code,
         "latency_ms": started.elapsed().as_secs_f64() * 1000.0,
         "bytes_in": mcp.bytes_in,
         "bytes_out": mcp.bytes_out,

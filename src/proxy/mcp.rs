@@ -54,6 +54,8 @@ pub struct McpCtx {
     pub body: Vec<u8>,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// The JSON-RPC error code the upstream answered with, if any (for the audit record).
+    pub rpc_error: RpcErrorScan,
 }
 
 /// What answering an MCP request here needs: the status written.
@@ -108,6 +110,7 @@ pub async fn admit(
         body: Vec::new(),
         bytes_in: 0,
         bytes_out: 0,
+        rpc_error: RpcErrorScan::default(),
     }))
 }
 
@@ -418,6 +421,67 @@ pub fn on_request_body(mcp: &mut McpCtx, chunk: &[u8]) -> pingora::Result<()> {
     Ok(())
 }
 
+/// Finds the first JSON-RPC error code in an answer as it streams past (JSON or SSE), without
+/// holding the answer: `"error"` `:` `{` `"code"` `:` NUMBER, whitespace allowed, the pattern
+/// possibly split across chunks (the last bytes of a chunk are kept for the next).
+#[derive(Debug, Default)]
+pub struct RpcErrorScan {
+    pub code: Option<i64>,
+    tail: [u8; RpcErrorScan::KEEP],
+    tail_len: usize,
+}
+
+impl RpcErrorScan {
+    /// Longer than the pattern with its usual whitespace and the longest code.
+    const KEEP: usize = 32;
+
+    pub fn feed(&mut self, chunk: &[u8]) {
+        if self.code.is_some() {
+            return;
+        }
+        if self.tail_len > 0 {
+            // The seam: the end of the last chunk and the start of this one.
+            let mut seam = [0u8; 2 * RpcErrorScan::KEEP];
+            let head = &chunk[..chunk.len().min(Self::KEEP)];
+            seam[..self.tail_len].copy_from_slice(&self.tail[..self.tail_len]);
+            seam[self.tail_len..self.tail_len + head.len()].copy_from_slice(head);
+            self.code = first_code(&seam[..self.tail_len + head.len()]);
+        }
+        if self.code.is_none() {
+            self.code = first_code(chunk);
+        }
+        let end = &chunk[chunk.len().saturating_sub(Self::KEEP)..];
+        self.tail[..end.len()].copy_from_slice(end);
+        self.tail_len = end.len();
+    }
+}
+
+fn first_code(bytes: &[u8]) -> Option<i64> {
+    memchr::memmem::find_iter(bytes, b"\"error\"").find_map(|at| error_code(&bytes[at + 7..]))
+}
+
+/// The code after `"error"`: `: { "code" : -32601`.
+fn error_code(rest: &[u8]) -> Option<i64> {
+    fn skip(s: &[u8]) -> &[u8] {
+        let n = s.iter().take_while(|b| b.is_ascii_whitespace()).count();
+        &s[n..]
+    }
+    let rest = skip(rest).strip_prefix(b":")?;
+    let rest = skip(rest).strip_prefix(b"{")?;
+    let rest = skip(rest).strip_prefix(b"\"code\"")?;
+    let rest = skip(skip(rest).strip_prefix(b":")?);
+    let len = rest
+        .iter()
+        .enumerate()
+        .take_while(|(i, b)| b.is_ascii_digit() || (*i == 0 && **b == b'-'))
+        .count();
+    // A number cut by the end of the chunk is not taken (the tail brings it back whole).
+    if len == rest.len() {
+        return None;
+    }
+    std::str::from_utf8(&rest[..len]).ok()?.parse().ok()
+}
+
 /// A JSON-RPC error answer when proxying failed (upstream down: 502; body too large: 413).
 pub async fn write_rpc_error(session: &mut Session, status: u16, message: &str, request_id: &str) {
     write(
@@ -617,6 +681,23 @@ mod tests {
         assert_eq!(
             unwrap_session(&key, "owner:alice", "tools", "abc-123"),
             None
+        );
+    }
+
+    #[test]
+    fn json_rpc_error_codes_are_found_across_chunks() {
+        let answer = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\"error\": { \"code\" : -32601, \"message\":\"Method not found\"}}\n\n";
+        for cut in 0..answer.len() {
+            let mut scan = RpcErrorScan::default();
+            scan.feed(&answer[..cut]);
+            scan.feed(&answer[cut..]);
+            assert_eq!(scan.code, Some(-32601), "cut at {cut}");
+        }
+        let mut scan = RpcErrorScan::default();
+        scan.feed(br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"error"}],"isError":true}}"#);
+        assert_eq!(
+            scan.code, None,
+            "a tool's own failure is a result, not a JSON-RPC error"
         );
     }
 

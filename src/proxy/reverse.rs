@@ -199,6 +199,7 @@ impl ProxyHttp for Gateway {
     ) -> Result<Option<Duration>> {
         if let (Some(m), Some(chunk)) = (ctx.mcp.as_mut(), body.as_ref()) {
             m.bytes_out += chunk.len() as u64;
+            m.rpc_error.feed(chunk);
         }
         if let (Some(acc), Some(chunk)) = (ctx.accounting.as_mut(), body.as_ref()) {
             acc.bytes_out += chunk.len() as u64;

@@ -188,6 +188,10 @@ async fn the_official_sdk_through_sluice_to_server_everything() {
     let list = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"});
     let r = post(&url, Some(&tok().token), Some(&session), list.clone()).await;
     assert_eq!(r.status(), 200);
+    // The upstream's JSON-RPC error (an unknown method) goes into the audit record.
+    let bogus = json!({"jsonrpc": "2.0", "id": 10, "method": "bogus/method"});
+    let r = post(&url, Some(&tok().token), Some(&session), bogus).await;
+    assert_eq!(rpc_answer(r).await["error"]["code"], -32601);
     let r = post(&url, Some(&bob.token), Some(&session), list.clone()).await;
     assert_eq!(r.status(), 404, "bob with the first principal's session");
     let (upstream_id, _) = session.rsplit_once('.').unwrap();
@@ -290,6 +294,13 @@ async fn the_official_sdk_through_sluice_to_server_everything() {
         .find(|r| r["event"] == "mcp" && r["tool"] == "echo")
         .unwrap_or_else(|| panic!("no audit record of the echo call:\n{audit}"));
     assert_eq!(call["method"], "tools/call");
+    assert!(call["rpc_error"].is_null(), "{call}");
+    let failed = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| r["event"] == "mcp" && r["rpc_error"] == -32601)
+        .unwrap_or_else(|| panic!("no audit record with the JSON-RPC error:\n{audit}"));
+    assert_eq!(failed["method"], "other");
     assert!(
         !audit.contains("hello through sluice"),
         "arguments recorded"
