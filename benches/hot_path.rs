@@ -144,7 +144,7 @@ fn request_path(c: &mut Criterion) {
             steps::rewrite(
                 &mut upstream,
                 route,
-                steps::Inject::of(key, None),
+                steps::Inject::of(route.provider.credentials, key, None),
                 Some(&admitted.principal),
             )
             .unwrap_or_else(|e| panic!("{e}"));

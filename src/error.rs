@@ -195,7 +195,9 @@ impl From<ProviderKind> for ErrorShape {
     fn from(kind: ProviderKind) -> Self {
         match kind {
             ProviderKind::Anthropic => ErrorShape::Anthropic,
-            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => ErrorShape::OpenAi,
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Http => {
+                ErrorShape::OpenAi
+            }
         }
     }
 }

@@ -22,6 +22,9 @@ pub enum ProviderKind {
     Anthropic,
     #[serde(rename = "openai-compatible")]
     OpenAiCompatible,
+    /// Any HTTP API (an agent's, an internal service): no LLM semantics (no model or usage
+    /// parsing, no key judged from an answer's body), a key pool optional.
+    Http,
 }
 
 /// How long a DNS answer is reused (getaddrinfo reports no TTL).

@@ -185,6 +185,10 @@ impl Verdict {
                 _ if scoped || status == 403 => Verdict::NotTheKey,
                 _ => Verdict::Unclear,
             },
+            // An HTTP API's refusals may be about anything: a 401 counts against the key only
+            // as an unclear strike, a 403 never.
+            ProviderKind::Http if status == 403 => Verdict::NotTheKey,
+            ProviderKind::Http => Verdict::Unclear,
             ProviderKind::OpenAiCompatible => {
                 let about_key = code == "invalid_api_key"
                     || message.contains("api key")

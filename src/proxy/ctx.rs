@@ -58,6 +58,8 @@ pub struct Passthrough {
 /// What the audit record needs, gathered as the request and response stream through.
 #[derive(Debug, Default)]
 pub struct Accounting {
+    /// An LLM API (not `kind: http`): its model and usage are read from the traffic.
+    pub llm: bool,
     pub model: ModelScanner,
     pub usage: Option<UsageParser>,
     pub bytes_in: u64,
@@ -100,8 +102,12 @@ impl RequestCtx {
                 self.route = Some(route);
                 self.principal = Some(principal);
                 self.key = key;
-                if audit_on && self.route().is_some_and(|r| r.audit) {
-                    self.accounting = Some(Accounting::default());
+                if let Some(route) = self.route().filter(|r| audit_on && r.audit) {
+                    let llm = route.provider.kind != crate::config::ProviderKind::Http;
+                    self.accounting = Some(Accounting {
+                        llm,
+                        ..Accounting::default()
+                    });
                 }
             }
             ForwardAdmitted::Passthrough {

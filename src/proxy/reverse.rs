@@ -140,7 +140,7 @@ impl ProxyHttp for Gateway {
         let (Some(route), key) = (ctx.route(), ctx.key()) else {
             return Error::e_explain(ErrorType::InternalError, "no route chosen");
         };
-        let inject = steps::Inject::of(key, ctx.user_token.as_deref());
+        let inject = steps::Inject::of(route.provider.credentials, key, ctx.user_token.as_deref());
         steps::rewrite(upstream, route, inject, ctx.principal.as_deref())?;
         if let Some(key) = key {
             key.metrics.requests.inc();
@@ -158,7 +158,9 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         if let (Some(acc), Some(chunk)) = (ctx.accounting.as_mut(), body.as_ref()) {
             acc.bytes_in += chunk.len() as u64;
-            acc.model.feed(chunk);
+            if acc.llm {
+                acc.model.feed(chunk);
+            }
         }
         if let (Some(m), Some(chunk)) = (ctx.mcp.as_mut(), body.as_ref()) {
             mcp::on_request_body(m, chunk)?;
@@ -184,7 +186,7 @@ impl ProxyHttp for Gateway {
                 .get(http::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
-            acc.usage = Some(UsageParser::new(ct));
+            acc.usage = acc.llm.then(|| UsageParser::new(ct));
         }
         Ok(())
     }

@@ -120,7 +120,7 @@ fn pick_credential(
 ) -> Result<Option<usize>, GatewayError> {
     let use_client_key = match provider.credentials {
         // The user's own token comes from the vault after admission.
-        CredentialMode::OAuth => return Ok(None),
+        CredentialMode::OAuth | CredentialMode::None => return Ok(None),
         CredentialMode::Centralized => false,
         CredentialMode::Byok if !client_provider_key => {
             return Err(GatewayError::MissingProviderKey)
@@ -326,13 +326,20 @@ pub enum Inject<'a> {
     User(&'a str),
     /// The client's own provider key, as sent (BYOK).
     ClientKey,
+    /// Nothing (`credentials: none`); client credentials stripped.
+    Nothing,
 }
 
 impl<'a> Inject<'a> {
-    pub fn of(key: Option<&'a crate::config::ProviderKey>, user: Option<&'a str>) -> Inject<'a> {
+    pub fn of(
+        mode: CredentialMode,
+        key: Option<&'a crate::config::ProviderKey>,
+        user: Option<&'a str>,
+    ) -> Inject<'a> {
         match (key, user) {
             (Some(key), _) => Inject::Pool(key),
             (None, Some(token)) => Inject::User(token),
+            (None, None) if mode == CredentialMode::None => Inject::Nothing,
             (None, None) => Inject::ClientKey,
         }
     }
@@ -376,7 +383,7 @@ pub fn rewrite(
     upstream.set_uri(new_uri);
     upstream.insert_header(http::header::HOST, provider.upstream.authority.as_str())?;
 
-    if let Inject::Pool(_) | Inject::User(_) = inject {
+    if let Inject::Pool(_) | Inject::User(_) | Inject::Nothing = inject {
         strip_client_credentials(upstream);
     }
     if let Inject::Pool(key) = inject {
@@ -387,7 +394,7 @@ pub fn rewrite(
         })?;
         value.set_sensitive(true);
         upstream.insert_header(http::header::AUTHORIZATION, value)?;
-    } else {
+    } else if let Inject::ClientKey = inject {
         // The client's own key goes upstream, whatever its shape (some providers' keys look
         // like JWTs); a Sluice credential never does: every value of every credential header
         // is looked at, and one that is an opaque Sluice token or the `X-Sluice-Token` value

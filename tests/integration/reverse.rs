@@ -387,3 +387,123 @@ async fn admin_endpoints_and_metrics_never_carry_secrets() {
         );
     }
 }
+
+/// An HTTP API that answers every request with the request head it received (as JSON).
+async fn echo_api() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = serde_json::json!({"head": String::from_utf8_lossy(&head)}).to_string();
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+/// `kind: http` puts any HTTP API (an agent's) behind a route: no key pool needed
+/// (`credentials: none`: nothing injected, every client credential stripped, other headers
+/// passed), no model or usage read, audited like any request; with a key, it is injected.
+#[tokio::test]
+async fn generic_http_apis_behind_routes() {
+    let port = echo_api().await;
+    let dynamic = format!(
+        r#"providers:
+  - {{ name: research, kind: http, base_url: "http://127.0.0.1:{port}/api", credentials: none }}
+  - {{ name: billing, kind: http, base_url: "http://127.0.0.1:{port}", keys: [{{ id: a, secret_ref: "env:KEY_A" }}] }}
+routes:
+  - {{ prefix: /agents/research, provider: research }}
+  - {{ prefix: /billing, provider: billing }}
+tokens:
+  - {}
+audit:
+  sink: file
+"#,
+        tok().record
+    );
+    let sluice = Sluice::start_with_env(&dynamic, &KEYS);
+    let r = client()
+        .post(sluice.url("/agents/research/invoke?q=1"))
+        .bearer_auth(&tok().token)
+        .header("x-custom", "kept")
+        .header("api-key", "sk-client-secret")
+        .body(r#"{"model":"not-an-llm","input":"hi"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let head = r.json::<serde_json::Value>().await.unwrap()["head"]
+        .as_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        head.starts_with("post /api/invoke?q=1 http/1.1\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("x-custom: kept\r\n"), "{head}");
+    assert!(
+        !head.contains("authorization"),
+        "a credential went upstream: {head}"
+    );
+    assert!(
+        !head.contains("api-key") && !head.contains("sk-client"),
+        "{head}"
+    );
+    assert!(!head.contains(&tok().token.to_ascii_lowercase()), "{head}");
+
+    let r = client()
+        .get(sluice.url("/billing/invoices"))
+        .bearer_auth(&tok().token)
+        .send()
+        .await
+        .unwrap();
+    let head = r.json::<serde_json::Value>().await.unwrap()["head"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        head.contains(&format!("authorization: Bearer {}", KEYS[0].1)),
+        "{head}"
+    );
+
+    let (status, _) = call(&sluice, "/agents/research/invoke", &[]).await;
+    assert_eq!(status, 401, "Sluice's client authentication still applies");
+
+    let audit_path = sluice.dir.path().join("data/audit.jsonl");
+    let mut record = None;
+    for _ in 0..50 {
+        let audit = std::fs::read_to_string(&audit_path).unwrap_or_default();
+        record = audit
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|r| r["provider"] == "research" && r["status"] == 200);
+        if record.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let record = record.expect("no audit record of the agent call");
+    assert!(
+        record["model"].is_null(),
+        "no model read from an HTTP API: {record}"
+    );
+    assert!(record["key_id"].is_null(), "{record}");
+}

@@ -52,7 +52,9 @@ impl Provider {
     pub fn key_header(&self) -> &'static str {
         match self.kind {
             ProviderKind::Anthropic => "x-api-key",
-            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => "authorization",
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Http => {
+                "authorization"
+            }
         }
     }
 }
@@ -143,7 +145,13 @@ fn build(
     if *credentials == CredentialMode::Centralized && keys.is_empty() {
         errors.push(ConfigError::at(
             format!("{at}.keys"),
-            format!("provider `{name}` has `credentials: centralized` but no keys"),
+            format!("provider `{name}` has `credentials: centralized` but no keys (`credentials: none` injects nothing)"),
+        ));
+    }
+    if *credentials == CredentialMode::None && !keys.is_empty() {
+        errors.push(ConfigError::at(
+            format!("{at}.keys"),
+            "`credentials: none` injects nothing: list no keys",
         ));
     }
     check_oauth(p, at, errors);
@@ -302,7 +310,7 @@ fn resolve(secret_ref: &str, base: &Path, ctx: &BuildContext) -> Result<Secret, 
 fn header_value(kind: ProviderKind, secret: &Secret) -> Option<HeaderValue> {
     let raw = match kind {
         ProviderKind::Anthropic => secret.expose().to_owned(),
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Http => {
             format!("Bearer {}", secret.expose())
         }
     };

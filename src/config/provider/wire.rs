@@ -53,6 +53,9 @@ pub enum CredentialMode {
     /// grant, or for a `token_exchange` provider their JWT exchanged. Client keys are stripped.
     #[serde(rename = "oauth")]
     OAuth,
+    /// Nothing is injected and every client credential is stripped (an API open behind
+    /// Sluice's own client authentication).
+    None,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]

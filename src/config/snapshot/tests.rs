@@ -234,3 +234,28 @@ fn oauth_credentials_public_base_url_and_reserved_prefixes_are_checked() {
     .unwrap();
     assert_eq!(config.public_base_url(), "https://gw.example.com/sluice");
 }
+
+#[test]
+fn http_apis_take_credentials_none_without_keys() {
+    let base = "providers:\n  - { name: agent, kind: http, base_url: \"http://127.0.0.1:9/api\", credentials: none }\nroutes:\n  - { prefix: /agents/agent, provider: agent }\n";
+    let snap = build(base).unwrap();
+    assert_eq!(snap.providers[0].kind, crate::config::ProviderKind::Http);
+    let with_key = base.replace(
+        "credentials: none",
+        "credentials: none, keys: [{ id: a, secret_ref: \"env:HOME\" }]",
+    );
+    let errors = build(&with_key).err().unwrap_or_default();
+    assert!(
+        errors.iter().any(|e| e.path == "providers[0].keys"),
+        "{errors:?}"
+    );
+    let errors = build(&base.replace(", credentials: none", ""))
+        .err()
+        .unwrap_or_default();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.path == "providers[0].keys" && e.message.contains("credentials: none")),
+        "{errors:?}"
+    );
+}

@@ -70,7 +70,7 @@ async fn centralized_route_picks_a_pool_key_and_rewrites() {
     rewrite(
         &mut r,
         route,
-        Inject::of(key, None),
+        Inject::of(route.provider.credentials, key, None),
         Some(&admitted.principal),
     )
     .unwrap();
