@@ -131,6 +131,13 @@ enum Command {
         #[command(flatten)]
         conn: cli::Conn,
     },
+    /// Agents' HTTP APIs served at /agents/{agent}/{env} (admin API).
+    Agent {
+        #[command(subcommand)]
+        command: cli::AgentCmd,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
     /// Routes (admin API).
     Route {
         #[command(subcommand)]
@@ -271,6 +278,7 @@ fn main() -> anyhow::Result<()> {
         Command::Owner { command, conn } => cli::owner(&conn, command),
         Command::Oauth { command, conn } => cli::oauth(&conn, command),
         Command::Mcp { command, conn } => cli::mcp(&conn, command),
+        Command::Agent { command, conn } => cli::agent(&conn, command),
         Command::Token {
             conn: _,
             command: TokenCommand::Generate(fields),

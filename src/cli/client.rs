@@ -79,6 +79,7 @@ impl Client {
                 "updated_at",
                 "redirect_uri",
                 "endpoint",
+                "invoke_urls",
             ] {
                 o.remove(shown);
             }

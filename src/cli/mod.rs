@@ -1,12 +1,14 @@
-//! `sluice provider|key|secret|token|issuer|route|owner|oauth|mcp <verb>`: the admin API from the shell.
+//! `sluice provider|key|secret|token|issuer|route|owner|oauth|mcp|agent <verb>`: the admin API from the shell.
 //! `SLUICE_ADMIN_URL` (default http://127.0.0.1:9090) and `SLUICE_ADMIN_TOKEN` (default: the
 //! first-run token in ./data/admin-token). Human tables by default, `--output json` for scripts.
 
+mod agent;
 mod client;
 mod mcp;
 mod oauth;
 mod tokens;
 
+pub use agent::{agent, AgentCmd};
 use client::{enc, env_value, labels, read_doc, set_given, Client};
 pub use mcp::{mcp, McpCmd};
 pub use oauth::{oauth, OauthCmd};

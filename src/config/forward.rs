@@ -177,6 +177,7 @@ fn intercept_routes(
             prefix: String::new(),
             provider: provider.clone(),
             access: access.clone(),
+            open: Vec::new(),
             intercept: true,
             principal_header: None,
             audit,

@@ -53,6 +53,7 @@ pub const KINDS: &[Registered] = &[
     register::<wire::Owner>(),
     register::<wire::OAuthProvider>(),
     register::<wire::McpServer>(),
+    register::<wire::Agent>(),
 ];
 
 fn merge_one<T: Kind>(config: &mut wire::Config, r: &Resource, errors: &mut Vec<ConfigError>) {

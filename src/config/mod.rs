@@ -1,6 +1,7 @@
 //! Configuration: `wire` (the YAML as written) → `snapshot` (validated, precomputed, immutable)
 //! → `store` (the `ArcSwap` every request loads once, and the reload path that feeds it).
 
+pub mod agent;
 mod forward;
 pub mod issuer;
 pub mod kind;

@@ -12,7 +12,10 @@ use super::oauth_provider::OAuthProvider;
 use super::provider::Provider;
 use super::route::Route;
 use super::wire::{self, AuthPolicy};
-use super::{forward, issuer, mcp_server, oauth_provider, provider, route, token, ConfigError};
+use super::{
+    agent as agents, forward, issuer, mcp_server, oauth_provider, provider, route, token,
+    ConfigError,
+};
 use crate::auth::jwks::JwksRegistry;
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::opaque::TokenRecord;
@@ -163,6 +166,7 @@ impl Snapshot {
             forward,
             oauth_providers,
             mcp_servers,
+            agents,
             public_base_url,
         } = config;
         let mut errors = Vec::new();
@@ -175,6 +179,12 @@ impl Snapshot {
         let jwt = issuer::build_all(issuers, ctx, &mut errors);
         let mut built_routes =
             route::build_all(routes, &built, providers, &jwt, issuers, &mut errors);
+        // Before the forward proxy's intercept routes, which are referred to by index.
+        add_agents(
+            &mut built_routes,
+            agents::build_all(agents, &mut errors),
+            &mut errors,
+        );
         let forward = forward::build(
             forward,
             &built,
@@ -224,6 +234,24 @@ impl Snapshot {
             warnings,
         })
     }
+}
+
+/// Agents' routes beside the declared ones (a route declared at an agent's prefix is an error),
+/// longest prefix first again.
+fn add_agents(routes: &mut Vec<Route>, agents: Vec<Route>, errors: &mut Vec<ConfigError>) {
+    for r in agents {
+        if routes.iter().any(|d| d.prefix == r.prefix) {
+            errors.push(ConfigError::at(
+                "agents",
+                format!(
+                    "a route is declared at `{}`, where an agent environment is served",
+                    r.prefix
+                ),
+            ));
+        }
+        routes.push(r);
+    }
+    routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
 }
 
 /// Routes require credentials but no token or issuer is declared.

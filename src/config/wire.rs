@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use std::path::PathBuf;
 
+pub use super::agent::wire::Agent;
 pub use super::issuer::wire::Issuer;
 pub use super::mcp_server::wire::McpServer;
 pub use super::oauth_provider::wire::OAuthProvider;
@@ -42,6 +43,9 @@ pub struct Config {
     /// Upstream MCP servers fronted at `/mcp/{name}` (`config::mcp_server`).
     #[serde(default)]
     pub mcp_servers: Vec<McpServer>,
+    /// Agents' HTTP APIs served at `/agents/{agent}/{environment}` (`config::agent`).
+    #[serde(default)]
+    pub agents: Vec<Agent>,
     /// Forward-proxy policy (`listeners.forward`).
     #[serde(default)]
     pub forward: Forward,

@@ -54,7 +54,13 @@ pub async fn admit(
     let shape = ErrorShape::from(provider.kind);
     let refuse = |error| Refusal { error, shape };
 
-    let authed = auth::authenticate(&req.headers, &route.access, snap, now_unix)
+    let rest = &path[route.prefix.len()..];
+    let access = if route.open.iter().any(|o| o.matches(&req.method, rest)) {
+        &OPEN
+    } else {
+        &route.access
+    };
+    let authed = auth::authenticate(&req.headers, access, snap, now_unix)
         .await
         .map_err(refuse)?;
 
@@ -65,6 +71,14 @@ pub async fn admit(
         key,
     })
 }
+
+/// An open operation of a route: no credential asked.
+static OPEN: auth::Access = auth::Access {
+    auth: auth::AuthPolicy::None,
+    scopes: Vec::new(),
+    issuers: None,
+    required_claims: std::collections::BTreeMap::new(),
+};
 
 /// Refuses what Sluice and the upstream could interpret differently: dot segments and encoded
 /// separators in the path (a route's prefix and scopes would not bound what the upstream

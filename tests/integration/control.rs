@@ -416,6 +416,7 @@ async fn roles_secrets_at_rest_and_bad_input() {
         "/v1/tokens/{id}/rotate",
         "/v1/snapshot",
         "/v1/routes/{prefix}",
+        "/v1/agents/{name}",
     ] {
         assert!(paths.contains_key(p), "{p} missing from openapi.json");
     }
@@ -441,5 +442,5 @@ async fn roles_secrets_at_rest_and_bad_input() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 48);
+    assert_eq!(operations, 53);
 }

@@ -388,37 +388,6 @@ async fn admin_endpoints_and_metrics_never_carry_secrets() {
     }
 }
 
-/// An HTTP API that answers every request with the request head it received (as JSON).
-async fn echo_api() -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let body = serde_json::json!({"head": String::from_utf8_lossy(&head)}).to_string();
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(answer.as_bytes()).await;
-            });
-        }
-    });
-    port
-}
-
 /// `kind: http` puts any HTTP API (an agent's) behind a route: no key pool needed
 /// (`credentials: none`: nothing injected, every client credential stripped, other headers
 /// passed), no model or usage read, audited like any request; with a key, it is injected.

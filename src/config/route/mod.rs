@@ -20,6 +20,8 @@ pub struct Route {
     pub prefix: String,
     pub provider: Arc<Provider>,
     pub access: Access,
+    /// Operations open without a credential whatever `access` says (an agent's `GET /health`).
+    pub open: Vec<OpenOperation>,
     /// Reached through the forward proxy: the client's path is kept as is (no prefix to strip,
     /// no base path to add) and the route is never matched by path.
     pub intercept: bool,
@@ -27,6 +29,53 @@ pub struct Route {
     /// Usage accounting and an audit record for each request.
     pub audit: bool,
     pub metrics: RouteMetrics,
+}
+
+/// A method (or any) and a path under the route's prefix: exact, or a prefix ending in `/*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenOperation {
+    method: Option<http::Method>,
+    path: String,
+    prefix: bool,
+}
+
+impl OpenOperation {
+    pub fn parse(method: &str, path: &str) -> Result<OpenOperation, String> {
+        let method = match method {
+            "*" => None,
+            m if m.bytes().all(|b| b.is_ascii_uppercase()) && !m.is_empty() => {
+                Some(http::Method::from_bytes(m.as_bytes()).map_err(|e| e.to_string())?)
+            }
+            m => return Err(format!("method `{m}` must be upper case (`GET`) or `*`")),
+        };
+        if !path.starts_with('/') || path.contains(['?', '#', ' ', '%']) || path.contains("..") {
+            return Err(format!(
+                "path `{path}` must start with `/`, without query, `%` or `..` (e.g. `/health`, `/docs/*`)"
+            ));
+        }
+        let (path, prefix) = match path.strip_suffix("/*") {
+            Some(p) => (p.to_owned(), true),
+            None if path.contains('*') => {
+                return Err(format!("`*` only as a last segment (`/docs/*`): `{path}`"))
+            }
+            None => (path.to_owned(), false),
+        };
+        Ok(OpenOperation {
+            method,
+            path,
+            prefix,
+        })
+    }
+
+    /// Whether a request with `method` and `rest` (its path after the route's prefix) is open.
+    pub fn matches(&self, method: &http::Method, rest: &str) -> bool {
+        self.method.as_ref().is_none_or(|m| m == method)
+            && match rest.strip_prefix(self.path.as_str()) {
+                Some("") => !self.prefix,
+                Some(tail) => self.prefix && tail.starts_with('/') && tail.len() > 1,
+                None => false,
+            }
+    }
 }
 
 /// Every route, longest prefix first. `providers` are the ones that built; `declared` names
@@ -60,6 +109,7 @@ pub(super) fn build_all(
                 },
                 provider: p.clone(),
                 access,
+                open: Vec::new(),
                 intercept: false,
                 principal_header: header,
                 audit: r.audit,

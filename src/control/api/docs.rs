@@ -86,6 +86,7 @@ pub(in crate::control) const DOCS: &[DocEntry] = &[
     entry::<wire::Owner>(),
     entry::<wire::OAuthProvider>(),
     entry::<wire::McpServer>(),
+    entry::<wire::Agent>(),
 ];
 
 fn routes<T: Doc>(router: Router<Arc<ControlPlane>>) -> Router<Arc<ControlPlane>> {

@@ -25,6 +25,7 @@ use crate::clock::unix_now;
 use crate::config::wire::{self, AuthPolicy, Role};
 use crate::config::{Access, ConfigErrors, ConfigStore};
 
+mod agents;
 mod connections;
 pub(super) mod docs;
 mod feed;

@@ -1,0 +1,236 @@
+//! Agents' HTTP APIs at `/agents/{agent}/{env}/…`: per-environment upstreams and auth
+//! settings, open operations, changes through the admin API served at the next revision, bad
+//! input named by field.
+
+use crate::common::*;
+use serde_json::{json, Value};
+
+async fn send(
+    sluice: &Sluice,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, Value) {
+    let mut req = client().request(method, sluice.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn upstream_line(answer: &Value) -> String {
+    answer["head"]
+        .as_str()
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_environments_with_their_own_policies() {
+    let port = echo_api().await;
+    let invoker = opaque_token(", scopes: [invoke]");
+    let dynamic = format!(
+        r#"tokens:
+  - {}
+  - {}
+agents:
+  - name: research
+    display_name: Research agent
+    environments:
+      - {{ name: dev, url: "http://127.0.0.1:{port}/dev", auth: none }}
+      - name: prod
+        url: "http://127.0.0.1:{port}/prod"
+        auth: token
+        scopes: [invoke]
+        exceptions: [{{ method: GET, path: /health }}, {{ method: "*", path: /docs/* }}]
+      - {{ name: old, url: "http://127.0.0.1:{port}/old", auth: none, enabled: false }}
+"#,
+        tok().record,
+        invoker.record
+    );
+    let sluice = Sluice::start(&dynamic);
+    let post = reqwest::Method::POST;
+    let get = reqwest::Method::GET;
+
+    // dev is open; its upstream gets the path under the environment.
+    let (s, v) = send(&sluice, post.clone(), "/agents/research/dev/invoke", None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(upstream_line(&v), "POST /dev/invoke HTTP/1.1");
+    // prod takes tokens with the scope; the credential stays here.
+    let (s, _) = send(&sluice, post.clone(), "/agents/research/prod/invoke", None).await;
+    assert_eq!(s, 401);
+    let (s, _) = send(
+        &sluice,
+        post.clone(),
+        "/agents/research/prod/invoke",
+        Some(&tok().token),
+    )
+    .await;
+    assert_eq!(s, 403, "a token without the scope");
+    let (s, v) = send(
+        &sluice,
+        post.clone(),
+        "/agents/research/prod/invoke",
+        Some(&invoker.token),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(upstream_line(&v), "POST /prod/invoke HTTP/1.1");
+    assert!(!v["head"]
+        .as_str()
+        .unwrap()
+        .to_ascii_lowercase()
+        .contains("authorization"));
+    // Open operations: exact path and method, or a prefix.
+    let (s, _) = send(&sluice, get.clone(), "/agents/research/prod/health", None).await;
+    assert_eq!(s, 200);
+    for (method, path) in [
+        (post.clone(), "/agents/research/prod/health"),
+        (get.clone(), "/agents/research/prod/health/deep"),
+        (get.clone(), "/agents/research/prod/healthz"),
+        (get.clone(), "/agents/research/prod/docs"),
+    ] {
+        let (s, _) = send(&sluice, method.clone(), path, None).await;
+        assert_eq!(s, 401, "{method} {path} is not open");
+    }
+    let (s, _) = send(
+        &sluice,
+        post.clone(),
+        "/agents/research/prod/docs/a/b",
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    // A disabled environment and an unknown one are not served.
+    let (s, _) = send(&sluice, post.clone(), "/agents/research/old/invoke", None).await;
+    assert_eq!(s, 404);
+    let (s, _) = send(&sluice, post.clone(), "/agents/research/qa/invoke", None).await;
+    assert_eq!(s, 404);
+
+    // Through the admin API: the invoke URLs are shown; turning prod open applies at the next
+    // revision; bad input is named by field and changes nothing.
+    let (admin, root) = (sluice.admin_url(), sluice.admin_token());
+    let billing = json!({"name": "billing", "environments": [
+        {"name": "prod", "url": format!("http://127.0.0.1:{port}/billing"), "auth": "none"}
+    ]});
+    let (s, v) = api(
+        &admin,
+        &root,
+        "POST",
+        "/v1/agents",
+        Some(&billing.to_string()),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let mut served = 0;
+    for _ in 0..50 {
+        served = send(&sluice, post.clone(), "/agents/billing/prod/run", None)
+            .await
+            .0;
+        if served == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(served, 200, "the new agent is served at the next revision");
+    let (s, v) = api(&admin, &root, "GET", "/v1/agents/billing", None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["invoke_urls"]["prod"], sluice.url("/agents/billing/prod"));
+    // Closing it (auth: token) applies at the next revision too.
+    let mut closed = billing.clone();
+    closed["environments"][0]["auth"] = json!("token");
+    let (s, v) = api(
+        &admin,
+        &root,
+        "PUT",
+        "/v1/agents/billing",
+        Some(&closed.to_string()),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    for _ in 0..50 {
+        served = send(&sluice, post.clone(), "/agents/billing/prod/run", None)
+            .await
+            .0;
+        if served == 401 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(served, 401, "auth: token applies at the next revision");
+    // The CLI: an agent with two environments, then one opened with an exception.
+    let out = cli(
+        &admin,
+        &root,
+        &[
+            "agent",
+            "--output",
+            "json",
+            "create",
+            "--name",
+            "cli-agent",
+            "--env",
+            &format!("dev=http://127.0.0.1:{port}/a"),
+            "--env",
+            &format!("prod=http://127.0.0.1:{port}/b"),
+        ],
+        &[],
+    );
+    let created: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}"));
+    assert_eq!(created["item"]["environments"][1]["auth"], "token", "{out}");
+    let out = cli(
+        &admin,
+        &root,
+        &[
+            "agent",
+            "--output",
+            "json",
+            "env",
+            "cli-agent",
+            "prod",
+            "--auth",
+            "none",
+            "--exception",
+            "GET /health",
+        ],
+        &[],
+    );
+    let changed: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}"));
+    let envs = &changed["item"]["environments"];
+    assert_eq!(envs[1]["auth"], "none", "{out}");
+    assert_eq!(envs[1]["exceptions"][0]["path"], "/health", "{out}");
+    assert_eq!(
+        envs[0]["auth"], "token",
+        "the other environment is kept: {out}"
+    );
+
+    let bad = [
+        (
+            json!({"name": "x1", "environments": [{"name": "prod", "url": "ftp://x"}]}),
+            "store:agent/x1.environments[0].url",
+        ),
+        (
+            json!({"name": "x2", "environments": [{"name": "prod", "url": format!("http://127.0.0.1:{port}"), "exceptions": [{"method": "get", "path": "/health"}]}]}),
+            "store:agent/x2.environments[0].exceptions[0]",
+        ),
+        (
+            json!({"name": "x3", "environments": [{"name": "prod", "url": format!("http://127.0.0.1:{port}"), "auth": "none", "scopes": ["a"]}]}),
+            "store:agent/x3.environments[0].scopes",
+        ),
+        (
+            json!({"name": "x4", "environments": [{"name": "prod", "url": format!("http://127.0.0.1:{port}"), "auth": "oauth-and-token"}]}),
+            "environments[0].auth",
+        ),
+        (json!({"name": "X5", "environments": []}), "name"),
+    ];
+    for (body, field) in bad {
+        let (s, v) = api(&admin, &root, "POST", "/v1/agents", Some(&body.to_string())).await;
+        assert!(s == 400 || s == 422, "{body}: {s} {v}");
+        assert_eq!(v["error"]["field"], field, "{body}: {v}");
+    }
+}
