@@ -225,3 +225,39 @@ fn is_reserved_header(name: &str) -> bool {
             .any(|h| h.as_str() == name)
         || name == "host"
 }
+
+#[cfg(test)]
+mod tests {
+    use super::OpenOperation;
+    use http::Method;
+
+    #[test]
+    fn open_operations_match_their_method_and_path_only() {
+        let health = OpenOperation::parse("GET", "/health").unwrap();
+        assert!(health.matches(&Method::GET, "/health"));
+        for (m, p) in [
+            (Method::POST, "/health"),
+            (Method::GET, "/health/x"),
+            (Method::GET, "/healthz"),
+            (Method::GET, ""),
+        ] {
+            assert!(!health.matches(&m, p), "{m} {p}");
+        }
+        let docs = OpenOperation::parse("*", "/docs/*").unwrap();
+        assert!(docs.matches(&Method::DELETE, "/docs/a/b"));
+        assert!(!docs.matches(&Method::GET, "/docs"));
+        assert!(!docs.matches(&Method::GET, "/docs/"));
+        assert!(!docs.matches(&Method::GET, "/docsx/a"));
+        for (m, p) in [
+            ("get", "/health"),
+            ("GET", "health"),
+            ("GET", "/a/*/b"),
+            ("GET", "/a/../b"),
+            ("GET", "/a%2fb"),
+            ("GET", "/a?x"),
+            ("", "/a"),
+        ] {
+            assert!(OpenOperation::parse(m, p).is_err(), "{m} {p}");
+        }
+    }
+}
