@@ -20,6 +20,20 @@ async fn send(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// The status of an unauthenticated POST to `path` once it is `want` (a change reaches the
+/// data plane at the next revision), or the last one seen after 5 s.
+async fn settle(sluice: &Sluice, path: &str, want: u16) -> u16 {
+    let mut seen = 0;
+    for _ in 0..50 {
+        seen = send(sluice, reqwest::Method::POST, path, None).await.0;
+        if seen == want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    seen
+}
+
 fn upstream_line(answer: &Value) -> String {
     answer["head"]
         .as_str()
@@ -127,16 +141,7 @@ agents:
     )
     .await;
     assert_eq!(s, 201, "{v}");
-    let mut served = 0;
-    for _ in 0..50 {
-        served = send(&sluice, post.clone(), "/agents/billing/prod/run", None)
-            .await
-            .0;
-        if served == 200 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let served = settle(&sluice, "/agents/billing/prod/run", 200).await;
     assert_eq!(served, 200, "the new agent is served at the next revision");
     let (s, v) = api(&admin, &root, "GET", "/v1/agents/billing", None).await;
     assert_eq!(s, 200, "{v}");
@@ -153,15 +158,7 @@ agents:
     )
     .await;
     assert_eq!(s, 200, "{v}");
-    for _ in 0..50 {
-        served = send(&sluice, post.clone(), "/agents/billing/prod/run", None)
-            .await
-            .0;
-        if served == 401 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let served = settle(&sluice, "/agents/billing/prod/run", 401).await;
     assert_eq!(served, 401, "auth: token applies at the next revision");
     // The CLI: an agent with two environments, then one opened with an exception.
     let out = cli(

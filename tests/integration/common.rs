@@ -790,3 +790,23 @@ pub async fn echo_api() -> u16 {
     });
     port
 }
+
+/// The first audit record `find` accepts, waiting up to 5 s for the writer.
+pub async fn wait_audit(
+    sluice: &Sluice,
+    find: impl Fn(&serde_json::Value) -> bool,
+) -> Option<serde_json::Value> {
+    let path = sluice.dir.path().join("data/audit.jsonl");
+    for _ in 0..50 {
+        let audit = std::fs::read_to_string(&path).unwrap_or_default();
+        let found = audit
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|r| find(r));
+        if found.is_some() {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    None
+}

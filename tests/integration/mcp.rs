@@ -713,19 +713,7 @@ async fn get_streams_are_relayed_as_they_arrive() {
     );
 
     // Audited once the stream ended.
-    let audit_path = sluice.dir.path().join("data/audit.jsonl");
-    let mut record = None;
-    for _ in 0..50 {
-        let audit = std::fs::read_to_string(&audit_path).unwrap_or_default();
-        record = audit
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|r| r["event"] == "mcp" && r["method"] == "stream");
-        if record.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let record = wait_audit(&sluice, |r| r["event"] == "mcp" && r["method"] == "stream").await;
     let record = record.expect("no audit record of the stream");
     assert_eq!(record["status"], 200);
     assert_eq!(record["mcp_server"], "feed");

@@ -456,19 +456,10 @@ audit:
     let (status, _) = call(&sluice, "/agents/research/invoke", &[]).await;
     assert_eq!(status, 401, "Sluice's client authentication still applies");
 
-    let audit_path = sluice.dir.path().join("data/audit.jsonl");
-    let mut record = None;
-    for _ in 0..50 {
-        let audit = std::fs::read_to_string(&audit_path).unwrap_or_default();
-        record = audit
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|r| r["provider"] == "research" && r["status"] == 200);
-        if record.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let record = wait_audit(&sluice, |r| {
+        r["provider"] == "research" && r["status"] == 200
+    })
+    .await;
     let record = record.expect("no audit record of the agent call");
     assert!(
         record["model"].is_null(),
