@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every Sluice test on a fresh machine: installs what is missing (cmake for pingora's zlib-ng,
-# curl, nginx and wrk for the load kit, the openai/anthropic Python SDKs in .venv), then runs
+# curl, nginx and wrk for the load kit, prometheus and promtool for the observability kit, the openai/anthropic Python SDKs in .venv), then runs
 # formatting and lint checks, unit and integration tests, the criterion benches once as tests,
 # and a smoke run of the load-test kit.
 set -euo pipefail
@@ -12,6 +12,7 @@ need cmake || missing+=(cmake)
 need curl || missing+=(curl)
 need nginx || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
 need wrk || missing+=(wrk)
+need promtool || [[ -x /usr/bin/prometheus ]] || missing+=(prometheus)
 python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
@@ -42,6 +43,9 @@ fi
 echo "== fmt and clippy"
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
+
+echo "== Prometheus rules: checked and unit-tested"
+(cd deploy/prometheus && promtool check rules sluice-rules.yml && promtool test rules sluice-rules.test.yml)
 
 echo "== unit and integration tests"
 cargo test --quiet

@@ -58,7 +58,11 @@ metrics! {
     oauth_events: IntCounterVec = counter_vec("sluice_oauth_events_total", "Token-vault operations by OAuth provider, event (consent, refresh, exchange, revocation) and outcome (ok, error, invalid_grant, denied)", &["provider", "event", "outcome"]);
 }
 
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let m = Metrics::new();
+    m.preset();
+    m
+});
 
 /// Status classes used as label values, indexed by `status / 100 - 1`.
 pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -68,6 +72,31 @@ pub fn status_class_index(status: u16) -> usize {
 }
 
 impl Metrics {
+    /// Counters over a fixed set of label values start at 0, so that they are exported before
+    /// the first event and `increase()` over them is right from the first one.
+    fn preset(&self) {
+        for reason in ["queue_full", "write_error", "closed"] {
+            self.audit_dropped.with_label_values(&[reason]);
+        }
+        for result in ["success", "invalid", "refused", "unchanged"] {
+            self.config_reloads.with_label_values(&[result]);
+        }
+        for outcome in [
+            "intercepted",
+            "tunnelled",
+            "denied",
+            "auth_failed",
+            "bad_request",
+            "timeout",
+            "upstream_error",
+            "tls_failed",
+            "sni_mismatch",
+            "plain_http",
+        ] {
+            self.forward_connects.with_label_values(&[outcome]);
+        }
+    }
+
     pub fn reload(&self, result: &str) {
         self.config_reloads.with_label_values(&[result]).inc();
     }

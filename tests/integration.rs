@@ -23,6 +23,8 @@ mod jwt;
 mod mcp;
 #[path = "integration/oauth.rs"]
 mod oauth;
+#[path = "integration/observability.rs"]
+mod observability;
 #[path = "integration/reload.rs"]
 mod reload;
 #[path = "integration/reverse.rs"]
