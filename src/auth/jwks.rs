@@ -67,6 +67,8 @@ pub struct IssuerKeys {
     /// not count, so a rotation right after one is still picked up by the first new token.
     last_unknown_kid_fetch_ms: AtomicU64,
     next_refresh_ms: AtomicU64,
+    /// Keys given with the configuration (the built-in issuer's): never fetched.
+    fixed: bool,
 }
 
 impl std::fmt::Debug for IssuerKeys {
@@ -89,7 +91,19 @@ impl IssuerKeys {
             fetching: tokio::sync::Mutex::new(None),
             last_unknown_kid_fetch_ms: AtomicU64::new(0),
             next_refresh_ms: AtomicU64::new(0),
+            fixed: false,
         }
+    }
+
+    /// Keys that come with the configuration (the built-in issuer's JWKS) and are never
+    /// fetched: an unknown `kid` is simply unknown.
+    pub fn fixed(name: &str, issuer: &str, doc: &serde_json::Value) -> Result<IssuerKeys, String> {
+        let keys = IssuerKeys {
+            fixed: true,
+            ..IssuerKeys::new(name, issuer, None)
+        };
+        keys.load_document(doc)?;
+        Ok(keys)
     }
 
     fn replace_keys(&self, keys: Vec<Arc<KeyEntry>>) {
@@ -125,6 +139,9 @@ impl IssuerKeys {
     /// if no unknown key caused one in the last [`REFETCH_DEBOUNCE`], else returns `false` at once.
     /// Returns whether the keys may have changed (the caller looks again).
     pub async fn refetch_for_unknown_key(&self) -> bool {
+        if self.fixed {
+            return false;
+        }
         match self.fetching.try_lock() {
             Ok(mut discovered) => {
                 let now = now_ms().max(1);

@@ -76,6 +76,8 @@ pub fn merge(config: &mut wire::Config, resources: &[Resource]) -> Vec<ConfigErr
     for r in resources {
         if let Some(k) = KINDS.iter().find(|k| k.kind == r.kind) {
             (k.merge)(config, r, &mut errors);
+        } else if r.kind == super::stored::SIGNING_KEY {
+            config.signing_keys.push(r.body["jwk"].clone());
         }
     }
     errors

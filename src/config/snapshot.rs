@@ -44,6 +44,8 @@ pub struct Snapshot {
     pub mcp_servers: HashMap<String, Arc<McpServer>>,
     /// What clients and browsers reach the proxy listener at (`Config::public_base_url`).
     pub public_base_url: String,
+    /// The built-in issuer's public keys as a JWKS document (`/oauth2/jwks`).
+    pub builtin_jwks: serde_json::Value,
     /// The control plane's revision included (0 when there is no control plane).
     pub control_revision: u64,
     /// Non-fatal findings (e.g. an optional key whose secret is not set), logged on publish.
@@ -130,6 +132,7 @@ impl Snapshot {
             oauth_providers: HashMap::new(),
             mcp_servers: HashMap::new(),
             public_base_url: String::new(),
+            builtin_jwks: serde_json::Value::Null,
             control_revision: 0,
             warnings: Vec::new(),
         }
@@ -167,6 +170,7 @@ impl Snapshot {
             oauth_providers,
             mcp_servers,
             agents,
+            signing_keys,
             public_base_url,
         } = config;
         let mut errors = Vec::new();
@@ -176,15 +180,22 @@ impl Snapshot {
         // In dependency order: routes name providers and issuers; the forward proxy adds one
         // intercept route per provider; tokens name owners.
         let built = provider::build_all(providers, base, ctx, &mut errors, &mut warnings);
-        let jwt = issuer::build_all(issuers, ctx, &mut errors);
+        let base_url = config.public_base_url();
+        let builtin_jwks = serde_json::json!({ "keys": signing_keys });
+        let builtin = issuer::builtin(
+            &base_url,
+            &builtin_jwks,
+            &agents::oauth_audiences(agents, &base_url),
+        );
+        let has_builtin = builtin.is_some();
+        let jwt = issuer::build_all(issuers, ctx, builtin, &mut errors);
+        let builtin_idx = has_builtin.then(|| jwt.issuers.len() - 1);
         let mut built_routes =
             route::build_all(routes, &built, providers, &jwt, issuers, &mut errors);
         // Before the forward proxy's intercept routes, which are referred to by index.
-        add_agents(
-            &mut built_routes,
-            agents::build_all(agents, &mut errors),
-            &mut errors,
-        );
+        let agent_routes =
+            agents::build_all(agents, &base_url, builtin_idx, &mut errors, &mut warnings);
+        add_agents(&mut built_routes, agent_routes, &mut errors);
         let forward = forward::build(
             forward,
             &built,
@@ -195,7 +206,6 @@ impl Snapshot {
         );
         let built_tokens = token::build_all(tokens, owners, ctx, &mut errors);
         let oauth_providers = oauth_provider::build_all(oauth_providers, &mut errors);
-        let base_url = config.public_base_url();
         let mcp_servers = mcp_server::build_all(
             mcp_servers,
             &mut errors,
@@ -230,6 +240,7 @@ impl Snapshot {
             oauth_providers,
             mcp_servers,
             public_base_url: base_url,
+            builtin_jwks,
             control_revision: ctx.control_revision,
             warnings,
         })
@@ -288,7 +299,7 @@ fn check_gateway_paths(
         errors.push(ConfigError::at(
             format!("routes[{i}].prefix"),
             format!(
-                "`{}` is Sluice's own (OAuth consent under /oauth/v1, /.well-known, MCP servers under /mcp)",
+                "`{}` is Sluice's own (OAuth consent under /oauth/v1, /.well-known, MCP servers under /mcp, its issuer under /oauth2)",
                 r.prefix
             ),
         ));
@@ -317,6 +328,8 @@ fn reserved_prefix(prefix: &str) -> bool {
         || p.starts_with("/.well-known/")
         || p == "/mcp"
         || p.starts_with("/mcp/")
+        || p == "/oauth2"
+        || p.starts_with("/oauth2/")
 }
 
 /// An absolute http(s) URL with a host, no query or fragment.

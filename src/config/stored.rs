@@ -15,6 +15,8 @@ pub const ROUTE: &str = <wire::Route as Kind>::KIND;
 pub const ISSUER: &str = <wire::Issuer as Kind>::KIND;
 pub const TOKEN: &str = <wire::Token as Kind>::KIND;
 pub const OWNER: &str = <wire::Owner as Kind>::KIND;
+/// The built-in issuer's signing keys (`control::issuer`): the public JWK reaches the snapshot.
+pub const SIGNING_KEY: &str = "signing_key";
 /// Secrets are the store's alone (the file references values by `env:`/`file:`).
 pub const SECRET: &str = "secret";
 

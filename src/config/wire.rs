@@ -46,6 +46,9 @@ pub struct Config {
     /// Agents' HTTP APIs served at `/agents/{agent}/{environment}` (`config::agent`).
     #[serde(default)]
     pub agents: Vec<Agent>,
+    /// The built-in issuer's public keys (JWKs), from the control plane's store only.
+    #[serde(skip)]
+    pub signing_keys: Vec<serde_json::Value>,
     /// Forward-proxy policy (`listeners.forward`).
     #[serde(default)]
     pub forward: Forward,

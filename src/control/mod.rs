@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod crypto;
+pub mod issuer;
 pub mod offpath;
 pub mod openapi;
 pub mod rbac;

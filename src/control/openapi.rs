@@ -173,6 +173,7 @@ const FIXED: &[Operation] = &[
     op(Get, "/v1/oauth/connections", OauthConnectionList, "Users' OAuth connections (token-vault grants): metadata only, never a token; `?principal=` for one").list(),
     op(Delete, "/v1/oauth/connections/{provider}", OauthConnectionDelete, "Remove `?principal=`'s grant at this OAuth provider and revoke it upstream (RFC 7009, best effort)"),
     op(Post, "/v1/vault", VaultUse, "Data planes: a token-vault request (the user token to inject, consent links and states); the answer carries tokens, so only the dataplane role holds this").status("200"),
+    op(Post, "/v1/agents/{name}/environments/{env}/test-token", AgentTestToken, "A 5-minute token of Sluice's issuer for an `auth: oauth` agent environment, with its invoke URL and a ready curl line (audited)").status("201"),
     unchecked(Get, "/v1/whoami", "The caller's principal and role"),
     unchecked(Get, "/v1/openapi.json", "This document (no credential needed)"),
 ];

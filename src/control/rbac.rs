@@ -142,6 +142,7 @@ permissions! {
     OauthConnectionList = "oauth_connection_list", Read;
     OauthConnectionDelete = "oauth_connection_delete", Credentials;
     OauthProviderAttach = "oauth_provider_attach", Attach;
+    AgentTestToken = "agent_test_token", Credentials;
 }
 
 impl std::fmt::Display for Permission {

@@ -77,6 +77,7 @@ impl ControlService {
                 rt.block_on(async {
                     let store = SqlStore::open(database).await?;
                     bootstrap(&store, file_config, data_dir).await?;
+                    super::issuer::ensure(&store, key, crate::clock::unix_now()).await?;
                     anyhow::Ok(store.dump().await?)
                 })?
             }

@@ -4,6 +4,7 @@ pub mod accounting;
 pub mod ctx;
 pub mod feedback;
 pub mod forward;
+pub mod issuer;
 pub mod mcp;
 pub mod mcp_stream;
 pub mod oauth;

@@ -378,6 +378,9 @@ impl Gateway {
         let status = if path.starts_with(oauth::PREFIX) {
             ctx.reason = Some("oauth_endpoint");
             oauth::serve(session, &snap, &self.vault, &ctx.request_id).await
+        } else if path.starts_with(super::issuer::PREFIX) {
+            ctx.reason = Some("issuer_endpoint");
+            super::issuer::serve(session, &snap, &ctx.request_id).await
         } else if path.starts_with(mcp::METADATA_PREFIX) {
             ctx.reason = Some("resource_metadata");
             mcp::metadata(session, &snap, &ctx.request_id).await

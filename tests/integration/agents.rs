@@ -231,3 +231,168 @@ agents:
         assert_eq!(v["error"]["field"], field, "{body}: {v}");
     }
 }
+
+/// `auth: oauth` environments take tokens of Sluice's own issuer for exactly that environment:
+/// its keys are generated and sealed by the control plane, published at `/oauth2/jwks` (a
+/// third party, PyJWT's `PyJWKClient`, verifies a token from there), and trusted by the data
+/// plane without fetching anything. Test tokens need `agent_test_token`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_environments_take_tokens_of_sluices_issuer() {
+    let port = echo_api().await;
+    let dynamic = format!(
+        r#"agents:
+  - name: research
+    environments:
+      - {{ name: dev, url: "http://127.0.0.1:{port}/dev", auth: oauth }}
+      - {{ name: prod, url: "http://127.0.0.1:{port}/prod", auth: oauth, scopes: [invoke] }}
+      - {{ name: open, url: "http://127.0.0.1:{port}/open", auth: none }}
+"#
+    );
+    let sluice = Sluice::start(&dynamic);
+    let (admin, root) = (sluice.admin_url(), sluice.admin_token());
+    let post = reqwest::Method::POST;
+
+    let jwks: Value = http_get(sluice.url("/oauth2/jwks"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{jwks}");
+    assert_eq!(
+        (keys[0]["kty"].as_str(), keys[0]["crv"].as_str()),
+        (Some("EC"), Some("P-256"))
+    );
+    assert!(
+        keys[0].get("d").is_none(),
+        "a private part in the JWKS: {jwks}"
+    );
+
+    let test_token = |env: &'static str| {
+        let (admin, root) = (admin.clone(), root.clone());
+        async move {
+            let path = format!("/v1/agents/research/environments/{env}/test-token");
+            api(&admin, &root, "POST", &path, None).await
+        }
+    };
+    let (s, prod) = test_token("prod").await;
+    assert_eq!(s, 201, "{prod}");
+    assert_eq!(prod["invoke_url"], sluice.url("/agents/research/prod"));
+    assert!(prod["curl"]
+        .as_str()
+        .unwrap()
+        .contains("Authorization: Bearer"));
+    let prod_token = prod["access_token"].as_str().unwrap().to_owned();
+    let (s, v) = send(
+        &sluice,
+        post.clone(),
+        "/agents/research/prod/invoke",
+        Some(&prod_token),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(upstream_line(&v), "POST /prod/invoke HTTP/1.1");
+    assert!(!v["head"]
+        .as_str()
+        .unwrap()
+        .to_ascii_lowercase()
+        .contains("authorization"));
+
+    // Without a token: the challenge; a token for dev is not one for prod.
+    let r = client()
+        .post(sluice.url("/agents/research/prod/invoke"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    let (s, dev) = test_token("dev").await;
+    assert_eq!(s, 201, "{dev}");
+    let dev_token = dev["access_token"].as_str().unwrap().to_owned();
+    let (s, _) = send(
+        &sluice,
+        post.clone(),
+        "/agents/research/prod/invoke",
+        Some(&dev_token),
+    )
+    .await;
+    assert_eq!(s, 403, "a dev token on prod");
+    let (s, _) = send(
+        &sluice,
+        post.clone(),
+        "/agents/research/dev/invoke",
+        Some(&dev_token),
+    )
+    .await;
+    assert_eq!(s, 200);
+    // The same claims signed by another P-256 key under the published kid are refused.
+    let forged = {
+        let master = sluice::control::crypto::MasterKey::from_bytes(&[9u8; 32]).unwrap();
+        let other = sluice::control::issuer::KeyDoc::generate(&master, 0).unwrap();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = keys[0]["kid"].as_str().map(str::to_owned);
+        let payload = prod_token.split('.').nth(1).unwrap();
+        use base64::Engine;
+        let claims: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        jsonwebtoken::encode(&header, &claims, &other.encoding_key(&master).unwrap()).unwrap()
+    };
+    let (s, _) = send(&sluice, post.clone(), "/agents/research/prod/invoke", Some(&forged)).await;
+    assert_eq!(s, 401, "a token signed by another key");
+    // Only oauth environments, only with the permission.
+    let (s, v) = test_token("open").await;
+    assert_eq!(s, 409, "{v}");
+    let (s, _) = test_token("qa").await;
+    assert_eq!(s, 404);
+    let viewer = new_token_for(&admin, &root, "watcher", Some("viewer")).await;
+    let (s, v) = api(
+        &admin,
+        &viewer,
+        "POST",
+        "/v1/agents/research/environments/prod/test-token",
+        None,
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+
+    // A third party verifies the token from the JWKS alone.
+    let script = r#"
+import sys, jwt
+client = jwt.PyJWKClient(sys.argv[1])
+token = sys.argv[2]
+key = client.get_signing_key_from_jwt(token)
+claims = jwt.decode(token, key.key, algorithms=["ES256"], audience=sys.argv[3], issuer=sys.argv[4])
+print(claims["sub"], claims["agent"], claims["env"], claims["scope"])
+"#;
+    let out = std::process::Command::new(crate::sdk::python())
+        .args([
+            "-c",
+            script,
+            &sluice.url("/oauth2/jwks"),
+            &prod_token,
+            &sluice.url("/agents/research/prod"),
+            &sluice.url(""),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "PyJWT: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.trim().ends_with("research prod invoke"), "{said}");
+    assert!(said.starts_with("test:"), "{said}");
+
+    // Issuance is audited, never with the token.
+    let record = wait_audit(&sluice, |r| r["event"] == "issuer.test_token").await;
+    let record = record.expect("no audit record of the test token");
+    assert_eq!(record["agent"], "research");
+    let audit = std::fs::read_to_string(sluice.dir.path().join("data/audit.jsonl")).unwrap();
+    assert!(!audit.contains(&prod_token), "a token in the audit log");
+}

@@ -23,8 +23,33 @@ use crate::metrics::RouteMetrics;
 /// Where agents are served.
 pub const PREFIX: &str = "/agents";
 
-/// The routes of every enabled agent environment.
-pub(super) fn build_all(agents: &[WireAgent], errors: &mut Vec<ConfigError>) -> Vec<Route> {
+/// The URL an agent environment is invoked at, and the audience of the tokens it takes.
+pub fn invoke_url(base_url: &str, agent: &str, env: &str) -> String {
+    format!("{base_url}{PREFIX}/{agent}/{env}")
+}
+
+/// The audiences of the built-in issuer: the environments with `auth: oauth`.
+pub(super) fn oauth_audiences(agents: &[WireAgent], base_url: &str) -> Vec<String> {
+    agents
+        .iter()
+        .flat_map(|a| {
+            a.environments
+                .iter()
+                .filter(|e| e.auth == wire::AgentAuth::Oauth)
+                .map(|e| invoke_url(base_url, &a.name, &e.name))
+        })
+        .collect()
+}
+
+/// The routes of every enabled agent environment; `builtin` is the index of Sluice's own
+/// issuer among the trusted issuers (`None` before the control plane made a signing key).
+pub(super) fn build_all(
+    agents: &[WireAgent],
+    base_url: &str,
+    builtin: Option<usize>,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+) -> Vec<Route> {
     let mut built = Vec::new();
     let mut names = HashSet::new();
     for (i, a) in agents.iter().enumerate() {
@@ -52,7 +77,14 @@ pub(super) fn build_all(agents: &[WireAgent], errors: &mut Vec<ConfigError>) -> 
                 ));
                 continue;
             }
-            if let Some(route) = build(&a.name, env, &env_at, errors) {
+            if env.auth == wire::AgentAuth::Oauth && builtin.is_none() {
+                warnings.push(format!(
+                    "agent `{}` environment `{}` takes tokens of Sluice's issuer, which has no signing key yet: its calls are refused",
+                    a.name, env.name
+                ));
+            }
+            let audience = invoke_url(base_url, &a.name, &env.name);
+            if let Some(route) = build(&a.name, env, &env_at, (builtin, audience), errors) {
                 built.extend(env.enabled.then_some(route));
             }
         }
@@ -64,6 +96,7 @@ fn build(
     agent: &str,
     env: &wire::Environment,
     at: &str,
+    (builtin, audience): (Option<usize>, String),
     errors: &mut Vec<ConfigError>,
 ) -> Option<Route> {
     let before = errors.len();
@@ -101,19 +134,30 @@ fn build(
         quarantine: Duration::ZERO,
         cooldown: Duration::ZERO,
     });
-    let auth = match env.auth {
-        wire::AgentAuth::Token => AuthPolicy::Token,
-        wire::AgentAuth::None => AuthPolicy::None,
+    let access = match env.auth {
+        wire::AgentAuth::Token => Access {
+            auth: AuthPolicy::Token,
+            scopes: env.scopes.clone(),
+            ..Access::default()
+        },
+        // Only Sluice's issuer, only tokens for this environment (its audience set holds every
+        // `oauth` environment; the claim pins this one).
+        wire::AgentAuth::Oauth => Access {
+            auth: AuthPolicy::Jwt,
+            scopes: env.scopes.clone(),
+            issuers: Some(builtin.into_iter().collect()),
+            required_claims: [("aud".to_owned(), audience)].into(),
+        },
+        wire::AgentAuth::None => Access {
+            auth: AuthPolicy::None,
+            ..Access::default()
+        },
     };
     Some(Route {
         metrics: RouteMetrics::new(&prefix, &name),
         prefix,
         provider,
-        access: Access {
-            auth,
-            scopes: env.scopes.clone(),
-            ..Access::default()
-        },
+        access,
         open,
         intercept: false,
         principal_header: None,

@@ -28,7 +28,7 @@ pub struct Environment {
     /// Who may call it.
     #[serde(default)]
     pub auth: AgentAuth,
-    /// With `auth: token`: scopes the caller's token must hold, all of them.
+    /// With `auth: token` or `oauth`: scopes the caller's token must hold, all of them.
     #[serde(default)]
     pub scopes: Vec<String>,
     /// Operations open without a credential whatever `auth` says (`GET /health`).
@@ -46,6 +46,9 @@ pub enum AgentAuth {
     /// Opaque Sluice tokens.
     #[default]
     Token,
+    /// JWTs from Sluice's built-in issuer whose audience is this agent environment
+    /// (`{public_base_url}/agents/{agent}/{environment}`).
+    Oauth,
     /// Open: no credential (client credentials are still stripped).
     None,
 }

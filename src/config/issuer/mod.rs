@@ -13,6 +13,7 @@ use crate::config::{BuildContext, ConfigError};
 pub fn build_all(
     issuers: &[config_wire::Issuer],
     ctx: &BuildContext,
+    builtin: Option<TrustedIssuer>,
     errors: &mut Vec<ConfigError>,
 ) -> JwtVerifier {
     /// Clock skew is seconds to minutes; more would make `exp` meaningless (and the
@@ -79,7 +80,40 @@ pub fn build_all(
             keys: ctx.jwks.get(name, issuer, jwks_uri.as_deref()),
         });
     }
+    if let Some(b) = builtin {
+        if let Some(i) = issuers.iter().position(|w| w.issuer == b.issuer) {
+            errors.push(ConfigError::at(
+                format!("issuers[{i}].issuer"),
+                format!("`{}` is Sluice's own issuer (public_base_url)", b.issuer),
+            ));
+        }
+        built.push(b);
+    }
     JwtVerifier::new(built)
+}
+
+/// The name of Sluice's built-in issuer among the trusted issuers.
+pub const BUILTIN: &str = "sluice";
+
+/// Sluice's built-in issuer (`iss` = the public base URL): its keys come with the
+/// configuration (never fetched), ES256 only, for tokens whose `aud` is one of `audiences`
+/// (the agent environments that take them). `None` until the control plane made a key.
+pub fn builtin(url: &str, jwks: &serde_json::Value, audiences: &[String]) -> Option<TrustedIssuer> {
+    let keys = crate::auth::jwks::IssuerKeys::fixed(BUILTIN, url, jwks).ok()?;
+    let alg = jsonwebtoken::Algorithm::ES256;
+    // No audience would let jsonwebtoken skip the check: a token for nothing fits nothing.
+    let audiences = if audiences.is_empty() {
+        vec![format!("{url}/nothing")]
+    } else {
+        audiences.to_vec()
+    };
+    Some(TrustedIssuer {
+        name: BUILTIN.into(),
+        issuer: url.to_owned(),
+        principal_claim: "sub".into(),
+        validations: vec![(alg, jwt::validation(alg, url, &audiences, 30))],
+        keys: std::sync::Arc::new(keys),
+    })
 }
 
 /// `issuer` (unique) and `jwks_uri` are http(s) URLs.

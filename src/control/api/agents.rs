@@ -17,13 +17,80 @@ impl Doc for wire::Agent {
         let mut urls = serde_json::Map::new();
         for env in item["environments"].as_array().into_iter().flatten() {
             let env_name = env["name"].as_str().unwrap_or_default();
-            let url = format!(
-                "{}{}/{name}/{env_name}",
-                cp.vault.base_url,
-                crate::config::agent::PREFIX
-            );
+            let url = crate::config::agent::invoke_url(&cp.vault.base_url, &name, env_name);
             urls.insert(env_name.to_owned(), url.into());
         }
         item["invoke_urls"] = Value::Object(urls);
     }
+}
+
+/// Lifetime of a test token.
+const TEST_TOKEN_SECONDS: u64 = 300;
+
+/// A short-lived token of Sluice's issuer for an `auth: oauth` agent environment, to try it.
+pub(super) async fn test_token(
+    State(cp): Cp,
+    headers: HeaderMap,
+    Path((agent, env)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let caller = cp.authorize(&headers, Permission::AgentTestToken)?;
+    let snap = cp.config.snapshot();
+    let prefix = format!("{}/{agent}/{env}", crate::config::agent::PREFIX);
+    let Some(route) = snap.routes.iter().find(|r| r.prefix == prefix) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("agent `{agent}` has no enabled environment `{env}`"),
+        ));
+    };
+    let Some(audience) = route.access.required_claims.get("aud") else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_oauth",
+            format!("agent `{agent}` environment `{env}` does not take tokens of Sluice's issuer (`auth: oauth`)"),
+        ));
+    };
+    let now = unix_now();
+    let keys =
+        crate::control::issuer::keys_of(&cp.store.list(crate::control::issuer::SIGNING_KEY).await?);
+    let key = crate::control::issuer::signing(&keys, now)
+        .ok_or_else(|| ApiError::internal("the issuer has no signing key"))?;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(key.kid.clone());
+    header.typ = Some("at+jwt".into());
+    let mut jti = [0u8; 16];
+    getrandom::fill(&mut jti).map_err(ApiError::internal)?;
+    let claims = json!({
+        "iss": snap.public_base_url,
+        "sub": format!("test:{}", caller.principal),
+        "aud": audience,
+        "iat": now,
+        "exp": now + TEST_TOKEN_SECONDS,
+        "jti": hex::encode(jti),
+        "client_id": "sluice-test",
+        "scope": route.access.scopes.join(" "),
+        "agent": agent,
+        "env": env,
+    });
+    let signer = key.encoding_key(&cp.key).map_err(ApiError::internal)?;
+    let token = jsonwebtoken::encode(&header, &claims, &signer).map_err(ApiError::internal)?;
+    cp.vault.audit_record(&json!({
+        "ts": now,
+        "event": "issuer.test_token",
+        "principal": caller.principal,
+        "agent": agent,
+        "env": env,
+        "jti": claims["jti"],
+        "kid": key.kid,
+    }));
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": TEST_TOKEN_SECONDS,
+            "invoke_url": audience,
+            "curl": format!("curl -H 'Authorization: Bearer {token}' {audience}/"),
+        })),
+    ))
 }

@@ -31,9 +31,16 @@ pub(super) async fn snapshot(
 }
 
 /// The feed carries only the gateway's secrets, re-sealed from the master key to the caller's
-/// feed key (so a data plane never holds the master key); every other secret is left out.
+/// feed key (so a data plane never holds the master key); every other secret is left out, and
+/// so is the (sealed) private half of the built-in issuer's signing keys.
 fn reseal_for(dump: &mut Dump, master: &MasterKey, feed: &MasterKey) {
     dump.resources.retain_mut(|r| {
+        if r.kind == crate::control::issuer::SIGNING_KEY {
+            if let Value::Object(body) = &mut r.body {
+                body.remove("sealed");
+            }
+            return true;
+        }
         if r.kind != state::SECRET {
             return true;
         }

@@ -429,7 +429,11 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
             "/v1/oauth/connections/{provider}",
             axum::routing::delete(connections::delete_connection),
         )
-        .route("/v1/vault", post(connections::vault));
+        .route("/v1/vault", post(connections::vault))
+        .route(
+            "/v1/agents/{name}/environments/{env}/test-token",
+            post(agents::test_token),
+        );
     for doc in docs::DOCS {
         router = (doc.routes)(router);
     }

@@ -542,6 +542,15 @@ impl VaultWorker {
     }
 
     /// One audit record per vault event (never a token).
+    /// Writes a control-plane event to the audit stream (when there is one).
+    pub fn audit_record(&self, record: &serde_json::Value) {
+        if let Some(audit) = &self.audit {
+            let mut line = record.to_string().into_bytes();
+            line.push(b'\n');
+            audit.record(&line, Stream::Usage);
+        }
+    }
+
     fn audit(&self, event: &str, principal: &str, provider: &str, outcome: &str) {
         log::info!("vault: {event} {principal} at {provider}: {outcome}");
         if let Some(audit) = &self.audit {

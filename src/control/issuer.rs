@@ -1,0 +1,203 @@
+//! The built-in issuer's signing keys (ES256): generated here, the private half sealed under
+//! the master key in the store (resources of kind `signing_key`, never written in the clear),
+//! the public half (a JWK) published to every data plane with the configuration. A new key is
+//! published before it signs: tokens are signed by the newest key that has been published for
+//! `PUBLISH_DELAY`, so data planes know it before its first token arrives; old keys stay
+//! published until they are removed by a rotation that finds them past every token's lifetime.
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::Digest;
+
+use super::crypto::MasterKey;
+use super::store::{Op, Store, StoreError};
+use crate::config::stored::Resource;
+
+pub use crate::config::stored::SIGNING_KEY;
+/// How long a new key is published before it signs.
+pub const PUBLISH_DELAY_SECONDS: u64 = 60;
+/// The longest lifetime of a token the built-in issuer signs.
+pub const MAX_TOKEN_SECONDS: u64 = 24 * 3600;
+
+/// A signing key as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyDoc {
+    pub kid: String,
+    pub alg: String,
+    pub created_at: u64,
+    /// The public key (RFC 7517), what data planes and the JWKS publish.
+    pub jwk: Value,
+    /// The PKCS #8 private key (DER, base64), sealed under the master key with `signing_key/{kid}` bound.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sealed: String,
+}
+
+impl KeyDoc {
+    /// A new P-256 key.
+    pub fn generate(master: &MasterKey, now: u64) -> anyhow::Result<KeyDoc> {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let raw = pair.public_key_raw();
+        anyhow::ensure!(
+            raw.len() == 65 && raw[0] == 4,
+            "unexpected P-256 public key"
+        );
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let (x, y) = (b64(&raw[1..33]), b64(&raw[33..65]));
+        // RFC 7638 thumbprint: the required members in lexicographic order, no spaces.
+        let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+        let kid = b64(&sha2::Sha256::digest(canonical.as_bytes()));
+        let der = base64::engine::general_purpose::STANDARD.encode(pair.serialize_der());
+        let sealed = master.seal(&seal_name(&kid), &der)?;
+        Ok(KeyDoc {
+            jwk: json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "alg": "ES256", "use": "sig"}),
+            kid,
+            alg: "ES256".into(),
+            created_at: now,
+            sealed,
+        })
+    }
+
+    /// The private key, opened.
+    pub fn encoding_key(&self, master: &MasterKey) -> anyhow::Result<jsonwebtoken::EncodingKey> {
+        let der = master.open(&seal_name(&self.kid), &self.sealed)?;
+        let der = base64::engine::general_purpose::STANDARD.decode(der.expose())?;
+        Ok(jsonwebtoken::EncodingKey::from_ec_der(&der))
+    }
+
+    /// The document without its sealed private half (what leaves the control plane).
+    pub fn public(&self) -> KeyDoc {
+        KeyDoc {
+            sealed: String::new(),
+            ..self.clone()
+        }
+    }
+}
+
+fn seal_name(kid: &str) -> String {
+    format!("{SIGNING_KEY}/{kid}")
+}
+
+/// The stored signing keys, oldest first.
+pub fn keys_of(resources: &[Resource]) -> Vec<KeyDoc> {
+    let mut keys: Vec<KeyDoc> = resources
+        .iter()
+        .filter(|r| r.kind == SIGNING_KEY)
+        .filter_map(|r| serde_json::from_value(r.body.clone()).ok())
+        .collect();
+    keys.sort_by_key(|k| k.created_at);
+    keys
+}
+
+/// The key that signs now: the newest one published for `PUBLISH_DELAY_SECONDS`, else (a new
+/// deployment's first key) the oldest.
+pub fn signing(keys: &[KeyDoc], now: u64) -> Option<&KeyDoc> {
+    keys.iter()
+        .rev()
+        .find(|k| k.created_at + PUBLISH_DELAY_SECONDS <= now)
+        .or_else(|| keys.first())
+}
+
+/// Creates the first signing key when the store has none (another replica may win the race).
+pub async fn ensure(store: &dyn Store, master: &MasterKey, now: u64) -> anyhow::Result<()> {
+    if !store.list(SIGNING_KEY).await?.is_empty() {
+        return Ok(());
+    }
+    let doc = KeyDoc::generate(master, now)?;
+    let op = Op::Create {
+        kind: SIGNING_KEY.into(),
+        name: doc.kid.clone(),
+        body: serde_json::to_value(&doc)?,
+    };
+    match store.apply(&[op]).await {
+        Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A rotation: a new key, and the removal of keys that neither sign nor can have signed a
+/// token still alive (older than the key that signed before the previous rotation, by more than
+/// the longest token lifetime).
+pub fn rotation(keys: &[KeyDoc], master: &MasterKey, now: u64) -> anyhow::Result<Vec<Op>> {
+    let new = KeyDoc::generate(master, now)?;
+    let mut ops = vec![Op::Create {
+        kind: SIGNING_KEY.into(),
+        name: new.kid.clone(),
+        body: serde_json::to_value(&new)?,
+    }];
+    let current = signing(keys, now).map(|k| k.kid.clone());
+    // A key retired by a later key more than the longest token lifetime ago signs nothing alive.
+    for (i, k) in keys.iter().enumerate() {
+        let retired_at = keys
+            .get(i + 1)
+            .map(|next| next.created_at + PUBLISH_DELAY_SECONDS);
+        let expired = retired_at.is_some_and(|t| t + MAX_TOKEN_SECONDS < now);
+        if expired && current.as_deref() != Some(k.kid.as_str()) {
+            ops.push(Op::Delete {
+                kind: SIGNING_KEY.into(),
+                name: k.kid.clone(),
+            });
+        }
+    }
+    Ok(ops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_sign_and_verify_and_stay_sealed() {
+        let master = MasterKey::from_bytes(&[7u8; 32]).unwrap();
+        let key = KeyDoc::generate(&master, 1000).unwrap();
+        assert!(!key.sealed.contains("PRIVATE"), "sealed");
+        assert!(key.public().sealed.is_empty());
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(key.kid.clone());
+        let claims = json!({"sub": "a", "exp": 4_000_000_000u64});
+        let token =
+            jsonwebtoken::encode(&header, &claims, &key.encoding_key(&master).unwrap()).unwrap();
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.jwk.clone()).unwrap();
+        let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+        v.validate_aud = false;
+        assert!(jsonwebtoken::decode::<Value>(&token, &decoding, &v).is_ok());
+        let other = MasterKey::from_bytes(&[8u8; 32]).unwrap();
+        assert!(
+            key.encoding_key(&other).is_err(),
+            "opened with another master key"
+        );
+    }
+
+    #[test]
+    fn new_keys_are_published_before_they_sign() {
+        let master = MasterKey::from_bytes(&[7u8; 32]).unwrap();
+        let a = KeyDoc::generate(&master, 1000).unwrap();
+        let b = KeyDoc::generate(&master, 5000).unwrap();
+        let keys = vec![a.clone(), b.clone()];
+        assert_eq!(
+            signing(&keys[..1], 1000).unwrap().kid,
+            a.kid,
+            "the first key at once"
+        );
+        assert_eq!(signing(&keys, 5000 + 10).unwrap().kid, a.kid);
+        assert_eq!(
+            signing(&keys, 5000 + PUBLISH_DELAY_SECONDS).unwrap().kid,
+            b.kid
+        );
+        // a is kept while tokens it signed may live, dropped after.
+        let soon = rotation(&keys, &master, 5000 + 100).unwrap();
+        assert_eq!(soon.len(), 1, "only the new key");
+        let late = rotation(
+            &keys,
+            &master,
+            5000 + PUBLISH_DELAY_SECONDS + MAX_TOKEN_SECONDS + 1,
+        )
+        .unwrap();
+        assert!(
+            late.iter()
+                .any(|op| matches!(op, Op::Delete { name, .. } if *name == a.kid)),
+            "{late:?}"
+        );
+    }
+}
