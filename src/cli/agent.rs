@@ -42,6 +42,15 @@ pub enum AgentCmd {
     },
     /// Example: sluice agent delete research
     Delete { name: String },
+    /// A 5-minute token of Sluice's issuer for an `auth: oauth` environment, its invoke URL
+    /// and a ready curl line.
+    ///
+    /// Example: sluice agent test-token research --env dev
+    TestToken {
+        name: String,
+        #[arg(long)]
+        env: String,
+    },
 }
 
 #[derive(Args, Debug, Default)]
@@ -93,6 +102,12 @@ pub fn agent(conn: &Conn, cmd: AgentCmd) -> anyhow::Result<()> {
             c.call(Method::PUT, &path(&name), Some(doc))?
         }
         AgentCmd::Delete { name } => c.call(Method::DELETE, &path(&name), None)?,
+        AgentCmd::TestToken { name, env } => {
+            let at = format!("{}/environments/{}/test-token", path(&name), enc(&env));
+            let v = c.call(Method::POST, &at, None)?;
+            c.show(&v, &["invoke_url", "expires_in", "access_token", "curl"]);
+            return Ok(());
+        }
     };
     c.show(&v, &["name", "display_name", "environments", "source"]);
     Ok(())

@@ -156,6 +156,15 @@ pub enum SecretCmd {
 pub enum IssuerCmd {
     /// Example: sluice issuer list
     List,
+    /// Sluice's own issuer: its signing keys (public halves) and which one signs now.
+    ///
+    /// Example: sluice issuer keys
+    Keys,
+    /// Sluice's own issuer: a new signing key, published at once and signing after the
+    /// publish delay; keys that cannot have signed a live token are removed.
+    ///
+    /// Example: sluice issuer rotate
+    Rotate,
     /// Example: sluice issuer get corp
     Get { name: String },
     /// Trust a JWT issuer: from flags, or from a YAML or JSON file holding one issuer.
@@ -398,6 +407,16 @@ pub fn issuer(conn: &Conn, cmd: IssuerCmd) -> anyhow::Result<()> {
     let c = Client::new(conn)?;
     let v = match cmd {
         IssuerCmd::List => c.call(Method::GET, "/v1/issuers", None)?,
+        IssuerCmd::Keys => {
+            let v = c.call(Method::GET, "/v1/issuer/keys", None)?;
+            c.show(&v, &["kid", "alg", "created_at", "signing"]);
+            return Ok(());
+        }
+        IssuerCmd::Rotate => {
+            let v = c.call(Method::POST, "/v1/issuer/keys/rotate", None)?;
+            c.show(&v, &["kid", "alg", "created_at", "signing"]);
+            return Ok(());
+        }
         IssuerCmd::Get { name } => {
             c.call(Method::GET, &format!("/v1/issuers/{}", enc(&name)), None)?
         }

@@ -119,7 +119,10 @@ pub async fn ensure(store: &dyn Store, master: &MasterKey, now: u64) -> anyhow::
 /// token still alive (older than the key that signed before the previous rotation, by more than
 /// the longest token lifetime).
 pub fn rotation(keys: &[KeyDoc], master: &MasterKey, now: u64) -> anyhow::Result<Vec<Op>> {
-    let new = KeyDoc::generate(master, now)?;
+    // Strictly newer than every key, even within the same second (the order decides which
+    // key signs).
+    let newest = keys.last().map_or(0, |k| k.created_at + 1);
+    let new = KeyDoc::generate(master, now.max(newest))?;
     let mut ops = vec![Op::Create {
         kind: SIGNING_KEY.into(),
         name: new.kid.clone(),

@@ -174,6 +174,8 @@ const FIXED: &[Operation] = &[
     op(Delete, "/v1/oauth/connections/{provider}", OauthConnectionDelete, "Remove `?principal=`'s grant at this OAuth provider and revoke it upstream (RFC 7009, best effort)"),
     op(Post, "/v1/vault", VaultUse, "Data planes: a token-vault request (the user token to inject, consent links and states); the answer carries tokens, so only the dataplane role holds this").status("200"),
     op(Post, "/v1/agents/{name}/environments/{env}/test-token", AgentTestToken, "A 5-minute token of Sluice's issuer for an `auth: oauth` agent environment, with its invoke URL and a ready curl line (audited)").status("201"),
+    op(Get, "/v1/issuer/keys", IssuerKeyList, "The built-in issuer's signing keys: public halves, which one signs now"),
+    op(Post, "/v1/issuer/keys/rotate", IssuerKeyRotate, "A new signing key: published at once, signing after `publish_delay_seconds`; keys that cannot have signed a live token are removed").status("201"),
     unchecked(Get, "/v1/whoami", "The caller's principal and role"),
     unchecked(Get, "/v1/openapi.json", "This document (no credential needed)"),
 ];

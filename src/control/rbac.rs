@@ -143,6 +143,8 @@ permissions! {
     OauthConnectionDelete = "oauth_connection_delete", Credentials;
     OauthProviderAttach = "oauth_provider_attach", Attach;
     AgentTestToken = "agent_test_token", Credentials;
+    IssuerKeyList = "issuer_key_list", Read;
+    IssuerKeyRotate = "issuer_key_rotate", Configure;
 }
 
 impl std::fmt::Display for Permission {

@@ -342,7 +342,13 @@ async fn oauth_environments_take_tokens_of_sluices_issuer() {
         .unwrap();
         jsonwebtoken::encode(&header, &claims, &other.encoding_key(&master).unwrap()).unwrap()
     };
-    let (s, _) = send(&sluice, post.clone(), "/agents/research/prod/invoke", Some(&forged)).await;
+    let (s, _) = send(
+        &sluice,
+        post.clone(),
+        "/agents/research/prod/invoke",
+        Some(&forged),
+    )
+    .await;
     assert_eq!(s, 401, "a token signed by another key");
     // Only oauth environments, only with the permission.
     let (s, v) = test_token("open").await;
@@ -388,6 +394,66 @@ print(claims["sub"], claims["agent"], claims["env"], claims["scope"])
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.trim().ends_with("research prod invoke"), "{said}");
     assert!(said.starts_with("test:"), "{said}");
+
+    // Rotation: the new key is published at once (JWKS and data plane) but signs only after
+    // the publish delay, so tokens keep the old kid for now; the old key's tokens still verify.
+    let kid_of = |token: &str| jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+    let old_kid = kid_of(&prod_token);
+    let out = cli(
+        &admin,
+        &root,
+        &["issuer", "--output", "json", "rotate"],
+        &[],
+    );
+    let rotated: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}"));
+    let items = rotated["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{out}");
+    let signing: Vec<&Value> = items.iter().filter(|k| k["signing"] == true).collect();
+    assert_eq!(signing.len(), 1, "{out}");
+    assert_eq!(
+        signing[0]["kid"],
+        old_kid.as_str(),
+        "the new key signs only once published"
+    );
+    let mut published = 0;
+    for _ in 0..50 {
+        let jwks: Value = http_get(sluice.url("/oauth2/jwks"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        published = jwks["keys"].as_array().map_or(0, Vec::len);
+        if published == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(published, 2, "both keys in the JWKS during the overlap");
+    let (s, _) = send(
+        &sluice,
+        post.clone(),
+        "/agents/research/prod/invoke",
+        Some(&prod_token),
+    )
+    .await;
+    assert_eq!(s, 200, "a token of the old key after the rotation");
+    let out = cli(
+        &admin,
+        &root,
+        &[
+            "agent",
+            "--output",
+            "json",
+            "test-token",
+            "research",
+            "--env",
+            "prod",
+        ],
+        &[],
+    );
+    let fresh: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}"));
+    assert_eq!(kid_of(fresh["access_token"].as_str().unwrap()), old_kid);
 
     // Issuance is audited, never with the token.
     let record = wait_audit(&sluice, |r| r["event"] == "issuer.test_token").await;

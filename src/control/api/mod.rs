@@ -36,6 +36,7 @@ mod owners;
 mod providers;
 mod routes;
 mod secrets;
+mod signing;
 mod tokens;
 
 use feed::snapshot;
@@ -433,7 +434,9 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         .route(
             "/v1/agents/{name}/environments/{env}/test-token",
             post(agents::test_token),
-        );
+        )
+        .route("/v1/issuer/keys", get(signing::list_keys))
+        .route("/v1/issuer/keys/rotate", post(signing::rotate_keys));
     for doc in docs::DOCS {
         router = (doc.routes)(router);
     }
