@@ -311,6 +311,31 @@ async fn multi_node_postgres_with_two_data_planes() {
         "the feed carries the gateway's secrets only"
     );
     assert!(!dp1.dir.path().join("data/master.key").exists());
+    // The built-in issuer's keys reach data planes as public halves only, and are served.
+    let dump: Value = serde_json::from_str(&persisted).unwrap();
+    let keys: Vec<&Value> = dump["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "signing_key")
+        .collect();
+    assert_eq!(
+        keys.len(),
+        1,
+        "one signing key however many replicas started"
+    );
+    assert!(keys[0]["body"]["jwk"]["x"].is_string(), "{}", keys[0]);
+    assert!(
+        keys[0]["body"].get("sealed").is_none(),
+        "a signing key's private half reached a data plane"
+    );
+    let jwks: Value = http_get(format!("http://127.0.0.1:{}/oauth2/jwks", dp1.port))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"][0]["kid"], keys[0]["body"]["kid"], "{jwks}");
     assert!(
         !persisted.contains(k2),
         "plaintext key in the persisted snapshot"
