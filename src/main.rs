@@ -138,6 +138,13 @@ enum Command {
         #[command(flatten)]
         conn: cli::Conn,
     },
+    /// OAuth apps of Sluice's issuer for agent environments (admin API).
+    App {
+        #[command(subcommand)]
+        command: cli::AppCmd,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
     /// Routes (admin API).
     Route {
         #[command(subcommand)]
@@ -279,6 +286,7 @@ fn main() -> anyhow::Result<()> {
         Command::Oauth { command, conn } => cli::oauth(&conn, command),
         Command::Mcp { command, conn } => cli::mcp(&conn, command),
         Command::Agent { command, conn } => cli::agent(&conn, command),
+        Command::App { command, conn } => cli::app(&conn, command),
         Command::Token {
             conn: _,
             command: TokenCommand::Generate(fields),

@@ -147,3 +147,61 @@ fn set_env(doc: &mut Value, env: &str, fields: EnvFields) -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+#[derive(Subcommand, Debug)]
+pub enum AppCmd {
+    /// Example: sluice app list
+    List,
+    /// An OAuth app (client credentials) for an `auth: oauth` agent environment; the secret is
+    /// shown once.
+    ///
+    /// Example: sluice app create --agent research --env prod --name billing-bot
+    Create {
+        #[arg(long)]
+        agent: String,
+        #[arg(long)]
+        env: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// A new secret, shown once; the old one is refused at once.
+    ///
+    /// Example: sluice app regenerate research-prod-1a2b3c4d
+    Regenerate { client_id: String },
+    /// Its tokens are refused on every data plane at the next revision.
+    ///
+    /// Example: sluice app revoke research-prod-1a2b3c4d
+    Revoke { client_id: String },
+}
+
+pub fn app(conn: &Conn, cmd: AppCmd) -> anyhow::Result<()> {
+    let c = Client::new(conn)?;
+    let v = match cmd {
+        AppCmd::List => c.call(Method::GET, "/v1/apps", None)?,
+        AppCmd::Create { agent, env, name } => {
+            let at = format!("/v1/agents/{}/environments/{}/apps", enc(&agent), enc(&env));
+            c.call(Method::POST, &at, Some(json!({ "name": name })))?
+        }
+        AppCmd::Regenerate { client_id } => {
+            let at = format!("/v1/apps/{}/regenerate", enc(&client_id));
+            c.call(Method::POST, &at, None)?
+        }
+        AppCmd::Revoke { client_id } => c.call(
+            Method::DELETE,
+            &format!("/v1/apps/{}", enc(&client_id)),
+            None,
+        )?,
+    };
+    c.show(
+        &v,
+        &[
+            "client_id",
+            "name",
+            "agent",
+            "env",
+            "client_secret",
+            "token_endpoint",
+        ],
+    );
+    Ok(())
+}

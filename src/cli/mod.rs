@@ -8,7 +8,7 @@ mod mcp;
 mod oauth;
 mod tokens;
 
-pub use agent::{agent, AgentCmd};
+pub use agent::{agent, app, AgentCmd, AppCmd};
 use client::{enc, env_value, labels, read_doc, set_given, Client};
 pub use mcp::{mcp, McpCmd};
 pub use oauth::{oauth, OauthCmd};

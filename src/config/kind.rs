@@ -78,6 +78,8 @@ pub fn merge(config: &mut wire::Config, resources: &[Resource]) -> Vec<ConfigErr
             (k.merge)(config, r, &mut errors);
         } else if r.kind == super::stored::SIGNING_KEY {
             config.signing_keys.push(r.body["jwk"].clone());
+        } else if r.kind == super::stored::APP {
+            config.live_apps.push(r.name.clone());
         }
     }
     errors

@@ -46,6 +46,10 @@ pub struct Snapshot {
     pub public_base_url: String,
     /// The built-in issuer's public keys as a JWKS document (`/oauth2/jwks`).
     pub builtin_jwks: serde_json::Value,
+    /// Client ids of the built-in issuer's apps: a token whose app is gone is refused.
+    pub live_apps: std::collections::HashSet<String>,
+    /// Index of Sluice's own issuer among `jwt.issuers`.
+    pub builtin_issuer: Option<usize>,
     /// The control plane's revision included (0 when there is no control plane).
     pub control_revision: u64,
     /// Non-fatal findings (e.g. an optional key whose secret is not set), logged on publish.
@@ -133,6 +137,8 @@ impl Snapshot {
             mcp_servers: HashMap::new(),
             public_base_url: String::new(),
             builtin_jwks: serde_json::Value::Null,
+            live_apps: Default::default(),
+            builtin_issuer: None,
             control_revision: 0,
             warnings: Vec::new(),
         }
@@ -171,6 +177,7 @@ impl Snapshot {
             mcp_servers,
             agents,
             signing_keys,
+            live_apps,
             public_base_url,
         } = config;
         let mut errors = Vec::new();
@@ -241,6 +248,8 @@ impl Snapshot {
             mcp_servers,
             public_base_url: base_url,
             builtin_jwks,
+            live_apps: live_apps.iter().cloned().collect(),
+            builtin_issuer: builtin_idx,
             control_revision: ctx.control_revision,
             warnings,
         })

@@ -17,6 +17,9 @@ pub const TOKEN: &str = <wire::Token as Kind>::KIND;
 pub const OWNER: &str = <wire::Owner as Kind>::KIND;
 /// The built-in issuer's signing keys (`control::issuer`): the public JWK reaches the snapshot.
 pub const SIGNING_KEY: &str = "signing_key";
+/// OAuth apps of Sluice's issuer (`control::issuer`): their client ids reach the snapshot (a
+/// deleted app's tokens are refused everywhere at the next revision).
+pub const APP: &str = "oauth_app";
 /// Secrets are the store's alone (the file references values by `env:`/`file:`).
 pub const SECRET: &str = "secret";
 

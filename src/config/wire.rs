@@ -49,6 +49,9 @@ pub struct Config {
     /// The built-in issuer's public keys (JWKs), from the control plane's store only.
     #[serde(skip)]
     pub signing_keys: Vec<serde_json::Value>,
+    /// Client ids of the built-in issuer's apps, from the control plane's store only.
+    #[serde(skip)]
+    pub live_apps: Vec<String>,
     /// Forward-proxy policy (`listeners.forward`).
     #[serde(default)]
     pub forward: Forward,

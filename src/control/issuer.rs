@@ -145,6 +145,70 @@ pub fn rotation(keys: &[KeyDoc], master: &MasterKey, now: u64) -> anyhow::Result
     Ok(ops)
 }
 
+/// An OAuth app (client credentials) subscribed to one agent environment, as stored: the
+/// secret only sealed under the master key (`oauth_app/{client_id}` bound).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppDoc {
+    pub client_id: String,
+    pub name: String,
+    pub agent: String,
+    pub env: String,
+    pub created_by: String,
+    pub created_at: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sealed: String,
+    /// Bumped by each regeneration.
+    pub secret_version: u32,
+}
+
+impl AppDoc {
+    /// A new secret for the app: the plaintext (shown once) and the document holding it sealed.
+    pub fn with_new_secret(mut self, master: &MasterKey) -> anyhow::Result<(AppDoc, String)> {
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        self.sealed = master.seal(&app_seal_name(&self.client_id), &secret)?;
+        self.secret_version += 1;
+        Ok((self, secret))
+    }
+
+    /// Whether `presented` is the app's secret (constant time).
+    pub fn secret_matches(&self, master: &MasterKey, presented: &str) -> bool {
+        let Ok(secret) = master.open(&app_seal_name(&self.client_id), &self.sealed) else {
+            return false;
+        };
+        let a = sha2::Sha256::digest(secret.expose().as_bytes());
+        let b = sha2::Sha256::digest(presented.as_bytes());
+        subtle::ConstantTimeEq::ct_eq(a.as_slice(), b.as_slice()).into()
+    }
+
+    /// What the API shows (never the secret).
+    pub fn shown(&self) -> Value {
+        json!({
+            "client_id": self.client_id,
+            "name": self.name,
+            "agent": self.agent,
+            "env": self.env,
+            "created_by": self.created_by,
+            "created_at": self.created_at,
+            "secret_version": self.secret_version,
+        })
+    }
+}
+
+fn app_seal_name(client_id: &str) -> String {
+    format!("{APP}/{client_id}")
+}
+
+pub use crate::config::stored::APP;
+
+/// A client id: `{agent}-{env}-{8 random hex}`.
+pub fn new_client_id(agent: &str, env: &str) -> anyhow::Result<String> {
+    let mut raw = [0u8; 4];
+    getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+    Ok(format!("{agent}-{env}-{}", hex::encode(raw)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -145,6 +145,10 @@ permissions! {
     AgentTestToken = "agent_test_token", Credentials;
     IssuerKeyList = "issuer_key_list", Read;
     IssuerKeyRotate = "issuer_key_rotate", Configure;
+    AppList = "app_list", Read;
+    AppCreate = "app_create", Credentials;
+    AppRegenerate = "app_regenerate", Credentials;
+    AppRevoke = "app_revoke", Credentials;
 }
 
 impl std::fmt::Display for Permission {

@@ -1,17 +1,32 @@
 //! Sluice's built-in issuer on the proxy listener: its public keys at `/oauth2/jwks`, so that
-//! third parties can verify the tokens it signs (data planes have them in the snapshot).
+//! third parties can verify the tokens it signs (data planes have them in the snapshot), and
+//! the client-credentials token endpoint `/oauth2/token` (RFC 6749 §4.4), answered by the
+//! control plane where the apps' secrets and the signing keys are.
 
+use base64::Engine;
 use pingora_proxy::Session;
+use serde_json::{json, Value};
 
 use super::respond::{write_page, Page};
 use crate::config::Snapshot;
+use crate::vault::{Answer, Failure, Request, Vault};
 
 pub const PREFIX: &str = "/oauth2/";
 pub const JWKS_PATH: &str = "/oauth2/jwks";
+pub const TOKEN_PATH: &str = "/oauth2/token";
+/// Largest token request body taken.
+const MAX_FORM: usize = 16 * 1024;
 
 /// Answers a request under `/oauth2/`; returns the status written.
-pub async fn serve(session: &mut Session, snap: &Snapshot, request_id: &str) -> u16 {
+pub async fn serve(session: &mut Session, snap: &Snapshot, vault: &Vault, request_id: &str) -> u16 {
     let path = session.req_header().uri.path();
+    if path == TOKEN_PATH && session.req_header().method == http::Method::POST {
+        let page = match token(session, vault).await {
+            Ok(answer) => json_page(200, &answer, Vec::new()),
+            Err(f) => oauth_error(&f),
+        };
+        return write_page(session, page, request_id).await;
+    }
     let page = if path == JWKS_PATH && session.req_header().method == http::Method::GET {
         let keys = match &snap.builtin_jwks {
             serde_json::Value::Null => serde_json::json!({ "keys": [] }),
@@ -32,4 +47,150 @@ pub async fn serve(session: &mut Session, snap: &Snapshot, request_id: &str) -> 
         }
     };
     write_page(session, page, request_id).await
+}
+
+fn json_page(status: u16, body: &Value, headers: Vec<(&'static str, String)>) -> Page {
+    Page {
+        status,
+        content_type: "application/json",
+        body: body.to_string(),
+        headers,
+    }
+}
+
+/// An RFC 6749 §5.2 error answer (`invalid_client` with its challenge).
+fn oauth_error(f: &Failure) -> Page {
+    let (error, description) = match f {
+        Failure::OAuth {
+            error, description, ..
+        } => (error.as_str(), description.clone()),
+        other => ("temporarily_unavailable", other.to_string()),
+    };
+    let mut headers = Vec::new();
+    if error == "invalid_client" {
+        headers.push(("www-authenticate", r#"Basic realm="sluice""#.to_owned()));
+    }
+    let status = match f {
+        Failure::OAuth { status, .. } => *status,
+        _ => 503,
+    };
+    json_page(
+        status,
+        &json!({"error": error, "error_description": description}),
+        headers,
+    )
+}
+
+fn invalid_request(description: &str) -> Failure {
+    Failure::OAuth {
+        error: "invalid_request".into(),
+        description: description.into(),
+        status: 400,
+    }
+}
+
+/// The token request: form body, client authenticated by `client_secret_basic` or
+/// `client_secret_post` (not both), `grant_type=client_credentials`.
+async fn token(session: &mut Session, vault: &Vault) -> Result<Value, Failure> {
+    let basic = basic_credentials(session.req_header())?;
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX_FORM {
+                    return Err(invalid_request("the request body is too large"));
+                }
+            }
+            Ok(None) => break,
+            Err(_) => return Err(invalid_request("the request body could not be read")),
+        }
+    }
+    let mut form = std::collections::HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(&body) {
+        if form.insert(k.into_owned(), v.into_owned()).is_some() {
+            return Err(invalid_request("a parameter is repeated"));
+        }
+    }
+    match form.get("grant_type").map(String::as_str) {
+        Some("client_credentials") => {}
+        Some(_) => {
+            return Err(Failure::OAuth {
+                error: "unsupported_grant_type".into(),
+                description: "only client_credentials".into(),
+                status: 400,
+            })
+        }
+        None => return Err(invalid_request("grant_type is missing")),
+    }
+    let posted = (form.remove("client_id"), form.remove("client_secret"));
+    let (client_id, client_secret) = match (basic, posted) {
+        (Some(_), (_, Some(_))) => {
+            return Err(invalid_request("authenticate the client one way only"))
+        }
+        (Some(pair), _) => pair,
+        (None, (Some(id), Some(secret))) => (id, secret),
+        (None, _) => {
+            return Err(Failure::OAuth {
+                error: "invalid_client".into(),
+                description: "client authentication is missing".into(),
+                status: 401,
+            })
+        }
+    };
+    let request = Request::AppToken {
+        client_id,
+        client_secret,
+        scope: form.remove("scope"),
+        resource: form.remove("resource"),
+    };
+    match vault.app_token(request).await? {
+        Answer::Issued {
+            access_token,
+            expires_in,
+            scope,
+        } => Ok(json!({
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": expires_in,
+            "scope": scope,
+        })),
+        _ => Err(Failure::Unavailable("unexpected answer".into())),
+    }
+}
+
+/// `Authorization: Basic` client credentials (RFC 6749 §2.3.1: each part form-encoded).
+fn basic_credentials(
+    req: &pingora::http::RequestHeader,
+) -> Result<Option<(String, String)>, Failure> {
+    let Some(value) = req.headers.get(http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let malformed = || Failure::OAuth {
+        error: "invalid_client".into(),
+        description: "malformed Basic credentials".into(),
+        status: 401,
+    };
+    let value = value.to_str().map_err(|_| malformed())?;
+    let Some(encoded) = value
+        .get(..6)
+        .filter(|p| p.eq_ignore_ascii_case("basic "))
+        .map(|_| value[6..].trim())
+    else {
+        return Err(malformed());
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| malformed())?;
+    let text = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (id, secret) = text.split_once(':').ok_or_else(malformed)?;
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    match (decode(id), decode(secret)) {
+        (Some(id), Some(secret)) if !id.is_empty() => Ok(Some((id, secret))),
+        _ => Err(malformed()),
+    }
 }

@@ -380,7 +380,7 @@ impl Gateway {
             oauth::serve(session, &snap, &self.vault, &ctx.request_id).await
         } else if path.starts_with(super::issuer::PREFIX) {
             ctx.reason = Some("issuer_endpoint");
-            super::issuer::serve(session, &snap, &ctx.request_id).await
+            super::issuer::serve(session, &snap, &self.vault, &ctx.request_id).await
         } else if path.starts_with(mcp::METADATA_PREFIX) {
             ctx.reason = Some("resource_metadata");
             mcp::metadata(session, &snap, &ctx.request_id).await

@@ -13,7 +13,7 @@ use super::ctx::Passthrough;
 use super::forward::{allowed_addrs, proxy_auth_error, ConnKind, DialError, ForwardConn};
 use crate::auth::{self, Principal, CREDENTIAL_HEADERS};
 use crate::config::{CredentialMode, Provider, Snapshot};
-use crate::error::{BadRequest, ErrorShape, GatewayError};
+use crate::error::{AuthFailure, BadRequest, ErrorShape, GatewayError};
 use crate::forward::policy::{split_authority, Decision, Denied};
 
 /// A request Sluice will forward.
@@ -63,6 +63,11 @@ pub async fn admit(
     let authed = auth::authenticate(&req.headers, access, snap, now_unix)
         .await
         .map_err(refuse)?;
+    if app_revoked(&authed.principal, snap) {
+        return Err(refuse(GatewayError::InvalidCredential(
+            AuthFailure::Revoked,
+        )));
+    }
 
     let key = pick_credential(provider, authed.client_provider_key, now_ms).map_err(refuse)?;
     Ok(Admitted {
@@ -70,6 +75,16 @@ pub async fn admit(
         principal: authed.principal,
         key,
     })
+}
+
+/// A token of Sluice's issuer whose app was deleted (revoked): refused from the revision that
+/// removed it on. Test tokens belong to no app.
+fn app_revoked(principal: &Principal, snap: &Snapshot) -> bool {
+    snap.builtin_issuer.is_some()
+        && principal.issuer == snap.builtin_issuer
+        && principal.claims["client_id"]
+            .as_str()
+            .is_some_and(|c| c != crate::config::agent::TEST_CLIENT && !snap.live_apps.contains(c))
 }
 
 /// An open operation of a route: no credential asked.

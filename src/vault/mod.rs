@@ -92,6 +92,13 @@ pub enum Request {
     ServiceToken { server: String },
     /// The key MCP session ids are bound to their principal with (the same on every node).
     SessionKey,
+    /// A client-credentials token of Sluice's issuer for an OAuth app (`/oauth2/token`).
+    AppToken {
+        client_id: String,
+        client_secret: String,
+        scope: Option<String>,
+        resource: Option<String>,
+    },
 }
 
 /// One grant as listed: never a token.
@@ -142,6 +149,12 @@ pub enum Answer {
         /// Hex.
         key: String,
     },
+    /// An access token of Sluice's issuer (RFC 6749 §5.1).
+    Issued {
+        access_token: String,
+        expires_in: u64,
+        scope: String,
+    },
 }
 
 /// Why the vault could not give what was asked, as the client is told.
@@ -177,6 +190,13 @@ pub enum Failure {
     BadState,
     #[error("`{provider}` answered: {error}")]
     Upstream { provider: String, error: String },
+    #[error("{error}: {description}")]
+    OAuth {
+        /// The RFC 6749 §5.2 error code (`invalid_client`, `invalid_scope`, …).
+        error: String,
+        description: String,
+        status: u16,
+    },
     #[error("not found")]
     NotFound,
     #[error("the token vault is unavailable: {0}")]
@@ -196,6 +216,7 @@ impl Failure {
             Failure::BadLink => "oauth_bad_link",
             Failure::BadState => "oauth_bad_state",
             Failure::Upstream { .. } => "oauth_upstream_error",
+            Failure::OAuth { .. } => "issuer_refused",
             Failure::NotFound => "not_found",
             Failure::Unavailable(_) => "vault_unavailable",
         }
@@ -206,6 +227,7 @@ impl Failure {
             Failure::NotConnected { .. } | Failure::Reconsent { .. } => 401,
             Failure::NeedsJwt { .. } | Failure::ExchangeRefused { .. } => 403,
             Failure::GrantNotAllowed { .. } | Failure::BadLink | Failure::BadState => 400,
+            Failure::OAuth { status, .. } => *status,
             Failure::NotFound => 404,
             Failure::Upstream { .. } => 502,
             Failure::UnknownProvider { .. }
@@ -321,6 +343,11 @@ impl Vault {
             revision,
             subject_token.is_none(),
         ))
+    }
+
+    /// A client-credentials token for an OAuth app (never cached: each request is checked).
+    pub async fn app_token(&self, request: Request) -> Reply {
+        self.ask(request).await
     }
 
     /// The MCP session key, asked for once.

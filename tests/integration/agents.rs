@@ -462,3 +462,228 @@ print(claims["sub"], claims["agent"], claims["env"], claims["scope"])
     let audit = std::fs::read_to_string(sluice.dir.path().join("data/audit.jsonl")).unwrap();
     assert!(!audit.contains(&prod_token), "a token in the audit log");
 }
+
+/// Consumers get a token from Sluice's token endpoint with a real OAuth client (authlib's
+/// client-credentials flow, both client authentication methods) and call the agent with it;
+/// bad token requests get the RFC 6749 error; a regenerated secret replaces the old one at
+/// once; a revoked app's tokens are refused at the next revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_get_client_credentials_tokens_from_sluice() {
+    let port = echo_api().await;
+    let dynamic = format!(
+        r#"agents:
+  - name: research
+    environments:
+      - {{ name: dev, url: "http://127.0.0.1:{port}/dev", auth: oauth }}
+      - {{ name: prod, url: "http://127.0.0.1:{port}/prod", auth: oauth, scopes: [invoke] }}
+      - {{ name: open, url: "http://127.0.0.1:{port}/open", auth: none }}
+"#
+    );
+    let sluice = Sluice::start(&dynamic);
+    let (admin, root) = (sluice.admin_url(), sluice.admin_token());
+    let token_url = sluice.url("/oauth2/token");
+    let out = cli(
+        &admin,
+        &root,
+        &[
+            "app",
+            "--output",
+            "json",
+            "create",
+            "--agent",
+            "research",
+            "--env",
+            "prod",
+            "--name",
+            "billing-bot",
+        ],
+        &[],
+    );
+    let app: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}"));
+    let (id, secret) = (
+        app["client_id"].as_str().unwrap().to_owned(),
+        app["client_secret"].as_str().unwrap().to_owned(),
+    );
+    assert!(id.starts_with("research-prod-"), "{app}");
+    assert_eq!(app["token_endpoint"], token_url);
+    let (s, v) = api(&admin, &root, "GET", "/v1/apps", None).await;
+    assert_eq!(s, 200);
+    assert!(!v.to_string().contains(&secret), "a secret in the app list");
+    let (s, v) = api(
+        &admin,
+        &root,
+        "POST",
+        "/v1/agents/research/environments/open/apps",
+        Some(r#"{"name":"x"}"#),
+    )
+    .await;
+    assert_eq!(s, 409, "{v}");
+
+    // authlib, client_secret_basic and client_secret_post.
+    let script = r#"
+import json, sys
+from authlib.integrations.httpx_client import OAuth2Client
+token_url, client_id, secret, invoke, method = sys.argv[1:6]
+client = OAuth2Client(client_id, secret, token_endpoint_auth_method=method)
+token = client.fetch_token(token_url, grant_type="client_credentials")
+r = client.post(invoke + "/invoke", json={"input": "hi"})
+print(json.dumps({"token": token, "status": r.status_code, "answer": r.json()}))
+"#;
+    let invoke = sluice.url("/agents/research/prod");
+    let mut prod_token = String::new();
+    for method in ["client_secret_basic", "client_secret_post"] {
+        let out = std::process::Command::new(crate::sdk::python())
+            .args(["-c", script, &token_url, &id, &secret, &invoke, method])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "authlib {method}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["status"], 200, "{method}: {v}");
+        assert_eq!(v["token"]["token_type"], "Bearer");
+        assert_eq!(v["token"]["scope"], "invoke");
+        assert!(v["token"]["expires_in"].as_u64().unwrap() <= 900);
+        assert_eq!(upstream_line(&v["answer"]), "POST /prod/invoke HTTP/1.1");
+        prod_token = v["token"]["access_token"].as_str().unwrap().to_owned();
+    }
+    let claims: Value = {
+        use base64::Engine;
+        let payload = prod_token.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(claims["client_id"], id.as_str());
+    assert_eq!(claims["aud"], invoke.as_str());
+    assert_eq!(
+        (claims["agent"].as_str(), claims["env"].as_str()),
+        (Some("research"), Some("prod"))
+    );
+    let post = reqwest::Method::POST;
+    let (s, _) = send(
+        &sluice,
+        post.clone(),
+        "/agents/research/dev/invoke",
+        Some(&prod_token),
+    )
+    .await;
+    assert_eq!(s, 403, "a prod token on dev");
+
+    // Bad token requests: the RFC 6749 error for each, never a secret in the log.
+    let form = |body: &str| {
+        client()
+            .post(&token_url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned())
+    };
+    let basic = |user: &str, pass: &str| {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        )
+    };
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+        (form("grant_type=client_credentials").header("authorization", basic(&id, "wrong-secret")), 401, "invalid_client"),
+        (form("grant_type=client_credentials").header("authorization", basic("research-prod-00000000", &secret)), 401, "invalid_client"),
+        (form(&format!("client_id={id}&client_secret={secret}")), 400, "invalid_request"),
+        (form(&format!("grant_type=password&client_id={id}&client_secret={secret}")), 400, "unsupported_grant_type"),
+        (form("grant_type=client_credentials").header("authorization", "Basic !!!"), 401, "invalid_client"),
+        (form("grant_type=client_credentials"), 401, "invalid_client"),
+        (form(&format!("grant_type=client_credentials&client_secret={secret}")).header("authorization", basic(&id, &secret)), 400, "invalid_request"),
+        (form(&format!("grant_type=client_credentials&scope=admin&client_id={id}&client_secret={secret}")), 400, "invalid_scope"),
+        (form(&format!("grant_type=client_credentials&resource=https://elsewhere&client_id={id}&client_secret={secret}")), 400, "invalid_target"),
+        (form(&format!("grant_type=client_credentials&pad={}", "x".repeat(64 * 1024))), 400, "invalid_request"),
+    ];
+    for (i, (req, status, error)) in cases.into_iter().enumerate() {
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "case {i}");
+        if status == 401 {
+            assert!(r.headers().contains_key("www-authenticate"), "case {i}");
+        }
+        assert_eq!(r.headers()["cache-control"], "no-store", "case {i}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"], error, "case {i}: {v}");
+    }
+
+    // Regenerated: the old secret is refused at once, the new one works.
+    let out = cli(
+        &admin,
+        &root,
+        &["app", "--output", "json", "regenerate", &id],
+        &[],
+    );
+    let regenerated: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}"));
+    let new_secret = regenerated["client_secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, secret);
+    let grant = |secret: &str| {
+        form(&format!(
+            "grant_type=client_credentials&client_id={id}&client_secret={secret}"
+        ))
+    };
+    let r = grant(&secret).send().await.unwrap();
+    assert_eq!(r.status(), 401, "the old secret after regeneration");
+    let r = grant(&new_secret).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Revoked: its live tokens are refused at the next revision.
+    let out = cli(
+        &admin,
+        &root,
+        &["app", "--output", "json", "revoke", &id],
+        &[],
+    );
+    assert!(
+        out.contains("\"revoked\": true") || out.contains("\"revoked\":true"),
+        "{out}"
+    );
+    let mut status = 0;
+    for _ in 0..50 {
+        status = send(
+            &sluice,
+            post.clone(),
+            "/agents/research/prod/invoke",
+            Some(&prod_token),
+        )
+        .await
+        .0;
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 401, "a revoked app's token");
+    let r = grant(&new_secret).send().await.unwrap();
+    assert_eq!(r.status(), 401, "a revoked app gets no token");
+
+    // Failed client authentications are limited per client id.
+    let mut last = 0;
+    for _ in 0..12 {
+        last = form("grant_type=client_credentials&client_id=guess-me&client_secret=x")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+    }
+    assert_eq!(last, 429, "guessing is slowed down");
+
+    let log = sluice.proc.log_text();
+    assert!(
+        !log.contains(&secret) && !log.contains(&new_secret),
+        "a secret in the log"
+    );
+    let audit =
+        std::fs::read_to_string(sluice.dir.path().join("data/audit.jsonl")).unwrap_or_default();
+    assert!(
+        !audit.contains(&secret) && !audit.contains(&prod_token),
+        "a secret in the audit log"
+    );
+    assert!(audit.contains("issuer.token"), "issuance not audited");
+}

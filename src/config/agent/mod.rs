@@ -22,6 +22,8 @@ use crate::metrics::RouteMetrics;
 
 /// Where agents are served.
 pub const PREFIX: &str = "/agents";
+/// The `client_id` of the control plane's test tokens (they belong to no app).
+pub const TEST_CLIENT: &str = "sluice-test";
 
 /// The URL an agent environment is invoked at, and the audience of the tokens it takes.
 pub fn invoke_url(base_url: &str, agent: &str, env: &str) -> String {

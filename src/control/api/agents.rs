@@ -67,7 +67,7 @@ pub(super) async fn test_token(
         "iat": now,
         "exp": now + TEST_TOKEN_SECONDS,
         "jti": hex::encode(jti),
-        "client_id": "sluice-test",
+        "client_id": crate::config::agent::TEST_CLIENT,
         "scope": route.access.scopes.join(" "),
         "agent": agent,
         "env": env,

@@ -35,7 +35,7 @@ pub(super) async fn snapshot(
 /// so is the (sealed) private half of the built-in issuer's signing keys.
 fn reseal_for(dump: &mut Dump, master: &MasterKey, feed: &MasterKey) {
     dump.resources.retain_mut(|r| {
-        if r.kind == crate::control::issuer::SIGNING_KEY {
+        if r.kind == crate::control::issuer::SIGNING_KEY || r.kind == crate::control::issuer::APP {
             if let Value::Object(body) = &mut r.body {
                 body.remove("sealed");
             }

@@ -26,6 +26,7 @@ use crate::config::wire::{self, AuthPolicy, Role};
 use crate::config::{Access, ConfigErrors, ConfigStore};
 
 mod agents;
+mod apps;
 mod connections;
 pub(super) mod docs;
 mod feed;
@@ -436,6 +437,13 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
             post(agents::test_token),
         )
         .route("/v1/issuer/keys", get(signing::list_keys))
+        .route("/v1/apps", get(apps::list_apps))
+        .route("/v1/apps/{id}", axum::routing::delete(apps::revoke_app))
+        .route("/v1/apps/{id}/regenerate", post(apps::regenerate_app))
+        .route(
+            "/v1/agents/{name}/environments/{env}/apps",
+            post(apps::create_app),
+        )
         .route("/v1/issuer/keys/rotate", post(signing::rotate_keys));
     for doc in docs::DOCS {
         router = (doc.routes)(router);

@@ -27,6 +27,7 @@ use crate::config::ConfigStore;
 use crate::metrics::METRICS;
 use crate::vault::{Answer, Connection, Failure, Job, Reply, Request, Who, REFRESH_BEFORE};
 
+mod issue;
 mod sealed;
 mod upstream;
 
@@ -48,6 +49,8 @@ pub struct VaultWorker {
     pub http: reqwest::Client,
     /// One lock per grant being refreshed.
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Failed client authentications at the issuer's token endpoint: client id → (minute, count).
+    client_failures: Mutex<HashMap<String, (u64, u32)>>,
 }
 
 impl VaultWorker {
@@ -70,6 +73,7 @@ impl VaultWorker {
             audit,
             http,
             flights: Mutex::new(HashMap::new()),
+            client_failures: Mutex::new(HashMap::new()),
         })
     }
 
@@ -124,6 +128,20 @@ impl VaultWorker {
             Request::SessionKey => Ok(Answer::SessionKey {
                 key: hex::encode(self.key.derive("mcp sessions")),
             }),
+            Request::AppToken {
+                client_id,
+                client_secret,
+                scope,
+                resource,
+            } => {
+                self.app_token(
+                    &client_id,
+                    &client_secret,
+                    scope.as_deref(),
+                    resource.as_deref(),
+                )
+                .await
+            }
         }
     }
 

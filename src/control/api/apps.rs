@@ -1,0 +1,132 @@
+//! OAuth apps of Sluice's issuer (client credentials), each subscribed to one agent
+//! environment that takes `auth: oauth`: created with a secret shown once, regenerated (the old
+//! secret refused at once), revoked (its tokens refused on every data plane at the next
+//! revision).
+
+use super::*;
+use crate::control::issuer::{self, AppDoc};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppCreate {
+    name: String,
+}
+
+fn secret_answer(app: &AppDoc, secret: &str, revision: u64, cp: &ControlPlane) -> Value {
+    let mut shown = app.shown();
+    shown["client_secret"] = secret.into();
+    shown["token_endpoint"] = format!("{}/oauth2/token", cp.vault.base_url).into();
+    shown["revision"] = revision.into();
+    shown
+}
+
+async fn stored_app(cp: &ControlPlane, client_id: &str) -> ApiResult<AppDoc> {
+    cp.store
+        .get(issuer::APP, client_id)
+        .await?
+        .and_then(|r| serde_json::from_value(r.body).ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("app `{client_id}` does not exist"),
+            )
+        })
+}
+
+pub(super) async fn create_app(
+    State(cp): Cp,
+    headers: HeaderMap,
+    Path((agent, env)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let caller = cp.authorize(&headers, Permission::AppCreate)?;
+    let req: AppCreate = parse(&body)?;
+    if req.name.is_empty() || req.name.len() > 64 {
+        return Err(ApiError::bad("name", "an app name is 1 to 64 characters"));
+    }
+    let prefix = format!("{}/{agent}/{env}", crate::config::agent::PREFIX);
+    let snap = cp.config.snapshot();
+    let oauth = snap
+        .routes
+        .iter()
+        .any(|r| r.prefix == prefix && r.access.required_claims.contains_key("aud"));
+    if !oauth {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_oauth",
+            format!("agent `{agent}` has no enabled environment `{env}` with `auth: oauth`"),
+        ));
+    }
+    let doc = AppDoc {
+        client_id: issuer::new_client_id(&agent, &env).map_err(ApiError::internal)?,
+        name: req.name,
+        agent,
+        env,
+        created_by: caller.principal,
+        created_at: unix_now(),
+        sealed: String::new(),
+        secret_version: 0,
+    };
+    let (doc, secret) = doc.with_new_secret(&cp.key).map_err(ApiError::internal)?;
+    let revision = cp
+        .commit(vec![Op::Create {
+            kind: issuer::APP.into(),
+            name: doc.client_id.clone(),
+            body: to_value(&doc)?,
+        }])
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(secret_answer(&doc, &secret, revision, &cp)),
+    ))
+}
+
+pub(super) async fn list_apps(State(cp): Cp, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    cp.authorize(&headers, Permission::AppList)?;
+    let items: Vec<Value> = cp
+        .store
+        .list(issuer::APP)
+        .await?
+        .into_iter()
+        .filter_map(|r| serde_json::from_value::<AppDoc>(r.body).ok())
+        .map(|a| a.shown())
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+pub(super) async fn regenerate_app(
+    State(cp): Cp,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    cp.authorize(&headers, Permission::AppRegenerate)?;
+    let app = stored_app(&cp, &client_id).await?;
+    let (app, secret) = app.with_new_secret(&cp.key).map_err(ApiError::internal)?;
+    let revision = cp
+        .commit(vec![Op::Update {
+            kind: issuer::APP.into(),
+            name: client_id,
+            body: to_value(&app)?,
+        }])
+        .await?;
+    Ok(Json(secret_answer(&app, &secret, revision, &cp)))
+}
+
+pub(super) async fn revoke_app(
+    State(cp): Cp,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    cp.authorize(&headers, Permission::AppRevoke)?;
+    stored_app(&cp, &client_id).await?;
+    let revision = cp
+        .commit(vec![Op::Delete {
+            kind: issuer::APP.into(),
+            name: client_id.clone(),
+        }])
+        .await?;
+    Ok(Json(
+        json!({ "client_id": client_id, "revoked": true, "revision": revision }),
+    ))
+}
