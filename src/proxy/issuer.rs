@@ -14,8 +14,31 @@ use crate::vault::{Answer, Failure, Request, Vault};
 pub const PREFIX: &str = "/oauth2/";
 pub const JWKS_PATH: &str = "/oauth2/jwks";
 pub const TOKEN_PATH: &str = "/oauth2/token";
+/// RFC 8414 metadata, and the same document where OpenID clients look.
+pub const METADATA_PATHS: [&str; 2] = [
+    "/.well-known/oauth-authorization-server",
+    "/.well-known/openid-configuration",
+];
 /// Largest token request body taken.
 const MAX_FORM: usize = 16 * 1024;
+
+/// The authorization server metadata (RFC 8414) of Sluice's issuer.
+pub async fn metadata(session: &mut Session, snap: &Snapshot, request_id: &str) -> u16 {
+    let base = &snap.public_base_url;
+    let doc = json!({
+        "issuer": base,
+        "token_endpoint": format!("{base}{TOKEN_PATH}"),
+        "jwks_uri": format!("{base}{JWKS_PATH}"),
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "response_types_supported": [],
+        "scopes_supported": [],
+        "token_endpoint_auth_signing_alg_values_supported": [],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "subject_types_supported": ["public"],
+    });
+    write_page(session, json_page(200, &doc, Vec::new()), request_id).await
+}
 
 /// Answers a request under `/oauth2/`; returns the status written.
 pub async fn serve(session: &mut Session, snap: &Snapshot, vault: &Vault, request_id: &str) -> u16 {

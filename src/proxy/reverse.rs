@@ -381,6 +381,9 @@ impl Gateway {
         } else if path.starts_with(super::issuer::PREFIX) {
             ctx.reason = Some("issuer_endpoint");
             super::issuer::serve(session, &snap, &self.vault, &ctx.request_id).await
+        } else if super::issuer::METADATA_PATHS.contains(&path) {
+            ctx.reason = Some("issuer_metadata");
+            super::issuer::metadata(session, &snap, &ctx.request_id).await
         } else if path.starts_with(mcp::METADATA_PREFIX) {
             ctx.reason = Some("resource_metadata");
             mcp::metadata(session, &snap, &ctx.request_id).await

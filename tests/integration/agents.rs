@@ -482,6 +482,17 @@ async fn apps_get_client_credentials_tokens_from_sluice() {
     let sluice = Sluice::start(&dynamic);
     let (admin, root) = (sluice.admin_url(), sluice.admin_token());
     let token_url = sluice.url("/oauth2/token");
+    // Clients find the token endpoint and keys from the issuer (RFC 8414).
+    let metadata: Value = http_get(sluice.url("/.well-known/oauth-authorization-server"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["issuer"], sluice.url(""));
+    assert_eq!(metadata["token_endpoint"], token_url);
+    assert_eq!(metadata["jwks_uri"], sluice.url("/oauth2/jwks"));
+    assert_eq!(metadata["grant_types_supported"][0], "client_credentials");
     let out = cli(
         &admin,
         &root,
