@@ -80,6 +80,8 @@ pub fn merge(config: &mut wire::Config, resources: &[Resource]) -> Vec<ConfigErr
             config.signing_keys.push(r.body["jwk"].clone());
         } else if r.kind == super::stored::APP {
             config.live_apps.push(r.name.clone());
+        } else if r.kind == super::stored::REVOKED {
+            config.revoked_tokens.push(r.name.clone());
         }
     }
     errors

@@ -50,6 +50,8 @@ pub struct Snapshot {
     pub live_apps: std::collections::HashSet<String>,
     /// Index of Sluice's own issuer among `jwt.issuers`.
     pub builtin_issuer: Option<usize>,
+    /// `jti`s of the built-in issuer's tokens revoked before they expire.
+    pub revoked_tokens: std::collections::HashSet<String>,
     /// The control plane's revision included (0 when there is no control plane).
     pub control_revision: u64,
     /// Non-fatal findings (e.g. an optional key whose secret is not set), logged on publish.
@@ -139,9 +141,24 @@ impl Snapshot {
             builtin_jwks: serde_json::Value::Null,
             live_apps: Default::default(),
             builtin_issuer: None,
+            revoked_tokens: Default::default(),
             control_revision: 0,
             warnings: Vec::new(),
         }
+    }
+
+    /// A token of Sluice's issuer that was revoked (RFC 7009) or whose app was deleted: refused
+    /// from the revision that says so on. Test tokens belong to no app.
+    pub fn revoked(&self, principal: &crate::auth::Principal) -> bool {
+        let claims = &principal.claims;
+        self.builtin_issuer.is_some()
+            && principal.issuer == self.builtin_issuer
+            && (claims["client_id"]
+                .as_str()
+                .is_some_and(|c| c != super::agent::TEST_CLIENT && !self.live_apps.contains(c))
+                || claims["jti"]
+                    .as_str()
+                    .is_some_and(|j| self.revoked_tokens.contains(j)))
     }
 
     /// The route whose prefix matches `path` on a segment boundary, longest prefix first.
@@ -178,6 +195,7 @@ impl Snapshot {
             agents,
             signing_keys,
             live_apps,
+            revoked_tokens,
             public_base_url,
         } = config;
         let mut errors = Vec::new();
@@ -250,6 +268,7 @@ impl Snapshot {
             builtin_jwks,
             live_apps: live_apps.iter().cloned().collect(),
             builtin_issuer: builtin_idx,
+            revoked_tokens: revoked_tokens.iter().cloned().collect(),
             control_revision: ctx.control_revision,
             warnings,
         })

@@ -20,6 +20,9 @@ pub const SIGNING_KEY: &str = "signing_key";
 /// OAuth apps of Sluice's issuer (`control::issuer`): their client ids reach the snapshot (a
 /// deleted app's tokens are refused everywhere at the next revision).
 pub const APP: &str = "oauth_app";
+/// Access tokens of Sluice's issuer revoked before they expire (RFC 7009), by `jti`; removed
+/// once expired.
+pub const REVOKED: &str = "revoked_token";
 /// Secrets are the store's alone (the file references values by `env:`/`file:`).
 pub const SECRET: &str = "secret";
 

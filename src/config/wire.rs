@@ -52,6 +52,9 @@ pub struct Config {
     /// Client ids of the built-in issuer's apps, from the control plane's store only.
     #[serde(skip)]
     pub live_apps: Vec<String>,
+    /// `jti`s of the built-in issuer's revoked tokens, from the control plane's store only.
+    #[serde(skip)]
+    pub revoked_tokens: Vec<String>,
     /// Forward-proxy policy (`listeners.forward`).
     #[serde(default)]
     pub forward: Forward,

@@ -200,7 +200,7 @@ fn app_seal_name(client_id: &str) -> String {
     format!("{APP}/{client_id}")
 }
 
-pub use crate::config::stored::APP;
+pub use crate::config::stored::{APP, REVOKED};
 
 /// A client id: `{agent}-{env}-{8 random hex}`.
 pub fn new_client_id(agent: &str, env: &str) -> anyhow::Result<String> {

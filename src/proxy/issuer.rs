@@ -14,6 +14,8 @@ use crate::vault::{Answer, Failure, Request, Vault};
 pub const PREFIX: &str = "/oauth2/";
 pub const JWKS_PATH: &str = "/oauth2/jwks";
 pub const TOKEN_PATH: &str = "/oauth2/token";
+pub const INTROSPECT_PATH: &str = "/oauth2/introspect";
+pub const REVOKE_PATH: &str = "/oauth2/revoke";
 /// RFC 8414 metadata, and the same document where OpenID clients look.
 pub const METADATA_PATHS: [&str; 2] = [
     "/.well-known/oauth-authorization-server",
@@ -29,6 +31,10 @@ pub async fn metadata(session: &mut Session, snap: &Snapshot, request_id: &str) 
         "issuer": base,
         "token_endpoint": format!("{base}{TOKEN_PATH}"),
         "jwks_uri": format!("{base}{JWKS_PATH}"),
+        "introspection_endpoint": format!("{base}{INTROSPECT_PATH}"),
+        "revocation_endpoint": format!("{base}{REVOKE_PATH}"),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "response_types_supported": [],
@@ -42,9 +48,16 @@ pub async fn metadata(session: &mut Session, snap: &Snapshot, request_id: &str) 
 
 /// Answers a request under `/oauth2/`; returns the status written.
 pub async fn serve(session: &mut Session, snap: &Snapshot, vault: &Vault, request_id: &str) -> u16 {
-    let path = session.req_header().uri.path();
-    if path == TOKEN_PATH && session.req_header().method == http::Method::POST {
-        let page = match token(session, vault).await {
+    let path = session.req_header().uri.path().to_owned();
+    let post = session.req_header().method == http::Method::POST;
+    let answer = match path.as_str() {
+        TOKEN_PATH if post => Some(token(session, vault).await),
+        INTROSPECT_PATH if post => Some(about_token(session, vault, false).await),
+        REVOKE_PATH if post => Some(about_token(session, vault, true).await),
+        _ => None,
+    };
+    if let Some(answer) = answer {
+        let page = match answer {
             Ok(answer) => json_page(200, &answer, Vec::new()),
             Err(f) => oauth_error(&f),
         };
@@ -112,9 +125,15 @@ fn invalid_request(description: &str) -> Failure {
     }
 }
 
-/// The token request: form body, client authenticated by `client_secret_basic` or
-/// `client_secret_post` (not both), `grant_type=client_credentials`.
-async fn token(session: &mut Session, vault: &Vault) -> Result<Value, Failure> {
+/// A form request from an authenticated-to-be client: its id and secret
+/// (`client_secret_basic` or `client_secret_post`, not both) and the other parameters.
+struct ClientForm {
+    client_id: String,
+    client_secret: String,
+    form: std::collections::HashMap<String, String>,
+}
+
+async fn client_form(session: &mut Session) -> Result<ClientForm, Failure> {
     let basic = basic_credentials(session.req_header())?;
     let mut body = Vec::new();
     loop {
@@ -135,17 +154,6 @@ async fn token(session: &mut Session, vault: &Vault) -> Result<Value, Failure> {
             return Err(invalid_request("a parameter is repeated"));
         }
     }
-    match form.get("grant_type").map(String::as_str) {
-        Some("client_credentials") => {}
-        Some(_) => {
-            return Err(Failure::OAuth {
-                error: "unsupported_grant_type".into(),
-                description: "only client_credentials".into(),
-                status: 400,
-            })
-        }
-        None => return Err(invalid_request("grant_type is missing")),
-    }
     let posted = (form.remove("client_id"), form.remove("client_secret"));
     let (client_id, client_secret) = match (basic, posted) {
         (Some(_), (_, Some(_))) => {
@@ -161,6 +169,31 @@ async fn token(session: &mut Session, vault: &Vault) -> Result<Value, Failure> {
             })
         }
     };
+    Ok(ClientForm {
+        client_id,
+        client_secret,
+        form,
+    })
+}
+
+/// The token request (RFC 6749 §4.4): `grant_type=client_credentials`, `scope`, `resource`.
+async fn token(session: &mut Session, vault: &Vault) -> Result<Value, Failure> {
+    let ClientForm {
+        client_id,
+        client_secret,
+        mut form,
+    } = client_form(session).await?;
+    match form.get("grant_type").map(String::as_str) {
+        Some("client_credentials") => {}
+        Some(_) => {
+            return Err(Failure::OAuth {
+                error: "unsupported_grant_type".into(),
+                description: "only client_credentials".into(),
+                status: 400,
+            })
+        }
+        None => return Err(invalid_request("grant_type is missing")),
+    }
     let request = Request::AppToken {
         client_id,
         client_secret,
@@ -178,6 +211,36 @@ async fn token(session: &mut Session, vault: &Vault) -> Result<Value, Failure> {
             "expires_in": expires_in,
             "scope": scope,
         })),
+        _ => Err(Failure::Unavailable("unexpected answer".into())),
+    }
+}
+
+/// Introspection (RFC 7662) and revocation (RFC 7009): `token` from an authenticated app.
+async fn about_token(session: &mut Session, vault: &Vault, revoke: bool) -> Result<Value, Failure> {
+    let ClientForm {
+        client_id,
+        client_secret,
+        mut form,
+    } = client_form(session).await?;
+    let Some(token) = form.remove("token") else {
+        return Err(invalid_request("token is missing"));
+    };
+    let request = if revoke {
+        Request::Revoke {
+            client_id,
+            client_secret,
+            token,
+        }
+    } else {
+        Request::Introspect {
+            client_id,
+            client_secret,
+            token,
+        }
+    };
+    match vault.app_token(request).await? {
+        Answer::Introspection { doc } => Ok(doc),
+        Answer::Revoked => Ok(json!({})),
         _ => Err(Failure::Unavailable("unexpected answer".into())),
     }
 }

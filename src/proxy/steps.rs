@@ -63,7 +63,7 @@ pub async fn admit(
     let authed = auth::authenticate(&req.headers, access, snap, now_unix)
         .await
         .map_err(refuse)?;
-    if app_revoked(&authed.principal, snap) {
+    if snap.revoked(&authed.principal) {
         return Err(refuse(GatewayError::InvalidCredential(
             AuthFailure::Revoked,
         )));
@@ -75,16 +75,6 @@ pub async fn admit(
         principal: authed.principal,
         key,
     })
-}
-
-/// A token of Sluice's issuer whose app was deleted (revoked): refused from the revision that
-/// removed it on. Test tokens belong to no app.
-fn app_revoked(principal: &Principal, snap: &Snapshot) -> bool {
-    snap.builtin_issuer.is_some()
-        && principal.issuer == snap.builtin_issuer
-        && principal.claims["client_id"]
-            .as_str()
-            .is_some_and(|c| c != crate::config::agent::TEST_CLIENT && !snap.live_apps.contains(c))
 }
 
 /// An open operation of a route: no credential asked.

@@ -99,6 +99,18 @@ pub enum Request {
         scope: Option<String>,
         resource: Option<String>,
     },
+    /// RFC 7662: what an app may learn about a token of Sluice's issuer (`/oauth2/introspect`).
+    Introspect {
+        client_id: String,
+        client_secret: String,
+        token: String,
+    },
+    /// RFC 7009: an app revokes one of its own tokens (`/oauth2/revoke`).
+    Revoke {
+        client_id: String,
+        client_secret: String,
+        token: String,
+    },
 }
 
 /// One grant as listed: never a token.
@@ -149,6 +161,12 @@ pub enum Answer {
         /// Hex.
         key: String,
     },
+    /// An introspection answer (RFC 7662 §2.2).
+    Introspection {
+        doc: serde_json::Value,
+    },
+    /// A revocation went through (or the token was not valid anyway).
+    Revoked,
     /// An access token of Sluice's issuer (RFC 6749 §5.1).
     Issued {
         access_token: String,
@@ -345,7 +363,8 @@ impl Vault {
         ))
     }
 
-    /// A client-credentials token for an OAuth app (never cached: each request is checked).
+    /// A client-credentials token for an OAuth app, an introspection or a revocation (never
+    /// cached: each request is checked).
     pub async fn app_token(&self, request: Request) -> Reply {
         self.ask(request).await
     }

@@ -623,6 +623,82 @@ print(json.dumps({"token": token, "status": r.status_code, "answer": r.json()}))
         assert_eq!(v["error"], error, "case {i}: {v}");
     }
 
+    // Introspection (RFC 7662): the app learns what the token is; revocation (RFC 7009): the
+    // app's own token is refused from the next revision on, and is no longer active.
+    let at = |path: &str, body: String| {
+        client()
+            .post(sluice.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+    };
+    let creds = format!("client_id={id}&client_secret={secret}");
+    let r = at("/oauth2/introspect", format!("token={prod_token}&{creds}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["active"].as_bool(), v["client_id"].as_str()),
+        (Some(true), Some(id.as_str())),
+        "{v}"
+    );
+    let r = at("/oauth2/introspect", format!("token=not-a-token&{creds}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["active"], false);
+    let r = at(
+        "/oauth2/introspect",
+        format!("token={prod_token}&client_id={id}&client_secret=nope"),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 401, "introspection needs the app's credentials");
+    let extra = form(&format!("grant_type=client_credentials&{creds}"))
+        .send()
+        .await
+        .unwrap();
+    let extra = extra.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = at("/oauth2/revoke", format!("token={extra}&{creds}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut status = 0;
+    for _ in 0..50 {
+        status = send(
+            &sluice,
+            post.clone(),
+            "/agents/research/prod/invoke",
+            Some(&extra),
+        )
+        .await
+        .0;
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 401, "a revoked token");
+    let r = at("/oauth2/introspect", format!("token={extra}&{creds}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["active"], false);
+    let (s, _) = send(
+        &sluice,
+        post.clone(),
+        "/agents/research/prod/invoke",
+        Some(&prod_token),
+    )
+    .await;
+    assert_eq!(s, 200, "the app's other tokens still work");
+
     // Regenerated: the old secret is refused at once, the new one works.
     let out = cli(
         &admin,

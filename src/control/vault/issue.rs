@@ -31,26 +31,7 @@ impl VaultWorker {
         resource: Option<&str>,
     ) -> Reply {
         let now = unix_now();
-        if self.client_failures(client_id, now, false) >= FAILURES_PER_MINUTE {
-            return Err(refuse(
-                429,
-                "slow_down",
-                "too many failed client authentications: wait a minute",
-            ));
-        }
-        let app = match self.store.get(issuer::APP, client_id).await {
-            Ok(found) => found.and_then(|r| serde_json::from_value::<AppDoc>(r.body).ok()),
-            Err(e) => return Err(Failure::Unavailable(e.to_string())),
-        };
-        let Some(app) = app.filter(|a| a.secret_matches(&self.key, client_secret)) else {
-            self.client_failures(client_id, now, true);
-            self.audit_record(&json!({"ts": now, "event": "issuer.token", "client_id": client_id, "outcome": "invalid_client"}));
-            return Err(refuse(
-                401,
-                "invalid_client",
-                "unknown client or wrong secret",
-            ));
-        };
+        let app = self.authenticate_app(client_id, client_secret, now).await?;
         let snap = self.config.snapshot();
         let prefix = format!("{}/{}/{}", crate::config::agent::PREFIX, app.agent, app.env);
         let route = snap.routes.iter().find(|r| r.prefix == prefix);
@@ -124,6 +105,127 @@ impl VaultWorker {
             expires_in: TOKEN_SECONDS,
             scope,
         })
+    }
+
+    /// The app whose id and secret these are; failures are counted (and limited) per client id.
+    async fn authenticate_app(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        now: u64,
+    ) -> Result<AppDoc, Failure> {
+        if self.client_failures(client_id, now, false) >= FAILURES_PER_MINUTE {
+            return Err(refuse(
+                429,
+                "slow_down",
+                "too many failed client authentications: wait a minute",
+            ));
+        }
+        let app = match self.store.get(issuer::APP, client_id).await {
+            Ok(found) => found.and_then(|r| serde_json::from_value::<AppDoc>(r.body).ok()),
+            Err(e) => return Err(Failure::Unavailable(e.to_string())),
+        };
+        match app.filter(|a| a.secret_matches(&self.key, client_secret)) {
+            Some(app) => Ok(app),
+            None => {
+                self.client_failures(client_id, now, true);
+                self.audit_record(&json!({"ts": now, "event": "issuer.client_auth", "client_id": client_id, "outcome": "invalid_client"}));
+                Err(refuse(
+                    401,
+                    "invalid_client",
+                    "unknown client or wrong secret",
+                ))
+            }
+        }
+    }
+
+    /// The claims of a live token of Sluice's issuer (signature, expiry, audience, app and
+    /// revocation checked), or `None`.
+    async fn live_claims(&self, token: &str, now: u64) -> Option<serde_json::Value> {
+        let snap = self.config.snapshot();
+        let principal = snap.jwt.verify(token, now).await.ok()?;
+        (principal.issuer.is_some()
+            && principal.issuer == snap.builtin_issuer
+            && !snap.revoked(&principal))
+        .then(|| principal.claims.clone())
+    }
+
+    /// RFC 7662: `{"active": false}` for anything but a live token of Sluice's issuer.
+    pub(super) async fn introspect(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        token: &str,
+    ) -> Reply {
+        let now = unix_now();
+        self.authenticate_app(client_id, client_secret, now).await?;
+        let doc = match self.live_claims(token, now).await {
+            Some(mut claims) => {
+                claims["active"] = true.into();
+                claims["token_type"] = "Bearer".into();
+                claims
+            }
+            None => json!({ "active": false }),
+        };
+        Ok(Answer::Introspection { doc })
+    }
+
+    /// RFC 7009: the app's own token is refused everywhere from the next revision on (its
+    /// `jti`, kept until it expires). A token that is not valid anyway is "revoked" too.
+    pub(super) async fn revoke_app_token(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        token: &str,
+    ) -> Reply {
+        let now = unix_now();
+        let app = self.authenticate_app(client_id, client_secret, now).await?;
+        let Some(claims) = self.live_claims(token, now).await else {
+            return Ok(Answer::Revoked);
+        };
+        if claims["client_id"].as_str() != Some(app.client_id.as_str()) {
+            return Err(refuse(
+                400,
+                "unauthorized_client",
+                "this token was not issued to this client",
+            ));
+        }
+        let (Some(jti), Some(exp)) = (claims["jti"].as_str(), claims["exp"].as_u64()) else {
+            return Ok(Answer::Revoked);
+        };
+        let op = crate::control::store::Op::Create {
+            kind: issuer::REVOKED.into(),
+            name: jti.to_owned(),
+            body: json!({ "exp": exp, "client_id": app.client_id }),
+        };
+        match self.store.apply(&[op]).await {
+            Ok(_) | Err(crate::control::store::StoreError::Conflict { .. }) => {}
+            Err(e) => return Err(Failure::Unavailable(e.to_string())),
+        }
+        self.audit_record(
+            &json!({"ts": now, "event": "issuer.revoke", "client_id": app.client_id, "jti": jti}),
+        );
+        Ok(Answer::Revoked)
+    }
+
+    /// Forgets revocations of tokens that have expired since.
+    pub(super) async fn sweep_revoked(&self, now: u64) {
+        let Ok(rows) = self.store.list(issuer::REVOKED).await else {
+            return;
+        };
+        let expired: Vec<_> = rows
+            .into_iter()
+            .filter(|r| r.body["exp"].as_u64().is_some_and(|exp| exp + 60 < now))
+            .map(|r| crate::control::store::Op::Delete {
+                kind: issuer::REVOKED.into(),
+                name: r.name,
+            })
+            .collect();
+        if !expired.is_empty() {
+            if let Err(e) = self.store.apply(&expired).await {
+                log::warn!("issuer: expired revocations not removed: {e}");
+            }
+        }
     }
 
     /// Failed authentications of `client_id` this minute (counting one more when `failed`).

@@ -142,6 +142,19 @@ impl VaultWorker {
                 )
                 .await
             }
+            Request::Introspect {
+                client_id,
+                client_secret,
+                token,
+            } => self.introspect(&client_id, &client_secret, &token).await,
+            Request::Revoke {
+                client_id,
+                client_secret,
+                token,
+            } => {
+                self.revoke_app_token(&client_id, &client_secret, &token)
+                    .await
+            }
         }
     }
 
@@ -523,6 +536,7 @@ impl VaultWorker {
 
     /// Grants whose provider no longer exists are removed; the gauge counts the rest.
     pub async fn sweep(&self) {
+        self.sweep_revoked(unix_now()).await;
         let rows = match self.store.grants(None).await {
             Ok(rows) => rows,
             Err(e) => {
