@@ -774,3 +774,101 @@ print(json.dumps({"token": token, "status": r.status_code, "answer": r.json()}))
     );
     assert!(audit.contains("issuer.token"), "issuance not audited");
 }
+
+/// Across nodes: data planes following a control plane serve an agent created through the API,
+/// hand out app tokens (the request answered by the control plane, which alone holds secrets and
+/// keys), and refuse a revoked app's token within a second of the revocation, both of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_across_data_planes() {
+    let port = echo_api().await;
+    // Every node names the same public URL (the load balancer's): it is the issuer and the
+    // audiences' base.
+    let shared = "public_base_url: \"https://gw.example.test\"\n";
+    let cp = Sluice::start(shared);
+    let (admin, root) = (cp.admin_url(), cp.admin_token());
+    let agent = json!({"name": "research", "environments": [
+        {"name": "prod", "url": format!("http://127.0.0.1:{port}/prod"), "auth": "oauth"}
+    ]});
+    let (s, v) = api(
+        &admin,
+        &root,
+        "POST",
+        "/v1/agents",
+        Some(&agent.to_string()),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let dp_token = new_token_for(&admin, &root, "edge", Some("dataplane")).await;
+    let dp_args = [
+        "--control-plane",
+        admin.as_str(),
+        "--token",
+        dp_token.as_str(),
+    ];
+    let env: [(&str, &str); 0] = [];
+    let dp1 = Sluice::start_args(shared, &env, &dp_args);
+    let dp2 = Sluice::start_args(shared, &env, &dp_args);
+    let (s, app) = api(
+        &admin,
+        &root,
+        "POST",
+        "/v1/agents/research/environments/prod/apps",
+        Some(r#"{"name":"bot"}"#),
+    )
+    .await;
+    assert_eq!(s, 201, "{app}");
+    let (id, secret) = (
+        app["client_id"].as_str().unwrap(),
+        app["client_secret"].as_str().unwrap(),
+    );
+    until_revision(&dp1.admin_url(), app["revision"].as_u64().unwrap()).await;
+    until_revision(&dp2.admin_url(), app["revision"].as_u64().unwrap()).await;
+
+    let r = client()
+        .post(dp1.url("/oauth2/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credentials&client_id={id}&client_secret={secret}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "a data plane's token endpoint");
+    let token = r.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for dp in [&dp1, &dp2] {
+        let (s, v) = send(
+            dp,
+            reqwest::Method::POST,
+            "/agents/research/prod/invoke",
+            Some(&token),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+    }
+
+    let (s, v) = api(&admin, &root, "DELETE", &format!("/v1/apps/{id}"), None).await;
+    assert_eq!(s, 200, "{v}");
+    let revoked_at = std::time::Instant::now();
+    for dp in [&dp1, &dp2] {
+        loop {
+            let (s, _) = send(
+                dp,
+                reqwest::Method::POST,
+                "/agents/research/prod/invoke",
+                Some(&token),
+            )
+            .await;
+            if s == 401 {
+                break;
+            }
+            assert!(
+                revoked_at.elapsed() < std::time::Duration::from_secs(1),
+                "a data plane still takes the revoked app's token after a second"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
