@@ -178,6 +178,7 @@ fn intercept_routes(
             provider: provider.clone(),
             access: access.clone(),
             open: Vec::new(),
+            token_lifetime: None,
             intercept: true,
             principal_header: None,
             audit,

@@ -224,6 +224,10 @@ agents:
             "environments[0].auth",
         ),
         (json!({"name": "X5", "environments": []}), "name"),
+        (
+            json!({"name": "x6", "environments": [], "token_lifetime_seconds": 5}),
+            "store:agent/x6.token_lifetime_seconds",
+        ),
     ];
     for (body, field) in bad {
         let (s, v) = api(&admin, &root, "POST", "/v1/agents", Some(&body.to_string())).await;
@@ -473,6 +477,7 @@ async fn apps_get_client_credentials_tokens_from_sluice() {
     let dynamic = format!(
         r#"agents:
   - name: research
+    token_lifetime_seconds: 120
     environments:
       - {{ name: dev, url: "http://127.0.0.1:{port}/dev", auth: oauth }}
       - {{ name: prod, url: "http://127.0.0.1:{port}/prod", auth: oauth, scopes: [invoke] }}
@@ -556,7 +561,7 @@ print(json.dumps({"token": token, "status": r.status_code, "answer": r.json()}))
         assert_eq!(v["status"], 200, "{method}: {v}");
         assert_eq!(v["token"]["token_type"], "Bearer");
         assert_eq!(v["token"]["scope"], "invoke");
-        assert!(v["token"]["expires_in"].as_u64().unwrap() <= 900);
+        assert_eq!(v["token"]["expires_in"], 120, "the agent's token lifetime");
         assert_eq!(upstream_line(&v["answer"]), "POST /prod/invoke HTTP/1.1");
         prod_token = v["token"]["access_token"].as_str().unwrap().to_owned();
     }

@@ -66,6 +66,12 @@ pub(super) fn build_all(
             ));
             continue;
         }
+        if !(60..=86_400).contains(&a.token_lifetime_seconds) {
+            errors.push(ConfigError::at(
+                format!("{at}.token_lifetime_seconds"),
+                format!("{} is not between 60 and 86400", a.token_lifetime_seconds),
+            ));
+        }
         let mut envs = HashSet::new();
         for (j, env) in a.environments.iter().enumerate() {
             let env_at = format!("{at}.environments[{j}]");
@@ -86,7 +92,8 @@ pub(super) fn build_all(
                 ));
             }
             let audience = invoke_url(base_url, &a.name, &env.name);
-            if let Some(route) = build(&a.name, env, &env_at, (builtin, audience), errors) {
+            if let Some(mut route) = build(&a.name, env, &env_at, (builtin, audience), errors) {
+                route.token_lifetime = Some(a.token_lifetime_seconds);
                 built.extend(env.enabled.then_some(route));
             }
         }
@@ -161,6 +168,7 @@ fn build(
         provider,
         access,
         open,
+        token_lifetime: None,
         intercept: false,
         principal_header: None,
         audit: true,

@@ -16,6 +16,13 @@ pub struct Agent {
     pub display_name: Option<String>,
     /// `dev`, `staging`, `prod`, …: each its own upstream and policy.
     pub environments: Vec<Environment>,
+    /// Lifetime of the access tokens Sluice's issuer gives this agent's apps (60 to 86400).
+    #[serde(default = "token_lifetime_seconds")]
+    pub token_lifetime_seconds: u64,
+}
+
+fn token_lifetime_seconds() -> u64 {
+    900
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]

@@ -22,6 +22,8 @@ pub struct Route {
     pub access: Access,
     /// Operations open without a credential whatever `access` says (an agent's `GET /health`).
     pub open: Vec<OpenOperation>,
+    /// An agent environment's: lifetime of the tokens Sluice's issuer gives its apps (seconds).
+    pub token_lifetime: Option<u64>,
     /// Reached through the forward proxy: the client's path is kept as is (no prefix to strip,
     /// no base path to add) and the route is never matched by path.
     pub intercept: bool,
@@ -110,6 +112,7 @@ pub(super) fn build_all(
                 provider: p.clone(),
                 access,
                 open: Vec::new(),
+                token_lifetime: None,
                 intercept: false,
                 principal_header: header,
                 audit: r.audit,

@@ -9,7 +9,7 @@ use crate::clock::unix_now;
 use crate::control::issuer::{self, AppDoc};
 use crate::vault::{Answer, Failure, Reply};
 
-/// Lifetime of an app's access token.
+/// Lifetime of an app's access token unless its agent says otherwise.
 pub const TOKEN_SECONDS: u64 = 900;
 /// Failed client authentications allowed per client id and minute.
 const FAILURES_PER_MINUTE: u32 = 10;
@@ -80,12 +80,13 @@ impl VaultWorker {
         let mut jti = [0u8; 16];
         getrandom::fill(&mut jti).map_err(|e| Failure::Unavailable(e.to_string()))?;
         let scope = granted.join(" ");
+        let lifetime = route.token_lifetime.unwrap_or(TOKEN_SECONDS);
         let claims = json!({
             "iss": snap.public_base_url,
             "sub": app.client_id,
             "aud": audience,
             "iat": now,
-            "exp": now + TOKEN_SECONDS,
+            "exp": now + lifetime,
             "jti": hex::encode(jti),
             "client_id": app.client_id,
             "scope": scope,
@@ -102,7 +103,7 @@ impl VaultWorker {
         self.audit_record(&json!({"ts": now, "event": "issuer.token", "client_id": app.client_id, "agent": app.agent, "env": app.env, "jti": claims["jti"], "outcome": "issued"}));
         Ok(Answer::Issued {
             access_token: token,
-            expires_in: TOKEN_SECONDS,
+            expires_in: lifetime,
             scope,
         })
     }
