@@ -877,3 +877,105 @@ async fn apps_across_data_planes() {
         }
     }
 }
+
+/// Who may do what with agents, apps, test tokens and the issuer's keys: admins everything;
+/// operators credentials (apps, test tokens) but not configuration (agents, key rotation);
+/// viewers read; an owner without a role only what its named permissions say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_and_issuer_permissions() {
+    let port = echo_api().await;
+    let sluice = Sluice::start(&format!(
+        "agents:\n  - name: research\n    environments:\n      - {{ name: prod, url: \"http://127.0.0.1:{port}\", auth: oauth }}\n"
+    ));
+    let (admin, root) = (sluice.admin_url(), sluice.admin_token());
+    let operator = new_token_for(&admin, &root, "ops", Some("operator")).await;
+    let viewer = new_token_for(&admin, &root, "watch", Some("viewer")).await;
+    let body = json!({"name": "tester", "permissions": ["agent_test_token", "app_list"]});
+    let (s, v) = api(&admin, &root, "POST", "/v1/owners", Some(&body.to_string())).await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = api(
+        &admin,
+        &root,
+        "POST",
+        "/v1/tokens",
+        Some(r#"{"name":"t","owner":"tester"}"#),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let tester = v["token"].as_str().unwrap().to_owned();
+
+    let agent = |name: &str| json!({"name": name, "environments": []}).to_string();
+    let cases: Vec<(&str, String, Option<String>, [u16; 4])> = vec![
+        // (method, path, body, [admin, operator, viewer, tester])
+        ("GET", "/v1/agents".into(), None, [200, 200, 200, 403]),
+        (
+            "POST",
+            "/v1/agents".into(),
+            Some(agent("a1")),
+            [201, 403, 403, 403],
+        ),
+        (
+            "POST",
+            "/v1/agents/research/environments/prod/test-token".into(),
+            None,
+            [201, 201, 403, 201],
+        ),
+        (
+            "POST",
+            "/v1/agents/research/environments/prod/apps".into(),
+            Some(r#"{"name":"x"}"#.into()),
+            [201, 201, 403, 403],
+        ),
+        ("GET", "/v1/apps".into(), None, [200, 200, 200, 200]),
+        ("GET", "/v1/issuer/keys".into(), None, [200, 200, 200, 403]),
+        (
+            "POST",
+            "/v1/issuer/keys/rotate".into(),
+            None,
+            [201, 403, 403, 403],
+        ),
+    ];
+    for (method, path, body, want) in cases {
+        for (who, token, want) in [
+            ("admin", &root, want[0]),
+            ("operator", &operator, want[1]),
+            ("viewer", &viewer, want[2]),
+            ("tester", &tester, want[3]),
+        ] {
+            let (s, v) = api(&admin, token, method, &path, body.as_deref()).await;
+            assert_eq!(s, want, "{who}: {method} {path}: {v}");
+        }
+    }
+    // Regenerating and revoking apps are credentials too.
+    let (_, app) = api(
+        &admin,
+        &root,
+        "POST",
+        "/v1/agents/research/environments/prod/apps",
+        Some(r#"{"name":"y"}"#),
+    )
+    .await;
+    let id = app["client_id"].as_str().unwrap();
+    let (s, _) = api(
+        &admin,
+        &viewer,
+        "POST",
+        &format!("/v1/apps/{id}/regenerate"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, _) = api(&admin, &viewer, "DELETE", &format!("/v1/apps/{id}"), None).await;
+    assert_eq!(s, 403);
+    let (s, _) = api(
+        &admin,
+        &operator,
+        "POST",
+        &format!("/v1/apps/{id}/regenerate"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = api(&admin, &operator, "DELETE", &format!("/v1/apps/{id}"), None).await;
+    assert_eq!(s, 200);
+}
