@@ -58,11 +58,22 @@ impl KeyDoc {
         })
     }
 
-    /// The private key, opened.
-    pub fn encoding_key(&self, master: &MasterKey) -> anyhow::Result<jsonwebtoken::EncodingKey> {
+    /// The private key, opened, ready to sign.
+    pub fn signer(&self, master: &MasterKey) -> anyhow::Result<Signer> {
         let der = master.open(&seal_name(&self.kid), &self.sealed)?;
         let der = base64::engine::general_purpose::STANDARD.decode(der.expose())?;
-        Ok(jsonwebtoken::EncodingKey::from_ec_der(&der))
+        let rng = ring::rand::SystemRandom::new();
+        let pair = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &der,
+            &rng,
+        )
+        .map_err(|e| anyhow::anyhow!("signing key `{}`: {e}", self.kid))?;
+        Ok(Signer {
+            kid: self.kid.clone(),
+            pair,
+            rng,
+        })
     }
 
     /// The document without its sealed private half (what leaves the control plane).
@@ -71,6 +82,32 @@ impl KeyDoc {
             sealed: String::new(),
             ..self.clone()
         }
+    }
+}
+
+/// An opened signing key: signs JWS compact tokens (ES256, the fixed-size `r‖s` signature JWS
+/// wants) with ring, several times faster than the pure-Rust P-256.
+pub struct Signer {
+    pub kid: String,
+    pair: ring::signature::EcdsaKeyPair,
+    rng: ring::rand::SystemRandom,
+}
+
+impl Signer {
+    /// `claims` as a JWT with this key's `kid` and the given `typ`.
+    pub fn sign(&self, claims: &Value, typ: &str) -> anyhow::Result<String> {
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let header = json!({"alg": "ES256", "typ": typ, "kid": self.kid});
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let signature = self
+            .pair
+            .sign(&self.rng, input.as_bytes())
+            .map_err(|_| anyhow::anyhow!("signing failed"))?;
+        Ok(format!("{input}.{}", b64(signature.as_ref())))
     }
 }
 
@@ -219,11 +256,14 @@ mod tests {
         let key = KeyDoc::generate(&master, 1000).unwrap();
         assert!(!key.sealed.contains("PRIVATE"), "sealed");
         assert!(key.public().sealed.is_empty());
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.kid = Some(key.kid.clone());
         let claims = json!({"sub": "a", "exp": 4_000_000_000u64});
-        let token =
-            jsonwebtoken::encode(&header, &claims, &key.encoding_key(&master).unwrap()).unwrap();
+        let token = key
+            .signer(&master)
+            .unwrap()
+            .sign(&claims, "at+jwt")
+            .unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(key.kid.as_str()));
         let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.jwk.clone()).unwrap();
         let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
@@ -231,7 +271,7 @@ mod tests {
         assert!(jsonwebtoken::decode::<Value>(&token, &decoding, &v).is_ok());
         let other = MasterKey::from_bytes(&[8u8; 32]).unwrap();
         assert!(
-            key.encoding_key(&other).is_err(),
+            key.signer(&other).is_err(),
             "opened with another master key"
         );
     }

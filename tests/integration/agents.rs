@@ -334,8 +334,9 @@ async fn oauth_environments_take_tokens_of_sluices_issuer() {
     let forged = {
         let master = sluice::control::crypto::MasterKey::from_bytes(&[9u8; 32]).unwrap();
         let other = sluice::control::issuer::KeyDoc::generate(&master, 0).unwrap();
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.kid = keys[0]["kid"].as_str().map(str::to_owned);
+        // Another key pretending to be the published one: same kid, its own private half.
+        let mut signer = other.signer(&master).unwrap();
+        signer.kid = keys[0]["kid"].as_str().unwrap().to_owned();
         let payload = prod_token.split('.').nth(1).unwrap();
         use base64::Engine;
         let claims: Value = serde_json::from_slice(
@@ -344,7 +345,7 @@ async fn oauth_environments_take_tokens_of_sluices_issuer() {
                 .unwrap(),
         )
         .unwrap();
-        jsonwebtoken::encode(&header, &claims, &other.encoding_key(&master).unwrap()).unwrap()
+        signer.sign(&claims, "at+jwt").unwrap()
     };
     let (s, _) = send(
         &sluice,

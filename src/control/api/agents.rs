@@ -55,9 +55,6 @@ pub(super) async fn test_token(
         crate::control::issuer::keys_of(&cp.store.list(crate::control::issuer::SIGNING_KEY).await?);
     let key = crate::control::issuer::signing(&keys, now)
         .ok_or_else(|| ApiError::internal("the issuer has no signing key"))?;
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    header.kid = Some(key.kid.clone());
-    header.typ = Some("at+jwt".into());
     let mut jti = [0u8; 16];
     getrandom::fill(&mut jti).map_err(ApiError::internal)?;
     let claims = json!({
@@ -72,8 +69,10 @@ pub(super) async fn test_token(
         "agent": agent,
         "env": env,
     });
-    let signer = key.encoding_key(&cp.key).map_err(ApiError::internal)?;
-    let token = jsonwebtoken::encode(&header, &claims, &signer).map_err(ApiError::internal)?;
+    let token = key
+        .signer(&cp.key)
+        .and_then(|s| s.sign(&claims, "at+jwt"))
+        .map_err(ApiError::internal)?;
     cp.vault.audit_record(&json!({
         "ts": now,
         "event": "issuer.test_token",

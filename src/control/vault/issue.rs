@@ -6,8 +6,9 @@ use serde_json::json;
 
 use super::VaultWorker;
 use crate::clock::unix_now;
-use crate::control::issuer::{self, AppDoc};
+use crate::control::issuer::{self, AppDoc, Signer};
 use crate::vault::{Answer, Failure, Reply};
+use std::sync::Arc;
 
 /// Lifetime of an app's access token unless its agent says otherwise.
 pub const TOKEN_SECONDS: u64 = 900;
@@ -71,12 +72,7 @@ impl VaultWorker {
                 asked
             }
         };
-        let keys = match self.store.list(issuer::SIGNING_KEY).await {
-            Ok(r) => issuer::keys_of(&r),
-            Err(e) => return Err(Failure::Unavailable(e.to_string())),
-        };
-        let key = issuer::signing(&keys, now)
-            .ok_or_else(|| Failure::Unavailable("the issuer has no signing key".into()))?;
+        let signer = self.signer(now).await?;
         let mut jti = [0u8; 16];
         getrandom::fill(&mut jti).map_err(|e| Failure::Unavailable(e.to_string()))?;
         let scope = granted.join(" ");
@@ -93,12 +89,8 @@ impl VaultWorker {
             "agent": app.agent,
             "env": app.env,
         });
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.kid = Some(key.kid.clone());
-        header.typ = Some("at+jwt".into());
-        let token = key
-            .encoding_key(&self.key)
-            .and_then(|k| Ok(jsonwebtoken::encode(&header, &claims, &k)?))
+        let token = signer
+            .sign(&claims, "at+jwt")
             .map_err(|e| Failure::Unavailable(e.to_string()))?;
         self.audit_record(&json!({"ts": now, "event": "issuer.token", "client_id": app.client_id, "agent": app.agent, "env": app.env, "jti": claims["jti"], "outcome": "issued"}));
         Ok(Answer::Issued {
@@ -106,6 +98,31 @@ impl VaultWorker {
             expires_in: lifetime,
             scope,
         })
+    }
+
+    /// The key that signs now, opened once per configuration revision (a rotation is a new
+    /// revision) instead of once per token.
+    async fn signer(&self, now: u64) -> Result<Arc<Signer>, Failure> {
+        let revision = self.config.snapshot().control_revision;
+        let cached = self
+            .signer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some((_, signer)) = cached.filter(|(at, _)| *at == revision) {
+            return Ok(signer);
+        }
+        let keys = match self.store.list(issuer::SIGNING_KEY).await {
+            Ok(r) => issuer::keys_of(&r),
+            Err(e) => return Err(Failure::Unavailable(e.to_string())),
+        };
+        let signer = issuer::signing(&keys, now)
+            .ok_or_else(|| Failure::Unavailable("the issuer has no signing key".into()))?
+            .signer(&self.key)
+            .map_err(|e| Failure::Unavailable(e.to_string()))?;
+        let signer = Arc::new(signer);
+        *self.signer.lock().unwrap_or_else(|p| p.into_inner()) = Some((revision, signer.clone()));
+        Ok(signer)
     }
 
     /// The app whose id and secret these are; failures are counted (and limited) per client id.

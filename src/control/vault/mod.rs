@@ -51,6 +51,8 @@ pub struct VaultWorker {
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Failed client authentications at the issuer's token endpoint: client id → (minute, count).
     client_failures: Mutex<HashMap<String, (u64, u32)>>,
+    /// The issuer's key that signs now, with the configuration revision it was picked at.
+    signer: Mutex<Option<(u64, Arc<crate::control::issuer::Signer>)>>,
 }
 
 impl VaultWorker {
@@ -74,6 +76,7 @@ impl VaultWorker {
             http,
             flights: Mutex::new(HashMap::new()),
             client_failures: Mutex::new(HashMap::new()),
+            signer: Mutex::new(None),
         })
     }
 
