@@ -62,5 +62,6 @@ cargo build --quiet --example forward_load
 SLUICE_BIN=target/debug/sluice LOAD_BIN=target/debug/examples/forward_load benches/forward.sh --smoke
 SLUICE_BIN=target/debug/sluice benches/control.sh --smoke
 SLUICE_BIN=target/debug/sluice benches/mcp.sh --smoke
+SLUICE_BIN=target/debug/sluice benches/issuer.sh --smoke
 
 echo "all tests passed"
