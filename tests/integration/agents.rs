@@ -20,12 +20,12 @@ async fn send(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-/// The status of an unauthenticated POST to `path` once it is `want` (a change reaches the
-/// data plane at the next revision), or the last one seen after 5 s.
-async fn settle(sluice: &Sluice, path: &str, want: u16) -> u16 {
+/// The status of a POST to `path` (with `token`, if any) once it is `want` (a change reaches
+/// the data plane at the next revision), or the last one seen after 5 s.
+async fn settle(sluice: &Sluice, path: &str, token: Option<&str>, want: u16) -> u16 {
     let mut seen = 0;
     for _ in 0..50 {
-        seen = send(sluice, reqwest::Method::POST, path, None).await.0;
+        seen = send(sluice, reqwest::Method::POST, path, token).await.0;
         if seen == want {
             break;
         }
@@ -141,7 +141,7 @@ agents:
     )
     .await;
     assert_eq!(s, 201, "{v}");
-    let served = settle(&sluice, "/agents/billing/prod/run", 200).await;
+    let served = settle(&sluice, "/agents/billing/prod/run", None, 200).await;
     assert_eq!(served, 200, "the new agent is served at the next revision");
     let (s, v) = api(&admin, &root, "GET", "/v1/agents/billing", None).await;
     assert_eq!(s, 200, "{v}");
@@ -158,7 +158,7 @@ agents:
     )
     .await;
     assert_eq!(s, 200, "{v}");
-    let served = settle(&sluice, "/agents/billing/prod/run", 401).await;
+    let served = settle(&sluice, "/agents/billing/prod/run", None, 401).await;
     assert_eq!(served, 401, "auth: token applies at the next revision");
     // The CLI: an agent with two environments, then one opened with an exception.
     let out = cli(
@@ -675,21 +675,7 @@ print(json.dumps({"token": token, "status": r.status_code, "answer": r.json()}))
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let mut status = 0;
-    for _ in 0..50 {
-        status = send(
-            &sluice,
-            post.clone(),
-            "/agents/research/prod/invoke",
-            Some(&extra),
-        )
-        .await
-        .0;
-        if status == 401 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let status = settle(&sluice, "/agents/research/prod/invoke", Some(&extra), 401).await;
     assert_eq!(status, 401, "a revoked token");
     let r = at("/oauth2/introspect", format!("token={extra}&{creds}"))
         .send()
@@ -736,21 +722,13 @@ print(json.dumps({"token": token, "status": r.status_code, "answer": r.json()}))
         out.contains("\"revoked\": true") || out.contains("\"revoked\":true"),
         "{out}"
     );
-    let mut status = 0;
-    for _ in 0..50 {
-        status = send(
-            &sluice,
-            post.clone(),
-            "/agents/research/prod/invoke",
-            Some(&prod_token),
-        )
-        .await
-        .0;
-        if status == 401 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let status = settle(
+        &sluice,
+        "/agents/research/prod/invoke",
+        Some(&prod_token),
+        401,
+    )
+    .await;
     assert_eq!(status, 401, "a revoked app's token");
     let r = grant(&new_secret).send().await.unwrap();
     assert_eq!(r.status(), 401, "a revoked app gets no token");
