@@ -239,6 +239,9 @@ fn app_seal_name(client_id: &str) -> String {
 
 pub use crate::config::stored::{APP, REVOKED};
 
+/// `created_by` of the app provisioned when an environment turns `auth: oauth` on.
+pub const PROVISIONED: &str = "provisioned";
+
 /// A client id: `{agent}-{env}-{8 random hex}`.
 pub fn new_client_id(agent: &str, env: &str) -> anyhow::Result<String> {
     let mut raw = [0u8; 4];

@@ -958,3 +958,100 @@ async fn agent_and_issuer_permissions() {
     let (s, _) = api(&admin, &operator, "DELETE", &format!("/v1/apps/{id}"), None).await;
     assert_eq!(s, 200);
 }
+
+/// Turning OAuth on for an environment through the API provisions its app (secret shown once);
+/// turning it off deletes the environment's apps, so their secrets stop working; turning it on
+/// again provisions a new app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enabling_oauth_provisions_an_app() {
+    let port = echo_api().await;
+    let sluice = Sluice::start("");
+    let (admin, root) = (sluice.admin_url(), sluice.admin_token());
+    let agent = |auth: &str| {
+        json!({"name": "triage", "environments": [
+            {"name": "prod", "url": format!("http://127.0.0.1:{port}"), "auth": auth},
+            {"name": "dev", "url": format!("http://127.0.0.1:{port}"), "auth": "none"}
+        ]})
+        .to_string()
+    };
+    let (s, v) = api(&admin, &root, "POST", "/v1/agents", Some(&agent("token"))).await;
+    assert_eq!(s, 201, "{v}");
+    assert!(v.get("provisioned").is_none(), "{v}");
+    let grant = |id: &str, secret: &str| {
+        client()
+            .post(sluice.url("/oauth2/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "grant_type=client_credentials&client_id={id}&client_secret={secret}"
+            ))
+            .send()
+    };
+
+    let (s, v) = api(
+        &admin,
+        &root,
+        "PUT",
+        "/v1/agents/triage",
+        Some(&agent("oauth")),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let provisioned = v["provisioned"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(provisioned.len(), 1, "{v}");
+    assert_eq!(provisioned[0]["env"], "prod");
+    let id = provisioned[0]["client_id"].as_str().unwrap().to_owned();
+    let secret = provisioned[0]["client_secret"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("triage-prod-"), "{id}");
+    let r = grant(&id, &secret).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let token = r.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        settle(&sluice, "/agents/triage/prod/x", Some(&token), 200).await,
+        200
+    );
+    // Writing the same policy again provisions nothing more.
+    let (_, v) = api(
+        &admin,
+        &root,
+        "PUT",
+        "/v1/agents/triage",
+        Some(&agent("oauth")),
+    )
+    .await;
+    assert!(v.get("provisioned").is_none(), "{v}");
+
+    // Off: the app and its secret are gone.
+    let (s, v) = api(
+        &admin,
+        &root,
+        "PUT",
+        "/v1/agents/triage",
+        Some(&agent("token")),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, apps) = api(&admin, &root, "GET", "/v1/apps", None).await;
+    assert!(!apps.to_string().contains(&id), "{apps}");
+    assert_eq!(grant(&id, &secret).await.unwrap().status(), 401);
+    // On again: a new app.
+    let (_, v) = api(
+        &admin,
+        &root,
+        "PUT",
+        "/v1/agents/triage",
+        Some(&agent("oauth")),
+    )
+    .await;
+    let again = v["provisioned"][0]["client_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_ne!(again, id);
+    // Deleting the agent deletes its apps.
+    let (s, _) = api(&admin, &root, "DELETE", "/v1/agents/triage", None).await;
+    assert_eq!(s, 200);
+    let (_, apps) = api(&admin, &root, "GET", "/v1/apps", None).await;
+    assert_eq!(apps["items"].as_array().map(Vec::len), Some(0), "{apps}");
+}

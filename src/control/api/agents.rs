@@ -22,6 +22,78 @@ impl Doc for wire::Agent {
         }
         item["invoke_urls"] = Value::Object(urls);
     }
+    /// Turning `auth: oauth` on for an environment provisions its app (the secret shown once,
+    /// under `provisioned`); turning it off, removing the environment or the agent deletes the
+    /// environment's apps and their sealed secrets. Re-enabling provisions a new one.
+    async fn companions(
+        name: &str,
+        new: Option<&Self>,
+        cp: &ControlPlane,
+    ) -> ApiResult<(Vec<Op>, Value)> {
+        use crate::config::agent::wire::AgentAuth;
+        use crate::control::issuer::{self, AppDoc};
+        let apps: Vec<AppDoc> = cp
+            .store
+            .list(issuer::APP)
+            .await?
+            .into_iter()
+            .filter_map(|r| serde_json::from_value::<AppDoc>(r.body).ok())
+            .filter(|a| a.agent == name)
+            .collect();
+        let oauth: Vec<&str> = new
+            .map(|a| {
+                a.environments
+                    .iter()
+                    .filter(|e| e.auth == AgentAuth::Oauth)
+                    .map(|e| e.name.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut ops = Vec::new();
+        for app in apps.iter().filter(|a| !oauth.contains(&a.env.as_str())) {
+            ops.push(Op::Delete {
+                kind: issuer::APP.into(),
+                name: app.client_id.clone(),
+            });
+        }
+        let mut provisioned = Vec::new();
+        for env in oauth {
+            let has = apps
+                .iter()
+                .any(|a| a.env == env && a.created_by == issuer::PROVISIONED);
+            if has {
+                continue;
+            }
+            let doc = AppDoc {
+                client_id: issuer::new_client_id(name, env).map_err(ApiError::internal)?,
+                name: format!("{name}-{env}"),
+                agent: name.to_owned(),
+                env: env.to_owned(),
+                created_by: issuer::PROVISIONED.into(),
+                created_at: unix_now(),
+                sealed: String::new(),
+                secret_version: 0,
+            };
+            let (doc, secret) = doc.with_new_secret(&cp.key).map_err(ApiError::internal)?;
+            ops.push(Op::Create {
+                kind: issuer::APP.into(),
+                name: doc.client_id.clone(),
+                body: to_value(&doc)?,
+            });
+            provisioned.push(json!({
+                "env": env,
+                "client_id": doc.client_id,
+                "client_secret": secret,
+                "token_endpoint": format!("{}/oauth2/token", cp.vault.base_url),
+            }));
+        }
+        let shown = if provisioned.is_empty() {
+            Value::Null
+        } else {
+            Value::Array(provisioned)
+        };
+        Ok((ops, shown))
+    }
 }
 
 /// Lifetime of a test token.

@@ -37,6 +37,17 @@ pub(in crate::control) trait Doc: Kind + utoipa::ToSchema {
     fn oauth_providers(&self) -> Vec<(&'static str, String)> {
         Vec::new()
     }
+    /// Other stored resources that change with this document (an agent's provisioned OAuth
+    /// apps): the operations committed with it, and what the answer shows of them under
+    /// `provisioned` (a secret shown once). `new` is `None` when the document is deleted.
+    fn companions(
+        name: &str,
+        new: Option<&Self>,
+        cp: &ControlPlane,
+    ) -> impl std::future::Future<Output = ApiResult<(Vec<Op>, Value)>> + Send {
+        let _ = (name, new, cp);
+        async move { Ok((Vec::new(), Value::Null)) }
+    }
     /// Completes and checks a document written through the API before it is validated with
     /// the rest and committed (discovery, references to stored secrets); as is by default.
     fn prepare(
@@ -185,16 +196,19 @@ pub(super) async fn create_doc<T: Doc>(
     check_attach(&cp, &caller, &doc, &[]).await?;
     let doc = T::prepare(doc, &cp).await?;
     let value = to_value(&doc)?;
-    let revision = cp
-        .commit(vec![Op::Create {
+    let (mut ops, provisioned) = T::companions(&name, Some(&doc), &cp).await?;
+    ops.insert(
+        0,
+        Op::Create {
             kind: T::KIND.into(),
             name,
             body: value.clone(),
-        }])
-        .await?;
+        },
+    );
+    let revision = cp.commit(ops).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"revision": revision, "item": value})),
+        Json(answer(revision, Some(value), provisioned)),
     ))
 }
 
@@ -226,14 +240,29 @@ pub(super) async fn update_doc<T: Doc>(
     check_attach(&cp, &caller, &doc, &before).await?;
     let doc = T::prepare(doc, &cp).await?;
     let value = to_value(&doc)?;
-    let revision = cp
-        .commit(vec![Op::Update {
+    let (mut ops, provisioned) = T::companions(&name, Some(&doc), &cp).await?;
+    ops.insert(
+        0,
+        Op::Update {
             kind: T::KIND.into(),
             name,
             body: value.clone(),
-        }])
-        .await?;
-    Ok(Json(json!({"revision": revision, "item": value})))
+        },
+    );
+    let revision = cp.commit(ops).await?;
+    Ok(Json(answer(revision, Some(value), provisioned)))
+}
+
+/// A write's answer: the revision, the document, and its companions' news when there are any.
+fn answer(revision: u64, item: Option<Value>, provisioned: Value) -> Value {
+    let mut answer = json!({ "revision": revision });
+    if let Some(item) = item {
+        answer["item"] = item;
+    }
+    if !provisioned.is_null() {
+        answer["provisioned"] = provisioned;
+    }
+    answer
 }
 
 /// A reference to an OAuth provider the document did not hold before needs
@@ -276,11 +305,15 @@ pub(super) async fn delete_doc<T: Doc>(
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Value>> {
     cp.authorize(&headers, Permission::doc::<T>(DocVerb::Delete))?;
-    let revision = cp
-        .commit(vec![Op::Delete {
+    let name = T::url_name(&raw);
+    let (mut ops, provisioned) = T::companions(&name, None, &cp).await?;
+    ops.insert(
+        0,
+        Op::Delete {
             kind: T::KIND.into(),
-            name: T::url_name(&raw),
-        }])
-        .await?;
-    Ok(Json(json!({ "revision": revision })))
+            name,
+        },
+    );
+    let revision = cp.commit(ops).await?;
+    Ok(Json(answer(revision, None, provisioned)))
 }
