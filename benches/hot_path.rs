@@ -417,12 +417,81 @@ fn snapshot_build(c: &mut Criterion) {
     g.finish();
 }
 
+/// A token of Sluice's own issuer on an `auth: oauth` agent route: the whole admission (verify,
+/// the app and `jti` revocation checks, scopes, audience claim), cached and uncached, beside
+/// the same baseline as the `auth` group.
+fn builtin_issuer(c: &mut Criterion) {
+    use sluice::control::crypto::MasterKey;
+    use sluice::control::issuer::KeyDoc;
+    let master = MasterKey::from_bytes(&[3u8; 32]).unwrap_or_else(|e| panic!("{e}"));
+    let key = KeyDoc::generate(&master, 0).unwrap_or_else(|e| panic!("{e}"));
+    let src = r#"
+public_base_url: "https://gw.bench"
+agents:
+  - name: research
+    environments:
+      - { name: prod, url: "http://127.0.0.1:9", auth: oauth, scopes: [invoke] }
+"#;
+    let mut config = parse(src).unwrap_or_else(|e| panic!("{e}"));
+    config.signing_keys.push(key.jwk.clone());
+    config.live_apps.push("research-prod-00000000".into());
+    let snap = Snapshot::build(&config, Path::new("."), &BuildContext::default())
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let claims = serde_json::json!({"iss": "https://gw.bench", "aud": "https://gw.bench/agents/research/prod",
+        "sub": "research-prod-00000000", "client_id": "research-prod-00000000", "exp": 4_000_000_000u64,
+        "iat": 1_700_000_000u64, "jti": "0123456789abcdef0123456789abcdef", "scope": "invoke",
+        "agent": "research", "env": "prod"});
+    let token = key
+        .signer(&master)
+        .and_then(|s| s.sign(&claims, "at+jwt"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut req = RequestHeader::build("POST", b"/agents/research/prod/invoke", None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    req.append_header("authorization", format!("Bearer {token}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    block_on(&rt, steps::admit(&req, &snap, 0, 1_800_000_000)).unwrap_or_else(|e| panic!("{e:?}"));
+    let mut g = c.benchmark_group("builtin_issuer");
+    g.bench_function("baseline_sha256_of_jwt", |b| {
+        b.iter(|| {
+            black_box(<sha2::Sha256 as sha2::Digest>::digest(black_box(
+                token.as_bytes(),
+            )))
+        })
+    });
+    g.bench_function("admit_cached", |b| {
+        b.iter(|| {
+            black_box(block_on(&rt, steps::admit(black_box(&req), &snap, 0, 1_800_000_000)).is_ok())
+        })
+    });
+    let keys = &snap.jwt.issuers[snap.builtin_issuer.unwrap_or_default()].keys;
+    let entry = match keys.find(Some(&key.kid), jsonwebtoken::Algorithm::ES256) {
+        sluice::auth::jwks::Lookup::Found(k) => k,
+        _ => panic!("the built-in key is missing"),
+    };
+    let v = sluice::auth::jwt::validation(
+        jsonwebtoken::Algorithm::ES256,
+        "https://gw.bench",
+        &["https://gw.bench/agents/research/prod".to_owned()],
+        30,
+    );
+    g.bench_function("verify_uncached_es256", |b| {
+        b.iter(|| {
+            black_box(jsonwebtoken::decode::<serde_json::Value>(&token, &entry.key, &v).is_ok())
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     pick,
     request_path,
     vault,
     auth,
+    builtin_issuer,
     forward,
     snapshot_build
 );
