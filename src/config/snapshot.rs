@@ -161,6 +161,19 @@ impl Snapshot {
                     .is_some_and(|j| self.revoked_tokens.contains(j)))
     }
 
+    /// The route of an enabled agent environment.
+    pub fn agent_route(&self, agent: &str, env: &str) -> Option<&Route> {
+        let prefix = format!("{}/{agent}/{env}", super::agent::PREFIX);
+        self.routes.iter().find(|r| r.prefix == prefix)
+    }
+
+    /// The route of an enabled agent environment that takes tokens of Sluice's issuer, with the
+    /// audience they must name.
+    pub fn oauth_environment(&self, agent: &str, env: &str) -> Option<(&Route, &str)> {
+        let route = self.agent_route(agent, env)?;
+        Some((route, route.audience()?))
+    }
+
     /// The route whose prefix matches `path` on a segment boundary, longest prefix first.
     pub fn route(&self, path: &str) -> Option<(usize, &Route)> {
         self.routes.iter().enumerate().find(|(_, r)| {

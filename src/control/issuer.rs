@@ -135,6 +135,51 @@ pub fn signing(keys: &[KeyDoc], now: u64) -> Option<&KeyDoc> {
         .or_else(|| keys.first())
 }
 
+/// The key that signs now, opened (the store's keys read and the newest published one unsealed).
+pub async fn current_signer(
+    store: &dyn Store,
+    master: &MasterKey,
+    now: u64,
+) -> anyhow::Result<Signer> {
+    let keys = keys_of(&store.list(SIGNING_KEY).await?);
+    signing(&keys, now)
+        .ok_or_else(|| anyhow::anyhow!("the issuer has no signing key"))?
+        .signer(master)
+}
+
+/// An access token's claims: who it is for (`client_id`, also `sub` unless given), where it
+/// may be used (`aud`: an agent environment's invoke URL) and for how long.
+pub struct AccessToken<'a> {
+    pub issuer: &'a str,
+    pub subject: &'a str,
+    pub client_id: &'a str,
+    pub audience: &'a str,
+    pub scope: &'a str,
+    pub agent: &'a str,
+    pub env: &'a str,
+    pub lifetime: u64,
+}
+
+impl AccessToken<'_> {
+    /// The claims, with a fresh random `jti`.
+    pub fn claims(&self, now: u64) -> anyhow::Result<Value> {
+        let mut jti = [0u8; 16];
+        getrandom::fill(&mut jti).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+        Ok(json!({
+            "iss": self.issuer,
+            "sub": self.subject,
+            "aud": self.audience,
+            "iat": now,
+            "exp": now + self.lifetime,
+            "jti": hex::encode(jti),
+            "client_id": self.client_id,
+            "scope": self.scope,
+            "agent": self.agent,
+            "env": self.env,
+        }))
+    }
+}
+
 /// Creates the first signing key when the store has none (another replica may win the race).
 pub async fn ensure(store: &dyn Store, master: &MasterKey, now: u64) -> anyhow::Result<()> {
     if !store.list(SIGNING_KEY).await?.is_empty() {
@@ -199,6 +244,43 @@ pub struct AppDoc {
 }
 
 impl AppDoc {
+    /// A new app of `agent` × `env` (client id `{agent}-{env}-{random}`) with its secret (the
+    /// plaintext, shown once).
+    pub fn create(
+        agent: &str,
+        env: &str,
+        name: String,
+        created_by: String,
+        master: &MasterKey,
+        now: u64,
+    ) -> anyhow::Result<(AppDoc, String)> {
+        AppDoc {
+            client_id: new_client_id(agent, env)?,
+            name,
+            agent: agent.to_owned(),
+            env: env.to_owned(),
+            created_by,
+            created_at: now,
+            sealed: String::new(),
+            secret_version: 0,
+        }
+        .with_new_secret(master)
+    }
+
+    /// The operation that stores it.
+    pub fn store_op(&self, create: bool) -> anyhow::Result<Op> {
+        let (kind, name, body) = (
+            APP.to_owned(),
+            self.client_id.clone(),
+            serde_json::to_value(self)?,
+        );
+        Ok(if create {
+            Op::Create { kind, name, body }
+        } else {
+            Op::Update { kind, name, body }
+        })
+    }
+
     /// A new secret for the app: the plaintext (shown once) and the document holding it sealed.
     pub fn with_new_secret(mut self, master: &MasterKey) -> anyhow::Result<(AppDoc, String)> {
         let mut raw = [0u8; 32];
@@ -243,7 +325,7 @@ pub use crate::config::stored::{APP, REVOKED};
 pub const PROVISIONED: &str = "provisioned";
 
 /// A client id: `{agent}-{env}-{8 random hex}`.
-pub fn new_client_id(agent: &str, env: &str) -> anyhow::Result<String> {
+fn new_client_id(agent: &str, env: &str) -> anyhow::Result<String> {
     let mut raw = [0u8; 4];
     getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
     Ok(format!("{agent}-{env}-{}", hex::encode(raw)))

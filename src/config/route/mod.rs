@@ -33,6 +33,14 @@ pub struct Route {
     pub metrics: RouteMetrics,
 }
 
+impl Route {
+    /// The audience a token must name here: set on agent environments that take tokens of
+    /// Sluice's issuer (`auth: oauth`) only.
+    pub fn audience(&self) -> Option<&str> {
+        self.access.required_claims.get("aud").map(String::as_str)
+    }
+}
+
 /// A method (or any) and a path under the route's prefix: exact, or a prefix ending in `/*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenOperation {

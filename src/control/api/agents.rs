@@ -32,12 +32,9 @@ impl Doc for wire::Agent {
     ) -> ApiResult<(Vec<Op>, Value)> {
         use crate::config::agent::wire::AgentAuth;
         use crate::control::issuer::{self, AppDoc};
-        let apps: Vec<AppDoc> = cp
-            .store
-            .list(issuer::APP)
+        let apps: Vec<AppDoc> = super::apps::stored_apps(cp)
             .await?
             .into_iter()
-            .filter_map(|r| serde_json::from_value::<AppDoc>(r.body).ok())
             .filter(|a| a.agent == name)
             .collect();
         let oauth: Vec<&str> = new
@@ -64,28 +61,19 @@ impl Doc for wire::Agent {
             if has {
                 continue;
             }
-            let doc = AppDoc {
-                client_id: issuer::new_client_id(name, env).map_err(ApiError::internal)?,
-                name: format!("{name}-{env}"),
-                agent: name.to_owned(),
-                env: env.to_owned(),
-                created_by: issuer::PROVISIONED.into(),
-                created_at: unix_now(),
-                sealed: String::new(),
-                secret_version: 0,
-            };
-            let (doc, secret) = doc.with_new_secret(&cp.key).map_err(ApiError::internal)?;
-            ops.push(Op::Create {
-                kind: issuer::APP.into(),
-                name: doc.client_id.clone(),
-                body: to_value(&doc)?,
-            });
-            provisioned.push(json!({
-                "env": env,
-                "client_id": doc.client_id,
-                "client_secret": secret,
-                "token_endpoint": format!("{}/oauth2/token", cp.vault.base_url),
-            }));
+            let (doc, secret) = AppDoc::create(
+                name,
+                env,
+                format!("{name}-{env}"),
+                issuer::PROVISIONED.into(),
+                &cp.key,
+                unix_now(),
+            )
+            .map_err(ApiError::internal)?;
+            ops.push(doc.store_op(true).map_err(ApiError::internal)?);
+            let mut shown = super::apps::with_secret(&doc, &secret, cp);
+            shown["env"] = env.into();
+            provisioned.push(shown);
         }
         let shown = if provisioned.is_empty() {
             Value::Null
@@ -107,15 +95,14 @@ pub(super) async fn test_token(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let caller = cp.authorize(&headers, Permission::AgentTestToken)?;
     let snap = cp.config.snapshot();
-    let prefix = format!("{}/{agent}/{env}", crate::config::agent::PREFIX);
-    let Some(route) = snap.routes.iter().find(|r| r.prefix == prefix) else {
+    if snap.agent_route(&agent, &env).is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("agent `{agent}` has no enabled environment `{env}`"),
         ));
-    };
-    let Some(audience) = route.access.required_claims.get("aud") else {
+    }
+    let Some((route, audience)) = snap.oauth_environment(&agent, &env) else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_oauth",
@@ -123,28 +110,23 @@ pub(super) async fn test_token(
         ));
     };
     let now = unix_now();
-    let keys =
-        crate::control::issuer::keys_of(&cp.store.list(crate::control::issuer::SIGNING_KEY).await?);
-    let key = crate::control::issuer::signing(&keys, now)
-        .ok_or_else(|| ApiError::internal("the issuer has no signing key"))?;
-    let mut jti = [0u8; 16];
-    getrandom::fill(&mut jti).map_err(ApiError::internal)?;
-    let claims = json!({
-        "iss": snap.public_base_url,
-        "sub": format!("test:{}", caller.principal),
-        "aud": audience,
-        "iat": now,
-        "exp": now + TEST_TOKEN_SECONDS,
-        "jti": hex::encode(jti),
-        "client_id": crate::config::agent::TEST_CLIENT,
-        "scope": route.access.scopes.join(" "),
-        "agent": agent,
-        "env": env,
-    });
-    let token = key
-        .signer(&cp.key)
-        .and_then(|s| s.sign(&claims, "at+jwt"))
+    let signer = crate::control::issuer::current_signer(&*cp.store, &cp.key, now)
+        .await
         .map_err(ApiError::internal)?;
+    let subject = format!("test:{}", caller.principal);
+    let claims = crate::control::issuer::AccessToken {
+        issuer: &snap.public_base_url,
+        subject: &subject,
+        client_id: crate::config::agent::TEST_CLIENT,
+        audience,
+        scope: &route.access.scopes.join(" "),
+        agent: &agent,
+        env: &env,
+        lifetime: TEST_TOKEN_SECONDS,
+    }
+    .claims(now)
+    .map_err(ApiError::internal)?;
+    let token = signer.sign(&claims, "at+jwt").map_err(ApiError::internal)?;
     cp.vault.audit_record(&json!({
         "ts": now,
         "event": "issuer.test_token",
@@ -152,7 +134,7 @@ pub(super) async fn test_token(
         "agent": agent,
         "env": env,
         "jti": claims["jti"],
-        "kid": key.kid,
+        "kid": signer.kid,
     }));
     Ok((
         StatusCode::CREATED,

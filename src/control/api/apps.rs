@@ -12,12 +12,29 @@ struct AppCreate {
     name: String,
 }
 
-fn secret_answer(app: &AppDoc, secret: &str, revision: u64, cp: &ControlPlane) -> Value {
+/// An app as shown with its secret (once: at creation, provisioning or regeneration).
+pub(super) fn with_secret(app: &AppDoc, secret: &str, cp: &ControlPlane) -> Value {
     let mut shown = app.shown();
     shown["client_secret"] = secret.into();
     shown["token_endpoint"] = format!("{}/oauth2/token", cp.vault.base_url).into();
+    shown
+}
+
+fn secret_answer(app: &AppDoc, secret: &str, revision: u64, cp: &ControlPlane) -> Value {
+    let mut shown = with_secret(app, secret, cp);
     shown["revision"] = revision.into();
     shown
+}
+
+/// Every stored app.
+pub(super) async fn stored_apps(cp: &ControlPlane) -> ApiResult<Vec<AppDoc>> {
+    Ok(cp
+        .store
+        .list(issuer::APP)
+        .await?
+        .into_iter()
+        .filter_map(|r| serde_json::from_value::<AppDoc>(r.body).ok())
+        .collect())
 }
 
 async fn stored_app(cp: &ControlPlane, client_id: &str) -> ApiResult<AppDoc> {
@@ -45,36 +62,29 @@ pub(super) async fn create_app(
     if req.name.is_empty() || req.name.len() > 64 {
         return Err(ApiError::bad("name", "an app name is 1 to 64 characters"));
     }
-    let prefix = format!("{}/{agent}/{env}", crate::config::agent::PREFIX);
-    let snap = cp.config.snapshot();
-    let oauth = snap
-        .routes
-        .iter()
-        .any(|r| r.prefix == prefix && r.access.required_claims.contains_key("aud"));
-    if !oauth {
+    if cp
+        .config
+        .snapshot()
+        .oauth_environment(&agent, &env)
+        .is_none()
+    {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_oauth",
             format!("agent `{agent}` has no enabled environment `{env}` with `auth: oauth`"),
         ));
     }
-    let doc = AppDoc {
-        client_id: issuer::new_client_id(&agent, &env).map_err(ApiError::internal)?,
-        name: req.name,
-        agent,
-        env,
-        created_by: caller.principal,
-        created_at: unix_now(),
-        sealed: String::new(),
-        secret_version: 0,
-    };
-    let (doc, secret) = doc.with_new_secret(&cp.key).map_err(ApiError::internal)?;
+    let (doc, secret) = AppDoc::create(
+        &agent,
+        &env,
+        req.name,
+        caller.principal,
+        &cp.key,
+        unix_now(),
+    )
+    .map_err(ApiError::internal)?;
     let revision = cp
-        .commit(vec![Op::Create {
-            kind: issuer::APP.into(),
-            name: doc.client_id.clone(),
-            body: to_value(&doc)?,
-        }])
+        .commit(vec![doc.store_op(true).map_err(ApiError::internal)?])
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -84,14 +94,7 @@ pub(super) async fn create_app(
 
 pub(super) async fn list_apps(State(cp): Cp, headers: HeaderMap) -> ApiResult<Json<Value>> {
     cp.authorize(&headers, Permission::AppList)?;
-    let items: Vec<Value> = cp
-        .store
-        .list(issuer::APP)
-        .await?
-        .into_iter()
-        .filter_map(|r| serde_json::from_value::<AppDoc>(r.body).ok())
-        .map(|a| a.shown())
-        .collect();
+    let items: Vec<Value> = stored_apps(&cp).await?.iter().map(AppDoc::shown).collect();
     Ok(Json(json!({ "items": items })))
 }
 
@@ -104,11 +107,7 @@ pub(super) async fn regenerate_app(
     let app = stored_app(&cp, &client_id).await?;
     let (app, secret) = app.with_new_secret(&cp.key).map_err(ApiError::internal)?;
     let revision = cp
-        .commit(vec![Op::Update {
-            kind: issuer::APP.into(),
-            name: client_id,
-            body: to_value(&app)?,
-        }])
+        .commit(vec![app.store_op(false).map_err(ApiError::internal)?])
         .await?;
     Ok(Json(secret_answer(&app, &secret, revision, &cp)))
 }

@@ -34,11 +34,7 @@ impl VaultWorker {
         let now = unix_now();
         let app = self.authenticate_app(client_id, client_secret, now).await?;
         let snap = self.config.snapshot();
-        let prefix = format!("{}/{}/{}", crate::config::agent::PREFIX, app.agent, app.env);
-        let route = snap.routes.iter().find(|r| r.prefix == prefix);
-        let Some((route, audience)) =
-            route.and_then(|r| r.access.required_claims.get("aud").map(|aud| (r, aud)))
-        else {
+        let Some((route, audience)) = snap.oauth_environment(&app.agent, &app.env) else {
             return Err(refuse(
                 400,
                 "unauthorized_client",
@@ -73,22 +69,20 @@ impl VaultWorker {
             }
         };
         let signer = self.signer(now).await?;
-        let mut jti = [0u8; 16];
-        getrandom::fill(&mut jti).map_err(|e| Failure::Unavailable(e.to_string()))?;
         let scope = granted.join(" ");
         let lifetime = route.token_lifetime.unwrap_or(TOKEN_SECONDS);
-        let claims = json!({
-            "iss": snap.public_base_url,
-            "sub": app.client_id,
-            "aud": audience,
-            "iat": now,
-            "exp": now + lifetime,
-            "jti": hex::encode(jti),
-            "client_id": app.client_id,
-            "scope": scope,
-            "agent": app.agent,
-            "env": app.env,
-        });
+        let claims = issuer::AccessToken {
+            issuer: &snap.public_base_url,
+            subject: &app.client_id,
+            client_id: &app.client_id,
+            audience,
+            scope: &scope,
+            agent: &app.agent,
+            env: &app.env,
+            lifetime,
+        }
+        .claims(now)
+        .map_err(|e| Failure::Unavailable(e.to_string()))?;
         let token = signer
             .sign(&claims, "at+jwt")
             .map_err(|e| Failure::Unavailable(e.to_string()))?;
@@ -112,13 +106,8 @@ impl VaultWorker {
         if let Some((_, signer)) = cached.filter(|(at, _)| *at == revision) {
             return Ok(signer);
         }
-        let keys = match self.store.list(issuer::SIGNING_KEY).await {
-            Ok(r) => issuer::keys_of(&r),
-            Err(e) => return Err(Failure::Unavailable(e.to_string())),
-        };
-        let signer = issuer::signing(&keys, now)
-            .ok_or_else(|| Failure::Unavailable("the issuer has no signing key".into()))?
-            .signer(&self.key)
+        let signer = issuer::current_signer(&*self.store, &self.key, now)
+            .await
             .map_err(|e| Failure::Unavailable(e.to_string()))?;
         let signer = Arc::new(signer);
         *self.signer.lock().unwrap_or_else(|p| p.into_inner()) = Some((revision, signer.clone()));
