@@ -138,7 +138,7 @@ impl Snapshot {
             oauth_providers: HashMap::new(),
             mcp_servers: HashMap::new(),
             public_base_url: String::new(),
-            builtin_jwks: serde_json::Value::Null,
+            builtin_jwks: serde_json::json!({ "keys": [] }),
             live_apps: Default::default(),
             builtin_issuer: None,
             revoked_tokens: Default::default(),
@@ -203,13 +203,14 @@ impl Snapshot {
             owners,
             issuers,
             forward,
-            oauth_providers,
-            mcp_servers,
+            // OAuth providers, MCP servers and the public URL: `gateway_resources`.
+            oauth_providers: _,
+            mcp_servers: _,
             agents,
             signing_keys,
             live_apps,
             revoked_tokens,
-            public_base_url,
+            public_base_url: _,
         } = config;
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
@@ -219,21 +220,13 @@ impl Snapshot {
         // intercept route per provider; tokens name owners.
         let built = provider::build_all(providers, base, ctx, &mut errors, &mut warnings);
         let base_url = config.public_base_url();
-        let builtin_jwks = serde_json::json!({ "keys": signing_keys });
-        let builtin = issuer::builtin(
-            &base_url,
-            &builtin_jwks,
-            &agents::oauth_audiences(agents, &base_url),
-        );
-        let has_builtin = builtin.is_some();
-        let jwt = issuer::build_all(issuers, ctx, builtin, &mut errors);
-        let builtin_idx = has_builtin.then(|| jwt.issuers.len() - 1);
+        let (jwt, builtin_idx, builtin_jwks) =
+            build_issuers(issuers, agents, signing_keys, &base_url, ctx, &mut errors);
         let mut built_routes =
             route::build_all(routes, &built, providers, &jwt, issuers, &mut errors);
         // Before the forward proxy's intercept routes, which are referred to by index.
-        let agent_routes =
-            agents::build_all(agents, &base_url, builtin_idx, &mut errors, &mut warnings);
-        add_agents(&mut built_routes, agent_routes, &mut errors);
+        let agent_routes = (agents.as_slice(), base_url.as_str(), builtin_idx);
+        add_agents(&mut built_routes, agent_routes, &mut errors, &mut warnings);
         let forward = forward::build(
             forward,
             &built,
@@ -243,25 +236,9 @@ impl Snapshot {
             &mut errors,
         );
         let built_tokens = token::build_all(tokens, owners, ctx, &mut errors);
-        let oauth_providers = oauth_provider::build_all(oauth_providers, &mut errors);
-        let mcp_servers = mcp_server::build_all(
-            mcp_servers,
-            &mut errors,
-            &mut warnings,
-            &oauth_providers,
-            &base_url,
-        );
-        check_gateway_paths(
-            public_base_url.as_deref(),
-            routes,
-            &built,
-            &oauth_providers,
-            &mut errors,
-            &mut warnings,
-        );
-        if no_credential_can_pass(routes, tokens, issuers) {
-            warnings.push("routes require credentials but no `tokens` or `issuers` are declared: they refuse every request".into());
-        }
+        let (oauth_providers, mcp_servers) =
+            gateway_resources(config, &built, &base_url, &mut errors, &mut warnings);
+        no_credential_can_pass(routes, tokens, issuers, &mut warnings);
 
         if !errors.is_empty() {
             return Err(errors);
@@ -288,10 +265,64 @@ impl Snapshot {
     }
 }
 
+/// The OAuth providers and MCP servers, and the checks of the gateway's own paths.
+fn gateway_resources(
+    config: &wire::Config,
+    built: &[Arc<Provider>],
+    base_url: &str,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+) -> (
+    HashMap<String, Arc<OAuthProvider>>,
+    HashMap<String, Arc<McpServer>>,
+) {
+    let oauth_providers = oauth_provider::build_all(&config.oauth_providers, errors);
+    let mcp_servers = mcp_server::build_all(
+        &config.mcp_servers,
+        errors,
+        warnings,
+        &oauth_providers,
+        base_url,
+    );
+    check_gateway_paths(
+        config.public_base_url.as_deref(),
+        &config.routes,
+        built,
+        &oauth_providers,
+        errors,
+        warnings,
+    );
+    (oauth_providers, mcp_servers)
+}
+
+/// The trusted issuers, Sluice's own last (once the control plane has made a signing key) with
+/// its index, and its keys as a JWKS document.
+fn build_issuers(
+    issuers: &[wire::Issuer],
+    agents: &[wire::Agent],
+    signing_keys: &[serde_json::Value],
+    base_url: &str,
+    ctx: &BuildContext,
+    errors: &mut Vec<ConfigError>,
+) -> (JwtVerifier, Option<usize>, serde_json::Value) {
+    let jwks = serde_json::json!({ "keys": signing_keys });
+    let audiences = agents::oauth_audiences(agents, base_url);
+    let builtin = issuer::builtin(base_url, &jwks, &audiences);
+    let has_builtin = builtin.is_some();
+    let jwt = issuer::build_all(issuers, ctx, builtin, errors);
+    let index = has_builtin.then(|| jwt.issuers.len() - 1);
+    (jwt, index, jwks)
+}
+
 /// Agents' routes beside the declared ones (a route declared at an agent's prefix is an error),
 /// longest prefix first again.
-fn add_agents(routes: &mut Vec<Route>, agents: Vec<Route>, errors: &mut Vec<ConfigError>) {
-    for r in agents {
+fn add_agents(
+    routes: &mut Vec<Route>,
+    (agents, base_url, builtin): (&[wire::Agent], &str, Option<usize>),
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+) {
+    for r in agents::build_all(agents, base_url, builtin, errors, warnings) {
         if routes.iter().any(|d| d.prefix == r.prefix) {
             errors.push(ConfigError::at(
                 "agents",
@@ -306,17 +337,21 @@ fn add_agents(routes: &mut Vec<Route>, agents: Vec<Route>, errors: &mut Vec<Conf
     routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
 }
 
-/// Routes require credentials but no token or issuer is declared.
+/// A warning when routes require credentials but no token or issuer is declared.
 fn no_credential_can_pass(
     routes: &[wire::Route],
     tokens: &[wire::Token],
     issuers: &[wire::Issuer],
-) -> bool {
-    routes
+    warnings: &mut Vec<String>,
+) {
+    let refuse_all = routes
         .iter()
         .any(|r| matches!(r.auth, AuthPolicy::Token | AuthPolicy::Any))
         && tokens.is_empty()
-        && issuers.is_empty()
+        && issuers.is_empty();
+    if refuse_all {
+        warnings.push("routes require credentials but no `tokens` or `issuers` are declared: they refuse every request".into());
+    }
 }
 
 /// What the gateway's own paths need: a valid `public_base_url`, no route under them, and the

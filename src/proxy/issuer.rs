@@ -64,14 +64,10 @@ pub async fn serve(session: &mut Session, snap: &Snapshot, vault: &Vault, reques
         return write_page(session, page, request_id).await;
     }
     let page = if path == JWKS_PATH && session.req_header().method == http::Method::GET {
-        let keys = match &snap.builtin_jwks {
-            serde_json::Value::Null => serde_json::json!({ "keys": [] }),
-            doc => doc.clone(),
-        };
         Page {
             status: 200,
             content_type: "application/jwk-set+json",
-            body: keys.to_string(),
+            body: snap.builtin_jwks.to_string(),
             headers: Vec::new(),
         }
     } else {
@@ -96,20 +92,18 @@ fn json_page(status: u16, body: &Value, headers: Vec<(&'static str, String)>) ->
 
 /// An RFC 6749 §5.2 error answer (`invalid_client` with its challenge).
 fn oauth_error(f: &Failure) -> Page {
-    let (error, description) = match f {
+    let (error, description, status) = match f {
         Failure::OAuth {
-            error, description, ..
-        } => (error.as_str(), description.clone()),
-        other => ("temporarily_unavailable", other.to_string()),
+            error,
+            description,
+            status,
+        } => (error.as_str(), description.clone(), *status),
+        other => ("temporarily_unavailable", other.to_string(), 503),
     };
     let mut headers = Vec::new();
     if error == "invalid_client" {
         headers.push(("www-authenticate", r#"Basic realm="sluice""#.to_owned()));
     }
-    let status = match f {
-        Failure::OAuth { status, .. } => *status,
-        _ => 503,
-    };
     json_page(
         status,
         &json!({"error": error, "error_description": description}),

@@ -110,7 +110,7 @@ fn build(
         intercept_hosts,
         credentials,
         oauth_provider,
-        keys,
+        keys: _,
         ca_file: _,
         quarantine_seconds,
         cooldown_seconds,
@@ -142,18 +142,7 @@ fn build(
             ));
         }
     }
-    if *credentials == CredentialMode::Centralized && keys.is_empty() {
-        errors.push(ConfigError::at(
-            format!("{at}.keys"),
-            format!("provider `{name}` has `credentials: centralized` but no keys (`credentials: none` injects nothing)"),
-        ));
-    }
-    if *credentials == CredentialMode::None && !keys.is_empty() {
-        errors.push(ConfigError::at(
-            format!("{at}.keys"),
-            "`credentials: none` injects nothing: list no keys",
-        ));
-    }
+    check_keys(p, at, errors);
     check_oauth(p, at, errors);
     let built_keys = build_keys(p, at, base, ctx, errors, warnings);
     if errors.len() > before {
@@ -179,6 +168,24 @@ fn build(
         quarantine: Duration::from_secs(*quarantine_seconds),
         cooldown: Duration::from_secs(*cooldown_seconds),
     })
+}
+
+/// `centralized` needs keys to inject; `none` injects nothing, so it lists none.
+fn check_keys(p: &config_wire::Provider, at: &str, errors: &mut Vec<ConfigError>) {
+    match (p.credentials, p.keys.is_empty()) {
+        (CredentialMode::Centralized, true) => errors.push(ConfigError::at(
+            format!("{at}.keys"),
+            format!(
+                "provider `{}` has `credentials: centralized` but no keys (`credentials: none` injects nothing)",
+                p.name
+            ),
+        )),
+        (CredentialMode::None, false) => errors.push(ConfigError::at(
+            format!("{at}.keys"),
+            "`credentials: none` injects nothing: list no keys",
+        )),
+        _ => {}
+    }
 }
 
 /// `credentials: oauth` names an OAuth provider and lists no keys; `oauth_provider` only with it.
