@@ -424,7 +424,8 @@ fn builtin_issuer(c: &mut Criterion) {
     use sluice::control::crypto::MasterKey;
     use sluice::control::issuer::KeyDoc;
     let master = MasterKey::from_bytes(&[3u8; 32]).unwrap_or_else(|e| panic!("{e}"));
-    let key = KeyDoc::generate(&master, 0).unwrap_or_else(|e| panic!("{e}"));
+    let key = KeyDoc::generate(&master, 0, sluice::config::wire::SigningAlgorithm::ES256)
+        .unwrap_or_else(|e| panic!("{e}"));
     let src = r#"
 public_base_url: "https://gw.bench"
 agents:

@@ -246,20 +246,15 @@ pub fn proxy_credential(value: &str) -> Option<String> {
     (!password.is_empty()).then(|| password.to_owned())
 }
 
-/// Route-level checks on an authenticated principal (403s).
+/// Route-level checks on an authenticated principal: 403s, and the 401 of a token for another
+/// audience.
 pub fn authorize(principal: &Principal, access: &Access) -> Result<(), GatewayError> {
     if let (Some(allowed), Some(issuer)) = (&access.issuers, principal.issuer) {
         if !allowed.contains(&issuer) {
             return Err(GatewayError::Forbidden(Forbidden::IssuerNotAllowed));
         }
     }
-    if !access
-        .scopes
-        .iter()
-        .all(|s| principal.scopes.iter().any(|have| have == s))
-    {
-        return Err(GatewayError::Forbidden(Forbidden::MissingScope));
-    }
+    // Claims first: a token for another audience is refused as such, whatever its scopes.
     for (claim, want) in &access.required_claims {
         let ok = match &principal.claims[claim.as_str()] {
             serde_json::Value::String(v) => v == want,
@@ -270,9 +265,21 @@ pub fn authorize(principal: &Principal, access: &Access) -> Result<(), GatewayEr
                 .is_some_and(|n| want.parse::<f64>().ok() == Some(n)),
             serde_json::Value::Null | serde_json::Value::Object(_) => false,
         };
+        // A token for another audience is not a token for this resource at all (RFC 6750
+        // `invalid_token`, and what MCP clients expect): 401, so the client gets a new one.
+        if !ok && claim == "aud" {
+            return Err(GatewayError::InvalidCredential(AuthFailure::WrongAudience));
+        }
         if !ok {
             return Err(GatewayError::Forbidden(Forbidden::ClaimMismatch));
         }
+    }
+    if !access
+        .scopes
+        .iter()
+        .all(|s| principal.scopes.iter().any(|have| have == s))
+    {
+        return Err(GatewayError::Forbidden(Forbidden::MissingScope));
     }
     Ok(())
 }

@@ -163,8 +163,12 @@ pub enum IssuerCmd {
     /// Sluice's own issuer: a new signing key, published at once and signing after the
     /// publish delay; keys that cannot have signed a live token are removed.
     ///
-    /// Example: sluice issuer rotate
-    Rotate,
+    /// Example: sluice issuer rotate --algorithm EdDSA
+    Rotate {
+        /// `ES256` or `EdDSA`; default: the configured `builtin_issuer.algorithm`.
+        #[arg(long)]
+        algorithm: Option<String>,
+    },
     /// Example: sluice issuer get corp
     Get { name: String },
     /// Trust a JWT issuer: from flags, or from a YAML or JSON file holding one issuer.
@@ -412,8 +416,9 @@ pub fn issuer(conn: &Conn, cmd: IssuerCmd) -> anyhow::Result<()> {
             c.show(&v, &["kid", "alg", "created_at", "signing"]);
             return Ok(());
         }
-        IssuerCmd::Rotate => {
-            let v = c.call(Method::POST, "/v1/issuer/keys/rotate", None)?;
+        IssuerCmd::Rotate { algorithm } => {
+            let body = algorithm.map(|a| json!({ "algorithm": a }));
+            let v = c.call(Method::POST, "/v1/issuer/keys/rotate", body)?;
             c.show(&v, &["kid", "alg", "created_at", "signing"]);
             return Ok(());
         }

@@ -52,6 +52,8 @@ pub struct Snapshot {
     pub builtin_issuer: Option<usize>,
     /// `jti`s of the built-in issuer's tokens revoked before they expire.
     pub revoked_tokens: std::collections::HashSet<String>,
+    /// The algorithm and rotation of the built-in issuer's keys (applied by the control plane).
+    pub signing: wire::BuiltinIssuer,
     /// The control plane's revision included (0 when there is no control plane).
     pub control_revision: u64,
     /// Non-fatal findings (e.g. an optional key whose secret is not set), logged on publish.
@@ -142,6 +144,7 @@ impl Snapshot {
             live_apps: Default::default(),
             builtin_issuer: None,
             revoked_tokens: Default::default(),
+            signing: wire::BuiltinIssuer::default(),
             control_revision: 0,
             warnings: Vec::new(),
         }
@@ -210,6 +213,7 @@ impl Snapshot {
             signing_keys,
             live_apps,
             revoked_tokens,
+            builtin_issuer,
             public_base_url: _,
         } = config;
         let mut errors = Vec::new();
@@ -259,6 +263,7 @@ impl Snapshot {
             live_apps: live_apps.iter().cloned().collect(),
             builtin_issuer: builtin_idx,
             revoked_tokens: revoked_tokens.iter().cloned().collect(),
+            signing: *builtin_issuer,
             control_revision: ctx.control_revision,
             warnings,
         })

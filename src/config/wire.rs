@@ -1,7 +1,7 @@
 //! The configuration file exactly as users write it (YAML). Converted into a validated
 //! [`Snapshot`](super::Snapshot) by `snapshot.rs`; nothing on the request path reads these types.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 pub use super::agent::wire::Agent;
@@ -46,6 +46,9 @@ pub struct Config {
     /// Agents' HTTP APIs served at `/agents/{agent}/{environment}` (`config::agent`).
     #[serde(default)]
     pub agents: Vec<Agent>,
+    /// Sluice's own issuer: the algorithm of its signing keys and their rotation.
+    #[serde(default)]
+    pub builtin_issuer: BuiltinIssuer,
     /// The built-in issuer's public keys (JWKs), from the control plane's store only.
     #[serde(skip)]
     pub signing_keys: Vec<serde_json::Value>,
@@ -116,6 +119,50 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// Its private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+}
+
+/// The built-in issuer's signing keys, applied by the control plane: new keys (the first, each
+/// rotation) use `algorithm`; the signing key is rotated `rotate_after_seconds` after the
+/// newest key was made (0: only by command).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuiltinIssuer {
+    #[serde(default)]
+    pub algorithm: SigningAlgorithm,
+    #[serde(default = "default_rotate_after")]
+    pub rotate_after_seconds: u64,
+}
+
+impl Default for BuiltinIssuer {
+    fn default() -> Self {
+        BuiltinIssuer {
+            algorithm: SigningAlgorithm::default(),
+            rotate_after_seconds: default_rotate_after(),
+        }
+    }
+}
+
+/// 90 days.
+fn default_rotate_after() -> u64 {
+    90 * 86_400
+}
+
+/// The built-in issuer's signature algorithms: ECDSA P-256 (the default, what every JWT library
+/// verifies) or Ed25519.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+pub enum SigningAlgorithm {
+    #[default]
+    ES256,
+    EdDSA,
+}
+
+impl SigningAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlgorithm::ES256 => "ES256",
+            SigningAlgorithm::EdDSA => "EdDSA",
+        }
+    }
 }
 
 /// Process settings: fixed for the life of the process.

@@ -1,4 +1,4 @@
-//! The built-in issuer's signing keys (ES256): generated here, the private half sealed under
+//! The built-in issuer's signing keys (ES256 or EdDSA): generated here, the private half sealed under
 //! the master key in the store (resources of kind `signing_key`, never written in the clear),
 //! the public half (a JWK) published to every data plane with the configuration. A new key is
 //! published before it signs: tokens are signed by the newest key that has been published for
@@ -13,6 +13,7 @@ use sha2::Digest;
 use super::crypto::MasterKey;
 use super::store::{Op, Store, StoreError};
 use crate::config::stored::Resource;
+use crate::config::wire::SigningAlgorithm;
 
 pub use crate::config::stored::SIGNING_KEY;
 /// How long a new key is published before it signs.
@@ -34,25 +35,55 @@ pub struct KeyDoc {
 }
 
 impl KeyDoc {
-    /// A new P-256 key.
-    pub fn generate(master: &MasterKey, now: u64) -> anyhow::Result<KeyDoc> {
-        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let raw = pair.public_key_raw();
-        anyhow::ensure!(
-            raw.len() == 65 && raw[0] == 4,
-            "unexpected P-256 public key"
-        );
+    /// A new key: P-256 for `ES256`, Ed25519 for `EdDSA`.
+    pub fn generate(master: &MasterKey, now: u64, alg: SigningAlgorithm) -> anyhow::Result<KeyDoc> {
         let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-        let (x, y) = (b64(&raw[1..33]), b64(&raw[33..65]));
-        // RFC 7638 thumbprint: the required members in lexicographic order, no spaces.
-        let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-        let kid = b64(&sha2::Sha256::digest(canonical.as_bytes()));
-        let der = base64::engine::general_purpose::STANDARD.encode(pair.serialize_der());
+        let rng = ring::rand::SystemRandom::new();
+        // The public members, in the lexicographic order of the RFC 7638 thumbprint, and the
+        // PKCS #8 private key.
+        let (members, pkcs8) = match alg {
+            SigningAlgorithm::ES256 => {
+                let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+                    &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    &rng,
+                )
+                .map_err(|_| anyhow::anyhow!("P-256 key generation failed"))?;
+                let pair = ring::signature::EcdsaKeyPair::from_pkcs8(
+                    &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    pkcs8.as_ref(),
+                    &rng,
+                )
+                .map_err(|e| anyhow::anyhow!("P-256 key: {e}"))?;
+                let raw = ring::signature::KeyPair::public_key(&pair).as_ref();
+                anyhow::ensure!(
+                    raw.len() == 65 && raw[0] == 4,
+                    "unexpected P-256 public key"
+                );
+                let (x, y) = (b64(&raw[1..33]), b64(&raw[33..65]));
+                (json!({"crv": "P-256", "kty": "EC", "x": x, "y": y}), pkcs8)
+            }
+            SigningAlgorithm::EdDSA => {
+                let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
+                    .map_err(|_| anyhow::anyhow!("Ed25519 key generation failed"))?;
+                let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+                    .map_err(|e| anyhow::anyhow!("Ed25519 key: {e}"))?;
+                let x = b64(ring::signature::KeyPair::public_key(&pair).as_ref());
+                (json!({"crv": "Ed25519", "kty": "OKP", "x": x}), pkcs8)
+            }
+        };
+        // Written in the thumbprint's member order (and serde_json orders maps by key): the
+        // canonical form, no spaces.
+        let kid = b64(&sha2::Sha256::digest(members.to_string().as_bytes()));
+        let mut jwk = members;
+        jwk["kid"] = kid.clone().into();
+        jwk["alg"] = alg.as_str().into();
+        jwk["use"] = "sig".into();
+        let der = base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref());
         let sealed = master.seal(&seal_name(&kid), &der)?;
         Ok(KeyDoc {
-            jwk: json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "alg": "ES256", "use": "sig"}),
+            jwk,
             kid,
-            alg: "ES256".into(),
+            alg: alg.as_str().into(),
             created_at: now,
             sealed,
         })
@@ -62,13 +93,22 @@ impl KeyDoc {
     pub fn signer(&self, master: &MasterKey) -> anyhow::Result<Signer> {
         let der = master.open(&seal_name(&self.kid), &self.sealed)?;
         let der = base64::engine::general_purpose::STANDARD.decode(der.expose())?;
+        let bad = |e: ring::error::KeyRejected| anyhow::anyhow!("signing key `{}`: {e}", self.kid);
         let rng = ring::rand::SystemRandom::new();
-        let pair = ring::signature::EcdsaKeyPair::from_pkcs8(
-            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-            &der,
-            &rng,
-        )
-        .map_err(|e| anyhow::anyhow!("signing key `{}`: {e}", self.kid))?;
+        let pair = match self.alg.as_str() {
+            "ES256" => SigningPair::Es256(
+                ring::signature::EcdsaKeyPair::from_pkcs8(
+                    &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    &der,
+                    &rng,
+                )
+                .map_err(bad)?,
+            ),
+            "EdDSA" => SigningPair::Ed25519(
+                ring::signature::Ed25519KeyPair::from_pkcs8(&der).map_err(bad)?,
+            ),
+            other => anyhow::bail!("signing key `{}`: unknown algorithm `{other}`", self.kid),
+        };
         Ok(Signer {
             kid: self.kid.clone(),
             pair,
@@ -85,11 +125,16 @@ impl KeyDoc {
     }
 }
 
-/// An opened signing key: signs JWS compact tokens (ES256, the fixed-size `r‖s` signature JWS
-/// wants) with ring, several times faster than the pure-Rust P-256.
+enum SigningPair {
+    Es256(ring::signature::EcdsaKeyPair),
+    Ed25519(ring::signature::Ed25519KeyPair),
+}
+
+/// An opened signing key: signs JWS compact tokens with ring (ES256 as the fixed-size `r‖s`
+/// signature JWS wants, several times faster than the pure-Rust P-256; or Ed25519).
 pub struct Signer {
     pub kid: String,
-    pair: ring::signature::EcdsaKeyPair,
+    pair: SigningPair,
     rng: ring::rand::SystemRandom,
 }
 
@@ -97,17 +142,25 @@ impl Signer {
     /// `claims` as a JWT with this key's `kid` and the given `typ`.
     pub fn sign(&self, claims: &Value, typ: &str) -> anyhow::Result<String> {
         let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-        let header = json!({"alg": "ES256", "typ": typ, "kid": self.kid});
+        let alg = match self.pair {
+            SigningPair::Es256(_) => "ES256",
+            SigningPair::Ed25519(_) => "EdDSA",
+        };
+        let header = json!({"alg": alg, "typ": typ, "kid": self.kid});
         let input = format!(
             "{}.{}",
             b64(header.to_string().as_bytes()),
             b64(claims.to_string().as_bytes())
         );
-        let signature = self
-            .pair
-            .sign(&self.rng, input.as_bytes())
-            .map_err(|_| anyhow::anyhow!("signing failed"))?;
-        Ok(format!("{input}.{}", b64(signature.as_ref())))
+        let signature = match &self.pair {
+            SigningPair::Es256(pair) => pair
+                .sign(&self.rng, input.as_bytes())
+                .map_err(|_| anyhow::anyhow!("signing failed"))?
+                .as_ref()
+                .to_vec(),
+            SigningPair::Ed25519(pair) => pair.sign(input.as_bytes()).as_ref().to_vec(),
+        };
+        Ok(format!("{input}.{}", b64(&signature)))
     }
 }
 
@@ -147,6 +200,15 @@ pub async fn current_signer(
         .signer(master)
 }
 
+/// Whether the scheduled rotation is due: the newest key is `rotate_after` seconds old (0:
+/// never).
+pub fn rotation_due(keys: &[KeyDoc], now: u64, rotate_after: u64) -> bool {
+    rotate_after > 0
+        && keys
+            .last()
+            .is_some_and(|k| k.created_at.saturating_add(rotate_after) <= now)
+}
+
 /// An access token's claims: who it is for (`client_id`, also `sub` unless given), where it
 /// may be used (`aud`: an agent environment's invoke URL) and for how long.
 pub struct AccessToken<'a> {
@@ -181,11 +243,16 @@ impl AccessToken<'_> {
 }
 
 /// Creates the first signing key when the store has none (another replica may win the race).
-pub async fn ensure(store: &dyn Store, master: &MasterKey, now: u64) -> anyhow::Result<()> {
+pub async fn ensure(
+    store: &dyn Store,
+    master: &MasterKey,
+    now: u64,
+    alg: SigningAlgorithm,
+) -> anyhow::Result<()> {
     if !store.list(SIGNING_KEY).await?.is_empty() {
         return Ok(());
     }
-    let doc = KeyDoc::generate(master, now)?;
+    let doc = KeyDoc::generate(master, now, alg)?;
     let op = Op::Create {
         kind: SIGNING_KEY.into(),
         name: doc.kid.clone(),
@@ -200,11 +267,16 @@ pub async fn ensure(store: &dyn Store, master: &MasterKey, now: u64) -> anyhow::
 /// A rotation: a new key, and the removal of keys that neither sign nor can have signed a
 /// token still alive (older than the key that signed before the previous rotation, by more than
 /// the longest token lifetime).
-pub fn rotation(keys: &[KeyDoc], master: &MasterKey, now: u64) -> anyhow::Result<Vec<Op>> {
+pub fn rotation(
+    keys: &[KeyDoc],
+    master: &MasterKey,
+    now: u64,
+    alg: SigningAlgorithm,
+) -> anyhow::Result<Vec<Op>> {
     // Strictly newer than every key, even within the same second (the order decides which
     // key signs).
     let newest = keys.last().map_or(0, |k| k.created_at + 1);
-    let new = KeyDoc::generate(master, now.max(newest))?;
+    let new = KeyDoc::generate(master, now.max(newest), alg)?;
     let mut ops = vec![Op::Create {
         kind: SIGNING_KEY.into(),
         name: new.kid.clone(),
@@ -338,34 +410,63 @@ mod tests {
     #[test]
     fn keys_sign_and_verify_and_stay_sealed() {
         let master = MasterKey::from_bytes(&[7u8; 32]).unwrap();
-        let key = KeyDoc::generate(&master, 1000).unwrap();
-        assert!(!key.sealed.contains("PRIVATE"), "sealed");
-        assert!(key.public().sealed.is_empty());
-        let claims = json!({"sub": "a", "exp": 4_000_000_000u64});
-        let token = key
-            .signer(&master)
-            .unwrap()
-            .sign(&claims, "at+jwt")
-            .unwrap();
-        let header = jsonwebtoken::decode_header(&token).unwrap();
-        assert_eq!(header.kid.as_deref(), Some(key.kid.as_str()));
-        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.jwk.clone()).unwrap();
-        let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
-        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
-        v.validate_aud = false;
-        assert!(jsonwebtoken::decode::<Value>(&token, &decoding, &v).is_ok());
-        let other = MasterKey::from_bytes(&[8u8; 32]).unwrap();
+        for (alg, jwt_alg) in [
+            (SigningAlgorithm::ES256, jsonwebtoken::Algorithm::ES256),
+            (SigningAlgorithm::EdDSA, jsonwebtoken::Algorithm::EdDSA),
+        ] {
+            let key = KeyDoc::generate(&master, 1000, alg).unwrap();
+            assert!(!key.sealed.contains("PRIVATE"), "sealed");
+            assert!(key.public().sealed.is_empty());
+            assert_eq!(key.jwk["alg"], alg.as_str());
+            let claims = json!({"sub": "a", "exp": 4_000_000_000u64});
+            let token = key
+                .signer(&master)
+                .unwrap()
+                .sign(&claims, "at+jwt")
+                .unwrap();
+            let header = jsonwebtoken::decode_header(&token).unwrap();
+            assert_eq!(header.kid.as_deref(), Some(key.kid.as_str()));
+            assert_eq!(header.alg, jwt_alg);
+            let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.jwk.clone()).unwrap();
+            let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+            let mut v = jsonwebtoken::Validation::new(jwt_alg);
+            v.validate_aud = false;
+            assert!(jsonwebtoken::decode::<Value>(&token, &decoding, &v).is_ok());
+            let other = MasterKey::from_bytes(&[8u8; 32]).unwrap();
+            assert!(
+                key.signer(&other).is_err(),
+                "opened with another master key"
+            );
+        }
+    }
+
+    #[test]
+    fn kid_is_the_rfc7638_thumbprint() {
+        // RFC 8037 appendix A.3: the thumbprint of its Ed25519 key.
+        let members = json!({"crv": "Ed25519", "kty": "OKP", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+        let kid = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(members.to_string().as_bytes()));
+        assert_eq!(kid, "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+    }
+
+    #[test]
+    fn scheduled_rotation_is_due_after_the_newest_key_ages() {
+        let master = MasterKey::from_bytes(&[7u8; 32]).unwrap();
+        let keys = vec![KeyDoc::generate(&master, 1000, SigningAlgorithm::ES256).unwrap()];
+        assert!(!rotation_due(&keys, 1000 + 99, 100));
+        assert!(rotation_due(&keys, 1000 + 100, 100));
+        assert!(!rotation_due(&keys, u64::MAX, 0), "0: only by command");
         assert!(
-            key.signer(&other).is_err(),
-            "opened with another master key"
+            !rotation_due(&[], 1000, 100),
+            "no key yet: `ensure` makes one"
         );
     }
 
     #[test]
     fn new_keys_are_published_before_they_sign() {
         let master = MasterKey::from_bytes(&[7u8; 32]).unwrap();
-        let a = KeyDoc::generate(&master, 1000).unwrap();
-        let b = KeyDoc::generate(&master, 5000).unwrap();
+        let a = KeyDoc::generate(&master, 1000, SigningAlgorithm::ES256).unwrap();
+        let b = KeyDoc::generate(&master, 5000, SigningAlgorithm::EdDSA).unwrap();
         let keys = vec![a.clone(), b.clone()];
         assert_eq!(
             signing(&keys[..1], 1000).unwrap().kid,
@@ -378,12 +479,13 @@ mod tests {
             b.kid
         );
         // a is kept while tokens it signed may live, dropped after.
-        let soon = rotation(&keys, &master, 5000 + 100).unwrap();
+        let soon = rotation(&keys, &master, 5000 + 100, SigningAlgorithm::ES256).unwrap();
         assert_eq!(soon.len(), 1, "only the new key");
         let late = rotation(
             &keys,
             &master,
             5000 + PUBLISH_DELAY_SECONDS + MAX_TOKEN_SECONDS + 1,
+            SigningAlgorithm::ES256,
         )
         .unwrap();
         assert!(

@@ -175,7 +175,7 @@ const FIXED: &[Operation] = &[
     op(Post, "/v1/vault", VaultUse, "Data planes: a token-vault request (the user token to inject, consent links and states); the answer carries tokens, so only the dataplane role holds this").status("200"),
     op(Post, "/v1/agents/{name}/environments/{env}/test-token", AgentTestToken, "A 5-minute token of Sluice's issuer for an `auth: oauth` agent environment, with its invoke URL and a ready curl line (audited)").status("201"),
     op(Get, "/v1/issuer/keys", IssuerKeyList, "The built-in issuer's signing keys: public halves, which one signs now"),
-    op(Post, "/v1/issuer/keys/rotate", IssuerKeyRotate, "A new signing key: published at once, signing after `publish_delay_seconds`; keys that cannot have signed a live token are removed").status("201"),
+    op(Post, "/v1/issuer/keys/rotate", IssuerKeyRotate, "A new signing key (optional body `{\"algorithm\": \"ES256\" | \"EdDSA\"}`, default `builtin_issuer.algorithm`): published at once, signing after `publish_delay_seconds`; keys that cannot have signed a live token are removed").status("201"),
     op(Get, "/v1/apps", AppList, "OAuth apps of Sluice's issuer (never a secret)").list(),
     op(Post, "/v1/agents/{name}/environments/{env}/apps", AppCreate, "An OAuth app (client credentials) for an `auth: oauth` agent environment: the secret is returned once").status("201"),
     op(Post, "/v1/apps/{id}/regenerate", AppRegenerate, "A new secret, returned once; the old one is refused at once").status("200"),

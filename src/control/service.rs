@@ -77,7 +77,8 @@ impl ControlService {
                 rt.block_on(async {
                     let store = SqlStore::open(database).await?;
                     bootstrap(&store, file_config, data_dir).await?;
-                    super::issuer::ensure(&store, key, crate::clock::unix_now()).await?;
+                    let alg = file_config.builtin_issuer.algorithm;
+                    super::issuer::ensure(&store, key, crate::clock::unix_now(), alg).await?;
                     anyhow::Ok(store.dump().await?)
                 })?
             }
@@ -150,6 +151,7 @@ impl BackgroundService for ControlService {
                     tokio::spawn(vault.clone().serve(jobs));
                 }
                 tokio::spawn(sweep_vault(vault, shutdown.clone()));
+                tokio::spawn(api::rotate_on_schedule(cp.clone(), shutdown.clone()));
                 if let Err(e) = cp.refresh().await {
                     log::error!("control plane: {e}");
                 }

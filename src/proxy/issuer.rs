@@ -16,6 +16,11 @@ pub const JWKS_PATH: &str = "/oauth2/jwks";
 pub const TOKEN_PATH: &str = "/oauth2/token";
 pub const INTROSPECT_PATH: &str = "/oauth2/introspect";
 pub const REVOKE_PATH: &str = "/oauth2/revoke";
+/// Published because OAuth clients (the MCP SDK among them) require an `authorization_endpoint`
+/// in the metadata; Sluice's issuer grants client credentials only, so it answers every request
+/// with `unsupported_response_type` (RFC 6749 §4.1.2.1, without a redirect: no client has a
+/// redirect URI).
+pub const AUTHORIZE_PATH: &str = "/oauth2/authorize";
 /// RFC 8414 metadata, and the same document where OpenID clients look.
 pub const METADATA_PATHS: [&str; 2] = [
     "/.well-known/oauth-authorization-server",
@@ -27,8 +32,17 @@ const MAX_FORM: usize = 16 * 1024;
 /// The authorization server metadata (RFC 8414) of Sluice's issuer.
 pub async fn metadata(session: &mut Session, snap: &Snapshot, request_id: &str) -> u16 {
     let base = &snap.public_base_url;
+    let mut algs: Vec<&str> = snap.builtin_jwks["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|k| k["alg"].as_str())
+        .collect();
+    algs.sort_unstable();
+    algs.dedup();
     let doc = json!({
         "issuer": base,
+        "authorization_endpoint": format!("{base}{AUTHORIZE_PATH}"),
         "token_endpoint": format!("{base}{TOKEN_PATH}"),
         "jwks_uri": format!("{base}{JWKS_PATH}"),
         "introspection_endpoint": format!("{base}{INTROSPECT_PATH}"),
@@ -40,7 +54,7 @@ pub async fn metadata(session: &mut Session, snap: &Snapshot, request_id: &str) 
         "response_types_supported": [],
         "scopes_supported": [],
         "token_endpoint_auth_signing_alg_values_supported": [],
-        "id_token_signing_alg_values_supported": ["ES256"],
+        "id_token_signing_alg_values_supported": algs,
         "subject_types_supported": ["public"],
     });
     write_page(session, json_page(200, &doc, Vec::new()), request_id).await
@@ -63,7 +77,16 @@ pub async fn serve(session: &mut Session, snap: &Snapshot, vault: &Vault, reques
         };
         return write_page(session, page, request_id).await;
     }
-    let page = if path == JWKS_PATH && session.req_header().method == http::Method::GET {
+    let page = if path == AUTHORIZE_PATH {
+        json_page(
+            400,
+            &json!({
+                "error": "unsupported_response_type",
+                "error_description": "Sluice's issuer grants client_credentials only: use the token endpoint",
+            }),
+            Vec::new(),
+        )
+    } else if path == JWKS_PATH && session.req_header().method == http::Method::GET {
         Page {
             status: 200,
             content_type: "application/jwk-set+json",

@@ -28,7 +28,6 @@ use crate::metrics::METRICS;
 use crate::vault::{Failure, Vault, Who};
 
 pub const PREFIX: &str = "/mcp/";
-pub const METADATA_PREFIX: &str = "/.well-known/oauth-protected-resource";
 static SESSION: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
 /// Largest request body (a JSON-RPC message or batch) taken: longer ones get 413.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -545,38 +544,6 @@ fn presented_session(req: &RequestHeader) -> Option<String> {
         .get(&SESSION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
-}
-
-/// The protected-resource metadata (RFC 9728) of `/mcp/{name}`, or of the gateway at the root.
-pub async fn metadata(session: &mut Session, snap: &Snapshot, request_id: &str) -> u16 {
-    let path = session.req_header().uri.path().to_owned();
-    let rest = path[METADATA_PREFIX.len()..].trim_end_matches('/');
-    let authorization_servers: Vec<&str> =
-        snap.jwt.issuers.iter().map(|t| t.issuer.as_str()).collect();
-    let doc = if rest.is_empty() {
-        json!({
-            "resource": snap.public_base_url,
-            "authorization_servers": authorization_servers,
-            "bearer_methods_supported": ["header"],
-        })
-    } else {
-        let server = rest
-            .strip_prefix(PREFIX.trim_end_matches('/'))
-            .and_then(|n| n.strip_prefix('/'))
-            .and_then(|n| snap.mcp_servers.get(n));
-        let Some(server) = server else {
-            let body = json!({"error": "not_found"});
-            return write(session, 404, body, &[], request_id).await;
-        };
-        json!({
-            "resource": server.resource,
-            "resource_name": server.display_name,
-            "authorization_servers": authorization_servers,
-            "scopes_supported": server.access.scopes,
-            "bearer_methods_supported": ["header"],
-        })
-    };
-    write(session, 200, doc, &[], request_id).await
 }
 
 fn rpc_error(id: Value, code: i64, message: &str, data: Option<Value>) -> Value {

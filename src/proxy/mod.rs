@@ -8,6 +8,7 @@ pub mod issuer;
 pub mod mcp;
 pub mod mcp_stream;
 pub mod oauth;
+pub mod resource_metadata;
 pub mod respond;
 pub mod reverse;
 pub mod steps;

@@ -15,6 +15,17 @@ pub async fn write_error(
     status: u16,
     request_id: &str,
 ) {
+    write_error_for(session, error, shape, (status, None), request_id).await
+}
+
+/// `write_error` with the protected-resource metadata URL (RFC 9728) the challenge names.
+pub async fn write_error_for(
+    session: &mut Session,
+    error: GatewayError,
+    shape: ErrorShape,
+    (status, resource_metadata): (u16, Option<&str>),
+    request_id: &str,
+) {
     let body = Bytes::from(error.body(shape));
     let result = async {
         let mut resp = ResponseHeader::build(status, Some(5))?;
@@ -22,7 +33,10 @@ pub async fn write_error(
         resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
         resp.insert_header("x-sluice-error", error.reason())?;
         resp.insert_header("x-request-id", request_id)?;
-        if let Some(challenge) = error.challenge() {
+        if let Some(mut challenge) = error.challenge() {
+            if let Some(url) = resource_metadata {
+                challenge.push_str(&format!(r#", resource_metadata="{url}""#));
+            }
             resp.insert_header(error.challenge_header(), challenge)?;
         }
         session.write_response_header(Box::new(resp), false).await?;

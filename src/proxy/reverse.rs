@@ -14,7 +14,8 @@ use super::accounting;
 use super::ctx::{request_id, RequestCtx};
 use super::feedback::{self, KeyAnswer};
 use super::forward::ForwardConn;
-use super::respond::write_error;
+use super::resource_metadata;
+use super::respond::{write_error, write_error_for};
 use super::steps::{self, ForwardAdmitted, Refusal};
 use super::{mcp, mcp_stream, oauth};
 use crate::audit::{AuditSink, UsageParser};
@@ -81,7 +82,13 @@ impl ProxyHttp for Gateway {
                 ctx.reason = Some(error.reason());
                 ctx.refused = true;
                 METRICS.rejected.with_label_values(&[error.reason()]).inc();
-                write_error(session, error, shape, error.status(), &ctx.request_id).await;
+                // Reverse-proxy routes only: an intercepted host's paths are not ours to describe.
+                let metadata = match (error.challenge(), &ctx.conn) {
+                    (Some(_), None) => resource_metadata::for_refusal(&ctx.snap, req.uri.path()),
+                    _ => None,
+                };
+                let status = (error.status(), metadata.as_deref());
+                write_error_for(session, error, shape, status, &ctx.request_id).await;
                 Ok(true)
             }
         }
@@ -384,9 +391,9 @@ impl Gateway {
         } else if super::issuer::METADATA_PATHS.contains(&path) {
             ctx.reason = Some("issuer_metadata");
             super::issuer::metadata(session, &snap, &ctx.request_id).await
-        } else if path.starts_with(mcp::METADATA_PREFIX) {
+        } else if path.starts_with(resource_metadata::PREFIX) {
             ctx.reason = Some("resource_metadata");
-            mcp::metadata(session, &snap, &ctx.request_id).await
+            resource_metadata::serve(session, &snap, &ctx.request_id).await
         } else if path.starts_with(mcp::PREFIX) {
             if let Err(error) = steps::check_head(session.req_header()) {
                 ctx.reason = Some(error.reason());

@@ -34,6 +34,37 @@ async fn settle(sluice: &Sluice, path: &str, token: Option<&str>, want: u16) -> 
     seen
 }
 
+/// PyJWT's `PyJWKClient` verifies `token` from Sluice's JWKS alone (signature with `alg` only,
+/// audience, issuer); prints `sub agent env scope`.
+fn third_party_verifies(sluice: &Sluice, token: &str, resource: &str, alg: &str) -> String {
+    let script = r#"
+import sys, jwt
+client = jwt.PyJWKClient(sys.argv[1])
+token = sys.argv[2]
+key = client.get_signing_key_from_jwt(token)
+claims = jwt.decode(token, key.key, algorithms=[sys.argv[5]], audience=sys.argv[3], issuer=sys.argv[4])
+print(claims["sub"], claims["agent"], claims["env"], claims["scope"])
+"#;
+    let out = std::process::Command::new(crate::sdk::python())
+        .args([
+            "-c",
+            script,
+            &sluice.url("/oauth2/jwks"),
+            token,
+            &sluice.url(resource),
+            &sluice.url(""),
+            alg,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "PyJWT: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn upstream_line(answer: &Value) -> String {
     answer["head"]
         .as_str()
@@ -310,18 +341,53 @@ async fn oauth_environments_take_tokens_of_sluices_issuer() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    assert!(r.headers().contains_key("www-authenticate"));
+    // The challenge names the protected-resource metadata (RFC 9728), which names the resource
+    // (the audience to ask for) and Sluice's issuer, for this path and any path below it.
+    let metadata = sluice.url("/.well-known/oauth-protected-resource/agents/research/prod");
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(
+        challenge.starts_with("Bearer ")
+            && challenge.contains(&format!(r#"resource_metadata="{metadata}""#)),
+        "{challenge}"
+    );
+    for url in [metadata.clone(), format!("{metadata}/invoke")] {
+        let doc: Value = http_get(url).await.unwrap().json().await.unwrap();
+        assert_eq!(
+            doc["resource"],
+            sluice.url("/agents/research/prod"),
+            "{doc}"
+        );
+        assert_eq!(doc["authorization_servers"], json!([sluice.url("")]));
+        assert_eq!(doc["scopes_supported"], json!(["invoke"]));
+    }
+    let r = http_get(sluice.url("/.well-known/oauth-protected-resource/agents/research/open"))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        404,
+        "an environment without oauth has no metadata"
+    );
     let (s, dev) = test_token("dev").await;
     assert_eq!(s, 201, "{dev}");
     let dev_token = dev["access_token"].as_str().unwrap().to_owned();
-    let (s, _) = send(
-        &sluice,
-        post.clone(),
-        "/agents/research/prod/invoke",
-        Some(&dev_token),
-    )
-    .await;
-    assert_eq!(s, 403, "a dev token on prod");
+    let r = client()
+        .post(sluice.url("/agents/research/prod/invoke"))
+        .bearer_auth(&dev_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "a dev token on prod: not a token for this resource"
+    );
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains(r#"error="invalid_token""#) && challenge.contains("resource_metadata="),
+        "{challenge}"
+    );
+    assert_eq!(r.headers()["x-sluice-error"], "wrong_audience");
     let (s, _) = send(
         &sluice,
         post.clone(),
@@ -333,7 +399,12 @@ async fn oauth_environments_take_tokens_of_sluices_issuer() {
     // The same claims signed by another P-256 key under the published kid are refused.
     let forged = {
         let master = sluice::control::crypto::MasterKey::from_bytes(&[9u8; 32]).unwrap();
-        let other = sluice::control::issuer::KeyDoc::generate(&master, 0).unwrap();
+        let other = sluice::control::issuer::KeyDoc::generate(
+            &master,
+            0,
+            sluice::config::wire::SigningAlgorithm::ES256,
+        )
+        .unwrap();
         // Another key pretending to be the published one: same kid, its own private half.
         let mut signer = other.signer(&master).unwrap();
         signer.kid = keys[0]["kid"].as_str().unwrap().to_owned();
@@ -372,31 +443,7 @@ async fn oauth_environments_take_tokens_of_sluices_issuer() {
     assert_eq!(s, 403, "{v}");
 
     // A third party verifies the token from the JWKS alone.
-    let script = r#"
-import sys, jwt
-client = jwt.PyJWKClient(sys.argv[1])
-token = sys.argv[2]
-key = client.get_signing_key_from_jwt(token)
-claims = jwt.decode(token, key.key, algorithms=["ES256"], audience=sys.argv[3], issuer=sys.argv[4])
-print(claims["sub"], claims["agent"], claims["env"], claims["scope"])
-"#;
-    let out = std::process::Command::new(crate::sdk::python())
-        .args([
-            "-c",
-            script,
-            &sluice.url("/oauth2/jwks"),
-            &prod_token,
-            &sluice.url("/agents/research/prod"),
-            &sluice.url(""),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "PyJWT: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let said = String::from_utf8_lossy(&out.stdout);
+    let said = third_party_verifies(&sluice, &prod_token, "/agents/research/prod", "ES256");
     assert!(said.trim().ends_with("research prod invoke"), "{said}");
     assert!(said.starts_with("test:"), "{said}");
 
@@ -499,6 +546,21 @@ async fn apps_get_client_credentials_tokens_from_sluice() {
     assert_eq!(metadata["token_endpoint"], token_url);
     assert_eq!(metadata["jwks_uri"], sluice.url("/oauth2/jwks"));
     assert_eq!(metadata["grant_types_supported"][0], "client_credentials");
+    // The authorization endpoint clients insist on exists and says what this issuer grants.
+    let r = http_get(
+        metadata["authorization_endpoint"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+            + "?response_type=code&client_id=x",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "unsupported_response_type"
+    );
     let out = cli(
         &admin,
         &root,
@@ -590,7 +652,7 @@ print(json.dumps({"token": token, "status": r.status_code, "answer": r.json()}))
         Some(&prod_token),
     )
     .await;
-    assert_eq!(s, 403, "a prod token on dev");
+    assert_eq!(s, 401, "a prod token on dev");
 
     // Bad token requests: the RFC 6749 error for each, never a secret in the log.
     let form = |body: &str| {
@@ -1054,4 +1116,115 @@ async fn enabling_oauth_provisions_an_app() {
     assert_eq!(s, 200);
     let (_, apps) = api(&admin, &root, "GET", "/v1/apps", None).await;
     assert_eq!(apps["items"].as_array().map(Vec::len), Some(0), "{apps}");
+}
+
+/// `builtin_issuer`: Ed25519 keys (EdDSA tokens, verified by the gateway and by PyJWT from the
+/// JWKS) and the scheduled rotation (a new key when the newest is `rotate_after_seconds` old,
+/// the older one kept published); a rotation by command may choose the algorithm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ed25519_keys_and_scheduled_rotation() {
+    let port = echo_api().await;
+    let dynamic = format!(
+        r#"builtin_issuer: {{ algorithm: EdDSA, rotate_after_seconds: 2 }}
+agents:
+  - name: research
+    environments:
+      - {{ name: prod, url: "http://127.0.0.1:{port}/prod", auth: oauth }}
+"#
+    );
+    let sluice = Sluice::start(&dynamic);
+    let (admin, root) = (sluice.admin_url(), sluice.admin_token());
+    let meta: Value = http_get(sluice.url("/.well-known/oauth-authorization-server"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        meta["id_token_signing_alg_values_supported"],
+        json!(["EdDSA"])
+    );
+    let (s, v) = api(
+        &admin,
+        &root,
+        "POST",
+        "/v1/agents/research/environments/prod/test-token",
+        None,
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let token = v["access_token"].as_str().unwrap().to_owned();
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
+    let first_kid = header.kid.unwrap();
+    let jwks: Value = http_get(sluice.url("/oauth2/jwks"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            jwks["keys"][0]["kty"].as_str(),
+            jwks["keys"][0]["crv"].as_str()
+        ),
+        (Some("OKP"), Some("Ed25519")),
+        "{jwks}"
+    );
+    let (s, v) = send(
+        &sluice,
+        reqwest::Method::POST,
+        "/agents/research/prod/invoke",
+        Some(&token),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let said = third_party_verifies(&sluice, &token, "/agents/research/prod", "EdDSA");
+    assert!(said.starts_with("test:"), "{said}");
+
+    // Rotated on schedule: a second Ed25519 key, the first one still published (and the token
+    // it signed still taken).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let keys = loop {
+        let (s, v) = api(&admin, &root, "GET", "/v1/issuer/keys", None).await;
+        assert_eq!(s, 200, "{v}");
+        let items = v["items"].as_array().unwrap().clone();
+        if items.len() >= 2 {
+            break items;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled rotation: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(keys.iter().all(|k| k["alg"] == "EdDSA"), "{keys:?}");
+    assert!(
+        keys.iter().any(|k| k["kid"] == first_kid.as_str()),
+        "{keys:?}"
+    );
+    let s = settle(&sluice, "/agents/research/prod/invoke", Some(&token), 200).await;
+    assert_eq!(s, 200, "the first key's token after the rotation");
+
+    // By command, with another algorithm; a bad one names the field.
+    let out = cli(
+        &admin,
+        &root,
+        &["issuer", "rotate", "--algorithm", "ES256"],
+        &[],
+    );
+    assert!(out.contains("ES256"), "{out}");
+    let (s, v) = api(
+        &admin,
+        &root,
+        "POST",
+        "/v1/issuer/keys/rotate",
+        Some(r#"{"algorithm":"HS256"}"#),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (400, Some("algorithm")),
+        "{v}"
+    );
 }

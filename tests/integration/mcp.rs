@@ -620,6 +620,89 @@ async fn the_sdk_client_discovers_authorization_from_the_401() {
     assert!(v["tools"].as_u64().unwrap_or(0) > 0, "{v}");
 }
 
+/// An MCP server as an agent API with `auth: oauth`, reached machine to machine: the SDK's
+/// `ClientCredentialsProvider` meets the 401, follows `resource_metadata` to the agent
+/// environment's protected-resource metadata, finds Sluice's own issuer there, reads its RFC 8414
+/// metadata and gets a token for the resource with the app's client credentials, then uses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_gets_a_client_credentials_token_from_sluices_issuer() {
+    let (_everything, upstream) = everything();
+    let base = upstream.trim_end_matches("/mcp");
+    let sluice = Sluice::start(&format!(
+        "agents:\n  - name: tools\n    environments:\n      - {{ name: prod, url: \"{base}\", auth: oauth }}\n"
+    ));
+    let (admin, root) = (sluice.admin_url(), sluice.admin_token());
+    let (s, app) = api(
+        &admin,
+        &root,
+        "POST",
+        "/v1/agents/tools/environments/prod/apps",
+        Some(r#"{"name":"m2m-bot"}"#),
+    )
+    .await;
+    assert_eq!(s, 201, "{app}");
+    until_revision(&admin, app["revision"].as_u64().unwrap()).await;
+    let out = Command::new("node")
+        .arg(mcp_dir().join("client-credentials.mjs"))
+        .arg(sluice.url("/agents/tools/prod/mcp"))
+        .env("MCP_CLIENT_ID", app["client_id"].as_str().unwrap())
+        .env("MCP_CLIENT_SECRET", app["client_secret"].as_str().unwrap())
+        .env("MCP_EXPECTED_ISSUER", sluice.url(""))
+        .output()
+        .expect("node");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(v["error"].is_null(), "{v}");
+    let fetched: Vec<&str> = v["fetched"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let at = |what: &str| {
+        fetched
+            .iter()
+            .position(|f| *f == what)
+            .unwrap_or_else(|| panic!("no `{what}` in {fetched:?}"))
+    };
+    // Discovery in order: the refusal, the resource's metadata, the issuer's, the token.
+    let order = [
+        at("POST /agents/tools/prod/mcp 401"),
+        at("GET /.well-known/oauth-protected-resource/agents/tools/prod 200"),
+        at("GET /.well-known/oauth-authorization-server 200"),
+        at("POST /oauth2/token 200"),
+        at("POST /agents/tools/prod/mcp 200"),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{fetched:?}");
+    assert!(
+        v["tools"].as_array().unwrap().iter().any(|t| t == "echo"),
+        "{v}"
+    );
+    assert!(
+        v["echo"]
+            .as_str()
+            .unwrap_or("")
+            .contains("machine to machine"),
+        "{v}"
+    );
+    let token = v["token"].as_str().unwrap();
+    let claims: Value = {
+        use base64::Engine;
+        let payload = token.split('.').nth(1).unwrap();
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        serde_json::from_slice(&raw).unwrap()
+    };
+    assert_eq!(claims["aud"], sluice.url("/agents/tools/prod"), "{claims}");
+    assert_eq!(claims["client_id"], app["client_id"], "{claims}");
+}
+
 /// A raw upstream for the GET stream: answers the first GET with a chunked SSE stream that
 /// sends an event at once, another after 400 ms, then ends; hands back the request head it got.
 async fn trickling_upstream() -> (u16, tokio::sync::oneshot::Receiver<String>) {

@@ -100,7 +100,6 @@ pub const BUILTIN: &str = "sluice";
 /// (the agent environments that take them). `None` until the control plane made a key.
 pub fn builtin(url: &str, jwks: &serde_json::Value, audiences: &[String]) -> Option<TrustedIssuer> {
     let keys = crate::auth::jwks::IssuerKeys::fixed(BUILTIN, url, jwks).ok()?;
-    let alg = jsonwebtoken::Algorithm::ES256;
     // No audience would let jsonwebtoken skip the check: a token for nothing fits nothing.
     let audiences = if audiences.is_empty() {
         vec![format!("{url}/nothing")]
@@ -111,7 +110,14 @@ pub fn builtin(url: &str, jwks: &serde_json::Value, audiences: &[String]) -> Opt
         name: BUILTIN.into(),
         issuer: url.to_owned(),
         principal_claim: "sub".into(),
-        validations: vec![(alg, jwt::validation(alg, url, &audiences, 30))],
+        // Each key verifies only the algorithm of its JWK (`alg`, its `kty` too).
+        validations: [
+            jsonwebtoken::Algorithm::ES256,
+            jsonwebtoken::Algorithm::EdDSA,
+        ]
+        .into_iter()
+        .map(|alg| (alg, jwt::validation(alg, url, &audiences, 30)))
+        .collect(),
         keys: std::sync::Arc::new(keys),
     })
 }

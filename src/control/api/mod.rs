@@ -38,6 +38,7 @@ mod providers;
 mod routes;
 mod secrets;
 mod signing;
+pub use signing::rotate_on_schedule;
 mod tokens;
 
 use feed::snapshot;
