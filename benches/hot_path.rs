@@ -483,6 +483,24 @@ agents:
             black_box(jsonwebtoken::decode::<serde_json::Value>(&token, &entry.key, &v).is_ok())
         })
     });
+    // The same token signed by an Ed25519 key (`builtin_issuer.algorithm: EdDSA`).
+    let ed = KeyDoc::generate(&master, 0, sluice::config::wire::SigningAlgorithm::EdDSA)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ed_token = ed
+        .signer(&master)
+        .and_then(|s| s.sign(&claims, "at+jwt"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ed_jwk: jsonwebtoken::jwk::Jwk =
+        serde_json::from_value(ed.jwk.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let ed_key = jsonwebtoken::DecodingKey::from_jwk(&ed_jwk).unwrap_or_else(|e| panic!("{e}"));
+    let mut ed_v = v.clone();
+    ed_v.algorithms = vec![jsonwebtoken::Algorithm::EdDSA];
+    assert!(jsonwebtoken::decode::<serde_json::Value>(&ed_token, &ed_key, &ed_v).is_ok());
+    g.bench_function("verify_uncached_eddsa", |b| {
+        b.iter(|| {
+            black_box(jsonwebtoken::decode::<serde_json::Value>(&ed_token, &ed_key, &ed_v).is_ok())
+        })
+    });
     g.finish();
 }
 
