@@ -153,6 +153,7 @@ fn server_conf(options: &wire::ServerOptions) -> ServerConf {
             options.graceful_shutdown_timeout_seconds.unwrap_or(5),
         ),
         upstream_keepalive_pool_size: 1024,
+        work_stealing: options.work_stealing.unwrap_or(true),
         ..ServerConf::default()
     }
 }

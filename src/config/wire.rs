@@ -178,6 +178,10 @@ pub struct ServerOptions {
     /// Seconds to wait for services to stop after the grace period (default 5).
     #[serde(default)]
     pub graceful_shutdown_timeout_seconds: Option<u64>,
+    /// One multi-threaded runtime whose threads steal each other's tasks (true), or one
+    /// single-threaded runtime per thread (false). Default true.
+    #[serde(default)]
+    pub work_stealing: Option<bool>,
 }
 
 /// Audit records: one JSON line per request. Fixed for the life of the process.
