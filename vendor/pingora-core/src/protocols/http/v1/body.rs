@@ -361,6 +361,16 @@ impl BodyReader {
         matches!(self.body_state, PS::Complete(_) | PS::Done(_))
     }
 
+    /// Whether the next read of a chunked body starts in bytes already buffered by an earlier
+    /// read (a further chunk, or the end of the body), so it makes progress without I/O.
+    pub fn has_buffered_chunk(&self) -> bool {
+        match self.body_state {
+            PS::Chunked(_, start, end, 0) => start > 0 && start < end,
+            PS::ChunkedFinal(_, _, end, _) => end > 0,
+            _ => false,
+        }
+    }
+
     /// Whether the message body reached its framing-defined end without an error.
     pub fn body_complete(&self) -> bool {
         matches!(self.body_state, PS::Complete(_))

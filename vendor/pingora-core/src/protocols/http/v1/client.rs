@@ -15,6 +15,7 @@
 //! HTTP/1.x client session
 
 use bytes::{BufMut, Bytes, BytesMut};
+use futures::FutureExt;
 use http::{header, header::AsHeaderName, HeaderValue, StatusCode, Version};
 use log::{debug, trace};
 use pingora_error::{Error, ErrorType::*, OrErr, Result, RetryType};
@@ -500,6 +501,28 @@ impl HttpSession {
         Ok(read.map(Bytes::copy_from_slice))
     }
 
+    /// Like [`Self::read_body_bytes`], with every further chunk of a chunked body that the same
+    /// read already buffered appended (up to the body buffer size), and the end of the body
+    /// when it was buffered too: one task, so one downstream write, per upstream read rather
+    /// than one per chunk (an SSE stream is one chunk per event).
+    async fn read_body_coalesced(&mut self) -> Result<Option<Bytes>> {
+        let mut all = match self.read_body_ref().await? {
+            Some(first) => BytesMut::from(first),
+            None => return Ok(None),
+        };
+        let limit = self.body_reader.body_buf_size;
+        while all.len() < limit && self.body_reader.has_buffered_chunk() {
+            // Served from the buffer, so ready at once; a read that would wait on I/O is
+            // dropped before it starts waiting (reads are cancel-safe: they run in `select!`).
+            match self.read_body_ref().now_or_never() {
+                Some(Ok(Some(more))) => all.extend_from_slice(more),
+                Some(Ok(None)) | None => break,
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        Ok(Some(all.freeze()))
+    }
+
     /// Upstream response body bytes received (payload only; excludes headers/framing).
     pub fn body_bytes_received(&self) -> usize {
         self.body_recv
@@ -824,7 +847,7 @@ impl HttpSession {
             Ok(HttpTask::Done)
         } else {
             /* need to read body */
-            let body = self.read_body_bytes().await?;
+            let body = self.read_body_coalesced().await?;
             let end_of_body = self.is_body_done();
             debug!(
                 "Response body: {} bytes, end: {end_of_body}",
