@@ -146,10 +146,18 @@ impl HttpSession {
             _ => Error::because(WriteError, "while writing request headers", e),
         })?;
 
-        self.underlying_stream
-            .flush()
-            .await
-            .or_err(WriteError, "flushing request header")?;
+        // When a body follows, the header leaves with its first write (one send instead of
+        // two), unless someone waits for the header alone: `Expect: 100-continue` (the client
+        // sends the body after the upstream's 100) or an upgrade (the body follows the 101).
+        let body_follows = !self.body_writer.finished()
+            && !req.headers.contains_key(header::EXPECT)
+            && !req.headers.contains_key(header::UPGRADE);
+        if !body_follows {
+            self.underlying_stream
+                .flush()
+                .await
+                .or_err(WriteError, "flushing request header")?;
+        }
 
         // write was successful
         self.request_written = Some(req);
