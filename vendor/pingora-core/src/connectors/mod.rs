@@ -260,8 +260,19 @@ impl TransportConnector {
                         let mut stream = l.into_inner();
                         // test_reusable_stream: we assume server would never actively send data
                         // first on an idle stream.
+                        // The connection recorded its peer when it was made and the pool kept
+                        // the socket open since, so that record is compared rather than asking
+                        // the kernel (`getpeername`) on every reuse.
                         #[cfg(unix)]
-                        if peer.matches_fd(stream.id())
+                        let same_peer = match stream
+                            .get_socket_digest()
+                            .and_then(|d| d.peer_addr.get().cloned().flatten())
+                        {
+                            Some(recorded) => recorded == *peer.address(),
+                            None => peer.matches_fd(stream.id()),
+                        };
+                        #[cfg(unix)]
+                        if same_peer
                             && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
                         {
                             Some(stream)
