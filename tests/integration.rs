@@ -25,6 +25,8 @@ mod mcp;
 mod oauth;
 #[path = "integration/observability.rs"]
 mod observability;
+#[path = "integration/pingora_patches.rs"]
+mod pingora_patches;
 #[path = "integration/reload.rs"]
 mod reload;
 #[path = "integration/reverse.rs"]

@@ -1342,6 +1342,31 @@ impl BodyWriter {
         }
     }
 
+    /// Like [`Self::write_body`] for the last piece of the body: on a chunked body the chunk
+    /// and the last chunk (`0\r\n\r\n`) leave in one vectored write and one flush, and the body
+    /// is complete (a later [`Self::finish`] writes nothing).
+    pub async fn write_last_body<S>(&mut self, stream: &mut S, buf: &[u8]) -> Result<Option<usize>>
+    where
+        S: AsyncWrite + Unpin + Send,
+    {
+        match self.body_mode {
+            BM::ChunkedEncoding(written) if !buf.is_empty() => {
+                let size_line = format!("{:X}\r\n", buf.len());
+                let mut output_buf = Bytes::from(size_line)
+                    .chain(buf)
+                    .chain(&b"\r\n0\r\n\r\n"[..]);
+                stream
+                    .write_all_buf(&mut output_buf)
+                    .await
+                    .or_err(WriteError, "while writing body")?;
+                stream.flush().await.or_err(WriteError, "flushing body")?;
+                self.body_mode = BM::Complete(written + buf.len());
+                Ok(Some(buf.len()))
+            }
+            _ => self.write_body(stream, buf).await,
+        }
+    }
+
     pub fn finished(&self) -> bool {
         match self.body_mode {
             BM::Complete(_) => true,

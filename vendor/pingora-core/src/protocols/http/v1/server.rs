@@ -967,6 +967,29 @@ impl HttpSession {
         written
     }
 
+    async fn do_write_last_body(&mut self, buf: &[u8]) -> Result<Option<usize>> {
+        let written = self
+            .body_writer
+            .write_last_body(&mut self.underlying_stream, buf)
+            .await;
+        if let Ok(Some(num_bytes)) = written {
+            self.body_bytes_sent += num_bytes;
+        }
+        written
+    }
+
+    /// [`Self::write_body`] for the last piece of the response body (a chunked body's end
+    /// goes with it).
+    async fn write_last_body(&mut self, buf: &[u8]) -> Result<Option<usize>> {
+        match self.write_timeout(buf.len()) {
+            Some(t) => match timeout(t, self.do_write_last_body(buf)).await {
+                Ok(res) => res,
+                Err(_) => Error::e_explain(WriteTimedout, format!("writing body, timeout: {t:?}")),
+            },
+            None => self.do_write_last_body(buf).await,
+        }
+    }
+
     /// Write response body to the client. Return `Ok(None)` when there shouldn't be more body
     /// to be written, e.g., writing more bytes than what the `Content-Length` header suggests
     pub async fn write_body(&mut self, buf: &[u8]) -> Result<Option<usize>> {
@@ -1513,6 +1536,13 @@ impl HttpSession {
                     .map_err(|e| e.into_down())?;
                 end_stream
             }
+            // The last piece of a body: with the end of a chunked body in the same send.
+            HttpTask::Body(Some(data), true) if !data.is_empty() && !self.upgraded => {
+                self.write_last_body(&data)
+                    .await
+                    .map_err(|e| e.into_down())?;
+                true
+            }
             HttpTask::Body(data, end_stream) => {
                 self.write_non_empty_body(data, false).await?;
                 end_stream
@@ -1587,7 +1617,16 @@ impl HttpSession {
                 }
             }
         }
-        self.write_body_buf().await.map_err(|e| e.into_down())?;
+        if end_stream && !self.upgraded && !self.body_write_buf.is_empty() {
+            // The end of a chunked body goes with its last piece.
+            let mut buf = std::mem::take(&mut self.body_write_buf);
+            let written = self.write_last_body(&buf).await;
+            buf.clear();
+            self.body_write_buf = buf;
+            written.map_err(|e| e.into_down())?;
+        } else {
+            self.write_body_buf().await.map_err(|e| e.into_down())?;
+        }
         if end_stream {
             // no-op if body wasn't initialized or is finished already
             self.finish_body().await.map_err(|e| e.into_down())?;

@@ -1,0 +1,199 @@
+//! The behaviours of Sluice's Pingora patches (vendor/PATCHES.md), each observed from outside:
+//! on the wire, and in the system calls Sluice makes (strace attached to the running process).
+
+use crate::common::*;
+use std::io::{Read, Write};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const EVENTS: usize = 20;
+
+/// An upstream that answers every request on a connection with an SSE stream of `EVENTS`
+/// events, head, chunks and end in one write, so Sluice reads them in one read.
+async fn one_write_sse_upstream() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut answer = String::from(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+    );
+    for i in 0..EVENTS {
+        let event = format!("data: {{\"n\":{i}}}\n\n");
+        answer.push_str(&format!("{:X}\r\n{event}\r\n", event.len()));
+    }
+    answer.push_str("0\r\n\r\n");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // A request: its head and its Content-Length body.
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    while buf.len() < head_end + len {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..head_end + len);
+                    if s.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+fn config(upstream: u16) -> String {
+    format!(
+        r#"providers:
+  - {{ name: up, kind: http, base_url: "http://127.0.0.1:{upstream}", credentials: none }}
+routes:
+  - {{ prefix: /up, provider: up, auth: none }}
+"#
+    )
+}
+
+/// One request on a raw connection; the response's chunk sizes (the chunked framing Sluice
+/// wrote), its decoded body.
+fn chunks_of_one_request(port: u16) -> (Vec<usize>, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = r#"{"stream":true}"#;
+    write!(
+        s,
+        "POST /up/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, mut rest) = text.split_once("\r\n\r\n").expect("a response head");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    let (mut sizes, mut decoded) = (Vec::new(), String::new());
+    loop {
+        let (size, after) = rest.split_once("\r\n").expect("a chunk size line");
+        let size = usize::from_str_radix(size.trim(), 16).expect("hex chunk size");
+        if size == 0 {
+            break;
+        }
+        sizes.push(size);
+        decoded.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    (sizes, decoded)
+}
+
+/// Patch "one task per upstream read": every SSE event the upstream sent in one write reaches
+/// the client in one chunk (one downstream write), unchanged and in order; unpatched Pingora
+/// writes one chunk per upstream chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_read_together_are_written_together() {
+    let upstream = one_write_sse_upstream().await;
+    let sluice = Sluice::start(&config(upstream));
+    let port = sluice.port;
+    let (sizes, body) = tokio::task::spawn_blocking(move || chunks_of_one_request(port))
+        .await
+        .unwrap();
+    let want: String = (0..EVENTS)
+        .map(|i| format!("data: {{\"n\":{i}}}\n\n"))
+        .collect();
+    assert_eq!(body, want, "the events, in order");
+    assert_eq!(sizes.len(), 1, "one chunk for one upstream read: {sizes:?}");
+}
+
+/// strace on the running Sluice: the `sendto`s and `getpeername`s it makes while `work` runs.
+fn syscalls_during(pid: u32, work: impl FnOnce()) -> Vec<String> {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let mut strace = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-s", "4096", "-e", "trace=sendto,getpeername,writev", "-o"])
+        .arg(out.path())
+        .args(["-p", &pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("strace (scripts/test.sh installs it)");
+    // Attached once it has written its first line or a moment has passed.
+    std::thread::sleep(Duration::from_millis(700));
+    work();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &strace.id().to_string()])
+        .status();
+    let _ = strace.wait();
+    std::fs::read_to_string(out.path())
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("EAGAIN"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Patches "request head with its body", "last chunk with the last piece" and "no getpeername
+/// per reuse", in Sluice's system calls: a JSON request goes upstream in one send (head and
+/// body), a reused upstream connection is not checked with `getpeername`, and the SSE answer's
+/// body and its end leave in one send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fewer_system_calls_per_request() {
+    let upstream = one_write_sse_upstream().await;
+    let sluice = Sluice::start(&config(upstream));
+    let port = sluice.port;
+    // A first request opens the upstream connection; the traced ones reuse it.
+    let first = tokio::task::spawn_blocking(move || chunks_of_one_request(port));
+    first.await.unwrap();
+    let pid = sluice.proc.child.id();
+    let calls = tokio::task::spawn_blocking(move || {
+        syscalls_during(pid, || {
+            chunks_of_one_request(port);
+        })
+    })
+    .await
+    .unwrap();
+    let text = calls.join("\n");
+    let upstream_sends: Vec<&String> = calls
+        .iter()
+        .filter(|l| l.contains("\"POST /events HTTP/1.1"))
+        .collect();
+    assert_eq!(upstream_sends.len(), 1, "{text}");
+    assert!(
+        upstream_sends[0].contains(r#"{\"stream\":true}"#),
+        "the request head and body in one send: {text}"
+    );
+    assert!(
+        !calls.iter().any(|l| l.contains("getpeername(")),
+        "getpeername on a reused connection: {text}"
+    );
+    let last = calls
+        .iter()
+        .find(|l| l.contains("0\\r\\n\\r\\n\"") && !l.contains("POST "))
+        .unwrap_or_else(|| panic!("no send ends the body: {text}"));
+    assert!(
+        last.contains("data: {\\\"n\\\":19}"),
+        "the last event and the body's end in one send: {text}"
+    );
+}
