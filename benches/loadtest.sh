@@ -7,7 +7,7 @@
 #
 # usage: benches/loadtest.sh [--smoke]
 #   DURATION=10  seconds per run          ROUNDS=3   interleaved rounds (median reported)
-#   WORKERS=1    proxy worker threads     SLUICE_BIN=path  skip the release build
+#   WORKERS=nproc proxy workers (Sluice's default)  SLUICE_BIN=path  skip the release build
 #   TARGETS="direct nginx pingora sluice noauth noaudit"  (keep direct, nginx and pingora)
 #   --smoke      1 s runs, 1 round: checks the kit works (CI), figures mean nothing
 set -euo pipefail
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
-WORKERS=${WORKERS:-1}
+WORKERS=${WORKERS:-$(nproc)}
 # sluice: token auth and accounting on; noauth: the same Sluice on an `auth: none` route;
 # noaudit: no auth and no accounting (audit records go to a file under the kit's temp dir).
 TARGETS=${TARGETS:-direct nginx pingora sluice noauth noaudit}
@@ -113,7 +113,8 @@ CONF
 "$NGINX" -p "$T" -c "$T/nginx.conf" -g 'daemon off;' >"$T/nginx.out" 2>&1 &
 PIDS+=($!)
 "$BARE_BIN" "127.0.0.1:$BARE" "127.0.0.1:$MOCK" "$WORKERS" >"$T/bare.log" 2>&1 &
-PIDS+=($!)
+BARE_PID=$!
+PIDS+=($BARE_PID)
 wait_port "$MOCK"; wait_port "$SLUICE"; wait_port "$NGX"; wait_port "$BARE"
 
 JSON_BODY='{"model":"gpt-mock","messages":[{"role":"user","content":"hello"}]}'
@@ -131,11 +132,30 @@ url() {
     noaudit) echo "http://127.0.0.1:$SLUICE/bare/v1/chat/completions" ;;
   esac
 }
-declare -A RPS P50 P99
+declare -A RPS P50 P99 CPU
+# The proxy's processes (CPU per request is theirs; direct access has none).
+proxy_pids() {
+  case $1 in
+    direct) echo "" ;;
+    nginx) pgrep -P "$(cat "$T/nginx.pid")" | tr '\n' ' ' ;;
+    pingora) echo "$BARE_PID" ;;
+    *) echo "$SLUICE_PID" ;;
+  esac
+}
+# CPU ticks (user + system, all threads) of processes.
+ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+HZ=$(getconf CLK_TCK)
 run() { # kind conns target
   local threads=1; [[ $2 -gt 1 ]] && threads=2
-  local out
+  local out pids before after n
+  pids=$(proxy_pids "$3")
+  # shellcheck disable=SC2086
+  before=$(ticks $pids)
   out=$(wrk -t"$threads" -c"$2" -d"${DURATION}s" --latency -s "$T/$1.lua" "$(url "$3")" 2>&1)
+  # shellcheck disable=SC2086
+  after=$(ticks $pids)
+  n=$(grep -oE '^ +[0-9]+ requests in' <<<"$out" | grep -oE '[0-9]+' | head -1)
+  CPU["$1 $2 $3"]+="$(awk -v n="${n:-0}" -v c=$((after - before)) -v hz="$HZ" 'BEGIN { printf "%.1f", n ? c / hz / n * 1e6 : 0 }') "
   local non2xx; non2xx=$(grep -oE 'Non-2xx or 3xx responses: [0-9]+' <<<"$out" | grep -oE '[0-9]+$' || echo 0)
   if [[ $non2xx != 0 ]] || grep -q 'Socket errors' <<<"$out"; then echo "$3 $1 c=$2: $(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr -s ' ')" >&2; fi
   local key="$1 $2 $3"
@@ -162,17 +182,17 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "round $round done" >&2
 done
 
-printf '\n%-5s %5s %-7s %10s %8s %8s %9s %9s %9s\n' kind conns target rps p50_ms p99_ms x_direct x_nginx x_pingora
+printf '\n%-5s %5s %-7s %10s %8s %8s %9s %9s %9s %8s %9s\n' kind conns target rps p50_ms p99_ms x_direct x_nginx x_pingora cpu_us cpu_x_ngx
 for kind in json sse; do
   for conns in 1 64; do
     d=$(median "${RPS[$kind $conns direct]}"); n=$(median "${RPS[$kind $conns nginx]}")
-    b=$(median "${RPS[$kind $conns pingora]}")
+    b=$(median "${RPS[$kind $conns pingora]}"); nc=$(median "${CPU[$kind $conns nginx]}")
     for target in $TARGETS; do
-      key="$kind $conns $target"; r=$(median "${RPS[$key]}")
-      printf '%-5s %5s %-7s %10.0f %8s %8s %9.2f %9.2f %9.2f\n' "$kind" "$conns" "$target" "$r" \
+      key="$kind $conns $target"; r=$(median "${RPS[$key]}"); c=$(median "${CPU[$key]}")
+      printf '%-5s %5s %-7s %10.0f %8s %8s %9.2f %9.2f %9.2f %8s %9s\n' "$kind" "$conns" "$target" "$r" \
         "$(median "${P50[$key]}")" "$(median "${P99[$key]}")" \
         "$(awk -v a="$r" -v b="$d" 'BEGIN{print a/b}')" "$(awk -v a="$r" -v b="$n" 'BEGIN{print a/b}')" \
-        "$(awk -v a="$r" -v c="$b" 'BEGIN{print a/c}')"
+        "$(awk -v a="$r" -v c="$b" 'BEGIN{print a/c}')" "$c" "$(ratio "$c" "$nc")"
     done
   done
 done

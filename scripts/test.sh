@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every Sluice test on a fresh machine: installs what is missing (cmake for pingora's zlib-ng,
-# curl, nginx and wrk for the load kit, prometheus and promtool for the observability kit, the openai/anthropic Python SDKs in .venv), then runs
+# curl, nginx and wrk for the load kit, prometheus and promtool for the observability kit,
+# strace (the Pingora patches' system-call tests) and perf (the profile script), the openai/anthropic Python SDKs in .venv), then runs
 # formatting and lint checks, unit and integration tests, the criterion benches once as tests,
 # and a smoke run of the load-test kit.
 set -euo pipefail
@@ -13,6 +14,8 @@ need curl || missing+=(curl)
 need nginx || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
 need wrk || missing+=(wrk)
 need promtool || [[ -x /usr/bin/prometheus ]] || missing+=(prometheus)
+need strace || missing+=(strace)
+need perf || missing+=(linux-perf)
 python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
@@ -63,5 +66,6 @@ SLUICE_BIN=target/debug/sluice LOAD_BIN=target/debug/examples/forward_load bench
 SLUICE_BIN=target/debug/sluice benches/control.sh --smoke
 SLUICE_BIN=target/debug/sluice benches/mcp.sh --smoke
 SLUICE_BIN=target/debug/sluice benches/issuer.sh --smoke
+SLUICE_BIN=target/debug/sluice OUT=target/profile-smoke benches/profile.sh --smoke
 
 echo "all tests passed"
