@@ -504,6 +504,45 @@ agents:
     g.finish();
 }
 
+/// Sluice's own per-chunk work on a streamed answer: the usage parser over an OpenAI SSE stream
+/// of 20 content events and the final usage event, as one chunk (one upstream read) and as one
+/// chunk per event, beside copying the same bytes.
+fn usage_scan(c: &mut Criterion) {
+    use sluice::audit::UsageParser;
+    let mut stream = String::new();
+    for i in 0..20 {
+        stream.push_str(&format!(
+            "data: {{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"token {i} \"}}}}]}}\n\n"
+        ));
+    }
+    stream.push_str("data: {\"id\":\"chatcmpl-1\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":20}}\n\ndata: [DONE]\n\n");
+    let events: Vec<&str> = stream.split_inclusive("\n\n").collect();
+    let mut check = UsageParser::new("text/event-stream");
+    check.feed(stream.as_bytes());
+    assert_eq!(check.finish().map(|u| u.output), Some(20));
+    let mut g = c.benchmark_group("usage_scan");
+    g.bench_function("baseline_copy_stream", |b| {
+        b.iter(|| black_box(black_box(stream.as_bytes()).to_vec()))
+    });
+    g.bench_function("sse_one_chunk", |b| {
+        b.iter(|| {
+            let mut p = UsageParser::new("text/event-stream");
+            p.feed(black_box(stream.as_bytes()));
+            black_box(p.finish())
+        })
+    });
+    g.bench_function("sse_chunk_per_event", |b| {
+        b.iter(|| {
+            let mut p = UsageParser::new("text/event-stream");
+            for e in &events {
+                p.feed(black_box(e.as_bytes()));
+            }
+            black_box(p.finish())
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     pick,
@@ -511,6 +550,7 @@ criterion_group!(
     vault,
     auth,
     builtin_issuer,
+    usage_scan,
     forward,
     snapshot_build
 );

@@ -71,13 +71,19 @@ impl UsageParser {
             }
             Kind::Sse => {
                 let mut rest = chunk;
-                while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
+                while let Some(nl) = memchr::memchr(b'\n', rest) {
                     if self.overflow {
                         self.overflow = false;
+                    } else if self.buf.is_empty() {
+                        // A whole line in this chunk (most of them): read in place.
+                        self.line(&rest[..nl]);
                     } else {
+                        // The end of a line begun in an earlier chunk; the buffer is kept.
                         self.buf.extend_from_slice(&rest[..nl]);
                         let line = std::mem::take(&mut self.buf);
                         self.line(&line);
+                        self.buf = line;
+                        self.buf.clear();
                     }
                     rest = &rest[nl + 1..];
                 }
@@ -123,7 +129,7 @@ impl UsageParser {
             return;
         };
         // Cheap filter: only events that carry usage are parsed.
-        if !contains(data, b"usage") {
+        if !mentions_usage(data) {
             return;
         }
         let Ok(v) = serde_json::from_slice::<Value>(data) else {
@@ -171,8 +177,11 @@ impl UsageParser {
     }
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+/// Whether an event mentions `usage` (SIMD substring search, the searcher built once).
+fn mentions_usage(data: &[u8]) -> bool {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"usage"));
+    FINDER.find(data).is_some()
 }
 
 #[cfg(test)]

@@ -132,7 +132,15 @@ async fn chunks_read_together_are_written_together() {
 fn syscalls_during(pid: u32, work: impl FnOnce()) -> Vec<String> {
     let out = tempfile::NamedTempFile::new().unwrap();
     let mut strace = std::process::Command::new("strace")
-        .args(["-f", "-qq", "-s", "4096", "-e", "trace=sendto,getpeername,writev", "-o"])
+        .args([
+            "-f",
+            "-qq",
+            "-s",
+            "4096",
+            "-e",
+            "trace=sendto,getpeername,writev",
+            "-o",
+        ])
         .arg(out.path())
         .args(["-p", &pid.to_string()])
         .stderr(std::process::Stdio::null())
