@@ -46,3 +46,45 @@ ratio() { python3 -c "print(f'{float($1)/float($2):.2f}' if float($2) else 'n/a'
 # both sides back to back, so this cancels the machine's drift between rounds better than the
 # ratio of the medians.
 paired() { python3 -c "import statistics as s; a='$1'.split(); b='$2'.split(); r=[float(x)/float(y) for x,y in zip(a,b) if float(y)]; print(f'{s.median(r):.2f}' if r else 'n/a')"; }
+
+# start_nginx_proxy: nginx as the reference proxy on 127.0.0.1:$NGX in front of the mock on
+# $MOCK (WORKERS workers, upstream keepalive, `proxy_buffering off`, the load key injected like
+# Sluice does), pid file under $T; its process joins PIDS.
+start_nginx_proxy() {
+  local user_line=""
+  [[ $(id -u) == 0 ]] && user_line="user root root;"
+  cat >"$T/nginx.conf" <<CONF
+$user_line
+worker_processes $WORKERS;
+worker_rlimit_nofile 65536;
+pid $T/nginx.pid;
+error_log $T/nginx-error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $T/nginx-body;
+  proxy_temp_path $T/nginx-proxy;
+  upstream mock { server 127.0.0.1:$MOCK; keepalive 256; }
+  server {
+    listen 127.0.0.1:$NGX backlog=4096;
+    keepalive_requests 1000000;
+    location /openai/ {
+      proxy_pass http://mock/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Authorization "Bearer sk-load-a-000000000";
+      proxy_buffering off;
+    }
+  }
+}
+CONF
+  "$NGINX" -p "$T" -c "$T/nginx.conf" -g 'daemon off;' >"$T/nginx.out" 2>&1 &
+  PIDS+=($!)
+}
+
+# ticks PID…: CPU ticks (user + system, all threads) of processes; HZ ticks make a second.
+ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+HZ=$(getconf CLK_TCK)
+
+# requests WRK_OUTPUT: wrk's total request count.
+requests() { grep -oE '^ +[0-9]+ requests in' <<<"$1" | grep -oE '[0-9]+' | head -1; }

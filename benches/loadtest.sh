@@ -84,34 +84,7 @@ LOAD_KEY_A=sk-load-a-000000000 LOAD_KEY_B=sk-load-b-000000000 RUST_LOG=warn \
 SLUICE_PID=$!
 PIDS+=($SLUICE_PID)
 
-USER_LINE=""; [[ $(id -u) == 0 ]] && USER_LINE="user root root;"
-cat >"$T/nginx.conf" <<CONF
-$USER_LINE
-worker_processes $WORKERS;
-worker_rlimit_nofile 65536;
-pid $T/nginx.pid;
-error_log $T/nginx-error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path $T/nginx-body;
-  proxy_temp_path $T/nginx-proxy;
-  upstream mock { server 127.0.0.1:$MOCK; keepalive 256; }
-  server {
-    listen 127.0.0.1:$NGX backlog=4096;
-    keepalive_requests 1000000;
-    location /openai/ {
-      proxy_pass http://mock/;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Authorization "Bearer sk-load-a-000000000";
-      proxy_buffering off;
-    }
-  }
-}
-CONF
-"$NGINX" -p "$T" -c "$T/nginx.conf" -g 'daemon off;' >"$T/nginx.out" 2>&1 &
-PIDS+=($!)
+start_nginx_proxy
 "$BARE_BIN" "127.0.0.1:$BARE" "127.0.0.1:$MOCK" "$WORKERS" >"$T/bare.log" 2>&1 &
 BARE_PID=$!
 PIDS+=($BARE_PID)
@@ -142,9 +115,6 @@ proxy_pids() {
     *) echo "$SLUICE_PID" ;;
   esac
 }
-# CPU ticks (user + system, all threads) of processes.
-ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
-HZ=$(getconf CLK_TCK)
 run() { # kind conns target
   local threads=1; [[ $2 -gt 1 ]] && threads=2
   local out pids before after n
@@ -154,7 +124,7 @@ run() { # kind conns target
   out=$(wrk -t"$threads" -c"$2" -d"${DURATION}s" --latency -s "$T/$1.lua" "$(url "$3")" 2>&1)
   # shellcheck disable=SC2086
   after=$(ticks $pids)
-  n=$(grep -oE '^ +[0-9]+ requests in' <<<"$out" | grep -oE '[0-9]+' | head -1)
+  n=$(requests "$out")
   CPU["$1 $2 $3"]+="$(awk -v n="${n:-0}" -v c=$((after - before)) -v hz="$HZ" 'BEGIN { printf "%.1f", n ? c / hz / n * 1e6 : 0 }') "
   local non2xx; non2xx=$(grep -oE 'Non-2xx or 3xx responses: [0-9]+' <<<"$out" | grep -oE '[0-9]+$' || echo 0)
   if [[ $non2xx != 0 ]] || grep -q 'Socket errors' <<<"$out"; then echo "$3 $1 c=$2: $(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr -s ' ')" >&2; fi

@@ -75,33 +75,7 @@ LOAD_KEY_A=sk-load-a-000000000 LOAD_KEY_B=sk-load-b-000000000 RUST_LOG=warn \
   "$SLUICE_BIN" serve --config "$T/sluice.yaml" >"$T/sluice.log" 2>&1 &
 SLUICE_PID=$!
 PIDS+=($SLUICE_PID)
-USER_LINE=""; [[ $(id -u) == 0 ]] && USER_LINE="user root root;"
-cat >"$T/nginx.conf" <<CONF
-$USER_LINE
-worker_processes $WORKERS;
-pid $T/nginx.pid;
-error_log $T/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $T/nginx-body;
-  proxy_temp_path $T/nginx-proxy;
-  upstream mock { server 127.0.0.1:$MOCK; keepalive 256; }
-  server {
-    listen 127.0.0.1:$NGX backlog=4096;
-    keepalive_requests 1000000;
-    location /openai/ {
-      proxy_pass http://mock/;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Authorization "Bearer sk-load-a-000000000";
-      proxy_buffering off;
-    }
-  }
-}
-CONF
-"$NGINX" -p "$T" -c "$T/nginx.conf" -g 'daemon off;' >"$T/nginx.out" 2>&1 &
-PIDS+=($!)
+start_nginx_proxy
 wait_port "$MOCK"; wait_port "$SLUICE"; wait_port "$NGX"
 NGINX_WORKERS=$(pgrep -P "$(cat "$T/nginx.pid")" | tr '\n' ' ')
 
@@ -114,11 +88,6 @@ url() {
   esac
 }
 pids_of() { [[ $1 == sluice ]] && echo "$SLUICE_PID" || echo "$NGINX_WORKERS"; }
-# CPU ticks (user + system) of processes, all their threads included.
-ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
-HZ=$(getconf CLK_TCK)
-# wrk's total request count.
-requests() { grep -oE '^ +[0-9]+ requests in' <<<"$1" | grep -oE '[0-9]+' | head -1; }
 
 # load KIND TARGET CONNS SECONDS: runs wrk, prints "requests rps cpu_us_per_request".
 load() {

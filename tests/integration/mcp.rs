@@ -84,9 +84,14 @@ fn sdk(url: &str, token: &str, steps: &[&str], env: &[(&str, &str)]) -> Value {
         .envs(env.iter().copied())
         .output()
         .expect("node client");
+    node_json(&out)
+}
+
+/// A node script's one JSON line, or a panic showing what it printed.
+fn node_json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
         panic!(
-            "client: {}{}",
+            "{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         )
@@ -606,13 +611,7 @@ async fn the_sdk_client_discovers_authorization_from_the_401() {
         .arg(&resource)
         .output()
         .expect("node");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let v = node_json(&out);
     assert!(v["error"].is_null(), "{v}");
     assert_eq!(v["discovered"]["authorization"], idp.issuer(), "{v}");
     assert_eq!(v["discovered"]["resource"], resource, "{v}");
@@ -650,13 +649,7 @@ async fn the_sdk_gets_a_client_credentials_token_from_sluices_issuer() {
         .env("MCP_EXPECTED_ISSUER", sluice.url(""))
         .output()
         .expect("node");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let v = node_json(&out);
     assert!(v["error"].is_null(), "{v}");
     let fetched: Vec<&str> = v["fetched"]
         .as_array()
