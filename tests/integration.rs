@@ -13,6 +13,8 @@ mod conf_files;
 mod control;
 #[path = "integration/control_nodes.rs"]
 mod control_nodes;
+#[path = "integration/deploy.rs"]
+mod deploy;
 #[path = "integration/forward.rs"]
 mod forward;
 #[path = "integration/https_upstream.rs"]
