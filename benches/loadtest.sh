@@ -3,7 +3,7 @@
 # framework without Sluice's filters) and nginx (reference proxy, keepalive) on loopback,
 # driven by wrk in interleaved rounds. Prints RPS, p50, p99 and peak RSS with ratios to direct
 # access and to nginx, for JSON and SSE at 1 and 64 connections, then peak RSS at 1,000
-# connections and (when oha is installed) added p99 at half of Sluice's saturation.
+# connections and (when oha is installed) p99 at half of nginx's saturation rate.
 #
 # usage: benches/loadtest.sh [--smoke]
 #   DURATION=10  seconds per run          ROUNDS=3   interleaved rounds (median reported)
@@ -186,7 +186,7 @@ if [[ -x "$GAPS_BIN" ]]; then
 fi
 
 if command -v oha >/dev/null 2>&1; then
-  sat=$(median "${RPS[json 64 sluice]}")
+  sat=$(median "${RPS[json 64 nginx]}")
   rate=$(awk -v s="$sat" 'BEGIN { printf "%d", s/2 }')
   p99_at_rate() {
     local out
@@ -195,7 +195,7 @@ if command -v oha >/dev/null 2>&1; then
     awk '/99.00% in/ && !done {v=$3; u=$4; done=1; if (u ~ /^ms/) print v; else if (u ~ /^s/) print v*1000; else print v/1000}' <<<"$out"
   }
   pd=$(p99_at_rate direct); ps=$(p99_at_rate sluice); pn=$(p99_at_rate nginx); pp=$(p99_at_rate pingora)
-  echo "p99 at half of Sluice's saturation ($rate req/s, 64 conns, JSON): direct ${pd} ms, nginx ${pn} ms, bare pingora ${pp} ms, sluice ${ps} ms; added by sluice: $(awk -v a="$ps" -v b="$pd" 'BEGIN{printf "%.3f", a-b}') ms"
+  echo "p99 at half of nginx's saturation ($rate req/s, 64 conns, JSON): direct ${pd} ms, nginx ${pn} ms, bare pingora ${pp} ms, sluice ${ps} ms; sluice - nginx: $(awk -v a="$ps" -v b="$pn" 'BEGIN{printf "%.3f", a-b}') ms, sluice - direct: $(awk -v a="$ps" -v b="$pd" 'BEGIN{printf "%.3f", a-b}') ms"
 else
   echo "(oha not installed: the half-saturation p99 line needs rate limiting; cargo install oha --locked)"
 fi
