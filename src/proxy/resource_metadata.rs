@@ -8,7 +8,7 @@ use pingora_proxy::Session;
 use serde_json::{json, Value};
 
 use super::respond::{write_page, Page};
-use crate::config::Snapshot;
+use crate::config::{Route, Snapshot};
 
 pub const PREFIX: &str = "/.well-known/oauth-protected-resource";
 
@@ -20,8 +20,7 @@ pub fn url_of(snap: &Snapshot, path: &str) -> String {
 /// For a refusal on `path`: the metadata URL when an agent environment taking tokens of
 /// Sluice's issuer serves it (its challenge then names it).
 pub fn for_refusal(snap: &Snapshot, path: &str) -> Option<String> {
-    let (_, route) = snap.route(path)?;
-    route.audience()?;
+    let (route, _) = oauth_route(snap, path)?;
     Some(url_of(snap, &route.prefix))
 }
 
@@ -43,12 +42,11 @@ pub async fn serve(session: &mut Session, snap: &Snapshot, request_id: &str) -> 
 }
 
 fn document(snap: &Snapshot, resource_path: &str) -> Option<Value> {
+    let trusted = || -> Vec<&str> { snap.jwt.issuers.iter().map(|t| t.issuer.as_str()).collect() };
     if resource_path.is_empty() {
-        let authorization_servers: Vec<&str> =
-            snap.jwt.issuers.iter().map(|t| t.issuer.as_str()).collect();
         return Some(json!({
             "resource": snap.public_base_url,
-            "authorization_servers": authorization_servers,
+            "authorization_servers": trusted(),
             "bearer_methods_supported": ["header"],
         }));
     }
@@ -58,20 +56,17 @@ fn document(snap: &Snapshot, resource_path: &str) -> Option<Value> {
         .and_then(|n| n.strip_prefix('/'))
     {
         let server = snap.mcp_servers.get(name)?;
-        let authorization_servers: Vec<&str> =
-            snap.jwt.issuers.iter().map(|t| t.issuer.as_str()).collect();
         return Some(json!({
             "resource": server.resource,
             "resource_name": server.display_name,
-            "authorization_servers": authorization_servers,
+            "authorization_servers": trusted(),
             "scopes_supported": server.access.scopes,
             "bearer_methods_supported": ["header"],
         }));
     }
     // An agent environment with `auth: oauth`: its audience is the resource, Sluice's issuer
     // its only authorization server.
-    let (_, route) = snap.route(resource_path)?;
-    let audience = route.audience()?;
+    let (route, audience) = oauth_route(snap, resource_path)?;
     snap.builtin_issuer?;
     Some(json!({
         "resource": audience,
@@ -80,4 +75,11 @@ fn document(snap: &Snapshot, resource_path: &str) -> Option<Value> {
         "scopes_supported": route.access.scopes,
         "bearer_methods_supported": ["header"],
     }))
+}
+
+/// The route serving `path` when it takes tokens for one audience (an `auth: oauth` agent
+/// environment), with that audience.
+fn oauth_route<'a>(snap: &'a Snapshot, path: &str) -> Option<(&'a Route, &'a str)> {
+    let (_, route) = snap.route(path)?;
+    Some((route, route.audience()?))
 }

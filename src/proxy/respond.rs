@@ -15,7 +15,7 @@ pub async fn write_error(
     status: u16,
     request_id: &str,
 ) {
-    write_error_for(session, error, shape, (status, None), request_id).await
+    write_error_for(session, error, shape, status, None, request_id).await
 }
 
 /// `write_error` with the protected-resource metadata URL (RFC 9728) the challenge names.
@@ -23,7 +23,8 @@ pub async fn write_error_for(
     session: &mut Session,
     error: GatewayError,
     shape: ErrorShape,
-    (status, resource_metadata): (u16, Option<&str>),
+    status: u16,
+    resource_metadata: Option<&str>,
     request_id: &str,
 ) {
     let body = Bytes::from(error.body(shape));

@@ -87,8 +87,8 @@ impl ProxyHttp for Gateway {
                     (Some(_), None) => resource_metadata::for_refusal(&ctx.snap, req.uri.path()),
                     _ => None,
                 };
-                let status = (error.status(), metadata.as_deref());
-                write_error_for(session, error, shape, status, &ctx.request_id).await;
+                let (status, id) = (error.status(), &ctx.request_id);
+                write_error_for(session, error, shape, status, metadata.as_deref(), id).await;
                 Ok(true)
             }
         }

@@ -30,8 +30,13 @@ fn kubernetes_manifests_are_valid_and_consistent() {
         .unwrap_or_default()
         .to_owned();
     let config: String = serde_json::from_str(&last).expect("the ConfigMap's sluice.yaml");
+    sluice_checks(&config, "the ConfigMap's configuration");
+}
+
+/// `sluice check` accepts a shipped configuration, read as a pod reads it (its
+/// `/var/lib/sluice` data directory made a writable one here).
+fn sluice_checks(config: &str, what: &str) {
     let dir = tempfile::tempdir().unwrap();
-    // The shipped file as a pod reads it, its data_dir made writable here.
     let file = dir.path().join("sluice.yaml");
     let config = config.replace("/var/lib/sluice", dir.path().join("data").to_str().unwrap());
     std::fs::write(&file, config).unwrap();
@@ -42,7 +47,7 @@ fn kubernetes_manifests_are_valid_and_consistent() {
         .unwrap();
     assert!(
         check.status.success(),
-        "sluice check on the ConfigMap's configuration: {}{}",
+        "sluice check on {what}: {}{}",
         String::from_utf8_lossy(&check.stdout),
         String::from_utf8_lossy(&check.stderr)
     );
@@ -67,23 +72,8 @@ fn the_container_image_is_built_the_readme_way() {
     assert!(docker.contains("VOLUME [\"/var/lib/sluice\"]"));
     assert!(docker.contains("HEALTHCHECK") && docker.contains("/readyz"));
     // The runtime configuration the image ships is a valid one.
-    let shipped = root().join("deploy/sluice.yaml");
-    let dir = tempfile::tempdir().unwrap();
-    let config = std::fs::read_to_string(&shipped)
-        .unwrap()
-        .replace("/var/lib/sluice", dir.path().join("data").to_str().unwrap());
-    let file = dir.path().join("sluice.yaml");
-    std::fs::write(&file, config).unwrap();
-    let check = Command::new(sluice_bin())
-        .args(["check", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    let shipped = std::fs::read_to_string(root().join("deploy/sluice.yaml")).unwrap();
+    sluice_checks(&shipped, "the image's configuration");
     let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
     for path in ["target", ".venv", ".git", "**/node_modules"] {
         assert!(ignore.lines().any(|l| l == path), ".dockerignore: {path}");
