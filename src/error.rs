@@ -1,5 +1,6 @@
 //! The one error type of the request path, and how each failure looks on the wire.
 
+use crate::limits::{Dimension, Limited};
 use crate::upstream::ProviderKind;
 
 /// Every way a request can be refused by Sluice itself (upstream answers pass through untouched).
@@ -49,6 +50,28 @@ pub enum GatewayError {
     /// A request Sluice will not interpret for the upstream (400).
     #[error("{0}")]
     BadRequest(BadRequest),
+    /// A limit (`limits:`) refuses the request for now (429).
+    #[error("{}", limited_message(.0))]
+    Limited(Limited),
+}
+
+/// `rate limit reached: 60 requests per minute; retry after 1.2 s`.
+fn limited_message(l: &Limited) -> String {
+    let per = match l.period_s {
+        1 => "per second",
+        _ => "per minute",
+    };
+    let what = match l.dimension {
+        Dimension::Requests => format!("rate limit reached: {} requests {per}", l.limit),
+        Dimension::Tokens => format!("token rate limit reached: {} tokens {per}", l.limit),
+        Dimension::Concurrent => {
+            format!("concurrency limit reached: {} requests in flight", l.limit)
+        }
+    };
+    format!(
+        "{what}; retry after {:.1} s",
+        l.retry_after_ms as f64 / 1000.0
+    )
 }
 
 /// Requests refused before routing because their meaning could differ between Sluice and the
@@ -219,6 +242,7 @@ impl GatewayError {
             GatewayError::Destination(_) => 403,
             GatewayError::NotAProxyRequest => 400,
             GatewayError::BadRequest(_) => 400,
+            GatewayError::Limited(_) => 429,
         }
     }
 
@@ -240,7 +264,55 @@ impl GatewayError {
             GatewayError::Destination(denied) => denied.reason(),
             GatewayError::NotAProxyRequest => "not_a_proxy_request",
             GatewayError::BadRequest(bad) => bad.reason(),
+            GatewayError::Limited(l) => l.dimension.reason(),
         }
+    }
+
+    /// Headers that go with the refusal besides the challenge: `Retry-After` and the provider's
+    /// own rate-limit headers (OpenAI `x-ratelimit-*-requests|tokens` with durations such as
+    /// `6m0s`, Anthropic `anthropic-ratelimit-*` with an RFC 3339 reset time).
+    pub fn headers(&self, shape: ErrorShape) -> Vec<(String, String)> {
+        let GatewayError::Limited(l) = self else {
+            return Vec::new();
+        };
+        let mut h = vec![
+            (
+                "retry-after".to_owned(),
+                l.retry_after_ms.div_ceil(1000).max(1).to_string(),
+            ),
+            ("retry-after-ms".to_owned(), l.retry_after_ms.to_string()),
+        ];
+        let unit = match l.dimension {
+            Dimension::Requests | Dimension::Concurrent => "requests",
+            Dimension::Tokens => "tokens",
+        };
+        if l.dimension == Dimension::Concurrent {
+            return h;
+        }
+        match shape {
+            ErrorShape::OpenAi => {
+                h.push((format!("x-ratelimit-limit-{unit}"), l.limit.to_string()));
+                h.push((format!("x-ratelimit-remaining-{unit}"), "0".to_owned()));
+                h.push((format!("x-ratelimit-reset-{unit}"), go_duration(l.reset_ms)));
+            }
+            ErrorShape::Anthropic => {
+                let reset =
+                    std::time::SystemTime::now() + std::time::Duration::from_millis(l.reset_ms);
+                h.push((
+                    format!("anthropic-ratelimit-{unit}-limit"),
+                    l.limit.to_string(),
+                ));
+                h.push((
+                    format!("anthropic-ratelimit-{unit}-remaining"),
+                    "0".to_owned(),
+                ));
+                h.push((
+                    format!("anthropic-ratelimit-{unit}-reset"),
+                    humantime::format_rfc3339_seconds(reset).to_string(),
+                ));
+            }
+        }
+        h
     }
 
     /// The header that carries `challenge()`: `Proxy-Authenticate` for 407s.
@@ -276,7 +348,8 @@ impl GatewayError {
             | GatewayError::NoHealthyKey
             | GatewayError::UpstreamUnavailable
             | GatewayError::UpstreamTimeout
-            | GatewayError::Internal => None,
+            | GatewayError::Internal
+            | GatewayError::Limited(_) => None,
         }
     }
 
@@ -308,6 +381,10 @@ impl GatewayError {
                     GatewayError::UpstreamUnavailable => ("server_error", "upstream_unavailable"),
                     GatewayError::UpstreamTimeout => ("server_error", "upstream_timeout"),
                     GatewayError::Internal => ("server_error", "internal"),
+                    GatewayError::Limited(l) if l.dimension == Dimension::Tokens => {
+                        ("tokens", "rate_limit_exceeded")
+                    }
+                    GatewayError::Limited(_) => ("requests", "rate_limit_exceeded"),
                 };
                 serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
             }
@@ -326,11 +403,24 @@ impl GatewayError {
                     GatewayError::NoHealthyKey => "overloaded_error",
                     GatewayError::UpstreamUnavailable | GatewayError::Internal => "api_error",
                     GatewayError::UpstreamTimeout => "timeout_error",
+                    GatewayError::Limited(_) => "rate_limit_error",
                 };
                 serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
             }
         };
         value.to_string().into_bytes()
+    }
+}
+
+/// A duration as OpenAI writes its rate-limit resets: `20ms`, `1.5s`, `6m0s`.
+fn go_duration(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        let s = format!("{:.3}", ms as f64 / 1000.0);
+        format!("{}s", s.trim_end_matches('0').trim_end_matches('.'))
+    } else {
+        format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1000)
     }
 }
 

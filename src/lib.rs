@@ -12,6 +12,7 @@ pub mod error;
 pub mod forward;
 #[cfg(test)]
 mod layers;
+pub mod limits;
 pub mod metrics;
 pub mod mock;
 pub mod private;

@@ -152,6 +152,13 @@ enum Command {
         #[command(flatten)]
         conn: cli::Conn,
     },
+    /// Rate and concurrency limits per token, owner, route, provider or app (admin API).
+    Limit {
+        #[command(subcommand)]
+        command: cli::LimitCmd,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
     /// Token owners and their admin roles (admin API).
     Owner {
         #[command(subcommand)]
@@ -283,6 +290,7 @@ fn main() -> anyhow::Result<()> {
         Command::Issuer { command, conn } => cli::issuer(&conn, command),
         Command::Route { command, conn } => cli::route(&conn, command),
         Command::Owner { command, conn } => cli::owner(&conn, command),
+        Command::Limit { command, conn } => cli::limit(&conn, command),
         Command::Oauth { command, conn } => cli::oauth(&conn, command),
         Command::Mcp { command, conn } => cli::mcp(&conn, command),
         Command::Agent { command, conn } => cli::agent(&conn, command),

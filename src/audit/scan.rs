@@ -24,6 +24,13 @@ pub struct ModelScanner {
     scanned: usize,
     found: Option<String>,
     done: bool,
+    /// Also read the top-level `max_tokens` (or `max_completion_tokens`, `max_output_tokens`):
+    /// a token limit reserves it.
+    want_max: bool,
+    /// The last top-level key was one of those; its digits so far.
+    after_max_key: bool,
+    digits: Option<u64>,
+    max_tokens: Option<u64>,
 }
 
 impl ModelScanner {
@@ -31,8 +38,30 @@ impl ModelScanner {
         ModelScanner::default()
     }
 
+    /// A scanner that also reads the request's output-token cap.
+    pub fn with_max_tokens() -> ModelScanner {
+        ModelScanner {
+            want_max: true,
+            ..ModelScanner::default()
+        }
+    }
+
     pub fn model(&self) -> Option<&str> {
         self.found.as_deref()
+    }
+
+    /// The top-level `max_tokens`, `max_completion_tokens` or `max_output_tokens`, when the
+    /// scanner was made `with_max_tokens` and the body had one.
+    pub fn max_tokens(&self) -> Option<u64> {
+        self.max_tokens
+    }
+
+    fn end_number(&mut self) {
+        if let Some(n) = self.digits.take() {
+            self.max_tokens = Some(n);
+            self.done = self.found.is_some();
+        }
+        self.after_max_key = false;
     }
 
     pub fn feed(&mut self, chunk: &[u8]) {
@@ -87,6 +116,9 @@ impl ModelScanner {
                     }
                 }
                 b'}' | b']' => {
+                    if self.depth == 1 && self.after_max_key {
+                        self.end_number();
+                    }
                     self.depth = self.depth.saturating_sub(1);
                     if self.depth == 0 {
                         self.done = true;
@@ -94,10 +126,18 @@ impl ModelScanner {
                     }
                 }
                 b',' if self.depth == 1 => {
+                    if self.after_max_key {
+                        self.end_number();
+                    }
                     self.expect_key = true;
                     self.after_model_key = false;
                 }
                 b':' if self.depth == 1 => self.expect_key = false,
+                b'0'..=b'9' if self.depth == 1 && self.after_max_key => {
+                    let d = u64::from(b - b'0');
+                    let n = self.digits.unwrap_or(0);
+                    self.digits = Some(n.saturating_mul(10).saturating_add(d));
+                }
                 _ => {}
             }
         }
@@ -120,10 +160,15 @@ impl ModelScanner {
             self.after_model_key = false;
             if buf.len() <= MAX_MODEL && !buf.contains(&b'\\') {
                 self.found = std::str::from_utf8(&buf).ok().map(str::to_owned);
-                self.done = true;
+                self.done = !self.want_max || self.max_tokens.is_some();
             }
         } else if self.expect_key {
             self.after_model_key = buf == b"model";
+            self.after_max_key = self.want_max
+                && matches!(
+                    buf.as_slice(),
+                    b"max_tokens" | b"max_completion_tokens" | b"max_output_tokens"
+                );
         }
     }
 }
@@ -137,6 +182,30 @@ mod tests {
         let mut s = ModelScanner::new();
         s.feed(body.as_bytes());
         s.model().map(str::to_owned)
+    }
+
+    #[test]
+    fn reads_the_output_token_cap_when_asked_in_any_chunking() {
+        let body = r#"{"messages":[{"role":"user","content":"max_tokens: 7","max_tokens":9}],"max_tokens": 1024,"model":"gpt-4o","stream":true}"#;
+        for split in 0..body.len() {
+            let mut s = ModelScanner::with_max_tokens();
+            s.feed(&body.as_bytes()[..split]);
+            s.feed(&body.as_bytes()[split..]);
+            assert_eq!(
+                (s.model(), s.max_tokens()),
+                (Some("gpt-4o"), Some(1024)),
+                "{split}"
+            );
+        }
+        let mut last = ModelScanner::with_max_tokens();
+        last.feed(br#"{"model":"claude","max_completion_tokens":77}"#);
+        assert_eq!(
+            (last.model(), last.max_tokens()),
+            (Some("claude"), Some(77))
+        );
+        let mut plain = ModelScanner::new();
+        plain.feed(br#"{"max_tokens":5,"model":"m"}"#);
+        assert_eq!((plain.model(), plain.max_tokens()), (Some("m"), None));
     }
 
     #[test]

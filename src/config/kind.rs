@@ -54,6 +54,7 @@ pub const KINDS: &[Registered] = &[
     register::<wire::OAuthProvider>(),
     register::<wire::McpServer>(),
     register::<wire::Agent>(),
+    register::<wire::Limit>(),
 ];
 
 fn merge_one<T: Kind>(config: &mut wire::Config, r: &Resource, errors: &mut Vec<ConfigError>) {

@@ -5,6 +5,7 @@ pub mod agent;
 mod forward;
 pub mod issuer;
 pub mod kind;
+pub mod limit;
 pub mod locate;
 pub mod mcp_server;
 pub mod oauth_provider;

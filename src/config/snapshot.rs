@@ -13,7 +13,7 @@ use super::provider::Provider;
 use super::route::Route;
 use super::wire::{self, AuthPolicy};
 use super::{
-    agent as agents, forward, issuer, mcp_server, oauth_provider, provider, route, token,
+    agent as agents, forward, issuer, limit, mcp_server, oauth_provider, provider, route, token,
     ConfigError,
 };
 use crate::auth::jwks::JwksRegistry;
@@ -56,6 +56,8 @@ pub struct Snapshot {
     pub signing: wire::BuiltinIssuer,
     /// The control plane's revision included (0 when there is no control plane).
     pub control_revision: u64,
+    /// Rate and concurrency limits, checked at admission.
+    pub limits: crate::limits::Limits,
     /// Non-fatal findings (e.g. an optional key whose secret is not set), logged on publish.
     pub warnings: Vec<String>,
 }
@@ -103,6 +105,8 @@ pub struct BuildContext {
     pub health: Arc<HealthRegistry>,
     pub jwks: Arc<JwksRegistry>,
     pub usage: Arc<UsageRegistry>,
+    /// The limits' counters, kept across reloads.
+    pub limits: Arc<crate::limits::Registry>,
     /// Secret values from the control plane's store, for `secret_ref: "secret:NAME"`.
     pub secrets: HashMap<String, Secret>,
     /// The control plane's revision these resources come from (0: none).
@@ -146,6 +150,7 @@ impl Snapshot {
             revoked_tokens: Default::default(),
             signing: wire::BuiltinIssuer::default(),
             control_revision: 0,
+            limits: Default::default(),
             warnings: Vec::new(),
         }
     }
@@ -215,6 +220,7 @@ impl Snapshot {
             revoked_tokens,
             builtin_issuer,
             public_base_url: _,
+            limits,
         } = config;
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
@@ -243,6 +249,7 @@ impl Snapshot {
         let (oauth_providers, mcp_servers) =
             gateway_resources(config, &built, &base_url, &mut errors, &mut warnings);
         no_credential_can_pass(routes, tokens, issuers, &mut warnings);
+        limit::check_all(limits, &built_routes, &mut errors);
 
         if !errors.is_empty() {
             return Err(errors);
@@ -265,6 +272,7 @@ impl Snapshot {
             revoked_tokens: revoked_tokens.iter().cloned().collect(),
             signing: *builtin_issuer,
             control_revision: ctx.control_revision,
+            limits: ctx.limits.build(limits),
             warnings,
         })
     }

@@ -32,6 +32,7 @@ pub struct ConfigStore {
     health: Arc<HealthRegistry>,
     pub jwks: Arc<JwksRegistry>,
     pub usage: Arc<UsageRegistry>,
+    limits: Arc<crate::limits::Registry>,
     /// Serialises reloads and remembers what was loaded at start.
     writer: Mutex<Fixed>,
     ready: AtomicBool,
@@ -84,6 +85,7 @@ impl ConfigStore {
             health: ctx.health.clone(),
             jwks: ctx.jwks.clone(),
             usage: ctx.usage.clone(),
+            limits: ctx.limits.clone(),
             writer: Mutex::new(Fixed {
                 listeners: config.listeners.clone(),
                 server: config.server.clone(),
@@ -176,6 +178,7 @@ impl ConfigStore {
             health: self.health.clone(),
             jwks: self.jwks.clone(),
             usage: self.usage.clone(),
+            limits: self.limits.clone(),
             secrets: control.map(|c| c.secrets.clone()).unwrap_or_default(),
             control_revision: control.map(|c| c.dump.revision).unwrap_or(0),
         }

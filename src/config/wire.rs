@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 pub use super::agent::wire::Agent;
 pub use super::issuer::wire::Issuer;
+pub use super::limit::wire::Limit;
 pub use super::mcp_server::wire::McpServer;
 pub use super::oauth_provider::wire::OAuthProvider;
 pub use super::owner::wire::{Owner, Role};
@@ -46,6 +47,9 @@ pub struct Config {
     /// Agents' HTTP APIs served at `/agents/{agent}/{environment}` (`config::agent`).
     #[serde(default)]
     pub agents: Vec<Agent>,
+    /// Rate and concurrency limits per token, owner, route or app (`config::limit`).
+    #[serde(default)]
+    pub limits: Vec<Limit>,
     /// Sluice's own issuer: the algorithm of its signing keys and their rotation.
     #[serde(default)]
     pub builtin_issuer: BuiltinIssuer,

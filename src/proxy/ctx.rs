@@ -11,6 +11,7 @@ use super::steps::{Admitted, ForwardAdmitted};
 use crate::audit::{ModelScanner, UsageParser};
 use crate::auth::Principal;
 use crate::config::{Provider, ProviderKey, Route, Snapshot};
+use crate::limits::Grant;
 
 #[derive(Debug)]
 pub struct RequestCtx {
@@ -46,6 +47,9 @@ pub struct RequestCtx {
     /// The client's connection left Pingora for a relay task of its own (an MCP GET stream),
     /// which writes the audit record when the stream ends.
     pub detached: bool,
+    /// What the limits took: flight slots are released when the context is dropped (the
+    /// request's end, however it ended), token reservations settled in `logging`.
+    pub grant: Grant,
 }
 
 /// Destination of a plain-HTTP forward-proxy request that goes through untouched.
@@ -87,6 +91,7 @@ impl RequestCtx {
             mcp: None,
             refused: false,
             detached: false,
+            grant: Grant::default(),
         }
     }
 
@@ -98,14 +103,26 @@ impl RequestCtx {
                 route,
                 principal,
                 key,
+                grant,
             }) => {
                 self.route = Some(route);
                 self.principal = Some(principal);
                 self.key = key;
-                if let Some(route) = self.route().filter(|r| audit_on && r.audit) {
+                // A token limit reads the usage even where nothing is recorded.
+                let counts_tokens = grant.counts_tokens();
+                self.grant = grant;
+                if let Some(route) = self
+                    .route()
+                    .filter(|r| (audit_on && r.audit) || counts_tokens)
+                {
                     let llm = route.provider.kind != crate::config::ProviderKind::Http;
                     self.accounting = Some(Accounting {
                         llm,
+                        model: if counts_tokens {
+                            ModelScanner::with_max_tokens()
+                        } else {
+                            ModelScanner::new()
+                        },
                         ..Accounting::default()
                     });
                 }

@@ -34,6 +34,9 @@ pub async fn write_error_for(
         resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
         resp.insert_header("x-sluice-error", error.reason())?;
         resp.insert_header("x-request-id", request_id)?;
+        for (name, value) in error.headers(shape) {
+            resp.insert_header(name, value)?;
+        }
         if let Some(mut challenge) = error.challenge() {
             if let Some(url) = resource_metadata {
                 challenge.push_str(&format!(r#", resource_metadata="{url}""#));

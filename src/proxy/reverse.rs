@@ -23,6 +23,7 @@ use crate::balance::health::Verdict;
 use crate::clock::{now_ms, unix_now};
 use crate::config::ConfigStore;
 use crate::error::ErrorShape;
+use crate::limits;
 use crate::metrics::{status_class_index, METRICS};
 use crate::vault::Vault;
 use bytes::Bytes;
@@ -160,13 +161,19 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let (Some(acc), Some(chunk)) = (ctx.accounting.as_mut(), body.as_ref()) {
             acc.bytes_in += chunk.len() as u64;
             if acc.llm {
                 acc.model.feed(chunk);
+            }
+        }
+        if end_of_stream && ctx.grant.counts_tokens() {
+            if let Some(acc) = &ctx.accounting {
+                let estimate = limits::estimate(acc.model.max_tokens(), acc.bytes_in);
+                ctx.grant.reserve(estimate, limits::now_ns());
             }
         }
         if let (Some(m), Some(chunk)) = (ctx.mcp.as_mut(), body.as_ref()) {
@@ -329,6 +336,9 @@ impl ProxyHttp for Gateway {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
+        if ctx.grant.counts_tokens() {
+            settle_tokens(ctx, status);
+        }
         let kind = ctx
             .principal
             .as_ref()
@@ -461,6 +471,25 @@ pub(super) async fn mcp_peer(
     peer.options.read_timeout = Some(server.idle_timeout);
     peer.options.write_timeout = Some(server.idle_timeout);
     Ok(Box::new(peer))
+}
+
+/// Replaces the token limits' reservation with the usage the answer reported. An answer that
+/// is not a success gives the reservation back; a success without usage (a stream without
+/// `stream_options.include_usage`, one cut short) keeps it.
+fn settle_tokens(ctx: &mut RequestCtx, status: u16) {
+    let usage = ctx
+        .accounting
+        .as_mut()
+        .and_then(|a| a.usage.as_mut())
+        .and_then(|u| u.finish());
+    let used = match usage {
+        // As providers count their own limits: OpenAI's prompt tokens include cached ones,
+        // Anthropic's input excludes cache reads (which its limits do not count) and writes.
+        Some(u) => u.input + u.output + u.cache_write,
+        None if !(200..300).contains(&status) => 0,
+        None => return,
+    };
+    ctx.grant.settle(used, limits::now_ns());
 }
 
 /// Applies a collected 401/403 answer to the key it was sent with.

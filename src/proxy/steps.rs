@@ -15,6 +15,7 @@ use crate::auth::{self, Principal, CREDENTIAL_HEADERS};
 use crate::config::{CredentialMode, Provider, Snapshot};
 use crate::error::{AuthFailure, BadRequest, ErrorShape, GatewayError};
 use crate::forward::policy::{split_authority, Decision, Denied};
+use crate::limits::Grant;
 
 /// A request Sluice will forward.
 #[derive(Debug, PartialEq)]
@@ -23,6 +24,8 @@ pub struct Admitted {
     pub principal: Arc<Principal>,
     /// The pool key to inject, or `None` to pass the client's own provider key (BYOK).
     pub key: Option<usize>,
+    /// What the limits took (released when the request ends).
+    pub grant: Grant,
 }
 
 /// A request Sluice answers itself, in the route's provider error shape.
@@ -68,13 +71,40 @@ pub async fn admit(
             AuthFailure::Revoked,
         )));
     }
+    let grant = limit(snap, route, &authed.principal).map_err(refuse)?;
 
     let key = pick_credential(provider, authed.client_provider_key, now_ms).map_err(refuse)?;
     Ok(Admitted {
         route: route_idx,
         principal: authed.principal,
         key,
+        grant,
     })
+}
+
+/// The limits that apply to this route and principal, each taking its share (a refused request
+/// takes nothing).
+fn limit(
+    snap: &Snapshot,
+    route: &crate::config::Route,
+    principal: &Principal,
+) -> Result<Grant, GatewayError> {
+    if snap.limits.is_empty() {
+        return Ok(Grant::default());
+    }
+    let at = crate::limits::At {
+        route: &route.prefix,
+        provider: &route.provider.name,
+    };
+    snap.limits
+        .admit(at, principal, snap.builtin_issuer, crate::limits::now_ns())
+        .map_err(|(name, limited)| {
+            crate::metrics::METRICS
+                .limited
+                .with_label_values(&[&name, limited.dimension.reason()])
+                .inc();
+            GatewayError::Limited(limited)
+        })
 }
 
 /// An open operation of a route: no credential asked.
@@ -202,6 +232,7 @@ pub async fn admit_forward(
             let principal = auth::verify(&token, &route.access, snap, now_unix)
                 .await
                 .map_err(|e| refuse(auth_error(e)))?;
+            let grant = limit(snap, route, &principal).map_err(refuse)?;
             let key =
                 pick_credential(provider, client_sent_provider_key(req), now_ms).map_err(refuse)?;
             Ok((
@@ -210,6 +241,7 @@ pub async fn admit_forward(
                     route: route_idx,
                     principal,
                     key,
+                    grant,
                 }),
             ))
         }

@@ -98,6 +98,7 @@ pub(in crate::control) const DOCS: &[DocEntry] = &[
     entry::<wire::OAuthProvider>(),
     entry::<wire::McpServer>(),
     entry::<wire::Agent>(),
+    entry::<wire::Limit>(),
 ];
 
 fn routes<T: Doc>(router: Router<Arc<ControlPlane>>) -> Router<Arc<ControlPlane>> {

@@ -31,6 +31,7 @@ mod connections;
 pub(super) mod docs;
 mod feed;
 mod issuers;
+mod limits;
 mod mcp_servers;
 mod oauth_providers;
 mod owners;

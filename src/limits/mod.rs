@@ -1,0 +1,380 @@
+//! Rate and concurrency limits (`limits:`), enforced at admission before anything goes upstream.
+//!
+//! Each rate is a GCRA cell (one atomic "theoretical arrival time" per counter, the algorithm of
+//! `redis-cell` and Stripe's limiter): admitting a request moves it on by `period / limit`, and a
+//! request is refused when that would put it more than one period ahead of now. Token rates
+//! use the same cell with a cost per token: a request is admitted while the minute's allowance
+//! is not used up, and what it used is debited afterwards (reserved from `max_tokens` as the
+//! body streams upstream, replaced by the usage the answer reports). Concurrency is a counter
+//! released when the request's `Grant` is dropped, whatever way the request ended.
+//!
+//! Counters live beside the snapshot (`Registry`): a reload that keeps a limit unchanged keeps
+//! its counters, a changed limit starts afresh.
+
+pub mod gcra;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::auth::{CredentialKind, Principal};
+use crate::config::limit::wire::{Limit, Per};
+use gcra::Gcra;
+
+/// Which allowance refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dimension {
+    Requests,
+    Tokens,
+    Concurrent,
+}
+
+impl Dimension {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Dimension::Requests => "rate_limited",
+            Dimension::Tokens => "token_rate_limited",
+            Dimension::Concurrent => "concurrency_limited",
+        }
+    }
+}
+
+/// A refusal, with what the client needs to back off (the `Retry-After` and rate-limit headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited {
+    pub dimension: Dimension,
+    /// The allowance (requests or tokens per `period_s`, or requests in flight).
+    pub limit: u64,
+    /// 1 or 60 for rates, 0 for concurrency.
+    pub period_s: u32,
+    pub retry_after_ms: u64,
+    /// Until the allowance is whole again.
+    pub reset_ms: u64,
+}
+
+/// The counters of one limit for one holder (everything, a principal or an owner).
+#[derive(Debug)]
+pub struct Counters {
+    per_second: Option<Gcra>,
+    per_minute: Option<Gcra>,
+    tokens: Option<Gcra>,
+    in_flight: AtomicU32,
+}
+
+/// One limit as the request path uses it.
+#[derive(Debug)]
+pub struct Compiled {
+    pub name: Arc<str>,
+    spec: Limit,
+    shared: Arc<Counters>,
+    /// Counters per principal or owner, forgotten an hour after their last use.
+    keyed: moka::sync::Cache<Box<str>, Arc<Counters>>,
+}
+
+const MINUTE_NS: u64 = 60_000_000_000;
+const SECOND_NS: u64 = 1_000_000_000;
+
+impl Compiled {
+    fn new(spec: Limit) -> Compiled {
+        let shared = Arc::new(Self::counters(&spec));
+        Compiled {
+            name: Arc::from(spec.name.as_str()),
+            shared,
+            keyed: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_secs(3600))
+                .build(),
+            spec,
+        }
+    }
+
+    fn counters(spec: &Limit) -> Counters {
+        Counters {
+            per_second: spec
+                .requests_per_second
+                .map(|n| Gcra::new(n as u64, SECOND_NS)),
+            per_minute: spec
+                .requests_per_minute
+                .map(|n| Gcra::new(n as u64, MINUTE_NS)),
+            tokens: spec.tokens_per_minute.map(|n| Gcra::new(n, MINUTE_NS)),
+            in_flight: AtomicU32::new(0),
+        }
+    }
+
+    /// Whether this limit applies to a request on `route` (a route prefix) by `principal`.
+    fn matches(&self, at: At<'_>, principal: &Principal, builtin_issuer: Option<usize>) -> bool {
+        let s = &self.spec;
+        let At { route, provider } = at;
+        let opaque = principal.kind == CredentialKind::Opaque;
+        let app = principal.kind == CredentialKind::Jwt
+            && builtin_issuer.is_some()
+            && principal.issuer == builtin_issuer;
+        s.route.as_deref().is_none_or(|r| r == route)
+            && s.provider.as_deref().is_none_or(|p| p == provider)
+            && s.owner
+                .as_deref()
+                .is_none_or(|o| principal.owner.as_deref() == Some(o))
+            && s.token
+                .as_deref()
+                .is_none_or(|t| opaque && principal.id == t)
+            && s.app.as_deref().is_none_or(|a| app && principal.id == a)
+    }
+
+    fn counters_for(&self, principal: &Principal) -> Arc<Counters> {
+        let key = match self.spec.per {
+            Per::All => return self.shared.clone(),
+            Per::Principal => principal.id.as_str(),
+            // A principal without an owner is its own owner.
+            Per::Owner => principal.owner.as_deref().unwrap_or(principal.id.as_str()),
+        };
+        if let Some(c) = self.keyed.get(key) {
+            return c;
+        }
+        self.keyed
+            .get_with(Box::from(key), || Arc::new(Self::counters(&self.spec)))
+    }
+
+    pub fn spec(&self) -> &Limit {
+        &self.spec
+    }
+
+    fn uses_tokens(&self) -> bool {
+        self.spec.tokens_per_minute.is_some()
+    }
+}
+
+/// Every limit of a snapshot, in the order written.
+#[derive(Debug, Default)]
+pub struct Limits {
+    pub all: Vec<Arc<Compiled>>,
+}
+
+/// Where a request goes: its route's prefix and its provider's name.
+#[derive(Debug, Clone, Copy)]
+pub struct At<'a> {
+    pub route: &'a str,
+    pub provider: &'a str,
+}
+
+/// What admission took: released (concurrency) and settled (tokens) when dropped or finished.
+#[derive(Debug, Default)]
+pub struct Grant {
+    held: Vec<Held>,
+}
+
+#[derive(Debug)]
+struct Held {
+    counters: Arc<Counters>,
+    concurrent: bool,
+    /// Tokens debited so far (the reservation), replaced by the real usage at the end.
+    tokens: Option<u64>,
+}
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        for h in &self.held {
+            if h.concurrent {
+                h.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+/// Grants compare by what they hold (admission results in tests).
+impl PartialEq for Grant {
+    fn eq(&self, other: &Grant) -> bool {
+        self.held.len() == other.held.len()
+            && self
+                .held
+                .iter()
+                .zip(&other.held)
+                .all(|(a, b)| Arc::ptr_eq(&a.counters, &b.counters))
+    }
+}
+
+impl Grant {
+    /// Whether any limit counts this request's tokens (the answer's usage must be read).
+    pub fn counts_tokens(&self) -> bool {
+        self.held.iter().any(|h| h.tokens.is_some())
+    }
+
+    /// Reserves `tokens` (the request's `max_tokens` and prompt estimate) against every token
+    /// allowance, until the answer's usage replaces them.
+    pub fn reserve(&mut self, tokens: u64, now_ns: u64) {
+        for h in &mut self.held {
+            if let (Some(cell), Some(debited)) = (h.counters.tokens.as_ref(), h.tokens.as_mut()) {
+                cell.debit(tokens, now_ns);
+                *debited += tokens;
+            }
+        }
+    }
+
+    /// The request's real token count: the difference to what was reserved is debited or
+    /// given back.
+    pub fn settle(&mut self, used: u64, now_ns: u64) {
+        for h in &mut self.held {
+            if let (Some(cell), Some(debited)) = (h.counters.tokens.as_ref(), h.tokens.as_mut()) {
+                if used >= *debited {
+                    cell.debit(used - *debited, now_ns);
+                } else {
+                    cell.credit(*debited - used, now_ns);
+                }
+                *debited = used;
+            }
+        }
+    }
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty()
+    }
+
+    /// Admits a request or says which allowance refuses it (with the limit's name). Every
+    /// matching limit is checked; what earlier limits took is given back when a later one
+    /// refuses.
+    pub fn admit(
+        &self,
+        at: At<'_>,
+        principal: &Principal,
+        builtin_issuer: Option<usize>,
+        now_ns: u64,
+    ) -> Result<Grant, (Arc<str>, Limited)> {
+        let mut grant = Grant::default();
+        for limit in &self.all {
+            if !limit.matches(at, principal, builtin_issuer) {
+                continue;
+            }
+            let counters = limit.counters_for(principal);
+            if let Err(limited) = take(&limit.spec, &counters, now_ns) {
+                give_back(&grant, now_ns);
+                return Err((limit.name.clone(), limited));
+            }
+            grant.held.push(Held {
+                concurrent: limit.spec.concurrent.is_some(),
+                tokens: limit.uses_tokens().then_some(0),
+                counters,
+            });
+        }
+        Ok(grant)
+    }
+}
+
+/// Takes one request from each of a holder's allowances, all or nothing.
+fn take(spec: &Limit, c: &Counters, now_ns: u64) -> Result<(), Limited> {
+    if let Some(max) = spec.concurrent {
+        let prev = c.in_flight.fetch_add(1, Ordering::AcqRel);
+        if prev >= max {
+            c.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(Limited {
+                dimension: Dimension::Concurrent,
+                limit: max as u64,
+                period_s: 0,
+                retry_after_ms: 1000,
+                reset_ms: 1000,
+            });
+        }
+    }
+    let release_flight = || {
+        if spec.concurrent.is_some() {
+            c.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    };
+    if let Some(tokens) = &c.tokens {
+        if let Err(wait) = tokens.check(now_ns) {
+            release_flight();
+            return Err(Limited {
+                dimension: Dimension::Tokens,
+                limit: tokens.limit(),
+                period_s: 60,
+                retry_after_ms: wait.div_ceil(1_000_000),
+                reset_ms: tokens.reset_ns(now_ns).div_ceil(1_000_000),
+            });
+        }
+    }
+    let mut took_second = false;
+    for (cell, period_s) in [(&c.per_second, 1), (&c.per_minute, 60)] {
+        let Some(cell) = cell else { continue };
+        if let Err(wait) = cell.take(now_ns) {
+            if took_second {
+                if let Some(s) = &c.per_second {
+                    s.credit(1, now_ns);
+                }
+            }
+            release_flight();
+            return Err(Limited {
+                dimension: Dimension::Requests,
+                limit: cell.limit(),
+                period_s,
+                retry_after_ms: wait.div_ceil(1_000_000),
+                reset_ms: cell.reset_ns(now_ns).div_ceil(1_000_000),
+            });
+        }
+        took_second = period_s == 1;
+    }
+    Ok(())
+}
+
+/// Gives back the requests (and flight slots) a grant took, when a later limit refuses.
+fn give_back(grant: &Grant, now_ns: u64) {
+    for h in &grant.held {
+        for cell in [&h.counters.per_second, &h.counters.per_minute]
+            .into_iter()
+            .flatten()
+        {
+            cell.credit(1, now_ns);
+        }
+    }
+    // Flight slots are released by the grant's `Drop`.
+}
+
+/// The counters of every limit, carried from one snapshot to the next.
+#[derive(Debug, Default)]
+pub struct Registry {
+    live: Mutex<HashMap<String, Arc<Compiled>>>,
+}
+
+impl Registry {
+    /// The snapshot's limits: an unchanged limit keeps its counters.
+    pub fn build(&self, specs: &[Limit]) -> Limits {
+        let Ok(mut live) = self.live.lock() else {
+            return Limits {
+                all: specs
+                    .iter()
+                    .map(|s| Arc::new(Compiled::new(s.clone())))
+                    .collect(),
+            };
+        };
+        let all: Vec<Arc<Compiled>> = specs
+            .iter()
+            .map(|s| match live.get(&s.name) {
+                Some(c) if c.spec == *s => c.clone(),
+                _ => Arc::new(Compiled::new(s.clone())),
+            })
+            .collect();
+        live.clear();
+        for c in &all {
+            live.insert(c.spec.name.clone(), c.clone());
+        }
+        Limits { all }
+    }
+}
+
+/// What a request is expected to use before its answer says: the output cap it asked for
+/// (`max_tokens`; 1,000 when absent) and a prompt of one token per 4 bytes of body.
+pub fn estimate(max_tokens: Option<u64>, body_bytes: u64) -> u64 {
+    max_tokens.unwrap_or(1000).saturating_add(body_bytes / 4)
+}
+
+/// Monotonic nanoseconds since the process started (the limits' clock).
+pub fn now_ns() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,140 @@
+use super::gcra::Gcra;
+use super::*;
+
+const S: u64 = 1_000_000_000;
+
+fn principal(id: &str, owner: Option<&str>) -> Principal {
+    Principal {
+        kind: CredentialKind::Opaque,
+        id: id.to_owned(),
+        owner: owner.map(str::to_owned),
+        scopes: Vec::new(),
+        issuer: None,
+        claims: serde_json::Value::Null,
+    }
+}
+
+fn at(route: &str) -> At<'_> {
+    At {
+        route,
+        provider: "openai",
+    }
+}
+
+fn limit(yaml: &str) -> Limit {
+    serde_yaml::from_str(yaml).unwrap()
+}
+
+#[test]
+fn a_rate_admits_its_burst_then_refills_smoothly() {
+    let g = Gcra::new(10, 60 * S);
+    let now = 1000 * S;
+    for _ in 0..10 {
+        g.take(now).unwrap();
+    }
+    let wait = g.take(now).unwrap_err();
+    assert_eq!(wait, 6 * S, "one unit every 6 s");
+    assert_eq!(g.remaining(now), 0);
+    assert!(g.take(now + 6 * S - 1).is_err());
+    g.take(now + 6 * S).unwrap();
+    assert_eq!(g.reset_ns(now + 6 * S), 60 * S);
+}
+
+#[test]
+fn token_debt_is_paid_off_before_the_next_request() {
+    let g = Gcra::new(1000, 60 * S);
+    let now = 5 * S;
+    g.check(now).unwrap();
+    g.debit(3000, now); // three minutes' worth reported after the fact
+    let wait = g.check(now).unwrap_err();
+    assert!(wait > 119 * S && wait <= 120 * S + 60_000_000, "{wait}");
+    g.credit(2500, now); // the estimate was too high
+    g.check(now).unwrap();
+    assert_eq!(g.remaining(now), 500);
+}
+
+#[test]
+fn limits_match_their_selectors_and_count_per_holder() {
+    let registry = Registry::default();
+    let limits = registry.build(&[
+        limit("{name: per-user, route: /openai, per: principal, requests_per_minute: 2}"),
+        limit("{name: team, owner: team-a, concurrent: 1}"),
+    ]);
+    let (alice, bob) = (principal("alice", Some("team-a")), principal("bob", None));
+    let now = 100 * S;
+    let g1 = limits.admit(at("/openai"), &alice, None, now).unwrap();
+    // team-a has one request in flight: alice's second waits for it.
+    let (name, refused) = limits.admit(at("/openai"), &alice, None, now).unwrap_err();
+    assert_eq!((&*name, refused.dimension), ("team", Dimension::Concurrent));
+    drop(g1);
+    let _g2 = limits.admit(at("/openai"), &alice, None, now).unwrap();
+    // The refusal by `team` gave back what `per-user` took: alice used 2, not 3.
+    let (name, refused) = limits
+        .admit(at("/anthropic"), &alice, None, now)
+        .unwrap_err();
+    assert_eq!((&*name, refused.dimension), ("team", Dimension::Concurrent));
+    // bob has counters of his own and no owner.
+    limits.admit(at("/openai"), &bob, None, now).unwrap();
+    limits.admit(at("/openai"), &bob, None, now).unwrap();
+    let (name, refused) = limits.admit(at("/openai"), &bob, None, now).unwrap_err();
+    assert_eq!(
+        (&*name, refused.dimension),
+        ("per-user", Dimension::Requests)
+    );
+    assert_eq!((refused.limit, refused.period_s), (2, 60));
+    assert_eq!(refused.retry_after_ms, 30_000);
+    // Another route is not limited by per-user.
+    limits.admit(at("/anthropic"), &bob, None, now).unwrap();
+}
+
+#[test]
+fn a_refusal_by_a_later_limit_gives_back_what_earlier_ones_took() {
+    let registry = Registry::default();
+    let limits = registry.build(&[
+        limit("{name: a, requests_per_minute: 2}"),
+        limit("{name: b, token: t1, requests_per_minute: 1}"),
+    ]);
+    let t1 = principal("t1", None);
+    let now = 100 * S;
+    limits.admit(at("/x"), &t1, None, now).unwrap();
+    assert_eq!(&*limits.admit(at("/x"), &t1, None, now).unwrap_err().0, "b");
+    // `a` still has one left for somebody else.
+    limits
+        .admit(at("/x"), &principal("t2", None), None, now)
+        .unwrap();
+}
+
+#[test]
+fn tokens_are_reserved_then_settled_to_the_usage() {
+    let registry = Registry::default();
+    let limits = registry.build(&[limit("{name: tpm, tokens_per_minute: 1000}")]);
+    let p = principal("p", None);
+    let now = 10 * S;
+    let mut g = limits.admit(at("/x"), &p, None, now).unwrap();
+    assert!(g.counts_tokens());
+    g.reserve(900, now);
+    limits.admit(at("/x"), &p, None, now).unwrap();
+    g.settle(1200, now);
+    let (_, refused) = limits.admit(at("/x"), &p, None, now).unwrap_err();
+    assert_eq!(refused.dimension, Dimension::Tokens);
+    assert_eq!(refused.limit, 1000);
+    // 200 tokens of debt, one token every 60 ms: 201 × 60 ms.
+    assert_eq!(refused.retry_after_ms, 12_060);
+    limits.admit(at("/x"), &p, None, now + 13 * S).unwrap();
+}
+
+#[test]
+fn an_unchanged_limit_keeps_its_counters_across_reloads() {
+    let registry = Registry::default();
+    let spec = limit("{name: one, requests_per_minute: 1}");
+    let p = principal("p", None);
+    let now = 100 * S;
+    registry
+        .build(std::slice::from_ref(&spec))
+        .admit(at("/x"), &p, None, now)
+        .unwrap();
+    let again = registry.build(&[spec]);
+    assert!(again.admit(at("/x"), &p, None, now).is_err());
+    let changed = registry.build(&[limit("{name: one, requests_per_minute: 2}")]);
+    assert!(changed.admit(at("/x"), &p, None, now).is_ok());
+}
