@@ -21,6 +21,8 @@ mod forward;
 mod https_upstream;
 #[path = "integration/jwt.rs"]
 mod jwt;
+#[path = "integration/limits.rs"]
+mod limits;
 #[path = "integration/mcp.rs"]
 mod mcp;
 #[path = "integration/oauth.rs"]

@@ -1,0 +1,323 @@
+//! Limits (`limits:`): refusals the official SDKs understand, token allowances fed by the
+//! usage of streamed and unstreamed answers, concurrency held until a stream's last byte, and
+//! limits managed through the admin API and the CLI.
+
+use crate::common::*;
+use crate::sdk::run_with_env;
+use std::time::Duration;
+
+fn id_of(t: &TestToken) -> String {
+    let rest = t.record.split("id: ").nth(1).expect("id");
+    rest.split(',').next().expect("id").trim().to_owned()
+}
+
+fn providers(mock: &Mock) -> String {
+    format!(
+        r#"providers:
+  - {{ name: openai, kind: openai, base_url: "{url}", keys: [{{ id: o, secret_ref: "env:KEY_O" }}] }}
+  - {{ name: anthropic, kind: anthropic, base_url: "{url}", keys: [{{ id: a, secret_ref: "env:KEY_A" }}] }}
+routes:
+  - {{ prefix: /openai, provider: openai, auth: token }}
+  - {{ prefix: /anthropic, provider: anthropic, auth: token }}
+"#,
+        url = mock.url()
+    )
+}
+
+const KEYS: [(&str, &str); 2] = [
+    ("KEY_O", "sk-openai-pool-000000"),
+    ("KEY_A", "sk-ant-pool-0000000"),
+];
+
+fn sdk(base: &str, token: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec![base, token];
+    all.extend_from_slice(args);
+    run_with_env("limits_client.py", &all, &[])
+}
+
+#[tokio::test]
+async fn the_sdks_get_rate_limit_errors_with_their_providers_headers_and_honour_retry_after() {
+    let mock = Mock::start(&[]);
+    let (per_min, per_sec, anth) = (
+        opaque_token(", owner: batch"),
+        opaque_token(", owner: interactive"),
+        opaque_token(", owner: claude-users"),
+    );
+    let config = format!(
+        r#"{providers}tokens:
+  - {a}
+  - {b}
+  - {c}
+limits:
+  - {{ name: batch, owner: batch, requests_per_minute: 3 }}
+  - {{ name: interactive, token: {b_id}, requests_per_second: 1 }}
+  - {{ name: claude, route: /anthropic, owner: claude-users, requests_per_minute: 2 }}
+"#,
+        providers = providers(&mock),
+        a = per_min.record,
+        b = per_sec.record,
+        c = anth.record,
+        b_id = id_of(&per_sec),
+    );
+    let sluice = Sluice::start_with_env(&config, &KEYS);
+    let openai = sluice.url("/openai/v1");
+
+    let out = sdk(&openai, &per_min.token, &["openai-until-429"]);
+    assert_eq!(out["admitted"], 3, "{out}");
+    assert_eq!(out["error"], "RateLimitError");
+    assert_eq!(out["status"], 429);
+    let h = &out["headers"];
+    assert_eq!(h["x-sluice-error"], "rate_limited");
+    assert_eq!(h["x-ratelimit-limit-requests"], "3");
+    assert_eq!(h["x-ratelimit-remaining-requests"], "0");
+    // One request every 20 s: the next fits in at most 20 s, the whole minute's in 60 s.
+    let retry: u64 = h["retry-after"].as_str().unwrap().parse().unwrap();
+    assert!((1..=20).contains(&retry), "{h}");
+    let reset = h["x-ratelimit-reset-requests"].as_str().unwrap();
+    assert!(reset.ends_with('s'), "{reset}");
+    assert_eq!(out["body"]["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(out["body"]["error"]["type"], "requests");
+    assert_eq!(mock.stats().await["requests"], 3);
+
+    // The SDK's default retries follow Retry-After (ms precision): the second of two quick
+    // calls is refused once, then admitted on its first retry. Its own back-off (~0.5 s)
+    // would have been refused again.
+    let out = sdk(&openai, &per_sec.token, &["openai-retry", "2"]);
+    assert_eq!(out["ok"], 2, "{out}");
+    let refusals = r#"sluice_limit_refusals_total{limit="interactive",reason="rate_limited"}"#;
+    assert_eq!(sluice.metric(refusals).await, 1.0);
+    assert_eq!(
+        sluice
+            .metric(r#"sluice_rejected_requests_total{reason="rate_limited"}"#)
+            .await,
+        2.0
+    );
+
+    let base = sluice.url("/anthropic");
+    let out = sdk(&base, &anth.token, &["anthropic-until-429"]);
+    assert_eq!(out["admitted"], 2, "{out}");
+    assert_eq!(out["error"], "RateLimitError");
+    let h = &out["headers"];
+    assert_eq!(h["anthropic-ratelimit-requests-limit"], "2");
+    assert_eq!(h["anthropic-ratelimit-requests-remaining"], "0");
+    let reset = h["anthropic-ratelimit-requests-reset"].as_str().unwrap();
+    assert!(humantime::parse_rfc3339(reset).is_ok(), "{reset}");
+    assert_eq!(out["body"]["type"], "error");
+    assert_eq!(out["body"]["error"]["type"], "rate_limit_error");
+    // The limit is the route's: the same token still reaches the other route.
+    let bearer = format!("Bearer {}", anth.token);
+    let (status, _) = call(
+        &sluice,
+        "/openai/v1/chat/completions",
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn token_allowances_count_streamed_and_unstreamed_usage() {
+    let mock = Mock::start(&[]);
+    let tokens: Vec<TestToken> = (0..4).map(|_| opaque_token(", owner: agents")).collect();
+    let config = format!(
+        "{}tokens:\n{}limits:\n  - {{ name: tpm, owner: agents, per: principal, tokens_per_minute: 60 }}\n",
+        providers(&mock),
+        tokens
+            .iter()
+            .map(|t| format!("  - {}\n", t.record))
+            .collect::<String>()
+    );
+    let sluice = Sluice::start_with_env(&config, &KEYS);
+    let openai = sluice.url("/openai/v1");
+    // Each answer reports ~20-40 tokens (the mock counts a prompt token per 4 body bytes, 8
+    // completion tokens): the allowance lasts two or three calls, whichever way they come.
+    let plain = sdk(&openai, &tokens[0].token, &["openai-until-429"]);
+    let streamed = sdk(&openai, &tokens[1].token, &["openai-until-429", "--stream"]);
+    for out in [&plain, &streamed] {
+        let admitted = out["admitted"].as_u64().unwrap();
+        assert!((2..=3).contains(&admitted), "{out}");
+        assert_eq!(out["headers"]["x-sluice-error"], "token_rate_limited");
+        assert_eq!(out["headers"]["x-ratelimit-limit-tokens"], "60");
+        assert_eq!(out["body"]["error"]["type"], "tokens");
+    }
+    // A stream without usage keeps its reservation (1,000 tokens without `max_tokens`): the
+    // next call waits.
+    let blind = sdk(
+        &openai,
+        &tokens[2].token,
+        &["openai-until-429", "--stream", "--no-usage"],
+    );
+    assert_eq!(blind["admitted"], 1, "{blind}");
+    let retry: u64 = blind["headers"]["retry-after"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 60, "a minute's allowance and more is owed: {blind}");
+    // Anthropic's usage (input in message_start, output in message_delta) counts the same way.
+    let anthropic = sdk(
+        &sluice.url("/anthropic"),
+        &tokens[3].token,
+        &["anthropic-until-429", "--stream"],
+    );
+    let admitted = anthropic["admitted"].as_u64().unwrap();
+    assert!((2..=4).contains(&admitted), "{anthropic}");
+    assert_eq!(
+        anthropic["headers"]["anthropic-ratelimit-tokens-limit"],
+        "60"
+    );
+}
+
+#[tokio::test]
+async fn concurrency_is_held_until_a_stream_ends() {
+    // Ten events 100 ms apart: each stream lasts about a second.
+    let mock = Mock::start(&["--chunks", "10", "--chunk-interval-ms", "100"]);
+    let t = opaque_token(", owner: streamer");
+    let config = format!(
+        "{}tokens:\n  - {}\nlimits:\n  - {{ name: two-at-once, owner: streamer, concurrent: 2 }}\n",
+        providers(&mock),
+        t.record
+    );
+    let sluice = Sluice::start_with_env(&config, &KEYS);
+    let url = sluice.url("/openai/v1/chat/completions");
+    let body = r#"{"model":"gpt-mock","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let open = || async {
+        let r = client()
+            .post(&url)
+            .bearer_auth(&t.token)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r)
+    };
+    let (s1, r1) = open().await;
+    let (s2, r2) = open().await;
+    assert_eq!((s1, s2), (200, 200));
+    let (s3, r3) = open().await;
+    assert_eq!(s3, 429);
+    assert_eq!(r3.headers()["x-sluice-error"], "concurrency_limited");
+    assert_eq!(r3.headers()["retry-after"], "1");
+    let text = r3.text().await.unwrap();
+    assert!(text.contains("2 requests in flight"), "{text}");
+    // Both streams are read to their end: their slots are free again.
+    for r in [r1, r2] {
+        assert!(r.text().await.unwrap().contains("[DONE]"));
+    }
+    let mut status = 0;
+    for _ in 0..50 {
+        let (s, r) = open().await;
+        status = s;
+        let _ = r.text().await;
+        if s == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn limits_are_managed_through_the_api_and_the_cli_and_checked_by_field() {
+    let mock = Mock::start(&[]);
+    let t = opaque_token(", owner: ci");
+    let config = format!("{}tokens:\n  - {}\n", providers(&mock), t.record);
+    let sluice = Sluice::start_with_env(&config, &KEYS);
+    let (admin, token) = (sluice.admin_url(), sluice.admin_token());
+    let bearer = format!("Bearer {}", t.token);
+    let chat = "/openai/v1/chat/completions";
+    assert_eq!(
+        call(&sluice, chat, &[("authorization", &bearer)]).await.0,
+        200
+    );
+
+    // A wrong document is refused with the field named; nothing changes.
+    let (status, err) = api(
+        &admin,
+        &token,
+        "POST",
+        "/v1/limits",
+        Some(r#"{"name": "ci", "owner": "ci", "requests_per_minute": 0}"#),
+    )
+    .await;
+    assert_eq!(status, 422, "{err}");
+    assert!(err.to_string().contains("requests_per_minute"), "{err}");
+    let (status, err) = api(
+        &admin,
+        &token,
+        "POST",
+        "/v1/limits",
+        Some(r#"{"name": "ci", "route": "/nope", "requests_per_minute": 5}"#),
+    )
+    .await;
+    assert_eq!(status, 422, "{err}");
+    assert!(
+        err.to_string().contains("no route has the prefix `/nope`"),
+        "{err}"
+    );
+
+    // Created with the CLI, applied by the data plane without a restart.
+    let out = cli(
+        &admin,
+        &token,
+        &[
+            "limit",
+            "create",
+            "ci",
+            "--owner",
+            "ci",
+            "--requests-per-minute",
+            "1",
+        ],
+        &[],
+    );
+    assert!(out.contains("ci"), "{out}");
+    let mut refused = false;
+    for _ in 0..100 {
+        let (status, reason) = call(&sluice, chat, &[("authorization", &bearer)]).await;
+        if status == 429 {
+            assert_eq!(reason, "rate_limited");
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "the stored limit never applied");
+    let listed = cli(&admin, &token, &["limit", "list", "--output", "json"], &[]);
+    assert!(listed.contains(r#""requests_per_minute": 1"#), "{listed}");
+    cli(&admin, &token, &["limit", "delete", "ci"], &[]);
+    let mut admitted = false;
+    for _ in 0..100 {
+        if call(&sluice, chat, &[("authorization", &bearer)]).await.0 == 200 {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(admitted, "the deleted limit still applied");
+}
+
+#[test]
+fn a_wrong_limit_in_the_file_names_its_field_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sluice.yaml");
+    std::fs::write(
+        &file,
+        "providers:\n  - { name: openai, kind: openai, base_url: \"http://127.0.0.1:9\", credentials: byok }\nroutes:\n  - { prefix: /openai, provider: openai }\nlimits:\n  - { name: a, provider: openia, concurrent: 3 }\n  - { name: a, requests_per_minute: 10 }\n  - { name: b }\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(sluice_bin())
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "sluice.yaml:6: limits[0].provider: no route serves a provider named `openia`",
+        "sluice.yaml:7: limits[1].name: limit `a` is declared twice",
+        "sluice.yaml:8: limits[2].name: a limit needs at least one of",
+    ] {
+        assert!(stderr.contains(want), "{want}\n{stderr}");
+    }
+}
