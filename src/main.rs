@@ -196,6 +196,10 @@ struct MockArgs {
     /// Content chunks per response.
     #[arg(long, default_value_t = 8)]
     chunks: usize,
+    /// Act like a provider's prompt cache, per key: a chat prompt seen before with the same key
+    /// reports its input as cached tokens (counted in the stats' `cache_hits`).
+    #[arg(long)]
+    prompt_cache: bool,
     /// Delay between streamed chunks.
     #[arg(long, default_value_t = 0)]
     chunk_interval_ms: u64,
@@ -334,6 +338,7 @@ fn mock_upstream(args: MockArgs) -> anyhow::Result<()> {
         latency_ms,
         ttft_ms,
         chunks,
+        prompt_cache,
         chunk_interval_ms,
         tls_cert,
         tls_key,
@@ -344,6 +349,7 @@ fn mock_upstream(args: MockArgs) -> anyhow::Result<()> {
         ttft: Duration::from_millis(ttft_ms),
         chunks,
         chunk_interval: Duration::from_millis(chunk_interval_ms),
+        prompt_cache,
     };
     let tls = match (tls_cert, tls_key) {
         (Some(cert), Some(key)) => Some(sluice::tls::server_config(&cert, &key)?),

@@ -21,6 +21,9 @@ pub struct Member {
     pub weight: u32,
     pub enabled: bool,
     pub health: Arc<KeyHealth>,
+    /// `hash_str` of the key's id: what rendezvous hashing ranks (stable across reloads and
+    /// replicas, unlike an index).
+    pub id_hash: u64,
 }
 
 #[derive(Debug)]
@@ -82,6 +85,46 @@ impl KeyPool {
         }
         None
     }
+}
+
+impl KeyPool {
+    /// The key of `principal` (its `hash_str`) by weighted rendezvous hashing: each serving,
+    /// healthy key scores `weight / -ln(u)` with `u` uniform in (0, 1) from the principal and
+    /// the key, and the highest wins. A principal keeps its key while that key serves; when it
+    /// leaves, only its principals move, spread over the others by weight.
+    pub fn pick_for(&self, principal: u64, now_ms: u64, exclude: Option<usize>) -> Option<usize> {
+        let mut best: Option<(f64, usize)> = None;
+        for (i, m) in self.members.iter().enumerate() {
+            if Some(i) == exclude || !m.enabled || m.weight == 0 || !m.health.is_available(now_ms) {
+                continue;
+            }
+            let h = mix(principal ^ m.id_hash.rotate_left(17));
+            // 53 random bits → (0, 1]; never 0, so the logarithm is finite.
+            let u = ((h >> 11) + 1) as f64 / (1u64 << 53) as f64;
+            let score = f64::from(m.weight) / -u.ln().min(-f64::MIN_POSITIVE);
+            if best.is_none_or(|(s, _)| score > s) {
+                best = Some((score, i));
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+}
+
+/// FNV-1a (64-bit) of a string: stable across processes and versions, for rendezvous hashing.
+pub fn hash_str(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    mix(h)
+}
+
+/// splitmix64's finaliser: spreads every input bit over the output.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// One cycle of smooth weighted round-robin over the members that take traffic.

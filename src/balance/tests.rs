@@ -10,6 +10,7 @@ fn pool(weights: &[(u32, bool)]) -> KeyPool {
                 weight: *weight,
                 enabled: *enabled,
                 health: Arc::default(),
+                id_hash: 0,
             })
             .collect(),
     )
@@ -87,4 +88,68 @@ proptest! {
             }
         }
     }
+}
+
+fn keyed_pool(weights: &[u32]) -> KeyPool {
+    KeyPool::build(
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, weight)| Member {
+                weight: *weight,
+                enabled: true,
+                health: Arc::default(),
+                id_hash: hash_str(&format!("key-{i}")),
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn affinity_spreads_principals_by_weight_and_keeps_each_on_its_key() {
+    let weights = [4, 3, 2, 1];
+    let p = keyed_pool(&weights);
+    let principals: Vec<u64> = (0..1000).map(|i| hash_str(&format!("user-{i}"))).collect();
+    let mut count = [0usize; 4];
+    let chosen: Vec<usize> = principals
+        .iter()
+        .map(|&h| p.pick_for(h, 0, None).unwrap())
+        .collect();
+    for &k in &chosen {
+        count[k] += 1;
+    }
+    for (k, w) in weights.iter().enumerate() {
+        let share = count[k] as f64 / 1000.0;
+        let want = f64::from(*w) / 10.0;
+        assert!(
+            (share - want).abs() <= 0.05,
+            "key {k}: {share} of picks for {want}: {count:?}"
+        );
+    }
+    // The same answer every time, and from another pool built from the same keys (a replica).
+    let again = keyed_pool(&weights);
+    for (&h, &k) in principals.iter().zip(&chosen) {
+        assert_eq!(p.pick_for(h, 5, None), Some(k));
+        assert_eq!(again.pick_for(h, 5, None), Some(k));
+    }
+    // Benching key 1 moves exactly its principals; the others stay where they were.
+    p.members()[1]
+        .health
+        .block(KeyState::Quarantined, 0, Duration::from_secs(60));
+    let mut moved = 0;
+    for (&h, &k) in principals.iter().zip(&chosen) {
+        let now = p.pick_for(h, 1, None).unwrap();
+        if k == 1 {
+            assert_ne!(now, 1);
+            moved += 1;
+        } else {
+            assert_eq!(now, k);
+        }
+    }
+    assert_eq!(moved, count[1]);
+    // A retry excludes the key that failed and takes the principal's next one.
+    let h = principals[0];
+    let first = p.pick_for(h, 1, None).unwrap();
+    let second = p.pick_for(h, 1, Some(first)).unwrap();
+    assert_ne!(first, second);
 }

@@ -10,7 +10,7 @@ pub use super::limit::wire::Limit;
 pub use super::mcp_server::wire::McpServer;
 pub use super::oauth_provider::wire::OAuthProvider;
 pub use super::owner::wire::{Owner, Role};
-pub use super::provider::wire::{CredentialMode, Key, Provider};
+pub use super::provider::wire::{Affinity, CredentialMode, Key, Provider};
 pub use super::route::wire::Route;
 pub use super::token::wire::Token;
 pub use crate::auth::AuthPolicy;

@@ -33,6 +33,8 @@ pub struct MockOptions {
     pub chunks: usize,
     /// Delay between streamed chunks.
     pub chunk_interval: Duration,
+    /// A prompt cache per key (`--prompt-cache`).
+    pub prompt_cache: bool,
 }
 
 impl Default for MockOptions {
@@ -42,6 +44,7 @@ impl Default for MockOptions {
             ttft: Duration::ZERO,
             chunks: 8,
             chunk_interval: Duration::ZERO,
+            prompt_cache: false,
         }
     }
 }
@@ -53,6 +56,9 @@ struct Stats {
     credentials: BTreeMap<String, u64>,
     /// Requests that arrived with any `x-sluice-*` header (Sluice must strip them).
     sluice_headers: u64,
+    /// `--prompt-cache`: (key, prompt) pairs seen, and how many requests found theirs.
+    prompts: std::collections::HashSet<(String, u64)>,
+    cache_hits: u64,
 }
 
 struct Mock {
@@ -135,6 +141,7 @@ impl Mock {
                 .map(str::to_owned)
         };
         let forced = header("x-mock-status").and_then(|v| v.parse::<u16>().ok());
+        let key = header("authorization").or_else(|| header("x-api-key"));
         let code = header("x-mock-error-code");
         // Like OpenAI: a key answers 401 for an organization or project it is not a member of.
         let account = match (header("openai-organization"), header("openai-project")) {
@@ -155,7 +162,10 @@ impl Mock {
         if let Some(code) = account {
             return forced_error(401, &path, Some(code));
         }
-        let ask = Ask::from_body(&body);
+        let mut ask = Ask::from_body(&body);
+        if self.opts.prompt_cache {
+            ask.cached_tokens = self.cached(key.as_deref(), &body, ask.input_tokens);
+        }
         let n = self.opts.chunks;
         if path.ends_with("/chat/completions") {
             if ask.stream {
@@ -182,6 +192,26 @@ impl Mock {
             404,
             &json!({"error": {"message": format!("mock upstream has no {path}"), "type": "invalid_request_error", "code": "unknown_url"}}),
         )
+    }
+
+    /// The input tokens a provider's prompt cache would serve: all of them when this key saw
+    /// this prompt before (at most 100,000 prompts are remembered).
+    fn cached(&self, key: Option<&str>, body: &[u8], input: u64) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let Ok(mut stats) = self.stats.lock() else {
+            return 0;
+        };
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        body.hash(&mut h);
+        let entry = (key.unwrap_or("").to_owned(), h.finish());
+        if stats.prompts.contains(&entry) {
+            stats.cache_hits += 1;
+            return input;
+        }
+        if stats.prompts.len() < 100_000 {
+            stats.prompts.insert(entry);
+        }
+        0
     }
 
     fn record(&self, req: &Request<Incoming>) {
@@ -214,7 +244,7 @@ impl Mock {
         };
         json_response(
             200,
-            &json!({"requests": stats.requests, "credentials": stats.credentials, "sluice_headers": stats.sluice_headers}),
+            &json!({"requests": stats.requests, "credentials": stats.credentials, "sluice_headers": stats.sluice_headers, "cache_hits": stats.cache_hits}),
         )
     }
 

@@ -9,6 +9,8 @@ pub struct Ask {
     pub stream: bool,
     pub include_usage: bool,
     pub input_tokens: u64,
+    /// Of those, served from the (mock) prompt cache.
+    pub cached_tokens: u64,
 }
 
 impl Ask {
@@ -22,6 +24,7 @@ impl Ask {
                 .unwrap_or(false),
             // Deterministic and proportional to the prompt, like a tokenizer would be.
             input_tokens: (body.len() as u64 / 4).max(1),
+            cached_tokens: 0,
         }
     }
 }
@@ -40,7 +43,8 @@ pub fn chat_json(ask: &Ask, chunks: usize) -> Value {
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null},
                      "logprobs": null, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": ask.input_tokens, "completion_tokens": chunks,
-                  "total_tokens": ask.input_tokens + chunks as u64},
+                  "total_tokens": ask.input_tokens + chunks as u64,
+                  "prompt_tokens_details": {"cached_tokens": ask.cached_tokens}},
     })
 }
 

@@ -124,8 +124,14 @@ impl ProxyHttp for Gateway {
             None => return Error::e_explain(ErrorType::InternalError, "no route chosen"),
         };
         if ctx.retries > 0 {
-            // A retry goes to another healthy key when there is one.
-            ctx.key = ctx.key.map(|k| provider.pool.repick(k, now_ms()));
+            // A retry goes to another healthy key when there is one (the principal's next one
+            // with affinity).
+            ctx.key = match (ctx.key, &ctx.principal) {
+                (Some(k), Some(p)) if provider.affinity => {
+                    Some(steps::pick_key(provider, p, now_ms(), Some(k)).unwrap_or(k))
+                }
+                (k, _) => k.map(|k| provider.pool.repick(k, now_ms())),
+            };
         }
         let addr = provider.upstream.addr(ctx.retries).await.map_err(|e| {
             Error::because(ErrorType::ConnectError, "upstream address", e).into_up()

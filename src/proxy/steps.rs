@@ -73,7 +73,13 @@ pub async fn admit(
     }
     let grant = limit(snap, route, &authed.principal).map_err(refuse)?;
 
-    let key = pick_credential(provider, authed.client_provider_key, now_ms).map_err(refuse)?;
+    let key = pick_credential(
+        provider,
+        authed.client_provider_key,
+        &authed.principal,
+        now_ms,
+    )
+    .map_err(refuse)?;
     Ok(Admitted {
         route: route_idx,
         principal: authed.principal,
@@ -165,6 +171,7 @@ pub fn check_path(path: &str) -> Result<(), BadRequest> {
 fn pick_credential(
     provider: &Provider,
     client_provider_key: bool,
+    principal: &Principal,
     now_ms: u64,
 ) -> Result<Option<usize>, GatewayError> {
     let use_client_key = match provider.credentials {
@@ -180,11 +187,24 @@ fn pick_credential(
     if use_client_key {
         return Ok(None);
     }
-    provider
-        .pool
-        .pick(now_ms, None)
+    pick_key(provider, principal, now_ms, None)
         .map(Some)
         .ok_or(GatewayError::NoHealthyKey)
+}
+
+/// A pool key for `principal`: its own with `affinity: principal`, else the next in the
+/// weighted rotation; never `exclude` (the key a retry moves away from) when another serves.
+pub fn pick_key(
+    provider: &Provider,
+    principal: &Principal,
+    now_ms: u64,
+    exclude: Option<usize>,
+) -> Option<usize> {
+    if provider.affinity {
+        let h = crate::balance::hash_str(&principal.id);
+        return provider.pool.pick_for(h, now_ms, exclude);
+    }
+    provider.pool.pick(now_ms, exclude)
 }
 
 /// A forward-proxy request Sluice will serve.
@@ -233,8 +253,8 @@ pub async fn admit_forward(
                 .await
                 .map_err(|e| refuse(auth_error(e)))?;
             let grant = limit(snap, route, &principal).map_err(refuse)?;
-            let key =
-                pick_credential(provider, client_sent_provider_key(req), now_ms).map_err(refuse)?;
+            let byok = client_sent_provider_key(req);
+            let key = pick_credential(provider, byok, &principal, now_ms).map_err(refuse)?;
             Ok((
                 host,
                 ForwardAdmitted::Provider(Admitted {

@@ -321,3 +321,76 @@ fn a_wrong_limit_in_the_file_names_its_field_and_line() {
         assert!(stderr.contains(want), "{want}\n{stderr}");
     }
 }
+
+/// Affinity keeps each caller on one key, so the provider's prompt cache (the mock's, per key)
+/// serves the caller's repeated prompt; round-robin spreads the same calls over every key.
+#[tokio::test]
+async fn key_affinity_keeps_prompt_caches_warm() {
+    let mock = Mock::start(&["--prompt-cache"]);
+    let tokens: Vec<TestToken> = (0..20).map(|_| opaque_token("")).collect();
+    let keys = |p: &str| {
+        (1..=4)
+            .map(|i| format!("{{ id: k{i}, secret_ref: \"env:{p}{i}\" }}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let config = format!(
+        r#"providers:
+  - {{ name: sticky, kind: openai, base_url: "{url}", affinity: principal, keys: [{sticky}] }}
+  - {{ name: rotating, kind: openai, base_url: "{url}", keys: [{rotating}] }}
+routes:
+  - {{ prefix: /sticky, provider: sticky, auth: token }}
+  - {{ prefix: /rotating, provider: rotating, auth: token }}
+tokens:
+{records}"#,
+        url = mock.url(),
+        sticky = keys("S"),
+        rotating = keys("R"),
+        records = tokens
+            .iter()
+            .map(|t| format!("  - {}\n", t.record))
+            .collect::<String>()
+    );
+    let env: Vec<(String, String)> = (1..=4)
+        .flat_map(|i| {
+            [
+                (format!("S{i}"), format!("sk-sticky-{i}-0000000")),
+                (format!("R{i}"), format!("sk-rotating-{i}-000000")),
+            ]
+        })
+        .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let sluice = Sluice::start_with_env(&config, &env);
+    let (sluice, tokens, mock) = (&sluice, &tokens, &mock);
+    let hits = |route: &'static str| async move {
+        client()
+            .post(mock.url() + "/_mock/reset")
+            .send()
+            .await
+            .unwrap();
+        for (i, t) in tokens.iter().enumerate() {
+            let body = format!(
+                r#"{{"model":"gpt-mock","messages":[{{"role":"user","content":"the long shared context of user {i}"}}]}}"#
+            );
+            for _ in 0..5 {
+                let r = client()
+                    .post(sluice.url(&format!("{route}/v1/chat/completions")))
+                    .bearer_auth(&t.token)
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+            }
+        }
+        mock.stats().await["cache_hits"].as_u64().unwrap()
+    };
+    // 20 callers × 5 calls: with affinity every call after a caller's first is a cache hit.
+    assert_eq!(hits("/sticky").await, 80);
+    let rotating = hits("/rotating").await;
+    assert!(rotating <= 40, "round-robin over 4 keys: {rotating} hits");
+    // Sluice reads the cached tokens from the usage as it passes.
+    let cached =
+        r#"sluice_tokens_total{direction="cache_read",model="gpt-mock",provider="sticky"}"#;
+    assert!(sluice.metric(cached).await > 0.0);
+}

@@ -142,6 +142,7 @@ fn build(
         pool: KeyPool::build(Vec::new()),
         quarantine: Duration::ZERO,
         cooldown: Duration::ZERO,
+        affinity: false,
     });
     let access = match env.auth {
         wire::AgentAuth::Token => Access {

@@ -33,6 +33,8 @@ pub struct Provider {
     pub pool: KeyPool,
     pub quarantine: Duration,
     pub cooldown: Duration,
+    /// Each principal keeps its key (`affinity: principal`).
+    pub affinity: bool,
 }
 
 #[derive(Debug)]
@@ -114,6 +116,7 @@ fn build(
         ca_file: _,
         quarantine_seconds,
         cooldown_seconds,
+        affinity,
     } = p;
     let before = errors.len();
     if !valid_name(name) {
@@ -154,6 +157,7 @@ fn build(
             weight: k.weight,
             enabled: k.enabled,
             health: ctx.health.get(name, &k.id, k.secret.fingerprint()),
+            id_hash: crate::balance::hash_str(&k.id),
         })
         .collect();
     Some(Provider {
@@ -167,6 +171,7 @@ fn build(
         keys: built_keys,
         quarantine: Duration::from_secs(*quarantine_seconds),
         cooldown: Duration::from_secs(*cooldown_seconds),
+        affinity: *affinity == config_wire::Affinity::Principal,
     })
 }
 

@@ -37,6 +37,25 @@ pub struct Provider {
     /// Cool-down after a 429 without `Retry-After` (seconds).
     #[serde(default = "default_cooldown_seconds")]
     pub cooldown_seconds: u64,
+    /// `principal`: the same caller keeps the same key (weighted rendezvous hashing over the
+    /// healthy keys), so providers' prompt caches stay warm; a key that leaves the pool moves
+    /// only its own callers. `none` (default): smooth weighted round-robin.
+    #[serde(default, skip_serializing_if = "Affinity::is_none")]
+    pub affinity: Affinity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Affinity {
+    #[default]
+    None,
+    Principal,
+}
+
+impl Affinity {
+    pub fn is_none(&self) -> bool {
+        *self == Affinity::None
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, utoipa::ToSchema)]
