@@ -37,6 +37,11 @@ struct Fixture {
 }
 
 fn snapshot() -> Fixture {
+    snapshot_with("")
+}
+
+/// The bench snapshot with `extra` top-level YAML (e.g. `limits:`) appended.
+fn snapshot_with(extra: &str) -> Fixture {
     let (token, id, digest) = sluice::auth::opaque::generate().unwrap_or_else(|e| panic!("{e}"));
     std::env::set_var("BENCH_KEY_A", "sk-bench-a-0123456789abcdef");
     std::env::set_var("BENCH_KEY_B", "sk-bench-b-0123456789abcdef");
@@ -70,6 +75,7 @@ tokens:
         "  - {{ id: {id}, name: bench, sha256: \"sha256:{}\" }}\n",
         hex::encode(digest)
     ));
+    src.push_str(extra);
     let config = parse(&src).unwrap_or_else(|e| panic!("{e}"));
     let snap = Snapshot::build(&config, Path::new("."), &BuildContext::default())
         .unwrap_or_else(|e| panic!("{e:?}"));
@@ -101,9 +107,11 @@ fn pick(c: &mut Criterion) {
             weight: *w,
             enabled: true,
             health: Arc::default(),
+            id_hash: sluice::balance::hash_str(&w.to_string()),
         })
         .collect();
     let pool = KeyPool::build(members);
+    let principal = sluice::balance::hash_str("user-1234");
     let locked = LockedSwrr {
         state: Mutex::new(vec![(3, 0), (2, 0), (1, 0)]),
     };
@@ -113,6 +121,46 @@ fn pick(c: &mut Criterion) {
     });
     g.bench_function("sluice_pool", |b| {
         b.iter(|| black_box(pool.pick(black_box(1_000), None)))
+    });
+    // `affinity: principal`: hashing the principal and ranking the keys.
+    g.bench_function("affinity", |b| {
+        b.iter(|| {
+            let h = sluice::balance::hash_str(black_box("0123456789ab"));
+            black_box(pool.pick_for(h ^ principal, black_box(1_000), None))
+        })
+    });
+    g.finish();
+}
+
+/// Admission with limits on (a per-principal request rate, a token allowance and a
+/// concurrency cap, as a platform team would set them) against the same request without.
+fn limits(c: &mut Criterion) {
+    let plain = snapshot();
+    let limited = snapshot_with(
+        "limits:\n  - { name: per-user, route: /openai, per: principal, requests_per_minute: 1000000000, tokens_per_minute: 100000000000 }\n  - { name: all, concurrent: 100000 }\n",
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (req_plain, req_limited) = (request(&plain.token), request(&limited.token));
+    let mut g = c.benchmark_group("limits");
+    g.bench_function("baseline_admit_without_limits", |b| {
+        b.iter(|| {
+            let a = block_on(
+                &rt,
+                steps::admit(&req_plain, &plain.snap, 1_000, 1_800_000_000),
+            );
+            black_box(a.is_ok())
+        })
+    });
+    g.bench_function("admit_with_local_limits", |b| {
+        b.iter(|| {
+            let a = block_on(
+                &rt,
+                steps::admit(&req_limited, &limited.snap, 1_000, 1_800_000_000),
+            );
+            black_box(a.is_ok())
+        })
     });
     g.finish();
 }
@@ -546,6 +594,7 @@ fn usage_scan(c: &mut Criterion) {
 criterion_group!(
     benches,
     pick,
+    limits,
     request_path,
     vault,
     auth,
