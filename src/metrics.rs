@@ -34,6 +34,8 @@ metrics! {
     requests: IntCounterVec = counter_vec("sluice_requests_total", "Requests answered, by route, provider and status class", &["route", "provider", "status_class"]);
     request_duration: HistogramVec = histogram_vec("sluice_request_duration_seconds", "Time from request head to the end of the response, by route and provider", &["route", "provider"], &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0]);
     rejected: IntCounterVec = counter_vec("sluice_rejected_requests_total", "Requests refused by Sluice itself, by reason", &["reason"]);
+    limits_backend_up: IntGauge = gauge("sluice_limits_backend_up", "1 while the shared limits backend (server.limits_backend, Redis) answers; 0: each replica enforces its share of every limit");
+    limits_replicas: IntGauge = gauge("sluice_limits_replicas", "Data-plane replicas alive in the shared limits backend (the divisor of the fallback shares)");
     limited: IntCounterVec = counter_vec("sluice_limit_refusals_total", "Requests refused by a limit, by limit name and reason (rate_limited, token_rate_limited, concurrency_limited)", &["limit", "reason"]);
     upstream_requests: IntCounterVec = counter_vec("sluice_upstream_requests_total", "Requests sent upstream, by provider and key id", &["provider", "key"]);
     upstream_responses: IntCounterVec = counter_vec("sluice_upstream_responses_total", "Upstream response heads, by provider, key id and status class", &["provider", "key", "status_class"]);

@@ -270,6 +270,18 @@ fn add_background(
     config: &wire::Config,
     serves_traffic: bool,
 ) -> anyhow::Result<()> {
+    if let Some(url) = config
+        .server
+        .limits_backend
+        .as_deref()
+        .filter(|_| serves_traffic)
+    {
+        let backend = crate::limits::shared::install(url)?;
+        server.add_service(background_service(
+            "sluice limits backend",
+            LimitsBackend { backend },
+        ));
+    }
     if serves_traffic {
         server.add_service(background_service(
             "sluice jwks refresher",
@@ -353,6 +365,21 @@ fn audit_target(config: &wire::Config) -> Option<Target> {
 
 struct EmbeddedMock {
     listener: Mutex<Option<std::net::TcpListener>>,
+}
+
+/// Keeps the shared limits backend connected, heartbeating and counting replicas.
+struct LimitsBackend {
+    backend: Arc<crate::limits::shared::Shared>,
+}
+
+#[async_trait]
+impl BackgroundService for LimitsBackend {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        tokio::select! {
+            _ = shutdown.changed() => {}
+            _ = self.backend.clone().run() => {}
+        }
+    }
 }
 
 #[async_trait]

@@ -186,6 +186,10 @@ pub struct ServerOptions {
     /// single-threaded runtime per thread (false). Default true.
     #[serde(default)]
     pub work_stealing: Option<bool>,
+    /// Share limits' request rates and token allowances across replicas through Redis
+    /// (`redis://127.0.0.1:6379/0`); default: each process counts on its own.
+    #[serde(default)]
+    pub limits_backend: Option<String>,
 }
 
 /// Audit records: one JSON line per request. Fixed for the life of the process.

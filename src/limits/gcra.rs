@@ -29,6 +29,20 @@ impl Gcra {
         self.limit
     }
 
+    pub fn interval_ns(&self) -> u64 {
+        self.interval_ns
+    }
+
+    /// Moves the cell on to what another view of the same allowance says (the shared one in
+    /// Redis): its allowance is whole again in `reset_ns`, if that is later than here.
+    pub fn catch_up(&self, now: u64, reset_ns: u64) {
+        let _ = self
+            .tat
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+                (tat < now + reset_ns).then_some(now + reset_ns)
+            });
+    }
+
     /// Takes one unit, or says in how many nanoseconds one fits.
     pub fn take(&self, now: u64) -> Result<(), u64> {
         let mut tat = self.tat.load(Ordering::Acquire);

@@ -12,10 +12,11 @@
 //! its counters, a changed limit starts afresh.
 
 pub mod gcra;
+pub mod shared;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::auth::{CredentialKind, Principal};
@@ -56,10 +57,96 @@ pub struct Limited {
 /// The counters of one limit for one holder (everything, a principal or an owner).
 #[derive(Debug)]
 pub struct Counters {
-    per_second: Option<Gcra>,
-    per_minute: Option<Gcra>,
-    tokens: Option<Gcra>,
+    per_second: Option<Rate>,
+    per_minute: Option<Rate>,
+    tokens: Option<Rate>,
+    /// Per replica, also with a shared backend.
     in_flight: AtomicU32,
+}
+
+/// One rate of one holder: the local cell (the whole limit on one replica; with a shared
+/// backend, the replica's view of the shared allowance for tokens), and with a shared backend
+/// the replica's lease, its key in Redis and its fallback share.
+#[derive(Debug)]
+struct Rate {
+    cell: Gcra,
+    period_ns: u64,
+    key: String,
+    lease: shared::Lease,
+    /// The limit ÷ the replicas alive when Redis first failed to answer.
+    fallback: OnceLock<Gcra>,
+}
+
+impl Rate {
+    fn new(limit: u64, period_ns: u64, key: String) -> Rate {
+        Rate {
+            cell: Gcra::new(limit, period_ns),
+            period_ns,
+            key,
+            lease: shared::Lease::default(),
+            fallback: OnceLock::new(),
+        }
+    }
+
+    fn fallback(&self, replicas: u64) -> &Gcra {
+        self.fallback
+            .get_or_init(|| Gcra::new(self.cell.limit().div_ceil(replicas.max(1)), self.period_ns))
+    }
+
+    /// Takes one unit: from the local cell, or with a shared backend from the replica's lease
+    /// (refilled from Redis when empty), or from the fallback share while Redis is away.
+    async fn take(&self, now: u64) -> Result<(), u64> {
+        let Some(s) = shared::get() else {
+            return self.cell.take(now);
+        };
+        if s.is_up() {
+            if self.lease.take(now) {
+                return Ok(());
+            }
+            let want = shared::lease_size(self.cell.limit());
+            match s
+                .lease(&self.key, self.cell.interval_ns(), self.period_ns, want)
+                .await
+            {
+                Ok((0, wait)) => return Err(wait.max(1)),
+                Ok((granted, _)) => {
+                    let ttl = self.period_ns.min(1_000_000_000);
+                    self.lease.add(granted - 1, now, ttl);
+                    return Ok(());
+                }
+                Err(()) => {}
+            }
+        }
+        self.fallback(s.replicas()).take(now)
+    }
+
+    /// Gives back a unit taken by `take` (another limit refused the request).
+    fn give_back(&self, now: u64) {
+        match shared::get() {
+            None => self.cell.credit(1, now),
+            Some(s) if s.is_up() => self.lease.add(1, now, self.period_ns.min(1_000_000_000)),
+            Some(s) => self.fallback(s.replicas()).credit(1, now),
+        }
+    }
+
+    /// Tokens used (`n > 0`) or reserved too many (`n < 0`): on this replica, and in Redis
+    /// when shared (its answer brings the other replicas' use into the local cell).
+    fn debit(self: &Rate, n: i64, now: u64, holder: &Arc<Counters>) {
+        if n >= 0 {
+            self.cell.debit(n as u64, now);
+        } else {
+            self.cell.credit(n.unsigned_abs(), now);
+        }
+        if let Some(s) = shared::get() {
+            let counters = holder.clone();
+            let (interval, period) = (self.cell.interval_ns(), self.period_ns);
+            s.debit(self.key.clone(), interval, period, n, move |reset_ns| {
+                if let Some(t) = &counters.tokens {
+                    t.cell.catch_up(now_ns(), reset_ns);
+                }
+            });
+        }
+    }
 }
 
 /// One limit as the request path uses it.
@@ -77,7 +164,7 @@ const SECOND_NS: u64 = 1_000_000_000;
 
 impl Compiled {
     fn new(spec: Limit) -> Compiled {
-        let shared = Arc::new(Self::counters(&spec));
+        let shared = Arc::new(Self::counters(&spec, "*"));
         Compiled {
             name: Arc::from(spec.name.as_str()),
             shared,
@@ -89,15 +176,27 @@ impl Compiled {
         }
     }
 
-    fn counters(spec: &Limit) -> Counters {
+    /// Counters of `holder` (`*` for everything). Their Redis keys name the limit, a hash of
+    /// its whole spec (a changed limit starts afresh, as locally) and the holder.
+    fn counters(spec: &Limit, holder: &str) -> Counters {
+        let fingerprint = serde_json::to_string(spec).unwrap_or_default();
+        let key = |what: &str| {
+            format!(
+                "sluice:limit:{}:{:016x}:{holder}:{what}",
+                spec.name,
+                crate::balance::hash_str(&fingerprint)
+            )
+        };
         Counters {
             per_second: spec
                 .requests_per_second
-                .map(|n| Gcra::new(n as u64, SECOND_NS)),
+                .map(|n| Rate::new(n as u64, SECOND_NS, key("s"))),
             per_minute: spec
                 .requests_per_minute
-                .map(|n| Gcra::new(n as u64, MINUTE_NS)),
-            tokens: spec.tokens_per_minute.map(|n| Gcra::new(n, MINUTE_NS)),
+                .map(|n| Rate::new(n as u64, MINUTE_NS, key("m"))),
+            tokens: spec
+                .tokens_per_minute
+                .map(|n| Rate::new(n, MINUTE_NS, key("t"))),
             in_flight: AtomicU32::new(0),
         }
     }
@@ -132,7 +231,7 @@ impl Compiled {
             return c;
         }
         self.keyed
-            .get_with(Box::from(key), || Arc::new(Self::counters(&self.spec)))
+            .get_with(Box::from(key), || Arc::new(Self::counters(&self.spec, key)))
     }
 
     pub fn spec(&self) -> &Limit {
@@ -203,8 +302,8 @@ impl Grant {
     /// allowance, until the answer's usage replaces them.
     pub fn reserve(&mut self, tokens: u64, now_ns: u64) {
         for h in &mut self.held {
-            if let (Some(cell), Some(debited)) = (h.counters.tokens.as_ref(), h.tokens.as_mut()) {
-                cell.debit(tokens, now_ns);
+            if let (Some(rate), Some(debited)) = (h.counters.tokens.as_ref(), h.tokens.as_mut()) {
+                rate.debit(tokens as i64, now_ns, &h.counters);
                 *debited += tokens;
             }
         }
@@ -214,11 +313,10 @@ impl Grant {
     /// given back.
     pub fn settle(&mut self, used: u64, now_ns: u64) {
         for h in &mut self.held {
-            if let (Some(cell), Some(debited)) = (h.counters.tokens.as_ref(), h.tokens.as_mut()) {
-                if used >= *debited {
-                    cell.debit(used - *debited, now_ns);
-                } else {
-                    cell.credit(*debited - used, now_ns);
+            if let (Some(rate), Some(debited)) = (h.counters.tokens.as_ref(), h.tokens.as_mut()) {
+                let difference = used as i64 - *debited as i64;
+                if difference != 0 {
+                    rate.debit(difference, now_ns, &h.counters);
                 }
                 *debited = used;
             }
@@ -234,7 +332,7 @@ impl Limits {
     /// Admits a request or says which allowance refuses it (with the limit's name). Every
     /// matching limit is checked; what earlier limits took is given back when a later one
     /// refuses.
-    pub fn admit(
+    pub async fn admit(
         &self,
         at: At<'_>,
         principal: &Principal,
@@ -247,7 +345,7 @@ impl Limits {
                 continue;
             }
             let counters = limit.counters_for(principal);
-            if let Err(limited) = take(&limit.spec, &counters, now_ns) {
+            if let Err(limited) = take(&limit.spec, &counters, now_ns).await {
                 give_back(&grant, now_ns);
                 return Err((limit.name.clone(), limited));
             }
@@ -262,7 +360,7 @@ impl Limits {
 }
 
 /// Takes one request from each of a holder's allowances, all or nothing.
-fn take(spec: &Limit, c: &Counters, now_ns: u64) -> Result<(), Limited> {
+async fn take(spec: &Limit, c: &Counters, now_ns: u64) -> Result<(), Limited> {
     if let Some(max) = spec.concurrent {
         let prev = c.in_flight.fetch_add(1, Ordering::AcqRel);
         if prev >= max {
@@ -282,33 +380,33 @@ fn take(spec: &Limit, c: &Counters, now_ns: u64) -> Result<(), Limited> {
         }
     };
     if let Some(tokens) = &c.tokens {
-        if let Err(wait) = tokens.check(now_ns) {
+        if let Err(wait) = tokens.cell.check(now_ns) {
             release_flight();
             return Err(Limited {
                 dimension: Dimension::Tokens,
-                limit: tokens.limit(),
+                limit: tokens.cell.limit(),
                 period_s: 60,
                 retry_after_ms: wait.div_ceil(1_000_000),
-                reset_ms: tokens.reset_ns(now_ns).div_ceil(1_000_000),
+                reset_ms: tokens.cell.reset_ns(now_ns).div_ceil(1_000_000),
             });
         }
     }
     let mut took_second = false;
-    for (cell, period_s) in [(&c.per_second, 1), (&c.per_minute, 60)] {
-        let Some(cell) = cell else { continue };
-        if let Err(wait) = cell.take(now_ns) {
+    for (rate, period_s) in [(&c.per_second, 1), (&c.per_minute, 60)] {
+        let Some(rate) = rate else { continue };
+        if let Err(wait) = rate.take(now_ns).await {
             if took_second {
                 if let Some(s) = &c.per_second {
-                    s.credit(1, now_ns);
+                    s.give_back(now_ns);
                 }
             }
             release_flight();
             return Err(Limited {
                 dimension: Dimension::Requests,
-                limit: cell.limit(),
+                limit: rate.cell.limit(),
                 period_s,
                 retry_after_ms: wait.div_ceil(1_000_000),
-                reset_ms: cell.reset_ns(now_ns).div_ceil(1_000_000),
+                reset_ms: wait.max(rate.cell.reset_ns(now_ns)).div_ceil(1_000_000),
             });
         }
         took_second = period_s == 1;
@@ -319,11 +417,11 @@ fn take(spec: &Limit, c: &Counters, now_ns: u64) -> Result<(), Limited> {
 /// Gives back the requests (and flight slots) a grant took, when a later limit refuses.
 fn give_back(grant: &Grant, now_ns: u64) {
     for h in &grant.held {
-        for cell in [&h.counters.per_second, &h.counters.per_minute]
+        for rate in [&h.counters.per_second, &h.counters.per_minute]
             .into_iter()
             .flatten()
         {
-            cell.credit(1, now_ns);
+            rate.give_back(now_ns);
         }
     }
     // Flight slots are released by the grant's `Drop`.

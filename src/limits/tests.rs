@@ -14,6 +14,13 @@ fn principal(id: &str, owner: Option<&str>) -> Principal {
     }
 }
 
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 fn at(route: &str) -> At<'_> {
     At {
         route,
@@ -62,21 +69,19 @@ fn limits_match_their_selectors_and_count_per_holder() {
     ]);
     let (alice, bob) = (principal("alice", Some("team-a")), principal("bob", None));
     let now = 100 * S;
-    let g1 = limits.admit(at("/openai"), &alice, None, now).unwrap();
+    let g1 = block(limits.admit(at("/openai"), &alice, None, now)).unwrap();
     // team-a has one request in flight: alice's second waits for it.
-    let (name, refused) = limits.admit(at("/openai"), &alice, None, now).unwrap_err();
+    let (name, refused) = block(limits.admit(at("/openai"), &alice, None, now)).unwrap_err();
     assert_eq!((&*name, refused.dimension), ("team", Dimension::Concurrent));
     drop(g1);
-    let _g2 = limits.admit(at("/openai"), &alice, None, now).unwrap();
+    let _g2 = block(limits.admit(at("/openai"), &alice, None, now)).unwrap();
     // The refusal by `team` gave back what `per-user` took: alice used 2, not 3.
-    let (name, refused) = limits
-        .admit(at("/anthropic"), &alice, None, now)
-        .unwrap_err();
+    let (name, refused) = block(limits.admit(at("/anthropic"), &alice, None, now)).unwrap_err();
     assert_eq!((&*name, refused.dimension), ("team", Dimension::Concurrent));
     // bob has counters of his own and no owner.
-    limits.admit(at("/openai"), &bob, None, now).unwrap();
-    limits.admit(at("/openai"), &bob, None, now).unwrap();
-    let (name, refused) = limits.admit(at("/openai"), &bob, None, now).unwrap_err();
+    block(limits.admit(at("/openai"), &bob, None, now)).unwrap();
+    block(limits.admit(at("/openai"), &bob, None, now)).unwrap();
+    let (name, refused) = block(limits.admit(at("/openai"), &bob, None, now)).unwrap_err();
     assert_eq!(
         (&*name, refused.dimension),
         ("per-user", Dimension::Requests)
@@ -84,7 +89,7 @@ fn limits_match_their_selectors_and_count_per_holder() {
     assert_eq!((refused.limit, refused.period_s), (2, 60));
     assert_eq!(refused.retry_after_ms, 30_000);
     // Another route is not limited by per-user.
-    limits.admit(at("/anthropic"), &bob, None, now).unwrap();
+    block(limits.admit(at("/anthropic"), &bob, None, now)).unwrap();
 }
 
 #[test]
@@ -96,12 +101,13 @@ fn a_refusal_by_a_later_limit_gives_back_what_earlier_ones_took() {
     ]);
     let t1 = principal("t1", None);
     let now = 100 * S;
-    limits.admit(at("/x"), &t1, None, now).unwrap();
-    assert_eq!(&*limits.admit(at("/x"), &t1, None, now).unwrap_err().0, "b");
+    block(limits.admit(at("/x"), &t1, None, now)).unwrap();
+    assert_eq!(
+        &*block(limits.admit(at("/x"), &t1, None, now)).unwrap_err().0,
+        "b"
+    );
     // `a` still has one left for somebody else.
-    limits
-        .admit(at("/x"), &principal("t2", None), None, now)
-        .unwrap();
+    block(limits.admit(at("/x"), &principal("t2", None), None, now)).unwrap();
 }
 
 #[test]
@@ -110,17 +116,17 @@ fn tokens_are_reserved_then_settled_to_the_usage() {
     let limits = registry.build(&[limit("{name: tpm, tokens_per_minute: 1000}")]);
     let p = principal("p", None);
     let now = 10 * S;
-    let mut g = limits.admit(at("/x"), &p, None, now).unwrap();
+    let mut g = block(limits.admit(at("/x"), &p, None, now)).unwrap();
     assert!(g.counts_tokens());
     g.reserve(900, now);
-    limits.admit(at("/x"), &p, None, now).unwrap();
+    block(limits.admit(at("/x"), &p, None, now)).unwrap();
     g.settle(1200, now);
-    let (_, refused) = limits.admit(at("/x"), &p, None, now).unwrap_err();
+    let (_, refused) = block(limits.admit(at("/x"), &p, None, now)).unwrap_err();
     assert_eq!(refused.dimension, Dimension::Tokens);
     assert_eq!(refused.limit, 1000);
     // 200 tokens of debt, one token every 60 ms: 201 × 60 ms.
     assert_eq!(refused.retry_after_ms, 12_060);
-    limits.admit(at("/x"), &p, None, now + 13 * S).unwrap();
+    block(limits.admit(at("/x"), &p, None, now + 13 * S)).unwrap();
 }
 
 #[test]
@@ -129,12 +135,10 @@ fn an_unchanged_limit_keeps_its_counters_across_reloads() {
     let spec = limit("{name: one, requests_per_minute: 1}");
     let p = principal("p", None);
     let now = 100 * S;
-    registry
-        .build(std::slice::from_ref(&spec))
-        .admit(at("/x"), &p, None, now)
-        .unwrap();
+    let first = registry.build(std::slice::from_ref(&spec));
+    block(first.admit(at("/x"), &p, None, now)).unwrap();
     let again = registry.build(&[spec]);
-    assert!(again.admit(at("/x"), &p, None, now).is_err());
+    assert!(block(again.admit(at("/x"), &p, None, now)).is_err());
     let changed = registry.build(&[limit("{name: one, requests_per_minute: 2}")]);
-    assert!(changed.admit(at("/x"), &p, None, now).is_ok());
+    assert!(block(changed.admit(at("/x"), &p, None, now)).is_ok());
 }

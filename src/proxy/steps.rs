@@ -71,7 +71,9 @@ pub async fn admit(
             AuthFailure::Revoked,
         )));
     }
-    let grant = limit(snap, route, &authed.principal).map_err(refuse)?;
+    let grant = limit(snap, route, &authed.principal)
+        .await
+        .map_err(refuse)?;
 
     let key = pick_credential(
         provider,
@@ -90,7 +92,7 @@ pub async fn admit(
 
 /// The limits that apply to this route and principal, each taking its share (a refused request
 /// takes nothing).
-fn limit(
+async fn limit(
     snap: &Snapshot,
     route: &crate::config::Route,
     principal: &Principal,
@@ -104,6 +106,7 @@ fn limit(
     };
     snap.limits
         .admit(at, principal, snap.builtin_issuer, crate::limits::now_ns())
+        .await
         .map_err(|(name, limited)| {
             crate::metrics::METRICS
                 .limited
@@ -252,7 +255,7 @@ pub async fn admit_forward(
             let principal = auth::verify(&token, &route.access, snap, now_unix)
                 .await
                 .map_err(|e| refuse(auth_error(e)))?;
-            let grant = limit(snap, route, &principal).map_err(refuse)?;
+            let grant = limit(snap, route, &principal).await.map_err(refuse)?;
             let byok = client_sent_provider_key(req);
             let key = pick_credential(provider, byok, &principal, now_ms).map_err(refuse)?;
             Ok((

@@ -394,3 +394,146 @@ tokens:
         r#"sluice_tokens_total{direction="cache_read",model="gpt-mock",provider="sticky"}"#;
     assert!(sluice.metric(cached).await > 0.0);
 }
+
+/// A Redis server of the test's own (killed and restarted mid-test; the machine's shared one
+/// is left alone).
+struct Redis {
+    child: std::process::Child,
+}
+
+impl Redis {
+    fn start(port: u16) -> Redis {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--bind", "127.0.0.1"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { child }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn until_metric(sluice: &Sluice, sample: &str, want: f64) {
+    for _ in 0..200 {
+        if sluice.metric(sample).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{sample} never became {want}");
+}
+
+/// Sends `n` requests from `workers` concurrent tasks spread over `planes`; counts 200s.
+async fn admitted(planes: &[&Sluice], token: &str, n: usize, workers: usize) -> usize {
+    let urls: Vec<String> = planes
+        .iter()
+        .map(|p| p.url("/openai/v1/chat/completions"))
+        .collect();
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let (urls, token) = (urls.clone(), token.to_owned());
+            tokio::spawn(async move {
+                let c = client();
+                let mut ok = 0;
+                for i in 0..n / workers {
+                    let url = &urls[(w + i) % urls.len()];
+                    let r = c.post(url).bearer_auth(&token).body(CHAT).send().await;
+                    if r.map(|r| r.status() == 200).unwrap_or(false) {
+                        ok += 1;
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    total
+}
+
+#[tokio::test]
+async fn two_data_planes_share_a_limit_over_redis_and_fall_back_to_their_shares() {
+    let redis_port = free_port();
+    let mut redis = Redis::start(redis_port);
+    let mock = Mock::start(&[]);
+    let t = opaque_token(", owner: fleet");
+    let config = format!(
+        "  limits_backend: redis://127.0.0.1:{redis_port}\n{}tokens:\n  - {}\nlimits:\n  - {{ name: fleet, owner: fleet, requests_per_minute: 100 }}\n",
+        providers(&mock),
+        t.record
+    );
+    let a = Sluice::start_with_env(&config, &KEYS);
+    let b = Sluice::start_with_env(&config, &KEYS);
+    let up = "sluice_limits_backend_up";
+    until_metric(&a, up, 1.0).await;
+    until_metric(&b, up, 1.0).await;
+    until_metric(&a, "sluice_limits_replicas", 2.0).await;
+
+    // 300 requests over both planes, 8 at a time: the minute's 100 in all (plus one more every
+    // 600 ms as the allowance refills), less at most the units still leased (2 replicas × 5).
+    let started = std::time::Instant::now();
+    let n = admitted(&[&a, &b], &t.token, 300, 8).await;
+    let refilled = (started.elapsed().as_millis() / 600) as usize + 1;
+    assert!(
+        (90..=100 + refilled).contains(&n),
+        "{n} admitted for a limit of 100"
+    );
+    assert_eq!(mock.stats().await["requests"].as_u64().unwrap() as usize, n);
+
+    // Redis gone: requests keep flowing on each plane's share (100 ÷ 2 a minute), no waiting.
+    redis.stop();
+    until_metric(&a, up, 0.0).await;
+    until_metric(&b, up, 0.0).await;
+    let before = mock.stats().await["requests"].as_u64().unwrap() as usize;
+    let started = std::time::Instant::now();
+    let n = admitted(&[&a], &t.token, 100, 4).await;
+    let refilled = (started.elapsed().as_millis() / 1200) as usize + 1;
+    assert!(
+        (50..=50 + refilled).contains(&n),
+        "plane a's share of the limit: {n}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        mock.stats().await["requests"].as_u64().unwrap() as usize,
+        before + n
+    );
+
+    // Redis back: both planes share counters again.
+    let _redis = Redis::start(redis_port);
+    until_metric(&a, up, 1.0).await;
+    until_metric(&b, up, 1.0).await;
+    let (status, reason) = call(
+        &a,
+        "/openai/v1/chat/completions",
+        &[("authorization", &format!("Bearer {}", t.token))],
+    )
+    .await;
+    // A fresh Redis holds no counters: the shared minute starts afresh.
+    assert_eq!((status, reason.as_str()), (200, ""));
+}

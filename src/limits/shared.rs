@@ -1,0 +1,280 @@
+//! Request rates and token allowances shared by every data-plane replica through Redis
+//! (`server.limits_backend: redis://…`).
+//!
+//! Each replica leases units from one GCRA cell per counter in Redis (a Lua script, with Redis's
+//! own clock, so replicas need not agree on time) and admits from its lease without a round trip;
+//! a lease is refilled in the background when it runs low, and only a replica whose lease is
+//! empty waits for Redis (one round trip per lease, at most [`TIMEOUT`]). Units leased are spent
+//! in Redis at once, and a lease is good for one period of its limit at most, so in any period a
+//! limit of N admits between N − R×L and N + R×L requests in total over R replicas with leases
+//! of L units (L = N/20, between 1 and 50): the documented worst case.
+//!
+//! Token usage is debited in Redis as answers settle (in the background); each reply carries the
+//! shared allowance's state, which the replica's own cell catches up to.
+//!
+//! When Redis does not answer, each replica falls back to its share of every limit (N ÷ the
+//! replicas last seen alive, each heartbeating into a sorted set) and says so in
+//! `sluice_limits_backend_up`; nothing waits on a dead Redis for longer than [`TIMEOUT`], and
+//! the background task reconnects and goes back to shared counters.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+use crate::metrics::METRICS;
+
+/// Longest a request waits for Redis before its replica falls back to its local share.
+pub const TIMEOUT: Duration = Duration::from_millis(50);
+/// How often a replica says it is alive (and checks Redis is).
+const HEARTBEAT: Duration = Duration::from_millis(500);
+/// A replica not heard from for this long no longer counts in the shares.
+const REPLICA_TTL_MS: u64 = 3000;
+const REPLICAS_KEY: &str = "sluice:limits:replicas";
+
+/// Leases `ARGV[3]` units from a GCRA cell (`ARGV[1]` µs per unit, period `ARGV[2]` µs): as
+/// many as fit. Returns the units granted and the µs until the next unit fits.
+const LEASE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval, period, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local room = math.floor((now + period - tat) / interval)
+local grant = math.max(0, math.min(want, room))
+if grant > 0 then
+  tat = tat + grant * interval
+  redis.call('SET', KEYS[1], tat, 'PX', math.ceil(period / 1000) * 2 + 1000)
+end
+return {grant, math.max(0, tat + interval - now - period)}
+"#;
+
+/// Debits `ARGV[2]` units (`ARGV[1]` µs each, period `ARGV[3]` µs) whether or not they fit;
+/// returns the µs until the allowance is whole again.
+const DEBIT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+tat = tat + tonumber(ARGV[1]) * tonumber(ARGV[2])
+if tat < now then tat = now end
+redis.call('SET', KEYS[1], tat, 'PX', math.ceil((tat - now) / 1000) + math.ceil(tonumber(ARGV[3]) / 1000) + 1000)
+return tat - now
+"#;
+
+pub struct Shared {
+    client: redis::Client,
+    conn: Mutex<Option<ConnectionManager>>,
+    up: AtomicBool,
+    replicas: AtomicU64,
+    node: String,
+    lease: redis::Script,
+    debit: redis::Script,
+}
+
+static SHARED: OnceLock<Arc<Shared>> = OnceLock::new();
+
+/// The process's shared backend, once `install`ed.
+pub fn get() -> Option<&'static Arc<Shared>> {
+    SHARED.get()
+}
+
+/// Sets up the backend for `url` (checked, not yet connected: `run` connects and keeps the
+/// connection); the request path uses it from now on.
+pub fn install(url: &str) -> anyhow::Result<Arc<Shared>> {
+    let client =
+        redis::Client::open(url).map_err(|e| anyhow::anyhow!("server.limits_backend: {e}"))?;
+    let mut id = [0u8; 8];
+    getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+    let shared = Arc::new(Shared {
+        client,
+        conn: Mutex::new(None),
+        up: AtomicBool::new(false),
+        replicas: AtomicU64::new(1),
+        node: hex::encode(id),
+        lease: redis::Script::new(LEASE),
+        debit: redis::Script::new(DEBIT),
+    });
+    let _ = SHARED.set(shared.clone());
+    METRICS.limits_backend_up.set(0);
+    Ok(shared)
+}
+
+impl Shared {
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Replicas alive at the last heartbeat (at least this one).
+    pub fn replicas(&self) -> u64 {
+        self.replicas.load(Ordering::Acquire).max(1)
+    }
+
+    fn connection(&self) -> Option<ConnectionManager> {
+        self.conn.lock().ok().and_then(|c| c.clone())
+    }
+
+    fn set_up(&self, up: bool) {
+        if self.up.swap(up, Ordering::AcqRel) != up {
+            if up {
+                log::info!("limits backend reachable: counters shared across replicas");
+            } else {
+                log::warn!(
+                    "limits backend unreachable: each replica enforces its share of every limit"
+                );
+            }
+        }
+        METRICS.limits_backend_up.set(i64::from(up));
+    }
+
+    /// Runs until the process stops: connects, heartbeats, counts replicas, notices outages.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            if self.connection().is_none() {
+                let fresh = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    ConnectionManager::new(self.client.clone()),
+                )
+                .await;
+                if let Ok(Ok(c)) = fresh {
+                    if let Ok(mut slot) = self.conn.lock() {
+                        *slot = Some(c);
+                    }
+                }
+            }
+            let beat = match self.connection() {
+                Some(c) => tokio::time::timeout(TIMEOUT * 4, self.heartbeat(c)).await,
+                None => Ok(Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "not connected",
+                )))),
+            };
+            match beat {
+                Ok(Ok(n)) => {
+                    self.replicas.store(n.max(1), Ordering::Release);
+                    METRICS.limits_replicas.set(n.max(1) as i64);
+                    self.set_up(true);
+                }
+                _ => self.set_up(false),
+            }
+            tokio::time::sleep(HEARTBEAT).await;
+        }
+    }
+
+    async fn heartbeat(&self, mut c: ConnectionManager) -> redis::RedisResult<u64> {
+        let now = crate::clock::unix_now_ms();
+        let (_, _, n): (i64, i64, u64) = redis::pipe()
+            .zadd(REPLICAS_KEY, &self.node, now)
+            .zrembyscore(REPLICAS_KEY, 0, now.saturating_sub(REPLICA_TTL_MS))
+            .zcard(REPLICAS_KEY)
+            .query_async(&mut c)
+            .await?;
+        Ok(n)
+    }
+
+    /// Leases up to `want` units; `Ok((granted, wait_ns))`, `Err` when Redis did not answer
+    /// in time (the caller falls back to its local share).
+    pub async fn lease(
+        &self,
+        key: &str,
+        interval_ns: u64,
+        period_ns: u64,
+        want: u64,
+    ) -> Result<(u64, u64), ()> {
+        let Some(mut c) = self.connection().filter(|_| self.is_up()) else {
+            return Err(());
+        };
+        let mut invocation = self.lease.key(key);
+        invocation
+            .arg((interval_ns / 1000).max(1))
+            .arg(period_ns / 1000)
+            .arg(want);
+        let call = invocation.invoke_async::<(u64, u64)>(&mut c);
+        match tokio::time::timeout(TIMEOUT, call).await {
+            Ok(Ok((granted, wait_us))) => Ok((granted, wait_us * 1000)),
+            _ => {
+                self.set_up(false);
+                Err(())
+            }
+        }
+    }
+
+    /// Debits `n` units in the background; `then` gets the ns until the shared allowance is
+    /// whole again.
+    pub fn debit(
+        self: &Arc<Self>,
+        key: String,
+        interval_ns: u64,
+        period_ns: u64,
+        n: i64,
+        then: impl FnOnce(u64) + Send + 'static,
+    ) {
+        let Some(mut c) = self.connection().filter(|_| self.is_up()) else {
+            return;
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut invocation = me.debit.key(&key);
+            invocation
+                .arg((interval_ns / 1000).max(1))
+                .arg(n)
+                .arg(period_ns / 1000);
+            let call = invocation.invoke_async::<u64>(&mut c);
+            match tokio::time::timeout(TIMEOUT * 4, call).await {
+                Ok(Ok(us)) => then(us * 1000),
+                _ => me.set_up(false),
+            }
+        });
+    }
+}
+
+/// A replica's lease on one shared rate: units it may admit without asking Redis, until
+/// `expires_ns` (one period after they were leased, at most a second).
+#[derive(Debug, Default)]
+pub struct Lease {
+    units: AtomicI64,
+    expires_ns: AtomicU64,
+    refilling: AtomicBool,
+}
+
+impl Lease {
+    /// Takes one leased unit if there is one.
+    pub fn take(&self, now_ns: u64) -> bool {
+        if self.expires_ns.load(Ordering::Acquire) <= now_ns {
+            return false;
+        }
+        if self.units.fetch_sub(1, Ordering::AcqRel) > 0 {
+            return true;
+        }
+        self.units.fetch_add(1, Ordering::AcqRel);
+        false
+    }
+
+    pub fn left(&self) -> i64 {
+        self.units.load(Ordering::Acquire)
+    }
+
+    /// Adds `units` granted now, good for `ttl_ns`.
+    pub fn add(&self, units: u64, now_ns: u64, ttl_ns: u64) {
+        if self.expires_ns.load(Ordering::Acquire) <= now_ns {
+            self.units.store(0, Ordering::Release);
+        }
+        self.units.fetch_add(units as i64, Ordering::AcqRel);
+        self.expires_ns.store(now_ns + ttl_ns, Ordering::Release);
+    }
+
+    /// Whether this caller should start a background refill (only one at a time).
+    pub fn start_refill(&self) -> bool {
+        !self.refilling.swap(true, Ordering::AcqRel)
+    }
+
+    pub fn end_refill(&self) {
+        self.refilling.store(false, Ordering::Release);
+    }
+}
+
+/// Units leased at a time for a limit of `limit` per period: a twentieth, 1 to 50.
+pub fn lease_size(limit: u64) -> u64 {
+    (limit / 20).clamp(1, 50)
+}
