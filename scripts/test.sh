@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every Sluice test on a fresh machine: installs what is missing (cmake for pingora's zlib-ng,
 # curl, nginx and wrk for the load kit, prometheus and promtool for the observability kit,
-# strace (the Pingora patches' system-call tests) and perf (the profile script), the openai/anthropic Python SDKs in .venv), then runs
+# strace (the Pingora patches' system-call tests) and perf (the profile script), redis-server (the
+# shared-limits test runs its own), the openai/anthropic Python SDKs in .venv), then runs
 # formatting and lint checks, unit and integration tests, the criterion benches once as tests,
 # and a smoke run of the load-test kit.
 set -euo pipefail
@@ -16,6 +17,7 @@ need wrk || missing+=(wrk)
 need promtool || [[ -x /usr/bin/prometheus ]] || missing+=(prometheus)
 need strace || missing+=(strace)
 need perf || missing+=(linux-perf)
+need redis-server || [[ -x /usr/bin/redis-server ]] || missing+=(redis-server)
 python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
