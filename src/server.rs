@@ -276,7 +276,7 @@ fn add_background(
         .as_deref()
         .filter(|_| serves_traffic)
     {
-        let backend = crate::limits::shared::install(url)?;
+        let backend = crate::limits::shared::install(url, store.health())?;
         server.add_service(background_service(
             "sluice limits backend",
             LimitsBackend { backend },

@@ -40,6 +40,13 @@ impl KeyHealth {
         self.blocked_until_ms.load(Ordering::Relaxed) <= now_ms
     }
 
+    /// Milliseconds the key stays out of rotation from `now_ms` (0: available).
+    pub fn blocked_for_ms(&self, now_ms: u64) -> u64 {
+        self.blocked_until_ms
+            .load(Ordering::Relaxed)
+            .saturating_sub(now_ms)
+    }
+
     pub fn state(&self, now_ms: u64) -> KeyState {
         if self.is_available(now_ms) {
             return KeyState::Healthy;
@@ -227,6 +234,14 @@ impl HealthRegistry {
             *slot = (fingerprint, Arc::default());
         }
         slot.1.clone()
+    }
+
+    /// The health record of a configured key.
+    pub fn find(&self, provider: &str, key: &str) -> Option<Arc<KeyHealth>> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(&(provider.to_owned(), key.to_owned()))
+            .map(|(_, h)| h.clone())
     }
 
     /// Forgets keys that are no longer configured.

@@ -54,6 +54,11 @@ struct Fixed {
 }
 
 impl ConfigStore {
+    /// Every key's health, across snapshots.
+    pub fn health(&self) -> Arc<HealthRegistry> {
+        self.health.clone()
+    }
+
     /// Loads `file` (and the control plane's resources, when there are some yet) for the first
     /// time; any error stops start-up.
     /// `parsed` is the file as `config::read_file` returned it: it is not read again.

@@ -32,6 +32,7 @@ const HEARTBEAT: Duration = Duration::from_millis(500);
 /// A replica not heard from for this long no longer counts in the shares.
 const REPLICA_TTL_MS: u64 = 3000;
 const REPLICAS_KEY: &str = "sluice:limits:replicas";
+const HEALTH_CHANNEL: &str = "sluice:key-health";
 
 /// Leases `ARGV[3]` units from a GCRA cell (`ARGV[1]` µs per unit, period `ARGV[2]` µs): as
 /// many as fit. Returns the units granted and the µs until the next unit fits.
@@ -65,6 +66,8 @@ return tat - now
 
 pub struct Shared {
     client: redis::Client,
+    /// Keys benched here are benched on every replica (`publish_health`, `follow_health`).
+    health: Arc<crate::balance::HealthRegistry>,
     conn: Mutex<Option<ConnectionManager>>,
     up: AtomicBool,
     replicas: AtomicU64,
@@ -82,13 +85,17 @@ pub fn get() -> Option<&'static Arc<Shared>> {
 
 /// Sets up the backend for `url` (checked, not yet connected: `run` connects and keeps the
 /// connection); the request path uses it from now on.
-pub fn install(url: &str) -> anyhow::Result<Arc<Shared>> {
+pub fn install(
+    url: &str,
+    health: Arc<crate::balance::HealthRegistry>,
+) -> anyhow::Result<Arc<Shared>> {
     let client =
         redis::Client::open(url).map_err(|e| anyhow::anyhow!("server.limits_backend: {e}"))?;
     let mut id = [0u8; 8];
     getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
     let shared = Arc::new(Shared {
         client,
+        health,
         conn: Mutex::new(None),
         up: AtomicBool::new(false),
         replicas: AtomicU64::new(1),
@@ -128,8 +135,10 @@ impl Shared {
         METRICS.limits_backend_up.set(i64::from(up));
     }
 
-    /// Runs until the process stops: connects, heartbeats, counts replicas, notices outages.
+    /// Runs until the process stops: connects, heartbeats, counts replicas, notices outages,
+    /// and follows the key-health channel.
     pub async fn run(self: Arc<Self>) {
+        tokio::spawn(self.clone().follow_health());
         loop {
             if self.connection().is_none() {
                 let fresh = tokio::time::timeout(
@@ -171,6 +180,83 @@ impl Shared {
             .query_async(&mut c)
             .await?;
         Ok(n)
+    }
+
+    /// Tells every replica that `provider`'s key `key` is out of rotation for `ms` from now
+    /// (cooling down or quarantined): they bench it until the same wall-clock time.
+    pub fn publish_health(
+        self: &Arc<Self>,
+        provider: &str,
+        key: &str,
+        state: crate::balance::KeyState,
+        ms: u64,
+    ) {
+        let Some(mut c) = self.connection().filter(|_| self.is_up()) else {
+            return;
+        };
+        let message = serde_json::json!({
+            "provider": provider,
+            "key": key,
+            "state": state.as_str(),
+            "until_ms": crate::clock::unix_now_ms() + ms,
+        })
+        .to_string();
+        tokio::spawn(async move {
+            let mut cmd = redis::cmd("PUBLISH");
+            cmd.arg(HEALTH_CHANNEL).arg(message);
+            let publish = cmd.query_async::<i64>(&mut c);
+            let _ = tokio::time::timeout(TIMEOUT * 4, publish).await;
+        });
+    }
+
+    /// Applies the other replicas' benched keys as they are announced; resubscribes after an
+    /// outage.
+    async fn follow_health(self: Arc<Self>) {
+        use futures_util::StreamExt;
+        loop {
+            if let Ok(Ok(mut pubsub)) =
+                tokio::time::timeout(Duration::from_secs(1), self.client.get_async_pubsub()).await
+            {
+                if pubsub.subscribe(HEALTH_CHANNEL).await.is_ok() {
+                    let mut messages = pubsub.on_message();
+                    while let Some(m) = messages.next().await {
+                        if let Ok(text) = m.get_payload::<String>() {
+                            self.apply_health(&text);
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(HEARTBEAT).await;
+        }
+    }
+
+    fn apply_health(&self, text: &str) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+            return;
+        };
+        let (Some(provider), Some(key), Some(until)) = (
+            v["provider"].as_str(),
+            v["key"].as_str(),
+            v["until_ms"].as_u64(),
+        ) else {
+            return;
+        };
+        let state = match v["state"].as_str() {
+            Some("quarantined") => crate::balance::KeyState::Quarantined,
+            Some("cooling_down") => crate::balance::KeyState::CoolingDown,
+            _ => return,
+        };
+        let left = until.saturating_sub(crate::clock::unix_now_ms());
+        if let Some(health) = self.health.find(provider, key).filter(|_| left > 0) {
+            if health.blocked_for_ms(crate::clock::now_ms()) + 50 < left {
+                log::warn!(
+                    "provider {provider} key {key}: {} by another replica for {}s",
+                    state.as_str(),
+                    left / 1000
+                );
+            }
+            health.block(state, crate::clock::now_ms(), Duration::from_millis(left));
+        }
     }
 
     /// Leases up to `want` units; `Ok((granted, wait_ns))`, `Err` when Redis did not answer

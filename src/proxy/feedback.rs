@@ -80,6 +80,12 @@ pub fn apply(provider: &Provider, key_idx: usize, verdict: Verdict) {
         provider.quarantine,
         provider.cooldown,
     );
+    if state != crate::balance::KeyState::Healthy {
+        if let Some(shared) = crate::limits::shared::get() {
+            let ms = member.health.blocked_for_ms(now_ms());
+            shared.publish_health(&provider.name, &key.id, state, ms);
+        }
+    }
     if state == crate::balance::KeyState::Quarantined {
         log::warn!(
             "provider {} key {} ({}) was refused by the upstream ({verdict:?}): quarantined for {}s",

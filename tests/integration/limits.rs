@@ -537,3 +537,81 @@ async fn two_data_planes_share_a_limit_over_redis_and_fall_back_to_their_shares(
     // A fresh Redis holds no counters: the shared minute starts afresh.
     assert_eq!((status, reason.as_str()), (200, ""));
 }
+
+/// A key benched on one replica is benched on the others within a second, until the same time.
+#[tokio::test]
+async fn a_key_benched_on_one_data_plane_is_benched_on_all() {
+    let redis_port = free_port();
+    let _redis = Redis::start(redis_port);
+    let mock = Mock::start(&[]);
+    let t = opaque_token("");
+    let config = format!(
+        r#"  limits_backend: redis://127.0.0.1:{redis_port}
+providers:
+  - {{ name: openai, kind: openai, base_url: "{url}", quarantine_seconds: 120, keys: [{{ id: k1, secret_ref: "env:KEY_1" }}, {{ id: k2, secret_ref: "env:KEY_2" }}] }}
+routes:
+  - {{ prefix: /openai, provider: openai, auth: token }}
+tokens:
+  - {record}
+"#,
+        url = mock.url(),
+        record = t.record
+    );
+    let env = [
+        ("KEY_1", "sk-one-000000000000"),
+        ("KEY_2", "sk-two-000000000000"),
+    ];
+    let a = Sluice::start_with_env(&config, &env);
+    let b = Sluice::start_with_env(&config, &env);
+    until_metric(&a, "sluice_limits_backend_up", 1.0).await;
+    until_metric(&b, "sluice_limits_backend_up", 1.0).await;
+    // Subscribed once the backend is up; give the subscription its first heartbeat.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    // The upstream calls one of a's keys invalid.
+    let bearer = format!("Bearer {}", t.token);
+    let (status, _) = call(
+        &a,
+        "/openai/v1/chat/completions",
+        &[("authorization", &bearer), ("x-mock-status", "401")],
+    )
+    .await;
+    assert_eq!(status, 401);
+    let quarantined = |key: &str| {
+        format!(r#"sluice_key_state{{key="{key}",provider="openai",state="quarantined"}}"#)
+    };
+    let bad = if a.metric(&quarantined("k1")).await == 1.0 {
+        "k1"
+    } else {
+        "k2"
+    };
+    assert_eq!(a.metric(&quarantined(bad)).await, 1.0);
+    let started = std::time::Instant::now();
+    while b.metric(&quarantined(bad)).await != 1.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "b did not bench {bad} within a second"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let good = if bad == "k1" { "k2" } else { "k1" };
+    assert_eq!(b.metric(&quarantined(good)).await, 0.0);
+    // b sends nothing more with the benched key.
+    let bad_value = if bad == "k1" {
+        "sk-one-000000000000"
+    } else {
+        "sk-two-000000000000"
+    };
+    let header = format!("authorization: Bearer {bad_value}");
+    let before = mock.seen(&header).await;
+    for _ in 0..6 {
+        let (status, _) = call(
+            &b,
+            "/openai/v1/chat/completions",
+            &[("authorization", &bearer)],
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(mock.seen(&header).await, before);
+}
