@@ -33,6 +33,21 @@ impl Admin {
     /// clock, not by an event, and keys removed by a reload must disappear.
     fn refresh_key_gauges(&self) {
         let snap = self.store.snapshot();
+        METRICS.budget_spent_usd.reset();
+        METRICS.budget_spent_tokens.reset();
+        let now = crate::clock::unix_now();
+        for b in &snap.budgets.all {
+            if let Some((tokens, usd)) = self.store.budgets.spent(&b.spec.name, now) {
+                METRICS
+                    .budget_spent_usd
+                    .with_label_values(&[&b.spec.name])
+                    .set(usd);
+                METRICS
+                    .budget_spent_tokens
+                    .with_label_values(&[&b.spec.name])
+                    .set(tokens as i64);
+            }
+        }
         let now = now_ms();
         METRICS.key_state.reset();
         METRICS.key_weight.reset();

@@ -1,5 +1,6 @@
 //! The one error type of the request path, and how each failure looks on the wire.
 
+use crate::budgets::Exceeded;
 use crate::limits::{Dimension, Limited};
 use crate::upstream::ProviderKind;
 
@@ -53,6 +54,9 @@ pub enum GatewayError {
     /// A limit (`limits:`) refuses the request for now (429).
     #[error("{}", limited_message(.0))]
     Limited(Limited),
+    /// A budget (`budgets:`) is used up until its period ends (429, not worth retrying).
+    #[error("the budget for these requests is used up until {}", crate::clock::rfc3339(.0.resets_at))]
+    BudgetExceeded(Exceeded),
 }
 
 /// `rate limit reached: 60 requests per minute; retry after 1.2 s`.
@@ -242,7 +246,7 @@ impl GatewayError {
             GatewayError::Destination(_) => 403,
             GatewayError::NotAProxyRequest => 400,
             GatewayError::BadRequest(_) => 400,
-            GatewayError::Limited(_) => 429,
+            GatewayError::Limited(_) | GatewayError::BudgetExceeded(_) => 429,
         }
     }
 
@@ -265,6 +269,7 @@ impl GatewayError {
             GatewayError::NotAProxyRequest => "not_a_proxy_request",
             GatewayError::BadRequest(bad) => bad.reason(),
             GatewayError::Limited(l) => l.dimension.reason(),
+            GatewayError::BudgetExceeded(_) => "budget_exceeded",
         }
     }
 
@@ -272,6 +277,16 @@ impl GatewayError {
     /// own rate-limit headers (OpenAI `x-ratelimit-*-requests|tokens` with durations such as
     /// `6m0s`, Anthropic `anthropic-ratelimit-*` with an RFC 3339 reset time).
     pub fn headers(&self, shape: ErrorShape) -> Vec<(String, String)> {
+        if let GatewayError::BudgetExceeded(b) = self {
+            // The SDKs would retry a 429; this one lasts until the period ends.
+            return vec![
+                (
+                    "retry-after".to_owned(),
+                    b.resets_at.saturating_sub(b.now).max(1).to_string(),
+                ),
+                ("x-should-retry".to_owned(), "false".to_owned()),
+            ];
+        }
         let GatewayError::Limited(l) = self else {
             return Vec::new();
         };
@@ -349,7 +364,8 @@ impl GatewayError {
             | GatewayError::UpstreamUnavailable
             | GatewayError::UpstreamTimeout
             | GatewayError::Internal
-            | GatewayError::Limited(_) => None,
+            | GatewayError::Limited(_)
+            | GatewayError::BudgetExceeded(_) => None,
         }
     }
 
@@ -385,6 +401,7 @@ impl GatewayError {
                         ("tokens", "rate_limit_exceeded")
                     }
                     GatewayError::Limited(_) => ("requests", "rate_limit_exceeded"),
+                    GatewayError::BudgetExceeded(_) => ("insufficient_quota", "budget_exceeded"),
                 };
                 serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
             }
@@ -403,7 +420,9 @@ impl GatewayError {
                     GatewayError::NoHealthyKey => "overloaded_error",
                     GatewayError::UpstreamUnavailable | GatewayError::Internal => "api_error",
                     GatewayError::UpstreamTimeout => "timeout_error",
-                    GatewayError::Limited(_) => "rate_limit_error",
+                    GatewayError::Limited(_) | GatewayError::BudgetExceeded(_) => {
+                        "rate_limit_error"
+                    }
                 };
                 serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
             }

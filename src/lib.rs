@@ -4,6 +4,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod balance;
+pub mod budgets;
 pub mod cli;
 pub mod clock;
 pub mod config;

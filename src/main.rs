@@ -159,6 +159,13 @@ enum Command {
         #[command(flatten)]
         conn: cli::Conn,
     },
+    /// Spend caps per period in tokens and US dollars (admin API).
+    Budget {
+        #[command(subcommand)]
+        command: cli::BudgetCmd,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
     /// Token owners and their admin roles (admin API).
     Owner {
         #[command(subcommand)]
@@ -295,6 +302,7 @@ fn main() -> anyhow::Result<()> {
         Command::Route { command, conn } => cli::route(&conn, command),
         Command::Owner { command, conn } => cli::owner(&conn, command),
         Command::Limit { command, conn } => cli::limit(&conn, command),
+        Command::Budget { command, conn } => cli::budget(&conn, command),
         Command::Oauth { command, conn } => cli::oauth(&conn, command),
         Command::Mcp { command, conn } => cli::mcp(&conn, command),
         Command::Agent { command, conn } => cli::agent(&conn, command),

@@ -4,8 +4,8 @@
 //! increments an `IntCounter` directly instead of hashing label values.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::LazyLock;
 
@@ -36,6 +36,9 @@ metrics! {
     rejected: IntCounterVec = counter_vec("sluice_rejected_requests_total", "Requests refused by Sluice itself, by reason", &["reason"]);
     limits_backend_up: IntGauge = gauge("sluice_limits_backend_up", "1 while the shared limits backend (server.limits_backend, Redis) answers; 0: each replica enforces its share of every limit");
     limits_replicas: IntGauge = gauge("sluice_limits_replicas", "Data-plane replicas alive in the shared limits backend (the divisor of the fallback shares)");
+    budget_warnings: IntCounterVec = counter_vec("sluice_budget_warnings_total", "Budgets (and holders) whose spend crossed their warning share this period, by budget", &["budget"]);
+    budget_spent_usd: GaugeVec = fgauge_vec("sluice_budget_spent_usd", "US dollars spent in the current period, by budget (all holders)", &["budget"]);
+    budget_spent_tokens: IntGaugeVec = gauge_vec("sluice_budget_spent_tokens", "Tokens spent in the current period, by budget (all holders)", &["budget"]);
     limited: IntCounterVec = counter_vec("sluice_limit_refusals_total", "Requests refused by a limit, by limit name and reason (rate_limited, token_rate_limited, concurrency_limited)", &["limit", "reason"]);
     upstream_requests: IntCounterVec = counter_vec("sluice_upstream_requests_total", "Requests sent upstream, by provider and key id", &["provider", "key"]);
     upstream_responses: IntCounterVec = counter_vec("sluice_upstream_responses_total", "Upstream response heads, by provider, key id and status class", &["provider", "key", "status_class"]);
@@ -128,6 +131,12 @@ fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCoun
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(unreachable_metric);
+    register(r, g.clone());
+    g
+}
+
+fn fgauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(unreachable_metric);
     register(r, g.clone());
     g
 }

@@ -291,6 +291,13 @@ fn add_background(
         ));
     }
     server.add_service(background_service(
+        "sluice budget spend",
+        BudgetFlusher {
+            registry: store.budgets.clone(),
+            file: config.data_dir.join(crate::budgets::FILE),
+        },
+    ));
+    server.add_service(background_service(
         "sluice token usage",
         UsageFlusher {
             registry: store.usage.clone(),
@@ -365,6 +372,31 @@ fn audit_target(config: &wire::Config) -> Option<Target> {
 
 struct EmbeddedMock {
     listener: Mutex<Option<std::net::TcpListener>>,
+}
+
+/// Writes the budgets' spend to `data_dir/budgets.json` every 5 s and at shutdown.
+struct BudgetFlusher {
+    registry: Arc<crate::budgets::Registry>,
+    file: std::path::PathBuf,
+}
+
+#[async_trait]
+impl BackgroundService for BudgetFlusher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            let stop = tokio::select! {
+                _ = shutdown.changed() => true,
+                _ = tick.tick() => false,
+            };
+            if let Err(e) = self.registry.save(&self.file) {
+                log::warn!("budget spend not saved: {e:#}");
+            }
+            if stop {
+                return;
+            }
+        }
+    }
 }
 
 /// Keeps the shared limits backend connected, heartbeating and counting replicas.

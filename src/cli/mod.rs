@@ -1,8 +1,9 @@
-//! `sluice provider|key|secret|token|issuer|route|owner|limit|oauth|mcp|agent <verb>`: the admin API from the shell.
+//! `sluice provider|key|secret|token|issuer|route|owner|limit|budget|oauth|mcp|agent <verb>`: the admin API from the shell.
 //! `SLUICE_ADMIN_URL` (default http://127.0.0.1:9090) and `SLUICE_ADMIN_TOKEN` (default: the
 //! first-run token in ./data/admin-token). Human tables by default, `--output json` for scripts.
 
 mod agent;
+mod budget;
 mod client;
 mod limit;
 mod mcp;
@@ -10,6 +11,7 @@ mod oauth;
 mod tokens;
 
 pub use agent::{agent, app, AgentCmd, AppCmd};
+pub use budget::{budget, BudgetCmd};
 use client::{enc, env_value, labels, read_doc, set_given, Client};
 pub use limit::{limit, LimitCmd};
 pub use mcp::{mcp, McpCmd};

@@ -55,6 +55,7 @@ pub const KINDS: &[Registered] = &[
     register::<wire::McpServer>(),
     register::<wire::Agent>(),
     register::<wire::Limit>(),
+    register::<wire::Budget>(),
 ];
 
 fn merge_one<T: Kind>(config: &mut wire::Config, r: &Resource, errors: &mut Vec<ConfigError>) {

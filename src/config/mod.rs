@@ -2,6 +2,7 @@
 //! → `store` (the `ArcSwap` every request loads once, and the reload path that feeds it).
 
 pub mod agent;
+pub mod budget;
 mod forward;
 pub mod issuer;
 pub mod kind;

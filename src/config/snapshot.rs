@@ -13,8 +13,8 @@ use super::provider::Provider;
 use super::route::Route;
 use super::wire::{self, AuthPolicy};
 use super::{
-    agent as agents, forward, issuer, limit, mcp_server, oauth_provider, provider, route, token,
-    ConfigError,
+    agent as agents, budget, forward, issuer, limit, mcp_server, oauth_provider, provider, route,
+    token, ConfigError,
 };
 use crate::auth::jwks::JwksRegistry;
 use crate::auth::jwt::JwtVerifier;
@@ -58,6 +58,8 @@ pub struct Snapshot {
     pub control_revision: u64,
     /// Rate and concurrency limits, checked at admission.
     pub limits: crate::limits::Limits,
+    /// Spend caps, checked at admission and charged with each answer's usage.
+    pub budgets: crate::budgets::Budgets,
     /// Non-fatal findings (e.g. an optional key whose secret is not set), logged on publish.
     pub warnings: Vec<String>,
 }
@@ -107,6 +109,8 @@ pub struct BuildContext {
     pub usage: Arc<UsageRegistry>,
     /// The limits' counters, kept across reloads.
     pub limits: Arc<crate::limits::Registry>,
+    /// The budgets' spend, kept across reloads (and restarts, through `budgets.json`).
+    pub budgets: Arc<crate::budgets::Registry>,
     /// Secret values from the control plane's store, for `secret_ref: "secret:NAME"`.
     pub secrets: HashMap<String, Secret>,
     /// The control plane's revision these resources come from (0: none).
@@ -151,6 +155,7 @@ impl Snapshot {
             signing: wire::BuiltinIssuer::default(),
             control_revision: 0,
             limits: Default::default(),
+            budgets: Default::default(),
             warnings: Vec::new(),
         }
     }
@@ -221,6 +226,8 @@ impl Snapshot {
             builtin_issuer,
             public_base_url: _,
             limits,
+            budgets,
+            prices,
         } = config;
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
@@ -250,6 +257,7 @@ impl Snapshot {
             gateway_resources(config, &built, &base_url, &mut errors, &mut warnings);
         no_credential_can_pass(routes, tokens, issuers, &mut warnings);
         limit::check_all(limits, &built_routes, &mut errors);
+        budget::check_all(budgets, prices, &built_routes, &mut errors);
 
         if !errors.is_empty() {
             return Err(errors);
@@ -273,6 +281,9 @@ impl Snapshot {
             signing: *builtin_issuer,
             control_revision: ctx.control_revision,
             limits: ctx.limits.build(limits),
+            budgets: ctx
+                .budgets
+                .build(budgets, crate::budgets::Prices::new(prices)),
             warnings,
         })
     }

@@ -33,6 +33,7 @@ pub struct ConfigStore {
     pub jwks: Arc<JwksRegistry>,
     pub usage: Arc<UsageRegistry>,
     limits: Arc<crate::limits::Registry>,
+    pub budgets: Arc<crate::budgets::Registry>,
     /// Serialises reloads and remembers what was loaded at start.
     writer: Mutex<Fixed>,
     ready: AtomicBool,
@@ -76,6 +77,9 @@ impl ConfigStore {
             control_revision: control.as_ref().map(|c| c.dump.revision).unwrap_or(0),
             ..BuildContext::default()
         };
+        // Spend recorded by the previous process, before the first budgets are built.
+        ctx.budgets
+            .load(&parsed.0.data_dir.join(crate::budgets::FILE));
         let control = control.map(Arc::new);
         let (file_config, source) = parsed;
         let parsed = ParseCache::seeded(source.clone(), file_config.clone());
@@ -91,6 +95,7 @@ impl ConfigStore {
             jwks: ctx.jwks.clone(),
             usage: ctx.usage.clone(),
             limits: ctx.limits.clone(),
+            budgets: ctx.budgets.clone(),
             writer: Mutex::new(Fixed {
                 listeners: config.listeners.clone(),
                 server: config.server.clone(),
@@ -184,6 +189,7 @@ impl ConfigStore {
             jwks: self.jwks.clone(),
             usage: self.usage.clone(),
             limits: self.limits.clone(),
+            budgets: self.budgets.clone(),
             secrets: control.map(|c| c.secrets.clone()).unwrap_or_default(),
             control_revision: control.map(|c| c.dump.revision).unwrap_or(0),
         }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 pub use super::agent::wire::Agent;
+pub use super::budget::wire::{Budget, Price};
 pub use super::issuer::wire::Issuer;
 pub use super::limit::wire::Limit;
 pub use super::mcp_server::wire::McpServer;
@@ -50,6 +51,12 @@ pub struct Config {
     /// Rate and concurrency limits per token, owner, route or app (`config::limit`).
     #[serde(default)]
     pub limits: Vec<Limit>,
+    /// Spend caps per period in tokens and US dollars (`config::budget`).
+    #[serde(default)]
+    pub budgets: Vec<Budget>,
+    /// Model prices (US dollars per million tokens) over the shipped table.
+    #[serde(default)]
+    pub prices: Vec<Price>,
     /// Sluice's own issuer: the algorithm of its signing keys and their rotation.
     #[serde(default)]
     pub builtin_issuer: BuiltinIssuer,

@@ -204,28 +204,19 @@ impl Compiled {
     /// Whether this limit applies to a request on `route` (a route prefix) by `principal`.
     fn matches(&self, at: At<'_>, principal: &Principal, builtin_issuer: Option<usize>) -> bool {
         let s = &self.spec;
-        let At { route, provider } = at;
-        let opaque = principal.kind == CredentialKind::Opaque;
-        let app = principal.kind == CredentialKind::Jwt
-            && builtin_issuer.is_some()
-            && principal.issuer == builtin_issuer;
-        s.route.as_deref().is_none_or(|r| r == route)
-            && s.provider.as_deref().is_none_or(|p| p == provider)
-            && s.owner
-                .as_deref()
-                .is_none_or(|o| principal.owner.as_deref() == Some(o))
-            && s.token
-                .as_deref()
-                .is_none_or(|t| opaque && principal.id == t)
-            && s.app.as_deref().is_none_or(|a| app && principal.id == a)
+        Selector {
+            route: s.route.as_deref(),
+            provider: s.provider.as_deref(),
+            owner: s.owner.as_deref(),
+            token: s.token.as_deref(),
+            app: s.app.as_deref(),
+        }
+        .matches(at, principal, builtin_issuer)
     }
 
     fn counters_for(&self, principal: &Principal) -> Arc<Counters> {
-        let key = match self.spec.per {
-            Per::All => return self.shared.clone(),
-            Per::Principal => principal.id.as_str(),
-            // A principal without an owner is its own owner.
-            Per::Owner => principal.owner.as_deref().unwrap_or(principal.id.as_str()),
+        let Some(key) = holder(self.spec.per, principal) else {
+            return self.shared.clone();
         };
         if let Some(c) = self.keyed.get(key) {
             return c;
@@ -247,6 +238,49 @@ impl Compiled {
 #[derive(Debug, Default)]
 pub struct Limits {
     pub all: Vec<Arc<Compiled>>,
+}
+
+/// What a limit or a budget applies to: every selector given must match.
+#[derive(Debug, Clone, Copy)]
+pub struct Selector<'a> {
+    pub route: Option<&'a str>,
+    pub provider: Option<&'a str>,
+    pub owner: Option<&'a str>,
+    /// An opaque token's id.
+    pub token: Option<&'a str>,
+    /// A client id of Sluice's own issuer.
+    pub app: Option<&'a str>,
+}
+
+impl Selector<'_> {
+    pub fn matches(
+        &self,
+        at: At<'_>,
+        principal: &Principal,
+        builtin_issuer: Option<usize>,
+    ) -> bool {
+        let opaque = principal.kind == CredentialKind::Opaque;
+        let app = principal.kind == CredentialKind::Jwt
+            && builtin_issuer.is_some()
+            && principal.issuer == builtin_issuer;
+        self.route.is_none_or(|r| r == at.route)
+            && self.provider.is_none_or(|p| p == at.provider)
+            && self
+                .owner
+                .is_none_or(|o| principal.owner.as_deref() == Some(o))
+            && self.token.is_none_or(|t| opaque && principal.id == t)
+            && self.app.is_none_or(|a| app && principal.id == a)
+    }
+}
+
+/// Whose counters a request uses under `per`: `None` for the shared ones.
+pub fn holder(per: Per, principal: &Principal) -> Option<&str> {
+    match per {
+        Per::All => None,
+        Per::Principal => Some(principal.id.as_str()),
+        // A principal without an owner is its own owner.
+        Per::Owner => Some(principal.owner.as_deref().unwrap_or(principal.id.as_str())),
+    }
 }
 
 /// Where a request goes: its route's prefix and its provider's name.

@@ -96,6 +96,21 @@ pub fn record(sink: &AuditSink, session: &Session, ctx: &mut RequestCtx, status:
     }
 }
 
+/// An audit event for a budget that crossed its warning share (once per period and holder).
+pub fn record_budget_warning(sink: &AuditSink, request_id: &str, w: &crate::budgets::Warning) {
+    let record = serde_json::json!({
+        "time": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        "request_id": request_id,
+        "event": "budget_warning",
+        "budget": w.budget,
+        "holder": w.holder.as_deref().map(|h| clip(h, MAX_PRINCIPAL)),
+        "share": (w.share * 1000.0).round() / 1000.0,
+    });
+    let mut line = record.to_string().into_bytes();
+    line.push(b'\n');
+    sink.record(&line, Stream::Usage);
+}
+
 /// `sluice_tokens_total` by provider, model and direction.
 fn count_tokens(provider: &str, model: Option<&str>, usage: &crate::audit::Usage) {
     let model = model_label(model.unwrap_or("unknown"));

@@ -10,6 +10,7 @@ use super::forward::ForwardConn;
 use super::steps::{Admitted, ForwardAdmitted};
 use crate::audit::{ModelScanner, UsageParser};
 use crate::auth::Principal;
+use crate::budgets::Charge;
 use crate::config::{Provider, ProviderKey, Route, Snapshot};
 use crate::limits::Grant;
 
@@ -50,6 +51,8 @@ pub struct RequestCtx {
     /// What the limits took: flight slots are released when the context is dropped (the
     /// request's end, however it ended), token reservations settled in `logging`.
     pub grant: Grant,
+    /// The budgets this request's usage is charged to.
+    pub charge: Charge,
 }
 
 /// Destination of a plain-HTTP forward-proxy request that goes through untouched.
@@ -92,6 +95,7 @@ impl RequestCtx {
             refused: false,
             detached: false,
             grant: Grant::default(),
+            charge: Charge::default(),
         }
     }
 
@@ -104,16 +108,19 @@ impl RequestCtx {
                 principal,
                 key,
                 grant,
+                charge,
             }) => {
                 self.route = Some(route);
                 self.principal = Some(principal);
                 self.key = key;
                 // A token limit reads the usage even where nothing is recorded.
                 let counts_tokens = grant.counts_tokens();
+                let needs_usage = counts_tokens || !charge.is_empty();
                 self.grant = grant;
+                self.charge = charge;
                 if let Some(route) = self
                     .route()
-                    .filter(|r| (audit_on && r.audit) || counts_tokens)
+                    .filter(|r| (audit_on && r.audit) || needs_usage)
                 {
                     let llm = route.provider.kind != crate::config::ProviderKind::Http;
                     self.accounting = Some(Accounting {

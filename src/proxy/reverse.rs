@@ -345,6 +345,9 @@ impl ProxyHttp for Gateway {
         if ctx.grant.counts_tokens() {
             settle_tokens(ctx, status);
         }
+        if !ctx.charge.is_empty() {
+            charge_budgets(ctx, self.audit.as_ref());
+        }
         let kind = ctx
             .principal
             .as_ref()
@@ -496,6 +499,37 @@ fn settle_tokens(ctx: &mut RequestCtx, status: u16) {
         None => return,
     };
     ctx.grant.settle(used, limits::now_ns());
+}
+
+/// Charges the answer's usage to the request's budgets; a budget that crossed its warning share
+/// gets an audit event.
+fn charge_budgets(ctx: &mut RequestCtx, sink: Option<&AuditSink>) {
+    let Some(acc) = ctx.accounting.as_mut() else {
+        return;
+    };
+    let Some(usage) = acc.usage.as_mut().and_then(|u| u.finish()) else {
+        return;
+    };
+    let (Some(route), Some(principal)) = (
+        ctx.route.and_then(|i| ctx.snap.routes.get(i)),
+        ctx.principal.as_deref(),
+    ) else {
+        return;
+    };
+    let provider = (route.provider.name.as_str(), route.provider.kind);
+    let warnings = ctx.snap.budgets.charge(
+        &ctx.charge,
+        provider,
+        acc.model.model(),
+        &usage,
+        principal,
+        unix_now(),
+    );
+    if let Some(sink) = sink {
+        for w in warnings {
+            accounting::record_budget_warning(sink, &ctx.request_id, &w);
+        }
+    }
 }
 
 /// Applies a collected 401/403 answer to the key it was sent with.

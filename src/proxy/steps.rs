@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::ctx::Passthrough;
 use super::forward::{allowed_addrs, proxy_auth_error, ConnKind, DialError, ForwardConn};
 use crate::auth::{self, Principal, CREDENTIAL_HEADERS};
+use crate::budgets::Charge;
 use crate::config::{CredentialMode, Provider, Snapshot};
 use crate::error::{AuthFailure, BadRequest, ErrorShape, GatewayError};
 use crate::forward::policy::{split_authority, Decision, Denied};
@@ -26,6 +27,8 @@ pub struct Admitted {
     pub key: Option<usize>,
     /// What the limits took (released when the request ends).
     pub grant: Grant,
+    /// The budgets its usage is charged to.
+    pub charge: Charge,
 }
 
 /// A request Sluice answers itself, in the route's provider error shape.
@@ -71,6 +74,7 @@ pub async fn admit(
             AuthFailure::Revoked,
         )));
     }
+    let charge = budget(snap, route, &authed.principal, now_unix).map_err(refuse)?;
     let grant = limit(snap, route, &authed.principal)
         .await
         .map_err(refuse)?;
@@ -87,7 +91,27 @@ pub async fn admit(
         principal: authed.principal,
         key,
         grant,
+        charge,
     })
+}
+
+/// The budgets that apply to this route and principal; a used-up one refuses.
+fn budget(
+    snap: &Snapshot,
+    route: &crate::config::Route,
+    principal: &Principal,
+    now_unix: u64,
+) -> Result<Charge, GatewayError> {
+    if snap.budgets.is_empty() {
+        return Ok(Charge::default());
+    }
+    let at = crate::limits::At {
+        route: &route.prefix,
+        provider: &route.provider.name,
+    };
+    snap.budgets
+        .check(at, principal, snap.builtin_issuer, now_unix)
+        .map_err(|(_, exceeded)| GatewayError::BudgetExceeded(exceeded))
 }
 
 /// The limits that apply to this route and principal, each taking its share (a refused request
@@ -255,6 +279,7 @@ pub async fn admit_forward(
             let principal = auth::verify(&token, &route.access, snap, now_unix)
                 .await
                 .map_err(|e| refuse(auth_error(e)))?;
+            let charge = budget(snap, route, &principal, now_unix).map_err(refuse)?;
             let grant = limit(snap, route, &principal).await.map_err(refuse)?;
             let byok = client_sent_provider_key(req);
             let key = pick_credential(provider, byok, &principal, now_ms).map_err(refuse)?;
@@ -265,6 +290,7 @@ pub async fn admit_forward(
                     principal,
                     key,
                     grant,
+                    charge,
                 }),
             ))
         }

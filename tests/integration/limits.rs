@@ -615,3 +615,73 @@ tokens:
     }
     assert_eq!(mock.seen(&header).await, before);
 }
+
+/// A budget in dollars: priced from the answers' usage, refused once used up with a 429 the
+/// SDK does not retry, a warning audited at its share, and the spend kept across a restart.
+#[tokio::test]
+async fn a_budget_used_up_refuses_without_retries_and_survives_a_restart() {
+    let mock = Mock::start(&[]);
+    let t = opaque_token(", owner: team-a");
+    // The mock's answers use ~25 tokens: at $1,000 per million each costs ~$0.025.
+    let config = format!(
+        "{}tokens:\n  - {}\nbudgets:\n  - {{ name: team-a, owner: team-a, period: month, usd: 0.06, warn_at: 0.5 }}\nprices:\n  - {{ model: gpt-mock, input: 1000, output: 1000 }}\n",
+        providers(&mock),
+        t.record
+    );
+    let mut sluice = Sluice::start_with_env(&config, &KEYS);
+    let openai = sluice.url("/openai/v1");
+    let out = sdk(&openai, &t.token, &["openai-until-429"]);
+    let admitted = out["admitted"].as_u64().unwrap();
+    assert!((2..=3).contains(&admitted), "{out}");
+    assert_eq!(out["error"], "RateLimitError");
+    assert_eq!(out["headers"]["x-sluice-error"], "budget_exceeded");
+    assert_eq!(out["headers"]["x-should-retry"], "false");
+    assert_eq!(out["body"]["error"]["code"], "budget_exceeded");
+    assert_eq!(out["body"]["error"]["type"], "insufficient_quota");
+    // Until the first of next month.
+    let retry: u64 = out["headers"]["retry-after"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 0 && retry <= 31 * 86_400, "{retry}");
+    // With its default retries the SDK asks once: the refusal says retrying is pointless.
+    let refused = r#"sluice_rejected_requests_total{reason="budget_exceeded"}"#;
+    let before = sluice.metric(refused).await;
+    let once = sdk(&openai, &t.token, &["openai-once"]);
+    assert_eq!(once["error"], "RateLimitError", "{once}");
+    assert_eq!(sluice.metric(refused).await, before + 1.0);
+    // Spend and the warning.
+    let spent = sluice
+        .metric(r#"sluice_budget_spent_usd{budget="team-a"}"#)
+        .await;
+    assert!(spent >= 0.06 && spent < 0.1, "{spent}");
+    let warning = wait_audit(&sluice, |r| r["event"] == "budget_warning").await;
+    let warning = warning.expect("a budget_warning audit event");
+    assert_eq!(warning["budget"], "team-a");
+    assert_eq!(
+        sluice
+            .metric(r#"sluice_budget_warnings_total{budget="team-a"}"#)
+            .await,
+        1.0
+    );
+
+    // A graceful restart keeps the month's spend: still refused.
+    sluice.proc.signal("TERM");
+    for _ in 0..100 {
+        if sluice.proc.child.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(sluice.dir.path().join("data/budgets.json").exists());
+    sluice.relaunch();
+    let bearer = format!("Bearer {}", t.token);
+    let (status, reason) = call(
+        &sluice,
+        "/openai/v1/chat/completions",
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!((status, reason.as_str()), (429, "budget_exceeded"));
+}

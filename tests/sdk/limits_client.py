@@ -5,6 +5,7 @@ usage: limits_client.py BASE_URL TOKEN MODE   (prints one JSON object)
   openai-until-429 [--stream] [--no-usage]  calls until refused (at most 20; no retries)
   anthropic-until-429 [--stream]            the same with the anthropic SDK
   openai-retry N                            N calls with the SDK's default retries (2)
+  openai-once                               one call with the SDK's default retries
 """
 import json
 import sys
@@ -12,7 +13,7 @@ import sys
 base_url, token, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 stream = "--stream" in sys.argv
 messages = [{"role": "user", "content": "hello"}]
-HEADERS = ("retry-after", "retry-after-ms", "x-sluice-error")
+HEADERS = ("retry-after", "retry-after-ms", "x-sluice-error", "x-should-retry")
 
 
 def refused(e, prefix):
@@ -66,5 +67,13 @@ elif mode == "openai-retry":
     answers = [client.chat.completions.create(model="gpt-mock", messages=messages)
                for _ in range(n)]
     print(json.dumps({"ok": sum(1 for a in answers if a.choices)}))
+elif mode == "openai-once":
+    import openai
+    client = openai.OpenAI(base_url=base_url, api_key=token, timeout=20)  # default retries
+    try:
+        client.chat.completions.create(model="gpt-mock", messages=messages)
+        print(json.dumps({"ok": True}))
+    except openai.RateLimitError as e:
+        print(json.dumps(refused(e, "x-ratelimit-")))
 else:
     sys.exit(f"unknown mode {mode}")

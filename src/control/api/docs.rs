@@ -99,6 +99,7 @@ pub(in crate::control) const DOCS: &[DocEntry] = &[
     entry::<wire::McpServer>(),
     entry::<wire::Agent>(),
     entry::<wire::Limit>(),
+    entry::<wire::Budget>(),
 ];
 
 fn routes<T: Doc>(router: Router<Arc<ControlPlane>>) -> Router<Arc<ControlPlane>> {

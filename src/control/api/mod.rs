@@ -27,6 +27,7 @@ use crate::config::{Access, ConfigErrors, ConfigStore};
 
 mod agents;
 mod apps;
+mod budgets;
 mod connections;
 pub(super) mod docs;
 mod feed;

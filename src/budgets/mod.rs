@@ -1,0 +1,386 @@
+//! Budgets (`budgets:`): spend caps per period in tokens and US dollars, checked at admission
+//! and debited with what each answer's usage cost (`prices`). A budget used up refuses with
+//! 429 `budget_exceeded` until its period ends; crossing its warning share counts
+//! `sluice_budget_warnings_total` and writes an audit event once per period.
+//!
+//! Spend is kept per process beside the snapshot (a reload that keeps a budget keeps its
+//! spend) and written to `data_dir/budgets.json` every few seconds, so a restart resumes the
+//! month where it was.
+
+pub mod prices;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::audit::Usage;
+use crate::auth::Principal;
+use crate::config::budget::wire::{Budget, Period};
+use crate::limits::{holder, At, Selector};
+use crate::metrics::METRICS;
+use crate::upstream::ProviderKind;
+pub use prices::Prices;
+
+/// Where spend is kept between processes, under `data_dir`.
+pub const FILE: &str = "budgets.json";
+
+/// Micro-dollars in a dollar: spend is counted in integers.
+const MICRO: f64 = 1_000_000.0;
+
+/// A refusal: the budget is used up until `resets_at` (Unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exceeded {
+    pub resets_at: u64,
+    pub now: u64,
+}
+
+/// What one holder of a budget spent in the current period.
+#[derive(Debug, Default)]
+pub struct Spend {
+    period: AtomicU64,
+    tokens: AtomicU64,
+    micro_usd: AtomicU64,
+    warned: AtomicBool,
+}
+
+impl Spend {
+    /// Starts the period `index` afresh if the spend is of an earlier one.
+    fn roll(&self, index: u64) {
+        let seen = self.period.load(Ordering::Acquire);
+        if seen < index
+            && self
+                .period
+                .compare_exchange(seen, index, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            self.tokens.store(0, Ordering::Release);
+            self.micro_usd.store(0, Ordering::Release);
+            self.warned.store(false, Ordering::Release);
+        }
+    }
+
+    pub fn tokens(&self) -> u64 {
+        self.tokens.load(Ordering::Acquire)
+    }
+
+    pub fn usd(&self) -> f64 {
+        self.micro_usd.load(Ordering::Acquire) as f64 / MICRO
+    }
+}
+
+/// One budget as the request path uses it.
+#[derive(Debug)]
+pub struct Compiled {
+    pub spec: Budget,
+    cap_micro: Option<u64>,
+    shared: Arc<Spend>,
+    keyed: moka::sync::Cache<Box<str>, Arc<Spend>>,
+}
+
+impl Compiled {
+    fn new(spec: Budget) -> Compiled {
+        Compiled {
+            cap_micro: spec.usd.map(|d| (d * MICRO).round() as u64),
+            shared: Arc::default(),
+            // A month's holders; forgotten after 40 days without a request.
+            keyed: moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_idle(Duration::from_secs(40 * 86_400))
+                .build(),
+            spec,
+        }
+    }
+
+    fn selector(&self) -> Selector<'_> {
+        let s = &self.spec;
+        Selector {
+            route: s.route.as_deref(),
+            provider: s.provider.as_deref(),
+            owner: s.owner.as_deref(),
+            token: s.token.as_deref(),
+            app: s.app.as_deref(),
+        }
+    }
+
+    fn spend_of(&self, principal: &Principal) -> Arc<Spend> {
+        match holder(self.spec.per, principal) {
+            None => self.shared.clone(),
+            Some(key) => self
+                .keyed
+                .get_with(Box::from(key), || Arc::new(Spend::default())),
+        }
+    }
+
+    /// The period `now` (Unix seconds) falls in, and when it ends.
+    pub fn period(&self, now: u64) -> (u64, u64) {
+        period(self.spec.period, self.spec.window_hours, now)
+    }
+
+    fn used_up(&self, spend: &Spend) -> bool {
+        self.spec.tokens.is_some_and(|cap| spend.tokens() >= cap)
+            || self
+                .cap_micro
+                .is_some_and(|cap| spend.micro_usd.load(Ordering::Acquire) >= cap)
+    }
+
+    /// Every holder's spend in the current period (for the file and the API).
+    fn snapshot(&self) -> BTreeMap<String, (u64, u64, u64)> {
+        let mut out = BTreeMap::new();
+        let mut put = |holder: &str, s: &Spend| {
+            out.insert(
+                holder.to_owned(),
+                (
+                    s.period.load(Ordering::Acquire),
+                    s.tokens(),
+                    s.micro_usd.load(Ordering::Acquire),
+                ),
+            );
+        };
+        put("*", &self.shared);
+        for (k, s) in self.keyed.iter() {
+            put(&k, &s);
+        }
+        out
+    }
+}
+
+/// The period index and its end (Unix seconds): UTC days, UTC calendar months, or windows of
+/// `window_hours` counted from the Unix epoch.
+pub fn period(kind: Period, window_hours: Option<u32>, now: u64) -> (u64, u64) {
+    match kind {
+        Period::Day => (now / 86_400, (now / 86_400 + 1) * 86_400),
+        Period::Hours => {
+            let w = u64::from(window_hours.unwrap_or(24).max(1)) * 3600;
+            (now / w, (now / w + 1) * w)
+        }
+        Period::Month => {
+            let t = time::OffsetDateTime::from_unix_timestamp(now as i64)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            let (year, month) = (t.year(), t.month());
+            let (next_year, next_month) = match month {
+                time::Month::December => (year + 1, time::Month::January),
+                m => (year, m.next()),
+            };
+            let end = time::Date::from_calendar_date(next_year, next_month, 1)
+                .map(|d| d.midnight().assume_utc().unix_timestamp() as u64)
+                .unwrap_or(now + 31 * 86_400);
+            (year as u64 * 12 + month as u64, end)
+        }
+    }
+}
+
+/// Every budget of a snapshot, and the price table.
+#[derive(Debug, Default)]
+pub struct Budgets {
+    pub all: Vec<Arc<Compiled>>,
+    pub prices: Prices,
+}
+
+/// What admission found: the spends a request's usage goes to.
+#[derive(Debug, Default)]
+pub struct Charge {
+    held: Vec<(Arc<Compiled>, Arc<Spend>)>,
+}
+
+/// Charges compare by the spends they hold (admission results in tests).
+impl PartialEq for Charge {
+    fn eq(&self, other: &Charge) -> bool {
+        self.held.len() == other.held.len()
+            && self
+                .held
+                .iter()
+                .zip(&other.held)
+                .all(|(a, b)| Arc::ptr_eq(&a.1, &b.1))
+    }
+}
+
+impl Charge {
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+}
+
+/// A budget crossed its warning share: what the audit event says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Warning {
+    pub budget: String,
+    pub holder: Option<String>,
+    pub share: f64,
+}
+
+impl Budgets {
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty()
+    }
+
+    /// Refuses a request whose budget is used up; else the spends it will be charged to.
+    pub fn check(
+        &self,
+        at: At<'_>,
+        principal: &Principal,
+        builtin_issuer: Option<usize>,
+        now: u64,
+    ) -> Result<Charge, (String, Exceeded)> {
+        let mut charge = Charge::default();
+        for b in &self.all {
+            if !b.selector().matches(at, principal, builtin_issuer) {
+                continue;
+            }
+            let spend = b.spend_of(principal);
+            let (index, end) = b.period(now);
+            spend.roll(index);
+            if b.used_up(&spend) {
+                METRICS
+                    .limited
+                    .with_label_values(&[&b.spec.name, "budget_exceeded"])
+                    .inc();
+                return Err((
+                    b.spec.name.clone(),
+                    Exceeded {
+                        resets_at: end,
+                        now,
+                    },
+                ));
+            }
+            charge.held.push((b.clone(), spend));
+        }
+        Ok(charge)
+    }
+
+    /// Charges a finished request's usage; returns the budgets whose warning share it crossed.
+    pub fn charge(
+        &self,
+        charge: &Charge,
+        provider: (&str, ProviderKind),
+        model: Option<&str>,
+        usage: &Usage,
+        principal: &Principal,
+        now: u64,
+    ) -> Vec<Warning> {
+        let tokens = usage.input + usage.output + usage.cache_write;
+        let micro = self
+            .prices
+            .cost_micro_usd(provider.0, provider.1, model, usage);
+        let mut warnings = Vec::new();
+        for (b, spend) in &charge.held {
+            spend.roll(b.period(now).0);
+            let t = spend.tokens.fetch_add(tokens, Ordering::AcqRel) + tokens;
+            let m = spend.micro_usd.fetch_add(micro, Ordering::AcqRel) + micro;
+            let share = f64::max(
+                b.spec
+                    .tokens
+                    .map_or(0.0, |cap| t as f64 / cap.max(1) as f64),
+                b.cap_micro.map_or(0.0, |cap| m as f64 / cap.max(1) as f64),
+            );
+            if share >= b.spec.warn_at && !spend.warned.swap(true, Ordering::AcqRel) {
+                METRICS
+                    .budget_warnings
+                    .with_label_values(&[&b.spec.name])
+                    .inc();
+                warnings.push(Warning {
+                    budget: b.spec.name.clone(),
+                    holder: holder(b.spec.per, principal).map(str::to_owned),
+                    share,
+                });
+            }
+        }
+        warnings
+    }
+}
+
+/// The budgets' spend, carried from one snapshot to the next and to the next process.
+#[derive(Debug, Default)]
+pub struct Registry {
+    live: Mutex<HashMap<String, Arc<Compiled>>>,
+    /// Spend read from `budgets.json` at start, handed to the budgets as they are built.
+    saved: Mutex<Saved>,
+}
+
+/// `budgets.json`: budget name → holder (`*` for `per: all`) → (period, tokens, micro-USD).
+type Saved = BTreeMap<String, BTreeMap<String, (u64, u64, u64)>>;
+
+impl Registry {
+    /// The snapshot's budgets: an unchanged budget keeps its spend.
+    pub fn build(&self, specs: &[Budget], prices: Prices) -> Budgets {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
+        let all: Vec<Arc<Compiled>> = specs
+            .iter()
+            .map(|s| match live.get(&s.name) {
+                Some(c) if c.spec == *s => c.clone(),
+                _ => {
+                    let c = Compiled::new(s.clone());
+                    if let Some(holders) = saved.remove(&s.name) {
+                        restore(&c, holders);
+                    }
+                    Arc::new(c)
+                }
+            })
+            .collect();
+        live.clear();
+        for c in &all {
+            live.insert(c.spec.name.clone(), c.clone());
+        }
+        Budgets { all, prices }
+    }
+
+    /// Reads `budgets.json` (missing or unreadable: nothing spent yet).
+    pub fn load(&self, file: &Path) {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            return;
+        };
+        match serde_json::from_str::<Saved>(&text) {
+            Ok(saved) => *self.saved.lock().unwrap_or_else(|p| p.into_inner()) = saved,
+            Err(e) => log::warn!("{}: not read ({e}); budgets start empty", file.display()),
+        }
+    }
+
+    /// Writes every budget's spend to `file` (0600, replaced atomically).
+    pub fn save(&self, file: &Path) -> anyhow::Result<()> {
+        let all: Saved = {
+            let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            if live.is_empty() {
+                return Ok(());
+            }
+            live.iter()
+                .map(|(n, c)| (n.clone(), c.snapshot()))
+                .collect()
+        };
+        crate::private::replace(file, &serde_json::to_vec(&all)?)
+    }
+
+    /// Each budget's spend in its current period, for `per: all` budgets, or the total over
+    /// holders (the API and `sluice budget list`).
+    pub fn spent(&self, name: &str, now: u64) -> Option<(u64, f64)> {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let c = live.get(name)?;
+        let index = c.period(now).0;
+        let (mut tokens, mut micro) = (0, 0);
+        for (_, (period, t, m)) in c.snapshot() {
+            if period == index {
+                tokens += t;
+                micro += m;
+            }
+        }
+        Some((tokens, micro as f64 / MICRO))
+    }
+}
+
+fn restore(c: &Compiled, holders: BTreeMap<String, (u64, u64, u64)>) {
+    for (holder, (period, tokens, micro)) in holders {
+        let spend = if holder == "*" {
+            c.shared.clone()
+        } else {
+            c.keyed
+                .get_with(Box::from(holder.as_str()), || Arc::new(Spend::default()))
+        };
+        spend.period.store(period, Ordering::Release);
+        spend.tokens.store(tokens, Ordering::Release);
+        spend.micro_usd.store(micro, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,85 @@
+//! What models cost: the shipped table (US dollars per million tokens, list prices of the common
+//! models as published by their providers), overridden and extended by `prices:` in the config.
+//! A model is priced by its exact name or the longest listed prefix of it, so dated versions
+//! (`gpt-4o-2024-08-06`, `claude-sonnet-4-20250514`) take their family's price.
+
+use crate::audit::Usage;
+use crate::config::budget::wire::Price;
+use crate::upstream::ProviderKind;
+
+/// (model, input, output, cache read, cache write) per million tokens.
+const SHIPPED: &[(&str, f64, f64, f64, f64)] = &[
+    ("gpt-5", 1.25, 10.0, 0.125, 0.0),
+    ("gpt-5-mini", 0.25, 2.0, 0.025, 0.0),
+    ("gpt-5-nano", 0.05, 0.40, 0.005, 0.0),
+    ("gpt-4.1", 2.0, 8.0, 0.50, 0.0),
+    ("gpt-4.1-mini", 0.40, 1.60, 0.10, 0.0),
+    ("gpt-4.1-nano", 0.10, 0.40, 0.025, 0.0),
+    ("gpt-4o", 2.50, 10.0, 1.25, 0.0),
+    ("gpt-4o-mini", 0.15, 0.60, 0.075, 0.0),
+    ("o3", 2.0, 8.0, 0.50, 0.0),
+    ("o4-mini", 1.10, 4.40, 0.275, 0.0),
+    ("claude-opus-4", 15.0, 75.0, 1.50, 18.75),
+    ("claude-sonnet-4", 3.0, 15.0, 0.30, 3.75),
+    ("claude-3-7-sonnet", 3.0, 15.0, 0.30, 3.75),
+    ("claude-3-5-haiku", 0.80, 4.0, 0.08, 1.0),
+    ("claude-haiku-4", 1.0, 5.0, 0.10, 1.25),
+    ("gemini-2.5-pro", 1.25, 10.0, 0.31, 0.0),
+    ("gemini-2.5-flash", 0.30, 2.50, 0.075, 0.0),
+];
+
+/// The price table of a snapshot: the config's entries first, then the shipped ones.
+#[derive(Debug, Clone, Default)]
+pub struct Prices {
+    entries: Vec<Price>,
+}
+
+impl Prices {
+    pub fn new(configured: &[Price]) -> Prices {
+        let mut entries = configured.to_vec();
+        entries.extend(SHIPPED.iter().map(|(m, i, o, r, w)| Price {
+            model: (*m).to_owned(),
+            provider: None,
+            input: *i,
+            output: *o,
+            cache_read: *r,
+            cache_write: *w,
+        }));
+        Prices { entries }
+    }
+
+    /// The price of `model` on `provider`: an entry for that provider before one for any, the
+    /// longest matching name first.
+    pub fn of(&self, provider: &str, model: &str) -> Option<&Price> {
+        self.entries
+            .iter()
+            .filter(|p| p.provider.as_deref().is_none_or(|pp| pp == provider))
+            .filter(|p| model.starts_with(p.model.as_str()))
+            .max_by_key(|p| (p.model.len(), p.provider.is_some()))
+    }
+
+    /// What `usage` cost, in micro-dollars (0 for a model with no price). OpenAI-style usage
+    /// counts cached prompt tokens inside the input; Anthropic's input excludes cache reads
+    /// and writes.
+    pub fn cost_micro_usd(
+        &self,
+        provider: &str,
+        kind: ProviderKind,
+        model: Option<&str>,
+        usage: &Usage,
+    ) -> u64 {
+        let Some(p) = model.and_then(|m| self.of(provider, m)) else {
+            return 0;
+        };
+        let fresh_input = match kind {
+            ProviderKind::Anthropic => usage.input,
+            _ => usage.input.saturating_sub(usage.cache_read),
+        };
+        let dollars_per_million = fresh_input as f64 * p.input
+            + usage.output as f64 * p.output
+            + usage.cache_read as f64 * p.cache_read
+            + usage.cache_write as f64 * p.cache_write;
+        // Per million tokens, in micro-dollars: the same number.
+        dollars_per_million.round() as u64
+    }
+}

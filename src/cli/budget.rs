@@ -1,0 +1,119 @@
+//! `sluice budget list|get|create|update|delete`.
+
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{Map, Value};
+
+use super::client::{enc, set_given, Client};
+use super::Conn;
+
+#[derive(Subcommand, Debug)]
+pub enum BudgetCmd {
+    /// Example: sluice budget list
+    List,
+    /// Example: sluice budget get team-a-monthly
+    Get { name: String },
+    /// Example: sluice budget create team-a-monthly --owner team-a --period month --usd 500
+    ///
+    /// Example: sluice budget create per-user-daily --per principal --period day --tokens 2000000
+    Create {
+        name: String,
+        #[command(flatten)]
+        fields: BudgetFields,
+    },
+    /// Change a budget; fields not given are kept (its spend starts afresh).
+    ///
+    /// Example: sluice budget update team-a-monthly --usd 800
+    Update {
+        name: String,
+        #[command(flatten)]
+        fields: BudgetFields,
+    },
+    /// Example: sluice budget delete team-a-monthly
+    Delete { name: String },
+}
+
+#[derive(Args, Debug, Default)]
+pub struct BudgetFields {
+    /// Requests on this route prefix only.
+    #[arg(long)]
+    route: Option<String>,
+    /// Requests to this provider only.
+    #[arg(long)]
+    provider: Option<String>,
+    /// Requests by this owner's tokens only.
+    #[arg(long)]
+    owner: Option<String>,
+    /// Requests with this opaque token id only.
+    #[arg(long)]
+    token: Option<String>,
+    /// Requests by this client of Sluice's issuer only.
+    #[arg(long)]
+    app: Option<String>,
+    /// One budget for all (all), or one per principal or per owner.
+    #[arg(long)]
+    per: Option<String>,
+    /// day, month or hours (with --window-hours).
+    #[arg(long)]
+    period: Option<String>,
+    #[arg(long)]
+    window_hours: Option<u32>,
+    /// Tokens per period.
+    #[arg(long)]
+    tokens: Option<u64>,
+    /// US dollars per period.
+    #[arg(long)]
+    usd: Option<f64>,
+    /// Share at which a warning is recorded (default 0.8).
+    #[arg(long)]
+    warn_at: Option<f64>,
+}
+
+impl BudgetFields {
+    fn apply(self, doc: &mut Value) {
+        set_given(
+            doc,
+            [
+                ("route", self.route.map(Value::from)),
+                ("provider", self.provider.map(Value::from)),
+                ("owner", self.owner.map(Value::from)),
+                ("token", self.token.map(Value::from)),
+                ("app", self.app.map(Value::from)),
+                ("per", self.per.map(Value::from)),
+                ("period", self.period.map(Value::from)),
+                ("window_hours", self.window_hours.map(Value::from)),
+                ("tokens", self.tokens.map(Value::from)),
+                ("usd", self.usd.map(Value::from)),
+                ("warn_at", self.warn_at.map(Value::from)),
+            ],
+        );
+    }
+}
+
+pub fn budget(conn: &Conn, cmd: BudgetCmd) -> anyhow::Result<()> {
+    let c = Client::new(conn)?;
+    let path = |name: &str| format!("/v1/budgets/{}", enc(name));
+    let v = match cmd {
+        BudgetCmd::List => c.call(Method::GET, "/v1/budgets", None)?,
+        BudgetCmd::Get { name } => c.call(Method::GET, &path(&name), None)?,
+        BudgetCmd::Create { name, fields } => {
+            let mut doc = Value::Object(Map::new());
+            doc["name"] = Value::from(name);
+            fields.apply(&mut doc);
+            c.call(Method::POST, "/v1/budgets", Some(doc))?
+        }
+        BudgetCmd::Update { name, fields } => {
+            let mut doc = c.stored(&path(&name))?;
+            fields.apply(&mut doc);
+            c.call(Method::PUT, &path(&name), Some(doc))?
+        }
+        BudgetCmd::Delete { name } => c.call(Method::DELETE, &path(&name), None)?,
+    };
+    c.show(
+        &v,
+        &[
+            "name", "owner", "route", "per", "period", "tokens", "usd", "source",
+        ],
+    );
+    Ok(())
+}
