@@ -655,7 +655,7 @@ async fn a_budget_used_up_refuses_without_retries_and_survives_a_restart() {
     let spent = sluice
         .metric(r#"sluice_budget_spent_usd{budget="team-a"}"#)
         .await;
-    assert!(spent >= 0.06 && spent < 0.1, "{spent}");
+    assert!((0.06..0.1).contains(&spent), "{spent}");
     let warning = wait_audit(&sluice, |r| r["event"] == "budget_warning").await;
     let warning = warning.expect("a budget_warning audit event");
     assert_eq!(warning["budget"], "team-a");
