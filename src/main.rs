@@ -395,14 +395,30 @@ fn usage(
         "model" => GroupBy::Model,
         other => anyhow::bail!("--by {other}: use principal, provider or model"),
     };
+    // Prices and provider kinds from the config when it can be read (else no dollars).
+    let read = sluice::config::read_file(&config);
+    let wire = read.as_ref().ok().map(|(w, _)| w);
     let path = match file {
         Some(f) => f,
         None => {
-            let (wire, _) = sluice::config::read_file(&config)?;
-            wire.audit
+            let (w, _) = read.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+            w.audit
                 .path
-                .unwrap_or_else(|| wire.data_dir.join("audit.jsonl"))
+                .clone()
+                .unwrap_or_else(|| w.data_dir.join("audit.jsonl"))
         }
+    };
+    let prices = sluice::budgets::Prices::new(wire.map_or(&[][..], |w| &w.prices));
+    let kinds: std::collections::HashMap<String, sluice::config::ProviderKind> = wire
+        .iter()
+        .flat_map(|w| w.providers.iter().map(|p| (p.name.clone(), p.kind)))
+        .collect();
+    let price = |provider: &str, model: Option<&str>, u: &sluice::audit::Usage| {
+        let kind = kinds
+            .get(provider)
+            .copied()
+            .unwrap_or(sluice::config::ProviderKind::OpenAi);
+        prices.cost_micro_usd(provider, kind, model, u)
     };
     let when = |s: Option<String>| -> anyhow::Result<Option<std::time::SystemTime>> {
         let Some(s) = s else { return Ok(None) };
@@ -415,12 +431,12 @@ fn usage(
     };
     let files = report::files(&path);
     anyhow::ensure!(!files.is_empty(), "no audit file at {}", path.display());
-    let totals = report::totals(&files, by, when(since)?, when(until)?)?;
+    let totals = report::totals(&files, by, when(since)?, when(until)?, &price)?;
     if json {
         let map: serde_json::Map<String, serde_json::Value> = totals
             .iter()
             .map(|(k, t)| {
-                (k.clone(), serde_json::json!({"requests": t.requests, "input": t.input, "output": t.output, "cache_read": t.cache_read, "cache_write": t.cache_write}))
+                (k.clone(), serde_json::json!({"requests": t.requests, "input": t.input, "output": t.output, "cache_read": t.cache_read, "cache_write": t.cache_write, "usd": t.micro_usd as f64 / 1e6}))
             })
             .collect();
         println!("{}", serde_json::Value::Object(map));

@@ -21,7 +21,12 @@ pub struct Totals {
     pub output: u64,
     pub cache_read: u64,
     pub cache_write: u64,
+    /// What it cost, in micro-dollars (by the price table `totals` was given).
+    pub micro_usd: u64,
 }
+
+/// What a record's usage cost, in micro-dollars: (provider, model, usage) → cost.
+pub type Pricing<'a> = &'a dyn Fn(&str, Option<&str>, &crate::audit::Usage) -> u64;
 
 #[derive(Deserialize)]
 struct Line {
@@ -63,6 +68,7 @@ pub fn totals(
     by: GroupBy,
     since: Option<SystemTime>,
     until: Option<SystemTime>,
+    price: Pricing<'_>,
 ) -> std::io::Result<BTreeMap<String, Totals>> {
     let mut out: BTreeMap<String, Totals> = BTreeMap::new();
     for file in files {
@@ -76,6 +82,19 @@ pub fn totals(
             if since.is_some_and(|s| time < s) || until.is_some_and(|u| time >= u) {
                 continue;
             }
+            let cost = match (&record.provider, &record.usage) {
+                (Some(p), Some(u)) => price(
+                    p,
+                    record.model.as_deref(),
+                    &crate::audit::Usage {
+                        input: u.input,
+                        output: u.output,
+                        cache_read: u.cache_read,
+                        cache_write: u.cache_write,
+                    },
+                ),
+                _ => 0,
+            };
             let key = match by {
                 GroupBy::Principal => record.principal,
                 GroupBy::Provider => record.provider,
@@ -84,6 +103,7 @@ pub fn totals(
             .unwrap_or_else(|| "-".to_owned());
             let t = out.entry(key).or_default();
             t.requests += 1;
+            t.micro_usd += cost;
             if let Some(u) = record.usage {
                 t.input += u.input;
                 t.output += u.output;
@@ -109,13 +129,18 @@ pub fn table(by: GroupBy, totals: &BTreeMap<String, Totals>) -> String {
         .unwrap_or(0)
         .max(head.len());
     let mut out = format!(
-        "{head:<width$}  {:>9}  {:>12}  {:>12}  {:>12}  {:>12}\n",
-        "requests", "input", "output", "cache_read", "cache_write"
+        "{head:<width$}  {:>9}  {:>12}  {:>12}  {:>12}  {:>12}  {:>12}\n",
+        "requests", "input", "output", "cache_read", "cache_write", "usd"
     );
     for (k, t) in totals {
         out.push_str(&format!(
-            "{k:<width$}  {:>9}  {:>12}  {:>12}  {:>12}  {:>12}\n",
-            t.requests, t.input, t.output, t.cache_read, t.cache_write
+            "{k:<width$}  {:>9}  {:>12}  {:>12}  {:>12}  {:>12}  {:>12.4}\n",
+            t.requests,
+            t.input,
+            t.output,
+            t.cache_read,
+            t.cache_write,
+            t.micro_usd as f64 / 1e6
         ));
     }
     out

@@ -666,6 +666,21 @@ async fn a_budget_used_up_refuses_without_retries_and_survives_a_restart() {
         1.0
     );
 
+    // `sluice usage` prices the same records with the config's table.
+    let out = std::process::Command::new(sluice_bin())
+        .args(["usage", "--by", "model", "--json", "--config"])
+        .arg(&sluice.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let totals: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let usd = totals["gpt-mock"]["usd"].as_f64().unwrap();
+    assert!((usd - spent).abs() < 1e-6, "{totals} vs {spent}");
+
     // A graceful restart keeps the month's spend: still refused.
     sluice.proc.signal("TERM");
     for _ in 0..100 {
