@@ -8,7 +8,7 @@
 # usage: benches/loadtest.sh [--smoke]
 #   DURATION=10  seconds per run          ROUNDS=3   interleaved rounds (median reported)
 #   WORKERS=nproc proxy workers (Sluice's default)  SLUICE_BIN=path  skip the release build
-#   TARGETS="direct nginx pingora sluice noauth noaudit"  (keep direct, nginx and pingora)
+#   TARGETS="direct nginx pingora sluice limited noauth noaudit"  (keep direct, nginx and pingora)
 #   --smoke      1 s runs, 1 round: checks the kit works (CI), figures mean nothing
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,8 +17,10 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 WORKERS=${WORKERS:-$(nproc)}
 # sluice: token auth and accounting on; noauth: the same Sluice on an `auth: none` route;
-# noaudit: no auth and no accounting (audit records go to a file under the kit's temp dir).
-TARGETS=${TARGETS:-direct nginx pingora sluice noauth noaudit}
+# noaudit: no auth and no accounting (audit records go to a file under the kit's temp dir);
+# limited: `sluice` plus a per-principal request rate, token allowance and concurrency cap and a
+# monthly dollar budget (none of them reached).
+TARGETS=${TARGETS:-direct nginx pingora sluice limited noauth noaudit}
 if [[ "${1:-}" == "--smoke" ]]; then DURATION=1; ROUNDS=1; SMOKE=1; else SMOKE=0; fi
 
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -74,10 +76,15 @@ routes:
   - { prefix: /paced, provider: paced, auth: none }
   - { prefix: /paced-bare, provider: paced, auth: none, audit: false }
   - { prefix: /openai, provider: openai, auth: token }
+  - { prefix: /limited, provider: openai, auth: token }
   - { prefix: /open, provider: openai, auth: none }
   - { prefix: /bare, provider: openai, auth: none, audit: false }
 tokens:
 $TOKEN_RECORD
+limits:
+  - { name: load, route: /limited, per: principal, requests_per_minute: 1000000000, tokens_per_minute: 100000000000, concurrent: 100000 }
+budgets:
+  - { name: load, route: /limited, per: principal, period: month, usd: 1000000000 }
 YAML
 LOAD_KEY_A=sk-load-a-000000000 LOAD_KEY_B=sk-load-b-000000000 RUST_LOG=warn \
   "$SLUICE_BIN" serve --config "$T/sluice.yaml" >"$T/sluice.log" 2>&1 &
@@ -103,6 +110,7 @@ url() {
     pingora) echo "http://127.0.0.1:$BARE/openai/v1/chat/completions" ;;
     noauth) echo "http://127.0.0.1:$SLUICE/open/v1/chat/completions" ;;
     noaudit) echo "http://127.0.0.1:$SLUICE/bare/v1/chat/completions" ;;
+    limited) echo "http://127.0.0.1:$SLUICE/limited/v1/chat/completions" ;;
   esac
 }
 declare -A RPS P50 P99 CPU

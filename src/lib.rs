@@ -21,5 +21,6 @@ pub mod proxy;
 pub mod secrets;
 pub mod server;
 pub mod tls;
+pub mod trace;
 pub mod upstream;
 pub mod vault;

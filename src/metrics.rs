@@ -39,6 +39,7 @@ metrics! {
     budget_warnings: IntCounterVec = counter_vec("sluice_budget_warnings_total", "Budgets (and holders) whose spend crossed their warning share this period, by budget", &["budget"]);
     budget_spent_usd: GaugeVec = fgauge_vec("sluice_budget_spent_usd", "US dollars spent in the current period, by budget (all holders)", &["budget"]);
     budget_spent_tokens: IntGaugeVec = gauge_vec("sluice_budget_spent_tokens", "Tokens spent in the current period, by budget (all holders)", &["budget"]);
+    spans_dropped: IntCounter = counter("sluice_trace_spans_dropped_total", "Trace spans not exported because the exporter was behind (server.otlp_endpoint)");
     limited: IntCounterVec = counter_vec("sluice_limit_refusals_total", "Requests refused by a limit, by limit name and reason (rate_limited, token_rate_limited, concurrency_limited)", &["limit", "reason"]);
     upstream_requests: IntCounterVec = counter_vec("sluice_upstream_requests_total", "Requests sent upstream, by provider and key id", &["provider", "key"]);
     upstream_responses: IntCounterVec = counter_vec("sluice_upstream_responses_total", "Upstream response heads, by provider, key id and status class", &["provider", "key", "status_class"]);
@@ -155,6 +156,12 @@ fn histogram_vec(
     .unwrap_or_else(unreachable_metric);
     register(r, h.clone());
     h
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).unwrap_or_else(unreachable_metric);
+    register(r, c.clone());
+    c
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {

@@ -282,6 +282,24 @@ fn add_background(
             LimitsBackend { backend },
         ));
     }
+    if let Some(endpoint) = config
+        .server
+        .otlp_endpoint
+        .as_deref()
+        .filter(|_| serves_traffic)
+    {
+        let service = config
+            .server
+            .otlp_service_name
+            .as_deref()
+            .unwrap_or("sluice");
+        server.add_service(background_service(
+            "sluice trace exporter",
+            TraceExporter {
+                run: Mutex::new(Some(Box::pin(crate::trace::install(endpoint, service)))),
+            },
+        ));
+    }
     if serves_traffic {
         server.add_service(background_service(
             "sluice jwks refresher",
@@ -394,6 +412,24 @@ impl BackgroundService for BudgetFlusher {
             }
             if stop {
                 return;
+            }
+        }
+    }
+}
+
+/// Posts trace batches to the OTLP collector.
+struct TraceExporter {
+    run: Mutex<Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>>,
+}
+
+#[async_trait]
+impl BackgroundService for TraceExporter {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let run = self.run.lock().ok().and_then(|mut r| r.take());
+        if let Some(run) = run {
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                _ = run => {}
             }
         }
     }

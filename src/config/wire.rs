@@ -197,6 +197,13 @@ pub struct ServerOptions {
     /// (`redis://127.0.0.1:6379/0`); default: each process counts on its own.
     #[serde(default)]
     pub limits_backend: Option<String>,
+    /// Export a trace span per request over OTLP/HTTP (JSON) to this collector
+    /// (`http://otel-collector:4318`); default: no tracing.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// The spans' `service.name` (default `sluice`).
+    #[serde(default)]
+    pub otlp_service_name: Option<String>,
 }
 
 /// Audit records: one JSON line per request. Fixed for the life of the process.

@@ -53,6 +53,8 @@ pub struct RequestCtx {
     pub grant: Grant,
     /// The budgets this request's usage is charged to.
     pub charge: Charge,
+    /// Its place in a trace, when spans are exported (`server.otlp_endpoint`).
+    pub trace: Option<crate::trace::Context>,
 }
 
 /// Destination of a plain-HTTP forward-proxy request that goes through untouched.
@@ -96,6 +98,7 @@ impl RequestCtx {
             detached: false,
             grant: Grant::default(),
             charge: Charge::default(),
+            trace: None,
         }
     }
 

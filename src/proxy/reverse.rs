@@ -56,6 +56,10 @@ impl ProxyHttp for Gateway {
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok()),
         );
+        if crate::trace::enabled() {
+            let parent = req.headers.get("traceparent").and_then(|v| v.to_str().ok());
+            ctx.trace = Some(crate::trace::Context::from_header(parent));
+        }
         if ctx.conn.is_none() {
             if let Some(answered) = self.own_paths(session, ctx).await {
                 if !answered && session.req_header().method == http::Method::GET {
@@ -145,6 +149,9 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(t) = &ctx.trace {
+            upstream.insert_header("traceparent", t.traceparent())?;
+        }
         if ctx.passthrough.is_some() {
             return steps::rewrite_passthrough(upstream);
         }
@@ -369,6 +376,9 @@ impl ProxyHttp for Gateway {
                 accounting::record(sink, session, ctx, status);
             }
         }
+        if let Some(t) = ctx.trace {
+            crate::trace::record(t, span(session, ctx, status));
+        }
         let class = status_class_index(status);
         match ctx.route() {
             Some(route) => {
@@ -499,6 +509,59 @@ fn settle_tokens(ctx: &mut RequestCtx, status: u16) {
         None => return,
     };
     ctx.grant.settle(used, limits::now_ns());
+}
+
+/// The request's trace span: what it was, where it went, what came back and what it used.
+fn span(session: &Session, ctx: &mut RequestCtx, status: u16) -> crate::trace::Span {
+    let req = session.req_header();
+    let route = ctx.route();
+    let mut s = crate::trace::Span {
+        name: format!(
+            "{} {}",
+            req.method,
+            route.map_or("/", |r| if r.prefix.is_empty() {
+                "forward"
+            } else {
+                r.prefix.as_str()
+            })
+        ),
+        start: std::time::SystemTime::now().checked_sub(ctx.started.elapsed()),
+        end: Some(std::time::SystemTime::now()),
+        status,
+        ..Default::default()
+    };
+    s.strings
+        .push(("http.request.method", req.method.to_string()));
+    s.strings
+        .push(("url.path", req.uri.path().chars().take(512).collect()));
+    s.strings
+        .push(("sluice.request_id", ctx.request_id.clone()));
+    if let Some(r) = route {
+        s.strings.push(("sluice.route", r.prefix.clone()));
+        s.strings.push(("sluice.provider", r.provider.name.clone()));
+        s.strings.push((
+            "gen_ai.system",
+            format!("{:?}", r.provider.kind).to_lowercase(),
+        ));
+    }
+    if let Some(k) = ctx.key() {
+        s.strings.push(("sluice.key_id", k.id.clone()));
+    }
+    if let Some(reason) = ctx.reason {
+        s.strings.push(("sluice.error", reason.to_owned()));
+    }
+    if let Some(acc) = ctx.accounting.as_mut() {
+        if let Some(m) = acc.model.model() {
+            s.strings.push(("gen_ai.request.model", m.to_owned()));
+        }
+        if let Some(u) = acc.usage.as_mut().and_then(|u| u.finish()) {
+            s.ints.push(("gen_ai.usage.input_tokens", u.input as i64));
+            s.ints.push(("gen_ai.usage.output_tokens", u.output as i64));
+            s.ints
+                .push(("gen_ai.usage.cache_read_tokens", u.cache_read as i64));
+        }
+    }
+    s
 }
 
 /// Charges the answer's usage to the request's budgets; a budget that crossed its warning share

@@ -186,3 +186,184 @@ async fn prometheus_scrapes_what_the_dashboard_and_rules_query() {
         "no alert on a healthy gateway: {alerts:?}"
     );
 }
+
+/// A tiny OTLP/HTTP receiver: every POSTed body (JSON), in order.
+async fn otlp_receiver() -> (
+    u16,
+    std::sync::Arc<tokio::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => {
+                                buf.extend_from_slice(&chunk[..n]);
+                                continue;
+                            }
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < end + 4 + len {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body: Vec<u8> = buf.drain(..end + 4 + len).skip(end + 4).collect();
+                    if head.starts_with("post /v1/traces") {
+                        if let Ok(v) = serde_json::from_slice(&body) {
+                            sink.lock().await.push(v);
+                        }
+                    }
+                    let ok = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                    if s.write_all(ok.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, got)
+}
+
+fn attribute<'a>(span: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
+    span["attributes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["key"] == key))
+        .map(|x| &x["value"])
+        .unwrap_or(&serde_json::Value::Null)
+}
+
+/// With `server.otlp_endpoint`, each request is a span (route, provider, key, model, status,
+/// usage) exported over OTLP/HTTP, continuing the client's trace and passing it upstream.
+#[tokio::test]
+async fn requests_are_exported_as_otlp_spans_and_their_trace_goes_upstream() {
+    let (otlp, spans) = otlp_receiver().await;
+    let mock = Mock::start(&[]);
+    let echo = echo_api().await;
+    let config = format!(
+        r#"  otlp_endpoint: http://127.0.0.1:{otlp}
+  otlp_service_name: gateway-eu
+providers:
+  - {{ name: openai, kind: openai, base_url: "{url}", keys: [{{ id: main, secret_ref: "env:KEY_O" }}] }}
+  - {{ name: echo, kind: http, base_url: "http://127.0.0.1:{echo}", credentials: none }}
+routes:
+  - {{ prefix: /openai, provider: openai, auth: none }}
+  - {{ prefix: /echo, provider: echo, auth: none }}
+"#,
+        url = mock.url()
+    );
+    let sluice = Sluice::start_with_env(&config, &[("KEY_O", "sk-openai-pool-000000")]);
+    let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = client()
+        .post(sluice.url("/openai/v1/chat/completions"))
+        .header("traceparent", caller)
+        .body(CHAT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = r.text().await;
+    let echoed: serde_json::Value = client()
+        .get(sluice.url("/echo/anything"))
+        .header("traceparent", caller)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // The upstream sees the caller's trace with Sluice's span as its parent.
+    let head = echoed["head"].as_str().unwrap().to_ascii_lowercase();
+    let upstream = head
+        .lines()
+        .find_map(|l| l.strip_prefix("traceparent: "))
+        .expect("traceparent upstream")
+        .trim()
+        .to_owned();
+    assert!(
+        upstream.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{upstream}"
+    );
+    assert!(!upstream.contains("00f067aa0ba902b7"));
+
+    let mut all = Vec::new();
+    for _ in 0..100 {
+        all = spans
+            .lock()
+            .await
+            .iter()
+            .flat_map(|b| {
+                b["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+        if all.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(all.len(), 2, "{all:?}");
+    let batch = &spans.lock().await[0];
+    assert_eq!(
+        batch["resourceSpans"][0]["resource"]["attributes"][0]["value"]["stringValue"],
+        "gateway-eu"
+    );
+    let chat = all
+        .iter()
+        .find(|s| s["name"] == "POST /openai")
+        .expect("chat span");
+    assert_eq!(chat["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(chat["parentSpanId"], "00f067aa0ba902b7");
+    assert_eq!(chat["kind"], 2);
+    assert_eq!(attribute(chat, "sluice.provider")["stringValue"], "openai");
+    assert_eq!(attribute(chat, "sluice.key_id")["stringValue"], "main");
+    assert_eq!(
+        attribute(chat, "gen_ai.request.model")["stringValue"],
+        "gpt-mock"
+    );
+    assert_eq!(
+        attribute(chat, "gen_ai.usage.output_tokens")["intValue"],
+        "8"
+    );
+    assert_eq!(
+        attribute(chat, "http.response.status_code")["intValue"],
+        "200"
+    );
+    let start: u128 = chat["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
+    let end: u128 = chat["endTimeUnixNano"].as_str().unwrap().parse().unwrap();
+    assert!(start > 0 && end >= start);
+    // The echo span is the one whose id went upstream.
+    let echo_span = all
+        .iter()
+        .find(|s| s["name"] == "GET /echo")
+        .expect("echo span");
+    assert_eq!(
+        upstream,
+        format!(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01",
+            echo_span["spanId"].as_str().unwrap()
+        )
+    );
+}
