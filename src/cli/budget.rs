@@ -1,11 +1,10 @@
 //! `sluice budget list|get|create|update|delete`.
 
 use clap::{Args, Subcommand};
-use reqwest::Method;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::client::{enc, set_given, Client};
-use super::Conn;
+use super::client::set_given;
+use super::{named, Conn, Verb};
 
 #[derive(Subcommand, Debug)]
 pub enum BudgetCmd {
@@ -91,29 +90,15 @@ impl BudgetFields {
 }
 
 pub fn budget(conn: &Conn, cmd: BudgetCmd) -> anyhow::Result<()> {
-    let c = Client::new(conn)?;
-    let path = |name: &str| format!("/v1/budgets/{}", enc(name));
-    let v = match cmd {
-        BudgetCmd::List => c.call(Method::GET, "/v1/budgets", None)?,
-        BudgetCmd::Get { name } => c.call(Method::GET, &path(&name), None)?,
-        BudgetCmd::Create { name, fields } => {
-            let mut doc = Value::Object(Map::new());
-            doc["name"] = Value::from(name);
-            fields.apply(&mut doc);
-            c.call(Method::POST, "/v1/budgets", Some(doc))?
-        }
-        BudgetCmd::Update { name, fields } => {
-            let mut doc = c.stored(&path(&name))?;
-            fields.apply(&mut doc);
-            c.call(Method::PUT, &path(&name), Some(doc))?
-        }
-        BudgetCmd::Delete { name } => c.call(Method::DELETE, &path(&name), None)?,
+    let verb = match cmd {
+        BudgetCmd::List => Verb::List,
+        BudgetCmd::Get { name } => Verb::Get(name),
+        BudgetCmd::Create { name, fields } => Verb::Create(name, fields),
+        BudgetCmd::Update { name, fields } => Verb::Update(name, fields),
+        BudgetCmd::Delete { name } => Verb::Delete(name),
     };
-    c.show(
-        &v,
-        &[
-            "name", "owner", "route", "per", "period", "tokens", "usd", "source",
-        ],
-    );
-    Ok(())
+    let columns = [
+        "name", "owner", "route", "per", "period", "tokens", "usd", "source",
+    ];
+    named(conn, "/v1/budgets", verb, BudgetFields::apply, &columns)
 }

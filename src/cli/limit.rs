@@ -1,11 +1,10 @@
 //! `sluice limit list|get|create|update|delete`.
 
 use clap::{Args, Subcommand};
-use reqwest::Method;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::client::{enc, set_given, Client};
-use super::Conn;
+use super::client::set_given;
+use super::{named, Conn, Verb};
 
 #[derive(Subcommand, Debug)]
 pub enum LimitCmd {
@@ -90,38 +89,24 @@ impl LimitFields {
 }
 
 pub fn limit(conn: &Conn, cmd: LimitCmd) -> anyhow::Result<()> {
-    let c = Client::new(conn)?;
-    let path = |name: &str| format!("/v1/limits/{}", enc(name));
-    let v = match cmd {
-        LimitCmd::List => c.call(Method::GET, "/v1/limits", None)?,
-        LimitCmd::Get { name } => c.call(Method::GET, &path(&name), None)?,
-        LimitCmd::Create { name, fields } => {
-            let mut doc = Value::Object(Map::new());
-            doc["name"] = Value::from(name);
-            fields.apply(&mut doc);
-            c.call(Method::POST, "/v1/limits", Some(doc))?
-        }
-        LimitCmd::Update { name, fields } => {
-            let mut doc = c.stored(&path(&name))?;
-            fields.apply(&mut doc);
-            c.call(Method::PUT, &path(&name), Some(doc))?
-        }
-        LimitCmd::Delete { name } => c.call(Method::DELETE, &path(&name), None)?,
+    let verb = match cmd {
+        LimitCmd::List => Verb::List,
+        LimitCmd::Get { name } => Verb::Get(name),
+        LimitCmd::Create { name, fields } => Verb::Create(name, fields),
+        LimitCmd::Update { name, fields } => Verb::Update(name, fields),
+        LimitCmd::Delete { name } => Verb::Delete(name),
     };
-    c.show(
-        &v,
-        &[
-            "name",
-            "route",
-            "provider",
-            "owner",
-            "token",
-            "per",
-            "requests_per_minute",
-            "tokens_per_minute",
-            "concurrent",
-            "source",
-        ],
-    );
-    Ok(())
+    let columns = [
+        "name",
+        "route",
+        "provider",
+        "owner",
+        "token",
+        "per",
+        "requests_per_minute",
+        "tokens_per_minute",
+        "concurrent",
+        "source",
+    ];
+    named(conn, "/v1/limits", verb, LimitFields::apply, &columns)
 }

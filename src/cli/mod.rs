@@ -24,6 +24,45 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
+/// What to do with one document of a kind managed by name (limits, budgets).
+pub(crate) enum Verb<F> {
+    List,
+    Get(String),
+    Create(String, F),
+    Update(String, F),
+    Delete(String),
+}
+
+/// Runs `verb` on the collection at `base` (`/v1/limits`): a created document is its name and
+/// the fields given; an update changes the given fields of the stored one.
+pub(crate) fn named<F>(
+    conn: &Conn,
+    base: &str,
+    verb: Verb<F>,
+    apply: fn(F, &mut Value),
+    columns: &[&str],
+) -> anyhow::Result<()> {
+    let c = Client::new(conn)?;
+    let path = |name: &str| format!("{base}/{}", enc(name));
+    let v = match verb {
+        Verb::List => c.call(Method::GET, base, None)?,
+        Verb::Get(name) => c.call(Method::GET, &path(&name), None)?,
+        Verb::Create(name, fields) => {
+            let mut doc = json!({ "name": name });
+            apply(fields, &mut doc);
+            c.call(Method::POST, base, Some(doc))?
+        }
+        Verb::Update(name, fields) => {
+            let mut doc = c.stored(&path(&name))?;
+            apply(fields, &mut doc);
+            c.call(Method::PUT, &path(&name), Some(doc))?
+        }
+        Verb::Delete(name) => c.call(Method::DELETE, &path(&name), None)?,
+    };
+    c.show(&v, columns);
+    Ok(())
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct Conn {
     /// Admin API base URL.

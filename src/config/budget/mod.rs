@@ -5,6 +5,7 @@ pub mod wire;
 
 use std::collections::HashSet;
 
+use crate::config::limit::{check_name, check_targets};
 use crate::config::route::Route;
 use crate::config::ConfigError;
 
@@ -19,25 +20,7 @@ pub(crate) fn check_all(
     let mut names = HashSet::new();
     for (i, b) in budgets.iter().enumerate() {
         let at = |field: &str| format!("budgets[{i}].{field}");
-        let well_formed = !b.name.is_empty()
-            && b.name.len() <= 64
-            && b.name
-                .bytes()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
-        if !well_formed {
-            errors.push(ConfigError::at(
-                at("name"),
-                format!(
-                    "`{}` is not a budget name (lowercase letters, digits, hyphens)",
-                    b.name
-                ),
-            ));
-        } else if !names.insert(b.name.as_str()) {
-            errors.push(ConfigError::at(
-                at("name"),
-                format!("budget `{}` is declared twice", b.name),
-            ));
-        }
+        check_name("budget", &b.name, &at("name"), &mut names, errors);
         if b.tokens.is_none() && b.usd.is_none() {
             errors.push(ConfigError::at(
                 at("name"),
@@ -64,22 +47,13 @@ pub(crate) fn check_all(
             )),
             _ => {}
         }
-        if let Some(route) = &b.route {
-            if !routes.iter().any(|r| !r.intercept && r.prefix == *route) {
-                errors.push(ConfigError::at(
-                    at("route"),
-                    format!("no route has the prefix `{route}`"),
-                ));
-            }
-        }
-        if let Some(p) = &b.provider {
-            if !routes.iter().any(|r| r.provider.name == *p) {
-                errors.push(ConfigError::at(
-                    at("provider"),
-                    format!("no route serves a provider named `{p}`"),
-                ));
-            }
-        }
+        check_targets(
+            b.route.as_deref(),
+            b.provider.as_deref(),
+            routes,
+            &at,
+            errors,
+        );
     }
     for (i, p) in prices.iter().enumerate() {
         let fields = [

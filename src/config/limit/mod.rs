@@ -8,30 +8,64 @@ use std::collections::HashSet;
 use crate::config::route::Route;
 use crate::config::ConfigError;
 
+/// A limit's or budget's name: lowercase letters, digits and hyphens, unique in its list.
+pub(crate) fn check_name<'a>(
+    kind: &str,
+    name: &'a str,
+    at: &str,
+    names: &mut HashSet<&'a str>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let well_formed = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !well_formed {
+        errors.push(ConfigError::at(
+            at,
+            format!("`{name}` is not a {kind} name (lowercase letters, digits, hyphens)"),
+        ));
+    } else if !names.insert(name) {
+        errors.push(ConfigError::at(
+            at,
+            format!("{kind} `{name}` is declared twice"),
+        ));
+    }
+}
+
+/// A `route` selector names a route's prefix, a `provider` one a provider some route serves.
+pub(crate) fn check_targets(
+    route: Option<&str>,
+    provider: Option<&str>,
+    routes: &[Route],
+    at: &dyn Fn(&str) -> String,
+    errors: &mut Vec<ConfigError>,
+) {
+    if let Some(p) = provider {
+        if !routes.iter().any(|r| r.provider.name == p) {
+            errors.push(ConfigError::at(
+                at("provider"),
+                format!("no route serves a provider named `{p}`"),
+            ));
+        }
+    }
+    if let Some(route) = route {
+        if !routes.iter().any(|r| !r.intercept && r.prefix == route) {
+            errors.push(ConfigError::at(
+                at("route"),
+                format!("no route has the prefix `{route}`"),
+            ));
+        }
+    }
+}
+
 /// Names unique and well formed, at least one allowance each and none zero, the route a route.
 pub(crate) fn check_all(limits: &[wire::Limit], routes: &[Route], errors: &mut Vec<ConfigError>) {
     let mut names = HashSet::new();
     for (i, l) in limits.iter().enumerate() {
         let at = |field: &str| format!("limits[{i}].{field}");
-        let well_formed = !l.name.is_empty()
-            && l.name.len() <= 64
-            && l.name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !well_formed {
-            errors.push(ConfigError::at(
-                at("name"),
-                format!(
-                    "`{}` is not a limit name (lowercase letters, digits, hyphens)",
-                    l.name
-                ),
-            ));
-        } else if !names.insert(l.name.as_str()) {
-            errors.push(ConfigError::at(
-                at("name"),
-                format!("limit `{}` is declared twice", l.name),
-            ));
-        }
+        check_name("limit", &l.name, &at("name"), &mut names, errors);
         let allowances = [
             ("requests_per_second", l.requests_per_second.map(u64::from)),
             ("requests_per_minute", l.requests_per_minute.map(u64::from)),
@@ -53,21 +87,12 @@ pub(crate) fn check_all(limits: &[wire::Limit], routes: &[Route], errors: &mut V
                 ));
             }
         }
-        if let Some(p) = &l.provider {
-            if !routes.iter().any(|r| r.provider.name == *p) {
-                errors.push(ConfigError::at(
-                    at("provider"),
-                    format!("no route serves a provider named `{p}`"),
-                ));
-            }
-        }
-        if let Some(route) = &l.route {
-            if !routes.iter().any(|r| !r.intercept && r.prefix == *route) {
-                errors.push(ConfigError::at(
-                    at("route"),
-                    format!("no route has the prefix `{route}`"),
-                ));
-            }
-        }
+        check_targets(
+            l.route.as_deref(),
+            l.provider.as_deref(),
+            routes,
+            &at,
+            errors,
+        );
     }
 }
