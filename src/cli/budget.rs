@@ -4,7 +4,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use super::client::set_given;
-use super::{named, Conn, Verb};
+use super::{named, Conn, Selectors, Verb};
 
 #[derive(Subcommand, Debug)]
 pub enum BudgetCmd {
@@ -34,24 +34,8 @@ pub enum BudgetCmd {
 
 #[derive(Args, Debug, Default)]
 pub struct BudgetFields {
-    /// Requests on this route prefix only.
-    #[arg(long)]
-    route: Option<String>,
-    /// Requests to this provider only.
-    #[arg(long)]
-    provider: Option<String>,
-    /// Requests by this owner's tokens only.
-    #[arg(long)]
-    owner: Option<String>,
-    /// Requests with this opaque token id only.
-    #[arg(long)]
-    token: Option<String>,
-    /// Requests by this client of Sluice's issuer only.
-    #[arg(long)]
-    app: Option<String>,
-    /// One budget for all (all), or one per principal or per owner.
-    #[arg(long)]
-    per: Option<String>,
+    #[command(flatten)]
+    selectors: Selectors,
     /// day, month or hours (with --window-hours).
     #[arg(long)]
     period: Option<String>,
@@ -70,15 +54,10 @@ pub struct BudgetFields {
 
 impl BudgetFields {
     fn apply(self, doc: &mut Value) {
+        self.selectors.apply(doc);
         set_given(
             doc,
             [
-                ("route", self.route.map(Value::from)),
-                ("provider", self.provider.map(Value::from)),
-                ("owner", self.owner.map(Value::from)),
-                ("token", self.token.map(Value::from)),
-                ("app", self.app.map(Value::from)),
-                ("per", self.per.map(Value::from)),
                 ("period", self.period.map(Value::from)),
                 ("window_hours", self.window_hours.map(Value::from)),
                 ("tokens", self.tokens.map(Value::from)),

@@ -4,7 +4,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use super::client::set_given;
-use super::{named, Conn, Verb};
+use super::{named, Conn, Selectors, Verb};
 
 #[derive(Subcommand, Debug)]
 pub enum LimitCmd {
@@ -34,24 +34,8 @@ pub enum LimitCmd {
 
 #[derive(Args, Debug, Default)]
 pub struct LimitFields {
-    /// Requests on this route prefix only.
-    #[arg(long)]
-    route: Option<String>,
-    /// Requests to this provider only (its routes and intercepted hosts).
-    #[arg(long)]
-    provider: Option<String>,
-    /// Requests by this owner's tokens only.
-    #[arg(long)]
-    owner: Option<String>,
-    /// Requests with this opaque token id only.
-    #[arg(long)]
-    token: Option<String>,
-    /// Requests by this client of Sluice's issuer only.
-    #[arg(long)]
-    app: Option<String>,
-    /// Counters shared by all (all), or one set per principal or per owner.
-    #[arg(long)]
-    per: Option<String>,
+    #[command(flatten)]
+    selectors: Selectors,
     #[arg(long)]
     requests_per_second: Option<u32>,
     #[arg(long)]
@@ -64,15 +48,10 @@ pub struct LimitFields {
 
 impl LimitFields {
     fn apply(self, doc: &mut Value) {
+        self.selectors.apply(doc);
         set_given(
             doc,
             [
-                ("route", self.route.map(Value::from)),
-                ("provider", self.provider.map(Value::from)),
-                ("owner", self.owner.map(Value::from)),
-                ("token", self.token.map(Value::from)),
-                ("app", self.app.map(Value::from)),
-                ("per", self.per.map(Value::from)),
                 (
                     "requests_per_second",
                     self.requests_per_second.map(Value::from),

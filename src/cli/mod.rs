@@ -24,6 +24,45 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
+/// What a limit or a budget applies to (`--owner ci-bot --route /openai`), and who shares it.
+#[derive(Args, Debug, Default)]
+pub(crate) struct Selectors {
+    /// Requests on this route prefix only.
+    #[arg(long)]
+    route: Option<String>,
+    /// Requests to this provider only (its routes and intercepted hosts).
+    #[arg(long)]
+    provider: Option<String>,
+    /// Requests by this owner's tokens only.
+    #[arg(long)]
+    owner: Option<String>,
+    /// Requests with this opaque token id only.
+    #[arg(long)]
+    token: Option<String>,
+    /// Requests by this client of Sluice's issuer only.
+    #[arg(long)]
+    app: Option<String>,
+    /// Shared by all (all), or one per principal or per owner.
+    #[arg(long)]
+    per: Option<String>,
+}
+
+impl Selectors {
+    fn apply(self, doc: &mut Value) {
+        set_given(
+            doc,
+            [
+                ("route", self.route.map(Value::from)),
+                ("provider", self.provider.map(Value::from)),
+                ("owner", self.owner.map(Value::from)),
+                ("token", self.token.map(Value::from)),
+                ("app", self.app.map(Value::from)),
+                ("per", self.per.map(Value::from)),
+            ],
+        );
+    }
+}
+
 /// What to do with one document of a kind managed by name (limits, budgets).
 pub(crate) enum Verb<F> {
     List,
