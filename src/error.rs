@@ -1,7 +1,5 @@
 //! The one error type of the request path, and how each failure looks on the wire.
 
-use crate::budgets::Exceeded;
-use crate::limits::{Dimension, Limited};
 use crate::upstream::ProviderKind;
 
 /// Every way a request can be refused by Sluice itself (upstream answers pass through untouched).
@@ -57,6 +55,44 @@ pub enum GatewayError {
     /// A budget (`budgets:`) is used up until its period ends (429, not worth retrying).
     #[error("the budget for these requests is used up until {}", crate::clock::rfc3339(.0.resets_at))]
     BudgetExceeded(Exceeded),
+}
+
+/// Which allowance refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dimension {
+    Requests,
+    Tokens,
+    Concurrent,
+}
+
+impl Dimension {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Dimension::Requests => "rate_limited",
+            Dimension::Tokens => "token_rate_limited",
+            Dimension::Concurrent => "concurrency_limited",
+        }
+    }
+}
+
+/// A refusal, with what the client needs to back off (the `Retry-After` and rate-limit headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited {
+    pub dimension: Dimension,
+    /// The allowance (requests or tokens per `period_s`, or requests in flight).
+    pub limit: u64,
+    /// 1 or 60 for rates, 0 for concurrency.
+    pub period_s: u32,
+    pub retry_after_ms: u64,
+    /// Until the allowance is whole again.
+    pub reset_ms: u64,
+}
+
+/// A refusal: the budget is used up until `resets_at` (Unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exceeded {
+    pub resets_at: u64,
+    pub now: u64,
 }
 
 /// `rate limit reached: 60 requests per minute; retry after 1.2 s`.

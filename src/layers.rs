@@ -12,10 +12,11 @@ use std::path::Path;
 /// Lowest first. Modules in one layer may not use each other.
 const LAYERS: &[&[&str]] = &[
     &["clock", "private", "metrics", "tls", "secrets"],
-    &["upstream", "audit"],
+    &["upstream", "audit", "trace"],
     &["error", "balance"],
     &["auth"],
-    &["forward", "mock"],
+    &["forward", "mock", "limits"],
+    &["budgets"],
     &["config"],
     &["vault"],
     &["proxy", "admin"],

@@ -8,6 +8,7 @@
 //! month where it was.
 
 pub mod prices;
+pub mod spec;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -17,11 +18,11 @@ use std::time::Duration;
 
 use crate::audit::Usage;
 use crate::auth::Principal;
-use crate::config::budget::wire::{Budget, Period};
 use crate::limits::{holder, At, Selector};
 use crate::metrics::METRICS;
 use crate::upstream::ProviderKind;
 pub use prices::Prices;
+use spec::{Budget, Period};
 
 /// Where spend is kept between processes, under `data_dir`.
 pub const FILE: &str = "budgets.json";
@@ -29,12 +30,7 @@ pub const FILE: &str = "budgets.json";
 /// Micro-dollars in a dollar: spend is counted in integers.
 const MICRO: f64 = 1_000_000.0;
 
-/// A refusal: the budget is used up until `resets_at` (Unix seconds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Exceeded {
-    pub resets_at: u64,
-    pub now: u64,
-}
+pub use crate::error::Exceeded;
 
 /// What one holder of a budget spent in the current period.
 #[derive(Debug, Default)]

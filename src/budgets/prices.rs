@@ -3,8 +3,8 @@
 //! A model is priced by its exact name or the longest listed prefix of it, so dated versions
 //! (`gpt-4o-2024-08-06`, `claude-sonnet-4-20250514`) take their family's price.
 
+use super::spec::Price;
 use crate::audit::Usage;
-use crate::config::budget::wire::Price;
 use crate::upstream::ProviderKind;
 
 /// (model, input, output, cache read, cache write) per million tokens.

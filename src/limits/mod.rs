@@ -13,6 +13,7 @@
 
 pub mod gcra;
 pub mod shared;
+pub mod spec;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -20,39 +21,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::auth::{CredentialKind, Principal};
-use crate::config::limit::wire::{Limit, Per};
 use gcra::Gcra;
+use spec::{Limit, Per};
 
-/// Which allowance refused a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dimension {
-    Requests,
-    Tokens,
-    Concurrent,
-}
-
-impl Dimension {
-    pub fn reason(self) -> &'static str {
-        match self {
-            Dimension::Requests => "rate_limited",
-            Dimension::Tokens => "token_rate_limited",
-            Dimension::Concurrent => "concurrency_limited",
-        }
-    }
-}
-
-/// A refusal, with what the client needs to back off (the `Retry-After` and rate-limit headers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limited {
-    pub dimension: Dimension,
-    /// The allowance (requests or tokens per `period_s`, or requests in flight).
-    pub limit: u64,
-    /// 1 or 60 for rates, 0 for concurrency.
-    pub period_s: u32,
-    pub retry_after_ms: u64,
-    /// Until the allowance is whole again.
-    pub reset_ms: u64,
-}
+pub use crate::error::{Dimension, Limited};
 
 /// The counters of one limit for one holder (everything, a principal or an owner).
 #[derive(Debug)]
