@@ -96,3 +96,10 @@ printf '%-12s %10s %10s %10s %10s %10s\n' run req/s vs_steady p50_ms p99_ms max_
 for k in steady admin_reads rebuilding; do
   printf '%-12s %10s %10s %10s %10s %10s\n' "$k" "$(median "${V[${k}_rps]}")" "$(paired "${V[${k}_rps]}" "${V[steady_rps]}")" "$(median "${V[${k}_p50]}")" "$(median "${V[${k}_p99]}")" "$(median "${V[${k}_max]}")"
 done
+# A Prometheus scrape of /metrics with 100 providers and 1,000 keys (key gauges are derived at
+# scrape time): its size and duration, median of 20.
+scrapes=""
+for _ in $(seq 1 20); do
+  scrapes+="$(curl -s -o "$T/metrics.txt" -w '%{time_total}' "http://127.0.0.1:$ADMIN/metrics") "
+done
+echo "/metrics scrape: $(median "$scrapes" | awk '{printf "%.1f", $1 * 1000}') ms median of 20, $(wc -c <"$T/metrics.txt" | awk '{printf "%.0f", $1 / 1024}') KiB, $(grep -c '^sluice_' "$T/metrics.txt") samples"
