@@ -39,6 +39,8 @@ pub struct Spend {
     tokens: AtomicU64,
     micro_usd: AtomicU64,
     warned: AtomicBool,
+    /// With the shared backend: when this replica last read the other replicas' spend (ns).
+    synced_ns: AtomicU64,
 }
 
 impl Spend {
@@ -227,6 +229,7 @@ impl Budgets {
             let spend = b.spend_of(principal);
             let (index, end) = b.period(now);
             spend.roll(index);
+            share(b, &spend, principal, (index, end), (0, 0), now);
             if b.used_up(&spend) {
                 METRICS
                     .limited
@@ -261,9 +264,11 @@ impl Budgets {
             .cost_micro_usd(provider.0, provider.1, model, usage);
         let mut warnings = Vec::new();
         for (b, spend) in &charge.held {
-            spend.roll(b.period(now).0);
+            let (index, end) = b.period(now);
+            spend.roll(index);
             let t = spend.tokens.fetch_add(tokens, Ordering::AcqRel) + tokens;
             let m = spend.micro_usd.fetch_add(micro, Ordering::AcqRel) + micro;
+            share(b, &spend, principal, (index, end), (tokens, micro), now);
             let share = f64::max(
                 b.spec
                     .tokens
@@ -284,6 +289,49 @@ impl Budgets {
         }
         warnings
     }
+}
+
+/// With the shared backend (`server.limits_backend`), a budget's spend is the sum over replicas
+/// in Redis: each charge adds to it, and admission re-reads it at most once a second per holder;
+/// every answer raises this replica's view to the shared total. Without it, nothing happens.
+fn share(
+    b: &Arc<Compiled>,
+    spend: &Arc<Spend>,
+    principal: &Principal,
+    (index, end): (u64, u64),
+    add: (u64, u64),
+    now: u64,
+) {
+    let Some(shared) = crate::limits::shared::get() else {
+        return;
+    };
+    let mono = crate::limits::now_ns();
+    if add == (0, 0) {
+        let last = spend.synced_ns.load(Ordering::Acquire);
+        if mono.saturating_sub(last) < 1_000_000_000
+            || spend
+                .synced_ns
+                .compare_exchange(last, mono, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
+    }
+    let holder = holder(b.spec.per, principal).unwrap_or("*");
+    let fingerprint = serde_json::to_string(&b.spec).unwrap_or_default();
+    let key = format!(
+        "sluice:budget:{}:{:016x}:{holder}:{index}",
+        b.spec.name,
+        crate::balance::hash_str(&fingerprint)
+    );
+    let spend = spend.clone();
+    let ttl = end.saturating_sub(now) + 86_400;
+    shared.budget_spend(key, add, ttl, move |tokens, micro| {
+        if spend.period.load(Ordering::Acquire) == index {
+            spend.tokens.fetch_max(tokens, Ordering::AcqRel);
+            spend.micro_usd.fetch_max(micro, Ordering::AcqRel);
+        }
+    });
 }
 
 /// The budgets' spend, carried from one snapshot to the next and to the next process.

@@ -259,6 +259,37 @@ impl Shared {
         }
     }
 
+    /// Adds `tokens` and `micro_usd` to a budget's shared spend (keys `{key}:t` and `{key}:m`,
+    /// kept `ttl_s`), or only reads it when both are 0; `then` gets the totals, in the
+    /// background.
+    pub fn budget_spend(
+        self: &Arc<Self>,
+        key: String,
+        (tokens, micro_usd): (u64, u64),
+        ttl_s: u64,
+        then: impl FnOnce(u64, u64) + Send + 'static,
+    ) {
+        let Some(mut c) = self.connection().filter(|_| self.is_up()) else {
+            return;
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            let (t, m) = (format!("{key}:t"), format!("{key}:m"));
+            let mut pipe = redis::pipe();
+            pipe.incr(&t, tokens)
+                .incr(&m, micro_usd)
+                .expire(&t, ttl_s as i64)
+                .ignore()
+                .expire(&m, ttl_s as i64)
+                .ignore();
+            let call = pipe.query_async::<(u64, u64)>(&mut c);
+            match tokio::time::timeout(TIMEOUT * 4, call).await {
+                Ok(Ok((t, m))) => then(t, m),
+                _ => me.set_up(false),
+            }
+        });
+    }
+
     /// Leases up to `want` units; `Ok((granted, wait_ns))`, `Err` when Redis did not answer
     /// in time (the caller falls back to its local share).
     pub async fn lease(

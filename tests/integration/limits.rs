@@ -700,3 +700,46 @@ async fn a_budget_used_up_refuses_without_retries_and_survives_a_restart() {
     .await;
     assert_eq!((status, reason.as_str()), (429, "budget_exceeded"));
 }
+
+/// With the shared backend a budget is spent by all replicas together.
+#[tokio::test]
+async fn a_budget_is_shared_by_the_replicas() {
+    let redis_port = free_port();
+    let _redis = Redis::start(redis_port);
+    let mock = Mock::start(&[]);
+    let t = opaque_token(", owner: team-b");
+    let config = format!(
+        "  limits_backend: redis://127.0.0.1:{redis_port}\n{}tokens:\n  - {}\nbudgets:\n  - {{ name: team-b, owner: team-b, period: day, tokens: 60 }}\n",
+        providers(&mock),
+        t.record
+    );
+    let a = Sluice::start_with_env(&config, &KEYS);
+    let b = Sluice::start_with_env(&config, &KEYS);
+    until_metric(&a, "sluice_limits_backend_up", 1.0).await;
+    until_metric(&b, "sluice_limits_backend_up", 1.0).await;
+    let bearer = format!("Bearer {}", t.token);
+    let chat = "/openai/v1/chat/completions";
+    // Plane a spends the day's 60 tokens (~25 a call).
+    let mut on_a = 0;
+    while call(&a, chat, &[("authorization", &bearer)]).await.0 == 200 {
+        on_a += 1;
+        assert!(on_a < 10, "plane a never ran out");
+    }
+    assert!((2..=3).contains(&on_a), "{on_a}");
+    // Plane b learns of it within a second (it may let one call through while it reads).
+    let mut on_b = 0;
+    let started = std::time::Instant::now();
+    loop {
+        let (status, reason) = call(&b, chat, &[("authorization", &bearer)]).await;
+        if status == 429 {
+            assert_eq!(reason, "budget_exceeded");
+            break;
+        }
+        on_b += 1;
+        assert!(
+            on_b <= 1 && started.elapsed() < Duration::from_secs(3),
+            "plane b admitted {on_b}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
