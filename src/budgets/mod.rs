@@ -268,7 +268,7 @@ impl Budgets {
             spend.roll(index);
             let t = spend.tokens.fetch_add(tokens, Ordering::AcqRel) + tokens;
             let m = spend.micro_usd.fetch_add(micro, Ordering::AcqRel) + micro;
-            share(b, &spend, principal, (index, end), (tokens, micro), now);
+            share(b, spend, principal, (index, end), (tokens, micro), now);
             let share = f64::max(
                 b.spec
                     .tokens
