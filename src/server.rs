@@ -288,6 +288,13 @@ fn add_background(
         .as_deref()
         .filter(|_| serves_traffic)
     {
+        let valid = url::Url::parse(endpoint)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if !valid {
+            anyhow::bail!(
+                "server.otlp_endpoint: `{endpoint}` is not an http(s) URL of an OTLP collector (e.g. http://otel-collector:4318)"
+            );
+        }
         let service = config
             .server
             .otlp_service_name

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limit {
-    /// Lowercase letters, digits and hyphens; named in refusals (`x-sluice-limit`) and metrics.
+    /// Lowercase letters, digits and hyphens; the `limit` label of `sluice_limit_refusals_total`.
     pub name: String,
     /// A route's prefix (`/openai`, `/agents/billing/prod`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -367,3 +367,45 @@ routes:
         )
     );
 }
+
+/// A collector address that is not an http(s) URL stops start-up with the field named.
+#[test]
+fn a_wrong_otlp_endpoint_stops_start_up_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sluice.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "listeners: {{ proxy: \"127.0.0.1:{}\", admin: \"127.0.0.1:{}\" }}\ndata_dir: {}\nserver: {{ otlp_endpoint: \"otel-collector:4318\" }}\n",
+            free_port(),
+            free_port(),
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(sluice_bin())
+        .args(["serve", "--config"])
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("sluice kept running with a wrong otlp_endpoint");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("server.otlp_endpoint: `otel-collector:4318` is not an http(s) URL"),
+        "{stderr}"
+    );
+}
