@@ -270,44 +270,9 @@ fn add_background(
     config: &wire::Config,
     serves_traffic: bool,
 ) -> anyhow::Result<()> {
-    if let Some(url) = config
-        .server
-        .limits_backend
-        .as_deref()
-        .filter(|_| serves_traffic)
-    {
-        let backend = crate::limits::shared::install(url, store.health())?;
-        server.add_service(background_service(
-            "sluice limits backend",
-            LimitsBackend { backend },
-        ));
-    }
-    if let Some(endpoint) = config
-        .server
-        .otlp_endpoint
-        .as_deref()
-        .filter(|_| serves_traffic)
-    {
-        let valid = url::Url::parse(endpoint)
-            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-        if !valid {
-            anyhow::bail!(
-                "server.otlp_endpoint: `{endpoint}` is not an http(s) URL of an OTLP collector (e.g. http://otel-collector:4318)"
-            );
-        }
-        let service = config
-            .server
-            .otlp_service_name
-            .as_deref()
-            .unwrap_or("sluice");
-        server.add_service(background_service(
-            "sluice trace exporter",
-            TraceExporter {
-                run: Mutex::new(Some(Box::pin(crate::trace::install(endpoint, service)))),
-            },
-        ));
-    }
     if serves_traffic {
+        add_shared_limits(server, store, config)?;
+        add_trace_exporter(server, config)?;
         server.add_service(background_service(
             "sluice jwks refresher",
             JwksRefresher {
@@ -349,6 +314,48 @@ fn add_background(
         svc.threads = Some(1);
         server.add_service(svc);
     }
+    Ok(())
+}
+
+/// `server.limits_backend`: the Redis connection shared by limits, budgets and key health.
+fn add_shared_limits(
+    server: &mut Server,
+    store: &Arc<ConfigStore>,
+    config: &wire::Config,
+) -> anyhow::Result<()> {
+    if let Some(url) = config.server.limits_backend.as_deref() {
+        let backend = crate::limits::shared::install(url, store.health())?;
+        server.add_service(background_service(
+            "sluice limits backend",
+            LimitsBackend { backend },
+        ));
+    }
+    Ok(())
+}
+
+/// `server.otlp_endpoint`: the span exporter, once the endpoint is checked.
+fn add_trace_exporter(server: &mut Server, config: &wire::Config) -> anyhow::Result<()> {
+    let Some(endpoint) = config.server.otlp_endpoint.as_deref() else {
+        return Ok(());
+    };
+    let valid = url::Url::parse(endpoint)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    if !valid {
+        anyhow::bail!(
+            "server.otlp_endpoint: `{endpoint}` is not an http(s) URL of an OTLP collector (e.g. http://otel-collector:4318)"
+        );
+    }
+    let service = config
+        .server
+        .otlp_service_name
+        .as_deref()
+        .unwrap_or("sluice");
+    server.add_service(background_service(
+        "sluice trace exporter",
+        TraceExporter {
+            run: Mutex::new(Some(Box::pin(crate::trace::install(endpoint, service)))),
+        },
+    ));
     Ok(())
 }
 

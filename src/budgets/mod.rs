@@ -72,6 +72,8 @@ impl Spend {
 #[derive(Debug)]
 pub struct Compiled {
     pub spec: Budget,
+    /// `limits::shared::key_prefix` of the spec.
+    key: String,
     cap_micro: Option<u64>,
     shared: Arc<Spend>,
     keyed: moka::sync::Cache<Box<str>, Arc<Spend>>,
@@ -80,6 +82,7 @@ pub struct Compiled {
 impl Compiled {
     fn new(spec: Budget) -> Compiled {
         Compiled {
+            key: crate::limits::shared::key_prefix("budget", &spec.name, &spec),
             cap_micro: spec.usd.map(|d| (d * MICRO).round() as u64),
             shared: Arc::default(),
             // A month's holders; forgotten after 40 days without a request.
@@ -318,12 +321,7 @@ fn share(
         }
     }
     let holder = holder(b.spec.per, principal).unwrap_or("*");
-    let fingerprint = serde_json::to_string(&b.spec).unwrap_or_default();
-    let key = format!(
-        "sluice:budget:{}:{:016x}:{holder}:{index}",
-        b.spec.name,
-        crate::balance::hash_str(&fingerprint)
-    );
+    let key = format!("{}:{holder}:{index}", b.key);
     let spend = spend.clone();
     let ttl = end.saturating_sub(now) + 86_400;
     shared.budget_spend(key, add, ttl, move |tokens, micro| {

@@ -215,7 +215,8 @@ impl Snapshot {
             tokens,
             owners,
             issuers,
-            forward,
+            // The forward policy: `build_routes`; limits, budgets, prices: `controls`.
+            forward: _,
             // OAuth providers, MCP servers and the public URL: `gateway_resources`.
             oauth_providers: _,
             mcp_servers: _,
@@ -225,9 +226,9 @@ impl Snapshot {
             revoked_tokens,
             builtin_issuer,
             public_base_url: _,
-            limits,
-            budgets,
-            prices,
+            limits: _,
+            budgets: _,
+            prices: _,
         } = config;
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
@@ -239,30 +240,23 @@ impl Snapshot {
         let base_url = config.public_base_url();
         let (jwt, builtin_idx, builtin_jwks) =
             build_issuers(issuers, agents, signing_keys, &base_url, ctx, &mut errors);
-        let mut built_routes =
-            route::build_all(routes, &built, providers, &jwt, issuers, &mut errors);
-        // Before the forward proxy's intercept routes, which are referred to by index.
-        let agent_routes = (agents.as_slice(), base_url.as_str(), builtin_idx);
-        add_agents(&mut built_routes, agent_routes, &mut errors, &mut warnings);
-        let forward = forward::build(
-            forward,
-            &built,
-            &mut built_routes,
-            &jwt,
-            issuers,
+        let (built_routes, forward) = build_routes(
+            config,
+            (&built, &jwt, builtin_idx, &base_url),
             &mut errors,
+            &mut warnings,
         );
         let built_tokens = token::build_all(tokens, owners, ctx, &mut errors);
         let (oauth_providers, mcp_servers) =
             gateway_resources(config, &built, &base_url, &mut errors, &mut warnings);
         no_credential_can_pass(routes, tokens, issuers, &mut warnings);
-        limit::check_all(limits, &built_routes, &mut errors);
-        budget::check_all(budgets, prices, &built_routes, &mut errors);
+        check_controls(config, &built_routes, &mut errors);
 
         if !errors.is_empty() {
             return Err(errors);
         }
         ctx.retain_live(&built, &jwt);
+        let (limits, budgets) = controls(config, ctx);
         Ok(Snapshot {
             revision: ctx.revision,
             providers: built,
@@ -280,13 +274,45 @@ impl Snapshot {
             revoked_tokens: revoked_tokens.iter().cloned().collect(),
             signing: *builtin_issuer,
             control_revision: ctx.control_revision,
-            limits: ctx.limits.build(limits),
-            budgets: ctx
-                .budgets
-                .build(budgets, crate::budgets::Prices::new(prices)),
+            limits,
+            budgets,
             warnings,
         })
     }
+}
+
+/// The declared routes, the agents' environments and the forward proxy's intercept routes (in
+/// that order: the intercept routes are referred to by index), with the forward policy.
+fn build_routes(
+    config: &wire::Config,
+    (built, jwt, builtin_idx, base_url): (&[Arc<Provider>], &JwtVerifier, Option<usize>, &str),
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+) -> (Vec<Route>, ForwardPolicy) {
+    let (providers, issuers) = (&config.providers, &config.issuers);
+    let mut routes = route::build_all(&config.routes, built, providers, jwt, issuers, errors);
+    let agent_routes = (config.agents.as_slice(), base_url, builtin_idx);
+    add_agents(&mut routes, agent_routes, errors, warnings);
+    let forward = forward::build(&config.forward, built, &mut routes, jwt, issuers, errors);
+    (routes, forward)
+}
+
+/// Limits, budgets and prices name routes and providers that exist.
+fn check_controls(config: &wire::Config, routes: &[Route], errors: &mut Vec<ConfigError>) {
+    limit::check_all(&config.limits, routes, errors);
+    budget::check_all(&config.budgets, &config.prices, routes, errors);
+}
+
+/// The limits and budgets of a valid config, with the counters and spend of the unchanged ones.
+fn controls(
+    config: &wire::Config,
+    ctx: &BuildContext,
+) -> (crate::limits::Limits, crate::budgets::Budgets) {
+    let prices = crate::budgets::Prices::new(&config.prices);
+    (
+        ctx.limits.build(&config.limits),
+        ctx.budgets.build(&config.budgets, prices),
+    )
 }
 
 /// The OAuth providers and MCP servers, and the checks of the gateway's own paths.

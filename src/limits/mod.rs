@@ -126,6 +126,8 @@ impl Rate {
 pub struct Compiled {
     pub name: Arc<str>,
     spec: Limit,
+    /// `shared::key_prefix` of the spec.
+    key: String,
     shared: Arc<Counters>,
     /// Counters per principal or owner, forgotten an hour after their last use.
     keyed: moka::sync::Cache<Box<str>, Arc<Counters>>,
@@ -136,9 +138,11 @@ const SECOND_NS: u64 = 1_000_000_000;
 
 impl Compiled {
     fn new(spec: Limit) -> Compiled {
-        let shared = Arc::new(Self::counters(&spec, "*"));
+        let key = shared::key_prefix("limit", &spec.name, &spec);
+        let shared = Arc::new(Self::counters(&spec, &key, "*"));
         Compiled {
             name: Arc::from(spec.name.as_str()),
+            key,
             shared,
             keyed: moka::sync::Cache::builder()
                 .max_capacity(100_000)
@@ -148,17 +152,9 @@ impl Compiled {
         }
     }
 
-    /// Counters of `holder` (`*` for everything). Their Redis keys name the limit, a hash of
-    /// its whole spec (a changed limit starts afresh, as locally) and the holder.
-    fn counters(spec: &Limit, holder: &str) -> Counters {
-        let fingerprint = serde_json::to_string(spec).unwrap_or_default();
-        let key = |what: &str| {
-            format!(
-                "sluice:limit:{}:{:016x}:{holder}:{what}",
-                spec.name,
-                crate::balance::hash_str(&fingerprint)
-            )
-        };
+    /// Counters of `holder` (`*` for everything), keyed in Redis under `prefix`.
+    fn counters(spec: &Limit, prefix: &str, holder: &str) -> Counters {
+        let key = |what: &str| format!("{prefix}:{holder}:{what}");
         Counters {
             per_second: spec
                 .requests_per_second
@@ -193,8 +189,9 @@ impl Compiled {
         if let Some(c) = self.keyed.get(key) {
             return c;
         }
-        self.keyed
-            .get_with(Box::from(key), || Arc::new(Self::counters(&self.spec, key)))
+        self.keyed.get_with(Box::from(key), || {
+            Arc::new(Self::counters(&self.spec, &self.key, key))
+        })
     }
 
     pub fn spec(&self) -> &Limit {

@@ -391,6 +391,16 @@ impl Lease {
     }
 }
 
+/// Where a limit's or budget's counters live in Redis: `sluice:{kind}:{name}:{hash of the whole
+/// spec}` (a changed spec starts afresh, as it does locally), made once per snapshot build.
+pub fn key_prefix(kind: &str, name: &str, spec: &impl serde::Serialize) -> String {
+    let fingerprint = serde_json::to_string(spec).unwrap_or_default();
+    format!(
+        "sluice:{kind}:{name}:{:016x}",
+        crate::balance::hash_str(&fingerprint)
+    )
+}
+
 /// Units leased at a time for a limit of `limit` per period: a twentieth, 1 to 50.
 pub fn lease_size(limit: u64) -> u64 {
     (limit / 20).clamp(1, 50)
