@@ -676,6 +676,19 @@ impl Session {
         }
     }
 
+    /// Retry buffering that keeps up to `limit` bytes of the request body (64 KiB with
+    /// [`Self::enable_retry_buffering()`]): a proxy that must be able to resend larger bodies to
+    /// another upstream turns it on before the body is read. Custom sessions keep their own
+    /// limit.
+    pub fn enable_retry_buffering_up_to(&mut self, limit: usize) {
+        match self {
+            Self::H1(s) => s.enable_retry_buffering_up_to(limit),
+            Self::H2(s) => s.enable_retry_buffering_up_to(limit),
+            Self::Subrequest(s) => s.enable_retry_buffering_up_to(limit),
+            Self::Custom(s) => s.enable_retry_buffering(),
+        }
+    }
+
     pub fn get_retry_buffer(&self) -> Option<Bytes> {
         match self {
             Self::H1(s) => s.get_retry_buffer(),

@@ -47,6 +47,8 @@ pub struct HttpSession {
     /// The timeout is reset on every read. This is not a timeout on the overall duration of the
     /// response.
     pub read_timeout: Option<Duration>,
+    /// The timeout of each read of the response header, `read_timeout` when unset.
+    pub response_header_timeout: Option<Duration>,
     /// The write timeout which will be applied to both writing request header and body.
     /// The timeout is reset on every write. This is not a timeout on the overall duration of the
     /// request.
@@ -93,6 +95,7 @@ impl HttpSession {
             response_header: None,
             request_written: None,
             read_timeout: None,
+            response_header_timeout: None,
             write_timeout: None,
             digest,
             bytes_sent: 0,
@@ -397,7 +400,7 @@ impl HttpSession {
             let read_fut = self
                 .underlying_stream
                 .read_buf(&mut self.response_header_read_buf);
-            let read_result = match self.read_timeout {
+            let read_result = match self.response_header_timeout.or(self.read_timeout) {
                 Some(t) => match timeout(t, read_fut).await {
                     Ok(res) => res,
                     Err(_) => {

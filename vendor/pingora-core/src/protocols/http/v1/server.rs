@@ -1187,6 +1187,15 @@ impl HttpSession {
         }
     }
 
+    /// Like [`Self::enable_retry_buffering()`], keeping up to `limit` bytes of the request body
+    /// (instead of 64 KiB) for a retry. Call it before the body is read; once buffering is on,
+    /// its limit does not change.
+    pub fn enable_retry_buffering_up_to(&mut self, limit: usize) {
+        if self.retry_buffer.is_none() {
+            self.retry_buffer = Some(FixedBuffer::new(limit))
+        }
+    }
+
     pub fn get_retry_buffer(&self) -> Option<Bytes> {
         self.retry_buffer.as_ref().and_then(|b| {
             if b.is_truncated() {
