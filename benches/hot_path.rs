@@ -192,6 +192,7 @@ fn request_path(c: &mut Criterion) {
             steps::rewrite(
                 &mut upstream,
                 route,
+                &route.provider,
                 steps::Inject::of(route.provider.credentials, key, None),
                 Some(&admitted.principal),
             )

@@ -11,7 +11,7 @@ use std::path::Path;
 
 /// Lowest first. Modules in one layer may not use each other.
 const LAYERS: &[&[&str]] = &[
-    &["clock", "private", "metrics", "tls", "secrets"],
+    &["clock", "private", "metrics", "tls", "secrets", "translate"],
     &["upstream", "audit", "trace"],
     &["error", "balance"],
     &["auth"],

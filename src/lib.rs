@@ -22,5 +22,6 @@ pub mod secrets;
 pub mod server;
 pub mod tls;
 pub mod trace;
+pub mod translate;
 pub mod upstream;
 pub mod vault;

@@ -40,6 +40,7 @@ metrics! {
     budget_spent_usd: GaugeVec = fgauge_vec("sluice_budget_spent_usd", "US dollars spent in the current period, by budget (all holders)", &["budget"]);
     budget_spent_tokens: IntGaugeVec = gauge_vec("sluice_budget_spent_tokens", "Tokens spent in the current period, by budget (all holders)", &["budget"]);
     spans_dropped: IntCounter = counter("sluice_trace_spans_dropped_total", "Trace spans not exported because the exporter was behind (server.otlp_endpoint)");
+    fallbacks: IntCounterVec = counter_vec("sluice_fallbacks_total", "Requests moved on to a route's next provider, by the provider that failed and how (500, 429, connect, timeout)", &["provider", "outcome"]);
     limited: IntCounterVec = counter_vec("sluice_limit_refusals_total", "Requests refused by a limit, by limit name and reason (rate_limited, token_rate_limited, concurrency_limited)", &["limit", "reason"]);
     upstream_requests: IntCounterVec = counter_vec("sluice_upstream_requests_total", "Requests sent upstream, by provider and key id", &["provider", "key"]);
     upstream_responses: IntCounterVec = counter_vec("sluice_upstream_responses_total", "Upstream response heads, by provider, key id and status class", &["provider", "key", "status_class"]);

@@ -15,6 +15,8 @@ mod control;
 mod control_nodes;
 #[path = "integration/deploy.rs"]
 mod deploy;
+#[path = "integration/fallback.rs"]
+mod fallback;
 #[path = "integration/forward.rs"]
 mod forward;
 #[path = "integration/https_upstream.rs"]

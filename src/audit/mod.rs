@@ -46,4 +46,18 @@ pub struct AuditRecord<'a> {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub usage: Option<Usage>,
+    /// The providers tried before the one that answered (a route's fallback chain), in order;
+    /// `provider` and `key_id` name the one that answered.
+    #[serde(skip_serializing_if = "<[Attempt]>::is_empty")]
+    pub fallback: &'a [Attempt],
+}
+
+/// A provider that failed before its answer started, so the request moved on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    pub provider: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// `500`…`599`, `429`, `connect` or `timeout`.
+    pub outcome: String,
 }

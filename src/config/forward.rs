@@ -182,6 +182,7 @@ fn intercept_routes(
             intercept: true,
             principal_header: None,
             audit,
+            fallback: None,
             metrics: RouteMetrics::new("forward", &provider.name),
         });
     }

@@ -59,6 +59,9 @@ struct Stats {
     /// `--prompt-cache`: (key, prompt) pairs seen, and how many requests found theirs.
     prompts: std::collections::HashSet<(String, u64)>,
     cache_hits: u64,
+    /// Requests by path (faults included), and the last request's path and JSON body.
+    paths: BTreeMap<String, u64>,
+    last: serde_json::Value,
 }
 
 struct Mock {
@@ -66,7 +69,39 @@ struct Mock {
     stats: Mutex<Stats>,
 }
 
-type Body = BoxBody<Bytes, Infallible>;
+/// A body that can fail (`/_mock/cut/…` ends a stream with a broken connection).
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// A failure asked for in the path: `/_mock/status/{code}/…` answers `code` in the API's error
+/// shape (a 429 with `Retry-After: 30`), `/_mock/cut/{n}/…` streams `n` events and breaks the
+/// connection 300 ms later, `/_mock/slow/{ms}/…`
+/// waits before the head. The rest of the path is served as usual, so a provider's `base_url`
+/// can point at a failing mock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Status(u16),
+    Cut(usize),
+    Slow(u64),
+}
+
+fn fault(path: &str) -> (Option<Fault>, &str) {
+    let Some(rest) = path.strip_prefix("/_mock/") else {
+        return (None, path);
+    };
+    let mut parts = rest.splitn(3, '/');
+    let (kind, n, tail) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
+    let Some(n) = n.and_then(|n| n.parse::<u64>().ok()) else {
+        return (None, path);
+    };
+    let f = match kind {
+        Some("status") => Fault::Status(n.min(599) as u16),
+        Some("cut") => Fault::Cut(n as usize),
+        Some("slow") => Fault::Slow(n),
+        _ => return (None, path),
+    };
+    // The tail keeps its leading slash: `/_mock/cut/2/v1/x` serves `/v1/x`.
+    (Some(f), &path[path.len() - tail.len() - 1..])
+}
 
 /// Serves on `listener` until `shutdown` resolves; TLS when `tls` is given.
 pub async fn serve(
@@ -134,6 +169,9 @@ impl Mock {
             return json_response(200, &json!({"reset": true}));
         }
         self.record(&req);
+        let full = path.clone();
+        let (fault, served) = fault(&full);
+        let path = served.to_owned();
         let header = |name: &str| {
             req.headers()
                 .get(name)
@@ -153,11 +191,31 @@ impl Mock {
             Ok(b) => b.to_bytes(),
             Err(_) => Bytes::new(),
         };
+        self.record_body(&full, &body);
         if !self.opts.latency.is_zero() {
             tokio::time::sleep(self.opts.latency).await;
         }
+        if let Some(Fault::Slow(ms)) = fault {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        let forced = match fault {
+            Some(Fault::Status(s)) => Some(s),
+            _ => forced,
+        };
+        let cut = match fault {
+            Some(Fault::Cut(n)) => Some(n),
+            _ => None,
+        };
         if let Some(status) = forced {
-            return forced_error(status, &path, code.as_deref());
+            let mut resp = forced_error(status, &path, code.as_deref());
+            if status == 429 && matches!(fault, Some(Fault::Status(_))) {
+                // A failing provider of a test stays benched through the test.
+                resp.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static("30"),
+                );
+            }
+            return resp;
         }
         if let Some(code) = account {
             return forced_error(401, &path, Some(code));
@@ -169,19 +227,19 @@ impl Mock {
         let n = self.opts.chunks;
         if path.ends_with("/chat/completions") {
             if ask.stream {
-                return self.sse(payload::chat_events(&ask, n));
+                return self.sse(payload::chat_events(&ask, n), cut);
             }
             return json_response(200, &payload::chat_json(&ask, n));
         }
         if path.ends_with("/responses") {
             if ask.stream {
-                return self.sse(payload::response_events(&ask, n));
+                return self.sse(payload::response_events(&ask, n), cut);
             }
             return json_response(200, &payload::response_json(&ask, n, "completed"));
         }
         if path.ends_with("/messages") {
             if ask.stream {
-                return self.sse(payload::message_events(&ask, n));
+                return self.sse(payload::message_events(&ask, n), cut);
             }
             return json_response(200, &payload::message_json(&ask, n));
         }
@@ -238,31 +296,49 @@ impl Mock {
         }
     }
 
+    fn record_body(&self, path: &str, body: &[u8]) {
+        let Ok(mut stats) = self.stats.lock() else {
+            return;
+        };
+        *stats.paths.entry(path.to_owned()).or_default() += 1;
+        stats.last = json!({
+            "path": path,
+            "body": serde_json::from_slice::<serde_json::Value>(body).unwrap_or(serde_json::Value::Null),
+        });
+    }
+
     fn stats_response(&self) -> Response<Body> {
         let Ok(stats) = self.stats.lock() else {
             return json_response(500, &json!({"error": "stats unavailable"}));
         };
         json_response(
             200,
-            &json!({"requests": stats.requests, "credentials": stats.credentials, "sluice_headers": stats.sluice_headers, "cache_hits": stats.cache_hits}),
+            &json!({"requests": stats.requests, "credentials": stats.credentials, "sluice_headers": stats.sluice_headers, "cache_hits": stats.cache_hits, "paths": stats.paths, "last": stats.last}),
         )
     }
 
-    /// A text/event-stream response whose events are written one frame each, paced by the options.
-    fn sse(&self, events: Vec<String>) -> Response<Body> {
+    /// A text/event-stream response whose events are written one frame each, paced by the
+    /// options; with `cut`, the connection breaks after that many events.
+    fn sse(&self, events: Vec<String>, cut: Option<usize>) -> Response<Body> {
         let (ttft, interval) = (self.opts.ttft, self.opts.chunk_interval);
+        let limit = cut.unwrap_or(usize::MAX);
         let frames = stream::unfold(
-            (events.into_iter(), true),
+            (events.into_iter().enumerate(), true),
             move |(mut events, first)| async move {
-                let event = events.next()?;
+                let (i, event) = events.next()?;
+                if i >= limit {
+                    // Long enough for the head and the first events to reach the client.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    return Some((
+                        Err(std::io::Error::other("cut by /_mock/cut")),
+                        (events, false),
+                    ));
+                }
                 let wait = if first { ttft } else { interval };
                 if !wait.is_zero() {
                     tokio::time::sleep(wait).await;
                 }
-                Some((
-                    Ok::<_, Infallible>(Frame::data(Bytes::from(event))),
-                    (events, false),
-                ))
+                Some((Ok(Frame::data(Bytes::from(event))), (events, false)))
             },
         );
         let mut resp = Response::new(BodyExt::boxed(StreamBody::new(frames)));
@@ -281,7 +357,7 @@ impl Mock {
 
 fn json_response(status: u16, value: &serde_json::Value) -> Response<Body> {
     let body = Bytes::from(value.to_string());
-    let mut resp = Response::new(Full::new(body).boxed());
+    let mut resp = Response::new(Full::new(body).map_err(|e| match e {}).boxed());
     *resp.status_mut() =
         http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut().insert(

@@ -11,7 +11,13 @@ pub struct Ask {
     pub input_tokens: u64,
     /// Of those, served from the (mock) prompt cache.
     pub cached_tokens: u64,
+    /// The first tool the request offers (OpenAI `function.name` or Anthropic `name`): the
+    /// answer calls it with `{"text": …}`.
+    pub tool: Option<String>,
 }
+
+/// The arguments of the mock's tool call.
+const TOOL_ARGS: &str = r#"{"text":"tok0"}"#;
 
 impl Ask {
     pub fn from_body(body: &[u8]) -> Ask {
@@ -25,6 +31,10 @@ impl Ask {
             // Deterministic and proportional to the prompt, like a tokenizer would be.
             input_tokens: (body.len() as u64 / 4).max(1),
             cached_tokens: 0,
+            tool: v["tools"][0]["function"]["name"]
+                .as_str()
+                .or(v["tools"][0]["name"].as_str())
+                .map(str::to_owned),
         }
     }
 }
@@ -35,13 +45,23 @@ fn words(chunks: usize) -> Vec<String> {
 
 pub fn chat_json(ask: &Ask, chunks: usize) -> Value {
     let text: String = words(chunks).concat();
+    let (message, finish) = match &ask.tool {
+        Some(name) => (
+            json!({"role": "assistant", "content": null, "refusal": null, "tool_calls": [
+                {"id": "call_mock", "type": "function", "function": {"name": name, "arguments": TOOL_ARGS}}]}),
+            "tool_calls",
+        ),
+        None => (
+            json!({"role": "assistant", "content": text, "refusal": null}),
+            "stop",
+        ),
+    };
     json!({
         "id": "chatcmpl-mock",
         "object": "chat.completion",
         "created": 1_700_000_000,
         "model": ask.model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null},
-                     "logprobs": null, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
         "usage": {"prompt_tokens": ask.input_tokens, "completion_tokens": chunks,
                   "total_tokens": ask.input_tokens + chunks as u64,
                   "prompt_tokens_details": {"cached_tokens": ask.cached_tokens}},
@@ -58,12 +78,31 @@ pub fn chat_events(ask: &Ask, chunks: usize) -> Vec<String> {
         json!({"role": "assistant", "content": ""}),
         Value::Null,
     )];
-    out.extend(
-        words(chunks)
-            .into_iter()
-            .map(|w| chunk(json!({"content": w}), Value::Null)),
-    );
-    out.push(chunk(json!({}), json!("stop")));
+    match &ask.tool {
+        Some(name) => {
+            out.push(chunk(
+                json!({"tool_calls": [{"index": 0, "id": "call_mock", "type": "function",
+                "function": {"name": name, "arguments": ""}}]}),
+                Value::Null,
+            ));
+            let (a, b) = TOOL_ARGS.split_at(5);
+            for part in [a, b] {
+                out.push(chunk(
+                    json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}),
+                    Value::Null,
+                ));
+            }
+            out.push(chunk(json!({}), json!("tool_calls")));
+        }
+        None => {
+            out.extend(
+                words(chunks)
+                    .into_iter()
+                    .map(|w| chunk(json!({"content": w}), Value::Null)),
+            );
+            out.push(chunk(json!({}), json!("stop")));
+        }
+    }
     if ask.include_usage {
         out.push(json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_700_000_000,
             "model": ask.model, "choices": [],
@@ -126,10 +165,20 @@ pub fn response_events(ask: &Ask, chunks: usize) -> Vec<String> {
 }
 
 pub fn message_json(ask: &Ask, chunks: usize) -> Value {
+    let (content, stop) = match &ask.tool {
+        Some(name) => (
+            json!([{"type": "tool_use", "id": "toolu_mock", "name": name, "input": {"text": "tok0"}}]),
+            "tool_use",
+        ),
+        None => (
+            json!([{"type": "text", "text": words(chunks).concat()}]),
+            "end_turn",
+        ),
+    };
     json!({
         "id": "msg_mock", "type": "message", "role": "assistant", "model": ask.model,
-        "content": [{"type": "text", "text": words(chunks).concat()}],
-        "stop_reason": "end_turn", "stop_sequence": null,
+        "content": content,
+        "stop_reason": stop, "stop_sequence": null,
         "usage": {"input_tokens": ask.input_tokens, "output_tokens": chunks,
                   "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
     })
@@ -145,25 +194,47 @@ pub fn message_events(ask: &Ask, chunks: usize) -> Vec<String> {
         "usage": {"input_tokens": ask.input_tokens, "output_tokens": 1,
                   "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}}),
     )];
+    let (block, deltas, stop) = match &ask.tool {
+        Some(name) => {
+            let (a, b) = TOOL_ARGS.split_at(5);
+            (
+                json!({"type": "tool_use", "id": "toolu_mock", "name": name, "input": {}}),
+                [a, b]
+                    .iter()
+                    .map(|p| json!({"type": "input_json_delta", "partial_json": p}))
+                    .collect::<Vec<_>>(),
+                "tool_use",
+            )
+        }
+        None => (
+            json!({"type": "text", "text": ""}),
+            words(chunks)
+                .into_iter()
+                .map(|w| json!({"type": "text_delta", "text": w}))
+                .collect(),
+            "end_turn",
+        ),
+    };
     out.push(event(
         "content_block_start",
-        json!({"type": "content_block_start", "index": 0,
-        "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "content_block_start", "index": 0, "content_block": block}),
     ));
     out.push(event("ping", json!({"type": "ping"})));
-    for w in words(chunks) {
+    for delta in deltas {
         out.push(event(
             "content_block_delta",
-            json!({"type": "content_block_delta", "index": 0,
-            "delta": {"type": "text_delta", "text": w}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": delta}),
         ));
     }
     out.push(event(
         "content_block_stop",
         json!({"type": "content_block_stop", "index": 0}),
     ));
-    out.push(event("message_delta", json!({"type": "message_delta",
-        "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": chunks}})));
+    out.push(event(
+        "message_delta",
+        json!({"type": "message_delta",
+        "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": chunks}}),
+    ));
     out.push(event("message_stop", json!({"type": "message_stop"})));
     out
 }

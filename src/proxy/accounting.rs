@@ -43,8 +43,14 @@ pub fn record(sink: &AuditSink, session: &Session, ctx: &mut RequestCtx, status:
         }
         None => (None, None, 0, 0, None, false),
     };
+    // The model a fallback provider was asked for instead, when the chain maps it.
+    let model = ctx
+        .fallback
+        .as_ref()
+        .and_then(|f| f.served_model.clone())
+        .or(model);
     let route = ctx.route();
-    let provider = route.map(|r| r.provider.name.as_str());
+    let provider = ctx.provider().map(|p| p.name.as_str());
     let key = ctx.key();
     if let (Some(provider), Some(usage)) = (provider, usage) {
         count_tokens(provider, model.as_deref(), &usage);
@@ -81,6 +87,7 @@ pub fn record(sink: &AuditSink, session: &Session, ctx: &mut RequestCtx, status:
         bytes_in,
         bytes_out,
         usage,
+        fallback: ctx.fallback.as_ref().map_or(&[], |f| f.tried.as_slice()),
     };
     match serde_json::to_vec(&record) {
         Ok(mut line) => {

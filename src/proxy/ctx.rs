@@ -55,6 +55,8 @@ pub struct RequestCtx {
     pub charge: Charge,
     /// Its place in a trace, when spans are exported (`server.otlp_endpoint`).
     pub trace: Option<crate::trace::Context>,
+    /// On a route with a fallback chain: the kept body, the hop and the hops tried.
+    pub fallback: Option<Box<super::fallback::FallbackCtx>>,
 }
 
 /// Destination of a plain-HTTP forward-proxy request that goes through untouched.
@@ -99,6 +101,7 @@ impl RequestCtx {
             grant: Grant::default(),
             charge: Charge::default(),
             trace: None,
+            fallback: None,
         }
     }
 
@@ -112,6 +115,7 @@ impl RequestCtx {
                 key,
                 grant,
                 charge,
+                hop,
             }) => {
                 self.route = Some(route);
                 self.principal = Some(principal);
@@ -121,6 +125,7 @@ impl RequestCtx {
                 let needs_usage = counts_tokens || !charge.is_empty();
                 self.grant = grant;
                 self.charge = charge;
+                self.fallback = super::fallback::FallbackCtx::new(self.route(), hop);
                 if let Some(route) = self
                     .route()
                     .filter(|r| (audit_on && r.audit) || needs_usage)
@@ -152,8 +157,13 @@ impl RequestCtx {
         self.route.and_then(|i| self.snap.routes.get(i))
     }
 
+    /// The provider the request is on: the route's, or a fallback's after a failure.
     pub fn provider(&self) -> Option<&Provider> {
-        self.route().map(|r| &*r.provider)
+        let route = self.route()?;
+        match &self.fallback {
+            Some(f) if f.hop > 0 => super::fallback::hop_provider(route, f.hop),
+            _ => Some(&route.provider),
+        }
     }
 
     pub fn key(&self) -> Option<&ProviderKey> {

@@ -2,6 +2,7 @@
 
 pub mod accounting;
 pub mod ctx;
+pub mod fallback;
 pub mod feedback;
 pub mod forward;
 pub mod issuer;

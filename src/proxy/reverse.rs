@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::accounting;
 use super::ctx::{request_id, RequestCtx};
+use super::fallback;
 use super::feedback::{self, KeyAnswer};
 use super::forward::ForwardConn;
 use super::resource_metadata;
@@ -81,7 +82,11 @@ impl ProxyHttp for Gateway {
         match admission {
             Ok((host, admitted)) => {
                 ctx.admitted(host, admitted, self.audit.is_some());
-                self.user_token(session, ctx).await
+                let answered = self.user_token(session, ctx).await?;
+                if !answered && ctx.fallback.is_some() {
+                    fallback::start(session, ctx).await?;
+                }
+                Ok(answered)
             }
             Err(Refusal { error, shape }) => {
                 ctx.reason = Some(error.reason());
@@ -123,11 +128,17 @@ impl ProxyHttp for Gateway {
             return mcp_peer(&m.server, ctx.retries).await;
         }
         let snap = ctx.snap.clone();
-        let provider = match ctx.route.and_then(|i| snap.routes.get(i)) {
-            Some(route) => &route.provider,
-            None => return Error::e_explain(ErrorType::InternalError, "no route chosen"),
+        let hop = ctx.fallback.as_ref().map_or(0, |f| f.hop);
+        let route = ctx.route.and_then(|i| snap.routes.get(i));
+        let Some(provider) = route.and_then(|r| fallback::hop_provider(r, hop)) else {
+            return Error::e_explain(ErrorType::InternalError, "no route chosen");
         };
-        if ctx.retries > 0 {
+        // A fallback hop keeps the key `fallback::move_on` picked for it.
+        let fresh = ctx
+            .fallback
+            .as_mut()
+            .is_some_and(|f| std::mem::take(&mut f.fresh));
+        if ctx.retries > 0 && !fresh {
             // A retry goes to another healthy key when there is one (the principal's next one
             // with affinity).
             ctx.key = match (ctx.key, &ctx.principal) {
@@ -140,7 +151,14 @@ impl ProxyHttp for Gateway {
         let addr = provider.upstream.addr(ctx.retries).await.map_err(|e| {
             Error::because(ErrorType::ConnectError, "upstream address", e).into_up()
         })?;
-        Ok(Box::new(provider.upstream.peer(addr)))
+        let mut peer = provider.upstream.peer(addr);
+        // Only a hop with another after it stops waiting for a head early.
+        if let Some(t) = fallback::chain(ctx).and_then(|c| c.timeout) {
+            if fallback::can_move_on(ctx) {
+                peer.options.response_header_timeout = Some(t);
+            }
+        }
+        Ok(Box::new(peer))
     }
 
     async fn upstream_request_filter(
@@ -158,11 +176,14 @@ impl ProxyHttp for Gateway {
         if let Some(m) = &ctx.mcp {
             return mcp::rewrite(upstream, m);
         }
-        let (Some(route), key) = (ctx.route(), ctx.key()) else {
+        if ctx.fallback.is_some() {
+            fallback::rewrite_head(upstream, ctx)?;
+        }
+        let (Some(route), Some(provider), key) = (ctx.route(), ctx.provider(), ctx.key()) else {
             return Error::e_explain(ErrorType::InternalError, "no route chosen");
         };
-        let inject = steps::Inject::of(route.provider.credentials, key, ctx.user_token.as_deref());
-        steps::rewrite(upstream, route, inject, ctx.principal.as_deref())?;
+        let inject = steps::Inject::of(provider.credentials, key, ctx.user_token.as_deref());
+        steps::rewrite(upstream, route, provider, inject, ctx.principal.as_deref())?;
         if let Some(key) = key {
             key.metrics.requests.inc();
         }
@@ -177,6 +198,11 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        // Read whole and accounted for in `request_filter`; each attempt sends its hop's body.
+        if let Some(f) = &ctx.fallback {
+            fallback::body(body, end_of_stream, f);
+            return Ok(());
+        }
         if let (Some(acc), Some(chunk)) = (ctx.accounting.as_mut(), body.as_ref()) {
             acc.bytes_in += chunk.len() as u64;
             if acc.llm {
@@ -198,11 +224,15 @@ impl ProxyHttp for Gateway {
     /// Every response (Sluice's own refusals included) carries the request id.
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if ctx.fallback.is_some() {
+            let h1 = session.req_header().version <= http::Version::HTTP_11;
+            fallback::on_response(upstream, ctx, h1)?;
+        }
         if let Some(m) = &ctx.mcp {
             mcp::on_response(upstream, m)?;
         }
@@ -246,6 +276,10 @@ impl ProxyHttp for Gateway {
                 settle_key_answer(ctx);
             }
         }
+        // Translated last: usage and key health read the provider's own words.
+        if let Some(f) = ctx.fallback.as_mut() {
+            fallback::on_body(body, end_of_stream, f);
+        }
         Ok(None)
     }
 
@@ -283,7 +317,45 @@ impl ProxyHttp for Gateway {
         ) {
             feedback::apply(provider, key_idx, verdict);
         }
+        if fallback::chain(ctx).is_some_and(|c| c.moves_on(status))
+            && fallback::move_on(ctx, &status.to_string())
+        {
+            if let Some(f) = ctx.fallback.as_mut() {
+                f.moving_on = true;
+            }
+            return Error::e_explain(
+                ErrorType::HTTPStatus(status),
+                "moving on to the route's next provider",
+            );
+        }
+        if let Some(f) = ctx.fallback.as_mut() {
+            f.started = true;
+        }
         Ok(())
+    }
+
+    /// On a fallback route, a failure before the answer's head reached the client moves on
+    /// (by the chain's `on`), anything later is never retried; elsewhere Pingora's default.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if ctx.fallback.is_some() {
+            let retry = fallback::after_error(session, &e, ctx);
+            e.set_retry(retry);
+        } else if !session.req_header().method.is_idempotent()
+            || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
     }
 
     /// A connect failure happened before any byte reached the client: retry once (on another key).
@@ -297,7 +369,9 @@ impl ProxyHttp for Gateway {
         if let Some(key) = ctx.key() {
             key.metrics.connect_failures.inc();
         }
-        if ctx.retries == 0 {
+        if fallback::chain(ctx).is_some_and(|c| c.on_connect) && fallback::move_on(ctx, "connect") {
+            e.set_retry(true);
+        } else if ctx.retries == 0 {
             ctx.retries += 1;
             e.set_retry(true);
         }
@@ -324,9 +398,10 @@ impl ProxyHttp for Gateway {
             };
             mcp::write_rpc_error(session, status, &message, &id).await;
         } else if let (Some((status, error)), None) = (answer, session.response_written()) {
+            // In the client's API: the route's provider's, whichever hop failed.
             let shape = ctx
-                .provider()
-                .map(|p| ErrorShape::from(p.kind))
+                .route()
+                .map(|r| ErrorShape::from(r.provider.kind))
                 .unwrap_or(ErrorShape::OpenAi);
             ctx.reason = Some(error.reason());
             let id = ctx.request_id.clone();
@@ -538,11 +613,11 @@ fn span(session: &Session, ctx: &mut RequestCtx, status: u16) -> crate::trace::S
         .push(("sluice.request_id", ctx.request_id.clone()));
     if let Some(r) = route {
         s.strings.push(("sluice.route", r.prefix.clone()));
-        s.strings.push(("sluice.provider", r.provider.name.clone()));
-        s.strings.push((
-            "gen_ai.system",
-            format!("{:?}", r.provider.kind).to_lowercase(),
-        ));
+    }
+    if let Some(p) = ctx.provider() {
+        s.strings.push(("sluice.provider", p.name.clone()));
+        s.strings
+            .push(("gen_ai.system", format!("{:?}", p.kind).to_lowercase()));
     }
     if let Some(k) = ctx.key() {
         s.strings.push(("sluice.key_id", k.id.clone()));
@@ -553,6 +628,13 @@ fn span(session: &Session, ctx: &mut RequestCtx, status: u16) -> crate::trace::S
     if let Some(acc) = ctx.accounting.as_mut() {
         if let Some(m) = acc.model.model() {
             s.strings.push(("gen_ai.request.model", m.to_owned()));
+        }
+        if let Some(m) = ctx
+            .fallback
+            .as_ref()
+            .and_then(|f| f.served_model.as_deref())
+        {
+            s.strings.push(("gen_ai.response.model", m.to_owned()));
         }
         if let Some(u) = acc.usage.as_mut().and_then(|u| u.finish()) {
             s.ints.push(("gen_ai.usage.input_tokens", u.input as i64));
@@ -573,17 +655,24 @@ fn charge_budgets(ctx: &mut RequestCtx, sink: Option<&AuditSink>) {
     let Some(usage) = acc.usage.as_mut().and_then(|u| u.finish()) else {
         return;
     };
-    let (Some(route), Some(principal)) = (
-        ctx.route.and_then(|i| ctx.snap.routes.get(i)),
+    let hop = ctx.fallback.as_ref().map_or(0, |f| f.hop);
+    let (Some(provider), Some(principal)) = (
+        ctx.route
+            .and_then(|i| ctx.snap.routes.get(i))
+            .and_then(|r| fallback::hop_provider(r, hop)),
         ctx.principal.as_deref(),
     ) else {
         return;
     };
-    let provider = (route.provider.name.as_str(), route.provider.kind);
+    // Priced as the provider that answered, for the model it was asked for.
+    let served = ctx
+        .fallback
+        .as_ref()
+        .and_then(|f| f.served_model.as_deref());
     let warnings = ctx.snap.budgets.charge(
         &ctx.charge,
-        provider,
-        acc.model.model(),
+        (provider.name.as_str(), provider.kind),
+        served.or(acc.model.model()),
         &usage,
         principal,
         unix_now(),

@@ -29,6 +29,9 @@ pub struct Admitted {
     pub grant: Grant,
     /// The budgets its usage is charged to.
     pub charge: Charge,
+    /// The provider it starts on: 0 for the route's own, `i` for the fallback chain's `i`-th
+    /// when the route's own has no healthy key.
+    pub hop: usize,
 }
 
 /// A request Sluice answers itself, in the route's provider error shape.
@@ -79,19 +82,29 @@ pub async fn admit(
         .await
         .map_err(refuse)?;
 
-    let key = pick_credential(
+    let picked = pick_credential(
         provider,
         authed.client_provider_key,
         &authed.principal,
         now_ms,
-    )
-    .map_err(refuse)?;
+    );
+    let (hop, key) = match picked {
+        Ok(key) => (0, key),
+        // Every key of the route's provider is benched: its fallback chain answers.
+        Err(GatewayError::NoHealthyKey) => {
+            super::fallback::first_hop(route, path, &authed.principal, now_ms)
+                .map(|(hop, key)| (hop, Some(key)))
+                .ok_or(refuse(GatewayError::NoHealthyKey))?
+        }
+        Err(e) => return Err(refuse(e)),
+    };
     Ok(Admitted {
         route: route_idx,
         principal: authed.principal,
         key,
         grant,
         charge,
+        hop,
     })
 }
 
@@ -291,6 +304,8 @@ pub async fn admit_forward(
                     key,
                     grant,
                     charge,
+                    // Intercept routes have no fallback chain.
+                    hop: 0,
                 }),
             ))
         }
@@ -451,10 +466,11 @@ impl<'a> Inject<'a> {
 pub fn rewrite(
     upstream: &mut RequestHeader,
     route: &crate::config::Route,
+    provider: &Provider,
     inject: Inject<'_>,
     principal: Option<&Principal>,
 ) -> pingora::Result<()> {
-    let (prefix, provider) = (route.prefix.as_str(), &*route.provider);
+    let prefix = route.prefix.as_str();
     let uri = &upstream.uri;
     let rest = uri.path().strip_prefix(prefix).unwrap_or(uri.path());
     // An intercepted request already has the provider's own path.

@@ -173,5 +173,6 @@ fn build(
         intercept: false,
         principal_header: None,
         audit: true,
+        fallback: None,
     })
 }

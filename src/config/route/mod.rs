@@ -1,6 +1,7 @@
 //! Routes: a path prefix, the provider behind it, and who may use it. The route as written is
 //! `wire`.
 
+pub mod fallback;
 pub mod wire;
 
 use http::HeaderName;
@@ -30,6 +31,8 @@ pub struct Route {
     pub principal_header: Option<HeaderName>,
     /// Usage accounting and an audit record for each request.
     pub audit: bool,
+    /// Providers that answer when `provider` fails before its answer starts.
+    pub fallback: Option<Box<fallback::Fallback>>,
     pub metrics: RouteMetrics,
 }
 
@@ -124,6 +127,9 @@ pub(super) fn build_all(
                 intercept: false,
                 principal_header: header,
                 audit: r.audit,
+                fallback: r.fallback.as_ref().and_then(|f| {
+                    fallback::build(f, p, providers, declared, &at, errors).map(Box::new)
+                }),
                 metrics: RouteMetrics::new(&r.prefix, &r.provider),
             }),
             // The provider itself is in error.
@@ -155,6 +161,7 @@ fn access(
         required_claims,
         principal_header: _,
         audit: _,
+        fallback: _,
     } = r;
     if !prefix.starts_with('/')
         || (prefix.len() > 1 && prefix.ends_with('/'))

@@ -29,6 +29,9 @@ pub struct Route {
     /// Record usage and write an audit record for requests on this route (default true).
     #[serde(default = "default_true")]
     pub audit: bool,
+    /// Providers that answer when this route's provider fails before its answer starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<super::fallback::wire::Fallback>,
 }
 
 impl Kind for Route {

@@ -70,6 +70,7 @@ async fn centralized_route_picks_a_pool_key_and_rewrites() {
     rewrite(
         &mut r,
         route,
+        &route.provider,
         Inject::of(route.provider.credentials, key, None),
         Some(&admitted.principal),
     )
@@ -93,7 +94,7 @@ async fn byok_passes_the_client_key_and_requires_one() {
     let admitted = admit(&r, &s, 0, NOW).await.unwrap();
     assert_eq!(admitted.key, None);
     let route = &s.routes[admitted.route];
-    rewrite(&mut r, route, Inject::ClientKey, None).unwrap();
+    rewrite(&mut r, route, &route.provider, Inject::ClientKey, None).unwrap();
     assert_eq!(r.headers["x-api-key"], "sk-ant-client");
     assert!(r.headers.get("x-sluice-token").is_none());
     assert_eq!(r.headers["host"], "127.0.0.1:7");
