@@ -460,6 +460,7 @@ impl BackgroundService for LimitsBackend {
         tokio::select! {
             _ = shutdown.changed() => {}
             _ = self.backend.clone().run() => {}
+            _ = crate::limits::sync_flights() => {}
         }
     }
 }

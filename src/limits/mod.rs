@@ -16,7 +16,7 @@ pub mod shared;
 pub mod spec;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -32,8 +32,111 @@ pub struct Counters {
     per_second: Option<Rate>,
     per_minute: Option<Rate>,
     tokens: Option<Rate>,
-    /// Per replica, also with a shared backend.
+    /// This replica's requests in flight.
     in_flight: AtomicU32,
+    /// With a shared backend: the concurrency counter's key in Redis, the other replicas'
+    /// requests in flight as last seen, and the count this replica last published.
+    flight: Option<SharedFlight>,
+}
+
+#[derive(Debug)]
+struct SharedFlight {
+    key: String,
+    others: AtomicU32,
+    published: AtomicU32,
+    /// When `others` was last read (`now_ns`); 0: never.
+    read_ns: AtomicU64,
+    /// Until when the holder counts as active (synced even with nothing in flight here).
+    active_until_ns: AtomicU64,
+}
+
+impl SharedFlight {
+    fn new(key: String) -> SharedFlight {
+        SharedFlight {
+            key,
+            others: AtomicU32::new(0),
+            published: AtomicU32::new(0),
+            read_ns: AtomicU64::new(0),
+            active_until_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Publishes `local` and reads the others' count; `false` when Redis did not answer.
+    async fn sync(&self, s: &shared::Shared, local: u32) -> bool {
+        match s.flight(&self.key, local).await {
+            Ok(others) => {
+                self.others.store(others, Ordering::Release);
+                self.published.store(local, Ordering::Release);
+                self.read_ns.store(now_ns(), Ordering::Release);
+                true
+            }
+            Err(()) => false,
+        }
+    }
+
+    /// The others' requests in flight, read afresh when the last reading is older than two
+    /// sync intervals (a holder idle here until now); the holder stays synced for a while.
+    async fn others(&self, s: &shared::Shared, local: u32, now: u64) -> u32 {
+        let period = shared::FLIGHT_SYNC.as_nanos() as u64;
+        self.active_until_ns
+            .store(now + 20 * period, Ordering::Release);
+        if now.saturating_sub(self.read_ns.load(Ordering::Acquire)) > 2 * period {
+            self.sync(s, local).await;
+        }
+        self.others.load(Ordering::Acquire)
+    }
+}
+
+/// Counters whose in-flight counts are published to the shared backend (`sync_flights`).
+static FLIGHTS: Mutex<Vec<std::sync::Weak<Counters>>> = Mutex::new(Vec::new());
+
+/// Counters as the request path holds them; those with a shared concurrency cap are followed
+/// by `sync_flights`.
+fn track(c: Counters) -> Arc<Counters> {
+    let c = Arc::new(c);
+    if c.flight.is_some() {
+        if let Ok(mut all) = FLIGHTS.lock() {
+            // Counters of holders forgotten are dropped now and then (without a shared
+            // backend nothing else reads this list).
+            if all.len() >= 64 && all.len().is_power_of_two() {
+                all.retain(|w| w.strong_count() > 0);
+            }
+            all.push(Arc::downgrade(&c));
+        }
+    }
+    c
+}
+
+/// Runs with the shared backend: every [`shared::FLIGHT_SYNC`], publishes this replica's
+/// requests in flight for each holder of a concurrency cap that has any (or had at the last
+/// publication, or sees others'), and reads the other replicas' sum.
+pub async fn sync_flights() {
+    loop {
+        tokio::time::sleep(shared::FLIGHT_SYNC).await;
+        let Some(s) = shared::get() else {
+            continue;
+        };
+        let live: Vec<Arc<Counters>> = match FLIGHTS.lock() {
+            Ok(mut all) => {
+                all.retain(|w| w.strong_count() > 0);
+                all.iter().filter_map(std::sync::Weak::upgrade).collect()
+            }
+            Err(_) => continue,
+        };
+        let now = now_ns();
+        for c in live {
+            let Some(f) = &c.flight else { continue };
+            let local = c.in_flight.load(Ordering::Acquire);
+            let idle = local == 0
+                && f.published.load(Ordering::Acquire) == 0
+                && f.others.load(Ordering::Acquire) == 0
+                && f.active_until_ns.load(Ordering::Acquire) < now;
+            if idle || !s.is_up() {
+                continue;
+            }
+            f.sync(s, local).await;
+        }
+    }
 }
 
 /// One rate of one holder: the local cell (the whole limit on one replica; with a shared
@@ -139,7 +242,7 @@ const SECOND_NS: u64 = 1_000_000_000;
 impl Compiled {
     fn new(spec: Limit) -> Compiled {
         let key = shared::key_prefix("limit", &spec.name, &spec);
-        let shared = Arc::new(Self::counters(&spec, &key, "*"));
+        let shared = track(Self::counters(&spec, &key, "*"));
         Compiled {
             name: Arc::from(spec.name.as_str()),
             key,
@@ -166,6 +269,10 @@ impl Compiled {
                 .tokens_per_minute
                 .map(|n| Rate::new(n, MINUTE_NS, key("t"))),
             in_flight: AtomicU32::new(0),
+            flight: spec
+                .concurrent
+                .is_some()
+                .then(|| SharedFlight::new(key("c"))),
         }
     }
 
@@ -190,7 +297,7 @@ impl Compiled {
             return c;
         }
         self.keyed.get_with(Box::from(key), || {
-            Arc::new(Self::counters(&self.spec, &self.key, key))
+            track(Self::counters(&self.spec, &self.key, key))
         })
     }
 
@@ -364,13 +471,22 @@ impl Limits {
 
 /// Takes one request from each of a holder's allowances, all or nothing.
 async fn take(spec: &Limit, c: &Counters, now_ns: u64) -> Result<(), Limited> {
-    if let Some(max) = spec.concurrent {
+    if let Some(cap) = spec.concurrent {
+        // Shared: the others' requests in flight count too; Redis away: this replica's share.
+        let (max, others) = match (shared::get(), &c.flight) {
+            (Some(s), Some(f)) if s.is_up() => {
+                let local = c.in_flight.load(Ordering::Acquire);
+                (cap, f.others(s, local, now_ns).await)
+            }
+            (Some(s), _) => ((cap as u64).div_ceil(s.replicas()) as u32, 0),
+            _ => (cap, 0),
+        };
         let prev = c.in_flight.fetch_add(1, Ordering::AcqRel);
-        if prev >= max {
+        if prev.saturating_add(others) >= max {
             c.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err(Limited {
                 dimension: Dimension::Concurrent,
-                limit: max as u64,
+                limit: cap as u64,
                 period_s: 0,
                 retry_after_ms: 1000,
                 reset_ms: 1000,

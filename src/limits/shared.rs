@@ -12,6 +12,13 @@
 //! Token usage is debited in Redis as answers settle (in the background); each reply carries the
 //! shared allowance's state, which the replica's own cell catches up to.
 //!
+//! Concurrency caps: each replica publishes its requests in flight per holder (a hash field per
+//! replica) every [`FLIGHT_SYNC`] while the holder is active, and reads the others' sum,
+//! counting replicas alive only (a reading older than two intervals is refreshed before
+//! admitting); admission compares its own in flight plus the others' last seen with the cap.
+//! Two replicas admitting at once can both see room: the documented overshoot is what the other
+//! replicas admit within one sync interval.
+//!
 //! When Redis does not answer, each replica falls back to its share of every limit (N ÷ the
 //! replicas last seen alive, each heartbeating into a sorted set) and says so in
 //! `sluice_limits_backend_up`; nothing waits on a dead Redis for longer than [`TIMEOUT`], and
@@ -32,6 +39,8 @@ const HEARTBEAT: Duration = Duration::from_millis(500);
 /// A replica not heard from for this long no longer counts in the shares.
 const REPLICA_TTL_MS: u64 = 3000;
 const REPLICAS_KEY: &str = "sluice:limits:replicas";
+/// How often a replica publishes its in-flight counts and reads the others'.
+pub const FLIGHT_SYNC: Duration = Duration::from_millis(100);
 const HEALTH_CHANNEL: &str = "sluice:key-health";
 
 /// Leases `ARGV[3]` units from a GCRA cell (`ARGV[1]` µs per unit, period `ARGV[2]` µs): as
@@ -64,6 +73,31 @@ redis.call('SET', KEYS[1], tat, 'PX', math.ceil((tat - now) / 1000) + math.ceil(
 return tat - now
 "#;
 
+/// Sets this replica's in-flight count (`ARGV[2]`, field `ARGV[1]`) in the hash `KEYS[1]` and
+/// returns the sum of the other replicas' counts, dropping replicas whose heartbeat in
+/// `KEYS[2]` is older than `ARGV[3]` (ms).
+const FLIGHT: &str = r#"
+if tonumber(ARGV[2]) > 0 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+redis.call('PEXPIRE', KEYS[1], 10000)
+local all = redis.call('HGETALL', KEYS[1])
+local others = 0
+for i = 1, #all, 2 do
+  if all[i] ~= ARGV[1] then
+    local seen = redis.call('ZSCORE', KEYS[2], all[i])
+    if seen and tonumber(seen) >= tonumber(ARGV[3]) then
+      others = others + tonumber(all[i + 1])
+    else
+      redis.call('HDEL', KEYS[1], all[i])
+    end
+  end
+end
+return others
+"#;
+
 pub struct Shared {
     client: redis::Client,
     /// Keys benched here are benched on every replica (`publish_health`, `follow_health`).
@@ -74,6 +108,7 @@ pub struct Shared {
     node: String,
     lease: redis::Script,
     debit: redis::Script,
+    flight: redis::Script,
 }
 
 static SHARED: OnceLock<Arc<Shared>> = OnceLock::new();
@@ -102,6 +137,7 @@ pub fn install(
         node: hex::encode(id),
         lease: redis::Script::new(LEASE),
         debit: redis::Script::new(DEBIT),
+        flight: redis::Script::new(FLIGHT),
     });
     let _ = SHARED.set(shared.clone());
     METRICS.limits_backend_up.set(0);
@@ -310,6 +346,29 @@ impl Shared {
         let call = invocation.invoke_async::<(u64, u64)>(&mut c);
         match tokio::time::timeout(TIMEOUT, call).await {
             Ok(Ok((granted, wait_us))) => Ok((granted, wait_us * 1000)),
+            _ => {
+                self.set_up(false);
+                Err(())
+            }
+        }
+    }
+
+    /// Publishes this replica's `local` requests in flight under `key`; the other replicas'
+    /// sum, or `Err` when Redis did not answer in time.
+    pub async fn flight(&self, key: &str, local: u32) -> Result<u32, ()> {
+        let Some(mut c) = self.connection().filter(|_| self.is_up()) else {
+            return Err(());
+        };
+        let alive_since = crate::clock::unix_now_ms().saturating_sub(REPLICA_TTL_MS);
+        let mut invocation = self.flight.key(key);
+        invocation
+            .key(REPLICAS_KEY)
+            .arg(&self.node)
+            .arg(local)
+            .arg(alive_since);
+        let call = invocation.invoke_async::<u32>(&mut c);
+        match tokio::time::timeout(TIMEOUT * 4, call).await {
+            Ok(Ok(others)) => Ok(others),
             _ => {
                 self.set_up(false);
                 Err(())

@@ -538,6 +538,60 @@ async fn two_data_planes_share_a_limit_over_redis_and_fall_back_to_their_shares(
     assert_eq!((status, reason.as_str()), (200, ""));
 }
 
+/// A concurrency cap counts the requests in flight on every replica.
+#[tokio::test]
+async fn a_concurrency_cap_is_shared_by_the_replicas() {
+    let redis_port = free_port();
+    let _redis = Redis::start(redis_port);
+    // Ten events 200 ms apart: each stream lasts about two seconds.
+    let mock = Mock::start(&["--chunks", "10", "--chunk-interval-ms", "200"]);
+    let t = opaque_token(", owner: streamer");
+    let config = format!(
+        "  limits_backend: redis://127.0.0.1:{redis_port}\n{}tokens:\n  - {}\nlimits:\n  - {{ name: two-at-once, owner: streamer, concurrent: 2 }}\n",
+        providers(&mock),
+        t.record
+    );
+    let a = Sluice::start_with_env(&config, &KEYS);
+    let b = Sluice::start_with_env(&config, &KEYS);
+    until_metric(&a, "sluice_limits_replicas", 2.0).await;
+    until_metric(&b, "sluice_limits_replicas", 2.0).await;
+    let body = r#"{"model":"gpt-mock","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let open = |plane: &Sluice| {
+        let url = plane.url("/openai/v1/chat/completions");
+        let token = t.token.clone();
+        async move {
+            client()
+                .post(&url)
+                .bearer_auth(&token)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let (r1, r2) = (open(&a).await, open(&a).await);
+    assert_eq!((r1.status().as_u16(), r2.status().as_u16()), (200, 200));
+    // Plane b learns of a's two streams within a sync interval or two.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let r3 = open(&b).await;
+    assert_eq!(r3.status(), 429, "b admitted a third request in flight");
+    assert_eq!(r3.headers()["x-sluice-error"], "concurrency_limited");
+    // The streams end: b admits again.
+    for r in [r1, r2] {
+        assert!(r.text().await.unwrap().contains("[DONE]"));
+    }
+    let mut status = 0;
+    for _ in 0..40 {
+        let r = open(&b).await;
+        status = r.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200);
+}
+
 /// A key benched on one replica is benched on the others within a second, until the same time.
 #[tokio::test]
 async fn a_key_benched_on_one_data_plane_is_benched_on_all() {
