@@ -3,6 +3,12 @@
 //! 429 `budget_exceeded` until its period ends; crossing its warning share counts
 //! `sluice_budget_warnings_total` and writes an audit event once per period.
 //!
+//! `period: hours` is a rolling window of `window_hours` (the sliding window counter of
+//! Cloudflare's and Redis's rate limiters): spend is counted in windows of that length, and
+//! what counts at any moment is the current window's spend plus the previous window's, weighted
+//! by how much of it still lies within the last `window_hours`. A used-up rolling budget
+//! reopens as its oldest spend slides out, not all at once.
+//!
 //! Spend is kept per process beside the snapshot (a reload that keeps a budget keeps its
 //! spend) and written to `data_dir/budgets.json` every few seconds, so a restart resumes the
 //! month where it was.
@@ -32,19 +38,23 @@ const MICRO: f64 = 1_000_000.0;
 
 pub use crate::error::Exceeded;
 
-/// What one holder of a budget spent in the current period.
+/// What one holder of a budget spent in the current period (and the one before, which a
+/// rolling window still partly counts).
 #[derive(Debug, Default)]
 pub struct Spend {
     period: AtomicU64,
     tokens: AtomicU64,
     micro_usd: AtomicU64,
+    prev_tokens: AtomicU64,
+    prev_micro_usd: AtomicU64,
     warned: AtomicBool,
     /// With the shared backend: when this replica last read the other replicas' spend (ns).
     synced_ns: AtomicU64,
 }
 
 impl Spend {
-    /// Starts the period `index` afresh if the spend is of an earlier one.
+    /// Starts the period `index` afresh if the spend is of an earlier one (which becomes the
+    /// previous period when it was the one just before).
     fn roll(&self, index: u64) {
         let seen = self.period.load(Ordering::Acquire);
         if seen < index
@@ -53,8 +63,19 @@ impl Spend {
                 .compare_exchange(seen, index, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         {
-            self.tokens.store(0, Ordering::Release);
-            self.micro_usd.store(0, Ordering::Release);
+            let (t, m) = match seen + 1 == index {
+                true => (
+                    self.tokens.swap(0, Ordering::AcqRel),
+                    self.micro_usd.swap(0, Ordering::AcqRel),
+                ),
+                false => {
+                    self.tokens.store(0, Ordering::Release);
+                    self.micro_usd.store(0, Ordering::Release);
+                    (0, 0)
+                }
+            };
+            self.prev_tokens.store(t, Ordering::Release);
+            self.prev_micro_usd.store(m, Ordering::Release);
             self.warned.store(false, Ordering::Release);
         }
     }
@@ -119,24 +140,73 @@ impl Compiled {
         period(self.spec.period, self.spec.window_hours, now)
     }
 
-    fn used_up(&self, spend: &Spend) -> bool {
-        self.spec.tokens.is_some_and(|cap| spend.tokens() >= cap)
-            || self
-                .cap_micro
-                .is_some_and(|cap| spend.micro_usd.load(Ordering::Acquire) >= cap)
+    /// A rolling window's length in seconds (`period: hours`).
+    fn rolling(&self) -> Option<u64> {
+        (self.spec.period == Period::Hours)
+            .then(|| u64::from(self.spec.window_hours.unwrap_or(24).max(1)) * 3600)
+    }
+
+    /// What counts against the caps at `now`: (tokens, micro-USD). A rolling window adds the
+    /// share of the previous window still inside it.
+    fn counted(&self, spend: &Spend, now: u64) -> (u64, u64) {
+        let (t, m) = (spend.tokens(), spend.micro_usd.load(Ordering::Acquire));
+        let Some(w) = self.rolling() else {
+            return (t, m);
+        };
+        let inside = 1.0 - (now % w) as f64 / w as f64;
+        let prev = |a: &AtomicU64| (a.load(Ordering::Acquire) as f64 * inside) as u64;
+        (
+            t + prev(&spend.prev_tokens),
+            m + prev(&spend.prev_micro_usd),
+        )
+    }
+
+    fn used_up(&self, spend: &Spend, now: u64) -> bool {
+        let (t, m) = self.counted(spend, now);
+        self.spec.tokens.is_some_and(|cap| t >= cap) || self.cap_micro.is_some_and(|cap| m >= cap)
+    }
+
+    /// When a used-up budget admits again: its period's end, or for a rolling window the
+    /// moment enough spend has slid out of it.
+    fn reopens_at(&self, spend: &Spend, now: u64, end: u64) -> u64 {
+        let Some(w) = self.rolling() else {
+            return end;
+        };
+        let start = end - w;
+        let mut at = now;
+        let caps = [
+            (self.spec.tokens, &spend.tokens, &spend.prev_tokens),
+            (self.cap_micro, &spend.micro_usd, &spend.prev_micro_usd),
+        ];
+        for (cap, cur, prev) in caps {
+            let Some(cap) = cap else { continue };
+            let (cur, prev) = (cur.load(Ordering::Acquire), prev.load(Ordering::Acquire));
+            // prev × (1 − t/w) + cur < cap within this window, or after it cur × (1 − t/w) < cap.
+            let when = if cur < cap {
+                let need = 1.0 - (cap - cur) as f64 / prev.max(1) as f64;
+                start + (need.max(0.0) * w as f64).ceil() as u64 + 1
+            } else {
+                let need = 1.0 - cap as f64 / cur.max(1) as f64;
+                end + (need.max(0.0) * w as f64).ceil() as u64 + 1
+            };
+            at = at.max(when);
+        }
+        at
     }
 
     /// Every holder's spend in the current period (for the file and the API).
-    fn snapshot(&self) -> BTreeMap<String, (u64, u64, u64)> {
+    fn snapshot(&self) -> BTreeMap<String, SavedSpend> {
         let mut out = BTreeMap::new();
         let mut put = |holder: &str, s: &Spend| {
             out.insert(
                 holder.to_owned(),
-                (
-                    s.period.load(Ordering::Acquire),
-                    s.tokens(),
-                    s.micro_usd.load(Ordering::Acquire),
-                ),
+                SavedSpend {
+                    period: s.period.load(Ordering::Acquire),
+                    tokens: s.tokens(),
+                    micro_usd: s.micro_usd.load(Ordering::Acquire),
+                    prev_tokens: s.prev_tokens.load(Ordering::Acquire),
+                    prev_micro_usd: s.prev_micro_usd.load(Ordering::Acquire),
+                },
             );
         };
         put("*", &self.shared);
@@ -233,7 +303,7 @@ impl Budgets {
             let (index, end) = b.period(now);
             spend.roll(index);
             share(b, &spend, principal, (index, end), (0, 0), now);
-            if b.used_up(&spend) {
+            if b.used_up(&spend, now) {
                 METRICS
                     .limited
                     .with_label_values(&[&b.spec.name, "budget_exceeded"])
@@ -241,7 +311,7 @@ impl Budgets {
                 return Err((
                     b.spec.name.clone(),
                     Exceeded {
-                        resets_at: end,
+                        resets_at: b.reopens_at(&spend, now, end),
                         now,
                     },
                 ));
@@ -269,9 +339,10 @@ impl Budgets {
         for (b, spend) in &charge.held {
             let (index, end) = b.period(now);
             spend.roll(index);
-            let t = spend.tokens.fetch_add(tokens, Ordering::AcqRel) + tokens;
-            let m = spend.micro_usd.fetch_add(micro, Ordering::AcqRel) + micro;
+            spend.tokens.fetch_add(tokens, Ordering::AcqRel);
+            spend.micro_usd.fetch_add(micro, Ordering::AcqRel);
             share(b, spend, principal, (index, end), (tokens, micro), now);
+            let (t, m) = b.counted(spend, now);
             let share = f64::max(
                 b.spec
                     .tokens
@@ -322,12 +393,18 @@ fn share(
     }
     let holder = holder(b.spec.per, principal).unwrap_or("*");
     let key = format!("{}:{holder}:{index}", b.key);
+    // A rolling window also counts part of the window before.
+    let prev = b
+        .rolling()
+        .map(|_| format!("{}:{holder}:{}", b.key, index.saturating_sub(1)));
     let spend = spend.clone();
-    let ttl = end.saturating_sub(now) + 86_400;
-    shared.budget_spend(key, add, ttl, move |tokens, micro| {
+    let ttl = end.saturating_sub(now) + 86_400 + b.rolling().unwrap_or(0);
+    shared.budget_spend((key, prev), add, ttl, move |(t, m), (pt, pm)| {
         if spend.period.load(Ordering::Acquire) == index {
-            spend.tokens.fetch_max(tokens, Ordering::AcqRel);
-            spend.micro_usd.fetch_max(micro, Ordering::AcqRel);
+            spend.tokens.fetch_max(t, Ordering::AcqRel);
+            spend.micro_usd.fetch_max(m, Ordering::AcqRel);
+            spend.prev_tokens.fetch_max(pt, Ordering::AcqRel);
+            spend.prev_micro_usd.fetch_max(pm, Ordering::AcqRel);
         }
     });
 }
@@ -340,8 +417,20 @@ pub struct Registry {
     saved: Mutex<Saved>,
 }
 
-/// `budgets.json`: budget name → holder (`*` for `per: all`) → (period, tokens, micro-USD).
-type Saved = BTreeMap<String, BTreeMap<String, (u64, u64, u64)>>;
+/// `budgets.json`: budget name → holder (`*` for `per: all`) → spend.
+type Saved = BTreeMap<String, BTreeMap<String, SavedSpend>>;
+
+/// One holder's spend in the file (files of earlier versions hold `[period, tokens, micro]`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct SavedSpend {
+    period: u64,
+    tokens: u64,
+    micro_usd: u64,
+    #[serde(default)]
+    prev_tokens: u64,
+    #[serde(default)]
+    prev_micro_usd: u64,
+}
 
 impl Registry {
     /// The snapshot's budgets: an unchanged budget keeps its spend.
@@ -393,15 +482,20 @@ impl Registry {
         crate::private::replace(file, &serde_json::to_vec(&all)?)
     }
 
-    /// Each budget's spend in its current period, for `per: all` budgets, or the total over
-    /// holders (the API and `sluice budget list`).
+    /// Each budget's spend counted now (its current period, for a rolling window with the
+    /// previous one's share), for `per: all` budgets, or the total over holders (the API and
+    /// `sluice budget list`).
     pub fn spent(&self, name: &str, now: u64) -> Option<(u64, f64)> {
         let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         let c = live.get(name)?;
         let index = c.period(now).0;
         let (mut tokens, mut micro) = (0, 0);
-        for (_, (period, t, m)) in c.snapshot() {
-            if period == index {
+        for (_, saved) in c.snapshot() {
+            let spend = Spend::default();
+            restore_spend(&spend, saved);
+            spend.roll(index);
+            if spend.period.load(Ordering::Acquire) == index {
+                let (t, m) = c.counted(&spend, now);
                 tokens += t;
                 micro += m;
             }
@@ -410,18 +504,26 @@ impl Registry {
     }
 }
 
-fn restore(c: &Compiled, holders: BTreeMap<String, (u64, u64, u64)>) {
-    for (holder, (period, tokens, micro)) in holders {
+fn restore(c: &Compiled, holders: BTreeMap<String, SavedSpend>) {
+    for (holder, saved) in holders {
         let spend = if holder == "*" {
             c.shared.clone()
         } else {
             c.keyed
                 .get_with(Box::from(holder.as_str()), || Arc::new(Spend::default()))
         };
-        spend.period.store(period, Ordering::Release);
-        spend.tokens.store(tokens, Ordering::Release);
-        spend.micro_usd.store(micro, Ordering::Release);
+        restore_spend(&spend, saved);
     }
+}
+
+fn restore_spend(spend: &Spend, s: SavedSpend) {
+    spend.period.store(s.period, Ordering::Release);
+    spend.tokens.store(s.tokens, Ordering::Release);
+    spend.micro_usd.store(s.micro_usd, Ordering::Release);
+    spend.prev_tokens.store(s.prev_tokens, Ordering::Release);
+    spend
+        .prev_micro_usd
+        .store(s.prev_micro_usd, Ordering::Release);
 }
 
 #[cfg(test)]

@@ -178,3 +178,57 @@ fn spend_survives_a_restart_through_the_file() {
     let _budgets = registry.build(&[spec], Prices::new(&[]));
     assert_eq!(registry.spent("team", FEB_1 + 60), Some((1_000_000, 10.0)));
 }
+
+#[test]
+fn a_rolling_window_counts_the_spend_sliding_out_of_it() {
+    let registry = Registry::default();
+    let budgets = registry.build(
+        &[budget(
+            "{name: rolling, period: hours, window_hours: 10, tokens: 1000}",
+        )],
+        Prices::new(&[]),
+    );
+    let a = principal("a", None);
+    let w = 36_000;
+    let window = FEB_1 - FEB_1 % w + 10 * w;
+    let spend = |tokens, now| {
+        let charge = budgets.check(at(), &a, None, now).unwrap();
+        budgets.charge(
+            &charge,
+            ("openai", ProviderKind::OpenAi),
+            Some("gpt-4o"),
+            &usage(tokens, 0, 0),
+            &a,
+            now,
+        );
+    };
+    // 800 tokens late in one window; an hour into the next, 90 % of them still count.
+    spend(800, window - 3600);
+    let now = window + 3600;
+    assert_eq!(registry.spent("rolling", now).map(|s| s.0), Some(720));
+    spend(300, now);
+    let (_, refused) = budgets.check(at(), &a, None, now).unwrap_err();
+    // 720 + 300 ≥ 1000 until enough of the 800 slid out: 800 × (1 − t/w) < 700 after 1.25 h.
+    assert_eq!(refused.resets_at, window + 4500 + 1);
+    assert!(budgets.check(at(), &a, None, window + 4400).is_err());
+    assert!(budgets.check(at(), &a, None, window + 4600).is_ok());
+}
+
+#[test]
+fn spend_files_of_the_earlier_shape_still_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(FILE);
+    let index = period(Period::Day, None, FEB_1).0;
+    std::fs::write(
+        &file,
+        format!(r#"{{"team": {{"*": [{index}, 1500, 2000000]}}}}"#),
+    )
+    .unwrap();
+    let registry = Registry::default();
+    registry.load(&file);
+    let _budgets = registry.build(
+        &[budget("{name: team, period: day, tokens: 10000}")],
+        Prices::new(&[]),
+    );
+    assert_eq!(registry.spent("team", FEB_1), Some((1500, 2.0)));
+}

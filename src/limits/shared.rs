@@ -297,13 +297,13 @@ impl Shared {
 
     /// Adds `tokens` and `micro_usd` to a budget's shared spend (keys `{key}:t` and `{key}:m`,
     /// kept `ttl_s`), or only reads it when both are 0; `then` gets the totals, in the
-    /// background.
+    /// background, and the totals under `prev` when given (a rolling window's previous one).
     pub fn budget_spend(
         self: &Arc<Self>,
-        key: String,
+        (key, prev): (String, Option<String>),
         (tokens, micro_usd): (u64, u64),
         ttl_s: u64,
-        then: impl FnOnce(u64, u64) + Send + 'static,
+        then: impl FnOnce((u64, u64), (u64, u64)) + Send + 'static,
     ) {
         let Some(mut c) = self.connection().filter(|_| self.is_up()) else {
             return;
@@ -318,9 +318,17 @@ impl Shared {
                 .ignore()
                 .expire(&m, ttl_s as i64)
                 .ignore();
-            let call = pipe.query_async::<(u64, u64)>(&mut c);
+            let prev = prev.unwrap_or_default();
+            if !prev.is_empty() {
+                pipe.get(format!("{prev}:t")).get(format!("{prev}:m"));
+            } else {
+                // Reads nothing: the reply keeps one shape.
+                pipe.get("").get("");
+            }
+            type Reply = (u64, u64, Option<u64>, Option<u64>);
+            let call = pipe.query_async::<Reply>(&mut c);
             match tokio::time::timeout(TIMEOUT * 4, call).await {
-                Ok(Ok((t, m))) => then(t, m),
+                Ok(Ok((t, m, pt, pm))) => then((t, m), (pt.unwrap_or(0), pm.unwrap_or(0))),
                 _ => me.set_up(false),
             }
         });
