@@ -139,7 +139,9 @@ fn limits(c: &mut Criterion) {
     let limited = snapshot_with(
         "limits:\n  - { name: per-user, route: /openai, per: principal, requests_per_minute: 1000000000, tokens_per_minute: 100000000000 }\n  - { name: all, concurrent: 100000 }\n",
     );
+    // Timers on: a shared limit bounds its Redis round trips with a timeout.
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     let (req_plain, req_limited) = (request(&plain.token), request(&limited.token));
@@ -158,6 +160,40 @@ fn limits(c: &mut Criterion) {
             let a = block_on(
                 &rt,
                 steps::admit(&req_limited, &limited.snap, 1_000, 1_800_000_000),
+            );
+            black_box(a.is_ok())
+        })
+    });
+    // The same limits shared over Redis (`BENCH_REDIS`, default the machine's 127.0.0.1:6379):
+    // leases refilled on the request path when empty, concurrency counts read every 200 ms.
+    // Last: once the backend is installed, every limit in this process is shared.
+    let url = std::env::var("BENCH_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let background = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+    let health = Arc::new(sluice::balance::HealthRegistry::default());
+    let shared = sluice::limits::shared::install(&url, health).unwrap_or_else(|e| panic!("{e}"));
+    background.spawn(shared.clone().run());
+    background.spawn(sluice::limits::sync_flights());
+    for _ in 0..100 {
+        if shared.is_up() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let name = if shared.is_up() {
+        "admit_with_redis_limits"
+    } else {
+        eprintln!("limits bench: no Redis at {url}: measuring the fallback shares instead");
+        "admit_with_redis_limits_redis_down"
+    };
+    let shared_snap = snapshot_with(
+        "limits:\n  - { name: per-user-redis, route: /openai, per: principal, requests_per_minute: 1000000000, tokens_per_minute: 100000000000 }\n  - { name: all-redis, concurrent: 100000 }\n",
+    );
+    let req_shared = request(&shared_snap.token);
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            let a = block_on(
+                &rt,
+                steps::admit(&req_shared, &shared_snap.snap, 1_000, 1_800_000_000),
             );
             black_box(a.is_ok())
         })
@@ -592,16 +628,78 @@ fn usage_scan(c: &mut Criterion) {
     g.finish();
 }
 
+/// Fallback translation: a chat request with a system prompt, history and a tool (~2 KB) into
+/// Anthropic's shape, against parsing and re-serialising the same body (the floor of any JSON
+/// rewrite); an Anthropic stream of 20 text events into chat chunks, against the usage scan of
+/// the same bytes.
+fn translate(c: &mut Criterion) {
+    use sluice::translate::{self, Format};
+    let turns: Vec<String> = (0..10)
+        .map(|i| format!(r#"{{"role":"{}","content":"message number {i} of a conversation about the weather in Oslo"}}"#, if i % 2 == 0 { "user" } else { "assistant" }))
+        .collect();
+    let body = format!(
+        r#"{{"model":"gpt-4o","stream":true,"max_tokens":512,"messages":[{{"role":"system","content":"You are terse."}},{}],"tools":[{{"type":"function","function":{{"name":"weather","description":"Forecast","parameters":{{"type":"object","properties":{{"city":{{"type":"string"}}}}}}}}}}]}}"#,
+        turns.join(",")
+    );
+    let mut events = String::from("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"claude\",\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n");
+    for i in 0..20 {
+        events.push_str(&format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"token {i} \"}}}}\n\n"));
+    }
+    events.push_str("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+    let chunks: Vec<&str> = events.split_inclusive("\n\n").collect();
+    let mut g = c.benchmark_group("translate");
+    g.bench_function("baseline_json_roundtrip", |b| {
+        b.iter(|| {
+            let v: serde_json::Value =
+                serde_json::from_str(black_box(&body)).unwrap_or_else(|e| panic!("{e}"));
+            black_box(serde_json::to_vec(&v).unwrap_or_default())
+        })
+    });
+    g.bench_function("request_openai_to_anthropic", |b| {
+        b.iter(|| {
+            black_box(translate::request(
+                Format::OpenAi,
+                Format::Anthropic,
+                black_box(body.as_bytes()),
+                Some("claude-sonnet-4-0"),
+                "max_tokens",
+            ))
+        })
+    });
+    g.bench_function("baseline_usage_scan_stream", |b| {
+        b.iter(|| {
+            let mut p = sluice::audit::UsageParser::new("text/event-stream");
+            for e in &chunks {
+                p.feed(black_box(e.as_bytes()));
+            }
+            black_box(p.finish())
+        })
+    });
+    g.bench_function("stream_anthropic_to_openai", |b| {
+        b.iter(|| {
+            let mut s = translate::Stream::new(Format::Anthropic);
+            let mut n = 0;
+            for e in &chunks {
+                n += s.feed(black_box(e.as_bytes())).len();
+            }
+            black_box(n)
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     pick,
-    limits,
+    translate,
     request_path,
     vault,
     auth,
     builtin_issuer,
     usage_scan,
     forward,
-    snapshot_build
+    snapshot_build,
+    // Last: it installs the shared limits backend for the rest of the process.
+    limits
 );
 criterion_main!(benches);

@@ -8,7 +8,7 @@
 # usage: benches/loadtest.sh [--smoke]
 #   DURATION=10  seconds per run          ROUNDS=3   interleaved rounds (median reported)
 #   WORKERS=nproc proxy workers (Sluice's default)  SLUICE_BIN=path  skip the release build
-#   TARGETS="direct nginx pingora sluice limited noauth noaudit"  (keep direct, nginx and pingora)
+#   TARGETS="direct nginx pingora sluice limited fallback noauth noaudit"  (keep direct, nginx, pingora)
 #   --smoke      1 s runs, 1 round: checks the kit works (CI), figures mean nothing
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,8 +19,9 @@ WORKERS=${WORKERS:-$(nproc)}
 # sluice: token auth and accounting on; noauth: the same Sluice on an `auth: none` route;
 # noaudit: no auth and no accounting (audit records go to a file under the kit's temp dir);
 # limited: `sluice` plus a per-principal request rate, token allowance and concurrency cap and a
-# monthly dollar budget (none of them reached).
-TARGETS=${TARGETS:-direct nginx pingora sluice limited noauth noaudit}
+# monthly dollar budget (none of them reached); fallback: `sluice` on a route with a fallback
+# chain that is never used (the body is read whole before going upstream).
+TARGETS=${TARGETS:-direct nginx pingora sluice limited fallback noauth noaudit}
 if [[ "${1:-}" == "--smoke" ]]; then DURATION=1; ROUNDS=1; SMOKE=1; else SMOKE=0; fi
 
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -77,6 +78,7 @@ routes:
   - { prefix: /paced-bare, provider: paced, auth: none, audit: false }
   - { prefix: /openai, provider: openai, auth: token }
   - { prefix: /limited, provider: openai, auth: token }
+  - { prefix: /fallback, provider: openai, auth: token, fallback: { to: [{ provider: paced }] } }
   - { prefix: /open, provider: openai, auth: none }
   - { prefix: /bare, provider: openai, auth: none, audit: false }
 tokens:
@@ -111,6 +113,7 @@ url() {
     noauth) echo "http://127.0.0.1:$SLUICE/open/v1/chat/completions" ;;
     noaudit) echo "http://127.0.0.1:$SLUICE/bare/v1/chat/completions" ;;
     limited) echo "http://127.0.0.1:$SLUICE/limited/v1/chat/completions" ;;
+    fallback) echo "http://127.0.0.1:$SLUICE/fallback/v1/chat/completions" ;;
   esac
 }
 declare -A RPS P50 P99 CPU
@@ -160,14 +163,14 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "round $round done" >&2
 done
 
-printf '\n%-5s %5s %-7s %10s %8s %8s %9s %9s %9s %8s %9s\n' kind conns target rps p50_ms p99_ms x_direct x_nginx x_pingora cpu_us cpu_x_ngx
+printf '\n%-5s %5s %-8s %10s %8s %8s %9s %9s %9s %8s %9s\n' kind conns target rps p50_ms p99_ms x_direct x_nginx x_pingora cpu_us cpu_x_ngx
 for kind in json sse; do
   for conns in 1 64; do
     d=$(median "${RPS[$kind $conns direct]}"); n=$(median "${RPS[$kind $conns nginx]}")
     b=$(median "${RPS[$kind $conns pingora]}"); nc=$(median "${CPU[$kind $conns nginx]}")
     for target in $TARGETS; do
       key="$kind $conns $target"; r=$(median "${RPS[$key]}"); c=$(median "${CPU[$key]}")
-      printf '%-5s %5s %-7s %10.0f %8s %8s %9.2f %9.2f %9.2f %8s %9s\n' "$kind" "$conns" "$target" "$r" \
+      printf '%-5s %5s %-8s %10.0f %8s %8s %9.2f %9.2f %9.2f %8s %9s\n' "$kind" "$conns" "$target" "$r" \
         "$(median "${P50[$key]}")" "$(median "${P99[$key]}")" \
         "$(awk -v a="$r" -v b="$d" 'BEGIN{print a/b}')" "$(awk -v a="$r" -v b="$n" 'BEGIN{print a/b}')" \
         "$(awk -v a="$r" -v c="$b" 'BEGIN{print a/c}')" "$c" "$(ratio "$c" "$nc")"

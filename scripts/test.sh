@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every Sluice test on a fresh machine: installs what is missing (cmake for pingora's zlib-ng,
 # curl, nginx and wrk for the load kit, prometheus and promtool for the observability kit,
+# Debian's chromium and chromium-driver (the console's browser test, with Selenium in .venv),
 # strace (the Pingora patches' system-call tests) and perf (the profile script), redis-server (the
 # shared-limits test runs its own), the openai/anthropic Python SDKs in .venv), then runs
 # formatting and lint checks, unit and integration tests, the criterion benches once as tests,
@@ -18,6 +19,8 @@ need promtool || [[ -x /usr/bin/prometheus ]] || missing+=(prometheus)
 need strace || missing+=(strace)
 need perf || missing+=(linux-perf)
 need redis-server || [[ -x /usr/bin/redis-server ]] || missing+=(redis-server)
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
+[[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
 python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
@@ -26,7 +29,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import openai, anthropic, jwt, authlib, kubernetes_validate' 2>/dev/null; then
+if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import openai, anthropic, jwt, authlib, kubernetes_validate, selenium' 2>/dev/null; then
   echo "installing the openai and anthropic SDKs and PyJWT into .venv"
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip

@@ -244,6 +244,11 @@ fn add_control(
             config: store.clone(),
             mode,
             data_dir: config.data_dir.clone(),
+            audit_file: config
+                .audit
+                .path
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("audit.jsonl")),
             key,
             admin: Mutex::new(Some((
                 admin_listener,

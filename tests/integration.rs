@@ -9,6 +9,8 @@ mod accounting;
 mod agents;
 #[path = "integration/conf_files.rs"]
 mod conf_files;
+#[path = "integration/console.rs"]
+mod console;
 #[path = "integration/control.rs"]
 mod control;
 #[path = "integration/control_nodes.rs"]

@@ -115,6 +115,98 @@ pub fn totals(
     Ok(out)
 }
 
+/// Requests, tokens and cost per group in each of `buckets` buckets of `bucket_secs` from
+/// `start` (Unix seconds): the console's charts.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Series {
+    pub requests: Vec<u64>,
+    /// Input + output + cache writes, as budgets count them.
+    pub tokens: Vec<u64>,
+    pub micro_usd: Vec<u64>,
+}
+
+/// At most this many groups are charted; the rest are summed as `other`.
+const MAX_GROUPS: usize = 8;
+
+/// `series` per group over records from `start` on, in `buckets` buckets of `bucket_secs`.
+pub fn series(
+    files: &[PathBuf],
+    by: GroupBy,
+    (start, bucket_secs, buckets): (u64, u64, usize),
+    price: Pricing<'_>,
+) -> std::io::Result<BTreeMap<String, Series>> {
+    let since = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(start);
+    let mut out: BTreeMap<String, Series> = BTreeMap::new();
+    for file in files {
+        for line in std::io::BufReader::new(std::fs::File::open(file)?).lines() {
+            let Ok(record) = serde_json::from_str::<Line>(&line?) else {
+                continue;
+            };
+            let Ok(time) = humantime::parse_rfc3339_weak(&record.time) else {
+                continue;
+            };
+            let Ok(age) = time.duration_since(since) else {
+                continue;
+            };
+            let i = (age.as_secs() / bucket_secs.max(1)) as usize;
+            if i >= buckets {
+                continue;
+            }
+            let usage = record.usage.as_ref().map(|u| crate::audit::Usage {
+                input: u.input,
+                output: u.output,
+                cache_read: u.cache_read,
+                cache_write: u.cache_write,
+            });
+            let cost = match (&record.provider, &usage) {
+                (Some(p), Some(u)) => price(p, record.model.as_deref(), u),
+                _ => 0,
+            };
+            let key = match by {
+                GroupBy::Principal => record.principal,
+                GroupBy::Provider => record.provider,
+                GroupBy::Model => record.model,
+            }
+            .unwrap_or_else(|| "-".to_owned());
+            let s = out.entry(key).or_insert_with(|| Series {
+                requests: vec![0; buckets],
+                tokens: vec![0; buckets],
+                micro_usd: vec![0; buckets],
+            });
+            s.requests[i] += 1;
+            s.tokens[i] += usage.map_or(0, |u| u.input + u.output + u.cache_write);
+            s.micro_usd[i] += cost;
+        }
+    }
+    Ok(fold_small_groups(out))
+}
+
+/// The `MAX_GROUPS` − 1 largest groups by requests, the rest summed as `other`.
+fn fold_small_groups(all: BTreeMap<String, Series>) -> BTreeMap<String, Series> {
+    if all.len() <= MAX_GROUPS {
+        return all;
+    }
+    let mut ranked: Vec<(String, Series)> = all.into_iter().collect();
+    ranked.sort_by_key(|(_, s)| std::cmp::Reverse(s.requests.iter().sum::<u64>()));
+    let rest = ranked.split_off(MAX_GROUPS - 1);
+    let mut out: BTreeMap<String, Series> = ranked.into_iter().collect();
+    let mut other = Series::default();
+    for (_, s) in rest {
+        for (field, add) in [
+            (&mut other.requests, &s.requests),
+            (&mut other.tokens, &s.tokens),
+            (&mut other.micro_usd, &s.micro_usd),
+        ] {
+            field.resize(add.len(), 0);
+            for (a, b) in field.iter_mut().zip(add) {
+                *a += b;
+            }
+        }
+    }
+    out.insert("other".to_owned(), other);
+    out
+}
+
 /// A human table of `totals`.
 pub fn table(by: GroupBy, totals: &BTreeMap<String, Totals>) -> String {
     let head = match by {

@@ -3,6 +3,7 @@
 //! planes follow.
 
 pub mod api;
+pub mod console;
 pub mod crypto;
 pub mod issuer;
 pub mod offpath;

@@ -180,6 +180,7 @@ const FIXED: &[Operation] = &[
     op(Post, "/v1/agents/{name}/environments/{env}/apps", AppCreate, "An OAuth app (client credentials) for an `auth: oauth` agent environment: the secret is returned once").status("201"),
     op(Post, "/v1/apps/{id}/regenerate", AppRegenerate, "A new secret, returned once; the old one is refused at once").status("200"),
     op(Delete, "/v1/apps/{id}", AppRevoke, "Revoke an app: its tokens are refused on every data plane at the next revision"),
+    op(Get, "/v1/usage", UsageRead, "Requests, tokens and spend (micro-USD) per bucket, `?by=provider|model|principal&hours=24&bucket=3600`, from the audit records of the process serving the API"),
     unchecked(Get, "/v1/whoami", "The caller's principal and role"),
     unchecked(Get, "/v1/openapi.json", "This document (no credential needed)"),
 ];

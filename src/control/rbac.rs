@@ -149,6 +149,7 @@ permissions! {
     AppCreate = "app_create", Credentials;
     AppRegenerate = "app_regenerate", Credentials;
     AppRevoke = "app_revoke", Credentials;
+    UsageRead = "usage_read", Read;
 }
 
 impl std::fmt::Display for Permission {

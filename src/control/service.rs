@@ -46,6 +46,8 @@ pub struct ControlService {
     pub config: Arc<ConfigStore>,
     pub mode: Mode,
     pub data_dir: PathBuf,
+    /// The audit file the console's usage charts read (`/v1/usage`).
+    pub audit_file: PathBuf,
     pub key: Arc<MasterKey>,
     pub admin: Mutex<Option<(std::net::TcpListener, Admin)>>,
     /// Serve the admin listener over TLS with this configuration.
@@ -146,6 +148,7 @@ impl BackgroundService for ControlService {
                     revision: tx,
                     changed: tokio::sync::Notify::new(),
                     vault: vault.clone(),
+                    audit_file: self.audit_file.clone(),
                 });
                 if let Some(jobs) = self.vault_jobs.lock().ok().and_then(|mut j| j.take()) {
                     tokio::spawn(vault.clone().serve(jobs));
@@ -157,7 +160,9 @@ impl BackgroundService for ControlService {
                 }
                 self.config.set_ready(true);
                 METRICS.config_synchronized.set(1);
-                router = router.merge(api::router(cp.clone()));
+                router = router
+                    .merge(api::router(cp.clone()))
+                    .merge(super::console::router());
                 let follower = follow_store(cp.clone(), shutdown.clone());
                 let notifications = listen_store(cp.clone(), shutdown.clone());
                 let server = serve(listener, self.admin_tls.clone(), router, stop);

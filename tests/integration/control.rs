@@ -442,5 +442,5 @@ async fn roles_secrets_at_rest_and_bad_input() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 70);
+    assert_eq!(operations, 71);
 }

@@ -42,6 +42,7 @@ mod secrets;
 mod signing;
 pub use signing::rotate_on_schedule;
 mod tokens;
+mod usage;
 
 use feed::snapshot;
 use providers::{create_key, delete_key, update_key};
@@ -66,6 +67,8 @@ pub struct ControlPlane {
     pub changed: tokio::sync::Notify,
     /// The token vault (for data planes' `/v1/vault` and the connections endpoints).
     pub vault: Arc<super::vault::VaultWorker>,
+    /// The audit file (and its rotations) `/v1/usage` reads.
+    pub audit_file: std::path::PathBuf,
 }
 
 /// The caller's token (`Authorization: Bearer`).
@@ -396,8 +399,15 @@ fn apply_in_memory(dump: &mut Dump, ops: &[Op]) -> Result<(), StoreError> {
 async fn whoami(State(cp): Cp, headers: HeaderMap) -> ApiResult<Json<Value>> {
     // Any role may ask who it is.
     let caller = cp.caller(&headers)?;
+    // Everything the caller may do, its role's and its named permissions (the console shows
+    // only what this allows; the API checks each call anyway).
+    let allowed: Vec<String> = Permission::all()
+        .into_iter()
+        .filter(|p| caller.may(*p))
+        .map(|p| p.name().into_owned())
+        .collect();
     Ok(Json(
-        json!({"principal": caller.principal, "role": caller.role, "permissions": caller.permissions}),
+        json!({"principal": caller.principal, "role": caller.role, "permissions": caller.permissions, "allowed": allowed}),
     ))
 }
 
@@ -415,6 +425,7 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
     let mut router = Router::new()
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/whoami", get(whoami))
+        .route("/v1/usage", get(usage::usage))
         .route("/v1/snapshot", get(snapshot))
         .route("/v1/providers/{name}/keys", post(create_key))
         .route(
