@@ -30,9 +30,21 @@ pub fn router() -> Router {
             "/ui/app.css",
             get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }),
         )
+        .route("/ui/presets.json", get(|| async { presets() }))
+}
+
+/// The OAuth presets catalog (`sluice oauth presets`) for the console's create form: public
+/// endpoints and scopes, no secret.
+fn presets() -> Response {
+    static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let body = JSON.get_or_init(|| {
+        serde_json::to_string(crate::config::oauth_provider::PRESETS).unwrap_or_default()
+    });
+    asset(body.as_str(), "application/json")
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
+    // `'static` for the built-in files and the catalog made once.
     let mut r = (StatusCode::OK, body).into_response();
     let h = r.headers_mut();
     for (name, value) in [

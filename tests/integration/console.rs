@@ -54,6 +54,10 @@ async fn the_console_in_a_real_browser() {
         json!({"name": "app-month", "owner": "app", "period": "month", "usd": 50}),
     )
     .await;
+    let echo = echo_api().await;
+    let agent = json!({"name": "triage", "environments": [
+        {"name": "prod", "url": format!("http://127.0.0.1:{echo}"), "auth": "token"}]});
+    post(&admin, &root, "/v1/agents", agent).await;
     let client_token = new_token_for(&admin, &root, "app", None).await;
     let viewer = new_token_for(&admin, &root, "view", Some("viewer")).await;
     let mut status = 0;
@@ -144,6 +148,30 @@ async fn the_console_in_a_real_browser() {
     assert!(
         out["page_limits"].as_str().unwrap().contains("app-month")
             && out["page_limits"].as_str().unwrap().contains("$0.0000 / "),
+        "{out}"
+    );
+    assert_eq!(
+        out["preset_token_endpoint"], "https://github.com/login/oauth/access_token",
+        "{out}"
+    );
+    assert!(
+        out["redirect_uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("/oauth/v1/callback"),
+        "{out}"
+    );
+    assert!(
+        out["oauth_row"]
+            .as_str()
+            .unwrap()
+            .contains("authorization_code"),
+        "{out}"
+    );
+    assert!(out["app_secret_len"].as_u64().unwrap() >= 20, "{out}");
+    let card = out["test_token_card"].as_str().unwrap();
+    assert!(
+        card.contains("/agents/triage/prod") && card.contains("curl -H"),
         "{out}"
     );
     assert!(

@@ -163,10 +163,36 @@ try:
     out["usage_bars"] = len(d.find_elements(By.CSS_SELECTOR, "svg.chart rect"))
     out["usage_legend"] = d.find_element(By.CSS_SELECTOR, ".legend").text
     shot(d, "05-usage")
-    for i, page in enumerate(["limits", "oauth", "mcp", "agents"]):
+    for i, page in enumerate(["limits", "mcp"]):
         go(d, page)
         out[f"page_{page}"] = d.find_element(By.TAG_NAME, "main").text[:200]
         shot(d, f"{6 + i:02d}-{page}")
+
+    # An OAuth provider from the presets catalog: the redirect URI to register is shown.
+    go(d, "oauth")
+    from selenium.webdriver.support.ui import Select
+    Select(d.find_element(By.CSS_SELECTOR, "select[name=preset]")).select_by_value("github")
+    out["preset_token_endpoint"] = d.find_element(
+        By.CSS_SELECTOR, "input[name=token_endpoint]").get_attribute("value")
+    d.find_element(By.CSS_SELECTOR, "input[name=client_id]").send_keys("console-client")
+    d.find_element(By.CSS_SELECTOR, "input[name=client_secret]").send_keys("console-secret-value")
+    d.find_element(By.XPATH, "//form//button[text()='Create']").click()
+    wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, "code[data-redirect=github]"))
+    out["redirect_uri"] = d.find_element(By.CSS_SELECTOR, "code[data-redirect=github]").text
+    out["oauth_row"] = d.find_element(By.TAG_NAME, "table").text
+    shot(d, "08-oauth")
+
+    # An agent environment: OAuth turned on provisions an app (secret once); a test token with
+    # its invoke URL and curl line.
+    go(d, "agents")
+    d.find_element(By.CSS_SELECTOR, "button[data-action=oauth-toggle][data-env=prod]").click()
+    wait(d, lambda d: d.find_elements(By.ID, "secret-once"))
+    out["app_secret_len"] = len(d.find_element(By.ID, "secret-once").text)
+    wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, "button[data-action=test][data-env=prod]"))
+    d.find_element(By.CSS_SELECTOR, "button[data-action=test][data-env=prod]").click()
+    wait(d, lambda d: d.find_elements(By.ID, "test-token"))
+    out["test_token_card"] = d.find_element(By.ID, "test-token").text
+    shot(d, "09-agents")
 
     # A viewer: no write action anywhere, and a write forged from the page's session is
     # refused by the API.

@@ -332,21 +332,125 @@ function resourcePage(title, path, kind, columns, extra) {
 }
 
 const chips = (xs) => (xs || []).map((x) => h('span', { class: 'badge' }, x));
-pages.oauth = resourcePage('OAuth providers', '/oauth-providers', 'oauth_provider', [
-  ['Name', (x) => x.name], ['Grant types', (x) => chips(x.grant_types)], ['Scopes', (x) => chips(x.scopes)],
-  ['Callback URL to register', (x) => h('code', {}, `${location.origin.replace(/:\d+$/, '')}/oauth/v1/callback/${x.name}`)],
-]);
+
+pages.oauth = async (main) => {
+  const [providers, presets] = await Promise.all([
+    api('GET', '/oauth-providers'), fetch('/ui/presets.json').then((r) => r.json()),
+  ]);
+  const connections = can('oauth_connection_list')
+    ? (await api('GET', '/oauth/connections').catch(() => ({ data: [] }))).data || [] : [];
+  main.replaceChildren(h('h1', {}, 'OAuth providers'));
+  const rows = providers.items.map((x) => [
+    h('span', {}, x.display_name || x.name, ' ', h('span', { class: 'muted' }, x.name)),
+    chips(x.grant_types),
+    h('span', { class: 'badge ' + (x.enabled === false ? 'state-disabled' : 'state-healthy') }, x.enabled === false ? 'disabled' : 'enabled'),
+    chips(x.scopes),
+    h('code', { 'data-redirect': x.name }, x.redirect_uri || ''),
+    can('oauth_provider_delete') ? button('Delete', 'danger', async () => {
+      if (!confirm(`Delete ${x.name}?`)) return;
+      await api('DELETE', `/oauth-providers/${enc(x.name)}`); route();
+    }, { 'data-action': 'delete', 'data-name': x.name }) : '']);
+  main.append(h('div', { class: 'card' }, providers.items.length
+    ? table(['Provider', 'Grant types', 'Status', 'Scopes', 'Redirect URI to register', ''], rows)
+    : h('p', { class: 'muted' }, 'None yet.')));
+  if (can('oauth_provider_create')) {
+    const f = form([
+      ['name', 'Name', { required: true }], ['display_name', 'Display name'],
+      ['client_id', 'Client id', { required: true }], ['client_secret', 'Client secret (stored as a secret)', { type: 'password' }],
+      ['authorization_endpoint', 'Authorization endpoint'], ['token_endpoint', 'Token endpoint'],
+      ['revocation_endpoint', 'Revocation endpoint'], ['scopes', 'Scopes (space-separated)'],
+    ], 'Create', async (v) => {
+      let ref = null;
+      if (v.client_secret) {
+        ref = `OAUTH_${v.name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_CLIENT_SECRET`;
+        await api('POST', '/secrets', { name: ref, value: v.client_secret, scopes: ['mcp'], labels: { 'oauth-provider': v.name } });
+      }
+      const body = { name: v.name, client_id: v.client_id, scopes: (v.scopes || '').split(/\s+/).filter(Boolean) };
+      for (const k of ['display_name', 'authorization_endpoint', 'token_endpoint', 'revocation_endpoint']) if (v[k]) body[k] = v[k];
+      if (ref) body.client_secret_ref = ref;
+      else body.token_endpoint_auth_method = 'none';
+      try {
+        await api('POST', '/oauth-providers', body);
+      } catch (e) {
+        if (ref) await api('DELETE', `/secrets/${enc(ref)}`).catch(() => {});
+        throw e;
+      }
+      route();
+    });
+    const preset = h('select', { name: 'preset', 'aria-label': 'preset' }, h('option', { value: '' }, 'Custom'),
+      presets.map((p) => h('option', { value: p.name }, p.display_name)));
+    preset.addEventListener('change', () => {
+      const p = presets.find((x) => x.name === preset.value);
+      if (!p) return;
+      const set = (n, val) => { f.querySelector(`[name=${n}]`).value = val || ''; };
+      set('name', p.name); set('display_name', p.display_name);
+      set('authorization_endpoint', p.authorization_endpoint); set('token_endpoint', p.token_endpoint);
+      set('revocation_endpoint', p.revocation_endpoint); set('scopes', p.scopes.join(' '));
+    });
+    main.append(h('div', { class: 'card' }, h('h2', {}, 'Add a provider'),
+      h('label', {}, 'Start from a preset', preset), f));
+  }
+  if (connections.length) {
+    main.append(h('div', { class: 'card' }, h('h2', {}, "Users' connections"),
+      table(['Provider', 'User', 'Scopes', 'Expires', ''], connections.map((c) => [c.provider, c.principal, chips(c.scopes),
+        c.expires_at ? new Date(c.expires_at * 1000).toISOString() : 'never',
+        can('oauth_connection_delete') ? button('Disconnect', 'danger', async () => {
+          await api('DELETE', `/oauth/connections/${enc(c.provider)}?principal=${enc(c.principal)}`); route();
+        }, { 'data-action': 'disconnect' }) : '']))));
+  }
+};
+
 pages.mcp = resourcePage('MCP servers', '/mcp-servers', 'mcp_server', [
-  ['Name', (x) => x.name], ['URL', (x) => x.url || ''],
+  ['Name', (x) => x.name], ['Upstream', (x) => x.url || ''],
   ['Upstream auth', (x) => h('span', { class: 'badge' }, typeof x.auth === 'string' ? x.auth : JSON.stringify(x.auth || 'none'))],
-  ['Scopes', (x) => chips(x.scopes)], ['Endpoint', (x) => h('code', {}, `/mcp/${x.name}`)],
+  ['Scopes', (x) => chips(x.scopes)], ['Clients connect to', (x) => h('code', {}, x.endpoint || `/mcp/${x.name}`)],
 ]);
-pages.agents = resourcePage('Agents', '/agents', 'agent', [
-  ['Name', (x) => x.display_name ? `${x.name} (${x.display_name})` : x.name],
-  ['Environments', (x) => (x.environments || []).map((e) => h('div', {},
-    h('span', { class: 'badge' }, e.name), h('span', { class: 'badge' + (e.auth === 'oauth' ? ' state-healthy' : '') }, `auth: ${e.auth || 'token'}`),
-    h('code', {}, `/agents/${x.name}/${e.name}`), ' → ', e.url))],
-]);
+
+pages.agents = async (main) => {
+  const [agents, apps] = await Promise.all([api('GET', '/agents'),
+    can('app_list') ? api('GET', '/apps') : Promise.resolve({ items: [] })]);
+  const shown = h('div', {});
+  main.replaceChildren(h('h1', {}, 'Agents'), shown);
+  if (!agents.items.length) main.append(h('div', { class: 'card' }, h('p', { class: 'muted' }, 'None yet.')));
+  for (const a of agents.items) {
+    const rows = (a.environments || []).map((e) => {
+      const oauth = e.auth === 'oauth';
+      const actions = [];
+      if (can('agent_update') && a.source !== 'file') {
+        actions.push(button(oauth ? 'Turn OAuth off' : 'Turn OAuth on', 'secondary', async () => {
+          const doc = JSON.parse(JSON.stringify(a));
+          for (const k of ['source', 'created_at', 'updated_at', 'invoke_urls']) delete doc[k];
+          doc.environments.find((x) => x.name === e.name).auth = oauth ? 'token' : 'oauth';
+          const r = await api('PUT', `/agents/${enc(a.name)}`, doc);
+          const p = (r.provisioned || [])[0] || (r.provisioned && r.provisioned[e.name]);
+          await route();
+          if (p && p.client_secret) document.getElementById('main').children[1].replaceChildren(once(`App ${p.client_id} for ${a.name}/${e.name}`, p.client_secret));
+        }, { 'data-action': 'oauth-toggle', 'data-env': e.name }));
+      }
+      if (oauth && can('agent_test_token')) {
+        actions.push(button('Test', 'secondary', async () => {
+          const t = await api('POST', `/agents/${enc(a.name)}/environments/${enc(e.name)}/test-token`, {});
+          shown.replaceChildren(h('div', { class: 'card', id: 'test-token' }, h('h2', {}, `Test ${a.name}/${e.name}`),
+            h('p', {}, 'Invoke URL: ', h('code', {}, t.invoke_url)),
+            once(`A ${Math.round(t.expires_in / 60)}-minute test token`, t.access_token),
+            h('p', { class: 'muted' }, 'Send a request with it:'), h('pre', { class: 'secret-once' }, t.curl)));
+        }, { 'data-action': 'test', 'data-env': e.name }));
+      }
+      if (oauth && can('app_create')) {
+        actions.push(button('New app', 'secondary', async () => {
+          const r = await api('POST', `/agents/${enc(a.name)}/environments/${enc(e.name)}/apps`, {});
+          shown.replaceChildren(once(`App ${r.client_id} (client credentials)`, r.client_secret));
+        }, { 'data-action': 'new-app', 'data-env': e.name }));
+      }
+      const envApps = apps.items.filter((x) => x.agent === a.name && x.env === e.name);
+      return [e.name, h('span', { class: 'badge' + (oauth ? ' state-healthy' : '') }, `auth: ${e.auth || 'token'}`),
+        h('code', {}, (a.invoke_urls || {})[e.name] || `/agents/${a.name}/${e.name}`), e.url,
+        envApps.map((x) => h('div', {}, h('code', {}, x.client_id))), h('span', { class: 'row' }, actions)];
+    });
+    main.append(h('div', { class: 'card', 'data-agent': a.name }, h('h2', {}, a.display_name || a.name),
+      table(['Environment', 'Auth', 'Invoke URL', 'Upstream', 'Apps', ''], rows)));
+  }
+};
 
 // ---- shell ----
 async function route() {
