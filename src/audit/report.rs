@@ -62,6 +62,43 @@ pub fn files(path: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Calls `f` with each record's time, group, usage and cost (by `price`), in file order.
+fn each_record(
+    files: &[PathBuf],
+    by: GroupBy,
+    price: Pricing<'_>,
+    mut f: impl FnMut(SystemTime, String, Option<crate::audit::Usage>, u64),
+) -> std::io::Result<()> {
+    for file in files {
+        for line in std::io::BufReader::new(std::fs::File::open(file)?).lines() {
+            let Ok(record) = serde_json::from_str::<Line>(&line?) else {
+                continue;
+            };
+            let Ok(time) = humantime::parse_rfc3339_weak(&record.time) else {
+                continue;
+            };
+            let usage = record.usage.as_ref().map(|u| crate::audit::Usage {
+                input: u.input,
+                output: u.output,
+                cache_read: u.cache_read,
+                cache_write: u.cache_write,
+            });
+            let cost = match (&record.provider, &usage) {
+                (Some(p), Some(u)) => price(p, record.model.as_deref(), u),
+                _ => 0,
+            };
+            let key = match by {
+                GroupBy::Principal => record.principal,
+                GroupBy::Provider => record.provider,
+                GroupBy::Model => record.model,
+            }
+            .unwrap_or_else(|| "-".to_owned());
+            f(time, key, usage, cost);
+        }
+    }
+    Ok(())
+}
+
 /// Sums usage per group over records with `since <= time < until`.
 pub fn totals(
     files: &[PathBuf],
@@ -71,47 +108,20 @@ pub fn totals(
     price: Pricing<'_>,
 ) -> std::io::Result<BTreeMap<String, Totals>> {
     let mut out: BTreeMap<String, Totals> = BTreeMap::new();
-    for file in files {
-        for line in std::io::BufReader::new(std::fs::File::open(file)?).lines() {
-            let Ok(record) = serde_json::from_str::<Line>(&line?) else {
-                continue;
-            };
-            let Ok(time) = humantime::parse_rfc3339_weak(&record.time) else {
-                continue;
-            };
-            if since.is_some_and(|s| time < s) || until.is_some_and(|u| time >= u) {
-                continue;
-            }
-            let cost = match (&record.provider, &record.usage) {
-                (Some(p), Some(u)) => price(
-                    p,
-                    record.model.as_deref(),
-                    &crate::audit::Usage {
-                        input: u.input,
-                        output: u.output,
-                        cache_read: u.cache_read,
-                        cache_write: u.cache_write,
-                    },
-                ),
-                _ => 0,
-            };
-            let key = match by {
-                GroupBy::Principal => record.principal,
-                GroupBy::Provider => record.provider,
-                GroupBy::Model => record.model,
-            }
-            .unwrap_or_else(|| "-".to_owned());
-            let t = out.entry(key).or_default();
-            t.requests += 1;
-            t.micro_usd += cost;
-            if let Some(u) = record.usage {
-                t.input += u.input;
-                t.output += u.output;
-                t.cache_read += u.cache_read;
-                t.cache_write += u.cache_write;
-            }
+    each_record(files, by, price, |time, key, usage, cost| {
+        if since.is_some_and(|s| time < s) || until.is_some_and(|u| time >= u) {
+            return;
         }
-    }
+        let t = out.entry(key).or_default();
+        t.requests += 1;
+        t.micro_usd += cost;
+        if let Some(u) = usage {
+            t.input += u.input;
+            t.output += u.output;
+            t.cache_read += u.cache_read;
+            t.cache_write += u.cache_write;
+        }
+    })?;
     Ok(out)
 }
 
@@ -137,47 +147,23 @@ pub fn series(
 ) -> std::io::Result<BTreeMap<String, Series>> {
     let since = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(start);
     let mut out: BTreeMap<String, Series> = BTreeMap::new();
-    for file in files {
-        for line in std::io::BufReader::new(std::fs::File::open(file)?).lines() {
-            let Ok(record) = serde_json::from_str::<Line>(&line?) else {
-                continue;
-            };
-            let Ok(time) = humantime::parse_rfc3339_weak(&record.time) else {
-                continue;
-            };
-            let Ok(age) = time.duration_since(since) else {
-                continue;
-            };
-            let i = (age.as_secs() / bucket_secs.max(1)) as usize;
-            if i >= buckets {
-                continue;
-            }
-            let usage = record.usage.as_ref().map(|u| crate::audit::Usage {
-                input: u.input,
-                output: u.output,
-                cache_read: u.cache_read,
-                cache_write: u.cache_write,
-            });
-            let cost = match (&record.provider, &usage) {
-                (Some(p), Some(u)) => price(p, record.model.as_deref(), u),
-                _ => 0,
-            };
-            let key = match by {
-                GroupBy::Principal => record.principal,
-                GroupBy::Provider => record.provider,
-                GroupBy::Model => record.model,
-            }
-            .unwrap_or_else(|| "-".to_owned());
-            let s = out.entry(key).or_insert_with(|| Series {
-                requests: vec![0; buckets],
-                tokens: vec![0; buckets],
-                micro_usd: vec![0; buckets],
-            });
-            s.requests[i] += 1;
-            s.tokens[i] += usage.map_or(0, |u| u.input + u.output + u.cache_write);
-            s.micro_usd[i] += cost;
+    each_record(files, by, price, |time, key, usage, cost| {
+        let Ok(age) = time.duration_since(since) else {
+            return;
+        };
+        let i = (age.as_secs() / bucket_secs.max(1)) as usize;
+        if i >= buckets {
+            return;
         }
-    }
+        let s = out.entry(key).or_insert_with(|| Series {
+            requests: vec![0; buckets],
+            tokens: vec![0; buckets],
+            micro_usd: vec![0; buckets],
+        });
+        s.requests[i] += 1;
+        s.tokens[i] += usage.map_or(0, |u| u.input + u.output + u.cache_write);
+        s.micro_usd[i] += cost;
+    })?;
     Ok(fold_small_groups(out))
 }
 
