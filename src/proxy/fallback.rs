@@ -62,6 +62,9 @@ enum Answer {
     Stream(translate::Stream),
 }
 
+/// Longest answer (not streamed) held back to be translated whole.
+const MAX_WHOLE_ANSWER: usize = 16 * 1024 * 1024;
+
 /// The API family a provider speaks (`None` for `kind: http`).
 fn family(kind: ProviderKind) -> Option<Format> {
     match kind {
@@ -421,6 +424,12 @@ pub fn on_body(body: &mut Option<Bytes>, end_of_stream: bool, f: &mut FallbackCt
         Answer::Whole { from, to, ok, buf } => {
             if let Some(chunk) = body.take() {
                 buf.extend_from_slice(&chunk);
+            }
+            // An answer this large is not a chat completion: it goes on as it came.
+            if buf.len() > MAX_WHOLE_ANSWER {
+                *body = Some(Bytes::from(std::mem::take(buf)));
+                f.answer = None;
+                return;
             }
             if end_of_stream {
                 let whole = std::mem::take(buf);
