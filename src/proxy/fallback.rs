@@ -124,6 +124,16 @@ pub async fn start(session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
     session
         .as_mut()
         .enable_retry_buffering_up_to(max.saturating_add(1));
+    // A client waiting for `100 Continue` (curl does past 1 KiB) would otherwise wait its
+    // timeout: the body is read here, before any upstream could answer it.
+    let expects = session
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects {
+        session.as_mut().write_continue_response().await?;
+    }
     let mut body = BytesMut::new();
     while let Some(chunk) = session.read_request_body().await? {
         if body.len() + chunk.len() > max {
@@ -346,6 +356,8 @@ pub fn rewrite_head(upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> Resul
             upstream.remove_header("anthropic-beta");
         }
     }
+    // The body goes out whole: nobody waits for the upstream's `100 Continue`.
+    upstream.remove_header(&http::header::EXPECT);
     if !f.body.is_empty() || !body.is_empty() {
         upstream.remove_header(&http::header::TRANSFER_ENCODING);
         upstream.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;

@@ -110,6 +110,43 @@ async fn a_failing_openai_primary_is_answered_by_anthropic_through_the_openai_sd
     assert_eq!(last["body"]["tools"][0]["input_schema"]["type"], "object");
     assert_eq!(last["body"]["stream"], true);
 
+    // curl waits for `100 Continue` before sending a body past 1 KiB: the route answers it
+    // (without, this request takes curl's 30 s expect timeout and fails at 10 s).
+    let long = "x".repeat(4096);
+    let body = format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{long}"}}]}}"#);
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "--expect100-timeout",
+            "30",
+            "-H",
+            "Expect: 100-continue",
+        ])
+        .args(["-H", &format!("Authorization: Bearer {}", tok().token)])
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &body,
+        ])
+        .arg(sluice.url("/chat/v1/chat/completions"))
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{answer} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(answer.contains("chat.completion"), "{answer}");
+    assert!(
+        mock.stats().await["last"]["body"]["messages"][0]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.len() == 4096)
+    );
+
     // Connection refused, then a 429, then the last provider: both hops recorded, in order.
     let out = sdk(&sluice, "/chain/v1", "openai", "gpt-4o", &["--stream"]);
     assert_eq!(out["fallback"], "anthropic", "{out}");
@@ -136,7 +173,8 @@ async fn a_failing_openai_primary_is_answered_by_anthropic_through_the_openai_sd
         sluice
             .metric(r#"sluice_fallbacks_total{outcome="500",provider="openai-500"}"#)
             .await,
-        2.0
+        3.0,
+        "two SDK calls and curl's"
     );
     assert_eq!(
         sluice
