@@ -82,11 +82,22 @@ def key_counts():
     return {k: creds.get(f"authorization: Bearer sk-console-{k}-000000", 0) for k in ("a", "b")}
 
 
+def renders(d):
+    return int(d.execute_script("return document.body.dataset.renders || '0'"))
+
+
+def click_and_redraw(d, selector):
+    """Clicks an action of the providers page and waits for the table it redraws."""
+    before = renders(d)
+    d.find_element(By.CSS_SELECTOR, selector).click()
+    wait(d, lambda d: renders(d) > before)
+
+
 def set_weight(d, key, weight):
     box = d.find_element(By.CSS_SELECTOR, f"input[aria-label='weight of {key}']")
     box.clear()
     box.send_keys(str(weight))
-    d.find_element(By.CSS_SELECTOR, f"button[data-action=set-weight][data-key={key}]").click()
+    click_and_redraw(d, f"button[data-action=set-weight][data-key={key}]")
     wait(d, lambda d: d.find_element(
         By.CSS_SELECTOR, f"input[aria-label='weight of {key}']").get_attribute("value") == str(weight))
 
@@ -121,7 +132,7 @@ try:
     traffic(40)
     after = key_counts()
     out["split_3_1"] = {k: after[k] - before[k] for k in after}
-    d.find_element(By.CSS_SELECTOR, "button[data-action=drain][data-key=b]").click()
+    click_and_redraw(d, "button[data-action=drain][data-key=b]")
     wait(d, lambda d: d.find_element(
         By.CSS_SELECTOR, "input[aria-label='weight of b']").get_attribute("value") == "0")
     before = key_counts()

@@ -147,6 +147,8 @@ pages.providers = async (main) => {
     } catch (e) { err.textContent = e.message; }
   };
   const render = () => {
+    // Counted, so a test (or anything watching) can tell the table was redrawn.
+    document.body.dataset.renders = String(Number(document.body.dataset.renders || 0) + 1);
     main.replaceChildren(h('h1', {}, 'Providers and key pools'));
     for (const p of providers) {
       const err = h('p', { class: 'error' });
