@@ -26,6 +26,13 @@ pub struct Member {
     pub id_hash: u64,
 }
 
+impl Member {
+    /// Serving (enabled, weight > 0) and healthy at `now_ms`.
+    fn serves(&self, now_ms: u64) -> bool {
+        self.enabled && self.weight > 0 && self.health.is_available(now_ms)
+    }
+}
+
 #[derive(Debug)]
 pub struct KeyPool {
     members: Vec<Member>,
@@ -62,7 +69,12 @@ impl KeyPool {
         self.members
             .iter()
             .enumerate()
-            .any(|(i, m)| i != idx && m.enabled && m.weight > 0 && m.health.is_available(now_ms))
+            .any(|(i, m)| i != idx && m.serves(now_ms))
+    }
+
+    /// Whether any key could take new requests now; unlike `pick`, takes no turn.
+    pub fn any_available(&self, now_ms: u64) -> bool {
+        self.members.iter().any(|m| m.serves(now_ms))
     }
 
     /// Picks the next healthy key (index into `members`), skipping `exclude` (a key that just
@@ -95,7 +107,7 @@ impl KeyPool {
     pub fn pick_for(&self, principal: u64, now_ms: u64, exclude: Option<usize>) -> Option<usize> {
         let mut best: Option<(f64, usize)> = None;
         for (i, m) in self.members.iter().enumerate() {
-            if Some(i) == exclude || !m.enabled || m.weight == 0 || !m.health.is_available(now_ms) {
+            if Some(i) == exclude || !m.serves(now_ms) {
                 continue;
             }
             let h = mix(principal ^ m.id_hash.rotate_left(17));

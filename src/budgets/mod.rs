@@ -96,6 +96,8 @@ pub struct Compiled {
     /// `limits::shared::key_prefix` of the spec.
     key: String,
     cap_micro: Option<u64>,
+    /// A rolling window's length in seconds (`period: hours`).
+    rolling: Option<u64>,
     shared: Arc<Spend>,
     keyed: moka::sync::Cache<Box<str>, Arc<Spend>>,
 }
@@ -105,6 +107,8 @@ impl Compiled {
         Compiled {
             key: crate::limits::shared::key_prefix("budget", &spec.name, &spec),
             cap_micro: spec.usd.map(|d| (d * MICRO).round() as u64),
+            rolling: (spec.period == Period::Hours)
+                .then(|| u64::from(spec.window_hours.unwrap_or(24).max(1)) * 3600),
             shared: Arc::default(),
             // A month's holders; forgotten after 40 days without a request.
             keyed: moka::sync::Cache::builder()
@@ -129,9 +133,7 @@ impl Compiled {
     fn spend_of(&self, principal: &Principal) -> Arc<Spend> {
         match holder(self.spec.per, principal) {
             None => self.shared.clone(),
-            Some(key) => self
-                .keyed
-                .get_with(Box::from(key), || Arc::new(Spend::default())),
+            Some(key) => crate::limits::of_holder(&self.keyed, key, Arc::default),
         }
     }
 
@@ -140,17 +142,11 @@ impl Compiled {
         period(self.spec.period, self.spec.window_hours, now)
     }
 
-    /// A rolling window's length in seconds (`period: hours`).
-    fn rolling(&self) -> Option<u64> {
-        (self.spec.period == Period::Hours)
-            .then(|| u64::from(self.spec.window_hours.unwrap_or(24).max(1)) * 3600)
-    }
-
     /// What counts against the caps at `now`: (tokens, micro-USD). A rolling window adds the
     /// share of the previous window still inside it.
     fn counted(&self, spend: &Spend, now: u64) -> (u64, u64) {
         let (t, m) = (spend.tokens(), spend.micro_usd.load(Ordering::Acquire));
-        let Some(w) = self.rolling() else {
+        let Some(w) = self.rolling else {
             return (t, m);
         };
         let inside = 1.0 - (now % w) as f64 / w as f64;
@@ -169,7 +165,7 @@ impl Compiled {
     /// When a used-up budget admits again: its period's end, or for a rolling window the
     /// moment enough spend has slid out of it.
     fn reopens_at(&self, spend: &Spend, now: u64, end: u64) -> u64 {
-        let Some(w) = self.rolling() else {
+        let Some(w) = self.rolling else {
             return end;
         };
         let start = end - w;
@@ -395,10 +391,10 @@ fn share(
     let key = format!("{}:{holder}:{index}", b.key);
     // A rolling window also counts part of the window before.
     let prev = b
-        .rolling()
+        .rolling
         .map(|_| format!("{}:{holder}:{}", b.key, index.saturating_sub(1)));
     let spend = spend.clone();
-    let ttl = end.saturating_sub(now) + 86_400 + b.rolling().unwrap_or(0);
+    let ttl = end.saturating_sub(now) + 86_400 + b.rolling.unwrap_or(0);
     shared.budget_spend((key, prev), add, ttl, move |(t, m), (pt, pm)| {
         if spend.period.load(Ordering::Acquire) == index {
             spend.tokens.fetch_max(t, Ordering::AcqRel);
@@ -509,8 +505,7 @@ fn restore(c: &Compiled, holders: BTreeMap<String, SavedSpend>) {
         let spend = if holder == "*" {
             c.shared.clone()
         } else {
-            c.keyed
-                .get_with(Box::from(holder.as_str()), || Arc::new(Spend::default()))
+            crate::limits::of_holder(&c.keyed, &holder, Arc::default)
         };
         restore_spend(&spend, saved);
     }

@@ -293,10 +293,7 @@ impl Compiled {
         let Some(key) = holder(self.spec.per, principal) else {
             return self.shared.clone();
         };
-        if let Some(c) = self.keyed.get(key) {
-            return c;
-        }
-        self.keyed.get_with(Box::from(key), || {
+        of_holder(&self.keyed, key, || {
             track(Self::counters(&self.spec, &self.key, key))
         })
     }
@@ -347,6 +344,19 @@ impl Selector<'_> {
             && self.token.is_none_or(|t| opaque && principal.id == t)
             && self.app.is_none_or(|a| app && principal.id == a)
     }
+}
+
+/// The entry of `holder` in a per-holder cache (limits' counters, budgets' spend): looked up
+/// by `&str`, so the key is allocated only when the holder is new.
+pub fn of_holder<V: Clone + Send + Sync + 'static>(
+    cache: &moka::sync::Cache<Box<str>, V>,
+    holder: &str,
+    make: impl FnOnce() -> V,
+) -> V {
+    if let Some(v) = cache.get(holder) {
+        return v;
+    }
+    cache.get_with(Box::from(holder), make)
 }
 
 /// Whose counters a request uses under `per`: `None` for the shared ones.

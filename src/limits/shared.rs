@@ -318,17 +318,16 @@ impl Shared {
                 .ignore()
                 .expire(&m, ttl_s as i64)
                 .ignore();
-            let prev = prev.unwrap_or_default();
-            if !prev.is_empty() {
+            if let Some(prev) = &prev {
                 pipe.get(format!("{prev}:t")).get(format!("{prev}:m"));
-            } else {
-                // Reads nothing: the reply keeps one shape.
-                pipe.get("").get("");
             }
-            type Reply = (u64, u64, Option<u64>, Option<u64>);
-            let call = pipe.query_async::<Reply>(&mut c);
+            // The two totals, then the previous window's two (absent keys: nothing spent).
+            let call = pipe.query_async::<Vec<Option<u64>>>(&mut c);
             match tokio::time::timeout(TIMEOUT * 4, call).await {
-                Ok(Ok((t, m, pt, pm))) => then((t, m), (pt.unwrap_or(0), pm.unwrap_or(0))),
+                Ok(Ok(v)) => {
+                    let n = |i: usize| v.get(i).copied().flatten().unwrap_or(0);
+                    then((n(0), n(1)), (n(2), n(3)))
+                }
                 _ => me.set_up(false),
             }
         });

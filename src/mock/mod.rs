@@ -198,50 +198,48 @@ impl Mock {
         if let Some(Fault::Slow(ms)) = fault {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
-        let forced = match fault {
-            Some(Fault::Status(s)) => Some(s),
-            _ => forced,
-        };
-        let cut = match fault {
-            Some(Fault::Cut(n)) => Some(n),
-            _ => None,
+        // A provider failing by its path stays benched through a test (a long `Retry-After`).
+        let (forced, retry_after) = match fault {
+            Some(Fault::Status(s)) => (Some(s), "30"),
+            _ => (forced, "1"),
         };
         if let Some(status) = forced {
-            let mut resp = forced_error(status, &path, code.as_deref());
-            if status == 429 && matches!(fault, Some(Fault::Status(_))) {
-                // A failing provider of a test stays benched through the test.
-                resp.headers_mut().insert(
-                    http::header::RETRY_AFTER,
-                    http::HeaderValue::from_static("30"),
-                );
-            }
-            return resp;
+            return forced_error(status, &path, code.as_deref(), retry_after);
         }
         if let Some(code) = account {
-            return forced_error(401, &path, Some(code));
+            return forced_error(401, &path, Some(code), retry_after);
         }
         let mut ask = Ask::from_body(&body);
         if self.opts.prompt_cache {
             ask.cached_tokens = self.cached(key.as_deref(), &body, ask.input_tokens);
         }
+        let cut = match fault {
+            Some(Fault::Cut(n)) => Some(n),
+            _ => None,
+        };
+        self.answer(&path, &ask, cut)
+    }
+
+    /// The API's answer for `path`, streamed when asked (cut after `cut` events).
+    fn answer(&self, path: &str, ask: &Ask, cut: Option<usize>) -> Response<Body> {
         let n = self.opts.chunks;
         if path.ends_with("/chat/completions") {
             if ask.stream {
-                return self.sse(payload::chat_events(&ask, n), cut);
+                return self.sse(payload::chat_events(ask, n), cut);
             }
-            return json_response(200, &payload::chat_json(&ask, n));
+            return json_response(200, &payload::chat_json(ask, n));
         }
         if path.ends_with("/responses") {
             if ask.stream {
-                return self.sse(payload::response_events(&ask, n), cut);
+                return self.sse(payload::response_events(ask, n), cut);
             }
-            return json_response(200, &payload::response_json(&ask, n, "completed"));
+            return json_response(200, &payload::response_json(ask, n, "completed"));
         }
         if path.ends_with("/messages") {
             if ask.stream {
-                return self.sse(payload::message_events(&ask, n), cut);
+                return self.sse(payload::message_events(ask, n), cut);
             }
-            return json_response(200, &payload::message_json(&ask, n));
+            return json_response(200, &payload::message_json(ask, n));
         }
         if path.ends_with("/models") {
             return json_response(200, &payload::models_json());
@@ -369,8 +367,14 @@ fn json_response(status: u16, value: &serde_json::Value) -> Response<Body> {
 
 /// The error a real provider sends for `status` (requested with `x-mock-status`), in the shape
 /// of the API the path belongs to; `code` (`x-mock-error-code`) replaces the error code
-/// (OpenAI) or type (Anthropic). A 401 is the provider's own "invalid key" error by default.
-fn forced_error(status: u16, path: &str, code: Option<&str>) -> Response<Body> {
+/// (OpenAI) or type (Anthropic). A 401 is the provider's own "invalid key" error by default; a
+/// 429 says `Retry-After: retry_after`.
+fn forced_error(
+    status: u16,
+    path: &str,
+    code: Option<&str>,
+    retry_after: &'static str,
+) -> Response<Body> {
     let anthropic = path.ends_with("/messages");
     let value = match (anthropic, status, code) {
         (true, _, code) => {
@@ -396,7 +400,7 @@ fn forced_error(status: u16, path: &str, code: Option<&str>) -> Response<Body> {
     if status == 429 {
         resp.headers_mut().insert(
             http::header::RETRY_AFTER,
-            http::HeaderValue::from_static("1"),
+            http::HeaderValue::from_static(retry_after),
         );
     }
     resp

@@ -244,7 +244,7 @@ fn usable_hop(route: &Route, from: usize, client: Format, translates: bool) -> O
     let chain = route.fallback.as_ref()?;
     (from.max(1)..=chain.hops.len()).find(|&i| {
         let p = &chain.hops[i - 1].provider;
-        (family(p.kind) == Some(client) || translates) && p.pool.pick(now_ms(), None).is_some()
+        (family(p.kind) == Some(client) || translates) && p.pool.any_available(now_ms())
     })
 }
 

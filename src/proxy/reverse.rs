@@ -349,6 +349,7 @@ impl ProxyHttp for Gateway {
             let retry = fallback::after_error(session, &e, ctx);
             e.set_retry(retry);
         } else if !session.req_header().method.is_idempotent()
+            // Pingora's default, which an override cannot call.
             || session.as_ref().retry_buffer_truncated()
         {
             e.set_retry(false);
