@@ -17,17 +17,18 @@ pub mod wire {
     #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
     #[serde(deny_unknown_fields)]
     pub struct Fallback {
-        /// The next providers, in order.
+        /// The next providers, in order (1 to 8).
         pub to: Vec<FallbackTarget>,
         /// What moves a request to the next provider (default: all four). An answer whose
         /// head reached the client is never retried.
         #[serde(default = "FallbackOn::all")]
         pub on: Vec<FallbackOn>,
-        /// Seconds to wait for a response head before moving on (with `on: timeout`; the last
+        /// Seconds (1 to 600) to wait for a response head before moving on (with `on: timeout`; the last
         /// provider waits as long as any request).
         #[serde(default = "default_timeout_seconds")]
         pub timeout_seconds: u64,
-        /// Largest request body kept to be resent (bytes); a larger request gets 413.
+        /// Largest request body kept to be resent (bytes, at most 64 MiB); a larger request
+        /// gets 413.
         #[serde(default = "default_max_body_bytes")]
         pub max_body_bytes: usize,
     }
@@ -79,6 +80,11 @@ pub mod wire {
         8 * 1024 * 1024
     }
 }
+
+/// Providers a chain may name: every one an attempt, and Pingora makes at most 16 per request.
+const MAX_HOPS: usize = 8;
+/// Largest body a chain keeps to resend (each request holds it twice in memory).
+const MAX_BODY: usize = 64 * 1024 * 1024;
 
 /// A route's chain, built.
 #[derive(Debug)]
@@ -135,22 +141,24 @@ pub(super) fn build(
             ),
         ));
     }
-    if w.to.is_empty() {
-        errors.push(ConfigError::at(
-            format!("{at}.to"),
-            "name at least one provider",
-        ));
-    }
-    if w.timeout_seconds == 0 || w.max_body_bytes == 0 {
-        let field = if w.timeout_seconds == 0 {
-            "timeout_seconds"
-        } else {
-            "max_body_bytes"
-        };
-        errors.push(ConfigError::at(
-            format!("{at}.{field}"),
-            "must be greater than 0",
-        ));
+    let bounds = [
+        ("to", w.to.len(), 1, MAX_HOPS, "providers"),
+        (
+            "timeout_seconds",
+            w.timeout_seconds as usize,
+            1,
+            600,
+            "seconds",
+        ),
+        ("max_body_bytes", w.max_body_bytes, 1, MAX_BODY, "bytes"),
+    ];
+    for (field, v, low, high, unit) in bounds {
+        if !(low..=high).contains(&v) {
+            errors.push(ConfigError::at(
+                format!("{at}.{field}"),
+                format!("{low} to {high} {unit}"),
+            ));
+        }
     }
     let mut hops = Vec::new();
     for (j, t) in w.to.iter().enumerate() {

@@ -259,3 +259,28 @@ fn http_apis_take_credentials_none_without_keys() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn a_fallback_chain_is_bounded_field_by_field() {
+    set_key();
+    let src = r#"
+providers:
+  - name: openai
+    kind: openai
+    base_url: https://api.openai.com
+    keys: [{ id: a, secret_ref: "env:SLUICE_SNAPSHOT_TEST_KEY" }]
+routes:
+  - prefix: /openai
+    provider: openai
+    fallback: { to: [], timeout_seconds: 0, max_body_bytes: 1000000000 }
+"#;
+    let errors = build(src).unwrap_err();
+    let fields: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    for field in ["to", "timeout_seconds", "max_body_bytes"] {
+        let path = format!("routes[0].fallback.{field}");
+        assert!(
+            fields.contains(&path.as_str()),
+            "{path} missing in {errors:?}"
+        );
+    }
+}
