@@ -5,6 +5,8 @@ mod common;
 
 #[path = "integration/accounting.rs"]
 mod accounting;
+#[path = "integration/admission.rs"]
+mod admission;
 #[path = "integration/agents.rs"]
 mod agents;
 #[path = "integration/conf_files.rs"]

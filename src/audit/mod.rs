@@ -20,7 +20,15 @@ pub struct AuditRecord<'a> {
     /// RFC 3339, UTC.
     pub time: String,
     pub request_id: &'a str,
+    /// The principal's one rendering (`token:{id}`, `owner:{name}[#{id}]`,
+    /// `jwt:{issuer}:{subject}`, `app:{client_id}`, `anonymous`).
     pub principal: Option<&'a str>,
+    /// What people call it: a token's name, an owner's name, a subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    /// The opaque token presented, by id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<&'a str>,
     /// `opaque`, `jwt` or `anonymous`.
     pub credential_kind: Option<&'a str>,
     pub owner: Option<&'a str>,
@@ -29,7 +37,8 @@ pub struct AuditRecord<'a> {
     pub key_id: Option<&'a str>,
     pub key_hint: Option<&'a str>,
     pub provider: Option<&'a str>,
-    /// `forward` for requests intercepted by the forward proxy.
+    /// For requests intercepted by the forward proxy, the route their provider is reached by
+    /// (`forward` when none is declared).
     pub route: Option<&'a str>,
     /// Destination host of a forward-proxy request.
     pub host: Option<&'a str>,

@@ -59,7 +59,6 @@ impl ModelScanner {
     fn end_number(&mut self) {
         if let Some(n) = self.digits.take() {
             self.max_tokens = Some(n);
-            self.done = self.found.is_some();
         }
         self.after_max_key = false;
     }
@@ -144,8 +143,9 @@ impl ModelScanner {
     }
 
     fn push(&mut self, b: u8) {
+        // Room for escapes: `\u006f` is six bytes of one character.
         if let Some(buf) = self.collecting.as_mut() {
-            if buf.len() < MAX_MODEL + 8 {
+            if buf.len() < 6 * MAX_MODEL + 8 {
                 buf.push(b);
             }
         }
@@ -155,22 +155,36 @@ impl ModelScanner {
         let Some(buf) = self.collecting.take() else {
             return;
         };
+        // Read as JSON reads it: `"gpt-4\u006f"` is `gpt-4o` to the upstream, and so is the key
+        // `"mod\u0065l"`. A repeated key counts as its last value, as most parsers take it.
+        let text = unescape(&buf);
         if self.in_model_value {
             self.in_model_value = false;
             self.after_model_key = false;
-            if buf.len() <= MAX_MODEL && !buf.contains(&b'\\') {
-                self.found = std::str::from_utf8(&buf).ok().map(str::to_owned);
-                self.done = !self.want_max || self.max_tokens.is_some();
-            }
+            self.found = text.filter(|t| t.len() <= MAX_MODEL);
         } else if self.expect_key {
-            self.after_model_key = buf == b"model";
+            let key = text.as_deref().map(str::as_bytes).unwrap_or_default();
+            self.after_model_key = key == b"model";
             self.after_max_key = self.want_max
                 && matches!(
-                    buf.as_slice(),
+                    key,
                     b"max_tokens" | b"max_completion_tokens" | b"max_output_tokens"
                 );
         }
     }
+}
+
+/// A JSON string's contents (between the quotes) as the text they stand for; `None` when the
+/// escapes are invalid or the bytes are not UTF-8 (the value is then unknown).
+fn unescape(raw: &[u8]) -> Option<String> {
+    if !raw.contains(&b'\\') {
+        return std::str::from_utf8(raw).ok().map(str::to_owned);
+    }
+    let mut quoted = Vec::with_capacity(raw.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(raw);
+    quoted.push(b'"');
+    serde_json::from_slice(&quoted).ok()
 }
 
 #[cfg(test)]
@@ -221,6 +235,36 @@ mod tests {
         assert_eq!(scan(r#"{"metadata":{"model":"inner"}}"#), None);
         assert_eq!(scan(r#"{"model": 5}"#), None);
         assert_eq!(scan("not json"), None);
+    }
+
+    /// Third review, finding 5: the model as a JSON parser reads it, escapes and all, and the
+    /// last of a repeated key (what the upstream prices).
+    #[test]
+    fn escaped_and_repeated_models_read_as_json_reads_them() {
+        let cases = [
+            (r#"{"model":"gpt-4\u006f"}"#, Some("gpt-4o")),
+            (r#"{"mod\u0065l":"gpt-4o"}"#, Some("gpt-4o")),
+            (r#"{"model":"a\"b"}"#, Some("a\"b")),
+            (
+                r#"{"model":"cheap","messages":[],"model":"gpt-4o"}"#,
+                Some("gpt-4o"),
+            ),
+            (r#"{"model":"bad \u12"}"#, None),
+        ];
+        for (body, want) in cases {
+            assert_eq!(scan(body).as_deref(), want, "{body}");
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(body)
+                    .ok()
+                    .and_then(|v| v["model"].as_str().map(str::to_owned))
+                    .as_deref(),
+                want,
+                "serde_json reads {body}"
+            );
+        }
+        // A value too long to be a model, even once unescaped, is no model.
+        let long = format!(r#"{{"model":"{}"}}"#, "\\u0061".repeat(MAX_MODEL + 1));
+        assert_eq!(scan(&long), None);
     }
 
     proptest! {

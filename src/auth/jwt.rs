@@ -15,9 +15,13 @@ use std::time::{Duration, Instant};
 
 use super::jwks::{IssuerKeys, Lookup};
 pub use super::jwt_preparse::{looks_like_jwt, preparse, PreParsed, PreparseError};
-use super::{CredentialKind, Principal};
+use super::{CredentialKind, Identity, Principal};
 use crate::error::AuthFailure;
 use crate::metrics::METRICS;
+
+/// The name of Sluice's own issuer among the trusted issuers: reserved (no configured issuer
+/// may take it), and its tokens' principals are apps.
+pub const BUILTIN_ISSUER: &str = "sluice";
 
 /// Verified tokens kept at most (each a few hundred bytes).
 const CACHE_CAPACITY: u64 = 100_000;
@@ -170,19 +174,33 @@ impl JwtVerifier {
         let data = jsonwebtoken::decode::<serde_json::Value>(token, &key.key, validation)
             .map_err(map_error)?;
         let claims = data.claims;
-        let id = claims[issuer.principal_claim.as_str()]
+        let subject = claims[issuer.principal_claim.as_str()]
             .as_str()
             .filter(|s| !s.is_empty())
             .ok_or(AuthFailure::MissingClaim)?
             .to_owned();
         let expires_at = claims["exp"].as_u64().ok_or(AuthFailure::MissingClaim)?;
+        // Namespaced by the issuer: a subject is only unique within its issuer, and a claim
+        // such as `client_id` never makes a JWT caller into an owner.
+        let identity = if issuer.name == BUILTIN_ISSUER {
+            Identity::App {
+                client_id: claims["client_id"]
+                    .as_str()
+                    .ok_or(AuthFailure::MissingClaim)?
+                    .to_owned(),
+                subject: subject.clone(),
+            }
+        } else {
+            Identity::Jwt {
+                issuer: issuer.name.clone(),
+                subject: subject.clone(),
+            }
+        };
         let principal = Arc::new(Principal {
-            kind: CredentialKind::Jwt,
-            id,
-            owner: claims["client_id"].as_str().map(str::to_owned),
             scopes: scopes(&claims),
             issuer: Some(idx),
             claims,
+            ..Principal::new(CredentialKind::Jwt, identity, subject)
         });
         self.cache.insert(
             digest,

@@ -44,6 +44,9 @@ pub struct Access {
     /// Indices into `jwt.issuers`; `None` accepts every issuer.
     pub issuers: Option<Vec<usize>>,
     pub required_claims: BTreeMap<String, String>,
+    /// The audience tokens of Sluice's own issuer must name to be accepted here (an agent
+    /// environment's); `None`: they are not accepted, whatever `auth` and `issuers` say.
+    pub app_audience: Option<String>,
 }
 
 /// What verifying a credential needs from the configuration; the snapshot provides it, so
@@ -53,6 +56,9 @@ pub trait CredentialIndex: Sync {
     fn token_record(&self, id: &str) -> Option<&opaque::TokenRecord>;
     /// Trusted issuers and the verified-JWT cache.
     fn jwt_verifier(&self) -> &jwt::JwtVerifier;
+    /// Whether a verified token of Sluice's own issuer was revoked since (its `jti`, or its
+    /// app deleted).
+    fn revoked(&self, principal: &Principal) -> bool;
 }
 
 pub const SLUICE_TOKEN_HEADER: &str = "x-sluice-token";
@@ -105,13 +111,72 @@ impl CredentialKind {
     }
 }
 
+/// Who a principal is: a kind and a stable id. Names people choose (a token's name, a JWT
+/// issuer's name) never stand in for an id, so two different callers never share a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// `auth: none` routes.
+    Anonymous,
+    /// An owner-less opaque token, by its id (its name is only shown).
+    Token { id: String },
+    /// The owner of an opaque token: its name and the id the control plane gave it when it was
+    /// created (`None` for owners declared in a file without one), so an owner deleted and
+    /// created again under the same name does not inherit what the first one held.
+    Owner { name: String, uid: Option<String> },
+    /// A JWT subject: the issuer's configured name and the value of its `principal_claim`.
+    Jwt { issuer: String, subject: String },
+    /// A client of Sluice's own issuer (an agent environment's app, or a test token's subject
+    /// under the test client).
+    App { client_id: String, subject: String },
+}
+
+impl Identity {
+    /// The one rendering of an identity: the key of vault grants, MCP sessions, limits and
+    /// budgets `per: principal|owner`, and the audit's `principal`. Collision-free because
+    /// owner names and issuer names hold no `:` or `#` (refused at load), token ids are
+    /// alphanumeric, and every form starts with its kind.
+    pub fn render(&self) -> String {
+        match self {
+            Identity::Anonymous => "anonymous".to_owned(),
+            Identity::Token { id } => format!("token:{id}"),
+            Identity::Owner { name, uid: None } => format!("owner:{name}"),
+            Identity::Owner {
+                name,
+                uid: Some(uid),
+            } => format!("owner:{name}#{uid}"),
+            Identity::Jwt { issuer, subject } => format!("jwt:{issuer}:{subject}"),
+            Identity::App { client_id, subject } if client_id == subject => {
+                format!("app:{client_id}")
+            }
+            Identity::App { client_id, subject } => format!("app:{client_id}:{subject}"),
+        }
+    }
+}
+
+/// Whether `name` may name an owner or an issuer: it appears inside principal renderings, so
+/// it may not hold their separators (`:`, `#`), spaces or control characters.
+pub fn valid_principal_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b'+'))
+}
+
 /// Who is making the request. Built once per token record or verified JWT and shared.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
     pub kind: CredentialKind,
-    /// Opaque token id, the JWT's principal claim, or `anonymous`.
-    pub id: String,
-    pub owner: Option<String>,
+    pub identity: Identity,
+    /// `identity.render()`, made once.
+    pub key: Box<str>,
+    /// The credential itself as a key: `token:{id}` for an opaque token (one of an owner's
+    /// several), else `key`.
+    pub credential: Box<str>,
+    /// What people call it (a token's name, an owner's name, a subject): shown, never a key.
+    pub name: String,
+    /// The opaque token presented, by id.
+    pub token_id: Option<String>,
     pub scopes: Vec<String>,
     /// Index of the JWT's issuer in `Snapshot::issuers`.
     pub issuer: Option<usize>,
@@ -120,20 +185,72 @@ pub struct Principal {
 }
 
 impl Principal {
+    pub fn new(kind: CredentialKind, identity: Identity, name: String) -> Principal {
+        let key = identity.render().into_boxed_str();
+        Principal {
+            kind,
+            credential: key.clone(),
+            key,
+            identity,
+            name,
+            token_id: None,
+            scopes: Vec::new(),
+            issuer: None,
+            claims: serde_json::Value::Null,
+        }
+    }
+
     pub fn anonymous() -> Arc<Principal> {
         static ANONYMOUS: std::sync::OnceLock<Arc<Principal>> = std::sync::OnceLock::new();
         ANONYMOUS
             .get_or_init(|| {
-                Arc::new(Principal {
-                    kind: CredentialKind::Anonymous,
-                    id: "anonymous".to_owned(),
-                    owner: None,
-                    scopes: Vec::new(),
-                    issuer: None,
-                    claims: serde_json::Value::Null,
-                })
+                Arc::new(Principal::new(
+                    CredentialKind::Anonymous,
+                    Identity::Anonymous,
+                    "anonymous".to_owned(),
+                ))
             })
             .clone()
+    }
+
+    /// An opaque token's principal: its owner's, or the token's own.
+    #[cfg(test)]
+    pub fn opaque_for_tests(token_id: &str, owner: Option<&str>) -> Principal {
+        let identity = match owner {
+            Some(name) => Identity::Owner {
+                name: name.to_owned(),
+                uid: None,
+            },
+            None => Identity::Token {
+                id: token_id.to_owned(),
+            },
+        };
+        let name = owner.unwrap_or(token_id).to_owned();
+        Principal {
+            token_id: Some(token_id.to_owned()),
+            credential: Identity::Token {
+                id: token_id.to_owned(),
+            }
+            .render()
+            .into_boxed_str(),
+            ..Principal::new(CredentialKind::Opaque, identity, name)
+        }
+    }
+
+    /// The owner's name, for a token that has an owner.
+    pub fn owner_name(&self) -> Option<&str> {
+        match &self.identity {
+            Identity::Owner { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The client id, for a token of Sluice's own issuer.
+    pub fn app(&self) -> Option<&str> {
+        match &self.identity {
+            Identity::App { client_id, .. } => Some(client_id),
+            _ => None,
+        }
     }
 }
 
@@ -190,31 +307,52 @@ pub async fn authenticate(
     })
 }
 
-/// Verifies one Sluice credential (opaque token or JWT) and authorizes it under `access`.
+/// Verifies one Sluice credential (opaque token or JWT) and authorizes it under `access`: the
+/// one admission of a credential, for every entry point (routes, agent environments, the
+/// forward proxy's CONNECT and requests, MCP servers, the OAuth user endpoints, the admin API).
+/// Expiry, revocation (tokens, owners, apps, `jti`s), issuer, audience, claims and scopes are
+/// decided here and nowhere else.
 pub async fn verify(
     token: &str,
     access: &Access,
     index: &dyn CredentialIndex,
     now_unix: u64,
 ) -> Result<Arc<Principal>, GatewayError> {
-    let principal = if token.starts_with(opaque::PREFIX) {
-        if access.auth == AuthPolicy::Jwt {
-            return Err(GatewayError::Forbidden(Forbidden::CredentialKind));
-        }
-        opaque::verify(token, index, now_unix).map_err(GatewayError::InvalidCredential)?
-    } else if jwt::looks_like_jwt(token) {
-        if access.auth == AuthPolicy::Token {
-            return Err(GatewayError::Forbidden(Forbidden::CredentialKind));
-        }
-        index
-            .jwt_verifier()
-            .verify(token, now_unix)
-            .await
-            .map_err(GatewayError::InvalidCredential)?
-    } else {
-        return Err(GatewayError::InvalidCredential(AuthFailure::Malformed));
+    // The kind first: no signature is checked for a credential the entry point refuses anyway.
+    let refused_kind = match access.auth {
+        AuthPolicy::Jwt => token.starts_with(opaque::PREFIX),
+        AuthPolicy::Token => !token.starts_with(opaque::PREFIX) && jwt::looks_like_jwt(token),
+        AuthPolicy::Any | AuthPolicy::None => false,
     };
+    if refused_kind {
+        return Err(GatewayError::Forbidden(Forbidden::CredentialKind));
+    }
+    let principal = identify(token, index, now_unix).await?;
     authorize(&principal, access)?;
+    Ok(principal)
+}
+
+/// Who a credential proves, whatever entry point it is presented at: its signature or digest,
+/// expiry and revocation. `verify` adds what the entry point allows.
+pub async fn identify(
+    token: &str,
+    index: &dyn CredentialIndex,
+    now_unix: u64,
+) -> Result<Arc<Principal>, GatewayError> {
+    if token.starts_with(opaque::PREFIX) {
+        return opaque::verify(token, index, now_unix).map_err(GatewayError::InvalidCredential);
+    }
+    if !jwt::looks_like_jwt(token) {
+        return Err(GatewayError::InvalidCredential(AuthFailure::Malformed));
+    }
+    let principal = index
+        .jwt_verifier()
+        .verify(token, now_unix)
+        .await
+        .map_err(GatewayError::InvalidCredential)?;
+    if index.revoked(&principal) {
+        return Err(GatewayError::InvalidCredential(AuthFailure::Revoked));
+    }
     Ok(principal)
 }
 
@@ -249,6 +387,24 @@ pub fn proxy_credential(value: &str) -> Option<String> {
 /// Route-level checks on an authenticated principal: 403s, and the 401 of a token for another
 /// audience.
 pub fn authorize(principal: &Principal, access: &Access) -> Result<(), GatewayError> {
+    let kind_refused = matches!(
+        (access.auth, principal.kind),
+        (AuthPolicy::Token, CredentialKind::Jwt) | (AuthPolicy::Jwt, CredentialKind::Opaque)
+    );
+    if kind_refused {
+        return Err(GatewayError::Forbidden(Forbidden::CredentialKind));
+    }
+    // A token of Sluice's own issuer is a credential for its audience only: never a general
+    // gateway credential, whatever the route's `auth` and `issuers` say.
+    if principal.app().is_some() {
+        let named = access
+            .app_audience
+            .as_deref()
+            .is_some_and(|want| names_audience(&principal.claims["aud"], want));
+        if !named {
+            return Err(GatewayError::InvalidCredential(AuthFailure::WrongAudience));
+        }
+    }
     if let (Some(allowed), Some(issuer)) = (&access.issuers, principal.issuer) {
         if !allowed.contains(&issuer) {
             return Err(GatewayError::Forbidden(Forbidden::IssuerNotAllowed));
@@ -282,6 +438,15 @@ pub fn authorize(principal: &Principal, access: &Access) -> Result<(), GatewayEr
         return Err(GatewayError::Forbidden(Forbidden::MissingScope));
     }
     Ok(())
+}
+
+/// Whether an `aud` claim (a string or a list) names `want`.
+pub fn names_audience(aud: &serde_json::Value, want: &str) -> bool {
+    match aud {
+        serde_json::Value::String(a) => a == want,
+        serde_json::Value::Array(list) => list.iter().any(|a| a.as_str() == Some(want)),
+        _ => false,
+    }
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {

@@ -92,9 +92,9 @@ async fn opaque_tokens_from_each_header() {
         let a = authenticate(&h, route(&f, "/any"), &f.snap, NOW)
             .await
             .unwrap();
-        assert_eq!(a.principal.id, "ci");
+        assert_eq!(&*a.principal.key, "owner:ci-bot");
         assert_eq!(a.principal.kind, CredentialKind::Opaque);
-        assert_eq!(a.principal.owner.as_deref(), Some("ci-bot"));
+        assert_eq!(a.principal.owner_name(), Some("ci-bot"));
         assert!(!a.client_provider_key);
     }
 }
@@ -213,4 +213,89 @@ async fn scopes_and_credential_kinds_are_403() {
         .await
         .unwrap_err();
     assert_eq!(err, GatewayError::Forbidden(Forbidden::CredentialKind));
+}
+
+/// Third review, finding 4: every identity has one rendering, and different identities never
+/// share one (names people choose are never part of a token's key).
+#[test]
+fn identities_render_once_and_apart() {
+    let cases = [
+        (Identity::Anonymous, "anonymous"),
+        (
+            Identity::Token {
+                id: "a1B2c3D4e5F6".into(),
+            },
+            "token:a1B2c3D4e5F6",
+        ),
+        (
+            Identity::Owner {
+                name: "alice".into(),
+                uid: None,
+            },
+            "owner:alice",
+        ),
+        (
+            Identity::Owner {
+                name: "alice".into(),
+                uid: Some("Q1w2E3r4T5y6".into()),
+            },
+            "owner:alice#Q1w2E3r4T5y6",
+        ),
+        (
+            Identity::Jwt {
+                issuer: "corp".into(),
+                subject: "a:b".into(),
+            },
+            "jwt:corp:a:b",
+        ),
+        (
+            Identity::App {
+                client_id: "research-dev-1".into(),
+                subject: "research-dev-1".into(),
+            },
+            "app:research-dev-1",
+        ),
+        (
+            Identity::App {
+                client_id: "sluice-test".into(),
+                subject: "owner:alice".into(),
+            },
+            "app:sluice-test:owner:alice",
+        ),
+    ];
+    let mut seen = std::collections::HashSet::new();
+    for (identity, rendering) in &cases {
+        assert_eq!(identity.render(), *rendering);
+        assert!(seen.insert(identity.render()), "{rendering} twice");
+    }
+    // Names that could forge another kind's rendering are not names.
+    for bad in ["a:b", "alice#1", "", "a b", "x\n"] {
+        assert!(!valid_principal_name(bad), "{bad:?}");
+    }
+    for good in ["alice", "ci-bot", "team.a", "a@example.com", "A_1+x"] {
+        assert!(valid_principal_name(good), "{good}");
+    }
+}
+
+#[tokio::test]
+async fn two_tokens_with_one_name_are_two_principals() {
+    let (t1, id1, d1) = opaque::generate().unwrap();
+    let (t2, id2, d2) = opaque::generate().unwrap();
+    let src = format!(
+        "providers:\n  - {{ name: p, kind: openai, base_url: \"http://127.0.0.1:1\", credentials: byok }}\nroutes:\n  - {{ prefix: /any, provider: p }}\ntokens:\n{}{}",
+        record(&id1, d1, ", name: laptop"),
+        record(&id2, d2, ", name: laptop")
+    );
+    let snap = Snapshot::build(
+        &parse(&src).unwrap(),
+        Path::new("."),
+        &BuildContext::default(),
+    )
+    .unwrap();
+    let access = &snap.routes[0].access;
+    let p1 = verify(&t1, access, &snap, NOW).await.unwrap();
+    let p2 = verify(&t2, access, &snap, NOW).await.unwrap();
+    assert_ne!(p1.key, p2.key);
+    assert_eq!((p1.name.as_str(), p2.name.as_str()), ("laptop", "laptop"));
+    assert_eq!(&*p1.key, format!("token:{id1}"));
 }

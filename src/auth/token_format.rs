@@ -76,7 +76,7 @@ fn checksum(data: &str) -> [u8; CHECK_LEN] {
 }
 
 /// Uniform base62 characters by rejection sampling (no modulo bias).
-fn random_base62(len: usize) -> Result<String, getrandom::Error> {
+pub fn random_base62(len: usize) -> Result<String, getrandom::Error> {
     let mut out = String::with_capacity(len);
     let mut buf = [0u8; 64];
     while out.len() < len {

@@ -287,12 +287,11 @@ impl Budgets {
         &self,
         at: At<'_>,
         principal: &Principal,
-        builtin_issuer: Option<usize>,
         now: u64,
     ) -> Result<Charge, (String, Exceeded)> {
         let mut charge = Charge::default();
         for b in &self.all {
-            if !b.selector().matches(at, principal, builtin_issuer) {
+            if !b.selector().matches(at, principal) {
                 continue;
             }
             let spend = b.spend_of(principal);

@@ -28,6 +28,9 @@ const SHIPPED: &[(&str, f64, f64, f64, f64)] = &[
     ("gemini-2.5-flash", 0.30, 2.50, 0.075, 0.0),
 ];
 
+/// The model name of the default price.
+pub const DEFAULT: &str = "*";
+
 /// The price table of a snapshot: the config's entries first, then the shipped ones.
 #[derive(Debug, Clone, Default)]
 pub struct Prices {
@@ -49,16 +52,24 @@ impl Prices {
     }
 
     /// The price of `model` on `provider`: an entry for that provider before one for any, the
-    /// longest matching name first.
-    pub fn of(&self, provider: &str, model: &str) -> Option<&Price> {
+    /// longest matching name first; the `"*"` entry (a default price, configured) for a
+    /// model no entry names or a request whose model is unknown.
+    pub fn of(&self, provider: &str, model: Option<&str>) -> Option<&Price> {
         self.entries
             .iter()
             .filter(|p| p.provider.as_deref().is_none_or(|pp| pp == provider))
-            .filter(|p| model.starts_with(p.model.as_str()))
-            .max_by_key(|p| (p.model.len(), p.provider.is_some()))
+            .filter(|p| p.model == DEFAULT || model.is_some_and(|m| m.starts_with(&p.model)))
+            .max_by_key(|p| {
+                let len = if p.model == DEFAULT {
+                    0
+                } else {
+                    p.model.len() + 1
+                };
+                (len, p.provider.is_some())
+            })
     }
 
-    /// What `usage` cost, in micro-dollars (0 for a model with no price). OpenAI-style usage
+    /// What `usage` cost, in micro-dollars (0 for a model with no price and no default). OpenAI-style usage
     /// counts cached prompt tokens inside the input; Anthropic's input excludes cache reads
     /// and writes.
     pub fn cost_micro_usd(
@@ -68,7 +79,7 @@ impl Prices {
         model: Option<&str>,
         usage: &Usage,
     ) -> u64 {
-        let Some(p) = model.and_then(|m| self.of(provider, m)) else {
+        let Some(p) = self.of(provider, model) else {
             return 0;
         };
         let fresh_input = match kind {
@@ -81,5 +92,49 @@ impl Prices {
             + usage.cache_write as f64 * p.cache_write;
         // Per million tokens, in micro-dollars: the same number.
         dollars_per_million.round() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn price(model: &str, input: f64) -> Price {
+        Price {
+            model: model.into(),
+            provider: None,
+            input,
+            output: input,
+            cache_read: 0.0,
+            cache_write: 0.0,
+        }
+    }
+
+    /// Third review, finding 5: a model no entry names costs nothing, unless a default price
+    /// (`model: "*"`) is configured; the default never outranks a named entry.
+    #[test]
+    fn a_default_price_covers_unpriced_and_unknown_models() {
+        let usage = Usage {
+            input: 1_000_000,
+            ..Usage::default()
+        };
+        let bare = Prices::new(&[]);
+        assert_eq!(
+            bare.cost_micro_usd("p", ProviderKind::OpenAi, Some("mystery"), &usage),
+            0
+        );
+        let priced = Prices::new(&[price("*", 50.0)]);
+        for model in [Some("mystery"), None] {
+            assert_eq!(
+                priced.cost_micro_usd("p", ProviderKind::OpenAi, model, &usage),
+                50_000_000,
+                "{model:?}"
+            );
+        }
+        // gpt-4o keeps its shipped price ($2.50 per million input tokens).
+        assert_eq!(
+            priced.cost_micro_usd("p", ProviderKind::OpenAi, Some("gpt-4o"), &usage),
+            2_500_000
+        );
     }
 }

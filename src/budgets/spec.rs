@@ -57,7 +57,9 @@ fn default_warn_at() -> f64 {
 }
 
 /// What a model costs, in US dollars per million tokens. `model` matches the model a request
-/// names, or any model it is the longest prefix of (`gpt-4o` prices `gpt-4o-2024-08-06`).
+/// names, or any model it is the longest prefix of (`gpt-4o` prices `gpt-4o-2024-08-06`);
+/// `model: "*"` is the default price of models no entry names (and of requests whose model
+/// could not be read), which otherwise cost nothing against a USD budget.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Price {

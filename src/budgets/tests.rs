@@ -1,15 +1,7 @@
 use super::*;
-use crate::auth::CredentialKind;
 
 fn principal(id: &str, owner: Option<&str>) -> Principal {
-    Principal {
-        kind: CredentialKind::Opaque,
-        id: id.to_owned(),
-        owner: owner.map(str::to_owned),
-        scopes: Vec::new(),
-        issuer: None,
-        claims: serde_json::Value::Null,
-    }
+    Principal::opaque_for_tests(id, owner)
 }
 
 fn budget(yaml: &str) -> Budget {
@@ -61,7 +53,7 @@ fn a_used_up_budget_refuses_until_its_period_ends() {
         Prices::new(&[]),
     );
     let alice = principal("alice", Some("team-a"));
-    let charge = budgets.check(at(), &alice, None, JAN_31_LATE).unwrap();
+    let charge = budgets.check(at(), &alice, JAN_31_LATE).unwrap();
     // gpt-4o: $2.50 per million input, $10 per million output → 100k in + 60k out = $0.85.
     let w = budgets.charge(
         &charge,
@@ -73,7 +65,7 @@ fn a_used_up_budget_refuses_until_its_period_ends() {
     );
     assert_eq!(w.len(), 1, "crossed half of the budget");
     assert!((w[0].share - 0.85).abs() < 1e-9, "{w:?}");
-    let charge = budgets.check(at(), &alice, None, JAN_31_LATE).unwrap();
+    let charge = budgets.check(at(), &alice, JAN_31_LATE).unwrap();
     let w = budgets.charge(
         &charge,
         ("openai", ProviderKind::OpenAi),
@@ -83,14 +75,14 @@ fn a_used_up_budget_refuses_until_its_period_ends() {
         JAN_31_LATE,
     );
     assert!(w.is_empty(), "warned once per period");
-    let (name, exceeded) = budgets.check(at(), &alice, None, JAN_31_LATE).unwrap_err();
+    let (name, exceeded) = budgets.check(at(), &alice, JAN_31_LATE).unwrap_err();
     assert_eq!((name.as_str(), exceeded.resets_at), ("team", FEB_1));
     // Somebody else's requests are not this budget's.
     assert!(budgets
-        .check(at(), &principal("bob", None), None, JAN_31_LATE)
+        .check(at(), &principal("bob", None), JAN_31_LATE)
         .is_ok());
     // A new month: spent nothing yet.
-    let charge = budgets.check(at(), &alice, None, FEB_1).unwrap();
+    let charge = budgets.check(at(), &alice, FEB_1).unwrap();
     assert!(!charge.is_empty());
     assert_eq!(registry.spent("team", FEB_1), Some((0, 0.0)));
 }
@@ -106,7 +98,7 @@ fn token_budgets_per_principal_and_cached_prices() {
     );
     let (a, b) = (principal("a", None), principal("b", None));
     let now = FEB_1;
-    let charge = budgets.check(at(), &a, None, now).unwrap();
+    let charge = budgets.check(at(), &a, now).unwrap();
     budgets.charge(
         &charge,
         ("openai", ProviderKind::OpenAi),
@@ -115,8 +107,8 @@ fn token_budgets_per_principal_and_cached_prices() {
         &a,
         now,
     );
-    assert!(budgets.check(at(), &a, None, now).is_err());
-    assert!(budgets.check(at(), &b, None, now).is_ok());
+    assert!(budgets.check(at(), &a, now).is_err());
+    assert!(budgets.check(at(), &b, now).is_ok());
     // Cached input is priced as such: OpenAI counts it inside the input, Anthropic apart.
     let prices = Prices::new(&[]);
     let openai = prices.cost_micro_usd(
@@ -162,7 +154,7 @@ fn spend_survives_a_restart_through_the_file() {
     {
         let registry = Registry::default();
         let budgets = registry.build(std::slice::from_ref(&spec), Prices::new(&[]));
-        let charge = budgets.check(at(), &alice, None, FEB_1).unwrap();
+        let charge = budgets.check(at(), &alice, FEB_1).unwrap();
         budgets.charge(
             &charge,
             ("openai", ProviderKind::OpenAi),
@@ -192,7 +184,7 @@ fn a_rolling_window_counts_the_spend_sliding_out_of_it() {
     let w = 36_000;
     let window = FEB_1 - FEB_1 % w + 10 * w;
     let spend = |tokens, now| {
-        let charge = budgets.check(at(), &a, None, now).unwrap();
+        let charge = budgets.check(at(), &a, now).unwrap();
         budgets.charge(
             &charge,
             ("openai", ProviderKind::OpenAi),
@@ -207,11 +199,11 @@ fn a_rolling_window_counts_the_spend_sliding_out_of_it() {
     let now = window + 3600;
     assert_eq!(registry.spent("rolling", now).map(|s| s.0), Some(720));
     spend(300, now);
-    let (_, refused) = budgets.check(at(), &a, None, now).unwrap_err();
+    let (_, refused) = budgets.check(at(), &a, now).unwrap_err();
     // 720 + 300 ≥ 1000 until enough of the 800 slid out: 800 × (1 − t/w) < 700 after 1.25 h.
     assert_eq!(refused.resets_at, window + 4500 + 1);
-    assert!(budgets.check(at(), &a, None, window + 4400).is_err());
-    assert!(budgets.check(at(), &a, None, window + 4600).is_ok());
+    assert!(budgets.check(at(), &a, window + 4400).is_err());
+    assert!(budgets.check(at(), &a, window + 4600).is_ok());
 }
 
 #[test]

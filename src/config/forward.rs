@@ -79,6 +79,7 @@ pub(super) fn build(
         scopes: scopes.clone(),
         issuers: issuer_indices(issuers, jwt, declared_issuers, "forward", errors),
         required_claims: BTreeMap::new(),
+        app_audience: None,
     };
     let intercept = intercept_routes(providers, routes, &access, *audit, errors);
     ForwardPolicy {
@@ -173,17 +174,28 @@ fn intercept_routes(
                 ));
             }
         }
+        // Intercepted traffic is admitted as the declared route that reaches the provider
+        // (the first one written): its scopes, issuers and claims on top of the proxy's, and
+        // its `route:` limits and budgets.
+        let reached = routes
+            .iter()
+            .find(|r| !r.intercept && r.provider.name == provider.name);
+        let (access, label) = match reached {
+            Some(r) => (r.access.clone(), r.label.clone()),
+            None => (access.clone(), "forward".to_owned()),
+        };
         routes.push(Route {
             prefix: String::new(),
             provider: provider.clone(),
-            access: access.clone(),
+            access,
             open: Vec::new(),
             token_lifetime: None,
             intercept: true,
             principal_header: None,
             audit,
             fallback: None,
-            metrics: RouteMetrics::new("forward", &provider.name),
+            metrics: RouteMetrics::new(&label, &provider.name),
+            label,
         });
     }
     intercept

@@ -125,6 +125,10 @@ impl crate::auth::CredentialIndex for Snapshot {
     fn jwt_verifier(&self) -> &JwtVerifier {
         &self.jwt
     }
+
+    fn revoked(&self, principal: &crate::auth::Principal) -> bool {
+        self.app_token_revoked(principal)
+    }
 }
 
 impl Snapshot {
@@ -162,16 +166,14 @@ impl Snapshot {
 
     /// A token of Sluice's issuer that was revoked (RFC 7009) or whose app was deleted: refused
     /// from the revision that says so on. Test tokens belong to no app.
-    pub fn revoked(&self, principal: &crate::auth::Principal) -> bool {
-        let claims = &principal.claims;
-        self.builtin_issuer.is_some()
-            && principal.issuer == self.builtin_issuer
-            && (claims["client_id"]
+    pub fn app_token_revoked(&self, principal: &crate::auth::Principal) -> bool {
+        let Some(client_id) = principal.app() else {
+            return false;
+        };
+        (client_id != super::agent::TEST_CLIENT && !self.live_apps.contains(client_id))
+            || principal.claims["jti"]
                 .as_str()
-                .is_some_and(|c| c != super::agent::TEST_CLIENT && !self.live_apps.contains(c))
-                || claims["jti"]
-                    .as_str()
-                    .is_some_and(|j| self.revoked_tokens.contains(j)))
+                .is_some_and(|j| self.revoked_tokens.contains(j))
     }
 
     /// The route of an enabled agent environment.

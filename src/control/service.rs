@@ -361,6 +361,10 @@ async fn bootstrap(
         crate::auth::opaque::generate().map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
     let owner = wire::Owner {
         name: "admin".into(),
+        id: Some(
+            crate::auth::opaque::random_base62(12)
+                .map_err(|e| anyhow::anyhow!("randomness: {e}"))?,
+        ),
         enabled: true,
         role: Some(Role::Admin),
         permissions: Vec::new(),

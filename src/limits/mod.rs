@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::auth::{CredentialKind, Principal};
+use crate::auth::Principal;
 use gcra::Gcra;
 use spec::{Limit, Per};
 
@@ -277,7 +277,7 @@ impl Compiled {
     }
 
     /// Whether this limit applies to a request on `route` (a route prefix) by `principal`.
-    fn matches(&self, at: At<'_>, principal: &Principal, builtin_issuer: Option<usize>) -> bool {
+    fn matches(&self, at: At<'_>, principal: &Principal) -> bool {
         let s = &self.spec;
         Selector {
             route: s.route.as_deref(),
@@ -286,7 +286,7 @@ impl Compiled {
             token: s.token.as_deref(),
             app: s.app.as_deref(),
         }
-        .matches(at, principal, builtin_issuer)
+        .matches(at, principal)
     }
 
     fn counters_for(&self, principal: &Principal) -> Arc<Counters> {
@@ -326,23 +326,17 @@ pub struct Selector<'a> {
 }
 
 impl Selector<'_> {
-    pub fn matches(
-        &self,
-        at: At<'_>,
-        principal: &Principal,
-        builtin_issuer: Option<usize>,
-    ) -> bool {
-        let opaque = principal.kind == CredentialKind::Opaque;
-        let app = principal.kind == CredentialKind::Jwt
-            && builtin_issuer.is_some()
-            && principal.issuer == builtin_issuer;
+    /// Each selector reads the one part of the principal's identity it names: an owner is an
+    /// owner of opaque tokens (never a JWT claim), a token its id (never its name), an app a
+    /// client of Sluice's own issuer.
+    pub fn matches(&self, at: At<'_>, principal: &Principal) -> bool {
         self.route.is_none_or(|r| r == at.route)
             && self.provider.is_none_or(|p| p == at.provider)
+            && self.owner.is_none_or(|o| principal.owner_name() == Some(o))
             && self
-                .owner
-                .is_none_or(|o| principal.owner.as_deref() == Some(o))
-            && self.token.is_none_or(|t| opaque && principal.id == t)
-            && self.app.is_none_or(|a| app && principal.id == a)
+                .token
+                .is_none_or(|t| principal.token_id.as_deref() == Some(t))
+            && self.app.is_none_or(|a| principal.app() == Some(a))
     }
 }
 
@@ -363,9 +357,10 @@ pub fn of_holder<V: Clone + Send + Sync + 'static>(
 pub fn holder(per: Per, principal: &Principal) -> Option<&str> {
     match per {
         Per::All => None,
-        Per::Principal => Some(principal.id.as_str()),
-        // A principal without an owner is its own owner.
-        Per::Owner => Some(principal.owner.as_deref().unwrap_or(principal.id.as_str())),
+        // The principal's one rendering: a token with an owner is its owner's, so `principal`
+        // and `owner` count the same; a principal without an owner is its own owner.
+        Per::Principal | Per::Owner => Some(&principal.key),
+        Per::Token => Some(&principal.credential),
     }
 }
 
@@ -456,12 +451,11 @@ impl Limits {
         &self,
         at: At<'_>,
         principal: &Principal,
-        builtin_issuer: Option<usize>,
         now_ns: u64,
     ) -> Result<Grant, (Arc<str>, Limited)> {
         let mut grant = Grant::default();
         for limit in &self.all {
-            if !limit.matches(at, principal, builtin_issuer) {
+            if !limit.matches(at, principal) {
                 continue;
             }
             let counters = limit.counters_for(principal);

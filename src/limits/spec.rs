@@ -49,6 +49,11 @@ pub struct Limit {
 pub enum Per {
     #[default]
     All,
+    /// One set per principal (its one rendering: a token's owner, else the token).
     Principal,
+    /// The same as `principal`: a token's owner, else the caller itself.
     Owner,
+    /// One set per credential: each opaque token by id (`token:{id}`), even among one owner's
+    /// tokens; any other credential as its principal.
+    Token,
 }

@@ -4,14 +4,7 @@ use super::*;
 const S: u64 = 1_000_000_000;
 
 fn principal(id: &str, owner: Option<&str>) -> Principal {
-    Principal {
-        kind: CredentialKind::Opaque,
-        id: id.to_owned(),
-        owner: owner.map(str::to_owned),
-        scopes: Vec::new(),
-        issuer: None,
-        claims: serde_json::Value::Null,
-    }
+    Principal::opaque_for_tests(id, owner)
 }
 
 fn block<F: std::future::Future>(f: F) -> F::Output {
@@ -69,19 +62,19 @@ fn limits_match_their_selectors_and_count_per_holder() {
     ]);
     let (alice, bob) = (principal("alice", Some("team-a")), principal("bob", None));
     let now = 100 * S;
-    let g1 = block(limits.admit(at("/openai"), &alice, None, now)).unwrap();
+    let g1 = block(limits.admit(at("/openai"), &alice, now)).unwrap();
     // team-a has one request in flight: alice's second waits for it.
-    let (name, refused) = block(limits.admit(at("/openai"), &alice, None, now)).unwrap_err();
+    let (name, refused) = block(limits.admit(at("/openai"), &alice, now)).unwrap_err();
     assert_eq!((&*name, refused.dimension), ("team", Dimension::Concurrent));
     drop(g1);
-    let _g2 = block(limits.admit(at("/openai"), &alice, None, now)).unwrap();
+    let _g2 = block(limits.admit(at("/openai"), &alice, now)).unwrap();
     // The refusal by `team` gave back what `per-user` took: alice used 2, not 3.
-    let (name, refused) = block(limits.admit(at("/anthropic"), &alice, None, now)).unwrap_err();
+    let (name, refused) = block(limits.admit(at("/anthropic"), &alice, now)).unwrap_err();
     assert_eq!((&*name, refused.dimension), ("team", Dimension::Concurrent));
     // bob has counters of his own and no owner.
-    block(limits.admit(at("/openai"), &bob, None, now)).unwrap();
-    block(limits.admit(at("/openai"), &bob, None, now)).unwrap();
-    let (name, refused) = block(limits.admit(at("/openai"), &bob, None, now)).unwrap_err();
+    block(limits.admit(at("/openai"), &bob, now)).unwrap();
+    block(limits.admit(at("/openai"), &bob, now)).unwrap();
+    let (name, refused) = block(limits.admit(at("/openai"), &bob, now)).unwrap_err();
     assert_eq!(
         (&*name, refused.dimension),
         ("per-user", Dimension::Requests)
@@ -89,7 +82,7 @@ fn limits_match_their_selectors_and_count_per_holder() {
     assert_eq!((refused.limit, refused.period_s), (2, 60));
     assert_eq!(refused.retry_after_ms, 30_000);
     // Another route is not limited by per-user.
-    block(limits.admit(at("/anthropic"), &bob, None, now)).unwrap();
+    block(limits.admit(at("/anthropic"), &bob, now)).unwrap();
 }
 
 #[test]
@@ -101,13 +94,13 @@ fn a_refusal_by_a_later_limit_gives_back_what_earlier_ones_took() {
     ]);
     let t1 = principal("t1", None);
     let now = 100 * S;
-    block(limits.admit(at("/x"), &t1, None, now)).unwrap();
+    block(limits.admit(at("/x"), &t1, now)).unwrap();
     assert_eq!(
-        &*block(limits.admit(at("/x"), &t1, None, now)).unwrap_err().0,
+        &*block(limits.admit(at("/x"), &t1, now)).unwrap_err().0,
         "b"
     );
     // `a` still has one left for somebody else.
-    block(limits.admit(at("/x"), &principal("t2", None), None, now)).unwrap();
+    block(limits.admit(at("/x"), &principal("t2", None), now)).unwrap();
 }
 
 #[test]
@@ -116,17 +109,17 @@ fn tokens_are_reserved_then_settled_to_the_usage() {
     let limits = registry.build(&[limit("{name: tpm, tokens_per_minute: 1000}")]);
     let p = principal("p", None);
     let now = 10 * S;
-    let mut g = block(limits.admit(at("/x"), &p, None, now)).unwrap();
+    let mut g = block(limits.admit(at("/x"), &p, now)).unwrap();
     assert!(g.counts_tokens());
     g.reserve(900, now);
-    block(limits.admit(at("/x"), &p, None, now)).unwrap();
+    block(limits.admit(at("/x"), &p, now)).unwrap();
     g.settle(1200, now);
-    let (_, refused) = block(limits.admit(at("/x"), &p, None, now)).unwrap_err();
+    let (_, refused) = block(limits.admit(at("/x"), &p, now)).unwrap_err();
     assert_eq!(refused.dimension, Dimension::Tokens);
     assert_eq!(refused.limit, 1000);
     // 200 tokens of debt, one token every 60 ms: 201 × 60 ms.
     assert_eq!(refused.retry_after_ms, 12_060);
-    block(limits.admit(at("/x"), &p, None, now + 13 * S)).unwrap();
+    block(limits.admit(at("/x"), &p, now + 13 * S)).unwrap();
 }
 
 #[test]
@@ -136,9 +129,9 @@ fn an_unchanged_limit_keeps_its_counters_across_reloads() {
     let p = principal("p", None);
     let now = 100 * S;
     let first = registry.build(std::slice::from_ref(&spec));
-    block(first.admit(at("/x"), &p, None, now)).unwrap();
+    block(first.admit(at("/x"), &p, now)).unwrap();
     let again = registry.build(&[spec]);
-    assert!(block(again.admit(at("/x"), &p, None, now)).is_err());
+    assert!(block(again.admit(at("/x"), &p, now)).is_err());
     let changed = registry.build(&[limit("{name: one, requests_per_minute: 2}")]);
-    assert!(block(changed.admit(at("/x"), &p, None, now)).is_ok());
+    assert!(block(changed.admit(at("/x"), &p, now)).is_ok());
 }

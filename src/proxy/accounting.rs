@@ -59,20 +59,20 @@ pub fn record(sink: &AuditSink, session: &Session, ctx: &mut RequestCtx, status:
     let record = AuditRecord {
         time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
         request_id: &ctx.request_id,
-        principal: principal.map(|p| clip(&p.id, MAX_PRINCIPAL)),
+        principal: principal.map(|p| clip(&p.key, MAX_PRINCIPAL)),
+        name: principal.map(|p| clip(&p.name, MAX_PRINCIPAL)),
+        token_id: principal.and_then(|p| p.token_id.as_deref()),
         credential_kind: principal.map(|p| p.kind.as_str()),
-        owner: principal.and_then(|p| p.owner.as_deref()),
+        owner: principal.and_then(|p| p.owner_name()),
         provider_credential: route.map(|_| if key.is_some() { "centralized" } else { "byok" }),
         key_id: key.map(|k| k.id.as_str()),
         key_hint: key.map(|k| k.hint.as_str()),
         provider,
         route: route.map(|r| {
-            if r.intercept {
-                "forward"
-            } else if r.prefix.is_empty() {
+            if r.label.is_empty() {
                 "/"
             } else {
-                r.prefix.as_str()
+                r.label.as_str()
             }
         }),
         host: ctx.forward_host.as_deref().map(|h| clip(h, MAX_HOST)),

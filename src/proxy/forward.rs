@@ -288,7 +288,7 @@ impl ForwardProxy {
                 let target = Target {
                     host: &host,
                     port,
-                    who: &principal.id,
+                    who: &principal.key,
                 };
                 open_tunnel(stream, leftover, target, policy, shutdown).await
             }
@@ -296,7 +296,7 @@ impl ForwardProxy {
                 outcome("denied");
                 log::info!(
                     "forward proxy: CONNECT by {} to {host}:{port} denied: {}",
-                    principal.id,
+                    principal.key,
                     d.reason()
                 );
                 refuse(&mut stream, GatewayError::Destination(d)).await

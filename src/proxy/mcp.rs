@@ -78,7 +78,7 @@ pub async fn admit(
         Ok(p) => p,
         Err(e) => return Outcome::Answered(refuse_auth(session, &server, e, request_id).await),
     };
-    let who = Who::of(&principal, snap)
+    let who = Who::of(&principal)
         .map(|w| w.key)
         .unwrap_or_else(|| "anonymous".into());
     let session_key = match vault.session_key().await {
@@ -195,19 +195,12 @@ async fn authenticate(
     snap: &Snapshot,
 ) -> Result<Arc<Principal>, GatewayError> {
     let authed = auth::authenticate(&req.headers, &server.access, snap, unix_now()).await?;
-    if authed.principal.kind == CredentialKind::Jwt {
-        let resource = &server.resource;
-        let aud = &authed.principal.claims["aud"];
-        let names_us = match aud {
-            Value::String(a) => a == resource,
-            Value::Array(list) => list.iter().any(|a| a.as_str() == Some(resource.as_str())),
-            _ => false,
-        };
-        if !names_us {
-            return Err(GatewayError::InvalidCredential(
-                crate::error::AuthFailure::WrongAudience,
-            ));
-        }
+    if authed.principal.kind == CredentialKind::Jwt
+        && !auth::names_audience(&authed.principal.claims["aud"], &server.resource)
+    {
+        return Err(GatewayError::InvalidCredential(
+            crate::error::AuthFailure::WrongAudience,
+        ));
     }
     Ok(authed.principal)
 }
@@ -276,7 +269,8 @@ async fn refuse_auth(
             )
         }
     };
-    let mut headers = Vec::new();
+    // The refusal's reason, named as on every other entry point.
+    let mut headers = vec![("x-sluice-error", e.reason().to_owned())];
     if !challenge.is_empty() {
         headers.push(("www-authenticate", challenge));
     }

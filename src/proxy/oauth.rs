@@ -26,6 +26,10 @@ use crate::vault::{Answer, Failure, Request, Vault, Who};
 
 pub const PREFIX: &str = "/oauth/v1/";
 const COOKIE: &str = "sluice_consent";
+/// Set when the consent page's button is pressed and checked at the callback: the grant
+/// completes only in the browser that pressed it, so nobody can send their own authorization
+/// URL to a victim and have the victim's upstream account bound to their principal.
+const BROWSER_COOKIE: &str = "sluice_oauth_browser";
 /// Largest form accepted from the consent page.
 const MAX_FORM: usize = 4096;
 
@@ -42,14 +46,16 @@ pub async fn serve(session: &mut Session, snap: &Snapshot, vault: &Vault, reques
             consent_page(vault, provider, &link).await
         }
         ("POST", Some(("connect", provider))) if is_form(req) => {
-            confirm(session, vault, provider).await
+            let secure = snap.public_base_url.starts_with("https://");
+            confirm(session, vault, provider, secure).await
         }
         ("POST", Some(("connect", provider))) => match principal(session, snap).await {
-            Ok(who) => json_answer(
+            Ok((who, credential)) => json_answer(
                 vault
                     .ask(Request::Link {
                         who,
                         provider: provider.to_owned(),
+                        credential: Some(credential),
                     })
                     .await,
                 201,
@@ -65,15 +71,17 @@ pub async fn serve(session: &mut Session, snap: &Snapshot, vault: &Vault, reques
                         code: get("code"),
                         error: get("error"),
                         error_description: get("error_description"),
+                        browser: cookie(req, BROWSER_COOKIE),
                     })
                     .await,
             )
         }
         ("GET", None) if rest == "connections" => match principal(session, snap).await {
-            Ok(who) => json_answer(
+            Ok((who, credential)) => json_answer(
                 vault
                     .ask(Request::Connections {
                         principal: Some(who.key),
+                        credential: Some(credential),
                     })
                     .await,
                 200,
@@ -81,11 +89,12 @@ pub async fn serve(session: &mut Session, snap: &Snapshot, vault: &Vault, reques
             Err(e) => return refuse(session, e, request_id).await,
         },
         ("DELETE", Some(("connections", provider))) => match principal(session, snap).await {
-            Ok(who) => {
+            Ok((who, credential)) => {
                 let reply = vault
                     .ask(Request::Disconnect {
                         principal: who.key.clone(),
                         provider: provider.to_owned(),
+                        credential: Some(credential),
                     })
                     .await;
                 vault.forget(&who.key, provider);
@@ -98,15 +107,18 @@ pub async fn serve(session: &mut Session, snap: &Snapshot, vault: &Vault, reques
     write(session, answer, request_id).await
 }
 
-/// The principal behind the request's Sluice credential (any kind, any issuer).
-async fn principal(session: &Session, snap: &Snapshot) -> Result<Who, GatewayError> {
+/// The principal behind the request's Sluice credential (any kind, any issuer but Sluice's
+/// own, whose tokens are for their agent environment only), and the credential itself.
+async fn principal(session: &Session, snap: &Snapshot) -> Result<(Who, String), GatewayError> {
     let access = Access {
         auth: AuthPolicy::Any,
         ..Access::default()
     };
-    let authed =
-        auth::authenticate(&session.req_header().headers, &access, snap, unix_now()).await?;
-    Who::of(&authed.principal, snap).ok_or(GatewayError::MissingCredential)
+    let headers = &session.req_header().headers;
+    let authed = auth::authenticate(headers, &access, snap, unix_now()).await?;
+    let who = Who::of(&authed.principal).ok_or(GatewayError::MissingCredential)?;
+    let (token, _) = auth::presented(headers, AuthPolicy::Any)?;
+    Ok((who, token.unwrap_or_default().to_owned()))
 }
 
 async fn refuse(session: &mut Session, error: GatewayError, request_id: &str) -> u16 {
@@ -147,6 +159,9 @@ async fn consent_page(vault: &Vault, provider: &str, link: &str) -> Page {
             escape(&scopes.join(" "))
         )
     };
+    let Ok(nonce) = random_hex() else {
+        return error_page(&Failure::Unavailable("randomness".into()));
+    };
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Connect {name}</title></head>\
          <body><h1>Connect {name}</h1>\
@@ -155,6 +170,7 @@ async fn consent_page(vault: &Vault, provider: &str, link: &str) -> Page {
          <p>If this is not you, close this page: someone sent you their link.</p>\
          <form method=\"post\" action=\"{PREFIX}connect/{provider}\">\
          <input type=\"hidden\" name=\"link\" value=\"{link}\">\
+         <input type=\"hidden\" name=\"consent\" value=\"{nonce}\">\
          <button type=\"submit\" id=\"continue\">Continue to {name}</button></form></body></html>",
         name = escape(&display_name),
         who = escape(&who),
@@ -168,35 +184,44 @@ async fn consent_page(vault: &Vault, provider: &str, link: &str) -> Page {
         headers: vec![(
             "set-cookie",
             format!(
-                "{COOKIE}={}; Path={PREFIX}connect; HttpOnly; SameSite=Strict; Max-Age=600",
-                cookie_value(link)
+                "{COOKIE}={nonce}; Path={PREFIX}connect; HttpOnly; SameSite=Strict; Max-Age=600"
             ),
         )],
     }
 }
 
-/// The consent page's button: the link is used up and the browser sent upstream.
-async fn confirm(session: &mut Session, vault: &Vault, provider: &str) -> Page {
+/// The consent page's button: the link is used up and the browser sent upstream, holding a
+/// new random cookie that its callback must bring back.
+async fn confirm(session: &mut Session, vault: &Vault, provider: &str, secure: bool) -> Page {
     let form = match read_form(session).await {
         Some(form) => form,
         None => return error_page(&Failure::BadLink),
     };
     let link = param(&form, "link").unwrap_or_default();
-    let cookie_ok = cookie(session.req_header(), COOKIE)
-        .is_some_and(|c| crate::secrets::digest_eq(&digest(&c), &digest(&cookie_value(&link))));
+    // The page's random value, in the form and in a `SameSite=Strict` cookie: only a page
+    // this browser opened can press the button.
+    let sent = param(&form, "consent").unwrap_or_default();
+    let cookie_ok = cookie(session.req_header(), COOKIE).is_some_and(|c| {
+        !sent.is_empty() && crate::secrets::digest_eq(&digest(&c), &digest(&sent))
+    });
     if !cookie_ok {
         return Page {
             status: 403,
             ..error_page(&Failure::BadLink)
         };
     }
+    let Ok(browser) = random_hex() else {
+        return error_page(&Failure::Unavailable("randomness".into()));
+    };
     match vault
         .ask(Request::Begin {
             provider: provider.to_owned(),
             link,
+            browser: hex::encode(digest(&browser)),
         })
         .await
     {
+        // `SameSite=Lax`: the upstream's redirect back is a cross-site top-level navigation.
         Ok(Answer::Redirect { url }) => Page {
             status: 303,
             content_type: "text/plain; charset=utf-8",
@@ -207,6 +232,13 @@ async fn confirm(session: &mut Session, vault: &Vault, provider: &str) -> Page {
                     "set-cookie",
                     format!(
                         "{COOKIE}=; Path={PREFIX}connect; HttpOnly; SameSite=Strict; Max-Age=0"
+                    ),
+                ),
+                (
+                    "set-cookie",
+                    format!(
+                        "{BROWSER_COOKIE}={browser}; Path={PREFIX}callback; HttpOnly; SameSite=Lax; Max-Age=600{}",
+                        if secure { "; Secure" } else { "" }
                     ),
                 ),
             ],
@@ -325,15 +357,16 @@ pub async fn write_failure(
 }
 
 /// The token to inject for a `credentials: oauth` provider: the principal's grant, or its JWT
-/// exchanged (`subject` is the credential the request presented).
+/// exchanged (`credential` is the one the request presented, which also proves the principal
+/// to a remote vault).
 pub async fn user_token(
     vault: &Vault,
     snap: &Snapshot,
     principal: &Principal,
     oauth_provider: &str,
-    subject: Option<&str>,
+    credential: Option<&str>,
 ) -> Result<Arc<str>, Failure> {
-    let who = Who::of(principal, snap).ok_or_else(|| Failure::NotConnected {
+    let who = Who::of(principal).ok_or_else(|| Failure::NotConnected {
         provider: oauth_provider.to_owned(),
         connect_url: String::new(),
     })?;
@@ -350,9 +383,15 @@ pub async fn user_token(
         }
         Some(_) => {}
     }
-    let subject = subject.filter(|_| principal.kind == CredentialKind::Jwt);
+    let subject = credential.filter(|_| principal.kind == CredentialKind::Jwt);
     vault
-        .token(&who, oauth_provider, subject, snap.revision, unix_now())
+        .token(
+            (&who, credential),
+            oauth_provider,
+            subject,
+            snap.revision,
+            unix_now(),
+        )
         .await
 }
 
@@ -392,9 +431,11 @@ fn cookie(req: &RequestHeader, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-/// The cookie that binds a consent page to the browser that opened it.
-fn cookie_value(link: &str) -> String {
-    hex::encode(&digest(&format!("sluice consent\0{link}"))[..16])
+/// 128 random bits, hex: a cookie value nobody else can compute.
+fn random_hex() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)?;
+    Ok(hex::encode(bytes))
 }
 
 fn digest(text: &str) -> [u8; 32] {
@@ -433,6 +474,9 @@ mod tests {
         req.insert_header("cookie", "a=b; sluice_consent=abc")
             .unwrap();
         assert_eq!(cookie(&req, COOKIE).as_deref(), Some("abc"));
-        assert_ne!(cookie_value("l1"), cookie_value("l2"));
+        // Random, not derived from anything an attacker sees.
+        let (a, b) = (random_hex().unwrap(), random_hex().unwrap());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
     }
 }

@@ -14,7 +14,7 @@ use super::forward::{allowed_addrs, proxy_auth_error, ConnKind, DialError, Forwa
 use crate::auth::{self, Principal, CREDENTIAL_HEADERS};
 use crate::budgets::Charge;
 use crate::config::{CredentialMode, Provider, Snapshot};
-use crate::error::{AuthFailure, BadRequest, ErrorShape, GatewayError};
+use crate::error::{BadRequest, ErrorShape, GatewayError};
 use crate::forward::policy::{split_authority, Decision, Denied};
 use crate::limits::Grant;
 
@@ -72,35 +72,62 @@ pub async fn admit(
     let authed = auth::authenticate(&req.headers, access, snap, now_unix)
         .await
         .map_err(refuse)?;
-    if snap.revoked(&authed.principal) {
-        return Err(refuse(GatewayError::InvalidCredential(
-            AuthFailure::Revoked,
-        )));
-    }
-    let charge = budget(snap, route, &authed.principal, now_unix).map_err(refuse)?;
-    let grant = limit(snap, route, &authed.principal)
-        .await
-        .map_err(refuse)?;
-
-    let picked = pick_credential(
-        provider,
+    let on_route = OnRoute {
+        idx: route_idx,
+        route,
+        path,
+        fallback: true,
+    };
+    admit_to(
+        snap,
+        on_route,
+        authed.principal,
         authed.client_provider_key,
-        &authed.principal,
         now_ms,
-    );
+        now_unix,
+    )
+    .await
+    .map_err(refuse)
+}
+
+/// The route a caller was admitted to, as the route admission needs it.
+#[derive(Clone, Copy)]
+struct OnRoute<'a> {
+    idx: usize,
+    route: &'a crate::config::Route,
+    path: &'a str,
+    /// Whether its fallback chain may answer when its provider has no healthy key.
+    fallback: bool,
+}
+
+/// The part of admission after the credential: the route's budgets and limits, then the
+/// credential to inject. Every route of every entry point (reverse, agent environments,
+/// intercepted forward-proxy hosts) goes through here.
+async fn admit_to(
+    snap: &Snapshot,
+    at: OnRoute<'_>,
+    principal: Arc<Principal>,
+    client_provider_key: bool,
+    now_ms: u64,
+    now_unix: u64,
+) -> Result<Admitted, GatewayError> {
+    let route = at.route;
+    let charge = budget(snap, route, &principal, now_unix)?;
+    let grant = limit(snap, route, &principal).await?;
+    let picked = pick_credential(&route.provider, client_provider_key, &principal, now_ms);
     let (hop, key) = match picked {
         Ok(key) => (0, key),
         // Every key of the route's provider is benched: its fallback chain answers.
-        Err(GatewayError::NoHealthyKey) => {
-            super::fallback::first_hop(route, path, &authed.principal, now_ms)
+        Err(GatewayError::NoHealthyKey) if at.fallback => {
+            super::fallback::first_hop(route, at.path, &principal, now_ms)
                 .map(|(hop, key)| (hop, Some(key)))
-                .ok_or(refuse(GatewayError::NoHealthyKey))?
+                .ok_or(GatewayError::NoHealthyKey)?
         }
-        Err(e) => return Err(refuse(e)),
+        Err(e) => return Err(e),
     };
     Ok(Admitted {
-        route: route_idx,
-        principal: authed.principal,
+        route: at.idx,
+        principal,
         key,
         grant,
         charge,
@@ -119,11 +146,11 @@ fn budget(
         return Ok(Charge::default());
     }
     let at = crate::limits::At {
-        route: &route.prefix,
+        route: &route.label,
         provider: &route.provider.name,
     };
     snap.budgets
-        .check(at, principal, snap.builtin_issuer, now_unix)
+        .check(at, principal, now_unix)
         .map_err(|(_, exceeded)| GatewayError::BudgetExceeded(exceeded))
 }
 
@@ -138,11 +165,11 @@ async fn limit(
         return Ok(Grant::default());
     }
     let at = crate::limits::At {
-        route: &route.prefix,
+        route: &route.label,
         provider: &route.provider.name,
     };
     snap.limits
-        .admit(at, principal, snap.builtin_issuer, crate::limits::now_ns())
+        .admit(at, principal, crate::limits::now_ns())
         .await
         .map_err(|(name, limited)| {
             crate::metrics::METRICS
@@ -159,6 +186,7 @@ static OPEN: auth::Access = auth::Access {
     scopes: Vec::new(),
     issuers: None,
     required_claims: std::collections::BTreeMap::new(),
+    app_audience: None,
 };
 
 /// Refuses what Sluice and the upstream could interpret differently: dot segments and encoded
@@ -196,11 +224,24 @@ pub fn check_path(path: &str) -> Result<(), BadRequest> {
         i = at + 1;
     }
     for segment in path.split('/') {
-        if segment.len() > 6 || !segment.contains(['.', '%']) {
+        if !segment.contains(['.', '%']) {
             continue;
         }
-        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
-        if decoded == "." || decoded == ".." {
+        // Decoded as often as an upstream chain might (`%252e` is `%2e` to the first one),
+        // with path parameters cut off as Tomcat, Jetty and Spring do (`..;x` is `..`).
+        let mut decoded = std::borrow::Cow::Borrowed(segment.as_bytes());
+        for _ in 0..3 {
+            let once: Vec<u8> = percent_encoding::percent_decode(&decoded).collect();
+            if once == *decoded {
+                break;
+            }
+            decoded = std::borrow::Cow::Owned(once);
+        }
+        if decoded.iter().any(|b| matches!(b, b'/' | b'\\')) {
+            return Err(BadRequest::EncodedSeparator);
+        }
+        let bare = decoded.split(|b| *b == b';').next().unwrap_or_default();
+        if bare == b"." || bare == b".." {
             return Err(BadRequest::DotSegment);
         }
     }
@@ -241,7 +282,7 @@ pub fn pick_key(
     exclude: Option<usize>,
 ) -> Option<usize> {
     if provider.affinity {
-        let h = crate::balance::hash_str(&principal.id);
+        let h = crate::balance::hash_str(&principal.key);
         return provider.pool.pick_for(h, now_ms, exclude);
     }
     provider.pool.pick(now_ms, exclude)
@@ -289,25 +330,24 @@ pub async fn admit_forward(
             };
             check_head(req).map_err(refuse)?;
             auth::single_credentials(&req.headers).map_err(refuse)?;
-            let principal = auth::verify(&token, &route.access, snap, now_unix)
+            // The proxy's own access, then the access of the route the host is reached by
+            // (its scopes, issuers and claims), as in reverse mode.
+            let principal = auth::verify(&token, &snap.forward.access, snap, now_unix)
                 .await
+                .and_then(|p| auth::authorize(&p, &route.access).map(|()| p))
                 .map_err(|e| refuse(auth_error(e)))?;
-            let charge = budget(snap, route, &principal, now_unix).map_err(refuse)?;
-            let grant = limit(snap, route, &principal).await.map_err(refuse)?;
+            let on_route = OnRoute {
+                idx: route_idx,
+                route,
+                path: req.uri.path(),
+                // Intercept routes have no fallback chain.
+                fallback: false,
+            };
             let byok = client_sent_provider_key(req);
-            let key = pick_credential(provider, byok, &principal, now_ms).map_err(refuse)?;
-            Ok((
-                host,
-                ForwardAdmitted::Provider(Admitted {
-                    route: route_idx,
-                    principal,
-                    key,
-                    grant,
-                    charge,
-                    // Intercept routes have no fallback chain.
-                    hop: 0,
-                }),
-            ))
+            let admitted = admit_to(snap, on_route, principal, byok, now_ms, now_unix)
+                .await
+                .map_err(refuse)?;
+            Ok((host, ForwardAdmitted::Provider(admitted)))
         }
         // A host that stopped being intercepted since the CONNECT is not tunnelled instead.
         Decision::Tunnel if !plain => Err(refuse(GatewayError::Destination(Denied::Host))),
@@ -390,12 +430,17 @@ pub fn absolute_target(raw: &[u8]) -> Option<(String, String)> {
     Some((authority.as_str().to_owned(), target))
 }
 
-/// The Sluice credential the request presented (the CONNECT's on an intercepted connection),
-/// for a token exchange.
+/// The Sluice credential the request presented (the CONNECT's on an intercepted connection,
+/// the request's `Proxy-Authorization` on a plain one), for a token exchange and to prove the
+/// principal to a remote vault.
 pub fn presented_credential(req: &RequestHeader, conn: Option<&ForwardConn>) -> Option<String> {
     match conn.map(|c| &c.kind) {
         Some(ConnKind::Intercepted { credential, .. }) => Some(credential.expose().to_owned()),
-        Some(ConnKind::Plain) => None,
+        Some(ConnKind::Plain) => req
+            .headers
+            .get(http::header::PROXY_AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(auth::proxy_credential),
         None => auth::presented(&req.headers, auth::AuthPolicy::Any)
             .ok()
             .and_then(|(token, _)| token.map(str::to_owned)),
@@ -536,7 +581,7 @@ pub fn rewrite(
         }
     }
     if let (Some(name), Some(principal)) = (&route.principal_header, principal) {
-        upstream.insert_header(name.clone(), principal.id.as_str())?;
+        upstream.insert_header(name.clone(), &*principal.key)?;
     }
     Ok(())
 }

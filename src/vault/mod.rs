@@ -13,8 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::auth::{CredentialKind, Principal};
-use crate::config::Snapshot;
+use crate::auth::{Identity, Principal};
 
 /// How long a token handed out by the vault is reused without asking it again.
 pub const CACHE_TTL: Duration = Duration::from_secs(60);
@@ -31,32 +30,20 @@ pub struct Who {
 }
 
 impl Who {
-    /// `None` for an anonymous principal: nobody to hold a grant for.
-    pub fn of(principal: &Principal, snap: &Snapshot) -> Option<Who> {
-        match principal.kind {
-            CredentialKind::Anonymous => None,
-            CredentialKind::Opaque => Some(match &principal.owner {
-                Some(owner) => Who {
-                    key: format!("owner:{owner}"),
-                    display: format!("owner `{owner}`"),
-                },
-                None => Who {
-                    key: format!("token:{}", principal.id),
-                    display: format!("token `{}`", principal.id),
-                },
-            }),
-            CredentialKind::Jwt => {
-                let issuer = principal
-                    .issuer
-                    .and_then(|i| snap.jwt.issuers.get(i))
-                    .map(|t| t.name.as_str())
-                    .unwrap_or("?");
-                Some(Who {
-                    key: format!("jwt:{issuer}:{}", principal.id),
-                    display: format!("`{}` of issuer `{issuer}`", principal.id),
-                })
-            }
-        }
+    /// `None` for an anonymous principal: nobody to hold a grant for. The key is the
+    /// principal's one rendering (`Identity::render`).
+    pub fn of(principal: &Principal) -> Option<Who> {
+        let display = match &principal.identity {
+            Identity::Anonymous => return None,
+            Identity::Token { id } => format!("token `{}` ({id})", principal.name),
+            Identity::Owner { name, .. } => format!("owner `{name}`"),
+            Identity::Jwt { issuer, subject } => format!("`{subject}` of issuer `{issuer}`"),
+            Identity::App { client_id, .. } => format!("app `{client_id}`"),
+        };
+        Some(Who {
+            key: principal.key.to_string(),
+            display,
+        })
     }
 }
 
@@ -66,28 +53,55 @@ impl Who {
 pub enum Request {
     /// The access token to inject for `who` at `provider`: the grant's (refreshed when near
     /// expiry), or for a `token_exchange` provider one exchanged for `subject_token`.
+    /// `credential` is the Sluice credential the request presented: a remote control plane
+    /// verifies it and serves only the principal it proves (a dataplane token alone reaches
+    /// nobody's grant).
     Token {
         who: Who,
         provider: String,
         subject_token: Option<String>,
+        #[serde(default)]
+        credential: Option<String>,
     },
     /// A single-use connect link for `who` (the browser that opens it carries no credential).
-    Link { who: Who, provider: String },
+    Link {
+        who: Who,
+        provider: String,
+        #[serde(default)]
+        credential: Option<String>,
+    },
     /// What the consent page shows for a link (the link stays usable).
     ViewLink { provider: String, link: String },
     /// The user confirmed: the link is used up and the upstream authorization URL returned.
-    Begin { provider: String, link: String },
+    /// `browser` is the SHA-256 (hex) of the random cookie the confirming browser was given.
+    Begin {
+        provider: String,
+        link: String,
+        browser: String,
+    },
     /// The upstream's redirect back.
     Callback {
         state: String,
         code: Option<String>,
         error: Option<String>,
         error_description: Option<String>,
+        /// The cookie the confirming browser was given (`Begin::browser` is its digest).
+        browser: Option<String>,
     },
     /// Removes a grant and revokes it upstream (best effort).
-    Disconnect { principal: String, provider: String },
+    Disconnect {
+        principal: String,
+        provider: String,
+        /// As for `Token`: what a data plane asks for a user is proven by that user's credential.
+        #[serde(default)]
+        credential: Option<String>,
+    },
     /// Grants (metadata only) of one principal, or of everyone.
-    Connections { principal: Option<String> },
+    Connections {
+        principal: Option<String>,
+        #[serde(default)]
+        credential: Option<String>,
+    },
     /// The static service token of an MCP server with `auth: secret`.
     ServiceToken { server: String },
     /// The key MCP session ids are bound to their principal with (the same on every node).
@@ -330,7 +344,7 @@ impl Vault {
     /// The token to inject for `who` at `provider`, from the cache when it is not near expiry.
     pub async fn token(
         &self,
-        who: &Who,
+        (who, credential): (&Who, Option<&str>),
         provider: &str,
         subject_token: Option<&str>,
         revision: u64,
@@ -345,6 +359,7 @@ impl Vault {
                 who: who.clone(),
                 provider: provider.to_owned(),
                 subject_token: subject_token.map(str::to_owned),
+                credential: credential.map(str::to_owned),
             })
             .await?;
         let Answer::Token {
@@ -485,22 +500,37 @@ mod tests {
             display: "alice".into(),
         };
         assert_eq!(
-            &*vault.token(&who, "gh", None, 7, 1_000).await.unwrap(),
+            &*vault
+                .token((&who, None), "gh", None, 7, 1_000)
+                .await
+                .unwrap(),
             "t1"
         );
         assert_eq!(
-            &*vault.token(&who, "gh", None, 7, 1_000).await.unwrap(),
+            &*vault
+                .token((&who, None), "gh", None, 7, 1_000)
+                .await
+                .unwrap(),
             "t1"
         );
         // Within a minute of expiry: asked again.
         assert_eq!(
-            &*vault.token(&who, "gh", None, 7, 1_001).await.unwrap(),
+            &*vault
+                .token((&who, None), "gh", None, 7, 1_001)
+                .await
+                .unwrap(),
             "t2"
         );
         vault.forget("owner:alice", "gh");
-        assert_eq!(&*vault.token(&who, "gh", None, 7, 0).await.unwrap(), "t3");
+        assert_eq!(
+            &*vault.token((&who, None), "gh", None, 7, 0).await.unwrap(),
+            "t3"
+        );
         // Another configuration revision: asked again.
-        assert_eq!(&*vault.token(&who, "gh", None, 8, 0).await.unwrap(), "t4");
+        assert_eq!(
+            &*vault.token((&who, None), "gh", None, 8, 0).await.unwrap(),
+            "t4"
+        );
         drop(vault);
         assert_eq!(served.await.unwrap(), 4);
     }

@@ -154,7 +154,13 @@ async fn records_carry_the_usage_the_upstream_sent() {
         );
         assert_eq!(r["stream"], stream);
         assert_eq!(r["status"], 200);
-        assert_eq!(r["principal"], "ci");
+        // The principal is the token's owner; the token's name and id are beside it.
+        assert_eq!(r["principal"], "owner:ci-bot");
+        assert_eq!(
+            (r["name"].as_str(), r["owner"].as_str()),
+            (Some("ci"), Some("ci-bot"))
+        );
+        assert_eq!(r["token_id"].as_str().map(str::len), Some(12));
         assert_eq!(r["credential_kind"], "opaque");
         assert_eq!(r["provider_credential"], "centralized");
         assert_eq!(r["bytes_in"], body.len());

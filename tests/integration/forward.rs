@@ -191,14 +191,15 @@ async fn intercepted_requests_get_pool_keys_streamed_and_not_on_kept_alive_conne
     );
     assert!(!seen.contains(&tok().token), "{seen}");
 
-    // The audit record names the intercepted host and the forward route.
+    // The audit record names the intercepted host and the route it was admitted as (the
+    // provider's declared route).
     let audit =
         std::fs::read_to_string(sluice.dir.path().join("data/audit.jsonl")).unwrap_or_default();
     let first: serde_json::Value =
         serde_json::from_str(audit.lines().next().expect("an audit record")).expect("json");
-    assert_eq!(first["route"], "forward");
+    assert_eq!(first["route"], "/openai");
     assert_eq!(first["host"], "api.openai.com");
-    assert_eq!(first["principal"], "ci");
+    assert_eq!(first["principal"], "owner:ci-bot");
     assert_eq!(first["key_id"], "p");
     wait_no_live_connections(&sluice).await;
 }

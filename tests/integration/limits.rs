@@ -120,7 +120,7 @@ async fn token_allowances_count_streamed_and_unstreamed_usage() {
     let mock = Mock::start(&[]);
     let tokens: Vec<TestToken> = (0..4).map(|_| opaque_token(", owner: agents")).collect();
     let config = format!(
-        "{}tokens:\n{}limits:\n  - {{ name: tpm, owner: agents, per: principal, tokens_per_minute: 60 }}\n",
+        "{}tokens:\n{}limits:\n  - {{ name: tpm, owner: agents, per: token, tokens_per_minute: 60 }}\n",
         providers(&mock),
         tokens
             .iter()

@@ -349,7 +349,7 @@ async fn attaching_an_oauth_provider_is_its_own_permission() {
     .await;
     assert_eq!(s, 201, "{v}");
     let mut edited: Value = serde_json::from_str(&provider("tools", Some("corp"))).unwrap();
-    edited["base_url"] = json!("https://api2.example.com");
+    edited["quarantine_seconds"] = json!(120);
     let (s, v) = api(
         &admin,
         &idp_admin,
@@ -359,6 +359,18 @@ async fn attaching_an_oauth_provider_is_its_own_permission() {
     )
     .await;
     assert_eq!(s, 200, "{v}");
+    // Moving where the users' tokens go is as good as a new attachment (third review,
+    // finding 3).
+    edited["base_url"] = json!("https://api2.example.com");
+    let (s, v) = api(
+        &admin,
+        &idp_admin,
+        "PUT",
+        "/v1/providers/tools",
+        Some(&edited.to_string()),
+    )
+    .await;
+    assert_eq!((s, &v["error"]["field"]), (403, &json!("base_url")), "{v}");
     // …but pointing `plain` at an OAuth provider is.
     let (s, _) = api(
         &admin,

@@ -15,6 +15,21 @@
 //! the key pool from a client, `..` escaping a route, a second credential header, unbounded
 //! durations, audit flooding, readable data files, protocol upgrades, 6to4/Teredo and
 //! `deny_hosts` addresses, cached JWTs whose key left the JWKS, and request smuggling.
+//!
+//! The third review (one identity, one admission path), finding by finding:
+//!
+//! | finding | test |
+//! |---|---|
+//! | 1 High: a victim's upstream account bound to the attacker's principal (callback in another browser) | `vault.rs` `a_callback_completes_only_in_the_browser_that_confirmed`; forged consent values in `disconnect_revokes_upstream_and_states_are_single_use` |
+//! | 2 High: tokens of Sluice's issuer as general credentials; revocation not checked everywhere | `admission.rs` `every_entry_point_admits_and_refuses_alike` |
+//! | 3: `oauth_provider_attach` bypassed by re-pointing a URL or naming an `mcp` secret | `pointing_users_grants_or_mcp_secrets_elsewhere_needs_the_attach_permission` |
+//! | 4: principals collide (names, `token:` limits, `sub`, `client_id`); colliding names at load | `principals_of_different_callers_never_collide`, `issuer_and_owner_names_that_could_collide_are_refused` |
+//! | 5: USD budgets bypassed by an escaped or repeated model name | `escaped_or_repeated_model_names_are_priced_as_the_upstream_reads_them` |
+//! | 6: `..;`, `%2e%2e;`, `..%3B`, long segments, `%252e%252e` | `dot_segments_and_encoded_slashes_are_refused` |
+//! | 8: a dataplane token yields every user's grant through `/v1/vault` | `a_dataplane_token_alone_reaches_nobodys_grant` |
+//! | 9, 10, 12 (introspection): audit flood, lock-out by wrong secrets, other apps' tokens introspected | `the_token_endpoint_cannot_be_flooded_or_used_to_lock_an_app_out` |
+//! | 12: a deleted owner's grants pass to a new owner of the same name | `vault.rs` `a_recreated_owner_is_another_principal` |
+//! | 13: the forward proxy skips every per-route control | `intercepted_traffic_is_admitted_as_its_route` |
 
 use crate::common::*;
 use serde_json::{json, Value};
@@ -362,6 +377,15 @@ async fn dot_segments_and_encoded_slashes_are_refused() {
         ("/embed/%2F../chat", "encoded_separator"),
         ("/embed/%5c..%5cchat", "encoded_separator"),
         ("/embed\\..\\chat", "encoded_separator"),
+        // Third review, finding 6: path parameters (`..;` is `..` to Tomcat, Jetty and
+        // Spring), long segments, and double encoding.
+        ("/embed/..;/chat/completions", "dot_segment"),
+        ("/embed/%2e%2e;/chat/completions", "dot_segment"),
+        ("/embed/..%3B/chat/completions", "dot_segment"),
+        ("/embed/..;jsessionid=0123456789/chat", "dot_segment"),
+        ("/embed/%252e%252e/chat/completions", "dot_segment"),
+        ("/embed/.;x/chat", "dot_segment"),
+        ("/embed/%252fchat", "encoded_separator"),
     ] {
         let (status, text) = raw(sluice.port, &post_head(path, &embed.token, ""));
         assert_eq!(status, 400, "{path}: {text}");
@@ -742,4 +766,488 @@ async fn smuggled_requests_do_not_reach_the_upstream() {
     assert!(status == 400 || status == 200, "{text}");
     let stats = mock.stats().await;
     assert!(stats["requests"].as_u64() <= Some(1), "{stats}");
+}
+
+// ---- Third review (round 3): one identity, one admission path ----
+
+fn token_id(t: &TestToken) -> String {
+    let rest = t.record.split("id: ").nth(1).expect("id");
+    rest.split(',').next().expect("id").trim().to_owned()
+}
+
+async fn chat_as(sluice: &Sluice, path: &str, token: &str) -> (u16, String) {
+    let bearer = format!("Bearer {token}");
+    call(sluice, path, &[("authorization", &bearer)]).await
+}
+
+/// Finding 4: a principal was a string, and different strings collided. Two owner-less tokens
+/// named `laptop` shared one principal; a `token:` limit never matched a named token; a JWT
+/// whose `sub` equals a token's name spent that token's allowance; a JWT whose `client_id` is
+/// `alice` spent owner alice's limit.
+#[tokio::test]
+async fn principals_of_different_callers_never_collide() {
+    let mock = Mock::start(&[]);
+    let idp = Idp::start();
+    let laptop1 = opaque_token(", name: laptop");
+    let laptop2 = opaque_token(", name: laptop");
+    let named = opaque_token(", name: ci-bot");
+    let alices = opaque_token(", owner: alice");
+    let config = format!(
+        r#"providers:
+  - {{ name: openai, kind: openai, base_url: "{url}", keys: [{{ id: a, secret_ref: "env:KEY_A" }}] }}
+routes:
+  - {{ prefix: /a, provider: openai }}
+  - {{ prefix: /b, provider: openai }}
+  - {{ prefix: /c, provider: openai }}
+issuers:
+  - {{ name: corp, issuer: "{iss}", audiences: ["urn:sluice:gateway"], principal_claim: sub }}
+owners:
+  - {{ name: alice }}
+tokens:
+  - {l1}
+  - {l2}
+  - {named}
+  - {alices}
+limits:
+  - {{ name: per-caller, route: /a, per: principal, requests_per_minute: 1 }}
+  - {{ name: by-id, route: /b, token: {named_id}, requests_per_minute: 1 }}
+  - {{ name: alice, route: /c, owner: alice, requests_per_minute: 1 }}
+audit:
+  sink: file
+"#,
+        url = mock.url(),
+        iss = idp.issuer(),
+        l1 = laptop1.record,
+        l2 = laptop2.record,
+        named = named.record,
+        alices = alices.record,
+        named_id = token_id(&named),
+    );
+    let sluice = Sluice::start_with_env(&config, &POOL_ENV);
+    let now = unix_now();
+    let jwt = |sub: &str, client_id: &str| {
+        let claims = json!({"iss": idp.issuer(), "aud": "urn:sluice:gateway", "sub": sub,
+            "client_id": client_id, "exp": now + 300, "iat": now});
+        let idp = &idp;
+        async move {
+            idp.mint(json!({ "claims": claims })).await["token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let path = |p: &str| format!("/{p}/v1/chat/completions");
+
+    // Two tokens with one name are two principals.
+    assert_eq!(chat_as(&sluice, &path("a"), &laptop1.token).await.0, 200);
+    assert_eq!(chat_as(&sluice, &path("a"), &laptop2.token).await.0, 200);
+    assert_eq!(
+        chat_as(&sluice, &path("a"), &laptop1.token).await,
+        (429, "rate_limited".to_owned())
+    );
+    // A JWT whose subject is `laptop` is `jwt:corp:laptop`, not the tokens.
+    let sub_laptop = jwt("laptop", "x").await;
+    assert_eq!(chat_as(&sluice, &path("a"), &sub_laptop).await.0, 200);
+    // A `token:` limit names the token's id and applies to a named token.
+    assert_eq!(chat_as(&sluice, &path("b"), &named.token).await.0, 200);
+    assert_eq!(chat_as(&sluice, &path("b"), &named.token).await.0, 429);
+    // A JWT's `client_id: alice` is no owner: owner alice's limit is hers alone.
+    let client_alice = jwt("svc", "alice").await;
+    assert_eq!(chat_as(&sluice, &path("c"), &client_alice).await.0, 200);
+    assert_eq!(chat_as(&sluice, &path("c"), &client_alice).await.0, 200);
+    assert_eq!(chat_as(&sluice, &path("c"), &alices.token).await.0, 200);
+    assert_eq!(chat_as(&sluice, &path("c"), &alices.token).await.0, 429);
+
+    // The audit names each by its one rendering, with the token's name and id beside it.
+    let (id1, id2) = (token_id(&laptop1), token_id(&laptop2));
+    for id in [&id1, &id2] {
+        let want = format!("token:{id}");
+        let record = wait_audit(&sluice, |r| r["principal"] == want.as_str())
+            .await
+            .unwrap_or_else(|| panic!("no record of {want}"));
+        assert_eq!(
+            (record["name"].as_str(), record["token_id"].as_str()),
+            (Some("laptop"), Some(id.as_str()))
+        );
+    }
+    let record = wait_audit(&sluice, |r| r["principal"] == "jwt:corp:laptop").await;
+    assert!(
+        record.is_some(),
+        "the JWT's principal is namespaced by its issuer"
+    );
+}
+
+/// Finding 4, at load: names that would make renderings collide, or that are reserved.
+#[test]
+fn issuer_and_owner_names_that_could_collide_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.yaml");
+    for (text, field) in [
+        (
+            "issuers:\n  - { name: \"a:b\", issuer: \"https://idp.example\", audiences: [x] }\n",
+            "issuers[0].name",
+        ),
+        (
+            "issuers:\n  - { name: sluice, issuer: \"https://idp.example\", audiences: [x] }\n",
+            "issuers[0].name",
+        ),
+        ("owners:\n  - { name: \"alice#1\" }\n", "owners[0].name"),
+        ("owners:\n  - { name: \"a:b\" }\n", "owners[0].name"),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let out = std::process::Command::new(sluice_bin())
+            .args(["check", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{text}: accepted");
+        assert!(
+            stderr.contains(field) || stdout.contains(field),
+            "{text}: {stderr}{stdout}"
+        );
+    }
+}
+
+/// Finding 13: the forward proxy skipped every per-route control. A token scoped for provider
+/// A reached provider B's pool key through `HTTPS_PROXY`; B's `route:` limit and budget never
+/// applied. Intercepted traffic is admitted as the route that reaches the provider.
+#[tokio::test]
+async fn intercepted_traffic_is_admitted_as_its_route() {
+    let mock = Mock::start(&[]);
+    let ta = opaque_token(", scopes: [fa]");
+    let tb = opaque_token(", scopes: [fb]");
+    let dynamic = format!(
+        r#"providers:
+  - {{ name: a, kind: openai, base_url: "{url}", intercept_hosts: [a.test], keys: [{{ id: a, secret_ref: "env:KEY_A" }}] }}
+  - {{ name: b, kind: openai, base_url: "{url}", intercept_hosts: [b.test], keys: [{{ id: b, secret_ref: "env:KEY_A" }}] }}
+routes:
+  - {{ prefix: /fa, provider: a, scopes: [fa] }}
+  - {{ prefix: /fb, provider: b, scopes: [fb] }}
+tokens:
+  - {ta}
+  - {tb}
+limits:
+  - {{ name: fb, route: /fb, requests_per_minute: 1 }}
+audit:
+  sink: file
+"#,
+        url = mock.url(),
+        ta = ta.record,
+        tb = tb.record,
+    );
+    let sluice = Sluice::start_forward(&dynamic, &POOL_ENV);
+    let forward = sluice.forward.unwrap();
+    let through = |host: &str, token: &str| {
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("agent:{token}"));
+        format!(
+            "POST http://{host}/v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nProxy-Authorization: Basic {basic}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nConnection: close\r\n\r\n{CHAT}",
+            CHAT.len()
+        )
+    };
+    let (status, text) = raw(forward, &through("b.test", &ta.token));
+    assert_eq!(status, 403, "A's token at B's host: {text}");
+    assert!(text.contains("x-sluice-error: missing_scope"), "{text}");
+    assert_eq!(raw(forward, &through("a.test", &ta.token)).0, 200);
+    // B's route limit applies through the proxy as in reverse mode.
+    assert_eq!(raw(forward, &through("b.test", &tb.token)).0, 200);
+    let (status, text) = raw(forward, &through("b.test", &tb.token));
+    assert_eq!(status, 429, "{text}");
+    assert_eq!(
+        chat_as(&sluice, "/fb/v1/chat/completions", &tb.token)
+            .await
+            .0,
+        429
+    );
+    // Recorded as that route.
+    let record = wait_audit(&sluice, |r| r["host"] == "b.test" && r["status"] == 200).await;
+    assert_eq!(record.expect("a record")["route"], "/fb");
+}
+
+/// Finding 3: `oauth_provider_attach` was bypassed. An owner with `provider_update` re-pointed
+/// the base URL of a provider using users' grants to its own server; an owner with
+/// `mcp_server_create` created a server with `auth: secret` naming an `mcp` secret.
+#[tokio::test]
+async fn pointing_users_grants_or_mcp_secrets_elsewhere_needs_the_attach_permission() {
+    let sluice = Sluice::start("");
+    let (admin, root) = (sluice.admin_url(), sluice.admin_token());
+    let corp = json!({"name": "corp", "authorization_endpoint": "https://idp.example/auth",
+        "token_endpoint": "https://idp.example/token", "client_id": "c", "token_endpoint_auth_method": "none"});
+    let api_doc = json!({"name": "corp-api", "kind": "openai-compatible", "base_url": "https://api.example",
+        "credentials": "oauth", "oauth_provider": "corp"});
+    for (path, doc) in [("/v1/oauth-providers", &corp), ("/v1/providers", &api_doc)] {
+        let (s, v) = api(&admin, &root, "POST", path, Some(&doc.to_string())).await;
+        assert_eq!(s, 201, "{path}: {v}");
+    }
+    let (s, v) = api(
+        &admin,
+        &root,
+        "POST",
+        "/v1/owners",
+        Some(r#"{"name":"mallory","permissions":["provider_create","provider_update","provider_get","mcp_server_create","secret_create"]}"#),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = api(
+        &admin,
+        &root,
+        "POST",
+        "/v1/tokens",
+        Some(r#"{"name":"m","owner":"mallory"}"#),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let mallory = v["token"].as_str().unwrap().to_owned();
+    let (s, v) = api(
+        &admin,
+        &root,
+        "POST",
+        "/v1/secrets",
+        Some(r#"{"name":"CORP_SECRET","value":"s3cret","scopes":["mcp"]}"#),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let repointed = json!({"name": "corp-api", "kind": "openai-compatible", "base_url": "https://mallory.example",
+        "credentials": "oauth", "oauth_provider": "corp"});
+    let (s, v) = api(
+        &admin,
+        &mallory,
+        "PUT",
+        "/v1/providers/corp-api",
+        Some(&repointed.to_string()),
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"]["field"], "base_url", "{v}");
+    let server = json!({"name": "grab", "url": "https://mallory.example/mcp", "auth": "secret", "secret_ref": "CORP_SECRET"});
+    let (s, v) = api(
+        &admin,
+        &mallory,
+        "POST",
+        "/v1/mcp-servers",
+        Some(&server.to_string()),
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"]["field"], "url", "{v}");
+    // An admin holds the permission.
+    let (s, v) = api(
+        &admin,
+        &root,
+        "PUT",
+        "/v1/providers/corp-api",
+        Some(&repointed.to_string()),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+}
+
+/// Findings 9, 10 and 12 (introspection): `/oauth2/token` wrote the whole attacker-supplied
+/// `client_id` (16 KiB) to the usage log; ten wrong secrets a minute locked the app out for its
+/// right secret; any app could introspect any other app's token.
+#[tokio::test]
+async fn the_token_endpoint_cannot_be_flooded_or_used_to_lock_an_app_out() {
+    let port = echo_api().await;
+    let sluice = Sluice::start(&format!(
+        "agents:\n  - name: research\n    environments:\n      - {{ name: dev, url: \"http://127.0.0.1:{port}/dev\", auth: oauth }}\naudit:\n  sink: file\n"
+    ));
+    let (admin, root) = (sluice.admin_url(), sluice.admin_token());
+    let mut apps = Vec::new();
+    for name in ["one", "two"] {
+        let (s, v) = api(
+            &admin,
+            &root,
+            "POST",
+            "/v1/agents/research/environments/dev/apps",
+            Some(&json!({ "name": name }).to_string()),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+        apps.push((
+            v["client_id"].as_str().unwrap().to_owned(),
+            v["client_secret"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let form = |body: String, path: &str| {
+        client()
+            .post(sluice.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    // As long as the form allows (16 KiB whole).
+    let huge = "x".repeat(15 * 1024);
+    let r = form(
+        format!("grant_type=client_credentials&client_id={huge}&client_secret=nope"),
+        "/oauth2/token",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 401);
+    let (id, secret) = apps[0].clone();
+    for _ in 0..12 {
+        let r = form(
+            format!("grant_type=client_credentials&client_id={id}&client_secret=wrong"),
+            "/oauth2/token",
+        )
+        .await
+        .unwrap();
+        assert!([401, 429].contains(&r.status().as_u16()));
+    }
+    let r = form(
+        format!("grant_type=client_credentials&client_id={id}&client_secret={secret}"),
+        "/oauth2/token",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "the right secret after a flood of wrong ones"
+    );
+    let token = r.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The other app learns nothing about this app's token.
+    let (other, other_secret) = apps[1].clone();
+    let r = form(
+        format!("token={token}&client_id={other}&client_secret={other_secret}"),
+        "/oauth2/introspect",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["active"], false);
+    let r = form(
+        format!("token={token}&client_id={id}&client_secret={secret}"),
+        "/oauth2/introspect",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["active"], true);
+    // The refused authentications are in the refused log, cut; the usage log has none.
+    let data = sluice.dir.path().join("data");
+    let refused = wait_file_with(&data.join("audit.refused.jsonl"), "issuer.client_auth").await;
+    assert!(
+        !refused.contains(&huge[..100]),
+        "the flood's client id, whole"
+    );
+    let usage = std::fs::read_to_string(data.join("audit.jsonl")).unwrap_or_default();
+    assert!(
+        !usage.contains("xxxxxxxxxx"),
+        "the flood reached the usage log"
+    );
+}
+
+async fn wait_file_with(path: &std::path::Path, needle: &str) -> String {
+    for _ in 0..50 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{} never held {needle}", path.display());
+}
+
+/// Finding 5: USD budgets were bypassed by JSON-escaping the model name (`"gpt-moc\u006b"`: the
+/// scanner dropped escaped values and an unknown model cost nothing), or by naming it twice.
+#[tokio::test]
+async fn escaped_or_repeated_model_names_are_priced_as_the_upstream_reads_them() {
+    let mock = Mock::start(&[]);
+    let t = opaque_token(", owner: team-a");
+    let e = opaque_token(", owner: team-e");
+    let config = format!(
+        r#"providers:
+  - {{ name: openai, kind: openai, base_url: "{url}", keys: [{{ id: a, secret_ref: "env:KEY_A" }}] }}
+routes:
+  - {{ prefix: /openai, provider: openai }}
+owners:
+  - {{ name: team-a }}
+  - {{ name: team-e }}
+tokens:
+  - {t}
+  - {e}
+budgets:
+  - {{ name: a, owner: team-a, period: month, usd: 0.03 }}
+  - {{ name: e, owner: team-e, period: month, usd: 0.03 }}
+prices:
+  - {{ model: gpt-mock, input: 1000, output: 1000 }}
+"#,
+        url = mock.url(),
+        t = t.record,
+        e = e.record,
+    );
+    let sluice = Sluice::start_with_env(&config, &POOL_ENV);
+    let bodies = [
+        (
+            &t,
+            r#"{"model":"gpt-moc\u006b","messages":[{"role":"user","content":"hello"}]}"#,
+        ),
+        (
+            &e,
+            r#"{"model":"free","messages":[{"role":"user","content":"hello"}],"model":"gpt-mock"}"#,
+        ),
+    ];
+    for (token, body) in bodies {
+        let mut refused = false;
+        for _ in 0..6 {
+            let r = client()
+                .post(sluice.url("/openai/v1/chat/completions"))
+                .bearer_auth(&token.token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 429 {
+                assert_eq!(r.headers()["x-sluice-error"], "budget_exceeded");
+                refused = true;
+                break;
+            }
+            assert_eq!(r.status(), 200);
+        }
+        assert!(refused, "{body}: the budget never ran out");
+    }
+}
+
+/// Finding 8: a dataplane token yielded every user's upstream token through `POST /v1/vault`
+/// (any principal by name). The vault now serves a user's grant for that user's own
+/// credential only.
+#[tokio::test]
+async fn a_dataplane_token_alone_reaches_nobodys_grant() {
+    let sluice = Sluice::start("");
+    let (admin, root) = (sluice.admin_url(), sluice.admin_token());
+    let dp = new_token_for(&admin, &root, "dp", Some("dataplane")).await;
+    let alice = new_token_for(&admin, &root, "alice", None).await;
+    let (_, who) = api(&admin, &root, "GET", "/v1/owners/alice", None).await;
+    let key = format!("owner:alice#{}", who["id"].as_str().unwrap_or_default());
+    for (request, what) in [
+        (
+            json!({"op": "token", "who": {"key": key, "display": "x"}, "provider": "corp", "subject_token": null}),
+            "no credential",
+        ),
+        (
+            json!({"op": "token", "who": {"key": key, "display": "x"}, "provider": "corp", "subject_token": null, "credential": dp}),
+            "the dataplane token as the credential",
+        ),
+        (
+            json!({"op": "connections", "principal": null}),
+            "everyone's connections",
+        ),
+        (
+            json!({"op": "disconnect", "principal": key, "provider": "corp"}),
+            "someone's disconnect",
+        ),
+        (
+            json!({"op": "link", "who": {"key": "owner:mallory", "display": "x"}, "provider": "corp", "credential": alice}),
+            "alice's credential for another principal",
+        ),
+    ] {
+        let (s, v) = api(&admin, &dp, "POST", "/v1/vault", Some(&request.to_string())).await;
+        assert_eq!(s, 200, "{what}: {v}");
+        assert_eq!(v["Err"]["status"], 403, "{what}: {v}");
+    }
 }

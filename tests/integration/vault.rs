@@ -257,18 +257,41 @@ pub(crate) async fn consent(
         "{html}"
     );
     let link = url_param(connect_url, "link").expect("link");
+    let nonce = consent_nonce(&html);
     let resp = b
         .post(
             &env.sluice.url("/oauth/v1/connect/corp"),
-            &[("link", link.as_str())],
+            &[("link", link.as_str()), ("consent", nonce.as_str())],
         )
         .await;
     assert_eq!(resp.status(), 303, "{:?}", resp.text().await);
-    let mut url = location(&resp, connect_url);
+    let url = location(&resp, connect_url);
     assert!(
         url.starts_with(&env.idp.issuer()) && url.contains("code_challenge="),
         "{url}"
     );
+    through_idp(env, &b, url, login, abort).await
+}
+
+/// The consent page's random value, which its form posts back (empty when the page has none:
+/// its button is then refused).
+pub(crate) fn consent_nonce(html: &str) -> String {
+    html.split("name=\"consent\" value=\"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Follows an authorization URL in browser `b`: logs in as `login` and consents (or aborts)
+/// at the IdP, and lands on Sluice's callback. Returns the callback URL and the final page.
+pub(crate) async fn through_idp(
+    env: &Env,
+    b: &Browser,
+    mut url: String,
+    login: &str,
+    abort: bool,
+) -> (String, u16, String) {
     let mut form: Option<Vec<(&str, &str)>> = None;
     for _ in 0..12 {
         if url.starts_with(&env.sluice.url("/oauth/v1/callback")) {
@@ -378,7 +401,9 @@ async fn consent_for_each_client_authentication_method_then_the_users_token_goes
         // Operators see the connection, never the token.
         let (s, list) = api(&env.admin, &env.root, "GET", "/v1/oauth/connections", None).await;
         assert_eq!(s, 200, "{list}");
-        assert_eq!(list["data"][0]["principal"], "owner:alice");
+        // Alice's principal: her name and the id the control plane gave her.
+        let principal = list["data"][0]["principal"].as_str().unwrap();
+        assert!(principal.starts_with("owner:alice#"), "{list}");
         assert_eq!(list["data"][0]["refreshable"], true);
         assert!(!list.to_string().contains(access));
         // The user's own view.
@@ -621,6 +646,18 @@ async fn disconnect_revokes_upstream_and_states_are_single_use() {
         )
         .await;
     assert_eq!(csrf.status(), 403);
+    // Nor with a value made up for the form and a cookie to match (the page's value is random
+    // and only the page's own browser holds its cookie).
+    let forged = browser();
+    let made_up = "00112233445566778899aabbccddeeff";
+    let forged_post = forged
+        .http
+        .post(env.sluice.url("/oauth/v1/connect/corp"))
+        .form(&[("link", l.as_str()), ("consent", made_up)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged_post.status(), 403);
 
     // The user says no at the provider: a clear page, nothing stored.
     let bob = new_token_for(&env.admin, &env.root, "bob", None).await;
@@ -755,7 +792,10 @@ async fn a_data_plane_uses_the_vault_of_its_control_plane_over_postgres() {
     let issued = stats(&env.idp).await["issued"].clone();
     let access = issued[0]["access_token"].as_str().unwrap();
     let rows = db.rows("SELECT principal, provider, sealed FROM sluice_grants");
-    assert!(rows.starts_with("owner:alice|corp|"), "{rows}");
+    assert!(
+        rows.starts_with("owner:alice#") && rows.contains("|corp|"),
+        "{rows}"
+    );
     assert!(
         !rows.contains(access),
         "the access token is stored in the clear"
@@ -831,4 +871,75 @@ async fn agents_behind_the_forward_proxy_get_their_own_token_injected() {
     assert_eq!(refused["error"]["code"], "oauth_not_connected", "{refused}");
     connect(&env).await;
     assert_eq!(through_proxy(&env.alice)["sub"], "alice");
+}
+
+/// Third review, finding 1 (High): Bob opened his own connect link, pressed the button himself
+/// and sent the resulting authorization URL to Alice; her browser, signed in at the IdP,
+/// completed the callback and Sluice sealed Alice's upstream token under Bob's principal. The
+/// callback now completes only in the browser that pressed the button.
+#[tokio::test]
+async fn a_callback_completes_only_in_the_browser_that_confirmed() {
+    let env = setup("none", &["authorization_code"]).await;
+    let bob = new_token_for(&env.admin, &env.root, "bob", None).await;
+    let (s, v) = me(&env, &bob).await;
+    assert_eq!(s, 401, "{v}");
+    let url = v["error"]["connect_url"].as_str().unwrap().to_owned();
+    // Bob's browser: his page, his button.
+    let bobs = browser();
+    let html = bobs.get(&url).await.text().await.unwrap();
+    let link = url_param(&url, "link").unwrap();
+    let nonce = consent_nonce(&html);
+    let resp = bobs
+        .post(
+            &env.sluice.url("/oauth/v1/connect/corp"),
+            &[("link", link.as_str()), ("consent", nonce.as_str())],
+        )
+        .await;
+    assert_eq!(resp.status(), 303);
+    let authorize = location(&resp, &url);
+    // Alice's browser follows Bob's URL to the end, signed in as herself.
+    let (_, status, page) = through_idp(&env, &browser(), authorize, "alice", false).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("oauth_bad_state"), "{page}");
+    // Nothing was stored for Bob, and nothing for Alice.
+    assert_eq!(me(&env, &bob).await.0, 401);
+    assert_eq!(me(&env, &env.alice).await.0, 401);
+    // The flow still works for whoever presses the button in their own browser.
+    connect(&env).await;
+    let (s, v) = me(&env, &env.alice).await;
+    assert_eq!(s, 200, "{v}");
+}
+
+/// Third review, finding 12: grants outlived their owner, and a new owner of the same name
+/// inherited them. A deleted owner's grants go with it, and a recreated owner is another
+/// principal (`owner:alice#<new id>`).
+#[tokio::test]
+async fn a_recreated_owner_is_another_principal() {
+    let env = setup("none", &["authorization_code"]).await;
+    connect(&env).await;
+    assert_eq!(me(&env, &env.alice).await.0, 200);
+    let (s, v) = api(&env.admin, &env.root, "GET", "/v1/owners/alice", None).await;
+    assert_eq!(s, 200, "{v}");
+    let first_id = v["id"].as_str().expect("an owner id").to_owned();
+    let (_, tokens) = api(&env.admin, &env.root, "GET", "/v1/tokens", None).await;
+    for t in tokens["items"].as_array().unwrap() {
+        if t["owner"] == "alice" {
+            let path = format!("/v1/tokens/{}/revoke", t["id"].as_str().unwrap());
+            let (s, v) = api(&env.admin, &env.root, "POST", &path, None).await;
+            assert_eq!(s, 200, "{v}");
+        }
+    }
+    let (s, v) = api(&env.admin, &env.root, "DELETE", "/v1/owners/alice", None).await;
+    assert_eq!(s, 200, "{v}");
+    let out = cli(&env.admin, &env.root, &["oauth", "connections"], &[]);
+    assert!(
+        !out.contains("owner:alice"),
+        "a grant outlived its owner: {out}"
+    );
+    let again = new_token_for(&env.admin, &env.root, "alice", None).await;
+    let (_, v) = api(&env.admin, &env.root, "GET", "/v1/owners/alice", None).await;
+    assert_ne!(v["id"].as_str(), Some(first_id.as_str()), "{v}");
+    let (s, v) = me(&env, &again).await;
+    assert_eq!(s, 401, "{v}");
+    assert_eq!(v["error"]["code"], "oauth_not_connected", "{v}");
 }

@@ -156,7 +156,8 @@ fn build(
             auth: AuthPolicy::Jwt,
             scopes: env.scopes.clone(),
             issuers: Some(builtin.into_iter().collect()),
-            required_claims: [("aud".to_owned(), audience)].into(),
+            required_claims: [("aud".to_owned(), audience.clone())].into(),
+            app_audience: Some(audience),
         },
         wire::AgentAuth::None => Access {
             auth: AuthPolicy::None,
@@ -165,6 +166,7 @@ fn build(
     };
     Some(Route {
         metrics: RouteMetrics::new(&prefix, &name),
+        label: prefix.clone(),
         prefix,
         provider,
         access,

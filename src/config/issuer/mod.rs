@@ -34,10 +34,20 @@ pub fn build_all(
             principal_claim,
         } = w;
         let before = errors.len();
-        if name.is_empty() || !names.insert(name.as_str()) {
+        if !crate::auth::valid_principal_name(name) {
             errors.push(ConfigError::at(
                 format!("{at}.name"),
-                format!("issuer name `{name}` is empty or repeated"),
+                format!("`{name}` is not an issuer name: 1 to 128 letters, digits and `-_.@+` (it is part of its callers' principal, `jwt:{{issuer}}:{{subject}}`)"),
+            ));
+        } else if name == BUILTIN {
+            errors.push(ConfigError::at(
+                format!("{at}.name"),
+                format!("`{BUILTIN}` is the name of Sluice's own issuer: choose another"),
+            ));
+        } else if !names.insert(name.as_str()) {
+            errors.push(ConfigError::at(
+                format!("{at}.name"),
+                format!("issuer name `{name}` is repeated"),
             ));
         }
         if *leeway_seconds > MAX_LEEWAY_SECONDS {
@@ -93,7 +103,7 @@ pub fn build_all(
 }
 
 /// The name of Sluice's built-in issuer among the trusted issuers.
-pub const BUILTIN: &str = "sluice";
+pub const BUILTIN: &str = crate::auth::jwt::BUILTIN_ISSUER;
 
 /// Sluice's built-in issuer (`iss` = the public base URL): its keys come with the
 /// configuration (never fetched), ES256 only, for tokens whose `aud` is one of `audiences`

@@ -8,16 +8,17 @@ use std::collections::HashMap;
 use crate::config::wire as config_wire;
 use crate::config::ConfigError;
 
-/// Whether each owner is enabled; names must be unique.
-pub(crate) fn enabled<'a>(
+/// Every owner by name; names must be unique and usable in principal renderings.
+pub(crate) fn index<'a>(
     owners: &'a [config_wire::Owner],
     errors: &mut Vec<ConfigError>,
-) -> HashMap<&'a str, bool> {
-    let mut enabled = HashMap::new();
+) -> HashMap<&'a str, &'a config_wire::Owner> {
+    let mut index = HashMap::new();
     for (i, o) in owners.iter().enumerate() {
         let config_wire::Owner {
             name,
-            enabled: on,
+            id,
+            enabled: _,
             role: _,
             permissions,
         } = o;
@@ -29,12 +30,26 @@ pub(crate) fn enabled<'a>(
                 ));
             }
         }
-        if name.is_empty() || enabled.insert(name.as_str(), *on).is_some() {
+        if !crate::auth::valid_principal_name(name) {
             errors.push(ConfigError::at(
                 format!("owners[{i}].name"),
-                format!("owner `{name}` is empty or repeated"),
+                format!("`{name}` is not an owner name: 1 to 128 letters, digits and `-_.@+`"),
+            ));
+        } else if index.insert(name.as_str(), o).is_some() {
+            errors.push(ConfigError::at(
+                format!("owners[{i}].name"),
+                format!("owner `{name}` is repeated"),
+            ));
+        }
+        if id
+            .as_deref()
+            .is_some_and(|id| id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()))
+        {
+            errors.push(ConfigError::at(
+                format!("owners[{i}].id"),
+                "an owner id is letters and digits (the control plane gives one to each owner it creates)",
             ));
         }
     }
-    enabled
+    index
 }

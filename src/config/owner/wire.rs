@@ -10,6 +10,11 @@ use crate::config::wire;
 #[serde(deny_unknown_fields)]
 pub struct Owner {
     pub name: String,
+    /// Given by the control plane when it creates the owner, never taken from a request: an
+    /// owner deleted and created again under the same name is another principal and does not
+    /// inherit the first one's grants, sessions or counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// What this owner's tokens may do on the admin API (none: no admin access).

@@ -33,6 +33,10 @@ pub struct Route {
     pub audit: bool,
     /// Providers that answer when `provider` fails before its answer starts.
     pub fallback: Option<Box<fallback::Fallback>>,
+    /// The route as limits, budgets, metrics and the audit name it: its prefix; for an
+    /// intercept route, the prefix of the declared route its provider is reached by (whose
+    /// access it applies), or `forward` when there is none.
+    pub label: String,
     pub metrics: RouteMetrics,
 }
 
@@ -130,6 +134,11 @@ pub(super) fn build_all(
                 fallback: r.fallback.as_ref().and_then(|f| {
                     fallback::build(f, p, providers, declared, &at, errors).map(Box::new)
                 }),
+                label: if r.prefix == "/" {
+                    String::new()
+                } else {
+                    r.prefix.clone()
+                },
                 metrics: RouteMetrics::new(&r.prefix, &r.provider),
             }),
             // The provider itself is in error.
@@ -185,6 +194,7 @@ fn access(
         scopes: scopes.clone(),
         issuers: issuer_indices(issuers, jwt, declared_issuers, at, errors),
         required_claims: required_claims.clone(),
+        app_audience: None,
     }
 }
 

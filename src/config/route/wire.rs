@@ -17,13 +17,15 @@ pub struct Route {
     /// Scopes the caller must hold, all of them (opaque token `scopes`, JWT `scope`/`scp`).
     #[serde(default)]
     pub scopes: Vec<String>,
-    /// Names of the `issuers` whose JWTs this route accepts (default: all of them).
+    /// Names of the `issuers` whose JWTs this route accepts (default: all of them; never
+    /// Sluice's own issuer, whose tokens are valid at their agent environment only).
     #[serde(default)]
     pub issuers: Vec<String>,
     /// JWT claims that must equal these values.
     #[serde(default)]
     pub required_claims: BTreeMap<String, String>,
-    /// Forward the authenticated principal upstream in this header (e.g. `x-forwarded-user`).
+    /// Forward the authenticated principal upstream in this header (e.g. `x-forwarded-user`),
+    /// as its one rendering (`owner:alice#…`, `token:…`, `jwt:{issuer}:{subject}`, `app:…`).
     #[serde(default)]
     pub principal_header: Option<String>,
     /// Record usage and write an audit record for requests on this route (default true).

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use crate::auth::opaque::{self, TokenRecord};
-use crate::auth::{CredentialKind, Principal};
+use crate::auth::{CredentialKind, Identity, Principal};
 use crate::config::wire as config_wire;
 use crate::config::{BuildContext, ConfigError};
 
@@ -19,7 +19,7 @@ pub fn build_all(
     ctx: &BuildContext,
     errors: &mut Vec<ConfigError>,
 ) -> HashMap<String, TokenRecord> {
-    let enabled = super::owner::enabled(owners, errors);
+    let owners = super::owner::index(owners, errors);
     let mut out = HashMap::new();
     for (i, t) in tokens.iter().enumerate() {
         let at = format!("tokens[{i}]");
@@ -56,17 +56,23 @@ pub fn build_all(
             ));
             continue;
         }
-        let owner_enabled = owner
-            .as_deref()
-            .and_then(|o| enabled.get(o).copied())
-            .unwrap_or(true);
+        let found = owner.as_deref().and_then(|o| owners.get(o));
+        let owner_enabled = found.is_none_or(|o| o.enabled);
+        // A token's principal is its owner (rotating a token keeps the owner's grants and
+        // counters), else the token itself by id: never its name, which anyone may repeat.
+        let identity = match owner {
+            Some(name) => Identity::Owner {
+                name: name.clone(),
+                uid: found.and_then(|o| o.id.clone()),
+            },
+            None => Identity::Token { id: id.clone() },
+        };
+        let shown = name.as_ref().or(owner.as_ref()).unwrap_or(id).clone();
         let principal = Arc::new(Principal {
-            kind: CredentialKind::Opaque,
-            id: name.clone().unwrap_or_else(|| id.clone()),
-            owner: owner.clone(),
+            token_id: Some(id.clone()),
+            credential: Identity::Token { id: id.clone() }.render().into_boxed_str(),
             scopes: scopes.clone(),
-            issuer: None,
-            claims: serde_json::Value::Null,
+            ..Principal::new(CredentialKind::Opaque, identity, shown)
         });
         out.insert(
             id.clone(),

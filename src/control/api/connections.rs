@@ -21,6 +21,7 @@ pub(super) async fn list_connections(
         .vault
         .handle(Request::Connections {
             principal: q.principal,
+            credential: None,
         })
         .await
     {
@@ -48,6 +49,7 @@ pub(super) async fn delete_connection(
         .handle(Request::Disconnect {
             principal,
             provider,
+            credential: None,
         })
         .await
     {
@@ -67,8 +69,59 @@ pub(super) async fn vault(
 ) -> ApiResult<Json<Value>> {
     cp.authorize(&headers, Permission::VaultUse)?;
     let request: Request = parse(&body)?;
+    if let Err(f) = proven_by_its_credential(&cp, &request).await {
+        return to_value(&Err::<Answer, Failure>(f)).map(Json);
+    }
     let reply = cp.vault.handle(request).await;
     to_value(&reply).map(Json)
+}
+
+/// What a data plane asks for one user (their grant, a connect link, their connections, a
+/// disconnect) must come with that user's own Sluice credential, verified here against this
+/// control plane's configuration: a stolen dataplane token alone reaches nobody's grant.
+/// Still reachable with a dataplane token alone, because no user is behind them: MCP servers'
+/// service tokens, the MCP session key, and the built-in issuer's endpoints (which check the
+/// app's own secret).
+async fn proven_by_its_credential(cp: &ControlPlane, request: &Request) -> Result<(), Failure> {
+    let (claimed, credential) = match request {
+        Request::Token {
+            who, credential, ..
+        }
+        | Request::Link {
+            who, credential, ..
+        } => (Some(who.key.as_str()), credential),
+        Request::Disconnect {
+            principal,
+            credential,
+            ..
+        } => (Some(principal.as_str()), credential),
+        Request::Connections {
+            principal,
+            credential,
+        } => (principal.as_deref(), credential),
+        Request::ViewLink { .. }
+        | Request::Begin { .. }
+        | Request::Callback { .. }
+        | Request::ServiceToken { .. }
+        | Request::SessionKey
+        | Request::AppToken { .. }
+        | Request::Introspect { .. }
+        | Request::Revoke { .. } => return Ok(()),
+    };
+    let unproven = || Failure::OAuth {
+        error: "access_denied".into(),
+        description: "a user's grant is served for that user's own credential only".into(),
+        status: 403,
+    };
+    let credential = credential.as_deref().ok_or_else(unproven)?;
+    let snap = cp.config.snapshot();
+    let principal = crate::auth::identify(credential, &*snap, unix_now())
+        .await
+        .map_err(|_| unproven())?;
+    match claimed {
+        Some(key) if *principal.key == *key => Ok(()),
+        _ => Err(unproven()),
+    }
 }
 
 fn vault_error(f: Failure) -> ApiError {

@@ -37,6 +37,13 @@ pub(in crate::control) trait Doc: Kind + utoipa::ToSchema {
     fn oauth_providers(&self) -> Vec<(&'static str, String)> {
         Vec::new()
     }
+    /// Everything that decides where this document sends users' grants or `mcp`-scoped
+    /// secrets (URL, provider, secret reference, injection header), with the field to name in
+    /// a refusal; `None` when it sends neither. Any change to it needs `oauth_provider_attach`:
+    /// re-pointing a URL is as good as attaching the provider to one's own server.
+    fn credential_binding(&self) -> Option<(&'static str, Value)> {
+        None
+    }
     /// Other stored resources that change with this document (an agent's provisioned OAuth
     /// apps): the operations committed with it, and what the answer shows of them under
     /// `provisioned` (a secret shown once). `new` is `None` when the document is deleted.
@@ -195,7 +202,7 @@ pub(super) async fn create_doc<T: Doc>(
     let doc: T = parse(&body)?;
     let name = doc.name();
     T::check_name(&name)?;
-    check_attach(&cp, &caller, &doc, &[]).await?;
+    check_attach(&cp, &caller, &doc, (&[], None)).await?;
     let doc = T::prepare(doc, &cp).await?;
     let value = to_value(&doc)?;
     let (mut ops, provisioned) = T::companions(&name, Some(&doc), &cp).await?;
@@ -233,13 +240,16 @@ pub(super) async fn update_doc<T: Doc>(
             ),
         ));
     }
-    let before = match cp.store.get(T::KIND, &name).await? {
-        Some(r) => serde_json::from_value::<T>(r.body)
-            .map(|d| d.oauth_providers())
-            .unwrap_or_default(),
-        None => Vec::new(),
+    let stored = match cp.store.get(T::KIND, &name).await? {
+        Some(r) => serde_json::from_value::<T>(r.body).ok(),
+        None => None,
     };
-    check_attach(&cp, &caller, &doc, &before).await?;
+    let before = stored
+        .as_ref()
+        .map(|d| d.oauth_providers())
+        .unwrap_or_default();
+    let bound = stored.as_ref().and_then(|d| d.credential_binding());
+    check_attach(&cp, &caller, &doc, (&before, bound.as_ref().map(|b| &b.1))).await?;
     let doc = T::prepare(doc, &cp).await?;
     let value = to_value(&doc)?;
     let (mut ops, provisioned) = T::companions(&name, Some(&doc), &cp).await?;
@@ -267,13 +277,14 @@ fn answer(revision: u64, item: Option<Value>, provisioned: Value) -> Value {
     answer
 }
 
-/// A reference to an OAuth provider the document did not hold before needs
-/// `oauth_provider_attach`, and the provider must exist (in the store or the file).
+/// A reference to an OAuth provider the document did not hold before, or any change to where
+/// it sends users' grants or `mcp` secrets, needs `oauth_provider_attach`; the provider must
+/// exist (in the store or the file).
 async fn check_attach<T: Doc>(
     cp: &ControlPlane,
     caller: &Caller,
     doc: &T,
-    before: &[(&'static str, String)],
+    (before, bound): (&[(&'static str, String)], Option<&Value>),
 ) -> ApiResult<()> {
     for (field, name) in doc.oauth_providers() {
         if before.iter().any(|(_, b)| *b == name) {
@@ -296,6 +307,13 @@ async fn check_attach<T: Doc>(
                 ),
             )
             .field(field));
+        }
+    }
+    if let Some((field, binding)) = doc.credential_binding() {
+        if bound != Some(&binding) {
+            caller
+                .require(Permission::OauthProviderAttach)
+                .map_err(|e| e.field(field))?;
         }
     }
     Ok(())

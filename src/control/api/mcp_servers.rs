@@ -20,6 +20,21 @@ impl Doc for wire::McpServer {
             .map(|o| ("oauth_provider", o.clone()))
             .collect()
     }
+    /// An MCP server with `auth: oauth_provider` or `secret` sends users' grants or an `mcp`
+    /// secret to its URL.
+    fn credential_binding(&self) -> Option<(&'static str, Value)> {
+        use crate::config::mcp_server::wire::McpAuth;
+        (self.auth != McpAuth::None).then(|| {
+            let fingerprint = json!({
+                "url": self.url,
+                "auth": self.auth,
+                "oauth_provider": self.oauth_provider,
+                "secret_ref": self.secret_ref,
+                "token_injection": self.token_injection,
+            });
+            ("url", fingerprint)
+        })
+    }
     /// Where clients connect (from `public_base_url`).
     fn annotate(item: &mut Value, cp: &ControlPlane) {
         if let Value::Object(map) = item {

@@ -264,8 +264,7 @@ impl ControlPlane {
         .unwrap_or(Err(crate::error::GatewayError::MissingCredential))
         .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()))?;
         let access = principal
-            .owner
-            .as_ref()
+            .owner_name()
             .and_then(|o| snap.owners.get(o))
             .filter(|a| a.privileged())
             .ok_or_else(|| {
@@ -276,7 +275,7 @@ impl ControlPlane {
                 )
             })?;
         Ok(Caller {
-            principal: principal.id.clone(),
+            principal: principal.key.to_string(),
             role: access.role,
             permissions: access.permissions.clone(),
         })

@@ -19,6 +19,22 @@ impl Doc for wire::Provider {
             .map(|o| ("oauth_provider", o.clone()))
             .collect()
     }
+    /// A provider with users' grants (`credentials: oauth`) sends them to its base URL.
+    fn credential_binding(&self) -> Option<(&'static str, Value)> {
+        let user_grants = self.credentials == crate::config::CredentialMode::OAuth
+            || self.oauth_provider.is_some();
+        user_grants.then(|| {
+            let fingerprint = json!({
+                "kind": self.kind,
+                "base_url": self.base_url,
+                "intercept_hosts": self.intercept_hosts,
+                "credentials": self.credentials,
+                "oauth_provider": self.oauth_provider,
+                "ca_file": self.ca_file,
+            });
+            ("base_url", fingerprint)
+        })
+    }
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

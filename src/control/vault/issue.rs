@@ -14,6 +14,8 @@ use std::sync::Arc;
 pub const TOKEN_SECONDS: u64 = 900;
 /// Failed client authentications allowed per client id and minute.
 const FAILURES_PER_MINUTE: u32 = 10;
+/// Longest client id written to the refused-requests log.
+const MAX_CLIENT_ID_SHOWN: usize = 64;
 
 fn refuse(status: u16, error: &str, description: impl Into<String>) -> Failure {
     Failure::OAuth {
@@ -114,36 +116,39 @@ impl VaultWorker {
         Ok(signer)
     }
 
-    /// The app whose id and secret these are; failures are counted (and limited) per client id.
+    /// The app whose id and secret these are. The right secret is never refused (secrets are
+    /// 256 random bits: guessing is hopeless, and a throttle that refused it would let anyone
+    /// who knows a client id lock the app out); wrong ones are counted per client id, and past
+    /// [`FAILURES_PER_MINUTE`] answered 429 without a record, so a flood cannot fill the log.
     async fn authenticate_app(
         &self,
         client_id: &str,
         client_secret: &str,
         now: u64,
     ) -> Result<AppDoc, Failure> {
-        if self.client_failures(client_id, now, false) >= FAILURES_PER_MINUTE {
+        let app = match self.store.get(issuer::APP, client_id).await {
+            Ok(found) => found.and_then(|r| serde_json::from_value::<AppDoc>(r.body).ok()),
+            Err(e) => return Err(Failure::Unavailable(e.to_string())),
+        };
+        if let Some(app) = app.filter(|a| a.secret_matches(&self.key, client_secret)) {
+            return Ok(app);
+        }
+        if self.client_failures(client_id, now, true) > FAILURES_PER_MINUTE {
             return Err(refuse(
                 429,
                 "slow_down",
                 "too many failed client authentications: wait a minute",
             ));
         }
-        let app = match self.store.get(issuer::APP, client_id).await {
-            Ok(found) => found.and_then(|r| serde_json::from_value::<AppDoc>(r.body).ok()),
-            Err(e) => return Err(Failure::Unavailable(e.to_string())),
-        };
-        match app.filter(|a| a.secret_matches(&self.key, client_secret)) {
-            Some(app) => Ok(app),
-            None => {
-                self.client_failures(client_id, now, true);
-                self.audit_record(&json!({"ts": now, "event": "issuer.client_auth", "client_id": client_id, "outcome": "invalid_client"}));
-                Err(refuse(
-                    401,
-                    "invalid_client",
-                    "unknown client or wrong secret",
-                ))
-            }
-        }
+        // A refused authentication is a refused request: its own stream, the attacker's
+        // input cut like every other field.
+        let shown: String = client_id.chars().take(MAX_CLIENT_ID_SHOWN).collect();
+        self.refused_record(&json!({"ts": now, "event": "issuer.client_auth", "client_id": shown, "outcome": "invalid_client"}));
+        Err(refuse(
+            401,
+            "invalid_client",
+            "unknown client or wrong secret",
+        ))
     }
 
     /// The claims of a live token of Sluice's issuer (signature, expiry, audience, app and
@@ -151,10 +156,8 @@ impl VaultWorker {
     async fn live_claims(&self, token: &str, now: u64) -> Option<serde_json::Value> {
         let snap = self.config.snapshot();
         let principal = snap.jwt.verify(token, now).await.ok()?;
-        (principal.issuer.is_some()
-            && principal.issuer == snap.builtin_issuer
-            && !snap.revoked(&principal))
-        .then(|| principal.claims.clone())
+        (principal.app().is_some() && !snap.app_token_revoked(&principal))
+            .then(|| principal.claims.clone())
     }
 
     /// RFC 7662: `{"active": false}` for anything but a live token of Sluice's issuer.
@@ -165,8 +168,12 @@ impl VaultWorker {
         token: &str,
     ) -> Reply {
         let now = unix_now();
-        self.authenticate_app(client_id, client_secret, now).await?;
-        let doc = match self.live_claims(token, now).await {
+        let app = self.authenticate_app(client_id, client_secret, now).await?;
+        // An app learns about its own tokens only: another app's are as good as unknown.
+        let own = |claims: &serde_json::Value| {
+            claims["client_id"].as_str() == Some(app.client_id.as_str())
+        };
+        let doc = match self.live_claims(token, now).await.filter(own) {
             Some(mut claims) => {
                 claims["active"] = true.into();
                 claims["token_type"] = "Bearer".into();
@@ -245,7 +252,8 @@ impl VaultWorker {
         if map.len() > 10_000 {
             map.retain(|_, (m, _)| *m == minute);
         }
-        let entry = map.entry(client_id.to_owned()).or_insert((minute, 0));
+        let key: String = client_id.chars().take(MAX_CLIENT_ID_SHOWN).collect();
+        let entry = map.entry(key).or_insert((minute, 0));
         if entry.0 != minute {
             *entry = (minute, 0);
         }

@@ -97,8 +97,9 @@ impl VaultWorker {
                 who,
                 provider,
                 subject_token,
+                credential: _,
             } => self.token(&who, &provider, subject_token.as_deref()).await,
-            Request::Link { who, provider } => {
+            Request::Link { who, provider, .. } => {
                 let p = self.provider(&provider, GrantType::AuthorizationCode)?;
                 let (url, expires_at) = self.link(&who, &p).await?;
                 Ok(Answer::Link { url, expires_at })
@@ -112,21 +113,30 @@ impl VaultWorker {
                     scopes: p.scopes.clone(),
                 })
             }
-            Request::Begin { provider, link } => {
+            Request::Begin {
+                provider,
+                link,
+                browser,
+            } => {
                 let (who, p) = self.open_link(&provider, &link, true).await?;
-                self.begin(who, &p).await
+                self.begin(who, &p, browser).await
             }
             Request::Callback {
                 state,
                 code,
                 error,
                 error_description,
-            } => self.callback(&state, code, error, error_description).await,
+                browser,
+            } => {
+                let upstream = (code, error, error_description);
+                self.callback(&state, upstream, browser.as_deref()).await
+            }
             Request::Disconnect {
                 principal,
                 provider,
+                credential: _,
             } => self.disconnect(&principal, &provider).await,
-            Request::Connections { principal } => self.connections(principal.as_deref()).await,
+            Request::Connections { principal, .. } => self.connections(principal.as_deref()).await,
             Request::ServiceToken { server } => self.service_token(&server).await,
             Request::SessionKey => Ok(Answer::SessionKey {
                 key: hex::encode(self.key.derive("mcp sessions")),
@@ -377,7 +387,7 @@ impl VaultWorker {
     }
 
     /// The upstream authorization URL for a confirmed link.
-    async fn begin(&self, who: Who, p: &OAuthProvider) -> Reply {
+    async fn begin(&self, who: Who, p: &OAuthProvider, browser: String) -> Reply {
         let state = random_token()?;
         let verifier = (p.require_pkce || p.token_endpoint_auth_method == AuthMethod::None)
             .then(random_token)
@@ -403,6 +413,7 @@ impl VaultWorker {
             provider: p.name.clone(),
             verifier,
             scopes: p.scopes.clone(),
+            browser: Some(browser),
         };
         self.put_pending(&state, &pending, unix_now() + PENDING_SECONDS)
             .await?;
@@ -418,22 +429,39 @@ impl VaultWorker {
         format!("{}/oauth/v1/callback", self.base_url)
     }
 
+    /// The upstream's redirect back (`code`, `error`, `error_description`), in the browser
+    /// that confirmed: a state taken to another browser is used up and stores nothing.
     async fn callback(
         &self,
         state: &str,
-        code: Option<String>,
-        error: Option<String>,
-        error_description: Option<String>,
+        (code, error, error_description): (Option<String>, Option<String>, Option<String>),
+        browser: Option<&str>,
     ) -> Reply {
         let Some(Pending::State {
             who,
             provider,
             verifier,
             scopes,
+            browser: bound,
         }) = self.take_pending(state, true).await?
         else {
             return Err(Failure::BadState);
         };
+        let same_browser = match (bound, browser) {
+            (Some(bound), Some(cookie)) => {
+                use sha2::{Digest, Sha256};
+                let presented = hex::encode(Sha256::digest(cookie.as_bytes()));
+                crate::secrets::digest_eq(
+                    &Sha256::digest(presented.as_bytes()).into(),
+                    &Sha256::digest(bound.as_bytes()).into(),
+                )
+            }
+            _ => false,
+        };
+        if !same_browser {
+            self.audit("oauth.connect", &who.key, &provider, "other_browser");
+            return Err(Failure::BadState);
+        }
         let p = self.provider(&provider, GrantType::AuthorizationCode)?;
         if let Some(error) = error {
             self.event(&p, "consent", "denied");
@@ -579,10 +607,20 @@ impl VaultWorker {
     /// One audit record per vault event (never a token).
     /// Writes a control-plane event to the audit stream (when there is one).
     pub fn audit_record(&self, record: &serde_json::Value) {
+        self.record_to(record, Stream::Usage);
+    }
+
+    /// Writes a refused control-plane request (a failed client authentication) to the
+    /// refused-requests stream.
+    pub fn refused_record(&self, record: &serde_json::Value) {
+        self.record_to(record, Stream::Refused);
+    }
+
+    fn record_to(&self, record: &serde_json::Value, stream: Stream) {
         if let Some(audit) = &self.audit {
             let mut line = record.to_string().into_bytes();
             line.push(b'\n');
-            audit.record(&line, Stream::Usage);
+            audit.record(&line, stream);
         }
     }
 

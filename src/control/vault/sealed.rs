@@ -32,6 +32,9 @@ pub(super) enum Pending {
         provider: String,
         verifier: Option<String>,
         scopes: Vec<String>,
+        /// SHA-256 (hex) of the cookie the confirming browser holds.
+        #[serde(default)]
+        browser: Option<String>,
     },
 }
 

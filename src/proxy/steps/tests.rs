@@ -64,7 +64,10 @@ async fn centralized_route_picks_a_pool_key_and_rewrites() {
         ],
     );
     let admitted = admit(&r, &s, 0, NOW).await.unwrap();
-    assert_eq!(admitted.principal.id, "ci");
+    // The token's name is shown, never its key: an owner-less token is its id.
+    assert_eq!(admitted.principal.name, "ci");
+    let token_id = admitted.principal.token_id.clone().unwrap();
+    assert_eq!(&*admitted.principal.key, format!("token:{token_id}"));
     let route = &s.routes[admitted.route];
     let key = admitted.key.map(|k| &route.provider.keys[k]);
     rewrite(
@@ -78,7 +81,10 @@ async fn centralized_route_picks_a_pool_key_and_rewrites() {
     assert_eq!(r.uri.to_string(), "/base/v1/chat/completions?x=1");
     assert_eq!(r.headers["host"], "api.example.com");
     assert_eq!(r.headers["authorization"], "Bearer sk-pool-0123456789");
-    assert_eq!(r.headers["x-forwarded-user"], "ci");
+    assert_eq!(
+        r.headers["x-forwarded-user"],
+        format!("token:{token_id}").as_str()
+    );
     for gone in ["x-sluice-trace", "api-key", "proxy-authorization"] {
         assert!(r.headers.get(gone).is_none(), "{gone} must be stripped");
     }
@@ -176,6 +182,42 @@ async fn refusals_use_the_route_shape() {
     .await
     .unwrap_err();
     assert_eq!(r.error, GatewayError::NoHealthyKey);
+}
+
+/// Third review, finding 6: what Tomcat, Jetty and Spring read as `..` (path parameters),
+/// long segments and double encoding are refused like `..`; dots inside names are not.
+#[test]
+fn every_spelling_of_a_dot_segment_is_refused() {
+    for path in [
+        "/a/../b",
+        "/a/..;/b",
+        "/a/%2e%2e;/b",
+        "/a/..%3B/b",
+        "/a/..%3b/b",
+        "/a/..;jsessionid=0123456789/b",
+        "/a/%252e%252e/b",
+        "/a/%25252e%25252e/b",
+        "/a/.;x/b",
+        "/a/.",
+    ] {
+        assert_eq!(check_path(path), Err(BadRequest::DotSegment), "{path}");
+    }
+    for path in ["/a/%252f/b", "/a/%255c", "/a%2Fb"] {
+        assert_eq!(
+            check_path(path),
+            Err(BadRequest::EncodedSeparator),
+            "{path}"
+        );
+    }
+    for path in [
+        "/v1.2/a..b",
+        "/models/gpt-4.1",
+        "/a/...",
+        "/a/%41b",
+        "/a/..x",
+    ] {
+        assert_eq!(check_path(path), Ok(()), "{path}");
+    }
 }
 
 #[test]
