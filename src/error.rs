@@ -234,6 +234,8 @@ pub enum Forbidden {
     ClaimMismatch,
     #[error("this route does not accept this kind of credential")]
     CredentialKind,
+    #[error("this token was not minted by an admin: it cannot act as its owner upstream")]
+    GrantsWithheld,
 }
 
 impl Forbidden {
@@ -243,6 +245,7 @@ impl Forbidden {
             Forbidden::IssuerNotAllowed => "issuer_not_allowed",
             Forbidden::ClaimMismatch => "claim_mismatch",
             Forbidden::CredentialKind => "credential_kind",
+            Forbidden::GrantsWithheld => "oauth_grants_withheld",
         }
     }
 }

@@ -177,6 +177,9 @@ pub struct Principal {
     pub name: String,
     /// The opaque token presented, by id.
     pub token_id: Option<String>,
+    /// Whether it may present the principal's connected accounts (vault grants) upstream: not
+    /// a token an operator minted for an owner.
+    pub grants: bool,
     pub scopes: Vec<String>,
     /// Index of the JWT's issuer in `Snapshot::issuers`.
     pub issuer: Option<usize>,
@@ -194,6 +197,7 @@ impl Principal {
             identity,
             name,
             token_id: None,
+            grants: true,
             scopes: Vec::new(),
             issuer: None,
             claims: serde_json::Value::Null,

@@ -127,6 +127,7 @@ impl Compiled {
             owner: s.owner.as_deref(),
             token: s.token.as_deref(),
             app: s.app.as_deref(),
+            mcp_server: None,
         }
     }
 

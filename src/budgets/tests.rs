@@ -12,6 +12,7 @@ fn at() -> At<'static> {
     At {
         route: "/openai",
         provider: "openai",
+        mcp_server: None,
     }
 }
 

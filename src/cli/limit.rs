@@ -36,6 +36,9 @@ pub enum LimitCmd {
 pub struct LimitFields {
     #[command(flatten)]
     selectors: Selectors,
+    /// An MCP server's name: the limit applies to its requests and streams.
+    #[arg(long)]
+    mcp_server: Option<String>,
     #[arg(long)]
     requests_per_second: Option<u32>,
     #[arg(long)]
@@ -52,6 +55,7 @@ impl LimitFields {
         set_given(
             doc,
             [
+                ("mcp_server", self.mcp_server.map(Value::from)),
                 (
                     "requests_per_second",
                     self.requests_per_second.map(Value::from),

@@ -301,7 +301,7 @@ fn build_routes(
 
 /// Limits, budgets and prices name routes and providers that exist.
 fn check_controls(config: &wire::Config, routes: &[Route], errors: &mut Vec<ConfigError>) {
-    limit::check_all(&config.limits, routes, errors);
+    limit::check_all(&config.limits, routes, &config.mcp_servers, errors);
     budget::check_all(&config.budgets, &config.prices, routes, errors);
 }
 

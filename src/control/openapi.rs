@@ -173,12 +173,12 @@ const FIXED: &[Operation] = &[
     op(Get, "/v1/oauth/connections", OauthConnectionList, "Users' OAuth connections (token-vault grants): metadata only, never a token; `?principal=` for one").list(),
     op(Delete, "/v1/oauth/connections/{provider}", OauthConnectionDelete, "Remove `?principal=`'s grant at this OAuth provider and revoke it upstream (RFC 7009, best effort)"),
     op(Post, "/v1/vault", VaultUse, "Data planes: a token-vault request (the user token to inject, consent links and states); the answer carries tokens, so only the dataplane role holds this").status("200"),
-    op(Post, "/v1/agents/{name}/environments/{env}/test-token", AgentTestToken, "A 5-minute token of Sluice's issuer for an `auth: oauth` agent environment, with its invoke URL and a ready curl line (audited)").status("201"),
+    op(Post, "/v1/agents/{name}/environments/{env}/test-token", AgentTestToken, "A 5-minute token of Sluice's issuer for an `auth: oauth` agent environment, with its invoke URL and a ready curl line (audited); a `protected` environment's also needs `agent_protected_credentials`").status("201"),
     op(Get, "/v1/issuer/keys", IssuerKeyList, "The built-in issuer's signing keys: public halves, which one signs now"),
     op(Post, "/v1/issuer/keys/rotate", IssuerKeyRotate, "A new signing key (optional body `{\"algorithm\": \"ES256\" | \"EdDSA\"}`, default `builtin_issuer.algorithm`): published at once, signing after `publish_delay_seconds`; keys that cannot have signed a live token are removed").status("201"),
     op(Get, "/v1/apps", AppList, "OAuth apps of Sluice's issuer (never a secret)").list(),
-    op(Post, "/v1/agents/{name}/environments/{env}/apps", AppCreate, "An OAuth app (client credentials) for an `auth: oauth` agent environment: the secret is returned once").status("201"),
-    op(Post, "/v1/apps/{id}/regenerate", AppRegenerate, "A new secret, returned once; the old one is refused at once").status("200"),
+    op(Post, "/v1/agents/{name}/environments/{env}/apps", AppCreate, "An OAuth app (client credentials) for an `auth: oauth` agent environment: the secret is returned once (a `protected` environment's also needs `agent_protected_credentials`)").status("201"),
+    op(Post, "/v1/apps/{id}/regenerate", AppRegenerate, "A new secret, returned once; the old one is refused at once (a `protected` environment's app also needs `agent_protected_credentials`)").status("200"),
     op(Delete, "/v1/apps/{id}", AppRevoke, "Revoke an app: its tokens are refused on every data plane at the next revision"),
     op(Get, "/v1/usage", UsageRead, "Requests, tokens and spend (micro-USD) per bucket, `?by=provider|model|principal&hours=24&bucket=3600`, from the audit records of the process serving the API"),
     unchecked(Get, "/v1/whoami", "The caller's principal and role"),
@@ -400,10 +400,12 @@ mod tests {
         for o in operations().iter().filter_map(|o| o.permission) {
             assert!(seen.insert(o), "{o} twice");
         }
-        // Sub-resource checks (attach) are made inside other endpoints.
+        // Sub-resource checks (attach, protected environments) are made inside other
+        // endpoints.
+        use crate::control::rbac::Class;
         for p in Permission::all()
             .iter()
-            .filter(|p| p.class() != crate::control::rbac::Class::Attach)
+            .filter(|p| !matches!(p.class(), Class::Attach | Class::Protected))
         {
             assert!(seen.contains(p), "{p} has no endpoint");
         }

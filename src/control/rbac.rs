@@ -23,6 +23,9 @@ pub enum Class {
     /// OAuth provider): checked besides the resource's own create/update permission, and held
     /// apart from editing either, so that each can be granted alone.
     Attach,
+    /// Credentials of `protected` (production) agent environments: apps, their secrets, test
+    /// tokens. Admins only, unless named in an owner's `permissions`.
+    Protected,
 }
 
 macro_rules! permissions {
@@ -149,6 +152,7 @@ permissions! {
     AppCreate = "app_create", Credentials;
     AppRegenerate = "app_regenerate", Credentials;
     AppRevoke = "app_revoke", Credentials;
+    AgentProtectedCredentials = "agent_protected_credentials", Protected;
     UsageRead = "usage_read", Read;
 }
 
@@ -164,15 +168,19 @@ pub fn allows(role: Role, permission: Permission) -> bool {
     match (role, permission.class()) {
         (Role::Admin, _) => true,
         (Role::Operator, Class::Read | Class::Credentials) => true,
-        (Role::Operator, Class::Configure | Class::Feed | Class::Attach) => false,
+        (Role::Operator, Class::Configure | Class::Feed | Class::Attach | Class::Protected) => {
+            false
+        }
         (Role::Viewer, Class::Read) => true,
-        (Role::Viewer, Class::Configure | Class::Credentials | Class::Feed | Class::Attach) => {
-            false
-        }
+        (
+            Role::Viewer,
+            Class::Configure | Class::Credentials | Class::Feed | Class::Attach | Class::Protected,
+        ) => false,
         (Role::Dataplane, Class::Feed) => true,
-        (Role::Dataplane, Class::Read | Class::Configure | Class::Credentials | Class::Attach) => {
-            false
-        }
+        (
+            Role::Dataplane,
+            Class::Read | Class::Configure | Class::Credentials | Class::Attach | Class::Protected,
+        ) => false,
     }
 }
 

@@ -370,6 +370,7 @@ async fn bootstrap(
         permissions: Vec::new(),
     };
     let record = wire::Token {
+        grants: true,
         id: id.clone(),
         sha256: format!("sha256:{}", hex::encode(digest)),
         name: Some("bootstrap-admin".into()),

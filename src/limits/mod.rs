@@ -285,6 +285,7 @@ impl Compiled {
             owner: s.owner.as_deref(),
             token: s.token.as_deref(),
             app: s.app.as_deref(),
+            mcp_server: s.mcp_server.as_deref(),
         }
         .matches(at, principal)
     }
@@ -323,6 +324,9 @@ pub struct Selector<'a> {
     pub token: Option<&'a str>,
     /// A client id of Sluice's own issuer.
     pub app: Option<&'a str>,
+    /// An MCP server's name: such a selector matches that server's requests only, and MCP
+    /// requests match only such selectors.
+    pub mcp_server: Option<&'a str>,
 }
 
 impl Selector<'_> {
@@ -330,7 +334,8 @@ impl Selector<'_> {
     /// owner of opaque tokens (never a JWT claim), a token its id (never its name), an app a
     /// client of Sluice's own issuer.
     pub fn matches(&self, at: At<'_>, principal: &Principal) -> bool {
-        self.route.is_none_or(|r| r == at.route)
+        self.mcp_server == at.mcp_server
+            && self.route.is_none_or(|r| r == at.route)
             && self.provider.is_none_or(|p| p == at.provider)
             && self.owner.is_none_or(|o| principal.owner_name() == Some(o))
             && self
@@ -369,6 +374,8 @@ pub fn holder(per: Per, principal: &Principal) -> Option<&str> {
 pub struct At<'a> {
     pub route: &'a str,
     pub provider: &'a str,
+    /// An MCP server's request (route and provider are then empty).
+    pub mcp_server: Option<&'a str>,
 }
 
 /// What admission took: released (concurrency) and settled (tokens) when dropped or finished.

@@ -15,15 +15,19 @@ pub struct Limit {
     /// A provider's name: its routes and its intercepted hosts (forward proxy) alike.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
-    /// The owner of the caller's token (opaque tokens; a JWT's owner claim when configured).
+    /// The owner of the caller's opaque token (never a JWT claim).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
-    /// An opaque token's id.
+    /// An opaque token's id (never its name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
     /// A client id of Sluice's own issuer (an agent's consumer or provisioned app).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<String>,
+    /// An MCP server's name (`/mcp/{name}`): the limit applies to its requests and streams,
+    /// and only a limit naming an MCP server does (`route` and `provider` are not given then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_server: Option<String>,
     /// Who shares one set of counters: everything the selectors match (`all`, default), or
     /// each principal, or each owner, on its own.
     #[serde(default)]

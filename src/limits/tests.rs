@@ -18,6 +18,7 @@ fn at(route: &str) -> At<'_> {
     At {
         route,
         provider: "openai",
+        mcp_server: None,
     }
 }
 
@@ -134,4 +135,34 @@ fn an_unchanged_limit_keeps_its_counters_across_reloads() {
     assert!(block(again.admit(at("/x"), &p, now)).is_err());
     let changed = registry.build(&[limit("{name: one, requests_per_minute: 2}")]);
     assert!(block(changed.admit(at("/x"), &p, now)).is_ok());
+}
+
+/// A limit naming an MCP server applies to that server's requests only, and MCP requests
+/// meet no other limit (a global cap on provider routes does not reach them).
+#[test]
+fn mcp_limits_select_their_server_only() {
+    let registry = Registry::default();
+    let limits = registry.build(&[
+        limit("{name: tools, mcp_server: tools, requests_per_minute: 1}"),
+        limit("{name: everything, requests_per_minute: 1}"),
+    ]);
+    let p = principal("p", None);
+    let now = 100 * S;
+    let tools = At {
+        route: "",
+        provider: "",
+        mcp_server: Some("tools"),
+    };
+    let other = At {
+        mcp_server: Some("other"),
+        ..tools
+    };
+    block(limits.admit(tools, &p, now)).unwrap();
+    let (name, _) = block(limits.admit(tools, &p, now)).unwrap_err();
+    assert_eq!(&*name, "tools");
+    block(limits.admit(other, &p, now)).unwrap();
+    block(limits.admit(other, &p, now)).unwrap();
+    block(limits.admit(at("/openai"), &p, now)).unwrap();
+    let (name, _) = block(limits.admit(at("/openai"), &p, now)).unwrap_err();
+    assert_eq!(&*name, "everything");
 }

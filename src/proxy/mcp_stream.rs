@@ -160,7 +160,16 @@ async fn relay(
     request_id: &str,
     idle: Duration,
 ) -> (u16, u64) {
-    let (status, head, rest) = match read_head(&mut upstream, idle).await {
+    let head = tokio::select! {
+        found = read_head(&mut upstream, idle) => found,
+        // The client left before the upstream answered: the upstream connection goes now,
+        // not at the idle timeout (499, as nginx records a client that closed first).
+        () = gone(&mut client) => {
+            let _ = upstream.shutdown().await;
+            return (499, 0);
+        }
+    };
+    let (status, head, rest) = match head {
         Ok(found) => found,
         Err(why) => {
             log::debug!("MCP stream {request_id}: no answer head from the upstream: {why}");
@@ -218,6 +227,13 @@ async fn relay(
     let _ = client.shutdown().await;
     let _ = upstream.shutdown().await;
     (status, sent)
+}
+
+/// Resolves once the client has closed its side (or sent anything: a GET has no body, and a
+/// pipelined request cannot be served on a stream).
+async fn gone(client: &mut Box<dyn Io>) {
+    let mut probe = [0u8; 64];
+    let _ = client.read(&mut probe).await;
 }
 
 async fn write(client: &mut Box<dyn Io>, bytes: &[u8]) -> std::io::Result<()> {

@@ -116,6 +116,12 @@ async fn principal(session: &Session, snap: &Snapshot) -> Result<(Who, String), 
     };
     let headers = &session.req_header().headers;
     let authed = auth::authenticate(headers, &access, snap, unix_now()).await?;
+    // A token that may not act as its owner upstream may not connect or see their accounts.
+    if !authed.principal.grants {
+        return Err(GatewayError::Forbidden(
+            crate::error::Forbidden::GrantsWithheld,
+        ));
+    }
     let who = Who::of(&authed.principal).ok_or(GatewayError::MissingCredential)?;
     let (token, _) = auth::presented(headers, AuthPolicy::Any)?;
     Ok((who, token.unwrap_or_default().to_owned()))
@@ -366,6 +372,9 @@ pub async fn user_token(
     oauth_provider: &str,
     credential: Option<&str>,
 ) -> Result<Arc<str>, Failure> {
+    if !principal.grants {
+        return Err(Failure::GrantsWithheld);
+    }
     let who = Who::of(principal).ok_or_else(|| Failure::NotConnected {
         provider: oauth_provider.to_owned(),
         connect_url: String::new(),

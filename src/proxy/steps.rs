@@ -148,6 +148,7 @@ fn budget(
     let at = crate::limits::At {
         route: &route.label,
         provider: &route.provider.name,
+        mcp_server: None,
     };
     snap.budgets
         .check(at, principal, now_unix)
@@ -167,6 +168,7 @@ async fn limit(
     let at = crate::limits::At {
         route: &route.label,
         provider: &route.provider.name,
+        mcp_server: None,
     };
     snap.limits
         .admit(at, principal, crate::limits::now_ns())

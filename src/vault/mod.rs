@@ -229,6 +229,8 @@ pub enum Failure {
         description: String,
         status: u16,
     },
+    #[error("this token was not minted by an admin: it cannot act as its owner upstream (ask an admin for a token, or use one the owner was given)")]
+    GrantsWithheld,
     #[error("not found")]
     NotFound,
     #[error("the token vault is unavailable: {0}")]
@@ -249,6 +251,7 @@ impl Failure {
             Failure::BadState => "oauth_bad_state",
             Failure::Upstream { .. } => "oauth_upstream_error",
             Failure::OAuth { .. } => "issuer_refused",
+            Failure::GrantsWithheld => "oauth_grants_withheld",
             Failure::NotFound => "not_found",
             Failure::Unavailable(_) => "vault_unavailable",
         }
@@ -257,7 +260,9 @@ impl Failure {
     pub fn status(&self) -> u16 {
         match self {
             Failure::NotConnected { .. } | Failure::Reconsent { .. } => 401,
-            Failure::NeedsJwt { .. } | Failure::ExchangeRefused { .. } => 403,
+            Failure::NeedsJwt { .. }
+            | Failure::ExchangeRefused { .. }
+            | Failure::GrantsWithheld => 403,
             Failure::GrantNotAllowed { .. } | Failure::BadLink | Failure::BadState => 400,
             Failure::OAuth { status, .. } => *status,
             Failure::NotFound => 404,

@@ -810,3 +810,101 @@ async fn get_streams_are_relayed_as_they_arrive() {
     assert_eq!(r.status(), 502);
     assert_eq!(r.json::<Value>().await.unwrap()["jsonrpc"], "2.0");
 }
+
+/// An upstream that takes GET streams and never answers them; counts the connections still
+/// open (a connection the relay closes is noticed at once).
+async fn silent_upstream() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = open.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let open = counted.clone();
+            open.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+                open.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (port, open)
+}
+
+async fn until_open(open: &std::sync::atomic::AtomicUsize, want: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while open.load(std::sync::atomic::Ordering::SeqCst) != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "upstream connections: {} open, want {want}",
+            open.load(std::sync::atomic::Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Third review, finding 11: MCP GET streams had no cap, and a client that left was not
+/// noticed while the relay waited for the upstream's answer (100 closed clients held 104
+/// upstream connections for the idle timeout). Streams are capped per principal and server,
+/// the relay ends when the client goes, and limits select MCP servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_streams_are_capped_and_end_with_their_client() {
+    let (port, open) = silent_upstream().await;
+    let echo = echo_api().await;
+    let dynamic = format!(
+        "tokens:\n  - {}\nmcp_servers:\n  - {{ name: quiet, url: \"http://127.0.0.1:{port}/mcp\", client_auth: token, max_streams_per_principal: 2, timeouts: {{ idle_seconds: 600 }} }}\n  - {{ name: tools, url: \"http://127.0.0.1:{echo}/mcp\", client_auth: token }}\nlimits:\n  - {{ name: tools-rate, mcp_server: tools, per: principal, requests_per_minute: 1 }}\n",
+        tok().record,
+    );
+    let sluice = Sluice::start(&dynamic);
+    let stream = || {
+        let url = sluice.url("/mcp/quiet");
+        tokio::spawn(async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(&tok().token)
+                .header("accept", "text/event-stream")
+                .send()
+                .await;
+            r.map(|r| r.status().as_u16()).unwrap_or(0)
+        })
+    };
+    let (a, b) = (stream(), stream());
+    until_open(&open, 2).await;
+    let third = client()
+        .get(sluice.url("/mcp/quiet"))
+        .bearer_auth(&tok().token)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(third.status(), 429);
+    assert_eq!(third.headers()["x-sluice-error"], "mcp_streams");
+    assert_eq!(third.json::<Value>().await.unwrap()["jsonrpc"], "2.0");
+    // The clients leave before any answer: their upstream connections go at once (not after
+    // the 600 s idle timeout), and their places are free again.
+    a.abort();
+    b.abort();
+    until_open(&open, 0).await;
+    let c = stream();
+    until_open(&open, 1).await;
+    c.abort();
+    until_open(&open, 0).await;
+
+    // A limit names an MCP server like a route.
+    let post = || {
+        client()
+            .post(sluice.url("/mcp/tools"))
+            .bearer_auth(&tok().token)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+            .send()
+    };
+    assert_ne!(post().await.unwrap().status(), 429);
+    let refused = post().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["x-sluice-error"], "rate_limited");
+}

@@ -26,8 +26,10 @@
 //! | 4: principals collide (names, `token:` limits, `sub`, `client_id`); colliding names at load | `principals_of_different_callers_never_collide`, `issuer_and_owner_names_that_could_collide_are_refused` |
 //! | 5: USD budgets bypassed by an escaped or repeated model name | `escaped_or_repeated_model_names_are_priced_as_the_upstream_reads_them` |
 //! | 6: `..;`, `%2e%2e;`, `..%3B`, long segments, `%252e%252e` | `dot_segments_and_encoded_slashes_are_refused` |
+//! | 7: an operator acts as any user upstream; operators mint production credentials | `operators_cannot_act_as_users_upstream_or_mint_production_credentials` |
 //! | 8: a dataplane token yields every user's grant through `/v1/vault` | `a_dataplane_token_alone_reaches_nobodys_grant` |
 //! | 9, 10, 12 (introspection): audit flood, lock-out by wrong secrets, other apps' tokens introspected | `the_token_endpoint_cannot_be_flooded_or_used_to_lock_an_app_out` |
+//! | 11: MCP GET streams uncapped; a closed client not noticed before the upstream answers | `mcp.rs` `mcp_streams_are_capped_and_end_with_their_client` |
 //! | 12: a deleted owner's grants pass to a new owner of the same name | `vault.rs` `a_recreated_owner_is_another_principal` |
 //! | 13: the forward proxy skips every per-route control | `intercepted_traffic_is_admitted_as_its_route` |
 
@@ -1250,4 +1252,116 @@ async fn a_dataplane_token_alone_reaches_nobodys_grant() {
         assert_eq!(s, 200, "{what}: {v}");
         assert_eq!(v["Err"]["status"], 403, "{what}: {v}");
     }
+}
+
+/// Finding 7: an operator could act as any user upstream (a token it minted for owner alice
+/// presented Alice's grant) and mint credentials for production agent environments. Only an
+/// admin mints tokens that present an owner's grants; a `protected` environment's apps and
+/// test tokens need `agent_protected_credentials`, which operators do not hold.
+#[tokio::test]
+async fn operators_cannot_act_as_users_upstream_or_mint_production_credentials() {
+    let env = crate::vault::setup("none", &["authorization_code"]).await;
+    crate::vault::connect(&env).await;
+    assert_eq!(crate::vault::me(&env, &env.alice).await.0, 200);
+    let op = new_token_for(&env.admin, &env.root, "op", Some("operator")).await;
+    let (s, v) = api(
+        &env.admin,
+        &op,
+        "POST",
+        "/v1/tokens",
+        Some(r#"{"name":"borrowed","owner":"alice"}"#),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let minted = v["token"].as_str().unwrap().to_owned();
+    let (s, v) = crate::vault::me(&env, &minted).await;
+    assert_eq!(s, 403, "an operator's token presented alice's grant: {v}");
+    assert_eq!(v["error"]["code"], "oauth_grants_withheld", "{v}");
+    // Rotating alice's own token does not launder it either.
+    let (_, listed) = api(&env.admin, &env.root, "GET", "/v1/tokens", None).await;
+    let own = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["owner"] == "alice" && t["name"] == "alice")
+        .and_then(|t| t["id"].as_str())
+        .unwrap()
+        .to_owned();
+    let (s, v) = api(
+        &env.admin,
+        &op,
+        "POST",
+        &format!("/v1/tokens/{own}/rotate"),
+        Some(r#"{"grace":"1h"}"#),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let rotated = v["token"].as_str().unwrap().to_owned();
+    assert_eq!(crate::vault::me(&env, &rotated).await.0, 403);
+    // Alice's own token, minted by an admin, still works during the grace period.
+    assert_eq!(crate::vault::me(&env, &env.alice).await.0, 200);
+
+    // A protected environment: the operator can neither mint a test token nor create an app.
+    let port = echo_api().await;
+    let agent = json!({"name": "billing", "environments": [
+        {"name": "prod", "url": format!("http://127.0.0.1:{port}/prod"), "auth": "oauth", "protected": true},
+        {"name": "dev", "url": format!("http://127.0.0.1:{port}/dev"), "auth": "oauth"}]});
+    let (s, v) = api(
+        &env.admin,
+        &env.root,
+        "POST",
+        "/v1/agents",
+        Some(&agent.to_string()),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    for (path, body) in [
+        ("/v1/agents/billing/environments/prod/test-token", None),
+        (
+            "/v1/agents/billing/environments/prod/apps",
+            Some(r#"{"name":"x"}"#),
+        ),
+    ] {
+        let (s, v) = api(&env.admin, &op, "POST", path, body).await;
+        assert_eq!(s, 403, "{path}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("agent_protected_credentials"),
+            "{v}"
+        );
+    }
+    // The unprotected environment, and an admin on the protected one, may.
+    let (s, v) = api(
+        &env.admin,
+        &op,
+        "POST",
+        "/v1/agents/billing/environments/dev/test-token",
+        None,
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = api(
+        &env.admin,
+        &env.root,
+        "POST",
+        "/v1/agents/billing/environments/prod/apps",
+        Some(r#"{"name":"billing-bot"}"#),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let app = v["client_id"].as_str().unwrap().to_owned();
+    let (s, v) = api(
+        &env.admin,
+        &op,
+        "POST",
+        &format!("/v1/apps/{app}/regenerate"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        s, 403,
+        "an operator regenerating a protected app's secret: {v}"
+    );
 }

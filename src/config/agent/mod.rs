@@ -175,6 +175,7 @@ fn build(
         intercept: false,
         principal_header: None,
         audit: true,
+        protected: env.protected,
         fallback: None,
     })
 }

@@ -44,6 +44,10 @@ pub struct Environment {
     /// Off: every call is refused (404), the policy kept.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// A production environment: its apps, their secrets and test tokens are created only with
+    /// `agent_protected_credentials`, which operators do not hold.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
 }
 
 /// How callers authenticate to an agent × environment: exactly one per environment.

@@ -61,7 +61,12 @@ pub(crate) fn check_targets(
 }
 
 /// Names unique and well formed, at least one allowance each and none zero, the route a route.
-pub(crate) fn check_all(limits: &[wire::Limit], routes: &[Route], errors: &mut Vec<ConfigError>) {
+pub(crate) fn check_all(
+    limits: &[wire::Limit],
+    routes: &[Route],
+    mcp_servers: &[crate::config::wire::McpServer],
+    errors: &mut Vec<ConfigError>,
+) {
     let mut names = HashSet::new();
     for (i, l) in limits.iter().enumerate() {
         let at = |field: &str| format!("limits[{i}].{field}");
@@ -94,5 +99,25 @@ pub(crate) fn check_all(limits: &[wire::Limit], routes: &[Route], errors: &mut V
             &at,
             errors,
         );
+        if let Some(server) = &l.mcp_server {
+            if !mcp_servers.iter().any(|m| &m.name == server) {
+                errors.push(ConfigError::at(
+                    at("mcp_server"),
+                    format!("no MCP server named `{server}`"),
+                ));
+            }
+            if l.route.is_some() || l.provider.is_some() {
+                errors.push(ConfigError::at(
+                    at("mcp_server"),
+                    "an MCP server is neither a route nor a provider: give one of them",
+                ));
+            }
+            if l.tokens_per_minute.is_some() {
+                errors.push(ConfigError::at(
+                    at("tokens_per_minute"),
+                    "MCP answers carry no token usage: limit requests or concurrency",
+                ));
+            }
+        }
     }
 }

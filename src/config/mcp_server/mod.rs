@@ -38,6 +38,8 @@ pub struct McpServer {
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
     pub record_payloads: bool,
+    /// GET streams one principal may hold open here at once.
+    pub max_streams: u32,
 }
 
 /// Validates every MCP server; the valid ones by name.
@@ -127,6 +129,7 @@ fn build(
         connect_timeout: Duration::from_secs(s.timeouts.connect_seconds),
         idle_timeout: Duration::from_secs(s.timeouts.idle_seconds),
         record_payloads: s.record_payloads,
+        max_streams: s.max_streams_per_principal,
     })
 }
 
@@ -192,5 +195,8 @@ fn check_limits(s: &WireMcpServer, bad: &mut impl FnMut(&str, String)) {
             "timeouts.connect_seconds",
             format!("between 1 and {MAX_CONNECT_SECONDS}"),
         );
+    }
+    if !(1..=10_000).contains(&s.max_streams_per_principal) {
+        bad("max_streams_per_principal", "between 1 and 10000".into());
     }
 }

@@ -41,6 +41,14 @@ pub struct McpServer {
     /// Put JSON-RPC arguments and results in audit records (off: method, tool and sizes only).
     #[serde(default)]
     pub record_payloads: bool,
+    /// GET streams one principal may hold open on this server at once (1 to 10,000): more
+    /// are refused with 429 `mcp_streams`.
+    #[serde(default = "max_streams_per_principal")]
+    pub max_streams_per_principal: u32,
+}
+
+fn max_streams_per_principal() -> u32 {
+    16
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, utoipa::ToSchema)]

@@ -31,6 +31,7 @@ pub fn build_all(
             scopes,
             expires_at,
             revoked_at,
+            grants,
         } = t;
         let id_ok = id.len() == opaque::ID_LEN && id.bytes().all(|b| b.is_ascii_alphanumeric());
         if !id_ok {
@@ -69,6 +70,7 @@ pub fn build_all(
         };
         let shown = name.as_ref().or(owner.as_ref()).unwrap_or(id).clone();
         let principal = Arc::new(Principal {
+            grants: *grants,
             token_id: Some(id.clone()),
             credential: Identity::Token { id: id.clone() }.render().into_boxed_str(),
             scopes: scopes.clone(),

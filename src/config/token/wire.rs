@@ -26,6 +26,19 @@ pub struct Token {
     /// RFC 3339 time from which the token is refused (revocation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
+    /// Whether the token may present its owner's connected accounts (vault grants) upstream.
+    /// Tokens written in the file may; a token minted or rotated through the admin API for an
+    /// owner by anyone but an admin may not, so no operator can act as a user upstream.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub grants: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 /// Longest lifetime a new token may be given: ten years (the admin API and `sluice token
@@ -60,6 +73,7 @@ impl Token {
             scopes,
             expires_at,
             revoked_at: None,
+            grants: true,
         };
         Ok((token, record))
     }

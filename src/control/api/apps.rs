@@ -37,6 +37,18 @@ pub(super) async fn stored_apps(cp: &ControlPlane) -> ApiResult<Vec<AppDoc>> {
         .collect())
 }
 
+impl ControlPlane {
+    /// Credentials of a `protected` agent environment (apps, their secrets, test tokens) need
+    /// `agent_protected_credentials` besides the endpoint's own permission.
+    pub(super) fn may_mint_for(&self, caller: &Caller, agent: &str, env: &str) -> ApiResult<()> {
+        let snap = self.config.snapshot();
+        if snap.agent_route(agent, env).is_some_and(|r| r.protected) {
+            caller.require(Permission::AgentProtectedCredentials)?;
+        }
+        Ok(())
+    }
+}
+
 async fn stored_app(cp: &ControlPlane, client_id: &str) -> ApiResult<AppDoc> {
     cp.store
         .get(issuer::APP, client_id)
@@ -58,6 +70,7 @@ pub(super) async fn create_app(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let caller = cp.authorize(&headers, Permission::AppCreate)?;
+    cp.may_mint_for(&caller, &agent, &env)?;
     let req: AppCreate = parse(&body)?;
     if req.name.is_empty() || req.name.len() > 64 {
         return Err(ApiError::bad("name", "an app name is 1 to 64 characters"));
@@ -103,8 +116,9 @@ pub(super) async fn regenerate_app(
     headers: HeaderMap,
     Path(client_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    cp.authorize(&headers, Permission::AppRegenerate)?;
+    let caller = cp.authorize(&headers, Permission::AppRegenerate)?;
     let app = stored_app(&cp, &client_id).await?;
+    cp.may_mint_for(&caller, &app.agent, &app.env)?;
     let (app, secret) = app.with_new_secret(&cp.key).map_err(ApiError::internal)?;
     let revision = cp
         .commit(vec![app.store_op(false).map_err(ApiError::internal)?])

@@ -101,6 +101,24 @@ impl ControlPlane {
     }
 }
 
+/// Whether a token minted (or rotated, from one that could: `before`) by `caller` may present
+/// its owner's connected accounts upstream: only an admin mints such a credential, and each
+/// one is audited. A token without an owner is its own principal.
+fn acts_as_owner(caller: &Caller, record: &wire::Token, before: bool) -> bool {
+    let Some(owner) = &record.owner else {
+        return true;
+    };
+    let admin = caller.role == Some(Role::Admin);
+    if admin && before {
+        log::info!(
+            "admin API: {} minted token {} that acts as owner `{owner}` upstream",
+            caller.principal,
+            record.id
+        );
+    }
+    admin && before
+}
+
 /// Stores a new token record.
 fn create_op(record: &wire::Token) -> ApiResult<Op> {
     Ok(Op::Create {
@@ -154,7 +172,8 @@ pub(super) async fn create_token(
         }
         None => None,
     };
-    let (token, record) = new_token(req.name, req.owner, req.scopes, expires_at)?;
+    let (token, mut record) = new_token(req.name, req.owner, req.scopes, expires_at)?;
+    record.grants = acts_as_owner(&caller, &record, true);
     let revision = cp.commit(vec![create_op(&record)?]).await?;
     Ok((
         StatusCode::CREATED,
@@ -220,12 +239,13 @@ pub(super) async fn rotate_token(
     let mut old = cp.stored_token(&id).await?;
     cp.may_manage_tokens_of(&caller, old.owner.as_deref(), false)
         .await?;
-    let (token, record) = new_token(
+    let (token, mut record) = new_token(
         old.name.clone(),
         old.owner.clone(),
         old.scopes.clone(),
         old.expires_at.clone(),
     )?;
+    record.grants = acts_as_owner(&caller, &record, old.grants);
     let until = rfc3339(from_now("grace", grace)?);
     old.expires_at = Some(match &old.expires_at {
         Some(e) if e < &until => e.clone(),
