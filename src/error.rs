@@ -134,6 +134,9 @@ pub enum BadRequest {
     /// The client's request could not be read (bad framing, a body cut short).
     #[error("the request could not be read")]
     Unreadable,
+    /// A body over what the route keeps (a fallback chain's `max_body_bytes`).
+    #[error("the request body is larger than this route takes")]
+    BodyTooLarge,
     /// The same credential header twice: which one counts would be anyone's guess.
     #[error(
         "a credential header (Authorization, x-api-key, X-Sluice-Token, …) was sent more than once"
@@ -149,6 +152,7 @@ impl BadRequest {
             BadRequest::Upgrade => "upgrade_refused",
             BadRequest::DuplicateCredential => "duplicate_credential",
             BadRequest::Unreadable => "unreadable_request",
+            BadRequest::BodyTooLarge => "body_too_large",
         }
     }
 }
@@ -491,6 +495,9 @@ pub fn proxy_failure(
 ) -> Option<(u16, GatewayError)> {
     use pingora::{ErrorSource, ErrorType};
     let answer = match (etype, source) {
+        (ErrorType::HTTPStatus(413), _) => {
+            (413, GatewayError::BadRequest(BadRequest::BodyTooLarge))
+        }
         (ErrorType::HTTPStatus(code @ 400..=499), _) => {
             (*code, GatewayError::BadRequest(BadRequest::Unreadable))
         }
@@ -553,7 +560,7 @@ mod tests {
             (
                 T::HTTPStatus(413),
                 S::Unset,
-                Some((413, "unreadable_request")),
+                Some((413, "body_too_large")),
             ),
             (
                 T::HTTPStatus(502),

@@ -115,6 +115,23 @@ fn count(provider: &str, outcome: &str) {
         .inc();
 }
 
+/// Reads and drops what is left of a refused request body, at most `DRAIN_BYTES` or for
+/// `DRAIN_TIME` (a client sending more, or slower, gets the connection closed on it).
+async fn drain(session: &mut Session) {
+    const DRAIN_BYTES: usize = 64 * 1024 * 1024;
+    const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut left = DRAIN_BYTES;
+        while let Ok(Some(chunk)) = session.read_request_body().await {
+            left = left.saturating_sub(chunk.len());
+            if left == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 /// Reads the whole request body (Pingora keeps it to resend on each attempt); a body over the
 /// chain's `max_body_bytes` is refused with 413.
 pub async fn start(session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
@@ -126,21 +143,35 @@ pub async fn start(session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         .enable_retry_buffering_up_to(max.saturating_add(1));
     // A client waiting for `100 Continue` (curl does past 1 KiB) would otherwise wait its
     // timeout: the body is read here, before any upstream could answer it.
-    let expects = session
-        .req_header()
-        .headers
+    let headers = &session.req_header().headers;
+    let expects = headers
         .get(http::header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let too_large = || {
+        Error::e_explain(
+            ErrorType::HTTPStatus(413),
+            format!("the request body is larger than the fallback limit of {max} bytes"),
+        )
+    };
+    // Refused before the body is asked for: a client waiting for `100 Continue` sends none.
+    if declared.is_some_and(|n| n > max as u64) && expects {
+        return too_large();
+    }
     if expects {
         session.as_mut().write_continue_response().await?;
     }
     let mut body = BytesMut::new();
     while let Some(chunk) = session.read_request_body().await? {
         if body.len() + chunk.len() > max {
-            return Error::e_explain(
-                ErrorType::HTTPStatus(413),
-                format!("the request body is larger than the fallback limit of {max} bytes"),
-            );
+            // The rest is read and dropped (within bounds) before the 413 goes out: closing
+            // on unread bytes makes the kernel reset the connection, and the client would see
+            // a reset instead of the answer.
+            drain(session).await;
+            return too_large();
         }
         body.extend_from_slice(&chunk);
     }

@@ -390,3 +390,54 @@ routes:
         "{text}"
     );
 }
+
+/// Third review, finding 12: a body over a chain's `max_body_bytes` got a TCP reset instead
+/// of 413 (the connection was closed on unread bytes). The rest is drained, then answered.
+#[tokio::test]
+async fn a_body_over_the_chain_limit_gets_413_not_a_reset() {
+    use std::io::{Read, Write};
+    let mock = Mock::start(&[]);
+    let routes = r#"
+  - prefix: /chat
+    provider: openai
+    fallback:
+      max_body_bytes: 1024
+      to:
+        - { provider: anthropic }"#;
+    let sluice = Sluice::start_with_env(&config(&mock, routes), &KEYS);
+    let body = format!(
+        r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+    for expect in ["", "Expect: 100-continue\r\n"] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", sluice.port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let head = format!(
+            "POST /chat/v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{expect}\r\n",
+            tok().token,
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        if expect.is_empty() {
+            // A client that does not wait: the whole body, then the answer.
+            let _ = s.write_all(body.as_bytes());
+        }
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e) => panic!(
+                    "{expect:?}: {e} after {:?}",
+                    String::from_utf8_lossy(&answer)
+                ),
+            }
+        }
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 413"), "{expect:?}: {text}");
+        assert!(text.contains("x-sluice-error: body_too_large"), "{text}");
+    }
+    assert_eq!(mock.stats().await["requests"], 0);
+}

@@ -30,6 +30,7 @@
 //! | 8: a dataplane token yields every user's grant through `/v1/vault` | `a_dataplane_token_alone_reaches_nobodys_grant` |
 //! | 9, 10, 12 (introspection): audit flood, lock-out by wrong secrets, other apps' tokens introspected | `the_token_endpoint_cannot_be_flooded_or_used_to_lock_an_app_out` |
 //! | 11: MCP GET streams uncapped; a closed client not noticed before the upstream answers | `mcp.rs` `mcp_streams_are_capped_and_end_with_their_client` |
+//! | 12: a fallback body over `max_body_bytes` reset instead of 413 | `fallback.rs` `a_body_over_the_chain_limit_gets_413_not_a_reset` |
 //! | 12: a deleted owner's grants pass to a new owner of the same name | `vault.rs` `a_recreated_owner_is_another_principal` |
 //! | 13: the forward proxy skips every per-route control | `intercepted_traffic_is_admitted_as_its_route` |
 
