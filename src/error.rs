@@ -557,11 +557,7 @@ mod tests {
                 S::Downstream,
                 Some((400, "unreadable_request")),
             ),
-            (
-                T::HTTPStatus(413),
-                S::Unset,
-                Some((413, "body_too_large")),
-            ),
+            (T::HTTPStatus(413), S::Unset, Some((413, "body_too_large"))),
             (
                 T::HTTPStatus(502),
                 S::Upstream,

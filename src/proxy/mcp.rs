@@ -138,7 +138,10 @@ pub async fn admit(
     let token = match credential(&server, snap, vault, &principal, session.req_header()).await {
         Ok(t) => t,
         Err(f) if f.connect_url().is_some() => {
-            return Outcome::Answered(connect_first(session, &f, elicits, request_id).await)
+            let link_to_model = server.links_in_tool_results;
+            return Outcome::Answered(
+                connect_first(session, &f, (elicits, link_to_model), request_id).await,
+            );
         }
         Err(f) => {
             let body = rpc_error(Value::Null, -32603, &f.to_string(), None);
@@ -386,7 +389,14 @@ async fn unavailable(session: &mut Session, f: &Failure, request_id: &str) -> u1
 /// The user has no usable grant: each JSON-RPC request in the body gets the link to connect —
 /// a URL-elicitation error when the client can take one, otherwise a tool result with
 /// `isError` for `tools/call` (the model sees it and can tell the user) and an error for the rest.
-async fn connect_first(session: &mut Session, f: &Failure, elicits: bool, request_id: &str) -> u16 {
+/// `elicits`: the session declared URL elicitation; `link_to_model`: the server lets the link
+/// into `tools/call` results (which enter the model's context).
+async fn connect_first(
+    session: &mut Session,
+    f: &Failure,
+    (elicits, link_to_model): (bool, bool),
+    request_id: &str,
+) -> u16 {
     METRICS.rejected.with_label_values(&[f.reason()]).inc();
     let url = f.connect_url().unwrap_or_default().to_owned();
     let body = read_body(session).await.unwrap_or_default();
@@ -406,8 +416,17 @@ async fn connect_first(session: &mut Session, f: &Failure, elicits: bool, reques
             let elicitation = json!({"mode": "url", "elicitationId": request_id, "url": url, "message": message});
             rpc_error(id.clone(), URL_ELICITATION_REQUIRED, &message, Some(json!({"elicitations": [elicitation]})))
         } else if method == "tools/call" {
+            let text = if link_to_model {
+                format!("Authorization needed: open {url} to connect your account, then call this tool again.")
+            } else {
+                format!(
+                    "Authorization needed: the user's account at `{}` is not connected. Ask the user to connect it (`sluice oauth connect {}`), then call this tool again.",
+                    f.provider().unwrap_or_default(),
+                    f.provider().unwrap_or_default()
+                )
+            };
             json!({"jsonrpc": "2.0", "id": id, "result": {
-                "content": [{"type": "text", "text": format!("Authorization needed: open {url} to connect your account, then call this tool again.")}],
+                "content": [{"type": "text", "text": text}],
                 "isError": true,
             }})
         } else {

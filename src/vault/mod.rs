@@ -282,6 +282,16 @@ impl Failure {
             _ => None,
         }
     }
+
+    /// The OAuth provider a link would connect, when there is one.
+    pub fn provider(&self) -> Option<&str> {
+        match self {
+            Failure::NotConnected { provider, .. } | Failure::Reconsent { provider, .. } => {
+                Some(provider)
+            }
+            _ => None,
+        }
+    }
 }
 
 pub type Reply = Result<Answer, Failure>;

@@ -434,8 +434,10 @@ async fn users_reach_tools_as_themselves_through_the_vault() {
         "{seen}"
     );
 
-    // The grant goes away mid-session (disconnected): the next tool call answers with the link
-    // as a tool error; after consenting again the same call, in the same session, succeeds.
+    // The grant goes away mid-session (disconnected): the next tool call answers with a tool
+    // error that names the command to connect, never the single-use link (a tool result enters
+    // the model's context: third review, finding 14); the user asks for a link with their own
+    // credential, and after consenting again the same call, in the same session, succeeds.
     let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}});
     let r = client()
         .delete(env.sluice.url("/oauth/v1/connections/corp"))
@@ -450,11 +452,37 @@ async fn users_reach_tools_as_themselves_through_the_vault() {
         .as_str()
         .unwrap()
         .to_owned();
-    let link = text
-        .split_whitespace()
-        .find(|w| w.contains("/oauth/v1/connect/corp?link="))
-        .unwrap_or_else(|| panic!("{text}"));
-    let (_, status, _) = consent(&env, link, "alice", false).await;
+    assert!(
+        !text.contains("link=") && text.contains("sluice oauth connect corp"),
+        "{text}"
+    );
+    // Where the operator lets links into tool results, the link is there.
+    let mut opted = server.clone();
+    opted["links_in_tool_results"] = json!(true);
+    let (s, v) = api(
+        &env.admin,
+        &env.root,
+        "PUT",
+        "/v1/mcp-servers/whoami",
+        Some(&opted.to_string()),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    until_revision(&env.admin, v["revision"].as_u64().unwrap()).await;
+    let answer = rpc_answer(post(&url, Some(&env.alice), Some(&session), call.clone()).await).await;
+    let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("/oauth/v1/connect/corp?link="), "{text}");
+    let link: Value = client()
+        .post(env.sluice.url("/oauth/v1/connect/corp"))
+        .bearer_auth(&env.alice)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let link = link["connect_url"].as_str().unwrap().to_owned();
+    let (_, status, _) = consent(&env, &link, "alice", false).await;
     assert_eq!(status, 200);
     let answer = rpc_answer(post(&url, Some(&env.alice), Some(&session), call).await).await;
     assert_eq!(answer["result"]["content"][0]["text"], "alice", "{answer}");

@@ -33,6 +33,7 @@
 //! | 12: a fallback body over `max_body_bytes` reset instead of 413 | `fallback.rs` `a_body_over_the_chain_limit_gets_413_not_a_reset` |
 //! | 12: a deleted owner's grants pass to a new owner of the same name | `vault.rs` `a_recreated_owner_is_another_principal` |
 //! | 13: the forward proxy skips every per-route control | `intercepted_traffic_is_admitted_as_its_route` |
+//! | 14 (suspected): the connect link reaches the model in tool results | `mcp.rs` `users_reach_tools_as_themselves_through_the_vault` (no link in a tool result unless the server opts in) |
 
 use crate::common::*;
 use serde_json::{json, Value};

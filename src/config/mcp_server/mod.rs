@@ -40,6 +40,7 @@ pub struct McpServer {
     pub record_payloads: bool,
     /// GET streams one principal may hold open here at once.
     pub max_streams: u32,
+    pub links_in_tool_results: bool,
 }
 
 /// Validates every MCP server; the valid ones by name.
@@ -130,6 +131,7 @@ fn build(
         idle_timeout: Duration::from_secs(s.timeouts.idle_seconds),
         record_payloads: s.record_payloads,
         max_streams: s.max_streams_per_principal,
+        links_in_tool_results: s.links_in_tool_results,
     })
 }
 

@@ -45,6 +45,13 @@ pub struct McpServer {
     /// are refused with 429 `mcp_streams`.
     #[serde(default = "max_streams_per_principal")]
     pub max_streams_per_principal: u32,
+    /// Put the single-use connect link in a `tools/call` result when the user's account is not
+    /// connected (off: the result names `sluice oauth connect`). A tool result enters the
+    /// model's context, where a prompt-injected model could hand the link to a stranger, who
+    /// would then connect their own account under this user's principal; clients that declare
+    /// URL elicitation get the link in their own interface either way.
+    #[serde(default)]
+    pub links_in_tool_results: bool,
 }
 
 fn max_streams_per_principal() -> u32 {
