@@ -55,7 +55,7 @@ tokens:
   - $RECORD
 mcp_servers:
   - { name: everything, url: "http://127.0.0.1:$EVERYTHING_PORT/mcp", client_auth: token }
-  - { name: idle, url: "http://127.0.0.1:$IDLE_PORT/mcp", client_auth: token, timeouts: { idle_seconds: 86400 } }
+  - { name: idle, url: "http://127.0.0.1:$IDLE_PORT/mcp", client_auth: token, timeouts: { idle_seconds: 86400 }, max_streams_per_principal: 10000 }
 YAML
 "$SLUICE_BIN" serve --config "$T/sluice.yaml" >"$T/sluice.log" 2>&1 &
 SLUICE_PID=$!
