@@ -70,7 +70,10 @@ impl ModelScanner {
         for &b in chunk {
             self.scanned += 1;
             if self.scanned > MAX_SCAN {
+                // A later `model` key could name another model: past the scan, it is unknown
+                // (priced at the default price, when one is set).
                 self.done = true;
+                self.found = None;
                 return;
             }
             if self.in_string {
@@ -262,6 +265,12 @@ mod tests {
                 "serde_json reads {body}"
             );
         }
+        // Past the scan a later key could name another model: unknown.
+        let mut s = ModelScanner::new();
+        s.feed(br#"{"model":"gpt-4o-mini","messages":[{"content":""#);
+        s.feed(&vec![b'x'; MAX_SCAN]);
+        s.feed(br#""}],"model":"gpt-4o"}"#);
+        assert_eq!(s.model(), None);
         // A value too long to be a model, even once unescaped, is no model.
         let long = format!(r#"{{"model":"{}"}}"#, "\\u0061".repeat(MAX_MODEL + 1));
         assert_eq!(scan(&long), None);

@@ -193,7 +193,6 @@ fn intercept_routes(
             intercept: true,
             principal_header: None,
             audit,
-            protected: false,
             fallback: None,
             metrics: RouteMetrics::new(&label, &provider.name),
             label,

@@ -371,6 +371,7 @@ async fn bootstrap(
     };
     let record = wire::Token {
         grants: true,
+        owner_id: owner.id.clone(),
         id: id.clone(),
         sha256: format!("sha256:{}", hex::encode(digest)),
         name: Some("bootstrap-admin".into()),

@@ -130,8 +130,23 @@ pub async fn admit(
             Ok(found) => found,
             Err(r) => return Outcome::Answered(r.write(session, request_id).await),
         };
-    // The caps before the vault: a refused request costs no token lookup.
-    let (grant, stream) = match caps(session.req_header(), snap, &server, &principal, &who).await {
+    // The caps before the vault: a refused request costs no token lookup. Anonymous callers
+    // (`client_auth: none`) are counted by address, so one cannot take everyone's streams.
+    let holder = match principal.identity {
+        crate::auth::Identity::Anonymous => {
+            let addr = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            format!(
+                "anonymous@{}",
+                addr.map(|ip| ip.to_string()).unwrap_or_default()
+            )
+        }
+        _ => who.clone(),
+    };
+    let (grant, stream) = match caps(session.req_header(), snap, &server, &principal, &holder).await
+    {
         Ok(taken) => taken,
         Err(r) => return Outcome::Answered(r.write(session, request_id).await),
     };

@@ -28,8 +28,19 @@ pub const PREFIX: &str = "/oauth/v1/";
 const COOKIE: &str = "sluice_consent";
 /// Set when the consent page's button is pressed and checked at the callback: the grant
 /// completes only in the browser that pressed it, so nobody can send their own authorization
-/// URL to a victim and have the victim's upstream account bound to their principal.
-const BROWSER_COOKIE: &str = "sluice_oauth_browser";
+/// URL to a victim and have the victim's upstream account bound to their principal. One
+/// cookie per `state` (`{BROWSER_COOKIE}_{digest}`), so flows in several tabs do not clash;
+/// `__Host-` over HTTPS, so no sibling host can plant one.
+const BROWSER_COOKIE: &str = "sluice_oauth";
+
+/// The names the browser cookie of `state` may have: `__Host-` (HTTPS) or plain.
+fn browser_cookie_names(state: &str) -> [String; 2] {
+    let tag = hex::encode(&digest(&format!("sluice browser\0{state}"))[..8]);
+    [
+        format!("__Host-{BROWSER_COOKIE}_{tag}"),
+        format!("{BROWSER_COOKIE}_{tag}"),
+    ]
+}
 /// Largest form accepted from the consent page.
 const MAX_FORM: usize = 4096;
 
@@ -64,6 +75,9 @@ pub async fn serve(session: &mut Session, snap: &Snapshot, vault: &Vault, reques
         },
         ("GET", None) if rest == "callback" => {
             let get = |k| param(&query, k);
+            let state = get("state").unwrap_or_default();
+            let names = browser_cookie_names(&state);
+            let browser = names.iter().find_map(|n| cookie(req, n));
             callback_page(
                 vault
                     .ask(Request::Callback {
@@ -71,7 +85,7 @@ pub async fn serve(session: &mut Session, snap: &Snapshot, vault: &Vault, reques
                         code: get("code"),
                         error: get("error"),
                         error_description: get("error_description"),
-                        browser: cookie(req, BROWSER_COOKIE),
+                        browser,
                     })
                     .await,
             )
@@ -228,27 +242,41 @@ async fn confirm(session: &mut Session, vault: &Vault, provider: &str, secure: b
         .await
     {
         // `SameSite=Lax`: the upstream's redirect back is a cross-site top-level navigation.
-        Ok(Answer::Redirect { url }) => Page {
-            status: 303,
-            content_type: "text/plain; charset=utf-8",
-            body: String::new(),
-            headers: vec![
-                ("location", url),
-                (
-                    "set-cookie",
-                    format!(
-                        "{COOKIE}=; Path={PREFIX}connect; HttpOnly; SameSite=Strict; Max-Age=0"
+        Ok(Answer::Redirect { url }) => {
+            let state = url::Url::parse(&url)
+                .ok()
+                .and_then(|u| {
+                    u.query_pairs()
+                        .find(|(k, _)| k == "state")
+                        .map(|(_, v)| v.into_owned())
+                })
+                .unwrap_or_default();
+            let [host_only, plain] = browser_cookie_names(&state);
+            let bound = if secure {
+                format!(
+                    "{host_only}={browser}; Path=/; HttpOnly; SameSite=Lax; Max-Age=600; Secure"
+                )
+            } else {
+                format!(
+                    "{plain}={browser}; Path={PREFIX}callback; HttpOnly; SameSite=Lax; Max-Age=600"
+                )
+            };
+            Page {
+                status: 303,
+                content_type: "text/plain; charset=utf-8",
+                body: String::new(),
+                headers: vec![
+                    ("location", url),
+                    (
+                        "set-cookie",
+                        format!(
+                            "{COOKIE}=; Path={PREFIX}connect; HttpOnly; SameSite=Strict; Max-Age=0"
+                        ),
                     ),
-                ),
-                (
-                    "set-cookie",
-                    format!(
-                        "{BROWSER_COOKIE}={browser}; Path={PREFIX}callback; HttpOnly; SameSite=Lax; Max-Age=600{}",
-                        if secure { "; Secure" } else { "" }
-                    ),
-                ),
-            ],
-        },
+                    ("set-cookie", bound),
+                ],
+            }
+        }
         Ok(_) => error_page(&Failure::BadLink),
         Err(f) => error_page(&f),
     }

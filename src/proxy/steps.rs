@@ -229,10 +229,11 @@ pub fn check_path(path: &str) -> Result<(), BadRequest> {
         if !segment.contains(['.', '%']) {
             continue;
         }
-        // Decoded as often as an upstream chain might (`%252e` is `%2e` to the first one),
-        // with path parameters cut off as Tomcat, Jetty and Spring do (`..;x` is `..`).
+        // Decoded as often as an upstream chain might (`%252e` is `%2e` to the first one;
+        // each pass shortens it, so this ends), with path parameters cut off as Tomcat, Jetty
+        // and Spring do (`..;x` is `..`).
         let mut decoded = std::borrow::Cow::Borrowed(segment.as_bytes());
-        for _ in 0..3 {
+        loop {
             let once: Vec<u8> = percent_encoding::percent_decode(&decoded).collect();
             if once == *decoded {
                 break;
@@ -242,8 +243,12 @@ pub fn check_path(path: &str) -> Result<(), BadRequest> {
         if decoded.iter().any(|b| matches!(b, b'/' | b'\\')) {
             return Err(BadRequest::EncodedSeparator);
         }
+        // NUL ends a name for some upstreams; 0xC0/0xC1 start overlong UTF-8 (`%c0%ae` is a
+        // dot to lenient decoders); dots and spaces alone are `.`/`..` to Windows, which trims
+        // them (`...`, `.. `).
         let bare = decoded.split(|b| *b == b';').next().unwrap_or_default();
-        if bare == b"." || bare == b".." {
+        let only_dots = bare.contains(&b'.') && bare.iter().all(|b| matches!(b, b'.' | b' '));
+        if only_dots || decoded.iter().any(|b| matches!(b, 0 | 0xC0 | 0xC1)) {
             return Err(BadRequest::DotSegment);
         }
     }

@@ -883,7 +883,7 @@ async fn mcp_streams_are_capped_and_end_with_their_client() {
     let (port, open) = silent_upstream().await;
     let echo = echo_api().await;
     let dynamic = format!(
-        "tokens:\n  - {}\nmcp_servers:\n  - {{ name: quiet, url: \"http://127.0.0.1:{port}/mcp\", client_auth: token, max_streams_per_principal: 2, timeouts: {{ idle_seconds: 600 }} }}\n  - {{ name: tools, url: \"http://127.0.0.1:{echo}/mcp\", client_auth: token }}\nlimits:\n  - {{ name: tools-rate, mcp_server: tools, per: principal, requests_per_minute: 1 }}\n",
+        "tokens:\n  - {}\nmcp_servers:\n  - {{ name: quiet, url: \"http://127.0.0.1:{port}/mcp\", client_auth: token, max_streams_per_principal: 2, timeouts: {{ idle_seconds: 600 }} }}\n  - {{ name: open, url: \"http://127.0.0.1:{port}/mcp\", client_auth: none, max_streams_per_principal: 1, timeouts: {{ idle_seconds: 600 }} }}\n  - {{ name: tools, url: \"http://127.0.0.1:{echo}/mcp\", client_auth: token }}\nlimits:\n  - {{ name: tools-rate, mcp_server: tools, per: principal, requests_per_minute: 1 }}\n",
         tok().record,
     );
     let sluice = Sluice::start(&dynamic);
@@ -919,6 +919,30 @@ async fn mcp_streams_are_capped_and_end_with_their_client() {
     let c = stream();
     until_open(&open, 1).await;
     c.abort();
+    until_open(&open, 0).await;
+
+    // Anonymous callers are counted by address: one cannot take every anonymous stream.
+    let anonymous = |from: [u8; 4]| {
+        let url = sluice.url("/mcp/open");
+        async move {
+            reqwest::Client::builder()
+                .local_address(std::net::IpAddr::from(from))
+                .build()
+                .unwrap()
+                .get(url)
+                .header("accept", "text/event-stream")
+                .send()
+                .await
+        }
+    };
+    let held = tokio::spawn(anonymous([127, 0, 0, 1]));
+    until_open(&open, 1).await;
+    let same = anonymous([127, 0, 0, 1]).await.unwrap();
+    assert_eq!(same.status(), 429);
+    let other = tokio::spawn(anonymous([127, 0, 0, 2]));
+    until_open(&open, 2).await;
+    held.abort();
+    other.abort();
     until_open(&open, 0).await;
 
     // A limit names an MCP server like a route.

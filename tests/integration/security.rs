@@ -1228,6 +1228,18 @@ async fn a_dataplane_token_alone_reaches_nobodys_grant() {
     let alice = new_token_for(&admin, &root, "alice", None).await;
     let (_, who) = api(&admin, &root, "GET", "/v1/owners/alice", None).await;
     let key = format!("owner:alice#{}", who["id"].as_str().unwrap_or_default());
+    // A token an operator minted for alice may not act as her upstream, here either.
+    let op = new_token_for(&admin, &root, "op", Some("operator")).await;
+    let (s, v) = api(
+        &admin,
+        &op,
+        "POST",
+        "/v1/tokens",
+        Some(r#"{"name":"x","owner":"alice"}"#),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let minted = v["token"].as_str().unwrap().to_owned();
     for (request, what) in [
         (
             json!({"op": "token", "who": {"key": key, "display": "x"}, "provider": "corp", "subject_token": null}),
@@ -1249,10 +1261,15 @@ async fn a_dataplane_token_alone_reaches_nobodys_grant() {
             json!({"op": "link", "who": {"key": "owner:mallory", "display": "x"}, "provider": "corp", "credential": alice}),
             "alice's credential for another principal",
         ),
+        (
+            json!({"op": "token", "who": {"key": key, "display": "x"}, "provider": "corp", "subject_token": null, "credential": minted}),
+            "an operator's token for alice",
+        ),
     ] {
         let (s, v) = api(&admin, &dp, "POST", "/v1/vault", Some(&request.to_string())).await;
         assert_eq!(s, 200, "{what}: {v}");
-        assert_eq!(v["Err"]["status"], 403, "{what}: {v}");
+        let refused = v["Err"]["status"] == 403 || v["Err"]["failure"] == "grants_withheld";
+        assert!(refused, "{what}: {v}");
     }
 }
 
@@ -1366,4 +1383,26 @@ async fn operators_cannot_act_as_users_upstream_or_mint_production_credentials()
         s, 403,
         "an operator regenerating a protected app's secret: {v}"
     );
+    // Disabled for a while, the environment is still protected (the outside review found the
+    // check open while it was off).
+    let mut off = agent.clone();
+    off["environments"][0]["enabled"] = json!(false);
+    let (s, v) = api(
+        &env.admin,
+        &env.root,
+        "PUT",
+        "/v1/agents/billing",
+        Some(&off.to_string()),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = api(
+        &env.admin,
+        &op,
+        "POST",
+        &format!("/v1/apps/{app}/regenerate"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 403, "a disabled protected environment: {v}");
 }

@@ -175,7 +175,6 @@ fn build(
         intercept: false,
         principal_header: None,
         audit: true,
-        protected: env.protected,
         fallback: None,
     })
 }

@@ -31,8 +31,6 @@ pub struct Route {
     pub principal_header: Option<HeaderName>,
     /// Usage accounting and an audit record for each request.
     pub audit: bool,
-    /// A `protected` agent environment's: its credentials need `agent_protected_credentials`.
-    pub protected: bool,
     /// Providers that answer when `provider` fails before its answer starts.
     pub fallback: Option<Box<fallback::Fallback>>,
     /// The route as limits, budgets, metrics and the audit name it: its prefix; for an
@@ -133,7 +131,6 @@ pub(super) fn build_all(
                 intercept: false,
                 principal_header: header,
                 audit: r.audit,
-                protected: false,
                 fallback: r.fallback.as_ref().and_then(|f| {
                     fallback::build(f, p, providers, declared, &at, errors).map(Box::new)
                 }),

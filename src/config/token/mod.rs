@@ -28,6 +28,7 @@ pub fn build_all(
             sha256,
             name,
             owner,
+            owner_id,
             scopes,
             expires_at,
             revoked_at,
@@ -57,14 +58,32 @@ pub fn build_all(
             ));
             continue;
         }
+        if let Some(o) = owner
+            .as_deref()
+            .filter(|o| !crate::auth::valid_principal_name(o))
+        {
+            errors.push(ConfigError::at(
+                format!("{at}.owner"),
+                format!("`{o}` is not an owner name: 1 to 128 letters, digits and `-_.@+`"),
+            ));
+            continue;
+        }
         let found = owner.as_deref().and_then(|o| owners.get(o));
-        let owner_enabled = found.is_none_or(|o| o.enabled);
+        // A token the control plane minted names its owner by id too: it is refused once that
+        // owner is gone, even if another of the same name exists.
+        let same_owner = match owner_id {
+            Some(uid) => found.is_some_and(|o| o.id.as_ref() == Some(uid)),
+            None => true,
+        };
+        let owner_enabled = same_owner && found.is_none_or(|o| o.enabled);
         // A token's principal is its owner (rotating a token keeps the owner's grants and
         // counters), else the token itself by id: never its name, which anyone may repeat.
         let identity = match owner {
             Some(name) => Identity::Owner {
                 name: name.clone(),
-                uid: found.and_then(|o| o.id.clone()),
+                uid: owner_id
+                    .clone()
+                    .or_else(|| found.and_then(|o| o.id.clone())),
             },
             None => Identity::Token { id: id.clone() },
         };

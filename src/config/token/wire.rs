@@ -18,6 +18,11 @@ pub struct Token {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The owner's id when the control plane minted the token: the token acts for that owner
+    /// only while it exists with this id (an owner deleted and created again under the same
+    /// name does not take over its predecessor's tokens; they are refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
     /// RFC 3339 time after which the token is refused.
@@ -70,6 +75,7 @@ impl Token {
             sha256: format!("sha256:{}", hex::encode(digest)),
             name,
             owner,
+            owner_id: None,
             scopes,
             expires_at,
             revoked_at: None,

@@ -94,7 +94,7 @@ pub(super) async fn test_token(
     Path((agent, env)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let caller = cp.authorize(&headers, Permission::AgentTestToken)?;
-    cp.may_mint_for(&caller, &agent, &env)?;
+    cp.may_mint_for(&caller, &agent, &env).await?;
     let snap = cp.config.snapshot();
     if snap.agent_route(&agent, &env).is_none() {
         return Err(ApiError::new(

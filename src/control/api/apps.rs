@@ -39,10 +39,31 @@ pub(super) async fn stored_apps(cp: &ControlPlane) -> ApiResult<Vec<AppDoc>> {
 
 impl ControlPlane {
     /// Credentials of a `protected` agent environment (apps, their secrets, test tokens) need
-    /// `agent_protected_credentials` besides the endpoint's own permission.
-    pub(super) fn may_mint_for(&self, caller: &Caller, agent: &str, env: &str) -> ApiResult<()> {
-        let snap = self.config.snapshot();
-        if snap.agent_route(agent, env).is_some_and(|r| r.protected) {
+    /// `agent_protected_credentials` besides the endpoint's own permission. Read from the agent
+    /// as written (store, else file), so a disabled environment is protected too; an
+    /// environment that cannot be found is treated as protected.
+    pub(super) async fn may_mint_for(
+        &self,
+        caller: &Caller,
+        agent: &str,
+        env: &str,
+    ) -> ApiResult<()> {
+        use crate::config::kind::Kind;
+        let stored = self
+            .store
+            .get(wire::Agent::KIND, agent)
+            .await?
+            .and_then(|r| serde_json::from_value::<wire::Agent>(r.body).ok());
+        let written = match stored {
+            Some(a) => Some(a),
+            None => crate::config::read_file(self.config.file())
+                .ok()
+                .and_then(|(file, _)| file.agents.into_iter().find(|a| a.name == agent)),
+        };
+        let protected = written
+            .and_then(|a| a.environments.into_iter().find(|e| e.name == env))
+            .is_none_or(|e| e.protected);
+        if protected {
             caller.require(Permission::AgentProtectedCredentials)?;
         }
         Ok(())
@@ -70,7 +91,7 @@ pub(super) async fn create_app(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let caller = cp.authorize(&headers, Permission::AppCreate)?;
-    cp.may_mint_for(&caller, &agent, &env)?;
+    cp.may_mint_for(&caller, &agent, &env).await?;
     let req: AppCreate = parse(&body)?;
     if req.name.is_empty() || req.name.len() > 64 {
         return Err(ApiError::bad("name", "an app name is 1 to 64 characters"));
@@ -118,7 +139,7 @@ pub(super) async fn regenerate_app(
 ) -> ApiResult<Json<Value>> {
     let caller = cp.authorize(&headers, Permission::AppRegenerate)?;
     let app = stored_app(&cp, &client_id).await?;
-    cp.may_mint_for(&caller, &app.agent, &app.env)?;
+    cp.may_mint_for(&caller, &app.agent, &app.env).await?;
     let (app, secret) = app.with_new_secret(&cp.key).map_err(ApiError::internal)?;
     let revision = cp
         .commit(vec![app.store_op(false).map_err(ApiError::internal)?])

@@ -115,9 +115,18 @@ async fn proven_by_its_credential(cp: &ControlPlane, request: &Request) -> Resul
     };
     let credential = credential.as_deref().ok_or_else(unproven)?;
     let snap = cp.config.snapshot();
-    let principal = crate::auth::identify(credential, &*snap, unix_now())
+    // As the OAuth user endpoints admit it: any kind, never a token of Sluice's own issuer,
+    // and only a token that may act as its owner upstream.
+    let access = crate::auth::Access {
+        auth: crate::auth::AuthPolicy::Any,
+        ..crate::auth::Access::default()
+    };
+    let principal = crate::auth::verify(credential, &access, &*snap, unix_now())
         .await
         .map_err(|_| unproven())?;
+    if !principal.grants {
+        return Err(Failure::GrantsWithheld);
+    }
     match claimed {
         Some(key) if *principal.key == *key => Ok(()),
         _ => Err(unproven()),

@@ -173,6 +173,7 @@ pub(super) async fn create_token(
         None => None,
     };
     let (token, mut record) = new_token(req.name, req.owner, req.scopes, expires_at)?;
+    record.owner_id = cp.owner_id(record.owner.as_deref()).await?;
     record.grants = acts_as_owner(&caller, &record, true);
     let revision = cp.commit(vec![create_op(&record)?]).await?;
     Ok((
@@ -185,6 +186,19 @@ pub(super) async fn create_token(
 }
 
 impl ControlPlane {
+    /// The id the control plane gave an owner it stores (owners declared in the file have none).
+    async fn owner_id(&self, owner: Option<&str>) -> ApiResult<Option<String>> {
+        let Some(owner) = owner else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .get(state::OWNER, owner)
+            .await?
+            .and_then(|r| serde_json::from_value::<wire::Owner>(r.body).ok())
+            .and_then(|o| o.id))
+    }
+
     async fn stored_token(&self, id: &str) -> ApiResult<wire::Token> {
         let r = self.store.get(state::TOKEN, id).await?.ok_or_else(|| {
             ApiError::from(StoreError::NotFound {
@@ -245,6 +259,10 @@ pub(super) async fn rotate_token(
         old.scopes.clone(),
         old.expires_at.clone(),
     )?;
+    record.owner_id = match &old.owner_id {
+        Some(uid) => Some(uid.clone()),
+        None => cp.owner_id(old.owner.as_deref()).await?,
+    };
     record.grants = acts_as_owner(&caller, &record, old.grants);
     let until = rfc3339(from_now("grace", grace)?);
     old.expires_at = Some(match &old.expires_at {

@@ -14,6 +14,8 @@ use std::sync::Arc;
 pub const TOKEN_SECONDS: u64 = 900;
 /// Failed client authentications allowed per client id and minute.
 const FAILURES_PER_MINUTE: u32 = 10;
+/// Client ids whose failures are counted apart, within a minute.
+const MAX_TRACKED_CLIENTS: usize = 10_000;
 /// Longest client id written to the refused-requests log.
 const MAX_CLIENT_ID_SHOWN: usize = 64;
 
@@ -249,10 +251,15 @@ impl VaultWorker {
             .client_failures
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if map.len() > 10_000 {
+        if map.len() >= MAX_TRACKED_CLIENTS {
             map.retain(|_, (m, _)| *m == minute);
         }
-        let key: String = client_id.chars().take(MAX_CLIENT_ID_SHOWN).collect();
+        let mut key: String = client_id.chars().take(MAX_CLIENT_ID_SHOWN).collect();
+        // Full of this minute's ids (a flood of made-up ones): every new id shares one count,
+        // so memory stays bounded and the flood soon gets 429 without a record.
+        if map.len() >= MAX_TRACKED_CLIENTS && !map.contains_key(&key) {
+            key = String::from("\0others");
+        }
         let entry = map.entry(key).or_insert((minute, 0));
         if entry.0 != minute {
             *entry = (minute, 0);
