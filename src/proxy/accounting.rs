@@ -45,8 +45,7 @@ pub fn record(sink: &AuditSink, session: &Session, ctx: &mut RequestCtx, status:
     };
     // The model a fallback provider was asked for instead, when the chain maps it.
     let model = ctx
-        .fallback
-        .as_ref()
+        .fallback()
         .and_then(|f| f.served_model.clone())
         .or(model);
     let route = ctx.route();
@@ -87,7 +86,7 @@ pub fn record(sink: &AuditSink, session: &Session, ctx: &mut RequestCtx, status:
         bytes_in,
         bytes_out,
         usage,
-        fallback: ctx.fallback.as_ref().map_or(&[], |f| f.tried.as_slice()),
+        fallback: ctx.fallback().map_or(&[], |f| f.tried.as_slice()),
     };
     match serde_json::to_vec(&record) {
         Ok(mut line) => {

@@ -19,8 +19,8 @@ pub struct RequestCtx {
     pub snap: Arc<Snapshot>,
     pub started: Instant,
     pub request_id: String,
-    /// Index into `snap.routes`.
-    pub route: Option<usize>,
+    /// What the request turned out to be, once admitted (one kind, never several).
+    pub kind: RequestKind,
     pub principal: Option<Arc<Principal>>,
     /// Index into the provider's `keys`; `None` when the client's own key is used (BYOK).
     pub key: Option<usize>,
@@ -32,16 +32,12 @@ pub struct RequestCtx {
     pub accounting: Option<Accounting>,
     /// The forward-proxy connection this request arrived on (`None` in reverse mode).
     pub conn: Option<Arc<ForwardConn>>,
-    /// A forward-proxy request to a host that is not intercepted, proxied as is.
-    pub passthrough: Option<(Passthrough, std::net::SocketAddr)>,
     /// The destination host of a forward-proxy request (for the audit record).
     pub forward_host: Option<String>,
     /// A 401/403 from the upstream whose body will say whether the pool key is bad.
     pub key_answer: Option<KeyAnswer>,
     /// The user's own token from the vault (`credentials: oauth`), injected upstream.
     pub user_token: Option<Arc<str>>,
-    /// An MCP request (`/mcp/{name}`): the server and what goes upstream with it.
-    pub mcp: Option<Box<super::mcp::McpCtx>>,
     /// Sluice refused the request itself before routing it upstream (its audit record goes to
     /// the refused stream, which cannot evict usage records).
     pub refused: bool,
@@ -55,8 +51,26 @@ pub struct RequestCtx {
     pub charge: Charge,
     /// Its place in a trace, when spans are exported (`server.otlp_endpoint`).
     pub trace: Option<crate::trace::Context>,
-    /// On a route with a fallback chain: the kept body, the hop and the hops tried.
-    pub fallback: Option<Box<super::fallback::FallbackCtx>>,
+}
+
+/// The kinds of request the proxy listener serves, decided at admission.
+#[derive(Debug, Default)]
+pub enum RequestKind {
+    /// Not admitted (yet): refused, or answered by Sluice itself (its OAuth pages, metadata).
+    #[default]
+    Unrouted,
+    /// A provider route (reverse, agent environment, intercepted forward-proxy host): its
+    /// index into `snap.routes`, and on a route with a fallback chain the kept body, the hop
+    /// and the hops tried.
+    Route {
+        route: usize,
+        fallback: Option<Box<super::fallback::FallbackCtx>>,
+    },
+    /// A forward-proxy request to a host that is not intercepted, proxied as is to the address
+    /// checked at admission.
+    Passthrough(Passthrough, std::net::SocketAddr),
+    /// An MCP request (`/mcp/{name}`): the server and what goes upstream with it.
+    Mcp(Box<super::mcp::McpCtx>),
 }
 
 /// Destination of a plain-HTTP forward-proxy request that goes through untouched.
@@ -84,24 +98,21 @@ impl RequestCtx {
             snap,
             started: Instant::now(),
             request_id: String::new(),
-            route: None,
+            kind: RequestKind::Unrouted,
             principal: None,
             key: None,
             retries: 0,
             reason: None,
             accounting: None,
             conn: None,
-            passthrough: None,
             forward_host: None,
             key_answer: None,
             user_token: None,
-            mcp: None,
             refused: false,
             detached: false,
             grant: Grant::default(),
             charge: Charge::default(),
             trace: None,
-            fallback: None,
         }
     }
 
@@ -117,7 +128,6 @@ impl RequestCtx {
                 charge,
                 hop,
             }) => {
-                self.route = Some(route);
                 self.principal = Some(principal);
                 self.key = key;
                 // A token limit reads the usage even where nothing is recorded.
@@ -125,7 +135,8 @@ impl RequestCtx {
                 let needs_usage = counts_tokens || !charge.is_empty();
                 self.grant = grant;
                 self.charge = charge;
-                self.fallback = super::fallback::FallbackCtx::new(self.route(), hop);
+                let fallback = super::fallback::FallbackCtx::new(self.snap.routes.get(route), hop);
+                self.kind = RequestKind::Route { route, fallback };
                 if let Some(route) = self
                     .route()
                     .filter(|r| (audit_on && r.audit) || needs_usage)
@@ -148,19 +159,74 @@ impl RequestCtx {
                 principal,
             } => {
                 self.principal = Some(principal);
-                self.passthrough = Some((destination, addr));
+                self.kind = RequestKind::Passthrough(destination, addr);
             }
         }
     }
 
     pub fn route(&self) -> Option<&Route> {
-        self.route.and_then(|i| self.snap.routes.get(i))
+        self.route_index().and_then(|i| self.snap.routes.get(i))
+    }
+
+    /// Index into `snap.routes` of a provider route's request.
+    pub fn route_index(&self) -> Option<usize> {
+        match &self.kind {
+            RequestKind::Route { route, .. } => Some(*route),
+            _ => None,
+        }
+    }
+
+    /// A fallback route's state.
+    pub fn fallback(&self) -> Option<&super::fallback::FallbackCtx> {
+        match &self.kind {
+            RequestKind::Route { fallback, .. } => fallback.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub fn fallback_mut(&mut self) -> Option<&mut super::fallback::FallbackCtx> {
+        match &mut self.kind {
+            RequestKind::Route { fallback, .. } => fallback.as_deref_mut(),
+            _ => None,
+        }
+    }
+
+    pub fn passthrough(&self) -> Option<(&Passthrough, std::net::SocketAddr)> {
+        match &self.kind {
+            RequestKind::Passthrough(dest, addr) => Some((dest, *addr)),
+            _ => None,
+        }
+    }
+
+    pub fn mcp(&self) -> Option<&super::mcp::McpCtx> {
+        match &self.kind {
+            RequestKind::Mcp(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn mcp_mut(&mut self) -> Option<&mut super::mcp::McpCtx> {
+        match &mut self.kind {
+            RequestKind::Mcp(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The MCP request's state, taken out (a GET stream's relay takes it along).
+    pub fn take_mcp(&mut self) -> Option<Box<super::mcp::McpCtx>> {
+        match std::mem::take(&mut self.kind) {
+            RequestKind::Mcp(m) => Some(m),
+            other => {
+                self.kind = other;
+                None
+            }
+        }
     }
 
     /// The provider the request is on: the route's, or a fallback's after a failure.
     pub fn provider(&self) -> Option<&Provider> {
         let route = self.route()?;
-        match &self.fallback {
+        match self.fallback() {
             Some(f) if f.hop > 0 => super::fallback::hop_provider(route, f.hop),
             _ => Some(&route.provider),
         }

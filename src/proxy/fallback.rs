@@ -188,7 +188,7 @@ pub async fn start(session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         .as_ref()
         .and_then(|a| a.model.model().map(str::to_owned))
         .or_else(|| model_of(&body));
-    if let Some(f) = ctx.fallback.as_mut() {
+    if let Some(f) = ctx.fallback_mut() {
         f.client = translatable(f.family, &path);
         f.hop_body = body.clone();
         f.body = body;
@@ -214,7 +214,7 @@ fn translatable(family: Format, path: &str) -> Option<Format> {
 /// answer's head reached the client, and by the chain's `on` (a head not in time is
 /// `timeout`; any other upstream failure before it, a refused or dropped connection, `connect`).
 pub fn after_error(session: &Session, e: &Error, ctx: &mut RequestCtx) -> bool {
-    if let Some(f) = ctx.fallback.as_mut() {
+    if let Some(f) = ctx.fallback_mut() {
         if std::mem::take(&mut f.moving_on) {
             return true;
         }
@@ -265,7 +265,7 @@ pub fn can_move_on(ctx: &RequestCtx) -> bool {
 }
 
 fn next_hop(ctx: &RequestCtx) -> Option<usize> {
-    let f = ctx.fallback.as_ref()?;
+    let f = ctx.fallback()?;
     usable_hop(ctx.route()?, f.hop + 1, f.family, f.client.is_some())
 }
 
@@ -319,7 +319,7 @@ pub fn move_on(ctx: &mut RequestCtx, outcome: &str) -> bool {
     ctx.key = Some(key);
     ctx.key_answer = None;
     count(&attempt.provider, outcome);
-    if let Some(f) = ctx.fallback.as_mut() {
+    if let Some(f) = ctx.fallback_mut() {
         f.tried.push(attempt);
         f.hop = next;
         f.fresh = true;
@@ -343,7 +343,7 @@ fn translated(f: &FallbackCtx, provider: &Provider) -> Option<(Format, Format)> 
 /// the other API's operation, the headers that API needs; a translated answer must not be
 /// compressed.
 pub fn rewrite_head(upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
-    let (Some(route), Some(f)) = (ctx.route(), ctx.fallback.as_ref()) else {
+    let (Some(route), Some(f)) = (ctx.route(), ctx.fallback()) else {
         return Ok(());
     };
     let Some(provider) = hop_provider(route, f.hop) else {
@@ -394,7 +394,7 @@ pub fn rewrite_head(upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> Resul
         upstream.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     }
     let served = model.map(str::to_owned);
-    if let Some(f) = ctx.fallback.as_mut() {
+    if let Some(f) = ctx.fallback_mut() {
         f.hop_body = body;
         f.served_model = served;
     }
@@ -413,7 +413,7 @@ pub fn body(body: &mut Option<Bytes>, end_of_stream: bool, f: &FallbackCtx) {
 /// the head loses `Content-Length`; `x-sluice-fallback` names the provider that answered when
 /// it is not the route's own.
 pub fn on_response(upstream: &mut ResponseHeader, ctx: &mut RequestCtx, h1: bool) -> Result<()> {
-    let (Some(route), Some(f)) = (ctx.route(), ctx.fallback.as_ref()) else {
+    let (Some(route), Some(f)) = (ctx.route(), ctx.fallback()) else {
         return Ok(());
     };
     if f.hop == 0 {
@@ -445,7 +445,7 @@ pub fn on_response(upstream: &mut ResponseHeader, ctx: &mut RequestCtx, h1: bool
     if h1 {
         upstream.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
     }
-    if let Some(f) = ctx.fallback.as_mut() {
+    if let Some(f) = ctx.fallback_mut() {
         f.answer = Some(answer);
     }
     Ok(())

@@ -40,7 +40,7 @@ struct Record {
     started: Instant,
 }
 
-/// Takes over an admitted MCP GET (`ctx.mcp`): connects the upstream and sends the request
+/// Takes over an admitted MCP GET (`RequestKind::Mcp`): connects the upstream and sends the request
 /// (a failure is Pingora's to answer, the client still being in its session), then moves the
 /// client's connection and the upstream into a relay task. `Ok(false)`: not taken (an HTTP/2
 /// client), proxy it as usual.
@@ -50,7 +50,7 @@ pub async fn take(
     ctx: &mut RequestCtx,
     audit: Option<&AuditSink>,
 ) -> pingora::Result<bool> {
-    let Some(mcp) = ctx.mcp.as_ref() else {
+    let Some(mcp) = ctx.mcp() else {
         return Ok(false);
     };
     if session.is_http2() {
@@ -75,7 +75,7 @@ pub async fn take(
     let Some(client) = detach(session).await? else {
         return Ok(false);
     };
-    let Some(mcp) = ctx.mcp.take() else {
+    let Some(mcp) = ctx.take_mcp() else {
         return Ok(false);
     };
     ctx.detached = true;

@@ -83,7 +83,7 @@ impl ProxyHttp for Gateway {
             Ok((host, admitted)) => {
                 ctx.admitted(host, admitted, self.audit.is_some());
                 let answered = self.user_token(session, ctx).await?;
-                if !answered && ctx.fallback.is_some() {
+                if !answered && ctx.fallback().is_some() {
                     fallback::start(session, ctx).await?;
                 }
                 Ok(answered)
@@ -121,22 +121,21 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        if let Some((dest, addr)) = &ctx.passthrough {
-            return Ok(Box::new(HttpPeer::new(*addr, false, dest.host.clone())));
+        if let Some((dest, addr)) = ctx.passthrough() {
+            return Ok(Box::new(HttpPeer::new(addr, false, dest.host.clone())));
         }
-        if let Some(m) = &ctx.mcp {
+        if let Some(m) = ctx.mcp() {
             return mcp_peer(&m.server, ctx.retries).await;
         }
         let snap = ctx.snap.clone();
-        let hop = ctx.fallback.as_ref().map_or(0, |f| f.hop);
-        let route = ctx.route.and_then(|i| snap.routes.get(i));
+        let hop = ctx.fallback().map_or(0, |f| f.hop);
+        let route = ctx.route_index().and_then(|i| snap.routes.get(i));
         let Some(provider) = route.and_then(|r| fallback::hop_provider(r, hop)) else {
             return Error::e_explain(ErrorType::InternalError, "no route chosen");
         };
         // A fallback hop keeps the key `fallback::move_on` picked for it.
         let fresh = ctx
-            .fallback
-            .as_mut()
+            .fallback_mut()
             .is_some_and(|f| std::mem::take(&mut f.fresh));
         if ctx.retries > 0 && !fresh {
             // A retry goes to another healthy key when there is one (the principal's next one
@@ -170,13 +169,13 @@ impl ProxyHttp for Gateway {
         if let Some(t) = &ctx.trace {
             upstream.insert_header("traceparent", t.traceparent())?;
         }
-        if ctx.passthrough.is_some() {
+        if ctx.passthrough().is_some() {
             return steps::rewrite_passthrough(upstream);
         }
-        if let Some(m) = &ctx.mcp {
+        if let Some(m) = ctx.mcp() {
             return mcp::rewrite(upstream, m);
         }
-        if ctx.fallback.is_some() {
+        if ctx.fallback().is_some() {
             fallback::rewrite_head(upstream, ctx)?;
         }
         let (Some(route), Some(provider), key) = (ctx.route(), ctx.provider(), ctx.key()) else {
@@ -199,7 +198,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         // Read whole and accounted for in `request_filter`; each attempt sends its hop's body.
-        if let Some(f) = &ctx.fallback {
+        if let Some(f) = ctx.fallback() {
             fallback::body(body, end_of_stream, f);
             return Ok(());
         }
@@ -215,7 +214,7 @@ impl ProxyHttp for Gateway {
                 ctx.grant.reserve(estimate, limits::now_ns());
             }
         }
-        if let (Some(m), Some(chunk)) = (ctx.mcp.as_mut(), body.as_ref()) {
+        if let (Some(m), Some(chunk)) = (ctx.mcp_mut(), body.as_ref()) {
             mcp::on_request_body(m, chunk)?;
         }
         Ok(())
@@ -229,11 +228,11 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
-        if ctx.fallback.is_some() {
+        if ctx.fallback().is_some() {
             let h1 = session.req_header().version <= http::Version::HTTP_11;
             fallback::on_response(upstream, ctx, h1)?;
         }
-        if let Some(m) = &ctx.mcp {
+        if let Some(m) = ctx.mcp() {
             mcp::on_response(upstream, m)?;
         }
         if let Some(acc) = ctx.accounting.as_mut() {
@@ -256,7 +255,7 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
-        if let (Some(m), Some(chunk)) = (ctx.mcp.as_mut(), body.as_ref()) {
+        if let (Some(m), Some(chunk)) = (ctx.mcp_mut(), body.as_ref()) {
             m.bytes_out += chunk.len() as u64;
             m.rpc_error.feed(chunk);
         }
@@ -277,7 +276,7 @@ impl ProxyHttp for Gateway {
             }
         }
         // Translated last: usage and key health read the provider's own words.
-        if let Some(f) = ctx.fallback.as_mut() {
+        if let Some(f) = ctx.fallback_mut() {
             fallback::on_body(body, end_of_stream, f);
         }
         Ok(None)
@@ -320,7 +319,7 @@ impl ProxyHttp for Gateway {
         if fallback::chain(ctx).is_some_and(|c| c.moves_on(status))
             && fallback::move_on(ctx, &status.to_string())
         {
-            if let Some(f) = ctx.fallback.as_mut() {
+            if let Some(f) = ctx.fallback_mut() {
                 f.moving_on = true;
             }
             return Error::e_explain(
@@ -328,7 +327,7 @@ impl ProxyHttp for Gateway {
                 "moving on to the route's next provider",
             );
         }
-        if let Some(f) = ctx.fallback.as_mut() {
+        if let Some(f) = ctx.fallback_mut() {
             f.started = true;
         }
         Ok(())
@@ -345,7 +344,7 @@ impl ProxyHttp for Gateway {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
-        if ctx.fallback.is_some() {
+        if ctx.fallback().is_some() {
             let retry = fallback::after_error(session, &e, ctx);
             e.set_retry(retry);
         } else if !session.req_header().method.is_idempotent()
@@ -389,7 +388,7 @@ impl ProxyHttp for Gateway {
         let status = answer.as_ref().map_or(0, |(status, _)| *status);
         // Once the response head went out, the stream can only be cut.
         if let (Some((status, error)), None, Some(_)) =
-            (answer, session.response_written(), ctx.mcp.as_ref())
+            (answer, session.response_written(), ctx.mcp())
         {
             ctx.reason = Some(error.reason());
             let id = ctx.request_id.clone();
@@ -437,7 +436,7 @@ impl ProxyHttp for Gateway {
             .map(|p| p.kind.as_str())
             .unwrap_or("none");
         crate::metrics::by_credential(kind).inc();
-        if let Some(m) = &ctx.mcp {
+        if let Some(m) = ctx.mcp() {
             let method = session.req_header().method.as_str();
             accounting::record_mcp(
                 self.audit.as_ref(),
@@ -507,7 +506,7 @@ impl Gateway {
             }
             match mcp::admit(session, &snap, &self.vault, &ctx.request_id).await {
                 mcp::Outcome::Admitted(m) => {
-                    ctx.mcp = Some(m);
+                    ctx.kind = super::ctx::RequestKind::Mcp(m);
                     return Some(false);
                 }
                 mcp::Outcome::Answered(status) => {
@@ -626,16 +625,13 @@ fn span(session: &Session, ctx: &mut RequestCtx, status: u16) -> crate::trace::S
     if let Some(reason) = ctx.reason {
         s.strings.push(("sluice.error", reason.to_owned()));
     }
+    let served = ctx.fallback().and_then(|f| f.served_model.clone());
     if let Some(acc) = ctx.accounting.as_mut() {
         if let Some(m) = acc.model.model() {
             s.strings.push(("gen_ai.request.model", m.to_owned()));
         }
-        if let Some(m) = ctx
-            .fallback
-            .as_ref()
-            .and_then(|f| f.served_model.as_deref())
-        {
-            s.strings.push(("gen_ai.response.model", m.to_owned()));
+        if let Some(m) = served {
+            s.strings.push(("gen_ai.response.model", m));
         }
         if let Some(u) = acc.usage.as_mut().and_then(|u| u.finish()) {
             s.ints.push(("gen_ai.usage.input_tokens", u.input as i64));
@@ -650,27 +646,25 @@ fn span(session: &Session, ctx: &mut RequestCtx, status: u16) -> crate::trace::S
 /// Charges the answer's usage to the request's budgets; a budget that crossed its warning share
 /// gets an audit event.
 fn charge_budgets(ctx: &mut RequestCtx, sink: Option<&AuditSink>) {
+    let snap = ctx.snap.clone();
+    let hop = ctx.fallback().map_or(0, |f| f.hop);
+    // Priced as the provider that answered, for the model it was asked for.
+    let served = ctx.fallback().and_then(|f| f.served_model.clone());
+    let provider = ctx
+        .route_index()
+        .and_then(|i| snap.routes.get(i))
+        .and_then(|r| fallback::hop_provider(r, hop));
     let Some(acc) = ctx.accounting.as_mut() else {
         return;
     };
     let Some(usage) = acc.usage.as_mut().and_then(|u| u.finish()) else {
         return;
     };
-    let hop = ctx.fallback.as_ref().map_or(0, |f| f.hop);
-    let (Some(provider), Some(principal)) = (
-        ctx.route
-            .and_then(|i| ctx.snap.routes.get(i))
-            .and_then(|r| fallback::hop_provider(r, hop)),
-        ctx.principal.as_deref(),
-    ) else {
+    let (Some(provider), Some(principal)) = (provider, ctx.principal.as_deref()) else {
         return;
     };
-    // Priced as the provider that answered, for the model it was asked for.
-    let served = ctx
-        .fallback
-        .as_ref()
-        .and_then(|f| f.served_model.as_deref());
-    let warnings = ctx.snap.budgets.charge(
+    let served = served.as_deref();
+    let warnings = snap.budgets.charge(
         &ctx.charge,
         (provider.name.as_str(), provider.kind),
         served.or(acc.model.model()),
