@@ -127,6 +127,27 @@ fn embedded_6to4(v6: std::net::Ipv6Addr) -> std::net::Ipv4Addr {
     std::net::Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)
 }
 
+/// Link-local, where clouds serve instance metadata (`169.254.169.254`, `fe80::/10`), also
+/// as a mapped, NAT64 or 6to4 address: never a destination Sluice fetches a document from on an
+/// admin's word (private addresses are, for company IdPs on internal networks).
+pub fn is_link_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            let [first, second, ..] = v6.segments();
+            let nat64 = first == 0x64 && second == 0xff9b;
+            (first & 0xffc0) == 0xfe80
+                || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local())
+                || (nat64 && {
+                    let [.., hi, lo] = v6.segments();
+                    std::net::Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)
+                        .is_link_local()
+                })
+                || (first == 0x2002 && embedded_6to4(v6).is_link_local())
+        }
+    }
+}
+
 /// Loopback, private, link-local, shared (CGNAT), unspecified, multicast, documentation and
 /// other special-purpose ranges: nothing a proxy should reach on a client's behalf by default.
 fn is_internal(ip: IpAddr) -> bool {
@@ -274,6 +295,22 @@ mod tests {
             "2002:5db8:d822::1", // 6to4 of a public address
         ] {
             assert!(p.address_allowed(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn link_local_in_every_spelling() {
+        for ip in [
+            "169.254.169.254",
+            "fe80::1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+        ] {
+            assert!(is_link_local(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["10.0.0.1", "127.0.0.1", "192.168.1.1", "::1", "8.8.8.8"] {
+            assert!(!is_link_local(ip.parse().unwrap()), "{ip}");
         }
     }
 

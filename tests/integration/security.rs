@@ -30,6 +30,7 @@
 //! | 8: a dataplane token yields every user's grant through `/v1/vault` | `a_dataplane_token_alone_reaches_nobodys_grant` |
 //! | 9, 10, 12 (introspection): audit flood, lock-out by wrong secrets, other apps' tokens introspected | `the_token_endpoint_cannot_be_flooded_or_used_to_lock_an_app_out` |
 //! | 11: MCP GET streams uncapped; a closed client not noticed before the upstream answers | `mcp.rs` `mcp_streams_are_capped_and_end_with_their_client` |
+//! | 12: OAuth discovery reaches cloud metadata and echoes what it fetched | `oauth_discovery_neither_reaches_metadata_nor_echoes_what_it_fetched` |
 //! | 12: a fallback body over `max_body_bytes` reset instead of 413 | `fallback.rs` `a_body_over_the_chain_limit_gets_413_not_a_reset` |
 //! | 12: a deleted owner's grants pass to a new owner of the same name | `vault.rs` `a_recreated_owner_is_another_principal` |
 //! | 13: the forward proxy skips every per-route control | `intercepted_traffic_is_admitted_as_its_route` |
@@ -1405,4 +1406,52 @@ async fn operators_cannot_act_as_users_upstream_or_mint_production_credentials()
     )
     .await;
     assert_eq!(s, 403, "a disabled protected environment: {v}");
+}
+
+/// Finding 12 (discovery): an OAuth provider's discovery fetched any address, and its error
+/// echoed the fetched document's `issuer` (a way to read internal documents). Link-local
+/// addresses (cloud metadata) are refused before any request, and errors name the field,
+/// never the content.
+#[tokio::test]
+async fn oauth_discovery_neither_reaches_metadata_nor_echoes_what_it_fetched() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf).await;
+            let body = r#"{"issuer":"INTERNAL-SECRET-4711","token_endpoint":"x"}"#;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(answer.as_bytes()).await;
+        }
+    });
+    let sluice = Sluice::start("");
+    let (admin, root) = (sluice.admin_url(), sluice.admin_token());
+    for (issuer, must_not) in [
+        (format!("http://127.0.0.1:{port}"), "INTERNAL-SECRET-4711"),
+        ("https://169.254.169.254".to_owned(), ""),
+        ("https://[fe80::1]".to_owned(), ""),
+    ] {
+        let doc = json!({"name": "probe", "issuer": issuer, "client_id": "c", "token_endpoint_auth_method": "none"});
+        let (s, v) = api(
+            &admin,
+            &root,
+            "POST",
+            "/v1/oauth-providers",
+            Some(&doc.to_string()),
+        )
+        .await;
+        assert_eq!((s, &v["error"]["field"]), (422, &json!("issuer")), "{v}");
+        if must_not.is_empty() {
+            // Refused for where it is, not for failing to answer.
+            let message = v["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains("link-local"), "{v}");
+        } else {
+            assert!(!v.to_string().contains(must_not), "{v}");
+        }
+    }
 }

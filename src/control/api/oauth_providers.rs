@@ -76,9 +76,29 @@ fn unprocessable(field: &str, message: impl Into<String>) -> ApiError {
 /// RFC 8414 metadata, else OpenID discovery; the document must name `issuer` itself.
 async fn discover(issuer: &str) -> Result<Value, String> {
     check_url(issuer)?;
+    // Resolved once and pinned: no link-local address (cloud metadata), and no second lookup
+    // that could answer otherwise.
+    let url = reqwest::Url::parse(issuer).map_err(|e| e.to_string())?;
+    let host = url.host_str().unwrap_or_default().to_owned();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((bare, port))
+        .await
+        .map_err(|e| format!("{host} does not resolve: {e}"))?
+        .collect();
+    if addrs.is_empty()
+        || addrs
+            .iter()
+            .any(|a| crate::forward::policy::is_link_local(a.ip()))
+    {
+        return Err(format!(
+            "{host} resolves to a link-local address (where clouds serve instance metadata): refused"
+        ));
+    }
     let client = reqwest::Client::builder()
         .timeout(DISCOVERY_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
+        .resolve_to_addrs(&host, &addrs)
         .build()
         .map_err(|e| e.to_string())?;
     let base = issuer.trim_end_matches('/');
