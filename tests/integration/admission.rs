@@ -105,13 +105,7 @@ async fn present(sluice: &Sluice, entry: Entry, token: &str) -> (u16, String) {
         }
     };
     let r = request.send().await.expect("request");
-    let reason = r
-        .headers()
-        .get("x-sluice-error")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    (r.status().as_u16(), reason)
+    (r.status().as_u16(), sluice_error(&r))
 }
 
 /// The answer a credential must get at an entry point: admitted, or refused for `reason`.

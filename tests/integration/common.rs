@@ -404,13 +404,16 @@ pub async fn call(sluice: &Sluice, path: &str, headers: &[(&str, &str)]) -> (u16
         req = req.header(*k, *v);
     }
     let r = req.send().await.expect("request");
-    let reason = r
-        .headers()
+    (r.status().as_u16(), sluice_error(&r))
+}
+
+/// Sluice's refusal reason (`x-sluice-error`), empty when there is none.
+pub fn sluice_error(r: &reqwest::Response) -> String {
+    r.headers()
         .get("x-sluice-error")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
-        .to_owned();
-    (r.status().as_u16(), reason)
+        .to_owned()
 }
 
 /// Status of `CHAT` posted to `path` with the shared test token and `extra` headers.

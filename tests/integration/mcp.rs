@@ -472,16 +472,7 @@ async fn users_reach_tools_as_themselves_through_the_vault() {
     let answer = rpc_answer(post(&url, Some(&env.alice), Some(&session), call.clone()).await).await;
     let text = answer["result"]["content"][0]["text"].as_str().unwrap();
     assert!(text.contains("/oauth/v1/connect/corp?link="), "{text}");
-    let link: Value = client()
-        .post(env.sluice.url("/oauth/v1/connect/corp"))
-        .bearer_auth(&env.alice)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let link = link["connect_url"].as_str().unwrap().to_owned();
+    let link = crate::vault::connect_link(&env, &env.alice).await;
     let (_, status, _) = consent(&env, &link, "alice", false).await;
     assert_eq!(status, 200);
     let answer = rpc_answer(post(&url, Some(&env.alice), Some(&session), call).await).await;

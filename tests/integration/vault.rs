@@ -170,6 +170,24 @@ pub(crate) async fn me(env: &Env, token: &str) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// A connect link asked for with `token` (`POST /oauth/v1/connect/corp`), as a user's own
+/// client asks for one.
+pub(crate) async fn connect_link(env: &Env, token: &str) -> String {
+    let link: Value = client()
+        .post(env.sluice.url("/oauth/v1/connect/corp"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("connect link")
+        .json()
+        .await
+        .expect("json");
+    link["connect_url"]
+        .as_str()
+        .expect("connect_url")
+        .to_owned()
+}
+
 /// A browser enough for these pages: keeps cookies (all hosts here are 127.0.0.1), follows no
 /// redirect by itself.
 pub(crate) struct Browser {
@@ -629,16 +647,7 @@ async fn disconnect_revokes_upstream_and_states_are_single_use() {
     assert_eq!(used.status(), 400);
 
     // Continuing without the page's cookie (another site posting the form): refused.
-    let link: Value = client()
-        .post(env.sluice.url("/oauth/v1/connect/corp"))
-        .bearer_auth(&env.alice)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let l = url_param(link["connect_url"].as_str().unwrap(), "link").unwrap();
+    let l = url_param(&connect_link(&env, &env.alice).await, "link").unwrap();
     let csrf = browser()
         .post(
             &env.sluice.url("/oauth/v1/connect/corp"),
@@ -957,16 +966,7 @@ async fn two_consents_in_one_browser_both_complete() {
     let b = browser();
     let mut authorize = Vec::new();
     for _ in 0..2 {
-        let link: Value = client()
-            .post(env.sluice.url("/oauth/v1/connect/corp"))
-            .bearer_auth(&env.alice)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let url = link["connect_url"].as_str().unwrap().to_owned();
+        let url = connect_link(&env, &env.alice).await;
         let html = b.get(&url).await.text().await.unwrap();
         let l = url_param(&url, "link").unwrap();
         let nonce = consent_nonce(&html);
