@@ -3,6 +3,10 @@
 //! keeps only the model value (at most [`MAX_MODEL`] bytes). SDKs often send `model` after
 //! `messages`, so the whole body is scanned — linear work, at most [`MAX_SCAN`] bytes.
 
+/// The model of a body too large to scan whole: a later `model` key could name any model, so
+/// it is priced at the default price, else the most expensive one (`budgets::Prices`).
+pub const UNREAD: &str = "(unread)";
+
 /// Longest model name kept.
 pub const MAX_MODEL: usize = 128;
 /// Bodies beyond this are not scanned further (the model is then unknown).
@@ -73,7 +77,8 @@ impl ModelScanner {
                 // A later `model` key could name another model: past the scan, it is unknown
                 // (priced at the default price, when one is set).
                 self.done = true;
-                self.found = None;
+                self.found = Some(UNREAD.to_owned());
+                self.max_tokens = None;
                 return;
             }
             if self.in_string {
@@ -270,7 +275,7 @@ mod tests {
         s.feed(br#"{"model":"gpt-4o-mini","messages":[{"content":""#);
         s.feed(&vec![b'x'; MAX_SCAN]);
         s.feed(br#""}],"model":"gpt-4o"}"#);
-        assert_eq!(s.model(), None);
+        assert_eq!(s.model(), Some(UNREAD));
         // A value too long to be a model, even once unescaped, is no model.
         let long = format!(r#"{{"model":"{}"}}"#, "\\u0061".repeat(MAX_MODEL + 1));
         assert_eq!(scan(&long), None);

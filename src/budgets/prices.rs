@@ -55,6 +55,9 @@ impl Prices {
     /// longest matching name first; the `"*"` entry (a default price, configured) for a
     /// model no entry names or a request whose model is unknown.
     pub fn of(&self, provider: &str, model: Option<&str>) -> Option<&Price> {
+        if model == Some(crate::audit::scan::UNREAD) {
+            return self.default_or_dearest(provider);
+        }
         self.entries
             .iter()
             .filter(|p| p.provider.as_deref().is_none_or(|pp| pp == provider))
@@ -66,6 +69,23 @@ impl Prices {
                     p.model.len() + 1
                 };
                 (len, p.provider.is_some())
+            })
+    }
+
+    /// A body too large to read its model from: the default price, else the dearest price
+    /// this provider could be charged (a cheap model named early and a dear one late must not
+    /// pass for the cheap one).
+    fn default_or_dearest(&self, provider: &str) -> Option<&Price> {
+        let usable = |p: &&Price| p.provider.as_deref().is_none_or(|pp| pp == provider);
+        self.entries
+            .iter()
+            .filter(usable)
+            .find(|p| p.model == DEFAULT)
+            .or_else(|| {
+                self.entries
+                    .iter()
+                    .filter(usable)
+                    .max_by(|a, b| (a.input + a.output).total_cmp(&(b.input + b.output)))
             })
     }
 
@@ -131,6 +151,16 @@ mod tests {
                 "{model:?}"
             );
         }
+        // A body too large to read: the default price, else the dearest (claude-opus-4 at $15).
+        let unread = Some(crate::audit::scan::UNREAD);
+        assert_eq!(
+            priced.cost_micro_usd("p", ProviderKind::OpenAi, unread, &usage),
+            50_000_000
+        );
+        assert_eq!(
+            bare.cost_micro_usd("p", ProviderKind::OpenAi, unread, &usage),
+            15_000_000
+        );
         // gpt-4o keeps its shipped price ($2.50 per million input tokens).
         assert_eq!(
             priced.cost_micro_usd("p", ProviderKind::OpenAi, Some("gpt-4o"), &usage),

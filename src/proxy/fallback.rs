@@ -187,6 +187,7 @@ pub async fn start(session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         .accounting
         .as_ref()
         .and_then(|a| a.model.model().map(str::to_owned))
+        .filter(|m| m != crate::audit::scan::UNREAD)
         .or_else(|| model_of(&body));
     if let Some(f) = ctx.fallback_mut() {
         f.client = translatable(f.family, &path);

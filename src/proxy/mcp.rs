@@ -134,10 +134,17 @@ pub async fn admit(
     // (`client_auth: none`) are counted by address, so one cannot take everyone's streams.
     let holder = match principal.identity {
         crate::auth::Identity::Anonymous => {
+            // IPv6 by /64: one host holds a whole /64 of addresses.
             let addr = session
                 .client_addr()
                 .and_then(|a| a.as_inet())
-                .map(|a| a.ip());
+                .map(|a| match a.ip() {
+                    std::net::IpAddr::V6(v6) => {
+                        let [a, b, c, d, ..] = v6.segments();
+                        std::net::IpAddr::V6(std::net::Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+                    }
+                    v4 => v4,
+                });
             format!(
                 "anonymous@{}",
                 addr.map(|ip| ip.to_string()).unwrap_or_default()
@@ -444,8 +451,14 @@ async fn connect_first(
                 "content": [{"type": "text", "text": text}],
                 "isError": true,
             }})
-        } else {
+        } else if link_to_model || method == "initialize" {
+            // `initialize` fails the connection, which the client shows the user, not a model.
             rpc_error(id.clone(), AUTHORIZATION_REQUIRED, &message, Some(json!({"connect_url": url})))
+        } else {
+            // Other answers (a resource, a prompt) may reach the model like a tool result.
+            let provider = f.provider().unwrap_or_default();
+            let message = format!("the user's account at `{provider}` is not connected: ask the user to connect it (`sluice oauth connect {provider}`), then retry");
+            rpc_error(id.clone(), AUTHORIZATION_REQUIRED, &message, None)
         });
     }
     if answers.is_empty() {

@@ -76,8 +76,13 @@ pub async fn serve(session: &mut Session, snap: &Snapshot, vault: &Vault, reques
         ("GET", None) if rest == "callback" => {
             let get = |k| param(&query, k);
             let state = get("state").unwrap_or_default();
-            let names = browser_cookie_names(&state);
-            let browser = names.iter().find_map(|n| cookie(req, n));
+            let [host_only, plain] = browser_cookie_names(&state);
+            // Over HTTPS only the `__Host-` cookie counts: a sibling host can set the other.
+            let secure = snap.public_base_url.starts_with("https://");
+            let browser = match secure {
+                true => cookie(req, &host_only),
+                false => cookie(req, &plain),
+            };
             callback_page(
                 vault
                     .ask(Request::Callback {

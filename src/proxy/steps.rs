@@ -229,16 +229,23 @@ pub fn check_path(path: &str) -> Result<(), BadRequest> {
         if !segment.contains(['.', '%']) {
             continue;
         }
-        // Decoded as often as an upstream chain might (`%252e` is `%2e` to the first one;
-        // each pass shortens it, so this ends), with path parameters cut off as Tomcat, Jetty
-        // and Spring do (`..;x` is `..`).
+        // Decoded as often as an upstream chain might (`%252e` is `%2e` to the first one), at
+        // most `MAX_DECODES` times: a segment still encoded after that is refused (no client
+        // encodes so deep, and decoding on would cost a pass per two bytes). Path parameters
+        // are cut off as Tomcat, Jetty and Spring do (`..;x` is `..`).
+        const MAX_DECODES: usize = 4;
         let mut decoded = std::borrow::Cow::Borrowed(segment.as_bytes());
-        loop {
+        let mut settled = false;
+        for _ in 0..=MAX_DECODES {
             let once: Vec<u8> = percent_encoding::percent_decode(&decoded).collect();
             if once == *decoded {
+                settled = true;
                 break;
             }
             decoded = std::borrow::Cow::Owned(once);
+        }
+        if !settled {
+            return Err(BadRequest::EncodedSeparator);
         }
         if decoded.iter().any(|b| matches!(b, b'/' | b'\\')) {
             return Err(BadRequest::EncodedSeparator);

@@ -1406,6 +1406,49 @@ async fn operators_cannot_act_as_users_upstream_or_mint_production_credentials()
     )
     .await;
     assert_eq!(s, 403, "a disabled protected environment: {v}");
+    // Nor through the agent itself: an owner that may update agents but not mint protected
+    // credentials cannot unprotect the environment, nor switch its auth off and on (which
+    // provisions a new app and shows its secret).
+    let (s, v) = api(
+        &env.admin,
+        &env.root,
+        "POST",
+        "/v1/owners",
+        Some(r#"{"name":"agent-editor","permissions":["agent_update","agent_get"]}"#),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = api(
+        &env.admin,
+        &env.root,
+        "POST",
+        "/v1/tokens",
+        Some(r#"{"name":"e","owner":"agent-editor"}"#),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let editor = v["token"].as_str().unwrap().to_owned();
+    for change in [
+        ("protected", json!(false)),
+        ("auth", json!("token")),
+        ("url", json!("http://127.0.0.1:1/elsewhere")),
+    ] {
+        let mut doc = off.clone();
+        doc["environments"][0][change.0] = change.1.clone();
+        let (s, v) = api(
+            &env.admin,
+            &editor,
+            "PUT",
+            "/v1/agents/billing",
+            Some(&doc.to_string()),
+        )
+        .await;
+        assert_eq!(
+            (s, &v["error"]["field"]),
+            (403, &json!("environments")),
+            "{change:?}: {v}"
+        );
+    }
 }
 
 /// Finding 12 (discovery): an OAuth provider's discovery fetched any address, and its error

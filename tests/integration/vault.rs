@@ -937,8 +937,8 @@ async fn a_recreated_owner_is_another_principal() {
         !out.contains("owner:alice"),
         "a grant outlived its owner: {out}"
     );
-    // The first alice's token (not revoked) went with her: refused, then and once another
-    // alice exists (the outside review of this fix found it taken over by the new one).
+    // The first alice's token went with her (revoked with the owner): refused, then and once
+    // another alice exists (the outside review of this fix found it taken over by the new one).
     let refused = |token: String| {
         let url = env.sluice.url("/corp/me");
         async move {
@@ -947,7 +947,7 @@ async fn a_recreated_owner_is_another_principal() {
             (r.status().as_u16(), reason)
         }
     };
-    let gone = (401, "owner_disabled".to_owned());
+    let gone = (401, "revoked".to_owned());
     assert_eq!(refused(env.alice.clone()).await, gone);
     let again = new_token_for(&env.admin, &env.root, "alice", None).await;
     let (_, v) = api(&env.admin, &env.root, "GET", "/v1/owners/alice", None).await;

@@ -8,6 +8,20 @@ impl Doc for wire::Agent {
     const ONE: &'static str = "an agent";
     const MANY: &'static str = "agents";
     const SCHEMA: &'static str = "Agent";
+    const BINDING_FIELD: &'static str = "environments";
+    const BINDING_PERMISSION: Permission = Permission::AgentProtectedCredentials;
+    /// Its protected environments as they are: making one protected or not, or changing its
+    /// URL or auth (switching `oauth` off and on provisions a new app, with its secret), needs
+    /// `agent_protected_credentials`, like minting its credentials.
+    fn credential_binding(&self) -> Option<Value> {
+        let protected: Vec<Value> = self
+            .environments
+            .iter()
+            .filter(|e| e.protected)
+            .map(|e| json!({"name": e.name, "url": e.url, "auth": e.auth, "enabled": e.enabled}))
+            .collect();
+        (!protected.is_empty()).then_some(Value::Array(protected))
+    }
     fn check_name(name: &str) -> ApiResult<()> {
         super::docs::lowercase_name(name, "research")
     }

@@ -38,12 +38,16 @@ pub(in crate::control) trait Doc: Kind + utoipa::ToSchema {
         Vec::new()
     }
     /// Everything that decides where this document sends users' grants or `mcp`-scoped
-    /// secrets (URL, provider, secret reference, injection header), with the field to name in
-    /// a refusal; `None` when it sends neither. Any change to it needs `oauth_provider_attach`:
-    /// re-pointing a URL is as good as attaching the provider to one's own server.
-    fn credential_binding(&self) -> Option<(&'static str, Value)> {
+    /// secrets (URL, provider, secret reference, injection header), or which of its
+    /// credentials are protected; `None` when there is nothing of the kind. Any change to it
+    /// (appearing, changing, going) needs `BINDING_PERMISSION`: re-pointing a URL is as good
+    /// as attaching the provider to one's own server.
+    fn credential_binding(&self) -> Option<Value> {
         None
     }
+    /// The field a refused change of `credential_binding` names, and the permission it needs.
+    const BINDING_FIELD: &'static str = "oauth_provider";
+    const BINDING_PERMISSION: Permission = Permission::OauthProviderAttach;
     /// Other stored resources that change with this document (an agent's provisioned OAuth
     /// apps): the operations committed with it, and what the answer shows of them under
     /// `provisioned` (a secret shown once). `new` is `None` when the document is deleted.
@@ -249,7 +253,7 @@ pub(super) async fn update_doc<T: Doc>(
         .map(|d| d.oauth_providers())
         .unwrap_or_default();
     let bound = stored.as_ref().and_then(|d| d.credential_binding());
-    check_attach(&cp, &caller, &doc, (&before, bound.as_ref().map(|b| &b.1))).await?;
+    check_attach(&cp, &caller, &doc, (&before, bound.as_ref())).await?;
     let doc = T::prepare(doc, &cp).await?;
     let value = to_value(&doc)?;
     let (mut ops, provisioned) = T::companions(&name, Some(&doc), &cp).await?;
@@ -309,12 +313,10 @@ async fn check_attach<T: Doc>(
             .field(field));
         }
     }
-    if let Some((field, binding)) = doc.credential_binding() {
-        if bound != Some(&binding) {
-            caller
-                .require(Permission::OauthProviderAttach)
-                .map_err(|e| e.field(field))?;
-        }
+    if doc.credential_binding().as_ref() != bound {
+        caller
+            .require(T::BINDING_PERMISSION)
+            .map_err(|e| e.field(T::BINDING_FIELD))?;
     }
     Ok(())
 }

@@ -22,7 +22,8 @@ impl Doc for wire::McpServer {
     }
     /// An MCP server with `auth: oauth_provider` or `secret` sends users' grants or an `mcp`
     /// secret to its URL.
-    fn credential_binding(&self) -> Option<(&'static str, Value)> {
+    const BINDING_FIELD: &'static str = "url";
+    fn credential_binding(&self) -> Option<Value> {
         use crate::config::mcp_server::wire::McpAuth;
         (self.auth != McpAuth::None).then(|| {
             let fingerprint = json!({
@@ -32,7 +33,7 @@ impl Doc for wire::McpServer {
                 "secret_ref": self.secret_ref,
                 "token_injection": self.token_injection,
             });
-            ("url", fingerprint)
+            fingerprint
         })
     }
     /// Where clients connect (from `public_base_url`).

@@ -10,7 +10,9 @@ impl Doc for wire::Owner {
     const MANY: &'static str = "owners";
     const SCHEMA: &'static str = "Owner";
     /// A deleted owner's grants go with it (its principal is never seen again: a new owner of
-    /// the same name gets a new id).
+    /// the same name gets a new id), and its stored tokens are revoked with it, so none (not
+    /// even one minted before tokens carried their owner's id) acts for a later owner of the
+    /// same name.
     async fn companions(
         name: &str,
         new: Option<&Self>,
@@ -34,7 +36,22 @@ impl Doc for wire::Owner {
                 cp.store.delete_grant(&key, &grant.provider).await?;
             }
         }
-        Ok((Vec::new(), Value::Null))
+        let now = crate::clock::rfc3339(unix_now());
+        let mut ops = Vec::new();
+        for r in cp.store.list(state::TOKEN).await? {
+            let Ok(mut t) = serde_json::from_value::<wire::Token>(r.body) else {
+                continue;
+            };
+            if t.owner.as_deref() == Some(name) && t.revoked_at.is_none() {
+                t.revoked_at = Some(now.clone());
+                ops.push(Op::Update {
+                    kind: state::TOKEN.into(),
+                    name: t.id.clone(),
+                    body: serde_json::to_value(&t).map_err(ApiError::internal)?,
+                });
+            }
+        }
+        Ok((ops, Value::Null))
     }
     /// Names are usable in principal renderings (`owner:{name}#{id}`): checked before the
     /// rest of the configuration so the answer names the field.

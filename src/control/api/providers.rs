@@ -19,8 +19,9 @@ impl Doc for wire::Provider {
             .map(|o| ("oauth_provider", o.clone()))
             .collect()
     }
+    const BINDING_FIELD: &'static str = "base_url";
     /// A provider with users' grants (`credentials: oauth`) sends them to its base URL.
-    fn credential_binding(&self) -> Option<(&'static str, Value)> {
+    fn credential_binding(&self) -> Option<Value> {
         let user_grants = self.credentials == crate::config::CredentialMode::OAuth
             || self.oauth_provider.is_some();
         user_grants.then(|| {
@@ -32,7 +33,7 @@ impl Doc for wire::Provider {
                 "oauth_provider": self.oauth_provider,
                 "ca_file": self.ca_file,
             });
-            ("base_url", fingerprint)
+            fingerprint
         })
     }
 }

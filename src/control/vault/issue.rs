@@ -16,6 +16,8 @@ pub const TOKEN_SECONDS: u64 = 900;
 const FAILURES_PER_MINUTE: u32 = 10;
 /// Client ids whose failures are counted apart, within a minute.
 const MAX_TRACKED_CLIENTS: usize = 10_000;
+/// The failure map's entry that says in which minute it was last swept.
+const SWEPT: &str = "\0swept";
 /// Longest client id written to the refused-requests log.
 const MAX_CLIENT_ID_SHOWN: usize = 64;
 
@@ -251,8 +253,12 @@ impl VaultWorker {
             .client_failures
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_TRACKED_CLIENTS {
+        // Earlier minutes' entries go once the map is full, and only when one could have
+        // ended (a flood within one minute does not rescan the map on every failure).
+        let swept = map.get(SWEPT).map(|(m, _)| *m);
+        if map.len() >= MAX_TRACKED_CLIENTS && swept != Some(minute) {
             map.retain(|_, (m, _)| *m == minute);
+            map.insert(SWEPT.to_owned(), (minute, 0));
         }
         let mut key: String = client_id.chars().take(MAX_CLIENT_ID_SHOWN).collect();
         // Full of this minute's ids (a flood of made-up ones): every new id shares one count,
