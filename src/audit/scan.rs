@@ -67,6 +67,14 @@ impl ModelScanner {
         self.after_max_key = false;
     }
 
+    /// Past the scan a later `model` key could name another model (and another cap): both are
+    /// unknown, the model `UNREAD`.
+    fn give_up(&mut self) {
+        self.done = true;
+        self.found = Some(UNREAD.to_owned());
+        self.max_tokens = None;
+    }
+
     pub fn feed(&mut self, chunk: &[u8]) {
         if self.done {
             return;
@@ -74,12 +82,7 @@ impl ModelScanner {
         for &b in chunk {
             self.scanned += 1;
             if self.scanned > MAX_SCAN {
-                // A later `model` key could name another model: past the scan, it is unknown
-                // (priced at the default price, when one is set).
-                self.done = true;
-                self.found = Some(UNREAD.to_owned());
-                self.max_tokens = None;
-                return;
+                return self.give_up();
             }
             if self.in_string {
                 if self.escaped {

@@ -82,6 +82,40 @@ impl std::fmt::Debug for JwtVerifier {
     }
 }
 
+/// The principal of verified `claims`, namespaced by the issuer: a subject is only unique
+/// within its issuer, and a claim such as `client_id` never makes a JWT caller into an owner.
+fn principal_of(
+    issuer: &TrustedIssuer,
+    idx: usize,
+    claims: serde_json::Value,
+) -> Result<Principal, AuthFailure> {
+    let subject = claims[issuer.principal_claim.as_str()]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .ok_or(AuthFailure::MissingClaim)?
+        .to_owned();
+    let identity = if issuer.name == BUILTIN_ISSUER {
+        let client_id = claims["client_id"]
+            .as_str()
+            .ok_or(AuthFailure::MissingClaim)?;
+        Identity::App {
+            client_id: client_id.to_owned(),
+            subject: subject.clone(),
+        }
+    } else {
+        Identity::Jwt {
+            issuer: issuer.name.clone(),
+            subject: subject.clone(),
+        }
+    };
+    Ok(Principal {
+        scopes: scopes(&claims),
+        issuer: Some(idx),
+        claims,
+        ..Principal::new(CredentialKind::Jwt, identity, subject)
+    })
+}
+
 impl JwtVerifier {
     pub fn new(issuers: Vec<TrustedIssuer>) -> JwtVerifier {
         let by_iss = issuers
@@ -174,34 +208,8 @@ impl JwtVerifier {
         let data = jsonwebtoken::decode::<serde_json::Value>(token, &key.key, validation)
             .map_err(map_error)?;
         let claims = data.claims;
-        let subject = claims[issuer.principal_claim.as_str()]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .ok_or(AuthFailure::MissingClaim)?
-            .to_owned();
         let expires_at = claims["exp"].as_u64().ok_or(AuthFailure::MissingClaim)?;
-        // Namespaced by the issuer: a subject is only unique within its issuer, and a claim
-        // such as `client_id` never makes a JWT caller into an owner.
-        let identity = if issuer.name == BUILTIN_ISSUER {
-            Identity::App {
-                client_id: claims["client_id"]
-                    .as_str()
-                    .ok_or(AuthFailure::MissingClaim)?
-                    .to_owned(),
-                subject: subject.clone(),
-            }
-        } else {
-            Identity::Jwt {
-                issuer: issuer.name.clone(),
-                subject: subject.clone(),
-            }
-        };
-        let principal = Arc::new(Principal {
-            scopes: scopes(&claims),
-            issuer: Some(idx),
-            claims,
-            ..Principal::new(CredentialKind::Jwt, identity, subject)
-        });
+        let principal = Arc::new(principal_of(issuer, idx, claims)?);
         self.cache.insert(
             digest,
             Cached {

@@ -59,42 +59,7 @@ pub struct McpCtx {
     /// stream) ends.
     pub grant: crate::limits::Grant,
     /// A GET stream's place among the principal's open streams on this server.
-    pub stream: Option<StreamSlot>,
-}
-
-/// A place among the GET streams one principal holds open on one server (the server's
-/// `max_streams_per_principal`); given back when dropped, however the stream ended.
-#[derive(Debug)]
-pub struct StreamSlot {
-    key: String,
-}
-
-static OPEN_STREAMS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, u32>>> =
-    std::sync::LazyLock::new(Default::default);
-
-impl StreamSlot {
-    fn take(server: &McpServer, who: &str) -> Option<StreamSlot> {
-        let key = format!("{}\0{who}", server.name);
-        let mut open = OPEN_STREAMS.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(key.clone()).or_insert(0);
-        if *n >= server.max_streams {
-            return None;
-        }
-        *n += 1;
-        Some(StreamSlot { key })
-    }
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        let mut open = OPEN_STREAMS.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                open.remove(&self.key);
-            }
-        }
-    }
+    pub stream: Option<super::mcp_caps::StreamSlot>,
 }
 
 /// What answering an MCP request here needs: the status written.
@@ -130,33 +95,12 @@ pub async fn admit(
             Ok(found) => found,
             Err(r) => return Outcome::Answered(r.write(session, request_id).await),
         };
-    // The caps before the vault: a refused request costs no token lookup. Anonymous callers
-    // (`client_auth: none`) are counted by address, so one cannot take everyone's streams.
-    let holder = match principal.identity {
-        crate::auth::Identity::Anonymous => {
-            // IPv6 by /64: one host holds a whole /64 of addresses.
-            let addr = session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| match a.ip() {
-                    std::net::IpAddr::V6(v6) => {
-                        let [a, b, c, d, ..] = v6.segments();
-                        std::net::IpAddr::V6(std::net::Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
-                    }
-                    v4 => v4,
-                });
-            format!(
-                "anonymous@{}",
-                addr.map(|ip| ip.to_string()).unwrap_or_default()
-            )
-        }
-        _ => who.clone(),
-    };
-    let (grant, stream) = match caps(session.req_header(), snap, &server, &principal, &holder).await
-    {
-        Ok(taken) => taken,
-        Err(r) => return Outcome::Answered(r.write(session, request_id).await),
-    };
+    // The caps before the vault: a refused request costs no token lookup.
+    let (grant, stream) =
+        match super::mcp_caps::take(session, snap, &server, &principal, &who).await {
+            Ok(taken) => taken,
+            Err(r) => return Outcome::Answered(r.write(session, request_id).await),
+        };
     let token = match credential(&server, snap, vault, &principal, session.req_header()).await {
         Ok(t) => t,
         Err(f) if f.connect_url().is_some() => {
@@ -185,69 +129,16 @@ pub async fn admit(
     }))
 }
 
-/// The limits that name this server, and for a GET stream a place among the principal's open
-/// streams; a 429 JSON-RPC error otherwise (nothing taken).
-async fn caps(
-    req: &RequestHeader,
-    snap: &Snapshot,
-    server: &McpServer,
-    principal: &Principal,
-    who: &str,
-) -> Result<(crate::limits::Grant, Option<StreamSlot>), Refused> {
-    let stream = if req.method == http::Method::GET {
-        let slot = StreamSlot::take(server, who).ok_or_else(|| {
-            let message = format!(
-                "{} streams of yours are open on `{}`: close one first",
-                server.max_streams, server.name
-            );
-            let mut r = Refused::new(429, -32000, message);
-            r.headers.push(("x-sluice-error", "mcp_streams".to_owned()));
-            r
-        })?;
-        Some(slot)
-    } else {
-        None
-    };
-    if snap.limits.is_empty() {
-        return Ok((crate::limits::Grant::default(), stream));
-    }
-    let at = crate::limits::At {
-        route: "",
-        provider: "",
-        mcp_server: Some(&server.name),
-    };
-    match snap
-        .limits
-        .admit(at, principal, crate::limits::now_ns())
-        .await
-    {
-        Ok(grant) => Ok((grant, stream)),
-        Err((name, limited)) => {
-            METRICS
-                .limited
-                .with_label_values(&[&name, limited.dimension.reason()])
-                .inc();
-            let retry = limited.retry_after_ms.div_ceil(1000).max(1);
-            let error = GatewayError::Limited(limited);
-            let mut r = Refused::new(429, -32000, error.to_string());
-            r.headers
-                .push(("x-sluice-error", error.reason().to_owned()));
-            r.headers.push(("retry-after", retry.to_string()));
-            Err(r)
-        }
-    }
-}
-
 /// A refusal decided from the request head alone, as a JSON-RPC error.
-struct Refused {
+pub(super) struct Refused {
     status: u16,
     code: i64,
     message: String,
-    headers: Vec<(&'static str, String)>,
+    pub(super) headers: Vec<(&'static str, String)>,
 }
 
 impl Refused {
-    fn new(status: u16, code: i64, message: impl Into<String>) -> Refused {
+    pub(super) fn new(status: u16, code: i64, message: impl Into<String>) -> Refused {
         Refused {
             status,
             code,

@@ -7,6 +7,7 @@ pub mod feedback;
 pub mod forward;
 pub mod issuer;
 pub mod mcp;
+pub mod mcp_caps;
 pub mod mcp_stream;
 pub mod oauth;
 pub mod resource_metadata;

@@ -162,14 +162,24 @@ async fn limit(
     route: &crate::config::Route,
     principal: &Principal,
 ) -> Result<Grant, GatewayError> {
-    if snap.limits.is_empty() {
-        return Ok(Grant::default());
-    }
     let at = crate::limits::At {
         route: &route.label,
         provider: &route.provider.name,
         mcp_server: None,
     };
+    limit_at(snap, at, principal).await
+}
+
+/// The limits that apply at `at` (a route, or an MCP server), each taking its share; a refusal
+/// is counted by limit and dimension.
+pub async fn limit_at(
+    snap: &Snapshot,
+    at: crate::limits::At<'_>,
+    principal: &Principal,
+) -> Result<Grant, GatewayError> {
+    if snap.limits.is_empty() {
+        return Ok(Grant::default());
+    }
     snap.limits
         .admit(at, principal, crate::limits::now_ns())
         .await

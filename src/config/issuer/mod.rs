@@ -34,21 +34,8 @@ pub fn build_all(
             principal_claim,
         } = w;
         let before = errors.len();
-        if !crate::auth::valid_principal_name(name) {
-            errors.push(ConfigError::at(
-                format!("{at}.name"),
-                format!("`{name}` is not an issuer name: 1 to 128 letters, digits and `-_.@+` (it is part of its callers' principal, `jwt:{{issuer}}:{{subject}}`)"),
-            ));
-        } else if name == BUILTIN {
-            errors.push(ConfigError::at(
-                format!("{at}.name"),
-                format!("`{BUILTIN}` is the name of Sluice's own issuer: choose another"),
-            ));
-        } else if !names.insert(name.as_str()) {
-            errors.push(ConfigError::at(
-                format!("{at}.name"),
-                format!("issuer name `{name}` is repeated"),
-            ));
+        if let Err(problem) = check_name(name, &mut names) {
+            errors.push(ConfigError::at(format!("{at}.name"), problem));
         }
         if *leeway_seconds > MAX_LEEWAY_SECONDS {
             errors.push(ConfigError::at(
@@ -100,6 +87,23 @@ pub fn build_all(
         built.push(b);
     }
     JwtVerifier::new(built)
+}
+
+/// An issuer's name is part of its callers' principal (`jwt:{issuer}:{subject}`): usable in
+/// that rendering, not Sluice's own, and unique.
+fn check_name<'a>(name: &'a str, names: &mut HashSet<&'a str>) -> Result<(), String> {
+    if !crate::auth::valid_principal_name(name) {
+        return Err(format!("`{name}` is not an issuer name: 1 to 128 letters, digits and `-_.@+` (it is part of its callers' principal, `jwt:{{issuer}}:{{subject}}`)"));
+    }
+    if name == BUILTIN {
+        return Err(format!(
+            "`{BUILTIN}` is the name of Sluice's own issuer: choose another"
+        ));
+    }
+    if !names.insert(name) {
+        return Err(format!("issuer name `{name}` is repeated"));
+    }
+    Ok(())
 }
 
 /// The name of Sluice's built-in issuer among the trusted issuers.

@@ -26,13 +26,14 @@ pub fn build_all(
         let config_wire::Token {
             id,
             sha256,
-            name,
             owner,
-            owner_id,
-            scopes,
             expires_at,
             revoked_at,
-            grants,
+            // The principal's parts: `principal_of`.
+            name: _,
+            owner_id: _,
+            scopes: _,
+            grants: _,
         } = t;
         let id_ok = id.len() == opaque::ID_LEN && id.bytes().all(|b| b.is_ascii_alphanumeric());
         if !id_ok {
@@ -68,33 +69,8 @@ pub fn build_all(
             ));
             continue;
         }
-        let found = owner.as_deref().and_then(|o| owners.get(o));
-        // A token the control plane minted names its owner by id too: it is refused once that
-        // owner is gone, even if another of the same name exists.
-        let same_owner = match owner_id {
-            Some(uid) => found.is_some_and(|o| o.id.as_ref() == Some(uid)),
-            None => true,
-        };
-        let owner_enabled = same_owner && found.is_none_or(|o| o.enabled);
-        // A token's principal is its owner (rotating a token keeps the owner's grants and
-        // counters), else the token itself by id: never its name, which anyone may repeat.
-        let identity = match owner {
-            Some(name) => Identity::Owner {
-                name: name.clone(),
-                uid: owner_id
-                    .clone()
-                    .or_else(|| found.and_then(|o| o.id.clone())),
-            },
-            None => Identity::Token { id: id.clone() },
-        };
-        let shown = name.as_ref().or(owner.as_ref()).unwrap_or(id).clone();
-        let principal = Arc::new(Principal {
-            grants: *grants,
-            token_id: Some(id.clone()),
-            credential: Identity::Token { id: id.clone() }.render().into_boxed_str(),
-            scopes: scopes.clone(),
-            ..Principal::new(CredentialKind::Opaque, identity, shown)
-        });
+        let (principal, owner_enabled) =
+            principal_of(t, owner.as_deref().and_then(|o| owners.get(o)));
         out.insert(
             id.clone(),
             TokenRecord {
@@ -109,6 +85,47 @@ pub fn build_all(
         );
     }
     out
+}
+
+/// A token's principal (its owner, else the token itself by id: never its name, which anyone
+/// may repeat; rotating a token keeps the owner's grants and counters), and whether its owner
+/// lets it in. A token the control plane minted names its owner by id too: it is refused once
+/// that owner is gone, even if another of the same name exists.
+fn principal_of(
+    t: &config_wire::Token,
+    found: Option<&&config_wire::Owner>,
+) -> (Arc<Principal>, bool) {
+    let same_owner = match &t.owner_id {
+        Some(uid) => found.is_some_and(|o| o.id.as_ref() == Some(uid)),
+        None => true,
+    };
+    let owner_enabled = same_owner && found.is_none_or(|o| o.enabled);
+    let identity = match &t.owner {
+        Some(name) => Identity::Owner {
+            name: name.clone(),
+            uid: t
+                .owner_id
+                .clone()
+                .or_else(|| found.and_then(|o| o.id.clone())),
+        },
+        None => Identity::Token { id: t.id.clone() },
+    };
+    let shown = t
+        .name
+        .as_ref()
+        .or(t.owner.as_ref())
+        .unwrap_or(&t.id)
+        .clone();
+    let principal = Principal {
+        grants: t.grants,
+        token_id: Some(t.id.clone()),
+        credential: Identity::Token { id: t.id.clone() }
+            .render()
+            .into_boxed_str(),
+        scopes: t.scopes.clone(),
+        ..Principal::new(CredentialKind::Opaque, identity, shown)
+    };
+    (Arc::new(principal), owner_enabled)
 }
 
 fn time(value: Option<&str>, at: &str, errors: &mut Vec<ConfigError>) -> Option<u64> {

@@ -117,10 +117,7 @@ async fn proven_by_its_credential(cp: &ControlPlane, request: &Request) -> Resul
     let snap = cp.config.snapshot();
     // As the OAuth user endpoints admit it: any kind, never a token of Sluice's own issuer,
     // and only a token that may act as its owner upstream.
-    let access = crate::auth::Access {
-        auth: crate::auth::AuthPolicy::Any,
-        ..crate::auth::Access::default()
-    };
+    let access = crate::auth::Access::default();
     let principal = crate::auth::verify(credential, &access, &*snap, unix_now())
         .await
         .map_err(|_| unproven())?;
