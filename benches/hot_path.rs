@@ -170,7 +170,8 @@ fn limits(c: &mut Criterion) {
     let url = std::env::var("BENCH_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let background = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
     let health = Arc::new(sluice::balance::HealthRegistry::default());
-    let shared = sluice::limits::shared::install(&url, health).unwrap_or_else(|e| panic!("{e}"));
+    let shared = sluice::limits::shared::install(&url, "bench", None, health)
+        .unwrap_or_else(|e| panic!("{e}"));
     background.spawn(shared.clone().run());
     background.spawn(sluice::limits::sync_flights());
     for _ in 0..100 {

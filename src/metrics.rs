@@ -35,6 +35,7 @@ metrics! {
     request_duration: HistogramVec = histogram_vec("sluice_request_duration_seconds", "Time from request head to the end of the response, by route and provider", &["route", "provider"], &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0]);
     rejected: IntCounterVec = counter_vec("sluice_rejected_requests_total", "Requests refused by Sluice itself, by reason", &["reason"]);
     limits_backend_up: IntGauge = gauge("sluice_limits_backend_up", "1 while the shared limits backend (server.limits_backend, Redis) answers; 0: each replica enforces its share of every limit");
+    key_health_messages: IntCounterVec = counter_vec("sluice_key_health_messages_total", "Key-health messages from other replicas, by outcome (applied, forged, other_secret, too_long, expired, unknown_key)", &["outcome"]);
     limits_replicas: IntGauge = gauge("sluice_limits_replicas", "Data-plane replicas alive in the shared limits backend (the divisor of the fallback shares)");
     budget_warnings: IntCounterVec = counter_vec("sluice_budget_warnings_total", "Budgets (and holders) whose spend crossed their warning share this period, by budget", &["budget"]);
     budget_spent_usd: GaugeVec = fgauge_vec("sluice_budget_spent_usd", "US dollars spent in the current period, by budget (all holders)", &["budget"]);

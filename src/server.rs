@@ -85,7 +85,7 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
         audit,
     };
     add_control(&mut server, &store, &config, config_file, plane)?;
-    add_background(&mut server, &store, &config, serves_traffic)?;
+    add_background(&mut server, &store, (&config, config_file), serves_traffic)?;
     Ok(server)
 }
 
@@ -272,11 +272,11 @@ fn add_control(
 fn add_background(
     server: &mut Server,
     store: &Arc<ConfigStore>,
-    config: &wire::Config,
+    (config, config_file): (&wire::Config, &Path),
     serves_traffic: bool,
 ) -> anyhow::Result<()> {
     if serves_traffic {
-        add_shared_limits(server, store, config)?;
+        add_shared_limits(server, store, config, config_file)?;
         add_trace_exporter(server, config)?;
         server.add_service(background_service(
             "sluice jwks refresher",
@@ -327,9 +327,29 @@ fn add_shared_limits(
     server: &mut Server,
     store: &Arc<ConfigStore>,
     config: &wire::Config,
+    config_file: &Path,
 ) -> anyhow::Result<()> {
     if let Some(url) = config.server.limits_backend.as_deref() {
-        let backend = crate::limits::shared::install(url, store.health())?;
+        let key = match config.server.limits_backend_key_ref.as_deref() {
+            Some(r) => {
+                let base = config_file.parent().unwrap_or(Path::new("."));
+                let key = crate::secrets::resolve(r, base)
+                    .map_err(|e| anyhow::anyhow!("server.limits_backend_key_ref: {e}"))?;
+                if key.expose().len() < 32 {
+                    anyhow::bail!(
+                        "server.limits_backend_key_ref: the key must be at least 32 characters (e.g. `openssl rand -hex 32`)"
+                    );
+                }
+                Some(key)
+            }
+            None => None,
+        };
+        let namespace = config
+            .server
+            .namespace
+            .as_deref()
+            .unwrap_or(crate::limits::shared::DEFAULT_NAMESPACE);
+        let backend = crate::limits::shared::install(url, namespace, key, store.health())?;
         server.add_service(background_service(
             "sluice limits backend",
             LimitsBackend { backend },

@@ -196,17 +196,13 @@ impl Verdict {
             // as an unclear strike, a 403 never.
             ProviderKind::Http if status == 403 => Verdict::NotTheKey,
             ProviderKind::Http => Verdict::Unclear,
-            ProviderKind::OpenAiCompatible => {
-                let about_key = code == "invalid_api_key"
-                    || message.contains("api key")
-                    || message.contains("api_key");
-                match (about_key, scoped) {
-                    (true, false) => Verdict::KeyRejected,
-                    (_, true) => Verdict::NotTheKey,
-                    (false, false) if status == 403 => Verdict::NotTheKey,
-                    (false, false) => Verdict::Unclear,
-                }
-            }
+            // Only a structured code decides: a message that merely mentions "api key" may be
+            // the upstream echoing what a client sent (issue 27, finding 9).
+            ProviderKind::OpenAiCompatible => match code.as_str() {
+                "invalid_api_key" if !scoped => Verdict::KeyRejected,
+                _ if scoped || status == 403 => Verdict::NotTheKey,
+                _ => Verdict::Unclear,
+            },
         }
     }
 }
@@ -214,8 +210,28 @@ impl Verdict {
 /// (provider name, key id).
 type KeyName = (String, String);
 
-/// A key's health and the fingerprint of the secret it was recorded for.
-type Tracked = ([u8; 32], Arc<KeyHealth>);
+/// A key's health, the fingerprint of the secret it was recorded for, and its provider's
+/// longest benches.
+type Tracked = ([u8; 32], Arc<KeyHealth>, BenchLimits);
+
+/// The longest a provider's key may be benched: what another replica may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BenchLimits {
+    pub quarantine: Duration,
+    pub cooldown: Duration,
+}
+
+impl BenchLimits {
+    /// The longest bench in `state` (a 429's `Retry-After` may ask for up to
+    /// [`MAX_RETRY_AFTER`]).
+    pub fn most(&self, state: KeyState) -> Duration {
+        match state {
+            KeyState::Healthy => Duration::ZERO,
+            KeyState::Quarantined => self.quarantine,
+            KeyState::CoolingDown => self.cooldown.max(MAX_RETRY_AFTER),
+        }
+    }
+}
 
 /// Health of every key, by provider name, key id and a fingerprint of the secret.
 #[derive(Debug, Default)]
@@ -225,23 +241,28 @@ pub struct HealthRegistry {
 
 impl HealthRegistry {
     /// The health record for a key, kept from the previous snapshot if the secret is unchanged.
-    pub fn get(&self, provider: &str, key: &str, fingerprint: [u8; 32]) -> Arc<KeyHealth> {
+    pub fn get(
+        &self,
+        provider: &str,
+        key: &str,
+        fingerprint: [u8; 32],
+        limits: BenchLimits,
+    ) -> Arc<KeyHealth> {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let slot = entries
             .entry((provider.to_owned(), key.to_owned()))
-            .or_insert_with(|| (fingerprint, Arc::default()));
+            .or_insert_with(|| (fingerprint, Arc::default(), limits));
         if slot.0 != fingerprint {
-            *slot = (fingerprint, Arc::default());
+            *slot = (fingerprint, Arc::default(), limits);
         }
+        slot.2 = limits;
         slot.1.clone()
     }
 
-    /// The health record of a configured key.
-    pub fn find(&self, provider: &str, key: &str) -> Option<Arc<KeyHealth>> {
+    /// A configured key's secret fingerprint, health record and longest benches.
+    pub fn find(&self, provider: &str, key: &str) -> Option<Tracked> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries
-            .get(&(provider.to_owned(), key.to_owned()))
-            .map(|(_, h)| h.clone())
+        entries.get(&(provider.to_owned(), key.to_owned())).cloned()
     }
 
     /// Forgets keys that are no longer configured.
@@ -288,8 +309,15 @@ mod tests {
             (
                 OpenAiCompatible,
                 401,
-                r#"{"error":{"message":"Invalid API key"}}"#.into(),
+                r#"{"error":{"message":"Invalid API key","code":"invalid_api_key"}}"#.into(),
                 Verdict::KeyRejected,
+            ),
+            // A message alone never names the key: one strike of three at most.
+            (
+                OpenAiCompatible,
+                401,
+                r#"{"error":{"message":"Invalid API key: sk-what-the-client-sent"}}"#.into(),
+                Verdict::Unclear,
             ),
             (OpenAiCompatible, 403, r#"{"error":{"message":"nope"}}"#.into(), Verdict::NotTheKey),
         ];

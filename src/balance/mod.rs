@@ -7,7 +7,7 @@
 
 pub mod health;
 
-pub use health::{HealthRegistry, KeyHealth, KeyState};
+pub use health::{BenchLimits, HealthRegistry, KeyHealth, KeyState};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

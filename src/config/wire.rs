@@ -197,6 +197,15 @@ pub struct ServerOptions {
     /// (`redis://127.0.0.1:6379/0`); default: each process counts on its own.
     #[serde(default)]
     pub limits_backend: Option<String>,
+    /// The key every replica of this deployment holds (`env:VAR` or `file:/path`, at least 32
+    /// characters) that authenticates benched-key messages in `limits_backend`; without it a
+    /// key benched on one replica is not benched on the others.
+    #[serde(default)]
+    pub limits_backend_key_ref: Option<String>,
+    /// Prefix of every Redis key and channel of this deployment (default `sluice`): two
+    /// deployments sharing one Redis share nothing.
+    #[serde(default)]
+    pub namespace: Option<String>,
     /// Export a trace span per request over OTLP/HTTP (JSON) to this collector
     /// (`http://otel-collector:4318`); default: no tracing.
     #[serde(default)]

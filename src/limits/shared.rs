@@ -19,6 +19,13 @@
 //! Two replicas admitting at once can both see room: the documented overshoot is what the other
 //! replicas admit within one sync interval.
 //!
+//! Every key and channel starts with the deployment's namespace (`server.namespace`, default
+//! `sluice`), so deployments sharing one Redis share nothing. Key-health messages are
+//! authenticated with a key every replica of the deployment holds (`server.limits_backend_key_ref`,
+//! HMAC-SHA256), name the key's secret by a keyed fingerprint (a rotated secret is not benched
+//! by news about the old one), and are bounded by the provider's configured maxima; without
+//! a key, benched keys stay on the replica that benched them.
+//!
 //! When Redis does not answer, each replica falls back to its share of every limit (N ÷ the
 //! replicas last seen alive, each heartbeating into a sorted set) and says so in
 //! `sluice_limits_backend_up`; nothing waits on a dead Redis for longer than [`TIMEOUT`], and
@@ -38,10 +45,12 @@ pub const TIMEOUT: Duration = Duration::from_millis(50);
 const HEARTBEAT: Duration = Duration::from_millis(500);
 /// A replica not heard from for this long no longer counts in the shares.
 const REPLICA_TTL_MS: u64 = 3000;
-const REPLICAS_KEY: &str = "sluice:limits:replicas";
 /// How often a replica publishes its in-flight counts and reads the others'.
 pub const FLIGHT_SYNC: Duration = Duration::from_millis(100);
-const HEALTH_CHANNEL: &str = "sluice:key-health";
+/// The namespace when `server.namespace` is not set.
+pub const DEFAULT_NAMESPACE: &str = "sluice";
+/// Clock difference between replicas tolerated in a key-health message's end time.
+const HEALTH_SKEW_MS: u64 = 5_000;
 
 /// Leases `ARGV[3]` units from a GCRA cell (`ARGV[1]` µs per unit, period `ARGV[2]` µs): as
 /// many as fit. Returns the units granted and the µs until the next unit fits.
@@ -103,6 +112,10 @@ pub struct Shared {
     /// Keys benched here are benched on every replica (`publish_health`, `follow_health`).
     health: Arc<crate::balance::HealthRegistry>,
     conn: Mutex<Option<ConnectionManager>>,
+    /// Prefix of every key and channel: `{namespace}:`.
+    namespace: String,
+    /// Authenticates key-health messages; `None`: benched keys are not shared.
+    health_key: Option<crate::secrets::Secret>,
     up: AtomicBool,
     replicas: AtomicU64,
     node: String,
@@ -122,16 +135,30 @@ pub fn get() -> Option<&'static Arc<Shared>> {
 /// connection); the request path uses it from now on.
 pub fn install(
     url: &str,
+    namespace: &str,
+    health_key: Option<crate::secrets::Secret>,
     health: Arc<crate::balance::HealthRegistry>,
 ) -> anyhow::Result<Arc<Shared>> {
     let client =
         redis::Client::open(url).map_err(|e| anyhow::anyhow!("server.limits_backend: {e}"))?;
+    if !valid_namespace(namespace) {
+        anyhow::bail!(
+            "server.namespace: `{namespace}` must be 1 to 64 lowercase letters, digits, `-` or `_`"
+        );
+    }
+    if health_key.is_none() {
+        log::warn!(
+            "server.limits_backend_key_ref is not set: keys benched on this replica are not benched on the others"
+        );
+    }
     let mut id = [0u8; 8];
     getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
     let shared = Arc::new(Shared {
         client,
         health,
         conn: Mutex::new(None),
+        namespace: namespace.to_owned(),
+        health_key,
         up: AtomicBool::new(false),
         replicas: AtomicU64::new(1),
         node: hex::encode(id),
@@ -144,7 +171,20 @@ pub fn install(
     Ok(shared)
 }
 
+/// `server.namespace`: 1 to 64 of `a-z`, `0-9`, `-`, `_`.
+pub fn valid_namespace(namespace: &str) -> bool {
+    (1..=64).contains(&namespace.len())
+        && namespace
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
 impl Shared {
+    /// `key` under this deployment's namespace.
+    fn named(&self, key: &str) -> String {
+        format!("{}:{key}", self.namespace)
+    }
+
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)
     }
@@ -174,7 +214,9 @@ impl Shared {
     /// Runs until the process stops: connects, heartbeats, counts replicas, notices outages,
     /// and follows the key-health channel.
     pub async fn run(self: Arc<Self>) {
-        tokio::spawn(self.clone().follow_health());
+        if self.health_key.is_some() {
+            tokio::spawn(self.clone().follow_health());
+        }
         loop {
             if self.connection().is_none() {
                 let fresh = tokio::time::timeout(
@@ -209,37 +251,44 @@ impl Shared {
 
     async fn heartbeat(&self, mut c: ConnectionManager) -> redis::RedisResult<u64> {
         let now = crate::clock::unix_now_ms();
+        let replicas = self.named("limits:replicas");
         let (_, _, n): (i64, i64, u64) = redis::pipe()
-            .zadd(REPLICAS_KEY, &self.node, now)
-            .zrembyscore(REPLICAS_KEY, 0, now.saturating_sub(REPLICA_TTL_MS))
-            .zcard(REPLICAS_KEY)
+            .zadd(&replicas, &self.node, now)
+            .zrembyscore(&replicas, 0, now.saturating_sub(REPLICA_TTL_MS))
+            .zcard(&replicas)
             .query_async(&mut c)
             .await?;
         Ok(n)
     }
 
-    /// Tells every replica that `provider`'s key `key` is out of rotation for `ms` from now
-    /// (cooling down or quarantined): they bench it until the same wall-clock time.
+    /// Tells every replica that `provider`'s key `key` (whose secret has `fingerprint`) is out
+    /// of rotation for `ms` from now (cooling down or quarantined): they bench it until the same
+    /// wall-clock time. Nothing is sent without a key to authenticate the message.
     pub fn publish_health(
         self: &Arc<Self>,
-        provider: &str,
-        key: &str,
+        (provider, key, fingerprint): (&str, &str, [u8; 32]),
         state: crate::balance::KeyState,
         ms: u64,
     ) {
+        let Some(secret) = &self.health_key else {
+            return;
+        };
         let Some(mut c) = self.connection().filter(|_| self.is_up()) else {
             return;
         };
-        let message = serde_json::json!({
-            "provider": provider,
-            "key": key,
-            "state": state.as_str(),
-            "until_ms": crate::clock::unix_now_ms() + ms,
-        })
-        .to_string();
+        let message = HealthMessage {
+            ns: self.namespace.clone(),
+            provider: provider.to_owned(),
+            key: key.to_owned(),
+            fp: key_fingerprint(secret, &fingerprint),
+            state: state.as_str().to_owned(),
+            until_ms: crate::clock::unix_now_ms() + ms,
+        }
+        .seal(secret);
+        let channel = self.named("key-health");
         tokio::spawn(async move {
             let mut cmd = redis::cmd("PUBLISH");
-            cmd.arg(HEALTH_CHANNEL).arg(message);
+            cmd.arg(channel).arg(message);
             let publish = cmd.query_async::<i64>(&mut c);
             let _ = tokio::time::timeout(TIMEOUT * 4, publish).await;
         });
@@ -249,15 +298,20 @@ impl Shared {
     /// outage.
     async fn follow_health(self: Arc<Self>) {
         use futures_util::StreamExt;
+        let channel = self.named("key-health");
         loop {
             if let Ok(Ok(mut pubsub)) =
                 tokio::time::timeout(Duration::from_secs(1), self.client.get_async_pubsub()).await
             {
-                if pubsub.subscribe(HEALTH_CHANNEL).await.is_ok() {
+                if pubsub.subscribe(&channel).await.is_ok() {
                     let mut messages = pubsub.on_message();
                     while let Some(m) = messages.next().await {
                         if let Ok(text) = m.get_payload::<String>() {
-                            self.apply_health(&text);
+                            let outcome = self.apply_health(&text);
+                            METRICS
+                                .key_health_messages
+                                .with_label_values(&[outcome])
+                                .inc();
                         }
                     }
                 }
@@ -266,33 +320,62 @@ impl Shared {
         }
     }
 
-    fn apply_health(&self, text: &str) {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
-            return;
+    /// Benches a key another replica benched, if the message is authentic, for this
+    /// deployment, about the secret this replica holds and within the provider's maxima.
+    /// Returns the outcome (the `sluice_key_health_messages_total` label).
+    fn apply_health(&self, text: &str) -> &'static str {
+        let Some(secret) = &self.health_key else {
+            return "forged";
         };
-        let (Some(provider), Some(key), Some(until)) = (
-            v["provider"].as_str(),
-            v["key"].as_str(),
-            v["until_ms"].as_u64(),
-        ) else {
-            return;
+        let Some(m) = HealthMessage::open(secret, text) else {
+            return "forged";
         };
-        let state = match v["state"].as_str() {
-            Some("quarantined") => crate::balance::KeyState::Quarantined,
-            Some("cooling_down") => crate::balance::KeyState::CoolingDown,
-            _ => return,
-        };
-        let left = until.saturating_sub(crate::clock::unix_now_ms());
-        if let Some(health) = self.health.find(provider, key).filter(|_| left > 0) {
-            if health.blocked_for_ms(crate::clock::now_ms()) + 50 < left {
-                log::warn!(
-                    "provider {provider} key {key}: {} by another replica for {}s",
-                    state.as_str(),
-                    left / 1000
-                );
-            }
-            health.block(state, crate::clock::now_ms(), Duration::from_millis(left));
+        if m.ns != self.namespace {
+            return "forged";
         }
+        let state = match m.state.as_str() {
+            "quarantined" => crate::balance::KeyState::Quarantined,
+            "cooling_down" => crate::balance::KeyState::CoolingDown,
+            _ => return "forged",
+        };
+        let Some((fingerprint, health, limits)) = self.health.find(&m.provider, &m.key) else {
+            return "unknown_key";
+        };
+        let ours = key_fingerprint(secret, &fingerprint);
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            ours.as_bytes(),
+            m.fp.as_bytes(),
+        )) {
+            return "other_secret";
+        }
+        let left = m.until_ms.saturating_sub(crate::clock::unix_now_ms());
+        let most = limits.most(state).as_millis() as u64;
+        if left > most + HEALTH_SKEW_MS {
+            log::warn!(
+                "provider {} key {}: refused a {} of {}s from another replica (at most {}s)",
+                m.provider,
+                m.key,
+                state.as_str(),
+                left / 1000,
+                most / 1000
+            );
+            return "too_long";
+        }
+        let left = left.min(most);
+        if left == 0 {
+            return "expired";
+        }
+        if health.blocked_for_ms(crate::clock::now_ms()) + 50 < left {
+            log::warn!(
+                "provider {} key {}: {} by another replica for {}s",
+                m.provider,
+                m.key,
+                state.as_str(),
+                left / 1000
+            );
+        }
+        health.block(state, crate::clock::now_ms(), Duration::from_millis(left));
+        "applied"
     }
 
     /// Adds `tokens` and `micro_usd` to a budget's shared spend (keys `{key}:t` and `{key}:m`,
@@ -310,6 +393,8 @@ impl Shared {
         };
         let me = self.clone();
         tokio::spawn(async move {
+            let key = me.named(&key);
+            let prev = prev.map(|p| me.named(&p));
             let (t, m) = (format!("{key}:t"), format!("{key}:m"));
             let mut pipe = redis::pipe();
             pipe.incr(&t, tokens)
@@ -345,7 +430,7 @@ impl Shared {
         let Some(mut c) = self.connection().filter(|_| self.is_up()) else {
             return Err(());
         };
-        let mut invocation = self.lease.key(key);
+        let mut invocation = self.lease.key(self.named(key));
         invocation
             .arg((interval_ns / 1000).max(1))
             .arg(period_ns / 1000)
@@ -367,9 +452,9 @@ impl Shared {
             return Err(());
         };
         let alive_since = crate::clock::unix_now_ms().saturating_sub(REPLICA_TTL_MS);
-        let mut invocation = self.flight.key(key);
+        let mut invocation = self.flight.key(self.named(key));
         invocation
-            .key(REPLICAS_KEY)
+            .key(self.named("limits:replicas"))
             .arg(&self.node)
             .arg(local)
             .arg(alive_since);
@@ -398,7 +483,7 @@ impl Shared {
         };
         let me = self.clone();
         tokio::spawn(async move {
-            let mut invocation = me.debit.key(&key);
+            let mut invocation = me.debit.key(me.named(&key));
             invocation
                 .arg((interval_ns / 1000).max(1))
                 .arg(n)
@@ -457,12 +542,13 @@ impl Lease {
     }
 }
 
-/// Where a limit's or budget's counters live in Redis: `sluice:{kind}:{name}:{hash of the whole
-/// spec}` (a changed spec starts afresh, as it does locally), made once per snapshot build.
+/// Where a limit's or budget's counters live in Redis, under the namespace: `{kind}:{name}:{hash
+/// of the whole spec}` (a changed spec starts afresh, as it does locally), made once per
+/// snapshot build.
 pub fn key_prefix(kind: &str, name: &str, spec: &impl serde::Serialize) -> String {
     let fingerprint = serde_json::to_string(spec).unwrap_or_default();
     format!(
-        "sluice:{kind}:{name}:{:016x}",
+        "{kind}:{name}:{:016x}",
         crate::balance::hash_str(&fingerprint)
     )
 }
@@ -470,4 +556,90 @@ pub fn key_prefix(kind: &str, name: &str, spec: &impl serde::Serialize) -> Strin
 /// Units leased at a time for a limit of `limit` per period: a twentieth, 1 to 50.
 pub fn lease_size(limit: u64) -> u64 {
     (limit / 20).clamp(1, 50)
+}
+
+/// A key benched by one replica, as announced to the others: `{HMAC-SHA256 hex}.{JSON}`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct HealthMessage {
+    ns: String,
+    provider: String,
+    key: String,
+    /// [`key_fingerprint`] of the key's secret.
+    fp: String,
+    state: String,
+    until_ms: u64,
+}
+
+impl HealthMessage {
+    fn seal(&self, secret: &crate::secrets::Secret) -> String {
+        let body = serde_json::to_string(self).unwrap_or_default();
+        format!("{}.{body}", hex::encode(mac(secret, body.as_bytes())))
+    }
+
+    /// The message, if its MAC is `secret`'s (checked in constant time) and it parses.
+    fn open(secret: &crate::secrets::Secret, text: &str) -> Option<HealthMessage> {
+        use hmac::Mac;
+        let (tag, body) = text.split_once('.')?;
+        let tag = hex::decode(tag).ok()?;
+        let mut m = <hmac::Hmac<sha2::Sha256>>::new_from_slice(secret.expose().as_bytes()).ok()?;
+        m.update(body.as_bytes());
+        m.verify_slice(&tag).ok()?;
+        serde_json::from_str(body).ok()
+    }
+}
+
+fn mac(secret: &crate::secrets::Secret, data: &[u8]) -> [u8; 32] {
+    use hmac::Mac;
+    match <hmac::Hmac<sha2::Sha256>>::new_from_slice(secret.expose().as_bytes()) {
+        Ok(mut m) => {
+            m.update(data);
+            m.finalize().into_bytes().into()
+        }
+        Err(_) => [0; 32],
+    }
+}
+
+/// A provider key's secret as named in key-health messages: keyed, so Redis never sees a plain
+/// hash of an API key.
+fn key_fingerprint(secret: &crate::secrets::Secret, fingerprint: &[u8; 32]) -> String {
+    let mut data = b"sluice key fingerprint\0".to_vec();
+    data.extend_from_slice(fingerprint);
+    hex::encode(&mac(secret, &data)[..16])
+}
+
+#[cfg(test)]
+mod health_message_tests {
+    use super::*;
+    use crate::secrets::Secret;
+
+    #[test]
+    fn only_the_deployments_key_opens_a_message() {
+        let key = Secret::new("a-key-every-replica-holds");
+        let m = HealthMessage {
+            ns: "prod".into(),
+            provider: "openai".into(),
+            key: "k1".into(),
+            fp: key_fingerprint(&key, &[7; 32]),
+            state: "quarantined".into(),
+            until_ms: 1,
+        };
+        let sealed = m.seal(&key);
+        assert_eq!(
+            HealthMessage::open(&key, &sealed).map(|m| m.key),
+            Some("k1".into())
+        );
+        assert!(HealthMessage::open(&Secret::new("another"), &sealed).is_none());
+        // A changed body under the old tag.
+        let tampered = sealed.replace("\"until_ms\":1", "\"until_ms\":9999999999999");
+        assert!(HealthMessage::open(&key, &tampered).is_none());
+        // No tag at all: what an attacker without the key can publish.
+        let bare = sealed.split_once('.').map(|(_, b)| b.to_owned()).unwrap();
+        assert!(HealthMessage::open(&key, &bare).is_none());
+        assert_ne!(
+            key_fingerprint(&key, &[7; 32]),
+            key_fingerprint(&key, &[8; 32])
+        );
+        assert!(valid_namespace("prod-eu_1") && !valid_namespace("Prod") && !valid_namespace(""));
+        assert!(!valid_namespace("a:b") && !valid_namespace(&"a".repeat(65)));
+    }
 }

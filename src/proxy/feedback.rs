@@ -83,7 +83,8 @@ pub fn apply(provider: &Provider, key_idx: usize, verdict: Verdict) {
     if state != crate::balance::KeyState::Healthy {
         if let Some(shared) = crate::limits::shared::get() {
             let ms = member.health.blocked_for_ms(now_ms());
-            shared.publish_health(&provider.name, &key.id, state, ms);
+            let fingerprint = key.secret.fingerprint();
+            shared.publish_health((&provider.name, &key.id, fingerprint), state, ms);
         }
     }
     if state == crate::balance::KeyState::Quarantined {

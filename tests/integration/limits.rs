@@ -601,6 +601,7 @@ async fn a_key_benched_on_one_data_plane_is_benched_on_all() {
     let t = opaque_token("");
     let config = format!(
         r#"  limits_backend: redis://127.0.0.1:{redis_port}
+  limits_backend_key_ref: env:SLUICE_REDIS_KEY
 providers:
   - {{ name: openai, kind: openai, base_url: "{url}", quarantine_seconds: 120, keys: [{{ id: k1, secret_ref: "env:KEY_1" }}, {{ id: k2, secret_ref: "env:KEY_2" }}] }}
 routes:
@@ -614,13 +615,13 @@ tokens:
     let env = [
         ("KEY_1", "sk-one-000000000000"),
         ("KEY_2", "sk-two-000000000000"),
+        ("SLUICE_REDIS_KEY", REDIS_KEY),
     ];
     let a = Sluice::start_with_env(&config, &env);
     let b = Sluice::start_with_env(&config, &env);
     until_metric(&a, "sluice_limits_backend_up", 1.0).await;
     until_metric(&b, "sluice_limits_backend_up", 1.0).await;
-    // Subscribed once the backend is up; give the subscription its first heartbeat.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    until_subscribed(redis_port, "sluice:key-health", 2).await;
 
     // The upstream calls one of a's keys invalid.
     let bearer = format!("Bearer {}", t.token);
@@ -668,6 +669,193 @@ tokens:
         assert_eq!(status, 200);
     }
     assert_eq!(mock.seen(&header).await, before);
+}
+
+const REDIS_KEY: &str = "0123456789abcdef0123456789abcdef-deployment";
+
+/// One Redis command over RESP; the reply's first line.
+async fn redis(port: u16, args: &[&str]) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut out = format!("*{}\r\n", args.len());
+    for a in args {
+        out += &format!("${}\r\n{a}\r\n", a.len());
+    }
+    s.write_all(out.as_bytes()).await.unwrap();
+    let mut lines = tokio::io::BufReader::new(s).lines();
+    let mut reply = lines.next_line().await.unwrap().unwrap_or_default();
+    // PUBSUB NUMSUB: *2, $len, channel, :count.
+    if reply.starts_with('*') {
+        for _ in 0..3 {
+            reply = lines.next_line().await.unwrap().unwrap_or_default();
+        }
+    }
+    reply
+}
+
+/// Waits until `n` replicas follow `channel` (no sleeping on a guess).
+async fn until_subscribed(port: u16, channel: &str, n: usize) {
+    for _ in 0..400 {
+        if redis(port, &["PUBSUB", "NUMSUB", channel]).await == format!(":{n}") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{n} subscribers never followed {channel}");
+}
+
+/// A key-health message as a replica holding `key` sends it (the wire contract).
+fn health_message(key: &str, ns: &str, secret: &str, state: &str, until_ms: u64) -> String {
+    use hmac::Mac;
+    use sha2::Digest;
+    let mac = |data: &[u8]| {
+        let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+        m.update(data);
+        m.finalize().into_bytes().to_vec()
+    };
+    let mut fp = b"sluice key fingerprint\0".to_vec();
+    fp.extend_from_slice(&sha2::Sha256::digest(secret.as_bytes()));
+    let body = serde_json::json!({
+        "ns": ns, "provider": "openai", "key": "k1",
+        "fp": hex::encode(&mac(&fp)[..16]), "state": state, "until_ms": until_ms,
+    })
+    .to_string();
+    format!("{}.{body}", hex::encode(mac(body.as_bytes())))
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Issue 27, findings 1 and 5: whoever reaches Redis could bench every key of every replica
+/// for ten years with one unauthenticated `PUBLISH`, and a staging deployment sharing the
+/// Redis benched production's keys and spent its limits. Messages are now authenticated by
+/// the deployment's key, bound to the key's secret and to the namespace, and bounded by the
+/// provider's maxima; counters live under the namespace.
+#[tokio::test]
+async fn key_health_messages_are_authenticated_namespaced_and_bounded() {
+    let redis_port = free_port();
+    let _redis = Redis::start(redis_port);
+    let mock = Mock::start(&[]);
+    let t = opaque_token(", owner: fleet");
+    let config = |ns: &str| {
+        format!(
+            r#"  limits_backend: redis://127.0.0.1:{redis_port}
+  limits_backend_key_ref: env:SLUICE_REDIS_KEY
+  namespace: {ns}
+providers:
+  - {{ name: openai, kind: openai, base_url: "{url}", quarantine_seconds: 120, keys: [{{ id: k1, secret_ref: "env:KEY_1" }}] }}
+routes:
+  - {{ prefix: /openai, provider: openai, auth: token }}
+tokens:
+  - {record}
+limits:
+  - {{ name: fleet, owner: fleet, requests_per_minute: 3 }}
+"#,
+            url = mock.url(),
+            record = t.record
+        )
+    };
+    let env = [
+        ("KEY_1", "sk-one-000000000000"),
+        ("SLUICE_REDIS_KEY", REDIS_KEY),
+    ];
+    let prod = Sluice::start_with_env(&config("prod"), &env);
+    let staging = Sluice::start_with_env(&config("staging"), &env);
+    until_metric(&prod, "sluice_limits_backend_up", 1.0).await;
+    until_metric(&staging, "sluice_limits_backend_up", 1.0).await;
+    until_subscribed(redis_port, "prod:key-health", 1).await;
+    until_subscribed(redis_port, "staging:key-health", 1).await;
+    let outcome = |o: &str| format!(r#"sluice_key_health_messages_total{{outcome="{o}"}}"#);
+    let quarantined = r#"sluice_key_state{key="k1",provider="openai",state="quarantined"}"#;
+    let ten_years = unix_ms() + 10 * 365 * 86_400_000;
+
+    // Without the key: the old message shape, and a tag made with another key.
+    let bare = format!(
+        r#"{{"provider":"openai","key":"k1","state":"quarantined","until_ms":{ten_years}}}"#
+    );
+    let wrong = health_message(
+        "not-the-deployment-key-00000000000000",
+        "prod",
+        "sk-one-000000000000",
+        "quarantined",
+        ten_years,
+    );
+    for m in [&bare, &wrong] {
+        assert_eq!(
+            redis(redis_port, &["PUBLISH", "prod:key-health", m]).await,
+            ":1"
+        );
+    }
+    until_metric(&prod, &outcome("forged"), 2.0).await;
+    // With the key, but about a secret prod does not hold, or for longer than prod benches.
+    let other = health_message(
+        REDIS_KEY,
+        "prod",
+        "sk-old-rotated-0000",
+        "quarantined",
+        ten_years,
+    );
+    let long = health_message(
+        REDIS_KEY,
+        "prod",
+        "sk-one-000000000000",
+        "quarantined",
+        ten_years,
+    );
+    let replayed_ns = health_message(
+        REDIS_KEY,
+        "staging",
+        "sk-one-000000000000",
+        "quarantined",
+        unix_ms() + 60_000,
+    );
+    for m in [&other, &long, &replayed_ns] {
+        redis(redis_port, &["PUBLISH", "prod:key-health", m]).await;
+    }
+    until_metric(&prod, &outcome("other_secret"), 1.0).await;
+    until_metric(&prod, &outcome("too_long"), 1.0).await;
+    until_metric(&prod, &outcome("forged"), 3.0).await;
+    assert_eq!(prod.metric(quarantined).await, 0.0);
+    let bearer = format!("Bearer {}", t.token);
+    let auth = [("authorization", bearer.as_str())];
+    let chat = |s| call(s, "/openai/v1/chat/completions", &auth);
+    assert_eq!(chat(&prod).await.0, 200);
+
+    // Staging's upstream refuses its key three times (the last key: confirmations) and
+    // spends its limit: production's key and limit are untouched.
+    for _ in 0..3 {
+        let (status, _) = call(
+            &staging,
+            "/openai/v1/chat/completions",
+            &[("authorization", &bearer), ("x-mock-status", "401")],
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+    assert_eq!(staging.metric(quarantined).await, 1.0);
+    assert_ne!(chat(&staging).await.0, 200);
+    // Prod spent one of its 3 (staging all of its own): sharing counters, this would be 429.
+    assert_eq!(chat(&prod).await.0, 200);
+    assert_eq!(prod.metric(quarantined).await, 0.0);
+    assert_eq!(prod.metric(&outcome("applied")).await, 0.0);
+
+    // The deployment's own message within the provider's maxima is applied (the check can fail).
+    let fair = health_message(
+        REDIS_KEY,
+        "prod",
+        "sk-one-000000000000",
+        "quarantined",
+        unix_ms() + 60_000,
+    );
+    redis(redis_port, &["PUBLISH", "prod:key-health", &fair]).await;
+    until_metric(&prod, &outcome("applied"), 1.0).await;
+    assert_eq!(prod.metric(quarantined).await, 1.0);
 }
 
 /// A budget in dollars: priced from the answers' usage, refused once used up with a 429 the

@@ -151,12 +151,16 @@ fn build(
     if errors.len() > before {
         return None;
     }
+    let limits = crate::balance::BenchLimits {
+        quarantine: Duration::from_secs(*quarantine_seconds),
+        cooldown: Duration::from_secs(*cooldown_seconds),
+    };
     let members = built_keys
         .iter()
         .map(|k| Member {
             weight: k.weight,
             enabled: k.enabled,
-            health: ctx.health.get(name, &k.id, k.secret.fingerprint()),
+            health: ctx.health.get(name, &k.id, k.secret.fingerprint(), limits),
             id_hash: crate::balance::hash_str(&k.id),
         })
         .collect();
