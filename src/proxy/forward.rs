@@ -117,6 +117,8 @@ struct Head {
     method: String,
     target: String,
     proxy_authorization: Option<String>,
+    /// `Proxy-Authorization` headers sent (more than one is refused, as in reverse mode).
+    proxy_authorizations: usize,
     /// Bytes of `buf` that belong to the head.
     len: usize,
     buf: Vec<u8>,
@@ -152,16 +154,21 @@ async fn read_head(stream: &mut L4Stream) -> Result<Head, HeadError> {
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf[..filled]) {
             Ok(httparse::Status::Complete(len)) => {
-                let proxy_authorization = req
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("proxy-authorization"))
+                let given = || {
+                    req.headers
+                        .iter()
+                        .filter(|h| h.name.eq_ignore_ascii_case("proxy-authorization"))
+                };
+                let proxy_authorization = given()
+                    .next()
                     .and_then(|h| std::str::from_utf8(h.value).ok())
                     .map(str::to_owned);
+                let proxy_authorizations = given().count();
                 let head = Head {
                     method: req.method.unwrap_or_default().to_owned(),
                     target: req.path.unwrap_or_default().to_owned(),
                     proxy_authorization,
+                    proxy_authorizations,
                     len,
                     buf: Vec::new(),
                 };
@@ -204,6 +211,11 @@ async fn check_credential(
     head: &Head,
     snap: &Snapshot,
 ) -> Result<(Secret, Arc<auth::Principal>), GatewayError> {
+    if head.proxy_authorizations > 1 {
+        return Err(GatewayError::BadRequest(
+            crate::error::BadRequest::DuplicateCredential,
+        ));
+    }
     let token = head
         .proxy_authorization
         .as_deref()

@@ -51,6 +51,9 @@ impl ProxyHttp for Gateway {
     /// check the head → route → authenticate → pick credential (`steps::admit`, or
     /// `steps::admit_forward` on a forward-proxy connection); a refusal is answered here.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // Requests a client pipelines are answered in order (Pingora otherwise closes after
+        // the first answer and drops the rest unanswered).
+        session.set_pipelining_enabled(true);
         let req = session.req_header();
         ctx.request_id = request_id(
             req.headers

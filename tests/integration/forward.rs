@@ -425,6 +425,20 @@ async fn bad_input_is_closed_cleanly() {
     let resp = raw(&sluice, huge.as_bytes());
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
 
+    // Issue 27, finding 9: two Proxy-Authorization headers on CONNECT (the first used to win;
+    // a proxy in front may honour the other). Refused whichever comes first, as in reverse mode.
+    let good = format!("any:{}", tok().token);
+    let one = connect_head("api.openai.com:443", Some(&good));
+    let two = connect_head("api.openai.com:443", Some("any:sluice_forged"));
+    let second = two.lines().nth(2).unwrap_or_default();
+    let first = one.lines().nth(2).unwrap_or_default();
+    for (a, b) in [(first, second), (second, first)] {
+        let head = format!("CONNECT api.openai.com:443 HTTP/1.1\r\n{a}\r\n{b}\r\n\r\n");
+        let resp = raw(&sluice, head.as_bytes());
+        assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+        assert!(resp.contains("duplicate_credential"), "{resp}");
+    }
+
     // Slowloris: a head that never completes is cut at head_timeout_seconds (1 s).
     let started = Instant::now();
     let mut s = TcpStream::connect(("127.0.0.1", sluice.forward.unwrap_or(0))).expect("connect");
@@ -494,6 +508,43 @@ async fn bad_input_is_closed_cleanly() {
     );
     assert_eq!(code, 0, "{body}");
     assert!(!sluice.proc.log_text().contains("panicked"));
+
+    // Issue 27, finding 9: requests pipelined in one write inside an intercepted stream are
+    // served in order (the second used to be dropped without an answer).
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-quiet", "-ign_eof", "-proxy"])
+        .arg(format!("127.0.0.1:{}", sluice.forward.unwrap_or(0)))
+        .args(["-proxy_user", "any", "-proxy_pass"])
+        .arg(format!("pass:{}", tok().token))
+        .args([
+            "-connect",
+            "api.openai.com:443",
+            "-servername",
+            "api.openai.com",
+            "-CAfile",
+        ])
+        .arg(&ca)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl");
+    let get = |last: bool| {
+        format!(
+            "GET /v1/models HTTP/1.1\r\nHost: api.openai.com\r\n{}\r\n",
+            if last { "Connection: close\r\n" } else { "" }
+        )
+    };
+    let pipelined = format!("{}{}{}", get(false), get(false), get(true));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(pipelined.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("openssl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 3, "{text}");
 }
 
 /// Echoes every byte back on each connection.
