@@ -26,6 +26,10 @@ pub enum GatewayError {
     MissingProviderKey,
     #[error("no healthy provider key is available for this provider")]
     NoHealthyKey,
+    /// A data plane cut off from its control plane for longer than it may serve
+    /// (`server.control_plane_stale: refuse`).
+    #[error("this gateway has lost its control plane; try another replica")]
+    ControlPlaneStale,
     #[error("the upstream provider could not be reached")]
     UpstreamUnavailable,
     /// The upstream did not connect or answer in time (504).
@@ -281,7 +285,7 @@ impl GatewayError {
             GatewayError::Forbidden(_) => 403,
             GatewayError::ConflictingCredentials => 400,
             GatewayError::MissingProviderKey => 401,
-            GatewayError::NoHealthyKey => 503,
+            GatewayError::NoHealthyKey | GatewayError::ControlPlaneStale => 503,
             GatewayError::UpstreamUnavailable => 502,
             GatewayError::UpstreamTimeout => 504,
             GatewayError::Internal => 500,
@@ -303,6 +307,7 @@ impl GatewayError {
             GatewayError::ConflictingCredentials => "conflicting_credentials",
             GatewayError::MissingProviderKey => "missing_provider_key",
             GatewayError::NoHealthyKey => "no_healthy_key",
+            GatewayError::ControlPlaneStale => "control_plane_stale",
             GatewayError::UpstreamUnavailable => "upstream_unavailable",
             GatewayError::UpstreamTimeout => "upstream_timeout",
             GatewayError::Internal => "internal",
@@ -404,6 +409,7 @@ impl GatewayError {
             | GatewayError::NoRoute
             | GatewayError::ConflictingCredentials
             | GatewayError::NoHealthyKey
+            | GatewayError::ControlPlaneStale
             | GatewayError::UpstreamUnavailable
             | GatewayError::UpstreamTimeout
             | GatewayError::Internal
@@ -437,6 +443,7 @@ impl GatewayError {
                         ("invalid_request_error", "conflicting_credentials")
                     }
                     GatewayError::NoHealthyKey => ("server_error", "no_healthy_key"),
+                    GatewayError::ControlPlaneStale => ("server_error", "control_plane_stale"),
                     GatewayError::UpstreamUnavailable => ("server_error", "upstream_unavailable"),
                     GatewayError::UpstreamTimeout => ("server_error", "upstream_timeout"),
                     GatewayError::Internal => ("server_error", "internal"),
@@ -460,7 +467,9 @@ impl GatewayError {
                     GatewayError::ConflictingCredentials
                     | GatewayError::NotAProxyRequest
                     | GatewayError::BadRequest(_) => "invalid_request_error",
-                    GatewayError::NoHealthyKey => "overloaded_error",
+                    GatewayError::NoHealthyKey | GatewayError::ControlPlaneStale => {
+                        "overloaded_error"
+                    }
                     GatewayError::UpstreamUnavailable | GatewayError::Internal => "api_error",
                     GatewayError::UpstreamTimeout => "timeout_error",
                     GatewayError::Limited(_) | GatewayError::BudgetExceeded(_) => {

@@ -42,6 +42,11 @@ enum Command {
         /// The data plane's token at the control plane (owner with the dataplane role).
         #[arg(long, env = "SLUICE_CONTROL_TOKEN", requires = "control_plane")]
         token: Option<String>,
+        /// The control plane's revision-feed key (`ed25519:…`, from GET /v1/snapshot/key):
+        /// feeds signed by any other key are refused. Default: the first key seen, kept in
+        /// the data dir.
+        #[arg(long, env = "SLUICE_CONTROL_PLANE_KEY", requires = "control_plane")]
+        control_plane_key: Option<String>,
     },
     /// Run the control plane only: the admin API over its store, no proxy listeners. Several
     /// replicas may share one PostgreSQL database; data planes follow any of them.
@@ -253,12 +258,14 @@ fn main() -> anyhow::Result<()> {
             database,
             control_plane,
             token,
+            control_plane_key,
         } => serve(
             &config,
             sluice::server::ServeOptions {
                 database,
                 control_plane,
                 token,
+                control_plane_key,
                 control_plane_only: false,
             },
         ),

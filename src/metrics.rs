@@ -61,6 +61,7 @@ metrics! {
     forward_tunnel_bytes: IntCounterVec = counter_vec("sluice_forward_tunnel_bytes_total", "Bytes through blind tunnels, by direction (up: client to destination, down)", &["direction"]);
     forward_leaf_certs: IntCounterVec = counter_vec("sluice_forward_leaf_cert_cache_total", "Intercepted-host certificate lookups by cache result (hit, miss)", &["result"]);
     config_synchronized: IntGauge = gauge("sluice_config_synchronized", "1 when the last exchange with the control plane succeeded (0: serving the last good state)");
+    control_plane_staleness: IntGauge = gauge("sluice_control_plane_staleness_seconds", "Seconds since this data plane last heard from its control plane (server.control_plane_max_staleness_seconds)");
     control_revision: IntGauge = gauge("sluice_control_revision", "Control-plane revision this data plane serves");
     mcp_requests: IntCounterVec = counter_vec("sluice_mcp_requests_total", "MCP requests by server, JSON-RPC method (a fixed set; other, batch, stream, delete) and outcome (status class, or refused)", &["server", "method", "outcome"]);
     oauth_grants: IntGaugeVec = gauge_vec("sluice_oauth_grants", "Users' grants held in the token vault, by OAuth provider (control plane)", &["provider"]);

@@ -38,6 +38,9 @@ pub struct ServeOptions {
     pub control_plane: Option<String>,
     /// The data plane's token at the control plane (an owner with the `dataplane` role).
     pub token: Option<String>,
+    /// The control plane's feed signing key (`ed25519:BASE64`, from `/v1/snapshot/key`);
+    /// without it the first key seen is kept under the data dir (trust on first use).
+    pub control_plane_key: Option<String>,
     /// Run the control plane only (`sluice control-plane`): the admin listener and the store,
     /// no proxy, forward or mock listener, no audit writer.
     pub control_plane_only: bool,
@@ -92,9 +95,29 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
 /// Embedded control plane (the default), or a data plane following `--control-plane`.
 fn mode(opts: &ServeOptions, file_config: &wire::Config) -> anyhow::Result<Mode> {
     Ok(match (&opts.control_plane, &opts.token) {
+        (Some(_), Some(_))
+            if opts
+                .control_plane_key
+                .as_deref()
+                .is_some_and(|k| !crate::control::crypto::valid_feed_key(k)) =>
+        {
+            anyhow::bail!(
+                "--control-plane-key / SLUICE_CONTROL_PLANE_KEY: expected `ed25519:` and 32 bytes in base64, as GET /v1/snapshot/key shows"
+            )
+        }
         (Some(url), Some(token)) => Mode::DataPlane {
             url: url.clone(),
             token: token.clone(),
+            pin: opts.control_plane_key.clone(),
+            stale: crate::control::service::Staleness {
+                most: std::time::Duration::from_secs(
+                    file_config
+                        .server
+                        .control_plane_max_staleness_seconds
+                        .unwrap_or(120),
+                ),
+                refuse: file_config.server.control_plane_stale == Some(wire::StaleAction::Refuse),
+            },
         },
         (Some(_), None) => {
             anyhow::bail!("--control-plane needs --token (an owner with the dataplane role)")

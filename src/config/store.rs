@@ -37,6 +37,9 @@ pub struct ConfigStore {
     /// Serialises reloads and remembers what was loaded at start.
     writer: Mutex<Fixed>,
     ready: AtomicBool,
+    /// A data plane cut off from its control plane for too long refuses requests
+    /// (`server.control_plane_stale: refuse`).
+    refusing_stale: AtomicBool,
     /// The control plane's resources, merged into every build (file change or new revision).
     control: Mutex<Option<Arc<ControlState>>>,
     parsed: ParseCache,
@@ -108,6 +111,7 @@ impl ConfigStore {
                 revision: 1,
             }),
             ready: AtomicBool::new(true),
+            refusing_stale: AtomicBool::new(false),
             control: Mutex::new(control),
             parsed,
         };
@@ -131,6 +135,16 @@ impl ConfigStore {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Whether requests are refused for having lost the control plane.
+    pub fn refusing_stale(&self) -> bool {
+        self.refusing_stale.load(Ordering::Relaxed)
+    }
+
+    /// Sets it; returns what it was.
+    pub fn set_refusing_stale(&self, refusing: bool) -> bool {
+        self.refusing_stale.swap(refusing, Ordering::Relaxed)
     }
 
     pub fn file(&self) -> &Path {

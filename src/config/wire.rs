@@ -202,6 +202,14 @@ pub struct ServerOptions {
     /// key benched on one replica is not benched on the others.
     #[serde(default)]
     pub limits_backend_key_ref: Option<String>,
+    /// A data plane that has not heard from its control plane for this long reports not ready
+    /// on `/readyz` (default 120 s; 0: never).
+    #[serde(default)]
+    pub control_plane_max_staleness_seconds: Option<u64>,
+    /// What a data plane past that staleness does with requests: `serve` them from its last
+    /// good state (default) or `refuse` them (503 `control_plane_stale`).
+    #[serde(default)]
+    pub control_plane_stale: Option<StaleAction>,
     /// Prefix of every Redis key and channel of this deployment (default `sluice`): two
     /// deployments sharing one Redis share nothing.
     #[serde(default)]
@@ -213,6 +221,14 @@ pub struct ServerOptions {
     /// The spans' `service.name` (default `sluice`).
     #[serde(default)]
     pub otlp_service_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum StaleAction {
+    #[default]
+    Serve,
+    Refuse,
 }
 
 /// Audit records: one JSON line per request. Fixed for the life of the process.

@@ -21,6 +21,8 @@ pub struct MasterKey {
     cipher: Aes256Gcm,
     /// Root of the keys derived for other purposes (`derive`), never the key itself.
     root: [u8; 32],
+    /// A revision feed's key (`feed_key`): its secrets are bound to their revision too.
+    feed: bool,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -36,6 +38,7 @@ impl MasterKey {
         Ok(MasterKey {
             cipher,
             root: derive_root(bytes),
+            feed: false,
         })
     }
 
@@ -82,7 +85,28 @@ impl MasterKey {
         MasterKey {
             root: derive_root(&digest),
             cipher: Aes256Gcm::new(&digest),
+            feed: true,
         }
+    }
+
+    /// What a gateway secret named `name` is sealed under in a store at `revision`: its name;
+    /// in a revision feed also the revision, so a sealed value cannot be replayed into another
+    /// revision's feed.
+    pub fn secret_aad(&self, name: &str, revision: u64) -> String {
+        if self.feed {
+            format!("{name}\0revision {revision}")
+        } else {
+            name.to_owned()
+        }
+    }
+
+    /// The revision feed's signing key: Ed25519 from the master key, so every control-plane
+    /// replica sharing the master key signs alike (data planes pin its public half).
+    pub fn feed_signer(&self) -> anyhow::Result<ring::signature::Ed25519KeyPair> {
+        ring::signature::Ed25519KeyPair::from_seed_unchecked(
+            &self.derive("revision feed signing v1"),
+        )
+        .map_err(|_| anyhow::anyhow!("feed signing key"))
     }
 
     /// A 256-bit key for `purpose` (MCP session tags, …): the same on every control-plane
@@ -136,6 +160,43 @@ impl MasterKey {
     }
 }
 
+/// The signature header of a revision feed answer: Ed25519 over the body, base64.
+pub const FEED_SIGNATURE: &str = "x-sluice-feed-signature";
+
+/// A revision feed signing key's public half as data planes pin it: `ed25519:BASE64`.
+pub fn feed_public_key(signer: &ring::signature::Ed25519KeyPair) -> String {
+    use ring::signature::KeyPair;
+    format!(
+        "ed25519:{}",
+        base64::engine::general_purpose::STANDARD.encode(signer.public_key().as_ref())
+    )
+}
+
+/// Whether `key` is a feed key as `feed_public_key` writes it.
+pub fn valid_feed_key(key: &str) -> bool {
+    key.trim()
+        .strip_prefix("ed25519:")
+        .and_then(|k| base64::engine::general_purpose::STANDARD.decode(k).ok())
+        .is_some_and(|k| k.len() == 32)
+}
+
+/// Whether `signature` (base64) is `public_key`'s (`ed25519:BASE64`) over `body`.
+pub fn feed_signed_by(public_key: &str, body: &[u8], signature: &str) -> bool {
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let (Some(key), Ok(sig)) = (
+        public_key
+            .trim()
+            .strip_prefix("ed25519:")
+            .and_then(|k| engine.decode(k).ok()),
+        engine.decode(signature.trim()),
+    ) else {
+        return false;
+    };
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key)
+        .verify(body, &sig)
+        .is_ok()
+}
+
 fn derive_root(key: &[u8]) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     Sha256::new()
@@ -182,6 +243,33 @@ mod tests {
         );
         let other = MasterKey::from_bytes(&[8u8; 32]).unwrap();
         assert!(other.open("OPENAI_KEY", &sealed).is_err());
+    }
+
+    #[test]
+    fn feeds_are_signed_and_their_secrets_bound_to_the_revision() {
+        let master = MasterKey::from_bytes(&[7u8; 32]).unwrap();
+        let signer = master.feed_signer().unwrap();
+        let public = feed_public_key(&signer);
+        let sig = base64::engine::general_purpose::STANDARD.encode(signer.sign(b"body"));
+        assert!(feed_signed_by(&public, b"body", &sig));
+        assert!(!feed_signed_by(&public, b"bodY", &sig));
+        let rogue = MasterKey::from_bytes(&[8u8; 32])
+            .unwrap()
+            .feed_signer()
+            .unwrap();
+        assert!(!feed_signed_by(&feed_public_key(&rogue), b"body", &sig));
+        // Replicas sharing the master key sign alike.
+        let again = MasterKey::from_bytes(&[7u8; 32])
+            .unwrap()
+            .feed_signer()
+            .unwrap();
+        assert_eq!(feed_public_key(&again), public);
+
+        let feed = MasterKey::feed_key("sluice_aaaa");
+        let sealed = feed.seal(&feed.secret_aad("K", 4), "v").unwrap();
+        assert!(feed.open(&feed.secret_aad("K", 4), &sealed).is_ok());
+        assert!(feed.open(&feed.secret_aad("K", 5), &sealed).is_err());
+        assert_eq!(master.secret_aad("K", 4), "K");
     }
 
     #[test]

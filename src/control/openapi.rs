@@ -169,7 +169,7 @@ const FIXED: &[Operation] = &[
     op(Post, "/v1/tokens", TokenCreate, "Create a token: the plaintext is returned once").body("TokenCreate"),
     op(Post, "/v1/tokens/{id}/revoke", TokenRevoke, "Revoke a token").status("200"),
     op(Post, "/v1/tokens/{id}/rotate", TokenRotate, "New token; the old one keeps working for `grace`").body("TokenRotate"),
-    op(Get, "/v1/snapshot", SnapshotRead, "Every stored resource at the newest revision, with only the gateway's secrets, sealed for the caller's token; 304 when nothing is newer than `after` within `wait` seconds (long-poll)"),
+    op(Get, "/v1/snapshot", SnapshotRead, "Every stored resource at the newest revision, signed (`x-sluice-feed-signature`: Ed25519 over the body), with only the gateway's secrets sealed for the caller's token and revision (the dataplane role only; other callers get no secret; audited); 304 when nothing is newer than `after` within `wait` seconds (long-poll)"),
     op(Get, "/v1/oauth/connections", OauthConnectionList, "Users' OAuth connections (token-vault grants): metadata only, never a token; `?principal=` for one").list(),
     op(Delete, "/v1/oauth/connections/{provider}", OauthConnectionDelete, "Remove `?principal=`'s grant at this OAuth provider and revoke it upstream (RFC 7009, best effort)"),
     op(Post, "/v1/vault", VaultUse, "Data planes: a token-vault request (the user token to inject, consent links and states); the answer carries tokens, so only the dataplane role holds this").status("200"),
@@ -183,6 +183,7 @@ const FIXED: &[Operation] = &[
     op(Get, "/v1/usage", UsageRead, "Requests, tokens and spend (micro-USD) per bucket, `?by=provider|model|principal&hours=24&bucket=3600`, from the audit records of the process serving the API"),
     unchecked(Get, "/v1/whoami", "The caller's principal and role"),
     unchecked(Get, "/v1/openapi.json", "This document (no credential needed)"),
+    unchecked(Get, "/v1/snapshot/key", "The public half of the revision feed's signing key (`ed25519:BASE64`), which data planes pin with `SLUICE_CONTROL_PLANE_KEY` (no credential needed)"),
 ];
 
 const DESCRIPTION: &str = "Control plane of the Sluice AI gateway. Each operation's `x-permission` names the permission it checks; roles: admin (all), operator (keys, secrets, tokens; reads the rest), viewer (reads), dataplane (snapshot_read, vault_use); an owner's `permissions` adds named ones (a custom role). Creating or updating a resource so that it references an OAuth provider (a provider's `oauth_provider`) also checks `oauth_provider_attach`. Errors are `{\"error\": {\"code\", \"message\", \"field\"?, \"errors\"?}}`.";
@@ -334,7 +335,7 @@ fn operation(o: &Operation) -> utoipa::openapi::path::Operation {
                 .build(),
         ));
     }
-    if o.path != "/v1/openapi.json" {
+    if o.path != "/v1/openapi.json" && o.path != "/v1/snapshot/key" {
         b = b.security(SecurityRequirement::new("token", Vec::<String>::new()));
         for status in ["400", "401", "403", "404", "409", "422"] {
             b = b.response(status, Ref::from_response_name("Error"));

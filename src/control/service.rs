@@ -38,9 +38,31 @@ const SWEEP_VAULT_EVERY: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub enum Mode {
-    Embedded { database: String },
-    DataPlane { url: String, token: String },
+    Embedded {
+        database: String,
+    },
+    DataPlane {
+        url: String,
+        token: String,
+        /// The feed signing key to trust (`ed25519:…`); `None`: the first one seen.
+        pin: Option<String>,
+        stale: Staleness,
+    },
 }
+
+/// How long a data plane may go without hearing from its control plane.
+#[derive(Debug, Clone, Copy)]
+pub struct Staleness {
+    /// Past this, `/readyz` says not ready (zero: never).
+    pub most: Duration,
+    /// Past it, requests are refused too (503 `control_plane_stale`).
+    pub refuse: bool,
+}
+
+/// Largest revision-feed answer a data plane reads.
+const MAX_FEED_BYTES: usize = 64 << 20;
+/// Where a data plane keeps the feed key it trusted first (no `--control-plane-key`).
+const TRUSTED_KEY_FILE: &str = "control-plane.key";
 
 pub struct ControlService {
     pub config: Arc<ConfigStore>,
@@ -84,18 +106,16 @@ impl ControlService {
                     anyhow::Ok(store.dump().await?)
                 })?
             }
-            Mode::DataPlane { .. } => {
-                match load_persisted(&data_dir.join("control-snapshot.json"))? {
-                    Some(dump) => {
-                        log::info!(
+            Mode::DataPlane { .. } => match load_persisted(&data_dir.join(PERSISTED))? {
+                Some(dump) => {
+                    log::info!(
                         "serving the persisted control-plane revision {} until the control plane answers",
                         dump.revision
                     );
-                        dump
-                    }
-                    None => return Ok(None),
+                    dump
                 }
-            }
+                None => return Ok(None),
+            },
         };
         let (state, problems) = ControlState::open(dump, key);
         for p in problems {
@@ -155,6 +175,12 @@ impl BackgroundService for ControlService {
                 }
                 tokio::spawn(sweep_vault(vault, shutdown.clone()));
                 tokio::spawn(api::rotate_on_schedule(cp.clone(), shutdown.clone()));
+                if let Ok(signer) = self.key.feed_signer() {
+                    log::info!(
+                        "revision feed signed with {} (pin it on data planes: SLUICE_CONTROL_PLANE_KEY)",
+                        super::crypto::feed_public_key(&signer)
+                    );
+                }
                 if let Err(e) = cp.refresh().await {
                     log::error!("control plane: {e}");
                 }
@@ -168,16 +194,25 @@ impl BackgroundService for ControlService {
                 let server = serve(listener, self.admin_tls.clone(), router, stop);
                 tokio::join!(follower, notifications, server);
             }
-            Mode::DataPlane { url, token } => {
+            Mode::DataPlane {
+                url,
+                token,
+                pin,
+                stale,
+            } => {
                 if let Some(jobs) = self.vault_jobs.lock().ok().and_then(|mut j| j.take()) {
                     tokio::spawn(forward_vault(jobs, url.clone(), token.clone()));
                 }
                 let follower = follow_remote(
-                    self.config.clone(),
-                    self.key.clone(),
-                    url.clone(),
-                    token.clone(),
-                    self.data_dir.join("control-snapshot.json"),
+                    Follower {
+                        config: self.config.clone(),
+                        key: self.key.clone(),
+                        url: url.clone(),
+                        token: token.clone(),
+                        pin: pin.clone(),
+                        stale: *stale,
+                        data_dir: self.data_dir.clone(),
+                    },
                     shutdown.clone(),
                 );
                 let server = serve(listener, self.admin_tls.clone(), router, stop);
@@ -409,18 +444,34 @@ async fn bootstrap(
     Ok(())
 }
 
-/// Follows a remote control plane by long-poll; persists each good state.
-async fn follow_remote(
+/// What a data plane follows its control plane with.
+struct Follower {
     config: Arc<ConfigStore>,
     key: Arc<MasterKey>,
     url: String,
     token: String,
-    persisted: PathBuf,
-    mut shutdown: ShutdownWatch,
-) {
+    pin: Option<String>,
+    stale: Staleness,
+    data_dir: PathBuf,
+}
+
+/// Follows a remote control plane by long-poll; persists each good state. Only feeds signed
+/// by the pinned key (or the first key seen) are taken, revisions never go back, and the
+/// data plane is ready once it serves a control-plane state and while it has heard from the
+/// control plane within the staleness allowed.
+async fn follow_remote(f: Follower, mut shutdown: ShutdownWatch) {
+    let config = &f.config;
     // The persisted state (if any) was loaded at start-up.
     let mut revision = config.snapshot().control_revision;
-    config.set_ready(revision > 0);
+    let serving = Arc::new(std::sync::atomic::AtomicBool::new(revision > 0));
+    let heard = Arc::new(std::sync::atomic::AtomicU64::new(crate::clock::now_ms()));
+    tokio::spawn(watch_staleness(
+        config.clone(),
+        f.stale,
+        serving.clone(),
+        heard.clone(),
+        shutdown.clone(),
+    ));
     METRICS.config_synchronized.set(0);
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(LONG_POLL_SECONDS + 10))
@@ -432,13 +483,17 @@ async fn follow_remote(
             return;
         }
     };
-    let base = url.trim_end_matches('/').to_owned();
+    let base = f.url.trim_end_matches('/').to_owned();
+    let mut pin = f.pin.clone();
     let mut backoff = Duration::from_millis(250);
     loop {
+        if pin.is_none() {
+            pin = trust_first_key(&client, &base, &f.data_dir).await;
+        }
         let wait = if revision == 0 { 0 } else { LONG_POLL_SECONDS };
         let request = client
             .get(format!("{base}/v1/snapshot?after={revision}&wait={wait}"))
-            .bearer_auth(&token)
+            .bearer_auth(&f.token)
             .send();
         let outcome = tokio::select! {
             r = request => r,
@@ -446,22 +501,23 @@ async fn follow_remote(
         };
         let ok = match outcome {
             Ok(resp) if resp.status() == reqwest::StatusCode::NOT_MODIFIED => true,
-            Ok(resp) if resp.status().is_success() => match resp
-                .bytes()
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice::<Dump>(&b).map_err(|e| e.to_string()))
-            {
-                Ok(dump) => {
-                    revision = apply_revision(&config, &key, dump, &persisted).await;
-                    config.set_ready(true);
-                    true
+            Ok(resp) if resp.status().is_success() => {
+                match signed_dump(resp, pin.as_deref(), revision).await {
+                    Ok(dump) => {
+                        let (rev, applied) =
+                            apply_revision(config, &f.key, dump, &f.data_dir).await;
+                        revision = rev;
+                        if applied {
+                            serving.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        true
+                    }
+                    Err(e) => {
+                        log::warn!("control plane {base}: snapshot refused: {e}");
+                        false
+                    }
                 }
-                Err(e) => {
-                    log::warn!("control plane: bad snapshot: {e}");
-                    false
-                }
-            },
+            }
             Ok(resp) => {
                 log::warn!("control plane {base}: {}", resp.status());
                 false
@@ -471,6 +527,9 @@ async fn follow_remote(
                 false
             }
         };
+        if ok {
+            heard.store(crate::clock::now_ms(), std::sync::atomic::Ordering::Relaxed);
+        }
         METRICS.config_synchronized.set(i64::from(ok));
         METRICS.control_revision.set(revision as i64);
         if ok {
@@ -485,30 +544,137 @@ async fn follow_remote(
     }
 }
 
+/// Once a second: ready while serving a control-plane state heard from within the staleness
+/// allowed; past it, refusing requests too when so configured.
+async fn watch_staleness(
+    config: Arc<ConfigStore>,
+    stale: Staleness,
+    serving: Arc<std::sync::atomic::AtomicBool>,
+    heard: Arc<std::sync::atomic::AtomicU64>,
+    mut shutdown: ShutdownWatch,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    loop {
+        let silent = crate::clock::now_ms().saturating_sub(heard.load(Relaxed));
+        METRICS.control_plane_staleness.set((silent / 1000) as i64);
+        let too_stale = !stale.most.is_zero() && silent > stale.most.as_millis() as u64;
+        let refusing = too_stale && stale.refuse;
+        if config.set_refusing_stale(refusing) != refusing {
+            if refusing {
+                log::error!(
+                    "no word from the control plane for {}s: refusing requests (server.control_plane_stale: refuse)",
+                    silent / 1000
+                );
+            } else {
+                log::info!("control plane heard from again: serving requests");
+            }
+        }
+        config.set_ready(serving.load(Relaxed) && !too_stale);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The feed key kept from the first contact (trust on first use), or fetched and kept now.
+async fn trust_first_key(
+    client: &reqwest::Client,
+    base: &str,
+    data_dir: &std::path::Path,
+) -> Option<String> {
+    let file = data_dir.join(TRUSTED_KEY_FILE);
+    if let Ok(kept) = std::fs::read_to_string(&file) {
+        return Some(kept.trim().to_owned());
+    }
+    let resp = client
+        .get(format!("{base}/v1/snapshot/key"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .ok()?;
+    let body: serde_json::Value = resp.json().await.ok()?;
+    let key = body["public_key"].as_str()?.to_owned();
+    if let Err(e) = crate::private::replace(&file, key.as_bytes()) {
+        log::warn!("cannot keep the control plane's feed key: {e:#}");
+    }
+    log::warn!(
+        "trusting the control plane's feed key {key} from first contact; pin it with SLUICE_CONTROL_PLANE_KEY"
+    );
+    Some(key)
+}
+
+/// The feed answer's snapshot, if its body is within [`MAX_FEED_BYTES`], signed by `pin`, and
+/// newer than `revision`.
+async fn signed_dump(
+    mut resp: reqwest::Response,
+    pin: Option<&str>,
+    revision: u64,
+) -> Result<Dump, String> {
+    let pin = pin.ok_or("the control plane's feed key is unknown")?;
+    let signature = resp
+        .headers()
+        .get(super::crypto::FEED_SIGNATURE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .ok_or("unsigned")?;
+    if resp.content_length().unwrap_or(0) > MAX_FEED_BYTES as u64 {
+        return Err(format!("larger than {MAX_FEED_BYTES} bytes"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_FEED_BYTES {
+            return Err(format!("larger than {MAX_FEED_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if !super::crypto::feed_signed_by(pin, &body, &signature) {
+        return Err("not signed by the control plane's feed key".into());
+    }
+    let dump = serde_json::from_slice::<Dump>(&body).map_err(|e| e.to_string())?;
+    if dump.revision <= revision {
+        return Err(format!(
+            "revision {} is not newer than {revision} (revisions never go back)",
+            dump.revision
+        ));
+    }
+    Ok(dump)
+}
+
 /// Publishes a revision from the feed; a state that built is persisted for the next start.
-/// Returns the revision (followed even when it did not build: the next one may).
+/// Returns the revision (followed even when it did not build: the next one may) and whether
+/// it serves now.
 async fn apply_revision(
     config: &Arc<ConfigStore>,
     key: &Arc<MasterKey>,
     dump: Dump,
-    persisted: &std::path::Path,
-) -> u64 {
+    data_dir: &std::path::Path,
+) -> (u64, bool) {
     let rev = dump.revision;
     let sealed = serde_json::to_vec(&dump);
     match super::offpath::publish(config.clone(), key.clone(), dump).await {
         Ok(crate::config::store::ReloadOutcome::Applied { .. }) => {
             if let Err(e) = sealed
                 .map_err(anyhow::Error::from)
-                .and_then(|b| crate::private::replace(persisted, &b))
+                .and_then(|b| crate::private::replace(&data_dir.join(PERSISTED), &b))
             {
                 log::warn!("cannot persist the control-plane snapshot: {e:#}");
             }
+            (rev, true)
         }
-        Ok(other) => log::error!("control plane revision {rev} not applied: {other:?}"),
-        Err(e) => log::error!("control plane revision {rev} not applied: {e}"),
+        Ok(other) => {
+            log::error!("control plane revision {rev} not applied: {other:?}");
+            (rev, false)
+        }
+        Err(e) => {
+            log::error!("control plane revision {rev} not applied: {e}");
+            (rev, false)
+        }
     }
-    rev
 }
+
+/// The last control-plane state that built, under the data dir.
+const PERSISTED: &str = "control-snapshot.json";
 
 fn load_persisted(file: &std::path::Path) -> anyhow::Result<Option<Dump>> {
     match std::fs::read(file) {

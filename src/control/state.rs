@@ -38,10 +38,11 @@ impl ControlState {
     pub fn open(dump: Dump, key: &MasterKey) -> (ControlState, Vec<String>) {
         let mut secrets = HashMap::new();
         let mut problems = Vec::new();
+        let revision = dump.revision;
         for r in dump.resources.iter().filter(|r| r.kind == SECRET) {
             match serde_json::from_value::<SecretDoc>(r.body.clone()) {
                 Ok(doc) if doc.scopes.contains(&SecretScope::Gateway) => {
-                    match key.open(&r.name, &doc.sealed) {
+                    match key.open(&key.secret_aad(&r.name, revision), &doc.sealed) {
                         Ok(v) => {
                             secrets.insert(r.name.clone(), v);
                         }

@@ -262,6 +262,10 @@ impl ForwardProxy {
             return self.serve_http(Box::new(stream), conn, shutdown).await;
         }
 
+        if self.store.refusing_stale() {
+            outcome("denied");
+            return refuse(&mut stream, GatewayError::ControlPlaneStale).await;
+        }
         let Some((host, port)) = policy::split_authority(&head.target, None) else {
             outcome("bad_request");
             return refuse(&mut stream, GatewayError::NotAProxyRequest).await;

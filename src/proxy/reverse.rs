@@ -64,6 +64,11 @@ impl ProxyHttp for Gateway {
             let parent = req.headers.get("traceparent").and_then(|v| v.to_str().ok());
             ctx.trace = Some(crate::trace::Context::from_header(parent));
         }
+        if self.store.refusing_stale() {
+            let shape = steps::guess_shape(session.req_header().uri.path());
+            let error = crate::error::GatewayError::ControlPlaneStale;
+            return refuse(session, ctx, Refusal { error, shape }).await;
+        }
         if ctx.conn.is_none() {
             if let Some(answered) = self.own_paths(session, ctx).await {
                 if !answered && session.req_header().method == http::Method::GET {
@@ -91,19 +96,7 @@ impl ProxyHttp for Gateway {
                 }
                 Ok(answered)
             }
-            Err(Refusal { error, shape }) => {
-                ctx.reason = Some(error.reason());
-                ctx.refused = true;
-                METRICS.rejected.with_label_values(&[error.reason()]).inc();
-                // Reverse-proxy routes only: an intercepted host's paths are not ours to describe.
-                let metadata = match (error.challenge(), &ctx.conn) {
-                    (Some(_), None) => resource_metadata::for_refusal(&ctx.snap, req.uri.path()),
-                    _ => None,
-                };
-                let (status, id) = (error.status(), &ctx.request_id);
-                write_error_for(session, error, shape, status, metadata.as_deref(), id).await;
-                Ok(true)
-            }
+            Err(refusal) => refuse(session, ctx, refusal).await,
         }
     }
 
@@ -689,4 +682,23 @@ fn settle_key_answer(ctx: &mut RequestCtx) {
     {
         feedback::apply(provider, key_idx, answer.verdict(provider));
     }
+}
+
+/// Answers a refused request in its shape (the resource metadata link on a reverse route's
+/// challenge), counted and audited as refused.
+async fn refuse(session: &mut Session, ctx: &mut RequestCtx, refusal: Refusal) -> Result<bool> {
+    let Refusal { error, shape } = refusal;
+    ctx.reason = Some(error.reason());
+    ctx.refused = true;
+    METRICS.rejected.with_label_values(&[error.reason()]).inc();
+    // Reverse-proxy routes only: an intercepted host's paths are not ours to describe.
+    let metadata = match (error.challenge(), &ctx.conn) {
+        (Some(_), None) => {
+            resource_metadata::for_refusal(&ctx.snap, session.req_header().uri.path())
+        }
+        _ => None,
+    };
+    let (status, id) = (error.status(), &ctx.request_id);
+    write_error_for(session, error, shape, status, metadata.as_deref(), id).await;
+    Ok(true)
 }

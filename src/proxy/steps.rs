@@ -483,7 +483,7 @@ fn client_sent_provider_key(req: &RequestHeader) -> bool {
 }
 
 /// Error shape for a path that matched no route: Anthropic's paths are recognisable.
-fn guess_shape(path: &str) -> ErrorShape {
+pub fn guess_shape(path: &str) -> ErrorShape {
     if path.contains("/messages") || path.contains("anthropic") {
         ErrorShape::Anthropic
     } else {

@@ -428,3 +428,259 @@ async fn admin_api_and_feed_over_tls() {
         "{text}"
     );
 }
+
+/// A rogue control plane: each request gets the next queued answer (raw HTTP), or a 304 when
+/// none is queued; while `down`, connections are closed unanswered.
+struct Rogue {
+    port: u16,
+    answers: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Vec<u8>>>>,
+    served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Rogue {
+    fn start() -> Rogue {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let rogue = Rogue {
+            port,
+            answers: Default::default(),
+            served: Default::default(),
+            down: Default::default(),
+        };
+        let (answers, served, down) = (
+            rogue.answers.clone(),
+            rogue.served.clone(),
+            rogue.down.clone(),
+        );
+        std::thread::spawn(move || {
+            for mut s in listener.incoming().flatten() {
+                if down.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let answer = answers.lock().unwrap().pop_front().unwrap_or_else(|| {
+                    b"HTTP/1.1 304 Not Modified\r\nconnection: close\r\n\r\n".to_vec()
+                });
+                let _ = s.write_all(&answer);
+                served.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        rogue
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn queue(&self, answer: Vec<u8>) {
+        self.answers.lock().unwrap().push_back(answer);
+    }
+
+    /// Waits until every queued answer was served.
+    async fn until_served(&self) {
+        for _ in 0..1000 {
+            if self.answers.lock().unwrap().is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the data plane stopped asking");
+    }
+}
+
+fn feed_answer(body: &[u8], signature: Option<&str>) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    if let Some(sig) = signature {
+        out += &format!("x-sluice-feed-signature: {sig}\r\n");
+    }
+    out += "\r\n";
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// The feed's answer for `token` after `after`: body and signature.
+async fn feed(admin: &str, token: &str, after: u64) -> (Vec<u8>, String) {
+    let r = client()
+        .get(format!("{admin}/v1/snapshot?after={after}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let sig = r
+        .headers()
+        .get("x-sluice-feed-signature")
+        .expect("a signed feed")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (r.bytes().await.unwrap().to_vec(), sig)
+}
+
+/// Issue 27, findings 6, 7 and 8. Data planes took any feed (unsigned, revisions going back,
+/// unbounded), served revoked tokens forever once cut off and said they were ready with no
+/// state at all; an admin read the "write-only" gateway secrets from the feed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_plane_trusts_only_its_control_planes_signed_fresh_feed() {
+    use base64::Engine;
+    let mock = Mock::start(&[]);
+    let cp = Sluice::start_args("", &[("SLUICE_MASTER_KEY", MASTER)], &[]);
+    let (a, root) = (cp.admin_url(), cp.admin_token());
+    let secret = json!({"name": "LLM_K", "value": "sk-gateway-secret-0001"});
+    assert_eq!(
+        api(&a, &root, "POST", "/v1/secrets", Some(&secret.to_string()))
+            .await
+            .0,
+        201
+    );
+    let provider = json!({"name": "llm", "kind": "openai", "base_url": mock.url(), "keys": [{"id": "k", "secret_ref": "secret:LLM_K"}]});
+    api(
+        &a,
+        &root,
+        "POST",
+        "/v1/providers",
+        Some(&provider.to_string()),
+    )
+    .await;
+    let route = json!({"prefix": "/llm", "provider": "llm", "auth": "token"});
+    api(&a, &root, "POST", "/v1/routes", Some(&route.to_string())).await;
+    let dp_token = new_token_for(&a, &root, "edge", Some("dataplane")).await;
+
+    // Finding 7: an admin reading the feed gets no secret; the data plane gets it sealed.
+    let (admin_body, _) = feed(&a, &root, 0).await;
+    let (dp_body, _) = feed(&a, &dp_token, 0).await;
+    let secrets = |body: &[u8]| {
+        let v: Value = serde_json::from_slice(body).unwrap();
+        v["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["kind"] == "secret")
+            .count()
+    };
+    assert_eq!(secrets(&admin_body), 0);
+    assert_eq!(secrets(&dp_body), 1);
+    let audit = cp.dir.path().join("data/audit.jsonl");
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        let reads: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["event"] == "feed.read")
+            .collect();
+        if reads.len() >= 2 {
+            assert_eq!(reads[0]["role"], "admin", "{text}");
+            assert_eq!(
+                (reads[0]["secrets"].as_u64(), reads[1]["secrets"].as_u64()),
+                (Some(0), Some(1))
+            );
+            assert_eq!(reads[1]["role"], "dataplane");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "feed reads not audited: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The key data planes pin; two real answers of the control plane, an older and a newer.
+    let (s, key) = api(&a, "", "GET", "/v1/snapshot/key", None).await;
+    assert_eq!(s, 200, "{key}");
+    let pin = key["public_key"].as_str().unwrap().to_owned();
+    assert!(pin.starts_with("ed25519:"), "{pin}");
+    let (old_body, old_sig) = feed(&a, &dp_token, 0).await;
+    let old_rev = serde_json::from_slice::<Value>(&old_body).unwrap()["revision"]
+        .as_u64()
+        .unwrap();
+    let agent = new_token_for(&a, &root, "agent", None).await;
+    let (new_body, new_sig) = feed(&a, &dp_token, old_rev).await;
+    let new_rev = serde_json::from_slice::<Value>(&new_body).unwrap()["revision"]
+        .as_u64()
+        .unwrap();
+
+    // Finding 8: a data plane pinned to that key, following a rogue control plane.
+    let rogue = Rogue::start();
+    let unsigned = String::from_utf8(new_body.clone())
+        .unwrap()
+        .replace(&format!("\"revision\":{new_rev}"), "\"revision\":100");
+    let other_key = ring::signature::Ed25519KeyPair::from_seed_unchecked(&[9; 32]).unwrap();
+    let forged_sig =
+        base64::engine::general_purpose::STANDARD.encode(other_key.sign(unsigned.as_bytes()));
+    rogue.queue(feed_answer(unsigned.as_bytes(), None));
+    rogue.queue(feed_answer(unsigned.as_bytes(), Some(&forged_sig)));
+    // Larger than a data plane reads: refused from its length alone.
+    rogue.queue(
+        format!("HTTP/1.1 200 OK\r\ncontent-length: 70000000\r\nx-sluice-feed-signature: {new_sig}\r\nconnection: close\r\n\r\n")
+            .into_bytes(),
+    );
+    let stale = "  control_plane_max_staleness_seconds: 2\n  control_plane_stale: refuse\n";
+    let dp = Sluice::start_args(
+        stale,
+        &[("SLUICE_CONTROL_PLANE_KEY", pin.as_str())],
+        &["--control-plane", &rogue.url(), "--token", &dp_token],
+    );
+    rogue.until_served().await;
+    // A 304 after the refusals: heard from, but no state yet, so not ready.
+    let heard = rogue.served.load(std::sync::atomic::Ordering::SeqCst);
+    while rogue.served.load(std::sync::atomic::Ordering::SeqCst) == heard {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(readyz(&dp.admin_url()).await["status"], "starting");
+    assert_eq!(dp.metric("sluice_control_revision").await, 0.0);
+    let log = dp.proc.log_text();
+    for refusal in [
+        "unsigned",
+        "not signed by the control plane's feed key",
+        "larger than",
+    ] {
+        assert!(log.contains(refusal), "{refusal}: {log}");
+    }
+
+    // The real newer revision applies; the real older one replayed after it does not.
+    rogue.queue(feed_answer(&new_body, Some(&new_sig)));
+    until_revision(&dp.admin_url(), new_rev).await;
+    assert_eq!(status_with(dp.port, &agent).await, 200);
+    rogue.queue(feed_answer(&old_body, Some(&old_sig)));
+    rogue.until_served().await;
+    let heard = rogue.served.load(std::sync::atomic::Ordering::SeqCst);
+    while rogue.served.load(std::sync::atomic::Ordering::SeqCst) == heard {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(serving_revision(&dp.admin_url()).await, new_rev);
+    assert!(dp.proc.log_text().contains("revisions never go back"));
+
+    // Finding 6: cut off for longer than allowed, the data plane is not ready and refuses
+    // (`control_plane_stale: refuse`); heard from again, it serves.
+    rogue.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let started = Instant::now();
+    while readyz(&dp.admin_url()).await["status"] == "ready" {
+        assert!(started.elapsed() < Duration::from_secs(15), "still ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = client()
+        .post(dp.url("/llm/v1/chat/completions"))
+        .bearer_auth(&agent)
+        .body(CHAT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["x-sluice-error"], "control_plane_stale");
+    assert!(dp.metric("sluice_control_plane_staleness_seconds").await >= 2.0);
+    rogue.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    until_status(dp.port, &agent, 200).await;
+    assert_eq!(readyz(&dp.admin_url()).await["status"], "ready");
+}

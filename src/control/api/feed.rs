@@ -1,4 +1,7 @@
-//! The revision feed data planes follow: `/v1/snapshot` long-poll, secrets re-sealed for the caller.
+//! The revision feed data planes follow: `/v1/snapshot` long-poll, signed by the control plane
+//! (Ed25519, `x-sluice-feed-signature`; data planes pin `/v1/snapshot/key`), gateway secrets
+//! re-sealed for the calling data plane and bound to the revision. Other callers (an admin
+//! reading the feed) get no secret at all; every answer with a body is audited.
 
 use super::*;
 
@@ -16,7 +19,7 @@ pub(super) async fn snapshot(
     headers: HeaderMap,
     Query(q): Query<SnapshotQuery>,
 ) -> ApiResult<Response> {
-    cp.authorize(&headers, Permission::SnapshotRead)?;
+    let caller = cp.authorize(&headers, Permission::SnapshotRead)?;
     let mut rx = cp.revision.subscribe();
     if *rx.borrow() <= q.after && q.wait > 0 {
         let wait = Duration::from_secs(q.wait).min(MAX_WAIT);
@@ -26,14 +29,65 @@ pub(super) async fn snapshot(
         return Ok(StatusCode::NOT_MODIFIED.into_response());
     }
     let mut dump = cp.store.dump().await?;
-    reseal_for(&mut dump, &cp.key, &MasterKey::feed_key(bearer(&headers)?));
-    Ok(Json(dump).into_response())
+    // Only a data plane gets secrets: an admin asking would otherwise read "write-only"
+    // secrets in plaintext by opening them with the key its own token derives.
+    let feed = (caller.role == Some(Role::Dataplane))
+        .then(|| bearer(&headers).map(MasterKey::feed_key))
+        .transpose()?;
+    let secrets = reseal_for(&mut dump, &cp.key, feed.as_ref());
+    log::info!(
+        "revision feed: revision {} read by {} ({secrets} secrets)",
+        dump.revision,
+        caller.principal
+    );
+    cp.vault.audit_record(&json!({
+        "ts": unix_now(),
+        "event": "feed.read",
+        "principal": caller.principal,
+        "role": caller.role,
+        "revision": dump.revision,
+        "secrets": secrets,
+    }));
+    let body = serde_json::to_vec(&dump).map_err(ApiError::internal)?;
+    let signer = cp.key.feed_signer().map_err(ApiError::internal)?;
+    let signature = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        signer.sign(&body),
+    );
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/json".to_owned(),
+            ),
+            (
+                axum::http::HeaderName::from_static(crate::control::crypto::FEED_SIGNATURE),
+                signature,
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// The public half of the feed's signing key (`ed25519:BASE64`), for data planes to pin with
+/// `--control-plane-key` / `SLUICE_CONTROL_PLANE_KEY`. Public: it proves nothing by itself.
+pub(super) async fn snapshot_key(State(cp): Cp) -> ApiResult<Response> {
+    let signer = cp.key.feed_signer().map_err(ApiError::internal)?;
+    Ok(Json(json!({
+        "algorithm": "Ed25519",
+        "public_key": crate::control::crypto::feed_public_key(&signer),
+    }))
+    .into_response())
 }
 
 /// The feed carries only the gateway's secrets, re-sealed from the master key to the caller's
-/// feed key (so a data plane never holds the master key); every other secret is left out, and
-/// so is the (sealed) private half of the built-in issuer's signing keys.
-fn reseal_for(dump: &mut Dump, master: &MasterKey, feed: &MasterKey) {
+/// feed key (so a data plane never holds the master key) and bound to the revision; with no
+/// feed key (not a data plane) no secret at all. Every other secret is left out, and so is the
+/// (sealed) private half of the built-in issuer's signing keys. Returns the secrets sent.
+fn reseal_for(dump: &mut Dump, master: &MasterKey, feed: Option<&MasterKey>) -> usize {
+    let revision = dump.revision;
+    let mut sent = 0;
     dump.resources.retain_mut(|r| {
         if r.kind == crate::control::issuer::SIGNING_KEY || r.kind == crate::control::issuer::APP {
             if let Value::Object(body) = &mut r.body {
@@ -47,16 +101,17 @@ fn reseal_for(dump: &mut Dump, master: &MasterKey, feed: &MasterKey) {
         let resealed = serde_json::from_value::<SecretDoc>(r.body.clone())
             .map_err(anyhow::Error::from)
             .and_then(|mut doc| {
-                if !doc.scopes.contains(&SecretScope::Gateway) {
+                let Some(feed) = feed.filter(|_| doc.scopes.contains(&SecretScope::Gateway)) else {
                     return Ok(None);
-                }
+                };
                 let value = master.open(&r.name, &doc.sealed)?;
-                doc.sealed = feed.seal(&r.name, value.expose())?;
+                doc.sealed = feed.seal(&feed.secret_aad(&r.name, revision), value.expose())?;
                 Ok(Some(serde_json::to_value(doc)?))
             });
         match resealed {
             Ok(Some(body)) => {
                 r.body = body;
+                sent += 1;
                 true
             }
             Ok(None) => false,
@@ -66,4 +121,5 @@ fn reseal_for(dump: &mut Dump, master: &MasterKey, feed: &MasterKey) {
             }
         }
     });
+    sent
 }

@@ -44,7 +44,7 @@ pub use signing::rotate_on_schedule;
 mod tokens;
 mod usage;
 
-use feed::snapshot;
+use feed::{snapshot, snapshot_key};
 use providers::{create_key, delete_key, update_key};
 pub(super) use providers::{KeyCreate, KeyUpdate};
 use secrets::{create_secret, delete_secret, get_secret, list_secrets, update_secret};
@@ -426,6 +426,7 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         .route("/v1/whoami", get(whoami))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/snapshot", get(snapshot))
+        .route("/v1/snapshot/key", get(snapshot_key))
         .route("/v1/providers/{name}/keys", post(create_key))
         .route(
             "/v1/providers/{name}/keys/{id}",
