@@ -328,7 +328,8 @@ fn gateway_resources(
     HashMap<String, Arc<OAuthProvider>>,
     HashMap<String, Arc<McpServer>>,
 ) {
-    let oauth_providers = oauth_provider::build_all(&config.oauth_providers, errors);
+    let oauth_providers =
+        oauth_provider::build_all(&config.oauth_providers, &config.issuers, errors);
     let mcp_servers = mcp_server::build_all(
         &config.mcp_servers,
         errors,

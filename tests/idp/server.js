@@ -8,6 +8,8 @@
 //                          provider would never issue (expired, not yet valid, wrong audience,
 //                          HS256 keyed with the RSA public key)
 //   POST /_test/ttl     -> {"access": seconds}: lifetime of the access tokens issued from now on
+//   POST /_test/exchange_token_type -> {"token_type": "DPoP"}: what token exchanges answer with
+//   (/_test/stats counts the token-exchange requests received, valid or not: exchanges_received)
 //   (/_test/stats also lists the user tokens issued, so tests can look for them where they must not be)
 // As an upstream authorization server (Sluice as its OAuth client): dynamic client registration
 // (POST /reg), authorization code + PKCE with the development login/consent pages (any login,
@@ -20,7 +22,9 @@ import Provider from 'oidc-provider';
 import { SignJWT, importJWK, jwtVerify, createLocalJWKSet } from 'jose';
 
 const AUDIENCE = process.env.IDP_AUDIENCE || 'urn:sluice:gateway';
-const stats = { jwks: 0, grants: {}, revocations: 0, revoked: [], issued: [] };
+const stats = { jwks: 0, grants: {}, revocations: 0, revoked: [], issued: [], exchanges_received: 0 };
+// The token_type the token-exchange grant answers with (POST /_test/exchange_token_type).
+let exchangeTokenType = 'Bearer';
 const CC_CLIENTS = new Set(['rs-client', 'es-client']);
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 let accessTtl = 3600;
@@ -109,6 +113,7 @@ function makeProvider(issuer) {
 function tokenExchange(provider) {
   return async (ctx) => {
     const { params, client } = ctx.oidc;
+    stats.exchanges_received += 1;
     const fail = (error, description) => {
       ctx.status = 400;
       ctx.body = { error, error_description: description };
@@ -139,7 +144,7 @@ function tokenExchange(provider) {
     ctx.body = {
       access_token: value,
       issued_token_type: 'urn:ietf:params:oauth:token-type:access_token',
-      token_type: 'Bearer',
+      token_type: exchangeTokenType,
       expires_in: token.expiration,
       scope: scope || undefined,
     };
@@ -200,6 +205,11 @@ const server = http.createServer(async (req, res) => {
       accessTtl = (await body(req)).access;
       res.setHeader('content-type', 'application/json');
       return res.end(JSON.stringify({ access: accessTtl }));
+    }
+    if (req.url === '/_test/exchange_token_type' && req.method === 'POST') {
+      exchangeTokenType = (await body(req)).token_type;
+      res.setHeader('content-type', 'application/json');
+      return res.end(JSON.stringify({ token_type: exchangeTokenType }));
     }
     if (req.url === '/_test/mint' && req.method === 'POST') {
       const minted = await mint(await body(req));

@@ -742,6 +742,127 @@ async fn token_exchange_turns_the_callers_jwt_into_a_provider_token_and_caches_i
     );
 }
 
+/// Issue 27, finding 3: a JWT of any trusted issuer was posted as `subject_token` to any
+/// token-exchange server (which can replay it), and a `DPoP` token it answered with was
+/// injected as a Bearer token. Now an exchange provider receives only its own issuer's JWTs
+/// (or those of `subject_issuers`), and only a Bearer token is used.
+#[tokio::test]
+async fn token_exchange_sends_only_its_own_issuers_jwts_and_takes_only_bearer_tokens() {
+    let idp = Idp::start();
+    let other = Idp::start();
+    let issuer = |name: &str, idp: &Idp| {
+        format!(
+            "  - {{ name: {name}, issuer: \"{}\", audiences: [\"urn:sluice:gateway\"], principal_claim: client_id }}\n",
+            idp.issuer()
+        )
+    };
+    let sluice = Sluice::start(&format!(
+        "issuers:\n{}{}",
+        issuer("corp-idp", &idp),
+        issuer("other-idp", &other)
+    ));
+    let (admin, root) = (sluice.admin_url(), sluice.admin_token());
+    let (client_id, secret, alice) = configure(
+        &idp,
+        &sluice,
+        &admin,
+        &root,
+        "client_secret_basic",
+        &["token_exchange"],
+    )
+    .await;
+    let env = Env {
+        idp,
+        sluice,
+        admin,
+        root,
+        alice,
+        client_id,
+        secret,
+        _control: None,
+    };
+
+    // A JWT of another trusted issuer is admitted by the route but never leaves for corp's
+    // token endpoint.
+    let foreign = other.token("rs-client", "llm.invoke").await;
+    let (s, v) = me(&env, &foreign).await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"]["code"], "oauth_exchange_refused", "{v}");
+    assert_eq!(stats(&env.idp).await["exchanges_received"], 0);
+    // corp's own JWT is exchanged.
+    let own = env.idp.token("rs-client", "llm.invoke").await;
+    assert_eq!(me(&env, &own).await.0, 200);
+    assert_eq!(stats(&env.idp).await["exchanges_received"], 1);
+
+    // A proof-of-possession token is not injected as a Bearer token.
+    idp_post(
+        &env.idp,
+        "/_test/exchange_token_type",
+        json!({"token_type": "DPoP"}),
+    )
+    .await;
+    let next = env.idp.token("es-client", "llm.invoke").await;
+    let (s, v) = me(&env, &next).await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"]["code"], "oauth_exchange_refused", "{v}");
+    assert!(v.to_string().contains("DPoP"), "{v}");
+    assert_eq!(stats(&env.idp).await["exchanges_received"], 2);
+
+    // `subject_issuers` names the issuers whose JWTs may go (a typo is refused by field).
+    let (s, mut provider) = api(
+        &env.admin,
+        &env.root,
+        "GET",
+        "/v1/oauth-providers/corp",
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{provider}");
+    // What was written, without what the API adds (timestamps, revision, redirect_uri).
+    let written = [
+        "name",
+        "display_name",
+        "issuer",
+        "authorization_endpoint",
+        "token_endpoint",
+        "revocation_endpoint",
+        "grant_types",
+        "token_endpoint_auth_method",
+        "client_id",
+        "client_secret_ref",
+        "scopes",
+        "require_pkce",
+        "enabled",
+    ];
+    provider
+        .as_object_mut()
+        .unwrap()
+        .retain(|k, _| written.contains(&k.as_str()));
+    provider["subject_issuers"] = json!(["other-idpp"]);
+    let put = |body: Value| {
+        let (admin, root) = (env.admin.clone(), env.root.clone());
+        async move {
+            let path = "/v1/oauth-providers/corp";
+            api(&admin, &root, "PUT", path, Some(&body.to_string())).await
+        }
+    };
+    let (s, v) = put(provider.clone()).await;
+    assert!(s == 400 || s == 422, "{s} {v}");
+    assert!(v.to_string().contains("subject_issuers[0]"), "{v}");
+    provider["subject_issuers"] = json!(["other-idp"]);
+    let (s, v) = put(provider).await;
+    assert_eq!(s, 200, "{v}");
+    idp_post(
+        &env.idp,
+        "/_test/exchange_token_type",
+        json!({"token_type": "Bearer"}),
+    )
+    .await;
+    let foreign = other.token("es-client", "llm.invoke").await;
+    me(&env, &foreign).await;
+    assert_eq!(stats(&env.idp).await["exchanges_received"], 3);
+}
+
 /// A data plane following a control plane over PostgreSQL: it holds neither the master key nor
 /// the grants, and reaches the vault through the control plane's `/v1/vault`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -19,6 +19,7 @@ use crate::config::ConfigError;
 /// Validates every OAuth provider; the valid ones by name.
 pub(super) fn build_all(
     providers: &[OAuthProvider],
+    issuers: &[crate::config::wire::Issuer],
     errors: &mut Vec<ConfigError>,
 ) -> HashMap<String, Arc<OAuthProvider>> {
     let mut built = HashMap::new();
@@ -36,6 +37,16 @@ pub(super) fn build_all(
             ));
         }
         check(p, &at, errors);
+        for (j, name) in p.subject_issuers.iter().enumerate() {
+            let known =
+                name == crate::auth::jwt::BUILTIN_ISSUER || issuers.iter().any(|i| i.name == *name);
+            if !known {
+                errors.push(ConfigError::at(
+                    format!("{at}.subject_issuers[{j}]"),
+                    format!("`{name}` is not the name of an issuer (`issuers:` or `sluice`)"),
+                ));
+            }
+        }
         if errors.len() == before {
             built.insert(p.name.clone(), Arc::new(p.clone()));
         }
@@ -226,7 +237,7 @@ mod tests {
     fn errors_of(yaml: &str) -> Vec<String> {
         let config = crate::config::parse(yaml).unwrap();
         let mut errors = Vec::new();
-        build_all(&config.oauth_providers, &mut errors);
+        build_all(&config.oauth_providers, &config.issuers, &mut errors);
         errors.into_iter().map(|e| e.path).collect()
     }
 

@@ -40,6 +40,11 @@ pub struct OAuthProvider {
     pub require_pkce: bool,
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// `token_exchange`: names of the `issuers` (or `sluice`, the built-in one) whose JWTs may
+    /// be sent to this provider as `subject_token`. Default: only the issuer whose `issuer` is
+    /// this provider's `issuer` (a JWT is never sent to a server its issuer did not name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_issuers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, utoipa::ToSchema)]

@@ -84,6 +84,21 @@ pub(super) async fn vault(
 /// app's own secret).
 async fn proven_by_its_credential(cp: &ControlPlane, request: &Request) -> Result<(), Failure> {
     let (claimed, credential) = match request {
+        // The JWT to exchange is the credential that proves the user, never another one.
+        Request::Token {
+            subject_token: Some(subject),
+            credential,
+            ..
+        } if credential.as_deref().is_none_or(|c| {
+            !bool::from(subtle::ConstantTimeEq::ct_eq(c.as_bytes(), subject.as_bytes()))
+        }) =>
+        {
+            return Err(Failure::OAuth {
+                error: "access_denied".into(),
+                description: "the subject token is the user's own credential only".into(),
+                status: 403,
+            })
+        }
         Request::Token {
             who, credential, ..
         }

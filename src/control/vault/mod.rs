@@ -312,8 +312,43 @@ impl VaultWorker {
         }
     }
 
+    /// Whether `who`'s JWT may be sent to `p`: its issuer is named in `subject_issuers`, or by
+    /// default is the issuer `p` itself is (same `issuer`).
+    fn may_receive(&self, who: &Who, p: &OAuthProvider) -> Result<(), Failure> {
+        let issuer = match who.key.split_once(':') {
+            Some(("jwt", rest)) => rest.split_once(':').map(|(issuer, _)| issuer),
+            Some(("app", _)) => Some(crate::auth::jwt::BUILTIN_ISSUER),
+            _ => None,
+        };
+        let snap = self.config.snapshot();
+        let allowed = issuer.is_some_and(|name| {
+            if p.subject_issuers.is_empty() {
+                let iss = snap.jwt.issuers.iter().find(|i| i.name == name);
+                iss.zip(p.issuer.as_deref()).is_some_and(|(i, own)| {
+                    i.issuer.trim_end_matches('/') == own.trim_end_matches('/')
+                })
+            } else {
+                p.subject_issuers.iter().any(|n| n == name)
+            }
+        });
+        if allowed {
+            return Ok(());
+        }
+        Err(Failure::ExchangeRefused {
+            provider: p.name.clone(),
+            error: format!(
+                "tokens of issuer `{}` are not sent to this provider (its subject_issuers)",
+                issuer.unwrap_or("none")
+            ),
+        })
+    }
+
     /// RFC 8693: the caller's verified JWT for a token of this provider.
     async fn exchange(&self, who: &Who, p: &OAuthProvider, subject: &str) -> Reply {
+        if let Err(f) = self.may_receive(who, p) {
+            self.audit("oauth.exchange", &who.key, &p.name, "issuer_refused");
+            return Err(f);
+        }
         let mut form = vec![
             ("grant_type", TOKEN_EXCHANGE.to_owned()),
             ("subject_token", subject.to_owned()),
@@ -327,6 +362,17 @@ impl VaultWorker {
             form.push(("audience", issuer.clone()));
         }
         match self.call_token_endpoint(p, form).await {
+            Ok(answer) if !answer.is_bearer() => {
+                self.event(p, "exchange", "error");
+                self.audit("oauth.exchange", &who.key, &p.name, "not_bearer");
+                Err(Failure::ExchangeRefused {
+                    provider: p.name.clone(),
+                    error: format!(
+                        "the token issued is of type `{}`, not Bearer",
+                        clip(answer.token_type.as_deref().unwrap_or("none"))
+                    ),
+                })
+            }
             Ok(answer) => {
                 self.event(p, "exchange", "ok");
                 self.audit("oauth.exchange", &who.key, &p.name, "ok");

@@ -25,6 +25,25 @@ pub(super) struct TokenAnswer {
     pub(super) expires_in: Option<u64>,
     #[serde(default)]
     pub(super) scope: Option<String>,
+    /// `Bearer` (any case); RFC 8693 answers may say `N_A` for an access token.
+    #[serde(default)]
+    pub(super) token_type: Option<String>,
+    /// RFC 8693: what `access_token` holds.
+    #[serde(default)]
+    pub(super) issued_token_type: Option<String>,
+}
+
+impl TokenAnswer {
+    /// Whether the token is one Sluice may inject as `Authorization: Bearer`: a `Bearer` token,
+    /// or RFC 8693's `N_A` for an access token. A `DPoP` (or other) token bound to a key Sluice
+    /// does not hold is not.
+    pub(super) fn is_bearer(&self) -> bool {
+        match self.token_type.as_deref().map(str::trim) {
+            Some(t) if t.eq_ignore_ascii_case("bearer") => true,
+            Some("N_A") => self.issued_token_type.as_deref() == Some(ACCESS_TOKEN_TYPE),
+            _ => false,
+        }
+    }
 }
 
 /// Why a token endpoint call failed.
@@ -105,8 +124,18 @@ impl VaultWorker {
                 "token endpoint answered {status}"
             )));
         }
-        serde_json::from_value(json)
-            .map_err(|e| CallError::Other(format!("token endpoint answer: {e}")))
+        let answer: TokenAnswer = serde_json::from_value(json)
+            .map_err(|e| CallError::Other(format!("token endpoint answer: {e}")))?;
+        // A token bound to a key Sluice does not hold (DPoP, …) would be injected as a Bearer
+        // token: refused. (An answer without `token_type` is taken as Bearer here; a token
+        // exchange requires it.)
+        if answer.token_type.is_some() && !answer.is_bearer() {
+            return Err(CallError::Other(format!(
+                "the token issued is of type `{}`, not Bearer",
+                clip(answer.token_type.as_deref().unwrap_or_default())
+            )));
+        }
+        Ok(answer)
     }
 
     /// A form POST with the provider's client authentication; the client secret is read from
