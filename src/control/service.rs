@@ -302,8 +302,8 @@ async fn forward_vault(
             .await
             .unwrap_or_else(|e| {
                 log::warn!("vault: {e}");
-                Err(crate::vault::Failure::Unavailable(
-                    "the control plane could not be reached".into(),
+                Err(crate::vault::Failure::unavailable(
+                    "the control plane could not be reached",
                 ))
             });
             let _ = job.reply.send(reply);

@@ -80,6 +80,16 @@ pub trait Store: Send + Sync {
     /// A pending entry that has not expired; `take` removes it in the same statement, so only
     /// one reader can ever use it.
     async fn pending(&self, id: &str, take: bool) -> Result<Option<String>, StoreError>;
+    /// Takes the lease `name` for `holder` until `until_ms` (Unix ms) if nobody holds it or
+    /// the holder's lease ended before `now_ms`: one holder across every replica of the store.
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        (now_ms, until_ms): (u64, u64),
+    ) -> Result<bool, StoreError>;
+    /// Gives the lease back (if `holder` still holds it).
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 }
 
 /// One stored grant.
@@ -132,6 +142,8 @@ const MIGRATIONS: &[&[&str]] = &[
         "CREATE TABLE sluice_grants (principal TEXT NOT NULL, provider TEXT NOT NULL, sealed TEXT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, PRIMARY KEY (principal, provider))",
         "CREATE TABLE sluice_oauth_pending (id TEXT PRIMARY KEY, sealed TEXT NOT NULL, expires_at BIGINT NOT NULL)",
     ],
+    // Leases: one holder of a named task across replicas (a grant's refresh).
+    &["CREATE TABLE sluice_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until_ms BIGINT NOT NULL)"],
 ];
 
 /// Arbitrary key for PostgreSQL's advisory lock around migrations (replicas start together).
@@ -466,6 +478,31 @@ impl Store for SqlStore {
         .bind(expires_at as i64)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        (now_ms, until_ms): (u64, u64),
+    ) -> Result<bool, StoreError> {
+        let taken = sqlx::query("INSERT INTO sluice_leases (name, holder, until_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms WHERE sluice_leases.until_ms < $4")
+            .bind(name)
+            .bind(holder)
+            .bind(until_ms as i64)
+            .bind(now_ms as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(taken.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sluice_leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -228,7 +228,7 @@ async fn token(session: &mut Session, vault: &Vault) -> Result<Value, Failure> {
             "expires_in": expires_in,
             "scope": scope,
         })),
-        _ => Err(Failure::Unavailable("unexpected answer".into())),
+        _ => Err(Failure::unavailable("unexpected answer")),
     }
 }
 
@@ -258,7 +258,7 @@ async fn about_token(session: &mut Session, vault: &Vault, revoke: bool) -> Resu
     match vault.app_token(request).await? {
         Answer::Introspection { doc } => Ok(doc),
         Answer::Revoked => Ok(json!({})),
-        _ => Err(Failure::Unavailable("unexpected answer".into())),
+        _ => Err(Failure::unavailable("unexpected answer")),
     }
 }
 

@@ -185,7 +185,7 @@ async fn consent_page(vault: &Vault, provider: &str, link: &str) -> Page {
         )
     };
     let Ok(nonce) = random_hex() else {
-        return error_page(&Failure::Unavailable("randomness".into()));
+        return error_page(&Failure::unavailable("randomness"));
     };
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Connect {name}</title></head>\
@@ -236,7 +236,7 @@ async fn confirm(session: &mut Session, vault: &Vault, provider: &str, secure: b
         };
     }
     let Ok(browser) = random_hex() else {
-        return error_page(&Failure::Unavailable("randomness".into()));
+        return error_page(&Failure::unavailable("randomness"));
     };
     match vault
         .ask(Request::Begin {

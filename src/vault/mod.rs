@@ -233,8 +233,17 @@ pub enum Failure {
     GrantsWithheld,
     #[error("not found")]
     NotFound,
-    #[error("the token vault is unavailable: {0}")]
-    Unavailable(String),
+    #[error("the token vault is unavailable: {reason}")]
+    Unavailable { reason: String },
+}
+
+impl Failure {
+    /// The vault (or what it needs) is not available now: 503 naming `reason`.
+    pub fn unavailable(reason: impl Into<String>) -> Failure {
+        Failure::Unavailable {
+            reason: reason.into(),
+        }
+    }
 }
 
 impl Failure {
@@ -253,7 +262,7 @@ impl Failure {
             Failure::OAuth { .. } => "issuer_refused",
             Failure::GrantsWithheld => "oauth_grants_withheld",
             Failure::NotFound => "not_found",
-            Failure::Unavailable(_) => "vault_unavailable",
+            Failure::Unavailable { .. } => "vault_unavailable",
         }
     }
 
@@ -269,7 +278,7 @@ impl Failure {
             Failure::Upstream { .. } => 502,
             Failure::UnknownProvider { .. }
             | Failure::Disabled { .. }
-            | Failure::Unavailable(_) => 503,
+            | Failure::Unavailable { .. } => 503,
         }
     }
 
@@ -350,10 +359,10 @@ impl Vault {
         self.jobs
             .send(Job { request, reply })
             .await
-            .map_err(|_| Failure::Unavailable("the vault is not running".into()))?;
+            .map_err(|_| Failure::unavailable("the vault is not running"))?;
         answer
             .await
-            .map_err(|_| Failure::Unavailable("the vault did not answer".into()))?
+            .map_err(|_| Failure::unavailable("the vault did not answer"))?
     }
 
     /// The token to inject for `who` at `provider`, from the cache when it is not near expiry.
@@ -382,7 +391,7 @@ impl Vault {
             expires_at,
         } = answer
         else {
-            return Err(Failure::Unavailable("unexpected answer".into()));
+            return Err(Failure::unavailable("unexpected answer"));
         };
         Ok(self.remember(
             key,
@@ -407,8 +416,8 @@ impl Vault {
                     Answer::SessionKey { key } => hex::decode(key)
                         .ok()
                         .and_then(|k| <[u8; 32]>::try_from(k).ok())
-                        .ok_or_else(|| Failure::Unavailable("bad session key".into())),
-                    _ => Err(Failure::Unavailable("unexpected answer".into())),
+                        .ok_or_else(|| Failure::unavailable("bad session key")),
+                    _ => Err(Failure::unavailable("unexpected answer")),
                 }
             })
             .await
@@ -426,7 +435,7 @@ impl Vault {
             })
             .await?
         else {
-            return Err(Failure::Unavailable("unexpected answer".into()));
+            return Err(Failure::unavailable("unexpected answer"));
         };
         Ok(self.remember(key, access_token, None, revision, true))
     }
@@ -548,5 +557,19 @@ mod tests {
         );
         drop(vault);
         assert_eq!(served.await.unwrap(), 4);
+    }
+
+    /// Every failure crosses `/v1/vault` (data plane ← control plane) as JSON: an unavailable
+    /// vault was a tuple variant serde cannot tag, so the data plane saw "unreachable".
+    #[test]
+    fn failures_cross_the_wire() {
+        for f in [
+            Failure::unavailable("another replica is refreshing this grant"),
+            Failure::NotFound,
+            Failure::GrantsWithheld,
+        ] {
+            let text = serde_json::to_string(&f).unwrap();
+            assert_eq!(serde_json::from_str::<Failure>(&text).unwrap(), f, "{text}");
+        }
     }
 }

@@ -935,6 +935,127 @@ async fn a_data_plane_uses_the_vault_of_its_control_plane_over_postgres() {
         .contains(access));
 }
 
+/// Issue 27, finding 2: the one-refresh-per-grant lock was per process. Two control planes on
+/// one PostgreSQL, a data plane on each, requests on both as the grant entered its refresh
+/// window: the IdP saw two refreshes with one rotating refresh token, the loser deleted the
+/// grant and the IdP revoked the winner's as reuse. Now one replica holds the refresh lease and
+/// the other waits for what it stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_control_planes_refresh_a_grant_once() {
+    let db = PgDatabase::create();
+    let idp = Idp::start();
+    let key = [("SLUICE_MASTER_KEY", MASTER)];
+    let mut cp1 = Sluice::start_control_plane(&key, &["--database", &db.url]);
+    let (admin, root) = (cp1.admin_url(), cp1.admin_token());
+    let cp2 = Sluice::start_control_plane(&key, &["--database", &db.url]);
+    let dp_token = new_token_for(&admin, &root, "edge", Some("dataplane")).await;
+    let no_env: [(&str, &str); 0] = [];
+    let follow = |cp: &Sluice| {
+        Sluice::start_args(
+            "",
+            &no_env,
+            &["--control-plane", &cp.admin_url(), "--token", &dp_token],
+        )
+    };
+    let (dp1, dp2) = (follow(&cp1), follow(&cp2));
+    cp1.rewrite_config(&format!("public_base_url: \"{}\"\n", dp1.url("")));
+    cp1.relaunch();
+    let (client_id, secret, alice) = configure(
+        &idp,
+        &dp1,
+        &admin,
+        &root,
+        "client_secret_basic",
+        &["authorization_code"],
+    )
+    .await;
+    let dp2_url = dp2.url("/corp/me");
+    let env = Env {
+        idp,
+        sluice: dp1,
+        admin,
+        root,
+        alice,
+        client_id,
+        secret,
+        _control: Some(cp1),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while me(&env, &env.alice).await.1["error"]["code"] != "oauth_not_connected" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dp1 never got the route"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Tokens that enter the refresh window (one minute) two seconds after they are issued.
+    set_ttl(&env.idp, 62).await;
+    connect(&env).await;
+    let on_dp2 = || async {
+        let r = client()
+            .get(&dp2_url)
+            .bearer_auth(&env.alice)
+            .send()
+            .await
+            .expect("dp2");
+        (
+            r.status().as_u16(),
+            r.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    };
+    while on_dp2().await.0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dp2 never served alice"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = stats(&env.idp).await["grants"]["refresh_token"]
+        .as_u64()
+        .unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    // 20 requests at once, half on each data plane (so on each control plane).
+    let (env_ref, on_dp2_ref) = (&env, &on_dp2);
+    let calls = (0..20).map(|i| async move {
+        if i % 2 == 0 {
+            me(env_ref, &env_ref.alice).await
+        } else {
+            on_dp2_ref().await
+        }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    for (s, v) in &answers {
+        assert_eq!(
+            (*s, &v["sub"]),
+            (200, &json!("alice")),
+            "{v}\ncp2: {}\ndp2: {}",
+            cp2.proc.log_text(),
+            dp2.proc.log_text()
+        );
+    }
+    let st = stats(&env.idp).await;
+    assert_eq!(
+        st["grants"]["refresh_token"].as_u64().unwrap_or(0),
+        before + 1,
+        "{st}"
+    );
+    // The grant survived and the rotated refresh token works: the next refresh succeeds.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(on_dp2().await.0, 200);
+    assert_eq!(me(&env, &env.alice).await.0, 200);
+    let st = stats(&env.idp).await;
+    assert_eq!(
+        st["grants"]["refresh_token"].as_u64().unwrap_or(0),
+        before + 2,
+        "{st}"
+    );
+    assert!(db
+        .rows("SELECT principal FROM sluice_grants")
+        .starts_with("owner:alice#"));
+    drop(cp2);
+}
+
 /// Agents behind the forward proxy: the intercepted provider's requests carry the user's token
 /// too — the grant of an opaque token's owner, or the CONNECT's JWT exchanged.
 #[tokio::test]

@@ -90,7 +90,10 @@ async fn proven_by_its_credential(cp: &ControlPlane, request: &Request) -> Resul
             credential,
             ..
         } if credential.as_deref().is_none_or(|c| {
-            !bool::from(subtle::ConstantTimeEq::ct_eq(c.as_bytes(), subject.as_bytes()))
+            !bool::from(subtle::ConstantTimeEq::ct_eq(
+                c.as_bytes(),
+                subject.as_bytes(),
+            ))
         }) =>
         {
             return Err(Failure::OAuth {

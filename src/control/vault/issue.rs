@@ -88,10 +88,10 @@ impl VaultWorker {
             lifetime,
         }
         .claims(now)
-        .map_err(|e| Failure::Unavailable(e.to_string()))?;
+        .map_err(|e| Failure::unavailable(e.to_string()))?;
         let token = signer
             .sign(&claims, "at+jwt")
-            .map_err(|e| Failure::Unavailable(e.to_string()))?;
+            .map_err(|e| Failure::unavailable(e.to_string()))?;
         self.audit_record(&json!({"ts": now, "event": "issuer.token", "client_id": app.client_id, "agent": app.agent, "env": app.env, "jti": claims["jti"], "outcome": "issued"}));
         Ok(Answer::Issued {
             access_token: token,
@@ -114,7 +114,7 @@ impl VaultWorker {
         }
         let signer = issuer::current_signer(&*self.store, &self.key, now)
             .await
-            .map_err(|e| Failure::Unavailable(e.to_string()))?;
+            .map_err(|e| Failure::unavailable(e.to_string()))?;
         let signer = Arc::new(signer);
         *self.signer.lock().unwrap_or_else(|p| p.into_inner()) = Some((revision, signer.clone()));
         Ok(signer)
@@ -132,7 +132,7 @@ impl VaultWorker {
     ) -> Result<AppDoc, Failure> {
         let app = match self.store.get(issuer::APP, client_id).await {
             Ok(found) => found.and_then(|r| serde_json::from_value::<AppDoc>(r.body).ok()),
-            Err(e) => return Err(Failure::Unavailable(e.to_string())),
+            Err(e) => return Err(Failure::unavailable(e.to_string())),
         };
         if let Some(app) = app.filter(|a| a.secret_matches(&self.key, client_secret)) {
             return Ok(app);
@@ -218,7 +218,7 @@ impl VaultWorker {
         };
         match self.store.apply(&[op]).await {
             Ok(_) | Err(crate::control::store::StoreError::Conflict { .. }) => {}
-            Err(e) => return Err(Failure::Unavailable(e.to_string())),
+            Err(e) => return Err(Failure::unavailable(e.to_string())),
         }
         self.audit_record(
             &json!({"ts": now, "event": "issuer.revoke", "client_id": app.client_id, "jti": jti}),

@@ -38,6 +38,10 @@ use upstream::{serde_urlencoded, CallError, ACCESS_TOKEN_TYPE, JWT_TYPE, TOKEN_E
 const PENDING_SECONDS: u64 = 600;
 /// Upstream token and revocation calls.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a replica holds a grant's refresh lease: longer than a token call can take.
+const REFRESH_LEASE: Duration = Duration::from_secs(30);
+/// How often a replica waiting for another's refresh reads the grant again.
+const REFRESH_POLL: Duration = Duration::from_millis(50);
 
 pub struct VaultWorker {
     pub store: Arc<dyn Store>,
@@ -47,8 +51,10 @@ pub struct VaultWorker {
     pub base_url: String,
     pub audit: Option<AuditSink>,
     pub http: reqwest::Client,
-    /// One lock per grant being refreshed.
+    /// One lock per grant being refreshed (in this process; `try_lease` across replicas).
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// This process as a lease holder.
+    holder: String,
     /// Failed client authentications at the issuer's token endpoint: client id → (minute, count).
     client_failures: Mutex<HashMap<String, (u64, u32)>>,
     /// The issuer's key that signs now, with the configuration revision it was picked at.
@@ -75,6 +81,11 @@ impl VaultWorker {
             audit,
             http,
             flights: Mutex::new(HashMap::new()),
+            holder: {
+                let mut id = [0u8; 12];
+                getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+                hex::encode(id)
+            },
             client_failures: Mutex::new(HashMap::new()),
             signer: Mutex::new(None),
         })
@@ -248,19 +259,52 @@ impl VaultWorker {
             let mut flights = self
                 .flights
                 .lock()
-                .map_err(|_| Failure::Unavailable("vault lock".into()))?;
+                .map_err(|_| Failure::unavailable("vault lock"))?;
             flights
                 .entry(format!("{}\0{}", who.key, p.name))
                 .or_default()
                 .clone()
         };
         let _turn = flight.lock().await;
-        let grant = match self.read_grant(&who.key, &p.name).await? {
-            Some(g) if !near_expiry(&g, unix_now()) => return Ok(g),
-            Some(g) => g,
-            None => return Err(self.not_connected(who, p).await),
-        };
-        self.refresh(who, p, grant).await
+        // One refresh across replicas too: the lease's holder refreshes (the grant read again
+        // once held); the others wait for the grant it stores. Two replicas refreshing with the
+        // same rotating refresh token make the provider revoke both.
+        // Provider names have no `:`: the principal key follows unambiguously.
+        let lease = format!("grant-refresh:{}:{}", p.name, who.key);
+        let waited = std::time::Instant::now();
+        loop {
+            let grant = match self.read_grant(&who.key, &p.name).await? {
+                Some(g) if !near_expiry(&g, unix_now()) => return Ok(g),
+                Some(g) => g,
+                None => return Err(self.not_connected(who, p).await),
+            };
+            let now = crate::clock::unix_now_ms();
+            let until = now + REFRESH_LEASE.as_millis() as u64;
+            let held = self
+                .store
+                .try_lease(&lease, &self.holder, (now, until))
+                .await
+                .map_err(unavailable)?;
+            if held {
+                let refreshed = match self.read_grant(&who.key, &p.name).await {
+                    Ok(Some(g)) if !near_expiry(&g, unix_now()) => Ok(g),
+                    Ok(Some(g)) => self.refresh(who, p, g).await,
+                    Ok(None) => Err(self.not_connected(who, p).await),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = self.store.release_lease(&lease, &self.holder).await {
+                    log::warn!("vault: refresh lease not released (it ends by itself): {e}");
+                }
+                return refreshed;
+            }
+            if waited.elapsed() > REFRESH_LEASE {
+                return Err(Failure::unavailable(
+                    "another replica is refreshing this grant",
+                ));
+            }
+            drop(grant);
+            tokio::time::sleep(REFRESH_POLL).await;
+        }
     }
 
     async fn refresh(&self, who: &Who, p: &OAuthProvider, grant: Grant) -> Result<Grant, Failure> {
@@ -296,6 +340,16 @@ impl VaultWorker {
                 Ok(renewed)
             }
             Err(CallError::OAuth(e, _)) if e == "invalid_grant" => {
+                // Another replica may have rotated the refresh token a moment ago (its lease
+                // ended, or it predates leases): what it stored is good, nothing is deleted.
+                if let Ok(Some(stored)) = self.read_grant(&who.key, &p.name).await {
+                    if stored.refresh_token.as_deref() != Some(refresh_token.as_str())
+                        && !near_expiry(&stored, unix_now())
+                    {
+                        self.event(p, "refresh", "rotated_elsewhere");
+                        return Ok(stored);
+                    }
+                }
                 self.event(p, "refresh", "invalid_grant");
                 self.audit("oauth.refresh", &who.key, &p.name, "invalid_grant");
                 self.forget_grant(&who.key, &p.name).await?;
@@ -714,7 +768,7 @@ fn display_name(p: &OAuthProvider) -> String {
 /// 256 random bits, base64url.
 fn random_token() -> Result<String, Failure> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| Failure::Unavailable(format!("randomness: {e}")))?;
+    getrandom::fill(&mut bytes).map_err(|e| Failure::unavailable(format!("randomness: {e}")))?;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 

@@ -145,5 +145,5 @@ pub(super) fn pending_id(secret: &str) -> String {
 
 pub(super) fn unavailable(e: impl std::fmt::Display) -> Failure {
     log::warn!("vault: {e}");
-    Failure::Unavailable("the token vault could not be read or written".into())
+    Failure::unavailable("the token vault could not be read or written")
 }
