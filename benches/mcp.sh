@@ -49,7 +49,7 @@ ADMIN=$(port)
 cat >"$T/sluice.yaml" <<YAML
 listeners: { proxy: "127.0.0.1:$PROXY", admin: "127.0.0.1:$ADMIN" }
 data_dir: $T/data
-server: { threads: $WORKERS, grace_period_seconds: 1, graceful_shutdown_timeout_seconds: 1 }
+server: { threads: $WORKERS, grace_period_seconds: 1, graceful_shutdown_timeout_seconds: 1, max_connections: 20000, max_connections_per_source: 20000 }
 audit: { sink: file, path: $T/audit.jsonl }
 tokens:
   - $RECORD

@@ -57,6 +57,8 @@ metrics! {
     config_revision: IntGauge = gauge("sluice_config_revision", "Revision of the snapshot serving requests");
     config_last_success: IntGauge = gauge("sluice_config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration load");
     forward_connects: IntCounterVec = counter_vec("sluice_forward_connects_total", "Forward-proxy connections by outcome (intercepted, tunnelled, denied, auth_failed, bad_request, timeout, upstream_error, tls_failed, sni_mismatch, plain_http)", &["outcome"]);
+    connections: IntGaugeVec = gauge_vec("sluice_connections", "Client connections held now, by listener (proxy, forward)", &["listener"]);
+    connections_refused: IntCounterVec = counter_vec("sluice_connections_refused_total", "Client connections closed at accept for a cap, by listener and reason (total: server.max_connections, per_source: server.max_connections_per_source)", &["listener", "reason"]);
     forward_tunnels: IntGauge = gauge("sluice_forward_tunnels", "Forward-proxy connections open now (blind tunnels and intercepted connections)");
     forward_tunnel_bytes: IntCounterVec = counter_vec("sluice_forward_tunnel_bytes_total", "Bytes through blind tunnels, by direction (up: client to destination, down)", &["direction"]);
     forward_leaf_certs: IntCounterVec = counter_vec("sluice_forward_leaf_cert_cache_total", "Intercepted-host certificate lookups by cache result (hit, miss)", &["result"]);

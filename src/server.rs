@@ -24,6 +24,7 @@ use crate::control::crypto::MasterKey;
 use crate::control::service::{ControlService, Mode};
 use crate::forward::ca::CertAuthority;
 use crate::mock::{self, MockOptions};
+use crate::proxy::conn_caps::{Capped, ConnCaps};
 use crate::proxy::forward::ForwardProxy;
 use crate::proxy::Gateway;
 use crate::vault::Vault;
@@ -189,10 +190,38 @@ fn add_audit(server: &mut Server, config: &wire::Config) -> Option<AuditSink> {
     Some(sink)
 }
 
+/// Pingora's HTTP application for a proxy listener, with the request-head limits.
+fn http_app(
+    server: &Server,
+    config: &wire::Config,
+    gateway: Gateway,
+) -> pingora_proxy::HttpProxy<Gateway> {
+    let mut http = pingora_proxy::http_proxy(&server.configuration, gateway);
+    let mut options = pingora::apps::HttpServerOptions::default();
+    options.max_request_head_bytes = Some(config.server.max_request_head_bytes.unwrap_or(65_536));
+    options.request_head_timeout = Some(std::time::Duration::from_secs(
+        config.server.request_head_timeout_seconds.unwrap_or(10),
+    ));
+    http.server_options = Some(options);
+    http
+}
+
+/// The connection caps of the listener `name`.
+fn conn_caps(config: &wire::Config, name: &'static str) -> Arc<ConnCaps> {
+    Arc::new(ConnCaps::new(
+        name,
+        config.server.max_connections.unwrap_or(16_384),
+        config.server.max_connections_per_source.unwrap_or(1024),
+    ))
+}
+
 /// The reverse proxy listener.
 fn add_proxy(server: &mut Server, config: &wire::Config, gateway: Gateway) {
-    let mut proxy =
-        pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "sluice proxy");
+    let app = Capped {
+        inner: Arc::new(http_app(server, config, gateway)),
+        caps: conn_caps(config, "proxy"),
+    };
+    let mut proxy = Service::new("sluice proxy".to_owned(), app);
     // Pingora reads ahead 64 KiB per connection by default (zeroed, so resident); its HTTP/1
     // parser reads into buffers of its own anyway, so none: idle clients pin no read buffer.
     proxy.add_listener(
@@ -214,15 +243,16 @@ fn add_forward(
         return Ok(None);
     };
     let ca = Arc::new(load_ca(config, config_file)?);
-    let http = Arc::new(pingora_proxy::http_proxy(&server.configuration, gateway));
-    let mut forward = Service::new(
-        "sluice forward proxy".to_owned(),
-        ForwardProxy {
+    let http = Arc::new(http_app(server, config, gateway));
+    let app = Capped {
+        inner: Arc::new(ForwardProxy {
             store: store.clone(),
             ca: ca.clone(),
             http,
-        },
-    );
+        }),
+        caps: conn_caps(config, "forward"),
+    };
+    let mut forward = Service::new("sluice forward proxy".to_owned(), app);
     // Unbuffered reads: the head is read by hand and a tunnel then splices the raw socket, so
     // no byte may sit in a read-ahead buffer.
     forward.add_listener(

@@ -210,7 +210,7 @@ impl Snapshot {
         let wire::Config {
             listeners,
             data_dir: _,
-            server: _,
+            server,
             audit: _,
             providers,
             routes,
@@ -235,6 +235,7 @@ impl Snapshot {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
         check_listeners(listeners, &mut errors);
+        check_server(server, &mut errors);
 
         // In dependency order: routes name providers and issuers; the forward proxy adds one
         // intercept route per provider; tokens name owners.
@@ -474,6 +475,48 @@ fn check_public_base_url(url: &str, errors: &mut Vec<ConfigError>) {
             "public_base_url",
             format!("`{url}` must be an absolute http(s) URL such as https://gateway.example.com"),
         ));
+    }
+}
+
+/// Process settings with bounds.
+fn check_server(server: &wire::ServerOptions, errors: &mut Vec<ConfigError>) {
+    let mut bounded = |field: &str, value: Option<u64>, (low, high): (u64, u64)| {
+        if value.is_some_and(|v| v < low || v > high) {
+            errors.push(ConfigError::at(
+                format!("server.{field}"),
+                format!("must be between {low} and {high}"),
+            ));
+        }
+    };
+    let n = |v: Option<usize>| v.map(|v| v as u64);
+    let many = (1, 10_000_000);
+    for (field, value, bounds) in [
+        (
+            "max_request_head_bytes",
+            n(server.max_request_head_bytes),
+            (1024, 1_048_575),
+        ),
+        (
+            "request_head_timeout_seconds",
+            server.request_head_timeout_seconds,
+            (1, 3600),
+        ),
+        ("max_connections", n(server.max_connections), many),
+        (
+            "max_connections_per_source",
+            n(server.max_connections_per_source),
+            many,
+        ),
+    ] {
+        bounded(field, value, bounds);
+    }
+    if let Some(ns) = &server.namespace {
+        if !crate::limits::shared::valid_namespace(ns) {
+            errors.push(ConfigError::at(
+                "server.namespace",
+                format!("`{ns}` must be 1 to 64 lowercase letters, digits, `-` or `_`"),
+            ));
+        }
     }
 }
 

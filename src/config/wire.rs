@@ -193,6 +193,20 @@ pub struct ServerOptions {
     /// single-threaded runtime per thread (false). Default true.
     #[serde(default)]
     pub work_stealing: Option<bool>,
+    /// Largest request head (request line and headers) on the proxy listeners (default
+    /// 65536 bytes; 400 beyond).
+    #[serde(default)]
+    pub max_request_head_bytes: Option<usize>,
+    /// Time a client has to send a whole request head from its first byte (default 10 s).
+    #[serde(default)]
+    pub request_head_timeout_seconds: Option<u64>,
+    /// Client connections each proxy listener holds at most (default 16384).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Client connections one address (an IPv6 client's /64) holds at most on each proxy
+    /// listener (default 1024).
+    #[serde(default)]
+    pub max_connections_per_source: Option<usize>,
     /// Share limits' request rates and token allowances across replicas through Redis
     /// (`redis://127.0.0.1:6379/0`); default: each process counts on its own.
     #[serde(default)]

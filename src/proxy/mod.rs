@@ -1,6 +1,7 @@
 //! The data plane: the only module that touches Pingora's `Session`.
 
 pub mod accounting;
+pub mod conn_caps;
 pub mod ctx;
 pub mod fallback;
 pub mod feedback;

@@ -1498,3 +1498,154 @@ async fn oauth_discovery_neither_reaches_metadata_nor_echoes_what_it_fetched() {
         }
     }
 }
+
+/// Resident memory of a process (kB), from /proc.
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Whether the peer closed `s` (EOF or reset) within `within`.
+fn closed_within(s: &mut std::net::TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Issue 27, finding 4: request heads on the proxy listener could be 1 MiB and the 60 s
+/// timeout was per read: 200 sockets trickling unfinished ~1 MB heads took resident memory
+/// from 27 MB to 265 MB, and one socket sending a byte every 25 s stayed open for minutes.
+/// Now heads are capped (64 KiB by default), a whole head must arrive within its deadline,
+/// and each source holds a bounded number of connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_clients_cannot_tie_up_the_proxy_listener() {
+    let mock = Mock::start(&[]);
+    let t = opaque_token("");
+    let sluice = Sluice::start_with_env(
+        &format!(
+            "  request_head_timeout_seconds: 1\n  max_connections_per_source: 100\nproviders:\n  - {{ name: openai, kind: openai, base_url: \"{}\", keys: [{{ id: k, secret_ref: \"env:POOL_KEY\" }}] }}\nroutes:\n  - {{ prefix: /openai, provider: openai, auth: token }}\ntokens:\n  - {}\n",
+            mock.url(),
+            t.record
+        ),
+        &[("POOL_KEY", "sk-pool-key-00000001")],
+    );
+    let connect = || std::net::TcpStream::connect(("127.0.0.1", sluice.port)).unwrap();
+    let pid = sluice.proc.child.id();
+
+    // 90 sockets each sending 900 KB of a head that never ends, all held open at once: each
+    // is cut at 64 KiB (400, closed), so resident memory does not follow what they send.
+    let before = rss_kb(pid);
+    let pad = format!("X-Pad: {}\r\n", "a".repeat(10_000));
+    let mut socks: Vec<_> = (0..90).map(|_| connect()).collect();
+    for s in &mut socks {
+        let _ = s.write_all(b"POST /openai/v1/chat/completions HTTP/1.1\r\nHost: x\r\n");
+        for _ in 0..90 {
+            if s.write_all(pad.as_bytes()).is_err() {
+                break;
+            }
+        }
+    }
+    let during = rss_kb(pid);
+    eprintln!("RSS {before} kB → {during} kB with 90 oversized heads held");
+    assert!(
+        during < before + 30 * 1024,
+        "resident memory grew {} kB",
+        during - before
+    );
+    let cut = socks
+        .iter_mut()
+        .map(|s| closed_within(s, Duration::from_secs(3)))
+        .filter(|c| *c)
+        .count();
+    assert_eq!(cut, 90, "oversized heads still open");
+    drop(socks);
+
+    // A head trickled a byte at a time is cut at its deadline (1 s), whatever each read's.
+    let mut slow = connect();
+    slow.write_all(b"GET /openai/v1/models HTTP/1.1\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let mut cut = false;
+    for _ in 0..40 {
+        if slow.write_all(b"X").is_err() {
+            cut = true;
+            break;
+        }
+        let mut probe = slow.try_clone().unwrap();
+        if closed_within(&mut probe, Duration::from_millis(250)) {
+            cut = true;
+            break;
+        }
+    }
+    assert!(
+        cut,
+        "a trickled head was still open after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // One source holds at most 100 connections; the rest are closed at once, unanswered.
+    drop(slow);
+    let gauge = r#"sluice_connections{listener="proxy"}"#;
+    for _ in 0..500 {
+        if sluice.metric(gauge).await == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(sluice.metric(gauge).await, 0.0);
+    let mut held: Vec<_> = (0..101).map(|_| connect()).collect();
+    let refused = r#"sluice_connections_refused_total{listener="proxy",reason="per_source"}"#;
+    for _ in 0..500 {
+        if sluice.metric(refused).await >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(sluice.metric(refused).await, 1.0);
+    assert_eq!(sluice.metric(gauge).await, 100.0);
+    // Which one lost the race to be admitted does not matter: exactly one was closed.
+    let closed = held
+        .iter_mut()
+        .map(|s| closed_within(s, Duration::from_millis(20)))
+        .filter(|c| *c)
+        .count();
+    assert_eq!(closed, 1);
+    // Released as they close: the source is served again.
+    held.truncate(0);
+    for _ in 0..500 {
+        if sluice.metric(gauge).await == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let bearer = format!("Bearer {}", t.token);
+    let (status, reason) = call(
+        &sluice,
+        "/openai/v1/chat/completions",
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!((status, reason.as_str()), (200, ""));
+    drop(held);
+}

@@ -328,6 +328,14 @@ where
         SV::CTX: Send + Sync,
     {
         // phase 1 read request header
+        if let Some(opts) = &self.server_options {
+            if opts.max_request_head_bytes.is_some() || opts.request_head_timeout.is_some() {
+                downstream_session.set_head_limits(
+                    opts.max_request_head_bytes.unwrap_or(1048575),
+                    opts.request_head_timeout,
+                );
+            }
+        }
 
         let res = tokio::select! {
             biased; // biased select is cheaper, and we don't want to drop already buffered requests

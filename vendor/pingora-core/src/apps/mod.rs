@@ -89,6 +89,13 @@ pub struct HttpServerOptions {
     ///
     /// Default: `None`
     pub h2_idle_timeout: Option<Duration>,
+
+    /// Largest HTTP/1 request head accepted (400 beyond it). Default: `None` (1 MiB).
+    pub max_request_head_bytes: Option<usize>,
+
+    /// Time allowed for a whole HTTP/1 request head from its first byte. Default: `None` (only
+    /// the per-read timeout, which a client trickling bytes never reaches).
+    pub request_head_timeout: Option<Duration>,
 }
 
 /// Settings persisted across HTTP/1.x keepalive requests on the same downstream connection.

@@ -933,6 +933,14 @@ impl Session {
         }
     }
 
+    /// Limits on the request head (HTTP/1; no-op for other sessions): see
+    /// [`HttpSession::set_head_limits`](crate::protocols::http::v1::server::HttpSession::set_head_limits).
+    pub fn set_head_limits(&mut self, max_bytes: usize, timeout: Option<std::time::Duration>) {
+        if let Self::H1(s) = self {
+            s.set_head_limits(max_bytes, timeout);
+        }
+    }
+
     /// Whether HTTP/1.1 request pipelining is enabled for this session.
     ///
     /// Always false for H2 / Subrequest / Custom (pipelining is an H/1.1-only

@@ -103,6 +103,10 @@ pub struct HttpSession {
     keepalive_timeout: KeepaliveStatus,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// Largest request head read (`set_head_limits`; default `MAX_HEADER_SIZE`).
+    max_head_bytes: usize,
+    /// Time allowed for a whole request head from its first byte (`set_head_limits`).
+    head_timeout: Option<Duration>,
     /// How long to wait to make downstream session reusable, if body needs to be drained.
     total_drain_timeout: Option<Duration>,
     /// A copy of the response that is already written to the client
@@ -188,6 +192,8 @@ impl HttpSession {
             request_header: None,
             read_timeout: Some(Duration::from_secs(60)),
             write_timeout: None,
+            max_head_bytes: MAX_HEADER_SIZE,
+            head_timeout: None,
             total_drain_timeout: None,
             body_bytes_sent: 0,
             body_bytes_read: 0,
@@ -304,14 +310,20 @@ impl HttpSession {
         let mut already_read = buf.len();
         let mut skip_next_read = already_read != 0;
         let mut detached_suffix = None;
+        // The whole head must arrive within `head_timeout` of its first byte (a per-read
+        // timeout lets a client trickle a byte at a time for as long as it likes).
+        let mut head_deadline = self
+            .head_timeout
+            .filter(|_| already_read != 0)
+            .map(|t| tokio::time::Instant::now() + t);
         loop {
-            if already_read > MAX_HEADER_SIZE {
+            if already_read > self.max_head_bytes {
                 /* NOTE: this check only blocks second read. The first large read is allowed
                 since the buf is already allocated. The goal is to avoid slowly bloating
                 this buffer */
                 return Error::e_explain(
                     InvalidHTTPHeader,
-                    format!("Request header larger than {MAX_HEADER_SIZE}"),
+                    format!("Request header larger than {}", self.max_head_bytes),
                 );
             }
 
@@ -323,10 +335,29 @@ impl HttpSession {
             // this request and is waiting for our response).
             if skip_next_read {
                 skip_next_read = false;
-            } else if let Some(n) = self.read_request_buf(&mut buf, already_read).await? {
-                already_read += n;
             } else {
-                return Ok(None);
+                let read = match head_deadline {
+                    Some(deadline) => {
+                        let read = self.read_request_buf(&mut buf, already_read);
+                        match tokio::time::timeout_at(deadline, read).await {
+                            Ok(read) => read?,
+                            Err(_) => {
+                                return Error::e_explain(
+                                    ReadTimedout,
+                                    "request head not complete in time",
+                                );
+                            }
+                        }
+                    }
+                    None => self.read_request_buf(&mut buf, already_read).await?,
+                };
+                let Some(n) = read else {
+                    return Ok(None);
+                };
+                already_read += n;
+                if head_deadline.is_none() {
+                    head_deadline = self.head_timeout.map(|t| tokio::time::Instant::now() + t);
+                }
             }
 
             // Use loop as GOTO to retry escaped request buffer, not a real loop
@@ -1011,6 +1042,14 @@ impl HttpSession {
     /// Enable or disable the cancel-safe proxy task API for this session.
     pub fn set_proxy_tasks_enabled(&mut self, enabled: bool) {
         self.proxy_tasks_enabled = enabled;
+    }
+
+    /// Limits on the request head: at most `max_bytes`, and (when given) complete within
+    /// `timeout` of its first byte. Default: `MAX_HEADER_SIZE` (1 MiB) and only the per-read
+    /// timeout.
+    pub fn set_head_limits(&mut self, max_bytes: usize, timeout: Option<Duration>) {
+        self.max_head_bytes = max_bytes;
+        self.head_timeout = timeout;
     }
 
     /// Whether HTTP/1.1 request pipelining is enabled for this session.
