@@ -115,7 +115,7 @@ fn mode(opts: &ServeOptions, file_config: &wire::Config) -> anyhow::Result<Mode>
                     file_config
                         .server
                         .control_plane_max_staleness_seconds
-                        .unwrap_or(120),
+                        .unwrap_or(0),
                 ),
                 refuse: file_config.server.control_plane_stale == Some(wire::StaleAction::Refuse),
             },
@@ -202,6 +202,12 @@ fn http_app(
     options.request_head_timeout = Some(std::time::Duration::from_secs(
         config.server.request_head_timeout_seconds.unwrap_or(10),
     ));
+    // An idle kept-alive connection is closed after `keepalive_timeout_seconds` (a client's
+    // HTTP/1.1 default is "forever"), and an unread request body after a refusal is drained for 10 s at most.
+    options.keepalive_idle_timeout = Some(std::time::Duration::from_secs(
+        config.server.keepalive_timeout_seconds.unwrap_or(60),
+    ));
+    options.total_drain_timeout = Some(std::time::Duration::from_secs(10));
     http.server_options = Some(options);
     http
 }
@@ -211,7 +217,7 @@ fn conn_caps(config: &wire::Config, name: &'static str) -> Arc<ConnCaps> {
     Arc::new(ConnCaps::new(
         name,
         config.server.max_connections.unwrap_or(16_384),
-        config.server.max_connections_per_source.unwrap_or(1024),
+        config.server.max_connections_per_source.unwrap_or(4096),
     ))
 }
 

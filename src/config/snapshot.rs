@@ -330,7 +330,7 @@ fn gateway_resources(
     HashMap<String, Arc<McpServer>>,
 ) {
     let oauth_providers =
-        oauth_provider::build_all(&config.oauth_providers, &config.issuers, errors);
+        oauth_provider::build_all(&config.oauth_providers, &config.issuers, errors, warnings);
     let mcp_servers = mcp_server::build_all(
         &config.mcp_servers,
         errors,
@@ -499,6 +499,11 @@ fn check_server(server: &wire::ServerOptions, errors: &mut Vec<ConfigError>) {
         (
             "request_head_timeout_seconds",
             server.request_head_timeout_seconds,
+            (1, 3600),
+        ),
+        (
+            "keepalive_timeout_seconds",
+            server.keepalive_timeout_seconds,
             (1, 3600),
         ),
         ("max_connections", n(server.max_connections), many),

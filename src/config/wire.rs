@@ -200,11 +200,14 @@ pub struct ServerOptions {
     /// Time a client has to send a whole request head from its first byte (default 10 s).
     #[serde(default)]
     pub request_head_timeout_seconds: Option<u64>,
+    /// Longest a kept-alive client connection waits for its next request (default 60 s).
+    #[serde(default)]
+    pub keepalive_timeout_seconds: Option<u64>,
     /// Client connections each proxy listener holds at most (default 16384).
     #[serde(default)]
     pub max_connections: Option<usize>,
     /// Client connections one address (an IPv6 client's /64) holds at most on each proxy
-    /// listener (default 1024).
+    /// listener (default 4096).
     #[serde(default)]
     pub max_connections_per_source: Option<usize>,
     /// Share limits' request rates and token allowances across replicas through Redis
@@ -217,7 +220,8 @@ pub struct ServerOptions {
     #[serde(default)]
     pub limits_backend_key_ref: Option<String>,
     /// A data plane that has not heard from its control plane for this long reports not ready
-    /// on `/readyz` (default 120 s; 0: never).
+    /// on `/readyz` (default: never; every data plane losing one control plane at once would
+    /// leave a Service with no endpoint).
     #[serde(default)]
     pub control_plane_max_staleness_seconds: Option<u64>,
     /// What a data plane past that staleness does with requests: `serve` them from its last

@@ -163,6 +163,15 @@ impl MasterKey {
 /// The signature header of a revision feed answer: Ed25519 over the body, base64.
 pub const FEED_SIGNATURE: &str = "x-sluice-feed-signature";
 
+/// What a feed answer's signature covers: the data plane's nonce for this request (so no
+/// answer can be replayed to another request or data plane), the status, and the body (a
+/// snapshot) or, for a 304, the revision asked after.
+pub fn feed_message(nonce: &str, status: u16, body: &[u8]) -> Vec<u8> {
+    let mut m = format!("sluice feed v2\n{nonce}\n{status}\n").into_bytes();
+    m.extend_from_slice(body);
+    m
+}
+
 /// A revision feed signing key's public half as data planes pin it: `ed25519:BASE64`.
 pub fn feed_public_key(signer: &ring::signature::Ed25519KeyPair) -> String {
     use ring::signature::KeyPair;

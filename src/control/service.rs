@@ -491,33 +491,54 @@ async fn follow_remote(f: Follower, mut shutdown: ShutdownWatch) {
             pin = trust_first_key(&client, &base, &f.data_dir).await;
         }
         let wait = if revision == 0 { 0 } else { LONG_POLL_SECONDS };
+        let nonce = match feed_nonce() {
+            Ok(n) => n,
+            Err(e) => {
+                log::error!("control plane: {e}");
+                return;
+            }
+        };
         let request = client
-            .get(format!("{base}/v1/snapshot?after={revision}&wait={wait}"))
+            .get(format!(
+                "{base}/v1/snapshot?after={revision}&wait={wait}&nonce={nonce}"
+            ))
             .bearer_auth(&f.token)
             .send();
         let outcome = tokio::select! {
             r = request => r,
             _ = shutdown.changed() => return,
         };
+        let asked = (pin.as_deref(), nonce.as_str(), revision);
         let ok = match outcome {
-            Ok(resp) if resp.status() == reqwest::StatusCode::NOT_MODIFIED => true,
-            Ok(resp) if resp.status().is_success() => {
-                match signed_dump(resp, pin.as_deref(), revision).await {
-                    Ok(dump) => {
-                        let (rev, applied) =
-                            apply_revision(config, &f.key, dump, &f.data_dir).await;
-                        revision = rev;
-                        if applied {
-                            serving.store(true, std::sync::atomic::Ordering::Relaxed);
-                        }
-                        true
-                    }
-                    Err(e) => {
-                        log::warn!("control plane {base}: snapshot refused: {e}");
-                        false
-                    }
+            // Nothing newer, said by the control plane itself for this very request: only
+            // then has it been heard from (a man in the middle answering 304s has not).
+            Ok(resp) if resp.status() == reqwest::StatusCode::NOT_MODIFIED => {
+                let signed = signature(&resp).is_some_and(|sig| {
+                    pin.as_deref().is_some_and(|p| {
+                        let said = revision.to_string();
+                        let message = super::crypto::feed_message(&nonce, 304, said.as_bytes());
+                        super::crypto::feed_signed_by(p, &message, &sig)
+                    })
+                });
+                if !signed {
+                    log::warn!("control plane {base}: a 304 not signed by its feed key: ignored");
                 }
+                signed
             }
+            Ok(resp) if resp.status().is_success() => match signed_dump(resp, asked).await {
+                Ok(dump) => {
+                    let (rev, applied) = apply_revision(config, &f.key, dump, &f.data_dir).await;
+                    revision = rev;
+                    if applied {
+                        serving.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    true
+                }
+                Err(e) => {
+                    log::warn!("control plane {base}: snapshot refused: {e}");
+                    false
+                }
+            },
             Ok(resp) => {
                 log::warn!("control plane {base}: {}", resp.status());
                 false
@@ -593,8 +614,14 @@ async fn trust_first_key(
         .send()
         .await
         .ok()?;
+    if resp.content_length().is_some_and(|n| n > 4096) {
+        return None;
+    }
     let body: serde_json::Value = resp.json().await.ok()?;
-    let key = body["public_key"].as_str()?.to_owned();
+    let key = body["public_key"]
+        .as_str()
+        .filter(|k| super::crypto::valid_feed_key(k))?
+        .to_owned();
     if let Err(e) = crate::private::replace(&file, key.as_bytes()) {
         log::warn!("cannot keep the control plane's feed key: {e:#}");
     }
@@ -604,20 +631,29 @@ async fn trust_first_key(
     Some(key)
 }
 
-/// The feed answer's snapshot, if its body is within [`MAX_FEED_BYTES`], signed by `pin`, and
-/// newer than `revision`.
-async fn signed_dump(
-    mut resp: reqwest::Response,
-    pin: Option<&str>,
-    revision: u64,
-) -> Result<Dump, String> {
-    let pin = pin.ok_or("the control plane's feed key is unknown")?;
-    let signature = resp
-        .headers()
+/// A fresh random nonce for one feed request.
+fn feed_nonce() -> anyhow::Result<String> {
+    let mut n = [0u8; 16];
+    getrandom::fill(&mut n).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+    Ok(hex::encode(n))
+}
+
+/// The answer's feed signature header.
+fn signature(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
         .get(super::crypto::FEED_SIGNATURE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
-        .ok_or("unsigned")?;
+}
+
+/// The feed answer's snapshot, if its body is within [`MAX_FEED_BYTES`], signed by `pin` for
+/// this request's `nonce`, and newer than `revision`.
+async fn signed_dump(
+    mut resp: reqwest::Response,
+    (pin, nonce, revision): (Option<&str>, &str, u64),
+) -> Result<Dump, String> {
+    let pin = pin.ok_or("the control plane's feed key is unknown")?;
+    let signature = signature(&resp).ok_or("unsigned")?;
     if resp.content_length().unwrap_or(0) > MAX_FEED_BYTES as u64 {
         return Err(format!("larger than {MAX_FEED_BYTES} bytes"));
     }
@@ -628,7 +664,8 @@ async fn signed_dump(
         }
         body.extend_from_slice(&chunk);
     }
-    if !super::crypto::feed_signed_by(pin, &body, &signature) {
+    let message = super::crypto::feed_message(nonce, 200, &body);
+    if !super::crypto::feed_signed_by(pin, &message, &signature) {
         return Err("not signed by the control plane's feed key".into());
     }
     let dump = serde_json::from_slice::<Dump>(&body).map_err(|e| e.to_string())?;

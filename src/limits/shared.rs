@@ -45,12 +45,15 @@ pub const TIMEOUT: Duration = Duration::from_millis(50);
 const HEARTBEAT: Duration = Duration::from_millis(500);
 /// A replica not heard from for this long no longer counts in the shares.
 const REPLICA_TTL_MS: u64 = 3000;
+/// A replica heartbeat further ahead than this is not believed.
+const FUTURE_MS: u64 = 60_000;
 /// How often a replica publishes its in-flight counts and reads the others'.
 pub const FLIGHT_SYNC: Duration = Duration::from_millis(100);
 /// The namespace when `server.namespace` is not set.
 pub const DEFAULT_NAMESPACE: &str = "sluice";
-/// Clock difference between replicas tolerated in a key-health message's end time.
-const HEALTH_SKEW_MS: u64 = 5_000;
+/// Clock difference between replicas tolerated in a key-health message's end time (the bench
+/// applied is clamped to the maximum anyway).
+const HEALTH_SKEW_MS: u64 = 60_000;
 
 /// Leases `ARGV[3]` units from a GCRA cell (`ARGV[1]` µs per unit, period `ARGV[2]` µs): as
 /// many as fit. Returns the units granted and the µs until the next unit fits.
@@ -84,7 +87,7 @@ return tat - now
 
 /// Sets this replica's in-flight count (`ARGV[2]`, field `ARGV[1]`) in the hash `KEYS[1]` and
 /// returns the sum of the other replicas' counts, dropping replicas whose heartbeat in
-/// `KEYS[2]` is older than `ARGV[3]` (ms).
+/// `KEYS[2]` is older than `ARGV[3]` or newer than `ARGV[4]` (ms).
 const FLIGHT: &str = r#"
 if tonumber(ARGV[2]) > 0 then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -97,7 +100,7 @@ local others = 0
 for i = 1, #all, 2 do
   if all[i] ~= ARGV[1] then
     local seen = redis.call('ZSCORE', KEYS[2], all[i])
-    if seen and tonumber(seen) >= tonumber(ARGV[3]) then
+    if seen and tonumber(seen) >= tonumber(ARGV[3]) and tonumber(seen) <= tonumber(ARGV[4]) then
       others = others + tonumber(all[i + 1])
     else
       redis.call('HDEL', KEYS[1], all[i])
@@ -252,9 +255,12 @@ impl Shared {
     async fn heartbeat(&self, mut c: ConnectionManager) -> redis::RedisResult<u64> {
         let now = crate::clock::unix_now_ms();
         let replicas = self.named("limits:replicas");
-        let (_, _, n): (i64, i64, u64) = redis::pipe()
+        // Entries from the future (a clock far ahead, or written by someone else) are dropped
+        // too: they would count as alive forever.
+        let (_, _, _, n): (i64, i64, i64, u64) = redis::pipe()
             .zadd(&replicas, &self.node, now)
             .zrembyscore(&replicas, 0, now.saturating_sub(REPLICA_TTL_MS))
+            .zrembyscore(&replicas, now + FUTURE_MS, "+inf")
             .zcard(&replicas)
             .query_async(&mut c)
             .await?;
@@ -457,7 +463,8 @@ impl Shared {
             .key(self.named("limits:replicas"))
             .arg(&self.node)
             .arg(local)
-            .arg(alive_since);
+            .arg(alive_since)
+            .arg(crate::clock::unix_now_ms() + FUTURE_MS);
         let call = invocation.invoke_async::<u32>(&mut c);
         match tokio::time::timeout(TIMEOUT * 4, call).await {
             Ok(Ok(others)) => Ok(others),

@@ -376,6 +376,8 @@ pub async fn admit_forward(
         // A host that stopped being intercepted since the CONNECT is not tunnelled instead.
         Decision::Tunnel if !plain => Err(refuse(GatewayError::Destination(Denied::Host))),
         Decision::Tunnel => {
+            // Two `Proxy-Authorization` (or other credential) headers: refused, as everywhere.
+            auth::single_credentials(&req.headers).map_err(refuse)?;
             let principal = auth::verify(&token, &snap.forward.access, snap, now_unix)
                 .await
                 .map_err(|e| refuse(auth_error(e)))?;

@@ -429,17 +429,47 @@ async fn admin_api_and_feed_over_tls() {
     );
 }
 
-/// A rogue control plane: each request gets the next queued answer (raw HTTP), or a 304 when
-/// none is queued; while `down`, connections are closed unanswered.
+/// What the rogue control plane answers one feed request with.
+enum Answer {
+    /// These bytes, as they are.
+    Raw(Vec<u8>),
+    /// A 200 with this body, signed by `key` for the request's nonce.
+    Signed(Vec<u8>, std::sync::Arc<ring::signature::Ed25519KeyPair>),
+}
+
+/// A control plane under the test's control: each feed request gets the next queued answer, or
+/// a 304 signed with `key` for its nonce when none is queued (unsigned while `unsigned_304`);
+/// while `down`, connections are closed unanswered.
 struct Rogue {
     port: u16,
-    answers: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Vec<u8>>>>,
+    answers: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Answer>>>,
     served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    unsigned_304: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn query_param(head: &str, name: &str) -> String {
+    let target = head.split_whitespace().nth(1).unwrap_or_default();
+    let url = reqwest::Url::parse(&format!("http://x{target}")).unwrap();
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+fn sign_feed(
+    key: &ring::signature::Ed25519KeyPair,
+    nonce: &str,
+    status: u16,
+    body: &[u8],
+) -> String {
+    use base64::Engine;
+    let message = sluice::control::crypto::feed_message(nonce, status, body);
+    base64::engine::general_purpose::STANDARD.encode(key.sign(&message))
 }
 
 impl Rogue {
-    fn start() -> Rogue {
+    fn start(key: std::sync::Arc<ring::signature::Ed25519KeyPair>) -> Rogue {
         use std::io::{Read, Write};
         use std::sync::atomic::Ordering;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -449,11 +479,13 @@ impl Rogue {
             answers: Default::default(),
             served: Default::default(),
             down: Default::default(),
+            unsigned_304: Default::default(),
         };
-        let (answers, served, down) = (
+        let (answers, served, down, unsigned_304) = (
             rogue.answers.clone(),
             rogue.served.clone(),
             rogue.down.clone(),
+            rogue.unsigned_304.clone(),
         );
         std::thread::spawn(move || {
             for mut s in listener.incoming().flatten() {
@@ -465,9 +497,22 @@ impl Rogue {
                 while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
                     head.push(byte[0]);
                 }
-                let answer = answers.lock().unwrap().pop_front().unwrap_or_else(|| {
-                    b"HTTP/1.1 304 Not Modified\r\nconnection: close\r\n\r\n".to_vec()
-                });
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let nonce = query_param(&head, "nonce");
+                let answer = match answers.lock().unwrap().pop_front() {
+                    Some(Answer::Raw(bytes)) => bytes,
+                    Some(Answer::Signed(body, key)) => {
+                        feed_answer(&body, Some(&sign_feed(&key, &nonce, 200, &body)))
+                    }
+                    None if unsigned_304.load(Ordering::SeqCst) => {
+                        b"HTTP/1.1 304 Not Modified\r\nconnection: close\r\n\r\n".to_vec()
+                    }
+                    None => {
+                        let after = query_param(&head, "after");
+                        let sig = sign_feed(&key, &nonce, 304, after.as_bytes());
+                        format!("HTTP/1.1 304 Not Modified\r\nx-sluice-feed-signature: {sig}\r\nconnection: close\r\n\r\n").into_bytes()
+                    }
+                };
                 let _ = s.write_all(&answer);
                 served.fetch_add(1, Ordering::SeqCst);
             }
@@ -479,15 +524,23 @@ impl Rogue {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn queue(&self, answer: Vec<u8>) {
+    fn queue(&self, answer: Answer) {
         self.answers.lock().unwrap().push_back(answer);
     }
 
-    /// Waits until every queued answer was served.
+    /// Waits until every queued answer was served, and one request more (the plane has acted
+    /// on the last of them).
     async fn until_served(&self) {
+        use std::sync::atomic::Ordering;
         for _ in 0..1000 {
             if self.answers.lock().unwrap().is_empty() {
-                return;
+                let heard = self.served.load(Ordering::SeqCst);
+                for _ in 0..1000 {
+                    if self.served.load(Ordering::SeqCst) > heard {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -509,8 +562,8 @@ fn feed_answer(body: &[u8], signature: Option<&str>) -> Vec<u8> {
     out
 }
 
-/// The feed's answer for `token` after `after`: body and signature.
-async fn feed(admin: &str, token: &str, after: u64) -> (Vec<u8>, String) {
+/// The feed's answer for `token` after `after` (the body).
+async fn feed(admin: &str, token: &str, after: u64) -> Vec<u8> {
     let r = client()
         .get(format!("{admin}/v1/snapshot?after={after}"))
         .bearer_auth(token)
@@ -518,22 +571,15 @@ async fn feed(admin: &str, token: &str, after: u64) -> (Vec<u8>, String) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let sig = r
-        .headers()
-        .get("x-sluice-feed-signature")
-        .expect("a signed feed")
-        .to_str()
-        .unwrap()
-        .to_owned();
-    (r.bytes().await.unwrap().to_vec(), sig)
+    assert!(r.headers().contains_key("x-sluice-feed-signature"));
+    r.bytes().await.unwrap().to_vec()
 }
 
-/// Issue 27, findings 6, 7 and 8. Data planes took any feed (unsigned, revisions going back,
-/// unbounded), served revoked tokens forever once cut off and said they were ready with no
-/// state at all; an admin read the "write-only" gateway secrets from the feed.
+/// Issue 27, findings 6, 7 and 8. Data planes took any feed (unsigned, replayed, revisions
+/// going back, unbounded), served revoked tokens forever once cut off and said they were ready
+/// with no state at all; an admin read the "write-only" gateway secrets from the feed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_plane_trusts_only_its_control_planes_signed_fresh_feed() {
-    use base64::Engine;
     let mock = Mock::start(&[]);
     let cp = Sluice::start_args("", &[("SLUICE_MASTER_KEY", MASTER)], &[]);
     let (a, root) = (cp.admin_url(), cp.admin_token());
@@ -558,8 +604,8 @@ async fn a_data_plane_trusts_only_its_control_planes_signed_fresh_feed() {
     let dp_token = new_token_for(&a, &root, "edge", Some("dataplane")).await;
 
     // Finding 7: an admin reading the feed gets no secret; the data plane gets it sealed.
-    let (admin_body, _) = feed(&a, &root, 0).await;
-    let (dp_body, _) = feed(&a, &dp_token, 0).await;
+    let admin_body = feed(&a, &root, 0).await;
+    let dp_body = feed(&a, &dp_token, 0).await;
     let secrets = |body: &[u8]| {
         let v: Value = serde_json::from_slice(body).unwrap();
         v["resources"]
@@ -596,36 +642,48 @@ async fn a_data_plane_trusts_only_its_control_planes_signed_fresh_feed() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    // The key data planes pin; two real answers of the control plane, an older and a newer.
+    // The key data planes pin; the control plane's key (the test holds its master key, as a
+    // compromised replica would) signs an older and a newer state.
     let (s, key) = api(&a, "", "GET", "/v1/snapshot/key", None).await;
     assert_eq!(s, 200, "{key}");
     let pin = key["public_key"].as_str().unwrap().to_owned();
-    assert!(pin.starts_with("ed25519:"), "{pin}");
-    let (old_body, old_sig) = feed(&a, &dp_token, 0).await;
+    let master =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, MASTER).unwrap();
+    let real = std::sync::Arc::new(
+        sluice::control::crypto::MasterKey::from_bytes(&master)
+            .unwrap()
+            .feed_signer()
+            .unwrap(),
+    );
+    assert_eq!(sluice::control::crypto::feed_public_key(&real), pin);
+    let old_body = feed(&a, &dp_token, 0).await;
     let old_rev = serde_json::from_slice::<Value>(&old_body).unwrap()["revision"]
         .as_u64()
         .unwrap();
     let agent = new_token_for(&a, &root, "agent", None).await;
-    let (new_body, new_sig) = feed(&a, &dp_token, old_rev).await;
+    let new_body = feed(&a, &dp_token, old_rev).await;
     let new_rev = serde_json::from_slice::<Value>(&new_body).unwrap()["revision"]
         .as_u64()
         .unwrap();
 
     // Finding 8: a data plane pinned to that key, following a rogue control plane.
-    let rogue = Rogue::start();
-    let unsigned = String::from_utf8(new_body.clone())
+    let rogue = Rogue::start(real.clone());
+    let tampered = String::from_utf8(new_body.clone())
         .unwrap()
-        .replace(&format!("\"revision\":{new_rev}"), "\"revision\":100");
-    let other_key = ring::signature::Ed25519KeyPair::from_seed_unchecked(&[9; 32]).unwrap();
-    let forged_sig =
-        base64::engine::general_purpose::STANDARD.encode(other_key.sign(unsigned.as_bytes()));
-    rogue.queue(feed_answer(unsigned.as_bytes(), None));
-    rogue.queue(feed_answer(unsigned.as_bytes(), Some(&forged_sig)));
-    // Larger than a data plane reads: refused from its length alone.
-    rogue.queue(
-        format!("HTTP/1.1 200 OK\r\ncontent-length: 70000000\r\nx-sluice-feed-signature: {new_sig}\r\nconnection: close\r\n\r\n")
-            .into_bytes(),
+        .replace(&format!("\"revision\":{new_rev}"), "\"revision\":100")
+        .into_bytes();
+    let other_key = std::sync::Arc::new(
+        ring::signature::Ed25519KeyPair::from_seed_unchecked(&[9; 32]).unwrap(),
     );
+    rogue.queue(Answer::Raw(feed_answer(&tampered, None)));
+    rogue.queue(Answer::Signed(tampered.clone(), other_key));
+    // A genuine answer replayed: signed by the right key, but for another request's nonce.
+    let replayed = sign_feed(&real, "00112233445566778899aabbccddeeff", 200, &new_body);
+    rogue.queue(Answer::Raw(feed_answer(&new_body, Some(&replayed))));
+    // Larger than a data plane reads: refused from its length alone.
+    rogue.queue(Answer::Raw(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 70000000\r\nx-sluice-feed-signature: x\r\nconnection: close\r\n\r\n".to_vec(),
+    ));
     let stale = "  control_plane_max_staleness_seconds: 2\n  control_plane_stale: refuse\n";
     let dp = Sluice::start_args(
         stale,
@@ -633,54 +691,59 @@ async fn a_data_plane_trusts_only_its_control_planes_signed_fresh_feed() {
         &["--control-plane", &rogue.url(), "--token", &dp_token],
     );
     rogue.until_served().await;
-    // A 304 after the refusals: heard from, but no state yet, so not ready.
-    let heard = rogue.served.load(std::sync::atomic::Ordering::SeqCst);
-    while rogue.served.load(std::sync::atomic::Ordering::SeqCst) == heard {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // Heard from (a signed 304), but no state yet: not ready.
     assert_eq!(readyz(&dp.admin_url()).await["status"], "starting");
     assert_eq!(dp.metric("sluice_control_revision").await, 0.0);
     let log = dp.proc.log_text();
-    for refusal in [
-        "unsigned",
-        "not signed by the control plane's feed key",
-        "larger than",
-    ] {
+    assert_eq!(
+        log.matches("not signed by the control plane's feed key")
+            .count(),
+        2,
+        "{log}"
+    );
+    for refusal in ["unsigned", "larger than"] {
         assert!(log.contains(refusal), "{refusal}: {log}");
     }
 
-    // The real newer revision applies; the real older one replayed after it does not.
-    rogue.queue(feed_answer(&new_body, Some(&new_sig)));
+    // The newer state applies; the older one after it, signed alike, does not.
+    rogue.queue(Answer::Signed(new_body.clone(), real.clone()));
     until_revision(&dp.admin_url(), new_rev).await;
     assert_eq!(status_with(dp.port, &agent).await, 200);
-    rogue.queue(feed_answer(&old_body, Some(&old_sig)));
+    rogue.queue(Answer::Signed(old_body.clone(), real.clone()));
     rogue.until_served().await;
-    let heard = rogue.served.load(std::sync::atomic::Ordering::SeqCst);
-    while rogue.served.load(std::sync::atomic::Ordering::SeqCst) == heard {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
     assert_eq!(serving_revision(&dp.admin_url()).await, new_rev);
     assert!(dp.proc.log_text().contains("revisions never go back"));
 
-    // Finding 6: cut off for longer than allowed, the data plane is not ready and refuses
-    // (`control_plane_stale: refuse`); heard from again, it serves.
-    rogue.down.store(true, std::sync::atomic::Ordering::SeqCst);
-    let started = Instant::now();
-    while readyz(&dp.admin_url()).await["status"] == "ready" {
-        assert!(started.elapsed() < Duration::from_secs(15), "still ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // Finding 6: answered only by unsigned 304s (a man in the middle), or cut off, for longer
+    // than allowed, the data plane is not ready and refuses (`control_plane_stale: refuse`);
+    // heard from again, it serves.
+    for cut in ["unsigned 304s", "down"] {
+        let flag = if cut == "down" {
+            &rogue.down
+        } else {
+            &rogue.unsigned_304
+        };
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        let started = Instant::now();
+        while readyz(&dp.admin_url()).await["status"] == "ready" {
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "{cut}: still ready"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let r = client()
+            .post(dp.url("/llm/v1/chat/completions"))
+            .bearer_auth(&agent)
+            .body(CHAT)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503, "{cut}");
+        assert_eq!(r.headers()["x-sluice-error"], "control_plane_stale");
+        assert!(dp.metric("sluice_control_plane_staleness_seconds").await >= 2.0);
+        flag.store(false, std::sync::atomic::Ordering::SeqCst);
+        until_status(dp.port, &agent, 200).await;
+        assert_eq!(readyz(&dp.admin_url()).await["status"], "ready");
     }
-    let r = client()
-        .post(dp.url("/llm/v1/chat/completions"))
-        .bearer_auth(&agent)
-        .body(CHAT)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 503);
-    assert_eq!(r.headers()["x-sluice-error"], "control_plane_stale");
-    assert!(dp.metric("sluice_control_plane_staleness_seconds").await >= 2.0);
-    rogue.down.store(false, std::sync::atomic::Ordering::SeqCst);
-    until_status(dp.port, &agent, 200).await;
-    assert_eq!(readyz(&dp.admin_url()).await["status"], "ready");
 }

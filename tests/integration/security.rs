@@ -1539,7 +1539,7 @@ async fn unauthenticated_clients_cannot_tie_up_the_proxy_listener() {
     let t = opaque_token("");
     let sluice = Sluice::start_with_env(
         &format!(
-            "  request_head_timeout_seconds: 1\n  max_connections_per_source: 100\nproviders:\n  - {{ name: openai, kind: openai, base_url: \"{}\", keys: [{{ id: k, secret_ref: \"env:POOL_KEY\" }}] }}\nroutes:\n  - {{ prefix: /openai, provider: openai, auth: token }}\ntokens:\n  - {}\n",
+            "  request_head_timeout_seconds: 1\n  keepalive_timeout_seconds: 1\n  max_connections_per_source: 100\nproviders:\n  - {{ name: openai, kind: openai, base_url: \"{}\", keys: [{{ id: k, secret_ref: \"env:POOL_KEY\" }}] }}\nroutes:\n  - {{ prefix: /openai, provider: openai, auth: token }}\ntokens:\n  - {}\n",
             mock.url(),
             t.record
         ),
@@ -1604,6 +1604,31 @@ async fn unauthenticated_clients_cannot_tie_up_the_proxy_listener() {
         started.elapsed()
     );
 
+    // A kept-alive connection that goes quiet after one answer is closed at the keep-alive
+    // timeout (1 s here), not held forever (a client's HTTP/1.1 default); a refused request
+    // whose body never comes is not drained forever either.
+    let mut quiet = connect();
+    quiet
+        .write_all(b"GET /openai/v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = [0u8; 12];
+    quiet.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 401");
+    assert!(
+        closed_within(&mut quiet, Duration::from_secs(5)),
+        "an idle kept-alive connection stayed open"
+    );
+    let mut drained = connect();
+    drained
+        .write_all(b"POST /openai/v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n{")
+        .unwrap();
+    drained.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 401");
+    assert!(
+        closed_within(&mut drained, Duration::from_secs(15)),
+        "a refused body was drained forever"
+    );
+
     // One source holds at most 100 connections; the rest are closed at once, unanswered.
     drop(slow);
     let gauge = r#"sluice_connections{listener="proxy"}"#;
@@ -1624,13 +1649,8 @@ async fn unauthenticated_clients_cannot_tie_up_the_proxy_listener() {
     }
     assert_eq!(sluice.metric(refused).await, 1.0);
     assert_eq!(sluice.metric(gauge).await, 100.0);
-    // Which one lost the race to be admitted does not matter: exactly one was closed.
-    let closed = held
-        .iter_mut()
-        .map(|s| closed_within(s, Duration::from_millis(20)))
-        .filter(|c| *c)
-        .count();
-    assert_eq!(closed, 1);
+    // (Which one lost the race to be admitted does not matter; an idle one is closed at the
+    // keep-alive timeout anyway.)
     // Released as they close: the source is served again.
     held.truncate(0);
     for _ in 0..500 {

@@ -21,6 +21,7 @@ pub(super) fn build_all(
     providers: &[OAuthProvider],
     issuers: &[crate::config::wire::Issuer],
     errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
 ) -> HashMap<String, Arc<OAuthProvider>> {
     let mut built = HashMap::new();
     let mut names = HashSet::new();
@@ -46,6 +47,19 @@ pub(super) fn build_all(
                     format!("`{name}` is not the name of an issuer (`issuers:` or `sluice`)"),
                 ));
             }
+        }
+        let own_issuer = |i: &crate::config::wire::Issuer| {
+            p.issuer
+                .as_deref()
+                .is_some_and(|own| own.trim_end_matches('/') == i.issuer.trim_end_matches('/'))
+        };
+        if p.grant_types.contains(&GrantType::TokenExchange)
+            && p.subject_issuers.is_empty()
+            && !issuers.iter().any(own_issuer)
+        {
+            warnings.push(format!(
+                "{at}: token_exchange receives no JWT: no issuer in `issuers:` is this provider's `issuer`; name the ones it may receive in `subject_issuers`"
+            ));
         }
         if errors.len() == before {
             built.insert(p.name.clone(), Arc::new(p.clone()));
@@ -237,7 +251,12 @@ mod tests {
     fn errors_of(yaml: &str) -> Vec<String> {
         let config = crate::config::parse(yaml).unwrap();
         let mut errors = Vec::new();
-        build_all(&config.oauth_providers, &config.issuers, &mut errors);
+        build_all(
+            &config.oauth_providers,
+            &config.issuers,
+            &mut errors,
+            &mut Vec::new(),
+        );
         errors.into_iter().map(|e| e.path).collect()
     }
 

@@ -12,6 +12,10 @@ pub(super) struct SnapshotQuery {
     /// Seconds to wait for a newer revision (long-poll), at most 30.
     #[serde(default)]
     wait: u64,
+    /// The data plane's random nonce for this request, covered by the answer's signature
+    /// (a 304 is signed too): no answer can be replayed.
+    #[serde(default)]
+    nonce: Option<String>,
 }
 
 pub(super) async fn snapshot(
@@ -25,8 +29,26 @@ pub(super) async fn snapshot(
         let wait = Duration::from_secs(q.wait).min(MAX_WAIT);
         let _ = tokio::time::timeout(wait, rx.wait_for(|r| *r > q.after)).await;
     }
+    let signer = cp.key.feed_signer().map_err(ApiError::internal)?;
+    let nonce = q.nonce.as_deref().filter(|n| valid_nonce(n));
+    let sign = |status: u16, body: &[u8]| {
+        let message = match nonce {
+            Some(n) => crate::control::crypto::feed_message(n, status, body),
+            None => body.to_vec(),
+        };
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            signer.sign(&message),
+        )
+    };
+    let signature = axum::http::HeaderName::from_static(crate::control::crypto::FEED_SIGNATURE);
     if *rx.borrow() <= q.after {
-        return Ok(StatusCode::NOT_MODIFIED.into_response());
+        let signed = nonce.map(|_| sign(304, q.after.to_string().as_bytes()));
+        let mut answer = StatusCode::NOT_MODIFIED.into_response();
+        if let Some(v) = signed.and_then(|v| axum::http::HeaderValue::from_str(&v).ok()) {
+            answer.headers_mut().insert(signature, v);
+        }
+        return Ok(answer);
     }
     let mut dump = cp.store.dump().await?;
     // Only a data plane gets secrets: an admin asking would otherwise read "write-only"
@@ -49,25 +71,23 @@ pub(super) async fn snapshot(
         "secrets": secrets,
     }));
     let body = serde_json::to_vec(&dump).map_err(ApiError::internal)?;
-    let signer = cp.key.feed_signer().map_err(ApiError::internal)?;
-    let signature = base64::Engine::encode(
-        &base64::engine::general_purpose::STANDARD,
-        signer.sign(&body),
-    );
+    let signed = sign(200, &body);
     Ok((
         [
             (
                 axum::http::header::CONTENT_TYPE,
                 "application/json".to_owned(),
             ),
-            (
-                axum::http::HeaderName::from_static(crate::control::crypto::FEED_SIGNATURE),
-                signature,
-            ),
+            (signature, signed),
         ],
         body,
     )
         .into_response())
+}
+
+/// A nonce as data planes send it: 16 to 64 hex digits.
+fn valid_nonce(nonce: &str) -> bool {
+    (16..=64).contains(&nonce.len()) && nonce.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The public half of the feed's signing key (`ed25519:BASE64`), for data planes to pin with

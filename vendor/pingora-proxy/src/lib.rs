@@ -335,6 +335,16 @@ where
                     opts.request_head_timeout,
                 );
             }
+            if let Some(idle) = opts.keepalive_idle_timeout {
+                let idle = idle.as_secs().max(1);
+                // Some(0) is "forever": the client's HTTP/1.1 default.
+                if downstream_session.get_keepalive().is_some_and(|k| k == 0 || k > idle) {
+                    downstream_session.set_keepalive(Some(idle));
+                }
+            }
+            if opts.total_drain_timeout.is_some() {
+                downstream_session.set_total_drain_timeout(opts.total_drain_timeout);
+            }
         }
 
         let res = tokio::select! {

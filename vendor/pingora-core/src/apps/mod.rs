@@ -96,6 +96,15 @@ pub struct HttpServerOptions {
     /// Time allowed for a whole HTTP/1 request head from its first byte. Default: `None` (only
     /// the per-read timeout, which a client trickling bytes never reaches).
     pub request_head_timeout: Option<Duration>,
+
+    /// Longest wait for the next request on a kept-alive HTTP/1 connection, whatever the client
+    /// asked for (an HTTP/1.1 request without `Keep-Alive: timeout=` otherwise waits forever).
+    /// Default: `None`.
+    pub keepalive_idle_timeout: Option<Duration>,
+
+    /// Longest time spent draining an unread request body so the connection can be reused.
+    /// Default: `None` (no limit).
+    pub total_drain_timeout: Option<Duration>,
 }
 
 /// Settings persisted across HTTP/1.x keepalive requests on the same downstream connection.
