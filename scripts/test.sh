@@ -3,7 +3,8 @@
 # curl, nginx and wrk for the load kit, prometheus and promtool for the observability kit,
 # Debian's chromium and chromium-driver (the console's browser test, with Selenium in .venv),
 # strace (the Pingora patches' system-call tests) and perf (the profile script), redis-server (the
-# shared-limits test runs its own), the openai/anthropic Python SDKs in .venv), then runs
+# shared-limits test runs its own), PostgreSQL (the tests run a private cluster), the
+# openai/anthropic Python SDKs in .venv), then runs
 # formatting and lint checks, unit and integration tests, the criterion benches once as tests,
 # and a smoke run of the load-test kit.
 set -euo pipefail
@@ -19,6 +20,12 @@ need promtool || [[ -x /usr/bin/prometheus ]] || missing+=(prometheus)
 need strace || missing+=(strace)
 need perf || missing+=(linux-perf)
 need redis-server || [[ -x /usr/bin/redis-server ]] || missing+=(redis-server)
+# PostgreSQL: the tests start a private cluster of their own (initdb under target/tmp, a Unix
+# socket, no port) unless SLUICE_TEST_DATABASE_URL names a server.
+if [[ -z "${SLUICE_TEST_DATABASE_URL:-}" ]]; then
+  need initdb || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+  need psql || missing+=(postgresql-client)
+fi
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
 [[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
 python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)

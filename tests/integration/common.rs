@@ -1,4 +1,5 @@
-//! Test harness: real `sluice` processes and peers on 127.0.0.1, ports reserved by one helper.
+//! Test harness: real `sluice` processes and peers on 127.0.0.1, ports reserved by one helper,
+//! and a PostgreSQL cluster of the tests' own.
 
 use serde_json::{json, Value};
 use std::io::Write;
@@ -569,28 +570,155 @@ pub fn unix_now() -> u64 {
 
 pub const MASTER: &str = "c2x1aWNlLXRlc3QtbWFzdGVyLWtleS0zMi1ieXRlcyE="; // 32 bytes, base64
 
-/// A fresh PostgreSQL database on the machine's server, dropped afterwards.
+/// The PostgreSQL server the tests use, as an URL to its `postgres` database:
+/// `SLUICE_TEST_DATABASE_URL` when set, else a private cluster this test process starts once
+/// (`initdb` + `postgres` under `target/tmp`, listening on a Unix socket only: no port to race
+/// for) and stops when it exits.
+fn pg_server() -> &'static str {
+    static SERVER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| match std::env::var("SLUICE_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => private_cluster(),
+    })
+}
+
+/// A PostgreSQL server binary (`initdb`, `postgres`, `pg_ctl`): on the PATH, or the newest
+/// Debian `postgresql` package's.
+fn pg_bin(name: &str) -> PathBuf {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    on_path
+        .or_else(|| {
+            let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+                .ok()?
+                .flatten()
+                .map(|e| e.path().join("bin").join(name))
+                .filter(|p| p.is_file())
+                .collect();
+            versions.sort();
+            versions.pop()
+        })
+        .unwrap_or_else(|| {
+            panic!("{name} not found: install PostgreSQL (scripts/test.sh does) or set SLUICE_TEST_DATABASE_URL")
+        })
+}
+
+/// Starts a throwaway cluster; its URL. PostgreSQL refuses to run as root, so as root it runs
+/// as the `postgres` user the package creates.
+fn private_cluster() -> String {
+    let root = running_as_root();
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pg");
+    std::fs::create_dir_all(&base).expect("target/tmp/pg");
+    let dir = tempfile::Builder::new()
+        .prefix("c")
+        .tempdir_in(&base)
+        .expect("cluster dir")
+        .keep();
+    let (data, sock) = (dir.join("data"), dir.join("s"));
+    std::fs::create_dir_all(&sock).expect("socket dir");
+    let as_owner = |program: PathBuf| {
+        let mut c = if root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        };
+        c.stdin(Stdio::null());
+        c
+    };
+    if root {
+        let status = Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(&dir)
+            .status()
+            .expect("chown");
+        assert!(status.success(), "chown the cluster dir to postgres");
+    }
+    let out = as_owner(pg_bin("initdb"))
+        .arg("-D")
+        .arg(&data)
+        .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"])
+        .output()
+        .expect("initdb");
+    assert!(
+        out.status.success(),
+        "initdb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = as_owner(pg_bin("pg_ctl"))
+        .arg("-D")
+        .arg(&data)
+        .args(["-w", "-l"])
+        .arg(dir.join("log"))
+        .arg("-o")
+        .arg(format!(
+            "-c listen_addresses='' -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+            sock.display()
+        ))
+        .arg("start")
+        .output()
+        .expect("pg_ctl start");
+    assert!(
+        out.status.success(),
+        "pg_ctl start: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+    );
+    // Stopped (and removed) when this process exits: a watcher waits for its stdin to close.
+    let stop = format!(
+        "read _; {}pg_ctl -D '{}' -m immediate stop >/dev/null 2>&1; rm -rf '{}'",
+        if root { "runuser -u postgres -- " } else { "" },
+        data.display(),
+        dir.display()
+    )
+    .replace("pg_ctl", &pg_bin("pg_ctl").display().to_string());
+    let watcher = Command::new("sh")
+        .args(["-c", &stop])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cluster watcher");
+    // Kept for the life of the process: its stdin closes when the process ends.
+    std::mem::forget(watcher);
+    format!(
+        "postgres://postgres@localhost/postgres?host={}",
+        sock.display()
+    )
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// The server's URL for database `name`.
+fn pg_url(name: &str) -> String {
+    let mut url = reqwest::Url::parse(pg_server()).expect("SLUICE_TEST_DATABASE_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// A fresh PostgreSQL database on the test server (`pg_server`), dropped afterwards.
 pub struct PgDatabase {
     pub url: String,
     name: String,
 }
 
+/// Runs `sql` in the server's `postgres` database.
 fn psql(sql: &str) {
     let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "test",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-qc",
-            sql,
-        ])
+        .arg(pg_url("postgres"))
+        .args(["-v", "ON_ERROR_STOP=1", "-qc", sql])
         .output()
-        .expect("psql (the PostgreSQL tests need the machine's server on 127.0.0.1:5432)");
+        .expect("psql (the PostgreSQL client)");
     assert!(
         out.status.success(),
         "{sql}: {}",
@@ -605,7 +733,7 @@ impl PgDatabase {
         let name = format!("sluice_t_{}", hex::encode(b));
         psql(&format!("CREATE DATABASE {name}"));
         PgDatabase {
-            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            url: pg_url(&name),
             name,
         }
     }
@@ -618,16 +746,8 @@ impl PgDatabase {
     /// The rows `sql` selects, as psql prints them unaligned.
     pub fn rows(&self, sql: &str) -> String {
         let out = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                &self.name,
-                "-Atc",
-                sql,
-            ])
+            .arg(&self.url)
+            .args(["-Atc", sql])
             .output()
             .expect("psql");
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -637,7 +757,8 @@ impl PgDatabase {
 impl Drop for PgDatabase {
     fn drop(&mut self) {
         let _ = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
+            .arg(pg_url("postgres"))
+            .arg("-qc")
             .arg(format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 self.name
