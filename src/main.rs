@@ -65,6 +65,10 @@ enum Command {
     Check {
         #[arg(long, short, default_value = "conf/sluice.yaml")]
         config: PathBuf,
+        /// Also print the configuration as understood: parsed with every default, and what was
+        /// built from it (routes, providers, key pools, issuers, tokens, forward proxy).
+        #[arg(long)]
+        explain: bool,
     },
     /// Usage totals from the audit files (the current one and its rotations).
     ///
@@ -289,7 +293,7 @@ fn main() -> anyhow::Result<()> {
             print!("{}", sluice::control::openapi::json());
             Ok(())
         }
-        Command::Check { config } => check(&config),
+        Command::Check { config, explain } => check(&config, explain),
         Command::Usage {
             config,
             file,
@@ -332,10 +336,15 @@ fn serve(config: &std::path::Path, opts: sluice::server::ServeOptions) -> anyhow
 }
 
 /// `sluice check`: every error as `file:line: field: problem`, exit status 1.
-fn check(config: &std::path::Path) -> anyhow::Result<()> {
+fn check(config: &std::path::Path, explain: bool) -> anyhow::Result<()> {
     match sluice::server::check(config) {
         Ok(summary) => {
             println!("{summary}");
+            if explain {
+                let (wire, snap) = sluice::config::load(config, &Default::default())
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                print!("{}", sluice::config::describe::describe(&wire, &snap));
+            }
             Ok(())
         }
         Err(errors) => {

@@ -23,6 +23,8 @@ mod deploy;
 mod fallback;
 #[path = "integration/forward.rs"]
 mod forward;
+#[path = "integration/golden.rs"]
+mod golden;
 #[path = "integration/https_upstream.rs"]
 mod https_upstream;
 #[path = "integration/jwt.rs"]

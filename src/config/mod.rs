@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod budget;
+pub mod describe;
 mod forward;
 pub mod issuer;
 pub mod kind;

@@ -1,0 +1,135 @@
+//! The configuration as Sluice understands it (`sluice check --explain`): the file as parsed,
+//! every default filled in, then what was built from it — each route's provider, access and
+//! fallback, each provider's upstream and key pool, the forward proxy's interception, and the
+//! warnings. Deterministic (sorted, no addresses or times), so the golden tests of the shipped
+//! configurations show any change in how a configuration is read as a diff in review.
+
+use std::fmt::Write;
+
+use super::snapshot::Snapshot;
+use super::wire;
+
+pub fn describe(config: &wire::Config, snap: &Snapshot) -> String {
+    let mut out = String::new();
+    let _ = write_description(&mut out, config, snap);
+    out
+}
+
+fn write_description(out: &mut String, config: &wire::Config, snap: &Snapshot) -> std::fmt::Result {
+    writeln!(out, "# parsed, defaults filled in")?;
+    writeln!(out, "{config:#?}")?;
+    writeln!(out, "\n# built")?;
+    writeln!(out, "routes:")?;
+    for r in &snap.routes {
+        let issuers = match &r.access.issuers {
+            None => "all".to_owned(),
+            Some(ids) => ids
+                .iter()
+                .filter_map(|i| snap.jwt.issuers.get(*i).map(|t| t.name.clone()))
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        let at = if r.intercept {
+            format!("intercepted hosts of {}", r.label)
+        } else {
+            r.prefix.clone()
+        };
+        writeln!(
+            out,
+            "  {at} -> provider {}: auth {:?}, scopes {:?}, issuers {issuers}, claims {:?}, audit {}",
+            r.provider.name,
+            r.access.auth,
+            r.access.scopes,
+            r.access.required_claims,
+            r.audit,
+        )?;
+        if let Some(f) = &r.fallback {
+            writeln!(out, "    fallback: {:?}", f)?;
+        }
+        for o in &r.open {
+            writeln!(out, "    open: {o:?}")?;
+        }
+    }
+    writeln!(out, "providers:")?;
+    for p in &snap.providers {
+        writeln!(
+            out,
+            "  {}: {:?}, credentials {:?}, upstream {}://{}{}, quarantine {}s, cooldown {}s, affinity {}",
+            p.name,
+            p.kind,
+            p.credentials,
+            if p.upstream.tls { "https" } else { "http" },
+            p.upstream.authority,
+            p.upstream.base_path,
+            p.quarantine.as_secs(),
+            p.cooldown.as_secs(),
+            p.affinity,
+        )?;
+        if !p.intercept_hosts.is_empty() {
+            writeln!(out, "    intercepts {:?}", p.intercept_hosts)?;
+        }
+        for k in &p.keys {
+            writeln!(
+                out,
+                "    key {}: weight {}, {}, secret {}",
+                k.id,
+                k.weight,
+                if k.enabled { "enabled" } else { "disabled" },
+                k.hint
+            )?;
+        }
+    }
+    writeln!(out, "issuers:")?;
+    for i in &snap.jwt.issuers {
+        let algorithms: Vec<String> = i
+            .validations
+            .iter()
+            .map(|(a, _)| format!("{a:?}"))
+            .collect();
+        writeln!(
+            out,
+            "  {}: iss {}, principal claim {}, algorithms {algorithms:?}",
+            i.name, i.issuer, i.principal_claim
+        )?;
+    }
+    let mut tokens: Vec<_> = snap.tokens.values().collect();
+    tokens.sort_by(|a, b| a.id.cmp(&b.id));
+    writeln!(out, "tokens:")?;
+    for t in tokens {
+        writeln!(
+            out,
+            "  {}: principal {}, scopes {:?}, expires {:?}, revoked {}",
+            t.id,
+            t.principal.key,
+            t.principal.scopes,
+            t.expires_at,
+            t.revoked_at.is_some()
+        )?;
+    }
+    let f = &snap.forward;
+    let mut intercepted: Vec<_> = f.intercept.keys().collect();
+    intercepted.sort();
+    writeln!(
+        out,
+        "forward: {:?}, auth {:?}, ports {:?}, allow {:?}, deny {:?}, allow_cidrs {:?}, intercepted {intercepted:?}",
+        f.tunnel,
+        f.access.auth,
+        f.ports,
+        f.allow_hosts,
+        f.deny_hosts,
+        f.allow_cidrs
+    )?;
+    let mut names = |what: &str, mut v: Vec<&String>| {
+        v.sort();
+        writeln!(out, "{what}: {v:?}")
+    };
+    names("oauth_providers", snap.oauth_providers.keys().collect())?;
+    names("mcp_servers", snap.mcp_servers.keys().collect())?;
+    names("owners", snap.owners.keys().collect())?;
+    writeln!(out, "public_base_url: {}", snap.public_base_url)?;
+    writeln!(out, "warnings:")?;
+    for w in &snap.warnings {
+        writeln!(out, "  {w}")?;
+    }
+    Ok(())
+}
