@@ -10,6 +10,7 @@ pub mod kind;
 pub mod limit;
 pub mod locate;
 pub mod mcp_server;
+pub mod name;
 pub mod oauth_provider;
 pub mod owner;
 pub mod provider;

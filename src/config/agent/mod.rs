@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use crate::auth::{Access, AuthPolicy};
 use crate::balance::KeyPool;
-use crate::config::provider::{parse_base_url, valid_name, Provider};
+use crate::config::name::check_unique;
+use crate::config::provider::{parse_base_url, Provider};
 use crate::config::route::{OpenOperation, Route};
 use crate::config::wire::{CredentialMode, ProviderKind};
 use crate::config::ConfigError;
@@ -56,14 +57,14 @@ pub(super) fn build_all(
     let mut names = HashSet::new();
     for (i, a) in agents.iter().enumerate() {
         let at = format!("agents[{i}]");
-        if !valid_name(&a.name) || !names.insert(a.name.as_str()) {
-            errors.push(ConfigError::at(
-                format!("{at}.name"),
-                format!(
-                    "`{}` must be unique, lowercase letters, digits and hyphens",
-                    a.name
-                ),
-            ));
+        let name_at = format!("{at}.name");
+        if !check_unique(
+            ("agent", "support-bot"),
+            &a.name,
+            &name_at,
+            &mut names,
+            errors,
+        ) {
             continue;
         }
         if !(60..=86_400).contains(&a.token_lifetime_seconds) {
@@ -75,14 +76,14 @@ pub(super) fn build_all(
         let mut envs = HashSet::new();
         for (j, env) in a.environments.iter().enumerate() {
             let env_at = format!("{at}.environments[{j}]");
-            if !valid_name(&env.name) || !envs.insert(env.name.as_str()) {
-                errors.push(ConfigError::at(
-                    format!("{env_at}.name"),
-                    format!(
-                        "`{}` must be unique within the agent, lowercase letters, digits and hyphens",
-                        env.name
-                    ),
-                ));
+            let name_at = format!("{env_at}.name");
+            if !check_unique(
+                ("environment", "prod"),
+                &env.name,
+                &name_at,
+                &mut envs,
+                errors,
+            ) {
                 continue;
             }
             if env.auth == wire::AgentAuth::Oauth && builtin.is_none() {

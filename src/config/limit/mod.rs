@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use crate::config::route::Route;
 use crate::config::ConfigError;
 
-/// A limit's or budget's name: lowercase letters, digits and hyphens, unique in its list.
+/// A limit's or budget's name: the one name rule (`config::name`), unique in its list.
 pub(crate) fn check_name<'a>(
     kind: &str,
     name: &'a str,
@@ -16,22 +16,7 @@ pub(crate) fn check_name<'a>(
     names: &mut HashSet<&'a str>,
     errors: &mut Vec<ConfigError>,
 ) {
-    let well_formed = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !well_formed {
-        errors.push(ConfigError::at(
-            at,
-            format!("`{name}` is not a {kind} name (lowercase letters, digits, hyphens)"),
-        ));
-    } else if !names.insert(name) {
-        errors.push(ConfigError::at(
-            at,
-            format!("{kind} `{name}` is declared twice"),
-        ));
-    }
+    crate::config::name::check_unique((kind, "ci-bot"), name, at, names, errors);
 }
 
 /// A `route` selector names a route's prefix, a `provider` one a provider some route serves.

@@ -52,16 +52,12 @@ pub(super) fn build_all(
     public_base_url: &str,
 ) -> HashMap<String, Arc<McpServer>> {
     let mut built = HashMap::new();
+    let mut names = std::collections::HashSet::new();
     for (i, s) in servers.iter().enumerate() {
         let at = format!("mcp_servers[{i}]");
-        if !crate::config::provider::valid_name(&s.name) || built.contains_key(&s.name) {
-            errors.push(ConfigError::at(
-                format!("{at}.name"),
-                format!(
-                    "`{}` must be unique, lowercase letters, digits and hyphens",
-                    s.name
-                ),
-            ));
+        let name_at = format!("{at}.name");
+        let kind = ("MCP server", "github");
+        if !crate::config::name::check_unique(kind, &s.name, &name_at, &mut names, errors) {
             continue;
         }
         if let Some(server) = build(s, &at, public_base_url, errors) {

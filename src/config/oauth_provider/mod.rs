@@ -28,15 +28,9 @@ pub(super) fn build_all(
     for (i, p) in providers.iter().enumerate() {
         let at = format!("oauth_providers[{i}]");
         let before = errors.len();
-        if !crate::config::provider::valid_name(&p.name) || !names.insert(p.name.as_str()) {
-            errors.push(ConfigError::at(
-                format!("{at}.name"),
-                format!(
-                    "`{}` must be unique, lowercase letters, digits and hyphens",
-                    p.name
-                ),
-            ));
-        }
+        let name_at = format!("{at}.name");
+        let kind = ("OAuth provider", "github");
+        crate::config::name::check_unique(kind, &p.name, &name_at, &mut names, errors);
         check(p, &at, errors);
         for (j, name) in p.subject_issuers.iter().enumerate() {
             let known =
@@ -318,7 +312,7 @@ mod tests {
     fn presets_are_well_formed() {
         let mut names = HashSet::new();
         for p in PRESETS {
-            assert!(names.insert(p.name) && crate::config::provider::valid_name(p.name));
+            assert!(names.insert(p.name) && crate::config::name::valid(p.name));
             if p.name != "custom" {
                 let url = p.token_endpoint.replace("{domain}", "example.okta.com");
                 assert!(check_url(&url).is_ok(), "{}", p.name);

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::balance::{KeyPool, Member};
+use crate::config::name::valid as valid_name;
 use crate::config::wire::{self as config_wire, CredentialMode, ProviderKind};
 use crate::config::{BuildContext, ConfigError};
 use crate::metrics::KeyMetrics;
@@ -59,17 +60,6 @@ impl Provider {
             }
         }
     }
-}
-
-/// Whether `name` is a provider name: lowercase letters, digits and hyphens, 1–63, not
-/// starting with a hyphen (the admin API checks names with this too).
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
 }
 
 /// Every provider, in order; a repeated name is an error.
@@ -122,7 +112,7 @@ fn build(
     if !valid_name(name) {
         errors.push(ConfigError::at(
             format!("{at}.name"),
-            format!("`{name}` must be lowercase letters, digits and hyphens (e.g. `openai-eu`)"),
+            crate::config::name::problem("provider", name, "openai-eu"),
         ));
     }
     for (field, value) in [

@@ -73,12 +73,12 @@ pub(in crate::control) trait Doc: Kind + utoipa::ToSchema {
 /// The rule for names that appear in URLs, metrics and logs (providers, OAuth providers):
 /// lowercase letters, digits and hyphens; 400 naming `name` otherwise.
 pub(super) fn lowercase_name(name: &str, example: &str) -> ApiResult<()> {
-    if crate::config::provider::valid_name(name) {
+    if crate::config::name::valid(name) {
         return Ok(());
     }
     Err(ApiError::bad(
         "name",
-        format!("`{name}` must be lowercase letters, digits and hyphens (e.g. `{example}`)"),
+        crate::config::name::problem("resource", name, example),
     ))
 }
 
