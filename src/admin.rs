@@ -79,7 +79,14 @@ impl Admin {
 
     /// The base routes of the admin listener.
     pub fn router(self) -> Router {
-        Router::new()
+        let mut router = Router::new();
+        if crate::clock::test_clock_enabled() {
+            log::warn!(
+                "SLUICE_TEST_CLOCK=1 (a debug build): POST /_test/clock/advance moves the clocks"
+            );
+            router = router.route("/_test/clock/advance", axum::routing::post(advance_clock));
+        }
+        router
             .route("/metrics", get(metrics))
             .route(
                 "/healthz",
@@ -108,6 +115,17 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
         METRICS.render(),
     )
         .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Advance {
+    ms: u64,
+}
+
+/// Tests only (`clock::test_clock_enabled`): both clocks `ms` forward.
+async fn advance_clock(axum::extract::Query(a): axum::extract::Query<Advance>) -> Response {
+    crate::clock::advance(a.ms);
+    json(StatusCode::OK, format!(r#"{{"advanced_ms":{}}}"#, a.ms))
 }
 
 async fn readyz(State(admin): State<Arc<Admin>>) -> Response {

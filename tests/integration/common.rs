@@ -224,6 +224,8 @@ impl Sluice {
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
+            // Debug builds: the clocks move forward on request (`advance_clock`).
+            .env("SLUICE_TEST_CLOCK", "1")
             .stdout(Stdio::null())
             .stderr(out)
             .spawn()
@@ -933,4 +935,21 @@ pub async fn wait_audit(
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     None
+}
+
+/// Moves the clocks of `planes` `ms` forward (debug builds; `POST /_test/clock/advance`):
+/// instead of sleeping until a token nears its expiry or a cool-down ends.
+pub async fn advance_clock(planes: &[&Sluice], ms: u64) {
+    for p in planes {
+        let r = client()
+            .post(format!("{}/_test/clock/advance?ms={ms}", p.admin_url()))
+            .send()
+            .await
+            .expect("advance the clock");
+        assert_eq!(
+            r.status(),
+            200,
+            "the test clock needs a debug build of sluice (SLUICE_TEST_BIN)"
+        );
+    }
 }

@@ -571,8 +571,16 @@ async fn a_concurrency_cap_is_shared_by_the_replicas() {
     };
     let (r1, r2) = (open(&a).await, open(&a).await);
     assert_eq!((r1.status().as_u16(), r2.status().as_u16()), (200, 200));
-    // Plane b learns of a's two streams within a sync interval or two.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Plane b learns of a's two streams once a published them (within a sync interval).
+    let in_flight = "local n = 0 for _, k in ipairs(redis.call('KEYS', '*')) do if redis.call('TYPE', k).ok == 'hash' then for _, v in ipairs(redis.call('HVALS', k)) do n = n + tonumber(v) end end end return n";
+    let started = std::time::Instant::now();
+    while redis(redis_port, &["EVAL", in_flight, "0"]).await != ":2" {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a never published its streams"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let r3 = open(&b).await;
     assert_eq!(r3.status(), 429, "b admitted a third request in flight");
     assert_eq!(r3.headers()["x-sluice-error"], "concurrency_limited");

@@ -389,7 +389,7 @@ async fn users_reach_tools_as_themselves_through_the_vault() {
         404
     );
     // After the token nears expiry: 10 concurrent calls, one refresh.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    advance_clock(&[&env.sluice], 2500).await;
     set_ttl(&env.idp, 3600).await;
     let before = stats(&env.idp).await["grants"]["refresh_token"]
         .as_u64()

@@ -134,7 +134,6 @@ fn syscalls_during(pid: u32, work: impl FnOnce()) -> Vec<String> {
     let mut strace = std::process::Command::new("strace")
         .args([
             "-f",
-            "-qq",
             "-s",
             "4096",
             "-e",
@@ -143,13 +142,20 @@ fn syscalls_during(pid: u32, work: impl FnOnce()) -> Vec<String> {
         ])
         .arg(out.path())
         .args(["-p", &pid.to_string()])
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("strace (scripts/test.sh installs it)");
-    // Attached once it has written its first line or a moment has passed.
-    std::thread::sleep(Duration::from_millis(700));
+    // Traced once strace says it attached ("Process N attached with K threads").
+    let stderr = strace.stderr.take().expect("strace stderr");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    for line in lines.by_ref() {
+        if line.map_or(true, |l| l.contains("attached")) {
+            break;
+        }
+    }
+    // Drained in the background so strace never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
     work();
-    std::thread::sleep(Duration::from_millis(300));
     let _ = std::process::Command::new("kill")
         .args(["-INT", &strace.id().to_string()])
         .status();

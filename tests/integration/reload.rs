@@ -35,6 +35,20 @@ struct Tally {
     broken_streams: AtomicU64,
 }
 
+/// Waits until the load loop has completed `n` more requests (load between steps, without
+/// guessing how long that takes).
+async fn until_served(tally: &Tally, n: u64) {
+    let target = tally.ok.load(Ordering::Relaxed) + n;
+    let started = std::time::Instant::now();
+    while tally.ok.load(Ordering::Relaxed) < target {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the load loop stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// A bounded load loop: `workers` clients alternating JSON requests and SSE streams until stopped.
 fn start_load(
     url: String,
@@ -93,7 +107,7 @@ async fn key_rotation_under_load_has_zero_failures() {
     let mock = Mock::start(&["--chunks", "4", "--chunk-interval-ms", "5"]);
     let sluice = Sluice::start_with_env(&config(&mock, &[("a", 1)]), &KEYS);
     let (stop, tally, handles) = start_load(sluice.url("/openai/v1/chat/completions"), 8);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_served(&tally, 30).await;
 
     let steps: [&[(&str, u32)]; 4] = [
         &[("a", 3), ("b", 1)],
@@ -104,10 +118,10 @@ async fn key_rotation_under_load_has_zero_failures() {
     for (i, keys) in steps.iter().enumerate() {
         sluice.rewrite_config(&config(&mock, keys));
         sluice.wait_revision(i as u64 + 2).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        until_served(&tally, 30).await;
     }
     let a_after_removal = mock.seen(A).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_served(&tally, 30).await;
     stop_load(stop, handles).await;
 
     let ok = tally.ok.load(Ordering::Relaxed);
@@ -134,7 +148,7 @@ async fn broken_config_mid_load_keeps_the_last_good_snapshot() {
     let good = config(&mock, &[("a", 1)]);
     let sluice = Sluice::start_with_env(&good, &KEYS);
     let (stop, tally, handles) = start_load(sluice.url("/openai/v1/chat/completions"), 4);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_served(&tally, 30).await;
 
     // Line 16 of the rendered file: the route names a provider that does not exist.
     let broken = good.replace(
@@ -143,7 +157,7 @@ async fn broken_config_mid_load_keeps_the_last_good_snapshot() {
     );
     sluice.rewrite_config(&broken);
     sluice.wait_reload_result("invalid", 1).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_served(&tally, 30).await;
     stop_load(stop, handles).await;
 
     assert_eq!(tally.failed.load(Ordering::Relaxed), 0);

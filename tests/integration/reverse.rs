@@ -253,7 +253,7 @@ async fn picks_follow_weights_and_unhealthy_keys_leave_rotation() {
         .await,
         (503, "no_healthy_key".to_owned())
     );
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    advance_clock(&[&sluice], 1100).await;
     assert_eq!(
         chat_status(&sluice, "/openai/v1/chat/completions", &[]).await,
         200

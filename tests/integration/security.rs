@@ -598,8 +598,14 @@ async fn refused_requests_cannot_flush_the_usage_records() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The writer drains every 20 ms: let it catch up with the rest.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The writer drains every 20 ms: wait until it wrote the answered request's record.
+    while read("audit.jsonl").is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "usage record not written"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(!read("audit.refused.jsonl").is_empty());
     let usage = read("audit.jsonl");
     assert_eq!(usage.lines().count(), 1, "{usage}");

@@ -444,7 +444,7 @@ async fn refresh_is_one_flight_for_50_concurrent_requests_and_keeps_the_rotated_
     // Tokens that enter the refresh window (one minute) two seconds after they are issued.
     set_ttl(&env.idp, 62).await;
     connect(&env).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    advance_clock(&[&env.sluice], 2500).await;
     let started = std::time::Instant::now();
     let calls = (0..50).map(|_| me(&env, &env.alice));
     let answers = futures_util::future::join_all(calls).await;
@@ -454,7 +454,7 @@ async fn refresh_is_one_flight_for_50_concurrent_requests_and_keeps_the_rotated_
     }
     assert_eq!(stats(&env.idp).await["grants"]["refresh_token"], 1);
     // The second refresh needs the rotated refresh token: the first one is spent.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    advance_clock(&[&env.sluice], 2500).await;
     let started = std::time::Instant::now();
     let (s, v) = me(&env, &env.alice).await;
     eprintln!("one request with a refresh: {:?}", started.elapsed());
@@ -476,7 +476,7 @@ async fn refresh_is_one_flight_for_50_concurrent_requests_and_keeps_the_rotated_
     )
     .await;
     assert_eq!(s, 200, "{v}");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    advance_clock(&[&env.sluice], 2500).await;
     let (s, v) = me(&env, &env.alice).await;
     assert_eq!(s, 502, "refreshed with the old secret? {v}");
     assert!(
@@ -514,7 +514,7 @@ async fn invalid_grant_asks_to_reconnect_and_added_scopes_ask_for_consent_again(
         .await
         .unwrap();
     assert!(r.status().is_success(), "{:?}", r.text().await);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    advance_clock(&[&env.sluice], 1500).await;
     let (s, v) = me(&env, &env.alice).await;
     assert_eq!(s, 401, "{v}");
     assert_eq!(v["error"]["code"], "oauth_not_connected", "{v}");
@@ -1013,7 +1013,8 @@ async fn two_control_planes_refresh_a_grant_once() {
     let before = stats(&env.idp).await["grants"]["refresh_token"]
         .as_u64()
         .unwrap_or(0);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let planes = [&env.sluice, env._control.as_ref().unwrap(), &cp2, &dp2];
+    advance_clock(&planes, 2500).await;
 
     // 20 requests at once, half on each data plane (so on each control plane).
     let (env_ref, on_dp2_ref) = (&env, &on_dp2);
@@ -1041,7 +1042,7 @@ async fn two_control_planes_refresh_a_grant_once() {
         "{st}"
     );
     // The grant survived and the rotated refresh token works: the next refresh succeeds.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    advance_clock(&planes, 2500).await;
     assert_eq!(on_dp2().await.0, 200);
     assert_eq!(me(&env, &env.alice).await.0, 200);
     let st = stats(&env.idp).await;
