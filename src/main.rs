@@ -47,6 +47,10 @@ enum Command {
         /// the data dir.
         #[arg(long, env = "SLUICE_CONTROL_PLANE_KEY", requires = "control_plane")]
         control_plane_key: Option<String>,
+        /// Once every listener listens, write their addresses here as JSON (`{"proxy":
+        /// "127.0.0.1:41234", …}`): how to learn the ports of listeners on port 0.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
     },
     /// Run the control plane only: the admin API over its store, no proxy listeners. Several
     /// replicas may share one PostgreSQL database; data planes follow any of them.
@@ -58,6 +62,9 @@ enum Command {
         /// The store: sqlite://PATH (default: sluice.db under data_dir) or postgres://….
         #[arg(long, env = "SLUICE_DATABASE")]
         database: Option<String>,
+        /// Once the admin listener listens, write its address here as JSON.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
     },
     /// Validate a configuration file; exits non-zero with every error (file:line: field: problem).
     ///
@@ -228,6 +235,10 @@ struct MockArgs {
     /// Worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Once listening, write the bound address here as JSON (`{"listen": "127.0.0.1:41234"}`):
+    /// how to learn the port of `--listen 127.0.0.1:0`.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -263,6 +274,7 @@ fn main() -> anyhow::Result<()> {
             control_plane,
             token,
             control_plane_key,
+            ready_file,
         } => serve(
             &config,
             sluice::server::ServeOptions {
@@ -270,13 +282,19 @@ fn main() -> anyhow::Result<()> {
                 control_plane,
                 token,
                 control_plane_key,
+                ready_file,
                 control_plane_only: false,
             },
         ),
-        Command::ControlPlane { config, database } => serve(
+        Command::ControlPlane {
+            config,
+            database,
+            ready_file,
+        } => serve(
             &config,
             sluice::server::ServeOptions {
                 database,
+                ready_file,
                 control_plane_only: true,
                 ..Default::default()
             },
@@ -367,6 +385,7 @@ fn mock_upstream(args: MockArgs) -> anyhow::Result<()> {
         tls_cert,
         tls_key,
         threads,
+        ready_file,
     } = args;
     let opts = sluice::mock::MockOptions {
         latency: Duration::from_millis(latency_ms),
@@ -387,7 +406,14 @@ fn mock_upstream(args: MockArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
-        log::info!("mock upstream listening on {}", listener.local_addr()?);
+        let addr = listener.local_addr()?;
+        log::info!("mock upstream listening on {addr}");
+        if let Some(file) = &ready_file {
+            let text = serde_json::json!({ "listen": addr.to_string() }).to_string();
+            let tmp = file.with_extension("tmp");
+            std::fs::write(&tmp, text)?;
+            std::fs::rename(&tmp, file)?;
+        }
         let stop = async {
             let _ = tokio::signal::ctrl_c().await;
         };

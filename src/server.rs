@@ -45,6 +45,72 @@ pub struct ServeOptions {
     /// Run the control plane only (`sluice control-plane`): the admin listener and the store,
     /// no proxy, forward or mock listener, no audit writer.
     pub control_plane_only: bool,
+    /// Write the listeners' bound addresses here (JSON) once they all listen: how a caller
+    /// learns the ports of listeners configured on port 0.
+    pub ready_file: Option<std::path::PathBuf>,
+}
+
+/// Listener addresses as bound (a `…:0` in the file becomes the port the system chose).
+#[derive(Debug, Default, serde::Serialize)]
+struct Bound {
+    proxy: Option<String>,
+    forward: Option<String>,
+    admin: Option<String>,
+    mock: Option<String>,
+    /// Sockets bound here for Pingora's listeners on port 0, handed over in its fd table.
+    #[serde(skip)]
+    handed: Vec<(String, std::os::fd::OwnedFd)>,
+}
+
+impl Bound {
+    /// Binds a Pingora listener address itself when its port is 0 (Pingora reports no bound
+    /// port); otherwise Pingora binds it. Returns the address Pingora is to listen on.
+    fn pingora(&mut self, addr: &str, field: &str) -> anyhow::Result<String> {
+        let wanted: std::net::SocketAddr = addr
+            .parse()
+            .with_context(|| format!("{field}: `{addr}` is not an IP:port address"))?;
+        if wanted.port() != 0 {
+            return Ok(addr.to_owned());
+        }
+        let listener = std::net::TcpListener::bind(wanted)
+            .with_context(|| format!("{field}: cannot bind {addr}"))?;
+        listener.set_nonblocking(true)?;
+        let bound = listener.local_addr()?.to_string();
+        self.handed.push((bound.clone(), listener.into()));
+        Ok(bound)
+    }
+
+    /// Puts the sockets bound here in Pingora's fd table, where its listeners find them.
+    fn hand_to(&mut self, server: &Server) {
+        use std::os::fd::IntoRawFd;
+        let fds = server.listen_fds();
+        for (addr, fd) in self.handed.drain(..) {
+            fds.lock().add(addr, fd.into_raw_fd());
+        }
+    }
+}
+
+/// `--ready-file`: written once the services run and the config file is watched (every
+/// listener was bound before the server started, so connections queue until accepted).
+struct ReadyFile {
+    file: std::path::PathBuf,
+    store: Arc<ConfigStore>,
+    bound: Vec<u8>,
+}
+
+#[async_trait::async_trait]
+impl BackgroundService for ReadyFile {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        for _ in 0..2000 {
+            if self.store.is_watching() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        if let Err(e) = crate::private::replace(&self.file, &self.bound) {
+            log::error!("--ready-file {}: {e:#}", self.file.display());
+        }
+    }
 }
 
 /// Loads `config_file` (read once) and builds a server ready for `run_forever()`.
@@ -52,6 +118,19 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
     let (file_config, source) = crate::config::read_file(config_file)
         .map_err(|errors| anyhow::anyhow!("{errors}\nfix the configuration and start again"))?;
     let mode = mode(opts, &file_config)?;
+    // Listeners on port 0 are bound first: the proxy's address is the default public URL.
+    let mut bound = Bound::default();
+    let serves_traffic = !opts.control_plane_only;
+    if serves_traffic {
+        let proxy = bound.pingora(&file_config.listeners.proxy, "listeners.proxy")?;
+        if proxy != file_config.listeners.proxy {
+            wire::set_bound_proxy(proxy.clone());
+        }
+        bound.proxy = Some(proxy);
+        if let Some(addr) = &file_config.listeners.forward {
+            bound.forward = Some(bound.pingora(addr, "listeners.forward")?);
+        }
+    }
     crate::private::restrict_new_files();
     crate::private::data_dir(&file_config.data_dir)?;
     // A data plane opens the feed with the key its token derives; only a control plane holds
@@ -65,7 +144,7 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
 
     let mut server = Server::new_with_opt_and_conf(None, server_conf(&config.server));
     server.bootstrap();
-    let serves_traffic = !opts.control_plane_only;
+    bound.hand_to(&server);
     let mut ca = None;
     let (vault, vault_jobs) = Vault::new();
     let connector = Arc::new(TransportConnector::new(None));
@@ -78,8 +157,14 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
             vault: vault.clone(),
             connector: connector.clone(),
         };
-        add_proxy(&mut server, &config, gateway());
-        ca = add_forward(&mut server, &store, &config, config_file, gateway())?;
+        add_proxy(&mut server, &config, &bound, gateway());
+        ca = add_forward(
+            &mut server,
+            &store,
+            (&config, &bound),
+            config_file,
+            gateway(),
+        )?;
     }
     let plane = Plane {
         mode,
@@ -88,8 +173,24 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
         vault_jobs,
         audit,
     };
-    add_control(&mut server, &store, &config, config_file, plane)?;
-    add_background(&mut server, &store, (&config, config_file), serves_traffic)?;
+    bound.admin = Some(add_control(
+        &mut server,
+        &store,
+        &config,
+        config_file,
+        plane,
+    )?);
+    bound.mock = add_background(&mut server, &store, (&config, config_file), serves_traffic)?;
+    if let Some(file) = opts.ready_file.clone() {
+        server.add_service(background_service(
+            "sluice ready file",
+            ReadyFile {
+                file,
+                store: store.clone(),
+                bound: serde_json::to_vec(&bound)?,
+            },
+        ));
+    }
     Ok(server)
 }
 
@@ -222,7 +323,7 @@ fn conn_caps(config: &wire::Config, name: &'static str) -> Arc<ConnCaps> {
 }
 
 /// The reverse proxy listener.
-fn add_proxy(server: &mut Server, config: &wire::Config, gateway: Gateway) {
+fn add_proxy(server: &mut Server, config: &wire::Config, bound: &Bound, gateway: Gateway) {
     let app = Capped {
         inner: Arc::new(http_app(server, config, gateway)),
         caps: conn_caps(config, "proxy"),
@@ -230,10 +331,11 @@ fn add_proxy(server: &mut Server, config: &wire::Config, gateway: Gateway) {
     let mut proxy = Service::new("sluice proxy".to_owned(), app);
     // Pingora reads ahead 64 KiB per connection by default (zeroed, so resident); its HTTP/1
     // parser reads into buffers of its own anyway, so none: idle clients pin no read buffer.
-    proxy.add_listener(
-        ListenerConfig::tcp(config.listeners.proxy.clone())
-            .l4_buffer(L4BufferSettings::default().read(0)),
-    );
+    let addr = bound
+        .proxy
+        .clone()
+        .unwrap_or(config.listeners.proxy.clone());
+    proxy.add_listener(ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::default().read(0)));
     server.add_service(proxy);
 }
 
@@ -241,11 +343,11 @@ fn add_proxy(server: &mut Server, config: &wire::Config, gateway: Gateway) {
 fn add_forward(
     server: &mut Server,
     store: &Arc<ConfigStore>,
-    config: &wire::Config,
+    (config, bound): (&wire::Config, &Bound),
     config_file: &Path,
     gateway: Gateway,
 ) -> anyhow::Result<Option<Arc<CertAuthority>>> {
-    let Some(addr) = &config.listeners.forward else {
+    let Some(addr) = bound.forward.as_ref().or(config.listeners.forward.as_ref()) else {
         return Ok(None);
     };
     let ca = Arc::new(load_ca(config, config_file)?);
@@ -284,7 +386,7 @@ fn add_control(
     config: &wire::Config,
     config_file: &Path,
     plane: Plane,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     let Plane {
         mode,
         key,
@@ -297,6 +399,7 @@ fn add_control(
     let admin_listener = std::net::TcpListener::bind(&listeners.admin)
         .with_context(|| format!("listeners.admin: cannot bind {}", listeners.admin))?;
     admin_listener.set_nonblocking(true)?;
+    let admin_addr = admin_listener.local_addr()?.to_string();
     let mut control = background_service(
         "sluice control plane",
         ControlService {
@@ -324,7 +427,7 @@ fn add_control(
     );
     control.threads = Some(2);
     server.add_service(control);
-    Ok(())
+    Ok(admin_addr)
 }
 
 /// JWKS refresh, token last-use, the config watcher and the embedded mock upstream.
@@ -333,7 +436,7 @@ fn add_background(
     store: &Arc<ConfigStore>,
     (config, config_file): (&wire::Config, &Path),
     serves_traffic: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<String>> {
     if serves_traffic {
         add_shared_limits(server, store, config, config_file)?;
         add_trace_exporter(server, config)?;
@@ -364,11 +467,13 @@ fn add_background(
             store: store.clone(),
         },
     ));
+    let mut mock = None;
     if let Some(addr) = config.listeners.mock.as_ref().filter(|_| serves_traffic) {
         // Bound now so a taken port fails start-up instead of a background task.
         let listener = std::net::TcpListener::bind(addr)
             .with_context(|| format!("listeners.mock: cannot bind {addr}"))?;
         listener.set_nonblocking(true)?;
+        mock = Some(listener.local_addr()?.to_string());
         let mut svc = background_service(
             "sluice mock upstream",
             EmbeddedMock {
@@ -378,7 +483,7 @@ fn add_background(
         svc.threads = Some(1);
         server.add_service(svc);
     }
-    Ok(())
+    Ok(mock)
 }
 
 /// `server.limits_backend`: the Redis connection shared by limits, budgets and key health.

@@ -40,6 +40,8 @@ pub struct ConfigStore {
     /// A data plane cut off from its control plane for too long refuses requests
     /// (`server.control_plane_stale: refuse`).
     refusing_stale: AtomicBool,
+    /// Set once the file is watched (edits from then on are seen).
+    watching: AtomicBool,
     /// The control plane's resources, merged into every build (file change or new revision).
     control: Mutex<Option<Arc<ControlState>>>,
     parsed: ParseCache,
@@ -112,6 +114,7 @@ impl ConfigStore {
             }),
             ready: AtomicBool::new(true),
             refusing_stale: AtomicBool::new(false),
+            watching: AtomicBool::new(false),
             control: Mutex::new(control),
             parsed,
         };
@@ -135,6 +138,15 @@ impl ConfigStore {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The config watcher watches the file (and answers SIGHUP) from now on.
+    pub fn set_watching(&self) {
+        self.watching.store(true, Ordering::Release);
+    }
+
+    pub fn is_watching(&self) -> bool {
+        self.watching.load(Ordering::Acquire)
     }
 
     /// Whether requests are refused for having lost the control plane.

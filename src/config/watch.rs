@@ -59,6 +59,7 @@ impl BackgroundService for ConfigWatcher {
                 None
             }
         };
+        self.store.set_watching();
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,

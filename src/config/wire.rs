@@ -84,9 +84,20 @@ impl Config {
     pub fn public_base_url(&self) -> String {
         match &self.public_base_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
-            None => format!("http://{}", self.listeners.proxy),
+            None => format!(
+                "http://{}",
+                BOUND_PROXY.get().unwrap_or(&self.listeners.proxy)
+            ),
         }
     }
+}
+
+/// The proxy listener's address as bound, when the file asks for port 0 (set once at start).
+static BOUND_PROXY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Records the address the proxy listener got for `listeners.proxy: …:0`.
+pub fn set_bound_proxy(addr: String) {
+    let _ = BOUND_PROXY.set(addr);
 }
 
 /// Listener addresses: fixed for the life of the process (a reload that changes them is refused).

@@ -1,17 +1,29 @@
-//! Test harness: real `sluice` processes and peers on 127.0.0.1, ports reserved by one helper,
-//! and a PostgreSQL cluster of the tests' own.
+//! Test harness: real `sluice` processes and peers on 127.0.0.1, each listening on port 0 and
+//! saying which port it got (`--ready-file`, a log line, a printed port): no port is reserved
+//! and released beforehand. PostgreSQL and Redis are the tests' own, on Unix sockets.
 
 use serde_json::{json, Value};
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Reserves a free loopback port (Pingora reports no bound port, so the port is chosen here).
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind :0");
-    l.local_addr().expect("local addr").port()
+/// A loopback port where connections are refused, for the life of the test process: a socket
+/// bound there and never listening, so no other process can take the port meanwhile.
+pub fn refused_port() -> u16 {
+    static HELD: std::sync::OnceLock<(std::os::fd::OwnedFd, u16)> = std::sync::OnceLock::new();
+    HELD.get_or_init(|| {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(([127, 0, 0, 1], 0).into())
+            .expect("bind 127.0.0.1:0");
+        let port = socket.local_addr().expect("local addr").port();
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        // SAFETY: the descriptor was just taken out of `socket`, which no longer owns it.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(socket.into_raw_fd()) };
+        (fd, port)
+    })
+    .1
 }
 
 /// The binary under test: this build's, or `SLUICE_TEST_BIN` (e.g. a release build, to read
@@ -23,12 +35,16 @@ pub fn sluice_bin() -> &'static str {
     })
 }
 
-fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
+/// Waits until a process started with `--ready-file file` has written it (every listener
+/// listens: no port was reserved beforehand, so none can be taken in between); its JSON.
+fn wait_ready(file: &Path, child: &mut Child, what: &str, log: &Path) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return;
+    loop {
+        if let Some(v) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        {
+            return v;
         }
         if let Ok(Some(status)) = child.try_wait() {
             panic!(
@@ -36,12 +52,18 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
                 std::fs::read_to_string(log).unwrap_or_default()
             );
         }
-        std::thread::sleep(Duration::from_millis(25));
+        assert!(
+            Instant::now() < deadline,
+            "{what} never became ready:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(5));
     }
-    panic!(
-        "{what} did not listen on {port}:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
+}
+
+/// The port of the address `ready[key]` (`"127.0.0.1:41234"`).
+fn port_of(ready: &Value, key: &str) -> Option<u16> {
+    ready[key].as_str()?.rsplit(':').next()?.parse().ok()
 }
 
 /// A process killed when dropped.
@@ -80,17 +102,22 @@ pub struct Mock {
 impl Mock {
     pub fn start(extra: &[&str]) -> Mock {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
         let log = dir.path().join("mock.log");
+        let ready = dir.path().join("ready.json");
         let out = std::fs::File::create(&log).expect("log file");
         let mut child = Command::new(sluice_bin())
-            .args(["mock-upstream", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["mock-upstream", "--listen", "127.0.0.1:0", "--ready-file"])
+            .arg(&ready)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(out)
             .spawn()
             .expect("spawn mock");
-        wait_for_port(port, &mut child, "mock upstream", &log);
+        let port = port_of(
+            &wait_ready(&ready, &mut child, "mock upstream", &log),
+            "listen",
+        )
+        .expect("the mock's port");
         Mock {
             port,
             _proc: Proc { child, log },
@@ -119,12 +146,35 @@ impl Mock {
     }
 }
 
+/// Listener ports as written in a test's config file (0: the system picks, the ready file says).
+#[derive(Debug, Clone, PartialEq)]
+struct Listen {
+    proxy: u16,
+    admin: u16,
+    forward: Option<u16>,
+}
+
+impl Listen {
+    fn lines(&self) -> String {
+        let forward = self
+            .forward
+            .map(|p| format!("  forward: 127.0.0.1:{p}\n"))
+            .unwrap_or_default();
+        format!(
+            "listeners:\n  proxy: 127.0.0.1:{}\n  admin: 127.0.0.1:{}\n{forward}",
+            self.proxy, self.admin
+        )
+    }
+}
+
 pub struct Sluice {
     pub port: u16,
     pub admin: u16,
     /// The forward-proxy listener, when started with `start_forward`.
     pub forward: Option<u16>,
     env: Vec<(String, String)>,
+    /// The listener addresses in the config file (`127.0.0.1:0` until pinned by a restart).
+    listen: Listen,
     /// `serve`, or `control-plane` (no proxy listener).
     command: &'static str,
     args: Vec<String>,
@@ -150,7 +200,7 @@ impl Sluice {
 
     /// Starts Sluice with the forward-proxy listener on too.
     pub fn start_forward(dynamic: &str, env: &[(&str, &str)]) -> Sluice {
-        Self::launch(dynamic, env, Some(free_port()), &[])
+        Self::launch(dynamic, env, Some(0), &[])
     }
 
     /// Starts `sluice control-plane` (the admin API and its store only).
@@ -170,31 +220,24 @@ impl Sluice {
         args: &[&str],
     ) -> Sluice {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (port, admin) = (free_port(), free_port());
+        let listen = Listen {
+            proxy: 0,
+            admin: 0,
+            forward,
+        };
         let config = dir.path().join("sluice.yaml");
-        std::fs::write(
-            &config,
-            Self::render(port, admin, forward, dir.path(), dynamic),
-        )
-        .expect("write config");
+        std::fs::write(&config, Self::render(&listen, dir.path(), dynamic)).expect("write config");
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let proxy = (command == "serve").then_some(port);
-        let proc = Self::spawn(
-            command,
-            &config,
-            &env,
-            &args,
-            dir.path(),
-            [Some(admin), proxy, forward],
-        );
+        let (proc, ready) = Self::spawn(command, &config, &env, &args, dir.path());
         Sluice {
-            port,
-            admin,
-            forward,
+            port: port_of(&ready, "proxy").unwrap_or(0),
+            admin: port_of(&ready, "admin").expect("the admin port"),
+            forward: port_of(&ready, "forward"),
+            listen,
             env,
             command,
             args,
@@ -210,9 +253,10 @@ impl Sluice {
         env: &[(String, String)],
         args: &[String],
         dir: &Path,
-        ports: [Option<u16>; 3],
-    ) -> Proc {
+    ) -> (Proc, Value) {
         let log = dir.join("sluice.log");
+        let ready = dir.join("ready.json");
+        let _ = std::fs::remove_file(&ready);
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -221,6 +265,8 @@ impl Sluice {
         let mut child = Command::new(sluice_bin())
             .args([command, "--config"])
             .arg(config)
+            .arg("--ready-file")
+            .arg(&ready)
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
@@ -230,30 +276,42 @@ impl Sluice {
             .stderr(out)
             .spawn()
             .expect("spawn sluice");
-        for (port, what) in
-            ports
-                .iter()
-                .zip(["sluice admin", "sluice proxy", "sluice forward proxy"])
-        {
-            if let Some(port) = port {
-                wait_for_port(*port, &mut child, what, &log);
-            }
+        let bound = wait_ready(&ready, &mut child, "sluice", &log);
+        (Proc { child, log }, bound)
+    }
+
+    /// Writes the ports this process got into its config file, so a restart (or an edit of the
+    /// file) keeps them.
+    fn pin_listeners(&mut self) {
+        let pinned = Listen {
+            proxy: if self.command == "serve" {
+                self.port
+            } else {
+                0
+            },
+            admin: self.admin,
+            forward: self.forward,
+        };
+        if pinned == self.listen {
+            return;
         }
-        Proc { child, log }
+        let text = std::fs::read_to_string(&self.config).expect("config");
+        let text = text.replace(&self.listen.lines(), &pinned.lines());
+        std::fs::write(&self.config, text).expect("pin listeners");
+        self.listen = pinned;
     }
 
     /// Stops the process and starts it again on the same ports, config and data dir.
     pub fn relaunch(&mut self) {
         self.stop();
-        let proxy = (self.command == "serve").then_some(self.port);
         self.proc = Self::spawn(
             self.command,
             &self.config,
             &self.env,
             &self.args,
             self.dir.path(),
-            [Some(self.admin), proxy, self.forward],
-        );
+        )
+        .0;
     }
 
     /// `relaunch` with other arguments.
@@ -262,10 +320,12 @@ impl Sluice {
         self.relaunch();
     }
 
-    /// Kills the process (it stays down until `relaunch`).
+    /// Kills the process (it stays down until `relaunch`); its config file names the ports it
+    /// had from now on.
     pub fn stop(&mut self) {
         let _ = self.proc.child.kill();
         let _ = self.proc.child.wait();
+        self.pin_listeners();
     }
 
     pub fn admin_url(&self) -> String {
@@ -280,13 +340,11 @@ impl Sluice {
             .to_owned()
     }
 
-    fn render(port: u16, admin: u16, forward: Option<u16>, dir: &Path, dynamic: &str) -> String {
+    fn render(listen: &Listen, dir: &Path, dynamic: &str) -> String {
         let data = dir.join("data");
-        let forward = forward
-            .map(|p| format!("  forward: 127.0.0.1:{p}\n"))
-            .unwrap_or_default();
         format!(
-            "listeners:\n  proxy: 127.0.0.1:{port}\n  admin: 127.0.0.1:{admin}\n{forward}data_dir: {}\nserver:\n  threads: 2\n  grace_period_seconds: 1\n  graceful_shutdown_timeout_seconds: 1\n{dynamic}",
+            "{}data_dir: {}\nserver:\n  threads: 2\n  grace_period_seconds: 1\n  graceful_shutdown_timeout_seconds: 1\n{dynamic}",
+            listen.lines(),
             data.display()
         )
     }
@@ -307,17 +365,8 @@ impl Sluice {
     pub fn rewrite_config(&self, dynamic: &str) {
         let tmp = self.dir.path().join(".sluice.yaml.tmp");
         let mut f = std::fs::File::create(&tmp).expect("tmp config");
-        f.write_all(
-            Self::render(
-                self.port,
-                self.admin,
-                self.forward,
-                self.dir.path(),
-                dynamic,
-            )
-            .as_bytes(),
-        )
-        .expect("write");
+        f.write_all(Self::render(&self.listen, self.dir.path(), dynamic).as_bytes())
+            .expect("write");
         f.sync_all().expect("sync");
         std::fs::rename(&tmp, &self.config).expect("rename");
     }

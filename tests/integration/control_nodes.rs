@@ -15,10 +15,7 @@ async fn multi_node_postgres_with_two_data_planes() {
     // (the embedded data plane too), on one database.
     let cp1 = Sluice::start_control_plane(&env, &["--database", &db.url]);
     let cp2 = Sluice::start_args("", &env, &["--database", &db.url]);
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", cp1.port)).is_err(),
-        "a control plane only has no proxy listener"
-    );
+    assert_eq!(cp1.port, 0, "a control plane only has no proxy listener");
     let (a1, a2) = (cp1.admin_url(), cp2.admin_url());
     let root = cp1.admin_token();
 

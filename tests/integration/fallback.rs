@@ -24,7 +24,7 @@ fn sdk(sluice: &Sluice, prefix: &str, mode: &str, model: &str, flags: &[&str]) -
 
 /// Providers on one mock: healthy OpenAI and Anthropic ones, and primaries that fail each way.
 fn config(mock: &Mock, routes: &str) -> String {
-    let closed = free_port();
+    let closed = refused_port();
     format!(
         r#"providers:
   - {{ name: openai, kind: openai, base_url: "{url}", keys: [{{ id: o, secret_ref: "env:KEY_O" }}] }}

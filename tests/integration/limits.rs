@@ -395,34 +395,53 @@ tokens:
     assert!(sluice.metric(cached).await > 0.0);
 }
 
-/// A Redis server of the test's own (killed and restarted mid-test; the machine's shared one
-/// is left alone).
+/// A Redis server of the test's own on a Unix socket (no port to race for; killed and restarted
+/// mid-test; the machine's shared one is left alone).
 struct Redis {
     child: std::process::Child,
+    /// The socket's path (`redis+unix://{sock}`).
+    sock: String,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Redis {
-    fn start(port: u16) -> Redis {
-        let child = std::process::Command::new("redis-server")
+    fn start() -> Redis {
+        let dir = tempfile::tempdir().expect("redis dir");
+        let sock = dir.path().join("redis.sock").display().to_string();
+        let mut redis = Redis::start_at(&sock);
+        redis._dir = Some(dir);
+        redis
+    }
+
+    /// A server on `sock` (again, after `stop`).
+    fn start_at(sock: &str) -> Redis {
+        let mut child = std::process::Command::new("redis-server")
             .args([
                 "--port",
-                &port.to_string(),
+                "0",
+                "--unixsocket",
+                sock,
                 "--save",
                 "",
                 "--appendonly",
                 "no",
             ])
-            .args(["--bind", "127.0.0.1"])
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server (apt-get install redis-server)");
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(sock).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline && child.try_wait().ok().flatten().is_none(),
+                "redis-server did not start on {sock}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
         }
-        Redis { child }
+        Redis {
+            child,
+            sock: sock.to_owned(),
+            _dir: None,
+        }
     }
 
     fn stop(&mut self) {
@@ -479,12 +498,12 @@ async fn admitted(planes: &[&Sluice], token: &str, n: usize, workers: usize) -> 
 
 #[tokio::test]
 async fn two_data_planes_share_a_limit_over_redis_and_fall_back_to_their_shares() {
-    let redis_port = free_port();
-    let mut redis = Redis::start(redis_port);
+    let mut redis = Redis::start();
+    let redis_sock = redis.sock.clone();
     let mock = Mock::start(&[]);
     let t = opaque_token(", owner: fleet");
     let config = format!(
-        "  limits_backend: redis://127.0.0.1:{redis_port}\n{}tokens:\n  - {}\nlimits:\n  - {{ name: fleet, owner: fleet, requests_per_minute: 100 }}\n",
+        "  limits_backend: redis+unix://{redis_sock}\n{}tokens:\n  - {}\nlimits:\n  - {{ name: fleet, owner: fleet, requests_per_minute: 100 }}\n",
         providers(&mock),
         t.record
     );
@@ -525,7 +544,7 @@ async fn two_data_planes_share_a_limit_over_redis_and_fall_back_to_their_shares(
     );
 
     // Redis back: both planes share counters again.
-    let _redis = Redis::start(redis_port);
+    let _redis = Redis::start_at(&redis_sock);
     until_metric(&a, up, 1.0).await;
     until_metric(&b, up, 1.0).await;
     let (status, reason) = call(
@@ -541,13 +560,13 @@ async fn two_data_planes_share_a_limit_over_redis_and_fall_back_to_their_shares(
 /// A concurrency cap counts the requests in flight on every replica.
 #[tokio::test]
 async fn a_concurrency_cap_is_shared_by_the_replicas() {
-    let redis_port = free_port();
-    let _redis = Redis::start(redis_port);
+    let _redis = Redis::start();
+    let redis_sock = _redis.sock.clone();
     // Ten events 200 ms apart: each stream lasts about two seconds.
     let mock = Mock::start(&["--chunks", "10", "--chunk-interval-ms", "200"]);
     let t = opaque_token(", owner: streamer");
     let config = format!(
-        "  limits_backend: redis://127.0.0.1:{redis_port}\n{}tokens:\n  - {}\nlimits:\n  - {{ name: two-at-once, owner: streamer, concurrent: 2 }}\n",
+        "  limits_backend: redis+unix://{redis_sock}\n{}tokens:\n  - {}\nlimits:\n  - {{ name: two-at-once, owner: streamer, concurrent: 2 }}\n",
         providers(&mock),
         t.record
     );
@@ -574,7 +593,7 @@ async fn a_concurrency_cap_is_shared_by_the_replicas() {
     // Plane b learns of a's two streams once a published them (within a sync interval).
     let in_flight = "local n = 0 for _, k in ipairs(redis.call('KEYS', '*')) do if redis.call('TYPE', k).ok == 'hash' then for _, v in ipairs(redis.call('HVALS', k)) do n = n + tonumber(v) end end end return n";
     let started = std::time::Instant::now();
-    while redis(redis_port, &["EVAL", in_flight, "0"]).await != ":2" {
+    while redis(&redis_sock, &["EVAL", in_flight, "0"]).await != ":2" {
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "a never published its streams"
@@ -603,12 +622,12 @@ async fn a_concurrency_cap_is_shared_by_the_replicas() {
 /// A key benched on one replica is benched on the others within a second, until the same time.
 #[tokio::test]
 async fn a_key_benched_on_one_data_plane_is_benched_on_all() {
-    let redis_port = free_port();
-    let _redis = Redis::start(redis_port);
+    let _redis = Redis::start();
+    let redis_sock = _redis.sock.clone();
     let mock = Mock::start(&[]);
     let t = opaque_token("");
     let config = format!(
-        r#"  limits_backend: redis://127.0.0.1:{redis_port}
+        r#"  limits_backend: redis+unix://{redis_sock}
   limits_backend_key_ref: env:SLUICE_REDIS_KEY
 providers:
   - {{ name: openai, kind: openai, base_url: "{url}", quarantine_seconds: 120, keys: [{{ id: k1, secret_ref: "env:KEY_1" }}, {{ id: k2, secret_ref: "env:KEY_2" }}] }}
@@ -629,7 +648,7 @@ tokens:
     let b = Sluice::start_with_env(&config, &env);
     until_metric(&a, "sluice_limits_backend_up", 1.0).await;
     until_metric(&b, "sluice_limits_backend_up", 1.0).await;
-    until_subscribed(redis_port, "sluice:key-health", 2).await;
+    until_subscribed(&redis_sock, "sluice:key-health", 2).await;
 
     // The upstream calls one of a's keys invalid.
     let bearer = format!("Bearer {}", t.token);
@@ -682,11 +701,9 @@ tokens:
 const REDIS_KEY: &str = "0123456789abcdef0123456789abcdef-deployment";
 
 /// One Redis command over RESP; the reply's first line.
-async fn redis(port: u16, args: &[&str]) -> String {
+async fn redis(sock: &str, args: &[&str]) -> String {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
+    let mut s = tokio::net::UnixStream::connect(sock).await.unwrap();
     let mut out = format!("*{}\r\n", args.len());
     for a in args {
         out += &format!("${}\r\n{a}\r\n", a.len());
@@ -704,9 +721,9 @@ async fn redis(port: u16, args: &[&str]) -> String {
 }
 
 /// Waits until `n` replicas follow `channel` (no sleeping on a guess).
-async fn until_subscribed(port: u16, channel: &str, n: usize) {
+async fn until_subscribed(sock: &str, channel: &str, n: usize) {
     for _ in 0..400 {
-        if redis(port, &["PUBSUB", "NUMSUB", channel]).await == format!(":{n}") {
+        if redis(sock, &["PUBSUB", "NUMSUB", channel]).await == format!(":{n}") {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -747,13 +764,13 @@ fn unix_ms() -> u64 {
 /// provider's maxima; counters live under the namespace.
 #[tokio::test]
 async fn key_health_messages_are_authenticated_namespaced_and_bounded() {
-    let redis_port = free_port();
-    let _redis = Redis::start(redis_port);
+    let _redis = Redis::start();
+    let redis_sock = _redis.sock.clone();
     let mock = Mock::start(&[]);
     let t = opaque_token(", owner: fleet");
     let config = |ns: &str| {
         format!(
-            r#"  limits_backend: redis://127.0.0.1:{redis_port}
+            r#"  limits_backend: redis+unix://{redis_sock}
   limits_backend_key_ref: env:SLUICE_REDIS_KEY
   namespace: {ns}
 providers:
@@ -777,8 +794,8 @@ limits:
     let staging = Sluice::start_with_env(&config("staging"), &env);
     until_metric(&prod, "sluice_limits_backend_up", 1.0).await;
     until_metric(&staging, "sluice_limits_backend_up", 1.0).await;
-    until_subscribed(redis_port, "prod:key-health", 1).await;
-    until_subscribed(redis_port, "staging:key-health", 1).await;
+    until_subscribed(&redis_sock, "prod:key-health", 1).await;
+    until_subscribed(&redis_sock, "staging:key-health", 1).await;
     let outcome = |o: &str| format!(r#"sluice_key_health_messages_total{{outcome="{o}"}}"#);
     let quarantined = r#"sluice_key_state{key="k1",provider="openai",state="quarantined"}"#;
     let ten_years = unix_ms() + 10 * 365 * 86_400_000;
@@ -796,7 +813,7 @@ limits:
     );
     for m in [&bare, &wrong] {
         assert_eq!(
-            redis(redis_port, &["PUBLISH", "prod:key-health", m]).await,
+            redis(&redis_sock, &["PUBLISH", "prod:key-health", m]).await,
             ":1"
         );
     }
@@ -824,7 +841,7 @@ limits:
         unix_ms() + 60_000,
     );
     for m in [&other, &long, &replayed_ns] {
-        redis(redis_port, &["PUBLISH", "prod:key-health", m]).await;
+        redis(&redis_sock, &["PUBLISH", "prod:key-health", m]).await;
     }
     until_metric(&prod, &outcome("other_secret"), 1.0).await;
     until_metric(&prod, &outcome("too_long"), 1.0).await;
@@ -861,7 +878,7 @@ limits:
         "quarantined",
         unix_ms() + 60_000,
     );
-    redis(redis_port, &["PUBLISH", "prod:key-health", &fair]).await;
+    redis(&redis_sock, &["PUBLISH", "prod:key-health", &fair]).await;
     until_metric(&prod, &outcome("applied"), 1.0).await;
     assert_eq!(prod.metric(quarantined).await, 1.0);
 }
@@ -954,12 +971,12 @@ async fn a_budget_used_up_refuses_without_retries_and_survives_a_restart() {
 /// With the shared backend a budget is spent by all replicas together.
 #[tokio::test]
 async fn a_budget_is_shared_by_the_replicas() {
-    let redis_port = free_port();
-    let _redis = Redis::start(redis_port);
+    let _redis = Redis::start();
+    let redis_sock = _redis.sock.clone();
     let mock = Mock::start(&[]);
     let t = opaque_token(", owner: team-b");
     let config = format!(
-        "  limits_backend: redis://127.0.0.1:{redis_port}\n{}tokens:\n  - {}\nbudgets:\n  - {{ name: team-b, owner: team-b, period: day, tokens: 60 }}\n",
+        "  limits_backend: redis+unix://{redis_sock}\n{}tokens:\n  - {}\nbudgets:\n  - {{ name: team-b, owner: team-b, period: day, tokens: 60 }}\n",
         providers(&mock),
         t.record
     );

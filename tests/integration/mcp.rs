@@ -34,23 +34,26 @@ impl Drop for Node {
 
 /// `@modelcontextprotocol/server-everything` in Streamable HTTP mode; its endpoint.
 fn everything() -> (Node, String) {
-    let port = free_port();
-    let child = Command::new("node")
+    use std::io::BufRead;
+    let mut child = Command::new("node")
+        .arg("--import")
+        .arg(mcp_dir().join("report-port.mjs"))
         .arg(mcp_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"))
         .arg("streamableHttp")
-        .env("PORT", port.to_string())
-        .stdout(Stdio::null())
+        .env("PORT", "0")
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("node");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "server-everything did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // The port it got (`report-port.mjs`): nothing was reserved beforehand.
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let port = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok()?["port"].as_u64())
+        .expect("server-everything's port") as u16;
+    // Its later output is read and dropped, so it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
     (Node { child, port }, format!("http://127.0.0.1:{port}/mcp"))
 }
 
@@ -144,7 +147,7 @@ async fn the_official_sdk_through_sluice_to_server_everything() {
         "owners:\n  - {{ name: bob }}\ntokens:\n  - {}\n  - {}\nmcp_servers:\n  - {{ name: everything, url: \"{upstream}\", client_auth: token }}\n  - {{ name: down, url: \"http://127.0.0.1:{down}/mcp\" }}\naudit:\n  sink: file\n",
         tok().record,
         bob.record,
-        down = free_port()
+        down = refused_port()
     );
     let sluice = Sluice::start(&dynamic);
     let url = sluice.url("/mcp/everything");
@@ -758,7 +761,7 @@ async fn get_streams_are_relayed_as_they_arrive() {
     let dynamic = format!(
         "tokens:\n  - {}\nmcp_servers:\n  - {{ name: feed, url: \"http://127.0.0.1:{port}/mcp\", client_auth: token }}\n  - {{ name: down, url: \"http://127.0.0.1:{down}/mcp\", client_auth: token }}\naudit:\n  sink: file\n",
         tok().record,
-        down = free_port()
+        down = refused_port()
     );
     let sluice = Sluice::start(&dynamic);
     let started = std::time::Instant::now();

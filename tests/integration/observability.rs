@@ -66,8 +66,8 @@ impl Prometheus {
             kit("prometheus/sluice-rules.yml").display()
         );
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-        let port = free_port();
-        let child = Command::new(bin)
+        let log = dir.path().join("log");
+        let mut child = Command::new(bin)
             .arg(format!(
                 "--config.file={}",
                 dir.path().join("prometheus.yml").display()
@@ -76,11 +76,29 @@ impl Prometheus {
                 "--storage.tsdb.path={}",
                 dir.path().join("data").display()
             ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.listen-address=127.0.0.1:0")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("prometheus");
+        // Its log names the port it got: `msg="Listening on" address=127.0.0.1:PORT`.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let found = text
+                .lines()
+                .find(|l| l.contains("msg=\"Listening on\""))
+                .and_then(|l| l.rsplit("address=127.0.0.1:").next())
+                .and_then(|p| p.trim().parse::<u16>().ok());
+            if let Some(port) = found {
+                break port;
+            }
+            assert!(
+                std::time::Instant::now() < deadline && child.try_wait().ok().flatten().is_none(),
+                "prometheus did not start: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
         Prometheus {
             child,
             port,
@@ -111,7 +129,7 @@ async fn prometheus_scrapes_what_the_dashboard_and_rules_query() {
         "providers:\n  - {{ name: openai, kind: openai, base_url: \"{}\", keys: [{{ id: a, secret_ref: \"env:KEY_A\" }}] }}\nroutes:\n  - {{ prefix: /openai, provider: openai }}\ntokens:\n  - {}\nmcp_servers:\n  - {{ name: down, url: \"http://127.0.0.1:{}/mcp\", client_auth: token }}\naudit:\n  sink: file\n",
         mock.url(),
         tok().record,
-        free_port()
+        refused_port()
     );
     let sluice = Sluice::start_with_env(&dynamic, &[("KEY_A", "sk-pool-key-a-000000")]);
     let admin = sluice.admin_url();
@@ -376,9 +394,7 @@ fn a_wrong_otlp_endpoint_stops_start_up_naming_the_field() {
     std::fs::write(
         &file,
         format!(
-            "listeners: {{ proxy: \"127.0.0.1:{}\", admin: \"127.0.0.1:{}\" }}\ndata_dir: {}\nserver: {{ otlp_endpoint: \"otel-collector:4318\" }}\n",
-            free_port(),
-            free_port(),
+            "listeners: {{ proxy: \"127.0.0.1:0\", admin: \"127.0.0.1:0\" }}\ndata_dir: {}\nserver: {{ otlp_endpoint: \"otel-collector:4318\" }}\n",
             dir.path().join("data").display()
         ),
     )

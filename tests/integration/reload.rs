@@ -207,10 +207,7 @@ async fn listener_changes_are_refused_and_nothing_is_half_applied() {
     let sluice = Sluice::start_with_env(&config(&mock, &[("a", 1)]), &KEYS);
     let text = std::fs::read_to_string(&sluice.config).unwrap();
     let moved = text
-        .replace(
-            &format!("proxy: 127.0.0.1:{}", sluice.port),
-            &format!("proxy: 127.0.0.1:{}", free_port()),
-        )
+        .replace("proxy: 127.0.0.1:0", "proxy: 127.0.0.1:1")
         .replace("secret_ref: \"env:KEY_A\"", "secret_ref: \"env:KEY_B\"");
     sluice.write_raw_config(&moved);
     sluice.wait_reload_result("refused", 1).await;

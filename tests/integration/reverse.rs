@@ -314,7 +314,7 @@ async fn large_request_bodies_stream_through() {
 
 #[tokio::test]
 async fn unreachable_upstream_is_a_502_in_the_provider_shape() {
-    let dead = free_port();
+    let dead = refused_port();
     let config = format!(
         "providers:\n  - {{ name: claude, kind: anthropic, base_url: \"http://127.0.0.1:{dead}\", keys: [{{ id: a, secret_ref: \"env:KEY_A\" }}, {{ id: b, secret_ref: \"env:KEY_B\" }}] }}\nroutes:\n  - {{ prefix: /anthropic, provider: claude, auth: none }}\n"
     );

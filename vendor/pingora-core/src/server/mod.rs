@@ -369,9 +369,11 @@ impl Server {
         self.bootstrap.lock().set_sentry_config(Some(sentry_config));
     }
 
-    /// Get the configured file descriptors for listening
+    /// Get the configured file descriptors for listening. A listener bound by the application
+    /// and added here under its address is used by the service listening on that address
+    /// (e.g. one bound to port 0, whose port the application must know).
     #[cfg(unix)]
-    fn listen_fds(&self) -> ListenFds {
+    pub fn listen_fds(&self) -> ListenFds {
         self.bootstrap.lock().get_fds()
     }
 
