@@ -77,8 +77,13 @@ tokens:
     ));
     src.push_str(extra);
     let config = parse(&src).unwrap_or_else(|e| panic!("{e}"));
-    let snap = Snapshot::build(&config, Path::new("."), &BuildContext::default())
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    let snap = Snapshot::build(
+        &config,
+        &Default::default(),
+        Path::new("."),
+        &BuildContext::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
     Fixture { snap, token }
 }
 
@@ -396,8 +401,13 @@ forward:
   allow_hosts: [github.com, "*.githubusercontent.com", pypi.org, files.pythonhosted.org, registry.npmjs.org]
 "#;
     let config = parse(src).unwrap_or_else(|e| panic!("{e}"));
-    let snap = Snapshot::build(&config, Path::new("."), &BuildContext::default())
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    let snap = Snapshot::build(
+        &config,
+        &Default::default(),
+        Path::new("."),
+        &BuildContext::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
     let hosts: std::collections::HashMap<String, usize> =
         [("api.openai.com".to_owned(), 1)].into_iter().collect();
     let mut g = c.benchmark_group("forward");
@@ -495,8 +505,8 @@ fn snapshot_build(c: &mut Criterion) {
     });
     g.bench_function("build_100_providers_1000_keys_10k_tokens", |b| {
         b.iter(|| {
-            let snap =
-                Snapshot::build(&config, Path::new("."), &ctx).unwrap_or_else(|e| panic!("{e:?}"));
+            let snap = Snapshot::build(&config, &Default::default(), Path::new("."), &ctx)
+                .unwrap_or_else(|e| panic!("{e:?}"));
             black_box(snap.tokens.len())
         })
     });
@@ -519,10 +529,13 @@ agents:
     environments:
       - { name: prod, url: "http://127.0.0.1:9", auth: oauth, scopes: [invoke] }
 "#;
-    let mut config = parse(src).unwrap_or_else(|e| panic!("{e}"));
-    config.signing_keys.push(key.jwk.clone());
-    config.live_apps.push("research-prod-00000000".into());
-    let snap = Snapshot::build(&config, Path::new("."), &BuildContext::default())
+    let config = parse(src).unwrap_or_else(|e| panic!("{e}"));
+    let issuer = sluice::config::stored::IssuerState {
+        signing_keys: vec![key.jwk.clone()],
+        live_apps: vec!["research-prod-00000000".into()],
+        revoked_tokens: Vec::new(),
+    };
+    let snap = Snapshot::build(&config, &issuer, Path::new("."), &BuildContext::default())
         .unwrap_or_else(|e| panic!("{e:?}"));
     let claims = serde_json::json!({"iss": "https://gw.bench", "aud": "https://gw.bench/agents/research/prod",
         "sub": "research-prod-00000000", "client_id": "research-prod-00000000", "exp": 4_000_000_000u64,

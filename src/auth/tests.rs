@@ -44,6 +44,7 @@ tokens:
     );
     let snap = Snapshot::build(
         &parse(&src).unwrap(),
+        &Default::default(),
         Path::new("."),
         &BuildContext::default(),
     )
@@ -288,6 +289,7 @@ async fn two_tokens_with_one_name_are_two_principals() {
     );
     let snap = Snapshot::build(
         &parse(&src).unwrap(),
+        &Default::default(),
         Path::new("."),
         &BuildContext::default(),
     )

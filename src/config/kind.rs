@@ -72,21 +72,26 @@ fn merge_one<T: Kind>(config: &mut wire::Config, r: &Resource, errors: &mut Vec<
 }
 
 /// Appends the store's resources to `config` (the file's), reporting documents that do not fit
-/// their type. Names must not clash with the file's: the build reports duplicates.
-pub fn merge(config: &mut wire::Config, resources: &[Resource]) -> Vec<ConfigError> {
+/// their type, and returns the built-in issuer's state apart. Names must not clash with the
+/// file's: the build reports duplicates.
+pub fn merge(
+    config: &mut wire::Config,
+    resources: &[Resource],
+) -> (Vec<ConfigError>, super::stored::IssuerState) {
     let mut errors = Vec::new();
+    let mut issuer = super::stored::IssuerState::default();
     for r in resources {
         if let Some(k) = KINDS.iter().find(|k| k.kind == r.kind) {
             (k.merge)(config, r, &mut errors);
         } else if r.kind == super::stored::SIGNING_KEY {
-            config.signing_keys.push(r.body["jwk"].clone());
+            issuer.signing_keys.push(r.body["jwk"].clone());
         } else if r.kind == super::stored::APP {
-            config.live_apps.push(r.name.clone());
+            issuer.live_apps.push(r.name.clone());
         } else if r.kind == super::stored::REVOKED {
-            config.revoked_tokens.push(r.name.clone());
+            issuer.revoked_tokens.push(r.name.clone());
         }
     }
-    errors
+    (errors, issuer)
 }
 
 /// `providers[7].keys[0]` → `store:provider/NAME.keys[0]` when index 7 is past the file's own

@@ -192,11 +192,12 @@ pub fn build_from(
     let base = file.parent().unwrap_or(Path::new("."));
     let mut merged = config.clone();
     let mut merge_errors = Vec::new();
+    let mut issuer = stored::IssuerState::default();
     if let Some(control) = control {
-        merge_errors = kind::merge(&mut merged, &control.dump.resources);
+        (merge_errors, issuer) = kind::merge(&mut merged, &control.dump.resources);
     }
     let built = if merge_errors.is_empty() {
-        Snapshot::build(&merged, base, ctx)
+        Snapshot::build(&merged, &issuer, base, ctx)
     } else {
         Err(merge_errors)
     };

@@ -203,9 +203,15 @@ impl Snapshot {
     /// Relative `ca_file` paths are taken from `base` (the config file's directory).
     pub fn build(
         config: &wire::Config,
+        issuer: &super::stored::IssuerState,
         base: &Path,
         ctx: &BuildContext,
     ) -> Result<Snapshot, Vec<ConfigError>> {
+        let super::stored::IssuerState {
+            signing_keys,
+            live_apps,
+            revoked_tokens,
+        } = issuer;
         // Destructured without `..`: a new field does not compile until it is handled here.
         let wire::Config {
             listeners,
@@ -223,9 +229,6 @@ impl Snapshot {
             oauth_providers: _,
             mcp_servers: _,
             agents,
-            signing_keys,
-            live_apps,
-            revoked_tokens,
             builtin_issuer,
             public_base_url: _,
             limits: _,

@@ -50,3 +50,15 @@ pub struct ControlState {
     /// Opened values of the secrets scoped `gateway`.
     pub secrets: HashMap<String, Secret>,
 }
+
+/// What the control plane's store says about the built-in issuer: state, not configuration,
+/// so it is kept out of the file's types (`wire::Config`).
+#[derive(Debug, Clone, Default)]
+pub struct IssuerState {
+    /// The public keys (JWKs) of its signing keys.
+    pub signing_keys: Vec<serde_json::Value>,
+    /// Client ids of its apps.
+    pub live_apps: Vec<String>,
+    /// `jti`s of its tokens revoked before they expire.
+    pub revoked_tokens: Vec<String>,
+}

@@ -60,15 +60,6 @@ pub struct Config {
     /// Sluice's own issuer: the algorithm of its signing keys and their rotation.
     #[serde(default)]
     pub builtin_issuer: BuiltinIssuer,
-    /// The built-in issuer's public keys (JWKs), from the control plane's store only.
-    #[serde(skip)]
-    pub signing_keys: Vec<serde_json::Value>,
-    /// Client ids of the built-in issuer's apps, from the control plane's store only.
-    #[serde(skip)]
-    pub live_apps: Vec<String>,
-    /// `jti`s of the built-in issuer's revoked tokens, from the control plane's store only.
-    #[serde(skip)]
-    pub revoked_tokens: Vec<String>,
     /// Forward-proxy policy (`listeners.forward`).
     #[serde(default)]
     pub forward: Forward,

@@ -4,7 +4,12 @@ use std::time::Duration;
 
 fn build(src: &str) -> Result<Snapshot, Vec<ConfigError>> {
     let config = parse(src).map_err(|e| vec![e])?;
-    Snapshot::build(&config, Path::new("."), &BuildContext::default())
+    Snapshot::build(
+        &config,
+        &Default::default(),
+        Path::new("."),
+        &BuildContext::default(),
+    )
 }
 
 const GOOD: &str = r#"
@@ -154,13 +159,13 @@ fn health_survives_rebuilds_unless_the_secret_changes() {
     set_key();
     let ctx = BuildContext::default();
     let config = parse(GOOD).unwrap();
-    let first = Snapshot::build(&config, Path::new("."), &ctx).unwrap();
+    let first = Snapshot::build(&config, &Default::default(), Path::new("."), &ctx).unwrap();
     first.providers[0].pool.members()[0].health.block(
         crate::balance::KeyState::Quarantined,
         0,
         Duration::from_secs(60),
     );
-    let second = Snapshot::build(&config, Path::new("."), &ctx).unwrap();
+    let second = Snapshot::build(&config, &Default::default(), Path::new("."), &ctx).unwrap();
     assert!(!second.providers[0].pool.members()[0].health.is_available(1));
     std::env::set_var("SLUICE_SNAPSHOT_TEST_KEY2", "sk-rotated-0000000");
     let rotated = parse(
@@ -172,7 +177,7 @@ fn health_survives_rebuilds_unless_the_secret_changes() {
             ),
     )
     .unwrap();
-    let third = Snapshot::build(&rotated, Path::new("."), &ctx).unwrap();
+    let third = Snapshot::build(&rotated, &Default::default(), Path::new("."), &ctx).unwrap();
     assert!(third.providers[0].pool.members()[0].health.is_available(1));
 }
 

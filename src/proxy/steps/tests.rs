@@ -35,6 +35,7 @@ tokens:
     );
     let snap = Snapshot::build(
         &parse(&src).unwrap(),
+        &Default::default(),
         Path::new("."),
         &BuildContext::default(),
     )
