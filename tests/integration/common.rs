@@ -1002,3 +1002,14 @@ pub async fn advance_clock(planes: &[&Sluice], ms: u64) {
         );
     }
 }
+
+/// Waits until `sample` on `sluice`'s `/metrics` is `want` (5 s at most).
+pub async fn until_metric(sluice: &Sluice, sample: &str, want: f64) {
+    for _ in 0..200 {
+        if sluice.metric(sample).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{sample} never became {want}");
+}

@@ -456,16 +456,6 @@ impl Drop for Redis {
     }
 }
 
-async fn until_metric(sluice: &Sluice, sample: &str, want: f64) {
-    for _ in 0..200 {
-        if sluice.metric(sample).await == want {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{sample} never became {want}");
-}
-
 /// Sends `n` requests from `workers` concurrent tasks spread over `planes`; counts 200s.
 async fn admitted(planes: &[&Sluice], token: &str, n: usize, workers: usize) -> usize {
     let urls: Vec<String> = planes

@@ -1638,33 +1638,16 @@ async fn unauthenticated_clients_cannot_tie_up_the_proxy_listener() {
     // One source holds at most 100 connections; the rest are closed at once, unanswered.
     drop(slow);
     let gauge = r#"sluice_connections{listener="proxy"}"#;
-    for _ in 0..500 {
-        if sluice.metric(gauge).await == 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(sluice.metric(gauge).await, 0.0);
+    until_metric(&sluice, gauge, 0.0).await;
     let mut held: Vec<_> = (0..101).map(|_| connect()).collect();
     let refused = r#"sluice_connections_refused_total{listener="proxy",reason="per_source"}"#;
-    for _ in 0..500 {
-        if sluice.metric(refused).await >= 1.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(sluice.metric(refused).await, 1.0);
+    until_metric(&sluice, refused, 1.0).await;
     assert_eq!(sluice.metric(gauge).await, 100.0);
     // (Which one lost the race to be admitted does not matter; an idle one is closed at the
     // keep-alive timeout anyway.)
     // Released as they close: the source is served again.
     held.truncate(0);
-    for _ in 0..500 {
-        if sluice.metric(gauge).await == 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_metric(&sluice, gauge, 0.0).await;
     let bearer = format!("Bearer {}", t.token);
     let (status, reason) = call(
         &sluice,

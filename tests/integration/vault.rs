@@ -863,28 +863,15 @@ async fn token_exchange_sends_only_its_own_issuers_jwts_and_takes_only_bearer_to
     assert_eq!(stats(&env.idp).await["exchanges_received"], 3);
 }
 
-/// A data plane following a control plane over PostgreSQL: it holds neither the master key nor
-/// the grants, and reaches the vault through the control plane's `/v1/vault`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_data_plane_uses_the_vault_of_its_control_plane_over_postgres() {
-    let db = PgDatabase::create();
-    let idp = Idp::start();
-    let key = [("SLUICE_MASTER_KEY", MASTER)];
-    let mut cp = Sluice::start_control_plane(&key, &["--database", &db.url]);
-    let (admin, root) = (cp.admin_url(), cp.admin_token());
-    let dp_token = new_token_for(&admin, &root, "edge", Some("dataplane")).await;
-    let no_env: [(&str, &str); 0] = [];
-    let dp = Sluice::start_args(
-        "",
-        &no_env,
-        &[
-            "--control-plane",
-            admin.as_str(),
-            "--token",
-            dp_token.as_str(),
-        ],
-    );
-    // Users reach the data plane: links and the redirect URI name it.
+/// Users reach `dp`, which follows the control plane `cp` (API at `admin`, token `root`): the
+/// control plane names `dp` in links, the OAuth provider and alice are configured through it,
+/// and this returns once `dp` has the route and alice's token (she is asked to connect).
+async fn on_data_plane(
+    idp: Idp,
+    dp: Sluice,
+    mut cp: Sluice,
+    (admin, root): (String, String),
+) -> Env {
     cp.rewrite_config(&format!("public_base_url: \"{}\"\n", dp.url("")));
     cp.relaunch();
     let (client_id, secret, alice) = configure(
@@ -907,7 +894,6 @@ async fn a_data_plane_uses_the_vault_of_its_control_plane_over_postgres() {
         _control: Some(cp),
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    // Until the data plane has the route and alice's token: then she is asked to connect.
     while me(&env, &env.alice).await.1["error"]["code"] != "oauth_not_connected" {
         assert!(
             std::time::Instant::now() < deadline,
@@ -915,6 +901,32 @@ async fn a_data_plane_uses_the_vault_of_its_control_plane_over_postgres() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    env
+}
+
+/// A data plane following a control plane over PostgreSQL: it holds neither the master key nor
+/// the grants, and reaches the vault through the control plane's `/v1/vault`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_data_plane_uses_the_vault_of_its_control_plane_over_postgres() {
+    let db = PgDatabase::create();
+    let idp = Idp::start();
+    let key = [("SLUICE_MASTER_KEY", MASTER)];
+    let cp = Sluice::start_control_plane(&key, &["--database", &db.url]);
+    let (admin, root) = (cp.admin_url(), cp.admin_token());
+    let dp_token = new_token_for(&admin, &root, "edge", Some("dataplane")).await;
+    let no_env: [(&str, &str); 0] = [];
+    let dp = Sluice::start_args(
+        "",
+        &no_env,
+        &[
+            "--control-plane",
+            admin.as_str(),
+            "--token",
+            dp_token.as_str(),
+        ],
+    );
+    // Users reach the data plane: links and the redirect URI name it.
+    let env = on_data_plane(idp, dp, cp, (admin, root)).await;
     connect(&env).await;
     let (s, v) = me(&env, &env.alice).await;
     assert_eq!((s, &v["sub"]), (200, &json!("alice")), "{v}");
@@ -945,7 +957,7 @@ async fn two_control_planes_refresh_a_grant_once() {
     let db = PgDatabase::create();
     let idp = Idp::start();
     let key = [("SLUICE_MASTER_KEY", MASTER)];
-    let mut cp1 = Sluice::start_control_plane(&key, &["--database", &db.url]);
+    let cp1 = Sluice::start_control_plane(&key, &["--database", &db.url]);
     let (admin, root) = (cp1.admin_url(), cp1.admin_token());
     let cp2 = Sluice::start_control_plane(&key, &["--database", &db.url]);
     let dp_token = new_token_for(&admin, &root, "edge", Some("dataplane")).await;
@@ -958,36 +970,8 @@ async fn two_control_planes_refresh_a_grant_once() {
         )
     };
     let (dp1, dp2) = (follow(&cp1), follow(&cp2));
-    cp1.rewrite_config(&format!("public_base_url: \"{}\"\n", dp1.url("")));
-    cp1.relaunch();
-    let (client_id, secret, alice) = configure(
-        &idp,
-        &dp1,
-        &admin,
-        &root,
-        "client_secret_basic",
-        &["authorization_code"],
-    )
-    .await;
     let dp2_url = dp2.url("/corp/me");
-    let env = Env {
-        idp,
-        sluice: dp1,
-        admin,
-        root,
-        alice,
-        client_id,
-        secret,
-        _control: Some(cp1),
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while me(&env, &env.alice).await.1["error"]["code"] != "oauth_not_connected" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "dp1 never got the route"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let env = on_data_plane(idp, dp1, cp1, (admin, root)).await;
     // Tokens that enter the refresh window (one minute) two seconds after they are issued.
     set_ttl(&env.idp, 62).await;
     connect(&env).await;
@@ -1003,6 +987,7 @@ async fn two_control_planes_refresh_a_grant_once() {
             r.json::<Value>().await.unwrap_or(Value::Null),
         )
     };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while on_dp2().await.0 != 200 {
         assert!(
             std::time::Instant::now() < deadline,
