@@ -80,14 +80,10 @@ pub trait Store: Send + Sync {
     /// A pending entry that has not expired; `take` removes it in the same statement, so only
     /// one reader can ever use it.
     async fn pending(&self, id: &str, take: bool) -> Result<Option<String>, StoreError>;
-    /// Takes the lease `name` for `holder` until `until_ms` (Unix ms) if nobody holds it or
-    /// the holder's lease ended before `now_ms`: one holder across every replica of the store.
-    async fn try_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        (now_ms, until_ms): (u64, u64),
-    ) -> Result<bool, StoreError>;
+    /// Takes the lease `name` for `holder` for `ttl_ms` if nobody holds it or the holder's
+    /// lease has ended: one holder across every replica of the store. Time is the database's,
+    /// so replicas' clocks need not agree.
+    async fn try_lease(&self, name: &str, holder: &str, ttl_ms: u64) -> Result<bool, StoreError>;
     /// Gives the lease back (if `holder` still holds it).
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 }
@@ -481,17 +477,17 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn try_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        (now_ms, until_ms): (u64, u64),
-    ) -> Result<bool, StoreError> {
-        let taken = sqlx::query("INSERT INTO sluice_leases (name, holder, until_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms WHERE sluice_leases.until_ms < $4")
+    async fn try_lease(&self, name: &str, holder: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        // The database's clock in Unix milliseconds.
+        let now = match self.backend {
+            Backend::Postgres => "(extract(epoch from clock_timestamp()) * 1000)::bigint",
+            Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+        };
+        let sql = format!("INSERT INTO sluice_leases (name, holder, until_ms) VALUES ($1, $2, {now} + $3) ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms WHERE sluice_leases.until_ms < {now}");
+        let taken = sqlx::query(&sql)
             .bind(name)
             .bind(holder)
-            .bind(until_ms as i64)
-            .bind(now_ms as i64)
+            .bind(ttl_ms as i64)
             .execute(&self.pool)
             .await?;
         Ok(taken.rows_affected() == 1)
@@ -524,6 +520,29 @@ impl Store for SqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One holder at a time, on the database's clock; a lease that ended is taken over.
+    #[tokio::test]
+    async fn leases_have_one_holder_until_they_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = SqlStore::open(&url).await.unwrap();
+        assert!(store.try_lease("refresh:x", "a", 60_000).await.unwrap());
+        assert!(!store.try_lease("refresh:x", "b", 60_000).await.unwrap());
+        assert!(store.try_lease("refresh:y", "b", 60_000).await.unwrap());
+        store.release_lease("refresh:x", "b").await.unwrap();
+        assert!(
+            !store.try_lease("refresh:x", "b", 60_000).await.unwrap(),
+            "b does not hold it"
+        );
+        store.release_lease("refresh:x", "a").await.unwrap();
+        assert!(store.try_lease("refresh:x", "b", 1).await.unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(
+            store.try_lease("refresh:x", "c", 60_000).await.unwrap(),
+            "ended"
+        );
+    }
 
     #[tokio::test]
     async fn pending_entries_are_single_use_and_expire() {

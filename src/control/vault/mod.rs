@@ -278,11 +278,10 @@ impl VaultWorker {
                 Some(g) => g,
                 None => return Err(self.not_connected(who, p).await),
             };
-            let now = crate::clock::unix_now_ms();
-            let until = now + REFRESH_LEASE.as_millis() as u64;
+            let ttl = REFRESH_LEASE.as_millis() as u64;
             let held = self
                 .store
-                .try_lease(&lease, &self.holder, (now, until))
+                .try_lease(&lease, &self.holder, ttl)
                 .await
                 .map_err(unavailable)?;
             if held {
