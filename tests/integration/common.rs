@@ -623,8 +623,8 @@ pub const MASTER: &str = "c2x1aWNlLXRlc3QtbWFzdGVyLWtleS0zMi1ieXRlcyE="; // 32 b
 
 /// The PostgreSQL server the tests use, as an URL to its `postgres` database:
 /// `SLUICE_TEST_DATABASE_URL` when set, else a private cluster this test process starts once
-/// (`initdb` + `postgres` under `target/tmp`, listening on a Unix socket only: no port to race
-/// for) and stops when it exits.
+/// (`initdb` + `postgres` under `target/tmp`, or the system's temporary directory as root,
+/// listening on a Unix socket only: no port to race for) and stops when it exits.
 fn pg_server() -> &'static str {
     static SERVER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SERVER.get_or_init(|| match std::env::var("SLUICE_TEST_DATABASE_URL") {
@@ -661,7 +661,13 @@ fn pg_bin(name: &str) -> PathBuf {
 /// as the `postgres` user the package creates.
 fn private_cluster() -> String {
     let root = running_as_root();
-    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pg");
+    // As root the cluster runs as `postgres`, which may not reach into the checkout (a clone
+    // under /root): then it lives under the system's temporary directory.
+    let base = if root {
+        std::env::temp_dir().join("sluice-test-pg")
+    } else {
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("pg")
+    };
     std::fs::create_dir_all(&base).expect("target/tmp/pg");
     let dir = tempfile::Builder::new()
         .prefix("c")
