@@ -12,6 +12,38 @@ use super::wire;
 pub fn describe(config: &wire::Config, snap: &Snapshot) -> String {
     let mut out = String::new();
     let _ = write_description(&mut out, config, snap);
+    without_url_passwords(&out)
+}
+
+/// `scheme://user:PASSWORD@host` → `scheme://user:…@host` (a Redis or collector URL may carry
+/// one; the description is printed and checked in).
+fn without_url_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let authority_end = tail
+            .find(|c: char| c == '/' || c == '"' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match authority.rfind('@') {
+            Some(userinfo_end) => {
+                let userinfo = &authority[..userinfo_end];
+                match userinfo.split_once(':') {
+                    Some((user, _)) => {
+                        out.push_str(user);
+                        out.push_str(":…");
+                    }
+                    None => out.push_str(userinfo),
+                }
+                out.push_str(&authority[userinfo_end..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[authority_end..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -132,4 +164,18 @@ fn write_description(out: &mut String, config: &wire::Config, snap: &Snapshot) -
         writeln!(out, "  {w}")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn url_passwords_are_left_out() {
+        let text = r#"limits_backend: Some("redis://prod:s3cret@redis:6379/0"), x: "https://h/p", y: "rediss://:only@h""#;
+        let out = super::without_url_passwords(text);
+        assert!(!out.contains("s3cret") && !out.contains("only@"), "{out}");
+        assert!(
+            out.contains("redis://prod:…@redis:6379/0") && out.contains("https://h/p"),
+            "{out}"
+        );
+    }
 }
