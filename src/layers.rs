@@ -11,7 +11,15 @@ use std::path::Path;
 
 /// Lowest first. Modules in one layer may not use each other.
 const LAYERS: &[&[&str]] = &[
-    &["clock", "private", "metrics", "tls", "secrets", "translate"],
+    &[
+        "clock",
+        "private",
+        "metrics",
+        "tls",
+        "secrets",
+        "translate",
+        "client_address",
+    ],
     &["upstream", "audit", "trace"],
     &["error", "balance"],
     &["auth"],

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod balance;
 pub mod budgets;
 pub mod cli;
+pub mod client_address;
 pub mod clock;
 pub mod config;
 pub mod control;

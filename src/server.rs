@@ -151,11 +151,18 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
     let mut audit = None;
     if serves_traffic {
         audit = add_audit(&mut server, &config);
+        let trusted_proxies: Arc<[ipnet::IpNet]> = config
+            .server
+            .trusted_proxies
+            .iter()
+            .filter_map(|n| crate::client_address::parse_net(n))
+            .collect();
         let gateway = || Gateway {
             store: store.clone(),
             audit: audit.clone(),
             vault: vault.clone(),
             connector: connector.clone(),
+            trusted_proxies: trusted_proxies.clone(),
         };
         add_proxy(&mut server, &config, &bound, gateway());
         ca = add_forward(

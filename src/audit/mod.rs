@@ -20,6 +20,10 @@ pub struct AuditRecord<'a> {
     /// RFC 3339, UTC.
     pub time: String,
     pub request_id: &'a str,
+    /// The client's address: the connection's peer, or the address a trusted proxy
+    /// (`server.trusted_proxies`) forwarded for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
     /// The principal's one rendering (`token:{id}`, `owner:{name}[#{id}]`,
     /// `jwt:{issuer}:{subject}`, `app:{client_id}`, `anonymous`).
     pub principal: Option<&'a str>,

@@ -518,6 +518,14 @@ fn check_server(server: &wire::ServerOptions, errors: &mut Vec<ConfigError>) {
     ] {
         bounded(field, value, bounds);
     }
+    for (j, cidr) in server.trusted_proxies.iter().enumerate() {
+        if crate::client_address::parse_net(cidr).is_none() {
+            errors.push(ConfigError::at(
+                format!("server.trusted_proxies[{j}]"),
+                format!("`{cidr}` is not an address or CIDR (e.g. 10.0.0.0/8)"),
+            ));
+        }
+    }
     if let Some(ns) = &server.namespace {
         if !crate::limits::shared::valid_namespace(ns) {
             errors.push(ConfigError::at(

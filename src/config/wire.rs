@@ -202,6 +202,11 @@ pub struct ServerOptions {
     /// Time a client has to send a whole request head from its first byte (default 10 s).
     #[serde(default)]
     pub request_head_timeout_seconds: Option<u64>,
+    /// Load balancers and proxies in front of Sluice (`10.0.0.0/8`, `192.0.2.7`): from them
+    /// the client's address is read in `X-Forwarded-For` (the rightmost entry that is not one
+    /// of them); from anyone else it is the connection's peer. Default: none.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// Longest a kept-alive client connection waits for its next request (default 60 s).
     #[serde(default)]
     pub keepalive_timeout_seconds: Option<u64>,

@@ -56,6 +56,8 @@ struct Stats {
     credentials: BTreeMap<String, u64>,
     /// Requests that arrived with any `x-sluice-*` header (Sluice must strip them).
     sluice_headers: u64,
+    /// Requests that arrived with a forwarding header (`X-Forwarded-For`, `Forwarded`, …).
+    forwarding_headers: u64,
     /// `--prompt-cache`: (key, prompt) pairs seen, and how many requests found theirs.
     prompts: std::collections::HashSet<(String, u64)>,
     cache_hits: u64,
@@ -292,6 +294,15 @@ impl Mock {
         {
             stats.sluice_headers += 1;
         }
+        let forwarding = [
+            "forwarded",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-real-ip",
+        ];
+        if forwarding.iter().any(|n| req.headers().contains_key(*n)) {
+            stats.forwarding_headers += 1;
+        }
     }
 
     fn record_body(&self, path: &str, body: &[u8]) {
@@ -311,7 +322,7 @@ impl Mock {
         };
         json_response(
             200,
-            &json!({"requests": stats.requests, "credentials": stats.credentials, "sluice_headers": stats.sluice_headers, "cache_hits": stats.cache_hits, "paths": stats.paths, "last": stats.last}),
+            &json!({"requests": stats.requests, "credentials": stats.credentials, "sluice_headers": stats.sluice_headers, "forwarding_headers": stats.forwarding_headers, "cache_hits": stats.cache_hits, "paths": stats.paths, "last": stats.last}),
         )
     }
 

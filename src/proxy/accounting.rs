@@ -58,6 +58,7 @@ pub fn record(sink: &AuditSink, session: &Session, ctx: &mut RequestCtx, status:
     let record = AuditRecord {
         time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
         request_id: &ctx.request_id,
+        client: ctx.client.map(|ip| ip.to_string()),
         principal: principal.map(|p| clip(&p.key, MAX_PRINCIPAL)),
         name: principal.map(|p| clip(&p.name, MAX_PRINCIPAL)),
         token_id: principal.and_then(|p| p.token_id.as_deref()),

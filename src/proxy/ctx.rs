@@ -19,6 +19,8 @@ pub struct RequestCtx {
     pub snap: Arc<Snapshot>,
     pub started: Instant,
     pub request_id: String,
+    /// The client's address (`client_address`): the peer, or what a trusted proxy says.
+    pub client: Option<std::net::IpAddr>,
     /// What the request turned out to be, once admitted (one kind, never several).
     pub kind: RequestKind,
     pub principal: Option<Arc<Principal>>,
@@ -98,6 +100,7 @@ impl RequestCtx {
             snap,
             started: Instant::now(),
             request_id: String::new(),
+            client: None,
             kind: RequestKind::Unrouted,
             principal: None,
             key: None,

@@ -38,6 +38,8 @@ pub struct Gateway {
     pub vault: Arc<Vault>,
     /// Connects the MCP GET streams that leave Pingora (`mcp_stream`).
     pub connector: Arc<TransportConnector>,
+    /// `server.trusted_proxies`: peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 #[async_trait]
@@ -54,7 +56,19 @@ impl ProxyHttp for Gateway {
         // Requests a client pipelines are answered in order (Pingora otherwise closes after
         // the first answer and drops the rest unanswered).
         session.set_pipelining_enabled(true);
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
         let req = session.req_header();
+        ctx.client = crate::client_address::client_address(
+            peer,
+            req.headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+            &self.trusted_proxies,
+        );
         ctx.request_id = request_id(
             req.headers
                 .get("x-request-id")

@@ -629,7 +629,18 @@ fn remove(upstream: &mut RequestHeader, name: &HeaderName) {
     }
 }
 
-/// Removes Sluice's own headers (`x-sluice-*`, `Proxy-Authorization`, `Proxy-Connection`).
+/// Forwarding headers a client may have written: an upstream learns nothing about the client's
+/// network from Sluice, and nothing a client claims about it.
+const FORWARDING_HEADERS: [&str; 5] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+];
+
+/// Removes Sluice's own headers (`x-sluice-*`, `Proxy-Authorization`, `Proxy-Connection`) and
+/// the forwarding headers.
 fn remove_ours(upstream: &mut RequestHeader) {
     // Most requests carry no `x-sluice-*` header: only then collect names to remove.
     let is_ours = |n: &http::HeaderName| n.as_str().starts_with("x-sluice-");
@@ -646,6 +657,11 @@ fn remove_ours(upstream: &mut RequestHeader) {
     }
     remove(upstream, &http::header::PROXY_AUTHORIZATION);
     remove(upstream, &PROXY_CONNECTION);
+    for name in FORWARDING_HEADERS {
+        if upstream.headers.contains_key(name) {
+            upstream.remove_header(name);
+        }
+    }
 }
 
 /// Rewrites a passed-through forward-proxy request: origin-form target, `Host` from the

@@ -317,3 +317,85 @@ async fn slow_or_failing_sinks_never_touch_requests() {
             >= 15.0
     );
 }
+
+/// The client's address in the audit record: the peer, unless the peer is a trusted proxy
+/// (`server.trusted_proxies`), whose `X-Forwarded-For` then names the client (the rightmost
+/// entry that is not a trusted proxy: a client writes what it likes to the left). Forwarding
+/// headers never reach the upstream.
+#[tokio::test]
+async fn the_client_address_is_the_peer_or_what_a_trusted_proxy_says() {
+    let mock = Mock::start(&[]);
+    let send = |sluice: &Sluice, xff: &'static str| {
+        let url = sluice.url("/openai/v1/chat/completions");
+        async move {
+            let r = client()
+                .post(url)
+                .bearer_auth(&tok().token)
+                .header("x-forwarded-for", xff)
+                .header("forwarded", "for=198.51.100.77")
+                .body(CHAT)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.headers()["x-request-id"].to_str().unwrap().to_owned()
+        }
+    };
+    let spoof = "203.0.113.66, 10.9.9.9";
+
+    // Nobody trusted: what the client claims is ignored.
+    let plain = Sluice::start_with_env(&config(&mock, "  sink: file"), &KEYS);
+    let id = send(&plain, spoof).await;
+    assert_eq!(
+        record(&audit_file(&plain), &id).await["client"],
+        "127.0.0.1"
+    );
+
+    // Loopback is the load balancer: the rightmost untrusted entry is the client.
+    let behind = Sluice::start_with_env(
+        &format!(
+            "  trusted_proxies: [127.0.0.0/8]\n{}",
+            config(&mock, "  sink: file")
+        ),
+        &KEYS,
+    );
+    let id = send(&behind, spoof).await;
+    assert_eq!(
+        record(&audit_file(&behind), &id).await["client"],
+        "10.9.9.9"
+    );
+    // With the inner network trusted too, the next hop out.
+    let chain = Sluice::start_with_env(
+        &format!(
+            "  trusted_proxies: [127.0.0.0/8, 10.0.0.0/8]\n{}",
+            config(&mock, "  sink: file")
+        ),
+        &KEYS,
+    );
+    let id = send(&chain, spoof).await;
+    assert_eq!(
+        record(&audit_file(&chain), &id).await["client"],
+        "203.0.113.66"
+    );
+
+    let stats = mock.stats().await;
+    assert_eq!(stats["requests"], 3, "{stats}");
+    assert_eq!(
+        stats["forwarding_headers"], 0,
+        "forwarding headers reached the upstream"
+    );
+
+    // A bad entry is named by field and line.
+    std::fs::write(
+        chain.dir.path().join("bad.yaml"),
+        "server:\n  trusted_proxies: [10.0.0.0/33]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(sluice_bin())
+        .args(["check", "--config"])
+        .arg(chain.dir.path().join("bad.yaml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains(":2: server.trusted_proxies[0]"), "{text}");
+}
