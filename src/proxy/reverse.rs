@@ -621,6 +621,9 @@ fn span(session: &Session, ctx: &mut RequestCtx, status: u16) -> crate::trace::S
         .push(("url.path", req.uri.path().chars().take(512).collect()));
     s.strings
         .push(("sluice.request_id", ctx.request_id.clone()));
+    if let Some(client) = ctx.client {
+        s.strings.push(("client.address", client.to_string()));
+    }
     if let Some(r) = route {
         s.strings.push(("sluice.route", r.prefix.clone()));
     }

@@ -356,6 +356,10 @@ routes:
     assert_eq!(chat["parentSpanId"], "00f067aa0ba902b7");
     assert_eq!(chat["kind"], 2);
     assert_eq!(attribute(chat, "sluice.provider")["stringValue"], "openai");
+    assert_eq!(
+        attribute(chat, "client.address")["stringValue"],
+        "127.0.0.1"
+    );
     assert_eq!(attribute(chat, "sluice.key_id")["stringValue"], "main");
     assert_eq!(
         attribute(chat, "gen_ai.request.model")["stringValue"],
