@@ -343,40 +343,26 @@ async fn the_client_address_is_the_peer_or_what_a_trusted_proxy_says() {
     };
     let spoof = "203.0.113.66, 10.9.9.9";
 
+    // The client address a Sluice trusting `trusted` records for the spoofed header.
+    let recorded = |trusted: &'static str| {
+        let dynamic = format!(
+            "  trusted_proxies: [{trusted}]\n{}",
+            config(&mock, "  sink: file")
+        );
+        async move {
+            let sluice = Sluice::start_with_env(&dynamic, &KEYS);
+            let id = send(&sluice, spoof).await;
+            let client = record(&audit_file(&sluice), &id).await["client"].clone();
+            (sluice, client)
+        }
+    };
     // Nobody trusted: what the client claims is ignored.
-    let plain = Sluice::start_with_env(&config(&mock, "  sink: file"), &KEYS);
-    let id = send(&plain, spoof).await;
-    assert_eq!(
-        record(&audit_file(&plain), &id).await["client"],
-        "127.0.0.1"
-    );
-
+    assert_eq!(recorded("").await.1, "127.0.0.1");
     // Loopback is the load balancer: the rightmost untrusted entry is the client.
-    let behind = Sluice::start_with_env(
-        &format!(
-            "  trusted_proxies: [127.0.0.0/8]\n{}",
-            config(&mock, "  sink: file")
-        ),
-        &KEYS,
-    );
-    let id = send(&behind, spoof).await;
-    assert_eq!(
-        record(&audit_file(&behind), &id).await["client"],
-        "10.9.9.9"
-    );
+    assert_eq!(recorded("127.0.0.0/8").await.1, "10.9.9.9");
     // With the inner network trusted too, the next hop out.
-    let chain = Sluice::start_with_env(
-        &format!(
-            "  trusted_proxies: [127.0.0.0/8, 10.0.0.0/8]\n{}",
-            config(&mock, "  sink: file")
-        ),
-        &KEYS,
-    );
-    let id = send(&chain, spoof).await;
-    assert_eq!(
-        record(&audit_file(&chain), &id).await["client"],
-        "203.0.113.66"
-    );
+    let (chain, client) = recorded("127.0.0.0/8, 10.0.0.0/8").await;
+    assert_eq!(client, "203.0.113.66");
 
     let stats = mock.stats().await;
     assert_eq!(stats["requests"], 3, "{stats}");
