@@ -64,12 +64,13 @@ struct Bound {
 
 impl Bound {
     /// Binds a Pingora listener address itself when its port is 0 (Pingora reports no bound
-    /// port); otherwise Pingora binds it. Returns the address Pingora is to listen on.
-    fn pingora(&mut self, addr: &str, field: &str) -> anyhow::Result<String> {
+    /// port) or `always` (`--ready-file`: the file is written once every socket is bound);
+    /// otherwise Pingora binds it. Returns the address Pingora is to listen on.
+    fn pingora(&mut self, addr: &str, field: &str, always: bool) -> anyhow::Result<String> {
         let wanted: std::net::SocketAddr = addr
             .parse()
             .with_context(|| format!("{field}: `{addr}` is not an IP:port address"))?;
-        if wanted.port() != 0 {
+        if wanted.port() != 0 && !always {
             return Ok(addr.to_owned());
         }
         let listener = std::net::TcpListener::bind(wanted)
@@ -121,14 +122,15 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
     // Listeners on port 0 are bound first: the proxy's address is the default public URL.
     let mut bound = Bound::default();
     let serves_traffic = !opts.control_plane_only;
+    let always = opts.ready_file.is_some();
     if serves_traffic {
-        let proxy = bound.pingora(&file_config.listeners.proxy, "listeners.proxy")?;
+        let proxy = bound.pingora(&file_config.listeners.proxy, "listeners.proxy", always)?;
         if proxy != file_config.listeners.proxy {
             wire::set_bound_proxy(proxy.clone());
         }
         bound.proxy = Some(proxy);
         if let Some(addr) = &file_config.listeners.forward {
-            bound.forward = Some(bound.pingora(addr, "listeners.forward")?);
+            bound.forward = Some(bound.pingora(addr, "listeners.forward", always)?);
         }
     }
     crate::private::restrict_new_files();

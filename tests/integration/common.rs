@@ -296,6 +296,10 @@ impl Sluice {
             return;
         }
         let text = std::fs::read_to_string(&self.config).expect("config");
+        assert!(
+            text.contains(&self.listen.lines()),
+            "the config's listener lines were rewritten: pin them in the test"
+        );
         let text = text.replace(&self.listen.lines(), &pinned.lines());
         std::fs::write(&self.config, text).expect("pin listeners");
         self.listen = pinned;
@@ -663,12 +667,18 @@ fn private_cluster() -> String {
     let root = running_as_root();
     // As root the cluster runs as `postgres`, which may not reach into the checkout (a clone
     // under /root): then it lives under the system's temporary directory.
-    let base = if root {
-        std::env::temp_dir().join("sluice-test-pg")
+    let in_target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pg");
+    // The socket's path must fit PostgreSQL's 107 bytes.
+    let base = if root || in_target.as_os_str().len() > 60 {
+        Path::new("/tmp").join("sluice-test-pg")
     } else {
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join("pg")
+        in_target
     };
-    std::fs::create_dir_all(&base).expect("target/tmp/pg");
+    std::fs::create_dir_all(&base).expect("the cluster's base directory");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755));
+    }
     let dir = tempfile::Builder::new()
         .prefix("c")
         .tempdir_in(&base)
@@ -698,7 +708,16 @@ fn private_cluster() -> String {
     let out = as_owner(pg_bin("initdb"))
         .arg("-D")
         .arg(&data)
-        .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"])
+        .args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+        ])
         .output()
         .expect("initdb");
     assert!(
@@ -727,7 +746,7 @@ fn private_cluster() -> String {
     );
     // Stopped (and removed) when this process exits: a watcher waits for its stdin to close.
     let stop = format!(
-        "read _; {}pg_ctl -D '{}' -m immediate stop >/dev/null 2>&1; rm -rf '{}'",
+        "trap '' INT TERM HUP; read _; {}pg_ctl -D '{}' -m immediate stop >/dev/null 2>&1; rm -rf '{}'",
         if root { "runuser -u postgres -- " } else { "" },
         data.display(),
         dir.display()
@@ -772,8 +791,10 @@ pub struct PgDatabase {
 /// Runs `sql` in the server's `postgres` database.
 fn psql(sql: &str) {
     let out = Command::new("psql")
+        .arg("-w")
         .arg(pg_url("postgres"))
         .args(["-v", "ON_ERROR_STOP=1", "-qc", sql])
+        .stdin(Stdio::null())
         .output()
         .expect("psql (the PostgreSQL client)");
     assert!(
@@ -803,8 +824,10 @@ impl PgDatabase {
     /// The rows `sql` selects, as psql prints them unaligned.
     pub fn rows(&self, sql: &str) -> String {
         let out = Command::new("psql")
+            .arg("-w")
             .arg(&self.url)
             .args(["-Atc", sql])
+            .stdin(Stdio::null())
             .output()
             .expect("psql");
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -814,7 +837,9 @@ impl PgDatabase {
 impl Drop for PgDatabase {
     fn drop(&mut self) {
         let _ = Command::new("psql")
+            .arg("-w")
             .arg(pg_url("postgres"))
+            .stdin(Stdio::null())
             .arg("-qc")
             .arg(format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",

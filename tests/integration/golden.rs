@@ -20,7 +20,9 @@ fn repo() -> &'static Path {
 /// paths that vary between machines replaced.
 fn explain(file: &Path, text: &str) -> String {
     let mut cmd = Command::new(sluice_bin());
-    cmd.args(["check", "--explain", "--config"]).arg(file);
+    cmd.args(["check", "--explain", "--config"])
+        .arg(file)
+        .env("RUST_LOG", "off");
     for name in text.split("env:").skip(1).map(|rest| {
         rest.chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
@@ -42,8 +44,8 @@ fn explain(file: &Path, text: &str) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-    .replace(&dir, "<dir>")
-    .replace(&repo().display().to_string(), "<repo>")
+    .replace(&format!("{dir}/"), "<dir>/")
+    .replace(&format!("{}/", repo().display()), "<repo>/")
 }
 
 /// Compares with (or, with `SLUICE_UPDATE_GOLDEN=1`, writes) `tests/golden/{name}.txt`.
@@ -71,27 +73,36 @@ fn golden(name: &str, got: &str) -> Option<String> {
     ))
 }
 
+/// `text` with secrets mounted under `/run/secrets` moved where no machine has them.
+fn unmounted(text: &str) -> String {
+    text.replace("/run/secrets/", "/nonexistent/run/secrets/")
+}
+
 /// The shipped configurations: (golden name, file, its text).
 fn shipped(tmp: &Path) -> Vec<(String, PathBuf, String)> {
     let mut all = Vec::new();
-    for (name, rel) in [
-        ("conf", "conf/sluice.yaml"),
-        ("deploy", "deploy/sluice.yaml"),
-    ] {
-        let file = repo().join(rel);
-        let text = std::fs::read_to_string(&file).expect(rel);
-        all.push((name.to_owned(), file, text));
-    }
+    // conf/ as shipped (its key file sits beside it); deploy/ as a copy whose mounted-secret
+    // paths cannot exist on any machine (a CI runner may mount /run/secrets).
+    let conf = repo().join("conf/sluice.yaml");
+    let text = std::fs::read_to_string(&conf).expect("conf/sluice.yaml");
+    all.push(("conf".to_owned(), conf, text));
+    let text = unmounted(
+        &std::fs::read_to_string(repo().join("deploy/sluice.yaml")).expect("deploy/sluice.yaml"),
+    );
+    let file = tmp.join("deploy.yaml");
+    std::fs::write(&file, &text).unwrap();
+    all.push(("deploy".to_owned(), file, text));
     // The ConfigMap's `sluice.yaml`.
     let map: serde_yaml::Value = serde_yaml::from_str(
         &std::fs::read_to_string(repo().join("deploy/kubernetes/base/configmap.yaml"))
             .expect("configmap"),
     )
     .expect("configmap yaml");
-    let text = map["data"]["sluice.yaml"]
-        .as_str()
-        .expect("data.sluice.yaml")
-        .to_owned();
+    let text = unmounted(
+        map["data"]["sluice.yaml"]
+            .as_str()
+            .expect("data.sluice.yaml"),
+    );
     let file = tmp.join("kubernetes-configmap.yaml");
     std::fs::write(&file, &text).unwrap();
     all.push(("kubernetes-configmap".into(), file, text));
@@ -105,8 +116,9 @@ fn shipped(tmp: &Path) -> Vec<(String, PathBuf, String)> {
             (Some(text), "```") => {
                 n += 1;
                 let file = tmp.join(format!("readme-{n}.yaml"));
-                std::fs::write(&file, &*text).unwrap();
-                all.push((format!("readme-{n}"), file, text.clone()));
+                let text = unmounted(text);
+                std::fs::write(&file, &text).unwrap();
+                all.push((format!("readme-{n}"), file, text));
                 block = None;
             }
             (Some(text), _) => {

@@ -45,15 +45,27 @@ fn everything() -> (Node, String) {
         .stderr(Stdio::null())
         .spawn()
         .expect("node");
-    // The port it got (`report-port.mjs`): nothing was reserved beforehand.
-    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let port = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok()?["port"].as_u64())
-        .expect("server-everything's port") as u16;
-    // Its later output is read and dropped, so it never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
+    // The port it got (`report-port.mjs`): nothing was reserved beforehand. Read on a thread
+    // (20 s at most), whose later output is read and dropped so it never blocks on a pipe.
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok);
+        let port = lines
+            .by_ref()
+            .find_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok()?["port"].as_u64());
+        let _ = tx.send(port);
+        lines.for_each(drop);
+    });
+    let port = match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(Some(port)) => port as u16,
+        _ => {
+            let _ = child.kill();
+            panic!("server-everything did not say its port");
+        }
+    };
     (Node { child, port }, format!("http://127.0.0.1:{port}/mcp"))
 }
 
