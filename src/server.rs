@@ -81,6 +81,19 @@ impl Bound {
         Ok(bound)
     }
 
+    /// The proxy and forward listeners (see `pingora`).
+    fn bind_proxies(&mut self, listeners: &wire::Listeners, always: bool) -> anyhow::Result<()> {
+        let proxy = self.pingora(&listeners.proxy, "listeners.proxy", always)?;
+        if proxy != listeners.proxy {
+            wire::set_bound_proxy(proxy.clone());
+        }
+        self.proxy = Some(proxy);
+        if let Some(addr) = &listeners.forward {
+            self.forward = Some(self.pingora(addr, "listeners.forward", always)?);
+        }
+        Ok(())
+    }
+
     /// Puts the sockets bound here in Pingora's fd table, where its listeners find them.
     fn hand_to(&mut self, server: &Server) {
         use std::os::fd::IntoRawFd;
@@ -120,18 +133,10 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
         .map_err(|errors| anyhow::anyhow!("{errors}\nfix the configuration and start again"))?;
     let mode = mode(opts, &file_config)?;
     // Listeners on port 0 are bound first: the proxy's address is the default public URL.
-    let mut bound = Bound::default();
     let serves_traffic = !opts.control_plane_only;
-    let always = opts.ready_file.is_some();
+    let mut bound = Bound::default();
     if serves_traffic {
-        let proxy = bound.pingora(&file_config.listeners.proxy, "listeners.proxy", always)?;
-        if proxy != file_config.listeners.proxy {
-            wire::set_bound_proxy(proxy.clone());
-        }
-        bound.proxy = Some(proxy);
-        if let Some(addr) = &file_config.listeners.forward {
-            bound.forward = Some(bound.pingora(addr, "listeners.forward", always)?);
-        }
+        bound.bind_proxies(&file_config.listeners, opts.ready_file.is_some())?;
     }
     crate::private::restrict_new_files();
     crate::private::data_dir(&file_config.data_dir)?;

@@ -51,6 +51,13 @@ fn write_description(out: &mut String, config: &wire::Config, snap: &Snapshot) -
     writeln!(out, "# parsed, defaults filled in")?;
     writeln!(out, "{config:#?}")?;
     writeln!(out, "\n# built")?;
+    write_routes(out, snap)?;
+    write_providers(out, snap)?;
+    write_credentials(out, snap)?;
+    write_rest(out, snap)
+}
+
+fn write_routes(out: &mut String, snap: &Snapshot) -> std::fmt::Result {
     writeln!(out, "routes:")?;
     for r in &snap.routes {
         let issuers = match &r.access.issuers {
@@ -82,6 +89,10 @@ fn write_description(out: &mut String, config: &wire::Config, snap: &Snapshot) -
             writeln!(out, "    open: {o:?}")?;
         }
     }
+    Ok(())
+}
+
+fn write_providers(out: &mut String, snap: &Snapshot) -> std::fmt::Result {
     writeln!(out, "providers:")?;
     for p in &snap.providers {
         writeln!(
@@ -111,6 +122,11 @@ fn write_description(out: &mut String, config: &wire::Config, snap: &Snapshot) -
             )?;
         }
     }
+    Ok(())
+}
+
+/// Issuers and tokens.
+fn write_credentials(out: &mut String, snap: &Snapshot) -> std::fmt::Result {
     writeln!(out, "issuers:")?;
     for i in &snap.jwt.issuers {
         let algorithms: Vec<String> = i
@@ -138,6 +154,11 @@ fn write_description(out: &mut String, config: &wire::Config, snap: &Snapshot) -
             t.revoked_at.is_some()
         )?;
     }
+    Ok(())
+}
+
+/// The forward proxy, the other resources by name, the public URL and the warnings.
+fn write_rest(out: &mut String, snap: &Snapshot) -> std::fmt::Result {
     let f = &snap.forward;
     let mut intercepted: Vec<_> = f.intercept.keys().collect();
     intercepted.sort();

@@ -510,50 +510,29 @@ async fn follow_remote(f: Follower, mut shutdown: ShutdownWatch) {
         };
         let asked = (pin.as_deref(), nonce.as_str(), revision);
         let ok = match outcome {
-            // Nothing newer, said by the control plane itself for this very request: only
-            // then has it been heard from (a man in the middle answering 304s has not).
-            Ok(resp) if resp.status() == reqwest::StatusCode::NOT_MODIFIED => {
-                let signed = signature(&resp).is_some_and(|sig| {
-                    pin.as_deref().is_some_and(|p| {
-                        let said = revision.to_string();
-                        let message = super::crypto::feed_message(&nonce, 304, said.as_bytes());
-                        super::crypto::feed_signed_by(p, &message, &sig)
-                    })
-                });
-                if !signed {
-                    log::warn!("control plane {base}: a 304 not signed by its feed key: ignored");
-                }
-                signed
-            }
-            Ok(resp) if resp.status().is_success() => match signed_dump(resp, asked).await {
-                Ok(dump) => {
-                    let (rev, applied) = apply_revision(config, &f.key, dump, &f.data_dir).await;
+            Ok(resp) => match f.take_answer(resp, asked).await {
+                Ok(Some((rev, applied))) => {
                     revision = rev;
                     if applied {
                         serving.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
                     true
                 }
+                Ok(None) => true,
                 Err(e) => {
-                    log::warn!("control plane {base}: snapshot refused: {e}");
+                    log::warn!("control plane {base}: {e}");
                     false
                 }
             },
-            Ok(resp) => {
-                log::warn!("control plane {base}: {}", resp.status());
-                false
-            }
             Err(e) => {
                 log::warn!("control plane {base} unreachable: {e}");
                 false
             }
         };
-        if ok {
-            heard.store(crate::clock::now_ms(), std::sync::atomic::Ordering::Relaxed);
-        }
         METRICS.config_synchronized.set(i64::from(ok));
         METRICS.control_revision.set(revision as i64);
         if ok {
+            heard.store(crate::clock::now_ms(), std::sync::atomic::Ordering::Relaxed);
             backoff = Duration::from_millis(250);
         } else {
             tokio::select! {
@@ -562,6 +541,40 @@ async fn follow_remote(f: Follower, mut shutdown: ShutdownWatch) {
             }
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
+    }
+}
+
+impl Follower {
+    /// What one feed answer says: `None` for "nothing newer" (signed by the control plane for
+    /// this very request: a man in the middle answering 304s is not heard), the revision
+    /// followed and whether it serves for a snapshot, or why the answer is refused.
+    async fn take_answer(
+        &self,
+        resp: reqwest::Response,
+        (pin, nonce, revision): (Option<&str>, &str, u64),
+    ) -> Result<Option<(u64, bool)>, String> {
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_MODIFIED {
+            let said = revision.to_string();
+            let message = super::crypto::feed_message(nonce, 304, said.as_bytes());
+            let signed = signature(&resp)
+                .zip(pin)
+                .is_some_and(|(sig, p)| super::crypto::feed_signed_by(p, &message, &sig));
+            return if signed {
+                Ok(None)
+            } else {
+                Err("a 304 not signed by its feed key: ignored".into())
+            };
+        }
+        if !status.is_success() {
+            return Err(status.to_string());
+        }
+        let dump = signed_dump(resp, (pin, nonce, revision))
+            .await
+            .map_err(|e| format!("snapshot refused: {e}"))?;
+        Ok(Some(
+            apply_revision(&self.config, &self.key, dump, &self.data_dir).await,
+        ))
     }
 }
 

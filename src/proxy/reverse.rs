@@ -42,6 +42,8 @@ pub struct Gateway {
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
@@ -61,14 +63,14 @@ impl ProxyHttp for Gateway {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         let req = session.req_header();
-        ctx.client = crate::client_address::client_address(
-            peer,
-            req.headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok()),
-            &self.trusted_proxies,
-        );
+        // Forwarding headers are read only from a trusted proxy: usually nobody is.
+        let forwarded_for = (!self.trusted_proxies.is_empty())
+            .then(|| req.headers.get_all(X_FORWARDED_FOR).iter())
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.to_str().ok());
+        ctx.client =
+            crate::client_address::client_address(peer, forwarded_for, &self.trusted_proxies);
         ctx.request_id = request_id(
             req.headers
                 .get("x-request-id")

@@ -631,12 +631,12 @@ fn remove(upstream: &mut RequestHeader, name: &HeaderName) {
 
 /// Forwarding headers a client may have written: an upstream learns nothing about the client's
 /// network from Sluice, and nothing a client claims about it.
-const FORWARDING_HEADERS: [&str; 5] = [
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-real-ip",
+static FORWARDING_HEADERS: [HeaderName; 5] = [
+    http::header::FORWARDED,
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-real-ip"),
 ];
 
 /// Removes Sluice's own headers (`x-sluice-*`, `Proxy-Authorization`, `Proxy-Connection`) and
@@ -657,10 +657,8 @@ fn remove_ours(upstream: &mut RequestHeader) {
     }
     remove(upstream, &http::header::PROXY_AUTHORIZATION);
     remove(upstream, &PROXY_CONNECTION);
-    for name in FORWARDING_HEADERS {
-        if upstream.headers.contains_key(name) {
-            upstream.remove_header(name);
-        }
+    for name in &FORWARDING_HEADERS {
+        remove(upstream, name);
     }
 }
 
