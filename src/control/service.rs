@@ -644,11 +644,9 @@ async fn trust_first_key(
     Some(key)
 }
 
-/// A fresh random nonce for one feed request.
+/// A fresh random nonce for one feed request (128 bits and more).
 fn feed_nonce() -> anyhow::Result<String> {
-    let mut n = [0u8; 16];
-    getrandom::fill(&mut n).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
-    Ok(hex::encode(n))
+    crate::auth::token_format::random_base62(24).map_err(|e| anyhow::anyhow!("randomness: {e}"))
 }
 
 /// The answer's feed signature header.

@@ -85,9 +85,9 @@ pub(super) async fn snapshot(
         .into_response())
 }
 
-/// A nonce as data planes send it: 16 to 64 hex digits.
+/// A nonce as data planes send it: 16 to 64 letters and digits.
 fn valid_nonce(nonce: &str) -> bool {
-    (16..=64).contains(&nonce.len()) && nonce.bytes().all(|b| b.is_ascii_hexdigit())
+    (16..=64).contains(&nonce.len()) && nonce.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// The public half of the feed's signing key (`ed25519:BASE64`), for data planes to pin with

@@ -78,11 +78,8 @@ impl VaultWorker {
             audit,
             http,
             flights: Mutex::new(HashMap::new()),
-            holder: {
-                let mut id = [0u8; 12];
-                getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
-                hex::encode(id)
-            },
+            holder: crate::auth::token_format::random_base62(22)
+                .map_err(|e| anyhow::anyhow!("randomness: {e}"))?,
             client_failures: Mutex::new(HashMap::new()),
             signer: Mutex::new(None),
         })
