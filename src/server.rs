@@ -26,6 +26,7 @@ use crate::forward::ca::CertAuthority;
 use crate::mock::{self, MockOptions};
 use crate::proxy::conn_caps::{Capped, ConnCaps};
 use crate::proxy::forward::ForwardProxy;
+use crate::proxy::own_loop::OwnLoop;
 use crate::proxy::Gateway;
 use crate::vault::Vault;
 use std::sync::Arc;
@@ -338,11 +339,15 @@ fn conn_caps(config: &wire::Config, name: &'static str) -> Arc<ConnCaps> {
 
 /// The reverse proxy listener.
 fn add_proxy(server: &mut Server, config: &wire::Config, bound: &Bound, gateway: Gateway) {
-    let app = Capped {
-        inner: Arc::new(http_app(server, config, gateway)),
-        caps: conn_caps(config, "proxy"),
-    };
-    let mut proxy = Service::new("sluice proxy".to_owned(), app);
+    let connector = gateway.connector.clone();
+    let http = Arc::new(http_app(server, config, gateway));
+    let caps = conn_caps(config, "proxy");
+    let inner = Arc::new(OwnLoop {
+        proxy: http,
+        connector,
+        own: config.server.proxy_loop.unwrap_or_default() == wire::ProxyLoop::Sluice,
+    });
+    let mut proxy = Service::new("sluice proxy".to_owned(), Capped { inner, caps });
     // Pingora reads ahead 64 KiB per connection by default (zeroed, so resident); its HTTP/1
     // parser reads into buffers of its own anyway, so none: idle clients pin no read buffer.
     let addr = bound

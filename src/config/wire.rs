@@ -195,6 +195,11 @@ pub struct ServerOptions {
     /// single-threaded runtime per thread (false). Default true.
     #[serde(default)]
     pub work_stealing: Option<bool>,
+    /// Which loop proxies HTTP/1 requests on the proxy listener: `sluice` (default; one future
+    /// per request, Sluice's own upstream pool) or `pingora` (pingora-proxy's). HTTP/2,
+    /// upgrades and `Expect: 100-continue` always take Pingora's.
+    #[serde(default)]
+    pub proxy_loop: Option<ProxyLoop>,
     /// Largest request head (request line and headers) on the proxy listeners (default
     /// 65536 bytes; 400 beyond).
     #[serde(default)]
@@ -246,6 +251,14 @@ pub struct ServerOptions {
     /// The spans' `service.name` (default `sluice`).
     #[serde(default)]
     pub otlp_service_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProxyLoop {
+    #[default]
+    Sluice,
+    Pingora,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

@@ -11,6 +11,8 @@ pub mod mcp;
 pub mod mcp_caps;
 pub mod mcp_stream;
 pub mod oauth;
+pub mod own_loop;
+pub mod pool;
 pub mod resource_metadata;
 pub mod respond;
 pub mod reverse;

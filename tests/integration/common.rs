@@ -344,10 +344,24 @@ impl Sluice {
             .to_owned()
     }
 
+    /// The config file: generated listeners and server options, then `dynamic`. A `server:`
+    /// block opening `dynamic` adds its (indented) options to the generated ones.
     fn render(listen: &Listen, dir: &Path, dynamic: &str) -> String {
         let data = dir.join("data");
+        let (extra, dynamic) = match dynamic.strip_prefix("server:\n") {
+            Some(rest) => {
+                let end = rest
+                    .lines()
+                    .take_while(|l| l.starts_with("  "))
+                    .map(|l| l.len() + 1)
+                    .sum::<usize>()
+                    .min(rest.len());
+                rest.split_at(end)
+            }
+            None => ("", dynamic),
+        };
         format!(
-            "{}data_dir: {}\nserver:\n  threads: 2\n  grace_period_seconds: 1\n  graceful_shutdown_timeout_seconds: 1\n{dynamic}",
+            "{}data_dir: {}\nserver:\n  threads: 2\n  grace_period_seconds: 1\n  graceful_shutdown_timeout_seconds: 1\n{extra}{dynamic}",
             listen.lines(),
             data.display()
         )

@@ -43,9 +43,12 @@ pub fn run_with_env(script: &str, args: &[&str], env: &[(&str, &str)]) -> serde_
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{script}: {e}: {stdout}"))
 }
 
-fn config(mock: &Mock) -> String {
+/// The suite's configuration, proxied by `proxy_loop` (`sluice` or `pingora`).
+fn config(mock: &Mock, proxy_loop: &str) -> String {
     format!(
-        r#"providers:
+        r#"server:
+  proxy_loop: {proxy_loop}
+providers:
   - {{ name: openai, kind: openai, base_url: "{url}", keys: [{{ id: o, secret_ref: "env:KEY_O" }}] }}
   - {{ name: anthropic, kind: anthropic, base_url: "{url}", keys: [{{ id: a, secret_ref: "env:KEY_A" }}] }}
 routes:
@@ -64,10 +67,32 @@ const KEYS: [(&str, &str); 2] = [
     ("KEY_A", "sk-ant-pool-0000000"),
 ];
 
+/// Which loop served the requests so far: (`sluice`, `pingora`).
+async fn paths(sluice: &Sluice) -> (f64, f64) {
+    (
+        sluice
+            .metric("sluice_proxy_path_total{path=\"sluice\"}")
+            .await,
+        sluice
+            .metric("sluice_proxy_path_total{path=\"pingora\"}")
+            .await,
+    )
+}
+
+/// Both proxy loops give the SDKs the same answers, and each request took the configured one.
 #[tokio::test]
 async fn openai_sdk_chat_responses_and_streams() {
+    let mut answers = Vec::new();
+    for proxy_loop in ["sluice", "pingora"] {
+        let out = openai_sdk(proxy_loop).await;
+        answers.push(out);
+    }
+    assert_eq!(answers[0], answers[1], "both loops answer alike");
+}
+
+async fn openai_sdk(proxy_loop: &str) -> serde_json::Value {
     let mock = Mock::start(&[]);
-    let sluice = Sluice::start_with_env(&config(&mock), &KEYS);
+    let sluice = Sluice::start_with_env(&config(&mock, proxy_loop), &KEYS);
     let base = sluice.url("/openai/v1");
     let out = run("openai_client.py", &[&base, &tok().token]);
     assert_eq!(out["chat"], "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 ");
@@ -92,12 +117,26 @@ async fn openai_sdk_chat_responses_and_streams() {
     );
     assert_eq!(bad["error"], "AuthenticationError");
     assert_eq!(bad["status"], 401);
+    let (own, pingora) = paths(&sluice).await;
+    match proxy_loop {
+        "sluice" => assert!(own >= 6.0 && pingora == 0.0, "{own} {pingora}"),
+        _ => assert!(own == 0.0 && pingora >= 6.0, "{own} {pingora}"),
+    }
+    serde_json::json!({ "answers": out, "refused": bad })
 }
 
 #[tokio::test]
 async fn anthropic_sdk_messages_and_streams() {
+    let mut answers = Vec::new();
+    for proxy_loop in ["sluice", "pingora"] {
+        answers.push(anthropic_sdk(proxy_loop).await);
+    }
+    assert_eq!(answers[0], answers[1], "both loops answer alike");
+}
+
+async fn anthropic_sdk(proxy_loop: &str) -> serde_json::Value {
     let mock = Mock::start(&[]);
-    let sluice = Sluice::start_with_env(&config(&mock), &KEYS);
+    let sluice = Sluice::start_with_env(&config(&mock, proxy_loop), &KEYS);
     let base = sluice.url("/anthropic");
     let out = run("anthropic_client.py", &[&base, &tok().token]);
     assert_eq!(out["message"], "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 ");
@@ -122,4 +161,10 @@ async fn anthropic_sdk_messages_and_streams() {
     );
     assert_eq!(bad["error"], "AuthenticationError");
     assert_eq!(bad["status"], 401);
+    let (own, pingora) = paths(&sluice).await;
+    match proxy_loop {
+        "sluice" => assert!(own >= 4.0 && pingora == 0.0, "{own} {pingora}"),
+        _ => assert!(own == 0.0 && pingora >= 4.0, "{own} {pingora}"),
+    }
+    serde_json::json!({ "answers": out, "refused": bad })
 }
