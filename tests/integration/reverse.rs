@@ -467,3 +467,97 @@ audit:
     );
     assert!(record["key_id"].is_null(), "{record}");
 }
+
+/// An HTTP API that answers one request per connection and counts the requests it read. Kept
+/// alive (`close_after: false`), it reads the next request and closes without an answer (an
+/// upstream that dropped the idle connection just as it was reused); else it closes right after
+/// its answer, though that answer said keep-alive (the connection dies while idle in the pool).
+async fn one_shot_api(close_after: bool) -> (u16, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let seen = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                for answered in [false, true] {
+                    let mut head = Vec::new();
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    if answered {
+                        return;
+                    }
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                    if close_after {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// Sluice's own pool and loop: a kept-alive upstream connection that died while idle is not
+/// the client's problem. One closed in the pool is skipped when taken (POSTs too); one that
+/// closes on the request it was reused for is retried once on a fresh connection (GETs: a
+/// request that reached an upstream is not resent unless it is idempotent).
+#[tokio::test]
+async fn upstream_connections_dropped_while_idle_cost_no_request() {
+    use std::sync::atomic::Ordering;
+    let (closing, _) = one_shot_api(true).await;
+    let (dropping, seen) = one_shot_api(false).await;
+    let dynamic = format!(
+        r#"providers:
+  - {{ name: closing, kind: http, base_url: "http://127.0.0.1:{closing}", credentials: none }}
+  - {{ name: dropping, kind: http, base_url: "http://127.0.0.1:{dropping}", credentials: none }}
+routes:
+  - {{ prefix: /closing, provider: closing }}
+  - {{ prefix: /dropping, provider: dropping }}
+tokens:
+  - {}
+"#,
+        tok().record
+    );
+    let sluice = Sluice::start(&dynamic);
+    let client = client();
+    for _ in 0..5 {
+        let r = client
+            .post(sluice.url("/closing/invoke"))
+            .bearer_auth(&tok().token)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert!(
+        sluice
+            .metric("sluice_upstream_pool_total{result=\"reused\"}")
+            .await
+            == 0.0,
+        "a closed connection was taken from the pool"
+    );
+    for _ in 0..5 {
+        let r = client
+            .get(sluice.url("/dropping/items"))
+            .bearer_auth(&tok().token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // Each GET after the first met a dropped connection first: 5 answered, 4 dropped.
+    assert_eq!(seen.load(Ordering::SeqCst), 9);
+}
