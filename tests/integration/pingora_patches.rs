@@ -11,14 +11,22 @@ const EVENTS: usize = 20;
 /// An upstream that answers every request on a connection with an SSE stream of `EVENTS`
 /// events, head, chunks and end in one write, so Sluice reads them in one read.
 async fn one_write_sse_upstream() -> u16 {
+    let events: Vec<String> = (0..EVENTS)
+        .map(|i| format!("data: {{\"n\":{i}}}\n\n"))
+        .collect();
+    one_write_upstream("text/event-stream", &events).await
+}
+
+/// An upstream that answers every request on a connection with `chunks` as a chunked body of
+/// `content_type`, all of it in one write.
+async fn one_write_upstream(content_type: &str, chunks: &[String]) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let mut answer = String::from(
-        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+    let mut answer = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n",
     );
-    for i in 0..EVENTS {
-        let event = format!("data: {{\"n\":{i}}}\n\n");
-        answer.push_str(&format!("{:X}\r\n{event}\r\n", event.len()));
+    for chunk in chunks {
+        answer.push_str(&format!("{:X}\r\n{chunk}\r\n", chunk.len()));
     }
     answer.push_str("0\r\n\r\n");
     tokio::spawn(async move {
@@ -130,16 +138,15 @@ async fn chunks_read_together_are_written_together() {
 
 /// strace on the running Sluice: the `sendto`s and `getpeername`s it makes while `work` runs.
 fn syscalls_during(pid: u32, work: impl FnOnce()) -> Vec<String> {
+    traced(pid, "trace=sendto,getpeername,writev", "4096", work)
+}
+
+/// The system calls of `pid` in `filter` (strace's `-e`) while `work` runs, strings cut at
+/// `strings` characters.
+fn traced(pid: u32, filter: &str, strings: &str, work: impl FnOnce()) -> Vec<String> {
     let out = tempfile::NamedTempFile::new().unwrap();
     let mut strace = std::process::Command::new("strace")
-        .args([
-            "-f",
-            "-s",
-            "4096",
-            "-e",
-            "trace=sendto,getpeername,writev",
-            "-o",
-        ])
+        .args(["-f", "-s", strings, "-e", filter, "-o"])
         .arg(out.path())
         .args(["-p", &pid.to_string()])
         .stderr(std::process::Stdio::piped())
@@ -209,5 +216,72 @@ async fn fewer_system_calls_per_request() {
     assert!(
         last.contains("data: {\\\"n\\\":19}"),
         "the last event and the body's end in one send: {text}"
+    );
+}
+
+/// What each `recvfrom` of `pid` asked for while `work` ran.
+fn read_sizes_during(pid: u32, work: impl FnOnce()) -> Vec<usize> {
+    traced(pid, "trace=recvfrom", "8", work)
+        .iter()
+        .filter_map(|l| {
+            // `recvfrom(12, "HTTP/1.1"..., 4096, 0, NULL, NULL) = 300`
+            let args = l.split_once("recvfrom(")?.1;
+            let after_data = args.rsplit_once(", 0, NULL, NULL)")?.0;
+            after_data.rsplit(", ").next()?.trim().parse().ok()
+        })
+        .collect()
+}
+
+/// Patch "small buffers until reads fill them": an SSE answer of small events is read with
+/// heads asked for 1 KiB and body reads of 4 KiB (unpatched: 4 KiB heads and 64 KiB body
+/// reads, each buffer held for as long as the stream lasts); a large body still gets 64 KiB
+/// reads once reads fill the smaller ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffers_start_small_and_grow_when_reads_fill_them() {
+    let sse = one_write_sse_upstream().await;
+    let big: Vec<String> = (0..64).map(|i| format!("{i:02x}").repeat(8192)).collect();
+    let large = one_write_upstream("application/json", &big).await;
+    let dynamic = format!(
+        r#"providers:
+  - {{ name: up, kind: http, base_url: "http://127.0.0.1:{sse}", credentials: none }}
+  - {{ name: large, kind: http, base_url: "http://127.0.0.1:{large}", credentials: none }}
+routes:
+  - {{ prefix: /up, provider: up, auth: none }}
+  - {{ prefix: /large, provider: large, auth: none }}
+"#
+    );
+    let sluice = Sluice::start(&dynamic);
+    let (port, pid) = (sluice.port, sluice.proc.child.id());
+    let sizes = tokio::task::spawn_blocking(move || {
+        read_sizes_during(pid, || {
+            chunks_of_one_request(port);
+        })
+    })
+    .await
+    .unwrap();
+    assert!(!sizes.is_empty(), "no reads traced");
+    assert!(
+        sizes.iter().all(|&n| n <= 4096),
+        "a read asked for more than 4 KiB on a small stream: {sizes:?}"
+    );
+    assert!(
+        sizes.contains(&1024),
+        "heads are read 1 KiB at first: {sizes:?}"
+    );
+    let client = client();
+    let url = sluice.url("/large/file");
+    let sizes = read_sizes_during(pid, || {
+        let body = std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(
+                    async move { client.get(url).send().await.unwrap().bytes().await.unwrap() },
+                )
+        });
+        assert_eq!(body.join().unwrap().len(), 64 * 16384);
+    });
+    assert!(
+        sizes.contains(&65536),
+        "reads grow to 64 KiB when they fill their buffer: {sizes:?}"
     );
 }

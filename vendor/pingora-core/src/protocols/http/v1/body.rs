@@ -29,6 +29,9 @@ use crate::utils::BufRef;
 
 // TODO: make this dynamically adjusted
 const BODY_BUFFER_SIZE: usize = 1024 * 64;
+/// The first read of a body asks for this much; each read that fills its buffer doubles the
+/// next, up to `body_buf_size` (an SSE stream of small events keeps a small buffer).
+const BODY_FIRST_READ_SIZE: usize = 1024 * 4;
 // limit how much incomplete chunk-size and chunk-ext to buffer
 const PARTIAL_CHUNK_HEAD_LIMIT: usize = 1024 * 8;
 // Trailers: https://datatracker.ietf.org/doc/html/rfc9112#section-7.1.2
@@ -148,6 +151,8 @@ pub struct BodyReader {
     pub body_state: ParseState,
     pub body_buf: Option<BytesMut>,
     pub body_buf_size: usize,
+    /// What the next read asks for: from `BODY_FIRST_READ_SIZE`, doubled when a read fills it.
+    read_size: usize,
     rewind_buf_len: usize,
     upstream: bool,
     body_buf_overread: Option<BytesMut>,
@@ -159,6 +164,7 @@ impl BodyReader {
             body_state: PS::ToStart,
             body_buf: None,
             body_buf_size: BODY_BUFFER_SIZE,
+            read_size: BODY_FIRST_READ_SIZE,
             rewind_buf_len: 0,
             upstream,
             body_buf_overread: None,
@@ -173,8 +179,20 @@ impl BodyReader {
         self.body_state = PS::ToStart;
     }
 
+    /// How much the next read asks for (never more than `body_buf_size`).
+    fn next_read_size(&self) -> usize {
+        self.read_size.min(self.body_buf_size)
+    }
+
+    /// After a read of `n` bytes that asked for `asked`: a full read doubles the next.
+    fn read_done(&mut self, n: usize, asked: usize) {
+        if n >= asked && self.read_size < self.body_buf_size {
+            self.read_size = (self.read_size * 2).min(self.body_buf_size);
+        }
+    }
+
     fn prepare_buf(&mut self, buf_to_rewind: &[u8]) {
-        let mut body_buf = BytesMut::with_capacity(self.body_buf_size.max(buf_to_rewind.len()));
+        let mut body_buf = BytesMut::with_capacity(self.next_read_size().max(buf_to_rewind.len()));
         if !buf_to_rewind.is_empty() {
             self.rewind_buf_len = buf_to_rewind.len();
             // TODO: this is still 1 copy. Make it zero
@@ -207,16 +225,19 @@ impl BodyReader {
         body_buf
     }
 
-    /// Grow the body buffer so it has room for `body_buf_size` bytes in total without discarding
-    /// what it already holds.
+    /// Grow the body buffer so it has room for the next read in total without discarding what it
+    /// already holds; returns that size.
     ///
     /// Used by the partial chunk head path, which must keep the bytes it has already buffered
     /// while making room to read the rest of the head.
-    fn reserve_buf_for_io(&mut self) {
+    fn reserve_buf_for_io(&mut self, held: usize) -> usize {
+        // Room past the `held` bytes of a partial chunk head, however small reads are now.
+        let size = self.next_read_size().max(held + BODY_FIRST_READ_SIZE);
         let body_buf = self.body_buf.get_or_insert_default();
-        if body_buf.len() < self.body_buf_size {
-            body_buf.reserve(self.body_buf_size - body_buf.len());
+        if body_buf.len() < size {
+            body_buf.reserve(size - body_buf.len());
         }
+        size
     }
 
     pub fn init_chunked(&mut self, buf_to_rewind: &[u8]) {
@@ -414,8 +435,8 @@ impl BodyReader {
         // downstream should not discard remaining data if peer sent more, so cap the read at what
         // is left of this body and leave anything past it on the stream
         let read_size = match self.body_state {
-            PS::Partial(_, remaining) if !self.upstream => remaining.min(self.body_buf_size),
-            _ => self.body_buf_size,
+            PS::Partial(_, remaining) if !self.upstream => remaining.min(self.next_read_size()),
+            _ => self.next_read_size(),
         };
         if n == 0 {
             /* Need to actually read */
@@ -425,6 +446,7 @@ impl BodyReader {
                 .read_buf(body_buf)
                 .await
                 .or_err(ReadError, "when reading body")?;
+            self.read_done(n, read_size);
         }
         match self.body_state {
             PS::Partial(read, to_read) => {
@@ -472,13 +494,14 @@ impl BodyReader {
         self.rewind_buf_len = 0; // we only need to read rewind data once
         if n == 0 {
             /* Need to actually read */
-            let read_size = self.body_buf_size;
+            let read_size = self.next_read_size();
             let body_buf = self.prepare_buf_for_io(read_size);
             n = stream
                 .take(read_size as u64)
                 .read_buf(body_buf)
                 .await
                 .or_err(ReadError, "when reading body")?;
+            self.read_done(n, read_size);
         }
         match self.body_state {
             PS::UntilClose(read) => {
@@ -510,13 +533,14 @@ impl BodyReader {
                         existing_buf_end = self.rewind_buf_len;
                         self.rewind_buf_len = 0; // we only need to read rewind data once
                         if existing_buf_end == 0 {
-                            let read_size = self.body_buf_size;
+                            let read_size = self.next_read_size();
                             let body_buf = self.prepare_buf_for_io(read_size);
                             existing_buf_end = stream
                                 .take(read_size as u64)
                                 .read_buf(body_buf)
                                 .await
                                 .or_err(ReadError, "when reading body")?;
+                            self.read_done(existing_buf_end, read_size);
                         }
                     } else {
                         /* existing_buf_end != 0 this is partial chunk head */
@@ -530,7 +554,7 @@ impl BodyReader {
                          * bounded and cheap, while split_off() would leave only
                          * capacity - partial_head_start of room behind it and force the reserve
                          * below to move the same bytes anyway (or reallocate) to fit the read. */
-                        self.reserve_buf_for_io();
+                        let read_size = self.reserve_buf_for_io(expecting_from_io);
                         let body_buf = self
                             .body_buf
                             .as_mut()
@@ -546,7 +570,7 @@ impl BodyReader {
                             .body_state
                             .partial_chunk_head(expecting_from_io, expecting_from_io);
                         let new_bytes = stream
-                            .take((self.body_buf_size - expecting_from_io) as u64)
+                            .take(read_size.saturating_sub(expecting_from_io) as u64)
                             .read_buf(body_buf)
                             .await
                             .or_err(ReadError, "when reading body")?;
@@ -838,7 +862,7 @@ impl BodyReader {
                 } else {
                     // Every previously buffered byte has already been parsed by the loop below
                     // (it only exits once `start` reaches `n`), so the buffer can be reset.
-                    let read_size = self.body_buf_size;
+                    let read_size = self.next_read_size();
                     let body_buf = self.prepare_buf_for_io(read_size);
                     stream
                         .take(read_size as u64)

@@ -392,9 +392,9 @@ impl HttpSession {
                 .response_header_read_buf
                 .capacity()
                 .saturating_sub(self.response_header_read_buf.len())
-                < INIT_HEADER_BUF_SIZE
+                < HEAD_READ_SIZE
             {
-                self.response_header_read_buf.reserve(INIT_HEADER_BUF_SIZE);
+                self.response_header_read_buf.reserve(HEAD_READ_SIZE);
             }
 
             let read_fut = self

@@ -27,6 +27,10 @@ use crate::utils::KVRef;
 pub(super) const MAX_HEADERS: usize = 256;
 
 pub(super) const INIT_HEADER_BUF_SIZE: usize = 4096;
+/// What a head read asks for at first (nginx's `client_header_buffer_size`): the buffer stays
+/// alive for as long as the head it holds, and most heads are well under it; a larger head
+/// grows it.
+pub(super) const HEAD_READ_SIZE: usize = 1024;
 pub(super) const MAX_HEADER_SIZE: usize = 1048575;
 
 pub(crate) const BODY_BUF_LIMIT: usize = 1024 * 64;
