@@ -74,7 +74,9 @@ impl HttpServerApp for OwnLoop {
             return self.proxy.process_new_http(downstream, shutdown).await;
         }
         let previous = downstream.take_connection_user_context();
-        let downstream = self.proxy.read_request_head(Box::new(downstream)).await?;
+        // Futures that are not the streaming phase are boxed: a connection's future is as large
+        // as its largest state, held for as long as the connection lives.
+        let downstream = Box::pin(self.proxy.read_request_head(Box::new(downstream))).await?;
         let mut session = self.proxy.new_session(downstream);
         if *shutdown.borrow() {
             session.set_keepalive(None);
@@ -86,7 +88,7 @@ impl HttpServerApp for OwnLoop {
         }
         if !takes(&session) {
             PINGORA.inc();
-            return self.proxy.serve_session(session, ctx).await;
+            return Box::pin(self.proxy.serve_session(session, ctx)).await;
         }
         OWN.inc();
         self.serve(session, ctx).await
@@ -111,18 +113,12 @@ impl OwnLoop {
     async fn serve(&self, mut session: Session, mut ctx: RequestCtx) -> Option<ReusedHttpStream> {
         let gateway = self.proxy.app();
         match gateway.request_filter(&mut session, &mut ctx).await {
-            Ok(true) => return finish(gateway, session, &mut ctx, true, None).await,
+            Ok(true) => return Box::pin(finish(gateway, session, &mut ctx, true, None)).await,
             Ok(false) => {}
             Err(e) => {
                 let answer = gateway.fail_to_proxy(&mut session, &e, &mut ctx).await;
-                return finish(
-                    gateway,
-                    session,
-                    &mut ctx,
-                    answer.can_reuse_downstream,
-                    Some(e),
-                )
-                .await;
+                let reuse = answer.can_reuse_downstream;
+                return Box::pin(finish(gateway, session, &mut ctx, reuse, Some(e))).await;
             }
         }
         let mut attempts = 0;
@@ -145,7 +141,7 @@ impl OwnLoop {
             let answer = gateway.fail_to_proxy(&mut session, e, &mut ctx).await;
             log::debug!("proxy failure ({}): {e}", answer.error_code);
         }
-        finish(gateway, session, &mut ctx, client_reuse, error).await
+        Box::pin(finish(gateway, session, &mut ctx, client_reuse, error)).await
     }
 
     /// One attempt: the peer, a connection to it, the exchange; the connection back to the
@@ -158,7 +154,7 @@ impl OwnLoop {
         };
         let (stream, reused) = match pool::take(&peer) {
             Some(stream) => (stream, true),
-            None => match self.connector.new_stream(&*peer).await {
+            None => match Box::pin(self.connector.new_stream(&*peer)).await {
                 Ok(stream) => (stream, false),
                 Err(mut e) => {
                     e.as_up();
