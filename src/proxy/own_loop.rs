@@ -8,6 +8,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::FutureExt;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora::connectors::TransportConnector;
 use pingora::protocols::http::v1::client::HttpSession as Upstream;
@@ -238,7 +239,20 @@ async fn exchange(
                     }
                 };
                 answered = task.is_end();
-                if let Err(e) = respond(gateway, session, task, ctx).await {
+                // What the same read brought (the body after its head, the end after the last
+                // chunk) leaves with it, in one write.
+                let mut tasks = vec![task];
+                while !answered && upstream.has_buffered_body() {
+                    match upstream.read_response_task().now_or_never() {
+                        Some(Ok(task)) => {
+                            answered = task.is_end();
+                            tasks.push(task);
+                        }
+                        Some(Err(e)) => return Attempt::failed(false, e.into_up()),
+                        None => break,
+                    }
+                }
+                if let Err(e) = respond(gateway, session, tasks, ctx).await {
                     return Attempt::failed(false, e);
                 }
             }
@@ -323,36 +337,38 @@ impl BodyState {
     }
 }
 
-/// A piece of the answer through the response filters and to the client; as Pingora's
-/// `h1_response_filter` and `write_response_tasks`.
+/// Pieces of the answer through the response filters and to the client in one write; as
+/// Pingora's `h1_response_filter` and `write_response_tasks`.
 async fn respond(
     gateway: &Gateway,
     session: &mut Session,
-    mut task: HttpTask,
+    mut tasks: Vec<HttpTask>,
     ctx: &mut RequestCtx,
 ) -> Result<()> {
-    match &mut task {
-        HttpTask::Header(head, end) => {
-            gateway
-                .upstream_response_filter(session, head, ctx)
-                .await
-                .map_err(|e| e.into_up())?;
-            pingora_proxy::h1_response_head(session, head, *end)?;
-            gateway.response_filter(session, head, ctx).await?;
+    if let Some(at) = tasks.iter().position(|t| matches!(t, HttpTask::Failed(_))) {
+        if let HttpTask::Failed(e) = tasks.swap_remove(at) {
+            return Err(e);
         }
-        HttpTask::Body(data, end) => {
-            if let Some(delay) = gateway.response_body_filter(session, data, *end, ctx)? {
-                tokio::time::sleep(delay).await;
-            }
-        }
-        HttpTask::Failed(_) => {
-            if let HttpTask::Failed(e) = task {
-                return Err(e);
-            }
-        }
-        _ => {}
     }
-    session.write_response_tasks(vec![task]).await.map(|_| ())
+    for task in &mut tasks {
+        match task {
+            HttpTask::Header(head, end) => {
+                gateway
+                    .upstream_response_filter(session, head, ctx)
+                    .await
+                    .map_err(|e| e.into_up())?;
+                pingora_proxy::h1_response_head(session, head, *end)?;
+                gateway.response_filter(session, head, ctx).await?;
+            }
+            HttpTask::Body(data, end) => {
+                if let Some(delay) = gateway.response_body_filter(session, data, *end, ctx)? {
+                    tokio::time::sleep(delay).await;
+                }
+            }
+            _ => {}
+        }
+    }
+    session.write_response_tasks(tasks).await.map(|_| ())
 }
 
 /// The request's records (`logging`), then the client connection back for the next request

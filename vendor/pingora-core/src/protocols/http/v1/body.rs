@@ -384,6 +384,12 @@ impl BodyReader {
 
     /// Whether the next read of a chunked body starts in bytes already buffered by an earlier
     /// read (a further chunk, or the end of the body), so it makes progress without I/O.
+    /// Whether the next body read is served from bytes already read: the part of the body
+    /// that came with the head, or a further chunk (see [`Self::has_buffered_chunk`]).
+    pub fn has_buffered_body(&self) -> bool {
+        self.rewind_buf_len > 0 || self.has_buffered_chunk()
+    }
+
     pub fn has_buffered_chunk(&self) -> bool {
         match self.body_state {
             PS::Chunked(_, start, end, 0) => start > 0 && start < end,

@@ -548,6 +548,13 @@ impl HttpSession {
     }
 
     /// Whether there is no more body to read.
+    /// Whether the next [`Self::read_response_task`] is served from bytes already read (the
+    /// body that came with the head, or further chunks): a caller can take it at once and
+    /// write it out with the task before it.
+    pub fn has_buffered_body(&self) -> bool {
+        !self.body_reader.need_init() && self.body_reader.has_buffered_body()
+    }
+
     pub fn is_body_done(&mut self) -> bool {
         self.init_body_reader();
         self.body_reader.body_done()

@@ -685,7 +685,17 @@ impl HttpSession {
 
     /// Write the response header to the client.
     /// This function can be called more than once to send 1xx informational headers excluding 101.
-    pub async fn write_response_header(&mut self, mut header: Box<ResponseHeader>) -> Result<()> {
+    pub async fn write_response_header(&mut self, header: Box<ResponseHeader>) -> Result<()> {
+        self.write_response_header_before(header, false).await
+    }
+
+    /// [`Self::write_response_header`], without its flush when `more` body follows in the same
+    /// write (the body's flush sends both).
+    async fn write_response_header_before(
+        &mut self,
+        mut header: Box<ResponseHeader>,
+        more: bool,
+    ) -> Result<()> {
         // Prepare header (handle upgrades, set headers, initialize body writer, serialize to bytes)
         let Some((write_buf, flush)) = self.prepare_response_header(&mut header)? else {
             // Header already sent or should be ignored
@@ -695,7 +705,7 @@ impl HttpSession {
         match self.underlying_stream.write_all(&write_buf).await {
             Ok(()) => {
                 // flush the stream if 1xx header or there is no response body
-                if flush || self.body_writer.finished() {
+                if (flush && !more) || self.body_writer.finished() {
                     self.underlying_stream
                         .flush()
                         .await
@@ -1636,10 +1646,12 @@ impl HttpSession {
         }
 
         let mut end_stream = false;
-        for task in tasks.into_iter() {
+        for (i, task) in tasks.into_iter().enumerate() {
             end_stream = match task {
                 HttpTask::Header(header, end_stream) => {
-                    self.write_response_header(header)
+                    // A head with body after it in this batch leaves with that body.
+                    let more = !header.status.is_informational() && i + 1 < n_tasks;
+                    self.write_response_header_before(header, more)
                         .await
                         .map_err(|e| e.into_down())?;
                     end_stream
