@@ -8,7 +8,7 @@
 # usage: benches/loadtest.sh [--smoke]
 #   DURATION=10  seconds per run          ROUNDS=3   interleaved rounds (median reported)
 #   WORKERS=nproc proxy workers (Sluice's default)  SLUICE_BIN=path  skip the release build
-#   TARGETS="direct nginx pingora sluice limited fallback noauth noaudit"  (keep direct, nginx, pingora)
+#   TARGETS="direct nginx pingora sluice limited fallback noauth noaudit oldloop"  (keep direct, nginx, pingora)
 #   --smoke      1 s runs, 1 round: checks the kit works (CI), figures mean nothing
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +20,9 @@ WORKERS=${WORKERS:-$(nproc)}
 # noaudit: no auth and no accounting (audit records go to a file under the kit's temp dir);
 # limited: `sluice` plus a per-principal request rate, token allowance and concurrency cap and a
 # monthly dollar budget (none of them reached); fallback: `sluice` on a route with a fallback
-# chain that is never used (the body is read whole before going upstream).
+# chain that is never used (the body is read whole before going upstream); oldloop: `sluice` on
+# pingora-proxy's loop (`server.proxy_loop: pingora`; a second Sluice process, started only when
+# named).
 TARGETS=${TARGETS:-direct nginx pingora sluice limited fallback noauth noaudit}
 if [[ "${1:-}" == "--smoke" ]]; then DURATION=1; ROUNDS=1; SMOKE=1; else SMOKE=0; fi
 
@@ -92,6 +94,19 @@ LOAD_KEY_A=sk-load-a-000000000 LOAD_KEY_B=sk-load-b-000000000 RUST_LOG=warn \
   "$SLUICE_BIN" serve --config "$T/sluice.yaml" >"$T/sluice.log" 2>&1 &
 SLUICE_PID=$!
 PIDS+=($SLUICE_PID)
+# oldloop: the same Sluice with pingora-proxy's loop (`server.proxy_loop: pingora`), for A/B.
+OLD=$(port); OLD_ADMIN=$(port)
+if [[ " $TARGETS " == *" oldloop "* ]]; then
+  mkdir -p "$T/old"
+  sed -e "s|127.0.0.1:$SLUICE\"|127.0.0.1:$OLD\"|; s|127.0.0.1:$ADMIN\"|127.0.0.1:$OLD_ADMIN\"|" \
+    -e "s|^data_dir: .*|data_dir: $T/old|" \
+    -e "s|^server: { |server: { proxy_loop: pingora, |" "$T/sluice.yaml" >"$T/old.yaml"
+  LOAD_KEY_A=sk-load-a-000000000 LOAD_KEY_B=sk-load-b-000000000 RUST_LOG=warn \
+    "$SLUICE_BIN" serve --config "$T/old.yaml" >"$T/old.log" 2>&1 &
+  OLD_PID=$!
+  PIDS+=($OLD_PID)
+  wait_port "$OLD"
+fi
 
 start_nginx_proxy
 "$BARE_BIN" "127.0.0.1:$BARE" "127.0.0.1:$MOCK" "$WORKERS" >"$T/bare.log" 2>&1 &
@@ -114,6 +129,7 @@ url() {
     noaudit) echo "http://127.0.0.1:$SLUICE/bare/v1/chat/completions" ;;
     limited) echo "http://127.0.0.1:$SLUICE/limited/v1/chat/completions" ;;
     fallback) echo "http://127.0.0.1:$SLUICE/fallback/v1/chat/completions" ;;
+    oldloop) echo "http://127.0.0.1:$OLD/openai/v1/chat/completions" ;;
   esac
 }
 declare -A RPS P50 P99 CPU
@@ -123,6 +139,7 @@ proxy_pids() {
     direct) echo "" ;;
     nginx) pgrep -P "$(cat "$T/nginx.pid")" | tr '\n' ' ' ;;
     pingora) echo "$BARE_PID" ;;
+    oldloop) echo "$OLD_PID" ;;
     *) echo "$SLUICE_PID" ;;
   esac
 }

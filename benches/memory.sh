@@ -7,6 +7,7 @@
 # usage: benches/memory.sh [--smoke]
 #   CONNS=1000  concurrent streams      DURATION=5  seconds of load
 #   SLUICE_BIN=path  skip the release build
+#   SERVER=", proxy_loop: pingora"  more `server:` settings for Sluice (experiments)
 #   WRAP="heaptrack"  run Sluice under a tool (build with --no-default-features for heaptrack:
 #                     mimalloc hides the allocations from it)
 set -euo pipefail
@@ -40,7 +41,7 @@ PIDS+=($!)
 cat >"$T/sluice.yaml" <<YAML
 listeners: { proxy: "127.0.0.1:$SLUICE", admin: "127.0.0.1:$ADMIN" }
 data_dir: $T/data
-server: { grace_period_seconds: 1, graceful_shutdown_timeout_seconds: 1 }
+server: { grace_period_seconds: 1, graceful_shutdown_timeout_seconds: 1${SERVER:-} }
 providers:
   - name: openai
     kind: openai
