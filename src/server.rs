@@ -340,6 +340,8 @@ fn conn_caps(config: &wire::Config, name: &'static str) -> Arc<ConnCaps> {
 /// The reverse proxy listener.
 fn add_proxy(server: &mut Server, config: &wire::Config, bound: &Bound, gateway: Gateway) {
     let connector = gateway.connector.clone();
+    let conf = &server.configuration;
+    crate::proxy::pool::set_capacity(conf.upstream_keepalive_pool_size, conf.threads);
     let http = Arc::new(http_app(server, config, gateway));
     let caps = conn_caps(config, "proxy");
     let inner = Arc::new(OwnLoop {

@@ -41,14 +41,17 @@ pub struct OwnLoop {
 struct Attempt {
     client_reuse: bool,
     upstream_reuse: bool,
+    /// The upstream connection came from the pool.
+    reused: bool,
     error: Option<Box<Error>>,
 }
 
 impl Attempt {
-    fn failed(upstream_reuse: bool, error: Box<Error>) -> Attempt {
+    fn failed(error: Box<Error>) -> Attempt {
         Attempt {
             client_reuse: false,
-            upstream_reuse,
+            upstream_reuse: false,
+            reused: false,
             error: Some(error),
         }
     }
@@ -125,14 +128,18 @@ impl OwnLoop {
         let mut attempts = 0;
         let mut client_reuse = false;
         let mut error = None;
+        // After a failure on a pooled connection, the retry opens a fresh one (the next pooled
+        // one may have died the same way).
+        let mut fresh = false;
         while attempts < self.proxy.max_retries() {
             attempts += 1;
-            let attempt = self.attempt(&mut session, &mut ctx).await;
+            let attempt = self.attempt(&mut session, &mut ctx, fresh).await;
             client_reuse = attempt.client_reuse;
             error = attempt.error;
             if !error.as_ref().is_some_and(|e| e.retry()) {
                 break;
             }
+            fresh |= attempt.reused;
             log::debug!(
                 "retrying: {}",
                 error.as_deref().map_or(String::new(), |e| e.to_string())
@@ -140,32 +147,37 @@ impl OwnLoop {
         }
         if let Some(e) = &error {
             let answer = gateway.fail_to_proxy(&mut session, e, &mut ctx).await;
-            log::debug!("proxy failure ({}): {e}", answer.error_code);
+            log::error!(
+                "Fail to proxy: {e}, status: {}, tries: {attempts}",
+                answer.error_code
+            );
         }
         Box::pin(finish(gateway, session, &mut ctx, client_reuse, error)).await
     }
 
-    /// One attempt: the peer, a connection to it, the exchange; the connection back to the
-    /// pool when it can serve again.
-    async fn attempt(&self, session: &mut Session, ctx: &mut RequestCtx) -> Attempt {
+    /// One attempt: the peer, a connection to it (a pooled one unless `fresh`), the exchange;
+    /// the connection back to the pool when it can serve again.
+    async fn attempt(&self, session: &mut Session, ctx: &mut RequestCtx, fresh: bool) -> Attempt {
         let gateway = self.proxy.app();
         let peer = match gateway.upstream_peer(session, ctx).await {
             Ok(peer) => peer,
-            Err(e) => return Attempt::failed(false, e),
+            Err(e) => return Attempt::failed(e),
         };
-        let (stream, reused) = match pool::take(&peer) {
+        let pooled = if fresh { None } else { pool::take(&peer) };
+        let (stream, reused) = match pooled {
             Some(stream) => (stream, true),
             None => match Box::pin(self.connector.new_stream(&*peer)).await {
                 Ok(stream) => (stream, false),
                 Err(mut e) => {
                     e.as_up();
                     let e = gateway.fail_to_connect(session, &peer, ctx, e);
-                    return Attempt::failed(false, e.into_up());
+                    return Attempt::failed(e.into_up());
                 }
             },
         };
         let mut upstream = Upstream::new_with_options(stream, &*peer);
         let mut attempt = exchange(gateway, session, &mut upstream, &peer, ctx).await;
+        attempt.reused = reused;
         if attempt.upstream_reuse {
             upstream.respect_keepalive();
             if let Some(stream) = upstream.reuse().await {
@@ -197,19 +209,19 @@ async fn exchange(
         .contains_key(http::header::HOST);
     let mut head = match pingora_proxy::h1_upstream_request(session, peer) {
         Ok(head) => head,
-        Err(e) => return Attempt::failed(true, e),
+        Err(e) => return Attempt::failed(e),
     };
     if let Err(e) = gateway
         .upstream_request_filter(session, &mut head, ctx)
         .await
     {
-        return Attempt::failed(true, e);
+        return Attempt::failed(e);
     }
     if let Err(e) = pingora_proxy::finish_h1_upstream_request(session, &mut head, had_host) {
-        return Attempt::failed(true, e);
+        return Attempt::failed(e);
     }
     if let Err(e) = upstream.write_request_header(Box::new(head)).await {
-        return Attempt::failed(false, e.into_up());
+        return Attempt::failed(e.into_up());
     }
     session.as_mut().enable_retry_buffering();
     let mut body = BodyState {
@@ -222,11 +234,13 @@ async fn exchange(
     if kept.is_some() || session.as_mut().is_body_empty() {
         let done = body.client_done;
         if let Err(e) = body.send(gateway, session, upstream, kept, done, ctx).await {
-            return Attempt::failed(false, e);
+            return Attempt::failed(e);
         }
     }
     let mut answered = false;
     let mut client_idle = true;
+    // Whether the upstream may not have read the whole request (see `keeps_connection`).
+    let mut unread = false;
     while !answered || !body.client_done {
         tokio::select! {
             biased;
@@ -235,10 +249,15 @@ async fn exchange(
                     Ok(task) => task,
                     Err(e) => {
                         let e = body.send_error.take().unwrap_or(e);
-                        return Attempt::failed(false, e.into_up());
+                        return Attempt::failed(e.into_up());
                     }
                 };
                 answered = task.is_end();
+                if let HttpTask::Header(head, _) = &task {
+                    if !head.status.is_informational() {
+                        unread |= !body.upstream_done || !keeps_connection(head.status.as_u16());
+                    }
+                }
                 // What the same read brought (the body after its head, the end after the last
                 // chunk) leaves with it, in one write.
                 let mut tasks = vec![task];
@@ -248,28 +267,31 @@ async fn exchange(
                             answered = task.is_end();
                             tasks.push(task);
                         }
-                        Some(Err(e)) => return Attempt::failed(false, e.into_up()),
+                        Some(Err(e)) => return Attempt::failed(e.into_up()),
                         None => break,
                     }
                 }
                 if let Err(e) = respond(gateway, session, tasks, ctx).await {
-                    return Attempt::failed(false, e);
+                    return Attempt::failed(e);
                 }
             }
+            // The client's body while it goes upstream (not once sending failed: only the
+            // answer is awaited then); after it, an idle read that notices a client leaving.
             read = session.downstream_session.read_body_or_idle(body.client_done),
-                if !body.client_done || client_idle => {
+                if (!body.client_done && body.send_error.is_none())
+                    || (body.client_done && client_idle) => {
                 let data = match read {
                     Ok(data) => data,
-                    Err(e) => return Attempt::failed(false, e.into_down()),
+                    Err(e) => return Attempt::failed(e.into_down()),
                 };
                 if body.client_done {
-                    // An idle read that returned: nothing more to watch on this request.
+                    // An idle read returned (it only pends or fails today): stop watching.
                     client_idle = false;
                     continue;
                 }
                 let done = session.as_mut().is_body_done();
                 if let Err(e) = body.send(gateway, session, upstream, data, done, ctx).await {
-                    return Attempt::failed(false, e);
+                    return Attempt::failed(e);
                 }
             }
         }
@@ -279,9 +301,19 @@ async fn exchange(
     }
     Attempt {
         client_reuse: body.client_done,
-        upstream_reuse: body.upstream_done && body.send_error.is_none(),
+        upstream_reuse: body.upstream_done && body.send_error.is_none() && !unread,
+        reused: false,
         error: None,
     }
+}
+
+/// Whether an upstream that answered `status` has surely read the whole request. An answer
+/// that refuses the request itself (400, 408, 411, 413, 414, 431) or a server error may come
+/// before the body was read: the unread rest would be taken for the next request on a reused
+/// connection, someone else's, so such a connection is closed (as is one whose answer began
+/// before the body was all sent). A compliant upstream closes it itself.
+fn keeps_connection(status: u16) -> bool {
+    !matches!(status, 400 | 408 | 411 | 413 | 414 | 431 | 500..)
 }
 
 /// Where the request body stands: read whole from the client, ended upstream, or failed to

@@ -4,12 +4,17 @@
 //! is taken instead: past its idle deadline, closed by the upstream, or holding bytes nobody
 //! asked for, it is dropped and the next one tried. The proxy loop retries a request that failed
 //! on a reused connection once on a fresh one, before any byte of the answer reached the client.
+//! Each release also looks at the oldest connections kept for that upstream and drops those
+//! that expired or died, so connections an upstream closed do not pile up under a busy newest
+//! one. (While no request reaches an upstream, its dead connections wait for the next one: at
+//! most the pool's size, sockets in `CLOSE_WAIT`.)
 
 use pingora::protocols::Stream;
 use pingora::upstreams::peer::{HttpPeer, Peer};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::LazyLock;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -17,9 +22,17 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::metrics::METRICS;
 
-/// Idle connections one worker thread keeps, to all upstreams together (the server's
-/// `upstream_keepalive_pool_size`).
-const MAX_IDLE: usize = 1024;
+/// Idle connections one worker thread keeps, to all upstreams together: the server's
+/// `upstream_keepalive_pool_size` shared among its threads (`set_capacity`).
+static MAX_IDLE: AtomicUsize = AtomicUsize::new(1024);
+
+/// How many of the oldest connections of an upstream each release checks.
+const SWEEP: usize = 2;
+
+/// Sets each thread's share of `total` idle connections over `threads` threads.
+pub fn set_capacity(total: usize, threads: usize) {
+    MAX_IDLE.store((total / threads.max(1)).max(16), Ordering::Relaxed);
+}
 
 struct Idle {
     stream: Stream,
@@ -65,12 +78,27 @@ pub fn take(peer: &HttpPeer) -> Option<Stream> {
     taken
 }
 
-/// Keeps `stream` for the next request to `peer`, for the peer's idle timeout (60 s without).
+/// Keeps `stream` for the next request to `peer`, for the peer's idle timeout (60 s without;
+/// none when it is zero).
 pub fn put(peer: &HttpPeer, stream: Stream) {
-    let until = Instant::now() + peer.idle_timeout().unwrap_or(Duration::from_secs(60));
+    let idle = peer.idle_timeout().unwrap_or(Duration::from_secs(60));
+    if idle.is_zero() {
+        return;
+    }
+    let now = Instant::now();
     let address = peer.address().clone();
     POOL.with_borrow_mut(|pool| {
-        if pool.held >= MAX_IDLE && !evict_oldest(pool) {
+        let list = pool.by_peer.entry(peer.reuse_hash()).or_default();
+        let before = list.len();
+        let mut checked = 0;
+        list.retain_mut(|idle| {
+            checked += 1;
+            checked > SWEEP || (idle.until > now && quiet(&mut idle.stream))
+        });
+        let dropped = before - list.len();
+        pool.held -= dropped;
+        STALE.inc_by(dropped as u64);
+        if pool.held >= MAX_IDLE.load(Ordering::Relaxed) && !evict_oldest(pool) {
             return;
         }
         pool.held += 1;
@@ -80,7 +108,7 @@ pub fn put(peer: &HttpPeer, stream: Stream) {
             .push(Idle {
                 stream,
                 address,
-                until,
+                until: now + idle,
             });
     });
 }
@@ -155,13 +183,39 @@ mod tests {
         assert!(take(&peer).is_some());
     }
 
+    fn kept(peer: &HttpPeer) -> usize {
+        POOL.with_borrow(|pool| pool.by_peer.get(&peer.reuse_hash()).map_or(0, Vec::len))
+    }
+
     #[tokio::test]
-    async fn an_expired_connection_is_not_reused() {
+    async fn an_expired_connection_is_not_reused_and_none_is_kept_without_a_timeout() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut peer = HttpPeer::new(listener.local_addr().unwrap(), false, String::new());
-        peer.options.idle_timeout = Some(Duration::ZERO);
-        let (a, _server) = pair(&listener).await;
+        peer.options.idle_timeout = Some(Duration::from_nanos(1));
+        let (a, _a_server) = pair(&listener).await;
         put(&peer, stream(a));
+        assert_eq!(kept(&peer), 1);
         assert!(take(&peer).is_none());
+        peer.options.idle_timeout = Some(Duration::ZERO);
+        let (b, _b_server) = pair(&listener).await;
+        put(&peer, stream(b));
+        assert_eq!(kept(&peer), 0);
+    }
+
+    /// Connections that die under a busy newest one are dropped by the next releases, not
+    /// kept open until they would be taken.
+    #[tokio::test]
+    async fn releases_drop_the_oldest_dead_connections() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = HttpPeer::new(listener.local_addr().unwrap(), false, String::new());
+        let (old, old_server) = pair(&listener).await;
+        let (live, _live_server) = pair(&listener).await;
+        drop(old_server);
+        old.readable().await.unwrap();
+        put(&peer, stream(old));
+        assert_eq!(kept(&peer), 1);
+        put(&peer, stream(live));
+        assert_eq!(kept(&peer), 1, "the next release dropped the dead one");
+        assert!(take(&peer).is_some());
     }
 }

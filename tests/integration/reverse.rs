@@ -561,3 +561,137 @@ tokens:
     // Each GET after the first met a dropped connection first: 5 answered, 4 dropped.
     assert_eq!(seen.load(Ordering::SeqCst), 9);
 }
+
+/// An upstream that refuses POSTs with 413 before reading their body and keeps the connection
+/// (as a non-compliant server may), answers anything else 200, and keeps every request head
+/// that arrived on a connection after a refusal: what a reused connection fed it.
+async fn early_refusing_api() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let after_refusal = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = after_refusal.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let (mut buf, mut chunk, mut refused) = (Vec::new(), [0u8; 4096], false);
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end + 4);
+                    if refused {
+                        kept.lock().unwrap().push(head.clone());
+                    }
+                    let answer: &[u8] = if head.starts_with("POST") {
+                        refused = true;
+                        b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                    };
+                    if s.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, after_refusal)
+}
+
+/// An upstream that answers before reading a request's body leaves that body unread on the
+/// connection: reused, the rest of one principal's body would be the start of the next
+/// principal's request (here a smuggled request line that swallows the victim's head, key
+/// included). Sluice does not reuse a connection whose answer says the request was not read.
+#[tokio::test]
+async fn a_connection_answered_before_its_body_was_read_is_not_reused() {
+    let (port, after_refusal) = early_refusing_api().await;
+    let dynamic = format!(
+        r#"providers:
+  - {{ name: api, kind: http, base_url: "http://127.0.0.1:{port}", keys: [{{ id: a, secret_ref: "env:KEY_A" }}] }}
+routes:
+  - {{ prefix: /api, provider: api }}
+tokens:
+  - {}
+"#,
+        tok().record
+    );
+    let sluice = Sluice::start_with_env(&dynamic, &KEYS);
+    let client = client();
+    let smuggled = "GET /smuggled HTTP/1.1\r\nhost: a\r\nx-swallow: ";
+    let r = client
+        .post(sluice.url("/api/upload"))
+        .bearer_auth(&tok().token)
+        .body(smuggled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let r = client
+        .get(sluice.url("/api/victim"))
+        .bearer_auth(&tok().token)
+        .header("x-victim", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let fed = after_refusal.lock().unwrap().join("\n");
+    assert!(
+        !fed.to_ascii_lowercase().contains("x-victim"),
+        "the victim's request went down the refused connection: {fed}"
+    );
+}
+
+/// A streamed answer's head reaches the client when it arrives, even when the bytes read with
+/// it are only the start of a chunk (nothing to write yet) and the rest comes later; on both
+/// proxy loops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_head_is_not_held_for_the_body() {
+    for proxy_loop in ["sluice", "pingora"] {
+        streamed_head_arrives(proxy_loop).await;
+    }
+}
+
+async fn streamed_head_arrives(proxy_loop: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (head_seen, mut wait_head) = tokio::sync::mpsc::channel::<()>(1);
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = listener.accept().await else {
+            return;
+        };
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n5")
+            .await;
+        // The rest only once the client saw the head.
+        wait_head.recv().await;
+        let _ = s.write_all(b"\r\nhello\r\n0\r\n\r\n").await;
+    });
+    let dynamic = format!(
+        r#"server:
+  proxy_loop: {proxy_loop}
+providers:
+  - {{ name: up, kind: http, base_url: "http://127.0.0.1:{port}", credentials: none }}
+routes:
+  - {{ prefix: /up, provider: up, auth: none }}
+"#
+    );
+    let sluice = Sluice::start(&dynamic);
+    let request = client().get(sluice.url("/up/events")).send();
+    let r = tokio::time::timeout(Duration::from_secs(10), request)
+        .await
+        .unwrap_or_else(|_| panic!("{proxy_loop}: the head did not arrive before the body"))
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    head_seen.send(()).await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "hello");
+}

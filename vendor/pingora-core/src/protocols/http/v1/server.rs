@@ -1646,11 +1646,20 @@ impl HttpSession {
         }
 
         let mut end_stream = false;
+        // A head with body bytes (or the body's end) after it in this batch leaves with them:
+        // the flush after the body sends both; an unflushed head is flushed at the end anyway.
+        let body_follows = tasks.iter().skip(1).any(|t| match t {
+            HttpTask::Body(data, end) | HttpTask::UpgradedBody(data, end) => {
+                *end || data.as_ref().is_some_and(|d| !d.is_empty())
+            }
+            _ => true,
+        });
+        let mut head_unflushed = false;
         for (i, task) in tasks.into_iter().enumerate() {
             end_stream = match task {
                 HttpTask::Header(header, end_stream) => {
-                    // A head with body after it in this batch leaves with that body.
-                    let more = !header.status.is_informational() && i + 1 < n_tasks;
+                    let more = i == 0 && body_follows && !header.status.is_informational();
+                    head_unflushed |= more;
                     self.write_response_header_before(header, more)
                         .await
                         .map_err(|e| e.into_down())?;
@@ -1690,6 +1699,12 @@ impl HttpSession {
         if end_stream {
             // no-op if body wasn't initialized or is finished already
             self.finish_body().await.map_err(|e| e.into_down())?;
+        } else if head_unflushed {
+            // Nothing above flushed (a body piece may have been empty): the head goes now.
+            self.underlying_stream
+                .flush()
+                .await
+                .or_err(WriteError, "flushing response header")?;
         }
         Ok(end_stream || self.body_writer.finished())
     }
