@@ -239,7 +239,7 @@ async fn exchange(
     }
     let mut answered = false;
     let mut client_idle = true;
-    // Whether the upstream may not have read the whole request (see `keeps_connection`).
+    // Whether the upstream may not have read the whole request (`answer_keeps_connection`).
     let mut unread = false;
     while !answered || !body.client_done {
         tokio::select! {
@@ -255,7 +255,7 @@ async fn exchange(
                 answered = task.is_end();
                 if let HttpTask::Header(head, _) = &task {
                     if !head.status.is_informational() {
-                        unread |= !body.upstream_done || !keeps_connection(head.status.as_u16());
+                        unread |= !body.upstream_done || !pingora_proxy::answer_keeps_connection(head.status.as_u16());
                     }
                 }
                 // What the same read brought (the body after its head, the end after the last
@@ -305,15 +305,6 @@ async fn exchange(
         reused: false,
         error: None,
     }
-}
-
-/// Whether an upstream that answered `status` has surely read the whole request. An answer
-/// that refuses the request itself (400, 408, 411, 413, 414, 431) or a server error may come
-/// before the body was read: the unread rest would be taken for the next request on a reused
-/// connection, someone else's, so such a connection is closed (as is one whose answer began
-/// before the body was all sent). A compliant upstream closes it itself.
-fn keeps_connection(status: u16) -> bool {
-    !matches!(status, 400 | 408 | 411 | 413 | 414 | 431 | 500..)
 }
 
 /// Where the request body stands: read whole from the client, ended upstream, or failed to

@@ -608,12 +608,21 @@ async fn early_refusing_api() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Strin
 /// An upstream that answers before reading a request's body leaves that body unread on the
 /// connection: reused, the rest of one principal's body would be the start of the next
 /// principal's request (here a smuggled request line that swallows the victim's head, key
-/// included). Sluice does not reuse a connection whose answer says the request was not read.
+/// included). Sluice does not reuse a connection whose answer says the request was not read,
+/// on either proxy loop.
 #[tokio::test]
 async fn a_connection_answered_before_its_body_was_read_is_not_reused() {
+    for proxy_loop in ["sluice", "pingora"] {
+        refused_connection_not_reused(proxy_loop).await;
+    }
+}
+
+async fn refused_connection_not_reused(proxy_loop: &str) {
     let (port, after_refusal) = early_refusing_api().await;
     let dynamic = format!(
-        r#"providers:
+        r#"server:
+  proxy_loop: {proxy_loop}
+providers:
   - {{ name: api, kind: http, base_url: "http://127.0.0.1:{port}", keys: [{{ id: a, secret_ref: "env:KEY_A" }}] }}
 routes:
   - {{ prefix: /api, provider: api }}
@@ -644,7 +653,7 @@ tokens:
     let fed = after_refusal.lock().unwrap().join("\n");
     assert!(
         !fed.to_ascii_lowercase().contains("x-victim"),
-        "the victim's request went down the refused connection: {fed}"
+        "{proxy_loop}: the victim's request went down the refused connection: {fed}"
     );
 }
 

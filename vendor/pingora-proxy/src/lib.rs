@@ -98,7 +98,9 @@ pub mod subrequest;
 
 use subrequest::{BodyMode, Ctx as SubrequestCtx};
 
-pub use own_loop::{finish_h1_upstream_request, h1_response_head, h1_upstream_request};
+pub use own_loop::{
+    answer_keeps_connection, finish_h1_upstream_request, h1_response_head, h1_upstream_request,
+};
 pub use proxy_cache::range_filter::{range_header_filter, MultiRangeInfo, RangeType};
 pub use proxy_purge::PurgeStatus;
 pub use proxy_trait::{FailToProxy, ProxyHttp, ProxyWarnLogContext};

@@ -127,3 +127,12 @@ pub fn h1_response_head(session: &Session, header: &mut ResponseHeader, end: boo
     }
     Ok(())
 }
+
+/// Whether an upstream that answered `status` surely read the whole request, so that its
+/// connection may serve another. An answer refusing the request itself (400, 408, 411, 413,
+/// 414, 431) or a server error may come before the body was read: the unread rest would be
+/// taken for the start of the next request on that connection — another client's. (A
+/// compliant server closes such a connection itself; this is for those that do not.)
+pub fn answer_keeps_connection(status: u16) -> bool {
+    !matches!(status, 400 | 408 | 411 | 413 | 414 | 431 | 500..)
+}

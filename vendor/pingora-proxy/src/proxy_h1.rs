@@ -270,6 +270,17 @@ where
                     match res {
                         Ok(task) => {
                             response_done = task.is_end();
+                            // An answer that began before the request was all sent, or that
+                            // refuses the request, may leave some of it unread: the connection
+                            // is not reused (the rest would start another client's request).
+                            if let HttpTask::Header(head, _) = &task {
+                                if !head.status.is_informational()
+                                    && (!request_done
+                                        || !answer_keeps_connection(head.status.as_u16()))
+                                {
+                                    upstream_can_reuse = false;
+                                }
+                            }
                             if !upgraded && client_session.was_upgraded() {
                                 // upgrade can only happen once
                                 upgraded = true;
