@@ -718,6 +718,27 @@ async fn refuse(session: &mut Session, ctx: &mut RequestCtx, refusal: Refusal) -
         _ => None,
     };
     let (status, id) = (error.status(), &ctx.request_id);
+    read_small_body(session).await;
     write_error_for(session, error, shape, status, metadata.as_deref(), id).await;
     Ok(true)
+}
+
+/// Reads a refused request's small body (16 KiB at most, declared by `Content-Length`) within
+/// a second, so that the client's connection serves its next request: answering before the
+/// body ends closes it, and a client that retries with a fixed credential would pay a new
+/// connection for each refusal. Larger bodies, chunked ones and `Expect: 100-continue` are not
+/// waited for.
+async fn read_small_body(session: &mut Session) {
+    const SMALL: u64 = 16 * 1024;
+    let headers = &session.req_header().headers;
+    let small = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n <= SMALL);
+    if !small || headers.contains_key(http::header::EXPECT) || session.is_body_done() {
+        return;
+    }
+    let read = session.as_mut().drain_request_body();
+    let _ = tokio::time::timeout(Duration::from_secs(1), read).await;
 }

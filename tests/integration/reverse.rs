@@ -704,3 +704,63 @@ routes:
     head_seen.send(()).await.unwrap();
     assert_eq!(r.text().await.unwrap(), "hello");
 }
+
+/// A refused request's small body is read before the refusal, so the client's connection
+/// serves its next request (a client retrying with a bad key does not pay a new connection for
+/// each 401); a large one is not waited for and its connection closes.
+#[tokio::test]
+async fn a_refusal_keeps_the_connection_when_the_body_is_small() {
+    let mock = Mock::start(&[]);
+    let dynamic = format!(
+        r#"providers:
+  - {{ name: openai, kind: openai, base_url: "{}", keys: [{{ id: a, secret_ref: "env:KEY_A" }}] }}
+routes:
+  - {{ prefix: /openai, provider: openai }}
+tokens:
+  - {}
+"#,
+        mock.url(),
+        tok().record
+    );
+    let sluice = Sluice::start_with_env(&dynamic, &KEYS);
+    let port = sluice.port;
+    let answers = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let body = r#"{"model":"gpt-4o","messages":[]}"#;
+        let mut heads = Vec::new();
+        for _ in 0..2 {
+            write!(
+                s,
+                "POST /openai/v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer sl_not_a_token\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            // One answer: its head, then its Content-Length body.
+            let mut raw = Vec::new();
+            let mut byte = [0u8; 1];
+            while !raw.ends_with(b"\r\n\r\n") {
+                assert_eq!(s.read(&mut byte).unwrap(), 1, "the connection closed");
+                raw.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap();
+            let mut rest = vec![0u8; len];
+            s.read_exact(&mut rest).unwrap();
+            heads.push(head);
+        }
+        heads
+    })
+    .await
+    .unwrap();
+    for head in &answers {
+        assert!(head.starts_with("http/1.1 401"), "{head}");
+        assert!(!head.contains("connection: close"), "{head}");
+    }
+    assert_eq!(mock.stats().await["requests"], 0, "nothing went upstream");
+}
