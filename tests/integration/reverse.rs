@@ -707,7 +707,7 @@ routes:
 
 /// A refused request's small body is read before the refusal, so the client's connection
 /// serves its next request (a client retrying with a bad key does not pay a new connection for
-/// each 401); a large one is not waited for and its connection closes.
+/// each 401).
 #[tokio::test]
 async fn a_refusal_keeps_the_connection_when_the_body_is_small() {
     let mock = Mock::start(&[]);
