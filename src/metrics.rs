@@ -67,7 +67,7 @@ metrics! {
     control_revision: IntGauge = gauge("sluice_control_revision", "Control-plane revision this data plane serves");
     mcp_requests: IntCounterVec = counter_vec("sluice_mcp_requests_total", "MCP requests by server, JSON-RPC method (a fixed set; other, batch, stream, delete) and outcome (status class, or refused)", &["server", "method", "outcome"]);
     oauth_grants: IntGaugeVec = gauge_vec("sluice_oauth_grants", "Users' grants held in the token vault, by OAuth provider (control plane)", &["provider"]);
-    proxy_path: IntCounterVec = counter_vec("sluice_proxy_path_total", "Requests by the proxy loop that served them (sluice: Sluice's own HTTP/1 loop; pingora: pingora-proxy, for HTTP/2, upgrades, 100-continue and the forward proxy)", &["path"]);
+    proxy_path: IntCounterVec = counter_vec("sluice_proxy_path_total", "Requests on the proxy listener by the loop that served them (sluice: Sluice's own HTTP/1 loop; pingora: pingora-proxy, for HTTP/2, upgrades, 100-continue, CONNECT, or server.proxy_loop: pingora)", &["path"]);
     upstream_pool: IntCounterVec = counter_vec("sluice_upstream_pool_total", "Upstream connections asked of Sluice's own keep-alive pool, by result (reused, new, stale: closed or expired while idle)", &["result"]);
     oauth_events: IntCounterVec = counter_vec("sluice_oauth_events_total", "Token-vault operations by OAuth provider, event (consent, refresh, exchange, revocation) and outcome (ok, error, invalid_grant, denied)", &["provider", "event", "outcome"]);
 }
