@@ -147,10 +147,7 @@ pub async fn start(session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
     let expects = headers
         .get(http::header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = super::steps::declared_length(session.req_header());
     let too_large = || {
         Error::e_explain(
             ErrorType::HTTPStatus(413),

@@ -171,11 +171,7 @@ fn server_for(req: &RequestHeader, snap: &Snapshot) -> Result<Arc<McpServer>, Re
         r.headers.push(("allow", "POST, GET, DELETE".to_owned()));
         return Err(r);
     }
-    let declared = req
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = super::steps::declared_length(req);
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         let message = format!("the request body is larger than {MAX_BODY} bytes");
         return Err(Refused::new(413, -32600, message));

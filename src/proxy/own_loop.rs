@@ -200,28 +200,8 @@ async fn exchange(
     peer: &HttpPeer,
     ctx: &mut RequestCtx,
 ) -> Attempt {
-    upstream.read_timeout = peer.options.read_timeout;
-    upstream.response_header_timeout = peer.options.response_header_timeout;
-    upstream.write_timeout = peer.options.write_timeout;
-    let had_host = session
-        .req_header()
-        .headers
-        .contains_key(http::header::HOST);
-    let mut head = match pingora_proxy::h1_upstream_request(session, peer) {
-        Ok(head) => head,
-        Err(e) => return Attempt::failed(e),
-    };
-    if let Err(e) = gateway
-        .upstream_request_filter(session, &mut head, ctx)
-        .await
-    {
+    if let Err(e) = send_head(gateway, session, upstream, peer, ctx).await {
         return Attempt::failed(e);
-    }
-    if let Err(e) = pingora_proxy::finish_h1_upstream_request(session, &mut head, had_host) {
-        return Attempt::failed(e);
-    }
-    if let Err(e) = upstream.write_request_header(Box::new(head)).await {
-        return Attempt::failed(e.into_up());
     }
     session.as_mut().enable_retry_buffering();
     let mut body = BodyState {
@@ -252,27 +232,16 @@ async fn exchange(
                         return Attempt::failed(e.into_up());
                     }
                 };
-                answered = task.is_end();
                 if let HttpTask::Header(head, _) = &task {
                     if !head.status.is_informational() {
-                        unread |= !body.upstream_done || !pingora_proxy::answer_keeps_connection(head.status.as_u16());
+                        let status = head.status.as_u16();
+                        unread |= !body.upstream_done
+                            || !pingora_proxy::answer_keeps_connection(status);
                     }
                 }
-                // What the same read brought (the body after its head, the end after the last
-                // chunk) leaves with it, in one write.
-                let mut tasks = vec![task];
-                while !answered && upstream.has_buffered_body() {
-                    match upstream.read_response_task().now_or_never() {
-                        Some(Ok(task)) => {
-                            answered = task.is_end();
-                            tasks.push(task);
-                        }
-                        Some(Err(e)) => return Attempt::failed(e.into_up()),
-                        None => break,
-                    }
-                }
-                if let Err(e) = respond(gateway, session, tasks, ctx).await {
-                    return Attempt::failed(e);
+                match answer(gateway, session, upstream, task, ctx).await {
+                    Ok(end) => answered = end,
+                    Err(e) => return Attempt::failed(e),
                 }
             }
             // The client's body while it goes upstream (not once sending failed: only the
@@ -305,6 +274,60 @@ async fn exchange(
         reused: false,
         error: None,
     }
+}
+
+/// The upstream request head: the proxy's own preparation around `upstream_request_filter`,
+/// written (it leaves with the body when one follows).
+async fn send_head(
+    gateway: &Gateway,
+    session: &mut Session,
+    upstream: &mut Upstream,
+    peer: &HttpPeer,
+    ctx: &mut RequestCtx,
+) -> Result<()> {
+    upstream.read_timeout = peer.options.read_timeout;
+    upstream.response_header_timeout = peer.options.response_header_timeout;
+    upstream.write_timeout = peer.options.write_timeout;
+    let had_host = session
+        .req_header()
+        .headers
+        .contains_key(http::header::HOST);
+    let mut head = pingora_proxy::h1_upstream_request(session, peer)?;
+    gateway
+        .upstream_request_filter(session, &mut head, ctx)
+        .await?;
+    pingora_proxy::finish_h1_upstream_request(session, &mut head, had_host)?;
+    upstream
+        .write_request_header(Box::new(head))
+        .await
+        .map_err(|e| e.into_up())?;
+    Ok(())
+}
+
+/// A piece of the answer with what the same read brought (the body after its head, the end
+/// after the last chunk), through the response filters and out in one write; whether the
+/// answer ended.
+async fn answer(
+    gateway: &Gateway,
+    session: &mut Session,
+    upstream: &mut Upstream,
+    first: HttpTask,
+    ctx: &mut RequestCtx,
+) -> Result<bool> {
+    let mut end = first.is_end();
+    let mut tasks = vec![first];
+    while !end && upstream.has_buffered_body() {
+        match upstream.read_response_task().now_or_never() {
+            Some(task) => {
+                let task = task.map_err(|e| e.into_up())?;
+                end = task.is_end();
+                tasks.push(task);
+            }
+            None => break,
+        }
+    }
+    respond(gateway, session, tasks, ctx).await?;
+    Ok(end)
 }
 
 /// Where the request body stands: read whole from the client, ended upstream, or failed to
@@ -368,11 +391,7 @@ async fn respond(
     mut tasks: Vec<HttpTask>,
     ctx: &mut RequestCtx,
 ) -> Result<()> {
-    if let Some(at) = tasks.iter().position(|t| matches!(t, HttpTask::Failed(_))) {
-        if let HttpTask::Failed(e) = tasks.swap_remove(at) {
-            return Err(e);
-        }
-    }
+    // (An upstream read yields no `Failed` task; `write_response_tasks` would answer one.)
     for task in &mut tasks {
         match task {
             HttpTask::Header(head, end) => {

@@ -86,31 +86,40 @@ pub fn put(peer: &HttpPeer, stream: Stream) {
         return;
     }
     let now = Instant::now();
-    let address = peer.address().clone();
+    let key = peer.reuse_hash();
+    let idle = Idle {
+        stream,
+        address: peer.address().clone(),
+        until: now + idle,
+    };
     POOL.with_borrow_mut(|pool| {
-        let list = pool.by_peer.entry(peer.reuse_hash()).or_default();
-        let before = list.len();
-        let mut checked = 0;
-        list.retain_mut(|idle| {
-            checked += 1;
-            checked > SWEEP || (idle.until > now && quiet(&mut idle.stream))
-        });
-        let dropped = before - list.len();
+        let dropped = pool
+            .by_peer
+            .get_mut(&key)
+            .map_or(0, |list| sweep(list, now));
         pool.held -= dropped;
-        STALE.inc_by(dropped as u64);
         if pool.held >= MAX_IDLE.load(Ordering::Relaxed) && !evict_oldest(pool) {
             return;
         }
         pool.held += 1;
-        pool.by_peer
-            .entry(peer.reuse_hash())
-            .or_default()
-            .push(Idle {
-                stream,
-                address,
-                until: now + idle,
-            });
+        pool.by_peer.entry(key).or_default().push(idle);
     });
+}
+
+/// Drops the expired or dead among the `SWEEP` oldest connections of `list`; how many.
+fn sweep(list: &mut Vec<Idle>, now: Instant) -> usize {
+    let mut dropped = 0;
+    let mut i = 0;
+    for _ in 0..SWEEP.min(list.len()) {
+        if list[i].until > now && quiet(&mut list[i].stream) {
+            i += 1;
+        } else {
+            list.remove(i);
+            dropped += 1;
+        }
+    }
+    STALE.inc_by(dropped as u64);
+    dropped
 }
 
 /// Drops the oldest idle connection of the longest list (a full pool is rare: a burst to many

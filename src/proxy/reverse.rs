@@ -730,13 +730,9 @@ async fn refuse(session: &mut Session, ctx: &mut RequestCtx, refusal: Refusal) -
 /// waited for.
 async fn read_small_body(session: &mut Session) {
     const SMALL: u64 = 16 * 1024;
-    let headers = &session.req_header().headers;
-    let small = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .is_some_and(|n| n <= SMALL);
-    if !small || headers.contains_key(http::header::EXPECT) || session.is_body_done() {
+    let req = session.req_header();
+    let small = steps::declared_length(req).is_some_and(|n| n <= SMALL);
+    if !small || req.headers.contains_key(http::header::EXPECT) || session.is_body_done() {
         return;
     }
     let read = session.as_mut().drain_request_body();

@@ -216,6 +216,14 @@ pub fn check_head(req: &RequestHeader) -> Result<(), GatewayError> {
 
 /// A path is refused, not normalised: normalising would forward a path the client did not
 /// write, and clients that send dot segments to an API are broken or probing.
+/// The body length a request head declares (`Content-Length`), when it declares one.
+pub fn declared_length(req: &RequestHeader) -> Option<u64> {
+    req.headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 pub fn check_path(path: &str) -> Result<(), BadRequest> {
     let bytes = path.as_bytes();
     // API paths rarely hold a dot, a percent sign or a backslash: one pass decides.
