@@ -203,20 +203,10 @@ async fn exchange(
     if let Err(e) = send_head(gateway, session, upstream, peer, ctx).await {
         return Attempt::failed(e);
     }
-    session.as_mut().enable_retry_buffering();
-    let mut body = BodyState {
-        client_done: session.as_mut().is_body_done(),
-        upstream_done: false,
-        send_error: None,
+    let mut body = match BodyState::start(gateway, session, upstream, ctx).await {
+        Ok(body) => body,
+        Err(e) => return Attempt::failed(e),
     };
-    // A retry resends what the client already sent; an empty body is ended at once.
-    let kept = session.as_ref().get_retry_buffer();
-    if kept.is_some() || session.as_mut().is_body_empty() {
-        let done = body.client_done;
-        if let Err(e) = body.send(gateway, session, upstream, kept, done, ctx).await {
-            return Attempt::failed(e);
-        }
-    }
     let mut answered = false;
     let mut client_idle = true;
     // Whether the upstream may not have read the whole request (`answer_keeps_connection`).
@@ -339,6 +329,29 @@ struct BodyState {
 }
 
 impl BodyState {
+    /// Before the loop: a retry resends what the client already sent (kept by the session's
+    /// retry buffer); an empty body is ended at once.
+    async fn start(
+        gateway: &Gateway,
+        session: &mut Session,
+        upstream: &mut Upstream,
+        ctx: &mut RequestCtx,
+    ) -> Result<BodyState> {
+        session.as_mut().enable_retry_buffering();
+        let mut body = BodyState {
+            client_done: session.as_mut().is_body_done(),
+            upstream_done: false,
+            send_error: None,
+        };
+        let kept = session.as_ref().get_retry_buffer();
+        if kept.is_some() || session.as_mut().is_body_empty() {
+            let done = body.client_done;
+            body.send(gateway, session, upstream, kept, done, ctx)
+                .await?;
+        }
+        Ok(body)
+    }
+
     /// A piece of the client's body through `request_body_filter` and upstream.
     async fn send(
         &mut self,
