@@ -2,7 +2,7 @@
 # Runs every Sluice test on a fresh machine: installs what is missing (cmake for pingora's zlib-ng,
 # curl, nginx and wrk for the load kit, prometheus and promtool for the observability kit,
 # Debian's chromium and chromium-driver (the console's browser test, with Selenium in .venv),
-# strace (the Pingora patches' system-call tests) and perf (the profile script), redis-server (the
+# strace (the Pingora patches' system-call tests), h2load (HTTP/2 load in the TLS tests) and perf (the profile script), redis-server (the
 # shared-limits test runs its own), PostgreSQL (the tests run a private cluster), the
 # openai/anthropic Python SDKs in .venv), then runs
 # formatting and lint checks, unit and integration tests, the criterion benches once as tests,
@@ -18,6 +18,7 @@ need nginx || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
 need wrk || missing+=(wrk)
 need promtool || [[ -x /usr/bin/prometheus ]] || missing+=(prometheus)
 need strace || missing+=(strace)
+need h2load || missing+=(nghttp2-client)
 need perf || missing+=(linux-perf)
 need redis-server || [[ -x /usr/bin/redis-server ]] || missing+=(redis-server)
 # PostgreSQL: the tests start a private cluster of their own (initdb under target/tmp, a Unix
@@ -36,7 +37,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import openai, anthropic, jwt, authlib, kubernetes_validate, selenium' 2>/dev/null; then
+if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import openai, anthropic, jwt, authlib, kubernetes_validate, selenium, h2' 2>/dev/null; then
   echo "installing the openai and anthropic SDKs and PyJWT into .venv"
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip

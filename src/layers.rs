@@ -28,7 +28,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["vault"],
     &["proxy", "admin"],
-    &["control"],
+    &["control", "edge"],
     &["server", "cli"],
 ];
 

@@ -10,6 +10,7 @@ pub mod client_address;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod edge;
 pub mod error;
 pub mod forward;
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice::cli;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// mimalloc: pingora allocates per request and per chunk; glibc malloc/free measured at ~14 % of
@@ -103,6 +103,11 @@ enum Command {
     Ca {
         #[command(subcommand)]
         command: CaCommand,
+    },
+    /// Certificates for the TLS listeners.
+    Tls {
+        #[command(subcommand)]
+        command: TlsCommand,
     },
     /// Opaque API tokens: `generate` works offline (for the config file); the other verbs use
     /// the admin API.
@@ -254,6 +259,27 @@ enum CaCommand {
 }
 
 #[derive(Subcommand)]
+enum TlsCommand {
+    /// Write a certificate for trying HTTPS: `cert.pem` and `key.pem` for
+    /// `listeners.proxy_tls`, signed by a throw-away CA (`ca.pem`, for clients to trust; its key
+    /// is not kept).
+    ///
+    /// Example: sluice tls self-signed --out conf/tls localhost 127.0.0.1
+    ///          curl --cacert conf/tls/ca.pem https://localhost:8443/healthz
+    SelfSigned {
+        /// Where to write ca.pem, cert.pem and key.pem.
+        #[arg(long, default_value = "tls")]
+        out: PathBuf,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = 90)]
+        days: i64,
+        /// DNS names and IP addresses the certificate is for.
+        #[arg(default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()])]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum TokenCommand {
     #[command(flatten)]
     Server(cli::ServerTokenCmd),
@@ -305,6 +331,29 @@ fn main() -> anyhow::Result<()> {
             let (wire, _) = sluice::config::read_file(&config)?;
             let ca = sluice::server::load_ca(&wire, &config)?;
             print!("{}", ca.pem);
+            Ok(())
+        }
+        Command::Tls {
+            command: TlsCommand::SelfSigned { out, days, names },
+        } => {
+            let w = sluice::edge::self_signed::write(&out, &names, days)?;
+            // Absolute: the config file resolves relative paths from its own directory.
+            let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+            let w = sluice::edge::self_signed::Written {
+                ca: abs(&w.ca),
+                cert: abs(&w.cert),
+                key: abs(&w.key),
+            };
+            println!(
+                "wrote {} and {} (for {}), signed by {}\n\nlisteners:\n  proxy_tls:\n    cert: {}\n    key: {}\n\nclients trust {} (SSL_CERT_FILE, curl --cacert)",
+                w.cert.display(),
+                w.key.display(),
+                names.join(", "),
+                w.ca.display(),
+                w.cert.display(),
+                w.key.display(),
+                w.ca.display()
+            );
             Ok(())
         }
         Command::Openapi => {

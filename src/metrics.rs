@@ -69,6 +69,10 @@ metrics! {
     oauth_grants: IntGaugeVec = gauge_vec("sluice_oauth_grants", "Users' grants held in the token vault, by OAuth provider (control plane)", &["provider"]);
     proxy_path: IntCounterVec = counter_vec("sluice_proxy_path_total", "Requests on the proxy listener by the loop that served them (sluice: Sluice's own HTTP/1 loop; pingora: pingora-proxy, for HTTP/2, upgrades, 100-continue, CONNECT, or server.proxy_loop: pingora)", &["path"]);
     upstream_pool: IntCounterVec = counter_vec("sluice_upstream_pool_total", "Upstream connections asked of Sluice's own keep-alive pool, by result (reused, new, stale: closed or expired while idle)", &["result"]);
+    tls_cert_expiry: IntGaugeVec = gauge_vec("sluice_tls_certificate_expiry_timestamp_seconds", "When each certificate a TLS listener serves expires (Unix seconds), by listener and certificate (its first name)", &["listener", "certificate"]);
+    tls_reloads: IntCounterVec = counter_vec("sluice_tls_reload_total", "Certificate reloads of a TLS listener by result (ok; error: the files did not load, the previous certificates keep serving)", &["listener", "result"]);
+    tls_handshakes: IntCounterVec = counter_vec("sluice_tls_handshakes_total", "TLS handshakes on a public listener by result (h2 or http/1.1: done, with the protocol ALPN agreed; failed; timeout)", &["listener", "result"]);
+    proxy_protocol: IntCounterVec = counter_vec("sluice_proxy_protocol_total", "PROXY protocol headers read from trusted load balancers, by listener and result (ok, local: a health check, invalid, timeout)", &["listener", "result"]);
     oauth_events: IntCounterVec = counter_vec("sluice_oauth_events_total", "Token-vault operations by OAuth provider, event (consent, refresh, exchange, revocation) and outcome (ok, error, invalid_grant, denied)", &["provider", "event", "outcome"]);
 }
 

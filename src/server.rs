@@ -22,9 +22,11 @@ use crate::config::watch::ConfigWatcher;
 use crate::config::{wire, ConfigStore};
 use crate::control::crypto::MasterKey;
 use crate::control::service::{ControlService, Mode};
+use crate::edge::certs::{CertFiles, ListenerCerts};
+use crate::edge::{Edge, EdgeTls};
 use crate::forward::ca::CertAuthority;
 use crate::mock::{self, MockOptions};
-use crate::proxy::conn_caps::{Capped, ConnCaps};
+use crate::proxy::conn_caps::ConnCaps;
 use crate::proxy::forward::ForwardProxy;
 use crate::proxy::own_loop::OwnLoop;
 use crate::proxy::Gateway;
@@ -172,7 +174,16 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
             connector: connector.clone(),
             trusted_proxies: trusted_proxies.clone(),
         };
-        add_proxy(&mut server, &config, &bound, gateway());
+        let proxy_tls = proxy_tls(&config, config_file).context("listeners.proxy_tls")?;
+        if let Some(tls) = &proxy_tls {
+            server.add_service(background_service(
+                "sluice certificate watcher",
+                crate::edge::watch::CertWatcher {
+                    certs: vec![tls.certs.clone()],
+                },
+            ));
+        }
+        add_proxy(&mut server, &config, &bound, gateway(), proxy_tls);
         ca = add_forward(
             &mut server,
             &store,
@@ -306,14 +317,23 @@ fn add_audit(server: &mut Server, config: &wire::Config) -> Option<AuditSink> {
     Some(sink)
 }
 
-/// Pingora's HTTP application for a proxy listener, with the request-head limits.
+/// Pingora's HTTP application for a proxy listener, with the request-head limits, HTTP/2's
+/// stream limit and (`h2c`) HTTP/2 without TLS.
 fn http_app(
     server: &Server,
     config: &wire::Config,
     gateway: Gateway,
+    h2c: bool,
 ) -> pingora_proxy::HttpProxy<Gateway> {
     let mut http = pingora_proxy::http_proxy(&server.configuration, gateway);
+    // Pingora's bounded defaults (64 KiB of headers) with the configured stream limit; h2
+    // itself refuses rapid resets (20 pending), CONTINUATION floods and unacknowledged
+    // SETTINGS/PING floods.
+    let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
+    h2.max_concurrent_streams(config.server.h2_max_concurrent_streams.unwrap_or(100));
+    http.h2_options = Some(h2);
     let mut options = pingora::apps::HttpServerOptions::default();
+    options.h2c = h2c;
     options.max_request_head_bytes = Some(config.server.max_request_head_bytes.unwrap_or(65_536));
     options.request_head_timeout = Some(std::time::Duration::from_secs(
         config.server.request_head_timeout_seconds.unwrap_or(10),
@@ -337,19 +357,44 @@ fn conn_caps(config: &wire::Config, name: &'static str) -> Arc<ConnCaps> {
     ))
 }
 
+/// The edge of the listener `name`: its caps, PROXY protocol peers and handshake timeout.
+fn edge<A>(config: &wire::Config, name: &'static str, inner: A, tls: Option<EdgeTls>) -> Edge<A> {
+    let server = &config.server;
+    Edge {
+        inner: Arc::new(inner),
+        caps: conn_caps(config, name),
+        tls,
+        proxy_protocol_from: server
+            .proxy_protocol_from
+            .iter()
+            .filter_map(|n| crate::client_address::parse_net(n))
+            .collect(),
+        handshake_timeout: std::time::Duration::from_secs(
+            server.request_head_timeout_seconds.unwrap_or(10),
+        ),
+    }
+}
+
 /// The reverse proxy listener.
-fn add_proxy(server: &mut Server, config: &wire::Config, bound: &Bound, gateway: Gateway) {
+fn add_proxy(
+    server: &mut Server,
+    config: &wire::Config,
+    bound: &Bound,
+    gateway: Gateway,
+    tls: Option<EdgeTls>,
+) {
     let connector = gateway.connector.clone();
     let conf = &server.configuration;
     crate::proxy::pool::set_capacity(conf.upstream_keepalive_pool_size, conf.threads);
-    let http = Arc::new(http_app(server, config, gateway));
-    let caps = conn_caps(config, "proxy");
-    let inner = Arc::new(OwnLoop {
+    let h2c = tls.is_none() && config.server.h2c.unwrap_or(false);
+    let http = Arc::new(http_app(server, config, gateway, h2c));
+    let inner = OwnLoop {
         proxy: http,
         connector,
         own: config.server.proxy_loop.unwrap_or_default() == wire::ProxyLoop::Sluice,
-    });
-    let mut proxy = Service::new("sluice proxy".to_owned(), Capped { inner, caps });
+    };
+    let app = edge(config, "proxy", inner, tls);
+    let mut proxy = Service::new("sluice proxy".to_owned(), app);
     // Pingora reads ahead 64 KiB per connection by default (zeroed, so resident); its HTTP/1
     // parser reads into buffers of its own anyway, so none: idle clients pin no read buffer.
     let addr = bound
@@ -372,15 +417,13 @@ fn add_forward(
         return Ok(None);
     };
     let ca = Arc::new(load_ca(config, config_file)?);
-    let http = Arc::new(http_app(server, config, gateway));
-    let app = Capped {
-        inner: Arc::new(ForwardProxy {
-            store: store.clone(),
-            ca: ca.clone(),
-            http,
-        }),
-        caps: conn_caps(config, "forward"),
+    let http = Arc::new(http_app(server, config, gateway, false));
+    let inner = ForwardProxy {
+        store: store.clone(),
+        ca: ca.clone(),
+        http,
     };
+    let app = edge(config, "forward", inner, None);
     let mut forward = Service::new("sluice forward proxy".to_owned(), app);
     // Unbuffered reads: the head is read by hand and a tunnel then splices the raw socket, so
     // no byte may sit in a read-ahead buffer.
@@ -578,6 +621,22 @@ pub fn load_ca(config: &wire::Config, config_file: &Path) -> anyhow::Result<Cert
     CertAuthority::load_or_create(&config.data_dir, cert.as_deref(), key.as_deref())
 }
 
+/// The proxy listener's TLS (`listeners.proxy_tls`, files relative to the config file).
+pub fn proxy_tls(config: &wire::Config, config_file: &Path) -> anyhow::Result<Option<EdgeTls>> {
+    let Some(tls) = &config.listeners.proxy_tls else {
+        return Ok(None);
+    };
+    let base = config_file.parent().unwrap_or(Path::new("."));
+    let files = |cert: &Path, key: &Path| CertFiles {
+        cert: base.join(cert),
+        key: base.join(key),
+    };
+    let mut all = vec![files(&tls.cert, &tls.key)];
+    all.extend(tls.sni.iter().map(|f| files(&f.cert, &f.key)));
+    let certs = Arc::new(ListenerCerts::load("proxy", all)?);
+    EdgeTls::new(certs, tls.http2.unwrap_or(true)).map(Some)
+}
+
 /// The admin listener's TLS configuration (`listeners.admin_tls`, relative to the config file),
 /// loaded once: it is fixed for the life of the process.
 pub fn admin_tls(
@@ -695,17 +754,23 @@ impl BackgroundService for EmbeddedMock {
 /// `sluice check`: validates a file and describes it, or returns every error.
 pub fn check(config_file: &Path) -> Result<String, crate::config::ConfigErrors> {
     let (config, snap) = crate::config::load(config_file, &Default::default())?;
-    if let Err(e) = admin_tls(&config, config_file) {
-        let source = std::fs::read_to_string(config_file).unwrap_or_default();
-        let path = "listeners.admin_tls";
-        return Err(crate::config::ConfigErrors(vec![
-            crate::config::ConfigError {
-                file: Some(config_file.to_owned()),
-                line: crate::config::locate::Lines::of(&source).line(path),
-                path: path.to_owned(),
-                message: format!("{e:#}"),
-            },
-        ]));
+    let tls = [
+        ("listeners.admin_tls", admin_tls(&config, config_file).err()),
+        ("listeners.proxy_tls", proxy_tls(&config, config_file).err()),
+    ];
+    let source = std::fs::read_to_string(config_file).unwrap_or_default();
+    let errors: Vec<_> = tls
+        .into_iter()
+        .filter_map(|(path, e)| Some((path, e?)))
+        .map(|(path, e)| crate::config::ConfigError {
+            file: Some(config_file.to_owned()),
+            line: crate::config::locate::Lines::of(&source).line(path),
+            path: path.to_owned(),
+            message: format!("{e:#}"),
+        })
+        .collect();
+    if !errors.is_empty() {
+        return Err(crate::config::ConfigErrors(errors));
     }
     let keys: usize = snap.providers.iter().map(|p| p.keys.len()).sum();
     let mut out = format!(

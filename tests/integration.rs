@@ -19,6 +19,8 @@ mod control;
 mod control_nodes;
 #[path = "integration/deploy.rs"]
 mod deploy;
+#[path = "integration/edge.rs"]
+mod edge;
 #[path = "integration/fallback.rs"]
 mod fallback;
 #[path = "integration/forward.rs"]

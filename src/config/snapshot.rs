@@ -511,6 +511,11 @@ fn check_server(server: &wire::ServerOptions, errors: &mut Vec<ConfigError>) {
         ),
         ("max_connections", n(server.max_connections), many),
         (
+            "h2_max_concurrent_streams",
+            server.h2_max_concurrent_streams.map(u64::from),
+            (1, 10_000),
+        ),
+        (
             "max_connections_per_source",
             n(server.max_connections_per_source),
             many,
@@ -518,12 +523,18 @@ fn check_server(server: &wire::ServerOptions, errors: &mut Vec<ConfigError>) {
     ] {
         bounded(field, value, bounds);
     }
-    for (j, cidr) in server.trusted_proxies.iter().enumerate() {
-        if crate::client_address::parse_net(cidr).is_none() {
-            errors.push(ConfigError::at(
-                format!("server.trusted_proxies[{j}]"),
-                format!("`{cidr}` is not an address or CIDR (e.g. 10.0.0.0/8)"),
-            ));
+    let nets = [
+        ("trusted_proxies", &server.trusted_proxies),
+        ("proxy_protocol_from", &server.proxy_protocol_from),
+    ];
+    for (field, cidrs) in nets {
+        for (j, cidr) in cidrs.iter().enumerate() {
+            if crate::client_address::parse_net(cidr).is_none() {
+                errors.push(ConfigError::at(
+                    format!("server.{field}[{j}]"),
+                    format!("`{cidr}` is not an address or CIDR (e.g. 10.0.0.0/8)"),
+                ));
+            }
         }
     }
     if let Some(ns) = &server.namespace {
@@ -536,7 +547,7 @@ fn check_server(server: &wire::ServerOptions, errors: &mut Vec<ConfigError>) {
     }
 }
 
-/// Listener addresses. (`admin_tls` is fixed at start: loaded once by `server::admin_tls`.)
+/// Listener addresses. (`admin_tls` and `proxy_tls` are loaded at start, and by `sluice check`.)
 fn check_listeners(listeners: &wire::Listeners, errors: &mut Vec<ConfigError>) {
     let wire::Listeners {
         proxy,

@@ -307,6 +307,7 @@ fn fixed_changes(fixed: &Fixed, config: &wire::Config) -> Option<String> {
         forward,
         admin,
         admin_tls,
+        proxy_tls,
         mock,
     } = &config.listeners;
     let was = &fixed.listeners;
@@ -321,6 +322,9 @@ fn fixed_changes(fixed: &Fixed, config: &wire::Config) -> Option<String> {
     }
     if *admin_tls != was.admin_tls {
         changed.push("listeners.admin_tls".to_owned());
+    }
+    if *proxy_tls != was.proxy_tls {
+        changed.push("listeners.proxy_tls (the files' contents reload live)".to_owned());
     }
     if *mock != was.mock {
         changed.push("listeners.mock".to_owned());

@@ -19,58 +19,82 @@ pub struct ConfigWatcher {
     pub store: Arc<ConfigStore>,
 }
 
+/// Change events (any but access) on files in `dirs` that `wanted` accepts. The watcher must
+/// be kept for as long as events are wanted; `None` when watching is impossible (logged:
+/// SIGHUP still works).
+pub fn change_events(
+    dirs: &[std::path::PathBuf],
+    wanted: impl Fn(&std::path::Path) -> bool + Send + 'static,
+) -> (
+    Option<notify::RecommendedWatcher>,
+    mpsc::UnboundedReceiver<()>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel::<()>();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            if !event.kind.is_access() && event.paths.iter().any(|p| wanted(p)) {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(w) => w,
+        Err(e) => {
+            log::error!("cannot watch files: {e}; reload with SIGHUP");
+            return (None, rx);
+        }
+    };
+    for dir in dirs {
+        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+            log::error!("cannot watch {}: {e}; reload with SIGHUP", dir.display());
+        }
+    }
+    (Some(watcher), rx)
+}
+
+/// SIGHUP, or `None` (logged) when it cannot be handled.
+pub fn hangups() -> Option<tokio::signal::unix::Signal> {
+    signal(SignalKind::hangup())
+        .map_err(|e| log::error!("cannot handle SIGHUP: {e}"))
+        .ok()
+}
+
+/// The next SIGHUP (never, without a handler).
+pub async fn next_hangup(hangup: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match hangup.as_mut() {
+        Some(h) => h.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits `DEBOUNCE` and swallows the events that arrived meanwhile: editors and tools write
+/// in several steps, and one reload follows them all.
+pub async fn settle(rx: &mut mpsc::UnboundedReceiver<()>) {
+    tokio::time::sleep(DEBOUNCE).await;
+    while rx.try_recv().is_ok() {}
+}
+
 #[async_trait]
 impl BackgroundService for ConfigWatcher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
         let file = self.store.file().to_owned();
         let name = file.file_name().map(|n| n.to_owned());
         let dir = match file.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => ".".into(),
         };
-        let notify_tx = tx.clone();
-        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = event {
-                let ours = event.paths.iter().any(|p| p.file_name() == name.as_deref());
-                if ours && !event.kind.is_access() {
-                    let _ = notify_tx.send(());
-                }
-            }
-        });
-        // Keep the watcher alive for as long as this service runs.
-        let _watcher = match watcher {
-            Ok(mut w) => match w.watch(&dir, RecursiveMode::NonRecursive) {
-                Ok(()) => Some(w),
-                Err(e) => {
-                    log::error!("cannot watch {}: {e}; reload with SIGHUP", dir.display());
-                    None
-                }
-            },
-            Err(e) => {
-                log::error!("cannot watch files: {e}; reload with SIGHUP");
-                None
-            }
-        };
-        let mut hangup = match signal(SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                log::error!("cannot handle SIGHUP: {e}");
-                None
-            }
-        };
+        let (_watcher, mut rx) = change_events(&[dir], move |p| p.file_name() == name.as_deref());
+        let mut hangup = hangups();
         self.store.set_watching();
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 Some(()) = rx.recv() => {}
-                Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                Some(()) = next_hangup(&mut hangup) => {
                     log::info!("SIGHUP: reloading {}", file.display());
                 }
             }
-            // Let the writer finish, then coalesce everything that arrived meanwhile.
-            tokio::time::sleep(DEBOUNCE).await;
-            while rx.try_recv().is_ok() {}
+            settle(&mut rx).await;
             let store = self.store.clone();
             if let Err(e) = tokio::task::spawn_blocking(move || store.reload()).await {
                 log::error!("reload task failed: {e}");

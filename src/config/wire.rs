@@ -76,7 +76,12 @@ impl Config {
         match &self.public_base_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => format!(
-                "http://{}",
+                "{}://{}",
+                if self.listeners.proxy_tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                },
                 BOUND_PROXY.get().unwrap_or(&self.listeners.proxy)
             ),
         }
@@ -107,6 +112,9 @@ pub struct Listeners {
     /// Serve the admin listener over TLS (HTTPS) with this certificate chain and key.
     #[serde(default)]
     pub admin_tls: Option<TlsFiles>,
+    /// Serve the proxy listener over TLS (HTTPS, and HTTP/2 by ALPN).
+    #[serde(default)]
+    pub proxy_tls: Option<ListenerTls>,
     /// Embedded mock upstream (for the `demo` provider and load tests); omit to disable.
     #[serde(default)]
     pub mock: Option<String>,
@@ -119,6 +127,7 @@ impl Default for Listeners {
             forward: None,
             admin: default_admin_listener(),
             admin_tls: None,
+            proxy_tls: None,
             mock: None,
         }
     }
@@ -132,6 +141,23 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// Its private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+}
+
+/// A public listener's TLS: a default certificate, more chosen by the client's SNI among their
+/// names, replaced live when the files change or on SIGHUP. TLS 1.3 and 1.2 only.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// The default certificate chain, leaf first (relative to the config file's directory).
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// More certificates; a client naming one of a certificate's DNS names (SNI) gets it.
+    #[serde(default)]
+    pub sni: Vec<TlsFiles>,
+    /// Offer HTTP/2 by ALPN (`h2` before `http/1.1`). Default true.
+    #[serde(default)]
+    pub http2: Option<bool>,
 }
 
 /// The built-in issuer's signing keys, applied by the control plane: new keys (the first, each
@@ -212,6 +238,19 @@ pub struct ServerOptions {
     /// of them); from anyone else it is the connection's peer. Default: none.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Load balancers whose connections to the proxy and forward listeners start with a PROXY
+    /// protocol header (v1 or v2; `10.0.0.0/8`, `192.0.2.7`): the client address it names is
+    /// the connection's. A connection from one of them without a valid header is closed;
+    /// from anyone else no header is read. Default: none.
+    #[serde(default)]
+    pub proxy_protocol_from: Vec<String>,
+    /// HTTP/2 without TLS on a plain proxy listener, for clients that start with the HTTP/2
+    /// preface (h2c "prior knowledge"); HTTP/1.1 clients are served as before. Default false.
+    #[serde(default)]
+    pub h2c: Option<bool>,
+    /// Streams one HTTP/2 client connection may have open at once (default 100).
+    #[serde(default)]
+    pub h2_max_concurrent_streams: Option<u32>,
     /// Longest a kept-alive client connection waits for its next request (default 60 s).
     #[serde(default)]
     pub keepalive_timeout_seconds: Option<u64>,

@@ -1,12 +1,8 @@
 //! Caps on the connections a listener holds before anyone is authenticated: in all, and per
 //! client address (an IPv6 client by its /64), so one source cannot hold the listener with
 //! slow or idle sockets. A connection over a cap is closed at once, unanswered, and counted in
-//! `sluice_connections_refused_total{listener,reason}`.
+//! `sluice_connections_refused_total{listener,reason}` (by `edge::Edge`, which holds the slot).
 
-use async_trait::async_trait;
-use pingora::apps::ServerApp;
-use pingora::protocols::Stream;
-use pingora::server::ShutdownWatch;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -36,6 +32,11 @@ impl ConnCaps {
             max_per_source,
             held: Mutex::default(),
         }
+    }
+
+    /// The listener these caps are for (a metric label).
+    pub fn listener(&self) -> &'static str {
+        self.listener
     }
 
     /// A slot for a connection from `source` (`None`: not an IP socket, counted in all only),
@@ -107,40 +108,6 @@ pub struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.caps.release(self.source);
-    }
-}
-
-/// A listener's application behind the caps.
-pub struct Capped<A> {
-    pub inner: Arc<A>,
-    pub caps: Arc<ConnCaps>,
-}
-
-#[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
-    async fn process_new(
-        self: &Arc<Self>,
-        stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        let source = stream
-            .get_socket_digest()
-            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
-        let _slot = match self.caps.admit(source) {
-            Ok(slot) => slot,
-            Err(reason) => {
-                METRICS
-                    .connections_refused
-                    .with_label_values(&[self.caps.listener, reason])
-                    .inc();
-                return None;
-            }
-        };
-        self.inner.process_new(stream, shutdown).await
-    }
-
-    async fn cleanup(&self) {
-        self.inner.cleanup().await;
     }
 }
 

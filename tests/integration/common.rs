@@ -152,6 +152,8 @@ struct Listen {
     proxy: u16,
     admin: u16,
     forward: Option<u16>,
+    /// `listeners.proxy_tls` (a YAML flow mapping), when the proxy listener serves HTTPS.
+    proxy_tls: Option<String>,
 }
 
 impl Listen {
@@ -160,8 +162,13 @@ impl Listen {
             .forward
             .map(|p| format!("  forward: 127.0.0.1:{p}\n"))
             .unwrap_or_default();
+        let tls = self
+            .proxy_tls
+            .as_ref()
+            .map(|t| format!("  proxy_tls: {t}\n"))
+            .unwrap_or_default();
         format!(
-            "listeners:\n  proxy: 127.0.0.1:{}\n  admin: 127.0.0.1:{}\n{forward}",
+            "listeners:\n  proxy: 127.0.0.1:{}\n  admin: 127.0.0.1:{}\n{forward}{tls}",
             self.proxy, self.admin
         )
     }
@@ -212,6 +219,18 @@ impl Sluice {
         Self::launch_as("serve", dynamic, env, forward, args)
     }
 
+    /// Starts Sluice with its proxy listener on TLS: `proxy_tls` is the YAML flow mapping
+    /// of `listeners.proxy_tls` (`{ cert: …, key: … }`).
+    pub fn start_tls(dynamic: &str, env: &[(&str, &str)], proxy_tls: &str) -> Sluice {
+        Self::launch_with(
+            "serve",
+            dynamic,
+            env,
+            (None, Some(proxy_tls.to_owned())),
+            &[],
+        )
+    }
+
     fn launch_as(
         command: &'static str,
         dynamic: &str,
@@ -219,11 +238,22 @@ impl Sluice {
         forward: Option<u16>,
         args: &[&str],
     ) -> Sluice {
+        Self::launch_with(command, dynamic, env, (forward, None), args)
+    }
+
+    fn launch_with(
+        command: &'static str,
+        dynamic: &str,
+        env: &[(&str, &str)],
+        (forward, proxy_tls): (Option<u16>, Option<String>),
+        args: &[&str],
+    ) -> Sluice {
         let dir = tempfile::tempdir().expect("tempdir");
         let listen = Listen {
             proxy: 0,
             admin: 0,
             forward,
+            proxy_tls,
         };
         let config = dir.path().join("sluice.yaml");
         std::fs::write(&config, Self::render(&listen, dir.path(), dynamic)).expect("write config");
@@ -291,6 +321,7 @@ impl Sluice {
             },
             admin: self.admin,
             forward: self.forward,
+            proxy_tls: self.listen.proxy_tls.clone(),
         };
         if pinned == self.listen {
             return;
@@ -377,6 +408,11 @@ impl Sluice {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// `https://localhost:PORT{path}` of a proxy listener started with `start_tls`.
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port)
     }
 
     /// Rewrites the dynamic part of the config (atomically, as editors and GitOps tools do).

@@ -238,6 +238,14 @@ fn oauth_credentials_public_base_url_and_reserved_prefixes_are_checked() {
     ))
     .unwrap();
     assert_eq!(config.public_base_url(), "https://gw.example.com/sluice");
+    // Unset, it is the proxy listener's address, https when that listener has TLS.
+    let plain = parse(&format!("listeners:\n  proxy: 10.1.2.3:8443\n{base}")).unwrap();
+    assert_eq!(plain.public_base_url(), "http://10.1.2.3:8443");
+    let tls = parse(&format!(
+        "listeners:\n  proxy: 10.1.2.3:8443\n  proxy_tls: {{ cert: c.pem, key: k.pem }}\n{base}"
+    ))
+    .unwrap();
+    assert_eq!(tls.public_base_url(), "https://10.1.2.3:8443");
 }
 
 #[test]

@@ -1,0 +1,325 @@
+//! A TLS listener's certificates: loaded from PEM files, one chosen per handshake by the
+//! client's SNI among the certificates' names (the first certificate when none matches, as
+//! nginx's default server), and replaced live. A reload loads every file first and swaps the
+//! whole set at once: a handshake sees the old set or the new one, never half of each, and a
+//! set that does not load (a key written before its certificate, say) leaves the old one
+//! serving until the next try.
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::metrics::METRICS;
+
+/// One certificate's PEM files (paths already resolved against the config file's directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    /// The chain, leaf first.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// The certificates of one listener, swapped whole on reload.
+pub struct ListenerCerts {
+    listener: &'static str,
+    /// The first is the default certificate.
+    files: Vec<CertFiles>,
+    set: ArcSwap<CertSet>,
+}
+
+impl std::fmt::Debug for ListenerCerts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerCerts")
+            .field("listener", &self.listener)
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
+struct CertSet {
+    default: Arc<CertifiedKey>,
+    /// Lower-case DNS names, and wildcard names (`*.example.com`) by the part after `*.`.
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    /// Each certificate's first name and expiry (Unix seconds), for the expiry gauge.
+    expiries: Vec<(String, i64)>,
+}
+
+impl CertSet {
+    fn load(files: &[CertFiles]) -> anyhow::Result<CertSet> {
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        let mut expiries = Vec::new();
+        let mut default = None;
+        for f in files {
+            let loaded = load_one(f)?;
+            // Earlier certificates win a name two of them share.
+            for name in &loaded.names {
+                match name.strip_prefix("*.") {
+                    Some(parent) => wildcard.entry(parent.to_owned()),
+                    None => exact.entry(name.clone()),
+                }
+                .or_insert_with(|| loaded.key.clone());
+            }
+            let first = loaded.names.first().cloned().unwrap_or_default();
+            expiries.push((first, loaded.not_after));
+            default.get_or_insert(loaded.key);
+        }
+        let default = default.context("no certificate")?;
+        Ok(CertSet {
+            default,
+            exact,
+            wildcard,
+            expiries,
+        })
+    }
+
+    /// The certificate for the name a client asked for, or the default one.
+    fn pick(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
+        let Some(name) = sni.map(|n| n.trim_end_matches('.').to_ascii_lowercase()) else {
+            return self.default.clone();
+        };
+        if let Some(hit) = self.exact.get(&name) {
+            return hit.clone();
+        }
+        // A wildcard covers exactly one label.
+        name.split_once('.')
+            .and_then(|(_, parent)| self.wildcard.get(parent))
+            .unwrap_or(&self.default)
+            .clone()
+    }
+}
+
+struct Loaded {
+    key: Arc<CertifiedKey>,
+    names: Vec<String>,
+    not_after: i64,
+}
+
+fn load_one(files: &CertFiles) -> anyhow::Result<Loaded> {
+    let cert_path = files.cert.display();
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("{cert_path}: not a PEM certificate chain"))?;
+    let leaf = certs
+        .first()
+        .with_context(|| format!("{cert_path}: no certificate"))?;
+    let (names, not_after) = leaf_facts(leaf).with_context(|| format!("{cert_path}"))?;
+    let key_path = files.key.display();
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .with_context(|| format!("{key_path}: not a PEM private key"))?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key)
+        .with_context(|| format!("{key_path}: not an RSA, ECDSA or Ed25519 key"))?;
+    let key = CertifiedKey::new(certs, signer);
+    key.keys_match()
+        .with_context(|| format!("{key_path} is not the key of {cert_path}"))?;
+    Ok(Loaded {
+        key: Arc::new(key),
+        names,
+        not_after,
+    })
+}
+
+/// The leaf's DNS names (subject alternative names, else its common name), lower case, and
+/// its expiry.
+fn leaf_facts(leaf: &CertificateDer<'_>) -> anyhow::Result<(Vec<String>, i64)> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(leaf)
+        .map_err(|e| anyhow::anyhow!("not an X.509 certificate: {e}"))?;
+    let mut names: Vec<String> = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+                    GeneralName::IPAddress(ip) => ip_text(ip),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        names.extend(
+            cert.subject()
+                .iter_common_name()
+                .filter_map(|cn| cn.as_str().ok())
+                .map(str::to_ascii_lowercase),
+        );
+    }
+    Ok((names, cert.validity().not_after.timestamp()))
+}
+
+/// An IP address SAN as text (the name the expiry gauge shows for such a certificate).
+fn ip_text(bytes: &[u8]) -> Option<String> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes)
+            .ok()
+            .map(|b| std::net::Ipv4Addr::from(b).to_string()),
+        16 => <[u8; 16]>::try_from(bytes)
+            .ok()
+            .map(|b| std::net::Ipv6Addr::from(b).to_string()),
+        _ => None,
+    }
+}
+
+impl ListenerCerts {
+    /// Loads every certificate of `listener` (the first is the default one).
+    pub fn load(listener: &'static str, files: Vec<CertFiles>) -> anyhow::Result<ListenerCerts> {
+        let set = CertSet::load(&files)?;
+        let certs = ListenerCerts {
+            listener,
+            files,
+            set: ArcSwap::from_pointee(set),
+        };
+        certs.export_expiries(&[]);
+        Ok(certs)
+    }
+
+    /// The files this listener's certificates come from (what a watcher watches).
+    pub fn files(&self) -> &[CertFiles] {
+        &self.files
+    }
+
+    /// Loads the files again and swaps the new set in; on an error the old set keeps serving.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let result = CertSet::load(&self.files);
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        METRICS
+            .tls_reloads
+            .with_label_values(&[self.listener, outcome])
+            .inc();
+        let set = result?;
+        let old = self.set.swap(Arc::new(set));
+        self.export_expiries(&old.expiries);
+        Ok(())
+    }
+
+    fn export_expiries(&self, old: &[(String, i64)]) {
+        for (name, _) in old {
+            let _ = METRICS
+                .tls_cert_expiry
+                .remove_label_values(&[self.listener, name]);
+        }
+        for (name, not_after) in &self.set.load().expiries {
+            METRICS
+                .tls_cert_expiry
+                .with_label_values(&[self.listener, name])
+                .set(*not_after);
+        }
+    }
+
+    /// The rustls configuration of a listener serving these certificates: TLS 1.3 and 1.2
+    /// with rustls' (AEAD, forward-secret) suites, session tickets, and ALPN `h2` (when
+    /// `http2`) before `http/1.1`.
+    pub fn server_config(self: &Arc<Self>, http2: bool) -> anyhow::Result<rustls::ServerConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("TLS versions")?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.ticketer = rustls::crypto::ring::Ticketer::new().context("session tickets")?;
+        config.alpn_protocols = if http2 {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
+        Ok(config)
+    }
+}
+
+impl ResolvesServerCert for ListenerCerts {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.set.load().pick(hello.server_name()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_cert(dir: &std::path::Path, stem: &str, names: &[&str]) -> CertFiles {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let files = CertFiles {
+            cert: dir.join(format!("{stem}.pem")),
+            key: dir.join(format!("{stem}.key")),
+        };
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        files
+    }
+
+    fn leaf_of(key: &CertifiedKey) -> Vec<u8> {
+        key.cert[0].to_vec()
+    }
+
+    #[test]
+    fn sni_picks_exact_then_wildcard_then_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = write_cert(dir.path(), "main", &["gateway.example.com"]);
+        let other = write_cert(
+            dir.path(),
+            "other",
+            &["*.internal.example", "api.other.test"],
+        );
+        let certs = ListenerCerts::load("test", vec![main.clone(), other]).unwrap();
+        let set = certs.set.load();
+        let default = leaf_of(&set.default);
+        let other_leaf = leaf_of(&set.exact["api.other.test"]);
+        assert_ne!(default, other_leaf);
+        assert_eq!(leaf_of(&set.pick(None)), default);
+        assert_eq!(leaf_of(&set.pick(Some("GATEWAY.example.com."))), default);
+        assert_eq!(leaf_of(&set.pick(Some("api.other.test"))), other_leaf);
+        assert_eq!(leaf_of(&set.pick(Some("a.internal.example"))), other_leaf);
+        // One label only, and an unknown name gets the default.
+        assert_eq!(leaf_of(&set.pick(Some("a.b.internal.example"))), default);
+        assert_eq!(leaf_of(&set.pick(Some("unknown.test"))), default);
+    }
+
+    #[test]
+    fn a_reload_that_fails_keeps_the_old_set_and_a_good_one_swaps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = write_cert(dir.path(), "gw", &["gw.test"]);
+        let certs = ListenerCerts::load("reload-test", vec![files.clone()]).unwrap();
+        let before = leaf_of(&certs.set.load().default);
+        // A new key written before its certificate: the pair does not match.
+        let fresh = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(&files.key, fresh.serialize_pem()).unwrap();
+        let err = certs.reload().unwrap_err();
+        assert!(format!("{err:#}").contains("is not the key of"), "{err:#}");
+        assert_eq!(leaf_of(&certs.set.load().default), before);
+        // Then the certificate: the new pair serves.
+        let cert = rcgen::CertificateParams::new(vec!["gw.test".to_owned()])
+            .unwrap()
+            .self_signed(&fresh)
+            .unwrap();
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        certs.reload().unwrap();
+        assert_eq!(leaf_of(&certs.set.load().default), cert.der().to_vec());
+        let ok = METRICS
+            .tls_reloads
+            .with_label_values(&["reload-test", "ok"])
+            .get();
+        assert_eq!(ok, 1);
+        let expiry = METRICS
+            .tls_cert_expiry
+            .with_label_values(&["reload-test", "gw.test"])
+            .get();
+        assert!(expiry > crate::clock::unix_now() as i64, "{expiry}");
+    }
+}
