@@ -155,7 +155,7 @@ fn limits(c: &mut Criterion) {
         b.iter(|| {
             let a = block_on(
                 &rt,
-                steps::admit(&req_plain, &plain.snap, 1_000, 1_800_000_000),
+                steps::admit(&req_plain, &plain.snap, None, 1_000, 1_800_000_000),
             );
             black_box(a.is_ok())
         })
@@ -164,7 +164,7 @@ fn limits(c: &mut Criterion) {
         b.iter(|| {
             let a = block_on(
                 &rt,
-                steps::admit(&req_limited, &limited.snap, 1_000, 1_800_000_000),
+                steps::admit(&req_limited, &limited.snap, None, 1_000, 1_800_000_000),
             );
             black_box(a.is_ok())
         })
@@ -199,7 +199,7 @@ fn limits(c: &mut Criterion) {
         b.iter(|| {
             let a = block_on(
                 &rt,
-                steps::admit(&req_shared, &shared_snap.snap, 1_000, 1_800_000_000),
+                steps::admit(&req_shared, &shared_snap.snap, None, 1_000, 1_800_000_000),
             );
             black_box(a.is_ok())
         })
@@ -222,11 +222,13 @@ fn request_path(c: &mut Criterion) {
         b.iter(|| black_box(req.clone()))
     });
     g.bench_function("admit", |b| {
-        b.iter(|| black_box(block_on(&rt, steps::admit(&req, &snap, 1_000, 1_800_000_000)).is_ok()))
+        b.iter(|| {
+            black_box(block_on(&rt, steps::admit(&req, &snap, None, 1_000, 1_800_000_000)).is_ok())
+        })
     });
     g.bench_function("admit_and_rewrite", |b| {
         b.iter(|| {
-            let admitted = block_on(&rt, steps::admit(&req, &snap, 1_000, 1_800_000_000))
+            let admitted = block_on(&rt, steps::admit(&req, &snap, None, 1_000, 1_800_000_000))
                 .unwrap_or_else(|e| panic!("{e:?}"));
             let route = &snap.routes[admitted.route];
             let key = admitted.key.map(|k| &route.provider.keys[k]);
@@ -254,7 +256,7 @@ fn vault(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    let principal = block_on(&rt, steps::admit(&req, &snap, 1_000, 1_800_000_000))
+    let principal = block_on(&rt, steps::admit(&req, &snap, None, 1_000, 1_800_000_000))
         .unwrap_or_else(|e| panic!("{e:?}"))
         .principal;
     let (vault, mut jobs) = Vault::new();
@@ -552,7 +554,8 @@ agents:
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    block_on(&rt, steps::admit(&req, &snap, 0, 1_800_000_000)).unwrap_or_else(|e| panic!("{e:?}"));
+    block_on(&rt, steps::admit(&req, &snap, None, 0, 1_800_000_000))
+        .unwrap_or_else(|e| panic!("{e:?}"));
     let mut g = c.benchmark_group("builtin_issuer");
     g.bench_function("baseline_sha256_of_jwt", |b| {
         b.iter(|| {
@@ -563,7 +566,13 @@ agents:
     });
     g.bench_function("admit_cached", |b| {
         b.iter(|| {
-            black_box(block_on(&rt, steps::admit(black_box(&req), &snap, 0, 1_800_000_000)).is_ok())
+            black_box(
+                block_on(
+                    &rt,
+                    steps::admit(black_box(&req), &snap, None, 0, 1_800_000_000),
+                )
+                .is_ok(),
+            )
         })
     });
     let keys = &snap.jwt.issuers[snap.builtin_issuer.unwrap_or_default()].keys;

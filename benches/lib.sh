@@ -49,10 +49,16 @@ paired() { python3 -c "import statistics as s; a='$1'.split(); b='$2'.split(); r
 
 # start_nginx_proxy: nginx as the reference proxy on 127.0.0.1:$NGX in front of the mock on
 # $MOCK (WORKERS workers, upstream keepalive, `proxy_buffering off`, the load key injected like
-# Sluice does), pid file under $T; its process joins PIDS.
+# Sluice does), pid file under $T; its process joins PIDS. With NGX_TLS="CERT KEY" it listens
+# with TLS 1.2/1.3 and HTTP/2 (ALPN), session tickets on, as Sluice's proxy_tls does.
 start_nginx_proxy() {
-  local user_line=""
+  local user_line="" listen="127.0.0.1:$NGX backlog=4096" tls=""
   [[ $(id -u) == 0 ]] && user_line="user root root;"
+  if [[ -n "${NGX_TLS:-}" ]]; then
+    read -r cert key <<<"$NGX_TLS"
+    listen="127.0.0.1:$NGX ssl http2 backlog=4096"
+    tls="ssl_certificate $cert; ssl_certificate_key $key; ssl_protocols TLSv1.2 TLSv1.3; ssl_session_tickets on;"
+  fi
   cat >"$T/nginx.conf" <<CONF
 $user_line
 worker_processes $WORKERS;
@@ -66,7 +72,8 @@ http {
   proxy_temp_path $T/nginx-proxy;
   upstream mock { server 127.0.0.1:$MOCK; keepalive 256; }
   server {
-    listen 127.0.0.1:$NGX backlog=4096;
+    listen $listen;
+    $tls
     keepalive_requests 1000000;
     location /openai/ {
       proxy_pass http://mock/;

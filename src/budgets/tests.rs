@@ -13,6 +13,8 @@ fn at() -> At<'static> {
         route: "/openai",
         provider: "openai",
         mcp_server: None,
+        endpoint: None,
+        source: None,
     }
 }
 

@@ -288,10 +288,19 @@ impl Compiled {
             mcp_server: s.mcp_server.as_deref(),
         }
         .matches(at, principal)
+            && s.endpoint == at.endpoint
     }
 
-    fn counters_for(&self, principal: &Principal) -> Arc<Counters> {
-        let Some(key) = holder(self.spec.per, principal) else {
+    fn counters_for(&self, at: At<'_>, principal: &Principal) -> Arc<Counters> {
+        let source;
+        let key = match self.spec.per {
+            Per::Source => {
+                source = source_holder(at.source);
+                Some(source.as_str())
+            }
+            per => holder(per, principal),
+        };
+        let Some(key) = key else {
             return self.shared.clone();
         };
         of_holder(&self.keyed, key, || {
@@ -358,10 +367,20 @@ pub fn of_holder<V: Clone + Send + Sync + 'static>(
     cache.get_with(Box::from(holder), make)
 }
 
-/// Whose counters a request uses under `per`: `None` for the shared ones.
+/// The holder of a client address's counters: `source:` and the address (an IPv6 client's
+/// /64, as one host may hold a whole /64), or `source:unknown` for a non-IP peer.
+fn source_holder(source: Option<std::net::IpAddr>) -> String {
+    match source.map(crate::client_address::source_key) {
+        Some(ip) => format!("source:{ip}"),
+        None => "source:unknown".to_owned(),
+    }
+}
+
+/// Whose counters a request uses under `per`: `None` for the shared ones (and for `source`,
+/// which is no part of the principal: limits take it from `At`).
 pub fn holder(per: Per, principal: &Principal) -> Option<&str> {
     match per {
-        Per::All => None,
+        Per::All | Per::Source => None,
         // The principal's one rendering: a token with an owner is its owner's, so `principal`
         // and `owner` count the same; a principal without an owner is its own owner.
         Per::Principal | Per::Owner => Some(&principal.key),
@@ -376,6 +395,10 @@ pub struct At<'a> {
     pub provider: &'a str,
     /// An MCP server's request (route and provider are then empty).
     pub mcp_server: Option<&'a str>,
+    /// A request to one of Sluice's own endpoints (route and provider are then empty).
+    pub endpoint: Option<spec::Endpoint>,
+    /// The client's address.
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// What admission took: released (concurrency) and settled (tokens) when dropped or finished.
@@ -465,7 +488,7 @@ impl Limits {
             if !limit.matches(at, principal) {
                 continue;
             }
-            let counters = limit.counters_for(principal);
+            let counters = limit.counters_for(at, principal);
             if let Err(limited) = take(&limit.spec, &counters, now_ns).await {
                 give_back(&grant, now_ns);
                 return Err((limit.name.clone(), limited));

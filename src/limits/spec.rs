@@ -28,8 +28,15 @@ pub struct Limit {
     /// and only a limit naming an MCP server does (`route` and `provider` are not given then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcp_server: Option<String>,
+    /// One of Sluice's own endpoints that anyone may call before being authenticated: its
+    /// issuer (`/oauth2/…`: token, registration, authorization and consent) or the token
+    /// vault's pages (`/oauth/v1/…`: connect, consent, callback). Only a limit naming an endpoint
+    /// applies to it, and it names no route, provider, owner, token or app; `per: source` is the
+    /// usual holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Endpoint>,
     /// Who shares one set of counters: everything the selectors match (`all`, default), or
-    /// each principal, or each owner, on its own.
+    /// each principal, each owner, each token or each client address on its own.
     #[serde(default)]
     pub per: Per,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,4 +67,26 @@ pub enum Per {
     /// One set per credential: each opaque token by id (`token:{id}`), even among one owner's
     /// tokens; any other credential as its principal.
     Token,
+    /// One set per client address (an IPv6 client's /64): the connection's peer, or the
+    /// client a trusted load balancer named (PROXY protocol, `X-Forwarded-For`). Limits only.
+    Source,
+}
+
+/// Sluice's own endpoints a limit can name (`endpoint:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Endpoint {
+    /// The built-in issuer: `/oauth2/…` and its metadata.
+    Issuer,
+    /// The token vault's pages: `/oauth/v1/…`.
+    Vault,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Issuer => "issuer",
+            Endpoint::Vault => "vault",
+        }
+    }
 }

@@ -19,6 +19,8 @@ fn at(route: &str) -> At<'_> {
         route,
         provider: "openai",
         mcp_server: None,
+        endpoint: None,
+        source: None,
     }
 }
 
@@ -152,6 +154,8 @@ fn mcp_limits_select_their_server_only() {
         route: "",
         provider: "",
         mcp_server: Some("tools"),
+        endpoint: None,
+        source: None,
     };
     let other = At {
         mcp_server: Some("other"),
@@ -165,4 +169,51 @@ fn mcp_limits_select_their_server_only() {
     block(limits.admit(at("/openai"), &p, now)).unwrap();
     let (name, _) = block(limits.admit(at("/openai"), &p, now)).unwrap_err();
     assert_eq!(&*name, "everything");
+}
+
+/// `per: source` keeps one set per client address (an IPv6 client's /64), and a limit naming
+/// one of Sluice's own endpoints applies there only, to anonymous callers.
+#[test]
+fn per_source_counts_each_client_address_and_endpoints_are_their_own_selector() {
+    use spec::Endpoint;
+    let registry = Registry::default();
+    let limits = registry.build(&[
+        limit("{ name: token-endpoint, endpoint: issuer, per: source, requests_per_minute: 2 }"),
+        limit("{ name: per-client, route: /openai, per: source, requests_per_minute: 1 }"),
+    ]);
+    let anonymous = crate::auth::Principal::anonymous();
+    let now = 100 * S;
+    let issuer = |ip: &str| At {
+        route: "",
+        provider: "",
+        mcp_server: None,
+        endpoint: Some(Endpoint::Issuer),
+        source: Some(ip.parse().unwrap()),
+    };
+    for _ in 0..2 {
+        block(limits.admit(issuer("203.0.113.7"), &anonymous, now)).unwrap();
+    }
+    let (name, _) = block(limits.admit(issuer("203.0.113.7"), &anonymous, now)).unwrap_err();
+    assert_eq!(&*name, "token-endpoint");
+    // Another address has its own allowance; one IPv6 host's /64 shares one.
+    block(limits.admit(issuer("203.0.113.8"), &anonymous, now)).unwrap();
+    block(limits.admit(issuer("2001:db8::1"), &anonymous, now)).unwrap();
+    block(limits.admit(issuer("2001:db8::2"), &anonymous, now)).unwrap();
+    assert!(block(limits.admit(issuer("2001:db8::3"), &anonymous, now)).is_err());
+    // The vault's pages are another endpoint: no limit names them.
+    let vault = At {
+        endpoint: Some(Endpoint::Vault),
+        ..issuer("203.0.113.7")
+    };
+    block(limits.admit(vault, &anonymous, now)).unwrap();
+    // On a route, per source too; the endpoint's limit does not apply there.
+    let p = principal("p", None);
+    let on_route = |ip: &str| At {
+        source: Some(ip.parse().unwrap()),
+        ..at("/openai")
+    };
+    block(limits.admit(on_route("203.0.113.7"), &p, now)).unwrap();
+    let (name, _) = block(limits.admit(on_route("203.0.113.7"), &p, now)).unwrap_err();
+    assert_eq!(&*name, "per-client");
+    block(limits.admit(on_route("198.51.100.1"), &p, now)).unwrap();
 }

@@ -42,7 +42,7 @@ impl ConnCaps {
     /// A slot for a connection from `source` (`None`: not an IP socket, counted in all only),
     /// or why not.
     pub fn admit(self: &Arc<Self>, source: Option<IpAddr>) -> Result<Slot, &'static str> {
-        let source = source.map(source_key);
+        let source = source.map(crate::client_address::source_key);
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         if held.total >= self.max_total {
             return Err("total");
@@ -80,21 +80,6 @@ impl ConnCaps {
             .connections
             .with_label_values(&[self.listener])
             .set(held.total as i64);
-    }
-}
-
-/// An IPv4 address, or an IPv6 client's /64 (one host may hold a whole /64).
-fn source_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut octets = v6.octets();
-                octets[8..].fill(0);
-                IpAddr::V6(octets.into())
-            }
-        },
-        v4 => v4,
     }
 }
 

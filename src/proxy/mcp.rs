@@ -73,7 +73,7 @@ pub async fn admit(
     session: &mut Session,
     snap: &Snapshot,
     vault: &Vault,
-    request_id: &str,
+    (request_id, source): (&str, Option<std::net::IpAddr>),
 ) -> Outcome {
     let server = match server_for(session.req_header(), snap) {
         Ok(s) => s,
@@ -97,7 +97,7 @@ pub async fn admit(
         };
     // The caps before the vault: a refused request costs no token lookup.
     let (grant, stream) =
-        match super::mcp_caps::take(session, snap, &server, &principal, &who).await {
+        match super::mcp_caps::take(session, snap, &server, &principal, (&who, source)).await {
             Ok(taken) => taken,
             Err(r) => return Outcome::Answered(r.write(session, request_id).await),
         };

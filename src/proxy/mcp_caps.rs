@@ -51,7 +51,7 @@ pub(super) async fn take(
     snap: &Snapshot,
     server: &McpServer,
     principal: &Principal,
-    who: &str,
+    (who, source): (&str, Option<std::net::IpAddr>),
 ) -> Result<(Grant, Option<StreamSlot>), Refused> {
     let stream = if session.req_header().method == http::Method::GET {
         let holder = holder(session, principal, who);
@@ -72,6 +72,8 @@ pub(super) async fn take(
         route: "",
         provider: "",
         mcp_server: Some(&server.name),
+        endpoint: None,
+        source,
     };
     match super::steps::limit_at(snap, at, principal).await {
         Ok(grant) => Ok((grant, stream)),

@@ -96,12 +96,14 @@ impl ProxyHttp for Gateway {
         }
         let req = session.req_header();
         let admission = match ctx.conn.clone() {
-            None => steps::admit(req, &ctx.snap, now_ms(), unix_now())
+            None => steps::admit(req, &ctx.snap, ctx.client, now_ms(), unix_now())
                 .await
                 .map(|a| (None, ForwardAdmitted::Provider(a))),
-            Some(conn) => steps::admit_forward(req, &conn, &ctx.snap, now_ms(), unix_now())
-                .await
-                .map(|(host, a)| (Some(host), a)),
+            Some(conn) => {
+                steps::admit_forward(req, (&conn, ctx.client), &ctx.snap, now_ms(), unix_now())
+                    .await
+                    .map(|(host, a)| (Some(host), a))
+            }
         };
         match admission {
             Ok((host, admitted)) => {
@@ -498,6 +500,28 @@ impl Gateway {
     async fn own_paths(&self, session: &mut Session, ctx: &mut RequestCtx) -> Option<bool> {
         let path = session.req_header().uri.path();
         let snap = ctx.snap.clone();
+        // The limits naming this endpoint (`endpoint:`, usually `per: source`), held until it
+        // has answered.
+        let _grant = match endpoint_of(path) {
+            Some(endpoint) => {
+                let at = crate::limits::At {
+                    route: "",
+                    provider: "",
+                    mcp_server: None,
+                    endpoint: Some(endpoint),
+                    source: ctx.client,
+                };
+                match steps::limit_at(&snap, at, &crate::auth::Principal::anonymous()).await {
+                    Ok(grant) => grant,
+                    Err(error) => {
+                        let shape = ErrorShape::OpenAi;
+                        return refuse(session, ctx, Refusal { error, shape }).await.ok();
+                    }
+                }
+            }
+            None => crate::limits::Grant::default(),
+        };
+        let path = session.req_header().uri.path();
         let status = if path.starts_with(oauth::PREFIX) {
             ctx.reason = Some("oauth_endpoint");
             oauth::serve(session, &snap, &self.vault, &ctx.request_id).await
@@ -516,7 +540,7 @@ impl Gateway {
                 write_error(session, error, ErrorShape::OpenAi, 400, &ctx.request_id).await;
                 return Some(true);
             }
-            match mcp::admit(session, &snap, &self.vault, &ctx.request_id).await {
+            match mcp::admit(session, &snap, &self.vault, (&ctx.request_id, ctx.client)).await {
                 mcp::Outcome::Admitted(m) => {
                     ctx.kind = super::ctx::RequestKind::Mcp(m);
                     return Some(false);
@@ -705,6 +729,20 @@ fn settle_key_answer(ctx: &mut RequestCtx) {
 
 /// Answers a refused request in its shape (the resource metadata link on a reverse route's
 /// challenge), counted and audited as refused.
+/// Which of Sluice's own unauthenticated endpoints `path` is, for the limits naming it.
+fn endpoint_of(path: &str) -> Option<crate::limits::spec::Endpoint> {
+    use crate::limits::spec::Endpoint;
+    if path.starts_with(oauth::PREFIX) {
+        Some(Endpoint::Vault)
+    } else if path.starts_with(super::issuer::PREFIX)
+        || super::issuer::METADATA_PATHS.contains(&path)
+    {
+        Some(Endpoint::Issuer)
+    } else {
+        None
+    }
+}
+
 async fn refuse(session: &mut Session, ctx: &mut RequestCtx, refusal: Refusal) -> Result<bool> {
     let Refusal { error, shape } = refusal;
     ctx.reason = Some(error.reason());

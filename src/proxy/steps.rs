@@ -7,6 +7,7 @@
 use http::HeaderName;
 use pingora::http::RequestHeader;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::ctx::Passthrough;
@@ -45,6 +46,7 @@ pub struct Refusal {
 pub async fn admit(
     req: &RequestHeader,
     snap: &Snapshot,
+    source: Option<IpAddr>,
     now_ms: u64,
     now_unix: u64,
 ) -> Result<Admitted, Refusal> {
@@ -77,6 +79,7 @@ pub async fn admit(
         route,
         path,
         fallback: true,
+        source,
     };
     admit_to(
         snap,
@@ -98,6 +101,8 @@ struct OnRoute<'a> {
     path: &'a str,
     /// Whether its fallback chain may answer when its provider has no healthy key.
     fallback: bool,
+    /// The client's address (limits `per: source`).
+    source: Option<IpAddr>,
 }
 
 /// The part of admission after the credential: the route's budgets and limits, then the
@@ -113,7 +118,7 @@ async fn admit_to(
 ) -> Result<Admitted, GatewayError> {
     let route = at.route;
     let charge = budget(snap, route, &principal, now_unix)?;
-    let grant = limit(snap, route, &principal).await?;
+    let grant = limit(snap, route, &principal, at.source).await?;
     let picked = pick_credential(&route.provider, client_provider_key, &principal, now_ms);
     let (hop, key) = match picked {
         Ok(key) => (0, key),
@@ -149,6 +154,8 @@ fn budget(
         route: &route.label,
         provider: &route.provider.name,
         mcp_server: None,
+        endpoint: None,
+        source: None,
     };
     snap.budgets
         .check(at, principal, now_unix)
@@ -161,11 +168,14 @@ async fn limit(
     snap: &Snapshot,
     route: &crate::config::Route,
     principal: &Principal,
+    source: Option<IpAddr>,
 ) -> Result<Grant, GatewayError> {
     let at = crate::limits::At {
         route: &route.label,
         provider: &route.provider.name,
         mcp_server: None,
+        endpoint: None,
+        source,
     };
     limit_at(snap, at, principal).await
 }
@@ -338,7 +348,7 @@ pub enum ForwardAdmitted {
 /// proxy connection each request carries its own `Proxy-Authorization` (407 when refused).
 pub async fn admit_forward(
     req: &RequestHeader,
-    conn: &ForwardConn,
+    (conn, source): (&ForwardConn, Option<IpAddr>),
     snap: &Snapshot,
     now_ms: u64,
     now_unix: u64,
@@ -374,6 +384,7 @@ pub async fn admit_forward(
                 path: req.uri.path(),
                 // Intercept routes have no fallback chain.
                 fallback: false,
+                source,
             };
             let byok = client_sent_provider_key(req);
             let admitted = admit_to(snap, on_route, principal, byok, now_ms, now_unix)

@@ -434,3 +434,82 @@ async fn proxy_protocol_names_the_client_behind_a_trusted_balancer() {
         "{text}"
     );
 }
+
+/// `server.h2c`: HTTP/2 with prior knowledge on a plain listener, HTTP/1.1 still served there.
+#[tokio::test]
+async fn h2c_prior_knowledge_on_a_plain_listener() {
+    let mock = Mock::start(&[]);
+    let sluice = Sluice::start_with_env(&config(&mock, "  h2c: true\n"), &KEYS);
+    let url = sluice.url("/openai/v1/chat/completions");
+    let run = |version: &str, body: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "-N", version])
+            .args(["-H", &format!("authorization: Bearer {}", tok().token)])
+            .args(["-H", "content-type: application/json", "--data", body])
+            .args(["-w", "\n%{http_version}", &url])
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = run("--http2-prior-knowledge", STREAM);
+    assert!(out.ends_with("data: [DONE]\n\n\n2"), "{out}");
+    let out = run("--http1.1", CHAT);
+    assert!(out.contains("tok0") && out.ends_with("\n1.1"), "{out}");
+    assert!(
+        sluice
+            .metric("sluice_proxy_path_total{path=\"pingora\"}")
+            .await
+            >= 1.0
+    );
+}
+
+/// `per: source` on Sluice's own unauthenticated endpoints: each client address (here named
+/// by a trusted load balancer's `X-Forwarded-For`) has its own allowance, with `Retry-After`.
+#[tokio::test]
+async fn per_source_limits_on_the_unauthenticated_endpoints() {
+    let mock = Mock::start(&[]);
+    let dynamic = format!(
+        "{}limits:\n  - {{ name: issuer-per-client, endpoint: issuer, per: source, requests_per_minute: 2 }}\n",
+        config(&mock, "  trusted_proxies: [127.0.0.0/8]\n")
+    );
+    let sluice = Sluice::start_with_env(&dynamic, &KEYS);
+    let url = sluice.url("/.well-known/oauth-authorization-server");
+    let get = |client: &'static str| {
+        let url = url.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .header("x-forwarded-for", client)
+                .send()
+                .await
+                .unwrap();
+            let retry = r.headers().get("retry-after").cloned();
+            (r.status().as_u16(), retry)
+        }
+    };
+    assert_ne!(get("203.0.113.1").await.0, 429);
+    assert_ne!(get("203.0.113.1").await.0, 429);
+    let (status, retry) = get("203.0.113.1").await;
+    assert_eq!(status, 429);
+    assert!(retry.is_some());
+    // Another client is not held back by the first one's use.
+    assert_ne!(get("203.0.113.2").await.0, 429);
+    assert_eq!(
+        sluice
+            .metric(
+                "sluice_limit_refusals_total{limit=\"issuer-per-client\",reason=\"rate_limited\"}"
+            )
+            .await,
+        1.0
+    );
+    // Provider routes are not counted by it.
+    assert_eq!(
+        chat_status(
+            &sluice,
+            "/openai/v1/chat/completions",
+            &[("x-forwarded-for", "203.0.113.1")]
+        )
+        .await,
+        200
+    );
+}

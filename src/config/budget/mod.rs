@@ -36,6 +36,12 @@ pub(crate) fn check_all(
         if !(b.warn_at > 0.0 && b.warn_at <= 1.0) {
             errors.push(ConfigError::at(at("warn_at"), "must be a share in (0, 1]"));
         }
+        if b.per == crate::limits::spec::Per::Source {
+            errors.push(ConfigError::at(
+                at("per"),
+                "spend is kept per principal, owner or token, not per client address",
+            ));
+        }
         match (b.period, b.window_hours) {
             (wire::Period::Hours, None | Some(0)) => errors.push(ConfigError::at(
                 at("window_hours"),

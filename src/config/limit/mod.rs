@@ -84,6 +84,39 @@ pub(crate) fn check_all(
             &at,
             errors,
         );
+        if l.endpoint.is_some() {
+            let selectors = [
+                l.route.is_some(),
+                l.provider.is_some(),
+                l.owner.is_some(),
+                l.token.is_some(),
+                l.app.is_some(),
+                l.mcp_server.is_some(),
+            ];
+            if selectors.iter().any(|s| *s) {
+                errors.push(ConfigError::at(
+                    at("endpoint"),
+                    "its callers are not authenticated yet: name no route, provider, owner, token, app or MCP server",
+                ));
+            }
+            if l.tokens_per_minute.is_some() {
+                errors.push(ConfigError::at(
+                    at("tokens_per_minute"),
+                    "Sluice's own endpoints use no model tokens: limit requests or concurrency",
+                ));
+            }
+            if matches!(
+                l.per,
+                crate::limits::spec::Per::Principal
+                    | crate::limits::spec::Per::Owner
+                    | crate::limits::spec::Per::Token
+            ) {
+                errors.push(ConfigError::at(
+                    at("per"),
+                    "its callers are not authenticated yet: `per: source` or `all`",
+                ));
+            }
+        }
         if let Some(server) = &l.mcp_server {
             if !mcp_servers.iter().any(|m| &m.name == server) {
                 errors.push(ConfigError::at(
