@@ -155,7 +155,13 @@ fn limits(c: &mut Criterion) {
         b.iter(|| {
             let a = block_on(
                 &rt,
-                steps::admit(&req_plain, &plain.snap, None, 1_000, 1_800_000_000),
+                steps::admit(
+                    &req_plain,
+                    &plain.snap,
+                    steps::Peer::default(),
+                    1_000,
+                    1_800_000_000,
+                ),
             );
             black_box(a.is_ok())
         })
@@ -164,7 +170,13 @@ fn limits(c: &mut Criterion) {
         b.iter(|| {
             let a = block_on(
                 &rt,
-                steps::admit(&req_limited, &limited.snap, None, 1_000, 1_800_000_000),
+                steps::admit(
+                    &req_limited,
+                    &limited.snap,
+                    steps::Peer::default(),
+                    1_000,
+                    1_800_000_000,
+                ),
             );
             black_box(a.is_ok())
         })
@@ -199,7 +211,13 @@ fn limits(c: &mut Criterion) {
         b.iter(|| {
             let a = block_on(
                 &rt,
-                steps::admit(&req_shared, &shared_snap.snap, None, 1_000, 1_800_000_000),
+                steps::admit(
+                    &req_shared,
+                    &shared_snap.snap,
+                    steps::Peer::default(),
+                    1_000,
+                    1_800_000_000,
+                ),
             );
             black_box(a.is_ok())
         })
@@ -223,13 +241,22 @@ fn request_path(c: &mut Criterion) {
     });
     g.bench_function("admit", |b| {
         b.iter(|| {
-            black_box(block_on(&rt, steps::admit(&req, &snap, None, 1_000, 1_800_000_000)).is_ok())
+            black_box(
+                block_on(
+                    &rt,
+                    steps::admit(&req, &snap, steps::Peer::default(), 1_000, 1_800_000_000),
+                )
+                .is_ok(),
+            )
         })
     });
     g.bench_function("admit_and_rewrite", |b| {
         b.iter(|| {
-            let admitted = block_on(&rt, steps::admit(&req, &snap, None, 1_000, 1_800_000_000))
-                .unwrap_or_else(|e| panic!("{e:?}"));
+            let admitted = block_on(
+                &rt,
+                steps::admit(&req, &snap, steps::Peer::default(), 1_000, 1_800_000_000),
+            )
+            .unwrap_or_else(|e| panic!("{e:?}"));
             let route = &snap.routes[admitted.route];
             let key = admitted.key.map(|k| &route.provider.keys[k]);
             let mut upstream = req.clone();
@@ -256,9 +283,12 @@ fn vault(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    let principal = block_on(&rt, steps::admit(&req, &snap, None, 1_000, 1_800_000_000))
-        .unwrap_or_else(|e| panic!("{e:?}"))
-        .principal;
+    let principal = block_on(
+        &rt,
+        steps::admit(&req, &snap, steps::Peer::default(), 1_000, 1_800_000_000),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"))
+    .principal;
     let (vault, mut jobs) = Vault::new();
     rt.spawn(async move {
         while let Some(job) = jobs.recv().await {
@@ -554,8 +584,11 @@ agents:
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    block_on(&rt, steps::admit(&req, &snap, None, 0, 1_800_000_000))
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    block_on(
+        &rt,
+        steps::admit(&req, &snap, steps::Peer::default(), 0, 1_800_000_000),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
     let mut g = c.benchmark_group("builtin_issuer");
     g.bench_function("baseline_sha256_of_jwt", |b| {
         b.iter(|| {
@@ -569,7 +602,13 @@ agents:
             black_box(
                 block_on(
                     &rt,
-                    steps::admit(black_box(&req), &snap, None, 0, 1_800_000_000),
+                    steps::admit(
+                        black_box(&req),
+                        &snap,
+                        steps::Peer::default(),
+                        0,
+                        1_800_000_000,
+                    ),
                 )
                 .is_ok(),
             )

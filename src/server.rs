@@ -634,7 +634,8 @@ pub fn proxy_tls(config: &wire::Config, config_file: &Path) -> anyhow::Result<Op
     let mut all = vec![files(&tls.cert, &tls.key)];
     all.extend(tls.sni.iter().map(|f| files(&f.cert, &f.key)));
     let certs = Arc::new(ListenerCerts::load("proxy", all)?);
-    EdgeTls::new(certs, tls.http2.unwrap_or(true)).map(Some)
+    let client_ca = tls.client_ca.as_ref().map(|p| base.join(p));
+    EdgeTls::new(certs, tls.http2.unwrap_or(true), client_ca.as_deref()).map(Some)
 }
 
 /// The admin listener's TLS configuration (`listeners.admin_tls`, relative to the config file),

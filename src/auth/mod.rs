@@ -34,6 +34,10 @@ pub enum AuthPolicy {
     /// An opaque token or a JWT.
     #[default]
     Any,
+    /// A client certificate presented in the TLS handshake (`listeners.proxy_tls.client_ca`);
+    /// the principal is its SPIFFE ID or its subject's common name. `mtls` is another name.
+    #[serde(rename = "client_cert", alias = "mtls")]
+    ClientCert,
 }
 
 /// Who may use a route (or the forward proxy).
@@ -99,6 +103,7 @@ pub enum CredentialKind {
     Anonymous,
     Opaque,
     Jwt,
+    ClientCert,
 }
 
 impl CredentialKind {
@@ -107,8 +112,17 @@ impl CredentialKind {
             CredentialKind::Anonymous => "anonymous",
             CredentialKind::Opaque => "opaque",
             CredentialKind::Jwt => "jwt",
+            CredentialKind::ClientCert => "client_cert",
         }
     }
+}
+
+/// The identity of the client certificate a TLS connection presented (verified against the
+/// listener's `client_ca` during the handshake): its SPIFFE ID (`spiffe://…` URI SAN), else its
+/// subject's common name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCert {
+    pub subject: Box<str>,
 }
 
 /// Who a principal is: a kind and a stable id. Names people choose (a token's name, a JWT
@@ -128,6 +142,8 @@ pub enum Identity {
     /// A client of Sluice's own issuer (an agent environment's app, or a test token's subject
     /// under the test client).
     App { client_id: String, subject: String },
+    /// A client certificate's SPIFFE ID or common name.
+    Cert { subject: String },
 }
 
 impl Identity {
@@ -149,6 +165,7 @@ impl Identity {
                 format!("app:{client_id}")
             }
             Identity::App { client_id, subject } => format!("app:{client_id}:{subject}"),
+            Identity::Cert { subject } => format!("cert:{subject}"),
         }
     }
 }
@@ -292,11 +309,31 @@ pub fn presented(
 /// Authenticates a request under `access` (a route's or the forward proxy's) and checks its
 /// scopes, issuers and claims.
 pub async fn authenticate(
-    headers: &HeaderMap,
+    (headers, cert): (&HeaderMap, Option<&PeerCert>),
     access: &Access,
     index: &dyn CredentialIndex,
     now_unix: u64,
 ) -> Result<Authenticated, GatewayError> {
+    if access.auth == AuthPolicy::ClientCert {
+        // The handshake verified the certificate; here it is authorized like any principal.
+        single_credentials(headers)?;
+        let cert = cert.ok_or(GatewayError::MissingCredential)?;
+        let subject = cert.subject.to_string();
+        let mut principal = Principal::new(
+            CredentialKind::ClientCert,
+            Identity::Cert {
+                subject: subject.clone(),
+            },
+            subject,
+        );
+        // A remote vault can verify tokens, not a handshake it did not see: no user grants.
+        principal.grants = false;
+        authorize(&principal, access)?;
+        return Ok(Authenticated {
+            principal: Arc::new(principal),
+            client_provider_key: false,
+        });
+    }
     let (token, client_provider_key) = presented(headers, access.auth)?;
     let Some(token) = token else {
         return Ok(Authenticated {
@@ -326,6 +363,8 @@ pub async fn verify(
     let refused_kind = match access.auth {
         AuthPolicy::Jwt => token.starts_with(opaque::PREFIX),
         AuthPolicy::Token => !token.starts_with(opaque::PREFIX) && jwt::looks_like_jwt(token),
+        // Certificate routes take no bearer credential at all.
+        AuthPolicy::ClientCert => true,
         AuthPolicy::Any | AuthPolicy::None => false,
     };
     if refused_kind {
@@ -391,10 +430,15 @@ pub fn proxy_credential(value: &str) -> Option<String> {
 /// Route-level checks on an authenticated principal: 403s, and the 401 of a token for another
 /// audience.
 pub fn authorize(principal: &Principal, access: &Access) -> Result<(), GatewayError> {
-    let kind_refused = matches!(
-        (access.auth, principal.kind),
-        (AuthPolicy::Token, CredentialKind::Jwt) | (AuthPolicy::Jwt, CredentialKind::Opaque)
-    );
+    let kind_refused = match (access.auth, principal.kind) {
+        (AuthPolicy::Token, CredentialKind::Jwt) | (AuthPolicy::Jwt, CredentialKind::Opaque) => {
+            true
+        }
+        // Certificates and bearer credentials never stand in for each other.
+        (AuthPolicy::ClientCert, kind) => kind != CredentialKind::ClientCert,
+        (_, CredentialKind::ClientCert) => true,
+        _ => false,
+    };
     if kind_refused {
         return Err(GatewayError::Forbidden(Forbidden::CredentialKind));
     }

@@ -90,7 +90,7 @@ async fn opaque_tokens_from_each_header() {
         headers(&[("x-sluice-token", t)]),
         headers(&[("authorization", &bearer), ("x-api-key", t)]),
     ] {
-        let a = authenticate(&h, route(&f, "/any"), &f.snap, NOW)
+        let a = authenticate((&h, None), route(&f, "/any"), &f.snap, NOW)
             .await
             .unwrap();
         assert_eq!(&*a.principal.key, "owner:ci-bot");
@@ -107,7 +107,7 @@ async fn sluice_token_header_leaves_the_provider_key_to_the_client() {
         ("x-sluice-token", &f.good),
         ("authorization", "Bearer sk-client"),
     ]);
-    let a = authenticate(&h, route(&f, "/any"), &f.snap, NOW)
+    let a = authenticate((&h, None), route(&f, "/any"), &f.snap, NOW)
         .await
         .unwrap();
     assert!(a.client_provider_key);
@@ -167,7 +167,7 @@ async fn refusals_name_their_reason() {
     ];
     for (h, want) in cases {
         assert_eq!(
-            authenticate(&h, route(&f, "/any"), &f.snap, NOW)
+            authenticate((&h, None), route(&f, "/any"), &f.snap, NOW)
                 .await
                 .unwrap_err(),
             want,
@@ -191,7 +191,7 @@ async fn a_typo_in_the_secret_is_caught_by_the_checksum_and_a_wrong_secret_by_th
     let check = opaque::checksum_for_tests(body);
     let forged = format!("{body}{check}");
     let err = authenticate(
-        &headers(&[("x-api-key", &forged)]),
+        (&headers(&[("x-api-key", &forged)]), None),
         route(&f, "/any"),
         &f.snap,
         NOW,
@@ -205,12 +205,12 @@ async fn a_typo_in_the_secret_is_caught_by_the_checksum_and_a_wrong_secret_by_th
 async fn scopes_and_credential_kinds_are_403() {
     let f = fixture();
     let h = headers(&[("x-api-key", &f.good)]);
-    let err = authenticate(&h, route(&f, "/scoped"), &f.snap, NOW)
+    let err = authenticate((&h, None), route(&f, "/scoped"), &f.snap, NOW)
         .await
         .unwrap_err();
     assert_eq!(err, GatewayError::Forbidden(Forbidden::MissingScope));
     assert_eq!(err.status(), 403);
-    let err = authenticate(&h, route(&f, "/jwt"), &f.snap, NOW)
+    let err = authenticate((&h, None), route(&f, "/jwt"), &f.snap, NOW)
         .await
         .unwrap_err();
     assert_eq!(err, GatewayError::Forbidden(Forbidden::CredentialKind));

@@ -47,10 +47,10 @@ pub(super) fn build(
         connect_timeout_seconds,
         tunnel_idle_seconds,
     } = forward;
-    if *auth == AuthPolicy::None {
+    if matches!(*auth, AuthPolicy::None | AuthPolicy::ClientCert) {
         errors.push(ConfigError::at(
             "forward.auth",
-            "the forward proxy always authenticates: use `token`, `jwt` or `any`",
+            "the forward proxy always authenticates with a credential: use `token`, `jwt` or `any`",
         ));
     }
     let lists = host_lists(forward, errors);

@@ -239,6 +239,18 @@ impl Snapshot {
         let mut warnings = Vec::new();
         check_listeners(listeners, &mut errors);
         check_server(server, &mut errors);
+        let asks_certs = listeners
+            .proxy_tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca.is_some());
+        for (i, route) in config.routes.iter().enumerate() {
+            if route.auth == AuthPolicy::ClientCert && !asks_certs {
+                errors.push(ConfigError::at(
+                    format!("routes[{i}].auth"),
+                    "client certificates need `listeners.proxy_tls.client_ca`",
+                ));
+            }
+        }
 
         // In dependency order: routes name providers and issuers; the forward proxy adds one
         // intercept route per provider; tokens name owners.

@@ -158,6 +158,10 @@ pub struct ListenerTls {
     /// Offer HTTP/2 by ALPN (`h2` before `http/1.1`). Default true.
     #[serde(default)]
     pub http2: Option<bool>,
+    /// Ask clients for a certificate issued by one of these CAs (PEM). Optional for the
+    /// client; routes with `auth: client_cert` need one. Loaded at start.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
 }
 
 /// The built-in issuer's signing keys, applied by the control plane: new keys (the first, each

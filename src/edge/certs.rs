@@ -222,13 +222,20 @@ impl ListenerCerts {
     /// The rustls configuration of a listener serving these certificates: TLS 1.3 and 1.2
     /// with rustls' (AEAD, forward-secret) suites, session tickets, and ALPN `h2` (when
     /// `http2`) before `http/1.1`.
-    pub fn server_config(self: &Arc<Self>, http2: bool) -> anyhow::Result<rustls::ServerConfig> {
+    pub fn server_config(
+        self: &Arc<Self>,
+        http2: bool,
+        client_ca: Option<&std::path::Path>,
+    ) -> anyhow::Result<rustls::ServerConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .context("TLS versions")?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
+            .context("TLS versions")?;
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(path) => builder.with_client_cert_verifier(client_verifier(path, provider)?),
+        };
+        let mut config = builder.with_cert_resolver(self.clone());
         config.ticketer = rustls::crypto::ring::Ticketer::new().context("session tickets")?;
         config.alpn_protocols = if http2 {
             vec![b"h2".to_vec(), b"http/1.1".to_vec()]
@@ -236,6 +243,74 @@ impl ListenerCerts {
             vec![b"http/1.1".to_vec()]
         };
         Ok(config)
+    }
+}
+
+/// Verifies the certificate a client presents against the CAs in `path`; a client may present
+/// none (routes that need one refuse it).
+fn client_verifier(
+    path: &std::path::Path,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> anyhow::Result<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
+    let shown = path.display();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("{shown}: not a PEM certificate file"))?
+    {
+        let cert = cert.with_context(|| format!("{shown}: not a PEM certificate"))?;
+        roots
+            .add(cert)
+            .with_context(|| format!("{shown}: not a CA certificate"))?;
+    }
+    anyhow::ensure!(!roots.is_empty(), "{shown}: no certificate");
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .allow_unauthenticated()
+        .build()
+        .with_context(|| format!("{shown}: cannot verify clients with it"))
+}
+
+/// The identity of a verified client certificate: its SPIFFE ID (a `spiffe://` URI SAN), else
+/// its subject's common name; `None` without either, or with a name that is too long or holds
+/// control characters (it becomes part of the principal's key).
+pub fn peer_identity(leaf: &[u8]) -> Option<crate::auth::PeerCert> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(leaf).ok()?;
+    let spiffe = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .and_then(|san| {
+            san.value.general_names.iter().find_map(|n| match n {
+                GeneralName::URI(uri) if uri.starts_with("spiffe://") => Some(uri.to_string()),
+                _ => None,
+            })
+        });
+    let subject = spiffe.or_else(|| {
+        cert.subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_owned)
+    })?;
+    let fits =
+        !subject.is_empty() && subject.len() <= 256 && !subject.chars().any(char::is_control);
+    fits.then(|| crate::auth::PeerCert {
+        subject: subject.into_boxed_str(),
+    })
+}
+
+/// Hands the verified client certificate's identity to the HTTP layer (the session's
+/// `SslDigest::extension`, read by admission).
+pub struct PeerCertCallback;
+
+#[async_trait::async_trait]
+impl pingora::listeners::TlsAccept for PeerCertCallback {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &pingora::protocols::tls::TlsRef,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        let identity = peer_identity(tls.peer_certificate_der()?)?;
+        Some(Arc::new(identity))
     }
 }
 
@@ -289,6 +364,39 @@ mod tests {
         // One label only, and an unknown name gets the default.
         assert_eq!(leaf_of(&set.pick(Some("a.b.internal.example"))), default);
         assert_eq!(leaf_of(&set.pick(Some("unknown.test"))), default);
+    }
+
+    #[test]
+    fn a_client_certificate_is_named_by_its_spiffe_id_else_its_common_name() {
+        use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+        let key = KeyPair::generate().unwrap();
+        let named = |san: Option<&str>, cn: Option<&str>| {
+            let mut params = CertificateParams::default();
+            params.distinguished_name = rcgen::DistinguishedName::new();
+            if let Some(uri) = san {
+                params.subject_alt_names = vec![
+                    SanType::DnsName("x.test".try_into().unwrap()),
+                    SanType::URI(uri.try_into().unwrap()),
+                ];
+            }
+            if let Some(cn) = cn {
+                params.distinguished_name.push(DnType::CommonName, cn);
+            }
+            let cert = params.self_signed(&key).unwrap();
+            peer_identity(cert.der()).map(|p| p.subject.to_string())
+        };
+        assert_eq!(
+            named(Some("spiffe://example.org/ns/a"), Some("ignored")).as_deref(),
+            Some("spiffe://example.org/ns/a")
+        );
+        assert_eq!(
+            named(Some("https://not-spiffe.test/"), Some("bot")).as_deref(),
+            Some("bot")
+        );
+        assert_eq!(named(None, Some("bot")).as_deref(), Some("bot"));
+        assert_eq!(named(None, None), None);
+        assert_eq!(named(None, Some("evil\nname")), None);
+        assert_eq!(peer_identity(b"not DER"), None);
     }
 
     #[test]

@@ -42,12 +42,19 @@ pub struct EdgeTls {
 }
 
 impl EdgeTls {
-    pub fn new(certs: Arc<ListenerCerts>, http2: bool) -> anyhow::Result<EdgeTls> {
-        let config = certs.server_config(http2)?;
-        Ok(EdgeTls {
-            acceptor: Acceptor::from_server_config(Arc::new(config)),
-            certs,
-        })
+    /// With `client_ca`, clients may present a certificate it issued; its identity reaches
+    /// admission (`auth: client_cert`).
+    pub fn new(
+        certs: Arc<ListenerCerts>,
+        http2: bool,
+        client_ca: Option<&std::path::Path>,
+    ) -> anyhow::Result<EdgeTls> {
+        let config = certs.server_config(http2, client_ca)?;
+        let mut acceptor = Acceptor::from_server_config(Arc::new(config));
+        if client_ca.is_some() {
+            acceptor = acceptor.with_callbacks(Box::new(certs::PeerCertCallback));
+        }
+        Ok(EdgeTls { acceptor, certs })
     }
 }
 

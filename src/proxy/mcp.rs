@@ -206,7 +206,7 @@ async fn authenticate(
     server: &McpServer,
     snap: &Snapshot,
 ) -> Result<Arc<Principal>, GatewayError> {
-    let authed = auth::authenticate(&req.headers, &server.access, snap, unix_now()).await?;
+    let authed = auth::authenticate((&req.headers, None), &server.access, snap, unix_now()).await?;
     if authed.principal.kind == CredentialKind::Jwt
         && !auth::names_audience(&authed.principal.claims["aud"], &server.resource)
     {

@@ -134,7 +134,7 @@ async fn principal(session: &Session, snap: &Snapshot) -> Result<(Who, String), 
         ..Access::default()
     };
     let headers = &session.req_header().headers;
-    let authed = auth::authenticate(headers, &access, snap, unix_now()).await?;
+    let authed = auth::authenticate((headers, None), &access, snap, unix_now()).await?;
     // A token that may not act as its owner upstream may not connect or see their accounts.
     if !authed.principal.grants {
         return Err(GatewayError::Forbidden(

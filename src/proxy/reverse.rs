@@ -96,9 +96,19 @@ impl ProxyHttp for Gateway {
         }
         let req = session.req_header();
         let admission = match ctx.conn.clone() {
-            None => steps::admit(req, &ctx.snap, ctx.client, now_ms(), unix_now())
-                .await
-                .map(|a| (None, ForwardAdmitted::Provider(a))),
+            None => {
+                let cert = session
+                    .digest()
+                    .and_then(|d| d.ssl_digest.as_ref())
+                    .and_then(|s| s.extension.get::<crate::auth::PeerCert>());
+                let peer = steps::Peer {
+                    source: ctx.client,
+                    cert,
+                };
+                steps::admit(req, &ctx.snap, peer, now_ms(), unix_now())
+                    .await
+                    .map(|a| (None, ForwardAdmitted::Provider(a)))
+            }
             Some(conn) => {
                 steps::admit_forward(req, (&conn, ctx.client), &ctx.snap, now_ms(), unix_now())
                     .await

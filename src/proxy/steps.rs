@@ -42,11 +42,20 @@ pub struct Refusal {
     pub shape: ErrorShape,
 }
 
+/// Who is at the other end of a request's connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Peer<'a> {
+    /// The client's address (the peer's, or the one a trusted load balancer named).
+    pub source: Option<IpAddr>,
+    /// The client certificate the TLS handshake verified, if any.
+    pub cert: Option<&'a auth::PeerCert>,
+}
+
 /// `now_ms` is the monotonic clock of key health, `now_unix` the wall clock of token expiry.
 pub async fn admit(
     req: &RequestHeader,
     snap: &Snapshot,
-    source: Option<IpAddr>,
+    peer: Peer<'_>,
     now_ms: u64,
     now_unix: u64,
 ) -> Result<Admitted, Refusal> {
@@ -71,7 +80,7 @@ pub async fn admit(
     } else {
         &route.access
     };
-    let authed = auth::authenticate(&req.headers, access, snap, now_unix)
+    let authed = auth::authenticate((&req.headers, peer.cert), access, snap, now_unix)
         .await
         .map_err(refuse)?;
     let on_route = OnRoute {
@@ -79,7 +88,7 @@ pub async fn admit(
         route,
         path,
         fallback: true,
-        source,
+        source: peer.source,
     };
     admit_to(
         snap,

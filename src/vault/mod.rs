@@ -39,6 +39,7 @@ impl Who {
             Identity::Owner { name, .. } => format!("owner `{name}`"),
             Identity::Jwt { issuer, subject } => format!("`{subject}` of issuer `{issuer}`"),
             Identity::App { client_id, .. } => format!("app `{client_id}`"),
+            Identity::Cert { subject } => format!("certificate `{subject}`"),
         };
         Some(Who {
             key: principal.key.to_string(),

@@ -513,3 +513,131 @@ async fn per_source_limits_on_the_unauthenticated_endpoints() {
         200
     );
 }
+
+/// Writes a CA (`ca.pem`) and, signed by it, a client certificate `name.pem`/`name.key`
+/// for each (name, SPIFFE ID or common name).
+fn client_certs(dir: &Path, clients: &[(&str, &str)]) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "test client CA");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    for (name, id) in clients {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        match id.strip_prefix("spiffe://") {
+            Some(_) => {
+                params.subject_alt_names = vec![SanType::URI(id.to_string().try_into().unwrap())]
+            }
+            None => params.distinguished_name.push(DnType::CommonName, *id),
+        }
+        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+}
+
+/// `auth: client_cert`: the certificate verified in the handshake is the credential, its
+/// SPIFFE ID or common name the principal (in the audit record); no certificate is a 401, a
+/// certificate from another CA fails the handshake, and a certificate is no credential on a
+/// token route nor a token on a certificate route.
+#[tokio::test]
+async fn client_certificates_are_a_credential() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = self_signed(certs.path(), &["localhost"]);
+    let clients = certs.path().join("clients");
+    std::fs::create_dir_all(&clients).unwrap();
+    client_certs(
+        &clients,
+        &[
+            ("agent", "spiffe://example.org/agent/a"),
+            ("bot", "build-bot"),
+        ],
+    );
+    let strangers = certs.path().join("strangers");
+    std::fs::create_dir_all(&strangers).unwrap();
+    client_certs(&strangers, &[("agent", "spiffe://example.org/agent/a")]);
+    let mock = Mock::start(&[]);
+    let dynamic = config(&mock, "").replace(
+        "  - { prefix: /openai, provider: openai }",
+        "  - { prefix: /openai, provider: openai, auth: client_cert }",
+    );
+    let tls = format!(
+        "{{ cert: {}, key: {}, client_ca: {} }}",
+        cert.display(),
+        key.display(),
+        clients.join("ca.pem").display()
+    );
+    let sluice = Sluice::start_tls(&dynamic, &KEYS, &tls);
+    let post = |path: &str, id: &str, client: Option<&Path>, token: bool| {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&ca)
+            .args(["-H", "content-type: application/json", "--data", CHAT])
+            .args(["-H", &format!("x-request-id: {id}")]);
+        if let Some(c) = client {
+            cmd.arg("--cert").arg(c.with_extension("pem"));
+            cmd.arg("--key").arg(c.with_extension("key"));
+        }
+        if token {
+            cmd.args(["-H", &format!("authorization: Bearer {}", tok().token)]);
+        }
+        let out = cmd.arg(sluice.https_url(path)).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let chat = "/openai/v1/chat/completions";
+    assert_eq!(
+        post(chat, "mtls-agent", Some(&clients.join("agent")), false),
+        "200"
+    );
+    assert_eq!(
+        post(chat, "mtls-bot", Some(&clients.join("bot")), false),
+        "200"
+    );
+    let record = |id: &'static str| {
+        let sluice = &sluice;
+        async move { wait_audit(sluice, |r| r["request_id"] == id).await.unwrap() }
+    };
+    let agent = record("mtls-agent").await;
+    assert_eq!(
+        agent["principal"], "cert:spiffe://example.org/agent/a",
+        "{agent}"
+    );
+    assert_eq!(agent["credential_kind"], "client_cert", "{agent}");
+    assert_eq!(record("mtls-bot").await["principal"], "cert:build-bot");
+    // No certificate: 401, even with a valid token.
+    assert_eq!(post(chat, "mtls-none", None, false), "401");
+    assert_eq!(post(chat, "mtls-token", None, true), "401");
+    // A certificate another CA issued: no handshake, no answer.
+    assert_eq!(
+        post(chat, "mtls-stranger", Some(&strangers.join("agent")), false),
+        "000"
+    );
+    // A certificate is no credential on a token route.
+    let messages = "/anthropic/v1/messages";
+    assert_eq!(
+        post(
+            messages,
+            "mtls-on-token-route",
+            Some(&clients.join("agent")),
+            false
+        ),
+        "401"
+    );
+    assert_eq!(
+        post(
+            messages,
+            "token-with-cert",
+            Some(&clients.join("agent")),
+            true
+        ),
+        "200"
+    );
+    // The pool's key went upstream, never the client's token.
+    assert!(!mock.stats().await["credentials"]
+        .to_string()
+        .contains(&tok().token));
+}

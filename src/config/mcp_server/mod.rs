@@ -182,6 +182,12 @@ fn check_limits(s: &WireMcpServer, bad: &mut impl FnMut(&str, String)) {
     if s.client_auth == AuthPolicy::None && !s.scopes.is_empty() {
         bad("client_auth", "`none` cannot require scopes".into());
     }
+    if s.client_auth == AuthPolicy::ClientCert {
+        bad(
+            "client_auth",
+            "MCP servers take tokens (`token`, `jwt`, `any`) or `none`".into(),
+        );
+    }
     if s.timeouts.idle_seconds == 0 || s.timeouts.idle_seconds > MAX_IDLE_SECONDS {
         bad(
             "timeouts.idle_seconds",

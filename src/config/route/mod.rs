@@ -181,12 +181,19 @@ fn access(
             format!("`{prefix}` must start with `/` and not end with `/` (e.g. `/openai`)"),
         ));
     }
-    if *auth == AuthPolicy::None
+    if matches!(*auth, AuthPolicy::None | AuthPolicy::ClientCert)
         && (!scopes.is_empty() || !issuers.is_empty() || !required_claims.is_empty())
     {
         errors.push(ConfigError::at(
             format!("{at}.auth"),
-            "`auth: none` cannot require scopes, issuers or claims",
+            format!(
+                "`auth: {}` cannot require scopes, issuers or claims",
+                if *auth == AuthPolicy::None {
+                    "none"
+                } else {
+                    "client_cert"
+                }
+            ),
         ));
     }
     Access {

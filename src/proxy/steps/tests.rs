@@ -64,7 +64,7 @@ async fn centralized_route_picks_a_pool_key_and_rewrites() {
             ("proxy-authorization", "Basic x"),
         ],
     );
-    let admitted = admit(&r, &s, None, 0, NOW).await.unwrap();
+    let admitted = admit(&r, &s, Peer::default(), 0, NOW).await.unwrap();
     // The token's name is shown, never its key: an owner-less token is its id.
     assert_eq!(admitted.principal.name, "ci");
     let token_id = admitted.principal.token_id.clone().unwrap();
@@ -98,7 +98,7 @@ async fn byok_passes_the_client_key_and_requires_one() {
         "/claude/v1/messages",
         &[("x-sluice-token", &token), ("x-api-key", "sk-ant-client")],
     );
-    let admitted = admit(&r, &s, None, 0, NOW).await.unwrap();
+    let admitted = admit(&r, &s, Peer::default(), 0, NOW).await.unwrap();
     assert_eq!(admitted.key, None);
     let route = &s.routes[admitted.route];
     rewrite(&mut r, route, &route.provider, Inject::ClientKey, None).unwrap();
@@ -109,7 +109,7 @@ async fn byok_passes_the_client_key_and_requires_one() {
     let refused = admit(
         &req("/claude/v1/messages", &[("x-api-key", &token)]),
         &s,
-        None,
+        Peer::default(),
         0,
         NOW,
     )
@@ -130,14 +130,14 @@ async fn prefer_byok_falls_back_to_the_pool() {
     let mine = admit(
         &req("/either/v1/models", &[("authorization", "Bearer sk-mine")]),
         &s,
-        None,
+        Peer::default(),
         0,
         NOW,
     )
     .await;
     assert_eq!(mine.unwrap().key, None);
     assert_eq!(
-        admit(&req("/either/v1/models", &[]), &s, None, 0, NOW)
+        admit(&req("/either/v1/models", &[]), &s, Peer::default(), 0, NOW)
             .await
             .unwrap()
             .key,
@@ -150,7 +150,7 @@ async fn refusals_use_the_route_shape() {
     let (s, token) = snap();
     let bearer = format!("Bearer {token}");
     assert_eq!(
-        admit(&req("/nowhere", &[]), &s, None, 0, NOW)
+        admit(&req("/nowhere", &[]), &s, Peer::default(), 0, NOW)
             .await
             .unwrap_err()
             .error,
@@ -159,7 +159,7 @@ async fn refusals_use_the_route_shape() {
     let r = admit(
         &req("/central/v1/models", &[("authorization", "Bearer wrong")]),
         &s,
-        None,
+        Peer::default(),
         0,
         NOW,
     )
@@ -180,7 +180,7 @@ async fn refusals_use_the_route_shape() {
     let r = admit(
         &req("/central/v1/models", &[("authorization", &bearer)]),
         &s,
-        None,
+        Peer::default(),
         10,
         NOW,
     )

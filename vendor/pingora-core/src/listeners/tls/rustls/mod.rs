@@ -241,6 +241,15 @@ impl Acceptor {
         }
     }
 
+    /// Post-handshake callbacks (`TlsAccept::handshake_complete_callback`, whose value lands
+    /// in the session's `SslDigest::extension`) on an acceptor built by
+    /// [`Self::from_server_config`], whose certificate resolver, client-certificate verifier,
+    /// ALPN and session tickets are the caller's.
+    pub fn with_callbacks(mut self, callbacks: TlsAcceptCallbacks) -> Self {
+        self.callbacks = Some(SharedTlsAcceptCallbacks::from(callbacks));
+        self
+    }
+
     pub async fn tls_handshake<S: IO + 'static>(&self, stream: S) -> Result<TlsStream<S>> {
         debug!("new tls session");
         if let Some(offload) = self.offload.as_ref() {
