@@ -79,6 +79,7 @@ SLUICE_BIN=target/debug/sluice LOAD_BIN=target/debug/examples/forward_load bench
 SLUICE_BIN=target/debug/sluice benches/control.sh --smoke
 SLUICE_BIN=target/debug/sluice benches/mcp.sh --smoke
 SLUICE_BIN=target/debug/sluice benches/issuer.sh --smoke
+SLUICE_BIN=target/debug/sluice benches/tls.sh --smoke
 SLUICE_BIN=target/debug/sluice OUT=target/profile-smoke benches/profile.sh --smoke
 
 echo "all tests passed"

@@ -176,6 +176,7 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
         };
         let proxy_tls = proxy_tls(&config, config_file).context("listeners.proxy_tls")?;
         if let Some(tls) = &proxy_tls {
+            crate::tls::register(tls.certs.clone());
             server.add_service(background_service(
                 "sluice certificate watcher",
                 crate::edge::watch::CertWatcher {

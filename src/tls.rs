@@ -22,3 +22,34 @@ pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig
         .context("the certificate and the key do not match")?;
     Ok(Arc::new(config))
 }
+
+/// A TLS listener whose certificates can be loaded again from their files
+/// (`edge::certs::ListenerCerts`), as the admin API reaches it.
+pub trait ReloadCerts: Send + Sync {
+    /// The listener's name (`proxy`).
+    fn listener(&self) -> &'static str;
+    /// Loads the files again and swaps them in, or says why not (the old ones keep serving);
+    /// the certificates now served: (first name, expiry in Unix seconds).
+    fn reload_certs(&self) -> anyhow::Result<Vec<(String, i64)>>;
+}
+
+static LISTENERS: std::sync::Mutex<Vec<Arc<dyn ReloadCerts>>> = std::sync::Mutex::new(Vec::new());
+
+/// Makes `listener` reachable by `reload_listeners` (the admin API's `POST /v1/tls/reload`).
+pub fn register(listener: Arc<dyn ReloadCerts>) {
+    LISTENERS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(listener);
+}
+
+/// The certificates a listener serves after a reload (first name, expiry), or why not.
+pub type Reloaded = anyhow::Result<Vec<(String, i64)>>;
+
+/// Reloads every registered TLS listener of this process: (listener, what it serves now).
+pub fn reload_listeners() -> Vec<(&'static str, Reloaded)> {
+    let all = LISTENERS.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    all.iter()
+        .map(|l| (l.listener(), l.reload_certs()))
+        .collect()
+}

@@ -148,6 +148,7 @@ permissions! {
     AgentTestToken = "agent_test_token", Credentials;
     IssuerKeyList = "issuer_key_list", Read;
     IssuerKeyRotate = "issuer_key_rotate", Configure;
+    TlsReload = "tls_reload", Configure;
     AppList = "app_list", Read;
     AppCreate = "app_create", Credentials;
     AppRegenerate = "app_regenerate", Credentials;

@@ -314,6 +314,17 @@ impl pingora::listeners::TlsAccept for PeerCertCallback {
     }
 }
 
+impl crate::tls::ReloadCerts for ListenerCerts {
+    fn listener(&self) -> &'static str {
+        self.listener
+    }
+
+    fn reload_certs(&self) -> anyhow::Result<Vec<(String, i64)>> {
+        self.reload()?;
+        Ok(self.set.load().expiries.clone())
+    }
+}
+
 impl ResolvesServerCert for ListenerCerts {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.set.load().pick(hello.server_name()))

@@ -447,5 +447,5 @@ async fn roles_secrets_at_rest_and_bad_input() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 72);
+    assert_eq!(operations, 73);
 }

@@ -255,6 +255,34 @@ async fn sni_chooses_and_certificates_rotate_under_load_without_a_failed_handsha
             .await,
         0.0
     );
+
+    // The admin API reloads too: the certificates now served, each with its expiry.
+    let admin = sluice.admin_url();
+    let (status, _) = api(&admin, "", "POST", "/v1/tls/reload", None).await;
+    assert_eq!(status, 401);
+    let root = sluice.admin_token();
+    let (status, body) = api(&admin, &root, "POST", "/v1/tls/reload", None).await;
+    assert_eq!(status, 200, "{body}");
+    let served: Vec<&str> = body["listeners"][0]["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(served, ["localhost", "other.test"], "{body}");
+    assert!(
+        body["listeners"][0]["certificates"][0]["expires_at"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
+    // A key that is not the certificate's: refused, and the served certificate stays.
+    std::fs::copy(&other_key, &key).unwrap();
+    let (status, body) = api(&admin, &root, "POST", "/v1/tls/reload", None).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "certificates_not_loaded", "{body}");
+    assert!(!body.to_string().contains("PRIVATE KEY"), "{body}");
+    assert_eq!(names("localhost"), serde_json::json!(["localhost"]));
 }
 
 /// Resident memory of a process, in KiB.

@@ -410,6 +410,41 @@ async fn whoami(State(cp): Cp, headers: HeaderMap) -> ApiResult<Json<Value>> {
     ))
 }
 
+/// `POST /v1/tls/reload`: this process's TLS listeners load their certificate files again.
+async fn tls_reload(State(cp): Cp, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let caller = cp.authorize(&headers, Permission::TlsReload)?;
+    let results = crate::tls::reload_listeners();
+    if results.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this process serves no TLS listener (listeners.proxy_tls)",
+        ));
+    }
+    let mut listeners = Vec::new();
+    for (listener, result) in results {
+        match result {
+            Ok(certs) => {
+                let certificates: Vec<Value> = certs
+                    .iter()
+                    .map(|(name, expires)| json!({"name": name, "expires_at": expires}))
+                    .collect();
+                listeners.push(json!({"listener": listener, "certificates": certificates}));
+            }
+            Err(e) => {
+                log::warn!("TLS reload by {} failed: {e:#}", caller.principal);
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "certificates_not_loaded",
+                    format!("{listener}: {e:#}; the previous certificates keep serving"),
+                ));
+            }
+        }
+    }
+    log::info!("TLS certificates reloaded by {}", caller.principal);
+    Ok(Json(json!({ "listeners": listeners })))
+}
+
 async fn openapi() -> Response {
     static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     (
@@ -458,7 +493,8 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
             "/v1/agents/{name}/environments/{env}/apps",
             post(apps::create_app),
         )
-        .route("/v1/issuer/keys/rotate", post(signing::rotate_keys));
+        .route("/v1/issuer/keys/rotate", post(signing::rotate_keys))
+        .route("/v1/tls/reload", post(tls_reload));
     for doc in docs::DOCS {
         router = (doc.routes)(router);
     }
