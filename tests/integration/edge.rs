@@ -392,24 +392,17 @@ async fn proxy_protocol_names_the_client_behind_a_trusted_balancer() {
                 .map(|r| r["client"].clone())
         }
     };
-    assert_eq!(
-        send(
-            "127.0.0.2",
-            proxy_header(1, [203, 0, 113, 9], 40000),
-            "pp-v1"
-        ),
-        "200"
-    );
-    assert_eq!(client_of("pp-v1").await.unwrap(), "203.0.113.9");
-    assert_eq!(
-        send(
-            "127.0.0.2",
-            proxy_header(2, [198, 51, 100, 20], 40001),
-            "pp-v2"
-        ),
-        "200"
-    );
-    assert_eq!(client_of("pp-v2").await.unwrap(), "198.51.100.20");
+    let proxied = [
+        (1, [203, 0, 113, 9], "pp-v1", "203.0.113.9"),
+        (2, [198, 51, 100, 20], "pp-v2", "198.51.100.20"),
+    ];
+    for (version, ip, id, client) in proxied {
+        assert_eq!(
+            send("127.0.0.2", proxy_header(version, ip, 40000), id),
+            "200"
+        );
+        assert_eq!(client_of(id).await.unwrap(), client);
+    }
     // From a peer that is not a trusted balancer the header is not read: the TLS handshake
     // fails on it, and nobody is recorded as 203.0.113.9.
     assert_eq!(
