@@ -341,9 +341,12 @@ fn http_app(
     ));
     // An idle kept-alive connection is closed after `keepalive_timeout_seconds` (a client's
     // HTTP/1.1 default is "forever"), and an unread request body after a refusal is drained for 10 s at most.
-    options.keepalive_idle_timeout = Some(std::time::Duration::from_secs(
-        config.server.keepalive_timeout_seconds.unwrap_or(60),
-    ));
+    let idle =
+        std::time::Duration::from_secs(config.server.keepalive_timeout_seconds.unwrap_or(60));
+    options.keepalive_idle_timeout = Some(idle);
+    // The same for an HTTP/2 connection with no stream open, and one that never sends its
+    // preface.
+    options.h2_idle_timeout = Some(idle);
     options.total_drain_timeout = Some(std::time::Duration::from_secs(10));
     http.server_options = Some(options);
     http

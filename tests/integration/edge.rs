@@ -662,3 +662,20 @@ async fn client_certificates_are_a_credential() {
         .to_string()
         .contains(&tok().token));
 }
+
+/// An HTTP/2 connection with no stream open is closed after the keep-alive timeout, and so is
+/// one that agreed on `h2` and never sent its preface (Pingora patch 15).
+#[tokio::test]
+async fn idle_http2_connections_are_closed() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = self_signed(certs.path(), &["localhost"]);
+    let mock = Mock::start(&[]);
+    let dynamic = config(&mock, "  keepalive_timeout_seconds: 1\n");
+    let sluice = Sluice::start_tls(&dynamic, &KEYS, &tls_yaml(&cert, &key));
+    let port = sluice.port.to_string();
+    for preface in ["0", "1"] {
+        let out = edge_client(&["idle-h2", &port, preface], &ca);
+        let after = out["closed_after"].as_f64().unwrap();
+        assert!(after < 5.0, "preface {preface}: open {after} s: {out}");
+    }
+}

@@ -7,6 +7,8 @@ usage: edge_client.py httpx URL TOKEN           httpx2 with http2=True: chat and
        edge_client.py proxied PORT SOURCE HEADER TLS TOKEN ID
                                                 from address SOURCE: the PROXY header (hex),
                                                 then (TLS: 1) TLS, then a chat request: its status
+       edge_client.py idle-h2 PORT PREFACE          an h2 connection that sends nothing (PREFACE 0) or
+                                                only the preface (1): seconds until it is closed
        edge_client.py flood KIND PORT TOKEN     HTTP/2 floods: rapid-reset, continuation, ping,
                                                 settings, empty-data
 (prints one JSON object)
@@ -173,6 +175,17 @@ def send_until_refused(tls, frames, limit_bytes):
     return sent, None
 
 
+def idle_h2_mode(port, preface):
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    tls = tls_context(alpn=("h2",)).wrap_socket(raw, server_hostname="localhost")
+    assert tls.selected_alpn_protocol() == "h2", tls.selected_alpn_protocol()
+    start = time.time()
+    if preface == "1":
+        tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0))
+    read_until_closed(tls, 10)
+    print(json.dumps({"closed_after": round(time.time() - start, 2)}))
+
+
 def flood_mode(kind, port, token):
     tls = h2_connect(port)
     out = {"kind": kind}
@@ -218,6 +231,8 @@ elif mode == "sni":
     sni_mode(int(sys.argv[2]), sys.argv[3])
 elif mode == "proxied":
     proxied_mode(int(sys.argv[2]), *sys.argv[3:8])
+elif mode == "idle-h2":
+    idle_h2_mode(int(sys.argv[2]), sys.argv[3])
 elif mode == "flood":
     flood_mode(sys.argv[2], int(sys.argv[3]), sys.argv[4])
 else:

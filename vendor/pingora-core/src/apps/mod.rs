@@ -326,7 +326,21 @@ where
                 });
 
                 let h2_options = self.h2_options();
-                let h2_conn = match server::handshake(stream, h2_options).await {
+                let h2_idle_timeout = self.server_options().and_then(|o| o.h2_idle_timeout);
+                // A client that never sends the preface is idle too: without a bound it would
+                // hold the connection for ever.
+                let handshake = server::handshake(stream, h2_options);
+                let handshake = match h2_idle_timeout {
+                    Some(limit) => match tokio::time::timeout(limit, handshake).await {
+                        Ok(done) => done,
+                        Err(_) => {
+                            debug!("H2 handshake timed out after {limit:?}");
+                            return;
+                        }
+                    },
+                    None => handshake.await,
+                };
+                let h2_conn = match handshake {
                     Err(e) => {
                         error!("H2 handshake error {e}");
                         return;
