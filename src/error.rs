@@ -210,6 +210,10 @@ pub enum AuthFailure {
     UnknownKey,
     #[error("a required claim is missing")]
     MissingClaim,
+    #[error(
+        "this route takes a client certificate (TLS) that names its holder, and none was presented"
+    )]
+    NoClientCertificate,
 }
 
 impl AuthFailure {
@@ -226,6 +230,7 @@ impl AuthFailure {
             AuthFailure::UnknownIssuer => "unknown_issuer",
             AuthFailure::UnsupportedAlgorithm => "unsupported_alg",
             AuthFailure::UnknownKey => "unknown_kid",
+            AuthFailure::NoClientCertificate => "no_client_certificate",
             AuthFailure::MissingClaim => "missing_claim",
         }
     }

@@ -317,7 +317,9 @@ pub async fn authenticate(
     if access.auth == AuthPolicy::ClientCert {
         // The handshake verified the certificate; here it is authorized like any principal.
         single_credentials(headers)?;
-        let cert = cert.ok_or(GatewayError::MissingCredential)?;
+        let cert = cert.ok_or(GatewayError::InvalidCredential(
+            crate::error::AuthFailure::NoClientCertificate,
+        ))?;
         let subject = cert.subject.to_string();
         let mut principal = Principal::new(
             CredentialKind::ClientCert,

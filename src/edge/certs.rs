@@ -269,32 +269,47 @@ fn client_verifier(
         .with_context(|| format!("{shown}: cannot verify clients with it"))
 }
 
-/// The identity of a verified client certificate: its SPIFFE ID (a `spiffe://` URI SAN), else
-/// its subject's common name; `None` without either, or with a name that is too long or holds
-/// control characters (it becomes part of the principal's key).
-pub fn peer_identity(leaf: &[u8]) -> Option<crate::auth::PeerCert> {
+/// The identity of a verified client certificate: `spiffe://…` (its one SPIFFE ID, a URI SAN;
+/// the scheme matched in any case) or `cn:` and its subject's common name — so a common name
+/// can never pass for a SPIFFE ID. `None` when the certificate is outside its validity at `now`
+/// (a resumed TLS session carries the certificate of its first handshake), holds two SPIFFE
+/// IDs, names nobody, or names them with anything but printable ASCII (bidirectional and
+/// other format characters would disguise names in logs) or at more than 256 characters.
+pub fn peer_identity(leaf: &[u8], now: i64) -> Option<crate::auth::PeerCert> {
     use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
     let (_, cert) = X509Certificate::from_der(leaf).ok()?;
-    let spiffe = cert
+    let validity = cert.validity();
+    if now < validity.not_before.timestamp() || now > validity.not_after.timestamp() {
+        return None;
+    }
+    let spiffe: Vec<String> = cert
         .subject_alternative_name()
         .ok()
         .flatten()
-        .and_then(|san| {
-            san.value.general_names.iter().find_map(|n| match n {
-                GeneralName::URI(uri) if uri.starts_with("spiffe://") => Some(uri.to_string()),
-                _ => None,
-            })
-        });
-    let subject = spiffe.or_else(|| {
-        cert.subject()
-            .iter_common_name()
-            .next()
-            .and_then(|cn| cn.as_str().ok())
-            .map(str::to_owned)
-    })?;
-    let fits =
-        !subject.is_empty() && subject.len() <= 256 && !subject.chars().any(char::is_control);
-    fits.then(|| crate::auth::PeerCert {
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::URI(uri) => uri
+                        .get(..9)
+                        .filter(|scheme| scheme.eq_ignore_ascii_case("spiffe://"))
+                        .map(|_| format!("spiffe://{}", &uri[9..])),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let subject = match spiffe.as_slice() {
+        [one] => one.clone(),
+        [] => {
+            let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
+            format!("cn:{cn}")
+        }
+        _ => return None,
+    };
+    let printable = subject.bytes().all(|b| (0x20..0x7f).contains(&b));
+    (printable && subject.len() <= 256 && !subject.ends_with(':')).then(|| crate::auth::PeerCert {
         subject: subject.into_boxed_str(),
     })
 }
@@ -309,7 +324,8 @@ impl pingora::listeners::TlsAccept for PeerCertCallback {
         &self,
         tls: &pingora::protocols::tls::TlsRef,
     ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
-        let identity = peer_identity(tls.peer_certificate_der()?)?;
+        let now = crate::clock::unix_now() as i64;
+        let identity = peer_identity(tls.peer_certificate_der()?, now)?;
         Some(Arc::new(identity))
     }
 }
@@ -381,33 +397,56 @@ mod tests {
     fn a_client_certificate_is_named_by_its_spiffe_id_else_its_common_name() {
         use rcgen::{CertificateParams, DnType, KeyPair, SanType};
         let key = KeyPair::generate().unwrap();
-        let named = |san: Option<&str>, cn: Option<&str>| {
+        let now = crate::clock::unix_now() as i64;
+        let cert = |uris: &[&str], cn: Option<&str>| {
             let mut params = CertificateParams::default();
             params.distinguished_name = rcgen::DistinguishedName::new();
-            if let Some(uri) = san {
-                params.subject_alt_names = vec![
-                    SanType::DnsName("x.test".try_into().unwrap()),
-                    SanType::URI(uri.try_into().unwrap()),
-                ];
+            params.subject_alt_names = vec![SanType::DnsName("x.test".try_into().unwrap())];
+            for uri in uris {
+                params
+                    .subject_alt_names
+                    .push(SanType::URI((*uri).try_into().unwrap()));
             }
             if let Some(cn) = cn {
                 params.distinguished_name.push(DnType::CommonName, cn);
             }
-            let cert = params.self_signed(&key).unwrap();
-            peer_identity(cert.der()).map(|p| p.subject.to_string())
+            params.self_signed(&key).unwrap()
         };
+        let named = |uris: &[&str], cn: Option<&str>| {
+            peer_identity(cert(uris, cn).der(), now).map(|p| p.subject.to_string())
+        };
+        let id = "spiffe://example.org/ns/a";
+        assert_eq!(named(&[id], Some("ignored")).as_deref(), Some(id));
         assert_eq!(
-            named(Some("spiffe://example.org/ns/a"), Some("ignored")).as_deref(),
-            Some("spiffe://example.org/ns/a")
+            named(&["SPIFFE://example.org/ns/a"], Some("mallory")).as_deref(),
+            Some(id)
         );
         assert_eq!(
-            named(Some("https://not-spiffe.test/"), Some("bot")).as_deref(),
-            Some("bot")
+            named(&["https://not-spiffe.test/"], Some("bot")).as_deref(),
+            Some("cn:bot")
         );
-        assert_eq!(named(None, Some("bot")).as_deref(), Some("bot"));
-        assert_eq!(named(None, None), None);
-        assert_eq!(named(None, Some("evil\nname")), None);
-        assert_eq!(peer_identity(b"not DER"), None);
+        assert_eq!(named(&[], Some("bot")).as_deref(), Some("cn:bot"));
+        // A common name never passes for a SPIFFE ID.
+        assert_eq!(
+            named(&[], Some(id)).as_deref(),
+            Some("cn:spiffe://example.org/ns/a")
+        );
+        // Refused: two SPIFFE IDs, no name, control and format characters.
+        assert_eq!(named(&[id, "spiffe://example.org/ns/b"], None), None);
+        assert_eq!(named(&[], None), None);
+        assert_eq!(named(&[], Some("evil\nname")), None);
+        assert_eq!(named(&[], Some("ali\u{202e}ce")), None);
+        assert_eq!(peer_identity(b"not DER", now), None);
+        // Outside its validity (a resumed session's certificate may have expired since).
+        let valid = cert(&[], Some("bot"));
+        let mut expired = CertificateParams::default();
+        expired.distinguished_name = rcgen::DistinguishedName::new();
+        expired.distinguished_name.push(DnType::CommonName, "bot");
+        expired.not_before = time::OffsetDateTime::from_unix_timestamp(now - 7200).unwrap();
+        expired.not_after = time::OffsetDateTime::from_unix_timestamp(now - 3600).unwrap();
+        let expired = expired.self_signed(&key).unwrap();
+        assert!(peer_identity(valid.der(), now).is_some());
+        assert_eq!(peer_identity(expired.der(), now), None);
     }
 
     #[test]

@@ -71,13 +71,14 @@ impl<A> Edge<A> {
 
     /// The connection with its client's address: read from the PROXY header when the peer
     /// is a trusted load balancer. `None`: closed (no valid header in time).
-    async fn client_of(&self, stream: Stream) -> Option<Stream> {
+    async fn client_of(&self, stream: Stream, deadline: tokio::time::Instant) -> Option<Stream> {
         let from_balancer = peer_ip(&stream)
             .is_some_and(|ip| self.proxy_protocol_from.iter().any(|n| n.contains(&ip)));
         if !from_balancer {
             return Some(stream);
         }
-        let result = proxy_protocol::read(stream, self.handshake_timeout).await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let result = proxy_protocol::read(stream, left).await;
         let outcome = match &result {
             Ok((_, proxy_protocol::Header::Proxied(_))) => "ok",
             Ok((_, proxy_protocol::Header::Local)) => "local",
@@ -91,11 +92,16 @@ impl<A> Edge<A> {
     }
 
     /// The TLS handshake (boxed: a plain connection's task does not carry its size).
-    async fn handshake(&self, tls: &EdgeTls, stream: Stream) -> Option<Stream> {
+    async fn handshake(
+        &self,
+        tls: &EdgeTls,
+        stream: Stream,
+        deadline: tokio::time::Instant,
+    ) -> Option<Stream> {
         // Pingora's listeners accept plain TCP streams (TLS is done here).
         let l4 = stream.into_any().downcast::<L4Stream>().ok()?;
         let handshake = Box::pin(tls.acceptor.tls_handshake(*l4));
-        let (result, stream) = match tokio::time::timeout(self.handshake_timeout, handshake).await {
+        let (result, stream) = match tokio::time::timeout_at(deadline, handshake).await {
             Ok(Ok(tls)) => {
                 let result = match tls.selected_alpn_proto() {
                     Some(ALPN::H2) => "h2",
@@ -124,7 +130,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Edge<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let stream = self.client_of(stream).await?;
+        let deadline = tokio::time::Instant::now() + self.handshake_timeout;
+        let stream = self.client_of(stream, deadline).await?;
         let _slot = match self.caps.admit(peer_ip(&stream)) {
             Ok(slot) => slot,
             Err(reason) => {
@@ -136,7 +143,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Edge<A> {
             }
         };
         let stream = match &self.tls {
-            Some(tls) => self.handshake(tls, stream).await?,
+            Some(tls) => self.handshake(tls, stream, deadline).await?,
             None => stream,
         };
         self.inner.process_new(stream, shutdown).await

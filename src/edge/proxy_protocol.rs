@@ -15,6 +15,8 @@ use tokio::io::AsyncReadExt;
 
 /// A v2 header may carry TLVs (AWS and Azure add some); more than this is not a header.
 const MAX_HEADER: usize = 4096;
+/// The longest v1 header, its CRLF included.
+const V1_MAX: usize = 107;
 
 /// What the header said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +47,12 @@ impl Refused {
 /// Parses a complete header at the start of `buf`: the header and its length, `Ok(None)` when
 /// more bytes are needed.
 pub fn parse(buf: &[u8]) -> Result<Option<(Header, usize)>, Refused> {
+    // A v1 header is a line of at most 107 bytes: until its end has arrived, a parse error may
+    // only mean a number cut in two by the segment boundary.
+    let v1_line = b"PROXY ".starts_with(&buf[..buf.len().min(6)]);
+    if v1_line && buf.len() < V1_MAX && !buf.windows(2).any(|w| w == b"\r\n") {
+        return Ok(None);
+    }
     let result = HeaderResult::parse(buf);
     if result.is_incomplete() {
         return if buf.len() >= MAX_HEADER {
@@ -152,6 +160,15 @@ mod tests {
     #[test]
     fn partial_headers_wait_and_garbage_is_refused() {
         assert_eq!(parse(b"PROXY TCP4 203.0.113.7"), Ok(None));
+        // Cut after a port's digits: still waiting for the line's end.
+        assert_eq!(parse(b"PROXY TCP4 203.0.113.40 127.0.0.1 40000 "), Ok(None));
+        assert_eq!(
+            parse(b"PROXY TCP4 203.0.113.40 127.0.0.1 40000 4"),
+            Ok(None)
+        );
+        let mut too_long = b"PROXY TCP4 ".to_vec();
+        too_long.resize(V1_MAX, b'1');
+        assert_eq!(parse(&too_long), Err(Refused::Invalid));
         assert_eq!(parse(b"\r\n\r\n\0\r\nQU"), Ok(None));
         assert_eq!(
             parse(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),

@@ -73,6 +73,17 @@ impl HttpServerApp for OwnLoop {
         mut downstream: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
+        if downstream.is_http2() {
+            // A stream whose client neither sends the body it announced nor takes the answer
+            // (a zero flow-control window) is ended after the idle timeout, as an HTTP/1
+            // connection is: each holds its request's state until then.
+            let idle = self
+                .proxy
+                .server_options()
+                .and_then(|o| o.keepalive_idle_timeout);
+            downstream.set_read_timeout(idle);
+            downstream.set_write_timeout(idle);
+        }
         if downstream.is_http2() || !self.own {
             PINGORA.inc();
             return self.proxy.process_new_http(downstream, shutdown).await;

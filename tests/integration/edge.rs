@@ -549,6 +549,10 @@ fn client_certs(dir: &Path, clients: &[(&str, &str)]) {
     for (name, id) in clients {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::default();
+        // Valid for an hour: the clock is moved past it below.
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::hours(1);
+        params.not_after = now + time::Duration::hours(1);
         match id.strip_prefix("spiffe://") {
             Some(_) => {
                 params.subject_alt_names = vec![SanType::URI(id.to_string().try_into().unwrap())]
@@ -628,7 +632,7 @@ async fn client_certificates_are_a_credential() {
         "{agent}"
     );
     assert_eq!(agent["credential_kind"], "client_cert", "{agent}");
-    assert_eq!(record("mtls-bot").await["principal"], "cert:build-bot");
+    assert_eq!(record("mtls-bot").await["principal"], "cert:cn:build-bot");
     // No certificate: 401, even with a valid token.
     assert_eq!(post(chat, "mtls-none", None, false), "401");
     assert_eq!(post(chat, "mtls-token", None, true), "401");
@@ -661,12 +665,30 @@ async fn client_certificates_are_a_credential() {
     assert!(!mock.stats().await["credentials"]
         .to_string()
         .contains(&tok().token));
+
+    // A TLS session resumed after its certificate expired (the clock moved 2 hours) carries the
+    // certificate of its first handshake: it is no credential any more.
+    let advance = format!("{}/_test/clock/advance?ms=7200000", sluice.admin_url());
+    let agent = clients.join("agent");
+    let (cert, key) = (agent.with_extension("pem"), agent.with_extension("key"));
+    let args = [
+        "resume",
+        &sluice.port.to_string(),
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+        &advance,
+    ];
+    let out = edge_client(&args, &ca);
+    assert_eq!(out["first"], "200", "{out}");
+    assert_eq!(out["reused"], true, "{out}");
+    assert_eq!(out["resumed"], "401", "{out}");
 }
 
 /// An HTTP/2 connection with no stream open is closed after the keep-alive timeout, and so is
-/// one that agreed on `h2` and never sent its preface (Pingora patch 15).
+/// one that agreed on `h2` and never sent its preface (Pingora patch 15), and so are streams
+/// that stall (Pingora patch 16).
 #[tokio::test]
-async fn idle_http2_connections_are_closed() {
+async fn idle_and_stalled_http2_connections_are_closed() {
     let certs = tempfile::tempdir().unwrap();
     let (ca, cert, key) = self_signed(certs.path(), &["localhost"]);
     let mock = Mock::start(&[]);
@@ -677,5 +699,12 @@ async fn idle_http2_connections_are_closed() {
         let out = edge_client(&["idle-h2", &port, preface], &ca);
         let after = out["closed_after"].as_f64().unwrap();
         assert!(after < 5.0, "preface {preface}: open {after} s: {out}");
+    }
+    // Streams that stall — their client takes no answer (a zero window) or never sends the
+    // body it announced — are ended after the same timeout, not held for ever.
+    for kind in ["window", "body"] {
+        let out = edge_client(&["stall", &port, "20", kind], &ca);
+        assert_eq!(out["ended"], 20, "{kind}: {out}");
+        assert!(out["after"].as_f64().unwrap() < 8.0, "{kind}: {out}");
     }
 }

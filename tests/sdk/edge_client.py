@@ -9,6 +9,14 @@ usage: edge_client.py httpx URL TOKEN           httpx2 with http2=True: chat and
                                                 then (TLS: 1) TLS, then a chat request: its status
        edge_client.py idle-h2 PORT PREFACE          an h2 connection that sends nothing (PREFACE 0) or
                                                 only the preface (1): seconds until it is closed
+       edge_client.py stall PORT STREAMS KIND       h2 streams that stall: `window` (the client
+                                                takes no answer: window 0) or `body` (a body is
+                                                announced and never sent); seconds until every
+                                                stream was ended by the server
+       edge_client.py resume PORT CERT KEY ADVANCE_URL
+                                                a request with a client certificate, the clock
+                                                moved (ADVANCE_URL), then one on the resumed TLS
+                                                session: both statuses, and whether it resumed
        edge_client.py flood KIND PORT TOKEN     HTTP/2 floods: rapid-reset, continuation, ping,
                                                 settings, empty-data
 (prints one JSON object)
@@ -186,6 +194,65 @@ def idle_h2_mode(port, preface):
     print(json.dumps({"closed_after": round(time.time() - start, 2)}))
 
 
+def stall_mode(port, streams, kind):
+    import hpack
+
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    tls = tls_context(alpn=("h2",)).wrap_socket(raw, server_hostname="localhost")
+    window = 0 if kind == "window" else 65535
+    tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, struct.pack(">HI", 4, window)))
+    method = "GET" if kind == "window" else "POST"
+    start = time.time()
+    for i in range(streams):
+        headers = [(":method", method), (":scheme", "https"), (":authority", "localhost"), (":path", "/nope")]
+        if kind == "body":
+            headers.append(("content-length", "100"))
+        flags = 0x5 if kind == "window" else 0x4  # END_HEADERS, and END_STREAM without a body
+        tls.sendall(frame(1, flags, 1 + 2 * i, hpack.Encoder().encode(headers)))
+    ended, buf = set(), b""
+    tls.settimeout(1)
+    while len(ended) < streams and time.time() - start < 15:
+        try:
+            data = tls.recv(65536)
+        except socket.timeout:
+            continue
+        except (ssl.SSLError, OSError):
+            break
+        if not data:
+            break
+        buf += data
+        while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+            length, kind_, flags = int.from_bytes(buf[:3], "big"), buf[3], buf[4]
+            stream = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+            if kind_ == 3 or (kind_ in (0, 1) and flags & 0x1):
+                ended.add(stream)
+            if kind_ == 7:
+                ended.update(1 + 2 * i for i in range(streams))
+            buf = buf[9 + length :]
+    print(json.dumps({"ended": len(ended), "after": round(time.time() - start, 2)}))
+
+
+def resume_mode(port, cert, key, advance_url):
+    import urllib.request
+
+    ctx = tls_context()
+    ctx.load_cert_chain(cert, key)
+
+    def get(session=None):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+                tls.sendall(b"GET /openai/v1/models HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                answer = b""
+                while chunk := tls.recv(65536):
+                    answer += chunk
+                return answer.split(b" ")[1].decode(), tls.session, tls.session_reused
+
+    first, session, _ = get()
+    urllib.request.urlopen(urllib.request.Request(advance_url, method="POST")).read()
+    second, _, reused = get(session)
+    print(json.dumps({"first": first, "resumed": second, "reused": reused}))
+
+
 def flood_mode(kind, port, token):
     tls = h2_connect(port)
     out = {"kind": kind}
@@ -233,6 +300,10 @@ elif mode == "proxied":
     proxied_mode(int(sys.argv[2]), *sys.argv[3:8])
 elif mode == "idle-h2":
     idle_h2_mode(int(sys.argv[2]), sys.argv[3])
+elif mode == "stall":
+    stall_mode(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+elif mode == "resume":
+    resume_mode(int(sys.argv[2]), *sys.argv[3:6])
 elif mode == "flood":
     flood_mode(sys.argv[2], int(sys.argv[3]), sys.argv[4])
 else:

@@ -289,6 +289,9 @@ pub struct HttpSession {
     /// The timeout is reset on every write. This is not a timeout on the overall duration of the
     /// response.
     pub write_timeout: Option<Duration>,
+    /// The timeout of each read of the request body: a client that sends nothing of a body it
+    /// announced for this long ends the stream.
+    pub read_timeout: Option<Duration>,
     // How long to wait when draining (discarding) request body
     total_drain_timeout: Option<Duration>,
 }
@@ -498,6 +501,7 @@ impl HttpSession {
             retry_buffer: None,
             digest,
             write_timeout: None,
+            read_timeout: None,
             total_drain_timeout: None,
         })))
     }
@@ -520,8 +524,13 @@ impl HttpSession {
 
     /// Read request body bytes. `None` when there is no more body to read.
     pub async fn read_body_bytes(&mut self) -> Result<Option<Bytes>> {
-        // TODO: timeout
-        let data = self.request_body_reader.data().await.transpose().or_err(
+        let data = match self.read_timeout {
+            Some(t) => timeout(t, self.request_body_reader.data())
+                .await
+                .or_err(ErrorType::ReadTimedout, "while reading downstream request body")?,
+            None => self.request_body_reader.data().await,
+        };
+        let data = data.transpose().or_err(
             ErrorType::ReadError,
             "while reading downstream request body",
         )?;
