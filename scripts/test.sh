@@ -37,7 +37,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import openai, anthropic, jwt, authlib, kubernetes_validate, selenium, h2' 2>/dev/null; then
+if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import openai, anthropic, jwt, authlib, kubernetes_validate, selenium, h2, google.genai' 2>/dev/null; then
   echo "installing the openai and anthropic SDKs and PyJWT into .venv"
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip

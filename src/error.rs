@@ -268,12 +268,15 @@ impl Forbidden {
 pub enum ErrorShape {
     OpenAi,
     Anthropic,
+    /// Google's `{"error": {"code", "message", "status"}}`.
+    Gemini,
 }
 
 impl From<ProviderKind> for ErrorShape {
     fn from(kind: ProviderKind) -> Self {
         match kind {
             ProviderKind::Anthropic => ErrorShape::Anthropic,
+            ProviderKind::Gemini => ErrorShape::Gemini,
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Http => {
                 ErrorShape::OpenAi
             }
@@ -379,6 +382,8 @@ impl GatewayError {
                     humantime::format_rfc3339_seconds(reset).to_string(),
                 ));
             }
+            // Google's APIs send no rate-limit headers beside `Retry-After`.
+            ErrorShape::Gemini => {}
         }
         h
     }
@@ -483,8 +488,30 @@ impl GatewayError {
                 };
                 serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
             }
+            ErrorShape::Gemini => {
+                let code = self.status();
+                serde_json::json!({"error": {"code": code, "message": message, "status": google_status(code)}})
+            }
         };
         value.to_string().into_bytes()
+    }
+}
+
+/// The canonical status Google's APIs name beside an HTTP status.
+fn google_status(code: u16) -> &'static str {
+    match code {
+        400 | 413 | 414 | 431 => "INVALID_ARGUMENT",
+        401 | 407 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        409 => "ABORTED",
+        429 => "RESOURCE_EXHAUSTED",
+        499 => "CANCELLED",
+        501 => "UNIMPLEMENTED",
+        502 | 503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        500..=599 => "INTERNAL",
+        _ => "UNKNOWN",
     }
 }
 
@@ -604,5 +631,26 @@ mod tests {
             serde_json::from_slice(&e.body(ErrorShape::Anthropic)).unwrap();
         assert_eq!(anthropic["type"], "error");
         assert_eq!(anthropic["error"]["type"], "authentication_error");
+    }
+}
+
+#[cfg(test)]
+mod gemini_tests {
+    use super::*;
+
+    #[test]
+    fn refusals_in_googles_shape() {
+        let body = |e: GatewayError| -> serde_json::Value {
+            serde_json::from_slice(&e.body(ErrorShape::Gemini)).unwrap()
+        };
+        let missing = body(GatewayError::MissingCredential);
+        assert_eq!(missing["error"]["code"], 401);
+        assert_eq!(missing["error"]["status"], "UNAUTHENTICATED");
+        assert_eq!(body(GatewayError::NoRoute)["error"]["status"], "NOT_FOUND");
+        assert_eq!(
+            body(GatewayError::NoHealthyKey)["error"]["status"],
+            "UNAVAILABLE"
+        );
+        assert_eq!(ErrorShape::from(ProviderKind::Gemini), ErrorShape::Gemini);
     }
 }

@@ -25,6 +25,9 @@ pub enum ProviderKind {
     /// Any HTTP API (an agent's, an internal service): no LLM semantics (no model or usage
     /// parsing, no key judged from an answer's body), a key pool optional.
     Http,
+    /// Google's Generative Language API (`/v1beta/models/{model}:generateContent`, …): the key
+    /// in `x-goog-api-key`, usage from `usageMetadata`.
+    Gemini,
 }
 
 /// How long a DNS answer is reused (getaddrinfo reports no TTL).

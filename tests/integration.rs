@@ -25,6 +25,8 @@ mod edge;
 mod fallback;
 #[path = "integration/forward.rs"]
 mod forward;
+#[path = "integration/gemini.rs"]
+mod gemini;
 #[path = "integration/golden.rs"]
 mod golden;
 #[path = "integration/https_upstream.rs"]

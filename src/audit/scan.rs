@@ -50,6 +50,23 @@ impl ModelScanner {
         }
     }
 
+    /// A scanner that already knows the model (an API that names it in the path, as Gemini's
+    /// `/models/{model}:generateContent`) and reads nothing of the body.
+    pub fn known(model: String) -> ModelScanner {
+        ModelScanner {
+            found: Some(model),
+            done: true,
+            ..ModelScanner::default()
+        }
+    }
+
+    /// The model a Gemini path names: `…/models/{model}:{method}`.
+    pub fn model_in_path(path: &str) -> Option<String> {
+        let (_, rest) = path.split_once("/models/")?;
+        let model = rest.split([':', '/']).next()?;
+        (!model.is_empty() && model.len() <= 128).then(|| model.to_owned())
+    }
+
     pub fn model(&self) -> Option<&str> {
         self.found.as_deref()
     }

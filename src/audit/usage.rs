@@ -2,7 +2,8 @@
 //! JSON bodies are copied aside (bounded) and parsed at the end; SSE bodies are split into lines
 //! across chunk boundaries and only `data:` lines mentioning usage are parsed. Understands
 //! OpenAI chat completions (JSON and the final `include_usage` chunk), the Responses API
-//! (`response.completed`) and Anthropic messages (`message_start` + `message_delta`).
+//! (`response.completed`), Anthropic messages (`message_start` + `message_delta`) and Gemini
+//! (`usageMetadata`, in the JSON answer or in each `alt=sse` event, the last one complete).
 
 use serde::Serialize;
 use serde_json::Value;
@@ -108,9 +109,12 @@ impl UsageParser {
                 struct WithUsage {
                     #[serde(default)]
                     usage: Value,
+                    #[serde(default, rename = "usageMetadata")]
+                    usage_metadata: Value,
                 }
                 if let Ok(v) = serde_json::from_slice::<WithUsage>(&self.buf) {
                     self.apply(&v.usage);
+                    self.apply_gemini(&v.usage_metadata);
                 }
                 self.buf = Vec::new();
             }
@@ -138,7 +142,29 @@ impl UsageParser {
         match v["type"].as_str() {
             Some("response.completed") => self.apply(&v["response"]["usage"]),
             Some("message_start") => self.apply(&v["message"]["usage"]),
+            _ if v["usageMetadata"].is_object() => self.apply_gemini(&v["usageMetadata"]),
             _ => self.apply(&v["usage"]),
+        }
+    }
+
+    /// Gemini's `usageMetadata` (each streamed event carries the running totals): the prompt
+    /// (cached content included, as OpenAI counts it) is input, the candidates and the model's
+    /// thoughts are output (both are billed as output).
+    fn apply_gemini(&mut self, u: &Value) {
+        if !u.is_object() {
+            return;
+        }
+        let usage = self.usage.get_or_insert_with(Usage::default);
+        let n = |field: &str| u[field].as_u64();
+        if let Some(n) = n("promptTokenCount") {
+            usage.input = n;
+        }
+        if n("candidatesTokenCount").is_some() || n("thoughtsTokenCount").is_some() {
+            usage.output =
+                n("candidatesTokenCount").unwrap_or(0) + n("thoughtsTokenCount").unwrap_or(0);
+        }
+        if let Some(n) = n("cachedContentTokenCount") {
+            usage.cache_read = n;
         }
     }
 
@@ -192,6 +218,38 @@ mod tests {
     const ANTHROPIC: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":25,\"output_tokens\":1,\"cache_creation_input_tokens\":7,\"cache_read_input_tokens\":3}}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"usage is fine\"}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":15}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
     const OPENAI: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":4,\"prompt_tokens_details\":{\"cached_tokens\":2}}}\n\ndata: [DONE]\n\n";
     const RESPONSES: &str = "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"usage\":null}}\n\nevent: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":11,\"output_tokens\":6,\"input_tokens_details\":{\"cached_tokens\":1}}}}\n\n";
+
+    const GEMINI_SSE: &str = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"usage \"}]}}],\"usageMetadata\":{\"promptTokenCount\":12,\"totalTokenCount\":12}}\r\n\r\ndata: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"done\"}]},\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"promptTokenCount\":12,\"candidatesTokenCount\":5,\"thoughtsTokenCount\":3,\"cachedContentTokenCount\":4,\"totalTokenCount\":20}}\r\n\r\n";
+
+    #[test]
+    fn gemini_usage_metadata_in_json_and_streams() {
+        let json = br#"{"candidates":[{"content":{"parts":[{"text":"hi"}]}}],"usageMetadata":{"promptTokenCount":7,"candidatesTokenCount":2,"totalTokenCount":9},"modelVersion":"gemini-2.5-flash"}"#;
+        let want = Usage {
+            input: 7,
+            output: 2,
+            cache_read: 0,
+            cache_write: 0,
+        };
+        assert_eq!(
+            parse("application/json; charset=UTF-8", &[json]),
+            Some(want)
+        );
+        let want = Usage {
+            input: 12,
+            output: 8,
+            cache_read: 4,
+            cache_write: 0,
+        };
+        let sse = GEMINI_SSE.as_bytes();
+        assert_eq!(parse("text/event-stream", &[sse]), Some(want));
+        for cut in 1..sse.len() {
+            assert_eq!(
+                parse("text/event-stream", &[&sse[..cut], &sse[cut..]]),
+                Some(want),
+                "{cut}"
+            );
+        }
+    }
 
     fn parse(ct: &str, chunks: &[&[u8]]) -> Option<Usage> {
         let mut p = UsageParser::new(ct);

@@ -68,6 +68,8 @@ pub trait CredentialIndex: Sync {
 pub const SLUICE_TOKEN_HEADER: &str = "x-sluice-token";
 static SLUICE_TOKEN: HeaderName = HeaderName::from_static(SLUICE_TOKEN_HEADER);
 static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+/// Where Google's SDKs send their API key: a Sluice credential may come in it too.
+static X_GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
 
 /// Headers that carry a client credential of some provider (or of Sluice): never forwarded as
 /// is. Header names built at compile time: a lookup with one skips parsing the name.
@@ -294,7 +296,13 @@ pub fn presented(
     let bearer = header_str(headers, &http::header::AUTHORIZATION)
         .map(strip_bearer)
         .filter(|t| !t.is_empty());
-    let api_key = header_str(headers, &X_API_KEY);
+    let api_key = match (
+        header_str(headers, &X_API_KEY),
+        header_str(headers, &X_GOOG_API_KEY),
+    ) {
+        (Some(a), Some(g)) if a != g => return Err(GatewayError::ConflictingCredentials),
+        (a, g) => a.or(g),
+    };
     if policy == AuthPolicy::None {
         return Ok((None, bearer.is_some() || api_key.is_some()));
     }

@@ -149,8 +149,9 @@ pub enum Verdict {
 
 impl Verdict {
     /// Whether the answer's body is needed to decide (then [`Verdict::of_body`] decides).
-    pub fn needs_body(status: u16) -> bool {
-        matches!(status, 401 | 403)
+    /// Google answers an invalid API key with 400.
+    pub fn needs_body(kind: ProviderKind, status: u16) -> bool {
+        matches!(status, 401 | 403) || (kind == ProviderKind::Gemini && status == 400)
     }
 
     /// The verdict for answers decided by their head alone; `None` means "no news" (other
@@ -187,6 +188,25 @@ impl Verdict {
                 }
                 _ => Verdict::Unclear,
             },
+            // Google's structured reason (`details[].reason`, an ErrorInfo), never the message.
+            ProviderKind::Gemini => {
+                let reasons: Vec<&str> = error["details"]
+                    .as_array()
+                    .map(|d| d.iter().filter_map(|i| i["reason"].as_str()).collect())
+                    .unwrap_or_default();
+                let key_refused = [
+                    "API_KEY_INVALID",
+                    "API_KEY_EXPIRED",
+                    "API_KEY_SERVICE_BLOCKED",
+                ];
+                if reasons.iter().any(|r| key_refused.contains(r)) {
+                    Verdict::KeyRejected
+                } else if status == 400 || status == 403 {
+                    Verdict::NotTheKey
+                } else {
+                    Verdict::Unclear
+                }
+            }
             ProviderKind::OpenAi => match code.as_str() {
                 "invalid_api_key" => Verdict::KeyRejected,
                 _ if scoped || status == 403 => Verdict::NotTheKey,
@@ -287,12 +307,28 @@ mod tests {
                 r#"{{"error":{{"message":"m","type":"invalid_request_error","code":"{code}"}}}}"#
             )
         };
+        let gemini = |status: &str, reason: &str| {
+            format!(
+                r#"{{"error":{{"code":400,"message":"m","status":"{status}","details":[{{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"{reason}"}}]}}}}"#
+            )
+        };
         let cases: &[(ProviderKind, u16, String, Verdict)] = &[
             (OpenAi, 401, openai("invalid_api_key"), Verdict::KeyRejected),
             (OpenAi, 401, openai("mismatched_organization"), Verdict::NotTheKey),
             (OpenAi, 401, openai("mismatched_project"), Verdict::NotTheKey),
             (OpenAi, 403, openai("unsupported_country_region_territory"), Verdict::NotTheKey),
             (OpenAi, 401, "<html>nope</html>".into(), Verdict::Unclear),
+            (Gemini, 400, gemini("INVALID_ARGUMENT", "API_KEY_INVALID"), Verdict::KeyRejected),
+            (Gemini, 403, gemini("PERMISSION_DENIED", "API_KEY_SERVICE_BLOCKED"), Verdict::KeyRejected),
+            (Gemini, 400, gemini("INVALID_ARGUMENT", "BAD_REQUEST"), Verdict::NotTheKey),
+            (Gemini, 403, gemini("PERMISSION_DENIED", "ACCESS_DENIED"), Verdict::NotTheKey),
+            // The message mentions the key; only the structured reason decides.
+            (
+                Gemini,
+                400,
+                r#"{"error":{"code":400,"message":"API key not valid API_KEY_INVALID","status":"INVALID_ARGUMENT"}}"#.into(),
+                Verdict::NotTheKey,
+            ),
             (OpenAi, 401, openai("something_new"), Verdict::Unclear),
             (
                 Anthropic,
@@ -342,7 +378,9 @@ mod tests {
         );
         assert_eq!(Verdict::of_head(204, None), Some(Verdict::Accepted));
         assert_eq!(Verdict::of_head(500, None), None);
-        assert!(Verdict::needs_body(401) && Verdict::needs_body(403) && !Verdict::needs_body(404));
+        assert!(Verdict::needs_body(OpenAi, 401) && Verdict::needs_body(OpenAi, 403));
+        assert!(!Verdict::needs_body(OpenAi, 404) && !Verdict::needs_body(OpenAi, 400));
+        assert!(Verdict::needs_body(Gemini, 400));
     }
 
     #[test]

@@ -181,7 +181,9 @@ impl Mock {
                 .map(str::to_owned)
         };
         let forced = header("x-mock-status").and_then(|v| v.parse::<u16>().ok());
-        let key = header("authorization").or_else(|| header("x-api-key"));
+        let key = header("authorization")
+            .or_else(|| header("x-api-key"))
+            .or_else(|| header("x-goog-api-key"));
         let code = header("x-mock-error-code");
         // Like OpenAI: a key answers 401 for an organization or project it is not a member of.
         let account = match (header("openai-organization"), header("openai-project")) {
@@ -225,6 +227,13 @@ impl Mock {
     /// The API's answer for `path`, streamed when asked (cut after `cut` events).
     fn answer(&self, path: &str, ask: &Ask, cut: Option<usize>) -> Response<Body> {
         let n = self.opts.chunks;
+        if let Some((model, method)) = gemini_call(path) {
+            return match method {
+                "generateContent" => json_response(200, &payload::gemini_json(ask, model, n)),
+                "streamGenerateContent" => self.sse(payload::gemini_events(ask, model, n), cut),
+                _ => json_response(200, &json!({"totalTokens": ask.input_tokens})),
+            };
+        }
         if path.ends_with("/chat/completions") {
             if ask.stream {
                 return self.sse(payload::chat_events(ask, n), cut);
@@ -285,6 +294,16 @@ impl Mock {
             for value in req.headers().get_all(name) {
                 let key = format!("{name}: {}", String::from_utf8_lossy(value.as_bytes()));
                 *stats.credentials.entry(key).or_default() += 1;
+            }
+        }
+        // Google's API key in the query string counts as a credential too.
+        let query_keys = req.uri().query().into_iter().flat_map(|q| q.split('&'));
+        for (name, value) in query_keys.filter_map(|p| p.split_once('=')) {
+            if percent_encoding::percent_decode_str(name).decode_utf8_lossy() == "key" {
+                *stats
+                    .credentials
+                    .entry(format!("?key={value}"))
+                    .or_default() += 1;
             }
         }
         if req
@@ -380,12 +399,25 @@ fn json_response(status: u16, value: &serde_json::Value) -> Response<Body> {
 /// of the API the path belongs to; `code` (`x-mock-error-code`) replaces the error code
 /// (OpenAI) or type (Anthropic). A 401 is the provider's own "invalid key" error by default; a
 /// 429 says `Retry-After: retry_after`.
+/// A Gemini call's model and method: `…/models/{model}:{method}`.
+fn gemini_call(path: &str) -> Option<(&str, &str)> {
+    path.split_once("/models/")?.1.split_once(':')
+}
+
 fn forced_error(
     status: u16,
     path: &str,
     code: Option<&str>,
     retry_after: &'static str,
 ) -> Response<Body> {
+    // Google's shape; `x-mock-error-code` is the ErrorInfo reason (`API_KEY_INVALID`).
+    if gemini_call(path).is_some() {
+        let reason = code.unwrap_or("MOCK_FORCED");
+        let value = json!({"error": {"code": status, "message": format!("mock upstream forced {status}"),
+            "status": if status == 400 { "INVALID_ARGUMENT" } else { "UNKNOWN" },
+            "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": "googleapis.com"}]}});
+        return json_response(status, &value);
+    }
     let anthropic = path.ends_with("/messages");
     let value = match (anthropic, status, code) {
         (true, _, code) => {

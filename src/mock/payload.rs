@@ -239,6 +239,43 @@ pub fn message_events(ask: &Ask, chunks: usize) -> Vec<String> {
     out
 }
 
+/// Gemini's `generateContent` answer for `model` (named in the path).
+pub fn gemini_json(ask: &Ask, model: &str, chunks: usize) -> Value {
+    json!({
+        "candidates": [{"content": {"role": "model", "parts": [{"text": words(chunks).concat()}]},
+                        "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": ask.input_tokens, "candidatesTokenCount": chunks,
+                          "totalTokenCount": ask.input_tokens + chunks as u64},
+        "modelVersion": model,
+        "responseId": "mock-gemini"
+    })
+}
+
+/// `streamGenerateContent?alt=sse`: one event per word, each with the running usage, the last
+/// with the finish reason (as Gemini streams).
+pub fn gemini_events(ask: &Ask, model: &str, chunks: usize) -> Vec<String> {
+    let words = words(chunks);
+    let last = words.len().saturating_sub(1);
+    words
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let mut candidate = json!({"content": {"role": "model", "parts": [{"text": w}]}, "index": 0});
+            if i == last {
+                candidate["finishReason"] = json!("STOP");
+            }
+            let data = json!({
+                "candidates": [candidate],
+                "usageMetadata": {"promptTokenCount": ask.input_tokens, "candidatesTokenCount": i + 1,
+                                  "totalTokenCount": ask.input_tokens + i as u64 + 1},
+                "modelVersion": model,
+                "responseId": "mock-gemini"
+            });
+            format!("data: {data}\r\n\r\n")
+        })
+        .collect()
+}
+
 pub fn models_json() -> Value {
     json!({"object": "list", "data": [
         {"id": "gpt-mock", "object": "model", "created": 1_700_000_000, "owned_by": "sluice-mock"},

@@ -70,7 +70,8 @@ fn family(kind: ProviderKind) -> Option<Format> {
     match kind {
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => Some(Format::OpenAi),
         ProviderKind::Anthropic => Some(Format::Anthropic),
-        ProviderKind::Http => None,
+        // Not translated (yet): a Gemini route has no fallback chain across families.
+        ProviderKind::Http | ProviderKind::Gemini => None,
     }
 }
 

@@ -368,6 +368,12 @@ pub fn failure_json(f: &Failure, shape: ErrorShape) -> serde_json::Value {
             "message": message,
             "connect_url": f.connect_url(),
         }}),
+        ErrorShape::Gemini => json!({"error": {
+            "code": f.status(),
+            "message": message,
+            "status": if f.status() < 500 { "FAILED_PRECONDITION" } else { "UNAVAILABLE" },
+            "connect_url": f.connect_url(),
+        }}),
     }
 }
 

@@ -118,6 +118,15 @@ impl ProxyHttp for Gateway {
         match admission {
             Ok((host, admitted)) => {
                 ctx.admitted(host, admitted, self.audit.is_some());
+                let gemini = ctx
+                    .provider()
+                    .is_some_and(|p| p.kind == crate::config::ProviderKind::Gemini);
+                if let (true, Some(acc)) = (gemini, ctx.accounting.as_mut()) {
+                    let path = session.req_header().uri.path();
+                    if let Some(model) = crate::audit::ModelScanner::model_in_path(path) {
+                        acc.model = crate::audit::ModelScanner::known(model);
+                    }
+                }
                 let answered = self.user_token(session, ctx).await?;
                 if !answered && ctx.fallback().is_some() {
                     fallback::start(session, ctx).await?;
@@ -327,7 +336,7 @@ impl ProxyHttp for Gateway {
                 .get(name)
                 .and_then(|v: &http::HeaderValue| v.to_str().ok())
         };
-        if Verdict::needs_body(status) {
+        if Verdict::needs_body(provider.kind, status) {
             ctx.key_answer = Some(KeyAnswer::new(
                 status,
                 header(http::header::CONTENT_ENCODING),

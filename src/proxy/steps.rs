@@ -585,8 +585,26 @@ pub fn rewrite(
         target.push('/');
     }
     if let Some(q) = uri.query() {
-        target.push('?');
-        target.push_str(q);
+        // Google's API key may ride in the query (`?key=`): a credential Sluice replaces goes
+        // nowhere, there as in the headers.
+        let replaced = provider.kind == crate::config::ProviderKind::Gemini
+            && !matches!(inject, Inject::ClientKey);
+        if replaced {
+            let kept: Vec<&str> = q
+                .split('&')
+                .filter(|p| {
+                    let name = p.split('=').next().unwrap_or("");
+                    percent_encoding::percent_decode_str(name).decode_utf8_lossy() != "key"
+                })
+                .collect();
+            if !kept.is_empty() {
+                target.push('?');
+                target.push_str(&kept.join("&"));
+            }
+        } else {
+            target.push('?');
+            target.push_str(q);
+        }
     }
     let new_uri = http::Uri::try_from(target).map_err(|e| {
         pingora::Error::because(

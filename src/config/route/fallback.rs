@@ -132,12 +132,17 @@ pub(super) fn build(
     errors: &mut Vec<ConfigError>,
 ) -> Option<Fallback> {
     let at = format!("{at}.fallback");
-    if primary.kind == ProviderKind::Http {
+    if matches!(primary.kind, ProviderKind::Http | ProviderKind::Gemini) {
         errors.push(ConfigError::at(
             at.clone(),
             format!(
-                "provider `{}` is `kind: http`: only LLM APIs fall back",
-                primary.name
+                "provider `{}` is `kind: {}`: only OpenAI- and Anthropic-shaped APIs fall back",
+                primary.name,
+                if primary.kind == ProviderKind::Http {
+                    "http"
+                } else {
+                    "gemini"
+                }
             ),
         ));
     }
@@ -178,6 +183,8 @@ pub(super) fn build(
         );
         let problem = if p.kind == ProviderKind::Http {
             Some("is `kind: http`: only LLM APIs can answer for an LLM route")
+        } else if p.kind == ProviderKind::Gemini {
+            Some("is `kind: gemini`: its requests are not translated yet")
         } else if !keyed {
             Some("must use keys of its own (`credentials: centralized` or `prefer-byok`)")
         } else {
