@@ -277,6 +277,7 @@ impl From<ProviderKind> for ErrorShape {
         match kind {
             ProviderKind::Anthropic => ErrorShape::Anthropic,
             ProviderKind::Gemini => ErrorShape::Gemini,
+            ProviderKind::AzureOpenAi => ErrorShape::OpenAi,
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Http => {
                 ErrorShape::OpenAi
             }

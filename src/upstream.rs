@@ -25,6 +25,10 @@ pub enum ProviderKind {
     /// Any HTTP API (an agent's, an internal service): no LLM semantics (no model or usage
     /// parsing, no key judged from an answer's body), a key pool optional.
     Http,
+    /// Azure OpenAI: deployments (`/openai/deployments/{d}/…?api-version=`) and the v1 API,
+    /// OpenAI's wire format with the key in `api-key`.
+    #[serde(rename = "azure-openai")]
+    AzureOpenAi,
     /// Google's Generative Language API (`/v1beta/models/{model}:generateContent`, …): the key
     /// in `x-goog-api-key`, usage from `usageMetadata`.
     Gemini,

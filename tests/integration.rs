@@ -9,6 +9,8 @@ mod accounting;
 mod admission;
 #[path = "integration/agents.rs"]
 mod agents;
+#[path = "integration/azure.rs"]
+mod azure;
 #[path = "integration/conf_files.rs"]
 mod conf_files;
 #[path = "integration/console.rs"]

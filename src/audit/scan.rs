@@ -60,13 +60,6 @@ impl ModelScanner {
         }
     }
 
-    /// The model a Gemini path names: `…/models/{model}:{method}`.
-    pub fn model_in_path(path: &str) -> Option<String> {
-        let (_, rest) = path.split_once("/models/")?;
-        let model = rest.split([':', '/']).next()?;
-        (!model.is_empty() && model.len() <= 128).then(|| model.to_owned())
-    }
-
     pub fn model(&self) -> Option<&str> {
         self.found.as_deref()
     }
@@ -248,6 +241,13 @@ mod tests {
         let mut plain = ModelScanner::new();
         plain.feed(br#"{"max_tokens":5,"model":"m"}"#);
         assert_eq!((plain.model(), plain.max_tokens()), (Some("m"), None));
+    }
+
+    #[test]
+    fn a_known_model_reads_nothing() {
+        let mut known = ModelScanner::known("m".into());
+        known.feed(br#"{"model":"other"}"#);
+        assert_eq!(known.model(), Some("m"));
     }
 
     #[test]

@@ -70,6 +70,8 @@ static SLUICE_TOKEN: HeaderName = HeaderName::from_static(SLUICE_TOKEN_HEADER);
 static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 /// Where Google's SDKs send their API key: a Sluice credential may come in it too.
 static X_GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
+/// Where Azure OpenAI's clients send theirs.
+static AZURE_API_KEY: HeaderName = HeaderName::from_static("api-key");
 
 /// Headers that carry a client credential of some provider (or of Sluice): never forwarded as
 /// is. Header names built at compile time: a lookup with one skips parsing the name.
@@ -296,13 +298,19 @@ pub fn presented(
     let bearer = header_str(headers, &http::header::AUTHORIZATION)
         .map(strip_bearer)
         .filter(|t| !t.is_empty());
-    let api_key = match (
-        header_str(headers, &X_API_KEY),
-        header_str(headers, &X_GOOG_API_KEY),
-    ) {
-        (Some(a), Some(g)) if a != g => return Err(GatewayError::ConflictingCredentials),
-        (a, g) => a.or(g),
-    };
+    // Google's and Azure's SDKs send their key in headers of their own: a Sluice credential
+    // is read there only when no other header carries one (beside one, they are a client's
+    // provider key, stripped or passed on as the route says), and two of them must agree.
+    let mut api_key = header_str(headers, &X_API_KEY);
+    if api_key.is_none() && bearer.is_none() {
+        match (
+            header_str(headers, &X_GOOG_API_KEY),
+            header_str(headers, &AZURE_API_KEY),
+        ) {
+            (Some(g), Some(a)) if g != a => return Err(GatewayError::ConflictingCredentials),
+            (g, a) => api_key = g.or(a),
+        }
+    }
     if policy == AuthPolicy::None {
         return Ok((None, bearer.is_some() || api_key.is_some()));
     }

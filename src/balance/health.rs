@@ -207,6 +207,13 @@ impl Verdict {
                     Verdict::Unclear
                 }
             }
+            // Azure answers a wrong key with 401 and the code "401" ("Access denied due to
+            // invalid subscription key…"); a 403 is a role or network rule, not the key.
+            ProviderKind::AzureOpenAi => match (status, code.as_str()) {
+                (401, "401") => Verdict::KeyRejected,
+                (403, _) => Verdict::NotTheKey,
+                _ => Verdict::Unclear,
+            },
             ProviderKind::OpenAi => match code.as_str() {
                 "invalid_api_key" => Verdict::KeyRejected,
                 _ if scoped || status == 403 => Verdict::NotTheKey,
@@ -318,6 +325,9 @@ mod tests {
             (OpenAi, 401, openai("mismatched_project"), Verdict::NotTheKey),
             (OpenAi, 403, openai("unsupported_country_region_territory"), Verdict::NotTheKey),
             (OpenAi, 401, "<html>nope</html>".into(), Verdict::Unclear),
+            (AzureOpenAi, 401, r#"{"error":{"code":"401","message":"Access denied due to invalid subscription key or wrong API endpoint."}}"#.into(), Verdict::KeyRejected),
+            (AzureOpenAi, 403, r#"{"error":{"code":"PermissionDenied","message":"m"}}"#.into(), Verdict::NotTheKey),
+            (AzureOpenAi, 401, r#"{"error":{"code":"InvalidAuthenticationToken","message":"m"}}"#.into(), Verdict::Unclear),
             (Gemini, 400, gemini("INVALID_ARGUMENT", "API_KEY_INVALID"), Verdict::KeyRejected),
             (Gemini, 403, gemini("PERMISSION_DENIED", "API_KEY_SERVICE_BLOCKED"), Verdict::KeyRejected),
             (Gemini, 400, gemini("INVALID_ARGUMENT", "BAD_REQUEST"), Verdict::NotTheKey),

@@ -71,7 +71,7 @@ fn family(kind: ProviderKind) -> Option<Format> {
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => Some(Format::OpenAi),
         ProviderKind::Anthropic => Some(Format::Anthropic),
         // Not translated (yet): a Gemini route has no fallback chain across families.
-        ProviderKind::Http | ProviderKind::Gemini => None,
+        ProviderKind::Http | ProviderKind::Gemini | ProviderKind::AzureOpenAi => None,
     }
 }
 

@@ -118,12 +118,11 @@ impl ProxyHttp for Gateway {
         match admission {
             Ok((host, admitted)) => {
                 ctx.admitted(host, admitted, self.audit.is_some());
-                let gemini = ctx
-                    .provider()
-                    .is_some_and(|p| p.kind == crate::config::ProviderKind::Gemini);
-                if let (true, Some(acc)) = (gemini, ctx.accounting.as_mut()) {
+                // APIs that name the model (or the deployment) in the path.
+                let kind = ctx.provider().map(|p| p.kind);
+                if let (Some(kind), Some(acc)) = (kind, ctx.accounting.as_mut()) {
                     let path = session.req_header().uri.path();
-                    if let Some(model) = crate::audit::ModelScanner::model_in_path(path) {
+                    if let Some(model) = steps::model_in_path(kind, path) {
                         acc.model = crate::audit::ModelScanner::known(model);
                     }
                 }

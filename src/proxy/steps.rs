@@ -559,6 +559,20 @@ impl<'a> Inject<'a> {
     }
 }
 
+/// The model an API names in its path: Gemini's `…/models/{model}:{method}`, an Azure
+/// OpenAI deployment's `…/deployments/{deployment}/…`.
+pub fn model_in_path(kind: crate::config::ProviderKind, path: &str) -> Option<String> {
+    use crate::config::ProviderKind;
+    let marker = match kind {
+        ProviderKind::Gemini => "/models/",
+        ProviderKind::AzureOpenAi => "/deployments/",
+        _ => return None,
+    };
+    let (_, rest) = path.split_once(marker)?;
+    let model = rest.split([':', '/']).next()?;
+    (!model.is_empty() && model.len() <= 128).then(|| model.to_owned())
+}
+
 /// Rewrites the request head for the upstream: path under the provider's base path, `Host`,
 /// Sluice's own headers and client credentials removed, the pool key (or the user's token)
 /// injected.

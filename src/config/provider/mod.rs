@@ -56,6 +56,7 @@ impl Provider {
         match self.kind {
             ProviderKind::Anthropic => "x-api-key",
             ProviderKind::Gemini => "x-goog-api-key",
+            ProviderKind::AzureOpenAi => "api-key",
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Http => {
                 "authorization"
             }
@@ -316,7 +317,9 @@ fn resolve(secret_ref: &str, base: &Path, ctx: &BuildContext) -> Result<Secret, 
 /// The header value the key is sent in (`Bearer …` or the bare key), marked sensitive.
 fn header_value(kind: ProviderKind, secret: &Secret) -> Option<HeaderValue> {
     let raw = match kind {
-        ProviderKind::Anthropic | ProviderKind::Gemini => secret.expose().to_owned(),
+        ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::AzureOpenAi => {
+            secret.expose().to_owned()
+        }
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Http => {
             format!("Bearer {}", secret.expose())
         }

@@ -132,16 +132,19 @@ pub(super) fn build(
     errors: &mut Vec<ConfigError>,
 ) -> Option<Fallback> {
     let at = format!("{at}.fallback");
-    if matches!(primary.kind, ProviderKind::Http | ProviderKind::Gemini) {
+    if matches!(
+        primary.kind,
+        ProviderKind::Http | ProviderKind::Gemini | ProviderKind::AzureOpenAi
+    ) {
         errors.push(ConfigError::at(
             at.clone(),
             format!(
                 "provider `{}` is `kind: {}`: only OpenAI- and Anthropic-shaped APIs fall back",
                 primary.name,
-                if primary.kind == ProviderKind::Http {
-                    "http"
-                } else {
-                    "gemini"
+                match primary.kind {
+                    ProviderKind::Http => "http",
+                    ProviderKind::Gemini => "gemini",
+                    _ => "azure-openai",
                 }
             ),
         ));
@@ -183,8 +186,8 @@ pub(super) fn build(
         );
         let problem = if p.kind == ProviderKind::Http {
             Some("is `kind: http`: only LLM APIs can answer for an LLM route")
-        } else if p.kind == ProviderKind::Gemini {
-            Some("is `kind: gemini`: its requests are not translated yet")
+        } else if matches!(p.kind, ProviderKind::Gemini | ProviderKind::AzureOpenAi) {
+            Some("is `kind: gemini` or `azure-openai`: its requests are not translated yet")
         } else if !keyed {
             Some("must use keys of its own (`credentials: centralized` or `prefer-byok`)")
         } else {

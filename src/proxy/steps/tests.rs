@@ -247,3 +247,16 @@ fn absolute_form_targets() {
     assert_eq!(absolute_target(b"/v1/models"), None);
     assert_eq!(absolute_target(b"http://user:pw@host/"), None);
 }
+
+#[test]
+fn models_named_in_paths() {
+    use crate::config::ProviderKind::*;
+    let p = model_in_path;
+    let gemini = "/gemini/v1beta/models/gemini-2.5-flash:streamGenerateContent";
+    assert_eq!(p(Gemini, gemini).as_deref(), Some("gemini-2.5-flash"));
+    let azure = "/azure/openai/deployments/team-gpt/chat/completions";
+    assert_eq!(p(AzureOpenAi, azure).as_deref(), Some("team-gpt"));
+    assert_eq!(p(AzureOpenAi, "/azure/openai/v1/chat/completions"), None);
+    assert_eq!(p(OpenAi, gemini), None);
+    assert_eq!(p(Gemini, "/gemini/v1beta/models/"), None);
+}
