@@ -75,11 +75,13 @@ static AZURE_API_KEY: HeaderName = HeaderName::from_static("api-key");
 
 /// Headers that carry a client credential of some provider (or of Sluice): never forwarded as
 /// is. Header names built at compile time: a lookup with one skips parsing the name.
-pub static CREDENTIAL_HEADERS: [HeaderName; 5] = [
+pub static CREDENTIAL_HEADERS: [HeaderName; 6] = [
     http::header::AUTHORIZATION,
     HeaderName::from_static("x-api-key"),
     HeaderName::from_static("api-key"),
     HeaderName::from_static("x-goog-api-key"),
+    // Azure's (API Management's) other key header.
+    HeaderName::from_static("ocp-apim-subscription-key"),
     http::header::PROXY_AUTHORIZATION,
 ];
 

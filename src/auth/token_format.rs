@@ -44,6 +44,16 @@ pub fn parse(token: &str) -> Option<Parsed<'_>> {
     Some(Parsed { id, secret })
 }
 
+/// Whether a well-formed Sluice token (checksum and all) appears anywhere in `value`: joined
+/// with other values, quoted, or inside a query string.
+pub fn holds_token(value: &str) -> bool {
+    value.match_indices(PREFIX).any(|(at, _)| {
+        value
+            .get(at..at + TOKEN_LEN)
+            .is_some_and(|candidate| parse(candidate).is_some())
+    })
+}
+
 /// SHA-256 of the secret part: what a token record stores.
 pub fn secret_digest(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()

@@ -199,12 +199,12 @@ impl Verdict {
                     "API_KEY_EXPIRED",
                     "API_KEY_SERVICE_BLOCKED",
                 ];
+                // Google refuses a bad API key with one of those reasons; its 401s are about
+                // OAuth credentials (a client's `access_token`), never the key.
                 if reasons.iter().any(|r| key_refused.contains(r)) {
                     Verdict::KeyRejected
-                } else if status == 400 || status == 403 {
-                    Verdict::NotTheKey
                 } else {
-                    Verdict::Unclear
+                    Verdict::NotTheKey
                 }
             }
             // Azure answers a wrong key with 401 and the code "401" ("Access denied due to
@@ -332,6 +332,8 @@ mod tests {
             (Gemini, 403, gemini("PERMISSION_DENIED", "API_KEY_SERVICE_BLOCKED"), Verdict::KeyRejected),
             (Gemini, 400, gemini("INVALID_ARGUMENT", "BAD_REQUEST"), Verdict::NotTheKey),
             (Gemini, 403, gemini("PERMISSION_DENIED", "ACCESS_DENIED"), Verdict::NotTheKey),
+            (Gemini, 401, gemini("UNAUTHENTICATED", "ACCESS_TOKEN_TYPE_UNSUPPORTED"), Verdict::NotTheKey),
+            (Gemini, 401, "<html>nope</html>".into(), Verdict::Unclear),
             // The message mentions the key; only the structured reason decides.
             (
                 Gemini,

@@ -133,22 +133,13 @@ fn leaf_facts(leaf: &CertificateDer<'_>) -> anyhow::Result<(Vec<String>, i64)> {
     use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
     let (_, cert) = X509Certificate::from_der(leaf)
         .map_err(|e| anyhow::anyhow!("not an X.509 certificate: {e}"))?;
-    let mut names: Vec<String> = cert
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|san| {
-            san.value
-                .general_names
-                .iter()
-                .filter_map(|n| match n {
-                    GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
-                    GeneralName::IPAddress(ip) => ip_text(ip),
-                    _ => None,
-                })
-                .collect()
+    let mut names: Vec<String> = san_names(&cert)
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+            GeneralName::IPAddress(ip) => ip_text(ip),
+            _ => None,
         })
-        .unwrap_or_default();
+        .collect();
     if names.is_empty() {
         names.extend(
             cert.subject()
@@ -158,6 +149,18 @@ fn leaf_facts(leaf: &CertificateDer<'_>) -> anyhow::Result<(Vec<String>, i64)> {
         );
     }
     Ok((names, cert.validity().not_after.timestamp()))
+}
+
+/// A certificate's subject alternative names (none when it has no such extension or an
+/// unreadable one).
+fn san_names<'a>(
+    cert: &'a x509_parser::certificate::X509Certificate<'_>,
+) -> impl Iterator<Item = &'a x509_parser::extensions::GeneralName<'a>> {
+    cert.subject_alternative_name()
+        .ok()
+        .flatten()
+        .into_iter()
+        .flat_map(|san| san.value.general_names.iter())
 }
 
 /// An IP address SAN as text (the name the expiry gauge shows for such a certificate).
@@ -282,24 +285,15 @@ pub fn peer_identity(leaf: &[u8], now: i64) -> Option<crate::auth::PeerCert> {
     if now < validity.not_before.timestamp() || now > validity.not_after.timestamp() {
         return None;
     }
-    let spiffe: Vec<String> = cert
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|san| {
-            san.value
-                .general_names
-                .iter()
-                .filter_map(|n| match n {
-                    GeneralName::URI(uri) => uri
-                        .get(..9)
-                        .filter(|scheme| scheme.eq_ignore_ascii_case("spiffe://"))
-                        .map(|_| format!("spiffe://{}", &uri[9..])),
-                    _ => None,
-                })
-                .collect()
+    let spiffe: Vec<String> = san_names(&cert)
+        .filter_map(|n| match n {
+            GeneralName::URI(uri) => uri
+                .get(..9)
+                .filter(|scheme| scheme.eq_ignore_ascii_case("spiffe://"))
+                .map(|_| format!("spiffe://{}", &uri[9..])),
+            _ => None,
         })
-        .unwrap_or_default();
+        .collect();
     let subject = match spiffe.as_slice() {
         [one] => one.clone(),
         [] => {

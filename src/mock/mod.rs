@@ -296,10 +296,18 @@ impl Mock {
                 *stats.credentials.entry(key).or_default() += 1;
             }
         }
-        // Google's API key in the query string counts as a credential too.
-        let query_keys = req.uri().query().into_iter().flat_map(|q| q.split('&'));
-        for (name, value) in query_keys.filter_map(|p| p.split_once('=')) {
-            if percent_encoding::percent_decode_str(name).decode_utf8_lossy() == "key" {
+        // Credentials in the query string (Google's, Azure's) count too.
+        let query = req.uri().query().into_iter().flat_map(|q| q.split('&'));
+        let credential = [
+            "key",
+            "access_token",
+            "oauth_token",
+            "subscription-key",
+            "api-key",
+        ];
+        for (name, value) in query.filter_map(|p| p.split_once('=')) {
+            let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+            if credential.contains(&name.trim_start_matches('$')) || value.contains("sluice_") {
                 *stats
                     .credentials
                     .entry(format!("?key={value}"))

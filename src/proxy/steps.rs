@@ -559,8 +559,51 @@ impl<'a> Inject<'a> {
     }
 }
 
+/// Query parameters an API takes a credential from: Google's (each also with a `$` in front)
+/// and Azure's.
+fn query_credentials(kind: crate::config::ProviderKind) -> &'static [&'static str] {
+    match kind {
+        crate::config::ProviderKind::Gemini => &["key", "access_token", "oauth_token"],
+        crate::config::ProviderKind::AzureOpenAi => &["subscription-key", "api-key"],
+        _ => &[],
+    }
+}
+
+/// Appends the query for the upstream: without the API's credential parameters when Sluice
+/// sends a credential of its choosing, and never with a parameter whose value is a Sluice
+/// token (a client passing its own key may still have put one there).
+fn push_query(target: &mut String, q: &str, kind: crate::config::ProviderKind, client_key: bool) {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let credentials = if client_key {
+        &[][..]
+    } else {
+        query_credentials(kind)
+    };
+    let kept: Vec<&str> = q
+        .split('&')
+        .filter(|p| {
+            let (name, value) = p.split_once('=').unwrap_or((p, ""));
+            let name = decode(name);
+            !credentials.contains(&name.trim_start_matches('$'))
+                && !auth::token_format::holds_token(&decode(value))
+        })
+        .collect();
+    if !kept.is_empty() {
+        target.push('?');
+        target.push_str(&kept.join("&"));
+    }
+}
+
 /// The model an API names in its path: Gemini's `…/models/{model}:{method}`, an Azure
 /// OpenAI deployment's `…/deployments/{deployment}/…`.
+/// Percent-decoded, as the upstream reads it (`%67emini-2.5-pro` is `gemini-2.5-pro`, and is
+/// priced so). A path of such an API whose model cannot be read (another collection, an
+/// overlong or undecodable name) is `UNREAD`: priced at the default or the dearest price, never
+/// at none.
 pub fn model_in_path(kind: crate::config::ProviderKind, path: &str) -> Option<String> {
     use crate::config::ProviderKind;
     let marker = match kind {
@@ -568,9 +611,24 @@ pub fn model_in_path(kind: crate::config::ProviderKind, path: &str) -> Option<St
         ProviderKind::AzureOpenAi => "/deployments/",
         _ => return None,
     };
-    let (_, rest) = path.split_once(marker)?;
-    let model = rest.split([':', '/']).next()?;
-    (!model.is_empty() && model.len() <= 128).then(|| model.to_owned())
+    let unread = || Some(crate::audit::scan::UNREAD.to_owned());
+    let Some((_, rest)) = path.split_once(marker) else {
+        // Azure's v1 API names the model in the body; Gemini's always in the path.
+        return (kind == ProviderKind::Gemini).then(unread).flatten();
+    };
+    let segment = rest.split([':', '/', ';']).next().unwrap_or("");
+    let Ok(model) = percent_encoding::percent_decode_str(segment).decode_utf8() else {
+        return unread();
+    };
+    let readable = !model.is_empty()
+        && model.len() <= 128
+        && !model.contains(['/', ':', ';', '%'])
+        && !model.chars().any(char::is_control);
+    if readable {
+        Some(model.into_owned())
+    } else {
+        unread()
+    }
 }
 
 /// Rewrites the request head for the upstream: path under the provider's base path, `Host`,
@@ -599,26 +657,12 @@ pub fn rewrite(
         target.push('/');
     }
     if let Some(q) = uri.query() {
-        // Google's API key may ride in the query (`?key=`): a credential Sluice replaces goes
-        // nowhere, there as in the headers.
-        let replaced = provider.kind == crate::config::ProviderKind::Gemini
-            && !matches!(inject, Inject::ClientKey);
-        if replaced {
-            let kept: Vec<&str> = q
-                .split('&')
-                .filter(|p| {
-                    let name = p.split('=').next().unwrap_or("");
-                    percent_encoding::percent_decode_str(name).decode_utf8_lossy() != "key"
-                })
-                .collect();
-            if !kept.is_empty() {
-                target.push('?');
-                target.push_str(&kept.join("&"));
-            }
-        } else {
-            target.push('?');
-            target.push_str(q);
-        }
+        push_query(
+            &mut target,
+            q,
+            provider.kind,
+            matches!(inject, Inject::ClientKey),
+        );
     }
     let new_uri = http::Uri::try_from(target).map_err(|e| {
         pingora::Error::because(
@@ -655,11 +699,11 @@ pub fn rewrite(
         for name in &CREDENTIAL_HEADERS {
             let sluice = upstream.headers.get_all(name).iter().any(|v| {
                 let value = v.to_str().map(str::trim).unwrap_or("");
-                let token = auth::strip_bearer(value);
-                token.starts_with(auth::opaque::PREFIX)
+                // Anywhere in the value: joined (`key, token`) or quoted, it is still ours.
+                auth::token_format::holds_token(value)
                     || presented
                         .as_deref()
-                        .is_some_and(|p| p == token || p == value)
+                        .is_some_and(|p| !p.is_empty() && value.contains(p))
             });
             if sluice {
                 upstream.remove_header(name);

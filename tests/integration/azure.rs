@@ -93,3 +93,34 @@ async fn the_azure_openai_client_through_sluice() {
     assert_eq!(benched.iter().filter(|q| **q).count(), 1, "{benched:?}");
     assert_eq!(send(&[]).await, 200);
 }
+
+/// Azure's other key spellings (`Ocp-Apim-Subscription-Key`, `?subscription-key=`) never
+/// reach it beside the pool key. (Found by an outside attack.)
+#[tokio::test]
+async fn azures_other_key_spellings_are_stripped() {
+    let mock = Mock::start(&[]);
+    let sluice = Sluice::start_with_env(&config(&mock), &KEYS);
+    let path = "/azure/openai/deployments/team-gpt/chat/completions?api-version=2024-10-21&subscription-key=client-junk";
+    let status = client()
+        .post(sluice.url(path))
+        .header("api-key", &tok().token)
+        .header("ocp-apim-subscription-key", "client-junk")
+        .header("content-type", "application/json")
+        .body(r#"{"messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    let stats = mock.stats().await;
+    assert!(
+        !stats["credentials"].to_string().contains("client-junk"),
+        "{stats}"
+    );
+    assert!(
+        stats["credentials"]
+            .to_string()
+            .contains("api-key: az-pool-"),
+        "{stats}"
+    );
+}

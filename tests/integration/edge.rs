@@ -426,30 +426,23 @@ async fn proxy_protocol_names_the_client_behind_a_trusted_balancer() {
     );
 
     // A bad entry, and a certificate file that is not there, are named by field and line.
-    let bad = sluice.dir.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
-        "listeners:\n  proxy: 127.0.0.1:0\n  proxy_tls: { cert: nowhere.pem, key: nowhere.key }\nserver:\n  proxy_protocol_from: [10.0.0.0/33]\n",
-    )
-    .unwrap();
-    let out = Command::new(sluice_bin())
-        .args(["check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
+    let check = |yaml: &str| {
+        let bad = sluice.dir.path().join("bad.yaml");
+        std::fs::write(&bad, yaml).unwrap();
+        let out = Command::new(sluice_bin())
+            .args(["check", "--config"])
+            .arg(&bad)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let listeners =
+        "listeners:\n  proxy: 127.0.0.1:0\n  proxy_tls: { cert: nowhere.pem, key: nowhere.key }\n";
+    let text = check(&format!(
+        "{listeners}server:\n  proxy_protocol_from: [10.0.0.0/33]\n"
+    ));
     assert!(text.contains(":5: server.proxy_protocol_from[0]"), "{text}");
-    std::fs::write(
-        &bad,
-        "listeners:\n  proxy: 127.0.0.1:0\n  proxy_tls: { cert: nowhere.pem, key: nowhere.key }\n",
-    )
-    .unwrap();
-    let out = Command::new(sluice_bin())
-        .args(["check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
+    let text = check(listeners);
     assert!(
         text.contains(":3: listeners.proxy_tls") && text.contains("nowhere.pem"),
         "{text}"

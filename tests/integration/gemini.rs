@@ -108,7 +108,15 @@ async fn a_key_in_the_query_is_neither_a_credential_nor_forwarded() {
     assert_eq!(refused.status(), 401);
     let shape: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(shape["error"]["status"], "UNAUTHENTICATED", "{shape}");
-    for query in ["key=client-junk&alt=json", "k%65y=client-junk"] {
+    let queries = [
+        "key=client-junk&alt=json",
+        "k%65y=client-junk",
+        "$key=client-junk",
+        "%24key=client-junk",
+        "access_token=client-junk",
+        "oauth_token=client-junk",
+    ];
+    for query in queries {
         let ok = post(query.to_owned(), true).await;
         assert_eq!(ok.status(), 200, "{query}");
     }
@@ -154,4 +162,105 @@ async fn googles_invalid_key_error_benches_the_key() {
     ];
     assert_eq!(benched.iter().filter(|q| **q).count(), 1, "{benched:?}");
     assert_eq!(send(&[]).await, 200);
+}
+
+/// Google's 401s are about OAuth credentials a client may send (`access_token`), never the
+/// pool's API key: however many, they bench nothing. (Found by an outside attack: six such
+/// answers benched both keys.)
+#[tokio::test]
+async fn googles_401s_do_not_bench_keys() {
+    let mock = Mock::start(&[]);
+    let sluice = Sluice::start_with_env(&config(&mock), &KEYS);
+    let path = "/gemini/v1beta/models/gemini-mock:generateContent";
+    for _ in 0..8 {
+        let status = client()
+            .post(sluice.url(path))
+            .header("x-goog-api-key", &tok().token)
+            .header("x-mock-status", "401")
+            .header("x-mock-error-code", "ACCESS_TOKEN_TYPE_UNSUPPORTED")
+            .body(r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 401);
+    }
+    assert!(!quarantined(&sluice, "g1").await && !quarantined(&sluice, "g2").await);
+}
+
+/// The model named in the path is read as Google reads it (percent-decoded), so a budget
+/// prices `%67emini-2.5-pro` as gemini-2.5-pro; a path whose model cannot be read is priced
+/// at the dearest price, not at none.
+#[tokio::test]
+async fn the_path_model_is_read_as_google_reads_it() {
+    let mock = Mock::start(&[]);
+    let sluice = Sluice::start_with_env(&config(&mock), &KEYS);
+    let send = |path: &'static str, id: &'static str| {
+        let req = client()
+            .post(sluice.url(path))
+            .header("x-goog-api-key", &tok().token)
+            .header("x-request-id", id)
+            .body(r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let cases = [
+        (
+            "/gemini/v1beta/models/%67emini-2.5-pro:generateContent",
+            "pm-encoded",
+            "gemini-2.5-pro",
+        ),
+        (
+            "/gemini/v1beta/models/gemini-2.5-pro;x=1:generateContent",
+            "pm-param",
+            "gemini-2.5-pro",
+        ),
+        (
+            "/gemini/v1beta/tunedModels/mine:generateContent",
+            "pm-tuned",
+            "(unread)",
+        ),
+    ];
+    for (path, id, model) in cases {
+        send(path, id).await;
+        let record = wait_audit(&sluice, |r| r["request_id"] == id)
+            .await
+            .unwrap();
+        assert_eq!(record["model"], model, "{path}: {record}");
+    }
+}
+
+/// `prefer-byok`: a client's own key goes upstream, but a Sluice token never does — not
+/// joined to the key in one header value, not quoted, not in the query. (Found by an outside
+/// attack.)
+#[tokio::test]
+async fn a_client_key_passes_and_the_sluice_token_never_does() {
+    let mock = Mock::start(&[]);
+    let dynamic = config(&mock).replace(
+        "routes:\n",
+        &format!(
+            "  - {{ name: byok, kind: gemini, base_url: \"{}\", credentials: prefer-byok, keys: [{{ id: b1, secret_ref: \"env:KEY_G1\" }}] }}\nroutes:\n  - {{ prefix: /byok, provider: byok, auth: token }}\n",
+            mock.url()
+        ),
+    );
+    let sluice = Sluice::start_with_env(&dynamic, &KEYS);
+    let token = &tok().token;
+    let path = "/byok/v1beta/models/gemini-mock:generateContent";
+    let send = |query: String, key: String| {
+        let req = client()
+            .post(format!("{}{query}", sluice.url(path)))
+            .header("x-sluice-token", token)
+            .header("x-goog-api-key", key)
+            .body(r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(send(String::new(), "client-own-key".into()).await, 200);
+    send(String::new(), format!("client-own-key, {token}")).await;
+    send(String::new(), format!("\"{token}\"")).await;
+    send(format!("?key={token}"), "client-own-key".into()).await;
+    let credentials = mock.stats().await["credentials"].to_string();
+    assert!(
+        credentials.contains("x-goog-api-key: client-own-key"),
+        "{credentials}"
+    );
+    assert!(!credentials.contains(token.as_str()), "{credentials}");
 }

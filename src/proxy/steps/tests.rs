@@ -258,5 +258,14 @@ fn models_named_in_paths() {
     assert_eq!(p(AzureOpenAi, azure).as_deref(), Some("team-gpt"));
     assert_eq!(p(AzureOpenAi, "/azure/openai/v1/chat/completions"), None);
     assert_eq!(p(OpenAi, gemini), None);
-    assert_eq!(p(Gemini, "/gemini/v1beta/models/"), None);
+    assert_eq!(
+        p(Gemini, "/gemini/v1beta/models/").as_deref(),
+        Some("(unread)")
+    );
+    let encoded = "/gemini/v1beta/models/%67emini-2.5-pro:generateContent";
+    assert_eq!(p(Gemini, encoded).as_deref(), Some("gemini-2.5-pro"));
+    let tuned = "/gemini/v1beta/tunedModels/mine:generateContent";
+    assert_eq!(p(Gemini, tuned).as_deref(), Some("(unread)"));
+    let long = format!("/gemini/v1beta/models/{}:generateContent", "m".repeat(200));
+    assert_eq!(p(Gemini, &long).as_deref(), Some("(unread)"));
 }
