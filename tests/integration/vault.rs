@@ -238,14 +238,23 @@ impl Browser {
             let text = v.to_str().unwrap_or("");
             let mut parts = text.split(';');
             let pair = parts.next().unwrap_or("");
-            let cookie_path = parts
+            let attributes: Vec<(String, String)> = parts
                 .filter_map(|a| a.trim().split_once('='))
-                .find(|(k, _)| k.eq_ignore_ascii_case("path"))
-                .map(|(_, v)| v.to_owned())
-                .unwrap_or_else(|| "/".to_owned());
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                .collect();
+            let attribute = |name: &str| {
+                attributes
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.as_str())
+            };
+            let cookie_path = attribute("path").unwrap_or("/").to_owned();
             if let Some((k, v)) = pair.split_once('=') {
                 let key = (k.trim().to_owned(), cookie_path);
-                let gone = text.to_ascii_lowercase().contains("max-age=0") || text.contains("1970");
+                // Expired by its attributes only: a random value may well hold "1970" (this
+                // test once lost a cookie whose random value did, and failed as oauth_bad_state).
+                let gone = attribute("max-age") == Some("0")
+                    || attribute("expires").is_some_and(|e| e.contains("1970"));
                 if v.is_empty() || gone {
                     jar.remove(&key);
                 } else {
