@@ -335,27 +335,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Tls {
             command: TlsCommand::SelfSigned { out, days, names },
-        } => {
-            let w = sluice::edge::self_signed::write(&out, &names, days)?;
-            // Absolute: the config file resolves relative paths from its own directory.
-            let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
-            let w = sluice::edge::self_signed::Written {
-                ca: abs(&w.ca),
-                cert: abs(&w.cert),
-                key: abs(&w.key),
-            };
-            println!(
-                "wrote {} and {} (for {}), signed by {}\n\nlisteners:\n  proxy_tls:\n    cert: {}\n    key: {}\n\nclients trust {} (SSL_CERT_FILE, curl --cacert)",
-                w.cert.display(),
-                w.key.display(),
-                names.join(", "),
-                w.ca.display(),
-                w.cert.display(),
-                w.key.display(),
-                w.ca.display()
-            );
-            Ok(())
-        }
+        } => tls_self_signed(&out, days, &names),
         Command::Openapi => {
             print!("{}", sluice::control::openapi::json());
             Ok(())
@@ -534,5 +514,19 @@ fn usage(
     } else {
         print!("{}", report::table(by, &totals));
     }
+    Ok(())
+}
+
+/// `sluice tls self-signed`: writes the certificate and prints the config lines for it.
+fn tls_self_signed(out: &Path, days: i64, names: &[String]) -> anyhow::Result<()> {
+    let w = sluice::edge::self_signed::write(out, names, days)?;
+    // Absolute: the config file resolves relative paths from its own directory.
+    let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    let (ca, cert, key) = (abs(&w.ca), abs(&w.cert), abs(&w.key));
+    let (ca, cert, key) = (ca.display(), cert.display(), key.display());
+    let names = names.join(", ");
+    println!(
+        "wrote {cert} and {key} (for {names}), signed by {ca}\n\nlisteners:\n  proxy_tls:\n    cert: {cert}\n    key: {key}\n\nclients trust {ca} (SSL_CERT_FILE, curl --cacert)"
+    );
     Ok(())
 }

@@ -161,12 +161,7 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
     let mut audit = None;
     if serves_traffic {
         audit = add_audit(&mut server, &config);
-        let trusted_proxies: Arc<[ipnet::IpNet]> = config
-            .server
-            .trusted_proxies
-            .iter()
-            .filter_map(|n| crate::client_address::parse_net(n))
-            .collect();
+        let trusted_proxies = nets(&config.server.trusted_proxies);
         let gateway = || Gateway {
             store: store.clone(),
             audit: audit.clone(),
@@ -174,16 +169,7 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
             connector: connector.clone(),
             trusted_proxies: trusted_proxies.clone(),
         };
-        let proxy_tls = proxy_tls(&config, config_file).context("listeners.proxy_tls")?;
-        if let Some(tls) = &proxy_tls {
-            crate::tls::register(tls.certs.clone());
-            server.add_service(background_service(
-                "sluice certificate watcher",
-                crate::edge::watch::CertWatcher {
-                    certs: vec![tls.certs.clone()],
-                },
-            ));
-        }
+        let proxy_tls = add_proxy_tls(&mut server, &config, config_file)?;
         add_proxy(&mut server, &config, &bound, gateway(), proxy_tls);
         ca = add_forward(
             &mut server,
@@ -219,6 +205,29 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
         ));
     }
     Ok(server)
+}
+
+/// Addresses and CIDRs as written (checked when the snapshot was built).
+fn nets(list: &[String]) -> Arc<[ipnet::IpNet]> {
+    list.iter()
+        .filter_map(|n| crate::client_address::parse_net(n))
+        .collect()
+}
+
+/// The proxy listener's TLS, reloadable by the admin API and by the certificate watcher.
+fn add_proxy_tls(
+    server: &mut Server,
+    config: &wire::Config,
+    config_file: &Path,
+) -> anyhow::Result<Option<EdgeTls>> {
+    let tls = proxy_tls(config, config_file).context("listeners.proxy_tls")?;
+    if let Some(tls) = &tls {
+        crate::tls::register(tls.certs.clone());
+        let certs = vec![tls.certs.clone()];
+        let watcher = crate::edge::watch::CertWatcher { certs };
+        server.add_service(background_service("sluice certificate watcher", watcher));
+    }
+    Ok(tls)
 }
 
 /// Embedded control plane (the default), or a data plane following `--control-plane`.
@@ -368,11 +377,7 @@ fn edge<A>(config: &wire::Config, name: &'static str, inner: A, tls: Option<Edge
         inner: Arc::new(inner),
         caps: conn_caps(config, name),
         tls,
-        proxy_protocol_from: server
-            .proxy_protocol_from
-            .iter()
-            .filter_map(|n| crate::client_address::parse_net(n))
-            .collect(),
+        proxy_protocol_from: nets(&server.proxy_protocol_from),
         handshake_timeout: std::time::Duration::from_secs(
             server.request_head_timeout_seconds.unwrap_or(10),
         ),

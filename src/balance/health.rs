@@ -314,33 +314,12 @@ mod tests {
                 r#"{{"error":{{"message":"m","type":"invalid_request_error","code":"{code}"}}}}"#
             )
         };
-        let gemini = |status: &str, reason: &str| {
-            format!(
-                r#"{{"error":{{"code":400,"message":"m","status":"{status}","details":[{{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"{reason}"}}]}}}}"#
-            )
-        };
         let cases: &[(ProviderKind, u16, String, Verdict)] = &[
             (OpenAi, 401, openai("invalid_api_key"), Verdict::KeyRejected),
             (OpenAi, 401, openai("mismatched_organization"), Verdict::NotTheKey),
             (OpenAi, 401, openai("mismatched_project"), Verdict::NotTheKey),
             (OpenAi, 403, openai("unsupported_country_region_territory"), Verdict::NotTheKey),
             (OpenAi, 401, "<html>nope</html>".into(), Verdict::Unclear),
-            (AzureOpenAi, 401, r#"{"error":{"code":"401","message":"Access denied due to invalid subscription key or wrong API endpoint."}}"#.into(), Verdict::KeyRejected),
-            (AzureOpenAi, 403, r#"{"error":{"code":"PermissionDenied","message":"m"}}"#.into(), Verdict::NotTheKey),
-            (AzureOpenAi, 401, r#"{"error":{"code":"InvalidAuthenticationToken","message":"m"}}"#.into(), Verdict::Unclear),
-            (Gemini, 400, gemini("INVALID_ARGUMENT", "API_KEY_INVALID"), Verdict::KeyRejected),
-            (Gemini, 403, gemini("PERMISSION_DENIED", "API_KEY_SERVICE_BLOCKED"), Verdict::KeyRejected),
-            (Gemini, 400, gemini("INVALID_ARGUMENT", "BAD_REQUEST"), Verdict::NotTheKey),
-            (Gemini, 403, gemini("PERMISSION_DENIED", "ACCESS_DENIED"), Verdict::NotTheKey),
-            (Gemini, 401, gemini("UNAUTHENTICATED", "ACCESS_TOKEN_TYPE_UNSUPPORTED"), Verdict::NotTheKey),
-            (Gemini, 401, "<html>nope</html>".into(), Verdict::Unclear),
-            // The message mentions the key; only the structured reason decides.
-            (
-                Gemini,
-                400,
-                r#"{"error":{"code":400,"message":"API key not valid API_KEY_INVALID","status":"INVALID_ARGUMENT"}}"#.into(),
-                Verdict::NotTheKey,
-            ),
             (OpenAi, 401, openai("something_new"), Verdict::Unclear),
             (
                 Anthropic,
@@ -376,6 +355,47 @@ mod tests {
                 "{kind:?} {status} {body}"
             );
         }
+    }
+
+    /// Azure's and Google's answers: only their own invalid-key codes and reasons bench a key.
+    #[test]
+    fn azure_and_google_bodies_name_the_key_or_not() {
+        use ProviderKind::*;
+        let gemini = |status: &str, reason: &str| {
+            format!(
+                r#"{{"error":{{"code":400,"message":"m","status":"{status}","details":[{{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"{reason}"}}]}}}}"#
+            )
+        };
+        let cases: &[(ProviderKind, u16, String, Verdict)] = &[
+            (AzureOpenAi, 401, r#"{"error":{"code":"401","message":"Access denied due to invalid subscription key or wrong API endpoint."}}"#.into(), Verdict::KeyRejected),
+            (AzureOpenAi, 403, r#"{"error":{"code":"PermissionDenied","message":"m"}}"#.into(), Verdict::NotTheKey),
+            (AzureOpenAi, 401, r#"{"error":{"code":"InvalidAuthenticationToken","message":"m"}}"#.into(), Verdict::Unclear),
+            (Gemini, 400, gemini("INVALID_ARGUMENT", "API_KEY_INVALID"), Verdict::KeyRejected),
+            (Gemini, 403, gemini("PERMISSION_DENIED", "API_KEY_SERVICE_BLOCKED"), Verdict::KeyRejected),
+            (Gemini, 400, gemini("INVALID_ARGUMENT", "BAD_REQUEST"), Verdict::NotTheKey),
+            (Gemini, 403, gemini("PERMISSION_DENIED", "ACCESS_DENIED"), Verdict::NotTheKey),
+            (Gemini, 401, gemini("UNAUTHENTICATED", "ACCESS_TOKEN_TYPE_UNSUPPORTED"), Verdict::NotTheKey),
+            (Gemini, 401, "<html>nope</html>".into(), Verdict::Unclear),
+            // The message mentions the key; only the structured reason decides.
+            (
+                Gemini,
+                400,
+                r#"{"error":{"code":400,"message":"API key not valid API_KEY_INVALID","status":"INVALID_ARGUMENT"}}"#.into(),
+                Verdict::NotTheKey,
+            ),
+        ];
+        for (kind, status, body, want) in cases {
+            assert_eq!(
+                Verdict::of_body(*kind, *status, body.as_bytes()),
+                *want,
+                "{kind:?} {status} {body}"
+            );
+        }
+    }
+
+    #[test]
+    fn heads_decide_alone_or_ask_for_the_body() {
+        use ProviderKind::*;
         assert_eq!(
             Verdict::of_head(429, Some("7")),
             Some(Verdict::RateLimited(Some(Duration::from_secs(7))))

@@ -239,18 +239,7 @@ impl Snapshot {
         let mut warnings = Vec::new();
         check_listeners(listeners, &mut errors);
         check_server(server, &mut errors);
-        let asks_certs = listeners
-            .proxy_tls
-            .as_ref()
-            .is_some_and(|t| t.client_ca.is_some());
-        for (i, route) in config.routes.iter().enumerate() {
-            if route.auth == AuthPolicy::ClientCert && !asks_certs {
-                errors.push(ConfigError::at(
-                    format!("routes[{i}].auth"),
-                    "client certificates need `listeners.proxy_tls.client_ca`",
-                ));
-            }
-        }
+        check_client_cert_routes(config, &mut errors);
 
         // In dependency order: routes name providers and issuers; the forward proxy adds one
         // intercept route per provider; tokens name owners.
@@ -554,6 +543,23 @@ fn check_server(server: &wire::ServerOptions, errors: &mut Vec<ConfigError>) {
             errors.push(ConfigError::at(
                 "server.namespace",
                 format!("`{ns}` must be 1 to 64 lowercase letters, digits, `-` or `_`"),
+            ));
+        }
+    }
+}
+
+/// Routes that take client certificates need a listener that asks for them.
+fn check_client_cert_routes(config: &wire::Config, errors: &mut Vec<ConfigError>) {
+    let asks_certs = config
+        .listeners
+        .proxy_tls
+        .as_ref()
+        .is_some_and(|t| t.client_ca.is_some());
+    for (i, route) in config.routes.iter().enumerate() {
+        if route.auth == AuthPolicy::ClientCert && !asks_certs {
+            errors.push(ConfigError::at(
+                format!("routes[{i}].auth"),
+                "client certificates need `listeners.proxy_tls.client_ca`",
             ));
         }
     }

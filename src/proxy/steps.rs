@@ -583,6 +583,14 @@ fn push_query(target: &mut String, q: &str, kind: crate::config::ProviderKind, c
     } else {
         query_credentials(kind)
     };
+    // Most queries hold neither a credential parameter nor an (encoded) Sluice token: copied
+    // as they are, with no decoding.
+    let plain = !q.contains('%') && !q.contains(auth::opaque::PREFIX);
+    if plain && credentials.iter().all(|c| !q.contains(c)) {
+        target.push('?');
+        target.push_str(q);
+        return;
+    }
     let kept: Vec<&str> = q
         .split('&')
         .filter(|p| {

@@ -4,6 +4,7 @@
 
 use crate::common::*;
 use crate::sdk::run_with_env;
+use crate::security::quarantined;
 
 const KEYS: [(&str, &str); 2] = [
     ("KEY_Z1", "az-pool-one-000000"),
@@ -80,16 +81,10 @@ async fn the_azure_openai_client_through_sluice() {
     };
     let invalid = &[("x-mock-status", "401"), ("x-mock-error-code", "401")];
     assert_eq!(send(invalid).await, 401);
-    let quarantined = |key: &'static str| {
-        let sluice = &sluice;
-        async move {
-            let sample = format!(
-                "sluice_key_state{{key=\"{key}\",provider=\"azure\",state=\"quarantined\"}}"
-            );
-            sluice.metric(&sample).await == 1.0
-        }
-    };
-    let benched = [quarantined("z1").await, quarantined("z2").await];
+    let benched = [
+        quarantined(&sluice, "azure", "z1").await,
+        quarantined(&sluice, "azure", "z2").await,
+    ];
     assert_eq!(benched.iter().filter(|q| **q).count(), 1, "{benched:?}");
     assert_eq!(send(&[]).await, 200);
 }

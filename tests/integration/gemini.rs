@@ -5,6 +5,7 @@
 
 use crate::common::*;
 use crate::sdk::run_with_env;
+use crate::security::quarantined;
 
 const KEYS: [(&str, &str); 2] = [
     ("KEY_G1", "gk-pool-one-000000"),
@@ -25,12 +26,6 @@ tokens:
         url = mock.url(),
         sha = tok().record
     )
-}
-
-async fn quarantined(sluice: &Sluice, key: &str) -> bool {
-    let sample =
-        format!("sluice_key_state{{key=\"{key}\",provider=\"gemini\",state=\"quarantined\"}}");
-    sluice.metric(&sample).await == 1.0
 }
 
 #[tokio::test]
@@ -150,15 +145,17 @@ async fn googles_invalid_key_error_benches_the_key() {
         ];
         assert_eq!(send(bad_request).await, 400);
     }
-    assert!(!quarantined(&sluice, "g1").await && !quarantined(&sluice, "g2").await);
+    assert!(
+        !quarantined(&sluice, "gemini", "g1").await && !quarantined(&sluice, "gemini", "g2").await
+    );
     let invalid = &[
         ("x-mock-status", "400"),
         ("x-mock-error-code", "API_KEY_INVALID"),
     ];
     assert_eq!(send(invalid).await, 400);
     let benched = [
-        quarantined(&sluice, "g1").await,
-        quarantined(&sluice, "g2").await,
+        quarantined(&sluice, "gemini", "g1").await,
+        quarantined(&sluice, "gemini", "g2").await,
     ];
     assert_eq!(benched.iter().filter(|q| **q).count(), 1, "{benched:?}");
     assert_eq!(send(&[]).await, 200);
@@ -185,7 +182,9 @@ async fn googles_401s_do_not_bench_keys() {
             .status();
         assert_eq!(status, 401);
     }
-    assert!(!quarantined(&sluice, "g1").await && !quarantined(&sluice, "g2").await);
+    assert!(
+        !quarantined(&sluice, "gemini", "g1").await && !quarantined(&sluice, "gemini", "g2").await
+    );
 }
 
 /// The model named in the path is read as Google reads it (percent-decoded), so a budget

@@ -291,7 +291,7 @@ const POOL_ENV: [(&str, &str); 3] = [
     ("KEY_S", "sk-ant-solo-key-000000"),
 ];
 
-async fn quarantined(sluice: &Sluice, provider: &str, key: &str) -> bool {
+pub(crate) async fn quarantined(sluice: &Sluice, provider: &str, key: &str) -> bool {
     sluice
         .metric(&format!(
             "sluice_key_state{{key=\"{key}\",provider=\"{provider}\",state=\"quarantined\"}}"

@@ -84,58 +84,75 @@ pub(crate) fn check_all(
             &at,
             errors,
         );
-        if l.endpoint.is_some() {
-            let selectors = [
-                l.route.is_some(),
-                l.provider.is_some(),
-                l.owner.is_some(),
-                l.token.is_some(),
-                l.app.is_some(),
-                l.mcp_server.is_some(),
-            ];
-            if selectors.iter().any(|s| *s) {
-                errors.push(ConfigError::at(
-                    at("endpoint"),
-                    "its callers are not authenticated yet: name no route, provider, owner, token, app or MCP server",
-                ));
-            }
-            if l.tokens_per_minute.is_some() {
-                errors.push(ConfigError::at(
-                    at("tokens_per_minute"),
-                    "Sluice's own endpoints use no model tokens: limit requests or concurrency",
-                ));
-            }
-            if matches!(
-                l.per,
-                crate::limits::spec::Per::Principal
-                    | crate::limits::spec::Per::Owner
-                    | crate::limits::spec::Per::Token
-            ) {
-                errors.push(ConfigError::at(
-                    at("per"),
-                    "its callers are not authenticated yet: `per: source` or `all`",
-                ));
-            }
+        check_endpoint(l, &at, errors);
+        check_mcp_server(l, mcp_servers, &at, errors);
+    }
+}
+
+/// A limit on one of Sluice's own endpoints (`endpoint:`): its callers are not authenticated
+/// yet, so it names nothing else and counts per source or in all.
+fn check_endpoint(l: &wire::Limit, at: &dyn Fn(&str) -> String, errors: &mut Vec<ConfigError>) {
+    if l.endpoint.is_none() {
+        return;
+    }
+    let selectors = [
+        l.route.is_some(),
+        l.provider.is_some(),
+        l.owner.is_some(),
+        l.token.is_some(),
+        l.app.is_some(),
+        l.mcp_server.is_some(),
+    ];
+    if selectors.iter().any(|s| *s) {
+        errors.push(ConfigError::at(
+            at("endpoint"),
+            "its callers are not authenticated yet: name no route, provider, owner, token, app or MCP server",
+        ));
+    }
+    if l.tokens_per_minute.is_some() {
+        errors.push(ConfigError::at(
+            at("tokens_per_minute"),
+            "Sluice's own endpoints use no model tokens: limit requests or concurrency",
+        ));
+    }
+    if matches!(
+        l.per,
+        crate::limits::spec::Per::Principal
+            | crate::limits::spec::Per::Owner
+            | crate::limits::spec::Per::Token
+    ) {
+        errors.push(ConfigError::at(
+            at("per"),
+            "its callers are not authenticated yet: `per: source` or `all`",
+        ));
+    }
+}
+
+/// A limit on an MCP server (`mcp_server:`): a server that exists, and no route or provider.
+fn check_mcp_server(
+    l: &wire::Limit,
+    mcp_servers: &[crate::config::wire::McpServer],
+    at: &dyn Fn(&str) -> String,
+    errors: &mut Vec<ConfigError>,
+) {
+    if let Some(server) = &l.mcp_server {
+        if !mcp_servers.iter().any(|m| &m.name == server) {
+            errors.push(ConfigError::at(
+                at("mcp_server"),
+                format!("no MCP server named `{server}`"),
+            ));
         }
-        if let Some(server) = &l.mcp_server {
-            if !mcp_servers.iter().any(|m| &m.name == server) {
-                errors.push(ConfigError::at(
-                    at("mcp_server"),
-                    format!("no MCP server named `{server}`"),
-                ));
-            }
-            if l.route.is_some() || l.provider.is_some() {
-                errors.push(ConfigError::at(
-                    at("mcp_server"),
-                    "an MCP server is neither a route nor a provider: give one of them",
-                ));
-            }
-            if l.tokens_per_minute.is_some() {
-                errors.push(ConfigError::at(
-                    at("tokens_per_minute"),
-                    "MCP answers carry no token usage: limit requests or concurrency",
-                ));
-            }
+        if l.route.is_some() || l.provider.is_some() {
+            errors.push(ConfigError::at(
+                at("mcp_server"),
+                "an MCP server is neither a route nor a provider: give one of them",
+            ));
+        }
+        if l.tokens_per_minute.is_some() {
+            errors.push(ConfigError::at(
+                at("tokens_per_minute"),
+                "MCP answers carry no token usage: limit requests or concurrency",
+            ));
         }
     }
 }
