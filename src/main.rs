@@ -104,7 +104,7 @@ enum Command {
         #[command(subcommand)]
         command: CaCommand,
     },
-    /// Certificates for the TLS listeners.
+    /// Certificates for the TLS listeners: make a self-signed one, or reload the listeners'.
     Tls {
         #[command(subcommand)]
         command: TlsCommand,
@@ -277,6 +277,14 @@ enum TlsCommand {
         #[arg(default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()])]
         names: Vec<String>,
     },
+    /// Load the listeners' certificate files again now, as a file change or SIGHUP does (the
+    /// admin API of a process with the embedded control plane: `POST /v1/tls/reload`).
+    ///
+    /// Example: SLUICE_ADMIN_URL=http://127.0.0.1:9090 sluice tls reload
+    Reload {
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
 }
 
 #[derive(Subcommand)]
@@ -336,6 +344,9 @@ fn main() -> anyhow::Result<()> {
         Command::Tls {
             command: TlsCommand::SelfSigned { out, days, names },
         } => tls_self_signed(&out, days, &names),
+        Command::Tls {
+            command: TlsCommand::Reload { conn },
+        } => cli::tls_reload(&conn),
         Command::Openapi => {
             print!("{}", sluice::control::openapi::json());
             Ok(())

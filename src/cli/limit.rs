@@ -39,6 +39,10 @@ pub struct LimitFields {
     /// An MCP server's name: the limit applies to its requests and streams.
     #[arg(long)]
     mcp_server: Option<String>,
+    /// One of Sluice's own unauthenticated endpoints: `issuer` (`/oauth2/…`) or `vault`
+    /// (`/oauth/v1/…`), usually with `--per source`.
+    #[arg(long)]
+    endpoint: Option<String>,
     #[arg(long)]
     requests_per_second: Option<u32>,
     #[arg(long)]
@@ -56,6 +60,7 @@ impl LimitFields {
             doc,
             [
                 ("mcp_server", self.mcp_server.map(Value::from)),
+                ("endpoint", self.endpoint.map(Value::from)),
                 (
                     "requests_per_second",
                     self.requests_per_second.map(Value::from),

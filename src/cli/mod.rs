@@ -42,7 +42,7 @@ pub(crate) struct Selectors {
     /// Requests by this client of Sluice's issuer only.
     #[arg(long)]
     app: Option<String>,
-    /// Shared by all (all), or one per principal or per owner.
+    /// Shared by all (all), or one per principal, owner, token or client address (source).
     #[arg(long)]
     per: Option<String>,
 }
@@ -486,6 +486,15 @@ pub fn secret(conn: &Conn, cmd: SecretCmd) -> anyhow::Result<()> {
         }
     };
     c.show(&v, &["name", "scopes", "labels", "version"]);
+    Ok(())
+}
+
+/// `sluice tls reload`: the process behind the admin API loads its listeners' certificates
+/// again (`POST /v1/tls/reload`).
+pub fn tls_reload(conn: &Conn) -> anyhow::Result<()> {
+    let c = Client::new(conn)?;
+    let v = c.call(Method::POST, "/v1/tls/reload", None)?;
+    c.show(&v, &["listener", "certificates"]);
     Ok(())
 }
 

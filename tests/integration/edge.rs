@@ -276,6 +276,9 @@ async fn sni_chooses_and_certificates_rotate_under_load_without_a_failed_handsha
             .unwrap()
             > 0
     );
+    // And its CLI verb.
+    let out = cli(&admin, &root, &["tls", "reload"], &[]);
+    assert!(out.contains("proxy") && out.contains("other.test"), "{out}");
     // A key that is not the certificate's: refused, and the served certificate stays.
     std::fs::copy(&other_key, &key).unwrap();
     let (status, body) = api(&admin, &root, "POST", "/v1/tls/reload", None).await;
@@ -516,6 +519,25 @@ async fn per_source_limits_on_the_unauthenticated_endpoints() {
             .await,
         1.0
     );
+    // The CLI names an endpoint limit as the file does.
+    let admin = sluice.admin_url();
+    let root = sluice.admin_token();
+    let args = [
+        "limit",
+        "create",
+        "vault-per-client",
+        "--endpoint",
+        "vault",
+        "--per",
+        "source",
+        "--requests-per-minute",
+        "5",
+    ];
+    cli(&admin, &root, &args, &[]);
+    let (status, stored) = api(&admin, &root, "GET", "/v1/limits/vault-per-client", None).await;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(stored["endpoint"], "vault", "{stored}");
+    assert_eq!(stored["per"], "source", "{stored}");
     // Provider routes are not counted by it.
     assert_eq!(
         chat_status(
