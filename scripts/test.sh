@@ -60,6 +60,9 @@ echo "== fmt and clippy"
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 
+echo "== vendored Pingora: pristine 0.9.1 + vendor/patches gives vendor/ exactly"
+vendor/patches.sh
+
 echo "== Prometheus rules: checked and unit-tested"
 (cd deploy/prometheus && promtool check rules sluice-rules.yml && promtool test rules sluice-rules.test.yml)
 
