@@ -145,6 +145,8 @@ impl Upstream {
         // Generation can be slow to start and long to stream: no read deadline shorter than that.
         opts.read_timeout = Some(Duration::from_secs(600));
         opts.write_timeout = Some(Duration::from_secs(60));
+        // One send for a request's head and body (Pingora patch 17).
+        opts.head_with_body = true;
         opts.ca = self.ca.clone();
         peer.group_key = self.pool_group;
         peer

@@ -232,10 +232,12 @@ where
     // A write buffer (none by default on connections Pingora makes), so that a request's head
     // and a body that follows leave in one send when the body is flushed (see
     // `HttpSession::write_request_header`); writes larger than it go straight through.
-    stream.set_buffer(crate::protocols::l4::stream::L4BufferSettings {
-        read: Some(0),
-        write: None,
-    });
+    if peer.head_with_body() {
+        stream.set_buffer(crate::protocols::l4::stream::L4BufferSettings {
+            read: Some(0),
+            write: None,
+        });
+    }
 
     #[cfg(unix)]
     let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());

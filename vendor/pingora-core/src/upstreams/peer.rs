@@ -227,6 +227,12 @@ pub trait Peer: Display + Clone {
         }
     }
 
+    /// Whether a request's head waits for its body in a write buffer (see
+    /// [`PeerOptions::head_with_body`]).
+    fn head_with_body(&self) -> bool {
+        self.get_peer_options().is_some_and(|o| o.head_with_body)
+    }
+
     /// The TCP keepalive setting that should be applied to this connection
     fn tcp_keepalive(&self) -> Option<&TcpKeepalive> {
         self.get_peer_options()
@@ -506,6 +512,11 @@ pub struct PeerOptions {
     pub response_header_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub write_timeout: Option<Duration>,
+    /// Connections to this peer get a small write buffer, so that an HTTP/1 request's head
+    /// leaves with the start of its body in one send instead of two. Off by default: it changes
+    /// how every request reaches the upstream (`Expect: 100-continue` and upgrades still send
+    /// the head alone).
+    pub head_with_body: bool,
     pub verify_cert: bool,
     pub verify_hostname: bool,
     #[cfg(feature = "s2n")]
@@ -583,6 +594,7 @@ impl PeerOptions {
             response_header_timeout: None,
             idle_timeout: None,
             write_timeout: None,
+            head_with_body: false,
             verify_cert: true,
             verify_hostname: true,
             #[cfg(feature = "s2n")]
