@@ -375,18 +375,12 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
-        let mut e = e.more_context(format!("Peer: {peer}"));
-        if ctx.fallback().is_some() {
-            let retry = fallback::after_error(session, &e, ctx);
-            e.set_retry(retry);
-        } else if !session.req_header().method.is_idempotent()
-            // Pingora's default, which an override cannot call.
-            || session.as_ref().retry_buffer_truncated()
-        {
-            e.set_retry(false);
-        } else {
-            e.retry.decide_reuse(client_reused);
+        if ctx.fallback().is_none() {
+            return pingora_proxy::default_error_while_proxy(peer, session, e, client_reused);
         }
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let retry = fallback::after_error(session, &e, ctx);
+        e.set_retry(retry);
         e
     }
 

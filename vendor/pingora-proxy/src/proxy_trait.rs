@@ -592,14 +592,7 @@ pub trait ProxyHttp {
         _ctx: &mut Self::CTX,
         client_reused: bool,
     ) -> Box<Error> {
-        let mut e = e.more_context(format!("Peer: {}", peer));
-        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
-        {
-            e.set_retry(false);
-        } else {
-            e.retry.decide_reuse(client_reused);
-        }
-        e
+        default_error_while_proxy(peer, session, e, client_reused)
     }
 
     /// This filter is called when there is an error in the process of establishing a connection
@@ -754,4 +747,23 @@ pub trait ProxyHttp {
 pub struct FailToProxy {
     pub error_code: u16,
     pub can_reuse_downstream: bool,
+}
+
+/// The default policy of [`ProxyHttp::error_while_proxy`], for an override that changes it only
+/// for some requests: the peer is added to the error's context; a request that is not idempotent,
+/// or whose body no longer fits the retry buffer, is not retried; any other is retried only on a
+/// reused connection when the error says so.
+pub fn default_error_while_proxy(
+    peer: &HttpPeer,
+    session: &mut Session,
+    e: Box<Error>,
+    client_reused: bool,
+) -> Box<Error> {
+    let mut e = e.more_context(format!("Peer: {}", peer));
+    if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+        e.set_retry(false);
+    } else {
+        e.retry.decide_reuse(client_reused);
+    }
+    e
 }
