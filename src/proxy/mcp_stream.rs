@@ -4,8 +4,9 @@
 //! whole per-request state (the proxy future, the task, both HTTP sessions and their buffers:
 //! ~65 KiB measured), so 10,000 idle agents would pin ~650 MiB. Instead, once the request is
 //! admitted and the upstream connected, the client's connection is taken out of Pingora's
-//! session (a finished stand-in takes its place) and both sockets go to a task of their own
-//! that relays the upstream's bytes as they arrive: a few KiB per stream, no buffer while idle.
+//! session (Pingora patch 19: a closed stand-in takes its place) and both sockets go to a task
+//! of their own that relays the upstream's bytes as they arrive: a few KiB per stream, no
+//! buffer while idle.
 //! Plain TCP sockets leave Pingora's stream objects too (their buffers and digests): the relay
 //! keeps a duplicate of the descriptor and the original is closed.
 //!
@@ -15,10 +16,8 @@
 use bytes::BytesMut;
 use pingora::connectors::TransportConnector;
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora_proxy::Session;
-use std::io::Cursor;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -72,7 +71,8 @@ pub async fn take(
     sent.await.map_err(|e| {
         pingora::Error::because(pingora::ErrorType::WriteError, "MCP upstream", e).into_up()
     })?;
-    let Some(client) = detach(session).await? else {
+    // Pingora patch 19: the session keeps a closed stand-in and ends without writing.
+    let Some(client) = session.downstream_session.take_http1_stream() else {
         return Ok(false);
     };
     let Some(mcp) = ctx.take_mcp() else {
@@ -100,22 +100,6 @@ pub async fn take(
         );
     });
     Ok(true)
-}
-
-/// The client's connection, swapped out of Pingora's session for a finished stand-in (a
-/// `Connection: close` request with nothing more to read) so that Pingora ends its side.
-async fn detach(session: &mut Session) -> pingora::Result<Option<Stream>> {
-    let head = b"GET / HTTP/1.1\r\nHost: sluice\r\nConnection: close\r\n\r\n".to_vec();
-    let mut stand_in = ServerSession::new_http1(Box::new(Cursor::new(head)));
-    stand_in.read_request().await?;
-    let taken = std::mem::replace(&mut session.downstream_session, Box::new(stand_in));
-    match *taken {
-        ServerSession::H1(h1) => Ok(Some(h1.into_inner())),
-        other => {
-            *session.downstream_session = other;
-            Ok(None)
-        }
-    }
 }
 
 /// What the relay reads and writes: a bare TCP socket, or Pingora's stream (TLS).

@@ -722,6 +722,15 @@ impl Session {
         }
     }
 
+    /// An HTTP/1 session's connection, taken out for the application to relay itself (see
+    /// [`SessionV1::take_stream`]); `None` for other sessions.
+    pub fn take_http1_stream(&mut self) -> Option<Stream> {
+        match self {
+            Self::H1(s) => Some(s.take_stream()),
+            _ => None,
+        }
+    }
+
     pub fn as_http1(&self) -> Option<&SessionV1> {
         match self {
             Self::H1(s) => Some(s),

@@ -1860,6 +1860,20 @@ impl HttpSession {
         &self.underlying_stream
     }
 
+    /// Takes the connection out of the session, for an application that relays it by itself
+    /// from here on (a long-lived stream proxied byte for byte) while whoever owns the session
+    /// still finishes it. A closed stand-in takes its place: the session is not kept alive, and
+    /// finishing it writes nothing to the client. Nothing buffered is lost: the request head
+    /// was read and parsed, its body (if any) is the relay's to read, and no response was
+    /// started through the session.
+    pub fn take_stream(&mut self) -> Stream {
+        self.keepalive_timeout = KeepaliveStatus::Off;
+        std::mem::replace(
+            &mut self.underlying_stream,
+            Box::new(std::io::Cursor::new(Vec::new())),
+        )
+    }
+
     /// Consume `self`, the underlying stream will be returned and can be used
     /// directly, for example, in the case of HTTP upgrade. The stream is not
     /// flushed prior to being returned.
