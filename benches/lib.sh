@@ -50,14 +50,28 @@ paired() { python3 -c "import statistics as s; a='$1'.split(); b='$2'.split(); r
 # start_nginx_proxy: nginx as the reference proxy on 127.0.0.1:$NGX in front of the mock on
 # $MOCK (WORKERS workers, upstream keepalive, `proxy_buffering off`, the load key injected like
 # Sluice does), pid file under $T; its process joins PIDS. With NGX_TLS="CERT KEY" it listens
-# with TLS 1.2/1.3 and HTTP/2 (ALPN), session tickets on, as Sluice's proxy_tls does.
+# with TLS 1.2/1.3 and HTTP/2 (ALPN), session tickets on, as Sluice's proxy_tls does. With
+# MOCK_TLS (a mock serving HTTPS) and MOCK_TLS_CA, /tls-upstream/ proxies to it over kept-alive
+# TLS connections, verifying its certificate.
 start_nginx_proxy() {
-  local user_line="" listen="127.0.0.1:$NGX backlog=4096" tls=""
+  local user_line="" listen="127.0.0.1:$NGX backlog=4096" tls="" tls_upstream="" tls_location=""
   [[ $(id -u) == 0 ]] && user_line="user root root;"
   if [[ -n "${NGX_TLS:-}" ]]; then
     read -r cert key <<<"$NGX_TLS"
     listen="127.0.0.1:$NGX ssl http2 backlog=4096"
     tls="ssl_certificate $cert; ssl_certificate_key $key; ssl_protocols TLSv1.2 TLSv1.3; ssl_session_tickets on;"
+  fi
+  if [[ -n "${MOCK_TLS:-}" ]]; then
+    tls_upstream="upstream mock_tls { server 127.0.0.1:$MOCK_TLS; keepalive 256; }"
+    tls_location="location /tls-upstream/ {
+      proxy_pass https://mock_tls/;
+      proxy_ssl_verify on; proxy_ssl_trusted_certificate $MOCK_TLS_CA;
+      proxy_ssl_name localhost; proxy_ssl_server_name on; proxy_ssl_session_reuse on;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      proxy_set_header Authorization \"Bearer sk-load-a-000000000\";
+      proxy_buffering off;
+    }"
   fi
   cat >"$T/nginx.conf" <<CONF
 $user_line
@@ -71,6 +85,7 @@ http {
   client_body_temp_path $T/nginx-body;
   proxy_temp_path $T/nginx-proxy;
   upstream mock { server 127.0.0.1:$MOCK; keepalive 256; }
+  $tls_upstream
   server {
     listen $listen;
     $tls
@@ -82,6 +97,7 @@ http {
       proxy_set_header Authorization "Bearer sk-load-a-000000000";
       proxy_buffering off;
     }
+    $tls_location
   }
 }
 CONF

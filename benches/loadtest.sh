@@ -8,7 +8,8 @@
 # usage: benches/loadtest.sh [--smoke]
 #   DURATION=10  seconds per run          ROUNDS=3   interleaved rounds (median reported)
 #   WORKERS=nproc proxy workers (Sluice's default)  SLUICE_BIN=path  skip the release build
-#   TARGETS="direct nginx pingora sluice limited fallback noauth noaudit oldloop"  (keep direct, nginx, pingora)
+#   TARGETS="direct nginx pingora sluice limited fallback noauth noaudit oldloop nosteal percore percore1"
+#                (keep direct, nginx, pingora)
 #   --smoke      1 s runs, 1 round: checks the kit works (CI), figures mean nothing
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,9 +21,8 @@ WORKERS=${WORKERS:-$(nproc)}
 # noaudit: no auth and no accounting (audit records go to a file under the kit's temp dir);
 # limited: `sluice` plus a per-principal request rate, token allowance and concurrency cap and a
 # monthly dollar budget (none of them reached); fallback: `sluice` on a route with a fallback
-# chain that is never used (the body is read whole before going upstream); oldloop: `sluice` on
-# pingora-proxy's loop (`server.proxy_loop: pingora`; a second Sluice process, started only when
-# named).
+# chain that is never used (the body is read whole before going upstream); oldloop, nosteal,
+# percore, percore1: `sluice` with other `server:` settings (see VARIANT below).
 TARGETS=${TARGETS:-direct nginx pingora sluice limited fallback noauth noaudit}
 if [[ "${1:-}" == "--smoke" ]]; then DURATION=1; ROUNDS=1; SMOKE=1; else SMOKE=0; fi
 
@@ -94,19 +94,26 @@ LOAD_KEY_A=sk-load-a-000000000 LOAD_KEY_B=sk-load-b-000000000 RUST_LOG=warn \
   "$SLUICE_BIN" serve --config "$T/sluice.yaml" >"$T/sluice.log" 2>&1 &
 SLUICE_PID=$!
 PIDS+=($SLUICE_PID)
-# oldloop: the same Sluice with pingora-proxy's loop (`server.proxy_loop: pingora`), for A/B.
-OLD=$(port); OLD_ADMIN=$(port)
-if [[ " $TARGETS " == *" oldloop "* ]]; then
-  mkdir -p "$T/old"
-  sed -e "s|127.0.0.1:$SLUICE\"|127.0.0.1:$OLD\"|; s|127.0.0.1:$ADMIN\"|127.0.0.1:$OLD_ADMIN\"|" \
-    -e "s|^data_dir: .*|data_dir: $T/old|" \
-    -e "s|^server: { |server: { proxy_loop: pingora, |" "$T/sluice.yaml" >"$T/old.yaml"
+# Variants of `sluice` for A/B, each a second Sluice process started only when named:
+# oldloop: pingora-proxy's loop; nosteal: a single-threaded runtime per thread; percore: an event
+# loop and a listening socket (SO_REUSEPORT) per thread; percore1: percore with single-threaded
+# runtimes.
+declare -A VARIANT=([oldloop]="proxy_loop: pingora, " [nosteal]="work_stealing: false, "
+  [percore]="thread_per_core: true, " [percore1]="thread_per_core: true, work_stealing: false, ")
+declare -A VPORT VPID
+for v in "${!VARIANT[@]}"; do
+  [[ " $TARGETS " == *" $v "* ]] || continue
+  VPORT[$v]=$(port); vadmin=$(port)
+  mkdir -p "$T/$v"
+  sed -e "s|127.0.0.1:$SLUICE\"|127.0.0.1:${VPORT[$v]}\"|; s|127.0.0.1:$ADMIN\"|127.0.0.1:$vadmin\"|" \
+    -e "s|^data_dir: .*|data_dir: $T/$v|" \
+    -e "s|^server: { |server: { ${VARIANT[$v]}|" "$T/sluice.yaml" >"$T/$v.yaml"
   LOAD_KEY_A=sk-load-a-000000000 LOAD_KEY_B=sk-load-b-000000000 RUST_LOG=warn \
-    "$SLUICE_BIN" serve --config "$T/old.yaml" >"$T/old.log" 2>&1 &
-  OLD_PID=$!
-  PIDS+=($OLD_PID)
-  wait_port "$OLD"
-fi
+    "$SLUICE_BIN" serve --config "$T/$v.yaml" >"$T/$v.log" 2>&1 &
+  VPID[$v]=$!
+  PIDS+=(${VPID[$v]})
+  wait_port "${VPORT[$v]}"
+done
 
 start_nginx_proxy
 "$BARE_BIN" "127.0.0.1:$BARE" "127.0.0.1:$MOCK" "$WORKERS" >"$T/bare.log" 2>&1 &
@@ -129,7 +136,7 @@ url() {
     noaudit) echo "http://127.0.0.1:$SLUICE/bare/v1/chat/completions" ;;
     limited) echo "http://127.0.0.1:$SLUICE/limited/v1/chat/completions" ;;
     fallback) echo "http://127.0.0.1:$SLUICE/fallback/v1/chat/completions" ;;
-    oldloop) echo "http://127.0.0.1:$OLD/openai/v1/chat/completions" ;;
+    *) echo "http://127.0.0.1:${VPORT[$1]}/openai/v1/chat/completions" ;;
   esac
 }
 declare -A RPS P50 P99 CPU
@@ -139,8 +146,8 @@ proxy_pids() {
     direct) echo "" ;;
     nginx) pgrep -P "$(cat "$T/nginx.pid")" | tr '\n' ' ' ;;
     pingora) echo "$BARE_PID" ;;
-    oldloop) echo "$OLD_PID" ;;
-    *) echo "$SLUICE_PID" ;;
+    sluice | noauth | noaudit | limited | fallback) echo "$SLUICE_PID" ;;
+    *) echo "${VPID[$1]}" ;;
   esac
 }
 run() { # kind conns target

@@ -6,6 +6,8 @@
 #   - TLS handshakes per second: wrk with `Connection: close` (one full handshake a request),
 #   - JSON and SSE (20 events) over HTTP/1.1 (wrk, 64 connections) and HTTP/2 (h2load,
 #     64 connections, one stream each),
+#   - JSON and SSE over HTTP/1.1 to an HTTPS upstream (a second mock serving TLS; Sluice with
+#     rustls, nginx with OpenSSL, both verifying its certificate and keeping connections alive),
 # with CPU per request (process CPU-seconds / requests) for each; then resident memory per idle
 # TLS connection (1,000 connections, handshake done, then idle). Ratios are Sluice / nginx.
 #
@@ -33,11 +35,15 @@ source benches/lib.sh
 trap cleanup EXIT
 
 "$SLUICE_BIN" tls self-signed --out "$T/tls" localhost 127.0.0.1 >/dev/null
-MOCK=$(port); SLUICE=$(port); ADMIN=$(port); NGX=$(port)
+MOCK=$(port); SLUICE=$(port); ADMIN=$(port); NGX=$(port); MOCK_TLS=$(port)
+MOCK_TLS_CA=$T/tls/ca.pem
 GENERATED=$("$SLUICE_BIN" token generate --name load)
 TOKEN=$(sed -n 2p <<<"$GENERATED")
 TOKEN_RECORD=$(grep -E '^  - \{ id:' <<<"$GENERATED")
 "$SLUICE_BIN" mock-upstream --listen "127.0.0.1:$MOCK" --chunks 20 --threads 1 >"$T/mock.log" 2>&1 &
+PIDS+=($!)
+"$SLUICE_BIN" mock-upstream --listen "127.0.0.1:$MOCK_TLS" --chunks 20 --threads 1 \
+  --tls-cert "$T/tls/cert.pem" --tls-key "$T/tls/key.pem" >"$T/mock-tls.log" 2>&1 &
 PIDS+=($!)
 cat >"$T/sluice.yaml" <<YAML
 listeners:
@@ -53,8 +59,14 @@ providers:
     keys:
       - { id: a, secret_ref: "env:LOAD_KEY_A", weight: 3 }
       - { id: b, secret_ref: "env:LOAD_KEY_B", weight: 1 }
+  - name: tls-upstream
+    kind: openai
+    base_url: https://127.0.0.1:$MOCK_TLS
+    ca_file: $T/tls/ca.pem
+    keys: [{ id: t, secret_ref: "env:LOAD_KEY_A" }]
 routes:
   - { prefix: /openai, provider: openai, auth: token }
+  - { prefix: /tls-upstream, provider: tls-upstream, auth: token }
 tokens:
 $TOKEN_RECORD
 YAML
@@ -63,7 +75,7 @@ LOAD_KEY_A=sk-load-a-000000000 LOAD_KEY_B=sk-load-b-000000000 RUST_LOG=warn \
 SLUICE_PID=$!
 PIDS+=($SLUICE_PID)
 NGX_TLS="$T/tls/cert.pem $T/tls/key.pem" start_nginx_proxy
-wait_port "$MOCK"; wait_port "$SLUICE"; wait_port "$NGX"
+wait_port "$MOCK"; wait_port "$MOCK_TLS"; wait_port "$SLUICE"; wait_port "$NGX"
 NGINX_WORKERS=$(pgrep -P "$(cat "$T/nginx.pid")" | tr '\n' ' ')
 
 JSON='{"model":"gpt-mock","messages":[{"role":"user","content":"hello"}]}'
@@ -90,6 +102,9 @@ run() {
   case $kind in
     handshake) out=$(wrk -t2 -c32 -d"${DURATION}s" -s "$T/handshake.lua" "$base/models" 2>&1) ;;
     json1|sse1) out=$(wrk -t2 -c64 -d"${DURATION}s" -s "$T/${kind%1}.lua" "$base/chat/completions" 2>&1) ;;
+    jsonup|sseup)
+      out=$(wrk -t2 -c64 -d"${DURATION}s" -s "$T/${kind%up}.lua" \
+        "https://127.0.0.1:$(port_of "$target")/tls-upstream/v1/chat/completions" 2>&1) ;;
     json2|sse2)
       out=$(h2load -c64 -m1 -t2 -D "$DURATION" -d "$T/${kind%2}.body" \
         -H "authorization: Bearer $TOKEN" -H "content-type: application/json" \
@@ -110,7 +125,7 @@ run() {
 }
 
 declare -A V
-KINDS=(handshake json1 sse1 json2 sse2)
+KINDS=(handshake json1 sse1 json2 sse2 jsonup sseup)
 for r in $(seq 1 "$ROUNDS"); do
   for kind in "${KINDS[@]}"; do
     for target in nginx sluice; do
@@ -149,7 +164,7 @@ MEM_N=$(idle nginx); MEM_S=$(idle sluice)
 
 echo "HTTPS beside nginx (same ECDSA P-256 certificate), $ROUNDS rounds of ${DURATION}s, medians"
 printf '%-24s %10s %10s %8s %12s %12s %8s\n' run nginx_rps sluice_rps ratio nginx_cpu_us sluice_cpu_us ratio
-label() { case $1 in handshake) echo "TLS handshakes (new conn)";; json1) echo "JSON, HTTP/1.1";; sse1) echo "SSE, HTTP/1.1";; json2) echo "JSON, HTTP/2";; sse2) echo "SSE, HTTP/2";; esac; }
+label() { case $1 in handshake) echo "TLS handshakes (new conn)";; json1) echo "JSON, HTTP/1.1";; sse1) echo "SSE, HTTP/1.1";; json2) echo "JSON, HTTP/2";; sse2) echo "SSE, HTTP/2";; jsonup) echo "JSON, HTTPS upstream";; sseup) echo "SSE, HTTPS upstream";; esac; }
 for kind in "${KINDS[@]}"; do
   nr=$(median "${V[$kind.nginx.rps]}"); sr=$(median "${V[$kind.sluice.rps]}")
   nc=$(median "${V[$kind.nginx.cpu]}"); sc=$(median "${V[$kind.sluice.cpu]}")

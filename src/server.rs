@@ -57,6 +57,10 @@ pub struct ServeOptions {
 #[derive(Debug, Default, serde::Serialize)]
 struct Bound {
     proxy: Option<String>,
+    /// The proxy listener's sockets in Pingora's fd table, one per thread with
+    /// `server.thread_per_core` (see `bind_per_thread`), else none (the address itself).
+    #[serde(skip)]
+    proxy_per_thread: Vec<String>,
     forward: Option<String>,
     admin: Option<String>,
     mock: Option<String>,
@@ -84,9 +88,55 @@ impl Bound {
         Ok(bound)
     }
 
-    /// The proxy and forward listeners (see `pingora`).
-    fn bind_proxies(&mut self, listeners: &wire::Listeners, always: bool) -> anyhow::Result<()> {
-        let proxy = self.pingora(&listeners.proxy, "listeners.proxy", always)?;
+    /// `threads` sockets on `addr` with `SO_REUSEPORT` (the first chooses the port when it is
+    /// 0), handed to Pingora under `ADDR`, `ADDR#1`, `ADDR#2`…: each proxy thread's service
+    /// finds its own. Returns the bound address.
+    fn bind_per_thread(&mut self, addr: &str, threads: usize) -> anyhow::Result<String> {
+        let field = "listeners.proxy";
+        let mut wanted: std::net::SocketAddr = addr
+            .parse()
+            .with_context(|| format!("{field}: `{addr}` is not an IP:port address"))?;
+        for i in 0..threads.max(1) {
+            let socket = socket2::Socket::new(
+                socket2::Domain::for_address(wanted),
+                socket2::Type::STREAM,
+                None,
+            )?;
+            socket.set_reuse_address(true)?;
+            socket.set_reuse_port(true)?;
+            socket.set_nonblocking(true)?;
+            socket
+                .bind(&wanted.into())
+                .with_context(|| format!("{field}: cannot bind {addr}"))?;
+            socket.listen(65_535)?;
+            if i == 0 {
+                wanted = socket
+                    .local_addr()?
+                    .as_socket()
+                    .context("a TCP listener has an IP address")?;
+            }
+            let key = match i {
+                0 => wanted.to_string(),
+                _ => format!("{wanted}#{i}"),
+            };
+            self.proxy_per_thread.push(key.clone());
+            self.handed.push((key, socket.into()));
+        }
+        Ok(wanted.to_string())
+    }
+
+    /// The proxy and forward listeners (see `pingora`); the proxy's per thread (see
+    /// `bind_per_thread`) when `per_thread` is that many threads.
+    fn bind_proxies(
+        &mut self,
+        listeners: &wire::Listeners,
+        always: bool,
+        per_thread: Option<usize>,
+    ) -> anyhow::Result<()> {
+        let proxy = match per_thread {
+            Some(threads) => self.bind_per_thread(&listeners.proxy, threads)?,
+            None => self.pingora(&listeners.proxy, "listeners.proxy", always)?,
+        };
         if proxy != listeners.proxy {
             wire::set_bound_proxy(proxy.clone());
         }
@@ -139,7 +189,16 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
     let serves_traffic = !opts.control_plane_only;
     let mut bound = Bound::default();
     if serves_traffic {
-        bound.bind_proxies(&file_config.listeners, opts.ready_file.is_some())?;
+        let per_thread = file_config
+            .server
+            .thread_per_core
+            .unwrap_or(false)
+            .then(|| server_conf(&file_config.server).threads);
+        bound.bind_proxies(
+            &file_config.listeners,
+            opts.ready_file.is_some(),
+            per_thread,
+        )?;
     }
     crate::private::restrict_new_files();
     crate::private::data_dir(&file_config.data_dir)?;
@@ -376,7 +435,7 @@ fn edge<A>(config: &wire::Config, name: &'static str, inner: A, tls: Option<Edge
     Edge {
         inner: Arc::new(inner),
         caps: conn_caps(config, name),
-        tls,
+        tls: tls.map(Arc::new),
         proxy_protocol_from: nets(&server.proxy_protocol_from),
         handshake_timeout: std::time::Duration::from_secs(
             server.request_head_timeout_seconds.unwrap_or(10),
@@ -384,7 +443,9 @@ fn edge<A>(config: &wire::Config, name: &'static str, inner: A, tls: Option<Edge
     }
 }
 
-/// The reverse proxy listener.
+/// The reverse proxy listener: one service, or with `server.thread_per_core` one service of
+/// one thread per socket bound for it (each thread's connections stay on that thread, as do
+/// the upstream connections of `proxy::pool`, which are kept per thread).
 fn add_proxy(
     server: &mut Server,
     config: &wire::Config,
@@ -403,14 +464,25 @@ fn add_proxy(
         own: config.server.proxy_loop.unwrap_or_default() == wire::ProxyLoop::Sluice,
     };
     let app = edge(config, "proxy", inner, tls);
-    let mut proxy = Service::new("sluice proxy".to_owned(), app);
     // Pingora reads ahead 64 KiB per connection by default (zeroed, so resident); its HTTP/1
     // parser reads into buffers of its own anyway, so none: idle clients pin no read buffer.
+    let listener =
+        |addr: &str| ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::default().read(0));
+    if !bound.proxy_per_thread.is_empty() {
+        for (i, key) in bound.proxy_per_thread.iter().enumerate() {
+            let mut proxy = Service::new(format!("sluice proxy {i}"), app.clone());
+            proxy.threads = Some(1);
+            proxy.add_listener(listener(key));
+            server.add_service(proxy);
+        }
+        return;
+    }
+    let mut proxy = Service::new("sluice proxy".to_owned(), app);
     let addr = bound
         .proxy
         .clone()
         .unwrap_or(config.listeners.proxy.clone());
-    proxy.add_listener(ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::default().read(0)));
+    proxy.add_listener(listener(&addr));
     server.add_service(proxy);
 }
 

@@ -225,6 +225,12 @@ pub struct ServerOptions {
     /// single-threaded runtime per thread (false). Default true.
     #[serde(default)]
     pub work_stealing: Option<bool>,
+    /// One event loop per proxy thread, each accepting on a listening socket of its own (all
+    /// bound to the proxy address with `SO_REUSEPORT`, so the kernel spreads connections): a
+    /// connection's I/O never wakes another thread. Default false (one listener whose
+    /// connections go to any thread).
+    #[serde(default)]
+    pub thread_per_core: Option<bool>,
     /// Which loop proxies HTTP/1 requests on the proxy listener: `sluice` (default; one future
     /// per request, Sluice's own upstream pool) or `pingora` (pingora-proxy's). HTTP/2,
     /// upgrades and `Expect: 100-continue` always take Pingora's.

@@ -28,7 +28,7 @@ pub struct Edge<A> {
     pub inner: Arc<A>,
     pub caps: Arc<ConnCaps>,
     /// TLS, when the listener serves HTTPS.
-    pub tls: Option<EdgeTls>,
+    pub tls: Option<Arc<EdgeTls>>,
     /// Load balancers whose connections start with a PROXY protocol header.
     pub proxy_protocol_from: Arc<[IpNet]>,
     /// How long the PROXY header and the TLS handshake may take, together.
@@ -62,6 +62,20 @@ fn peer_ip(stream: &Stream) -> Option<IpAddr> {
     stream
         .get_socket_digest()
         .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
+}
+
+/// One edge for several services (a proxy thread each, `server.thread_per_core`): the same
+/// application, caps and certificates.
+impl<A> Clone for Edge<A> {
+    fn clone(&self) -> Self {
+        Edge {
+            inner: self.inner.clone(),
+            caps: self.caps.clone(),
+            tls: self.tls.clone(),
+            proxy_protocol_from: self.proxy_protocol_from.clone(),
+            handshake_timeout: self.handshake_timeout,
+        }
+    }
 }
 
 impl<A> Edge<A> {

@@ -43,11 +43,17 @@ pub fn run_with_env(script: &str, args: &[&str], env: &[(&str, &str)]) -> serde_
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{script}: {e}: {stdout}"))
 }
 
-/// The suite's configuration, proxied by `proxy_loop` (`sluice` or `pingora`).
+/// The suite's configuration, proxied by `proxy_loop` (`sluice`, `pingora`, or `per-core`:
+/// Sluice's loop on two threads, each with its own listening socket).
 fn config(mock: &Mock, proxy_loop: &str) -> String {
+    // The harness runs two threads.
+    let server = match proxy_loop {
+        "per-core" => "proxy_loop: sluice\n  thread_per_core: true".to_owned(),
+        _ => format!("proxy_loop: {proxy_loop}"),
+    };
     format!(
         r#"server:
-  proxy_loop: {proxy_loop}
+  {server}
 providers:
   - {{ name: openai, kind: openai, base_url: "{url}", keys: [{{ id: o, secret_ref: "env:KEY_O" }}] }}
   - {{ name: anthropic, kind: anthropic, base_url: "{url}", keys: [{{ id: a, secret_ref: "env:KEY_A" }}] }}
@@ -79,15 +85,31 @@ async fn paths(sluice: &Sluice) -> (f64, f64) {
     )
 }
 
-/// Both proxy loops give the SDKs the same answers, and each request took the configured one.
+/// Both proxy loops (and Sluice's with a listener per thread) give the SDKs the same answers,
+/// and each request took the configured one.
 #[tokio::test]
 async fn openai_sdk_chat_responses_and_streams() {
     let mut answers = Vec::new();
-    for proxy_loop in ["sluice", "pingora"] {
+    for proxy_loop in ["sluice", "pingora", "per-core"] {
         let out = openai_sdk(proxy_loop).await;
         answers.push(out);
     }
     assert_eq!(answers[0], answers[1], "both loops answer alike");
+    assert_eq!(answers[0], answers[2], "a listener per thread answers alike");
+}
+
+/// The listening TCP sockets on `port` (`/proc/net/tcp` and `tcp6`, state 0A).
+fn listening_sockets(port: u16) -> usize {
+    let local = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| t.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+        .filter(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.len() > 3 && cols[1].ends_with(&local) && cols[3] == "0A"
+        })
+        .count()
 }
 
 async fn openai_sdk(proxy_loop: &str) -> serde_json::Value {
@@ -119,9 +141,11 @@ async fn openai_sdk(proxy_loop: &str) -> serde_json::Value {
     assert_eq!(bad["status"], 401);
     let (own, pingora) = paths(&sluice).await;
     match proxy_loop {
-        "sluice" => assert!(own >= 6.0 && pingora == 0.0, "{own} {pingora}"),
-        _ => assert!(own == 0.0 && pingora >= 6.0, "{own} {pingora}"),
+        "pingora" => assert!(own == 0.0 && pingora >= 6.0, "{own} {pingora}"),
+        _ => assert!(own >= 6.0 && pingora == 0.0, "{own} {pingora}"),
     }
+    let sockets = if proxy_loop == "per-core" { 2 } else { 1 };
+    assert_eq!(listening_sockets(sluice.port), sockets, "{proxy_loop}");
     serde_json::json!({ "answers": out, "refused": bad })
 }
 
