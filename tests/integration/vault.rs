@@ -503,6 +503,92 @@ async fn refresh_is_one_flight_for_50_concurrent_requests_and_keeps_the_rotated_
     );
 }
 
+/// A token endpoint that answers every request with 503 and an `invalid_grant` body (a proxy's
+/// error page in the provider's words): a transient failure, not a revoked grant.
+async fn failing_token_endpoint() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let _ = s.read(&mut buf).await;
+                let body = r#"{"error":"invalid_grant","error_description":"upstream busy"}"#;
+                let answer = format!(
+                    "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+/// Points the provider's token endpoint at `url`; returns the one it had.
+async fn set_token_endpoint(env: &Env, url: &str) -> String {
+    let mut p = api(
+        &env.admin,
+        &env.root,
+        "GET",
+        "/v1/oauth-providers/corp",
+        None,
+    )
+    .await
+    .1;
+    let before = p["token_endpoint"].as_str().unwrap().to_owned();
+    p["token_endpoint"] = json!(url);
+    for field in ["created_at", "updated_at", "source", "redirect_uri"] {
+        p.as_object_mut().unwrap().remove(field);
+    }
+    let body = p.to_string();
+    let (s, v) = api(
+        &env.admin,
+        &env.root,
+        "PUT",
+        "/v1/oauth-providers/corp",
+        Some(&body),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    before
+}
+
+/// Refresh that does not lock people out: the token endpoint unreachable, or answering 5xx
+/// (even with an `invalid_grant` body), fails the request (502) and keeps the grant; once the
+/// provider is back the same grant refreshes. Only a real `invalid_grant` (a 400) removes it.
+#[tokio::test]
+async fn transient_refresh_failures_keep_the_grant() {
+    let env = setup("client_secret_basic", &["authorization_code"]).await;
+    set_ttl(&env.idp, 62).await;
+    connect(&env).await;
+    let unreachable = format!("http://127.0.0.1:{}/token", refused_port());
+    let busy = failing_token_endpoint().await;
+    let mut original = None;
+    for (what, endpoint) in [("unreachable", &unreachable), ("503 invalid_grant", &busy)] {
+        let before = set_token_endpoint(&env, endpoint).await;
+        original.get_or_insert(before);
+        advance_clock(&[&env.sluice], 2500).await;
+        let (s, v) = me(&env, &env.alice).await;
+        assert_eq!(s, 502, "{what}: {v}");
+        let (_, list) = api(&env.admin, &env.root, "GET", "/v1/oauth/connections", None).await;
+        assert_eq!(
+            list["data"].as_array().unwrap().len(),
+            1,
+            "{what}: grant kept: {list}"
+        );
+    }
+    set_token_endpoint(&env, &original.unwrap()).await;
+    let (s, v) = me(&env, &env.alice).await;
+    assert_eq!(
+        (s, &v["sub"]),
+        (200, &json!("alice")),
+        "the kept grant refreshes: {v}"
+    );
+    assert_eq!(stats(&env.idp).await["grants"]["refresh_token"], 1);
+}
+
 #[tokio::test]
 async fn invalid_grant_asks_to_reconnect_and_added_scopes_ask_for_consent_again() {
     let env = setup("client_secret_post", &["authorization_code"]).await;

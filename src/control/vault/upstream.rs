@@ -113,7 +113,9 @@ impl VaultWorker {
         let status = resp.status();
         let body = read_capped(resp).await.map_err(CallError::Other)?;
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        if let Some(error) = json["error"].as_str() {
+        // An OAuth error is a 4xx (RFC 6749 §5.2); the same words in a 5xx (a proxy's error
+        // page, an overloaded provider) are a transient failure: the grant stays.
+        if let Some(error) = json["error"].as_str().filter(|_| status.is_client_error()) {
             return Err(CallError::OAuth(
                 clip(error),
                 clip(json["error_description"].as_str().unwrap_or_default()),
