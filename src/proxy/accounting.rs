@@ -173,6 +173,12 @@ pub fn record_mcp(
         "bytes_in": mcp.bytes_in,
         "bytes_out": mcp.bytes_out,
     });
+    if let Some(decision) = mcp.decision {
+        record["policy"] = decision.into();
+        if let Some(lists) = &mcp.lists {
+            record["hidden"] = lists.hidden.into();
+        }
+    }
     if mcp.server.record_payloads {
         record["request"] = serde_json::from_slice(&mcp.body).unwrap_or_default();
     }

@@ -133,12 +133,9 @@ async fn drain(session: &mut Session) {
     .await;
 }
 
-/// Reads the whole request body (Pingora keeps it to resend on each attempt); a body over the
-/// chain's `max_body_bytes` is refused with 413.
-pub async fn start(session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-    let Some(max) = chain(ctx).map(|c| c.max_body) else {
-        return Ok(());
-    };
+/// Reads the whole request body before anything goes upstream; the session keeps it and sends
+/// it on every attempt. A body over `max` bytes is refused with 413 (naming the `what` limit).
+pub(super) async fn keep_body(session: &mut Session, max: usize, what: &str) -> Result<Bytes> {
     session
         .as_mut()
         .enable_retry_buffering_up_to(max.saturating_add(1));
@@ -152,7 +149,7 @@ pub async fn start(session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
     let too_large = || {
         Error::e_explain(
             ErrorType::HTTPStatus(413),
-            format!("the request body is larger than the fallback limit of {max} bytes"),
+            format!("the request body is larger than the {what} limit of {max} bytes"),
         )
     };
     // Refused before the body is asked for: a client waiting for `100 Continue` sends none.
@@ -173,7 +170,16 @@ pub async fn start(session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         }
         body.extend_from_slice(&chunk);
     }
-    let body = body.freeze();
+    Ok(body.freeze())
+}
+
+/// Reads the whole request body (Pingora keeps it to resend on each attempt); a body over the
+/// chain's `max_body_bytes` is refused with 413.
+pub async fn start(session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+    let Some(max) = chain(ctx).map(|c| c.max_body) else {
+        return Ok(());
+    };
+    let body = keep_body(session, max, "fallback").await?;
     let path = session.req_header().uri.path().to_owned();
     if let Some(acc) = ctx.accounting.as_mut() {
         acc.bytes_in = body.len() as u64;

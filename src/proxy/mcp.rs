@@ -21,6 +21,7 @@ use std::sync::Arc;
 use super::respond::{write_page, Page};
 use crate::auth::{self, CredentialKind, Principal};
 use crate::clock::unix_now;
+use crate::config::mcp_server::policy::Applied;
 use crate::config::mcp_server::McpAuth;
 use crate::config::{McpServer, Snapshot};
 use crate::error::GatewayError;
@@ -60,6 +61,23 @@ pub struct McpCtx {
     pub grant: crate::limits::Grant,
     /// A GET stream's place among the principal's open streams on this server.
     pub stream: Option<super::mcp_caps::StreamSlot>,
+    /// The server's per-tool policy as it applies to this principal.
+    pub policy: Option<Applied>,
+    /// What the policy decided (`allowed`, `refused`), for the audit record.
+    pub decision: Option<&'static str>,
+    /// The answers to list requests to filter.
+    pub lists: Option<Box<super::mcp_policy::ListFilter>>,
+    /// The body was read whole before going upstream (`body` and `bytes_in` hold it already).
+    pub body_kept: bool,
+}
+
+impl McpCtx {
+    /// Keeps the start of the request body for the audit record and counts it.
+    pub fn keep_for_audit(&mut self, chunk: &[u8]) {
+        self.bytes_in += chunk.len() as u64;
+        let room = KEEP_FOR_AUDIT.saturating_sub(self.body.len());
+        self.body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
 }
 
 /// What answering an MCP request here needs: the status written.
@@ -115,7 +133,6 @@ pub async fn admit(
         }
     };
     Outcome::Admitted(Box::new(McpCtx {
-        server,
         token,
         upstream_session,
         who,
@@ -126,6 +143,11 @@ pub async fn admit(
         rpc_error: RpcErrorScan::default(),
         grant,
         stream,
+        policy: server.policy.as_ref().map(|p| p.applied(&principal)),
+        decision: None,
+        lists: None,
+        body_kept: false,
+        server,
     }))
 }
 
@@ -394,6 +416,11 @@ pub fn rewrite(upstream: &mut RequestHeader, mcp: &McpCtx) -> pingora::Result<()
     upstream.set_uri(uri);
     upstream.insert_header(http::header::HOST, server.upstream.authority.as_str())?;
     super::steps::strip_client_credentials(upstream);
+    if mcp.policy.is_some() {
+        // Resuming a stream replays its events on the GET stream, which is relayed unfiltered:
+        // a list answer cut short on its POST would come back there whole.
+        upstream.remove_header("last-event-id");
+    }
     match &mcp.upstream_session {
         Some(id) => upstream.insert_header(SESSION.clone(), id.as_str())?,
         None => {
@@ -436,15 +463,16 @@ pub fn on_response(resp: &mut ResponseHeader, mcp: &McpCtx) -> pingora::Result<(
 /// Keeps the start of the request body (audit, `initialize` capabilities); never holds it back.
 /// A body past `MAX_BODY` ends the request (413).
 pub fn on_request_body(mcp: &mut McpCtx, chunk: &[u8]) -> pingora::Result<()> {
-    mcp.bytes_in += chunk.len() as u64;
+    if mcp.body_kept {
+        return Ok(());
+    }
+    mcp.keep_for_audit(chunk);
     if mcp.bytes_in > MAX_BODY as u64 {
         return pingora::Error::e_explain(
             pingora::ErrorType::HTTPStatus(413),
             "MCP request body too large",
         );
     }
-    let room = KEEP_FOR_AUDIT.saturating_sub(mcp.body.len());
-    mcp.body.extend_from_slice(&chunk[..chunk.len().min(room)]);
     Ok(())
 }
 
@@ -574,7 +602,7 @@ fn presented_session(req: &RequestHeader) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn rpc_error(id: Value, code: i64, message: &str, data: Option<Value>) -> Value {
+pub(super) fn rpc_error(id: Value, code: i64, message: &str, data: Option<Value>) -> Value {
     let mut error = json!({"code": code, "message": message});
     if let Some(d) = data {
         error["data"] = d;

@@ -18,7 +18,7 @@ use super::forward::ForwardConn;
 use super::resource_metadata;
 use super::respond::{write_error, write_error_for};
 use super::steps::{self, ForwardAdmitted, Refusal};
-use super::{mcp, mcp_stream, oauth};
+use super::{mcp, mcp_policy, mcp_stream, oauth};
 use crate::audit::{AuditSink, UsageParser};
 use crate::balance::health::Verdict;
 use crate::clock::{now_ms, unix_now};
@@ -264,8 +264,14 @@ impl ProxyHttp for Gateway {
             let h1 = session.req_header().version <= http::Version::HTTP_11;
             fallback::on_response(upstream, ctx, h1)?;
         }
-        if let Some(m) = ctx.mcp() {
+        if let Some(m) = ctx.mcp_mut() {
             mcp::on_response(upstream, m)?;
+            if let Some(lists) = m.lists.as_mut() {
+                lists.on_head(
+                    upstream,
+                    session.req_header().version <= http::Version::HTTP_11,
+                );
+            }
         }
         if let Some(acc) = ctx.accounting.as_mut() {
             acc.ttfb = Some(ctx.started.elapsed());
@@ -287,9 +293,14 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
-        if let (Some(m), Some(chunk)) = (ctx.mcp_mut(), body.as_ref()) {
-            m.bytes_out += chunk.len() as u64;
-            m.rpc_error.feed(chunk);
+        if let Some(m) = ctx.mcp_mut() {
+            if let Some(lists) = m.lists.as_mut() {
+                lists.on_body(body, end_of_stream);
+            }
+            if let Some(chunk) = body.as_ref() {
+                m.bytes_out += chunk.len() as u64;
+                m.rpc_error.feed(chunk);
+            }
         }
         if let (Some(acc), Some(chunk)) = (ctx.accounting.as_mut(), body.as_ref()) {
             acc.bytes_out += chunk.len() as u64;
@@ -553,9 +564,14 @@ impl Gateway {
                 return Some(true);
             }
             match mcp::admit(session, &snap, &self.vault, (&ctx.request_id, ctx.client)).await {
-                mcp::Outcome::Admitted(m) => {
+                mcp::Outcome::Admitted(mut m) => {
+                    let answered = mcp_policy::enforce(session, &mut m, &ctx.request_id).await;
                     ctx.kind = super::ctx::RequestKind::Mcp(m);
-                    return Some(false);
+                    let Some(status) = answered else {
+                        return Some(false);
+                    };
+                    ctx.reason = Some("mcp_policy");
+                    status
                 }
                 mcp::Outcome::Answered(status) => {
                     ctx.reason = Some("mcp_refused");

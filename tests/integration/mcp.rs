@@ -966,3 +966,125 @@ async fn mcp_streams_are_capped_and_end_with_their_client() {
     assert_eq!(refused.status(), 429);
     assert_eq!(refused.headers()["x-sluice-error"], "rate_limited");
 }
+
+/// Per-tool policy: lists filtered per principal, refused calls answered by Sluice with a
+/// JSON-RPC error naming the tool (never sent upstream), batches and unreadable bodies refused
+/// whole, decisions in the audit records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_tool_policy_filters_lists_and_refuses_calls() {
+    let (_everything, upstream) = everything();
+    let bob = opaque_token(", owner: bob");
+    let dynamic = format!(
+        r#"owners:
+  - {{ name: bob }}
+tokens:
+  - {}
+  - {}
+mcp_servers:
+  - name: everything
+    url: "{upstream}"
+    client_auth: token
+    policy:
+      - allow: {{ tools: ["echo", "get-*"] }}
+      - {{ owner: bob, allow: {{ tools: ["trigger-*"] }}, deny: {{ tools: ["echo"] }} }}
+audit:
+  sink: file
+"#,
+        tok().record,
+        bob.record,
+    );
+    let sluice = Sluice::start(&dynamic);
+    let url = sluice.url("/mcp/everything");
+
+    // Everyone: echo and get-*, nothing else.
+    let out = sdk(&url, &tok().token, &["init", "list", "echo"], &[]);
+    let tools: Vec<String> = serde_json::from_value(step(&out, "list")["tools"].clone()).unwrap();
+    assert!(tools.contains(&"echo".to_owned()), "{tools:?}");
+    assert!(
+        tools.iter().all(|t| t == "echo" || t.starts_with("get-")),
+        "{tools:?}"
+    );
+    assert!(tools.len() >= 2, "{tools:?}");
+    let echo = &step(&out, "echo")["result"]["content"][0]["text"];
+    assert!(
+        echo.as_str()
+            .unwrap_or_default()
+            .contains("hello through sluice"),
+        "{out}"
+    );
+
+    // Bob: get-* and trigger-*, and echo is denied to him.
+    let out = sdk(&url, &bob.token, &["init", "list", "echo"], &[]);
+    let tools: Vec<String> = serde_json::from_value(step(&out, "list")["tools"].clone()).unwrap();
+    assert!(!tools.contains(&"echo".to_owned()), "{tools:?}");
+    assert!(tools.iter().any(|t| t.starts_with("trigger-")), "{tools:?}");
+    let refused = step(&out, "echo")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(refused.contains("tool `echo` is not allowed"), "{out}");
+    let session = out["sessionId"].as_str().unwrap().to_owned();
+
+    // A batch holding a refused call is refused whole; each request gets its error.
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "x"}}},
+    ]);
+    let r = post(&url, Some(&bob.token), Some(&session), batch).await;
+    assert_eq!(r.status(), 200);
+    let answers: Value = r.json().await.unwrap();
+    assert_eq!(answers[0]["error"]["code"], -32003, "{answers}");
+    assert_eq!(answers[1]["error"]["data"]["name"], "echo", "{answers}");
+    // A body a lenient upstream might read but Sluice cannot is not passed on.
+    let r = client()
+        .post(&url)
+        .bearer_auth(&bob.token)
+        .header("mcp-session-id", &session)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"n":NaN}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rpc_answer(r).await["error"]["code"], -32700);
+    // Nor is a call whose name is not a string.
+    let odd =
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": ["echo"]}});
+    let r = post(&url, Some(&bob.token), Some(&session), odd).await;
+    assert_eq!(rpc_answer(r).await["error"]["code"], -32003);
+
+    let refused = wait_audit(&sluice, |r| r["policy"] == "refused" && r["tool"] == "echo")
+        .await
+        .expect("an audit record of the refused call");
+    assert_eq!(refused["mcp_server"], "everything", "{refused}");
+    let filtered = wait_audit(&sluice, |r| {
+        r["policy"] == "allowed" && r["hidden"].as_u64().is_some_and(|n| n > 0)
+    })
+    .await
+    .expect("an audit record of a filtered list");
+    assert_eq!(filtered["method"], "tools/list", "{filtered}");
+}
+
+/// Resuming a stream (`Last-Event-ID`) would replay a list answer on the GET stream, which is
+/// relayed unfiltered: with a policy the header does not reach the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_policy_streams_are_not_resumed_past_the_filter() {
+    let (port, seen) = trickling_upstream().await;
+    let dynamic = format!(
+        "tokens:\n  - {}\nmcp_servers:\n  - {{ name: feed, url: \"http://127.0.0.1:{port}/mcp\", client_auth: token, policy: [{{ allow: {{ tools: [get-*] }} }}] }}\n",
+        tok().record,
+    );
+    let sluice = Sluice::start(&dynamic);
+    let r = client()
+        .get(sluice.url("/mcp/feed"))
+        .bearer_auth(&tok().token)
+        .header("accept", "text/event-stream")
+        .header("last-event-id", "tools-list-answer-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let head = seen.await.unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("get /mcp"), "{head}");
+    assert!(!head.contains("last-event-id"), "{head}");
+}

@@ -95,7 +95,10 @@ async fn openai_sdk_chat_responses_and_streams() {
         answers.push(out);
     }
     assert_eq!(answers[0], answers[1], "both loops answer alike");
-    assert_eq!(answers[0], answers[2], "a listener per thread answers alike");
+    assert_eq!(
+        answers[0], answers[2],
+        "a listener per thread answers alike"
+    );
 }
 
 /// The listening TCP sockets on `port` (`/proc/net/tcp` and `tcp6`, state 0A).

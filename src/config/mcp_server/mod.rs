@@ -2,6 +2,7 @@
 //! proxy needs (the upstream, the header the credential goes in, who may call). The server as
 //! written is `wire`.
 
+pub mod policy;
 pub mod wire;
 
 pub use wire::{McpAuth, McpServer as WireMcpServer};
@@ -41,6 +42,8 @@ pub struct McpServer {
     /// GET streams one principal may hold open here at once.
     pub max_streams: u32,
     pub links_in_tool_results: bool,
+    /// Per-tool policy (`None`: everything for everyone admitted).
+    pub policy: Option<Arc<policy::Policy>>,
 }
 
 /// Validates every MCP server; the valid ones by name.
@@ -84,6 +87,9 @@ fn build(
     errors: &mut Vec<ConfigError>,
 ) -> Option<McpServer> {
     let before = errors.len();
+    let policy = policy::Policy::build(&s.policy, &format!("{at}.policy"), &mut |f, m| {
+        errors.push(ConfigError::at(f, m))
+    });
     let mut bad = |field: &str, message: String| {
         errors.push(ConfigError::at(format!("{at}.{field}"), message));
     };
@@ -128,6 +134,7 @@ fn build(
         record_payloads: s.record_payloads,
         max_streams: s.max_streams_per_principal,
         links_in_tool_results: s.links_in_tool_results,
+        policy,
     })
 }
 

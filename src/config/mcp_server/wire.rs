@@ -52,6 +52,10 @@ pub struct McpServer {
     /// URL elicitation get the link in their own interface either way.
     #[serde(default)]
     pub links_in_tool_results: bool,
+    /// Per-tool policy: which tools, resources and prompts each principal sees and uses
+    /// (default: all of them, for everyone admitted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy: Vec<super::policy::WireRule>,
 }
 
 fn max_streams_per_principal() -> u32 {
