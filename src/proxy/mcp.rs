@@ -420,6 +420,12 @@ pub fn rewrite(upstream: &mut RequestHeader, mcp: &McpCtx) -> pingora::Result<()
         // Resuming a stream replays its events on the GET stream, which is relayed unfiltered:
         // a list answer cut short on its POST would come back there whole.
         upstream.remove_header("last-event-id");
+        // Answers the policy filters must be readable: not compressed.
+        upstream.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
+    }
+    if mcp.body_kept {
+        // Sluice read the body (and said `100 Continue` itself): it goes with the head.
+        upstream.remove_header(&http::header::EXPECT);
     }
     match &mcp.upstream_session {
         Some(id) => upstream.insert_header(SESSION.clone(), id.as_str())?,

@@ -18,6 +18,8 @@ use crate::config::mcp_server::policy::{Applied, Kind};
 pub const POLICY_REFUSED: i64 = -32003;
 /// JSON-RPC: parse error.
 const PARSE_ERROR: i64 = -32700;
+/// JSON-RPC: invalid request.
+const INVALID_REQUEST: i64 = -32600;
 /// Largest list answer filtered whole (JSON) or one SSE event; past it the answer is cut
 /// (nothing unfiltered reaches the client).
 const MAX_ANSWER: usize = 16 * 1024 * 1024;
@@ -115,16 +117,17 @@ pub async fn enforce(session: &mut Session, m: &mut McpCtx, request_id: &str) ->
         .filter_map(|(i, item)| refusal(&policy, item).map(|(k, n)| (i, k, n)))
         .collect();
     if refused.is_empty() {
-        let lists: Vec<(Value, List)> = items
-            .iter()
-            .filter_map(|item| {
-                let list = listed(item["method"].as_str()?)?;
-                Some((item.get("id")?.clone(), list))
-            })
-            .collect();
+        let pending = match pending_lists(items) {
+            Ok(p) => p,
+            Err(message) => {
+                m.decision = Some("refused");
+                let answer = mcp::rpc_error(Value::Null, INVALID_REQUEST, message, None);
+                return Some(write(session, answer, request_id).await);
+            }
+        };
         m.decision = Some("allowed");
-        if !lists.is_empty() {
-            m.lists = Some(Box::new(ListFilter::new(policy, lists)));
+        if !pending.is_empty() {
+            m.lists = Some(Box::new(ListFilter::new(policy, pending)));
         }
         return None;
     }
@@ -167,6 +170,37 @@ pub async fn enforce(session: &mut Session, m: &mut McpCtx, request_id: &str) ->
     Some(write(session, answer, request_id).await)
 }
 
+/// The list requests of a message or batch, by the id their answers will carry. Refused (the
+/// answers could not be told apart): a list request whose id is not a string or a number, and
+/// two requests with one id.
+fn pending_lists(items: &[Value]) -> Result<Vec<Pending>, &'static str> {
+    let mut seen: Vec<IdKey> = Vec::new();
+    let mut pending = Vec::new();
+    for item in items {
+        let (Some(method), Some(id)) = (item["method"].as_str(), item.get("id")) else {
+            continue;
+        };
+        let key = IdKey::of(id);
+        let list = listed(method);
+        match (&key, list) {
+            (None, Some(_)) => return Err("a list request's id is a string or a number"),
+            (Some(k), _) if seen.contains(k) => return Err("two requests share one id"),
+            _ => {}
+        }
+        if let Some(k) = key {
+            seen.push(k.clone());
+            if let Some(list) = list {
+                pending.push(Pending {
+                    key: k,
+                    id: id.clone(),
+                    list,
+                });
+            }
+        }
+    }
+    Ok(pending)
+}
+
 async fn write(session: &mut Session, answer: Value, request_id: &str) -> u16 {
     let page = super::respond::Page {
         status: 200,
@@ -177,100 +211,211 @@ async fn write(session: &mut Session, answer: Value, request_id: &str) -> u16 {
     super::respond::write_page(session, page, request_id).await
 }
 
-/// Filters the answers to list requests as the response passes.
+/// A request id as JSON-RPC peers compare it: `1`, `1.0` and `1e0` are one id (a JavaScript
+/// upstream answers `1.0` with `1`); a string is never a number.
+#[derive(Debug, Clone, PartialEq)]
+enum IdKey {
+    Num(f64),
+    Str(String),
+}
+
+impl IdKey {
+    fn of(id: &Value) -> Option<IdKey> {
+        match id {
+            Value::Number(n) => n.as_f64().map(IdKey::Num),
+            Value::String(s) => Some(IdKey::Str(s.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// A list request waiting for its answer.
+#[derive(Debug)]
+struct Pending {
+    key: IdKey,
+    id: Value,
+    list: List,
+}
+
+/// Filters the answers to list requests as the response passes. Fails closed: an answer it
+/// cannot read (compressed, not JSON, cut at `MAX_ANSWER`) never passes; the list requests it
+/// would have answered get a JSON-RPC error instead.
 #[derive(Debug)]
 pub struct ListFilter {
     policy: Applied,
-    /// The list requests' ids and what each lists.
-    lists: Vec<(Value, List)>,
+    pending: Vec<Pending>,
     sse: bool,
-    /// JSON: the whole answer so far; SSE: the event being read.
+    /// The answer is compressed: nothing of it can be read.
+    opaque: bool,
+    /// JSON: the whole answer so far; SSE: the events not yet complete.
     buf: BytesMut,
+    /// SSE: where the search for the next event's end resumes.
+    scanned: usize,
+    /// The stream's first bytes were seen (a byte-order mark there is dropped).
+    started: bool,
+    /// Something was dropped: pending list requests get an error at the end.
+    dropped: bool,
+    /// The answer (JSON) or the current event (SSE) outgrew `MAX_ANSWER`: the rest of it is
+    /// dropped as it comes.
+    cut: bool,
     /// Items hidden so far (for the audit record).
     pub hidden: u32,
-    /// The answer outgrew `MAX_ANSWER`: the rest of it is dropped.
-    cut: bool,
 }
 
 impl ListFilter {
-    fn new(policy: Applied, lists: Vec<(Value, List)>) -> ListFilter {
+    fn new(policy: Applied, pending: Vec<Pending>) -> ListFilter {
         ListFilter {
             policy,
-            lists,
+            pending,
             sse: false,
+            opaque: false,
             buf: BytesMut::new(),
-            hidden: 0,
+            scanned: 0,
+            started: false,
+            dropped: false,
             cut: false,
+            hidden: 0,
         }
     }
 
     /// The answer's head: its framing changes (the length is no longer known).
-    pub fn on_head(&mut self, resp: &mut pingora::http::ResponseHeader, h1: bool) {
-        self.sse = resp
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.trim_start().starts_with("text/event-stream"));
+    pub fn on_head(&mut self, resp: &mut pingora::http::ResponseHeader, chunked: bool) {
+        let header = |name| {
+            resp.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().to_ascii_lowercase())
+        };
+        self.sse = header(http::header::CONTENT_TYPE)
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        self.opaque = header(http::header::CONTENT_ENCODING)
+            .is_some_and(|e| !e.is_empty() && e != "identity");
+        if self.opaque {
+            // Replaced by Sluice's own (uncompressed) errors.
+            resp.remove_header(&http::header::CONTENT_ENCODING);
+        }
         resp.remove_header(&http::header::CONTENT_LENGTH);
-        if h1 {
+        if chunked {
             let _ = resp.insert_header(http::header::TRANSFER_ENCODING, "chunked");
         }
     }
 
     /// One piece of the answer: what may go on of it now.
     pub fn on_body(&mut self, body: &mut Option<Bytes>, end: bool) {
-        if let Some(chunk) = body.take().filter(|_| !self.cut) {
-            self.buf.extend_from_slice(&chunk);
+        if let Some(chunk) = body.take() {
+            if !self.opaque && (self.sse || !self.cut) {
+                self.buf.extend_from_slice(&chunk);
+            }
+        }
+        if !self.started && self.buf.len() >= 3 {
+            self.started = true;
+            if self.buf.starts_with(b"\xef\xbb\xbf") {
+                let _ = self.buf.split_to(3);
+            }
         }
         let mut out = Vec::new();
-        if self.sse {
-            while let Some((at, len)) = event_end(&self.buf) {
+        if self.opaque {
+            self.dropped = true;
+        } else if self.sse {
+            while let Some((at, len)) = event_end(&self.buf, self.scanned, end) {
                 let event = self.buf.split_to(at + len);
-                out.extend(self.filter_event(&event[..at]));
-                out.extend_from_slice(&event[at..]);
+                self.scanned = 0;
+                if std::mem::take(&mut self.cut) {
+                    continue; // the rest of the event cut at `MAX_ANSWER`
+                }
+                out.extend(self.filter_event(&event[..at], &event[at..]));
             }
+            self.scanned = self.buf.len().saturating_sub(4);
             if end && !self.buf.is_empty() {
                 let rest = self.buf.split();
-                out.extend(self.filter_event(&rest));
+                if !self.cut {
+                    out.extend(self.filter_event(&rest, b"\n\n"));
+                }
             }
         } else if end {
             let whole = self.buf.split();
-            out.extend(self.filter_json(&whole).unwrap_or_else(|| whole.to_vec()));
+            match self.filter_json(&whole) {
+                Some(Some(filtered)) => out.extend(filtered),
+                Some(None) => out.extend_from_slice(&whole),
+                None => self.dropped = true,
+            }
         }
         if self.buf.len() > MAX_ANSWER {
-            // Never pass it unfiltered: the client gets a cut answer.
             self.buf.clear();
+            self.scanned = 0;
+            self.dropped = true;
             self.cut = true;
+        }
+        if end && self.dropped && !self.pending.is_empty() {
+            out.extend(self.errors_for_pending());
         }
         *body = (!out.is_empty()).then(|| Bytes::from(out));
     }
 
-    /// An SSE event without its blank line: its `data:` lines filtered when they hold a list
-    /// answer.
-    fn filter_event(&mut self, event: &[u8]) -> Vec<u8> {
-        let text = String::from_utf8_lossy(event);
-        let data: String = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .map(|d| d.strip_prefix(' ').unwrap_or(d))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let Some(filtered) = self.filter_json(data.as_bytes()) else {
-            return event.to_vec();
-        };
-        let mut out = String::new();
-        for line in text.lines().filter(|l| !l.starts_with("data:")) {
-            out.push_str(line);
-            out.push('\n');
+    /// JSON-RPC errors for the list requests whose answers were dropped.
+    fn errors_for_pending(&mut self) -> Vec<u8> {
+        let message = "the answer could not be checked against Sluice's policy";
+        let errors: Vec<Value> = self
+            .pending
+            .drain(..)
+            .map(|p| mcp::rpc_error(p.id, POLICY_REFUSED, message, None))
+            .collect();
+        if self.sse {
+            let mut out = Vec::new();
+            for e in errors {
+                out.extend_from_slice(format!("event: message\ndata: {e}\n\n").as_bytes());
+            }
+            out
+        } else if errors.len() == 1 {
+            errors[0].to_string().into_bytes()
+        } else {
+            Value::Array(errors).to_string().into_bytes()
         }
-        out.push_str("data: ");
-        out.push_str(&String::from_utf8_lossy(&filtered));
-        out.into_bytes()
     }
 
-    /// A JSON-RPC answer (or a batch of them) with the list results filtered; `None` when it
-    /// answers none of the list requests.
-    fn filter_json(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
+    /// One SSE event (`blank`: the blank line that ended it): passed as it came when it holds no
+    /// data or answers no list request, re-written when it does, dropped when its data is not
+    /// JSON.
+    fn filter_event(&mut self, event: &[u8], blank: &[u8]) -> Vec<u8> {
+        let text = String::from_utf8_lossy(event);
+        let lines: Vec<&str> = text.split(['\r', '\n']).filter(|l| !l.is_empty()).collect();
+        let field = |l: &str| l.split_once(':').map_or(l, |(f, _)| f).to_owned();
+        let data: Vec<&str> = lines
+            .iter()
+            .filter(|l| field(l) == "data")
+            .map(|l| {
+                let value = l.split_once(':').map_or("", |(_, v)| v);
+                value.strip_prefix(' ').unwrap_or(value)
+            })
+            .collect();
+        let passed = || [event, blank].concat();
+        if data.is_empty() {
+            return passed();
+        }
+        match self.filter_json(data.join("\n").as_bytes()) {
+            Some(None) => passed(),
+            Some(Some(filtered)) => {
+                let mut out = String::new();
+                for line in lines.iter().filter(|l| field(l) != "data") {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+                out.push_str("data: ");
+                out.push_str(&String::from_utf8_lossy(&filtered));
+                out.push_str("\n\n");
+                out.into_bytes()
+            }
+            None => {
+                self.dropped = true;
+                Vec::new()
+            }
+        }
+    }
+
+    /// A JSON-RPC message (or a batch) with the list answers filtered: `Some(Some(bytes))` when
+    /// it answered a list request, `Some(None)` when it passes as it is, `None` when it is not
+    /// JSON.
+    fn filter_json(&mut self, bytes: &[u8]) -> Option<Option<Vec<u8>>> {
         let mut value: Value = serde_json::from_slice(bytes).ok()?;
         let changed = match &mut value {
             Value::Array(items) => {
@@ -283,26 +428,23 @@ impl ListFilter {
             }
             one => self.filter_one(one),
         };
-        changed.then(|| value.to_string().into_bytes())
+        Some(changed.then(|| value.to_string().into_bytes()))
     }
 
+    /// Filters one answer if it answers a pending list request (whose answer it then is).
     fn filter_one(&mut self, answer: &mut Value) -> bool {
-        let Some(id) = answer.get("id") else {
+        let Some(key) = answer.get("id").and_then(IdKey::of) else {
             return false;
         };
-        let Some((kind, array, field)) = self
-            .lists
-            .iter()
-            .find(|(want, _)| want == id)
-            .map(|(_, l)| *l)
-        else {
+        let Some(at) = self.pending.iter().position(|p| p.key == key) else {
             return false;
         };
+        let (kind, array, field) = self.pending.remove(at).list;
         let Some(items) = answer["result"]
             .get_mut(array)
             .and_then(Value::as_array_mut)
         else {
-            return true;
+            return false;
         };
         let before = items.len();
         let policy = &self.policy;
@@ -316,18 +458,39 @@ impl ListFilter {
     }
 }
 
-/// Where the first SSE event in `buf` ends: the offset of its blank line and that line's length.
-fn event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    (0..buf.len()).find_map(|i| {
-        let rest = &buf[i..];
-        if rest.starts_with(b"\r\n\r\n") {
-            Some((i, 4))
-        } else if rest.starts_with(b"\n\n") {
-            Some((i, 2))
-        } else {
-            None
+/// Where the first SSE event in `buf` ends, searching from `from`: the offset of the line end
+/// before its blank line and the length of both line ends (CRLF, LF or CR, as the SSE format
+/// allows). A CR as the last byte waits for the next (it may be half of a CRLF) unless `end`.
+fn event_end(buf: &[u8], from: usize, end: bool) -> Option<(usize, usize)> {
+    let is_eol = |b: u8| b == b'\r' || b == b'\n';
+    let eol_len = |at: usize| -> Option<usize> {
+        match (buf[at], buf.get(at + 1)) {
+            (b'\r', Some(b'\n')) => Some(2),
+            (b'\r', None) if !end => None,
+            _ => Some(1),
         }
-    })
+    };
+    let mut i = from;
+    while i < buf.len() {
+        if !is_eol(buf[i]) {
+            i += 1;
+            continue;
+        }
+        let first = eol_len(i)?;
+        let j = i + first;
+        match buf.get(j) {
+            Some(&b) if is_eol(b) => {
+                let second = match (b, buf.get(j + 1)) {
+                    (b'\r', Some(b'\n')) => 2,
+                    _ => 1,
+                };
+                return Some((i, first + second));
+            }
+            Some(_) => i = j,
+            None => return None,
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -347,7 +510,8 @@ mod tests {
     const LIST: &str = r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"get_a"},{"name":"delete_b"},{"name":"get_c"}]}}"#;
 
     fn filter() -> ListFilter {
-        ListFilter::new(applied(), vec![(json!(7), (Kind::Tool, "tools", "name"))])
+        let pending = pending_lists(&[json!({"id": 7, "method": "tools/list"})]).unwrap();
+        ListFilter::new(applied(), pending)
     }
 
     #[test]
@@ -385,6 +549,96 @@ mod tests {
         let mut body = Some(Bytes::from(other));
         f.on_body(&mut body, true);
         assert_eq!(body.unwrap(), other.as_bytes());
+    }
+
+    /// Runs `stream` through a fresh SSE filter in `piece`-byte chunks.
+    fn through_sse(stream: &[u8], piece: usize) -> String {
+        let mut f = filter();
+        f.sse = true;
+        let mut out = Vec::new();
+        for chunk in stream.chunks(piece) {
+            let mut body = Some(Bytes::copy_from_slice(chunk));
+            f.on_body(&mut body, false);
+            out.extend(body.unwrap_or_default());
+        }
+        let mut end = None;
+        f.on_body(&mut end, true);
+        out.extend(end.unwrap_or_default());
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn sse_in_any_line_ending_or_unreadable_never_passes_unfiltered() {
+        for eol in ["\n", "\r\n", "\r"] {
+            let stream = format!("\u{feff}event: message{eol}data: {LIST}{eol}{eol}");
+            for piece in [1, 3, 64] {
+                let out = through_sse(stream.as_bytes(), piece);
+                assert!(
+                    out.contains("get_a") && !out.contains("delete_b"),
+                    "{eol:?} {piece}: {out:?}"
+                );
+            }
+        }
+        // An answer whose data is not JSON (Infinity, a lone surrogate) is dropped, and the
+        // list request gets an error instead.
+        for bad in [
+            r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"delete_b","x":Infinity}]}}"#,
+            r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"delete_b","d":"\ud800"}]}}"#,
+        ] {
+            let out = through_sse(format!("data: {bad}\n\n").as_bytes(), 5);
+            assert!(!out.contains("delete_b"), "{out}");
+            assert!(out.contains("-32003") && out.contains("\"id\":7"), "{out}");
+        }
+    }
+
+    #[test]
+    fn ids_match_as_peers_compare_them_and_ambiguous_ones_are_refused() {
+        // A JavaScript upstream answers the request id 1.0 with 1.
+        let pending = pending_lists(&[json!({"id": 1.0, "method": "tools/list"})]).unwrap();
+        let mut f = ListFilter::new(applied(), pending);
+        let mut body = Some(Bytes::from(LIST.replace("\"id\":7", "\"id\":1")));
+        f.on_body(&mut body, true);
+        assert!(!String::from_utf8_lossy(&body.unwrap()).contains("delete_b"));
+        let dup = [
+            json!({"id": 5, "method": "prompts/list"}),
+            json!({"id": 5, "method": "tools/list"}),
+        ];
+        assert!(pending_lists(&dup).is_err());
+        assert!(pending_lists(&[json!({"id": null, "method": "tools/list"})]).is_err());
+        assert!(pending_lists(&[
+            json!({"id": "1", "method": "tools/list"}),
+            json!({"id": 1, "method": "ping"})
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn compressed_or_unreadable_json_answers_become_errors() {
+        let mut f = filter();
+        f.opaque = true;
+        let mut body = Some(Bytes::from_static(b"\x1f\x8b..."));
+        f.on_body(&mut body, true);
+        let out = String::from_utf8(body.unwrap().to_vec()).unwrap();
+        assert!(out.contains("-32003") && out.contains("\"id\":7"), "{out}");
+        let mut f = filter();
+        let mut body = Some(Bytes::from(LIST.replace("]}}", ",{\"name\":NaN}]}}")));
+        f.on_body(&mut body, true);
+        let out = String::from_utf8(body.unwrap().to_vec()).unwrap();
+        assert!(!out.contains("delete_b") && out.contains("-32003"), "{out}");
+    }
+
+    #[test]
+    fn a_large_sse_event_is_searched_for_its_end_once() {
+        // Each piece is searched from where the last search stopped, not from the start.
+        let mut f = filter();
+        f.sse = true;
+        let piece = Bytes::from(vec![b'x'; 4096]);
+        for n in 1..=64 {
+            let mut body = Some(piece.clone());
+            f.on_body(&mut body, false);
+            assert!(body.is_none());
+            assert_eq!(f.scanned, n * 4096 - 4);
+        }
     }
 
     #[test]

@@ -269,7 +269,7 @@ impl ProxyHttp for Gateway {
             if let Some(lists) = m.lists.as_mut() {
                 lists.on_head(
                     upstream,
-                    session.req_header().version <= http::Version::HTTP_11,
+                    session.req_header().version == http::Version::HTTP_11,
                 );
             }
         }

@@ -985,7 +985,7 @@ mcp_servers:
     url: "{upstream}"
     client_auth: token
     policy:
-      - allow: {{ tools: ["echo", "get-*"] }}
+      - allow: {{ tools: ["echo", "get-*"], resources: ["demo://resource/dynamic/text/*"] }}
       - {{ owner: bob, allow: {{ tools: ["trigger-*"] }}, deny: {{ tools: ["echo"] }} }}
 audit:
   sink: file
@@ -1012,6 +1012,30 @@ audit:
             .contains("hello through sluice"),
         "{out}"
     );
+    let session = out["sessionId"].as_str().unwrap().to_owned();
+    // The id 1.0 is answered as 1 by a JavaScript server: still the list request's answer.
+    let list = json!({"jsonrpc": "2.0", "id": 1.0, "method": "tools/list"});
+    let r = post(&url, Some(&tok().token), Some(&session), list).await;
+    let answer = rpc_answer(r).await;
+    let names = answer["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{answer}"));
+    assert!(
+        names
+            .iter()
+            .all(|t| t["name"] == "echo" || t["name"].as_str().unwrap().starts_with("get-")),
+        "{answer}"
+    );
+    // A resource URI is matched as written, so one the server would normalise is refused.
+    for uri in [
+        "demo://resource/dynamic/text/../../static/document/architecture.md",
+        "DEMO://resource/dynamic/text/1",
+    ] {
+        let read =
+            json!({"jsonrpc": "2.0", "id": 2, "method": "resources/read", "params": {"uri": uri}});
+        let r = post(&url, Some(&tok().token), Some(&session), read).await;
+        assert_eq!(rpc_answer(r).await["error"]["code"], -32003, "{uri}");
+    }
 
     // Bob: get-* and trigger-*, and echo is denied to him.
     let out = sdk(&url, &bob.token, &["init", "list", "echo"], &[]);

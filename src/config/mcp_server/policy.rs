@@ -194,8 +194,26 @@ pub struct Applied {
 }
 
 impl Applied {
+    /// Whether the policy decides anything about `kind` for this principal (an allow list for
+    /// it, or a deny that applies).
+    pub fn governs(&self, kind: Kind) -> bool {
+        let k = kind.index();
+        self.policy.restricted[k]
+            || self
+                .policy
+                .rules
+                .iter()
+                .enumerate()
+                .any(|(i, r)| self.rules & (1 << i) != 0 && !r.deny[k].is_empty())
+    }
+
     /// Whether this principal may see and use `name` (a tool or prompt name, a resource URI).
+    /// A resource URI is matched as written: one that is not in its canonical form (see
+    /// [`canonical_uri`]) is never permitted where the policy governs resources.
     pub fn permits(&self, kind: Kind, name: &str) -> bool {
+        if kind == Kind::Resource && self.governs(kind) && !canonical_uri(name) {
+            return false;
+        }
         let k = kind.index();
         let mut allowed = !self.policy.restricted[k];
         for (i, rule) in self.policy.rules.iter().enumerate() {
@@ -209,6 +227,44 @@ impl Applied {
         }
         allowed
     }
+}
+
+/// A URI an upstream reads as written: a lowercase scheme, no dot segments (`.`/`..`, also
+/// percent-encoded), no percent-encoded unreserved characters, no backslash, whitespace or
+/// control characters (RFC 3986 §6.2.2). Servers normalise URIs before they look a resource
+/// up, so `demo://r/text/../static/x` must not pass for a match of `demo://r/text/*`.
+pub fn canonical_uri(uri: &str) -> bool {
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return false;
+    };
+    let scheme_ok = !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b));
+    if !scheme_ok
+        || uri
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+    {
+        return false;
+    }
+    let bytes = rest.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                Some(c) if c.is_ascii_alphanumeric() || b"-._~".contains(&c) => return false,
+                Some(_) => {}
+                None => return false,
+            }
+        }
+    }
+    let path = rest.split(['?', '#']).next().unwrap_or_default();
+    !path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
 }
 
 #[cfg(test)]
@@ -263,6 +319,31 @@ mod tests {
         assert!(!mallory.permits(Kind::Tool, "create_issue"));
         // A glob matches the whole name, not a part of it.
         assert!(!reader.permits(Kind::Tool, "xget_issue"));
+    }
+
+    #[test]
+    fn resource_uris_match_only_in_their_canonical_form() {
+        let p = rules(r#"[{ allow: { resources: ["demo://resource/text/*"] } }]"#);
+        let a = p.applied(&person("alice", &[]));
+        assert!(a.permits(Kind::Resource, "demo://resource/text/1"));
+        for sneaky in [
+            "demo://resource/text/../../static/doc.md",
+            "demo://resource/text/%2e%2e/static",
+            "demo://resource/text/./1",
+            "DEMO://resource/text/1",
+            "demo://resource/text/%31",
+            "demo://resource/text/1\t",
+            " demo://resource/text/1",
+            "demo://resource/text/1\\..",
+            "demo://resource/text/%zz",
+            "no-scheme",
+        ] {
+            assert!(!a.permits(Kind::Resource, sneaky), "{sneaky:?}");
+        }
+        // Where no rule governs resources, URIs are not judged.
+        let tools_only = rules(r#"[{ allow: { tools: ["x"] } }]"#);
+        let b = tools_only.applied(&person("bob", &[]));
+        assert!(b.permits(Kind::Resource, "DEMO://a/../b"));
     }
 
     #[test]
