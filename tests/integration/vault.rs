@@ -526,19 +526,18 @@ async fn failing_token_endpoint() -> String {
     url
 }
 
-/// Points the provider's token endpoint at `url`; returns the one it had.
-async fn set_token_endpoint(env: &Env, url: &str) -> String {
-    let mut p = api(
+/// Changes the stored `corp` provider with `edit` (PUT); returns it as it was.
+async fn edit_provider(env: &Env, edit: impl FnOnce(&mut Value)) -> Value {
+    let (_, before) = api(
         &env.admin,
         &env.root,
         "GET",
         "/v1/oauth-providers/corp",
         None,
     )
-    .await
-    .1;
-    let before = p["token_endpoint"].as_str().unwrap().to_owned();
-    p["token_endpoint"] = json!(url);
+    .await;
+    let mut p = before.clone();
+    edit(&mut p);
     for field in ["created_at", "updated_at", "source", "redirect_uri"] {
         p.as_object_mut().unwrap().remove(field);
     }
@@ -553,6 +552,12 @@ async fn set_token_endpoint(env: &Env, url: &str) -> String {
     .await;
     assert_eq!(s, 200, "{v}");
     before
+}
+
+/// Points the provider's token endpoint at `url`; returns the one it had.
+async fn set_token_endpoint(env: &Env, url: &str) -> String {
+    let before = edit_provider(env, |p| p["token_endpoint"] = json!(url)).await;
+    before["token_endpoint"].as_str().unwrap().to_owned()
 }
 
 /// Refresh that does not lock people out: the token endpoint unreachable, or answering 5xx
@@ -620,28 +625,10 @@ async fn invalid_grant_asks_to_reconnect_and_added_scopes_ask_for_consent_again(
     set_ttl(&env.idp, 3600).await;
     connect(&env).await;
     assert_eq!(me(&env, &env.alice).await.0, 200);
-    let mut p = api(
-        &env.admin,
-        &env.root,
-        "GET",
-        "/v1/oauth-providers/corp",
-        None,
-    )
-    .await
-    .1;
-    p["scopes"] = json!(["openid", "offline_access", "repo.read", "repo.write"]);
-    for field in ["created_at", "updated_at", "source", "redirect_uri"] {
-        p.as_object_mut().unwrap().remove(field);
-    }
-    let (s, v) = api(
-        &env.admin,
-        &env.root,
-        "PUT",
-        "/v1/oauth-providers/corp",
-        Some(&p.to_string()),
-    )
+    edit_provider(&env, |p| {
+        p["scopes"] = json!(["openid", "offline_access", "repo.read", "repo.write"])
+    })
     .await;
-    assert_eq!(s, 200, "{v}");
     // The change applies at once (a cached token belongs to the configuration it was asked under).
     let (s, v) = me(&env, &env.alice).await;
     assert_eq!(s, 401, "{v}");
@@ -660,17 +647,11 @@ async fn invalid_grant_asks_to_reconnect_and_added_scopes_ask_for_consent_again(
 
     // Disabled: no use and no new consent; deleted: every reference fails naming it, and its
     // grants are swept from the vault.
-    p["scopes"] = json!(["openid", "offline_access", "repo.read"]);
-    p["enabled"] = json!(false);
-    let (s, v) = api(
-        &env.admin,
-        &env.root,
-        "PUT",
-        "/v1/oauth-providers/corp",
-        Some(&p.to_string()),
-    )
+    edit_provider(&env, |p| {
+        p["scopes"] = json!(["openid", "offline_access", "repo.read"]);
+        p["enabled"] = json!(false);
+    })
     .await;
-    assert_eq!(s, 200, "{v}");
     let (s, v) = me(&env, &env.alice).await;
     assert_eq!(
         (s, &v["error"]["code"]),
