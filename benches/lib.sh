@@ -111,3 +111,16 @@ HZ=$(getconf CLK_TCK)
 
 # requests WRK_OUTPUT: wrk's total request count.
 requests() { grep -oE '^ +[0-9]+ requests in' <<<"$1" | grep -oE '[0-9]+' | head -1; }
+
+# load_provider: the load scripts' `openai` provider (the mock on $MOCK, two keys weighted 3:1
+# from LOAD_KEY_A and LOAD_KEY_B), as a YAML item of `providers:`.
+load_provider() {
+  cat <<YAML
+  - name: openai
+    kind: openai
+    base_url: http://127.0.0.1:$MOCK
+    keys:
+      - { id: a, secret_ref: "env:LOAD_KEY_A", weight: 3 }
+      - { id: b, secret_ref: "env:LOAD_KEY_B", weight: 1 }
+YAML
+}

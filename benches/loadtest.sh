@@ -65,12 +65,7 @@ listeners: { proxy: "127.0.0.1:$SLUICE", admin: "127.0.0.1:$ADMIN" }
 data_dir: $T/data
 server: { threads: $WORKERS, grace_period_seconds: 1, graceful_shutdown_timeout_seconds: 1 }
 providers:
-  - name: openai
-    kind: openai
-    base_url: http://127.0.0.1:$MOCK
-    keys:
-      - { id: a, secret_ref: "env:LOAD_KEY_A", weight: 3 }
-      - { id: b, secret_ref: "env:LOAD_KEY_B", weight: 1 }
+$(load_provider)
   - name: paced
     kind: openai
     base_url: http://127.0.0.1:$PACED

@@ -60,12 +60,7 @@ listeners: { proxy: "127.0.0.1:$SLUICE", admin: "127.0.0.1:$ADMIN" }
 data_dir: $T/data
 server: { grace_period_seconds: 1, graceful_shutdown_timeout_seconds: 1${SERVER:-} }
 providers:
-  - name: openai
-    kind: openai
-    base_url: http://127.0.0.1:$MOCK
-    keys:
-      - { id: a, secret_ref: "env:LOAD_KEY_A", weight: 3 }
-      - { id: b, secret_ref: "env:LOAD_KEY_B", weight: 1 }
+$(load_provider)
 routes:
   - { prefix: /openai, provider: openai, auth: token }
 tokens:

@@ -53,12 +53,7 @@ listeners:
 data_dir: $T/data
 server: { grace_period_seconds: 1, graceful_shutdown_timeout_seconds: 1 }
 providers:
-  - name: openai
-    kind: openai
-    base_url: http://127.0.0.1:$MOCK
-    keys:
-      - { id: a, secret_ref: "env:LOAD_KEY_A", weight: 3 }
-      - { id: b, secret_ref: "env:LOAD_KEY_B", weight: 1 }
+$(load_provider)
   - name: tls-upstream
     kind: openai
     base_url: https://127.0.0.1:$MOCK_TLS

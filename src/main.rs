@@ -335,18 +335,11 @@ fn main() -> anyhow::Result<()> {
         ),
         Command::Ca {
             command: CaCommand::Export { config },
-        } => {
-            let (wire, _) = sluice::config::read_file(&config)?;
-            let ca = sluice::server::load_ca(&wire, &config)?;
-            print!("{}", ca.pem);
-            Ok(())
-        }
-        Command::Tls {
-            command: TlsCommand::SelfSigned { out, days, names },
-        } => tls_self_signed(&out, days, &names),
-        Command::Tls {
-            command: TlsCommand::Reload { conn },
-        } => cli::tls_reload(&conn),
+        } => ca_export(&config),
+        Command::Tls { command } => match command {
+            TlsCommand::SelfSigned { out, days, names } => tls_self_signed(&out, days, &names),
+            TlsCommand::Reload { conn } => cli::tls_reload(&conn),
+        },
         Command::Openapi => {
             print!("{}", sluice::control::openapi::json());
             Ok(())
@@ -386,6 +379,14 @@ fn main() -> anyhow::Result<()> {
         }
         Command::MockUpstream(args) => mock_upstream(args),
     }
+}
+
+/// `sluice ca export`: the forward proxy's CA certificate, for clients to trust.
+fn ca_export(config: &std::path::Path) -> anyhow::Result<()> {
+    let (wire, _) = sluice::config::read_file(config)?;
+    let ca = sluice::server::load_ca(&wire, config)?;
+    print!("{}", ca.pem);
+    Ok(())
 }
 
 fn serve(config: &std::path::Path, opts: sluice::server::ServeOptions) -> anyhow::Result<()> {

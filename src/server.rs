@@ -33,6 +33,9 @@ use crate::proxy::Gateway;
 use crate::vault::Vault;
 use std::sync::Arc;
 
+mod bound;
+use bound::Bound;
+
 /// Where the dynamic resources come from besides the file.
 #[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
@@ -51,110 +54,6 @@ pub struct ServeOptions {
     /// Write the listeners' bound addresses here (JSON) once they all listen: how a caller
     /// learns the ports of listeners configured on port 0.
     pub ready_file: Option<std::path::PathBuf>,
-}
-
-/// Listener addresses as bound (a `…:0` in the file becomes the port the system chose).
-#[derive(Debug, Default, serde::Serialize)]
-struct Bound {
-    proxy: Option<String>,
-    /// The proxy listener's sockets in Pingora's fd table, one per thread with
-    /// `server.thread_per_core` (see `bind_per_thread`), else none (the address itself).
-    #[serde(skip)]
-    proxy_per_thread: Vec<String>,
-    forward: Option<String>,
-    admin: Option<String>,
-    mock: Option<String>,
-    /// Sockets bound here for Pingora's listeners on port 0, handed over in its fd table.
-    #[serde(skip)]
-    handed: Vec<(String, std::os::fd::OwnedFd)>,
-}
-
-impl Bound {
-    /// Binds a Pingora listener address itself when its port is 0 (Pingora reports no bound
-    /// port) or `always` (`--ready-file`: the file is written once every socket is bound);
-    /// otherwise Pingora binds it. Returns the address Pingora is to listen on.
-    fn pingora(&mut self, addr: &str, field: &str, always: bool) -> anyhow::Result<String> {
-        let wanted: std::net::SocketAddr = addr
-            .parse()
-            .with_context(|| format!("{field}: `{addr}` is not an IP:port address"))?;
-        if wanted.port() != 0 && !always {
-            return Ok(addr.to_owned());
-        }
-        let listener = std::net::TcpListener::bind(wanted)
-            .with_context(|| format!("{field}: cannot bind {addr}"))?;
-        listener.set_nonblocking(true)?;
-        let bound = listener.local_addr()?.to_string();
-        self.handed.push((bound.clone(), listener.into()));
-        Ok(bound)
-    }
-
-    /// `threads` sockets on `addr` with `SO_REUSEPORT` (the first chooses the port when it is
-    /// 0), handed to Pingora under `ADDR`, `ADDR#1`, `ADDR#2`…: each proxy thread's service
-    /// finds its own. Returns the bound address.
-    fn bind_per_thread(&mut self, addr: &str, threads: usize) -> anyhow::Result<String> {
-        let field = "listeners.proxy";
-        let mut wanted: std::net::SocketAddr = addr
-            .parse()
-            .with_context(|| format!("{field}: `{addr}` is not an IP:port address"))?;
-        for i in 0..threads.max(1) {
-            let socket = socket2::Socket::new(
-                socket2::Domain::for_address(wanted),
-                socket2::Type::STREAM,
-                None,
-            )?;
-            socket.set_reuse_address(true)?;
-            socket.set_reuse_port(true)?;
-            socket.set_nonblocking(true)?;
-            socket
-                .bind(&wanted.into())
-                .with_context(|| format!("{field}: cannot bind {addr}"))?;
-            socket.listen(65_535)?;
-            if i == 0 {
-                wanted = socket
-                    .local_addr()?
-                    .as_socket()
-                    .context("a TCP listener has an IP address")?;
-            }
-            let key = match i {
-                0 => wanted.to_string(),
-                _ => format!("{wanted}#{i}"),
-            };
-            self.proxy_per_thread.push(key.clone());
-            self.handed.push((key, socket.into()));
-        }
-        Ok(wanted.to_string())
-    }
-
-    /// The proxy and forward listeners (see `pingora`); the proxy's per thread (see
-    /// `bind_per_thread`) when `per_thread` is that many threads.
-    fn bind_proxies(
-        &mut self,
-        listeners: &wire::Listeners,
-        always: bool,
-        per_thread: Option<usize>,
-    ) -> anyhow::Result<()> {
-        let proxy = match per_thread {
-            Some(threads) => self.bind_per_thread(&listeners.proxy, threads)?,
-            None => self.pingora(&listeners.proxy, "listeners.proxy", always)?,
-        };
-        if proxy != listeners.proxy {
-            wire::set_bound_proxy(proxy.clone());
-        }
-        self.proxy = Some(proxy);
-        if let Some(addr) = &listeners.forward {
-            self.forward = Some(self.pingora(addr, "listeners.forward", always)?);
-        }
-        Ok(())
-    }
-
-    /// Puts the sockets bound here in Pingora's fd table, where its listeners find them.
-    fn hand_to(&mut self, server: &Server) {
-        use std::os::fd::IntoRawFd;
-        let fds = server.listen_fds();
-        for (addr, fd) in self.handed.drain(..) {
-            fds.lock().add(addr, fd.into_raw_fd());
-        }
-    }
 }
 
 /// `--ready-file`: written once the services run and the config file is watched (every
@@ -189,16 +88,11 @@ pub fn build(config_file: &Path, opts: &ServeOptions) -> anyhow::Result<Server> 
     let serves_traffic = !opts.control_plane_only;
     let mut bound = Bound::default();
     if serves_traffic {
-        let per_thread = file_config
-            .server
-            .thread_per_core
-            .unwrap_or(false)
-            .then(|| server_conf(&file_config.server).threads);
-        bound.bind_proxies(
-            &file_config.listeners,
-            opts.ready_file.is_some(),
-            per_thread,
-        )?;
+        // With `thread_per_core`, a proxy socket per thread.
+        let per_thread = file_config.server.thread_per_core.unwrap_or(false);
+        let threads = per_thread.then(|| server_conf(&file_config.server).threads);
+        let always = opts.ready_file.is_some();
+        bound.bind_proxies(&file_config.listeners, always, threads)?;
     }
     crate::private::restrict_new_files();
     crate::private::data_dir(&file_config.data_dir)?;

@@ -394,6 +394,24 @@ fn declares_url_elicitation(item: &Value) -> bool {
         && item["params"]["capabilities"]["elicitation"]["url"].is_object()
 }
 
+/// The peer of an MCP server, with its own timeouts: a tool may run for minutes and a GET
+/// stream idle for hours.
+pub(super) async fn peer(
+    server: &crate::config::McpServer,
+    retries: usize,
+) -> pingora::Result<Box<pingora::upstreams::peer::HttpPeer>> {
+    let addr = server.upstream.addr(retries).await.map_err(|e| {
+        pingora::Error::because(pingora::ErrorType::ConnectError, "MCP upstream address", e)
+            .into_up()
+    })?;
+    let mut peer = server.upstream.peer(addr);
+    peer.options.connection_timeout = Some(server.connect_timeout);
+    peer.options.total_connection_timeout = Some(server.connect_timeout * 2);
+    peer.options.read_timeout = Some(server.idle_timeout);
+    peer.options.write_timeout = Some(server.idle_timeout);
+    Ok(Box::new(peer))
+}
+
 /// Rewrites the request head for the upstream MCP endpoint.
 pub fn rewrite(upstream: &mut RequestHeader, mcp: &McpCtx) -> pingora::Result<()> {
     let server = &mcp.server;
@@ -628,7 +646,7 @@ async fn read_body(session: &mut Session) -> Option<Vec<u8>> {
 }
 
 /// A JSON answer (a JSON-RPC error, a metadata document).
-async fn write(
+pub(super) async fn write(
     session: &mut Session,
     status: u16,
     body: Value,

@@ -81,31 +81,44 @@ pub async fn enforce(session: &mut Session, m: &mut McpCtx, request_id: &str) ->
     if session.req_header().method != http::Method::POST {
         return None;
     }
-    let body = match super::fallback::keep_body(session, mcp::MAX_BODY, "MCP").await {
-        Ok(b) => b,
-        Err(e) => {
-            let status = match e.etype() {
-                pingora::ErrorType::HTTPStatus(s) => *s,
-                _ => 400,
-            };
-            m.decision = Some("refused");
+    let checked = check(session, m, policy).await;
+    m.decision = Some(match checked {
+        Ok(None) => "allowed",
+        Ok(Some(_)) | Err(_) => "refused",
+    });
+    match checked {
+        Ok(None) => None,
+        Ok(Some(answer)) => Some(mcp::write(session, 200, answer, &[], request_id).await),
+        Err(status) => {
             let message = match status {
                 413 => format!("the request body is larger than {} bytes", mcp::MAX_BODY),
                 _ => "the request body could not be read".to_owned(),
             };
             mcp::write_rpc_error(session, status, &message, request_id).await;
-            return Some(status);
+            Some(status)
         }
-    };
+    }
+}
+
+/// Reads the body whole (kept for upstream and the audit record) and judges it: `Ok(None)` when
+/// it may go on (its list requests noted in `m.lists`), `Ok(Some(answer))` when Sluice answers
+/// it, `Err(status)` when it could not be read.
+async fn check(
+    session: &mut Session,
+    m: &mut McpCtx,
+    policy: Applied,
+) -> Result<Option<Value>, u16> {
+    let body = super::fallback::keep_body(session, mcp::MAX_BODY, "MCP")
+        .await
+        .map_err(|e| match e.etype() {
+            pingora::ErrorType::HTTPStatus(s) => *s,
+            _ => 400,
+        })?;
     m.keep_for_audit(&body);
     m.body_kept = true;
-    let parsed: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(_) => {
-            m.decision = Some("refused");
-            let answer = mcp::rpc_error(Value::Null, PARSE_ERROR, "the body is not JSON", None);
-            return Some(write(session, answer, request_id).await);
-        }
+    let Ok(parsed) = serde_json::from_slice::<Value>(&body) else {
+        let answer = mcp::rpc_error(Value::Null, PARSE_ERROR, "the body is not JSON", None);
+        return Ok(Some(answer));
     };
     let (batch, items) = match &parsed {
         Value::Array(items) => (true, items.as_slice()),
@@ -116,23 +129,34 @@ pub async fn enforce(session: &mut Session, m: &mut McpCtx, request_id: &str) ->
         .enumerate()
         .filter_map(|(i, item)| refusal(&policy, item).map(|(k, n)| (i, k, n)))
         .collect();
-    if refused.is_empty() {
-        let pending = match pending_lists(items) {
-            Ok(p) => p,
-            Err(message) => {
-                m.decision = Some("refused");
-                let answer = mcp::rpc_error(Value::Null, INVALID_REQUEST, message, None);
-                return Some(write(session, answer, request_id).await);
-            }
-        };
-        m.decision = Some("allowed");
-        if !pending.is_empty() {
-            m.lists = Some(Box::new(ListFilter::new(policy, pending)));
-        }
-        return None;
+    if !refused.is_empty() {
+        return Ok(Some(refusal_answer(items, &refused, &m.server.name, batch)));
     }
-    m.decision = Some("refused");
-    let server = m.server.name.clone();
+    match pending_lists(items) {
+        Err(message) => Ok(Some(mcp::rpc_error(
+            Value::Null,
+            INVALID_REQUEST,
+            message,
+            None,
+        ))),
+        Ok(pending) => {
+            if !pending.is_empty() {
+                m.lists = Some(Box::new(ListFilter::new(policy, pending)));
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// The answer to a message or batch holding refused calls (`refused`: their index, kind and
+/// name): an error naming each, and for the batch's other requests an error saying they were
+/// not run.
+fn refusal_answer(
+    items: &[Value],
+    refused: &[(usize, Kind, String)],
+    server: &str,
+    batch: bool,
+) -> Value {
     let mut answers: Vec<Value> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let Some(id) = item.get("id").filter(|_| item.get("method").is_some()) else {
@@ -156,7 +180,7 @@ pub async fn enforce(session: &mut Session, m: &mut McpCtx, request_id: &str) ->
         };
         answers.push(answer);
     }
-    let answer = match (batch, answers.len()) {
+    match (batch, answers.len()) {
         (true, _) => Value::Array(answers),
         (false, 1) => answers.remove(0),
         // A lone refused notification: no id to answer with.
@@ -166,8 +190,7 @@ pub async fn enforce(session: &mut Session, m: &mut McpCtx, request_id: &str) ->
             "refused by Sluice's policy",
             None,
         ),
-    };
-    Some(write(session, answer, request_id).await)
+    }
 }
 
 /// The list requests of a message or batch, by the id their answers will carry. Refused (the
@@ -199,16 +222,6 @@ fn pending_lists(items: &[Value]) -> Result<Vec<Pending>, &'static str> {
         }
     }
     Ok(pending)
-}
-
-async fn write(session: &mut Session, answer: Value, request_id: &str) -> u16 {
-    let page = super::respond::Page {
-        status: 200,
-        content_type: "application/json",
-        body: answer.to_string(),
-        headers: Vec::new(),
-    };
-    super::respond::write_page(session, page, request_id).await
 }
 
 /// A request id as JSON-RPC peers compare it: `1`, `1.0` and `1e0` are one id (a JavaScript

@@ -58,7 +58,7 @@ pub async fn take(
     let mut head = session.req_header().clone();
     mcp::rewrite(&mut head, mcp)?;
     head.insert_header(http::header::CONNECTION, "close")?;
-    let peer = super::reverse::mcp_peer(&mcp.server, ctx.retries).await?;
+    let peer = super::mcp::peer(&mcp.server, ctx.retries).await?;
     // Marked as the upstream's failure, as Pingora does: the answer is a 502, not a 500.
     let mut upstream = connector
         .new_stream(&*peer)

@@ -157,7 +157,7 @@ impl ProxyHttp for Gateway {
             return Ok(Box::new(HttpPeer::new(addr, false, dest.host.clone())));
         }
         if let Some(m) = ctx.mcp() {
-            return mcp_peer(&m.server, ctx.retries).await;
+            return mcp::peer(&m.server, ctx.retries).await;
         }
         let snap = ctx.snap.clone();
         let hop = ctx.fallback().map_or(0, |f| f.hop);
@@ -612,23 +612,6 @@ impl Gateway {
             }
         }
     }
-}
-
-/// The peer of an MCP server, with its own timeouts: a tool may run for minutes and a GET
-/// stream idle for hours.
-pub(super) async fn mcp_peer(
-    server: &crate::config::McpServer,
-    retries: usize,
-) -> Result<Box<HttpPeer>> {
-    let addr = server.upstream.addr(retries).await.map_err(|e| {
-        Error::because(ErrorType::ConnectError, "MCP upstream address", e).into_up()
-    })?;
-    let mut peer = server.upstream.peer(addr);
-    peer.options.connection_timeout = Some(server.connect_timeout);
-    peer.options.total_connection_timeout = Some(server.connect_timeout * 2);
-    peer.options.read_timeout = Some(server.idle_timeout);
-    peer.options.write_timeout = Some(server.idle_timeout);
-    Ok(Box::new(peer))
 }
 
 /// Replaces the token limits' reservation with the usage the answer reported. An answer that

@@ -12,19 +12,7 @@ const KEYS: [(&str, &str); 2] = [
 ];
 
 fn config(mock: &Mock) -> String {
-    format!(
-        r#"audit:
-  sink: file
-providers:
-  - {{ name: azure, kind: azure-openai, base_url: "{url}", keys: [{{ id: z1, secret_ref: "env:KEY_Z1" }}, {{ id: z2, secret_ref: "env:KEY_Z2" }}] }}
-routes:
-  - {{ prefix: /azure, provider: azure, auth: token }}
-tokens:
-  - {sha}
-"#,
-        url = mock.url(),
-        sha = tok().record
-    )
+    two_key_config(mock, "azure-openai", "azure", 'z')
 }
 
 #[tokio::test]

@@ -1094,3 +1094,23 @@ pub async fn until_metric(sluice: &Sluice, sample: &str, want: f64) {
     }
     panic!("{sample} never became {want}");
 }
+
+/// A config with one provider of `kind` named `name` over `mock`, with a pool of two keys
+/// (`{p}1`, `{p}2`, from the variables `KEY_{P}1`, `KEY_{P}2`), routed at `/{name}` for the test
+/// token, audited to a file.
+pub fn two_key_config(mock: &Mock, kind: &str, name: &str, p: char) -> String {
+    let up = p.to_ascii_uppercase();
+    format!(
+        r#"audit:
+  sink: file
+providers:
+  - {{ name: {name}, kind: {kind}, base_url: "{url}", keys: [{{ id: {p}1, secret_ref: "env:KEY_{up}1" }}, {{ id: {p}2, secret_ref: "env:KEY_{up}2" }}] }}
+routes:
+  - {{ prefix: /{name}, provider: {name}, auth: token }}
+tokens:
+  - {sha}
+"#,
+        url = mock.url(),
+        sha = tok().record
+    )
+}

@@ -13,19 +13,7 @@ const KEYS: [(&str, &str); 2] = [
 ];
 
 fn config(mock: &Mock) -> String {
-    format!(
-        r#"audit:
-  sink: file
-providers:
-  - {{ name: gemini, kind: gemini, base_url: "{url}", keys: [{{ id: g1, secret_ref: "env:KEY_G1" }}, {{ id: g2, secret_ref: "env:KEY_G2" }}] }}
-routes:
-  - {{ prefix: /gemini, provider: gemini, auth: token }}
-tokens:
-  - {sha}
-"#,
-        url = mock.url(),
-        sha = tok().record
-    )
+    two_key_config(mock, "gemini", "gemini", 'g')
 }
 
 #[tokio::test]
@@ -53,20 +41,12 @@ async fn the_google_genai_sdk_through_sluice() {
     );
 
     // Usage and the model (named in the path) are recorded, streamed or not.
-    let records = || {
-        let path = sluice.dir.path().join("data/audit.jsonl");
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|r| r["provider"] == "gemini")
-            .collect::<Vec<_>>()
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while records().len() < 2 {
-        assert!(std::time::Instant::now() < deadline, "no audit records");
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    for r in records() {
+    for stream in [false, true] {
+        let r = wait_audit(&sluice, |r| {
+            r["provider"] == "gemini" && r["stream"] == stream
+        })
+        .await
+        .expect("an audit record");
         assert_eq!(r["model"], "gemini-mock", "{r}");
         assert_eq!(r["usage"]["output"], 8, "{r}");
         assert!(r["usage"]["input"].as_u64().unwrap() > 0, "{r}");

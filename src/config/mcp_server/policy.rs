@@ -179,9 +179,20 @@ impl Policy {
             .enumerate()
             .filter(|(_, r)| r.applies(principal))
             .fold(0u64, |set, (i, _)| set | (1 << i));
+        // A kind is governed by an allow list for it, or a deny of it that applies.
+        let governs = Kind::ALL.map(|k| {
+            let k = k.index();
+            self.restricted[k]
+                || self
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .any(|(i, r)| rules & (1 << i) != 0 && !r.deny[k].is_empty())
+        });
         Applied {
             policy: self.clone(),
             rules,
+            governs,
         }
     }
 }
@@ -191,27 +202,16 @@ impl Policy {
 pub struct Applied {
     policy: Arc<Policy>,
     rules: u64,
+    /// Per kind: the policy decides anything about it for this principal.
+    governs: [bool; 3],
 }
 
 impl Applied {
-    /// Whether the policy decides anything about `kind` for this principal (an allow list for
-    /// it, or a deny that applies).
-    pub fn governs(&self, kind: Kind) -> bool {
-        let k = kind.index();
-        self.policy.restricted[k]
-            || self
-                .policy
-                .rules
-                .iter()
-                .enumerate()
-                .any(|(i, r)| self.rules & (1 << i) != 0 && !r.deny[k].is_empty())
-    }
-
     /// Whether this principal may see and use `name` (a tool or prompt name, a resource URI).
     /// A resource URI is matched as written: one that is not in its canonical form (see
     /// [`canonical_uri`]) is never permitted where the policy governs resources.
     pub fn permits(&self, kind: Kind, name: &str) -> bool {
-        if kind == Kind::Resource && self.governs(kind) && !canonical_uri(name) {
+        if kind == Kind::Resource && self.governs[kind.index()] && !canonical_uri(name) {
             return false;
         }
         let k = kind.index();
