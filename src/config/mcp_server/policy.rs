@@ -141,6 +141,18 @@ impl Policy {
             if r.allow.is_empty() && r.deny.is_empty() {
                 bad(here.clone(), "a rule allows or denies something".into());
             }
+            for (field, value) in [
+                ("scope", &r.scope),
+                ("owner", &r.owner),
+                ("principal", &r.principal),
+            ] {
+                if value
+                    .as_ref()
+                    .is_some_and(|v| v.is_empty() || v.len() > 1024)
+                {
+                    bad(format!("{here}.{field}"), "1 to 1024 characters".into());
+                }
+            }
             let mut globs = |lists: &Lists, which: &str| {
                 Kind::ALL.map(|k| {
                     let list = lists.of(k);
@@ -352,6 +364,17 @@ mod tests {
         let wire = vec![WireRule::default()];
         Policy::build(&wire, "p", &mut |f, m| errors.push(format!("{f}: {m}")));
         assert_eq!(errors, ["p[0]: a rule allows or denies something"]);
+        let mut errors = Vec::new();
+        let long = vec![WireRule {
+            principal: Some("x".repeat(1025)),
+            deny: Lists {
+                tools: vec!["*".into()],
+                ..Lists::default()
+            },
+            ..WireRule::default()
+        }];
+        Policy::build(&long, "p", &mut |f, m| errors.push(format!("{f}: {m}")));
+        assert_eq!(errors, ["p[0].principal: 1 to 1024 characters"]);
         let many = vec![
             WireRule {
                 allow: Lists {
