@@ -53,6 +53,8 @@ mod reverse;
 mod sdk;
 #[path = "integration/security.rs"]
 mod security;
+#[path = "integration/signin.rs"]
+mod signin;
 #[path = "integration/tokens.rs"]
 mod tokens;
 #[path = "integration/vault.rs"]

@@ -23,6 +23,10 @@ use crate::metrics::METRICS;
 /// may take it), and its tokens' principals are apps.
 pub const BUILTIN_ISSUER: &str = "sluice";
 
+/// The claim of Sluice's tokens for a signed-in person that names the issuer they signed in
+/// at (the `issuers:` name): their principal is then `jwt:{that issuer}:{sub}`.
+pub const SIGNED_IN_AT: &str = "sluice_idp";
+
 /// Verified tokens kept at most (each a few hundred bytes).
 const CACHE_CAPACITY: u64 = 100_000;
 
@@ -94,13 +98,23 @@ fn principal_of(
         .filter(|s| !s.is_empty())
         .ok_or(AuthFailure::MissingClaim)?
         .to_owned();
-    let identity = if issuer.name == BUILTIN_ISSUER {
+    let builtin = issuer.name == BUILTIN_ISSUER;
+    let identity = if builtin {
         let client_id = claims["client_id"]
             .as_str()
             .ok_or(AuthFailure::MissingClaim)?;
-        Identity::App {
-            client_id: client_id.to_owned(),
-            subject: subject.clone(),
+        match claims[SIGNED_IN_AT].as_str() {
+            // A person signed in at a trusted issuer through Sluice's authorization endpoint:
+            // the same principal as that issuer's own tokens for them.
+            Some(at) if at != BUILTIN_ISSUER && super::valid_principal_name(at) => Identity::Jwt {
+                issuer: at.to_owned(),
+                subject: subject.clone(),
+            },
+            Some(_) => return Err(AuthFailure::MissingClaim),
+            None => Identity::App {
+                client_id: client_id.to_owned(),
+                subject: subject.clone(),
+            },
         }
     } else {
         Identity::Jwt {
@@ -111,6 +125,7 @@ fn principal_of(
     Ok(Principal {
         scopes: scopes(&claims),
         issuer: Some(idx),
+        audience_bound: builtin,
         claims,
         ..Principal::new(CredentialKind::Jwt, identity, subject)
     })
@@ -172,39 +187,13 @@ impl JwtVerifier {
             Err(digest) => digest,
         };
         CACHE_MISS.inc();
-        let pre = preparse(token).map_err(|e| match e {
-            PreparseError::Malformed => AuthFailure::Malformed,
-            PreparseError::AlgNone => AuthFailure::UnsupportedAlgorithm,
-            PreparseError::MissingIssuer => AuthFailure::MissingClaim,
-        })?;
+        let pre = preparse(token).map_err(preparse_failure)?;
         let idx = *self
             .by_iss
             .get(pre.iss.as_str())
             .ok_or(AuthFailure::UnknownIssuer)?;
         let issuer = &self.issuers[idx];
-        let (alg, validation) = issuer
-            .validations
-            .iter()
-            .find(|(a, _)| alg_name(*a) == pre.alg)
-            .ok_or(AuthFailure::UnsupportedAlgorithm)?;
-        let mut generation = issuer.keys.generation();
-        let key = match issuer.keys.find(pre.kid.as_deref(), *alg) {
-            Lookup::Found(key) => key,
-            Lookup::Incompatible => return Err(AuthFailure::UnsupportedAlgorithm),
-            Lookup::Missing => {
-                // One refetch per issuer at a time, at most every few seconds: a burst of
-                // made-up kids cannot turn into a burst of fetches.
-                if !issuer.keys.refetch_for_unknown_key().await {
-                    return Err(AuthFailure::UnknownKey);
-                }
-                generation = issuer.keys.generation();
-                match issuer.keys.find(pre.kid.as_deref(), *alg) {
-                    Lookup::Found(key) => key,
-                    Lookup::Incompatible => return Err(AuthFailure::UnsupportedAlgorithm),
-                    Lookup::Missing => return Err(AuthFailure::UnknownKey),
-                }
-            }
-        };
+        let (alg, validation, key, generation) = issuer_key(issuer, &pre).await?;
         let data = jsonwebtoken::decode::<serde_json::Value>(token, &key.key, validation)
             .map_err(map_error)?;
         let claims = data.claims;
@@ -216,12 +205,77 @@ impl JwtVerifier {
                 principal: principal.clone(),
                 expires_at,
                 kid: pre.kid.as_deref().map(Arc::from),
-                alg: *alg,
+                alg,
                 generation,
             },
         );
         Ok(principal)
     }
+}
+
+impl JwtVerifier {
+    /// An OpenID Connect ID token of the issuer at `index` for the client `client_id`: its
+    /// signature (the issuer's keys and algorithms), `iss`, `aud` and expiry. Never cached, and
+    /// never a principal by itself (the caller checks its nonce).
+    pub async fn verify_id_token(
+        &self,
+        index: usize,
+        token: &str,
+        client_id: &str,
+        _now_unix: u64,
+    ) -> Result<serde_json::Value, AuthFailure> {
+        let issuer = self.issuers.get(index).ok_or(AuthFailure::UnknownIssuer)?;
+        let pre = preparse(token).map_err(preparse_failure)?;
+        if pre.iss != issuer.issuer {
+            return Err(AuthFailure::UnknownIssuer);
+        }
+        let (_, validation, key, _) = issuer_key(issuer, &pre).await?;
+        let mut validation = validation.clone();
+        validation.set_audience(&[client_id]);
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key.key, &validation)
+            .map_err(map_error)?;
+        Ok(data.claims)
+    }
+}
+
+fn preparse_failure(e: PreparseError) -> AuthFailure {
+    match e {
+        PreparseError::Malformed => AuthFailure::Malformed,
+        PreparseError::AlgNone => AuthFailure::UnsupportedAlgorithm,
+        PreparseError::MissingIssuer => AuthFailure::MissingClaim,
+    }
+}
+
+/// The issuer's validation for the token's `alg` and the key its `kid` names (fetching the
+/// issuer's keys again, within limits, for a key not seen yet), with the key set's generation.
+async fn issuer_key<'a>(
+    issuer: &'a TrustedIssuer,
+    pre: &PreParsed,
+) -> Result<(Algorithm, &'a Validation, Arc<super::jwks::KeyEntry>, u64), AuthFailure> {
+    let (alg, validation) = issuer
+        .validations
+        .iter()
+        .find(|(a, _)| alg_name(*a) == pre.alg)
+        .ok_or(AuthFailure::UnsupportedAlgorithm)?;
+    let mut generation = issuer.keys.generation();
+    let key = match issuer.keys.find(pre.kid.as_deref(), *alg) {
+        Lookup::Found(key) => key,
+        Lookup::Incompatible => return Err(AuthFailure::UnsupportedAlgorithm),
+        Lookup::Missing => {
+            // One refetch per issuer at a time, at most every few seconds: a burst of
+            // made-up kids cannot turn into a burst of fetches.
+            if !issuer.keys.refetch_for_unknown_key().await {
+                return Err(AuthFailure::UnknownKey);
+            }
+            generation = issuer.keys.generation();
+            match issuer.keys.find(pre.kid.as_deref(), *alg) {
+                Lookup::Found(key) => key,
+                Lookup::Incompatible => return Err(AuthFailure::UnsupportedAlgorithm),
+                Lookup::Missing => return Err(AuthFailure::UnknownKey),
+            }
+        }
+    };
+    Ok((*alg, validation, key, generation))
 }
 
 /// `scope` (space-separated string) or `scp` (array or string).

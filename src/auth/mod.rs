@@ -208,6 +208,9 @@ pub struct Principal {
     pub issuer: Option<usize>,
     /// A JWT's claims (for `required_claims`); `Null` otherwise.
     pub claims: serde_json::Value,
+    /// A token of Sluice's own issuer (an app's, or a person's signed in through Sluice's
+    /// authorization endpoint): a credential for its audience only.
+    pub audience_bound: bool,
 }
 
 impl Principal {
@@ -224,6 +227,7 @@ impl Principal {
             scopes: Vec::new(),
             issuer: None,
             claims: serde_json::Value::Null,
+            audience_bound: false,
         }
     }
 
@@ -464,7 +468,7 @@ pub fn authorize(principal: &Principal, access: &Access) -> Result<(), GatewayEr
     }
     // A token of Sluice's own issuer is a credential for its audience only: never a general
     // gateway credential, whatever the route's `auth` and `issuers` say.
-    if principal.app().is_some() {
+    if principal.audience_bound {
         let named = access
             .app_audience
             .as_deref()

@@ -28,7 +28,7 @@ pub use mcp_server::McpServer;
 pub use oauth_provider::OAuthProvider;
 pub use provider::{Provider, ProviderKey};
 pub use route::Route;
-pub use snapshot::{BuildContext, Snapshot};
+pub use snapshot::{revoked_client_key, BuildContext, Snapshot};
 pub use store::ConfigStore;
 pub use wire::{AuthPolicy, CredentialMode, ProviderKind};
 

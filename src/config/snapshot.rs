@@ -50,6 +50,8 @@ pub struct Snapshot {
     pub live_apps: std::collections::HashSet<String>,
     /// Index of Sluice's own issuer among `jwt.issuers`.
     pub builtin_issuer: Option<usize>,
+    /// The issuer people sign in at (Sluice as the authorization server of its MCP servers).
+    pub sign_in: Option<super::issuer::SignIn>,
     /// `jti`s of the built-in issuer's tokens revoked before they expire.
     pub revoked_tokens: std::collections::HashSet<String>,
     /// The algorithm and rotation of the built-in issuer's keys (applied by the control plane).
@@ -155,6 +157,7 @@ impl Snapshot {
             builtin_jwks: serde_json::json!({ "keys": [] }),
             live_apps: Default::default(),
             builtin_issuer: None,
+            sign_in: None,
             revoked_tokens: Default::default(),
             signing: wire::BuiltinIssuer::default(),
             control_revision: 0,
@@ -166,14 +169,30 @@ impl Snapshot {
 
     /// A token of Sluice's issuer that was revoked (RFC 7009) or whose app was deleted: refused
     /// from the revision that says so on. Test tokens belong to no app.
+    ///
+    /// A signed-in person's token is refused as well once its client was revoked or sign-in
+    /// at its issuer is no longer configured.
     pub fn app_token_revoked(&self, principal: &crate::auth::Principal) -> bool {
-        let Some(client_id) = principal.app() else {
+        if !principal.audience_bound {
             return false;
-        };
-        (client_id != super::agent::TEST_CLIENT && !self.live_apps.contains(client_id))
-            || principal.claims["jti"]
-                .as_str()
-                .is_some_and(|j| self.revoked_tokens.contains(j))
+        }
+        let jti_revoked = principal.claims["jti"]
+            .as_str()
+            .is_some_and(|j| self.revoked_tokens.contains(j));
+        match (&principal.identity, principal.app()) {
+            (_, Some(client_id)) => {
+                jti_revoked
+                    || (client_id != super::agent::TEST_CLIENT
+                        && !self.live_apps.contains(client_id))
+            }
+            (crate::auth::Identity::Jwt { issuer, .. }, None) => {
+                let client = principal.claims["client_id"].as_str().unwrap_or_default();
+                jti_revoked
+                    || self.revoked_tokens.contains(&revoked_client_key(client))
+                    || self.sign_in.as_ref().is_none_or(|s| s.issuer != *issuer)
+            }
+            _ => true,
+        }
     }
 
     /// The route of an enabled agent environment.
@@ -228,7 +247,8 @@ impl Snapshot {
             // OAuth providers, MCP servers and the public URL: `gateway_resources`.
             oauth_providers: _,
             mcp_servers: _,
-            agents,
+            // Agents: `build_routes` and `build_issuers`.
+            agents: _,
             builtin_issuer,
             public_base_url: _,
             limits: _,
@@ -246,7 +266,7 @@ impl Snapshot {
         let built = provider::build_all(providers, base, ctx, &mut errors, &mut warnings);
         let base_url = config.public_base_url();
         let (jwt, builtin_idx, builtin_jwks) =
-            build_issuers(issuers, agents, signing_keys, &base_url, ctx, &mut errors);
+            build_issuers(config, signing_keys, &base_url, ctx, &mut errors);
         let (built_routes, forward) = build_routes(
             config,
             (&built, &jwt, builtin_idx, &base_url),
@@ -256,6 +276,7 @@ impl Snapshot {
         let built_tokens = token::build_all(tokens, owners, ctx, &mut errors);
         let (oauth_providers, mcp_servers) =
             gateway_resources(config, &built, &base_url, &mut errors, &mut warnings);
+        let sign_in = issuer::sign_in(issuers, &oauth_providers, &jwt, &mut errors);
         no_credential_can_pass(routes, tokens, issuers, &mut warnings);
         check_controls(config, &built_routes, &mut errors);
 
@@ -278,6 +299,7 @@ impl Snapshot {
             builtin_jwks,
             live_apps: live_apps.iter().cloned().collect(),
             builtin_issuer: builtin_idx,
+            sign_in,
             revoked_tokens: revoked_tokens.iter().cloned().collect(),
             signing: *builtin_issuer,
             control_revision: ctx.control_revision,
@@ -356,18 +378,25 @@ fn gateway_resources(
 /// The trusted issuers, Sluice's own last (once the control plane has made a signing key) with
 /// its index, and its keys as a JWKS document.
 fn build_issuers(
-    issuers: &[wire::Issuer],
-    agents: &[wire::Agent],
+    config: &wire::Config,
     signing_keys: &[serde_json::Value],
     base_url: &str,
     ctx: &BuildContext,
     errors: &mut Vec<ConfigError>,
 ) -> (JwtVerifier, Option<usize>, serde_json::Value) {
     let jwks = serde_json::json!({ "keys": signing_keys });
-    let audiences = agents::oauth_audiences(agents, base_url);
+    // Agent environments taking app tokens, and MCP servers taking the tokens of people
+    // signed in through Sluice's authorization endpoint (each token names one of them).
+    let mut audiences = agents::oauth_audiences(&config.agents, base_url);
+    audiences.extend(
+        config
+            .mcp_servers
+            .iter()
+            .map(|s| mcp_server::resource_of(base_url, &s.name)),
+    );
     let builtin = issuer::builtin(base_url, &jwks, &audiences);
     let has_builtin = builtin.is_some();
-    let jwt = issuer::build_all(issuers, ctx, builtin, errors);
+    let jwt = issuer::build_all(&config.issuers, ctx, builtin, errors);
     let index = has_builtin.then(|| jwt.issuers.len() - 1);
     (jwt, index, jwks)
 }
@@ -594,3 +623,8 @@ fn check_listeners(listeners: &wire::Listeners, errors: &mut Vec<ConfigError>) {
 
 #[cfg(test)]
 mod tests;
+
+/// The entry of `revoked_tokens` that refuses every token of a registered OAuth client.
+pub fn revoked_client_key(client_id: &str) -> String {
+    format!("client:{client_id}")
+}

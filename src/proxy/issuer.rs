@@ -8,6 +8,7 @@ use pingora_proxy::Session;
 use serde_json::{json, Value};
 
 use super::respond::{write_page, Page};
+use super::signin::json_page;
 use crate::config::Snapshot;
 use crate::vault::{Answer, Failure, Request, Vault};
 
@@ -16,11 +17,7 @@ pub const JWKS_PATH: &str = "/oauth2/jwks";
 pub const TOKEN_PATH: &str = "/oauth2/token";
 pub const INTROSPECT_PATH: &str = "/oauth2/introspect";
 pub const REVOKE_PATH: &str = "/oauth2/revoke";
-/// Published because OAuth clients (the MCP SDK among them) require an `authorization_endpoint`
-/// in the metadata; Sluice's issuer grants client credentials only, so it answers every request
-/// with `unsupported_response_type` (RFC 6749 §4.1.2.1, without a redirect: no client has a
-/// redirect URI).
-pub const AUTHORIZE_PATH: &str = "/oauth2/authorize";
+pub const AUTHORIZE_PATH: &str = super::signin::AUTHORIZE_PATH;
 /// RFC 8414 metadata, and the same document where OpenID clients look.
 pub const METADATA_PATHS: [&str; 2] = [
     "/.well-known/oauth-authorization-server",
@@ -40,9 +37,8 @@ pub async fn metadata(session: &mut Session, snap: &Snapshot, request_id: &str) 
         .collect();
     algs.sort_unstable();
     algs.dedup();
-    let doc = json!({
+    let mut doc = json!({
         "issuer": base,
-        "authorization_endpoint": format!("{base}{AUTHORIZE_PATH}"),
         "token_endpoint": format!("{base}{TOKEN_PATH}"),
         "jwks_uri": format!("{base}{JWKS_PATH}"),
         "introspection_endpoint": format!("{base}{INTROSPECT_PATH}"),
@@ -57,11 +53,47 @@ pub async fn metadata(session: &mut Session, snap: &Snapshot, request_id: &str) 
         "id_token_signing_alg_values_supported": algs,
         "subject_types_supported": ["public"],
     });
+    // OAuth clients (the MCP SDK among them) require an `authorization_endpoint`: without
+    // sign-in it answers every request with an error page.
+    doc["authorization_endpoint"] = format!("{base}{AUTHORIZE_PATH}").into();
+    if snap.sign_in.is_some() {
+        // Sluice as the authorization server of its MCP servers: public clients registered
+        // dynamically or by metadata document, the code grant with PKCE S256.
+        let mut scopes: Vec<&str> = snap
+            .mcp_servers
+            .values()
+            .flat_map(|s| s.access.scopes.iter().map(String::as_str))
+            .chain(["offline_access"])
+            .collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        let public = ["client_secret_basic", "client_secret_post", "none"];
+        doc["registration_endpoint"] = format!("{base}{}", super::signin::REGISTER_PATH).into();
+        doc["response_types_supported"] = json!(["code"]);
+        doc["response_modes_supported"] = json!(["query"]);
+        doc["grant_types_supported"] =
+            json!(["authorization_code", "refresh_token", "client_credentials"]);
+        doc["code_challenge_methods_supported"] = json!(["S256"]);
+        doc["token_endpoint_auth_methods_supported"] = json!(public);
+        doc["revocation_endpoint_auth_methods_supported"] = json!(public);
+        doc["client_id_metadata_document_supported"] = true.into();
+        doc["authorization_response_iss_parameter_supported"] = true.into();
+        doc["scopes_supported"] = json!(scopes);
+    }
     write_page(session, json_page(200, &doc, Vec::new()), request_id).await
 }
 
 /// Answers a request under `/oauth2/`; returns the status written.
-pub async fn serve(session: &mut Session, snap: &Snapshot, vault: &Vault, request_id: &str) -> u16 {
+pub async fn serve(
+    session: &mut Session,
+    snap: &Snapshot,
+    vault: &Vault,
+    client: Option<std::net::IpAddr>,
+    request_id: &str,
+) -> u16 {
+    if let Some(status) = super::signin::serve(session, snap, vault, client, request_id).await {
+        return status;
+    }
     let path = session.req_header().uri.path().to_owned();
     let post = session.req_header().method == http::Method::POST;
     let answer = match path.as_str() {
@@ -77,16 +109,7 @@ pub async fn serve(session: &mut Session, snap: &Snapshot, vault: &Vault, reques
         };
         return write_page(session, page, request_id).await;
     }
-    let page = if path == AUTHORIZE_PATH {
-        json_page(
-            400,
-            &json!({
-                "error": "unsupported_response_type",
-                "error_description": "Sluice's issuer grants client_credentials only: use the token endpoint",
-            }),
-            Vec::new(),
-        )
-    } else if path == JWKS_PATH && session.req_header().method == http::Method::GET {
+    let page = if path == JWKS_PATH && session.req_header().method == http::Method::GET {
         Page {
             status: 200,
             content_type: "application/jwk-set+json",
@@ -102,15 +125,6 @@ pub async fn serve(session: &mut Session, snap: &Snapshot, vault: &Vault, reques
         }
     };
     write_page(session, page, request_id).await
-}
-
-fn json_page(status: u16, body: &Value, headers: Vec<(&'static str, String)>) -> Page {
-    Page {
-        status,
-        content_type: "application/json",
-        body: body.to_string(),
-        headers,
-    }
 }
 
 /// An RFC 6749 §5.2 error answer (`invalid_client` with its challenge).
@@ -147,10 +161,20 @@ fn invalid_request(description: &str) -> Failure {
 struct ClientForm {
     client_id: String,
     client_secret: String,
-    form: std::collections::HashMap<String, String>,
+    form: std::collections::BTreeMap<String, String>,
 }
 
-async fn client_form(session: &mut Session) -> Result<ClientForm, Failure> {
+/// A token endpoint form: the client's `Basic` credentials if any, and the parameters (none
+/// repeated).
+async fn read_form(
+    session: &mut Session,
+) -> Result<
+    (
+        Option<(String, String)>,
+        std::collections::BTreeMap<String, String>,
+    ),
+    Failure,
+> {
     let basic = basic_credentials(session.req_header())?;
     let mut body = Vec::new();
     loop {
@@ -165,12 +189,28 @@ async fn client_form(session: &mut Session) -> Result<ClientForm, Failure> {
             Err(_) => return Err(invalid_request("the request body could not be read")),
         }
     }
-    let mut form = std::collections::HashMap::new();
+    let mut form = std::collections::BTreeMap::new();
     for (k, v) in url::form_urlencoded::parse(&body) {
         if form.insert(k.into_owned(), v.into_owned()).is_some() {
             return Err(invalid_request("a parameter is repeated"));
         }
     }
+    Ok((basic, form))
+}
+
+/// A public client (a signed-in person's MCP client): a `client_id` and no secret at all.
+fn public_client(
+    basic: &Option<(String, String)>,
+    form: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    basic.is_none() && form.contains_key("client_id") && !form.contains_key("client_secret")
+}
+
+/// The confidential client's credentials, taken out of the form.
+fn client_form(
+    basic: Option<(String, String)>,
+    mut form: std::collections::BTreeMap<String, String>,
+) -> Result<ClientForm, Failure> {
     let posted = (form.remove("client_id"), form.remove("client_secret"));
     let (client_id, client_secret) = match (basic, posted) {
         (Some(_), (_, Some(_))) => {
@@ -193,19 +233,38 @@ async fn client_form(session: &mut Session) -> Result<ClientForm, Failure> {
     })
 }
 
-/// The token request (RFC 6749 §4.4): `grant_type=client_credentials`, `scope`, `resource`.
+/// The token request: `client_credentials` for apps (RFC 6749 §4.4); `authorization_code` and
+/// `refresh_token` for signed-in people's public clients.
 async fn token(session: &mut Session, vault: &Vault) -> Result<Value, Failure> {
+    let (basic, form) = read_form(session).await?;
+    if public_client(&basic, &form) {
+        return match vault.ask(Request::UserToken { form }).await? {
+            Answer::UserTokens {
+                access_token,
+                expires_in,
+                scope,
+                refresh_token,
+            } => Ok(json!({
+                "access_token": access_token,
+                "token_type": "Bearer",
+                "expires_in": expires_in,
+                "scope": scope,
+                "refresh_token": refresh_token,
+            })),
+            _ => Err(Failure::unavailable("unexpected answer")),
+        };
+    }
     let ClientForm {
         client_id,
         client_secret,
         mut form,
-    } = client_form(session).await?;
+    } = client_form(basic, form)?;
     match form.get("grant_type").map(String::as_str) {
         Some("client_credentials") => {}
         Some(_) => {
             return Err(Failure::OAuth {
                 error: "unsupported_grant_type".into(),
-                description: "only client_credentials".into(),
+                description: "apps use client_credentials".into(),
                 status: 400,
             })
         }
@@ -232,13 +291,25 @@ async fn token(session: &mut Session, vault: &Vault) -> Result<Value, Failure> {
     }
 }
 
-/// Introspection (RFC 7662) and revocation (RFC 7009): `token` from an authenticated app.
+/// Introspection (RFC 7662, apps only) and revocation (RFC 7009: an app's token, or a public
+/// client's refresh or access token).
 async fn about_token(session: &mut Session, vault: &Vault, revoke: bool) -> Result<Value, Failure> {
+    let (basic, mut form) = read_form(session).await?;
+    if revoke && public_client(&basic, &form) {
+        let (Some(client_id), Some(token)) = (form.remove("client_id"), form.remove("token"))
+        else {
+            return Err(invalid_request("token is missing"));
+        };
+        vault
+            .ask(Request::RevokeUserToken { client_id, token })
+            .await?;
+        return Ok(json!({}));
+    }
     let ClientForm {
         client_id,
         client_secret,
         mut form,
-    } = client_form(session).await?;
+    } = client_form(basic, form)?;
     let Some(token) = form.remove("token") else {
         return Err(invalid_request("token is missing"));
     };

@@ -17,6 +17,7 @@ pub mod pool;
 pub mod resource_metadata;
 pub mod respond;
 pub mod reverse;
+pub mod signin;
 pub mod steps;
 
 pub use ctx::RequestCtx;

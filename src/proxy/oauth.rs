@@ -34,7 +34,7 @@ const COOKIE: &str = "sluice_consent";
 const BROWSER_COOKIE: &str = "sluice_oauth";
 
 /// The names the browser cookie of `state` may have: `__Host-` (HTTPS) or plain.
-fn browser_cookie_names(state: &str) -> [String; 2] {
+pub(super) fn browser_cookie_names(state: &str) -> [String; 2] {
     let tag = hex::encode(&digest(&format!("sluice browser\0{state}"))[..8]);
     [
         format!("__Host-{BROWSER_COOKIE}_{tag}"),
@@ -431,7 +431,10 @@ pub async fn user_token(
         }
         Some(_) => {}
     }
-    let subject = credential.filter(|_| principal.kind == CredentialKind::Jwt);
+    // A JWT to exchange is the caller's own from its issuer: never the token Sluice gave a
+    // signed-in person's client (which names another issuer's person).
+    let signed_in_here = principal.audience_bound && principal.app().is_none();
+    let subject = credential.filter(|_| principal.kind == CredentialKind::Jwt && !signed_in_here);
     vault
         .token(
             (&who, credential),
@@ -443,14 +446,14 @@ pub async fn user_token(
         .await
 }
 
-fn is_form(req: &RequestHeader) -> bool {
+pub(super) fn is_form(req: &RequestHeader) -> bool {
     req.headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
 }
 
-async fn read_form(session: &mut Session) -> Option<String> {
+pub(super) async fn read_form(session: &mut Session) -> Option<String> {
     let mut form = Vec::new();
     while let Some(chunk) = session.read_request_body().await.ok()? {
         form.extend_from_slice(&chunk);
@@ -462,13 +465,13 @@ async fn read_form(session: &mut Session) -> Option<String> {
 }
 
 /// One decoded `application/x-www-form-urlencoded` parameter.
-fn param(query: &str, name: &str) -> Option<String> {
+pub(super) fn param(query: &str, name: &str) -> Option<String> {
     url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
 
-fn cookie(req: &RequestHeader, name: &str) -> Option<String> {
+pub(super) fn cookie(req: &RequestHeader, name: &str) -> Option<String> {
     req.headers
         .get_all(http::header::COOKIE)
         .iter()
@@ -480,18 +483,18 @@ fn cookie(req: &RequestHeader, name: &str) -> Option<String> {
 }
 
 /// 128 random bits, hex: a cookie value nobody else can compute.
-fn random_hex() -> Result<String, getrandom::Error> {
+pub(super) fn random_hex() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes)?;
     Ok(hex::encode(bytes))
 }
 
-fn digest(text: &str) -> [u8; 32] {
+pub(super) fn digest(text: &str) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     Sha256::digest(text.as_bytes()).into()
 }
 
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -56,10 +56,24 @@ fn document(snap: &Snapshot, resource_path: &str) -> Option<Value> {
         .and_then(|n| n.strip_prefix('/'))
     {
         let server = snap.mcp_servers.get(name)?;
+        // With sign-in, Sluice itself first (clients take the first); its issuer issues
+        // tokens for MCP servers only then. The trusted issuers' own tokens work too.
+        let sluice = snap.sign_in.is_some() && snap.builtin_issuer.is_some();
+        let servers: Vec<&str> = sluice
+            .then_some(snap.public_base_url.as_str())
+            .into_iter()
+            .chain(
+                snap.jwt
+                    .issuers
+                    .iter()
+                    .filter(|t| t.name != crate::auth::jwt::BUILTIN_ISSUER)
+                    .map(|t| t.issuer.as_str()),
+            )
+            .collect();
         return Some(json!({
             "resource": server.resource,
             "resource_name": server.display_name,
-            "authorization_servers": trusted(),
+            "authorization_servers": servers,
             "scopes_supported": server.access.scopes,
             "bearer_methods_supported": ["header"],
         }));

@@ -550,7 +550,7 @@ impl Gateway {
             oauth::serve(session, &snap, &self.vault, &ctx.request_id).await
         } else if path.starts_with(super::issuer::PREFIX) {
             ctx.reason = Some("issuer_endpoint");
-            super::issuer::serve(session, &snap, &self.vault, &ctx.request_id).await
+            super::issuer::serve(session, &snap, &self.vault, ctx.client, &ctx.request_id).await
         } else if super::issuer::METADATA_PATHS.contains(&path) {
             ctx.reason = Some("issuer_metadata");
             super::issuer::metadata(session, &snap, &ctx.request_id).await

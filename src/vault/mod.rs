@@ -126,6 +126,43 @@ pub enum Request {
         client_secret: String,
         token: String,
     },
+    /// RFC 7591: an MCP client registers at Sluice's authorization endpoint (`/oauth2/register`);
+    /// `from` is its address (registrations are limited per address).
+    Register {
+        metadata: serde_json::Value,
+        from: String,
+    },
+    /// `/oauth2/authorize`: the query as sent, the browser's Sluice session (cookie), and the
+    /// SHA-256 (hex) of the random cookie the browser gets if it is sent to sign in.
+    Authorize {
+        query: String,
+        session: Option<String>,
+        browser: String,
+    },
+    /// The company IdP's redirect back to `/oauth2/callback`, with the browser's cookie.
+    SignedIn {
+        state: String,
+        code: Option<String>,
+        error: Option<String>,
+        browser: Option<String>,
+    },
+    /// What the consent page shows for a pending authorization.
+    ViewAuthorization {
+        ticket: String,
+        session: Option<String>,
+    },
+    /// The signed-in person allowed (or denied) a pending authorization.
+    Approve {
+        ticket: String,
+        session: Option<String>,
+        allow: bool,
+    },
+    /// `/oauth2/token` for public clients: the `authorization_code` and `refresh_token` grants.
+    UserToken {
+        form: std::collections::BTreeMap<String, String>,
+    },
+    /// RFC 7009 for a public client (`client_id`, no secret): its refresh or access token.
+    RevokeUserToken { client_id: String, token: String },
 }
 
 /// One grant as listed: never a token.
@@ -187,6 +224,38 @@ pub enum Answer {
         access_token: String,
         expires_in: u64,
         scope: String,
+    },
+    /// A registered client (RFC 7591 §3.2.1).
+    Registered {
+        client: serde_json::Value,
+    },
+    /// Sign in first: the IdP's authorization URL, whose `state` the browser's cookie is bound to.
+    SignIn {
+        url: String,
+        state: String,
+    },
+    /// Signed in: the session cookie's value and lifetime, and where the browser goes next.
+    Session {
+        secret: String,
+        max_age: u64,
+        next: String,
+    },
+    /// What the consent page of a pending authorization shows.
+    Authorization {
+        client_name: String,
+        client_id: String,
+        redirect_uri: String,
+        resource: String,
+        resource_name: String,
+        who: String,
+        scope: String,
+    },
+    /// Tokens for a signed-in person's client (RFC 6749 §5.1, with a rotating refresh token).
+    UserTokens {
+        access_token: String,
+        expires_in: u64,
+        scope: String,
+        refresh_token: String,
     },
 }
 

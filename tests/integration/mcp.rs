@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn mcp_dir() -> std::path::PathBuf {
+pub(crate) fn mcp_dir() -> std::path::PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp");
     assert!(
         dir.join("node_modules/@modelcontextprotocol/sdk").exists(),
@@ -20,9 +20,9 @@ fn mcp_dir() -> std::path::PathBuf {
 }
 
 /// A node process killed on drop.
-struct Node {
+pub(crate) struct Node {
     child: std::process::Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Drop for Node {
@@ -33,7 +33,7 @@ impl Drop for Node {
 }
 
 /// `@modelcontextprotocol/server-everything` in Streamable HTTP mode; its endpoint.
-fn everything() -> (Node, String) {
+pub(crate) fn everything() -> (Node, String) {
     use std::io::BufRead;
     let mut child = Command::new("node")
         .arg("--import")
@@ -70,7 +70,7 @@ fn everything() -> (Node, String) {
 }
 
 /// The identity-checking MCP server, checking tokens at `userinfo`.
-fn whoami(userinfo: &str) -> Node {
+pub(crate) fn whoami(userinfo: &str) -> Node {
     use std::io::BufRead;
     let mut child = Command::new("node")
         .arg(mcp_dir().join("whoami-server.mjs"))
@@ -103,7 +103,7 @@ fn sdk(url: &str, token: &str, steps: &[&str], env: &[(&str, &str)]) -> Value {
 }
 
 /// A node script's one JSON line, or a panic showing what it printed.
-fn node_json(out: &std::process::Output) -> Value {
+pub(crate) fn node_json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
         panic!(
             "{}{}",

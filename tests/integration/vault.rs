@@ -207,11 +207,11 @@ pub(crate) fn browser() -> Browser {
 }
 
 impl Browser {
-    async fn get(&self, url: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, url: &str) -> reqwest::Response {
         self.send(self.http.get(url)).await
     }
 
-    async fn post(&self, url: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    pub(crate) async fn post(&self, url: &str, form: &[(&str, &str)]) -> reqwest::Response {
         self.send(self.http.post(url).form(form)).await
     }
 

@@ -32,6 +32,8 @@ pub fn build_all(
             algorithms,
             leeway_seconds,
             principal_claim,
+            // Checked with the OAuth providers: `sign_in`.
+            sign_in: _,
         } = w;
         let before = errors.len();
         if let Err(problem) = check_name(name, &mut names) {
@@ -194,4 +196,83 @@ fn is_http_url(s: &str) -> bool {
     s.parse::<http::Uri>().ok().is_some_and(|u| {
         matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty())
     })
+}
+
+/// Where people sign in (`issuers[].sign_in`), as Sluice's authorization endpoint uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignIn {
+    /// The issuer's configured name: the signed-in principal is `jwt:{issuer}:{subject}`.
+    pub issuer: String,
+    /// Its index among the trusted issuers (whose keys verify the ID token).
+    pub index: usize,
+    /// The OAuth provider that is Sluice's client there.
+    pub oauth_provider: String,
+    pub session_seconds: u64,
+}
+
+/// The one issuer people sign in at, when there is one: its OAuth provider exists, allows the
+/// authorization code grant and is a client of this very issuer.
+pub fn sign_in(
+    issuers: &[config_wire::Issuer],
+    providers: &std::collections::HashMap<
+        String,
+        std::sync::Arc<crate::config::oauth_provider::OAuthProvider>,
+    >,
+    jwt: &JwtVerifier,
+    errors: &mut Vec<ConfigError>,
+) -> Option<SignIn> {
+    const MAX_SESSION_HOURS: u64 = 720;
+    let mut found = None;
+    for (i, w) in issuers.iter().enumerate() {
+        let Some(s) = &w.sign_in else { continue };
+        let at = format!("issuers[{i}].sign_in");
+        let before = errors.len();
+        if found.is_some() {
+            errors.push(ConfigError::at(
+                &at,
+                "people sign in at one issuer only: another issuer has `sign_in`",
+            ));
+        }
+        if !(1..=MAX_SESSION_HOURS).contains(&s.session_hours) {
+            errors.push(ConfigError::at(
+                format!("{at}.session_hours"),
+                format!("{} is not 1 to {MAX_SESSION_HOURS} hours", s.session_hours),
+            ));
+        }
+        match providers.get(&s.oauth_provider) {
+            None => errors.push(ConfigError::at(
+                format!("{at}.oauth_provider"),
+                format!("OAuth provider `{}` does not exist", s.oauth_provider),
+            )),
+            Some(p) if !p.grant_types.contains(&crate::config::oauth_provider::GrantType::AuthorizationCode) => {
+                errors.push(ConfigError::at(
+                    format!("{at}.oauth_provider"),
+                    format!("OAuth provider `{}` does not allow the authorization_code grant", p.name),
+                ))
+            }
+            Some(p) if p.issuer.as_deref().map(|x| x.trim_end_matches('/')) != Some(w.issuer.trim_end_matches('/')) => {
+                errors.push(ConfigError::at(
+                    format!("{at}.oauth_provider"),
+                    format!("OAuth provider `{}` must have this issuer's `issuer` ({}): its ID tokens are verified with this issuer's keys", p.name, w.issuer),
+                ))
+            }
+            Some(p) if p.authorization_endpoint.is_none() || p.token_endpoint.is_none() => {
+                errors.push(ConfigError::at(
+                    format!("{at}.oauth_provider"),
+                    format!("OAuth provider `{}` needs an authorization and a token endpoint", p.name),
+                ))
+            }
+            Some(_) => {}
+        }
+        let index = jwt.issuers.iter().position(|t| t.name == w.name);
+        if let (true, Some(index)) = (errors.len() == before, index) {
+            found = Some(SignIn {
+                issuer: w.name.clone(),
+                index,
+                oauth_provider: s.oauth_provider.clone(),
+                session_seconds: s.session_hours * 3600,
+            });
+        }
+    }
+    found
 }

@@ -27,6 +27,27 @@ pub struct Issuer {
     /// The claim that names the principal (`sub`, `client_id`, …).
     #[serde(default = "default_principal_claim")]
     pub principal_claim: String,
+    /// People sign in at this issuer: Sluice's authorization endpoint (MCP clients) sends
+    /// browsers here, through the named OAuth provider (its endpoints, client id and secret).
+    /// One issuer at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_in: Option<SignIn>,
+}
+
+/// How Sluice signs people in at an issuer (OpenID Connect, authorization code with PKCE).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    /// The OAuth provider that is Sluice's client at this issuer: its `issuer` must be this
+    /// issuer's, its redirect URI `{public_base_url}/oauth2/callback`; `openid` is always asked.
+    pub oauth_provider: String,
+    /// How long a Sluice browser session lasts after sign-in (1 to 720 hours).
+    #[serde(default = "default_session_hours")]
+    pub session_hours: u64,
+}
+
+fn default_session_hours() -> u64 {
+    12
 }
 
 impl Kind for Issuer {

@@ -110,7 +110,7 @@ fn build(
         return None;
     }
     Some(McpServer {
-        resource: format!("{public_base_url}/mcp/{}", s.name),
+        resource: resource_of(public_base_url, &s.name),
         metadata_url: format!(
             "{public_base_url}/.well-known/oauth-protected-resource/mcp/{}",
             s.name
@@ -126,6 +126,9 @@ fn build(
         access: Access {
             auth: s.client_auth,
             scopes: s.scopes.clone(),
+            // Tokens of Sluice's issuer for this server (people signed in through Sluice's
+            // authorization endpoint): valid here only.
+            app_audience: Some(resource_of(public_base_url, &s.name)),
             ..Access::default()
         },
         enabled: s.enabled,
@@ -210,4 +213,9 @@ fn check_limits(s: &WireMcpServer, bad: &mut impl FnMut(&str, String)) {
     if !(1..=10_000).contains(&s.max_streams_per_principal) {
         bad("max_streams_per_principal", "between 1 and 10000".into());
     }
+}
+
+/// The resource URL of MCP server `name` (RFC 8707 `resource`, the `aud` of Sluice's tokens for it).
+pub fn resource_of(public_base_url: &str, name: &str) -> String {
+    format!("{public_base_url}/mcp/{name}")
 }

@@ -124,7 +124,14 @@ async fn proven_by_its_credential(cp: &ControlPlane, request: &Request) -> Resul
         | Request::SessionKey
         | Request::AppToken { .. }
         | Request::Introspect { .. }
-        | Request::Revoke { .. } => return Ok(()),
+        | Request::Revoke { .. }
+        | Request::Register { .. }
+        | Request::Authorize { .. }
+        | Request::SignedIn { .. }
+        | Request::ViewAuthorization { .. }
+        | Request::Approve { .. }
+        | Request::UserToken { .. }
+        | Request::RevokeUserToken { .. } => return Ok(()),
     };
     let unproven = || Failure::OAuth {
         error: "access_denied".into(),
@@ -133,12 +140,22 @@ async fn proven_by_its_credential(cp: &ControlPlane, request: &Request) -> Resul
     };
     let credential = credential.as_deref().ok_or_else(unproven)?;
     let snap = cp.config.snapshot();
-    // As the OAuth user endpoints admit it: any kind, never a token of Sluice's own issuer,
-    // and only a token that may act as its owner upstream.
-    let access = crate::auth::Access::default();
-    let principal = crate::auth::verify(credential, &access, &*snap, unix_now())
+    // As the OAuth user endpoints admit it: any kind, never a token of Sluice's own issuer
+    // (but a person's token for an MCP server, which their grants are used at), and only a
+    // token that may act as its owner upstream.
+    let principal = crate::auth::identify(credential, &*snap, unix_now())
         .await
         .map_err(|_| unproven())?;
+    let for_mcp = principal.audience_bound
+        && principal.app().is_none()
+        && snap
+            .mcp_servers
+            .values()
+            .any(|s| crate::auth::names_audience(&principal.claims["aud"], &s.resource));
+    if !for_mcp {
+        crate::auth::authorize(&principal, &crate::auth::Access::default())
+            .map_err(|_| unproven())?;
+    }
     if !principal.grants {
         return Err(Failure::GrantsWithheld);
     }

@@ -102,7 +102,7 @@ impl VaultWorker {
 
     /// The key that signs now, opened once per configuration revision (a rotation is a new
     /// revision) instead of once per token.
-    async fn signer(&self, now: u64) -> Result<Arc<Signer>, Failure> {
+    pub(super) async fn signer(&self, now: u64) -> Result<Arc<Signer>, Failure> {
         let revision = self.config.snapshot().control_revision;
         let cached = self
             .signer

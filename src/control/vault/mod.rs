@@ -27,10 +27,13 @@ use crate::config::ConfigStore;
 use crate::metrics::METRICS;
 use crate::vault::{Answer, Connection, Failure, Job, Reply, Request, Who, REFRESH_BEFORE};
 
+mod clients;
 mod issue;
 mod refresh;
 mod sealed;
+mod signin;
 mod upstream;
+mod user_tokens;
 
 use sealed::{unavailable, Grant, Pending};
 use upstream::{serde_urlencoded, ACCESS_TOKEN_TYPE, JWT_TYPE, TOKEN_EXCHANGE};
@@ -56,6 +59,8 @@ pub struct VaultWorker {
     client_failures: Mutex<HashMap<String, (u64, u32)>>,
     /// The issuer's key that signs now, with the configuration revision it was picked at.
     signer: Mutex<Option<(u64, Arc<crate::control::issuer::Signer>)>>,
+    /// Client registrations this minute: (minute, in all, per client address).
+    registrations: Mutex<(u64, u32, HashMap<String, u32>)>,
 }
 
 impl VaultWorker {
@@ -82,6 +87,7 @@ impl VaultWorker {
                 .map_err(|e| anyhow::anyhow!("randomness: {e}"))?,
             client_failures: Mutex::new(HashMap::new()),
             signer: Mutex::new(None),
+            registrations: Mutex::new((0, 0, HashMap::new())),
         })
     }
 
@@ -172,6 +178,33 @@ impl VaultWorker {
             } => {
                 self.revoke_app_token(&client_id, &client_secret, &token)
                     .await
+            }
+            Request::Register { metadata, from } => self.register(&metadata, &from).await,
+            Request::Authorize {
+                query,
+                session,
+                browser,
+            } => self.authorize(&query, session.as_deref(), browser).await,
+            Request::SignedIn {
+                state,
+                code,
+                error,
+                browser,
+            } => {
+                self.signed_in(&state, (code, error), browser.as_deref())
+                    .await
+            }
+            Request::ViewAuthorization { ticket, session } => {
+                self.view_authorization(&ticket, session.as_deref()).await
+            }
+            Request::Approve {
+                ticket,
+                session,
+                allow,
+            } => self.approve(&ticket, session.as_deref(), allow).await,
+            Request::UserToken { form } => self.user_token(form).await,
+            Request::RevokeUserToken { client_id, token } => {
+                self.revoke_user_token(&client_id, &token).await
             }
         }
     }
@@ -411,17 +444,7 @@ impl VaultWorker {
         else {
             return Err(Failure::BadState);
         };
-        let same_browser = match (bound, browser) {
-            (Some(bound), Some(cookie)) => {
-                use sha2::{Digest, Sha256};
-                let presented = hex::encode(Sha256::digest(cookie.as_bytes()));
-                crate::secrets::digest_eq(
-                    &Sha256::digest(presented.as_bytes()).into(),
-                    &Sha256::digest(bound.as_bytes()).into(),
-                )
-            }
-            _ => false,
-        };
+        let same_browser = same_browser(bound, browser);
         if !same_browser {
             self.audit("oauth.connect", &who.key, &provider, "other_browser");
             return Err(Failure::BadState);
@@ -627,6 +650,22 @@ fn split_scopes(scope: &str) -> Vec<String> {
 
 fn display_name(p: &OAuthProvider) -> String {
     p.display_name.clone().unwrap_or_else(|| p.name.clone())
+}
+
+/// Whether the browser presenting `cookie` is the one a flow was bound to (`bound`: the
+/// SHA-256, hex, of its cookie), compared in constant time.
+fn same_browser(bound: Option<String>, cookie: Option<&str>) -> bool {
+    use sha2::{Digest, Sha256};
+    match (bound, cookie) {
+        (Some(bound), Some(cookie)) => {
+            let presented = hex::encode(Sha256::digest(cookie.as_bytes()));
+            crate::secrets::digest_eq(
+                &Sha256::digest(presented.as_bytes()).into(),
+                &Sha256::digest(bound.as_bytes()).into(),
+            )
+        }
+        _ => false,
+    }
 }
 
 /// 256 random bits, base64url.

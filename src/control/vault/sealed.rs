@@ -36,6 +36,33 @@ pub(super) enum Pending {
         #[serde(default)]
         browser: Option<String>,
     },
+    /// A client registered at Sluice's authorization endpoint (RFC 7591), by `client\0{id}`.
+    Client(super::clients::ClientDoc),
+    /// An MCP client's authorization request waiting for sign-in and consent (the ticket).
+    Authorization(super::signin::AuthRequest),
+    /// A sign-in at the company IdP for a pending authorization (the `state` sent there).
+    SignIn {
+        ticket: String,
+        nonce: String,
+        verifier: String,
+        /// SHA-256 (hex) of the cookie the browser that went to the IdP holds.
+        browser: String,
+    },
+    /// A signed-in browser (the session cookie).
+    Session(super::signin::Person),
+    /// An authorization code, until exchanged.
+    Code {
+        request: super::signin::AuthRequest,
+        person: super::signin::Person,
+    },
+    /// An exchanged code, kept a while: presented again, the tokens it gave are revoked.
+    UsedCode {
+        family: String,
+        jti: String,
+        exp: u64,
+    },
+    /// A refresh-token family (`family\0{id}`): the current token's digest and the grant.
+    Family(super::user_tokens::Family),
 }
 
 impl VaultWorker {

@@ -31,6 +31,9 @@ pub(super) struct TokenAnswer {
     /// RFC 8693: what `access_token` holds.
     #[serde(default)]
     pub(super) issued_token_type: Option<String>,
+    /// OpenID Connect: who signed in (the sign-in at the company IdP).
+    #[serde(default)]
+    pub(super) id_token: Option<String>,
 }
 
 impl TokenAnswer {
@@ -209,11 +212,19 @@ pub(super) fn serde_urlencoded(pairs: &[(&str, String)]) -> String {
     out.finish()
 }
 
-pub(super) async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+pub(super) async fn read_capped(resp: reqwest::Response) -> Result<Vec<u8>, String> {
+    read_capped_to(resp, MAX_ANSWER).await
+}
+
+/// The body of `resp`, refused past `max` bytes.
+pub(super) async fn read_capped_to(
+    mut resp: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > MAX_ANSWER {
-            return Err("the token endpoint's answer is too large".into());
+        if body.len() + chunk.len() > max {
+            return Err("the answer is too large".into());
         }
         body.extend_from_slice(&chunk);
     }

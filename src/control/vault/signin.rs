@@ -1,0 +1,506 @@
+//! Sluice as the OAuth authorization server of its MCP servers (MCP authorization, protocol
+//! 2025-06-18 and 2025-11-25): an MCP client sends the person's browser to `/oauth2/authorize`
+//! → the request is checked (client, redirect URI, PKCE S256, `resource` naming one MCP
+//! server) and kept under a ticket → without a Sluice session the browser signs in at the
+//! company IdP (`issuers[].sign_in`: OpenID Connect with PKCE and a nonce, the `state` bound to
+//! a cookie of that browser) and gets a session → a consent page names the client, where it
+//! sends the browser back, the MCP server and the person → allowed, a single-use code bound to
+//! all of that goes to the client's redirect URI.
+//!
+//! The person is the IdP's issuer and subject (`jwt:{issuer}:{subject}`): the same principal
+//! as their JWTs from that issuer and as their vault grants.
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::HashMap;
+
+use super::sealed::Pending;
+use super::{random_token, VaultWorker};
+use crate::clock::unix_now;
+use crate::config::oauth_provider::GrantType;
+use crate::vault::{Answer, Failure, Reply};
+
+/// How long an authorization request waits for sign-in and consent.
+const TICKET_SECONDS: u64 = 600;
+/// How long an authorization code lives.
+const CODE_SECONDS: u64 = 60;
+pub const CALLBACK_PATH: &str = "/oauth2/callback";
+pub const CONSENT_PATH: &str = "/oauth2/consent";
+
+/// An MCP client's authorization request, checked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct AuthRequest {
+    pub(super) client_id: String,
+    pub(super) client_name: String,
+    pub(super) redirect_uri: String,
+    pub(super) state: Option<String>,
+    /// PKCE S256 challenge.
+    pub(super) challenge: String,
+    /// The MCP server's resource URL: the token's audience.
+    pub(super) resource: String,
+    pub(super) scope: String,
+}
+
+/// A person signed in at the company IdP.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Person {
+    /// The issuer's configured name.
+    pub(super) issuer: String,
+    pub(super) subject: String,
+    /// What they are called (`preferred_username`, `email`, `name` or the subject): shown only.
+    pub(super) name: String,
+    pub(super) expires_at: u64,
+}
+
+impl Person {
+    pub(super) fn principal(&self) -> String {
+        crate::auth::Identity::Jwt {
+            issuer: self.issuer.clone(),
+            subject: self.subject.clone(),
+        }
+        .render()
+    }
+
+    fn display(&self) -> String {
+        if self.name == self.subject {
+            format!("{} (at {})", self.subject, self.issuer)
+        } else {
+            format!("{} ({} at {})", self.name, self.subject, self.issuer)
+        }
+    }
+}
+
+fn oauth(error: &str, description: impl Into<String>, status: u16) -> Failure {
+    Failure::OAuth {
+        error: error.into(),
+        description: description.into(),
+        status,
+    }
+}
+
+impl VaultWorker {
+    /// `/oauth2/authorize`. Problems with the client or its redirect URI are shown to the
+    /// person (never redirected to an unchecked URI); later ones go back to the client.
+    pub(super) async fn authorize(
+        &self,
+        query: &str,
+        session: Option<&str>,
+        browser: String,
+    ) -> Reply {
+        let params = single_params(query)?;
+        let get = |k: &str| params.get(k).map(String::as_str);
+        let client = self.client(get("client_id").unwrap_or_default()).await?;
+        let redirect_uri = match (get("redirect_uri"), client.redirect_uris.as_slice()) {
+            (Some(uri), _) => uri.to_owned(),
+            (None, [only]) => only.clone(),
+            (None, _) => return Err(oauth("invalid_request", "redirect_uri is missing", 400)),
+        };
+        if !super::clients::redirect_uri_registered(&client, &redirect_uri) {
+            return Err(oauth(
+                "invalid_request",
+                "this redirect_uri is not one the client registered",
+                400,
+            ));
+        }
+        let state = get("state").map(str::to_owned);
+        let snap = self.config.snapshot();
+        let checked = match (&snap.sign_in, checked_request(&params, &snap)) {
+            (None, _) => Err((
+                "temporarily_unavailable",
+                "sign-in is not configured here (issuers[].sign_in)",
+            )),
+            (Some(_), checked) => checked,
+        };
+        let (challenge, resource, scope) = match checked {
+            Ok(checked) => checked,
+            Err((error, description)) => {
+                return Ok(Answer::Redirect {
+                    url: self.redirect_to(
+                        &redirect_uri,
+                        state.as_deref(),
+                        &[("error", error), ("error_description", description)],
+                    ),
+                })
+            }
+        };
+        let provider = snap
+            .sign_in
+            .as_ref()
+            .map(|s| s.oauth_provider.clone())
+            .unwrap_or_default();
+        drop(snap);
+        let request = AuthRequest {
+            client_id: client.client_id,
+            client_name: client.client_name,
+            redirect_uri,
+            state,
+            challenge,
+            resource,
+            scope,
+        };
+        let ticket = random_token()?;
+        let now = unix_now();
+        self.put_pending(
+            &ticket,
+            &Pending::Authorization(request),
+            now + TICKET_SECONDS,
+        )
+        .await?;
+        if self.session(session).await?.is_some() {
+            return Ok(Answer::Redirect {
+                url: self.consent_url(&ticket),
+            });
+        }
+        self.send_to_sign_in(&provider, ticket, browser).await
+    }
+
+    /// The IdP's authorization URL for a sign-in that continues with `ticket`.
+    async fn send_to_sign_in(&self, provider: &str, ticket: String, browser: String) -> Reply {
+        let p = self.provider(provider, GrantType::AuthorizationCode)?;
+        let (state, nonce, verifier) = (random_token()?, random_token()?, random_token()?);
+        let challenge = {
+            use sha2::{Digest, Sha256};
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(Sha256::digest(verifier.as_bytes()))
+        };
+        let mut scopes = vec!["openid".to_owned()];
+        scopes.extend(p.scopes.iter().filter(|s| *s != "openid").cloned());
+        let query = super::upstream::serde_urlencoded(&[
+            ("response_type", "code".to_owned()),
+            ("client_id", p.client_id.clone()),
+            ("redirect_uri", format!("{}{CALLBACK_PATH}", self.base_url)),
+            ("scope", scopes.join(" ")),
+            ("state", state.clone()),
+            ("nonce", nonce.clone()),
+            ("code_challenge", challenge),
+            ("code_challenge_method", "S256".to_owned()),
+        ]);
+        let pending = Pending::SignIn {
+            ticket,
+            nonce,
+            verifier,
+            browser,
+        };
+        self.put_pending(&state, &pending, unix_now() + TICKET_SECONDS)
+            .await?;
+        let endpoint = p.authorization_endpoint.as_deref().unwrap_or_default();
+        let sep = if endpoint.contains('?') { '&' } else { '?' };
+        Ok(Answer::SignIn {
+            url: format!("{endpoint}{sep}{query}"),
+            state,
+        })
+    }
+
+    /// The IdP's redirect back: in the browser that went there, the code exchanged, the ID
+    /// token verified (signature, issuer, audience, expiry, nonce), a session made.
+    pub(super) async fn signed_in(
+        &self,
+        state: &str,
+        (code, error): (Option<String>, Option<String>),
+        browser: Option<&str>,
+    ) -> Reply {
+        let Some(Pending::SignIn {
+            ticket,
+            nonce,
+            verifier,
+            browser: bound,
+        }) = self.take_pending(state, true).await?
+        else {
+            return Err(Failure::BadState);
+        };
+        if !super::same_browser(Some(bound), browser) {
+            self.refused_record(
+                &json!({"ts": unix_now(), "event": "oauth2.signin", "outcome": "other_browser"}),
+            );
+            return Err(Failure::BadState);
+        }
+        let snap = self.config.snapshot();
+        let sign_in = snap
+            .sign_in
+            .clone()
+            .ok_or_else(|| Failure::unavailable("sign-in is not configured"))?;
+        let p = self.provider(&sign_in.oauth_provider, GrantType::AuthorizationCode)?;
+        let upstream = |error: String| Failure::Upstream {
+            provider: p.name.clone(),
+            error: super::clip(&error),
+        };
+        if let Some(error) = error {
+            return Err(upstream(error));
+        }
+        let code = code.ok_or_else(|| upstream("no code in the answer".into()))?;
+        let form = vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code),
+            ("redirect_uri", format!("{}{CALLBACK_PATH}", self.base_url)),
+            ("code_verifier", verifier),
+        ];
+        let answer = self
+            .call_token_endpoint(&p, form)
+            .await
+            .map_err(|e| upstream(e.text()))?;
+        let id_token = answer
+            .id_token
+            .ok_or_else(|| upstream("no ID token in the answer (is `openid` allowed?)".into()))?;
+        let now = unix_now();
+        let person = person_of(&snap, &sign_in, (&id_token, &p.client_id, &nonce), now)
+            .await
+            .map_err(upstream)?;
+        let secret = random_token()?;
+        self.put_pending(
+            &secret,
+            &Pending::Session(person.clone()),
+            person.expires_at,
+        )
+        .await?;
+        self.audit_record(&json!({"ts": now, "event": "oauth2.signin", "principal": person.principal(), "outcome": "ok"}));
+        Ok(Answer::Session {
+            secret,
+            max_age: sign_in.session_seconds,
+            next: self.consent_url(&ticket),
+        })
+    }
+
+    /// What the consent page of `ticket` shows the signed-in person.
+    pub(super) async fn view_authorization(&self, ticket: &str, session: Option<&str>) -> Reply {
+        let person = self.session(session).await?.ok_or_else(signed_out)?;
+        let Some(Pending::Authorization(request)) = self.take_pending(ticket, false).await? else {
+            return Err(Failure::BadState);
+        };
+        let snap = self.config.snapshot();
+        let resource_name = snap
+            .mcp_servers
+            .values()
+            .find(|s| s.resource == request.resource)
+            .map(|s| s.display_name.clone())
+            .unwrap_or_else(|| request.resource.clone());
+        Ok(Answer::Authorization {
+            client_name: request.client_name,
+            client_id: request.client_id,
+            redirect_uri: request.redirect_uri,
+            resource: request.resource,
+            resource_name,
+            who: person.display(),
+            scope: request.scope,
+        })
+    }
+
+    /// The person's decision on `ticket`: a code (or `access_denied`) to the client.
+    pub(super) async fn approve(&self, ticket: &str, session: Option<&str>, allow: bool) -> Reply {
+        let person = self.session(session).await?.ok_or_else(signed_out)?;
+        let Some(Pending::Authorization(request)) = self.take_pending(ticket, true).await? else {
+            return Err(Failure::BadState);
+        };
+        let now = unix_now();
+        let (client_id, resource) = (request.client_id.clone(), request.resource.clone());
+        let record = |outcome: &str| json!({"ts": now, "event": "oauth2.authorize", "principal": person.principal(), "client_id": client_id, "resource": resource, "outcome": outcome});
+        if !allow {
+            self.audit_record(&record("denied"));
+            return Ok(Answer::Redirect {
+                url: self.redirect_to(
+                    &request.redirect_uri,
+                    request.state.as_deref(),
+                    &[
+                        ("error", "access_denied"),
+                        ("error_description", "the person did not allow it"),
+                    ],
+                ),
+            });
+        }
+        let code = random_token()?;
+        let url = self.redirect_to(
+            &request.redirect_uri,
+            request.state.as_deref(),
+            &[("code", &code)],
+        );
+        self.put_pending(
+            &code,
+            &Pending::Code {
+                request,
+                person: person.clone(),
+            },
+            now + CODE_SECONDS,
+        )
+        .await?;
+        self.audit_record(&record("allowed"));
+        Ok(Answer::Redirect { url })
+    }
+
+    /// The live session behind a session cookie, at the issuer people sign in at now.
+    async fn session(&self, secret: Option<&str>) -> Result<Option<Person>, Failure> {
+        let Some(secret) = secret.filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        let Some(Pending::Session(person)) = self.take_pending(secret, false).await? else {
+            return Ok(None);
+        };
+        let snap = self.config.snapshot();
+        let current = snap
+            .sign_in
+            .as_ref()
+            .is_some_and(|s| s.issuer == person.issuer);
+        Ok((current && person.expires_at > unix_now()).then_some(person))
+    }
+
+    fn consent_url(&self, ticket: &str) -> String {
+        let query = super::upstream::serde_urlencoded(&[("ticket", ticket.to_owned())]);
+        format!("{}{CONSENT_PATH}?{query}", self.base_url)
+    }
+
+    /// The client's redirect URI with `params`, its `state` and `iss` (RFC 9207).
+    fn redirect_to(
+        &self,
+        redirect_uri: &str,
+        state: Option<&str>,
+        params: &[(&str, &str)],
+    ) -> String {
+        let mut pairs: Vec<(&str, String)> =
+            params.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        if let Some(state) = state {
+            pairs.push(("state", state.to_owned()));
+        }
+        pairs.push(("iss", self.base_url.clone()));
+        let sep = if redirect_uri.contains('?') { '&' } else { '?' };
+        format!(
+            "{redirect_uri}{sep}{}",
+            super::upstream::serde_urlencoded(&pairs)
+        )
+    }
+}
+
+/// Who an ID token says signed in: verified with the issuer's keys for Sluice's client there
+/// (signature, `iss`, `aud`, expiry), with this sign-in's nonce; the subject is the issuer's
+/// `principal_claim`, as for its other tokens.
+async fn person_of(
+    snap: &crate::config::Snapshot,
+    sign_in: &crate::config::issuer::SignIn,
+    (id_token, client_id, nonce): (&str, &str, &str),
+    now: u64,
+) -> Result<Person, String> {
+    let claims = snap
+        .jwt
+        .verify_id_token(sign_in.index, id_token, client_id, now)
+        .await
+        .map_err(|e| format!("the ID token was refused: {e}"))?;
+    let nonce_ok = claims["nonce"]
+        .as_str()
+        .is_some_and(|n| crate::secrets::digest_eq(&digest(n), &digest(nonce)));
+    let principal_claim = &snap.jwt.issuers[sign_in.index].principal_claim;
+    let subject = claims[principal_claim.as_str()]
+        .as_str()
+        .filter(|s| !s.is_empty() && s.len() <= 256);
+    let (true, Some(subject)) = (nonce_ok, subject) else {
+        return Err(format!(
+            "the ID token has no usable `{principal_claim}` or not this sign-in's nonce"
+        ));
+    };
+    let name = ["preferred_username", "email", "name"]
+        .iter()
+        .find_map(|k| claims[*k].as_str())
+        .unwrap_or(subject);
+    Ok(Person {
+        issuer: sign_in.issuer.clone(),
+        subject: subject.to_owned(),
+        name: super::clip(name),
+        expires_at: now + sign_in.session_seconds,
+    })
+}
+
+/// The request's code grant, PKCE challenge, resource (one of the MCP servers) and scopes, or
+/// the error to send back to the client: (challenge, resource, scope).
+fn checked_request(
+    params: &HashMap<String, String>,
+    snap: &crate::config::Snapshot,
+) -> Result<(String, String, String), (&'static str, &'static str)> {
+    let get = |k: &str| params.get(k).map(String::as_str);
+    if get("response_type") != Some("code") {
+        return Err(("unsupported_response_type", "response_type must be code"));
+    }
+    let challenge = get("code_challenge").unwrap_or_default();
+    if get("code_challenge_method") != Some("S256") || !pkce_value(challenge) {
+        return Err((
+            "invalid_request",
+            "PKCE is required: code_challenge (43 to 128 characters) with code_challenge_method S256",
+        ));
+    }
+    let resource = get("resource").unwrap_or_default().trim_end_matches('/');
+    let server = snap
+        .mcp_servers
+        .values()
+        .find(|s| s.enabled && s.resource == resource)
+        .ok_or((
+            "invalid_target",
+            "resource must be the URL of one of Sluice's MCP servers",
+        ))?;
+    let scope = granted_scope(get("scope"), &server.access.scopes);
+    Ok((challenge.to_owned(), server.resource.clone(), scope))
+}
+
+fn signed_out() -> Failure {
+    oauth(
+        "login_required",
+        "this browser is not signed in (or its session ended): start again from your client",
+        401,
+    )
+}
+
+/// The query's parameters; a repeated one is refused (RFC 6749 §3.1).
+fn single_params(query: &str) -> Result<HashMap<String, String>, Failure> {
+    let mut params = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        if params.insert(k.into_owned(), v.into_owned()).is_some() {
+            return Err(oauth("invalid_request", "a parameter is repeated", 400));
+        }
+    }
+    Ok(params)
+}
+
+/// A PKCE challenge or verifier: 43 to 128 unreserved characters (RFC 7636 §4.1).
+pub(super) fn pkce_value(v: &str) -> bool {
+    (43..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// The scopes granted: those asked for that the MCP server knows (and `offline_access`), or
+/// all of the server's when none are asked for.
+fn granted_scope(asked: Option<&str>, supported: &[String]) -> String {
+    match asked {
+        None => supported.join(" "),
+        Some(asked) => {
+            let mut granted: Vec<&str> = Vec::new();
+            for s in asked.split_whitespace() {
+                let known = s == "offline_access" || supported.iter().any(|o| o == s);
+                if known && !granted.contains(&s) {
+                    granted.push(s);
+                }
+            }
+            granted.join(" ")
+        }
+    }
+}
+
+fn digest(text: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_asked_for_are_granted_when_known() {
+        let supported = vec!["mcp".to_owned(), "tools.read".to_owned()];
+        assert_eq!(granted_scope(None, &supported), "mcp tools.read");
+        assert_eq!(
+            granted_scope(Some("mcp offline_access admin mcp"), &supported),
+            "mcp offline_access"
+        );
+        assert!(pkce_value(&"a".repeat(43)) && !pkce_value(&"a".repeat(42)));
+        assert!(!pkce_value(&format!("{}+", "a".repeat(43))));
+        let q = single_params("a=1&b=2").unwrap();
+        assert_eq!(q["b"], "2");
+        assert!(single_params("a=1&a=2").is_err());
+    }
+}

@@ -1,0 +1,619 @@
+//! Sluice as the authorization server of its MCP servers: people sign in at the company IdP
+//! (oidc-provider), MCP clients register (RFC 7591 or a Client ID Metadata Document) and get
+//! tokens for one MCP server with the code grant and PKCE; and the attacks on each step.
+
+use crate::common::*;
+use crate::https_upstream::Pki;
+use crate::mcp::{everything, mcp_dir, node_json, whoami, Node};
+use crate::vault::{browser, idp_post, join, location, url_param, Browser};
+use serde_json::{json, Value};
+use std::process::Command;
+
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+/// A PKCE verifier and its S256 challenge.
+const VERIFIER: &str = "dBjftJeZ4CVP-mJ0RtiAZZ5FDJ8X0wMNeI2ysN4EWOE";
+const CHALLENGE: &str = "F6kRivtBh2dJPeuUKyZ7TBxTtUVH2YDYtCE-eshC7js";
+
+struct Env {
+    idp: Idp,
+    sluice: Sluice,
+    _whoami: Node,
+    _everything: Node,
+}
+
+/// Sluice trusting `pki`'s CA (the metadata documents' https) and fetching from loopback, with
+/// the IdP as issuer `corp` where people sign in (through OAuth provider `corp-login`, Sluice's
+/// client there, also used for the person's upstream grants), and two MCP servers: `who`
+/// (answers with the subject of the IdP token Sluice injects: the person's own grant) and
+/// `tools` (server-everything, no upstream auth).
+async fn setup(pki: &Pki) -> Env {
+    let idp = Idp::start();
+    let who = whoami(&format!("{}/me", idp.issuer()));
+    let (everything, _) = everything();
+    let ca = pki.path("ca.pem");
+    let sluice = Sluice::start_with_env(
+        &format!(
+            "forward:\n  allow_cidrs: [127.0.0.0/8]\nmcp_servers:\n  - {{ name: who, url: \"http://127.0.0.1:{}/mcp\", auth: oauth_provider, oauth_provider: corp-login }}\n  - {{ name: tools, url: \"http://127.0.0.1:{}/mcp\" }}\n",
+            who.port, everything.port
+        ),
+        &[("SSL_CERT_FILE", &ca)],
+    );
+    let (admin, root) = (sluice.admin_url(), sluice.admin_token());
+    let reg = idp_post(
+        &idp,
+        "/reg",
+        json!({
+            "redirect_uris": [sluice.url("/oauth2/callback"), sluice.url("/oauth/v1/callback")],
+            "grant_types": ["authorization_code"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "client_secret_post",
+        }),
+    )
+    .await;
+    let secret = json!({"name": "CORP_LOGIN", "value": reg["client_secret"], "scopes": ["mcp"]});
+    let provider = json!({"name": "corp-login", "display_name": "Corp sign-in", "issuer": idp.issuer(),
+        "client_id": reg["client_id"], "client_secret_ref": "CORP_LOGIN",
+        "token_endpoint_auth_method": "client_secret_post", "scopes": ["openid"]});
+    let issuer = json!({"name": "corp", "issuer": idp.issuer(), "audiences": ["urn:sluice:gateway"],
+        "sign_in": {"oauth_provider": "corp-login"}});
+    for (path, body) in [
+        ("/v1/secrets", secret),
+        ("/v1/oauth-providers", provider),
+        ("/v1/issuers", issuer),
+    ] {
+        let (s, v) = api(&admin, &root, "POST", path, Some(&body.to_string())).await;
+        assert_eq!(s, 201, "{path}: {v}");
+    }
+    Env {
+        idp,
+        sluice,
+        _whoami: who,
+        _everything: everything,
+    }
+}
+
+fn signin_client(url: &str, env: &[(&str, &str)]) -> Value {
+    let mut cmd = Command::new("node");
+    cmd.arg(mcp_dir().join("signin-client.mjs")).arg(url);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    node_json(&cmd.output().expect("node"))
+}
+
+/// The MCP SDK's OAuth client, headless, against Sluice with the IdP behind it: discovery,
+/// registration (dynamic for alice, a metadata document for bob), sign-in, consent, token,
+/// tools; each person's own upstream grant used by the tool; refresh rotates and a replayed
+/// refresh token ends the family; a token for one server is refused by the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_clients_sign_people_in_through_sluice() {
+    let pki = Pki::new();
+    let env = setup(&pki).await;
+    let base = env.sluice.url("");
+    let url = env.sluice.url("/mcp/who");
+
+    let alice = signin_client(&url, &[("LOGIN", "alice")]);
+    assert!(alice["error"].is_null(), "{alice}");
+    assert_eq!(
+        alice["discovered"]["authorization"],
+        base.trim_end_matches('/'),
+        "{alice}"
+    );
+    assert_eq!(alice["discovered"]["resource"], url, "{alice}");
+    assert!(
+        alice["discovered"]["client_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("mcp-"),
+        "{alice}"
+    );
+    assert_eq!(
+        alice["redirect"]["iss"],
+        base.trim_end_matches('/'),
+        "{alice}"
+    );
+    assert_eq!(alice["redirect"]["state_returned"], true, "{alice}");
+    assert_eq!(alice["token"]["aud"], url, "{alice}");
+    assert_eq!(alice["token"]["sub"], "alice", "{alice}");
+    assert_eq!(alice["token"]["idp"], "corp", "{alice}");
+    assert!(
+        alice["token"]["expires_in"].as_u64().unwrap() > 300,
+        "{alice}"
+    );
+    // The consent page named the person signed in at the IdP.
+    let named = alice["pages"].as_array().unwrap().iter().any(|p| {
+        p["at"] == "/oauth2/consent" && p["identity"].as_str().is_some_and(|i| i.contains("alice"))
+    });
+    assert!(named, "{alice}");
+    assert_eq!(alice["connect_link"], true, "{alice}");
+    assert_eq!(alice["tools"], json!(["whoami"]), "{alice}");
+    assert_eq!(
+        alice["tool_result"], "alice",
+        "the person's own grant: {alice}"
+    );
+    assert_eq!(alice["refreshed"], true, "{alice}");
+    assert_eq!(alice["replayed"]["error"], "invalid_grant", "{alice}");
+    assert_eq!(
+        alice["after_replay"]["error"], "invalid_grant",
+        "the family ended: {alice}"
+    );
+
+    let bob = signin_client(
+        &url,
+        &[
+            ("LOGIN", "bob"),
+            ("CIMD_CERT", &pki.path("leaf.pem")),
+            ("CIMD_KEY", &pki.path("leaf.key")),
+        ],
+    );
+    assert!(bob["error"].is_null(), "{bob}");
+    let client_id = bob["discovered"]["client_id"].as_str().unwrap();
+    assert!(client_id.starts_with("https://127.0.0.1:"), "{bob}");
+    assert!(bob["cimd_fetches"].as_u64().unwrap_or(0) >= 1, "{bob}");
+    assert_eq!(bob["token"]["sub"], "bob", "{bob}");
+    assert_eq!(
+        bob["tool_result"], "bob",
+        "bob's own grant, not alice's: {bob}"
+    );
+
+    // A token for `who` is no token for `tools`: 401 with the challenge to get one.
+    let token = alice["access_token"].as_str().unwrap();
+    let r = client()
+        .post(env.sluice.url("/mcp/tools"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token"),
+        "{:?}",
+        r.headers()
+    );
+    drop(env.idp);
+}
+
+/// A registered client's authorization request as the client builds it.
+fn authorize_url(
+    sluice: &Sluice,
+    client_id: &str,
+    resource: &str,
+    extra: &[(&str, &str)],
+) -> String {
+    let mut u = reqwest::Url::parse(&sluice.url("/oauth2/authorize")).unwrap();
+    u.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", REDIRECT)
+        .append_pair("state", "st-1")
+        .append_pair("resource", resource)
+        .append_pair("code_challenge", CHALLENGE)
+        .append_pair("code_challenge_method", "S256");
+    for (k, v) in extra {
+        u.query_pairs_mut().append_pair(k, v);
+    }
+    u.to_string()
+}
+
+async fn register(sluice: &Sluice, body: Value) -> (u16, Value) {
+    let r = client()
+        .post(sluice.url("/oauth2/register"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn new_client(sluice: &Sluice) -> String {
+    let (s, v) = register(
+        sluice,
+        json!({"redirect_uris": [REDIRECT], "client_name": "attacker's test"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    v["client_id"].as_str().unwrap().to_owned()
+}
+
+/// Follows `url` in `b` as `login` through the IdP and Sluice's consent (Allow) to the client's
+/// redirect; returns the redirect URL.
+async fn sign_in(b: &Browser, mut url: String, login: &str) -> String {
+    let mut form: Option<Vec<(String, String)>> = None;
+    for _ in 0..16 {
+        if url.starts_with(REDIRECT) {
+            return url;
+        }
+        let resp = match form.take() {
+            Some(f) => {
+                let f: Vec<(&str, &str)> =
+                    f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                b.post(&url, &f).await
+            }
+            None => b.get(&url).await,
+        };
+        if resp.status().is_redirection() {
+            url = location(&resp, &url);
+            continue;
+        }
+        let status = resp.status();
+        let html = resp.text().await.unwrap();
+        let action = html
+            .split("action=\"")
+            .nth(1)
+            .and_then(|a| a.split('"').next())
+            .unwrap_or_else(|| panic!("no form at {url} ({status}): {html}"));
+        url = join(&url, action);
+        form = Some(if html.contains("name=\"decision\"") {
+            let mut f = hidden_inputs(&html);
+            f.push(("decision".into(), "allow".into()));
+            f
+        } else if html.contains("name=\"login\"") {
+            vec![
+                ("prompt".into(), "login".into()),
+                ("login".into(), login.into()),
+                ("password".into(), "x".into()),
+            ]
+        } else {
+            vec![("prompt".into(), "consent".into())]
+        });
+    }
+    panic!("the sign-in did not reach the client's redirect URI");
+}
+
+fn hidden_inputs(html: &str) -> Vec<(String, String)> {
+    html.split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .filter_map(|rest| {
+            let (name, rest) = rest.split_once('"')?;
+            let value = rest.split("value=\"").nth(1)?.split('"').next()?;
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+async fn token(sluice: &Sluice, form: &[(&str, &str)]) -> (u16, Value) {
+    let r = client()
+        .post(sluice.url("/oauth2/token"))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn exchange(
+    sluice: &Sluice,
+    client_id: &str,
+    code: &str,
+    verifier: &str,
+    resource: &str,
+) -> (u16, Value) {
+    token(
+        sluice,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", client_id),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier),
+            ("resource", resource),
+        ],
+    )
+    .await
+}
+
+async fn mcp_status(sluice: &Sluice, server: &str, token: &str) -> u16 {
+    client()
+        .post(sluice.url(&format!("/mcp/{server}")))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Every step attacked: registration (redirect URIs, auth methods, floods), authorization
+/// (unregistered redirect, no PKCE, another resource, a metadata URL at a private address),
+/// consent (forged POST), sign-in (the IdP's answer in another browser), code (wrong verifier,
+/// replay, another resource), refresh (another client) and revocation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_step_of_sign_in_refuses_its_attacks() {
+    let pki = Pki::new();
+    let env = setup(&pki).await;
+    let s = &env.sluice;
+    let (who, tools) = (s.url("/mcp/who"), s.url("/mcp/tools"));
+
+    // Metadata: Sluice names itself for its MCP servers, with registration and PKCE.
+    let meta: Value = http_get(s.url("/.well-known/oauth-authorization-server"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        meta["registration_endpoint"],
+        s.url("/oauth2/register"),
+        "{meta}"
+    );
+    assert_eq!(
+        meta["code_challenge_methods_supported"],
+        json!(["S256"]),
+        "{meta}"
+    );
+    assert_eq!(meta["response_types_supported"], json!(["code"]), "{meta}");
+    assert_eq!(
+        meta["client_id_metadata_document_supported"], true,
+        "{meta}"
+    );
+    let prm: Value = http_get(s.url("/.well-known/oauth-protected-resource/mcp/tools"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        prm["authorization_servers"][0],
+        s.url("").trim_end_matches('/'),
+        "{prm}"
+    );
+
+    // Registration: redirect URIs loopback or https, no wildcard; public clients only.
+    for bad in [
+        json!({"redirect_uris": ["http://evil.example/cb"]}),
+        json!({"redirect_uris": ["https://*.example.com/cb"]}),
+        json!({"redirect_uris": []}),
+    ] {
+        let (st, v) = register(s, bad.clone()).await;
+        assert_eq!(
+            (st, v["error"].as_str()),
+            (400, Some("invalid_redirect_uri")),
+            "{bad}: {v}"
+        );
+    }
+    let (st, v) = register(
+        s,
+        json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "client_secret_basic"}),
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("invalid_client_metadata")),
+        "{v}"
+    );
+    let client_id = new_client(s).await;
+
+    // Authorization: an unregistered redirect URI is shown an error, never redirected to.
+    let b = browser();
+    let evil = authorize_url(s, &client_id, &who, &[]).replace("127.0.0.1%3A9", "evil.example");
+    let r = b.get(&evil).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("location").is_none());
+    // Without PKCE, or for a resource that is no MCP server here: back to the client with the error.
+    let no_pkce = authorize_url(s, &client_id, &who, &[])
+        .replace("code_challenge_method=S256", "code_challenge_method=plain");
+    let r = b.get(&no_pkce).await;
+    assert_eq!(
+        url_param(&location(&r, &no_pkce), "error").as_deref(),
+        Some("invalid_request")
+    );
+    let elsewhere = authorize_url(s, &client_id, "https://other.example/mcp", &[]);
+    let r = b.get(&elsewhere).await;
+    assert_eq!(
+        url_param(&location(&r, &elsewhere), "error").as_deref(),
+        Some("invalid_target")
+    );
+    // A metadata document at a private address is never fetched.
+    let private = authorize_url(s, "https://10.255.255.1/client.json", &who, &[]);
+    let r = b.get(&private).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("private or internal"));
+
+    // The IdP's answer taken to another browser (login CSRF) is refused.
+    let r = b.get(&authorize_url(s, &client_id, &who, &[])).await;
+    let to_idp = location(&r, &s.url("/"));
+    assert!(to_idp.starts_with(&env.idp.issuer()), "{to_idp}");
+    let other = browser();
+    let r = other.get(&to_idp).await;
+    let mut url = location(&r, &to_idp);
+    let mut form = None;
+    for _ in 0..8 {
+        if url.starts_with(&s.url("/oauth2/callback")) {
+            break;
+        }
+        let resp = match form.take() {
+            Some(f) => other.post(&url, f).await,
+            None => other.get(&url).await,
+        };
+        if resp.status().is_redirection() {
+            url = location(&resp, &url);
+            continue;
+        }
+        let html = resp.text().await.unwrap();
+        let action = html
+            .split("action=\"")
+            .nth(1)
+            .and_then(|a| a.split('"').next())
+            .unwrap();
+        url = join(&url, action);
+        form = Some(if html.contains("name=\"login\"") {
+            &[("prompt", "login"), ("login", "mallory"), ("password", "x")][..]
+        } else {
+            &[("prompt", "consent")][..]
+        });
+    }
+    // `other` has the IdP's cookies, not the cookie Sluice gave `b`.
+    let r = other.get(&url).await;
+    assert_eq!(r.status(), 400, "{}", r.text().await.unwrap());
+
+    // The consent form without the page's cookie (another site posting it) is refused.
+    let redirect = sign_in(&b, authorize_url(s, &client_id, &who, &[]), "alice").await;
+    let code = url_param(&redirect, "code").unwrap();
+    let r = client()
+        .post(s.url("/oauth2/consent"))
+        .form(&[("ticket", "x"), ("consent", "y"), ("decision", "allow")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // Code: a wrong verifier uses it up; the right one then finds nothing.
+    let (st, v) = exchange(s, &client_id, &code, &"x".repeat(43), &who).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+    let (st, v) = exchange(s, &client_id, &code, VERIFIER, &who).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+    // A code for `who` asked as a token for `tools`.
+    let redirect = sign_in(&b, authorize_url(s, &client_id, &who, &[]), "alice").await;
+    let code = url_param(&redirect, "code").unwrap();
+    let (st, v) = exchange(s, &client_id, &code, VERIFIER, &tools).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+
+    // A good exchange, then the same code again: refused, and what it gave is revoked.
+    let redirect = sign_in(
+        &b,
+        authorize_url(s, &client_id, &tools, &[("scope", "offline_access")]),
+        "alice",
+    )
+    .await;
+    let code = url_param(&redirect, "code").unwrap();
+    let (st, good) = exchange(s, &client_id, &code, VERIFIER, &tools).await;
+    assert_eq!(st, 200, "{good}");
+    let access = good["access_token"].as_str().unwrap();
+    assert_eq!(mcp_status(s, "tools", access).await, 200);
+    assert_eq!(
+        mcp_status(s, "who", access).await,
+        401,
+        "a token for one server on another"
+    );
+    let (st, v) = exchange(s, &client_id, &code, VERIFIER, &tools).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+    let refresh = good["refresh_token"].as_str().unwrap();
+    let (st, v) = token(
+        s,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client_id),
+            ("refresh_token", refresh),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+    let mut refused = false;
+    for _ in 0..100 {
+        if mcp_status(s, "tools", access).await == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(refused, "the replayed code's access token is revoked");
+
+    // Refresh by another client: refused, and the rightful client's refresh still works.
+    let redirect = sign_in(&b, authorize_url(s, &client_id, &tools, &[]), "alice").await;
+    let code = url_param(&redirect, "code").unwrap();
+    let (_, good) = exchange(s, &client_id, &code, VERIFIER, &tools).await;
+    let refresh = good["refresh_token"].as_str().unwrap().to_owned();
+    let other_client = new_client(s).await;
+    let (st, v) = token(
+        s,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", &other_client),
+            ("refresh_token", &refresh),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+    let (st, v) = token(
+        s,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client_id),
+            ("refresh_token", &refresh),
+            ("scope", "admin"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("invalid_scope")),
+        "{v}"
+    );
+    let (st, fresh) = token(
+        s,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client_id),
+            ("refresh_token", &refresh),
+        ],
+    )
+    .await;
+    assert_eq!(st, 200, "{fresh}");
+    // Revoked by its client (RFC 7009), the new refresh token is dead.
+    let fresh_refresh = fresh["refresh_token"].as_str().unwrap();
+    let r = client()
+        .post(s.url("/oauth2/revoke"))
+        .form(&[("client_id", client_id.as_str()), ("token", fresh_refresh)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (st, v) = token(
+        s,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client_id),
+            ("refresh_token", fresh_refresh),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+
+    // A registration flood from one address meets 429 (within any minute window of 25 tries).
+    let mut limited = false;
+    for _ in 0..25 {
+        let (st, _) = register(s, json!({"redirect_uris": [REDIRECT]})).await;
+        if st == 429 {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "registrations are limited per address");
+}
