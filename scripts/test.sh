@@ -51,8 +51,8 @@ if [[ ! -d tests/idp/node_modules/oidc-provider ]]; then
   (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-if [[ ! -d tests/mcp/node_modules/@modelcontextprotocol/sdk ]]; then
-  echo "installing the MCP test parts (@modelcontextprotocol/sdk, server-everything) into tests/mcp"
+if [[ ! -d tests/mcp/node_modules/@modelcontextprotocol/sdk || ! -x tests/mcp/node_modules/.bin/claude ]]; then
+  echo "installing the MCP test parts (@modelcontextprotocol/sdk, server-everything, Claude Code) into tests/mcp"
   (cd tests/mcp && npm ci --no-audit --no-fund --loglevel=error)
 fi
 

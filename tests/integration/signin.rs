@@ -179,6 +179,44 @@ async fn mcp_clients_sign_people_in_through_sluice() {
     drop(env.idp);
 }
 
+/// Claude Code, as a person adds a server behind Sluice without a token: `claude mcp list`
+/// discovers Sluice from the 401, registers itself, and reports that the server needs
+/// authentication (before sign-in existed it said "Failed to connect").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_sees_a_server_that_needs_sign_in() {
+    let pki = Pki::new();
+    let env = setup(&pki).await;
+    let home = tempfile::tempdir().unwrap();
+    let claude = |args: &[&str]| {
+        let out = Command::new(mcp_dir().join("node_modules/.bin/claude"))
+            .args(args)
+            .current_dir(home.path())
+            .env("HOME", home.path())
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("DISABLE_AUTOUPDATER", "1")
+            .output()
+            .expect("claude");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let url = env.sluice.url("/mcp/tools");
+    let added = claude(&["mcp", "add", "--transport", "http", "tools", &url]);
+    assert!(added.contains("Added HTTP MCP server tools"), "{added}");
+    let listed = claude(&["mcp", "list"]);
+    assert!(listed.contains("Needs authentication"), "{listed}");
+    // It found Sluice from the 401: the server's metadata, then Sluice's. (Seeing
+    // `client_id_metadata_document_supported`, it does not register: its client id is the URL
+    // of its own metadata document, fetched at authorization.)
+    let audit = std::fs::read_to_string(env.sluice.dir.path().join("data/audit.jsonl")).unwrap();
+    assert!(
+        audit.contains("\"path\":\"/.well-known/oauth-authorization-server\""),
+        "{audit}"
+    );
+}
+
 /// A registered client's authorization request as the client builds it.
 fn authorize_url(
     sluice: &Sluice,
