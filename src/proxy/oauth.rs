@@ -54,7 +54,9 @@ pub async fn serve(session: &mut Session, snap: &Snapshot, vault: &Vault, reques
     let answer = match (method.as_str(), rest.split_once('/')) {
         ("GET", Some(("connect", provider))) => {
             let link = param(&query, "link").unwrap_or_default();
-            consent_page(vault, provider, &link).await
+            let secure = snap.public_base_url.starts_with("https://");
+            let signed_in = super::signin::session_cookie(session, secure);
+            consent_page(vault, provider, &link, signed_in).await
         }
         ("POST", Some(("connect", provider))) if is_form(req) => {
             let secure = snap.public_base_url.starts_with("https://");
@@ -159,13 +161,28 @@ async fn refuse(session: &mut Session, error: GatewayError, request_id: &str) ->
     error.status()
 }
 
-async fn consent_page(vault: &Vault, provider: &str, link: &str) -> Page {
+async fn consent_page(
+    vault: &Vault,
+    provider: &str,
+    link: &str,
+    signed_in: Option<String>,
+) -> Page {
     let reply = vault
         .ask(Request::ViewLink {
             provider: provider.to_owned(),
             link: link.to_owned(),
+            session: signed_in,
         })
         .await;
+    // A person who signs in at Sluice signs in first (then comes back here).
+    if let Err(Failure::SignInFirst { sign_in_url, .. }) = &reply {
+        return Page {
+            status: 303,
+            content_type: "text/plain; charset=utf-8",
+            body: String::new(),
+            headers: vec![("location", sign_in_url.clone())],
+        };
+    }
     let (who, display_name, scopes) = match reply {
         Ok(Answer::Consent {
             who,
@@ -206,12 +223,20 @@ async fn consent_page(vault: &Vault, provider: &str, link: &str) -> Page {
         status: 200,
         content_type: "text/html; charset=utf-8",
         body,
-        headers: vec![(
-            "set-cookie",
-            format!(
-                "{COOKIE}={nonce}; Path={PREFIX}connect; HttpOnly; SameSite=Strict; Max-Age=600"
+        headers: vec![
+            (
+                "set-cookie",
+                format!(
+                    "{COOKIE}={nonce}; Path={PREFIX}connect; HttpOnly; SameSite=Strict; Max-Age=600"
+                ),
             ),
-        )],
+            // Nobody frames this page to have the button pressed through it.
+            ("x-frame-options", "DENY".to_owned()),
+            (
+                "content-security-policy",
+                "frame-ancestors 'none'".to_owned(),
+            ),
+        ],
     }
 }
 
@@ -243,6 +268,7 @@ async fn confirm(session: &mut Session, vault: &Vault, provider: &str, secure: b
             provider: provider.to_owned(),
             link,
             browser: hex::encode(digest(&browser)),
+            session: super::signin::session_cookie(session, secure),
         })
         .await
     {

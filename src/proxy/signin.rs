@@ -26,6 +26,8 @@ pub const REGISTER_PATH: &str = "/oauth2/register";
 pub const AUTHORIZE_PATH: &str = "/oauth2/authorize";
 pub const CALLBACK_PATH: &str = "/oauth2/callback";
 pub const CONSENT_PATH: &str = "/oauth2/consent";
+/// Sign-in on its own, back to a connect link (`?next=`).
+pub const SIGNIN_PATH: &str = "/oauth2/signin";
 /// The Sluice browser session (plain name over HTTP, `__Host-` over HTTPS).
 const SESSION_COOKIE: &str = "sluice_session";
 /// The consent page's anti-forgery cookie.
@@ -48,12 +50,16 @@ pub async fn serve(
     let page = match (method.as_str(), path.as_str()) {
         ("POST", REGISTER_PATH) => register(session, vault, client).await,
         ("GET", AUTHORIZE_PATH) => authorize(session, vault, query, secure).await,
+        ("GET", SIGNIN_PATH) => {
+            let next = param(&query, "next").unwrap_or_default();
+            sign_in(vault, next, secure).await
+        }
         ("GET", CALLBACK_PATH) => callback(session, vault, &query, secure).await,
         ("GET", CONSENT_PATH) => consent_page(session, vault, &query, secure).await,
         ("POST", CONSENT_PATH) if is_form(session.req_header()) => {
             decide(session, vault, secure).await
         }
-        (_, REGISTER_PATH | AUTHORIZE_PATH | CALLBACK_PATH | CONSENT_PATH) => {
+        (_, REGISTER_PATH | AUTHORIZE_PATH | CALLBACK_PATH | CONSENT_PATH | SIGNIN_PATH) => {
             json_error(405, "invalid_request", "method not allowed here")
         }
         _ => return None,
@@ -108,23 +114,38 @@ async fn authorize(session: &mut Session, vault: &Vault, query: String, secure: 
     };
     match vault.ask(request).await {
         Ok(Answer::Redirect { url }) => redirect(url, Vec::new()),
-        Ok(Answer::SignIn { url, state }) => {
-            // `SameSite=Lax`: the IdP's redirect back is a cross-site top-level navigation.
-            let [host_only, plain] = browser_cookie_names(&state);
-            let bound = if secure {
-                format!(
-                    "{host_only}={browser}; Path=/; HttpOnly; SameSite=Lax; Max-Age=600; Secure"
-                )
-            } else {
-                format!(
-                    "{plain}={browser}; Path={CALLBACK_PATH}; HttpOnly; SameSite=Lax; Max-Age=600"
-                )
-            };
-            redirect(url, vec![("set-cookie", bound)])
-        }
+        Ok(Answer::SignIn { url, state }) => to_idp(url, &state, &browser, secure),
         Ok(_) => error_page(&Failure::BadState),
         Err(f) => error_page(&f),
     }
+}
+
+/// Sign-in by itself (from a connect link of a person who signs in here).
+async fn sign_in(vault: &Vault, next: String, secure: bool) -> Page {
+    let Ok(browser) = random_hex() else {
+        return error_page(&Failure::unavailable("randomness"));
+    };
+    let request = Request::SignIn {
+        next,
+        browser: hex::encode(digest(&browser)),
+    };
+    match vault.ask(request).await {
+        Ok(Answer::SignIn { url, state }) => to_idp(url, &state, &browser, secure),
+        Ok(_) => error_page(&Failure::BadState),
+        Err(f) => error_page(&f),
+    }
+}
+
+/// To the IdP, holding a cookie its `state` is bound to. `SameSite=Lax`: the IdP's redirect
+/// back is a cross-site top-level navigation.
+fn to_idp(url: String, state: &str, browser: &str, secure: bool) -> Page {
+    let [host_only, plain] = browser_cookie_names(state);
+    let bound = if secure {
+        format!("{host_only}={browser}; Path=/; HttpOnly; SameSite=Lax; Max-Age=600; Secure")
+    } else {
+        format!("{plain}={browser}; Path={CALLBACK_PATH}; HttpOnly; SameSite=Lax; Max-Age=600")
+    };
+    redirect(url, vec![("set-cookie", bound)])
 }
 
 async fn callback(session: &mut Session, vault: &Vault, query: &str, secure: bool) -> Page {
@@ -275,7 +296,7 @@ fn session_cookie_name(secure: bool) -> String {
 }
 
 /// The browser's Sluice session: over HTTPS only the `__Host-` cookie counts.
-fn session_cookie(session: &Session, secure: bool) -> Option<String> {
+pub(super) fn session_cookie(session: &Session, secure: bool) -> Option<String> {
     cookie(session.req_header(), &session_cookie_name(secure))
 }
 

@@ -71,15 +71,27 @@ pub enum Request {
         #[serde(default)]
         credential: Option<String>,
     },
-    /// What the consent page shows for a link (the link stays usable).
-    ViewLink { provider: String, link: String },
+    /// What the consent page shows for a link (the link stays usable). `session` is the
+    /// browser's Sluice session: a link of a person who signs in at Sluice opens only in a
+    /// browser signed in as them.
+    ViewLink {
+        provider: String,
+        link: String,
+        #[serde(default)]
+        session: Option<String>,
+    },
     /// The user confirmed: the link is used up and the upstream authorization URL returned.
     /// `browser` is the SHA-256 (hex) of the random cookie the confirming browser was given.
     Begin {
         provider: String,
         link: String,
         browser: String,
+        #[serde(default)]
+        session: Option<String>,
     },
+    /// `/oauth2/signin?next=…`: sign in at the company IdP, then back to `next` (a path of
+    /// Sluice's connect pages).
+    SignIn { next: String, browser: String },
     /// The upstream's redirect back.
     Callback {
         state: String,
@@ -288,6 +300,8 @@ pub enum Failure {
     ExchangeRefused { provider: String, error: String },
     #[error("this link is unknown, used or expired: ask for a new one")]
     BadLink,
+    #[error("this link is for {who}: sign in as them first")]
+    SignInFirst { who: String, sign_in_url: String },
     #[error("this authorization answer is unknown, used or expired (state): start again")]
     BadState,
     #[error("`{provider}` answered: {error}")]
@@ -327,6 +341,7 @@ impl Failure {
             Failure::NeedsJwt { .. } => "oauth_needs_jwt",
             Failure::ExchangeRefused { .. } => "oauth_exchange_refused",
             Failure::BadLink => "oauth_bad_link",
+            Failure::SignInFirst { .. } => "oauth_sign_in_first",
             Failure::BadState => "oauth_bad_state",
             Failure::Upstream { .. } => "oauth_upstream_error",
             Failure::OAuth { .. } => "issuer_refused",
@@ -343,6 +358,7 @@ impl Failure {
             | Failure::ExchangeRefused { .. }
             | Failure::GrantsWithheld => 403,
             Failure::GrantNotAllowed { .. } | Failure::BadLink | Failure::BadState => 400,
+            Failure::SignInFirst { .. } => 401,
             Failure::OAuth { status, .. } => *status,
             Failure::NotFound => 404,
             Failure::Upstream { .. } => 502,

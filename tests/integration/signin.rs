@@ -360,6 +360,92 @@ async fn mcp_status(sluice: &Sluice, server: &str, token: &str) -> u16 {
         .as_u16()
 }
 
+/// A leaked connect link is of no use: a person who signs in at Sluice connects an upstream
+/// account only in a browser signed in as them. Mallory, signed in, opening alice's link is
+/// sent to sign in (as alice); a browser that is not signed in too; alice's own browser gets
+/// the consent page; and the link, not used up by the refusals, still works for her.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_link_opens_only_in_its_persons_browser() {
+    let pki = Pki::new();
+    let env = setup(&pki).await;
+    let s = &env.sluice;
+    let who = s.url("/mcp/who");
+    let client_id = new_client(s).await;
+    let (alice, mallory) = (browser(), browser());
+    let redirect = sign_in(&alice, authorize_url(s, &client_id, &who, &[]), "alice").await;
+    let code = url_param(&redirect, "code").unwrap();
+    let (st, tokens) = exchange(s, &client_id, &code, VERIFIER, &who).await;
+    assert_eq!(st, 200, "{tokens}");
+    let link = connect_link(s, tokens["access_token"].as_str().unwrap()).await;
+    let redirect = sign_in(&mallory, authorize_url(s, &client_id, &who, &[]), "mallory").await;
+    let code = url_param(&redirect, "code").unwrap();
+    let (_, theirs) = exchange(s, &client_id, &code, VERIFIER, &who).await;
+    let own_link = connect_link(s, theirs["access_token"].as_str().unwrap()).await;
+    for stranger in [&mallory, &browser()] {
+        let r = stranger.get(&link).await;
+        assert_eq!(r.status(), 303);
+        let to = location(&r, &link);
+        assert!(to.starts_with(&s.url("/oauth2/signin?next=")), "{to}");
+        // Sign-in comes back to the link, and nowhere else.
+        let r = stranger.get(&to).await;
+        assert!(location(&r, &to).starts_with(&env.idp.issuer()));
+    }
+    // Mallory posting alice's link with the page nonce of her own link's consent page: the
+    // anti-forgery check passes, the person check does not, and the link is not used up.
+    let own_page = mallory.get(&own_link).await;
+    assert_eq!(own_page.status(), 200);
+    let own_nonce = crate::vault::consent_nonce(&own_page.text().await.unwrap());
+    let link_secret = url_param(&link, "link").unwrap();
+    let r = mallory
+        .post(
+            &s.url("/oauth/v1/connect/corp-login"),
+            &[
+                ("link", link_secret.as_str()),
+                ("consent", own_nonce.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("oauth_sign_in_first"));
+    let nonce = {
+        let page = alice.get(&link).await;
+        assert_eq!(page.status(), 200);
+        crate::vault::consent_nonce(&page.text().await.unwrap())
+    };
+    // An open redirect through `next` is refused.
+    let r = mallory
+        .get(&s.url("/oauth2/signin?next=https://evil.example/"))
+        .await;
+    assert_eq!(r.status(), 400);
+    // alice completes her own connection.
+    let r = alice
+        .post(
+            &s.url("/oauth/v1/connect/corp-login"),
+            &[("link", link_secret.as_str()), ("consent", nonce.as_str())],
+        )
+        .await;
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+    assert!(location(&r, &link).starts_with(&env.idp.issuer()));
+}
+
+/// The connect link `initialize` answers with while the token's person has no upstream grant.
+async fn connect_link(s: &Sluice, token: &str) -> String {
+    let r = client()
+        .post(s.url("/mcp/who"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    let answer: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    answer["error"]["data"]["connect_url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no connect_url: {answer}"))
+        .to_owned()
+}
+
 /// Every step attacked: registration (redirect URIs, auth methods, floods), authorization
 /// (unregistered redirect, no PKCE, another resource, a metadata URL at a private address),
 /// consent (forged POST), sign-in (the IdP's answer in another browser), code (wrong verifier,

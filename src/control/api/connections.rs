@@ -131,7 +131,8 @@ async fn proven_by_its_credential(cp: &ControlPlane, request: &Request) -> Resul
         | Request::ViewAuthorization { .. }
         | Request::Approve { .. }
         | Request::UserToken { .. }
-        | Request::RevokeUserToken { .. } => return Ok(()),
+        | Request::RevokeUserToken { .. }
+        | Request::SignIn { .. } => return Ok(()),
     };
     let unproven = || Failure::OAuth {
         error: "access_denied".into(),

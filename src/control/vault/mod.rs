@@ -115,8 +115,14 @@ impl VaultWorker {
                 let (url, expires_at) = self.link(&who, &p).await?;
                 Ok(Answer::Link { url, expires_at })
             }
-            Request::ViewLink { provider, link } => {
+            Request::ViewLink {
+                provider,
+                link,
+                session,
+            } => {
                 let (who, p) = self.open_link(&provider, &link, false).await?;
+                self.signed_in_as(&who, session.as_deref(), (&provider, &link))
+                    .await?;
                 Ok(Answer::Consent {
                     who: who.display,
                     display_name: display_name(&p),
@@ -128,7 +134,12 @@ impl VaultWorker {
                 provider,
                 link,
                 browser,
+                session,
             } => {
+                // Checked before the link is used up: signing in keeps it usable.
+                let (who, _) = self.open_link(&provider, &link, false).await?;
+                self.signed_in_as(&who, session.as_deref(), (&provider, &link))
+                    .await?;
                 let (who, p) = self.open_link(&provider, &link, true).await?;
                 self.begin(who, &p, browser).await
             }
@@ -180,6 +191,7 @@ impl VaultWorker {
                     .await
             }
             Request::Register { metadata, from } => self.register(&metadata, &from).await,
+            Request::SignIn { next, browser } => self.sign_in_then(&next, browser).await,
             Request::Authorize {
                 query,
                 session,

@@ -149,14 +149,72 @@ impl VaultWorker {
         .await?;
         if self.session(session).await?.is_some() {
             return Ok(Answer::Redirect {
-                url: self.consent_url(&ticket),
+                url: format!("{}{}", self.base_url, consent_path(&ticket)),
             });
         }
-        self.send_to_sign_in(&provider, ticket, browser).await
+        self.send_to_sign_in(&provider, consent_path(&ticket), browser)
+            .await
     }
 
-    /// The IdP's authorization URL for a sign-in that continues with `ticket`.
-    async fn send_to_sign_in(&self, provider: &str, ticket: String, browser: String) -> Reply {
+    /// `/oauth2/signin?next=…`: sign in, then back to `next`, one of Sluice's connect pages
+    /// (never another site: `next` is a path checked here and kept server-side).
+    pub(super) async fn sign_in_then(&self, next: &str, browser: String) -> Reply {
+        let local = next.starts_with("/oauth/v1/connect/")
+            && next.len() <= 2048
+            && !next.contains("//")
+            && !next.contains(['\\', '\r', '\n', '#']);
+        if !local {
+            return Err(oauth(
+                "invalid_request",
+                "next must be a connect link of this Sluice",
+                400,
+            ));
+        }
+        let provider = self
+            .config
+            .snapshot()
+            .sign_in
+            .as_ref()
+            .map(|s| s.oauth_provider.clone())
+            .ok_or_else(|| Failure::unavailable("sign-in is not configured"))?;
+        self.send_to_sign_in(&provider, next.to_owned(), browser)
+            .await
+    }
+
+    /// A connect link of a person who signs in at Sluice opens only in a browser signed in as
+    /// that person: a leaked link is of no use to anyone else. Other principals (tokens,
+    /// owners, apps) have no browser identity: their link is the proof.
+    pub(super) async fn signed_in_as(
+        &self,
+        who: &crate::vault::Who,
+        session: Option<&str>,
+        (provider, link): (&str, &str),
+    ) -> Result<(), Failure> {
+        let issuer = match &self.config.snapshot().sign_in {
+            Some(s) => s.issuer.clone(),
+            None => return Ok(()),
+        };
+        if !who.key.starts_with(&format!("jwt:{issuer}:")) {
+            return Ok(());
+        }
+        match self.session(session).await? {
+            Some(person) if person.principal() == who.key => Ok(()),
+            _ => {
+                let next = format!(
+                    "/oauth/v1/connect/{provider}?{}",
+                    super::upstream::serde_urlencoded(&[("link", link.to_owned())])
+                );
+                let query = super::upstream::serde_urlencoded(&[("next", next)]);
+                Err(Failure::SignInFirst {
+                    who: who.display.clone(),
+                    sign_in_url: format!("{}/oauth2/signin?{query}", self.base_url),
+                })
+            }
+        }
+    }
+
+    /// The IdP's authorization URL for a sign-in that continues at `then` (a path).
+    async fn send_to_sign_in(&self, provider: &str, then: String, browser: String) -> Reply {
         let p = self.provider(provider, GrantType::AuthorizationCode)?;
         let (state, nonce, verifier) = (random_token()?, random_token()?, random_token()?);
         let challenge = {
@@ -177,7 +235,7 @@ impl VaultWorker {
             ("code_challenge_method", "S256".to_owned()),
         ]);
         let pending = Pending::SignIn {
-            ticket,
+            then,
             nonce,
             verifier,
             browser,
@@ -201,7 +259,7 @@ impl VaultWorker {
         browser: Option<&str>,
     ) -> Reply {
         let Some(Pending::SignIn {
-            ticket,
+            then,
             nonce,
             verifier,
             browser: bound,
@@ -257,7 +315,7 @@ impl VaultWorker {
         Ok(Answer::Session {
             secret,
             max_age: sign_in.session_seconds,
-            next: self.consent_url(&ticket),
+            next: format!("{}{then}", self.base_url),
         })
     }
 
@@ -340,11 +398,6 @@ impl VaultWorker {
             .as_ref()
             .is_some_and(|s| s.issuer == person.issuer);
         Ok((current && person.expires_at > unix_now()).then_some(person))
-    }
-
-    fn consent_url(&self, ticket: &str) -> String {
-        let query = super::upstream::serde_urlencoded(&[("ticket", ticket.to_owned())]);
-        format!("{}{CONSENT_PATH}?{query}", self.base_url)
     }
 
     /// The client's redirect URI with `params`, its `state` and `iss` (RFC 9207).
@@ -434,6 +487,12 @@ fn checked_request(
         ))?;
     let scope = granted_scope(get("scope"), &server.access.scopes);
     Ok((challenge.to_owned(), server.resource.clone(), scope))
+}
+
+/// The consent page of a pending authorization, as a path.
+fn consent_path(ticket: &str) -> String {
+    let query = super::upstream::serde_urlencoded(&[("ticket", ticket.to_owned())]);
+    format!("{CONSENT_PATH}?{query}")
 }
 
 fn signed_out() -> Failure {
