@@ -394,6 +394,7 @@ fn build_issuers(
             .iter()
             .map(|s| mcp_server::resource_of(base_url, &s.name)),
     );
+    audiences.push(issuer::CONSOLE_AUDIENCE.to_owned());
     let builtin = issuer::builtin(base_url, &jwks, &audiences);
     let has_builtin = builtin.is_some();
     let jwt = issuer::build_all(&config.issuers, ctx, builtin, errors);

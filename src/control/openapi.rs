@@ -183,6 +183,8 @@ const FIXED: &[Operation] = &[
     op(Delete, "/v1/apps/{id}", AppRevoke, "Revoke an app: its tokens are refused on every data plane at the next revision"),
     op(Get, "/v1/usage", UsageRead, "Requests, tokens and spend (micro-USD) per bucket, `?by=provider|model|principal&hours=24&bucket=3600`, from the audit records of the process serving the API"),
     unchecked(Get, "/v1/whoami", "The caller's principal and role"),
+    unchecked(Get, "/v1/console/sign-in", "Whether operators sign in to the console at the company IdP, and where (no credential needed)"),
+    unchecked(Post, "/v1/console/session", "The console trades the single-use code of a sign-in (`{\"code\": …}`) for an 8-hour token of the admin API; 403 when the person's claim values map to no role (no credential needed: the code is the proof)").status("200"),
     unchecked(Get, "/v1/openapi.json", "This document (no credential needed)"),
     unchecked(Get, "/v1/snapshot/key", "The public half of the revision feed's signing key (`ed25519:BASE64`), which data planes pin with `SLUICE_CONTROL_PLANE_KEY` (no credential needed)"),
 ];

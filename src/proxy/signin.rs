@@ -52,7 +52,8 @@ pub async fn serve(
         ("GET", AUTHORIZE_PATH) => authorize(session, vault, query, secure).await,
         ("GET", SIGNIN_PATH) => {
             let next = param(&query, "next").unwrap_or_default();
-            sign_in(vault, next, secure).await
+            let signed_in = session_cookie(session, secure);
+            sign_in(vault, next, signed_in, secure).await
         }
         ("GET", CALLBACK_PATH) => callback(session, vault, &query, secure).await,
         ("GET", CONSENT_PATH) => consent_page(session, vault, &query, secure).await,
@@ -120,17 +121,20 @@ async fn authorize(session: &mut Session, vault: &Vault, query: String, secure: 
     }
 }
 
-/// Sign-in by itself (from a connect link of a person who signs in here).
-async fn sign_in(vault: &Vault, next: String, secure: bool) -> Page {
+/// Sign-in by itself: from a connect link of a person who signs in here, or for the console.
+async fn sign_in(vault: &Vault, next: String, signed_in: Option<String>, secure: bool) -> Page {
     let Ok(browser) = random_hex() else {
         return error_page(&Failure::unavailable("randomness"));
     };
     let request = Request::SignIn {
         next,
         browser: hex::encode(digest(&browser)),
+        session: signed_in,
     };
     match vault.ask(request).await {
         Ok(Answer::SignIn { url, state }) => to_idp(url, &state, &browser, secure),
+        // Signed in already (the console): straight on.
+        Ok(Answer::Redirect { url }) => redirect(url, Vec::new()),
         Ok(_) => error_page(&Failure::BadState),
         Err(f) => error_page(&f),
     }

@@ -90,8 +90,15 @@ pub enum Request {
         session: Option<String>,
     },
     /// `/oauth2/signin?next=…`: sign in at the company IdP, then back to `next` (a path of
-    /// Sluice's connect pages).
-    SignIn { next: String, browser: String },
+    /// Sluice's connect pages, or `console`).
+    SignIn {
+        next: String,
+        browser: String,
+        #[serde(default)]
+        session: Option<String>,
+    },
+    /// The console trades the single-use code its sign-in came back with for a session token.
+    ConsoleSession { code: String },
     /// The upstream's redirect back.
     Callback {
         state: String,

@@ -52,9 +52,18 @@ function makeProvider(issuer) {
   const provider = new Provider(issuer, {
     clients: [client('rs-client'), client('es-client')],
     jwks: { keys },
-    scopes: ['openid', 'offline_access', 'llm.invoke', 'admin', 'repo.read', 'repo.write'],
-    claims: { openid: ['sub'] },
-    findAccount: (ctx, id) => ({ accountId: id, claims: () => ({ sub: id }) }),
+    scopes: ['openid', 'offline_access', 'groups', 'llm.invoke', 'admin', 'repo.read', 'repo.write'],
+    // `groups` (scope `groups`, in the ID token too): alice is in sluice-admins, logins starting
+    // with `view` in sluice-viewers, everyone in staff.
+    claims: { openid: ['sub'], groups: ['groups'] },
+    conformIdTokenClaims: false,
+    findAccount: (ctx, id) => ({
+      accountId: id,
+      claims: () => ({
+        sub: id,
+        groups: [...(id === 'alice' ? ['sluice-admins'] : []), ...(id.startsWith('view') ? ['sluice-viewers'] : []), 'staff'],
+      }),
+    }),
     ttl: {
       AccessToken: () => accessTtl,
       Interaction: 600,

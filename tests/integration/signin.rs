@@ -27,6 +27,11 @@ struct Env {
 /// (answers with the subject of the IdP token Sluice injects: the person's own grant) and
 /// `tools` (server-everything, no upstream auth).
 async fn setup(pki: &Pki) -> Env {
+    setup_with(pki, |_, _| {}).await
+}
+
+/// `setup`, with `edit` changing the issuer before it is created (given it and the admin URL).
+async fn setup_with(pki: &Pki, edit: impl FnOnce(&mut Value, &str)) -> Env {
     let idp = Idp::start();
     let who = whoami(&format!("{}/me", idp.issuer()));
     let (everything, _) = everything();
@@ -53,9 +58,10 @@ async fn setup(pki: &Pki) -> Env {
     let secret = json!({"name": "CORP_LOGIN", "value": reg["client_secret"], "scopes": ["mcp"]});
     let provider = json!({"name": "corp-login", "display_name": "Corp sign-in", "issuer": idp.issuer(),
         "client_id": reg["client_id"], "client_secret_ref": "CORP_LOGIN",
-        "token_endpoint_auth_method": "client_secret_post", "scopes": ["openid"]});
-    let issuer = json!({"name": "corp", "issuer": idp.issuer(), "audiences": ["urn:sluice:gateway"],
+        "token_endpoint_auth_method": "client_secret_post", "scopes": ["openid", "groups"]});
+    let mut issuer = json!({"name": "corp", "issuer": idp.issuer(), "audiences": ["urn:sluice:gateway"],
         "sign_in": {"oauth_provider": "corp-login"}});
+    edit(&mut issuer, &admin);
     for (path, body) in [
         ("/v1/secrets", secret),
         ("/v1/oauth-providers", provider),
@@ -215,6 +221,122 @@ async fn claude_code_sees_a_server_that_needs_sign_in() {
         audit.contains("\"path\":\"/.well-known/oauth-authorization-server\""),
         "{audit}"
     );
+}
+
+/// Operators sign in to the console at the company IdP in a real browser, their role from the
+/// IdP's `groups` claim: alice (sluice-admins) is an admin, viewer1 (sluice-viewers) a viewer,
+/// mallory (staff only) does not get in. The console's token works at the admin API only, and
+/// a role unmapped in the configuration is refused at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_sign_in_to_the_console_at_the_idp() {
+    let pki = Pki::new();
+    let env = setup_with(&pki, |issuer, admin| {
+        issuer["sign_in"]["console"] = json!({"url": admin,
+            "roles": {"sluice-admins": "admin", "sluice-viewers": "viewer"}});
+    })
+    .await;
+    let admin = env.sluice.admin_url();
+    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
+    let out = crate::sdk::run_with_env(
+        "console_signin.py",
+        &[
+            &admin,
+            shots.to_str().unwrap(),
+            "alice",
+            "viewer1",
+            "mallory",
+        ],
+        &[],
+    );
+    let [alice, viewer, mallory] = [&out[0], &out[1], &out[2]];
+    assert_eq!(alice["button"], "Sign in with your corp account", "{out}");
+    assert_eq!(alice["who"], "jwt:corp:alice (admin)", "{out}");
+    assert_eq!(alice["page"], "providers", "{out}");
+    assert_eq!(alice["may_create_tokens"], true, "{out}");
+    assert!(
+        !alice["url"].as_str().unwrap().contains("signin="),
+        "the code leaves the URL: {out}"
+    );
+    assert_eq!(viewer["who"], "jwt:corp:viewer1 (viewer)", "{out}");
+    assert_eq!(viewer["may_create_tokens"], false, "{out}");
+    assert_eq!(mallory["who"], "", "{out}");
+    assert!(
+        mallory["error"]
+            .as_str()
+            .unwrap()
+            .contains("no console role"),
+        "{out}"
+    );
+
+    // The console's token, as the API sees it: the admin API only, the role of the moment.
+    let b = browser();
+    let r = b.get(&env.sluice.url("/oauth2/signin?next=console")).await;
+    let mut url = location(&r, &env.sluice.url("/"));
+    let mut form: Option<Vec<(&str, &str)>> = None;
+    for _ in 0..10 {
+        if url.starts_with(&admin) {
+            break;
+        }
+        let resp = match form.take() {
+            Some(f) => b.post(&url, &f).await,
+            None => b.get(&url).await,
+        };
+        if resp.status().is_redirection() {
+            url = location(&resp, &url);
+            continue;
+        }
+        let html = resp.text().await.unwrap();
+        let action = html
+            .split("action=\"")
+            .nth(1)
+            .and_then(|a| a.split('"').next())
+            .unwrap();
+        url = join(&url, action);
+        form = Some(if html.contains("name=\"login\"") {
+            vec![("prompt", "login"), ("login", "alice"), ("password", "x")]
+        } else {
+            vec![("prompt", "consent")]
+        });
+    }
+    let code = url
+        .split("#signin=")
+        .nth(1)
+        .expect("code in the fragment")
+        .to_owned();
+    let session = |code: String| {
+        let admin = admin.clone();
+        async move {
+            let r = client()
+                .post(format!("{admin}/v1/console/session"))
+                .json(&json!({ "code": code }))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (st, v) = session(code.clone()).await;
+    assert_eq!(st, 200, "{v}");
+    let token = v["token"].as_str().unwrap().to_owned();
+    let (st, _) = session(code).await;
+    assert_eq!(st, 400, "a code is single use");
+    let (st, me) = api(&admin, &token, "GET", "/v1/whoami", None).await;
+    assert_eq!((st, me["role"].as_str()), (200, Some("admin")), "{me}");
+    // Not a credential anywhere else: an MCP server refuses it.
+    assert_eq!(mcp_status(&env.sluice, "tools", &token).await, 401);
+    // The mapping changes: the same token is refused at once.
+    let (st, v) = api(
+        &admin,
+        &env.sluice.admin_token(),
+        "PUT",
+        "/v1/issuers/corp",
+        Some(&json!({"name": "corp", "issuer": env.idp.issuer(), "audiences": ["urn:sluice:gateway"],
+            "sign_in": {"oauth_provider": "corp-login", "console": {"url": admin, "roles": {"sluice-viewers": "viewer"}}}}).to_string()),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = api(&admin, &token, "GET", "/v1/whoami", None).await;
+    assert_eq!(st, 403, "{v}");
 }
 
 /// A registered client's authorization request as the client builds it.

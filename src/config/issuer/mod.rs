@@ -208,6 +208,31 @@ pub struct SignIn {
     /// The OAuth provider that is Sluice's client there.
     pub oauth_provider: String,
     pub session_seconds: u64,
+    /// Console sign-in, when operators sign in here too (`url` without a trailing `/`).
+    pub console: Option<wire::ConsoleSignIn>,
+}
+
+/// The audience of console sessions' tokens (Sluice's issuer): valid at the admin API only.
+pub const CONSOLE_AUDIENCE: &str = "urn:sluice:console";
+
+impl SignIn {
+    /// The console role of a person whose role claim held `values`: the highest one mapped.
+    pub fn console_role(&self, values: &[String]) -> Option<config_wire::Role> {
+        use config_wire::Role;
+        let console = self.console.as_ref()?;
+        let rank = |r: &Role| match r {
+            Role::Admin => 3,
+            Role::Operator => 2,
+            Role::Viewer => 1,
+            Role::Dataplane => 0,
+        };
+        values
+            .iter()
+            .filter_map(|v| console.roles.get(v))
+            .filter(|r| rank(r) > 0)
+            .max_by_key(|r| rank(r))
+            .copied()
+    }
 }
 
 /// The one issuer people sign in at, when there is one: its OAuth provider exists, allows the
@@ -264,6 +289,9 @@ pub fn sign_in(
             }
             Some(_) => {}
         }
+        if let Some(console) = &s.console {
+            check_console(console, &at, errors);
+        }
         let index = jwt.issuers.iter().position(|t| t.name == w.name);
         if let (true, Some(index)) = (errors.len() == before, index) {
             found = Some(SignIn {
@@ -271,8 +299,45 @@ pub fn sign_in(
                 index,
                 oauth_provider: s.oauth_provider.clone(),
                 session_seconds: s.session_hours * 3600,
+                console: s.console.clone().map(|c| wire::ConsoleSignIn {
+                    url: c.url.trim_end_matches('/').to_owned(),
+                    ..c
+                }),
             });
         }
     }
     found
+}
+
+/// Console sign-in names an http(s) console URL, a claim, and only console roles.
+fn check_console(c: &wire::ConsoleSignIn, at: &str, errors: &mut Vec<ConfigError>) {
+    if !is_http_url(&c.url) {
+        errors.push(ConfigError::at(
+            format!("{at}.console.url"),
+            format!(
+                "`{}` must be the http(s) URL browsers reach the admin listener at",
+                c.url
+            ),
+        ));
+    }
+    if c.claim.is_empty() {
+        errors.push(ConfigError::at(
+            format!("{at}.console.claim"),
+            "name the ID token claim that chooses the role",
+        ));
+    }
+    if c.roles.is_empty() {
+        errors.push(ConfigError::at(
+            format!("{at}.console.roles"),
+            "map at least one claim value to a role: nobody could sign in",
+        ));
+    }
+    for (value, role) in &c.roles {
+        if *role == config_wire::Role::Dataplane {
+            errors.push(ConfigError::at(
+                format!("{at}.console.roles.{value}"),
+                "`dataplane` is no console role: use admin, operator or viewer",
+            ));
+        }
+    }
 }

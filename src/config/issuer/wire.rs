@@ -44,6 +44,30 @@ pub struct SignIn {
     /// How long a Sluice browser session lasts after sign-in (1 to 720 hours).
     #[serde(default = "default_session_hours")]
     pub session_hours: u64,
+    /// Operators sign in to the console (`/ui/`) here too, their role chosen by a claim of the
+    /// ID token (pasted admin tokens keep working, for break-glass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<ConsoleSignIn>,
+}
+
+/// Console sign-in: where the console is and which claim values give which role.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSignIn {
+    /// Where browsers reach the admin listener (`https://sluice-admin.example.com`): signed-in
+    /// operators are sent back to `{url}/ui/`.
+    pub url: String,
+    /// The ID token claim (a string or a list of strings, such as `groups`) whose values
+    /// choose the role; the IdP must put it in the ID token.
+    #[serde(default = "default_role_claim")]
+    pub claim: String,
+    /// Claim value → console role (`admin`, `operator` or `viewer`); the highest one applies.
+    /// A person with none of these values does not get in.
+    pub roles: std::collections::BTreeMap<String, crate::config::wire::Role>,
+}
+
+fn default_role_claim() -> String {
+    "groups".into()
 }
 
 fn default_session_hours() -> u64 {

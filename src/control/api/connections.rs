@@ -132,7 +132,8 @@ async fn proven_by_its_credential(cp: &ControlPlane, request: &Request) -> Resul
         | Request::Approve { .. }
         | Request::UserToken { .. }
         | Request::RevokeUserToken { .. }
-        | Request::SignIn { .. } => return Ok(()),
+        | Request::SignIn { .. }
+        | Request::ConsoleSession { .. } => return Ok(()),
     };
     let unproven = || Failure::OAuth {
         error: "access_denied".into(),

@@ -251,6 +251,9 @@ impl ControlPlane {
     pub fn caller(&self, headers: &HeaderMap) -> ApiResult<Caller> {
         let token = bearer(headers)?;
         let snap = self.config.snapshot();
+        if crate::auth::jwt::looks_like_jwt(token) {
+            return console_caller(token, &snap);
+        }
         let access = Access {
             auth: AuthPolicy::Token,
             ..Access::default()
@@ -454,11 +457,98 @@ async fn openapi() -> Response {
         .into_response()
 }
 
+/// An operator signed in to the console at the company IdP: a token of Sluice's issuer for the
+/// console audience, whose role is what the person's claim values map to now.
+fn console_caller(token: &str, snap: &crate::config::Snapshot) -> ApiResult<Caller> {
+    let unauthenticated = |e: String| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e);
+    let access = Access {
+        auth: AuthPolicy::Jwt,
+        app_audience: Some(crate::config::issuer::CONSOLE_AUDIENCE.to_owned()),
+        ..Access::default()
+    };
+    // Sluice's own keys come with the configuration: verifying never waits on a fetch (a
+    // token of another issuer is refused, not fetched for).
+    let principal = futures_util::FutureExt::now_or_never(crate::auth::verify(
+        token,
+        &access,
+        snap,
+        unix_now(),
+    ))
+    .unwrap_or(Err(crate::error::GatewayError::MissingCredential))
+    .map_err(|e| unauthenticated(e.to_string()))?;
+    if !principal.audience_bound || principal.app().is_some() {
+        return Err(unauthenticated("not a console session token".into()));
+    }
+    let values: Vec<String> = principal.claims[crate::control::vault::console::CONSOLE_GROUPS]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    let role = snap
+        .sign_in
+        .as_ref()
+        .and_then(|s| s.console_role(&values))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "no console role maps to this person's claim values any more",
+            )
+        })?;
+    Ok(Caller {
+        principal: principal.key.to_string(),
+        role: Some(role),
+        permissions: Vec::new(),
+    })
+}
+
+/// `GET /v1/console/sign-in`: whether the console offers sign-in at the company IdP.
+async fn console_sign_in(State(cp): Cp) -> Json<Value> {
+    let snap = cp.config.snapshot();
+    let doc = match &snap.sign_in {
+        Some(s) if s.console.is_some() => json!({
+            "enabled": true,
+            "issuer": s.issuer,
+            "url": format!("{}/oauth2/signin?next=console", snap.public_base_url),
+        }),
+        _ => json!({ "enabled": false }),
+    };
+    Json(doc)
+}
+
+/// `POST /v1/console/session` `{"code": …}`: the console's token for a sign-in's code.
+async fn console_session(State(cp): Cp, body: Bytes) -> ApiResult<Json<Value>> {
+    let doc: Value = parse(&body)?;
+    let code = doc["code"].as_str().unwrap_or_default().to_owned();
+    match cp
+        .vault
+        .handle(crate::vault::Request::ConsoleSession { code })
+        .await
+    {
+        Ok(crate::vault::Answer::Issued {
+            access_token,
+            expires_in,
+            scope,
+        }) => Ok(Json(
+            json!({"token": access_token, "expires_in": expires_in, "role": scope}),
+        )),
+        Ok(_) => Err(ApiError::internal("unexpected answer")),
+        Err(f) => Err(ApiError::new(
+            StatusCode::from_u16(f.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            f.reason(),
+            f.to_string(),
+        )),
+    }
+}
+
 /// The `/v1` routes.
 pub fn router(cp: Arc<ControlPlane>) -> Router {
     let mut router = Router::new()
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/whoami", get(whoami))
+        .route("/v1/console/sign-in", get(console_sign_in))
+        .route("/v1/console/session", post(console_session))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/snapshot", get(snapshot))
         .route("/v1/snapshot/key", get(snapshot_key))

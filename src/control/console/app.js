@@ -488,9 +488,32 @@ async function start() {
       document.getElementById('signin-error').textContent = e.status === 401 ? 'That token is not valid.' : e.message;
     }
   });
+  // Back from the company IdP with a single-use code: traded for this tab's token.
+  const back = location.hash.match(/^#signin=([A-Za-z0-9_-]{1,128})$/);
+  if (back) {
+    history.replaceState(null, '', location.pathname);
+    try {
+      const r = await fetch('/v1/console/session', {
+        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ code: back[1] }),
+      });
+      const data = await r.json();
+      if (!r.ok) throw new Error((data.error && data.error.message) || r.statusText);
+      state.token = data.token;
+    } catch (e) {
+      document.getElementById('signin-error').textContent = `Sign-in failed: ${e.message}`;
+    }
+  }
   if (state.token) {
     try { await enter(); } catch (_) { sessionStorage.removeItem('sluice.token'); state.token = null; }
   }
+  try {
+    const sso = await (await fetch('/v1/console/sign-in')).json();
+    if (sso.enabled) {
+      document.getElementById('sso-link').href = sso.url;
+      document.getElementById('sso-link').textContent = `Sign in with your ${sso.issuer} account`;
+      document.getElementById('sso').hidden = false;
+    }
+  } catch (_) { /* the token form stays */ }
   document.body.dataset.loaded = '1';
 }
 

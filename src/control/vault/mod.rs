@@ -28,6 +28,7 @@ use crate::metrics::METRICS;
 use crate::vault::{Answer, Connection, Failure, Job, Reply, Request, Who, REFRESH_BEFORE};
 
 mod clients;
+pub mod console;
 mod issue;
 mod refresh;
 mod sealed;
@@ -191,7 +192,12 @@ impl VaultWorker {
                     .await
             }
             Request::Register { metadata, from } => self.register(&metadata, &from).await,
-            Request::SignIn { next, browser } => self.sign_in_then(&next, browser).await,
+            Request::SignIn {
+                next,
+                browser,
+                session,
+            } => self.sign_in_then(&next, browser, session.as_deref()).await,
+            Request::ConsoleSession { code } => self.console_session(&code).await,
             Request::Authorize {
                 query,
                 session,

@@ -63,6 +63,8 @@ pub(super) enum Pending {
         jti: String,
         exp: u64,
     },
+    /// The single-use code a console sign-in comes back with.
+    ConsoleCode(super::signin::Person),
     /// A refresh-token family (`family\0{id}`): the current token's digest and the grant.
     Family(super::user_tokens::Family),
 }

@@ -27,6 +27,8 @@ const TICKET_SECONDS: u64 = 600;
 const CODE_SECONDS: u64 = 60;
 pub const CALLBACK_PATH: &str = "/oauth2/callback";
 pub const CONSENT_PATH: &str = "/oauth2/consent";
+/// The `next` of a console sign-in.
+pub const CONSOLE: &str = "console";
 
 /// An MCP client's authorization request, checked.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +53,9 @@ pub(super) struct Person {
     /// What they are called (`preferred_username`, `email`, `name` or the subject): shown only.
     pub(super) name: String,
     pub(super) expires_at: u64,
+    /// The values of the console's role claim in the ID token (when console sign-in is on).
+    #[serde(default)]
+    pub(super) groups: Vec<String>,
 }
 
 impl Person {
@@ -158,7 +163,15 @@ impl VaultWorker {
 
     /// `/oauth2/signin?next=…`: sign in, then back to `next`, one of Sluice's connect pages
     /// (never another site: `next` is a path checked here and kept server-side).
-    pub(super) async fn sign_in_then(&self, next: &str, browser: String) -> Reply {
+    pub(super) async fn sign_in_then(
+        &self,
+        next: &str,
+        browser: String,
+        session: Option<&str>,
+    ) -> Reply {
+        if next == CONSOLE {
+            return self.console_sign_in(browser, session).await;
+        }
         let local = next.starts_with("/oauth/v1/connect/")
             && next.len() <= 2048
             && !next.contains("//")
@@ -214,7 +227,12 @@ impl VaultWorker {
     }
 
     /// The IdP's authorization URL for a sign-in that continues at `then` (a path).
-    async fn send_to_sign_in(&self, provider: &str, then: String, browser: String) -> Reply {
+    pub(super) async fn send_to_sign_in(
+        &self,
+        provider: &str,
+        then: String,
+        browser: String,
+    ) -> Reply {
         let p = self.provider(provider, GrantType::AuthorizationCode)?;
         let (state, nonce, verifier) = (random_token()?, random_token()?, random_token()?);
         let challenge = {
@@ -312,10 +330,15 @@ impl VaultWorker {
         )
         .await?;
         self.audit_record(&json!({"ts": now, "event": "oauth2.signin", "principal": person.principal(), "outcome": "ok"}));
+        let next = if then == CONSOLE {
+            self.console_redirect(&person).await?
+        } else {
+            format!("{}{then}", self.base_url)
+        };
         Ok(Answer::Session {
             secret,
             max_age: sign_in.session_seconds,
-            next: format!("{}{then}", self.base_url),
+            next,
         })
     }
 
@@ -385,7 +408,7 @@ impl VaultWorker {
     }
 
     /// The live session behind a session cookie, at the issuer people sign in at now.
-    async fn session(&self, secret: Option<&str>) -> Result<Option<Person>, Failure> {
+    pub(super) async fn session(&self, secret: Option<&str>) -> Result<Option<Person>, Failure> {
         let Some(secret) = secret.filter(|s| !s.is_empty()) else {
             return Ok(None);
         };
@@ -451,11 +474,23 @@ async fn person_of(
         .iter()
         .find_map(|k| claims[*k].as_str())
         .unwrap_or(subject);
+    let groups = match sign_in.console.as_ref().map(|c| &claims[c.claim.as_str()]) {
+        Some(serde_json::Value::String(v)) => vec![v.clone()],
+        Some(serde_json::Value::Array(values)) => values
+            .iter()
+            .filter_map(|v| v.as_str())
+            .filter(|v| v.len() <= 256)
+            .take(256)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    };
     Ok(Person {
         issuer: sign_in.issuer.clone(),
         subject: subject.to_owned(),
         name: super::clip(name),
         expires_at: now + sign_in.session_seconds,
+        groups,
     })
 }
 

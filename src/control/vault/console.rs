@@ -1,0 +1,136 @@
+//! Console sign-in: an operator signs in at the company IdP exactly as a person does for an
+//! MCP client (`/oauth2/signin?next=console` on the proxy listener, the same Sluice session),
+//! and comes back to `{console.url}/ui/#signin={code}`: a single-use code (60 s) the console
+//! trades at `POST /v1/console/session` for a token of Sluice's issuer whose audience is the
+//! admin API only. The role is not in the token: the admin API maps the person's claim values
+//! (kept in the token) with the configuration of the moment, so a role removed from the
+//! mapping applies at once.
+
+use serde_json::json;
+
+use super::sealed::Pending;
+use super::{random_token, VaultWorker};
+use crate::clock::unix_now;
+use crate::config::issuer::CONSOLE_AUDIENCE;
+use crate::control::issuer;
+use crate::vault::{Answer, Failure, Reply};
+
+/// How long a console sign-in lasts.
+const CONSOLE_SECONDS: u64 = 8 * 3600;
+/// How long the code in the console's URL lives.
+const CODE_SECONDS: u64 = 60;
+/// The client id in console tokens.
+pub const CONSOLE_CLIENT: &str = "sluice-console";
+
+fn no_console() -> Failure {
+    Failure::OAuth {
+        error: "invalid_request".into(),
+        description: "console sign-in is not configured (issuers[].sign_in.console)".into(),
+        status: 400,
+    }
+}
+
+impl VaultWorker {
+    /// To the IdP, or (signed in already) straight back to the console.
+    pub(super) async fn console_sign_in(&self, browser: String, session: Option<&str>) -> Reply {
+        let provider = match &self.config.snapshot().sign_in {
+            Some(s) if s.console.is_some() => s.oauth_provider.clone(),
+            _ => return Err(no_console()),
+        };
+        if let Some(person) = self.session(session).await? {
+            return Ok(Answer::Redirect {
+                url: self.console_redirect(&person).await?,
+            });
+        }
+        self.send_to_sign_in(&provider, super::signin::CONSOLE.to_owned(), browser)
+            .await
+    }
+
+    /// The console's URL with a fresh single-use code for `person`.
+    pub(super) async fn console_redirect(
+        &self,
+        person: &super::signin::Person,
+    ) -> Result<String, Failure> {
+        let url = match &self.config.snapshot().sign_in {
+            Some(s) => s.console.as_ref().map(|c| c.url.clone()),
+            None => None,
+        }
+        .ok_or_else(no_console)?;
+        let code = random_token()?;
+        self.put_pending(
+            &code,
+            &Pending::ConsoleCode(person.clone()),
+            unix_now() + CODE_SECONDS,
+        )
+        .await?;
+        Ok(format!("{url}/ui/#signin={code}"))
+    }
+
+    /// The console's token for a code, when the person's claim values map to a role now.
+    pub(super) async fn console_session(&self, code: &str) -> Reply {
+        let Some(Pending::ConsoleCode(person)) = self.take_pending(code, true).await? else {
+            return Err(Failure::OAuth {
+                error: "invalid_grant".into(),
+                description: "this sign-in code is unknown, used or expired: sign in again".into(),
+                status: 400,
+            });
+        };
+        let now = unix_now();
+        let snap = self.config.snapshot();
+        let role = snap
+            .sign_in
+            .as_ref()
+            .filter(|s| s.issuer == person.issuer)
+            .and_then(|s| s.console_role(&person.groups));
+        let Some(role) = role else {
+            self.refused_record(&json!({"ts": now, "event": "console.signin", "principal": person.principal(), "outcome": "no_role"}));
+            return Err(Failure::OAuth {
+                error: "access_denied".into(),
+                description: format!(
+                    "{} has no console role: none of their claim values is mapped (issuers[].sign_in.console.roles)",
+                    person.principal()
+                ),
+                status: 403,
+            });
+        };
+        let signer = self.signer(now).await?;
+        let mut claims = issuer::AccessToken {
+            issuer: &snap.public_base_url,
+            subject: &person.subject,
+            client_id: CONSOLE_CLIENT,
+            audience: CONSOLE_AUDIENCE,
+            scope: "",
+            agent: "",
+            env: "",
+            lifetime: CONSOLE_SECONDS,
+        }
+        .claims(now)
+        .map_err(|e| Failure::unavailable(e.to_string()))?;
+        if let Some(map) = claims.as_object_mut() {
+            map.remove("agent");
+            map.remove("env");
+            map.remove("scope");
+            map.insert(
+                crate::auth::jwt::SIGNED_IN_AT.into(),
+                person.issuer.clone().into(),
+            );
+            map.insert(CONSOLE_GROUPS.into(), json!(person.groups));
+        }
+        let token = signer
+            .sign(&claims, "at+jwt")
+            .map_err(|e| Failure::unavailable(e.to_string()))?;
+        let role = serde_json::to_value(role)
+            .ok()
+            .and_then(|r| r.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.audit_record(&json!({"ts": now, "event": "console.signin", "principal": person.principal(), "role": role, "jti": claims["jti"], "outcome": "ok"}));
+        Ok(Answer::Issued {
+            access_token: token,
+            expires_in: CONSOLE_SECONDS,
+            scope: role,
+        })
+    }
+}
+
+/// The claim of console tokens holding the person's role-claim values.
+pub const CONSOLE_GROUPS: &str = "sluice_groups";
