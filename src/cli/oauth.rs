@@ -61,6 +61,14 @@ pub enum OauthCmd {
         #[command(flatten)]
         user: UserConn,
     },
+    /// Clients of Sluice's own authorization endpoint (MCP clients people signed in with).
+    ///
+    /// Example: sluice oauth clients
+    Clients,
+    /// Revoke a client of Sluice's authorization endpoint: its tokens stop working everywhere.
+    ///
+    /// Example: sluice oauth revoke-client mcp-3x…
+    RevokeClient { client_id: String },
     /// Users' connections (never their tokens): everyone's, one principal's, or `--mine`.
     ///
     /// Example: sluice oauth connections --principal owner:alice
@@ -245,6 +253,18 @@ pub fn oauth(conn: &Conn, cmd: OauthCmd) -> anyhow::Result<()> {
             c.call(Method::PUT, &path(&name), Some(doc))?
         }
         OauthCmd::Delete { name } => c.call(Method::DELETE, &path(&name), None)?,
+        OauthCmd::Clients => {
+            let v = c.call(Method::GET, "/v1/oauth-clients", None)?;
+            let columns = ["client_id", "client_name", "redirect_uris", "last_used_at"];
+            c.show(&v, &columns);
+            return Ok(());
+        }
+        OauthCmd::RevokeClient { client_id } => {
+            let url = format!("/v1/oauth-clients/{}", enc(&client_id));
+            let v = c.call(Method::DELETE, &url, None)?;
+            c.show(&v, &["client_id", "revoked", "revision"]);
+            return Ok(());
+        }
     };
     c.show(
         &v,

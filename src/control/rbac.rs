@@ -155,6 +155,8 @@ permissions! {
     AppRevoke = "app_revoke", Credentials;
     AgentProtectedCredentials = "agent_protected_credentials", Protected;
     UsageRead = "usage_read", Read;
+    OauthClientList = "oauth_client_list", Read;
+    OauthClientRevoke = "oauth_client_revoke", Credentials;
 }
 
 impl std::fmt::Display for Permission {

@@ -86,6 +86,27 @@ pub trait Store: Send + Sync {
     async fn try_lease(&self, name: &str, holder: &str, ttl_ms: u64) -> Result<bool, StoreError>;
     /// Gives the lease back (if `holder` still holds it).
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+    /// Stores a newly registered client until `expires_at` (Unix seconds).
+    async fn put_client(&self, id: &str, body: &str, expires_at: u64) -> Result<(), StoreError>;
+    /// A client that has not expired.
+    async fn client(&self, id: &str) -> Result<Option<ClientRow>, StoreError>;
+    /// Records a client's use (creating it when it is not stored: a metadata document's) and
+    /// keeps it until `expires_at`.
+    async fn client_used(&self, id: &str, body: &str, expires_at: u64) -> Result<(), StoreError>;
+    /// Every client that has not expired, newest first.
+    async fn clients(&self) -> Result<Vec<ClientRow>, StoreError>;
+    /// Removes a client; whether there was one.
+    async fn delete_client(&self, id: &str) -> Result<bool, StoreError>;
+}
+
+/// One client of Sluice's authorization endpoint.
+#[derive(Debug, Clone)]
+pub struct ClientRow {
+    pub id: String,
+    pub body: String,
+    pub created_at: u64,
+    pub last_used_at: Option<u64>,
+    pub expires_at: u64,
 }
 
 /// One stored grant.
@@ -140,6 +161,8 @@ const MIGRATIONS: &[&[&str]] = &[
     ],
     // Leases: one holder of a named task across replicas (a grant's refresh).
     &["CREATE TABLE sluice_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until_ms BIGINT NOT NULL)"],
+    // Clients of Sluice's authorization endpoint (MCP clients): not configuration either.
+    &["CREATE TABLE sluice_oauth_clients (id TEXT PRIMARY KEY, body TEXT NOT NULL, created_at BIGINT NOT NULL, last_used_at BIGINT, expires_at BIGINT NOT NULL)"],
 ];
 
 /// Arbitrary key for PostgreSQL's advisory lock around migrations (replicas start together).
@@ -228,6 +251,18 @@ fn row_to_resource(row: &sqlx::any::AnyRow) -> Result<Resource, StoreError> {
 
 fn now() -> i64 {
     crate::clock::unix_now() as i64
+}
+
+fn client_row(r: &sqlx::any::AnyRow) -> Result<ClientRow, StoreError> {
+    Ok(ClientRow {
+        id: r.try_get("id")?,
+        body: r.try_get("body")?,
+        created_at: r.try_get::<i64, _>("created_at")? as u64,
+        last_used_at: r
+            .try_get::<Option<i64>, _>("last_used_at")?
+            .map(|t| t as u64),
+        expires_at: r.try_get::<i64, _>("expires_at")? as u64,
+    })
 }
 
 /// `NotFound` when a change touched no row.
@@ -500,6 +535,57 @@ impl Store for SqlStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn put_client(&self, id: &str, body: &str, expires_at: u64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sluice_oauth_clients WHERE expires_at < $1")
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("INSERT INTO sluice_oauth_clients (id, body, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(body)
+            .bind(now())
+            .bind(expires_at as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn client(&self, id: &str) -> Result<Option<ClientRow>, StoreError> {
+        let row = sqlx::query("SELECT id, body, created_at, last_used_at, expires_at FROM sluice_oauth_clients WHERE id = $1 AND expires_at >= $2")
+            .bind(id)
+            .bind(now())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| client_row(&r)).transpose()
+    }
+
+    async fn client_used(&self, id: &str, body: &str, expires_at: u64) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO sluice_oauth_clients (id, body, created_at, last_used_at, expires_at) VALUES ($1, $2, $3, $3, $4) ON CONFLICT (id) DO UPDATE SET last_used_at = excluded.last_used_at, expires_at = excluded.expires_at")
+            .bind(id)
+            .bind(body)
+            .bind(now())
+            .bind(expires_at as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn clients(&self) -> Result<Vec<ClientRow>, StoreError> {
+        let rows = sqlx::query("SELECT id, body, created_at, last_used_at, expires_at FROM sluice_oauth_clients WHERE expires_at >= $1 ORDER BY created_at DESC, id")
+            .bind(now())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(client_row).collect()
+    }
+
+    async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM sluice_oauth_clients WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn pending(&self, id: &str, take: bool) -> Result<Option<String>, StoreError> {

@@ -236,6 +236,7 @@ async fn operators_sign_in_to_the_console_at_the_idp() {
     })
     .await;
     let admin = env.sluice.admin_url();
+    new_client(&env.sluice).await;
     let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
     let out = crate::sdk::run_with_env(
         "console_signin.py",
@@ -257,6 +258,7 @@ async fn operators_sign_in_to_the_console_at_the_idp() {
         !alice["url"].as_str().unwrap().contains("signin="),
         "the code leaves the URL: {out}"
     );
+    assert_eq!(alice["clients"], json!(["attacker's test"]), "{out}");
     assert_eq!(viewer["who"], "jwt:corp:viewer1 (viewer)", "{out}");
     assert_eq!(viewer["may_create_tokens"], false, "{out}");
     assert_eq!(mallory["who"], "", "{out}");
@@ -337,6 +339,63 @@ async fn operators_sign_in_to_the_console_at_the_idp() {
     assert_eq!(st, 200, "{v}");
     let (st, v) = api(&admin, &token, "GET", "/v1/whoami", None).await;
     assert_eq!(st, 403, "{v}");
+}
+
+/// Operators see the clients people signed in with and revoke one: its access token, its
+/// refresh token and new authorizations are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_list_and_revoke_signed_in_clients() {
+    let pki = Pki::new();
+    let env = setup(&pki).await;
+    let s = &env.sluice;
+    let tools = s.url("/mcp/tools");
+    let client_id = new_client(s).await;
+    let b = browser();
+    let redirect = sign_in(&b, authorize_url(s, &client_id, &tools, &[]), "alice").await;
+    let code = url_param(&redirect, "code").unwrap();
+    let (st, tokens) = exchange(s, &client_id, &code, VERIFIER, &tools).await;
+    assert_eq!(st, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(mcp_status(s, "tools", access).await, 200);
+
+    let (admin, root) = (s.admin_url(), s.admin_token());
+    let (st, list) = api(&admin, &root, "GET", "/v1/oauth-clients", None).await;
+    assert_eq!(st, 200, "{list}");
+    assert_eq!(list["items"][0]["client_id"], client_id.as_str(), "{list}");
+    assert!(list["items"][0]["last_used_at"].is_string(), "{list}");
+    let listed = cli(&admin, &root, &["oauth", "clients"], &[]);
+    assert!(listed.contains(&client_id), "{listed}");
+    let revoked = cli(&admin, &root, &["oauth", "revoke-client", &client_id], &[]);
+    assert!(revoked.contains("true"), "{revoked}");
+
+    let mut refused = false;
+    for _ in 0..100 {
+        if mcp_status(s, "tools", access).await == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(refused, "the revoked client's access token still works");
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let (st, v) = token(
+        s,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client_id),
+            ("refresh_token", refresh),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+    let r = b.get(&authorize_url(s, &client_id, &tools, &[])).await;
+    assert_eq!(r.status(), 400);
+    let (_, list) = api(&admin, &root, "GET", "/v1/oauth-clients", None).await;
+    assert_eq!(list["items"], json!([]), "{list}");
 }
 
 /// A registered client's authorization request as the client builds it.

@@ -54,7 +54,9 @@ def sign_in(login):
         link.click()
         # The IdP: log in, then consent; back at the console when done.
         for _ in range(6):
-            wait(d, lambda d: at_console(d) or d.find_elements(By.CSS_SELECTOR, "form"))
+            # Back at the console (loaded), or on one of the IdP's pages (a form).
+            at_idp = lambda d: not d.current_url.startswith(admin) and d.find_elements(By.CSS_SELECTOR, "form [type=submit]")
+            wait(d, lambda d: at_console(d) or at_idp(d))
             if at_console(d):
                 break
             before = d.current_url
@@ -78,6 +80,10 @@ def sign_in(login):
             out["page"] = d.execute_script("return document.body.dataset.ready")
             out["may_create_tokens"] = d.execute_script(
                 "return !!(state.me && state.me.allowed.includes('token_create'))")
+            # The MCP page lists the clients people signed in with (operators and up).
+            d.get(f"{admin}/ui/#/mcp")
+            wait(d, lambda d: d.execute_script("return document.body.dataset.ready") == "mcp")
+            out["clients"] = [td.text for td in d.find_elements(By.CSS_SELECTOR, "#oauth-clients tbody td:first-child")]
         d.save_screenshot(os.path.join(shots, f"signin-{login}.png"))
     except Exception as e:  # noqa: BLE001 - reported, the test decides
         out["exception"] = f"{type(e).__name__}: {e} at {d.current_url}"

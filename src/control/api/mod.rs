@@ -34,6 +34,7 @@ mod feed;
 mod issuers;
 mod limits;
 mod mcp_servers;
+mod oauth_clients;
 mod oauth_providers;
 mod owners;
 mod providers;
@@ -584,6 +585,11 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
             post(apps::create_app),
         )
         .route("/v1/issuer/keys/rotate", post(signing::rotate_keys))
+        .route("/v1/oauth-clients", get(oauth_clients::list_clients))
+        .route(
+            "/v1/oauth-clients/{id}",
+            axum::routing::delete(oauth_clients::revoke_client),
+        )
         .route("/v1/tls/reload", post(tls_reload));
     for doc in docs::DOCS {
         router = (doc.routes)(router);

@@ -329,7 +329,7 @@ function resourcePage(title, path, kind, columns, extra) {
         await api('DELETE', `${path}/${enc(x.name)}`); route();
       }, { 'data-action': 'delete', 'data-name': x.name }) : '']);
     main.append(h('div', { class: 'card' }, items.length ? table([...columns.map(([c]) => c), ''], rows) : h('p', { class: 'muted' }, 'None yet.')));
-    if (extra) extra(main, items);
+    if (extra) await extra(main, items);
   };
 }
 
@@ -406,7 +406,18 @@ pages.mcp = resourcePage('MCP servers', '/mcp-servers', 'mcp_server', [
   ['Name', (x) => x.name], ['Upstream', (x) => x.url || ''],
   ['Upstream auth', (x) => h('span', { class: 'badge' }, typeof x.auth === 'string' ? x.auth : JSON.stringify(x.auth || 'none'))],
   ['Scopes', (x) => chips(x.scopes)], ['Clients connect to', (x) => h('code', {}, x.endpoint || `/mcp/${x.name}`)],
-]);
+], async (main) => {
+  // The MCP clients people signed in with (Sluice as the authorization server), revocable.
+  if (!can('oauth_client_list')) return;
+  const clients = (await api('GET', '/oauth-clients')).items;
+  const rows = clients.map((c) => [c.client_name, h('code', {}, c.client_id), (c.redirect_uris || []).join(' '),
+    c.last_used_at || 'never', can('oauth_client_revoke') ? button('Revoke', 'danger', async () => {
+      if (!confirm(`Revoke ${c.client_name}? Its tokens stop working everywhere.`)) return;
+      await api('DELETE', `/oauth-clients/${enc(c.client_id)}`); route();
+    }, { 'data-action': 'revoke-client', 'data-client': c.client_id }) : '']);
+  main.append(h('div', { class: 'card', id: 'oauth-clients' }, h('h2', {}, 'Signed-in MCP clients'),
+    clients.length ? table(['Client', 'Id', 'Redirect URIs', 'Last used', ''], rows) : h('p', { class: 'muted' }, 'None yet.')));
+});
 
 pages.agents = async (main) => {
   const [agents, apps] = await Promise.all([api('GET', '/agents'),

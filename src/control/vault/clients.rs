@@ -3,16 +3,16 @@
 //! `https` client id that is the URL of the client's metadata, fetched under the forward
 //! proxy's address rules). Public clients only (`token_endpoint_auth_method: none`, PKCE).
 //!
-//! Registered clients are sealed in the pending table under `client\0{id}`: unused ones expire
-//! a day after registration, used ones 30 days after their last token. Registration is limited
-//! per client address and in all.
+//! Clients are kept in their own table (no secret in them: public clients): registered ones
+//! that never got a token expire a day after registration, the others 30 days after their last
+//! token (metadata documents' clients are recorded at their first token). Registration is
+//! limited per client address and in all. Operators list and revoke them (`/v1/oauth-clients`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::sealed::Pending;
 use super::VaultWorker;
 use crate::clock::unix_now;
 use crate::vault::{Answer, Failure, Reply};
@@ -50,10 +50,6 @@ fn invalid(error: &str, description: impl Into<String>) -> Failure {
     }
 }
 
-fn client_key(client_id: &str) -> String {
-    format!("client\0{client_id}")
-}
-
 impl VaultWorker {
     /// RFC 7591 §3: the metadata checked, a client id made, the client stored.
     pub(super) async fn register(&self, metadata: &Value, from: &str) -> Reply {
@@ -68,9 +64,11 @@ impl VaultWorker {
         let doc = client_metadata(metadata, None)?;
         let client_id = format!("mcp-{}", super::random_token()?);
         let doc = ClientDoc { client_id, ..doc };
-        let sealed = Pending::Client(doc.clone());
-        self.put_pending(&client_key(&doc.client_id), &sealed, now + UNUSED_SECONDS)
-            .await?;
+        let body = serde_json::to_string(&doc).map_err(super::sealed::unavailable)?;
+        self.store
+            .put_client(&doc.client_id, &body, now + UNUSED_SECONDS)
+            .await
+            .map_err(super::sealed::unavailable)?;
         self.audit_record(&json!({"ts": now, "event": "oauth2.register", "client_id": doc.client_id, "client_name": doc.client_name}));
         Ok(Answer::Registered {
             client: json!({
@@ -85,35 +83,65 @@ impl VaultWorker {
         })
     }
 
-    /// The client with this id: registered here, or described by the document at its URL.
+    /// The client with this id: registered here, or described by the document at its URL;
+    /// never one an operator revoked.
     pub(super) async fn client(&self, client_id: &str) -> Result<ClientDoc, Failure> {
         let unknown = || invalid("invalid_client", "unknown client: register first");
+        let revoked = self
+            .config
+            .snapshot()
+            .revoked_tokens
+            .contains(&crate::config::revoked_client_key(client_id));
+        if revoked {
+            return Err(invalid("invalid_client", "this client was revoked"));
+        }
         if client_id.starts_with("https://") {
             return self.client_document(client_id).await;
         }
         if client_id.is_empty() || client_id.len() > 128 {
             return Err(unknown());
         }
-        match self.take_pending(&client_key(client_id), false).await? {
-            Some(Pending::Client(doc)) if doc.client_id == client_id => Ok(doc),
-            _ => Err(unknown()),
-        }
+        let row = self
+            .store
+            .client(client_id)
+            .await
+            .map_err(super::sealed::unavailable)?;
+        row.and_then(|r| serde_json::from_str::<ClientDoc>(&r.body).ok())
+            .filter(|doc| doc.client_id == client_id)
+            .ok_or_else(unknown)
     }
 
-    /// A registered client that got a token lives another [`USED_SECONDS`].
-    pub(super) async fn client_used(&self, doc: &ClientDoc) {
-        if doc.document {
-            return;
+    /// The client of a grant, at the token endpoint: still registered and not revoked (a
+    /// metadata document is not fetched again: its id is its identity).
+    pub(super) async fn grant_client(&self, client_id: &str) -> Result<ClientDoc, Failure> {
+        if !client_id.starts_with("https://") {
+            return self.client(client_id).await;
         }
-        let key = client_key(&doc.client_id);
-        if let Ok(Some(Pending::Client(doc))) = self.take_pending(&key, true).await {
-            let sealed = Pending::Client(doc);
-            if let Err(e) = self
-                .put_pending(&key, &sealed, unix_now() + USED_SECONDS)
-                .await
-            {
-                log::warn!("oauth2: a client's lifetime was not extended: {e}");
-            }
+        let revoked = self
+            .config
+            .snapshot()
+            .revoked_tokens
+            .contains(&crate::config::revoked_client_key(client_id));
+        if revoked {
+            return Err(invalid("invalid_client", "this client was revoked"));
+        }
+        Ok(ClientDoc {
+            client_id: client_id.to_owned(),
+            client_name: client_id.to_owned(),
+            redirect_uris: Vec::new(),
+            document: true,
+        })
+    }
+
+    /// A client that got a token lives another [`USED_SECONDS`] (a metadata document's is
+    /// recorded then, so operators see and can revoke it).
+    pub(super) async fn client_used(&self, doc: &ClientDoc) {
+        let Ok(body) = serde_json::to_string(doc) else {
+            return;
+        };
+        let until = unix_now() + USED_SECONDS;
+        if let Err(e) = self.store.client_used(&doc.client_id, &body, until).await {
+            log::warn!("oauth2: a client's use was not recorded: {e}");
         }
     }
 

@@ -36,8 +36,6 @@ pub(super) enum Pending {
         #[serde(default)]
         browser: Option<String>,
     },
-    /// A client registered at Sluice's authorization endpoint (RFC 7591), by `client\0{id}`.
-    Client(super::clients::ClientDoc),
     /// An MCP client's authorization request waiting for sign-in and consent (the ticket).
     Authorization(super::signin::AuthRequest),
     /// A sign-in at the company IdP for a pending authorization (the `state` sent there).

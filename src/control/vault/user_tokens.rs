@@ -117,6 +117,7 @@ impl VaultWorker {
             self.refused_record(&json!({"ts": unix_now(), "event": "oauth2.token", "client_id": clip(get("client_id")), "outcome": if challenge_ok { "mismatch" } else { "pkce_failed" }}));
             return Err(bad());
         }
+        let client = self.grant_client(&request.client_id).await?;
         let family_id = random_token()?;
         let family = Family {
             client_id: request.client_id.clone(),
@@ -135,9 +136,7 @@ impl VaultWorker {
         };
         self.put_pending(code, &used, unix_now() + USED_CODE_SECONDS)
             .await?;
-        if let Ok(client) = self.client(&request.client_id).await {
-            self.client_used(&client).await;
-        }
+        self.client_used(&client).await;
         Ok(answer)
     }
 
@@ -259,11 +258,13 @@ impl VaultWorker {
             });
         }
         family.scope = narrower.unwrap_or_default();
-        let client_id = family.client_id.clone();
+        // A revoked or forgotten client's family ends (it is not put back).
+        let client = self
+            .grant_client(&family.client_id)
+            .await
+            .map_err(|_| bad())?;
         let (answer, _) = self.issue(family_id, family).await?;
-        if let Ok(client) = self.client(&client_id).await {
-            self.client_used(&client).await;
-        }
+        self.client_used(&client).await;
         Ok(answer)
     }
 
