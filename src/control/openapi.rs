@@ -217,6 +217,8 @@ pub fn document() -> OpenApi {
         .schema_from::<crate::config::route::fallback::wire::FallbackTarget>()
         .schema_from::<crate::config::route::fallback::wire::FallbackOn>()
         .schema_from::<wire::Role>()
+        .schema_from::<crate::config::issuer::wire::SignIn>()
+        .schema_from::<crate::config::issuer::wire::ConsoleSignIn>()
         .schema_from::<SecretScope>()
         .schema_from::<KeyCreate>()
         .schema_from::<KeyUpdate>()

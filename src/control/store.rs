@@ -162,7 +162,12 @@ const MIGRATIONS: &[&[&str]] = &[
     // Leases: one holder of a named task across replicas (a grant's refresh).
     &["CREATE TABLE sluice_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until_ms BIGINT NOT NULL)"],
     // Clients of Sluice's authorization endpoint (MCP clients): not configuration either.
-    &["CREATE TABLE sluice_oauth_clients (id TEXT PRIMARY KEY, body TEXT NOT NULL, created_at BIGINT NOT NULL, last_used_at BIGINT, expires_at BIGINT NOT NULL)"],
+    &[
+        "CREATE TABLE sluice_oauth_clients (id TEXT PRIMARY KEY, body TEXT NOT NULL, created_at BIGINT NOT NULL, last_used_at BIGINT, expires_at BIGINT NOT NULL)",
+        // Expired entries are deleted as new ones come: by index, not by scanning the table.
+        "CREATE INDEX sluice_oauth_pending_expiry ON sluice_oauth_pending (expires_at)",
+        "CREATE INDEX sluice_oauth_clients_expiry ON sluice_oauth_clients (expires_at)",
+    ],
 ];
 
 /// Arbitrary key for PostgreSQL's advisory lock around migrations (replicas start together).

@@ -8,8 +8,8 @@
 //! - `GET  /oauth2/callback` (the IdP's redirect) → the Sluice session cookie (HttpOnly,
 //!   `SameSite=Lax`, `__Host-` and `Secure` over HTTPS), then the consent page.
 //! - `GET  /oauth2/consent?ticket=…` → a page naming the client, where it sends the browser
-//!   back, the MCP server and the person, with Allow and Deny; the page sets a
-//!   `SameSite=Strict` cookie the form's POST must bring (no other site can press the button).
+//!   back, the MCP server and the person, with Allow and Deny; its form carries a value bound to
+//!   the browser's session and the request (no other site can press the button).
 //! - `POST /oauth2/consent` → 303 to the client's redirect URI with a code (or the refusal).
 
 use pingora_proxy::Session;
@@ -30,8 +30,6 @@ pub const CONSENT_PATH: &str = "/oauth2/consent";
 pub const SIGNIN_PATH: &str = "/oauth2/signin";
 /// The Sluice browser session (plain name over HTTP, `__Host-` over HTTPS).
 const SESSION_COOKIE: &str = "sluice_session";
-/// The consent page's anti-forgery cookie.
-const CONSENT_COOKIE: &str = "sluice_authorize";
 /// Largest registration document taken.
 const MAX_REGISTRATION: usize = 16 * 1024;
 
@@ -49,7 +47,7 @@ pub async fn serve(
     let secure = snap.public_base_url.starts_with("https://");
     let page = match (method.as_str(), path.as_str()) {
         ("POST", REGISTER_PATH) => register(session, vault, client).await,
-        ("GET", AUTHORIZE_PATH) => authorize(session, vault, query, secure).await,
+        ("GET", AUTHORIZE_PATH) => authorize(session, vault, (query, client), secure).await,
         ("GET", SIGNIN_PATH) => {
             let next = param(&query, "next").unwrap_or_default();
             let signed_in = session_cookie(session, secure);
@@ -93,10 +91,7 @@ async fn register(session: &mut Session, vault: &Vault, client: Option<std::net:
             "the body must be a JSON object",
         );
     };
-    let from = client
-        .map(crate::client_address::source_key)
-        .map(|ip| ip.to_string())
-        .unwrap_or_default();
+    let from = address_key(client);
     match vault.ask(Request::Register { metadata, from }).await {
         Ok(Answer::Registered { client }) => json_page(201, &client, Vec::new()),
         Ok(_) => json_error(500, "server_error", "unexpected answer"),
@@ -104,7 +99,12 @@ async fn register(session: &mut Session, vault: &Vault, client: Option<std::net:
     }
 }
 
-async fn authorize(session: &mut Session, vault: &Vault, query: String, secure: bool) -> Page {
+async fn authorize(
+    session: &mut Session,
+    vault: &Vault,
+    (query, client): (String, Option<std::net::IpAddr>),
+    secure: bool,
+) -> Page {
     let Ok(browser) = random_hex() else {
         return error_page(&Failure::unavailable("randomness"));
     };
@@ -112,6 +112,7 @@ async fn authorize(session: &mut Session, vault: &Vault, query: String, secure: 
         query,
         session: session_cookie(session, secure),
         browser: hex::encode(digest(&browser)),
+        from: address_key(client),
     };
     match vault.ask(request).await {
         Ok(Answer::Redirect { url }) => redirect(url, Vec::new()),
@@ -195,30 +196,26 @@ async fn consent_page(session: &mut Session, vault: &Vault, query: &str, secure:
         Ok(_) => return error_page(&Failure::BadState),
         Err(f) => return error_page(&f),
     };
-    let Ok(nonce) = random_hex() else {
-        return error_page(&Failure::unavailable("randomness"));
-    };
-    let body = consent_html(&answer, &ticket, &nonce);
+    let body = consent_html(&answer, &ticket);
     Page {
         status: 200,
         content_type: "text/html; charset=utf-8",
         body,
         headers: vec![
-            (
-                "set-cookie",
-                format!("{CONSENT_COOKIE}={nonce}; Path={CONSENT_PATH}; HttpOnly; SameSite=Strict; Max-Age=600"),
-            ),
             ("cache-control", "no-store".to_owned()),
             // Nobody frames this page to have the button pressed through it.
             ("x-frame-options", "DENY".to_owned()),
-            ("content-security-policy", "frame-ancestors 'none'".to_owned()),
+            (
+                "content-security-policy",
+                "frame-ancestors 'none'".to_owned(),
+            ),
         ],
     }
 }
 
 /// The consent page: the client, where it sends the browser back (scheme, host and port),
 /// the MCP server and the person, with Allow and Deny.
-fn consent_html(answer: &Answer, ticket: &str, nonce: &str) -> String {
+fn consent_html(answer: &Answer, ticket: &str) -> String {
     let Answer::Authorization {
         client_name,
         client_id,
@@ -227,6 +224,7 @@ fn consent_html(answer: &Answer, ticket: &str, nonce: &str) -> String {
         resource_name,
         who,
         scope,
+        nonce,
     } = answer
     else {
         return String::new();
@@ -242,9 +240,9 @@ fn consent_html(answer: &Answer, ticket: &str, nonce: &str) -> String {
     };
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Allow {client}?</title></head>\
-         <body><h1>Allow <span id=\"client\">{client}</span> to use {server}?</h1>\
+         <body><h1>Allow <bdi id=\"client\">{client}</bdi> to use {server}?</h1>\
          <p>Signed in as <strong id=\"identity\">{who}</strong>.</p>\
-         <p><span id=\"client-name\">{client}</span> (client <code>{client_id}</code>) will call the MCP server \
+         <p><bdi id=\"client-name\">{client}</bdi> (client <bdi><code>{client_id}</code></bdi>) will call the MCP server \
          <strong id=\"server\">{server}</strong> (<code>{resource}</code>) as you, and is sent back to \
          <strong id=\"redirect\">{back_to}</strong>.</p>{scope}\
          <p>Allow it only if you just asked for this in that application.</p>\
@@ -260,6 +258,7 @@ fn consent_html(answer: &Answer, ticket: &str, nonce: &str) -> String {
         who = escape(who),
         back_to = escape(&back_to),
         ticket = escape(ticket),
+        nonce = escape(nonce),
     )
 }
 
@@ -267,28 +266,27 @@ async fn decide(session: &mut Session, vault: &Vault, secure: bool) -> Page {
     let Some(form) = read_form(session).await else {
         return error_page(&Failure::BadState);
     };
-    let sent = param(&form, "consent").unwrap_or_default();
-    let cookie_ok = cookie(session.req_header(), CONSENT_COOKIE).is_some_and(|c| {
-        !sent.is_empty() && crate::secrets::digest_eq(&digest(&c), &digest(&sent))
-    });
-    if !cookie_ok {
-        return Page {
-            status: 403,
-            ..error_page(&Failure::BadState)
-        };
-    }
+    // The page's anti-forgery value is bound to this browser's session and the ticket: the
+    // control plane checks it (no cookie another site could plant stands in for it).
     let request = Request::Approve {
         ticket: param(&form, "ticket").unwrap_or_default(),
         session: session_cookie(session, secure),
+        nonce: param(&form, "consent").unwrap_or_default(),
         allow: param(&form, "decision").as_deref() == Some("allow"),
     };
-    let clear =
-        format!("{CONSENT_COOKIE}=; Path={CONSENT_PATH}; HttpOnly; SameSite=Strict; Max-Age=0");
     match vault.ask(request).await {
-        Ok(Answer::Redirect { url }) => redirect(url, vec![("set-cookie", clear)]),
+        Ok(Answer::Redirect { url }) => redirect(url, Vec::new()),
         Ok(_) => error_page(&Failure::BadState),
         Err(f) => error_page(&f),
     }
+}
+
+/// The client address as limits count it (IPv6 by /64).
+fn address_key(client: Option<std::net::IpAddr>) -> String {
+    client
+        .map(crate::client_address::source_key)
+        .map(|ip| ip.to_string())
+        .unwrap_or_default()
 }
 
 fn session_cookie_name(secure: bool) -> String {

@@ -157,6 +157,9 @@ pub enum Request {
         query: String,
         session: Option<String>,
         browser: String,
+        /// The client's address (authorization requests are limited per address).
+        #[serde(default)]
+        from: String,
     },
     /// The company IdP's redirect back to `/oauth2/callback`, with the browser's cookie.
     SignedIn {
@@ -174,6 +177,9 @@ pub enum Request {
     Approve {
         ticket: String,
         session: Option<String>,
+        /// The consent page's anti-forgery value, as its form posted it.
+        #[serde(default)]
+        nonce: String,
         allow: bool,
     },
     /// `/oauth2/token` for public clients: the `authorization_code` and `refresh_token` grants.
@@ -268,6 +274,8 @@ pub enum Answer {
         resource_name: String,
         who: String,
         scope: String,
+        /// The anti-forgery value the page's form posts back.
+        nonce: String,
     },
     /// Tokens for a signed-in person's client (RFC 6749 §5.1, with a rotating refresh token).
     UserTokens {

@@ -11,6 +11,7 @@
 //   POST /_test/exchange_token_type -> {"token_type": "DPoP"}: what token exchanges answer with
 //   (/_test/stats counts the token-exchange requests received, valid or not: exchanges_received)
 //   (/_test/stats also lists the user tokens issued, so tests can look for them where they must not be)
+// At sign-in (authorization code with `openid`), only alice is granted the `admin` scope.
 // As an upstream authorization server (Sluice as its OAuth client): dynamic client registration
 // (POST /reg), authorization code + PKCE with the development login/consent pages (any login,
 // any password), refresh tokens rotated on every use, RFC 7009 revocation, and an RFC 8693
@@ -104,6 +105,11 @@ function makeProvider(issuer) {
       stats.grants[type] = (stats.grants[type] || 0) + 1;
       if (type !== 'client_credentials' && ctx.body) {
         stats.issued.push({ grant_type: type, access_token: ctx.body.access_token, refresh_token: ctx.body.refresh_token });
+      }
+      // Entitlement, as a company IdP decides it: only alice holds `admin` when she signs in.
+      if (type === 'authorization_code' && ctx.body && ctx.body.id_token && typeof ctx.body.scope === 'string') {
+        const sub = JSON.parse(Buffer.from(ctx.body.id_token.split('.')[1], 'base64url').toString()).sub;
+        if (sub !== 'alice') ctx.body.scope = ctx.body.scope.split(' ').filter((x) => x !== 'admin').join(' ');
       }
     }
     if (ctx.path === '/token/revocation' && ctx.status === 200 && ctx.oidc && ctx.oidc.params) {

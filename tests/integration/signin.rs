@@ -38,8 +38,8 @@ async fn setup_with(pki: &Pki, edit: impl FnOnce(&mut Value, &str)) -> Env {
     let ca = pki.path("ca.pem");
     let sluice = Sluice::start_with_env(
         &format!(
-            "forward:\n  allow_cidrs: [127.0.0.0/8]\nmcp_servers:\n  - {{ name: who, url: \"http://127.0.0.1:{}/mcp\", auth: oauth_provider, oauth_provider: corp-login }}\n  - {{ name: tools, url: \"http://127.0.0.1:{}/mcp\" }}\n",
-            who.port, everything.port
+            "forward:\n  allow_cidrs: [127.0.0.0/8]\nmcp_servers:\n  - {{ name: who, url: \"http://127.0.0.1:{}/mcp\", auth: oauth_provider, oauth_provider: corp-login }}\n  - {{ name: tools, url: \"http://127.0.0.1:{e}/mcp\" }}\n  - {{ name: admin-tools, url: \"http://127.0.0.1:{e}/mcp\", scopes: [admin] }}\n  - {{ name: closed, url: \"http://127.0.0.1:{e}/mcp\" }}\n",
+            who.port, e = everything.port
         ),
         &[("SSL_CERT_FILE", &ca)],
     );
@@ -59,7 +59,9 @@ async fn setup_with(pki: &Pki, edit: impl FnOnce(&mut Value, &str)) -> Env {
     let provider = json!({"name": "corp-login", "display_name": "Corp sign-in", "issuer": idp.issuer(),
         "client_id": reg["client_id"], "client_secret_ref": "CORP_LOGIN",
         "token_endpoint_auth_method": "client_secret_post", "scopes": ["openid", "groups"]});
-    let mut issuer = json!({"name": "corp", "issuer": idp.issuer(), "audiences": ["urn:sluice:gateway"],
+    // Open to people who sign in here: all but `closed`.
+    let audiences = ["who", "tools", "admin-tools"].map(|n| sluice.url(&format!("/mcp/{n}")));
+    let mut issuer = json!({"name": "corp", "issuer": idp.issuer(), "audiences": audiences,
         "sign_in": {"oauth_provider": "corp-login"}});
     edit(&mut issuer, &admin);
     for (path, body) in [
@@ -327,12 +329,13 @@ async fn operators_sign_in_to_the_console_at_the_idp() {
     // Not a credential anywhere else: an MCP server refuses it.
     assert_eq!(mcp_status(&env.sluice, "tools", &token).await, 401);
     // The mapping changes: the same token is refused at once.
+    let open = ["who", "tools", "admin-tools"].map(|n| env.sluice.url(&format!("/mcp/{n}")));
     let (st, v) = api(
         &admin,
         &env.sluice.admin_token(),
         "PUT",
         "/v1/issuers/corp",
-        Some(&json!({"name": "corp", "issuer": env.idp.issuer(), "audiences": ["urn:sluice:gateway"],
+        Some(&json!({"name": "corp", "issuer": env.idp.issuer(), "audiences": open,
             "sign_in": {"oauth_provider": "corp-login", "console": {"url": admin, "roles": {"sluice-viewers": "viewer"}}}}).to_string()),
     )
     .await;
@@ -721,7 +724,9 @@ async fn each_step_of_sign_in_refuses_its_attacks() {
     let private = authorize_url(s, "https://10.255.255.1/client.json", &who, &[]);
     let r = b.get(&private).await;
     assert_eq!(r.status(), 400);
-    assert!(r.text().await.unwrap().contains("private or internal"));
+    // The page does not say why (nothing about what resolves or answers); the log does.
+    assert!(r.text().await.unwrap().contains("could not be used"));
+    assert!(s.proc.log_text().contains("private or internal"));
 
     // The IdP's answer taken to another browser (login CSRF) is refused.
     let r = b.get(&authorize_url(s, &client_id, &who, &[])).await;
@@ -760,16 +765,64 @@ async fn each_step_of_sign_in_refuses_its_attacks() {
     let r = other.get(&url).await;
     assert_eq!(r.status(), 400, "{}", r.text().await.unwrap());
 
-    // The consent form without the page's cookie (another site posting it) is refused.
     let redirect = sign_in(&b, authorize_url(s, &client_id, &who, &[]), "alice").await;
     let code = url_param(&redirect, "code").unwrap();
-    let r = client()
-        .post(s.url("/oauth2/consent"))
-        .form(&[("ticket", "x"), ("consent", "y"), ("decision", "allow")])
-        .send()
-        .await
-        .unwrap();
+    // A consent posted by another page into alice's signed-in browser (a sibling site can
+    // send her session and plant any cookie): without the value bound to her session and
+    // this request, refused; the request is not used up.
+    let r = b.get(&authorize_url(s, &client_id, &who, &[])).await;
+    let consent = location(&r, &who);
+    let ticket = url_param(&consent, "ticket").unwrap();
+    let r = b
+        .post(
+            &s.url("/oauth2/consent"),
+            &[
+                ("ticket", ticket.as_str()),
+                ("consent", "planted"),
+                ("decision", "allow"),
+            ],
+        )
+        .await;
     assert_eq!(r.status(), 403);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("did not come from the page"));
+    let page = b.get(&consent).await.text().await.unwrap();
+    assert!(page.contains("id=\"allow\""), "{page}");
+    // Not open to this issuer's people: refused (back to a loopback client with the error).
+    let closed = authorize_url(s, &client_id, &s.url("/mcp/closed"), &[]);
+    let r = b.get(&closed).await;
+    assert_eq!(
+        url_param(&location(&r, &closed), "error").as_deref(),
+        Some("invalid_target")
+    );
+    // A client with an https redirect URI gets no redirect before the person said yes: its
+    // errors are a page (no open redirector for anyone who registers).
+    let (_, v) = register(s, json!({"redirect_uris": ["https://evil.example/phish"]})).await;
+    let phish = authorize_url(s, v["client_id"].as_str().unwrap(), &who, &[])
+        .replace("127.0.0.1%3A9%2Fcallback", "evil.example%2Fphish")
+        .replace("response_type=code", "response_type=token");
+    let r = b.get(&phish).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("location").is_none());
+
+    // Scopes are what the IdP grants the person: mallory asks for `admin` and does not get it.
+    let m = browser();
+    let admin_tools = s.url("/mcp/admin-tools");
+    for (who_, browser_, granted) in [("mallory", &m, 403), ("alice", &b, 200)] {
+        let url = authorize_url(s, &client_id, &admin_tools, &[("scope", "admin")]);
+        let redirect = sign_in(browser_, url, who_).await;
+        let code = url_param(&redirect, "code").unwrap();
+        let (st, v) = exchange(s, &client_id, &code, VERIFIER, &admin_tools).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(
+            mcp_status(s, "admin-tools", v["access_token"].as_str().unwrap()).await,
+            granted,
+            "{who_}: {v}"
+        );
+    }
 
     // Code: a wrong verifier uses it up; the right one then finds nothing.
     let (st, v) = exchange(s, &client_id, &code, &"x".repeat(43), &who).await;
@@ -910,6 +963,21 @@ async fn each_step_of_sign_in_refuses_its_attacks() {
         (400, Some("invalid_grant")),
         "{v}"
     );
+    // Every access token of the family goes with it, the earlier one too.
+    let (first, latest) = (
+        good["access_token"].as_str().unwrap(),
+        fresh["access_token"].as_str().unwrap(),
+    );
+    let mut refused = false;
+    for _ in 0..100 {
+        if mcp_status(s, "tools", first).await == 401 && mcp_status(s, "tools", latest).await == 401
+        {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(refused, "the family's access tokens are revoked with it");
 
     // A registration flood from one address meets 429 (within any minute window of 25 tries).
     let mut limited = false;

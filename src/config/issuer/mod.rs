@@ -208,8 +208,12 @@ pub struct SignIn {
     /// The OAuth provider that is Sluice's client there.
     pub oauth_provider: String,
     pub session_seconds: u64,
+    /// How long a refresh-token family lives, whatever its use.
+    pub refresh_seconds: u64,
     /// Console sign-in, when operators sign in here too (`url` without a trailing `/`).
     pub console: Option<wire::ConsoleSignIn>,
+    /// The issuer's `audiences`: the MCP servers (resource URLs) its people may get tokens for.
+    pub audiences: Vec<String>,
 }
 
 /// The audience of console sessions' tokens (Sluice's issuer): valid at the admin API only.
@@ -258,6 +262,12 @@ pub fn sign_in(
                 "people sign in at one issuer only: another issuer has `sign_in`",
             ));
         }
+        if !(1..=90).contains(&s.refresh_days) {
+            errors.push(ConfigError::at(
+                format!("{at}.refresh_days"),
+                format!("{} is not 1 to 90 days", s.refresh_days),
+            ));
+        }
         if !(1..=MAX_SESSION_HOURS).contains(&s.session_hours) {
             errors.push(ConfigError::at(
                 format!("{at}.session_hours"),
@@ -299,6 +309,12 @@ pub fn sign_in(
                 index,
                 oauth_provider: s.oauth_provider.clone(),
                 session_seconds: s.session_hours * 3600,
+                refresh_seconds: s.refresh_days * 24 * 3600,
+                audiences: w
+                    .audiences
+                    .iter()
+                    .map(|a| a.trim_end_matches('/').to_owned())
+                    .collect(),
                 console: s.console.clone().map(|c| wire::ConsoleSignIn {
                     url: c.url.trim_end_matches('/').to_owned(),
                     ..c

@@ -44,6 +44,11 @@ pub struct SignIn {
     /// How long a Sluice browser session lasts after sign-in (1 to 720 hours).
     #[serde(default = "default_session_hours")]
     pub session_hours: u64,
+    /// How long an MCP client's refresh tokens work after the person signed in (1 to 90 days;
+    /// each use rotates them, none extends this): then the person signs in again, so one the
+    /// IdP no longer knows loses access within this time.
+    #[serde(default = "default_refresh_days")]
+    pub refresh_days: u64,
     /// Operators sign in to the console (`/ui/`) here too, their role chosen by a claim of the
     /// ID token (pasted admin tokens keep working, for break-glass).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,6 +77,10 @@ fn default_role_claim() -> String {
 
 fn default_session_hours() -> u64 {
     12
+}
+
+fn default_refresh_days() -> u64 {
+    7
 }
 
 impl Kind for Issuer {

@@ -21,9 +21,6 @@ use crate::vault::{Answer, Failure, Reply};
 const UNUSED_SECONDS: u64 = 24 * 3600;
 /// A client that got tokens is forgotten this long after its last one.
 pub(super) const USED_SECONDS: u64 = 30 * 24 * 3600;
-/// Registrations per client address and minute, and in all per minute.
-const PER_ADDRESS_PER_MINUTE: u32 = 10;
-const PER_MINUTE: u32 = 60;
 const MAX_REDIRECT_URIS: usize = 10;
 const MAX_URI: usize = 2048;
 const MAX_NAME: usize = 100;
@@ -54,7 +51,7 @@ impl VaultWorker {
     /// RFC 7591 §3: the metadata checked, a client id made, the client stored.
     pub(super) async fn register(&self, metadata: &Value, from: &str) -> Reply {
         let now = unix_now();
-        if !self.registration_allowed(from, now) {
+        if !self.registrations.admit(from, now) {
             return Err(Failure::OAuth {
                 error: "slow_down".into(),
                 description: "too many registrations: wait a minute".into(),
@@ -96,7 +93,13 @@ impl VaultWorker {
             return Err(invalid("invalid_client", "this client was revoked"));
         }
         if client_id.starts_with("https://") {
-            return self.client_document(client_id).await;
+            if let Some(doc) = self.documents.get(client_id) {
+                return Ok((*doc).clone());
+            }
+            let doc = self.client_document(client_id).await?;
+            self.documents
+                .insert(client_id.to_owned(), std::sync::Arc::new(doc.clone()));
+            return Ok(doc);
         }
         if client_id.is_empty() || client_id.len() > 128 {
             return Err(unknown());
@@ -150,8 +153,15 @@ impl VaultWorker {
     /// size and time, only from addresses the forward proxy may reach (no private address
     /// unless allowed), the address checked being the one dialled.
     async fn client_document(&self, url: &str) -> Result<ClientDoc, Failure> {
-        let refuse =
-            |why: String| invalid("invalid_client", format!("client metadata document: {why}"));
+        // Details go to the log: the answer does not tell an outsider what resolves, what
+        // answered or how (these fetches reach addresses only the forward proxy may).
+        let refuse = |why: String| {
+            log::info!("oauth2: client metadata document {url}: {why}");
+            invalid(
+                "invalid_client",
+                "the client metadata document could not be used (a public https URL serving this client's metadata)",
+            )
+        };
         let parsed = url::Url::parse(url).map_err(|e| refuse(e.to_string()))?;
         if parsed.scheme() != "https"
             || parsed.fragment().is_some()
@@ -187,6 +197,8 @@ impl VaultWorker {
         let client = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
+            // Dialled where it was checked: never through a proxy from the environment.
+            .no_proxy()
             .resolve_to_addrs(&host, &addrs)
             .build()
             .map_err(|e| refuse(e.to_string()))?;
@@ -213,23 +225,6 @@ impl VaultWorker {
             document: true,
             ..doc
         })
-    }
-
-    /// Counts a registration from `from` this minute; whether it is within the limits.
-    fn registration_allowed(&self, from: &str, now: u64) -> bool {
-        let minute = now / 60;
-        let mut counts = self.registrations.lock().unwrap_or_else(|p| p.into_inner());
-        if counts.0 != minute {
-            *counts = (minute, 0, Default::default());
-        }
-        counts.1 += 1;
-        // Bounded: past the total limit no address is remembered any more.
-        if counts.1 > PER_MINUTE {
-            return false;
-        }
-        let n = counts.2.entry(from.to_owned()).or_insert(0);
-        *n += 1;
-        *n <= PER_ADDRESS_PER_MINUTE
     }
 }
 
@@ -286,7 +281,7 @@ fn client_metadata(m: &Value, document: Option<&str>) -> Result<ClientDoc, Failu
     let name = m["client_name"].as_str().unwrap_or_default();
     let client_name: String = name
         .chars()
-        .filter(|c| !c.is_control())
+        .filter(|c| shown_as_is(*c))
         .take(MAX_NAME)
         .collect();
     let client_name = match (client_name.trim().is_empty(), document) {
@@ -302,13 +297,21 @@ fn client_metadata(m: &Value, document: Option<&str>) -> Result<ClientDoc, Failu
     })
 }
 
+/// Whether a character of a name shown on the consent page is shown as itself: no control
+/// characters and no invisible formatting (bidirectional overrides, zero-width characters)
+/// that could make the page read otherwise than it says.
+fn shown_as_is(c: char) -> bool {
+    !c.is_control()
+        && !matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{00AD}')
+}
+
 /// A redirect URI a client may register: `https` with a host, or `http` to a loopback host
 /// (RFC 8252 §7.3); absolute, no fragment, no user, no wildcard.
 pub(super) fn check_redirect_uri(uri: &str) -> Result<(), String> {
     let shown = clip(uri);
-    if uri.len() > MAX_URI || uri.contains('*') {
+    if uri.len() > MAX_URI || uri.contains('*') || uri.chars().any(|c| c.is_control() || c == ' ') {
         return Err(format!(
-            "`{shown}`: no wildcards, at most {MAX_URI} characters"
+            "`{shown}`: no wildcards, spaces or control characters, at most {MAX_URI} characters"
         ));
     }
     let u = url::Url::parse(uri).map_err(|e| format!("`{shown}` is not a URL: {e}"))?;
@@ -324,6 +327,12 @@ pub(super) fn check_redirect_uri(uri: &str) -> Result<(), String> {
     }
 }
 
+/// Whether `uri` is an `http` URI to a loopback host (a native client's own listener).
+pub(super) fn is_loopback_uri(uri: &str) -> bool {
+    url::Url::parse(uri)
+        .is_ok_and(|u| u.scheme() == "http" && u.host().is_some_and(|h| is_loopback(&h)))
+}
+
 fn is_loopback(host: &url::Host<&str>) -> bool {
     match host {
         url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
@@ -335,6 +344,10 @@ fn is_loopback(host: &url::Host<&str>) -> bool {
 /// Whether `uri` is one the client registered: the same string, or for a loopback `http` URI
 /// the same but for the port (RFC 8252 §7.3: native apps listen on whatever port is free).
 pub(super) fn redirect_uri_registered(doc: &ClientDoc, uri: &str) -> bool {
+    // The URL parser drops tabs and newlines: compared as written, they never match.
+    if uri.chars().any(|c| c.is_control() || c == ' ') {
+        return false;
+    }
     if doc.redirect_uris.iter().any(|r| r == uri) {
         return true;
     }
@@ -375,6 +388,8 @@ mod tests {
             "https://app.example.com/cb#x",
             "https://user@app.example.com/cb",
             "javascript:alert(1)",
+            "http://127.0.0.1:9/call\r\nback",
+            "http://127.0.0.1:9/callback\u{0}",
             "cursor://callback",
             "/relative",
         ] {
@@ -417,10 +432,19 @@ mod tests {
             &doc,
             "https://app.example.com/cb/"
         ));
+        assert!(!redirect_uri_registered(
+            &doc,
+            "http://127.0.0.1:3118/call\nback"
+        ));
     }
 
     #[test]
     fn metadata_of_public_code_clients_only() {
+        let spoof = json!({"redirect_uris": ["http://127.0.0.1:9/cb"], "client_name": "evil\u{202E}moc.elgoog\u{200B}"});
+        assert_eq!(
+            client_metadata(&spoof, None).unwrap().client_name,
+            "evilmoc.elgoog"
+        );
         let ok = json!({"redirect_uris": ["http://127.0.0.1:9/cb"], "client_name": "x\ny",
             "grant_types": ["authorization_code", "refresh_token"], "token_endpoint_auth_method": "none"});
         assert_eq!(client_metadata(&ok, None).unwrap().client_name, "xy");
@@ -433,5 +457,60 @@ mod tests {
         ] {
             assert!(client_metadata(&bad, None).is_err(), "{bad}");
         }
+    }
+}
+
+/// Requests per client address and minute, and in all per minute, for one unauthenticated
+/// endpoint that stores something (registrations, authorization requests).
+pub(super) struct Limiter {
+    per_address: u32,
+    total: u32,
+    /// (minute, admitted in all, admitted per address).
+    counts: std::sync::Mutex<(u64, u32, std::collections::HashMap<String, u32>)>,
+}
+
+impl Limiter {
+    pub(super) fn new(per_address: u32, total: u32) -> Limiter {
+        Limiter {
+            per_address,
+            total,
+            counts: Default::default(),
+        }
+    }
+
+    /// Whether a request from `from` is admitted this minute. An address past its own limit is
+    /// refused without using up the total (one address cannot block everyone); the map holds
+    /// at most `total` addresses.
+    pub(super) fn admit(&self, from: &str, now: u64) -> bool {
+        let minute = now / 60;
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if counts.0 != minute {
+            *counts = (minute, 0, Default::default());
+        }
+        if counts.2.get(from).is_some_and(|n| *n >= self.per_address) || counts.1 >= self.total {
+            return false;
+        }
+        counts.1 += 1;
+        *counts.2.entry(from.to_owned()).or_insert(0) += 1;
+        true
+    }
+}
+
+#[cfg(test)]
+mod limiter_tests {
+    #[test]
+    fn one_address_cannot_use_up_everyones_budget() {
+        let l = super::Limiter::new(2, 3);
+        assert!(l.admit("a", 60) && l.admit("a", 61));
+        assert!(
+            !l.admit("a", 62) && !l.admit("a", 63),
+            "a is past its own limit"
+        );
+        assert!(
+            l.admit("b", 64),
+            "refusals of a did not count toward the total"
+        );
+        assert!(!l.admit("c", 65), "the total is reached");
+        assert!(l.admit("a", 120), "a new minute");
     }
 }

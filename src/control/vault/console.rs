@@ -8,7 +8,7 @@
 
 use serde_json::json;
 
-use super::sealed::Pending;
+use super::sealed::{slot, Pending};
 use super::{random_token, VaultWorker};
 use crate::clock::unix_now;
 use crate::config::issuer::CONSOLE_AUDIENCE;
@@ -42,7 +42,7 @@ impl VaultWorker {
                 url: self.console_redirect(&person).await?,
             });
         }
-        self.send_to_sign_in(&provider, super::signin::CONSOLE.to_owned(), browser)
+        self.send_to_sign_in(&provider, super::signin::CONSOLE.to_owned(), browser, &[])
             .await
     }
 
@@ -68,7 +68,9 @@ impl VaultWorker {
 
     /// The console's token for a code, when the person's claim values map to a role now.
     pub(super) async fn console_session(&self, code: &str) -> Reply {
-        let Some(Pending::ConsoleCode(person)) = self.take_pending(code, true).await? else {
+        let Some(Pending::ConsoleCode(person)) =
+            self.take_pending(code, slot::CONSOLE, true).await?
+        else {
             return Err(Failure::OAuth {
                 error: "invalid_grant".into(),
                 description: "this sign-in code is unknown, used or expired: sign in again".into(),

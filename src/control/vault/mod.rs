@@ -60,8 +60,12 @@ pub struct VaultWorker {
     client_failures: Mutex<HashMap<String, (u64, u32)>>,
     /// The issuer's key that signs now, with the configuration revision it was picked at.
     signer: Mutex<Option<(u64, Arc<crate::control::issuer::Signer>)>>,
-    /// Client registrations this minute: (minute, in all, per client address).
-    registrations: Mutex<(u64, u32, HashMap<String, u32>)>,
+    /// Client registrations (RFC 7591) per address and in all, per minute.
+    registrations: clients::Limiter,
+    /// Authorization requests (each stores a ticket) per address and in all, per minute.
+    authorizations: clients::Limiter,
+    /// Client ID Metadata Documents fetched, for a few minutes (by their URL).
+    documents: moka::sync::Cache<String, Arc<clients::ClientDoc>>,
 }
 
 impl VaultWorker {
@@ -88,7 +92,12 @@ impl VaultWorker {
                 .map_err(|e| anyhow::anyhow!("randomness: {e}"))?,
             client_failures: Mutex::new(HashMap::new()),
             signer: Mutex::new(None),
-            registrations: Mutex::new((0, 0, HashMap::new())),
+            registrations: clients::Limiter::new(10, 60),
+            authorizations: clients::Limiter::new(30, 1200),
+            documents: moka::sync::Cache::builder()
+                .max_capacity(1000)
+                .time_to_live(Duration::from_secs(300))
+                .build(),
         })
     }
 
@@ -202,7 +211,11 @@ impl VaultWorker {
                 query,
                 session,
                 browser,
-            } => self.authorize(&query, session.as_deref(), browser).await,
+                from,
+            } => {
+                self.authorize(&query, (session.as_deref(), browser, &from))
+                    .await
+            }
             Request::SignedIn {
                 state,
                 code,
@@ -218,8 +231,12 @@ impl VaultWorker {
             Request::Approve {
                 ticket,
                 session,
+                nonce,
                 allow,
-            } => self.approve(&ticket, session.as_deref(), allow).await,
+            } => {
+                self.approve(&ticket, (session.as_deref(), &nonce), allow)
+                    .await
+            }
             Request::UserToken { form } => self.user_token(form).await,
             Request::RevokeUserToken { client_id, token } => {
                 self.revoke_user_token(&client_id, &token).await
@@ -393,7 +410,7 @@ impl VaultWorker {
         link: &str,
         take: bool,
     ) -> Result<(Who, Arc<OAuthProvider>), Failure> {
-        match self.take_pending(link, take).await? {
+        match self.take_pending(link, sealed::slot::LINK, take).await? {
             Some(Pending::Link { who, provider: p }) if p == provider => {
                 Ok((who, self.provider(provider, GrantType::AuthorizationCode)?))
             }
@@ -458,7 +475,7 @@ impl VaultWorker {
             verifier,
             scopes,
             browser: bound,
-        }) = self.take_pending(state, true).await?
+        }) = self.take_pending(state, sealed::slot::STATE, true).await?
         else {
             return Err(Failure::BadState);
         };

@@ -47,6 +47,9 @@ pub(super) enum Pending {
         verifier: String,
         /// SHA-256 (hex) of the cookie the browser that went to the IdP holds.
         browser: String,
+        /// The scopes asked of the IdP.
+        #[serde(default)]
+        asked: Vec<String>,
     },
     /// A signed-in browser (the session cookie).
     Session(super::signin::Person),
@@ -65,6 +68,34 @@ pub(super) enum Pending {
     ConsoleCode(super::signin::Person),
     /// A refresh-token family (`family\0{id}`): the current token's digest and the grant.
     Family(super::user_tokens::Family),
+}
+
+impl Pending {
+    /// Which presented secrets reach an entry: each kind of secret its own slot.
+    pub(super) fn slot(&self) -> &'static str {
+        match self {
+            Pending::Link { .. } => slot::LINK,
+            Pending::State { .. } => slot::STATE,
+            Pending::Authorization(_) => slot::TICKET,
+            Pending::SignIn { .. } => slot::SIGN_IN,
+            Pending::Session(_) => slot::SESSION,
+            Pending::Code { .. } | Pending::UsedCode { .. } => slot::CODE,
+            Pending::ConsoleCode(_) => slot::CONSOLE,
+            Pending::Family(_) => slot::FAMILY,
+        }
+    }
+}
+
+/// The slots of pending entries.
+pub(super) mod slot {
+    pub const LINK: &str = "link";
+    pub const STATE: &str = "state";
+    pub const TICKET: &str = "ticket";
+    pub const SIGN_IN: &str = "sign-in";
+    pub const SESSION: &str = "session";
+    pub const CODE: &str = "code";
+    pub const CONSOLE: &str = "console";
+    pub const FAMILY: &str = "family";
 }
 
 impl VaultWorker {
@@ -131,7 +162,7 @@ impl VaultWorker {
         pending: &Pending,
         expires_at: u64,
     ) -> Result<(), Failure> {
-        let id = pending_id(secret);
+        let id = pending_id(pending.slot(), secret);
         let plain = serde_json::to_string(pending).map_err(unavailable)?;
         let sealed = self
             .key
@@ -143,15 +174,18 @@ impl VaultWorker {
             .map_err(unavailable)
     }
 
+    /// The entry of `slot` (see [`Pending::slot`]) under `secret`, removed when `take`: a
+    /// secret of one kind presented as another finds nothing (and removes nothing).
     pub(super) async fn take_pending(
         &self,
         secret: &str,
+        slot: &str,
         take: bool,
     ) -> Result<Option<Pending>, Failure> {
         if secret.is_empty() || secret.len() > 128 {
             return Ok(None);
         }
-        let id = pending_id(secret);
+        let id = pending_id(slot, secret);
         let Some(sealed) = self.store.pending(&id, take).await.map_err(unavailable)? else {
             return Ok(None);
         };
@@ -167,9 +201,10 @@ pub(super) fn grant_aad(principal: &str, provider: &str) -> String {
     format!("grant\0{principal}\0{provider}")
 }
 
-pub(super) fn pending_id(secret: &str) -> String {
+/// A pending entry's row id: the digest of its slot and secret (never the secret itself).
+pub(super) fn pending_id(slot: &str, secret: &str) -> String {
     use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(secret.as_bytes()))
+    hex::encode(Sha256::digest(format!("{slot}\0{secret}").as_bytes()))
 }
 
 pub(super) fn unavailable(e: impl std::fmt::Display) -> Failure {

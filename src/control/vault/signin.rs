@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
 
-use super::sealed::Pending;
+use super::sealed::{slot, Pending};
 use super::{random_token, VaultWorker};
 use crate::clock::unix_now;
 use crate::config::oauth_provider::GrantType;
@@ -56,6 +56,32 @@ pub(super) struct Person {
     /// The values of the console's role claim in the ID token (when console sign-in is on).
     #[serde(default)]
     pub(super) groups: Vec<String>,
+    /// The scopes the IdP granted at this sign-in: the MCP servers' scopes a person holds.
+    #[serde(default)]
+    pub(super) idp_scopes: Vec<String>,
+}
+
+impl Person {
+    /// Of the scopes `asked`, those this person holds (`offline_access` is Sluice's to give).
+    fn holds(&self, asked: &str) -> String {
+        asked
+            .split_whitespace()
+            .filter(|s| *s == OFFLINE || self.idp_scopes.iter().any(|h| h == s))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// The scope that asks for a refresh token.
+const OFFLINE: &str = "offline_access";
+
+/// The server scopes of an authorization's `scope`: what the IdP must grant the person.
+fn server_scopes(scope: &str) -> Vec<String> {
+    scope
+        .split_whitespace()
+        .filter(|s| *s != OFFLINE)
+        .map(str::to_owned)
+        .collect()
 }
 
 impl Person {
@@ -90,9 +116,15 @@ impl VaultWorker {
     pub(super) async fn authorize(
         &self,
         query: &str,
-        session: Option<&str>,
-        browser: String,
+        (session, browser, from): (Option<&str>, String, &str),
     ) -> Reply {
+        if !self.authorizations.admit(from, unix_now()) {
+            return Err(oauth(
+                "slow_down",
+                "too many authorization requests: wait a minute",
+                429,
+            ));
+        }
         let params = single_params(query)?;
         let get = |k: &str| params.get(k).map(String::as_str);
         let client = self.client(get("client_id").unwrap_or_default()).await?;
@@ -119,7 +151,9 @@ impl VaultWorker {
         };
         let (challenge, resource, scope) = match checked {
             Ok(checked) => checked,
-            Err((error, description)) => {
+            // Back to the client only when that cannot send a stranger's browser to another
+            // site (RFC 9700 §4.11.2): anyone may register an https redirect URI.
+            Err((error, description)) if super::clients::is_loopback_uri(&redirect_uri) => {
                 return Ok(Answer::Redirect {
                     url: self.redirect_to(
                         &redirect_uri,
@@ -128,6 +162,7 @@ impl VaultWorker {
                     ),
                 })
             }
+            Err((error, description)) => return Err(oauth(error, description, 400)),
         };
         let provider = snap
             .sign_in
@@ -135,6 +170,7 @@ impl VaultWorker {
             .map(|s| s.oauth_provider.clone())
             .unwrap_or_default();
         drop(snap);
+        let needed = server_scopes(&scope);
         let request = AuthRequest {
             client_id: client.client_id,
             client_name: client.client_name,
@@ -152,12 +188,15 @@ impl VaultWorker {
             now + TICKET_SECONDS,
         )
         .await?;
-        if self.session(session).await?.is_some() {
+        // Signed in already, and the IdP granted what this server needs: to the consent page.
+        // Otherwise to the IdP, asking for those scopes (it decides what the person holds).
+        let signed_in = self.session(session).await?;
+        if signed_in.is_some_and(|p| needed.iter().all(|n| p.idp_scopes.contains(n))) {
             return Ok(Answer::Redirect {
                 url: format!("{}{}", self.base_url, consent_path(&ticket)),
             });
         }
-        self.send_to_sign_in(&provider, consent_path(&ticket), browser)
+        self.send_to_sign_in(&provider, consent_path(&ticket), browser, &needed)
             .await
     }
 
@@ -190,7 +229,7 @@ impl VaultWorker {
             .as_ref()
             .map(|s| s.oauth_provider.clone())
             .ok_or_else(|| Failure::unavailable("sign-in is not configured"))?;
-        self.send_to_sign_in(&provider, next.to_owned(), browser)
+        self.send_to_sign_in(&provider, next.to_owned(), browser, &[])
             .await
     }
 
@@ -232,6 +271,7 @@ impl VaultWorker {
         provider: &str,
         then: String,
         browser: String,
+        extra_scopes: &[String],
     ) -> Reply {
         let p = self.provider(provider, GrantType::AuthorizationCode)?;
         let (state, nonce, verifier) = (random_token()?, random_token()?, random_token()?);
@@ -241,7 +281,11 @@ impl VaultWorker {
                 .encode(Sha256::digest(verifier.as_bytes()))
         };
         let mut scopes = vec!["openid".to_owned()];
-        scopes.extend(p.scopes.iter().filter(|s| *s != "openid").cloned());
+        for s in p.scopes.iter().chain(extra_scopes) {
+            if !scopes.contains(s) {
+                scopes.push(s.clone());
+            }
+        }
         let query = super::upstream::serde_urlencoded(&[
             ("response_type", "code".to_owned()),
             ("client_id", p.client_id.clone()),
@@ -257,6 +301,7 @@ impl VaultWorker {
             nonce,
             verifier,
             browser,
+            asked: scopes,
         };
         self.put_pending(&state, &pending, unix_now() + TICKET_SECONDS)
             .await?;
@@ -281,7 +326,8 @@ impl VaultWorker {
             nonce,
             verifier,
             browser: bound,
-        }) = self.take_pending(state, true).await?
+            asked,
+        }) = self.take_pending(state, slot::SIGN_IN, true).await?
         else {
             return Err(Failure::BadState);
         };
@@ -319,9 +365,14 @@ impl VaultWorker {
             .id_token
             .ok_or_else(|| upstream("no ID token in the answer (is `openid` allowed?)".into()))?;
         let now = unix_now();
-        let person = person_of(&snap, &sign_in, (&id_token, &p.client_id, &nonce), now)
+        let mut person = person_of(&snap, &sign_in, (&id_token, &p.client_id, &nonce), now)
             .await
             .map_err(upstream)?;
+        // What the IdP granted (RFC 6749 §5.1: no `scope` in the answer means all asked for).
+        person.idp_scopes = match &answer.scope {
+            Some(granted) => granted.split_whitespace().map(str::to_owned).collect(),
+            None => asked,
+        };
         let secret = random_token()?;
         self.put_pending(
             &secret,
@@ -345,7 +396,10 @@ impl VaultWorker {
     /// What the consent page of `ticket` shows the signed-in person.
     pub(super) async fn view_authorization(&self, ticket: &str, session: Option<&str>) -> Reply {
         let person = self.session(session).await?.ok_or_else(signed_out)?;
-        let Some(Pending::Authorization(request)) = self.take_pending(ticket, false).await? else {
+        let nonce = self.consent_nonce(session.unwrap_or_default(), ticket);
+        let Some(Pending::Authorization(request)) =
+            self.take_pending(ticket, slot::TICKET, false).await?
+        else {
             return Err(Failure::BadState);
         };
         let snap = self.config.snapshot();
@@ -362,16 +416,50 @@ impl VaultWorker {
             resource: request.resource,
             resource_name,
             who: person.display(),
-            scope: request.scope,
+            scope: person.holds(&request.scope),
+            nonce,
         })
     }
 
+    /// The anti-forgery value of a consent page: bound to the browser's session and the
+    /// ticket, so only the page Sluice served this browser for this request can approve it
+    /// (nothing a sibling site can plant in a cookie stands in for it).
+    fn consent_nonce(&self, session: &str, ticket: &str) -> String {
+        use hmac::Mac;
+        let key = self.key.derive("consent pages");
+        let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key) else {
+            return String::new();
+        };
+        mac.update(session.as_bytes());
+        mac.update(b"\0");
+        mac.update(ticket.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
     /// The person's decision on `ticket`: a code (or `access_denied`) to the client.
-    pub(super) async fn approve(&self, ticket: &str, session: Option<&str>, allow: bool) -> Reply {
+    pub(super) async fn approve(
+        &self,
+        ticket: &str,
+        (session, nonce): (Option<&str>, &str),
+        allow: bool,
+    ) -> Reply {
         let person = self.session(session).await?.ok_or_else(signed_out)?;
-        let Some(Pending::Authorization(request)) = self.take_pending(ticket, true).await? else {
+        let expected = self.consent_nonce(session.unwrap_or_default(), ticket);
+        if !crate::secrets::digest_eq(&digest(&expected), &digest(nonce)) {
+            self.refused_record(&json!({"ts": unix_now(), "event": "oauth2.authorize", "principal": person.principal(), "outcome": "forged_consent"}));
+            return Err(oauth(
+                "access_denied",
+                "this consent did not come from the page Sluice showed this browser",
+                403,
+            ));
+        }
+        let Some(Pending::Authorization(mut request)) =
+            self.take_pending(ticket, slot::TICKET, true).await?
+        else {
             return Err(Failure::BadState);
         };
+        // The token holds what the person holds at the IdP (and a refresh token if asked).
+        request.scope = person.holds(&request.scope);
         let now = unix_now();
         let (client_id, resource) = (request.client_id.clone(), request.resource.clone());
         let record = |outcome: &str| json!({"ts": now, "event": "oauth2.authorize", "principal": person.principal(), "client_id": client_id, "resource": resource, "outcome": outcome});
@@ -412,7 +500,9 @@ impl VaultWorker {
         let Some(secret) = secret.filter(|s| !s.is_empty()) else {
             return Ok(None);
         };
-        let Some(Pending::Session(person)) = self.take_pending(secret, false).await? else {
+        let Some(Pending::Session(person)) =
+            self.take_pending(secret, slot::SESSION, false).await?
+        else {
             return Ok(None);
         };
         let snap = self.config.snapshot();
@@ -491,6 +581,7 @@ async fn person_of(
         name: super::clip(name),
         expires_at: now + sign_in.session_seconds,
         groups,
+        idp_scopes: Vec::new(),
     })
 }
 
@@ -520,6 +611,17 @@ fn checked_request(
             "invalid_target",
             "resource must be the URL of one of Sluice's MCP servers",
         ))?;
+    // Only servers the operator opened to this issuer's people, as for the issuer's own tokens.
+    let open = snap
+        .sign_in
+        .as_ref()
+        .is_some_and(|s| s.audiences.iter().any(|a| *a == server.resource));
+    if !open {
+        return Err((
+            "invalid_target",
+            "this MCP server is not open to people who sign in here (its URL is not among the sign-in issuer's audiences)",
+        ));
+    }
     let scope = granted_scope(get("scope"), &server.access.scopes);
     Ok((challenge.to_owned(), server.resource.clone(), scope))
 }

@@ -12,8 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
 
-use super::clients::USED_SECONDS;
-use super::sealed::Pending;
+use super::sealed::{slot, Pending};
 use super::signin::{pkce_value, Person};
 use super::{random_token, VaultWorker};
 use crate::clock::unix_now;
@@ -22,8 +21,6 @@ use crate::vault::{Answer, Failure, Reply};
 
 /// Lifetime of a person's access token (clients refresh within the last 5 minutes).
 const ACCESS_SECONDS: u64 = 3600;
-/// A refresh-token family unused this long ends.
-const REFRESH_SECONDS: u64 = USED_SECONDS;
 /// How long an exchanged code is remembered (to revoke what it gave if it comes again).
 const USED_CODE_SECONDS: u64 = 600;
 
@@ -39,7 +36,16 @@ pub(super) struct Family {
     /// The last access token issued, to revoke it with the family.
     pub(super) jti: String,
     pub(super) exp: u64,
+    /// Earlier access tokens of the family that have not expired (revoked with it too).
+    #[serde(default)]
+    pub(super) earlier: Vec<(String, u64)>,
+    /// When the family ends whatever its use (`sign_in.refresh_days` after the sign-in).
+    #[serde(default)]
+    pub(super) until: u64,
 }
+
+/// Earlier access tokens remembered per family at most (an hour's worth of refreshes).
+const MAX_EARLIER: usize = 32;
 
 fn grant_error(error: &str, description: &str) -> Failure {
     Failure::OAuth {
@@ -88,7 +94,7 @@ impl VaultWorker {
             )
         };
         let code = get("code");
-        let (request, person) = match self.take_pending(code, true).await? {
+        let (request, person) = match self.take_pending(code, slot::CODE, true).await? {
             Some(Pending::Code { request, person }) => (request, person),
             Some(Pending::UsedCode { family, jti, exp }) => {
                 self.end_family(&family, Some((&jti, exp)), "code_replayed")
@@ -119,6 +125,12 @@ impl VaultWorker {
         }
         let client = self.grant_client(&request.client_id).await?;
         let family_id = random_token()?;
+        let refresh_seconds = self
+            .config
+            .snapshot()
+            .sign_in
+            .as_ref()
+            .map_or(0, |s| s.refresh_seconds);
         let family = Family {
             client_id: request.client_id.clone(),
             resource: request.resource,
@@ -127,6 +139,8 @@ impl VaultWorker {
             secret: String::new(),
             jti: String::new(),
             exp: 0,
+            earlier: Vec::new(),
+            until: unix_now() + refresh_seconds,
         };
         let (answer, family) = self.issue(&family_id, family).await?;
         let used = Pending::UsedCode {
@@ -187,12 +201,18 @@ impl VaultWorker {
             .map_err(|e| Failure::unavailable(e.to_string()))?;
         let secret = random_token()?;
         family.secret = digest_hex(&secret);
+        if !family.jti.is_empty() {
+            family.earlier.push((family.jti.clone(), family.exp));
+        }
+        family.earlier.retain(|(_, exp)| *exp > now);
+        let excess = family.earlier.len().saturating_sub(MAX_EARLIER);
+        family.earlier.drain(..excess);
         family.jti = claims["jti"].as_str().unwrap_or_default().to_owned();
         family.exp = now + ACCESS_SECONDS;
         self.put_pending(
             &family_key(family_id),
             &Pending::Family(family.clone()),
-            now + REFRESH_SECONDS,
+            family.until,
         )
         .await?;
         self.audit_record(&json!({"ts": now, "event": "oauth2.token", "principal": family.person.principal(), "client_id": family.client_id, "resource": family.resource, "jti": family.jti, "outcome": "issued"}));
@@ -219,13 +239,19 @@ impl VaultWorker {
             return Err(bad());
         };
         let key = family_key(family_id);
-        let Some(Pending::Family(mut family)) = self.take_pending(&key, true).await? else {
+        let Some(Pending::Family(mut family)) = self.take_pending(&key, slot::FAMILY, true).await?
+        else {
             return Err(bad());
         };
+        if family.until <= unix_now() {
+            return Err(grant_error(
+                "invalid_grant",
+                "this sign-in has ended (sign_in.refresh_days): sign in again",
+            ));
+        }
         if !same_digest(&digest_hex(secret), &family.secret) {
-            // Not put back: the family ends, its last access token with it.
-            self.revoke_jti(&family.jti, family.exp, &family.client_id)
-                .await;
+            // Not put back: the family ends, its access tokens with it.
+            self.revoke_family_tokens(&family).await;
             self.refused_record(&json!({"ts": unix_now(), "event": "oauth2.refresh", "principal": family.person.principal(), "client_id": family.client_id, "outcome": "reused"}));
             return Err(bad());
         }
@@ -243,7 +269,8 @@ impl VaultWorker {
             }
         };
         if wrong_client || wrong_resource || narrower.is_none() {
-            self.put_pending(&key, &Pending::Family(family), unix_now() + REFRESH_SECONDS)
+            let until = family.until;
+            self.put_pending(&key, &Pending::Family(family), until)
                 .await?;
             return Err(match (wrong_client, wrong_resource) {
                 (true, _) => bad(),
@@ -273,13 +300,16 @@ impl VaultWorker {
     pub(super) async fn revoke_user_token(&self, client_id: &str, token: &str) -> Reply {
         if let Some((family_id, secret)) = token.split_once('.').filter(|(_, s)| !s.contains('.')) {
             let key = family_key(family_id);
-            if let Some(Pending::Family(family)) = self.take_pending(&key, true).await? {
+            if let Some(Pending::Family(family)) =
+                self.take_pending(&key, slot::FAMILY, true).await?
+            {
                 if family.client_id == client_id && same_digest(&digest_hex(secret), &family.secret)
                 {
-                    self.revoke_jti(&family.jti, family.exp, client_id).await;
+                    self.revoke_family_tokens(&family).await;
                     self.audit_record(&json!({"ts": unix_now(), "event": "oauth2.revoke", "principal": family.person.principal(), "client_id": client_id}));
                 } else {
-                    self.put_pending(&key, &Pending::Family(family), unix_now() + REFRESH_SECONDS)
+                    let until = family.until;
+                    self.put_pending(&key, &Pending::Family(family), until)
                         .await?;
                 }
             }
@@ -304,11 +334,11 @@ impl VaultWorker {
     /// Ends a family (after a replayed code), with its current access token and the one the
     /// code gave.
     async fn end_family(&self, family_id: &str, first: Option<(&str, u64)>, why: &str) {
-        if let Ok(Some(Pending::Family(family))) =
-            self.take_pending(&family_key(family_id), true).await
+        if let Ok(Some(Pending::Family(family))) = self
+            .take_pending(&family_key(family_id), slot::FAMILY, true)
+            .await
         {
-            self.revoke_jti(&family.jti, family.exp, &family.client_id)
-                .await;
+            self.revoke_family_tokens(&family).await;
             self.refused_record(&json!({"ts": unix_now(), "event": "oauth2.token", "principal": family.person.principal(), "client_id": family.client_id, "outcome": why}));
         }
         if let Some((jti, exp)) = first {
@@ -316,19 +346,43 @@ impl VaultWorker {
         }
     }
 
+    /// Every live access token of the family is refused from the next revision on (one
+    /// revision for all of them).
+    async fn revoke_family_tokens(&self, family: &Family) {
+        let mut tokens: Vec<(&str, u64)> = vec![(&family.jti, family.exp)];
+        tokens.extend(family.earlier.iter().map(|(j, e)| (j.as_str(), *e)));
+        self.revoke_jtis(&tokens, &family.client_id).await;
+    }
+
     /// The access token `jti` is refused everywhere from the next revision on.
     async fn revoke_jti(&self, jti: &str, exp: u64, client_id: &str) {
-        if jti.is_empty() || exp <= unix_now() {
+        self.revoke_jtis(&[(jti, exp)], client_id).await;
+    }
+
+    async fn revoke_jtis(&self, tokens: &[(&str, u64)], client_id: &str) {
+        use crate::control::store::{Op, StoreError};
+        let now = unix_now();
+        let ops: Vec<Op> = tokens
+            .iter()
+            .filter(|(jti, exp)| !jti.is_empty() && *exp > now)
+            .map(|(jti, exp)| Op::Create {
+                kind: issuer::REVOKED.into(),
+                name: (*jti).to_owned(),
+                body: json!({ "exp": exp, "client_id": client_id }),
+            })
+            .collect();
+        if ops.is_empty() {
             return;
         }
-        let op = crate::control::store::Op::Create {
-            kind: issuer::REVOKED.into(),
-            name: jti.to_owned(),
-            body: json!({ "exp": exp, "client_id": client_id }),
-        };
-        match self.store.apply(&[op]).await {
-            Ok(_) | Err(crate::control::store::StoreError::Conflict { .. }) => {}
-            Err(e) => log::warn!("oauth2: a token was not revoked: {e}"),
+        match self.store.apply(&ops).await {
+            Ok(_) => {}
+            // One was revoked already: the others one by one.
+            Err(StoreError::Conflict { .. }) => {
+                for op in ops {
+                    let _ = self.store.apply(&[op]).await;
+                }
+            }
+            Err(e) => log::warn!("oauth2: tokens were not revoked: {e}"),
         }
     }
 }
