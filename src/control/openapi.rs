@@ -219,6 +219,18 @@ pub fn document() -> OpenApi {
         .schema_from::<wire::Role>()
         .schema_from::<crate::config::issuer::wire::SignIn>()
         .schema_from::<crate::config::issuer::wire::ConsoleSignIn>()
+        .schema_from::<crate::config::mcp_server::wire::McpAuth>()
+        .schema_from::<crate::config::mcp_server::wire::McpTimeouts>()
+        .schema_from::<crate::config::mcp_server::wire::TokenInjection>()
+        .schema_from::<crate::config::mcp_server::policy::WireRule>()
+        .schema_from::<crate::config::mcp_server::policy::Lists>()
+        .schema_from::<crate::config::agent::wire::Environment>()
+        .schema_from::<crate::config::agent::wire::AgentAuth>()
+        .schema_from::<crate::config::agent::wire::Operation>()
+        .schema_from::<wire::Affinity>()
+        .schema_from::<crate::limits::spec::Endpoint>()
+        .schema_from::<crate::limits::spec::Per>()
+        .schema_from::<crate::budgets::spec::Period>()
         .schema_from::<SecretScope>()
         .schema_from::<KeyCreate>()
         .schema_from::<KeyUpdate>()
@@ -399,6 +411,25 @@ mod tests {
         assert!(
             repo == generated,
             "openapi.json is stale: run `cargo run -- openapi > openapi.json`"
+        );
+    }
+
+    #[test]
+    fn every_schema_referred_to_is_defined() {
+        let doc = json();
+        let parsed: serde_json::Value = serde_json::from_str(&doc).expect("generated");
+        let defined = &parsed["components"]["schemas"];
+        let mut missing: Vec<&str> = doc
+            .split("\"#/components/schemas/")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .filter(|name| defined.get(*name).is_none())
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        assert!(
+            missing.is_empty(),
+            "referred to, never defined: {missing:?}"
         );
     }
 
