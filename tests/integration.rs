@@ -39,6 +39,8 @@ mod jwt;
 mod limits;
 #[path = "integration/mcp.rs"]
 mod mcp;
+#[path = "integration/mcp_groups.rs"]
+mod mcp_groups;
 #[path = "integration/oauth.rs"]
 mod oauth;
 #[path = "integration/observability.rs"]

@@ -18,6 +18,8 @@ pub enum McpCmd {
     ///
     /// Example: sluice mcp create --name github-tools --url https://api.githubcopilot.com/mcp/ --auth oauth_provider --oauth-provider github
     ///
+    /// Example: sluice mcp create --name work --members github-tools,jira
+    ///
     /// Example: sluice mcp create --file tools.yaml
     Create {
         #[arg(long, required_unless_present = "file")]
@@ -46,6 +48,9 @@ pub struct McpFields {
     /// The upstream MCP endpoint (https://, or http:// to loopback).
     #[arg(long)]
     url: Option<String>,
+    /// A group instead: the MCP servers it federates (tools named `{member}__{tool}`).
+    #[arg(long, value_delimiter = ',')]
+    members: Option<Vec<String>>,
     /// `none`, `oauth_provider` (users' grants), `secret` (a static service token).
     #[arg(long)]
     auth: Option<String>,
@@ -70,6 +75,7 @@ impl McpFields {
             [
                 ("display_name", self.display_name.map(Value::from)),
                 ("url", self.url.map(Value::from)),
+                ("members", self.members.map(|m| json!(m))),
                 ("auth", self.auth.map(Value::from)),
                 ("oauth_provider", self.oauth_provider.map(Value::from)),
                 ("secret_ref", self.secret_ref.map(Value::from)),
@@ -107,6 +113,7 @@ pub fn mcp(conn: &Conn, cmd: McpCmd) -> anyhow::Result<()> {
         &[
             "name",
             "url",
+            "members",
             "auth",
             "oauth_provider",
             "endpoint",

@@ -119,6 +119,20 @@ pub async fn admit(
             Ok(taken) => taken,
             Err(r) => return Outcome::Answered(r.write(session, request_id).await),
         };
+    if !server.members.is_empty() {
+        let call = super::mcp_group::Call {
+            group: server,
+            principal,
+            who,
+            session_key,
+            sessions: upstream_session,
+            elicits,
+            request_id,
+        };
+        let status = super::mcp_group::serve(session, snap, vault, call).await;
+        drop((grant, stream));
+        return Outcome::Answered(status);
+    }
     let token = match credential(&server, snap, vault, &principal, session.req_header()).await {
         Ok(t) => t,
         Err(f) if f.connect_url().is_some() => {
@@ -240,7 +254,7 @@ async fn authenticate(
 }
 
 /// The upstream credential by the server's `auth`.
-async fn credential(
+pub(super) async fn credential(
     server: &McpServer,
     snap: &Snapshot,
     vault: &Vault,
@@ -400,11 +414,17 @@ pub(super) async fn peer(
     server: &crate::config::McpServer,
     retries: usize,
 ) -> pingora::Result<Box<pingora::upstreams::peer::HttpPeer>> {
-    let addr = server.upstream.addr(retries).await.map_err(|e| {
+    let Some(upstream) = &server.upstream else {
+        return Err(pingora::Error::explain(
+            pingora::ErrorType::InternalError,
+            "a group has no upstream of its own",
+        ));
+    };
+    let addr = upstream.addr(retries).await.map_err(|e| {
         pingora::Error::because(pingora::ErrorType::ConnectError, "MCP upstream address", e)
             .into_up()
     })?;
-    let mut peer = server.upstream.peer(addr);
+    let mut peer = upstream.peer(addr);
     peer.options.connection_timeout = Some(server.connect_timeout);
     peer.options.total_connection_timeout = Some(server.connect_timeout * 2);
     peer.options.read_timeout = Some(server.idle_timeout);
@@ -415,10 +435,16 @@ pub(super) async fn peer(
 /// Rewrites the request head for the upstream MCP endpoint.
 pub fn rewrite(upstream: &mut RequestHeader, mcp: &McpCtx) -> pingora::Result<()> {
     let server = &mcp.server;
-    let mut target = if server.upstream.base_path.is_empty() {
+    let Some(target_upstream) = &server.upstream else {
+        return Err(pingora::Error::explain(
+            pingora::ErrorType::InternalError,
+            "a group has no upstream of its own",
+        ));
+    };
+    let mut target = if target_upstream.base_path.is_empty() {
         "/".to_owned()
     } else {
-        server.upstream.base_path.clone()
+        target_upstream.base_path.clone()
     };
     if let Some(q) = upstream.uri.query() {
         target.push('?');
@@ -432,7 +458,7 @@ pub fn rewrite(upstream: &mut RequestHeader, mcp: &McpCtx) -> pingora::Result<()
         )
     })?;
     upstream.set_uri(uri);
-    upstream.insert_header(http::header::HOST, server.upstream.authority.as_str())?;
+    upstream.insert_header(http::header::HOST, target_upstream.authority.as_str())?;
     super::steps::strip_client_credentials(upstream);
     if mcp.policy.is_some() {
         // Resuming a stream replays its events on the GET stream, which is relayed unfiltered:
@@ -634,7 +660,7 @@ pub(super) fn rpc_error(id: Value, code: i64, message: &str, data: Option<Value>
     json!({"jsonrpc": "2.0", "id": id, "error": error})
 }
 
-async fn read_body(session: &mut Session) -> Option<Vec<u8>> {
+pub(super) async fn read_body(session: &mut Session) -> Option<Vec<u8>> {
     let mut body = Vec::new();
     while let Some(chunk) = session.read_request_body().await.ok()? {
         body.extend_from_slice(&chunk);

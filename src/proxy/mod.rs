@@ -9,6 +9,7 @@ pub mod forward;
 pub mod issuer;
 pub mod mcp;
 pub mod mcp_caps;
+pub mod mcp_group;
 pub mod mcp_policy;
 pub mod mcp_stream;
 pub mod oauth;

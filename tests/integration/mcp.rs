@@ -25,6 +25,12 @@ pub(crate) struct Node {
     pub(crate) port: u16,
 }
 
+impl Node {
+    pub(crate) fn new(child: std::process::Child, port: u16) -> Node {
+        Node { child, port }
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -28,7 +28,12 @@ pub struct McpServer {
     /// Where its protected-resource metadata (RFC 9728) is served.
     pub metadata_url: String,
     pub display_name: String,
-    pub upstream: Upstream,
+    /// `None` for a group.
+    pub upstream: Option<Upstream>,
+    /// The upstream URL as written (empty for a group).
+    pub url: String,
+    /// A group's member servers, by name.
+    pub members: Vec<String>,
     pub auth: McpAuth,
     pub oauth_provider: Option<String>,
     pub secret_ref: Option<String>,
@@ -56,6 +61,7 @@ pub(super) fn build_all(
 ) -> HashMap<String, Arc<McpServer>> {
     let mut built = HashMap::new();
     let mut names = std::collections::HashSet::new();
+    check_members(servers, errors);
     for (i, s) in servers.iter().enumerate() {
         let at = format!("mcp_servers[{i}]");
         let name_at = format!("{at}.name");
@@ -93,15 +99,22 @@ fn build(
     let mut bad = |field: &str, message: String| {
         errors.push(ConfigError::at(format!("{at}.{field}"), message));
     };
-    if let Err(e) = crate::config::oauth_provider::check_url(&s.url) {
+    let group = !s.members.is_empty();
+    if group {
+        check_group(s, &mut bad);
+    } else if let Err(e) = crate::config::oauth_provider::check_url(&s.url) {
         bad("url", e);
     }
     check_credential(s, &mut bad);
     let header = check_injection(s, &mut bad);
     check_limits(s, &mut bad);
-    let upstream = match crate::config::provider::parse_base_url(&s.name, &s.url, None) {
-        Ok(u) => Some(u),
-        Err(e) => {
+    let upstream = match (
+        group,
+        crate::config::provider::parse_base_url(&s.name, &s.url, None),
+    ) {
+        (true, _) => None,
+        (false, Ok(u)) => Some(u),
+        (false, Err(e)) => {
             errors.push(ConfigError::at(format!("{at}.url"), e));
             None
         }
@@ -117,7 +130,9 @@ fn build(
         ),
         name: s.name.clone(),
         display_name: s.display_name.clone().unwrap_or_else(|| s.name.clone()),
-        upstream: upstream?,
+        upstream,
+        url: s.url.clone(),
+        members: s.members.clone(),
         auth: s.auth,
         oauth_provider: s.oauth_provider.clone(),
         secret_ref: s.secret_ref.clone(),
@@ -139,6 +154,51 @@ fn build(
         links_in_tool_results: s.links_in_tool_results,
         policy,
     })
+}
+
+/// A group names 2 to 32 distinct members and no upstream of its own (each member
+/// authenticates upstream as it is configured).
+fn check_group(s: &WireMcpServer, bad: &mut impl FnMut(&str, String)) {
+    if !s.url.is_empty() {
+        bad("url", "a group has no url: its members have theirs".into());
+    }
+    if s.auth != McpAuth::None {
+        bad(
+            "auth",
+            "a group has no upstream auth: each member uses its own".into(),
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    if !(2..=32).contains(&s.members.len()) {
+        bad("members", "a group federates 2 to 32 MCP servers".into());
+    }
+    for (j, m) in s.members.iter().enumerate() {
+        if *m == s.name || !seen.insert(m.as_str()) {
+            bad(
+                &format!("members[{j}]"),
+                format!("`{m}` is the group itself or repeated"),
+            );
+        }
+    }
+}
+
+/// Members name MCP servers that exist and are not groups themselves.
+fn check_members(servers: &[WireMcpServer], errors: &mut Vec<ConfigError>) {
+    for (i, s) in servers.iter().enumerate() {
+        for (j, m) in s.members.iter().enumerate() {
+            let member = servers.iter().find(|o| o.name == *m);
+            let problem = match member {
+                None => Some(format!("no MCP server named `{m}`")),
+                Some(o) if !o.members.is_empty() => {
+                    Some(format!("`{m}` is a group: groups do not nest"))
+                }
+                Some(_) => None,
+            };
+            if let Some(p) = problem {
+                errors.push(ConfigError::at(format!("mcp_servers[{i}].members[{j}]"), p));
+            }
+        }
+    }
 }
 
 /// How Sluice authenticates upstream: each `auth` with its own field, and only with it.

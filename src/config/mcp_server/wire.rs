@@ -14,8 +14,14 @@ pub struct McpServer {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
-    /// The upstream MCP endpoint: `https://`, or `http://` to a loopback host only.
+    /// The upstream MCP endpoint: `https://`, or `http://` to a loopback host only (none for a
+    /// group).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
+    /// A group: one endpoint federating these MCP servers (each with its own upstream auth),
+    /// their tools and prompts named `{member}__{name}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
     /// How Sluice authenticates to the upstream.
     #[serde(default)]
     pub auth: McpAuth,

@@ -403,7 +403,7 @@ pages.oauth = async (main) => {
 };
 
 pages.mcp = resourcePage('MCP servers', '/mcp-servers', 'mcp_server', [
-  ['Name', (x) => x.name], ['Upstream', (x) => x.url || ''],
+  ['Name', (x) => x.name], ['Upstream', (x) => x.url || (x.members ? h('span', {}, 'group of ', chips(x.members)) : '')],
   ['Upstream auth', (x) => h('span', { class: 'badge' }, typeof x.auth === 'string' ? x.auth : JSON.stringify(x.auth || 'none'))],
   ['Scopes', (x) => chips(x.scopes)], ['Clients connect to', (x) => h('code', {}, x.endpoint || `/mcp/${x.name}`)],
 ], async (main) => {

@@ -1,0 +1,575 @@
+//! MCP groups: `/mcp/{group}` is one endpoint federating several MCP servers (`members`), each
+//! reached with its own upstream auth (the person's grant, a service secret, none). Sluice is
+//! the MCP server the client talks to and an MCP client of each member:
+//!
+//! - `initialize` goes to every member; the group's session (handed out HMAC-tagged to the
+//!   principal, as any session) holds each member's session id. A member that does not answer
+//!   (down, or its account not connected) is left out: the group does not fail with it.
+//! - `tools/list` and `prompts/list` are every answering member's, named `{member}__{name}`,
+//!   each member's own policy and then the group's applied; a member down is missing.
+//! - `tools/call` and `prompts/get` go to the member the name says, with the name it knows;
+//!   its answer (JSON, or SSE with its progress notifications) is relayed as it comes.
+//! - `ping` is answered here; notifications go to every member; `DELETE` ends every member's
+//!   session. Resources are not federated (their URIs are the members' own), nor is the
+//!   server-to-client GET stream.
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use pingora::http::ResponseHeader;
+use pingora_proxy::Session;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use super::mcp::{rpc_error, wrap_session, write};
+use crate::auth::Principal;
+use crate::config::mcp_server::policy::Kind;
+use crate::config::{McpServer, Snapshot};
+use crate::vault::Vault;
+
+/// Between a member's name and its tool's or prompt's.
+pub const SEPARATOR: &str = "__";
+/// Largest answer read from a member for a list or `initialize`.
+const MAX_ANSWER: usize = 16 * 1024 * 1024;
+/// List pages followed per member.
+const MAX_PAGES: usize = 20;
+
+static CLIENT: LazyLock<reqwest::Client> = LazyLock::new(|| {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default()
+});
+
+/// An admitted request to a group.
+pub struct Call<'a> {
+    pub group: Arc<McpServer>,
+    pub principal: Arc<Principal>,
+    /// The principal's key (what sessions bind to).
+    pub who: String,
+    pub session_key: [u8; 32],
+    /// The group session's payload (each member's session id), when one was presented.
+    pub sessions: Option<String>,
+    pub elicits: bool,
+    pub request_id: &'a str,
+}
+
+/// A member as this request reaches it.
+struct Member {
+    server: Arc<McpServer>,
+    token: Option<Arc<str>>,
+    session: Option<String>,
+}
+
+/// Answers a request to a group; returns the status written.
+pub async fn serve(session: &mut Session, snap: &Snapshot, vault: &Vault, call: Call<'_>) -> u16 {
+    let method = session.req_header().method.clone();
+    let protocol = session
+        .req_header()
+        .headers
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let sessions: BTreeMap<String, String> = call
+        .sessions
+        .as_deref()
+        .and_then(decode_sessions)
+        .unwrap_or_default();
+    let members = members(snap, vault, &call, &sessions, session).await;
+    let id = call.request_id;
+    match method.as_str() {
+        "DELETE" => {
+            let ends = members.iter().filter(|m| m.session.is_some());
+            join_all(ends.map(|m| send(m, reqwest::Method::DELETE, None, protocol.as_deref())))
+                .await;
+            write(session, 200, json!({}), &[], id).await
+        }
+        "POST" => post(session, &call, &members, protocol.as_deref()).await,
+        _ => {
+            let body = rpc_error(
+                Value::Null,
+                -32600,
+                "a group has no server-to-client stream: its members' notifications come with their answers",
+                None,
+            );
+            write(
+                session,
+                405,
+                body,
+                &[("allow", "POST, DELETE".to_owned())],
+                id,
+            )
+            .await
+        }
+    }
+}
+
+/// Each enabled member with its upstream credential for this principal (a member whose
+/// credential cannot be had now, e.g. an account not connected, is left out) and session.
+async fn members(
+    snap: &Snapshot,
+    vault: &Vault,
+    call: &Call<'_>,
+    sessions: &BTreeMap<String, String>,
+    session: &Session,
+) -> Vec<Member> {
+    let mut out = Vec::new();
+    for name in &call.group.members {
+        let Some(server) = snap.mcp_servers.get(name).filter(|s| s.enabled) else {
+            continue;
+        };
+        let req = session.req_header();
+        match super::mcp::credential(server, snap, vault, &call.principal, req).await {
+            Ok(token) => out.push(Member {
+                server: server.clone(),
+                token,
+                session: sessions.get(name).cloned(),
+            }),
+            Err(f) => log::info!("group {}: member {name} left out: {f}", call.group.name),
+        }
+    }
+    out
+}
+
+async fn post(
+    session: &mut Session,
+    call: &Call<'_>,
+    members: &[Member],
+    protocol: Option<&str>,
+) -> u16 {
+    let id = call.request_id;
+    let Some(body) = super::mcp::read_body(session).await else {
+        let body = rpc_error(Value::Null, -32700, "the body could not be read", None);
+        return write(session, 400, body, &[], id).await;
+    };
+    let msg: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => {
+            let e = rpc_error(
+                Value::Null,
+                -32600,
+                "a group takes one JSON-RPC message per request, not a batch",
+                None,
+            );
+            return write(session, 400, e, &[], id).await;
+        }
+        Err(_) => {
+            let e = rpc_error(Value::Null, -32700, "the body is not JSON", None);
+            return write(session, 400, e, &[], id).await;
+        }
+    };
+    let rpc_id = msg.get("id").cloned();
+    let method = msg["method"].as_str().unwrap_or_default().to_owned();
+    let Some(rpc_id) = rpc_id else {
+        // A notification (or a client's answer): every member gets it.
+        let sends = members.iter().filter(|m| m.session.is_some());
+        join_all(sends.map(|m| send(m, reqwest::Method::POST, Some(&msg), protocol))).await;
+        return accepted(session, id).await;
+    };
+    match method.as_str() {
+        "initialize" => initialize(session, call, members, &msg).await,
+        "ping" => {
+            write(
+                session,
+                200,
+                json!({"jsonrpc": "2.0", "id": rpc_id, "result": {}}),
+                &[],
+                id,
+            )
+            .await
+        }
+        "tools/list" => list(session, call, members, (&msg, Kind::Tool), protocol).await,
+        "prompts/list" => list(session, call, members, (&msg, Kind::Prompt), protocol).await,
+        "tools/call" => route(session, call, members, (&msg, Kind::Tool), protocol).await,
+        "prompts/get" => route(session, call, members, (&msg, Kind::Prompt), protocol).await,
+        other => {
+            let text = format!("`{other}` is not offered by a group (tools and prompts are)");
+            write(
+                session,
+                200,
+                rpc_error(rpc_id, -32601, &text, None),
+                &[],
+                id,
+            )
+            .await
+        }
+    }
+}
+
+/// `initialize` to every member at once; the answering ones' sessions make the group's.
+async fn initialize(
+    session: &mut Session,
+    call: &Call<'_>,
+    members: &[Member],
+    msg: &Value,
+) -> u16 {
+    let answers = join_all(members.iter().map(|m| async move {
+        let answer = final_message(m, msg, None).await;
+        (m, answer)
+    }))
+    .await;
+    let mut sessions = BTreeMap::new();
+    let mut protocol = None;
+    let (mut tools, mut prompts) = (false, false);
+    let mut instructions = Vec::new();
+    for (m, answer) in answers {
+        let Ok((sid, reply)) = answer else { continue };
+        let result = &reply["result"];
+        if result.is_null() {
+            continue;
+        }
+        if let Some(sid) = sid {
+            sessions.insert(m.server.name.clone(), sid);
+        }
+        protocol = protocol.or_else(|| result["protocolVersion"].as_str().map(str::to_owned));
+        tools |= result["capabilities"]["tools"].is_object();
+        prompts |= result["capabilities"]["prompts"].is_object();
+        if let Some(text) = result["instructions"].as_str() {
+            instructions.push(format!("{}: {text}", m.server.name));
+        }
+    }
+    let mut capabilities = Map::new();
+    if tools {
+        capabilities.insert("tools".into(), json!({}));
+    }
+    if prompts {
+        capabilities.insert("prompts".into(), json!({}));
+    }
+    let mut result = json!({
+        "protocolVersion": protocol.unwrap_or_else(|| msg["params"]["protocolVersion"].as_str().unwrap_or("2025-06-18").to_owned()),
+        "capabilities": capabilities,
+        "serverInfo": {"name": format!("{} (a Sluice group)", call.group.display_name), "version": env!("CARGO_PKG_VERSION")},
+    });
+    if !instructions.is_empty() {
+        result["instructions"] = instructions.join("\n").into();
+    }
+    let payload = encode_sessions(&sessions);
+    let elicits = call.elicits || msg["params"]["capabilities"]["elicitation"]["url"].is_object();
+    let wrapped = wrap_session(
+        &call.session_key,
+        &call.who,
+        &call.group.name,
+        &payload,
+        elicits,
+    );
+    let body = json!({"jsonrpc": "2.0", "id": msg["id"], "result": result});
+    write(
+        session,
+        200,
+        body,
+        &[("mcp-session-id", wrapped)],
+        call.request_id,
+    )
+    .await
+}
+
+/// A list of every answering member's tools or prompts, namespaced and filtered by policy.
+async fn list(
+    session: &mut Session,
+    call: &Call<'_>,
+    members: &[Member],
+    (msg, kind): (&Value, Kind),
+    protocol: Option<&str>,
+) -> u16 {
+    let field = if kind == Kind::Tool {
+        "tools"
+    } else {
+        "prompts"
+    };
+    let group_policy = call
+        .group
+        .policy
+        .as_ref()
+        .map(|p| p.applied(&call.principal));
+    let pages = join_all(
+        members
+            .iter()
+            .filter(|m| m.session.is_some())
+            .map(|m| async move { (m, all_pages(m, msg, field, protocol).await) }),
+    )
+    .await;
+    let mut items = Vec::new();
+    for (m, found) in pages {
+        let own = m.server.policy.as_ref().map(|p| p.applied(&call.principal));
+        for mut item in found {
+            let Some(name) = item["name"].as_str().map(str::to_owned) else {
+                continue;
+            };
+            let namespaced = format!("{}{SEPARATOR}{name}", m.server.name);
+            let allowed = own.as_ref().is_none_or(|p| p.permits(kind, &name))
+                && group_policy
+                    .as_ref()
+                    .is_none_or(|p| p.permits(kind, &namespaced));
+            if allowed {
+                item["name"] = namespaced.into();
+                items.push(item);
+            }
+        }
+    }
+    let body = json!({"jsonrpc": "2.0", "id": msg["id"], "result": {field: items}});
+    write(session, 200, body, &[], call.request_id).await
+}
+
+/// Every page of a member's list (at most [`MAX_PAGES`]); nothing when it does not answer.
+async fn all_pages(m: &Member, msg: &Value, field: &str, protocol: Option<&str>) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut request = msg.clone();
+    for _ in 0..MAX_PAGES {
+        let Ok((_, reply)) = final_message(m, &request, protocol).await else {
+            break;
+        };
+        let result = &reply["result"];
+        items.extend(result[field].as_array().cloned().unwrap_or_default());
+        match result["nextCursor"].as_str() {
+            Some(cursor) => request["params"] = json!({"cursor": cursor}),
+            None => break,
+        }
+    }
+    items
+}
+
+/// A call to the member the name says, under both policies; its answer relayed as it comes.
+async fn route(
+    session: &mut Session,
+    call: &Call<'_>,
+    members: &[Member],
+    (msg, kind): (&Value, Kind),
+    protocol: Option<&str>,
+) -> u16 {
+    let id = call.request_id;
+    let rpc_id = msg["id"].clone();
+    let name = msg["params"]["name"].as_str().unwrap_or_default();
+    let refuse = |message: String, code: i64| {
+        rpc_error(
+            rpc_id.clone(),
+            code,
+            &message,
+            Some(json!({"kind": kind.noun(), "name": name, "server": call.group.name})),
+        )
+    };
+    let Some((member_name, inner)) = name.split_once(SEPARATOR) else {
+        let e = refuse(
+            format!("`{name}` names no member (`member{SEPARATOR}name`)"),
+            -32602,
+        );
+        return write(session, 200, e, &[], id).await;
+    };
+    let group_ok = call
+        .group
+        .policy
+        .as_ref()
+        .is_none_or(|p| p.applied(&call.principal).permits(kind, name));
+    let Some(member) = members.iter().find(|m| m.server.name == member_name) else {
+        let e = refuse(
+            format!("member `{member_name}` is not available now"),
+            -32603,
+        );
+        return write(session, 200, e, &[], id).await;
+    };
+    let own_ok = member
+        .server
+        .policy
+        .as_ref()
+        .is_none_or(|p| p.applied(&call.principal).permits(kind, inner));
+    if !group_ok || !own_ok {
+        let e = refuse(
+            format!("{} `{name}` is not allowed for you here", kind.noun()),
+            -32003,
+        );
+        return write(session, 200, e, &[], id).await;
+    }
+    let mut forwarded = msg.clone();
+    forwarded["params"]["name"] = inner.into();
+    let resp = match send(member, reqwest::Method::POST, Some(&forwarded), protocol).await {
+        Ok(resp) if resp.status().is_success() => resp,
+        Ok(resp) => {
+            let e = refuse(
+                format!("member `{member_name}` answered {}", resp.status()),
+                -32603,
+            );
+            return write(session, 200, e, &[], id).await;
+        }
+        Err(e) => {
+            let e = refuse(
+                format!("member `{member_name}` is unavailable: {e}"),
+                -32603,
+            );
+            return write(session, 200, e, &[], id).await;
+        }
+    };
+    relay(session, resp, id).await
+}
+
+/// The member's answer as it comes: JSON whole, SSE event by event (its progress too).
+async fn relay(session: &mut Session, mut resp: reqwest::Response, request_id: &str) -> u16 {
+    let content_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_owned();
+    let status = resp.status().as_u16();
+    let result = async {
+        let mut head = ResponseHeader::build(status, Some(4))?;
+        head.insert_header(http::header::CONTENT_TYPE, content_type)?;
+        head.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        head.insert_header("x-request-id", request_id)?;
+        session.write_response_header(Box::new(head), false).await?;
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => session.write_response_body(Some(chunk), false).await?,
+                Ok(None) => break,
+                Err(e) => {
+                    log::info!("group: a member's answer broke off: {e}");
+                    break;
+                }
+            }
+        }
+        session.write_response_body(Some(Bytes::new()), true).await
+    }
+    .await;
+    if let Err(e) = result {
+        log::debug!("group: the answer was not written whole: {e}");
+    }
+    status
+}
+
+/// One request to a member, with its credential and session.
+async fn send(
+    m: &Member,
+    method: reqwest::Method,
+    body: Option<&Value>,
+    protocol: Option<&str>,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let mut req = CLIENT
+        .request(method, &m.server.url)
+        .timeout(m.server.idle_timeout)
+        .header("accept", "application/json, text/event-stream");
+    if let Some(body) = body {
+        req = req.json(body);
+    }
+    if let Some(sid) = &m.session {
+        req = req.header("mcp-session-id", sid);
+    }
+    if let Some(p) = protocol {
+        req = req.header("mcp-protocol-version", p);
+    }
+    if let Some(token) = &m.token {
+        let value = format!("{}{token}", m.server.inject_prefix);
+        req = req.header(m.server.inject_header.as_str(), value);
+    }
+    req.send().await
+}
+
+/// The member's session id and its JSON-RPC answer to `msg` (from JSON, or the first SSE
+/// event answering its id).
+async fn final_message(
+    m: &Member,
+    msg: &Value,
+    protocol: Option<&str>,
+) -> Result<(Option<String>, Value), String> {
+    let mut resp = send(m, reqwest::Method::POST, Some(msg), protocol)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("answered {}", resp.status()));
+    }
+    let sid = resp
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let sse = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/event-stream"));
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_ANSWER {
+            return Err("the answer is too large".into());
+        }
+        if sse {
+            if let Some(found) = answer_in_events(&body, &msg["id"]) {
+                return Ok((sid, found));
+            }
+        }
+    }
+    if sse {
+        return answer_in_events(&body, &msg["id"])
+            .map(|v| (sid, v))
+            .ok_or_else(|| "no answer in the stream".into());
+    }
+    serde_json::from_slice(&body)
+        .map(|v| (sid, v))
+        .map_err(|e| e.to_string())
+}
+
+/// The JSON-RPC answer to `id` among complete SSE events (any line ending).
+fn answer_in_events(buf: &[u8], id: &Value) -> Option<Value> {
+    let text = String::from_utf8_lossy(buf)
+        .replace("\r\n", "\n")
+        .replace('\r', "\n");
+    let complete = &text[..text.rfind("\n\n").map_or(0, |i| i + 2)];
+    complete.split("\n\n").find_map(|event| {
+        let data: Vec<&str> = event
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(|d| d.strip_prefix(' ').unwrap_or(d))
+            .collect();
+        let v: Value = serde_json::from_str(&data.join("\n")).ok()?;
+        (v.get("id") == Some(id) && (v.get("result").is_some() || v.get("error").is_some()))
+            .then_some(v)
+    })
+}
+
+async fn accepted(session: &mut Session, request_id: &str) -> u16 {
+    let result = async {
+        let mut head = ResponseHeader::build(202, Some(2))?;
+        head.insert_header(http::header::CONTENT_LENGTH, "0")?;
+        head.insert_header("x-request-id", request_id)?;
+        session.write_response_header(Box::new(head), true).await
+    }
+    .await;
+    if let Err(e) = result {
+        log::debug!("group: 202 not written: {e}");
+    }
+    202
+}
+
+/// The group session's payload: each member's session id, as base64url JSON.
+fn encode_sessions(sessions: &BTreeMap<String, String>) -> String {
+    use base64::Engine;
+    let json = serde_json::to_string(sessions).unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+}
+
+fn decode_sessions(payload: &str) -> Option<BTreeMap<String, String>> {
+    use base64::Engine;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice(&json).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_found_in_sse_events() {
+        let id = json!(7);
+        let events = b"event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\r\n\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"ok\":1}}\n\n";
+        assert_eq!(answer_in_events(events, &id).unwrap()["result"]["ok"], 1);
+        assert!(
+            answer_in_events(b"data: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{}}", &id).is_none(),
+            "an event not complete yet"
+        );
+        let sessions: BTreeMap<String, String> = [("a".to_owned(), "s1".to_owned())].into();
+        assert_eq!(decode_sessions(&encode_sessions(&sessions)), Some(sessions));
+    }
+}
