@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # MCP gateway figures: the latency Sluice adds to an MCP call (the official SDK client calling
-# server-everything's `echo`, CALLS sequential calls per run, direct and through Sluice back to
-# back in each of ROUNDS rounds; p50/p99, paired ratios), and Sluice's resident memory holding
+# server-everything's `echo`, CALLS sequential calls per run, direct, through Sluice and through
+# a group of two members back to back in each of ROUNDS rounds; p50/p99, paired ratios), and
+# Sluice's resident memory holding
 # STREAMS idle GET streams (each its own session: initialize, then the GET stream) to an
 # upstream that never sends.
 #
@@ -56,6 +57,8 @@ tokens:
 mcp_servers:
   - { name: everything, url: "http://127.0.0.1:$EVERYTHING_PORT/mcp", client_auth: token }
   - { name: idle, url: "http://127.0.0.1:$IDLE_PORT/mcp", client_auth: token, timeouts: { idle_seconds: 86400 }, max_streams_per_principal: 10000 }
+  - { name: everything-b, url: "http://127.0.0.1:$EVERYTHING_PORT/mcp", client_auth: token }
+  - { name: work, members: [everything, everything-b], client_auth: token }
 YAML
 "$SLUICE_BIN" serve --config "$T/sluice.yaml" >"$T/sluice.log" 2>&1 &
 SLUICE_PID=$!
@@ -64,9 +67,14 @@ wait_port "$PROXY"
 
 declare -A V
 for round in $(seq 1 "$ROUNDS"); do
-  for target in direct sluice; do
-    if [[ $target == direct ]]; then url="http://127.0.0.1:$EVERYTHING_PORT/mcp"; else url="http://127.0.0.1:$PROXY/mcp/everything"; fi
-    out=$(MCP_TOKEN=$TOKEN node tests/mcp/bench.mjs "$url" "$CALLS")
+  for target in direct sluice group; do
+    tool=echo
+    case $target in
+      direct) url="http://127.0.0.1:$EVERYTHING_PORT/mcp" ;;
+      sluice) url="http://127.0.0.1:$PROXY/mcp/everything" ;;
+      group) url="http://127.0.0.1:$PROXY/mcp/work"; tool=everything__echo ;;
+    esac
+    out=$(MCP_TOKEN=$TOKEN TOOL=$tool node tests/mcp/bench.mjs "$url" "$CALLS")
     add "$target.p50" "$(python3 -c "import json; print(json.loads('$out')['p50'])")"
     add "$target.p99" "$(python3 -c "import json; print(json.loads('$out')['p99'])")"
   done
@@ -75,13 +83,17 @@ done
 
 echo "MCP calls ($CALLS sequential tools/call echo per run, median of $ROUNDS rounds; ms)"
 printf '%-8s %10s %10s\n' target p50 p99
-for target in direct sluice; do
+for target in direct sluice group; do
   printf '%-8s %10.3f %10.3f\n' "$target" "$(median "${V[$target.p50]}")" "$(median "${V[$target.p99]}")"
 done
 printf 'added    %10.3f %10.3f\n' \
   "$(python3 -c "print($(median "${V[sluice.p50]}") - $(median "${V[direct.p50]}"))")" \
   "$(python3 -c "print($(median "${V[sluice.p99]}") - $(median "${V[direct.p99]}"))")"
 echo "ratio sluice/direct (paired): p50 $(paired "${V[sluice.p50]}" "${V[direct.p50]}"), p99 $(paired "${V[sluice.p99]}" "${V[direct.p99]}")"
+printf 'group added over a server through Sluice: p50 %.3f ms, p99 %.3f ms; ratio group/sluice (paired): p50 %s, p99 %s\n' \
+  "$(python3 -c "print($(median "${V[group.p50]}") - $(median "${V[sluice.p50]}"))")" \
+  "$(python3 -c "print($(median "${V[group.p99]}") - $(median "${V[sluice.p99]}"))")" \
+  "$(paired "${V[group.p50]}" "${V[sluice.p50]}")" "$(paired "${V[group.p99]}" "${V[sluice.p99]}")"
 
 before=$(ps -o rss= -p "$SLUICE_PID" | tr -d ' ')
 MCP_TOKEN=$TOKEN node tests/mcp/idle-streams.mjs open "http://127.0.0.1:$PROXY/mcp/idle" "$STREAMS" >"$T/streams.out" 2>"$T/streams.err" &

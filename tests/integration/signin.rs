@@ -102,6 +102,9 @@ async fn mcp_clients_sign_people_in_through_sluice() {
 
     let alice = signin_client(&url, &[("LOGIN", "alice")]);
     assert!(alice["error"].is_null(), "{alice}");
+    // A figure, not a check: discovery, registration, sign-in at the IdP, consent, token and
+    // the first listing (the first tool call needs the person's upstream grant first).
+    eprintln!("sign-in round trip: {} ms", alice["signin_ms"]);
     assert_eq!(
         alice["discovered"]["authorization"],
         base.trim_end_matches('/'),
