@@ -342,65 +342,63 @@ async fn route(
     let id = call.request_id;
     let rpc_id = msg["id"].clone();
     let name = msg["params"]["name"].as_str().unwrap_or_default();
-    let refuse = |message: String, code: i64| {
-        rpc_error(
-            rpc_id.clone(),
-            code,
-            &message,
-            Some(json!({"kind": kind.noun(), "name": name, "server": call.group.name})),
-        )
+    let (member, inner) = match target(call, members, kind, name) {
+        Ok(found) => found,
+        Err((code, message)) => {
+            let data = json!({"kind": kind.noun(), "name": name, "server": call.group.name});
+            let e = rpc_error(rpc_id, code, &message, Some(data));
+            return write(session, 200, e, &[], id).await;
+        }
     };
-    let Some((member_name, inner)) = name.split_once(SEPARATOR) else {
-        let e = refuse(
-            format!("`{name}` names no member (`member{SEPARATOR}name`)"),
-            -32602,
-        );
-        return write(session, 200, e, &[], id).await;
-    };
-    let group_ok = call
-        .group
-        .policy
-        .as_ref()
-        .is_none_or(|p| p.applied(&call.principal).permits(kind, name));
-    let Some(member) = members.iter().find(|m| m.server.name == member_name) else {
-        let e = refuse(
-            format!("member `{member_name}` is not available now"),
-            -32603,
-        );
-        return write(session, 200, e, &[], id).await;
-    };
-    let own_ok = member
-        .server
-        .policy
-        .as_ref()
-        .is_none_or(|p| p.applied(&call.principal).permits(kind, inner));
-    if !group_ok || !own_ok {
-        let e = refuse(
-            format!("{} `{name}` is not allowed for you here", kind.noun()),
-            -32003,
-        );
-        return write(session, 200, e, &[], id).await;
-    }
     let mut forwarded = msg.clone();
     forwarded["params"]["name"] = inner.into();
-    let resp = match send(member, reqwest::Method::POST, Some(&forwarded), protocol).await {
-        Ok(resp) if resp.status().is_success() => resp,
-        Ok(resp) => {
-            let e = refuse(
-                format!("member `{member_name}` answered {}", resp.status()),
-                -32603,
-            );
-            return write(session, 200, e, &[], id).await;
-        }
-        Err(e) => {
-            let e = refuse(
-                format!("member `{member_name}` is unavailable: {e}"),
-                -32603,
-            );
-            return write(session, 200, e, &[], id).await;
-        }
+    let failed = match send(member, reqwest::Method::POST, Some(&forwarded), protocol).await {
+        Ok(resp) if resp.status().is_success() => return relay(session, resp, id).await,
+        Ok(resp) => format!("answered {}", resp.status()),
+        Err(e) => format!("is unavailable: {e}"),
     };
-    relay(session, resp, id).await
+    let message = format!("member `{}` {failed}", member.server.name);
+    let data = json!({"kind": kind.noun(), "name": name, "server": call.group.name});
+    let e = rpc_error(rpc_id, -32603, &message, Some(data));
+    write(session, 200, e, &[], id).await
+}
+
+/// The member a namespaced name calls, and the name it knows, when both policies allow it;
+/// otherwise the JSON-RPC error code and message.
+fn target<'m>(
+    call: &Call<'_>,
+    members: &'m [Member],
+    kind: Kind,
+    name: &'m str,
+) -> Result<(&'m Member, &'m str), (i64, String)> {
+    let (member_name, inner) = name.split_once(SEPARATOR).ok_or_else(|| {
+        (
+            -32602,
+            format!("`{name}` names no member (`member{SEPARATOR}name`)"),
+        )
+    })?;
+    let member = members
+        .iter()
+        .find(|m| m.server.name == member_name)
+        .ok_or_else(|| {
+            (
+                -32603,
+                format!("member `{member_name}` is not available now"),
+            )
+        })?;
+    let permits = |server: &McpServer, n: &str| {
+        server
+            .policy
+            .as_ref()
+            .is_none_or(|p| p.applied(&call.principal).permits(kind, n))
+    };
+    if !permits(&call.group, name) || !permits(&member.server, inner) {
+        return Err((
+            -32003,
+            format!("{} `{name}` is not allowed for you here", kind.noun()),
+        ));
+    }
+    Ok((member, inner))
 }
 
 /// The member's answer as it comes: JSON whole, SSE event by event (its progress too).

@@ -25,12 +25,6 @@ pub(crate) struct Node {
     pub(crate) port: u16,
 }
 
-impl Node {
-    pub(crate) fn new(child: std::process::Child, port: u16) -> Node {
-        Node { child, port }
-    }
-}
-
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -77,10 +71,15 @@ pub(crate) fn everything() -> (Node, String) {
 
 /// The identity-checking MCP server, checking tokens at `userinfo`.
 pub(crate) fn whoami(userinfo: &str) -> Node {
+    test_server("whoami-server.mjs", &[("USERINFO_URL", userinfo)])
+}
+
+/// One of the test MCP servers in `tests/mcp` (a script that prints `{"port": N}` first).
+pub(crate) fn test_server(script: &str, env: &[(&str, &str)]) -> Node {
     use std::io::BufRead;
     let mut child = Command::new("node")
-        .arg(mcp_dir().join("whoami-server.mjs"))
-        .env("USERINFO_URL", userinfo)
+        .arg(mcp_dir().join(script))
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

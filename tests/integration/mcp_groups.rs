@@ -1,28 +1,9 @@
 //! MCP groups: one endpoint federating several MCP servers, each with its own upstream auth.
 
 use crate::common::*;
-use crate::mcp::{everything, mcp_dir, node_json, Node};
-use serde_json::{json, Value};
-use std::process::{Command, Stdio};
-
-/// Sluice's own test MCP server (`echo`, `slow` with progress, a prompt, a stop hook).
-fn echo_server() -> Node {
-    use std::io::BufRead;
-    let mut child = Command::new("node")
-        .arg(mcp_dir().join("echo-server.mjs"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("port line");
-    let port = serde_json::from_str::<Value>(&line).expect("port")["port"]
-        .as_u64()
-        .expect("port") as u16;
-    Node::new(child, port)
-}
+use crate::mcp::{everything, mcp_dir, node_json, test_server};
+use serde_json::json;
+use std::process::Command;
 
 /// A group of server-everything (no upstream auth) and Sluice's echo server (a service
 /// secret), with a group policy hiding one tool, through the official SDK client: one session,
@@ -32,7 +13,8 @@ fn echo_server() -> Node {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_federates_servers_and_survives_a_member_going_down() {
     let (_everything, upstream) = everything();
-    let echo = echo_server();
+    // Sluice's own test MCP server (`echo`, `slow` with progress, a prompt, a stop hook).
+    let echo = test_server("echo-server.mjs", &[]);
     let sluice = Sluice::start(&format!(
         r#"mcp_servers:
   - {{ name: everything, url: "{upstream}" }}

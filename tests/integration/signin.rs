@@ -277,34 +277,8 @@ async fn operators_sign_in_to_the_console_at_the_idp() {
 
     // The console's token, as the API sees it: the admin API only, the role of the moment.
     let b = browser();
-    let r = b.get(&env.sluice.url("/oauth2/signin?next=console")).await;
-    let mut url = location(&r, &env.sluice.url("/"));
-    let mut form: Option<Vec<(&str, &str)>> = None;
-    for _ in 0..10 {
-        if url.starts_with(&admin) {
-            break;
-        }
-        let resp = match form.take() {
-            Some(f) => b.post(&url, &f).await,
-            None => b.get(&url).await,
-        };
-        if resp.status().is_redirection() {
-            url = location(&resp, &url);
-            continue;
-        }
-        let html = resp.text().await.unwrap();
-        let action = html
-            .split("action=\"")
-            .nth(1)
-            .and_then(|a| a.split('"').next())
-            .unwrap();
-        url = join(&url, action);
-        form = Some(if html.contains("name=\"login\"") {
-            vec![("prompt", "login"), ("login", "alice"), ("password", "x")]
-        } else {
-            vec![("prompt", "consent")]
-        });
-    }
+    let start = env.sluice.url("/oauth2/signin?next=console");
+    let url = browse(&b, start, "alice", |u| u.starts_with(&admin)).await;
     let code = url
         .split("#signin=")
         .nth(1)
@@ -374,30 +348,10 @@ async fn operators_list_and_revoke_signed_in_clients() {
     let revoked = cli(&admin, &root, &["oauth", "revoke-client", &client_id], &[]);
     assert!(revoked.contains("true"), "{revoked}");
 
-    let mut refused = false;
-    for _ in 0..100 {
-        if mcp_status(s, "tools", access).await == 401 {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(refused, "the revoked client's access token still works");
+    until_refused(s, "tools", &[access]).await;
     let refresh = tokens["refresh_token"].as_str().unwrap();
-    let (st, v) = token(
-        s,
-        &[
-            ("grant_type", "refresh_token"),
-            ("client_id", &client_id),
-            ("refresh_token", refresh),
-        ],
-    )
-    .await;
-    assert_eq!(
-        (st, v["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{v}"
-    );
+    let (st, v) = refresh_with(s, &client_id, refresh).await;
+    assert_refused(st, &v, "invalid_grant");
     let r = b.get(&authorize_url(s, &client_id, &tools, &[])).await;
     assert_eq!(r.status(), 400);
     let (_, list) = api(&admin, &root, "GET", "/v1/oauth-clients", None).await;
@@ -448,10 +402,22 @@ async fn new_client(sluice: &Sluice) -> String {
 
 /// Follows `url` in `b` as `login` through the IdP and Sluice's consent (Allow) to the client's
 /// redirect; returns the redirect URL.
-async fn sign_in(b: &Browser, mut url: String, login: &str) -> String {
+async fn sign_in(b: &Browser, url: String, login: &str) -> String {
+    browse(b, url, login, |u| u.starts_with(REDIRECT)).await
+}
+
+/// Follows `url` in `b` through the IdP's pages (logging in as `login`, consenting) and
+/// Sluice's consent page (Allow) until `arrived` says so of the URL it is sent to (not
+/// opened); returns that URL.
+async fn browse(
+    b: &Browser,
+    mut url: String,
+    login: &str,
+    arrived: impl Fn(&str) -> bool,
+) -> String {
     let mut form: Option<Vec<(String, String)>> = None;
     for _ in 0..16 {
-        if url.starts_with(REDIRECT) {
+        if arrived(&url) {
             return url;
         }
         let resp = match form.take() {
@@ -488,7 +454,7 @@ async fn sign_in(b: &Browser, mut url: String, login: &str) -> String {
             vec![("prompt".into(), "consent".into())]
         });
     }
-    panic!("the sign-in did not reach the client's redirect URI");
+    panic!("the browser did not arrive from {url}");
 }
 
 fn hidden_inputs(html: &str) -> Vec<(String, String)> {
@@ -531,6 +497,36 @@ async fn exchange(
         ],
     )
     .await
+}
+
+/// A refresh-token request of `client_id`.
+async fn refresh_with(s: &Sluice, client_id: &str, refresh_token: &str) -> (u16, Value) {
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", client_id),
+        ("refresh_token", refresh_token),
+    ];
+    token(s, &form).await
+}
+
+/// An OAuth error answer (400) with this `error`.
+fn assert_refused(status: u16, v: &Value, error: &str) {
+    assert_eq!((status, v["error"].as_str()), (400, Some(error)), "{v}");
+}
+
+/// Waits (a revocation applies from the next revision) until every token is refused at `server`.
+async fn until_refused(s: &Sluice, server: &str, tokens: &[&str]) {
+    for _ in 0..100 {
+        let mut all = true;
+        for t in tokens {
+            all &= mcp_status(s, server, t).await == 401;
+        }
+        if all {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("still accepted at {server}: a revoked token");
 }
 
 async fn mcp_status(sluice: &Sluice, server: &str, token: &str) -> u16 {
@@ -696,11 +692,7 @@ async fn each_step_of_sign_in_refuses_its_attacks() {
         json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "client_secret_basic"}),
     )
     .await;
-    assert_eq!(
-        (st, v["error"].as_str()),
-        (400, Some("invalid_client_metadata")),
-        "{v}"
-    );
+    assert_refused(st, &v, "invalid_client_metadata");
     let client_id = new_client(s).await;
 
     // Authorization: an unregistered redirect URI is shown an error, never redirected to.
@@ -736,34 +728,8 @@ async fn each_step_of_sign_in_refuses_its_attacks() {
     let to_idp = location(&r, &s.url("/"));
     assert!(to_idp.starts_with(&env.idp.issuer()), "{to_idp}");
     let other = browser();
-    let r = other.get(&to_idp).await;
-    let mut url = location(&r, &to_idp);
-    let mut form = None;
-    for _ in 0..8 {
-        if url.starts_with(&s.url("/oauth2/callback")) {
-            break;
-        }
-        let resp = match form.take() {
-            Some(f) => other.post(&url, f).await,
-            None => other.get(&url).await,
-        };
-        if resp.status().is_redirection() {
-            url = location(&resp, &url);
-            continue;
-        }
-        let html = resp.text().await.unwrap();
-        let action = html
-            .split("action=\"")
-            .nth(1)
-            .and_then(|a| a.split('"').next())
-            .unwrap();
-        url = join(&url, action);
-        form = Some(if html.contains("name=\"login\"") {
-            &[("prompt", "login"), ("login", "mallory"), ("password", "x")][..]
-        } else {
-            &[("prompt", "consent")][..]
-        });
-    }
+    let callback = s.url("/oauth2/callback");
+    let url = browse(&other, to_idp, "mallory", |u| u.starts_with(&callback)).await;
     // `other` has the IdP's cookies, not the cookie Sluice gave `b`.
     let r = other.get(&url).await;
     assert_eq!(r.status(), 400, "{}", r.text().await.unwrap());
@@ -829,26 +795,14 @@ async fn each_step_of_sign_in_refuses_its_attacks() {
 
     // Code: a wrong verifier uses it up; the right one then finds nothing.
     let (st, v) = exchange(s, &client_id, &code, &"x".repeat(43), &who).await;
-    assert_eq!(
-        (st, v["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{v}"
-    );
+    assert_refused(st, &v, "invalid_grant");
     let (st, v) = exchange(s, &client_id, &code, VERIFIER, &who).await;
-    assert_eq!(
-        (st, v["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{v}"
-    );
+    assert_refused(st, &v, "invalid_grant");
     // A code for `who` asked as a token for `tools`.
     let redirect = sign_in(&b, authorize_url(s, &client_id, &who, &[]), "alice").await;
     let code = url_param(&redirect, "code").unwrap();
     let (st, v) = exchange(s, &client_id, &code, VERIFIER, &tools).await;
-    assert_eq!(
-        (st, v["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{v}"
-    );
+    assert_refused(st, &v, "invalid_grant");
 
     // A good exchange, then the same code again: refused, and what it gave is revoked.
     let redirect = sign_in(
@@ -868,35 +822,11 @@ async fn each_step_of_sign_in_refuses_its_attacks() {
         "a token for one server on another"
     );
     let (st, v) = exchange(s, &client_id, &code, VERIFIER, &tools).await;
-    assert_eq!(
-        (st, v["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{v}"
-    );
+    assert_refused(st, &v, "invalid_grant");
     let refresh = good["refresh_token"].as_str().unwrap();
-    let (st, v) = token(
-        s,
-        &[
-            ("grant_type", "refresh_token"),
-            ("client_id", &client_id),
-            ("refresh_token", refresh),
-        ],
-    )
-    .await;
-    assert_eq!(
-        (st, v["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{v}"
-    );
-    let mut refused = false;
-    for _ in 0..100 {
-        if mcp_status(s, "tools", access).await == 401 {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(refused, "the replayed code's access token is revoked");
+    let (st, v) = refresh_with(s, &client_id, refresh).await;
+    assert_refused(st, &v, "invalid_grant");
+    until_refused(s, "tools", &[access]).await;
 
     // Refresh by another client: refused, and the rightful client's refresh still works.
     let redirect = sign_in(&b, authorize_url(s, &client_id, &tools, &[]), "alice").await;
@@ -904,20 +834,8 @@ async fn each_step_of_sign_in_refuses_its_attacks() {
     let (_, good) = exchange(s, &client_id, &code, VERIFIER, &tools).await;
     let refresh = good["refresh_token"].as_str().unwrap().to_owned();
     let other_client = new_client(s).await;
-    let (st, v) = token(
-        s,
-        &[
-            ("grant_type", "refresh_token"),
-            ("client_id", &other_client),
-            ("refresh_token", &refresh),
-        ],
-    )
-    .await;
-    assert_eq!(
-        (st, v["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{v}"
-    );
+    let (st, v) = refresh_with(s, &other_client, &refresh).await;
+    assert_refused(st, &v, "invalid_grant");
     let (st, v) = token(
         s,
         &[
@@ -928,20 +846,8 @@ async fn each_step_of_sign_in_refuses_its_attacks() {
         ],
     )
     .await;
-    assert_eq!(
-        (st, v["error"].as_str()),
-        (400, Some("invalid_scope")),
-        "{v}"
-    );
-    let (st, fresh) = token(
-        s,
-        &[
-            ("grant_type", "refresh_token"),
-            ("client_id", &client_id),
-            ("refresh_token", &refresh),
-        ],
-    )
-    .await;
+    assert_refused(st, &v, "invalid_scope");
+    let (st, fresh) = refresh_with(s, &client_id, &refresh).await;
     assert_eq!(st, 200, "{fresh}");
     // Revoked by its client (RFC 7009), the new refresh token is dead.
     let fresh_refresh = fresh["refresh_token"].as_str().unwrap();
@@ -952,35 +858,14 @@ async fn each_step_of_sign_in_refuses_its_attacks() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let (st, v) = token(
-        s,
-        &[
-            ("grant_type", "refresh_token"),
-            ("client_id", &client_id),
-            ("refresh_token", fresh_refresh),
-        ],
-    )
-    .await;
-    assert_eq!(
-        (st, v["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{v}"
-    );
+    let (st, v) = refresh_with(s, &client_id, fresh_refresh).await;
+    assert_refused(st, &v, "invalid_grant");
     // Every access token of the family goes with it, the earlier one too.
     let (first, latest) = (
         good["access_token"].as_str().unwrap(),
         fresh["access_token"].as_str().unwrap(),
     );
-    let mut refused = false;
-    for _ in 0..100 {
-        if mcp_status(s, "tools", first).await == 401 && mcp_status(s, "tools", latest).await == 401
-        {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(refused, "the family's access tokens are revoked with it");
+    until_refused(s, "tools", &[first, latest]).await;
 
     // A registration flood from one address meets 429 (within any minute window of 25 tries).
     let mut limited = false;

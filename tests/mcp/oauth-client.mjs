@@ -6,6 +6,7 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { go } from './browser.mjs';
 
 const [url] = process.argv.slice(2);
 const login = process.env.LOGIN || 'alice';
@@ -33,27 +34,6 @@ const provider = {
   saveCodeVerifier: (v) => { state.verifier = v; },
   codeVerifier: () => state.verifier,
 };
-
-// A browser enough for oidc-provider's development pages: cookies by path, no auto-redirects.
-const jar = new Map();
-async function go(target, form) {
-  const u = new URL(target);
-  const cookie = [...jar.entries()].filter(([k]) => u.pathname.startsWith(k.split('\0')[1])).map(([k, v]) => `${k.split('\0')[0]}=${v}`).join('; ');
-  const init = { redirect: 'manual', headers: cookie ? { cookie } : {} };
-  if (form) {
-    init.method = 'POST';
-    init.body = new URLSearchParams(form).toString();
-    init.headers['content-type'] = 'application/x-www-form-urlencoded';
-  }
-  const r = await fetch(u, init);
-  for (const c of r.headers.getSetCookie()) {
-    const [pair, ...attrs] = c.split(';');
-    const [k, ...v] = pair.split('=');
-    const path = attrs.map((a) => a.trim()).find((a) => a.toLowerCase().startsWith('path='))?.slice(5) || '/';
-    jar.set(`${k.trim()}\0${path}`, v.join('='));
-  }
-  return r;
-}
 
 async function consent(authUrl) {
   let target = authUrl.toString();

@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError, auth } from '@modelcontextprotocol/sdk/client/auth.js';
+import { go } from './browser.mjs';
 
 const [url] = process.argv.slice(2);
 const login = process.env.LOGIN || 'alice';
@@ -57,29 +58,6 @@ const provider = {
   saveCodeVerifier: (v) => { state.verifier = v; },
   codeVerifier: () => state.verifier,
 };
-
-// A browser: cookies by name and path (every host here is 127.0.0.1), no automatic redirects.
-const jar = new Map();
-async function go(target, form) {
-  const u = new URL(target);
-  const cookie = [...jar.entries()].filter(([k]) => u.pathname.startsWith(k.split('\0')[1])).map(([k, v]) => `${k.split('\0')[0]}=${v}`).join('; ');
-  const init = { redirect: 'manual', headers: cookie ? { cookie } : {} };
-  if (form) {
-    init.method = 'POST';
-    init.body = new URLSearchParams(form).toString();
-    init.headers['content-type'] = 'application/x-www-form-urlencoded';
-  }
-  const r = await fetch(u, init);
-  for (const c of r.headers.getSetCookie()) {
-    const [pair, ...attrs] = c.split(';');
-    const [k, ...v] = pair.split('=');
-    const a = attrs.map((x) => x.trim().toLowerCase());
-    const path = attrs.map((x) => x.trim()).find((x) => x.toLowerCase().startsWith('path='))?.slice(5) || '/';
-    if (a.includes('max-age=0')) jar.delete(`${k.trim()}\0${path}`);
-    else jar.set(`${k.trim()}\0${path}`, v.join('='));
-  }
-  return r;
-}
 
 const hidden = (html) => Object.fromEntries([...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((m) => [m[1], m[2]]));
 

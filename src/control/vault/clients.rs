@@ -84,14 +84,7 @@ impl VaultWorker {
     /// never one an operator revoked.
     pub(super) async fn client(&self, client_id: &str) -> Result<ClientDoc, Failure> {
         let unknown = || invalid("invalid_client", "unknown client: register first");
-        let revoked = self
-            .config
-            .snapshot()
-            .revoked_tokens
-            .contains(&crate::config::revoked_client_key(client_id));
-        if revoked {
-            return Err(invalid("invalid_client", "this client was revoked"));
-        }
+        self.not_revoked(client_id)?;
         if client_id.starts_with("https://") {
             if let Some(doc) = self.documents.get(client_id) {
                 return Ok((*doc).clone());
@@ -120,20 +113,26 @@ impl VaultWorker {
         if !client_id.starts_with("https://") {
             return self.client(client_id).await;
         }
-        let revoked = self
-            .config
-            .snapshot()
-            .revoked_tokens
-            .contains(&crate::config::revoked_client_key(client_id));
-        if revoked {
-            return Err(invalid("invalid_client", "this client was revoked"));
-        }
+        self.not_revoked(client_id)?;
         Ok(ClientDoc {
             client_id: client_id.to_owned(),
             client_name: client_id.to_owned(),
             redirect_uris: Vec::new(),
             document: true,
         })
+    }
+
+    /// Refuses a client id an operator revoked (`DELETE /v1/oauth-clients/{id}`).
+    fn not_revoked(&self, client_id: &str) -> Result<(), Failure> {
+        let revoked = self
+            .config
+            .snapshot()
+            .revoked_tokens
+            .contains(&crate::config::revoked_client_key(client_id));
+        match revoked {
+            true => Err(invalid("invalid_client", "this client was revoked")),
+            false => Ok(()),
+        }
     }
 
     /// A client that got a token lives another [`USED_SECONDS`] (a metadata document's is
