@@ -10,8 +10,8 @@
 //! - `tools/call` and `prompts/get` go to the member the name says, with the name it knows;
 //!   its answer (JSON, or SSE with its progress notifications) is relayed as it comes.
 //! - `ping` is answered here; notifications go to every member; `DELETE` ends every member's
-//!   session. Resources are not federated (their URIs are the members' own), nor is the
-//!   server-to-client GET stream.
+//!   session; the GET stream merges every member's. Resources are not federated (their URIs
+//!   are the members' own).
 
 use bytes::Bytes;
 use futures_util::future::join_all;
@@ -88,23 +88,104 @@ pub async fn serve(session: &mut Session, snap: &Snapshot, vault: &Vault, call: 
             write(session, 200, json!({}), &[], id).await
         }
         "POST" => post(session, &call, &members, protocol.as_deref()).await,
-        _ => {
-            let body = rpc_error(
-                Value::Null,
-                -32600,
-                "a group has no server-to-client stream: its members' notifications come with their answers",
-                None,
-            );
-            write(
-                session,
-                405,
-                body,
-                &[("allow", "POST, DELETE".to_owned())],
-                id,
-            )
-            .await
+        _ => stream(session, &members, protocol.as_deref(), id).await,
+    }
+}
+
+/// The group's server-to-client stream: every member's GET stream merged, event by event
+/// (their event ids dropped: a merged stream is not resumable). Ends when the client goes or
+/// every member's stream has ended; 405 when no member offers one.
+async fn stream(
+    session: &mut Session,
+    members: &[Member],
+    protocol: Option<&str>,
+    id: &str,
+) -> u16 {
+    let opened = join_all(
+        members
+            .iter()
+            .filter(|m| m.session.is_some())
+            .map(|m| async move {
+                match send(m, reqwest::Method::GET, None, protocol).await {
+                    Ok(resp) if resp.status().is_success() && is_sse(&resp) => Some(resp),
+                    _ => None,
+                }
+            }),
+    )
+    .await;
+    let streams: Vec<reqwest::Response> = opened.into_iter().flatten().collect();
+    if streams.is_empty() {
+        let body = rpc_error(
+            Value::Null,
+            -32600,
+            "no member of this group offers a server-to-client stream",
+            None,
+        );
+        return write(
+            session,
+            405,
+            body,
+            &[("allow", "POST, DELETE".to_owned())],
+            id,
+        )
+        .await;
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    for resp in streams {
+        tokio::spawn(forward_events(resp, tx.clone()));
+    }
+    drop(tx);
+    let result = async {
+        let mut head = ResponseHeader::build(200, Some(3))?;
+        head.insert_header(http::header::CONTENT_TYPE, "text/event-stream")?;
+        head.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        head.insert_header("x-request-id", id)?;
+        session.write_response_header(Box::new(head), false).await?;
+        while let Some(event) = rx.recv().await {
+            session.write_response_body(Some(event), false).await?;
+        }
+        session.write_response_body(Some(Bytes::new()), true).await
+    }
+    .await;
+    if let Err(e) = result {
+        log::debug!("group: the merged stream ended: {e}");
+    }
+    200
+}
+
+/// Sends a member's stream on, one complete event at a time, until it ends or nobody listens.
+async fn forward_events(mut resp: reqwest::Response, tx: tokio::sync::mpsc::Sender<Bytes>) {
+    let mut buf = String::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        buf.push_str(
+            &String::from_utf8_lossy(&chunk)
+                .replace("\r\n", "\n")
+                .replace('\r', "\n"),
+        );
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf[..end]
+                .lines()
+                .filter(|l| !l.starts_with("id:") && !l.starts_with("retry:"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            buf.drain(..end + 2);
+            if event.lines().any(|l| l.starts_with("data:"))
+                && tx.send(Bytes::from(event + "\n")).await.is_err()
+            {
+                return;
+            }
+        }
+        if buf.len() > MAX_ANSWER {
+            return;
         }
     }
+}
+
+fn is_sse(resp: &reqwest::Response) -> bool {
+    resp.headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/event-stream"))
 }
 
 /// Each enabled member with its upstream credential for this principal (a member whose
@@ -213,7 +294,7 @@ async fn initialize(
     .await;
     let mut sessions = BTreeMap::new();
     let mut protocol = None;
-    let (mut tools, mut prompts) = (false, false);
+    let (mut tools, mut prompts, mut logging) = (false, false, false);
     let mut instructions = Vec::new();
     for (m, answer) in answers {
         let Ok((sid, reply)) = answer else { continue };
@@ -227,6 +308,7 @@ async fn initialize(
         protocol = protocol.or_else(|| result["protocolVersion"].as_str().map(str::to_owned));
         tools |= result["capabilities"]["tools"].is_object();
         prompts |= result["capabilities"]["prompts"].is_object();
+        logging |= result["capabilities"]["logging"].is_object();
         if let Some(text) = result["instructions"].as_str() {
             instructions.push(format!("{}: {text}", m.server.name));
         }
@@ -237,6 +319,9 @@ async fn initialize(
     }
     if prompts {
         capabilities.insert("prompts".into(), json!({}));
+    }
+    if logging {
+        capabilities.insert("logging".into(), json!({}));
     }
     let mut result = json!({
         "protocolVersion": protocol.unwrap_or_else(|| msg["params"]["protocolVersion"].as_str().unwrap_or("2025-06-18").to_owned()),
@@ -480,11 +565,7 @@ async fn final_message(
         .get("mcp-session-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let sse = resp
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("text/event-stream"));
+    let sse = is_sse(&resp);
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
         body.extend_from_slice(&chunk);

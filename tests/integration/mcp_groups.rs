@@ -8,7 +8,7 @@ use std::process::Command;
 /// A group of server-everything (no upstream auth) and Sluice's echo server (a service
 /// secret), with a group policy hiding one tool, through the official SDK client: one session,
 /// namespaced tools and prompts, each member's own credential, a long tool's progress relayed,
-/// the refused tool refused, and the echo server stopped mid-session: its tools gone, the
+/// a member's notification on the merged GET stream, the refused tool refused, and the echo server stopped mid-session: its tools gone, the
 /// other member's still answering.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_federates_servers_and_survives_a_member_going_down() {
@@ -92,6 +92,10 @@ async fn a_group_federates_servers_and_survives_a_member_going_down() {
     );
     assert_eq!(out["slow"], "done", "{out}");
     assert_eq!(out["progress"].as_array().unwrap().len(), 3, "{out}");
+    assert_eq!(
+        out["announced"], true,
+        "a member's GET-stream notification: {out}"
+    );
     assert_eq!(out["unknown"], -32603, "{out}");
     assert_eq!(out["refused_code"], -32003, "{out}");
     let after: Vec<&str> = out["tools_after_stop"]

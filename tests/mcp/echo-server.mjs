@@ -1,7 +1,7 @@
 // An MCP test server of Sluice's own (Streamable HTTP on 127.0.0.1, port printed as {"port": N}):
 // `echo` returns its text with the Authorization header the request carried (so a test sees
 // which upstream credential Sluice injected), `slow` sends three progress notifications before
-// its result. Test hook: POST /_test/stop closes the server (a member going down mid-session).
+// its result, `announce` logs a message on the GET stream shortly after answering. Test hook: POST /_test/stop closes the server (a member going down mid-session).
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
@@ -11,7 +11,7 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 const transports = new Map();
 
 function newServer(authorization) {
-  const server = new McpServer({ name: 'echo', version: '1.0.0' });
+  const server = new McpServer({ name: 'echo', version: '1.0.0' }, { capabilities: { logging: {} } });
   server.registerTool('echo', { description: 'Echoes its text and the credential it came with', inputSchema: { text: z.string() } },
     async ({ text }) => ({ content: [{ type: 'text', text: `${text} (${authorization || 'no credential'})` }] }));
   server.registerTool('slow', { description: 'Three progress notifications, then done' }, async (extra) => {
@@ -23,6 +23,11 @@ function newServer(authorization) {
       await new Promise((r) => setTimeout(r, 20));
     }
     return { content: [{ type: 'text', text: 'done' }] };
+  });
+  // A notification on the server-to-client (GET) stream, not on the call's answer.
+  server.registerTool('announce', { description: 'Logs a message on the GET stream shortly after' }, async () => {
+    setTimeout(() => server.sendLoggingMessage({ level: 'info', data: 'announced' }).catch(() => {}), 100);
+    return { content: [{ type: 'text', text: 'will announce' }] };
   });
   server.registerPrompt('greet', { description: 'A greeting' }, async () => ({ messages: [{ role: 'user', content: { type: 'text', text: 'hello' } }] }));
   return server;

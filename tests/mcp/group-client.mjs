@@ -4,6 +4,7 @@
 // Usage: MCP_TOKEN=… STOP_URL=… node group-client.mjs URL   Prints one JSON object.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 
 const [url] = process.argv.slice(2);
 const headers = { Authorization: `Bearer ${process.env.MCP_TOKEN}` };
@@ -11,6 +12,8 @@ const out = {};
 const text = (r) => (r.content || []).map((c) => c.text || '').join('');
 try {
   const client = new Client({ name: 'sluice-group-test', version: '1.0.0' });
+  const logged = [];
+  client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => logged.push(n.params.data));
   const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } });
   await client.connect(transport);
   out.server = client.getServerVersion()?.name;
@@ -25,6 +28,10 @@ try {
     onprogress: (p) => progress.push([p.progress, Date.now() - started]),
   }));
   out.progress = progress;
+  // A member's notification on its own GET stream reaches the client through the group's.
+  await client.callTool({ name: 'echo__announce', arguments: {} });
+  for (let i = 0; i < 100 && !logged.includes('announced'); i += 1) await new Promise((r) => setTimeout(r, 50));
+  out.announced = logged.includes('announced');
   try {
     await client.callTool({ name: 'nobody__x', arguments: {} });
   } catch (e) { out.unknown = e.code; }
