@@ -358,6 +358,83 @@ async fn operators_list_and_revoke_signed_in_clients() {
     assert_eq!(list["items"], json!([]), "{list}");
 }
 
+/// Sign-in through a data plane that follows a control plane over PostgreSQL: tickets,
+/// sessions, codes, clients and refresh-token families live in the shared store and every step
+/// reaches the control plane's vault (`/v1/vault`); the data plane holds no key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn people_sign_in_through_a_data_plane() {
+    let db = PgDatabase::create();
+    let idp = Idp::start();
+    let (_everything, upstream) = everything();
+    let key = [("SLUICE_MASTER_KEY", MASTER)];
+    let mut cp = Sluice::start_control_plane(&key, &["--database", &db.url]);
+    let (admin, root) = (cp.admin_url(), cp.admin_token());
+    let dp_token = new_token_for(&admin, &root, "edge", Some("dataplane")).await;
+    let no_env: [(&str, &str); 0] = [];
+    let dp = Sluice::start_args(
+        "",
+        &no_env,
+        &["--control-plane", &admin, "--token", &dp_token],
+    );
+    cp.rewrite_config(&format!("public_base_url: \"{}\"\n", dp.url("")));
+    cp.relaunch();
+    let reg = idp_post(
+        &idp,
+        "/reg",
+        json!({"redirect_uris": [dp.url("/oauth2/callback")], "grant_types": ["authorization_code"],
+            "response_types": ["code"], "token_endpoint_auth_method": "client_secret_post"}),
+    )
+    .await;
+    let tools = dp.url("/mcp/tools");
+    let secret = json!({"name": "CORP_LOGIN", "value": reg["client_secret"], "scopes": ["mcp"]});
+    let provider = json!({"name": "corp-login", "issuer": idp.issuer(), "client_id": reg["client_id"],
+        "client_secret_ref": "CORP_LOGIN", "token_endpoint_auth_method": "client_secret_post", "scopes": ["openid"]});
+    let server = json!({"name": "tools", "url": upstream});
+    let issuer = json!({"name": "corp", "issuer": idp.issuer(), "audiences": [tools],
+        "sign_in": {"oauth_provider": "corp-login"}});
+    for (path, body) in [
+        ("/v1/secrets", secret),
+        ("/v1/oauth-providers", provider),
+        ("/v1/mcp-servers", server),
+        ("/v1/issuers", issuer),
+    ] {
+        let (s, v) = api(&admin, &root, "POST", path, Some(&body.to_string())).await;
+        assert_eq!(s, 201, "{path}: {v}");
+    }
+    let revision = serving_revision(&admin).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while serving_revision(&dp.admin_url()).await < revision {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the data plane never caught up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let out = signin_client(&tools, &[("LOGIN", "alice"), ("TOOL", "get-sum")]);
+    assert!(out["error"].is_null(), "{out}");
+    assert_eq!(
+        out["discovered"]["authorization"],
+        dp.url("").trim_end_matches('/'),
+        "{out}"
+    );
+    assert_eq!(out["token"]["aud"], tools, "{out}");
+    assert_eq!(out["token"]["sub"], "alice", "{out}");
+    assert!(
+        out["tools"].as_array().unwrap().iter().any(|t| t == "echo"),
+        "{out}"
+    );
+    assert_eq!(out["refreshed"], true, "{out}");
+    assert_eq!(out["replayed"]["error"], "invalid_grant", "{out}");
+    // In the shared store, sealed: the client registered, the family ended by the replay.
+    assert!(db
+        .rows("SELECT id FROM sluice_oauth_clients")
+        .contains("mcp-"));
+    let access = out["access_token"].as_str().unwrap();
+    assert!(!db
+        .rows("SELECT sealed FROM sluice_oauth_pending")
+        .contains(access));
+}
+
 /// A registered client's authorization request as the client builds it.
 fn authorize_url(
     sluice: &Sluice,
