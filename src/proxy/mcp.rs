@@ -128,6 +128,7 @@ pub async fn admit(
             sessions: upstream_session,
             elicits,
             request_id,
+            source,
         };
         let status = super::mcp_group::serve(session, snap, vault, call).await;
         drop((grant, stream));
@@ -181,6 +182,11 @@ impl Refused {
             message: message.into(),
             headers: Vec::new(),
         }
+    }
+
+    /// The status and the JSON-RPC error answering request `id`.
+    pub(super) fn rpc(&self, id: Value) -> (u16, Value) {
+        (self.status, rpc_error(id, self.code, &self.message, None))
     }
 
     async fn write(self, session: &mut Session, request_id: &str) -> u16 {

@@ -51,7 +51,8 @@ pub async fn serve(
         ("GET", SIGNIN_PATH) => {
             let next = param(&query, "next").unwrap_or_default();
             let signed_in = session_cookie(session, secure);
-            sign_in(vault, next, signed_in, secure).await
+            let tab = param(&query, "state");
+            sign_in(vault, (next, tab), signed_in, secure).await
         }
         ("GET", CALLBACK_PATH) => callback(session, vault, &query, secure).await,
         ("GET", CONSENT_PATH) => consent_page(session, vault, &query, secure).await,
@@ -123,7 +124,12 @@ async fn authorize(
 }
 
 /// Sign-in by itself: from a connect link of a person who signs in here, or for the console.
-async fn sign_in(vault: &Vault, next: String, signed_in: Option<String>, secure: bool) -> Page {
+async fn sign_in(
+    vault: &Vault,
+    (next, console_state): (String, Option<String>),
+    signed_in: Option<String>,
+    secure: bool,
+) -> Page {
     let Ok(browser) = random_hex() else {
         return error_page(&Failure::unavailable("randomness"));
     };
@@ -131,6 +137,7 @@ async fn sign_in(vault: &Vault, next: String, signed_in: Option<String>, secure:
         next,
         browser: hex::encode(digest(&browser)),
         session: signed_in,
+        console_state,
     };
     match vault.ask(request).await {
         Ok(Answer::SignIn { url, state }) => to_idp(url, &state, &browser, secure),

@@ -96,9 +96,17 @@ pub enum Request {
         browser: String,
         #[serde(default)]
         session: Option<String>,
+        /// For the console: a random value its tab keeps, which trading the code needs.
+        #[serde(default)]
+        console_state: Option<String>,
     },
-    /// The console trades the single-use code its sign-in came back with for a session token.
-    ConsoleSession { code: String },
+    /// The console trades the single-use code its sign-in came back with (and the value its
+    /// tab kept) for a session token.
+    ConsoleSession {
+        code: String,
+        #[serde(default)]
+        state: String,
+    },
     /// The upstream's redirect back.
     Callback {
         state: String,

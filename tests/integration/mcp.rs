@@ -125,7 +125,7 @@ fn step<'a>(out: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no step {name}: {out}"))
 }
 
-async fn post(
+pub(crate) async fn post(
     url: &str,
     token: Option<&str>,
     session: Option<&str>,
@@ -146,7 +146,7 @@ async fn post(
 }
 
 /// The JSON-RPC answer of a POST, whether it came as JSON or as one SSE event.
-async fn rpc_answer(r: reqwest::Response) -> Value {
+pub(crate) async fn rpc_answer(r: reqwest::Response) -> Value {
     let text = r.text().await.unwrap_or_default();
     let data = text
         .lines()

@@ -1,7 +1,7 @@
 //! MCP groups: one endpoint federating several MCP servers, each with its own upstream auth.
 
 use crate::common::*;
-use crate::mcp::{everything, mcp_dir, node_json, test_server};
+use crate::mcp::{everything, mcp_dir, node_json, post, rpc_answer, test_server};
 use serde_json::json;
 use std::process::Command;
 
@@ -194,4 +194,95 @@ fn groups_are_checked_at_load() {
         "{text}"
     );
     assert!(text.contains("mcp_servers[2].url"), "{text}");
+}
+
+/// The outside attack on groups (round 2): a group opens no member wider than the member opens
+/// itself (its scopes, client auth), a member's limits count its calls through the group, a
+/// member that never answers is left out after its connect timeout instead of holding the
+/// group, a list whose cursor never ends stops, and a member's address stays out of errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_opens_no_member_wider_and_bounds_each() {
+    let (_everything, upstream) = everything();
+    let echo = test_server("echo-server.mjs", &[]);
+    let looping = test_server("hostile-member.mjs", &[("MODE", "loop")]);
+    let hanging = test_server("hostile-member.mjs", &[("MODE", "hang")]);
+    let dead = refused_port();
+    let sluice = Sluice::start(&format!(
+        r#"mcp_servers:
+  - {{ name: echo, url: "http://127.0.0.1:{e}/mcp" }}
+  - {{ name: locked, url: "{upstream}", scopes: [admin] }}
+  - {{ name: jwtonly, url: "{upstream}", client_auth: jwt }}
+  - {{ name: looping, url: "http://127.0.0.1:{l}/mcp" }}
+  - {{ name: hanging, url: "http://127.0.0.1:{h}/mcp", timeouts: {{ connect_seconds: 1 }} }}
+  - {{ name: dead, url: "http://127.0.0.1:{dead}/internal-mcp" }}
+  - name: work
+    members: [echo, locked, jwtonly, looping, hanging, dead]
+limits:
+  - {{ name: echo-limit, mcp_server: echo, per: principal, requests_per_minute: 2 }}
+"#,
+        e = echo.port,
+        l = looping.port,
+        h = hanging.port,
+    ));
+    let (admin, root) = (sluice.admin_url(), sluice.admin_token());
+    let alice = new_token_for(&admin, &root, "alice", None).await;
+    let url = sluice.url("/mcp/work");
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    // Answered although `hanging` never answers (left out after its 1 s).
+    let r = post(&url, Some(&alice), None, init).await;
+    assert_eq!(r.status(), 200);
+    let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let answer = rpc_answer(post(&url, Some(&alice), Some(&sid), list).await).await;
+    let names: Vec<&str> = answer["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(names.contains(&"echo__echo"), "{answer}");
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("locked__") || n.starts_with("jwtonly__")),
+        "members alice may not reach directly: {answer}"
+    );
+    let looped = names.iter().filter(|n| n.starts_with("looping__")).count();
+    assert!(
+        (1..=2).contains(&looped),
+        "a cursor seen twice ends the list: {answer}"
+    );
+    let call = |id: u64, name: &str| json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": {"message": "x", "text": "x"}}});
+    let answer =
+        rpc_answer(post(&url, Some(&alice), Some(&sid), call(3, "locked__echo")).await).await;
+    assert_eq!(answer["error"]["code"], -32603, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not open to you"),
+        "{answer}"
+    );
+    // `dead`'s address stays in the log.
+    let answer =
+        rpc_answer(post(&url, Some(&alice), Some(&sid), call(4, "dead__echo")).await).await;
+    let message = answer["error"]["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("could not be reached")
+            && !message.contains("127.0.0.1")
+            && !message.contains("internal-mcp"),
+        "{answer}"
+    );
+    // echo's limit (2 a minute) counts calls through the group.
+    let mut statuses = Vec::new();
+    for id in 10..13 {
+        statuses.push(
+            post(&url, Some(&alice), Some(&sid), call(id, "echo__echo"))
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [200, 200, 429], "echo's own limit");
+    drop((echo, looping, hanging));
 }

@@ -277,29 +277,44 @@ async fn operators_sign_in_to_the_console_at_the_idp() {
 
     // The console's token, as the API sees it: the admin API only, the role of the moment.
     let b = browser();
-    let start = env.sluice.url("/oauth2/signin?next=console");
-    let url = browse(&b, start, "alice", |u| u.starts_with(&admin)).await;
-    let code = url
-        .split("#signin=")
-        .nth(1)
-        .expect("code in the fragment")
-        .to_owned();
-    let session = |code: String| {
+    let tab = "a-state-this-tab-kept-0123456789";
+    // Not started from a console tab (no state): refused.
+    let r = b.get(&env.sluice.url("/oauth2/signin?next=console")).await;
+    assert_eq!(r.status(), 400);
+    let sign_in_code = || async {
+        let start = env
+            .sluice
+            .url(&format!("/oauth2/signin?next=console&state={tab}"));
+        let url = browse(&b, start, "alice", |u| u.starts_with(&admin)).await;
+        url.split("#signin=")
+            .nth(1)
+            .expect("code in the fragment")
+            .to_owned()
+    };
+    let session = |code: String, state: &'static str| {
         let admin = admin.clone();
         async move {
             let r = client()
                 .post(format!("{admin}/v1/console/session"))
-                .json(&json!({ "code": code }))
+                .json(&json!({ "code": code, "state": state }))
                 .send()
                 .await
                 .unwrap();
             (r.status().as_u16(), r.json::<Value>().await.unwrap())
         }
     };
-    let (st, v) = session(code.clone()).await;
+    // A code sent to another tab (login CSRF: a victim signed in as someone else) is refused
+    // there, and used up.
+    let code = sign_in_code().await;
+    let (st, v) = session(code.clone(), "another-tab-state-0123456789ab").await;
+    assert_eq!(st, 400, "{v}");
+    let (st, _) = session(code, tab).await;
+    assert_eq!(st, 400, "used up by the wrong tab");
+    let code = sign_in_code().await;
+    let (st, v) = session(code.clone(), tab).await;
     assert_eq!(st, 200, "{v}");
     let token = v["token"].as_str().unwrap().to_owned();
-    let (st, _) = session(code).await;
+    let (st, _) = session(code, tab).await;
     assert_eq!(st, 400, "a code is single use");
     let (st, me) = api(&admin, &token, "GET", "/v1/whoami", None).await;
     assert_eq!((st, me["role"].as_str()), (200, Some("admin")), "{me}");

@@ -522,9 +522,10 @@ async fn console_sign_in(State(cp): Cp) -> Json<Value> {
 async fn console_session(State(cp): Cp, body: Bytes) -> ApiResult<Json<Value>> {
     let doc: Value = parse(&body)?;
     let code = doc["code"].as_str().unwrap_or_default().to_owned();
+    let state = doc["state"].as_str().unwrap_or_default().to_owned();
     match cp
         .vault
-        .handle(crate::vault::Request::ConsoleSession { code })
+        .handle(crate::vault::Request::ConsoleSession { code, state })
         .await
     {
         Ok(crate::vault::Answer::Issued {

@@ -504,8 +504,11 @@ async function start() {
   if (back) {
     history.replaceState(null, '', location.pathname);
     try {
+      // The code opens a session only with the state this tab kept when it started.
+      const tabState = sessionStorage.getItem('sluice.signin') || '';
+      sessionStorage.removeItem('sluice.signin');
       const r = await fetch('/v1/console/session', {
-        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ code: back[1] }),
+        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ code: back[1], state: tabState }),
       });
       const data = await r.json();
       if (!r.ok) throw new Error((data.error && data.error.message) || r.statusText);
@@ -520,7 +523,15 @@ async function start() {
   try {
     const sso = await (await fetch('/v1/console/sign-in')).json();
     if (sso.enabled) {
-      document.getElementById('sso-link').href = sso.url;
+      const link = document.getElementById('sso-link');
+      link.href = sso.url;
+      link.addEventListener('click', (ev) => {
+        ev.preventDefault();
+        const bytes = crypto.getRandomValues(new Uint8Array(24));
+        const tabState = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+        sessionStorage.setItem('sluice.signin', tabState);
+        location.href = `${sso.url}&state=${tabState}`;
+      });
       document.getElementById('sso-link').textContent = `Sign in with your ${sso.issuer} account`;
       document.getElementById('sso').hidden = false;
     }

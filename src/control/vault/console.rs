@@ -31,25 +31,29 @@ fn no_console() -> Failure {
 }
 
 impl VaultWorker {
-    /// To the IdP, or (signed in already) straight back to the console.
-    pub(super) async fn console_sign_in(&self, browser: String, session: Option<&str>) -> Reply {
+    /// Always to the IdP (a Sluice session is not enough: the role claim is read fresh at
+    /// every console sign-in), for the console tab that keeps `tab_state`.
+    pub(super) async fn console_sign_in(&self, browser: String, tab_state: Option<&str>) -> Reply {
         let provider = match &self.config.snapshot().sign_in {
             Some(s) if s.console.is_some() => s.oauth_provider.clone(),
             _ => return Err(no_console()),
         };
-        if let Some(person) = self.session(session).await? {
-            return Ok(Answer::Redirect {
-                url: self.console_redirect(&person).await?,
-            });
-        }
-        self.send_to_sign_in(&provider, super::signin::CONSOLE.to_owned(), browser, &[])
-            .await
+        let tab = tab_state
+            .filter(|t| (16..=128).contains(&t.len()))
+            .ok_or_else(|| Failure::OAuth {
+                error: "invalid_request".into(),
+                description: "start the sign-in from the console (its tab keeps a state)".into(),
+                status: 400,
+            })?;
+        let then = format!("{}{}", super::signin::CONSOLE_THEN, digest_hex(tab));
+        self.send_to_sign_in(&provider, then, browser, &[]).await
     }
 
     /// The console's URL with a fresh single-use code for `person`.
     pub(super) async fn console_redirect(
         &self,
         person: &super::signin::Person,
+        tab: &str,
     ) -> Result<String, Failure> {
         let url = match &self.config.snapshot().sign_in {
             Some(s) => s.console.as_ref().map(|c| c.url.clone()),
@@ -59,7 +63,10 @@ impl VaultWorker {
         let code = random_token()?;
         self.put_pending(
             &code,
-            &Pending::ConsoleCode(person.clone()),
+            &Pending::ConsoleCode {
+                person: person.clone(),
+                tab: tab.to_owned(),
+            },
             unix_now() + CODE_SECONDS,
         )
         .await?;
@@ -67,10 +74,19 @@ impl VaultWorker {
     }
 
     /// The console's token for a code, when the person's claim values map to a role now.
-    pub(super) async fn console_session(&self, code: &str) -> Reply {
-        let Some(Pending::ConsoleCode(person)) =
-            self.take_pending(code, slot::CONSOLE, true).await?
-        else {
+    pub(super) async fn console_session(&self, code: &str, state: &str) -> Reply {
+        let taken = self.take_pending(code, slot::CONSOLE, true).await?;
+        // The code opens a session only in the tab that started the sign-in: a code someone
+        // sends a victim (to have them work signed in as someone else) finds no state there.
+        let person = match taken {
+            Some(Pending::ConsoleCode { person, tab })
+                if crate::secrets::digest_eq(&sha(&digest_hex(state)), &sha(&tab)) =>
+            {
+                Some(person)
+            }
+            _ => None,
+        };
+        let Some(person) = person else {
             return Err(Failure::OAuth {
                 error: "invalid_grant".into(),
                 description: "this sign-in code is unknown, used or expired: sign in again".into(),
@@ -136,3 +152,13 @@ impl VaultWorker {
 
 /// The claim of console tokens holding the person's role-claim values.
 pub const CONSOLE_GROUPS: &str = "sluice_groups";
+
+fn digest_hex(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+fn sha(text: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes()).into()
+}

@@ -205,8 +205,16 @@ impl VaultWorker {
                 next,
                 browser,
                 session,
-            } => self.sign_in_then(&next, browser, session.as_deref()).await,
-            Request::ConsoleSession { code } => self.console_session(&code).await,
+                console_state,
+            } => {
+                self.sign_in_then(
+                    &next,
+                    browser,
+                    (session.as_deref(), console_state.as_deref()),
+                )
+                .await
+            }
+            Request::ConsoleSession { code, state } => self.console_session(&code, &state).await,
             Request::Authorize {
                 query,
                 session,

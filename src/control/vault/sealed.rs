@@ -64,8 +64,12 @@ pub(super) enum Pending {
         jti: String,
         exp: u64,
     },
-    /// The single-use code a console sign-in comes back with.
-    ConsoleCode(super::signin::Person),
+    /// The single-use code a console sign-in comes back with, and the SHA-256 (hex) of the
+    /// value the console's tab kept.
+    ConsoleCode {
+        person: super::signin::Person,
+        tab: String,
+    },
     /// A refresh-token family (`family\0{id}`): the current token's digest and the grant.
     Family(super::user_tokens::Family),
 }
@@ -80,7 +84,7 @@ impl Pending {
             Pending::SignIn { .. } => slot::SIGN_IN,
             Pending::Session(_) => slot::SESSION,
             Pending::Code { .. } | Pending::UsedCode { .. } => slot::CODE,
-            Pending::ConsoleCode(_) => slot::CONSOLE,
+            Pending::ConsoleCode { .. } => slot::CONSOLE,
             Pending::Family(_) => slot::FAMILY,
         }
     }

@@ -29,6 +29,8 @@ pub const CALLBACK_PATH: &str = "/oauth2/callback";
 pub const CONSENT_PATH: &str = "/oauth2/consent";
 /// The `next` of a console sign-in.
 pub const CONSOLE: &str = "console";
+/// How a pending sign-in for the console says so (followed by its tab's digest).
+pub const CONSOLE_THEN: &str = "console:";
 
 /// An MCP client's authorization request, checked.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -206,10 +208,11 @@ impl VaultWorker {
         &self,
         next: &str,
         browser: String,
-        session: Option<&str>,
+        (session, console_state): (Option<&str>, Option<&str>),
     ) -> Reply {
+        let _ = session;
         if next == CONSOLE {
-            return self.console_sign_in(browser, session).await;
+            return self.console_sign_in(browser, console_state).await;
         }
         let local = next.starts_with("/oauth/v1/connect/")
             && next.len() <= 2048
@@ -381,10 +384,9 @@ impl VaultWorker {
         )
         .await?;
         self.audit_record(&json!({"ts": now, "event": "oauth2.signin", "principal": person.principal(), "outcome": "ok"}));
-        let next = if then == CONSOLE {
-            self.console_redirect(&person).await?
-        } else {
-            format!("{}{then}", self.base_url)
+        let next = match then.strip_prefix(CONSOLE_THEN) {
+            Some(tab) => self.console_redirect(&person, tab).await?,
+            None => format!("{}{then}", self.base_url),
         };
         Ok(Answer::Session {
             secret,
