@@ -566,6 +566,7 @@ agents:
         signing_keys: vec![key.jwk.clone()],
         live_apps: vec!["research-prod-00000000".into()],
         revoked_tokens: Vec::new(),
+        signed_out: Vec::new(),
     };
     let snap = Snapshot::build(&config, &issuer, Path::new("."), &BuildContext::default())
         .unwrap_or_else(|e| panic!("{e:?}"));

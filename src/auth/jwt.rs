@@ -27,6 +27,10 @@ pub const BUILTIN_ISSUER: &str = "sluice";
 /// at (the `issuers:` name): their principal is then `jwt:{that issuer}:{sub}`.
 pub const SIGNED_IN_AT: &str = "sluice_idp";
 
+/// The claim of Sluice's tokens for a signed-in person with when they were issued, in Unix
+/// milliseconds (an operator's sign-out refuses what was issued before it, to the millisecond).
+pub const ISSUED_MS: &str = "sluice_iat_ms";
+
 /// Verified tokens kept at most (each a few hundred bytes).
 const CACHE_CAPACITY: u64 = 100_000;
 

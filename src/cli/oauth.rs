@@ -69,6 +69,10 @@ pub enum OauthCmd {
     ///
     /// Example: sluice oauth revoke-client mcp-3x…
     RevokeClient { client_id: String },
+    /// Sign a person out everywhere: what Sluice's sign-in gave them until now stops working.
+    ///
+    /// Example: sluice oauth sign-out jwt:corp:alice
+    SignOut { principal: String },
     /// Users' connections (never their tokens): everyone's, one principal's, or `--mine`.
     ///
     /// Example: sluice oauth connections --principal owner:alice
@@ -257,6 +261,12 @@ pub fn oauth(conn: &Conn, cmd: OauthCmd) -> anyhow::Result<()> {
             let v = c.call(Method::GET, "/v1/oauth-clients", None)?;
             let columns = ["client_id", "client_name", "redirect_uris", "last_used_at"];
             c.show(&v, &columns);
+            return Ok(());
+        }
+        OauthCmd::SignOut { principal } => {
+            let url = format!("/v1/people/{}/sign-out", enc(&principal));
+            let v = c.call(Method::POST, &url, Some(json!({})))?;
+            c.show(&v, &["principal", "signed_out_at", "revision"]);
             return Ok(());
         }
         OauthCmd::RevokeClient { client_id } => {

@@ -88,7 +88,13 @@ pub fn merge(
         } else if r.kind == super::stored::APP {
             issuer.live_apps.push(r.name.clone());
         } else if r.kind == super::stored::REVOKED {
-            issuer.revoked_tokens.push(r.name.clone());
+            match r.name.strip_prefix(super::stored::SIGNED_OUT_PREFIX) {
+                Some(principal) => issuer.signed_out.push((
+                    principal.to_owned(),
+                    r.body["since_ms"].as_u64().unwrap_or(u64::MAX),
+                )),
+                None => issuer.revoked_tokens.push(r.name.clone()),
+            }
         }
     }
     (errors, issuer)

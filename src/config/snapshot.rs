@@ -54,6 +54,9 @@ pub struct Snapshot {
     pub sign_in: Option<super::issuer::SignIn>,
     /// `jti`s of the built-in issuer's tokens revoked before they expire.
     pub revoked_tokens: std::collections::HashSet<String>,
+    /// People an operator signed out everywhere, with when: Sluice's tokens, sessions and
+    /// refresh tokens issued to them until then are refused.
+    pub signed_out: HashMap<String, u64>,
     /// The algorithm and rotation of the built-in issuer's keys (applied by the control plane).
     pub signing: wire::BuiltinIssuer,
     /// The control plane's revision included (0 when there is no control plane).
@@ -159,6 +162,7 @@ impl Snapshot {
             builtin_issuer: None,
             sign_in: None,
             revoked_tokens: Default::default(),
+            signed_out: HashMap::new(),
             signing: wire::BuiltinIssuer::default(),
             control_revision: 0,
             limits: Default::default(),
@@ -187,12 +191,26 @@ impl Snapshot {
             }
             (crate::auth::Identity::Jwt { issuer, .. }, None) => {
                 let client = principal.claims["client_id"].as_str().unwrap_or_default();
+                // Milliseconds where Sluice wrote them; else the end of the `iat` second.
+                let issued = principal.claims[crate::auth::jwt::ISSUED_MS]
+                    .as_u64()
+                    .or_else(|| principal.claims["iat"].as_u64().map(|s| s * 1000 + 999))
+                    .unwrap_or(0);
                 jti_revoked
                     || self.revoked_tokens.contains(&revoked_client_key(client))
                     || self.sign_in.as_ref().is_none_or(|s| s.issuer != *issuer)
+                    || self.signed_out_since(&principal.key, issued)
             }
             _ => true,
         }
+    }
+
+    /// Whether `principal` was signed out everywhere at or after `at_ms` (Unix milliseconds):
+    /// what Sluice issued them then is refused.
+    pub fn signed_out_since(&self, principal: &str, at_ms: u64) -> bool {
+        self.signed_out
+            .get(principal)
+            .is_some_and(|since| at_ms <= *since)
     }
 
     /// The route of an enabled agent environment.
@@ -230,6 +248,7 @@ impl Snapshot {
             signing_keys,
             live_apps,
             revoked_tokens,
+            signed_out,
         } = issuer;
         // Destructured without `..`: a new field does not compile until it is handled here.
         let wire::Config {
@@ -301,6 +320,7 @@ impl Snapshot {
             builtin_issuer: builtin_idx,
             sign_in,
             revoked_tokens: revoked_tokens.iter().cloned().collect(),
+            signed_out: signed_out.iter().cloned().collect(),
             signing: *builtin_issuer,
             control_revision: ctx.control_revision,
             limits,

@@ -61,4 +61,10 @@ pub struct IssuerState {
     pub live_apps: Vec<String>,
     /// `jti`s of its tokens revoked before they expire.
     pub revoked_tokens: Vec<String>,
+    /// People signed out everywhere by an operator, with when (Unix milliseconds): what Sluice
+    /// issued them before is refused.
+    pub signed_out: Vec<(String, u64)>,
 }
+
+/// The `REVOKED` entry that signs a person out everywhere (`person:{principal}`).
+pub const SIGNED_OUT_PREFIX: &str = "person:";

@@ -181,6 +181,7 @@ const FIXED: &[Operation] = &[
     op(Post, "/v1/agents/{name}/environments/{env}/apps", AppCreate, "An OAuth app (client credentials) for an `auth: oauth` agent environment: the secret is returned once (a `protected` environment's also needs `agent_protected_credentials`)").status("201"),
     op(Post, "/v1/apps/{id}/regenerate", AppRegenerate, "A new secret, returned once; the old one is refused at once (a `protected` environment's app also needs `agent_protected_credentials`)").status("200"),
     op(Get, "/v1/oauth-clients", OauthClientList, "Clients of Sluice's authorization endpoint (MCP clients registered dynamically, or by metadata document once they got a token): name, redirect URIs, created, last used, expiry"),
+    op(Post, "/v1/people/{principal}/sign-out", PersonSignOut, "Sign a person out everywhere (`jwt:{issuer}:{subject}`): the tokens, refresh tokens and browser sessions Sluice gave them until now are refused from the next revision; their next sign-in works").status("200"),
     op(Delete, "/v1/oauth-clients/{id}", OauthClientRevoke, "Revoke a client: forgotten, and its id refused from the next revision on (access and refresh tokens, new authorizations) for 30 days"),
     op(Delete, "/v1/apps/{id}", AppRevoke, "Revoke an app: its tokens are refused on every data plane at the next revision"),
     op(Get, "/v1/usage", UsageRead, "Requests, tokens and spend (micro-USD) per bucket, `?by=provider|model|principal&hours=24&bucket=3600`, from the audit records of the process serving the API"),

@@ -157,6 +157,7 @@ permissions! {
     UsageRead = "usage_read", Read;
     OauthClientList = "oauth_client_list", Read;
     OauthClientRevoke = "oauth_client_revoke", Credentials;
+    PersonSignOut = "person_sign_out", Credentials;
 }
 
 impl std::fmt::Display for Permission {

@@ -454,5 +454,5 @@ async fn roles_secrets_at_rest_and_bad_input() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 77);
+    assert_eq!(operations, 78);
 }

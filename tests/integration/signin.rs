@@ -373,6 +373,58 @@ async fn operators_list_and_revoke_signed_in_clients() {
     assert_eq!(list["items"], json!([]), "{list}");
 }
 
+/// An operator signs a person out everywhere (offboarding, a stolen laptop): their access and
+/// refresh tokens and their browser session stop working at the next revision, and their next
+/// sign-in works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_signs_a_person_out_everywhere() {
+    let pki = Pki::new();
+    let env = setup(&pki).await;
+    let s = &env.sluice;
+    let tools = s.url("/mcp/tools");
+    let client_id = new_client(s).await;
+    let b = browser();
+    let redirect = sign_in(&b, authorize_url(s, &client_id, &tools, &[]), "alice").await;
+    let code = url_param(&redirect, "code").unwrap();
+    let (st, tokens) = exchange(s, &client_id, &code, VERIFIER, &tools).await;
+    assert_eq!(st, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(mcp_status(s, "tools", access).await, 200);
+
+    let (admin, root) = (s.admin_url(), s.admin_token());
+    let out = cli(&admin, &root, &["oauth", "sign-out", "jwt:corp:alice"], &[]);
+    assert!(out.contains("jwt:corp:alice"), "{out}");
+    until_refused(s, "tools", &[access]).await;
+    let (st, v) = refresh_with(s, &client_id, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_refused(st, &v, "invalid_grant");
+    // The browser's session is over: authorizing sends it to the IdP again.
+    let url = authorize_url(s, &client_id, &tools, &[]);
+    let r = b.get(&url).await;
+    assert!(
+        location(&r, &url).starts_with(&env.idp.issuer()),
+        "the old session was used"
+    );
+    // Signing in again works at once.
+    let redirect = sign_in(&b, authorize_url(s, &client_id, &tools, &[]), "alice").await;
+    let code = url_param(&redirect, "code").unwrap();
+    let (st, tokens) = exchange(s, &client_id, &code, VERIFIER, &tools).await;
+    assert_eq!(st, 200, "{tokens}");
+    assert_eq!(
+        mcp_status(s, "tools", tokens["access_token"].as_str().unwrap()).await,
+        200
+    );
+    // Only a person can be signed out.
+    let (st, v) = api(
+        &admin,
+        &root,
+        "POST",
+        "/v1/people/owner:alice/sign-out",
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(st, 400, "{v}");
+}
+
 /// Sign-in through a data plane that follows a control plane over PostgreSQL: tickets,
 /// sessions, codes, clients and refresh-token families live in the shared store and every step
 /// reaches the control plane's vault (`/v1/vault`); the data plane holds no key.

@@ -588,6 +588,10 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         .route("/v1/issuer/keys/rotate", post(signing::rotate_keys))
         .route("/v1/oauth-clients", get(oauth_clients::list_clients))
         .route(
+            "/v1/people/{principal}/sign-out",
+            post(oauth_clients::sign_out),
+        )
+        .route(
             "/v1/oauth-clients/{id}",
             axum::routing::delete(oauth_clients::revoke_client),
         )

@@ -31,6 +31,42 @@ pub(super) async fn list_clients(State(cp): Cp, headers: HeaderMap) -> ApiResult
     Ok(Json(json!({ "items": items })))
 }
 
+/// `POST /v1/people/{principal}/sign-out`: a person signed in through Sluice (`jwt:…`) is
+/// signed out everywhere: every token, refresh token and browser session Sluice gave them
+/// until now is refused from the next revision on (their next sign-in works again).
+pub(super) async fn sign_out(
+    State(cp): Cp,
+    headers: HeaderMap,
+    Path(principal): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let caller = cp.authorize(&headers, Permission::PersonSignOut)?;
+    if !principal.starts_with("jwt:") || principal.len() > 512 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "name a person as audit records do: `jwt:{issuer}:{subject}`",
+        ));
+    }
+    let now = unix_now();
+    let kind = issuer::REVOKED.to_owned();
+    let name = format!("{}{principal}", crate::config::stored::SIGNED_OUT_PREFIX);
+    let body =
+        json!({ "exp": now + REVOKED_SECONDS * 3 + 3600, "since_ms": crate::clock::unix_now_ms() });
+    // Signed out before: the entry moves to now.
+    let ops = match cp.store.get(&kind, &name).await? {
+        Some(_) => vec![Op::Update { kind, name, body }],
+        None => vec![Op::Create { kind, name, body }],
+    };
+    let revision = cp.commit(ops).await?;
+    log::info!(
+        "admin: {} signed {principal} out everywhere",
+        caller.principal
+    );
+    Ok(Json(
+        json!({ "principal": principal, "signed_out_at": crate::clock::rfc3339(now), "revision": revision }),
+    ))
+}
+
 /// `DELETE /v1/oauth-clients/{id}`: also for a metadata document's client that never got a
 /// token (its id is refused all the same).
 pub(super) async fn revoke_client(

@@ -61,6 +61,10 @@ pub(super) struct Person {
     /// The scopes the IdP granted at this sign-in: the MCP servers' scopes a person holds.
     #[serde(default)]
     pub(super) idp_scopes: Vec<String>,
+    /// When they signed in, Unix milliseconds (an operator's sign-out ends the sessions from
+    /// before it).
+    #[serde(default)]
+    pub(super) signed_in_at: u64,
 }
 
 impl Person {
@@ -511,7 +515,8 @@ impl VaultWorker {
         let current = snap
             .sign_in
             .as_ref()
-            .is_some_and(|s| s.issuer == person.issuer);
+            .is_some_and(|s| s.issuer == person.issuer)
+            && !snap.signed_out_since(&person.principal(), person.signed_in_at);
         Ok((current && person.expires_at > unix_now()).then_some(person))
     }
 
@@ -584,6 +589,7 @@ async fn person_of(
         expires_at: now + sign_in.session_seconds,
         groups,
         idp_scopes: Vec::new(),
+        signed_in_at: crate::clock::unix_now_ms(),
     })
 }
 

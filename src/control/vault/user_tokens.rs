@@ -42,6 +42,10 @@ pub(super) struct Family {
     /// When the family ends whatever its use (`sign_in.refresh_days` after the sign-in).
     #[serde(default)]
     pub(super) until: u64,
+    /// When its code was exchanged, Unix milliseconds (an operator's sign-out ends the families
+    /// from before it).
+    #[serde(default)]
+    pub(super) started: u64,
 }
 
 /// Earlier access tokens remembered per family at most (an hour's worth of refreshes).
@@ -141,6 +145,7 @@ impl VaultWorker {
             exp: 0,
             earlier: Vec::new(),
             until: unix_now() + refresh_seconds,
+            started: crate::clock::unix_now_ms(),
         };
         let (answer, family) = self.issue(&family_id, family).await?;
         let used = Pending::UsedCode {
@@ -168,7 +173,8 @@ impl VaultWorker {
             .is_some_and(|s| s.issuer == family.person.issuer)
             && !snap
                 .revoked_tokens
-                .contains(&crate::config::revoked_client_key(&family.client_id));
+                .contains(&crate::config::revoked_client_key(&family.client_id))
+            && !snap.signed_out_since(&family.person.principal(), family.started);
         if !alive {
             return Err(grant_error(
                 "invalid_grant",
@@ -194,6 +200,10 @@ impl VaultWorker {
             map.insert(
                 crate::auth::jwt::SIGNED_IN_AT.into(),
                 family.person.issuer.clone().into(),
+            );
+            map.insert(
+                crate::auth::jwt::ISSUED_MS.into(),
+                crate::clock::unix_now_ms().into(),
             );
         }
         let access_token = signer
