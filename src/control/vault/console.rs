@@ -133,6 +133,10 @@ impl VaultWorker {
                 person.issuer.clone().into(),
             );
             map.insert(CONSOLE_GROUPS.into(), json!(person.groups));
+            map.insert(
+                crate::auth::jwt::ISSUED_MS.into(),
+                crate::clock::unix_now_ms().into(),
+            );
         }
         let token = signer
             .sign(&claims, "at+jwt")
