@@ -346,10 +346,7 @@ async fn operators_list_and_revoke_signed_in_clients() {
     let tools = s.url("/mcp/tools");
     let client_id = new_client(s).await;
     let b = browser();
-    let redirect = sign_in(&b, authorize_url(s, &client_id, &tools, &[]), "alice").await;
-    let code = url_param(&redirect, "code").unwrap();
-    let (st, tokens) = exchange(s, &client_id, &code, VERIFIER, &tools).await;
-    assert_eq!(st, 200, "{tokens}");
+    let tokens = tokens_for(s, &b, &client_id, &tools).await;
     let access = tokens["access_token"].as_str().unwrap();
     assert_eq!(mcp_status(s, "tools", access).await, 200);
 
@@ -384,10 +381,7 @@ async fn an_operator_signs_a_person_out_everywhere() {
     let tools = s.url("/mcp/tools");
     let client_id = new_client(s).await;
     let b = browser();
-    let redirect = sign_in(&b, authorize_url(s, &client_id, &tools, &[]), "alice").await;
-    let code = url_param(&redirect, "code").unwrap();
-    let (st, tokens) = exchange(s, &client_id, &code, VERIFIER, &tools).await;
-    assert_eq!(st, 200, "{tokens}");
+    let tokens = tokens_for(s, &b, &client_id, &tools).await;
     let access = tokens["access_token"].as_str().unwrap();
     assert_eq!(mcp_status(s, "tools", access).await, 200);
 
@@ -405,10 +399,7 @@ async fn an_operator_signs_a_person_out_everywhere() {
         "the old session was used"
     );
     // Signing in again works at once.
-    let redirect = sign_in(&b, authorize_url(s, &client_id, &tools, &[]), "alice").await;
-    let code = url_param(&redirect, "code").unwrap();
-    let (st, tokens) = exchange(s, &client_id, &code, VERIFIER, &tools).await;
-    assert_eq!(st, 200, "{tokens}");
+    let tokens = tokens_for(s, &b, &client_id, &tools).await;
     assert_eq!(
         mcp_status(s, "tools", tokens["access_token"].as_str().unwrap()).await,
         200
@@ -641,6 +632,16 @@ async fn exchange(
         ],
     )
     .await
+}
+
+/// alice's tokens for `resource` through `client_id`: sign-in (or the session `b` holds),
+/// consent, code exchange.
+async fn tokens_for(s: &Sluice, b: &Browser, client_id: &str, resource: &str) -> Value {
+    let redirect = sign_in(b, authorize_url(s, client_id, resource, &[]), "alice").await;
+    let code = url_param(&redirect, "code").unwrap();
+    let (st, tokens) = exchange(s, client_id, &code, VERIFIER, resource).await;
+    assert_eq!(st, 200, "{tokens}");
+    tokens
 }
 
 /// A refresh-token request of `client_id`.
