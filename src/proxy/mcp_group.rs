@@ -10,8 +10,9 @@
 //! - `tools/call` and `prompts/get` go to the member the name says, with the name it knows;
 //!   its answer (JSON, or SSE with its progress notifications) is relayed as it comes.
 //! - `ping` is answered here; notifications go to every member; `DELETE` ends every member's
-//!   session; the GET stream merges every member's. Resources are not federated (their URIs
-//!   are the members' own).
+//!   session; the GET stream merges every member's. A member's own requests to the client
+//!   (elicitation, sampling) carry an id naming the member, so the client's answer goes back
+//!   to it alone. Resources are not federated (their URIs are the members' own).
 
 use bytes::Bytes;
 use futures_util::future::join_all;
@@ -123,13 +124,15 @@ async fn stream(
             .filter(|m| m.session.is_some())
             .map(|m| async move {
                 match send(m, reqwest::Method::GET, None, protocol).await {
-                    Ok(resp) if resp.status().is_success() && is_sse(&resp) => Some(resp),
+                    Ok(resp) if resp.status().is_success() && is_sse(&resp) => {
+                        Some((m.server.name.clone(), resp))
+                    }
                     _ => None,
                 }
             }),
     )
     .await;
-    let streams: Vec<reqwest::Response> = opened.into_iter().flatten().collect();
+    let streams: Vec<(String, reqwest::Response)> = opened.into_iter().flatten().collect();
     if streams.is_empty() {
         let body = rpc_error(
             Value::Null,
@@ -147,8 +150,8 @@ async fn stream(
         .await;
     }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(64);
-    for resp in streams {
-        tokio::spawn(forward_events(resp, tx.clone()));
+    for (member, resp) in streams {
+        tokio::spawn(forward_events(resp, member, tx.clone()));
     }
     drop(tx);
     let result = async {
@@ -170,31 +173,57 @@ async fn stream(
 }
 
 /// Sends a member's stream on, one complete event at a time, until it ends or nobody listens.
-async fn forward_events(mut resp: reqwest::Response, tx: tokio::sync::mpsc::Sender<Bytes>) {
-    let mut buf = String::new();
+async fn forward_events(
+    mut resp: reqwest::Response,
+    member: String,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+) {
+    let mut events = Events::default();
     while let Ok(Some(chunk)) = resp.chunk().await {
-        buf.push_str(
-            &String::from_utf8_lossy(&chunk)
-                .replace("\r\n", "\n")
-                .replace('\r', "\n"),
-        );
-        while let Some(end) = buf.find("\n\n") {
-            let event: String = buf[..end]
-                .lines()
-                .filter(|l| !l.starts_with("id:") && !l.starts_with("retry:"))
-                .map(|l| format!("{l}\n"))
-                .collect();
-            buf.drain(..end + 2);
-            if event.lines().any(|l| l.starts_with("data:"))
-                && tx.send(Bytes::from(event + "\n")).await.is_err()
-            {
-                return;
+        for event in events.push(&chunk) {
+            if let Some(out) = outgoing_event(&event, &member) {
+                if tx.send(out).await.is_err() {
+                    return;
+                }
             }
         }
-        if buf.len() > MAX_ANSWER {
+        if events.pending.len() > MAX_ANSWER {
             return;
         }
     }
+}
+
+/// A member's SSE event as the client gets it: its event id dropped (a group's streams are not
+/// resumable), and a request of the member's own (elicitation, sampling) given an id naming
+/// the member (`{member}__{id as JSON}`), so the client's answer can go back to it alone.
+fn outgoing_event(event: &str, member: &str) -> Option<Bytes> {
+    let data: Vec<&str> = event
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| d.strip_prefix(' ').unwrap_or(d))
+        .collect();
+    if data.is_empty() {
+        return None;
+    }
+    let joined = data.join("\n");
+    let body = match serde_json::from_str::<Value>(&joined) {
+        Ok(mut v) if v.get("method").is_some() && v.get("id").is_some() => {
+            let id = serde_json::to_string(&v["id"]).unwrap_or_default();
+            v["id"] = format!("{member}{SEPARATOR}{id}").into();
+            v.to_string()
+        }
+        _ => joined,
+    };
+    Some(Bytes::from(format!("event: message\ndata: {body}\n\n")))
+}
+
+/// The member a client's answer goes back to, and the answer with the member's own id.
+fn incoming_answer(msg: &Value) -> Option<(&str, Value)> {
+    let (member, id) = msg["id"].as_str()?.split_once(SEPARATOR)?;
+    let id: Value = serde_json::from_str(id).ok()?;
+    let mut answer = msg.clone();
+    answer["id"] = id;
+    Some((member, answer))
 }
 
 fn is_sse(resp: &reqwest::Response) -> bool {
@@ -322,8 +351,14 @@ async fn post(
         return accepted(session, id).await;
     };
     if msg.get("method").is_none() {
-        // A client's answer to a member's request (elicitation, sampling): which member asked
-        // is not known here, and another member must not see it. Dropped.
+        // A client's answer to a member's request (elicitation, sampling): to that member
+        // alone, with its own id (see `outgoing_event`); anything else is dropped.
+        if let Some((name, answer)) = incoming_answer(&msg) {
+            if let Some(m) = members.iter().find(|m| m.server.name == name) {
+                let sent = send(m, reqwest::Method::POST, Some(&answer), protocol);
+                let _ = tokio::time::timeout(fan_out(m), sent).await;
+            }
+        }
         return accepted(session, id).await;
     }
     match method.as_str() {
@@ -568,7 +603,9 @@ async fn route(
     let mut forwarded = msg.clone();
     forwarded["params"]["name"] = inner.into();
     let failed = match send(member, reqwest::Method::POST, Some(&forwarded), protocol).await {
-        Ok(resp) if resp.status().is_success() => return relay(session, resp, id).await,
+        Ok(resp) if resp.status().is_success() => {
+            return relay(session, (&member.server.name, resp), id).await
+        }
         Ok(resp) => format!("answered {}", resp.status()),
         Err(e) => {
             // Where it is (its URL) stays in the log.
@@ -625,7 +662,13 @@ fn target<'m>(
 }
 
 /// The member's answer as it comes: JSON whole, SSE event by event (its progress too).
-async fn relay(session: &mut Session, mut resp: reqwest::Response, request_id: &str) -> u16 {
+async fn relay(
+    session: &mut Session,
+    (member, mut resp): (&str, reqwest::Response),
+    request_id: &str,
+) -> u16 {
+    let sse = is_sse(&resp);
+    let mut events = Events::default();
     let content_type = resp
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
@@ -641,6 +684,13 @@ async fn relay(session: &mut Session, mut resp: reqwest::Response, request_id: &
         session.write_response_header(Box::new(head), false).await?;
         loop {
             match resp.chunk().await {
+                Ok(Some(chunk)) if sse => {
+                    for event in events.push(&chunk) {
+                        if let Some(out) = outgoing_event(&event, member) {
+                            session.write_response_body(Some(out), false).await?;
+                        }
+                    }
+                }
                 Ok(Some(chunk)) => session.write_response_body(Some(chunk), false).await?,
                 Ok(None) => break,
                 Err(e) => {
@@ -821,6 +871,18 @@ mod tests {
         );
         let second = events.push(b"\n");
         assert_eq!(answer_in(&second[0], &id).unwrap()["result"]["ok"], 1);
+        // A member's request gets an id naming it; the client's answer goes back with its own.
+        let asked = "data: {\"jsonrpc\":\"2.0\",\"id\":\"x\",\"method\":\"elicitation/create\"}";
+        let out = outgoing_event(asked, "github").unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains(r#""id":"github__\"x\"""#), "{text}");
+        let answer =
+            json!({"jsonrpc": "2.0", "id": "github__\"x\"", "result": {"action": "decline"}});
+        let (member, back) = incoming_answer(&answer).unwrap();
+        assert_eq!((member, &back["id"]), ("github", &json!("x")));
+        let numbered = json!({"jsonrpc": "2.0", "id": "github__7", "result": {}});
+        assert_eq!(incoming_answer(&numbered).unwrap().1["id"], 7);
+        assert!(incoming_answer(&json!({"jsonrpc": "2.0", "id": 3, "result": {}})).is_none());
         let sessions: BTreeMap<String, String> = [("a".to_owned(), "s1".to_owned())].into();
         assert_eq!(decode_sessions(&encode_sessions(&sessions)), Some(sessions));
     }

@@ -96,6 +96,14 @@ async fn a_group_federates_servers_and_survives_a_member_going_down() {
         out["announced"], true,
         "a member's GET-stream notification: {out}"
     );
+    assert_eq!(
+        out["elicited"], 1,
+        "a member's elicitation reached the client: {out}"
+    );
+    assert!(
+        out["elicit"].as_str().unwrap().contains("declined"),
+        "and the answer went back to it: {out}"
+    );
     assert_eq!(out["unknown"], -32603, "{out}");
     assert_eq!(out["refused_code"], -32003, "{out}");
     let after: Vec<&str> = out["tools_after_stop"]

@@ -4,14 +4,19 @@
 // Usage: MCP_TOKEN=… STOP_URL=… node group-client.mjs URL   Prints one JSON object.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { ElicitRequestSchema, LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 
 const [url] = process.argv.slice(2);
 const headers = { Authorization: `Bearer ${process.env.MCP_TOKEN}` };
 const out = {};
 const text = (r) => (r.content || []).map((c) => c.text || '').join('');
 try {
-  const client = new Client({ name: 'sluice-group-test', version: '1.0.0' });
+  const client = new Client({ name: 'sluice-group-test', version: '1.0.0' }, { capabilities: { elicitation: {} } });
+  const elicited = [];
+  client.setRequestHandler(ElicitRequestSchema, async (req) => {
+    elicited.push(req.params.message);
+    return { action: 'decline' };
+  });
   const logged = [];
   client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => logged.push(n.params.data));
   const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } });
@@ -32,6 +37,10 @@ try {
   await client.callTool({ name: 'echo__announce', arguments: {} });
   for (let i = 0; i < 100 && !logged.includes('announced'); i += 1) await new Promise((r) => setTimeout(r, 50));
   out.announced = logged.includes('announced');
+  // A member's own request to the user (elicitation) reaches the client, and the answer goes
+  // back to that member.
+  out.elicit = text(await client.callTool({ name: 'everything__trigger-elicitation-request', arguments: {} }));
+  out.elicited = elicited.length;
   try {
     await client.callTool({ name: 'nobody__x', arguments: {} });
   } catch (e) { out.unknown = e.code; }
