@@ -45,7 +45,7 @@ impl VaultWorker {
                 description: "start the sign-in from the console (its tab keeps a state)".into(),
                 status: 400,
             })?;
-        let then = format!("{}{}", super::signin::CONSOLE_THEN, digest_hex(tab));
+        let then = format!("{}{}", super::signin::CONSOLE_THEN, super::sha256_hex(tab));
         self.send_to_sign_in(&provider, then, browser, &[]).await
     }
 
@@ -80,7 +80,7 @@ impl VaultWorker {
         // sends a victim (to have them work signed in as someone else) finds no state there.
         let person = match taken {
             Some(Pending::ConsoleCode { person, tab })
-                if crate::secrets::digest_eq(&sha(&digest_hex(state)), &sha(&tab)) =>
+                if super::same_secret(&super::sha256_hex(state), &tab) =>
             {
                 Some(person)
             }
@@ -156,13 +156,3 @@ impl VaultWorker {
 
 /// The claim of console tokens holding the person's role-claim values.
 pub const CONSOLE_GROUPS: &str = "sluice_groups";
-
-fn digest_hex(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(text.as_bytes()))
-}
-
-fn sha(text: &str) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(text.as_bytes()).into()
-}

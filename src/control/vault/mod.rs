@@ -442,10 +442,7 @@ impl VaultWorker {
             query.push(("scope", p.scopes.join(" ")));
         }
         if let Some(v) = &verifier {
-            use sha2::{Digest, Sha256};
-            let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(Sha256::digest(v.as_bytes()));
-            query.push(("code_challenge", challenge));
+            query.push(("code_challenge", pkce_challenge(v)));
             query.push(("code_challenge_method", "S256".to_owned()));
         }
         let pending = Pending::State {
@@ -698,17 +695,28 @@ fn display_name(p: &OAuthProvider) -> String {
 /// Whether the browser presenting `cookie` is the one a flow was bound to (`bound`: the
 /// SHA-256, hex, of its cookie), compared in constant time.
 fn same_browser(bound: Option<String>, cookie: Option<&str>) -> bool {
-    use sha2::{Digest, Sha256};
     match (bound, cookie) {
-        (Some(bound), Some(cookie)) => {
-            let presented = hex::encode(Sha256::digest(cookie.as_bytes()));
-            crate::secrets::digest_eq(
-                &Sha256::digest(presented.as_bytes()).into(),
-                &Sha256::digest(bound.as_bytes()).into(),
-            )
-        }
+        (Some(bound), Some(cookie)) => same_secret(&sha256_hex(cookie), &bound),
         _ => false,
     }
+}
+
+/// SHA-256 of `text`, hex: how a secret is kept (never the secret itself).
+fn sha256_hex(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// Whether two secrets (or digests of them) are the same, compared in constant time.
+fn same_secret(a: &str, b: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    crate::secrets::digest_eq(&Sha256::digest(a).into(), &Sha256::digest(b).into())
+}
+
+/// The PKCE S256 challenge of `verifier` (RFC 7636 §4.2).
+fn pkce_challenge(verifier: &str) -> String {
+    use sha2::{Digest, Sha256};
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier))
 }
 
 /// 256 random bits, base64url.

@@ -207,8 +207,7 @@ pub(super) fn grant_aad(principal: &str, provider: &str) -> String {
 
 /// A pending entry's row id: the digest of its slot and secret (never the secret itself).
 pub(super) fn pending_id(slot: &str, secret: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(format!("{slot}\0{secret}").as_bytes()))
+    super::sha256_hex(&format!("{slot}\0{secret}"))
 }
 
 pub(super) fn unavailable(e: impl std::fmt::Display) -> Failure {

@@ -10,7 +10,6 @@
 //! The person is the IdP's issuer and subject (`jwt:{issuer}:{subject}`): the same principal
 //! as their JWTs from that issuer and as their vault grants.
 
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
@@ -282,11 +281,7 @@ impl VaultWorker {
     ) -> Reply {
         let p = self.provider(provider, GrantType::AuthorizationCode)?;
         let (state, nonce, verifier) = (random_token()?, random_token()?, random_token()?);
-        let challenge = {
-            use sha2::{Digest, Sha256};
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(Sha256::digest(verifier.as_bytes()))
-        };
+        let challenge = super::pkce_challenge(&verifier);
         let mut scopes = vec!["openid".to_owned()];
         for s in p.scopes.iter().chain(extra_scopes) {
             if !scopes.contains(s) {
@@ -451,7 +446,7 @@ impl VaultWorker {
     ) -> Reply {
         let person = self.session(session).await?.ok_or_else(signed_out)?;
         let expected = self.consent_nonce(session.unwrap_or_default(), ticket);
-        if !crate::secrets::digest_eq(&digest(&expected), &digest(nonce)) {
+        if !super::same_secret(&expected, nonce) {
             self.refused_record(&json!({"ts": unix_now(), "event": "oauth2.authorize", "principal": person.principal(), "outcome": "forged_consent"}));
             return Err(oauth(
                 "access_denied",
@@ -557,7 +552,7 @@ async fn person_of(
         .map_err(|e| format!("the ID token was refused: {e}"))?;
     let nonce_ok = claims["nonce"]
         .as_str()
-        .is_some_and(|n| crate::secrets::digest_eq(&digest(n), &digest(nonce)));
+        .is_some_and(|n| super::same_secret(n, nonce));
     let principal_claim = &snap.jwt.issuers[sign_in.index].principal_claim;
     let subject = claims[principal_claim.as_str()]
         .as_str()
@@ -682,11 +677,6 @@ fn granted_scope(asked: Option<&str>, supported: &[String]) -> String {
             granted.join(" ")
         }
     }
-}
-
-fn digest(text: &str) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(text.as_bytes()).into()
 }
 
 #[cfg(test)]

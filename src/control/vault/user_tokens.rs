@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use super::sealed::{slot, Pending};
 use super::signin::{pkce_value, Person};
-use super::{random_token, VaultWorker};
+use super::{pkce_challenge, random_token, same_secret, sha256_hex, VaultWorker};
 use crate::clock::unix_now;
 use crate::control::issuer;
 use crate::vault::{Answer, Failure, Reply};
@@ -63,19 +63,6 @@ fn family_key(id: &str) -> String {
     format!("family\0{id}")
 }
 
-fn digest_hex(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(text.as_bytes()))
-}
-
-fn same_digest(a: &str, b: &str) -> bool {
-    use sha2::{Digest, Sha256};
-    crate::secrets::digest_eq(
-        &Sha256::digest(a.as_bytes()).into(),
-        &Sha256::digest(b.as_bytes()).into(),
-    )
-}
-
 impl VaultWorker {
     pub(super) async fn user_token(&self, form: BTreeMap<String, String>) -> Reply {
         match form.get("grant_type").map(String::as_str) {
@@ -111,13 +98,8 @@ impl VaultWorker {
             _ => return Err(bad()),
         };
         let verifier = get("code_verifier");
-        let challenge_ok = pkce_value(verifier) && {
-            use base64::Engine;
-            use sha2::{Digest, Sha256};
-            let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(Sha256::digest(verifier.as_bytes()));
-            same_digest(&computed, &request.challenge)
-        };
+        let challenge_ok =
+            pkce_value(verifier) && same_secret(&pkce_challenge(verifier), &request.challenge);
         let resource = get("resource").trim_end_matches('/');
         let matches = request.client_id == get("client_id")
             && request.redirect_uri == get("redirect_uri")
@@ -210,7 +192,7 @@ impl VaultWorker {
             .sign(&claims, "at+jwt")
             .map_err(|e| Failure::unavailable(e.to_string()))?;
         let secret = random_token()?;
-        family.secret = digest_hex(&secret);
+        family.secret = sha256_hex(&secret);
         if !family.jti.is_empty() {
             family.earlier.push((family.jti.clone(), family.exp));
         }
@@ -259,7 +241,7 @@ impl VaultWorker {
                 "this sign-in has ended (sign_in.refresh_days): sign in again",
             ));
         }
-        if !same_digest(&digest_hex(secret), &family.secret) {
+        if !same_secret(&sha256_hex(secret), &family.secret) {
             // Not put back: the family ends, its access tokens with it.
             self.revoke_family_tokens(&family).await;
             self.refused_record(&json!({"ts": unix_now(), "event": "oauth2.refresh", "principal": family.person.principal(), "client_id": family.client_id, "outcome": "reused"}));
@@ -313,7 +295,7 @@ impl VaultWorker {
             if let Some(Pending::Family(family)) =
                 self.take_pending(&key, slot::FAMILY, true).await?
             {
-                if family.client_id == client_id && same_digest(&digest_hex(secret), &family.secret)
+                if family.client_id == client_id && same_secret(&sha256_hex(secret), &family.secret)
                 {
                     self.revoke_family_tokens(&family).await;
                     self.audit_record(&json!({"ts": unix_now(), "event": "oauth2.revoke", "principal": family.person.principal(), "client_id": client_id}));
