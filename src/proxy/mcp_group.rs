@@ -233,51 +233,18 @@ async fn post(
 ) -> u16 {
     let members = &reached.members[..];
     let id = call.request_id;
-    let Some(body) = super::mcp::read_body(session).await else {
-        let body = rpc_error(Value::Null, -32700, "the body could not be read", None);
-        return write(session, 400, body, &[], id).await;
+    let msg = match read_message(session).await {
+        Ok(msg) => msg,
+        Err(e) => return write(session, 400, e, &[], id).await,
     };
-    let msg: Value = match serde_json::from_slice(&body) {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => {
-            let e = rpc_error(
-                Value::Null,
-                -32600,
-                "a group takes one JSON-RPC message per request, not a batch",
-                None,
-            );
-            return write(session, 400, e, &[], id).await;
-        }
-        Err(_) => {
-            let e = rpc_error(Value::Null, -32700, "the body is not JSON", None);
-            return write(session, 400, e, &[], id).await;
-        }
-    };
-    let rpc_id = msg.get("id").cloned();
-    let method = msg["method"].as_str().unwrap_or_default().to_owned();
-    let Some(rpc_id) = rpc_id else {
-        // A notification: every member gets it.
-        let sends = members.iter().filter(|m| m.session.is_some());
-        join_all(sends.map(|m| {
-            tokio::time::timeout(
-                fan_out(m),
-                send(m, reqwest::Method::POST, Some(&msg), protocol),
-            )
-        }))
-        .await;
+    let (Some(rpc_id), Some(method)) = (
+        msg.get("id").cloned(),
+        msg["method"].as_str().map(str::to_owned),
+    ) else {
+        // A notification, or the client's answer to a member's request: passed on.
+        pass_on(members, &msg, protocol).await;
         return accepted(session, id).await;
     };
-    if msg.get("method").is_none() {
-        // A client's answer to a member's request (elicitation, sampling): to that member
-        // alone, with its own id (see `outgoing_event`); anything else is dropped.
-        if let Some((name, answer)) = incoming_answer(&msg) {
-            if let Some(m) = members.iter().find(|m| m.server.name == name) {
-                let sent = send(m, reqwest::Method::POST, Some(&answer), protocol);
-                let _ = tokio::time::timeout(fan_out(m), sent).await;
-            }
-        }
-        return accepted(session, id).await;
-    }
     match method.as_str() {
         "initialize" => initialize(session, call, members, &msg).await,
         "ping" => {
@@ -314,6 +281,46 @@ async fn post(
             )
             .await
         }
+    }
+}
+
+/// The one JSON-RPC message a POST to a group carries, or the JSON-RPC error answering it.
+async fn read_message(session: &mut Session) -> Result<Value, Value> {
+    let refuse = |code, message| rpc_error(Value::Null, code, message, None);
+    let body = super::mcp::read_body(session)
+        .await
+        .ok_or_else(|| refuse(-32700, "the body could not be read"))?;
+    match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(refuse(
+            -32600,
+            "a group takes one JSON-RPC message per request, not a batch",
+        )),
+        Err(_) => Err(refuse(-32700, "the body is not JSON")),
+    }
+}
+
+/// A message nobody answers: a notification goes to every member; the client's answer to a
+/// member's request (elicitation, sampling) to that member alone, with its own id (see
+/// `outgoing_event`); anything else is dropped.
+async fn pass_on(members: &[Member], msg: &Value, protocol: Option<&str>) {
+    if msg.get("id").is_none() {
+        let sends = members.iter().filter(|m| m.session.is_some());
+        join_all(sends.map(|m| {
+            tokio::time::timeout(
+                fan_out(m),
+                send(m, reqwest::Method::POST, Some(msg), protocol),
+            )
+        }))
+        .await;
+        return;
+    }
+    let Some((name, answer)) = incoming_answer(msg) else {
+        return;
+    };
+    if let Some(m) = members.iter().find(|m| m.server.name == name) {
+        let sent = send(m, reqwest::Method::POST, Some(&answer), protocol);
+        let _ = tokio::time::timeout(fan_out(m), sent).await;
     }
 }
 

@@ -274,30 +274,8 @@ pub fn sign_in(
                 format!("{} is not 1 to {MAX_SESSION_HOURS} hours", s.session_hours),
             ));
         }
-        match providers.get(&s.oauth_provider) {
-            None => errors.push(ConfigError::at(
-                format!("{at}.oauth_provider"),
-                format!("OAuth provider `{}` does not exist", s.oauth_provider),
-            )),
-            Some(p) if !p.grant_types.contains(&crate::config::oauth_provider::GrantType::AuthorizationCode) => {
-                errors.push(ConfigError::at(
-                    format!("{at}.oauth_provider"),
-                    format!("OAuth provider `{}` does not allow the authorization_code grant", p.name),
-                ))
-            }
-            Some(p) if p.issuer.as_deref().map(|x| x.trim_end_matches('/')) != Some(w.issuer.trim_end_matches('/')) => {
-                errors.push(ConfigError::at(
-                    format!("{at}.oauth_provider"),
-                    format!("OAuth provider `{}` must have this issuer's `issuer` ({}): its ID tokens are verified with this issuer's keys", p.name, w.issuer),
-                ))
-            }
-            Some(p) if p.authorization_endpoint.is_none() || p.token_endpoint.is_none() => {
-                errors.push(ConfigError::at(
-                    format!("{at}.oauth_provider"),
-                    format!("OAuth provider `{}` needs an authorization and a token endpoint", p.name),
-                ))
-            }
-            Some(_) => {}
+        if let Err(problem) = sign_in_provider(providers.get(&s.oauth_provider), s, &w.issuer) {
+            errors.push(ConfigError::at(format!("{at}.oauth_provider"), problem));
         }
         if let Some(console) = &s.console {
             check_console(console, &at, errors);
@@ -323,6 +301,38 @@ pub fn sign_in(
         }
     }
     found
+}
+
+/// The OAuth provider people sign in through: it exists, allows the authorization code grant,
+/// is a client of this very issuer (`issuer`) and has both endpoints.
+fn sign_in_provider(
+    provider: Option<&std::sync::Arc<crate::config::oauth_provider::OAuthProvider>>,
+    s: &wire::SignIn,
+    issuer: &str,
+) -> Result<(), String> {
+    use crate::config::oauth_provider::GrantType;
+    let Some(p) = provider else {
+        return Err(format!(
+            "OAuth provider `{}` does not exist",
+            s.oauth_provider
+        ));
+    };
+    if !p.grant_types.contains(&GrantType::AuthorizationCode) {
+        return Err(format!(
+            "OAuth provider `{}` does not allow the authorization_code grant",
+            p.name
+        ));
+    }
+    if p.issuer.as_deref().map(|x| x.trim_end_matches('/')) != Some(issuer.trim_end_matches('/')) {
+        return Err(format!("OAuth provider `{}` must have this issuer's `issuer` ({issuer}): its ID tokens are verified with this issuer's keys", p.name));
+    }
+    if p.authorization_endpoint.is_none() || p.token_endpoint.is_none() {
+        return Err(format!(
+            "OAuth provider `{}` needs an authorization and a token endpoint",
+            p.name
+        ));
+    }
+    Ok(())
 }
 
 /// Console sign-in names an http(s) console URL, a claim, and only console roles.

@@ -142,22 +142,7 @@ async fn proven_by_its_credential(cp: &ControlPlane, request: &Request) -> Resul
     };
     let credential = credential.as_deref().ok_or_else(unproven)?;
     let snap = cp.config.snapshot();
-    // As the OAuth user endpoints admit it: any kind, never a token of Sluice's own issuer
-    // (but a person's token for an MCP server, which their grants are used at), and only a
-    // token that may act as its owner upstream.
-    let principal = crate::auth::identify(credential, &*snap, unix_now())
-        .await
-        .map_err(|_| unproven())?;
-    let for_mcp = principal.audience_bound
-        && principal.app().is_none()
-        && snap
-            .mcp_servers
-            .values()
-            .any(|s| crate::auth::names_audience(&principal.claims["aud"], &s.resource));
-    if !for_mcp {
-        crate::auth::authorize(&principal, &crate::auth::Access::default())
-            .map_err(|_| unproven())?;
-    }
+    let principal = grant_holder(credential, &snap).await.ok_or_else(unproven)?;
     if !principal.grants {
         return Err(Failure::GrantsWithheld);
     }
@@ -165,6 +150,27 @@ async fn proven_by_its_credential(cp: &ControlPlane, request: &Request) -> Resul
         Some(key) if *principal.key == *key => Ok(()),
         _ => Err(unproven()),
     }
+}
+
+/// Who a credential proves, admitted as the OAuth user endpoints admit it: any kind, never a
+/// token of Sluice's own issuer (but a person's token for an MCP server, which their grants
+/// are used at).
+async fn grant_holder(
+    credential: &str,
+    snap: &crate::config::Snapshot,
+) -> Option<std::sync::Arc<crate::auth::Principal>> {
+    let principal = crate::auth::identify(credential, snap, unix_now())
+        .await
+        .ok()?;
+    let for_mcp = principal.audience_bound
+        && principal.app().is_none()
+        && snap
+            .mcp_servers
+            .values()
+            .any(|s| crate::auth::names_audience(&principal.claims["aud"], &s.resource));
+    let admitted =
+        for_mcp || crate::auth::authorize(&principal, &crate::auth::Access::default()).is_ok();
+    admitted.then_some(principal)
 }
 
 fn vault_error(f: Failure) -> ApiError {

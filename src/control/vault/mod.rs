@@ -173,6 +173,16 @@ impl VaultWorker {
             Request::SessionKey => Ok(Answer::SessionKey {
                 key: hex::encode(self.key.derive("mcp sessions")),
             }),
+            // Sluice's own issuer: apps' client credentials, and sign-in.
+            issuer => self.handle_issuer(issuer).await,
+        }
+    }
+
+    /// The requests to Sluice's own issuer: apps' client credentials (`issue`), and Sluice as
+    /// the authorization server of its MCP servers (`signin`, `clients`, `user_tokens`,
+    /// `console`).
+    async fn handle_issuer(&self, request: Request) -> Reply {
+        match request {
             Request::AppToken {
                 client_id,
                 client_secret,
@@ -249,6 +259,7 @@ impl VaultWorker {
             Request::RevokeUserToken { client_id, token } => {
                 self.revoke_user_token(&client_id, &token).await
             }
+            _ => Err(Failure::unavailable("not a request to the issuer")),
         }
     }
 

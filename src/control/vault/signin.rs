@@ -133,28 +133,10 @@ impl VaultWorker {
         let params = single_params(query)?;
         let get = |k: &str| params.get(k).map(String::as_str);
         let client = self.client(get("client_id").unwrap_or_default()).await?;
-        let redirect_uri = match (get("redirect_uri"), client.redirect_uris.as_slice()) {
-            (Some(uri), _) => uri.to_owned(),
-            (None, [only]) => only.clone(),
-            (None, _) => return Err(oauth("invalid_request", "redirect_uri is missing", 400)),
-        };
-        if !super::clients::redirect_uri_registered(&client, &redirect_uri) {
-            return Err(oauth(
-                "invalid_request",
-                "this redirect_uri is not one the client registered",
-                400,
-            ));
-        }
+        let redirect_uri = redirect_uri_of(&client, get("redirect_uri"))?;
         let state = get("state").map(str::to_owned);
         let snap = self.config.snapshot();
-        let checked = match (&snap.sign_in, checked_request(&params, &snap)) {
-            (None, _) => Err((
-                "temporarily_unavailable",
-                "sign-in is not configured here (issuers[].sign_in)",
-            )),
-            (Some(_), checked) => checked,
-        };
-        let (challenge, resource, scope) = match checked {
+        let (challenge, resource, scope) = match checked_request(&params, &snap) {
             Ok(checked) => checked,
             // Back to the client only when that cannot send a stranger's browser to another
             // site (RFC 9700 §4.11.2): anyone may register an https redirect URI.
@@ -595,6 +577,12 @@ fn checked_request(
     snap: &crate::config::Snapshot,
 ) -> Result<(String, String, String), (&'static str, &'static str)> {
     let get = |k: &str| params.get(k).map(String::as_str);
+    if snap.sign_in.is_none() {
+        return Err((
+            "temporarily_unavailable",
+            "sign-in is not configured here (issuers[].sign_in)",
+        ));
+    }
     if get("response_type") != Some("code") {
         return Err(("unsupported_response_type", "response_type must be code"));
     }
@@ -633,6 +621,27 @@ fn checked_request(
 fn consent_path(ticket: &str) -> String {
     let query = super::upstream::serde_urlencoded(&[("ticket", ticket.to_owned())]);
     format!("{CONSENT_PATH}?{query}")
+}
+
+/// The redirect URI of an authorization request: the one asked for (the client's own), or the
+/// client's only one. Refused to the person's face, never redirected to.
+fn redirect_uri_of(
+    client: &super::clients::ClientDoc,
+    asked: Option<&str>,
+) -> Result<String, Failure> {
+    let uri = match (asked, client.redirect_uris.as_slice()) {
+        (Some(uri), _) => uri.to_owned(),
+        (None, [only]) => only.clone(),
+        (None, _) => return Err(oauth("invalid_request", "redirect_uri is missing", 400)),
+    };
+    if !super::clients::redirect_uri_registered(client, &uri) {
+        return Err(oauth(
+            "invalid_request",
+            "this redirect_uri is not one the client registered",
+            400,
+        ));
+    }
+    Ok(uri)
 }
 
 fn signed_out() -> Failure {
