@@ -176,19 +176,14 @@ async fn read_form(
     Failure,
 > {
     let basic = basic_credentials(session.req_header())?;
-    let mut body = Vec::new();
-    loop {
-        match session.read_request_body().await {
-            Ok(Some(chunk)) => {
-                body.extend_from_slice(&chunk);
-                if body.len() > MAX_FORM {
-                    return Err(invalid_request("the request body is too large"));
-                }
+    let body = super::respond::read_body(session, MAX_FORM)
+        .await
+        .map_err(|e| match e {
+            super::respond::BodyError::TooLarge => invalid_request("the request body is too large"),
+            super::respond::BodyError::Unreadable => {
+                invalid_request("the request body could not be read")
             }
-            Ok(None) => break,
-            Err(_) => return Err(invalid_request("the request body could not be read")),
-        }
-    }
+        })?;
     let mut form = std::collections::BTreeMap::new();
     for (k, v) in url::form_urlencoded::parse(&body) {
         if form.insert(k.into_owned(), v.into_owned()).is_some() {

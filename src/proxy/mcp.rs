@@ -667,14 +667,7 @@ pub(super) fn rpc_error(id: Value, code: i64, message: &str, data: Option<Value>
 }
 
 pub(super) async fn read_body(session: &mut Session) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
-    while let Some(chunk) = session.read_request_body().await.ok()? {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_BODY {
-            return None;
-        }
-    }
-    Some(body)
+    super::respond::read_body(session, MAX_BODY).await.ok()
 }
 
 /// A JSON answer (a JSON-RPC error, a metadata document).

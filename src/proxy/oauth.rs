@@ -480,13 +480,7 @@ pub(super) fn is_form(req: &RequestHeader) -> bool {
 }
 
 pub(super) async fn read_form(session: &mut Session) -> Option<String> {
-    let mut form = Vec::new();
-    while let Some(chunk) = session.read_request_body().await.ok()? {
-        form.extend_from_slice(&chunk);
-        if form.len() > MAX_FORM {
-            return None;
-        }
-    }
+    let form = super::respond::read_body(session, MAX_FORM).await.ok()?;
     String::from_utf8(form).ok()
 }
 

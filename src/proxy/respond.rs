@@ -90,3 +90,25 @@ pub async fn write_page(session: &mut Session, page: Page, request_id: &str) -> 
     }
     status
 }
+
+/// Why a request body was not taken whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    /// Longer than the endpoint takes.
+    TooLarge,
+    /// The client's body broke off or was malformed.
+    Unreadable,
+}
+
+/// The whole request body of an endpoint Sluice answers itself, at most `max` bytes.
+pub async fn read_body(session: &mut Session, max: usize) -> Result<Vec<u8>, BodyError> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() <= max => body.extend_from_slice(&chunk),
+            Ok(Some(_)) => return Err(BodyError::TooLarge),
+            Ok(None) => return Ok(body),
+            Err(_) => return Err(BodyError::Unreadable),
+        }
+    }
+}

@@ -18,7 +18,7 @@ use serde_json::json;
 use super::oauth::{
     browser_cookie_names, cookie, digest, escape, is_form, param, random_hex, read_form,
 };
-use super::respond::{write_page as write, Page};
+use super::respond::{write_page as write, BodyError, Page};
 use crate::config::Snapshot;
 use crate::vault::{Answer, Failure, Request, Vault};
 
@@ -68,23 +68,19 @@ pub async fn serve(
 }
 
 async fn register(session: &mut Session, vault: &Vault, client: Option<std::net::IpAddr>) -> Page {
-    let mut body = Vec::new();
-    loop {
-        match session.read_request_body().await {
-            Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_REGISTRATION => {
-                body.extend_from_slice(&chunk)
-            }
-            Ok(Some(_)) => {
-                return json_error(
-                    413,
-                    "invalid_client_metadata",
-                    "the registration is too large",
-                )
-            }
-            Ok(None) => break,
-            Err(_) => return json_error(400, "invalid_request", "the body could not be read"),
+    let body = match super::respond::read_body(session, MAX_REGISTRATION).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            return json_error(
+                413,
+                "invalid_client_metadata",
+                "the registration is too large",
+            )
         }
-    }
+        Err(BodyError::Unreadable) => {
+            return json_error(400, "invalid_request", "the body could not be read")
+        }
+    };
     let Ok(metadata) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return json_error(
             400,
