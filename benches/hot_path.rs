@@ -567,6 +567,7 @@ agents:
         live_apps: vec!["research-prod-00000000".into()],
         revoked_tokens: Vec::new(),
         signed_out: Vec::new(),
+        revoked_clients: Vec::new(),
     };
     let snap = Snapshot::build(&config, &issuer, Path::new("."), &BuildContext::default())
         .unwrap_or_else(|e| panic!("{e:?}"));

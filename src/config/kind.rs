@@ -88,12 +88,14 @@ pub fn merge(
         } else if r.kind == super::stored::APP {
             issuer.live_apps.push(r.name.clone());
         } else if r.kind == super::stored::REVOKED {
-            match r.name.strip_prefix(super::stored::SIGNED_OUT_PREFIX) {
-                Some(principal) => issuer.signed_out.push((
-                    principal.to_owned(),
-                    r.body["since_ms"].as_u64().unwrap_or(u64::MAX),
-                )),
-                None => issuer.revoked_tokens.push(r.name.clone()),
+            use super::stored::{REVOKED_CLIENT_PREFIX, SIGNED_OUT_PREFIX};
+            if let Some(principal) = r.name.strip_prefix(SIGNED_OUT_PREFIX) {
+                let since = r.body["since_ms"].as_u64().unwrap_or(u64::MAX);
+                issuer.signed_out.push((principal.to_owned(), since));
+            } else if let Some(client) = r.name.strip_prefix(REVOKED_CLIENT_PREFIX) {
+                issuer.revoked_clients.push(client.to_owned());
+            } else {
+                issuer.revoked_tokens.push(r.name.clone());
             }
         }
     }

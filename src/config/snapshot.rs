@@ -57,6 +57,9 @@ pub struct Snapshot {
     /// People an operator signed out everywhere, with when: Sluice's tokens, sessions and
     /// refresh tokens issued to them until then are refused.
     pub signed_out: HashMap<String, u64>,
+    /// Client ids of Sluice's authorization endpoint an operator revoked: every token of
+    /// theirs is refused.
+    pub revoked_clients: std::collections::HashSet<String>,
     /// The algorithm and rotation of the built-in issuer's keys (applied by the control plane).
     pub signing: wire::BuiltinIssuer,
     /// The control plane's revision included (0 when there is no control plane).
@@ -163,6 +166,7 @@ impl Snapshot {
             sign_in: None,
             revoked_tokens: Default::default(),
             signed_out: HashMap::new(),
+            revoked_clients: Default::default(),
             signing: wire::BuiltinIssuer::default(),
             control_revision: 0,
             limits: Default::default(),
@@ -197,7 +201,7 @@ impl Snapshot {
                     .or_else(|| principal.claims["iat"].as_u64().map(|s| s * 1000 + 999))
                     .unwrap_or(0);
                 jti_revoked
-                    || self.revoked_tokens.contains(&revoked_client_key(client))
+                    || self.revoked_clients.contains(client)
                     || self.sign_in.as_ref().is_none_or(|s| s.issuer != *issuer)
                     || self.signed_out_since(&principal.key, issued)
             }
@@ -249,6 +253,7 @@ impl Snapshot {
             live_apps,
             revoked_tokens,
             signed_out,
+            revoked_clients,
         } = issuer;
         // Destructured without `..`: a new field does not compile until it is handled here.
         let wire::Config {
@@ -321,6 +326,7 @@ impl Snapshot {
             sign_in,
             revoked_tokens: revoked_tokens.iter().cloned().collect(),
             signed_out: signed_out.iter().cloned().collect(),
+            revoked_clients: revoked_clients.iter().cloned().collect(),
             signing: *builtin_issuer,
             control_revision: ctx.control_revision,
             limits,
@@ -647,5 +653,5 @@ mod tests;
 
 /// The entry of `revoked_tokens` that refuses every token of a registered OAuth client.
 pub fn revoked_client_key(client_id: &str) -> String {
-    format!("client:{client_id}")
+    format!("{}{client_id}", super::stored::REVOKED_CLIENT_PREFIX)
 }

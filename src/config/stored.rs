@@ -64,7 +64,11 @@ pub struct IssuerState {
     /// People signed out everywhere by an operator, with when (Unix milliseconds): what Sluice
     /// issued them before is refused.
     pub signed_out: Vec<(String, u64)>,
+    /// Client ids of Sluice's authorization endpoint an operator revoked.
+    pub revoked_clients: Vec<String>,
 }
 
 /// The `REVOKED` entry that signs a person out everywhere (`person:{principal}`).
 pub const SIGNED_OUT_PREFIX: &str = "person:";
+/// The `REVOKED` entry that refuses every token of a registered OAuth client (`client:{id}`).
+pub const REVOKED_CLIENT_PREFIX: &str = "client:";

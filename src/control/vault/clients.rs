@@ -124,11 +124,7 @@ impl VaultWorker {
 
     /// Refuses a client id an operator revoked (`DELETE /v1/oauth-clients/{id}`).
     fn not_revoked(&self, client_id: &str) -> Result<(), Failure> {
-        let revoked = self
-            .config
-            .snapshot()
-            .revoked_tokens
-            .contains(&crate::config::revoked_client_key(client_id));
+        let revoked = self.config.snapshot().revoked_clients.contains(client_id);
         match revoked {
             true => Err(invalid("invalid_client", "this client was revoked")),
             false => Ok(()),

@@ -153,9 +153,7 @@ impl VaultWorker {
             .sign_in
             .as_ref()
             .is_some_and(|s| s.issuer == family.person.issuer)
-            && !snap
-                .revoked_tokens
-                .contains(&crate::config::revoked_client_key(&family.client_id))
+            && !snap.revoked_clients.contains(&family.client_id)
             && !snap.signed_out_since(&family.person.principal(), family.started);
         if !alive {
             return Err(grant_error(
