@@ -3,12 +3,9 @@
 // which upstream credential Sluice injected), `slow` sends three progress notifications before
 // its result, `announce` logs a message on the GET stream shortly after answering. Test hook: POST /_test/stop closes the server (a member going down mid-session).
 import http from 'node:http';
-import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-
-const transports = new Map();
+import { handleMcp } from './sessions.mjs';
 
 function newServer(authorization) {
   const server = new McpServer({ name: 'echo', version: '1.0.0' }, { capabilities: { logging: {} } });
@@ -41,26 +38,7 @@ const httpServer = http.createServer(async (req, res) => {
       httpServer.close();
       return undefined;
     }
-    let body;
-    if (req.method === 'POST') {
-      let data = '';
-      for await (const chunk of req) data += chunk;
-      body = data ? JSON.parse(data) : undefined;
-    }
-    const id = req.headers['mcp-session-id'];
-    let transport = id && transports.get(id);
-    if (!transport) {
-      if (id) {
-        res.statusCode = 404;
-        return res.end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32001, message: 'Session not found' } }));
-      }
-      transport = new StreamableHTTPServerTransport({
-        sessionIdGenerator: () => randomUUID(),
-        onsessioninitialized: (sid) => transports.set(sid, transport),
-      });
-      await newServer(req.headers.authorization).connect(transport);
-    }
-    await transport.handleRequest(req, res, body);
+    await handleMcp(req, res, () => newServer(req.headers.authorization));
   } catch (e) {
     res.statusCode = 500;
     res.end(String(e));

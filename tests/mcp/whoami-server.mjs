@@ -4,12 +4,10 @@
 // kept per transport. Test hook: GET /_test/seen lists the bearer tokens' subjects seen, and
 // whether any request carried a credential other than the injected one.
 import http from 'node:http';
-import { randomUUID } from 'node:crypto';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { handleMcp } from './sessions.mjs';
 
 const USERINFO = process.env.USERINFO_URL;
-const transports = new Map();
 const seen = { subjects: [], tokens: [], other_credentials: 0 };
 
 async function subjectOf(req) {
@@ -46,26 +44,7 @@ const httpServer = http.createServer(async (req, res) => {
     }
     seen.subjects.push(sub);
     req.auth = { token: 'x', clientId: 'x', scopes: [], extra: { sub } };
-    let body;
-    if (req.method === 'POST') {
-      let data = '';
-      for await (const chunk of req) data += chunk;
-      body = data ? JSON.parse(data) : undefined;
-    }
-    const id = req.headers['mcp-session-id'];
-    let transport = id && transports.get(id);
-    if (!transport) {
-      if (id) {
-        res.statusCode = 404;
-        return res.end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32001, message: 'Session not found' } }));
-      }
-      transport = new StreamableHTTPServerTransport({
-        sessionIdGenerator: () => randomUUID(),
-        onsessioninitialized: (sid) => transports.set(sid, transport),
-      });
-      await newServer(sub).connect(transport);
-    }
-    await transport.handleRequest(req, res, body);
+    await handleMcp(req, res, () => newServer(sub));
   } catch (e) {
     res.statusCode = 500;
     res.end(String(e));
