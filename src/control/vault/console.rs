@@ -45,7 +45,9 @@ impl VaultWorker {
                 description: "start the sign-in from the console (its tab keeps a state)".into(),
                 status: 400,
             })?;
-        let then = format!("{}{}", super::signin::CONSOLE_THEN, super::sha256_hex(tab));
+        let then = super::signin::Then::Console {
+            tab: super::sha256_hex(tab),
+        };
         self.send_to_sign_in(&provider, then, browser, &[]).await
     }
 

@@ -40,9 +40,8 @@ pub(super) enum Pending {
     Authorization(super::signin::AuthRequest),
     /// A sign-in at the company IdP for a pending authorization (the `state` sent there).
     SignIn {
-        /// Where the browser goes once signed in: a path of Sluice's (the consent page of an
-        /// authorization request, or a connect link).
-        then: String,
+        /// Where the browser goes once signed in.
+        then: super::signin::Then,
         nonce: String,
         verifier: String,
         /// SHA-256 (hex) of the cookie the browser that went to the IdP holds.

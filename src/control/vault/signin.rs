@@ -28,8 +28,16 @@ pub const CALLBACK_PATH: &str = "/oauth2/callback";
 pub const CONSENT_PATH: &str = "/oauth2/consent";
 /// The `next` of a console sign-in.
 pub const CONSOLE: &str = "console";
-/// How a pending sign-in for the console says so (followed by its tab's digest).
-pub const CONSOLE_THEN: &str = "console:";
+
+/// Where a browser goes once signed in at the IdP.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "to", rename_all = "snake_case")]
+pub(super) enum Then {
+    /// A path of Sluice's: the consent page of an authorization request, or a connect link.
+    Path { path: String },
+    /// The console, with a code for the tab that keeps the state whose SHA-256 (hex) this is.
+    Console { tab: String },
+}
 
 /// An MCP client's authorization request, checked.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -183,7 +191,10 @@ impl VaultWorker {
                 url: format!("{}{}", self.base_url, consent_path(&ticket)),
             });
         }
-        self.send_to_sign_in(&provider, consent_path(&ticket), browser, &needed)
+        let then = Then::Path {
+            path: consent_path(&ticket),
+        };
+        self.send_to_sign_in(&provider, then, browser, &needed)
             .await
     }
 
@@ -217,8 +228,10 @@ impl VaultWorker {
             .as_ref()
             .map(|s| s.oauth_provider.clone())
             .ok_or_else(|| Failure::unavailable("sign-in is not configured"))?;
-        self.send_to_sign_in(&provider, next.to_owned(), browser, &[])
-            .await
+        let then = Then::Path {
+            path: next.to_owned(),
+        };
+        self.send_to_sign_in(&provider, then, browser, &[]).await
     }
 
     /// A connect link of a person who signs in at Sluice opens only in a browser signed in as
@@ -253,11 +266,11 @@ impl VaultWorker {
         }
     }
 
-    /// The IdP's authorization URL for a sign-in that continues at `then` (a path).
+    /// The IdP's authorization URL for a sign-in that continues at `then`.
     pub(super) async fn send_to_sign_in(
         &self,
         provider: &str,
-        then: String,
+        then: Then,
         browser: String,
         extra_scopes: &[String],
     ) -> Reply {
@@ -365,9 +378,9 @@ impl VaultWorker {
         )
         .await?;
         self.audit_record(&json!({"ts": now, "event": "oauth2.signin", "principal": person.principal(), "outcome": "ok"}));
-        let next = match then.strip_prefix(CONSOLE_THEN) {
-            Some(tab) => self.console_redirect(&person, tab).await?,
-            None => format!("{}{then}", self.base_url),
+        let next = match then {
+            Then::Console { tab } => self.console_redirect(&person, &tab).await?,
+            Then::Path { path } => format!("{}{path}", self.base_url),
         };
         Ok(Answer::Session {
             secret,
